@@ -1,0 +1,325 @@
+//! Cross-process behaviour of segments, with real separate processes.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    os::unix::net::UnixListener,
+    sync::atomic::{AtomicU32, AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use common::{Cleanup, child, child_role, finish, unique};
+use shmlane_segment::{
+    Location, OpenError, RemoveOutcome, Segment, SegmentState, UnlinkPolicy, inspect,
+    remove_if_stale,
+};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// The value the creator leaves in region "marker" before publishing.
+const MARK: u64 = 0x5eed_cafe_f00d_0001;
+
+fn atomic_u64(seg: &Segment, region: &str) -> &'static AtomicU64 {
+    let r = seg.find_region(region).expect("region");
+    assert!(r.len() >= 8);
+    // SAFETY: the region is in bounds, 128-byte aligned and outlives every use in these tests
+    // (each process keeps its Segment until it exits); it is only used atomically.
+    unsafe { AtomicU64::from_ptr(r.as_ptr().cast()) }
+}
+
+fn atomic_u32(seg: &Segment, region: &str) -> &'static AtomicU32 {
+    let r = seg.find_region(region).expect("region");
+    // SAFETY: as in `atomic_u64`.
+    unsafe { AtomicU32::from_ptr(r.as_ptr().cast()) }
+}
+
+/// Entry point of every child process; does nothing in the parent's test run.
+#[test]
+fn child_entry() {
+    let Some((role, args)) = child_role() else {
+        return;
+    };
+    let code = match role.as_str() {
+        "open-and-check" => {
+            let seg = Segment::posix(&args[0]).role(2).open().expect("child open");
+            let v = atomic_u64(&seg, "marker");
+            assert_eq!(v.load(Ordering::Acquire), MARK);
+            v.store(MARK + 1, Ordering::Release);
+            println!("OUT:pid={}", std::process::id());
+            0
+        }
+        "race" => race_child(&args),
+        "attach-and-sleep" => {
+            let _seg = Segment::posix(&args[0]).role(7).open().expect("child open");
+            println!("OUT:attached");
+            std::thread::sleep(Duration::from_secs(300));
+            0
+        }
+        "memfd-recv" => {
+            let sock = std::os::unix::net::UnixStream::connect(&args[0]).expect("connect");
+            let fd = shmlane_segment::recv_fd(&sock).expect("recv fd");
+            let seg = Segment::from_memfd(fd, 3).expect("open memfd");
+            let v = atomic_u64(&seg, "marker");
+            assert_eq!(v.load(Ordering::Acquire), MARK);
+            v.store(MARK + 2, Ordering::Release);
+            0
+        }
+        "sysv-open" => {
+            let key: i32 = args[0].parse().expect("key");
+            let seg = Segment::sysv(key).open().expect("open sysv");
+            let v = atomic_u64(&seg, "marker");
+            assert_eq!(v.load(Ordering::Acquire), MARK);
+            v.store(MARK + 3, Ordering::Release);
+            0
+        }
+        "fork-anonymous" => fork_anonymous_child(),
+        other => panic!("unknown child role {other}"),
+    };
+    std::process::exit(code);
+}
+
+fn create_marked(name: &str) -> Segment {
+    Segment::posix(name)
+        .size(64 * 1024)
+        .create_with(|s| {
+            let r = s.region("marker", 128, 1)?;
+            // SAFETY: fresh in-bounds aligned region, used atomically.
+            unsafe { AtomicU64::from_ptr(r.as_ptr().cast()) }.store(MARK, Ordering::Relaxed);
+            Ok::<_, shmlane_segment::RegionError>(())
+        })
+        .expect("create")
+}
+
+#[test]
+fn create_in_one_process_open_in_another() {
+    let name = unique("xproc");
+    let _c = Cleanup(name.clone());
+    let seg = create_marked(&name);
+    let (code, out) = finish(child("open-and-check", &[&name]).spawn().unwrap(), LIMIT);
+    assert_eq!(code, 0, "child failed");
+    assert_eq!(out.len(), 1);
+    assert_eq!(atomic_u64(&seg, "marker").load(Ordering::Acquire), MARK + 1);
+    // The child left cleanly: its slot is free again; ours remains.
+    let att = seg.attachments();
+    assert_eq!(att.len(), 1);
+    assert_eq!(att[0].pid, std::process::id());
+}
+
+const RACERS: usize = 8;
+const ROUNDS: usize = 200;
+
+fn race_child(args: &[String]) -> i32 {
+    let (coord, prefix) = (&args[0], &args[1]);
+    let coord = Segment::posix(coord)
+        .open()
+        .expect("open coordination segment");
+    let barrier = atomic_u32(&coord, "barrier");
+    for round in 0..ROUNDS {
+        // Everyone starts the round together, so the creations really race.
+        barrier.fetch_add(1, Ordering::AcqRel);
+        let target = ((round + 1) * RACERS) as u32;
+        let t0 = Instant::now();
+        while barrier.load(Ordering::Acquire) < target {
+            assert!(t0.elapsed() < Duration::from_secs(30), "barrier timed out");
+            std::hint::spin_loop();
+            std::thread::yield_now();
+        }
+        let seg = Segment::posix(format!("{prefix}-{round}"))
+            .size(16 * 1024)
+            .open_or_create_with(|s| {
+                let r = s.region("marker", 128, 1)?;
+                // SAFETY: fresh in-bounds aligned region, used atomically.
+                unsafe { AtomicU64::from_ptr(r.as_ptr().cast()) }.store(MARK, Ordering::Relaxed);
+                Ok::<_, shmlane_segment::RegionError>(())
+            })
+            .expect("open_or_create");
+        // Nobody may attach before the creator's initialisation is complete.
+        let ok = seg
+            .find_region("marker")
+            .is_ok_and(|_| atomic_u64(&seg, "marker").load(Ordering::Acquire) == MARK);
+        let what = match (seg.created(), ok) {
+            (_, false) => "BAD",
+            (true, true) => "C",
+            (false, true) => "O",
+        };
+        println!("OUT:{round} {what}");
+    }
+    0
+}
+
+#[test]
+fn open_or_create_race_has_exactly_one_creator_per_round() {
+    let coord_name = unique("race-coord");
+    let prefix = unique("race");
+    let _c = Cleanup(coord_name.clone());
+    let coord = Segment::posix(&coord_name)
+        .size(4096)
+        .create_with(|s| s.region("barrier", 128, 1).map(drop))
+        .unwrap();
+    let children: Vec<_> = (0..RACERS)
+        .map(|_| child("race", &[&coord_name, &prefix]).spawn().unwrap())
+        .collect();
+    let mut per_round: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for c in children {
+        let (code, lines) = finish(c, LIMIT);
+        assert_eq!(code, 0);
+        for l in lines {
+            let (r, what) = l.split_once(' ').unwrap();
+            per_round
+                .entry(r.parse().unwrap())
+                .or_default()
+                .push(what.to_owned());
+        }
+    }
+    for round in 0..ROUNDS {
+        let _ = std::fs::remove_file(format!("/dev/shm/{prefix}-{round}"));
+    }
+    drop(coord);
+    assert_eq!(per_round.len(), ROUNDS);
+    for (round, outcomes) in per_round {
+        assert_eq!(outcomes.len(), RACERS, "round {round}");
+        assert!(
+            !outcomes.iter().any(|o| o == "BAD"),
+            "round {round}: attached before init"
+        );
+        let creators = outcomes.iter().filter(|o| *o == "C").count();
+        assert_eq!(creators, 1, "round {round}: {outcomes:?}");
+    }
+}
+
+#[test]
+fn sigkilled_process_leaves_segment_stale_and_remove_if_stale_removes_it() {
+    let name = unique("stale");
+    let _c = Cleanup(name.clone());
+    let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
+    let loc = Location::Posix(name.clone());
+    drop(Segment::posix(&name).size(4096).create().unwrap());
+    assert_eq!(inspect(&path).unwrap().unwrap().state, SegmentState::Idle);
+    // An idle segment is not stale: it stays.
+    assert_eq!(
+        remove_if_stale(&loc).unwrap(),
+        RemoveOutcome::NotStale(SegmentState::Idle)
+    );
+
+    let mut c = child("attach-and-sleep", &[&name]).spawn().unwrap();
+    let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
+    loop {
+        let l = lines.next().expect("child output").unwrap();
+        if l == "OUT:attached" {
+            break;
+        }
+    }
+    let info = inspect(&path).unwrap().unwrap();
+    assert_eq!(info.state, SegmentState::Live);
+    assert_eq!(info.attached.len(), 1);
+    assert!(info.attached[0].alive);
+    assert_eq!(info.attached[0].role, 7);
+    assert_eq!(info.attached[0].pid, c.id());
+    // A live one is refused.
+    assert_eq!(
+        remove_if_stale(&loc).unwrap(),
+        RemoveOutcome::NotStale(SegmentState::Live)
+    );
+    assert!(path.exists());
+
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let info = inspect(&path).unwrap().unwrap();
+    assert_eq!(info.state, SegmentState::Stale);
+    assert!(!info.attached[0].alive);
+    assert_eq!(remove_if_stale(&loc).unwrap(), RemoveOutcome::Removed);
+    assert!(!path.exists());
+}
+
+#[test]
+fn memfd_is_sealed_and_passes_to_another_process() {
+    let dir = std::env::temp_dir().join(unique("memfd-sock"));
+    let _ = std::fs::remove_file(&dir);
+    let listener = UnixListener::bind(&dir).unwrap();
+    let seg = Segment::memfd("audio")
+        .size(64 * 1024)
+        .create_with(|s| {
+            let r = s.region("marker", 128, 1)?;
+            // SAFETY: fresh in-bounds aligned region, used atomically.
+            unsafe { AtomicU64::from_ptr(r.as_ptr().cast()) }.store(MARK, Ordering::Relaxed);
+            Ok::<_, shmlane_segment::RegionError>(())
+        })
+        .unwrap();
+    let c = child("memfd-recv", &[dir.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let (sock, _) = listener.accept().unwrap();
+    shmlane_segment::send_fd(&sock, seg.fd().unwrap()).unwrap();
+    let (code, _) = finish(c, LIMIT);
+    let _ = std::fs::remove_file(&dir);
+    assert_eq!(code, 0);
+    assert_eq!(atomic_u64(&seg, "marker").load(Ordering::Acquire), MARK + 2);
+    // Sealed: nobody can shrink it under a peer.
+    let f = std::fs::File::from(seg.fd().unwrap().try_clone_to_owned().unwrap());
+    assert!(
+        f.set_len(4096).is_err(),
+        "memfd must be sealed against shrinking"
+    );
+}
+
+#[test]
+fn sysv_segment_across_processes_and_ipc_rmid() {
+    let key = 0x5100_0000 | (std::process::id() as i32 & 0xffff);
+    let seg = Segment::sysv(key)
+        .size(64 * 1024)
+        .unlink(UnlinkPolicy::CreatorDrop)
+        .create_with(|s| {
+            let r = s.region("marker", 128, 1)?;
+            // SAFETY: fresh in-bounds aligned region, used atomically.
+            unsafe { AtomicU64::from_ptr(r.as_ptr().cast()) }.store(MARK, Ordering::Relaxed);
+            Ok::<_, shmlane_segment::RegionError>(())
+        })
+        .unwrap();
+    let (code, _) = finish(
+        child("sysv-open", &[&key.to_string()]).spawn().unwrap(),
+        LIMIT,
+    );
+    assert_eq!(code, 0);
+    assert_eq!(atomic_u64(&seg, "marker").load(Ordering::Acquire), MARK + 3);
+    assert!(matches!(
+        Segment::sysv(key).size(1).create(),
+        Err(shmlane_segment::CreateError::AlreadyExists { .. })
+    ));
+    drop(seg);
+    assert!(matches!(
+        Segment::sysv(key).open(),
+        Err(OpenError::NotFound { .. })
+    ));
+}
+
+fn fork_anonymous_child() -> i32 {
+    let seg = Segment::anonymous()
+        .size(4096)
+        .create_with(|s| s.region("counter", 128, 1).map(drop))
+        .unwrap();
+    let counter = atomic_u64(&seg, "counter");
+    // SAFETY: this child process runs a single test thread; the forked child only touches
+    // atomics and calls `_exit`, both async-signal-safe.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            for _ in 0..1000 {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            // SAFETY: _exit is always safe to call.
+            unsafe { libc::_exit(0) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            nix::sys::wait::waitpid(child, None).unwrap();
+        }
+    }
+    assert_eq!(counter.load(Ordering::Acquire), 1000);
+    0
+}
+
+#[test]
+fn anonymous_segment_is_shared_across_fork() {
+    let (code, _) = finish(child("fork-anonymous", &[]).spawn().unwrap(), LIMIT);
+    assert_eq!(code, 0);
+}
