@@ -297,6 +297,14 @@ pub enum HeaderProblem {
     Corrupt(&'static str),
 }
 
+/// Copies a header out of arbitrary bytes (at least [`HEADER_SIZE`] of them).
+///
+/// # Panics
+/// If `bytes` is shorter than a header.
+pub fn read_header(bytes: &[u8]) -> SegmentHeader {
+    bytemuck::pod_read_unaligned(&bytes[..HEADER_SIZE])
+}
+
 impl SegmentHeader {
     /// Checks every field against what this build would have written for an object of
     /// `actual_size` bytes.

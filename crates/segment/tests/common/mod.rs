@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::{
+    io::Read,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -48,7 +49,6 @@ pub fn finish(mut child: Child, limit: Duration) -> (i32, Vec<String>) {
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             let mut out = String::new();
-            use std::io::Read;
             child
                 .stdout
                 .take()
