@@ -1,7 +1,5 @@
 //! Every bad input gets its own typed error, and nothing is removed or overwritten.
 
-mod common;
-
 use std::{
     fs,
     os::unix::fs::{FileExt, PermissionsExt},
@@ -10,10 +8,10 @@ use std::{
     time::Duration,
 };
 
-use common::{Cleanup, is_root, unique};
 use shmlane_segment::{
     CreateError, Location, OpenError, RegionError, RemoveError, Segment, remove, remove_if_stale,
 };
+use shmlane_testkit::{Cleanup, is_root, unique};
 
 fn shm_path(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/shm/{name}"))

@@ -1,7 +1,5 @@
 //! Cross-process behaviour of segments, with real separate processes.
 
-mod common;
-
 use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader},
@@ -10,11 +8,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Cleanup, child, child_role, finish, unique};
 use shmlane_segment::{
     Location, OpenError, RemoveOutcome, Segment, SegmentState, UnlinkPolicy, inspect,
     remove_if_stale,
 };
+use shmlane_testkit::{Cleanup, child, child_role, finish, unique};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

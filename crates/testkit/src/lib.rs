@@ -1,6 +1,6 @@
 //! Runs parts of a test in real separate processes: the test binary re-executes itself with
-//! `--exact child_entry` and an environment variable naming the role to play.
-#![allow(dead_code)]
+//! `--exact child_entry` and an environment variable naming the role to play. Every test file
+//! that uses [`child`] defines a `#[test] fn child_entry()` that dispatches on [`child_role`].
 
 use std::{
     io::Read,
@@ -44,6 +44,9 @@ pub fn child_role() -> Option<(String, Vec<String>)> {
 
 /// Waits for `child` to exit, killing it and failing after `limit`; returns its exit code and
 /// the lines it printed with the `OUT:` prefix.
+///
+/// # Panics
+/// If the child outlives `limit` or its output cannot be read.
 pub fn finish(mut child: Child, limit: Duration) -> (i32, Vec<String>) {
     let deadline = Instant::now() + limit;
     loop {
@@ -75,6 +78,7 @@ pub fn unique(label: &str) -> String {
 }
 
 /// Removes a POSIX segment on drop, whatever happened.
+#[derive(Debug)]
 pub struct Cleanup(pub String);
 
 impl Drop for Cleanup {

@@ -1,0 +1,157 @@
+//! What every ring keeps at the start of its region: identity, geometry and role claims.
+//! All fields are atomics, because the region is shared with other processes; they are written
+//! once by `init` with Relaxed stores and published by whatever hands the region over (the
+//! segment's `init_state` Release/Acquire, or thread spawn in tests).
+
+use crossbeam_utils::CachePadded;
+
+use crate::{
+    error::AttachError,
+    sync::{AtomicU64, Ordering},
+};
+
+/// First word of every ring: `b"SHMLRING"`.
+pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMLRING");
+/// Largest capacity accepted (2^40 elements).
+pub const MAX_CAPACITY: u64 = 1 << 40;
+/// Alignment every ring region must have.
+pub const REGION_ALIGN: usize = 128;
+
+/// Ring kinds, stored in the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Kind {
+    /// Single producer, single consumer.
+    Spsc = 1,
+    /// Multi producer, multi consumer.
+    Mpmc = 2,
+}
+
+/// Identity and geometry, on its own cache lines.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Meta {
+    magic: AtomicU64,
+    kind: AtomicU64,
+    /// Element size in the low 32 bits, alignment in the high 32.
+    elem: AtomicU64,
+    capacity: AtomicU64,
+    /// Owner tokens of the producer and consumer roles (SPSC); 0 when free.
+    claims: [AtomicU64; 2],
+}
+
+/// Which SPSC role a claim is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Producer = 0,
+    Consumer = 1,
+}
+
+pub(crate) type PaddedMeta = CachePadded<Meta>;
+
+fn elem_word<T>() -> u64 {
+    size_of::<T>() as u64 | ((align_of::<T>() as u64) << 32)
+}
+
+impl Meta {
+    pub(crate) fn new<T>(kind: Kind, capacity: u64) -> Self {
+        Self {
+            magic: AtomicU64::new(RING_MAGIC),
+            kind: AtomicU64::new(kind as u64),
+            elem: AtomicU64::new(elem_word::<T>()),
+            capacity: AtomicU64::new(capacity),
+            claims: [AtomicU64::new(0), AtomicU64::new(0)],
+        }
+    }
+
+    /// Checks identity and geometry; returns the capacity.
+    pub(crate) fn validate<T>(&self, kind: Kind) -> Result<u64, AttachError> {
+        // ORDERING: Relaxed for all four: written once before the region was handed over; the
+        // hand-over (segment init_state Acquire, or thread spawn) orders them.
+        if self.magic.load(Ordering::Relaxed) != RING_MAGIC {
+            return Err(AttachError::NotARing);
+        }
+        // ORDERING: as above.
+        if self.kind.load(Ordering::Relaxed) != kind as u64 {
+            return Err(AttachError::WrongKind);
+        }
+        // ORDERING: as above.
+        let elem = self.elem.load(Ordering::Relaxed);
+        if elem != elem_word::<T>() {
+            return Err(AttachError::WrongElement {
+                size: elem as u32,
+                align: (elem >> 32) as u32,
+            });
+        }
+        // ORDERING: as above.
+        let cap = self.capacity.load(Ordering::Relaxed);
+        check_capacity(cap)?;
+        Ok(cap)
+    }
+
+    /// Claims an SPSC role for `owner` (non-zero), taking it over if the holder is dead.
+    pub(crate) fn claim(
+        &self,
+        role: Role,
+        owner: u64,
+        is_alive: &dyn Fn(u64) -> bool,
+    ) -> Result<(), AttachError> {
+        debug_assert_ne!(owner, 0, "owner tokens are non-zero");
+        let word = &self.claims[role as usize];
+        // ORDERING: Relaxed; the claim word only excludes a second endpoint. The data the
+        // previous holder published is ordered by the tail/head Release/Acquire pairs.
+        let mut cur = word.load(Ordering::Relaxed);
+        loop {
+            if cur != 0 && cur != owner && is_alive(cur) {
+                return Err(AttachError::RoleTaken { holder: cur });
+            }
+            // ORDERING: AcqRel; pairs with `release`'s Release CAS and other claimers' CAS:
+            // exactly one of several racing claimers wins.
+            match word.compare_exchange(cur, owner, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Releases a role claimed by `owner` (a no-op if someone took it over).
+    pub(crate) fn release(&self, role: Role, owner: u64) {
+        // ORDERING: Release; pairs with the AcqRel CAS in `claim`.
+        let _ = self.claims[role as usize].compare_exchange(
+            owner,
+            0,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The owner token holding `role`, 0 if free.
+    pub(crate) fn holder(&self, role: Role) -> u64 {
+        // ORDERING: Relaxed; informational.
+        self.claims[role as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// A capacity must be a power of two in 1..=2^40.
+pub(crate) fn check_capacity(cap: u64) -> Result<(), AttachError> {
+    if cap == 0 || !cap.is_power_of_two() || cap > MAX_CAPACITY {
+        return Err(AttachError::BadCapacity(cap));
+    }
+    Ok(())
+}
+
+/// Rounds `v` up to `align` (a power of two).
+pub(crate) const fn align_up(v: usize, align: usize) -> usize {
+    (v + align - 1) & !(align - 1)
+}
+
+/// Checks that `[ptr, ptr + len)` can hold `needed` bytes at `align`.
+pub(crate) fn check_region(ptr: *mut u8, len: usize, needed: usize) -> Result<(), AttachError> {
+    if (ptr as usize) % REGION_ALIGN != 0 {
+        return Err(AttachError::Misaligned);
+    }
+    if len < needed {
+        return Err(AttachError::RegionTooSmall { needed, given: len });
+    }
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! # shmlane-ring
+//!
+//! Lock-free rings that live inside a raw region of memory: a region of a shared-memory
+//! segment (`shmlane-segment`), or heap memory ([`HeapRegion`]) in tests and between threads.
+//! No syscall, no allocation, no lock and no panic on the hot path.
+//!
+//! - [`SpscRing`]: one [`Producer`], one [`Consumer`] (enforced across processes by role
+//!   claims), cached positions, batch push/pop, zero-copy chunks (rtrb style).
+//! - [`MpmcRing`]: Vyukov's per-slot sequence stamps, 64-bit; [`Sender`]s and [`Receiver`]s in
+//!   any number.
+//!
+//! Elements are `T: bytemuck::Pod`: every bit pattern is a valid value, so a corrupt or hostile
+//! peer can change message contents but never create an invalid value. Every position read from
+//! shared memory is checked before use; a corrupt ring yields `Corrupt` errors, never an
+//! out-of-bounds access.
+//!
+//! ```
+//! use shmlane_ring::HeapRegion;
+//! let (mut tx, mut rx) = HeapRegion::spsc::<u64>(1024);
+//! std::thread::spawn(move || for i in 0..100 { while tx.push(i).is_err() {} });
+//! for i in 0..100 { loop { if let Ok(v) = rx.pop() { assert_eq!(v, i); break; } } }
+//! ```
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+// Pointer casts go from a 128-byte aligned region plus offsets rounded to the target's
+// alignment (`header::align_up`), checked by `check_region`.
+#![allow(clippy::cast_ptr_alignment)]
+
+mod error;
+mod header;
+pub mod mpmc;
+#[cfg(not(loom))]
+mod region;
+pub mod spsc;
+mod sync;
+
+pub use error::{AttachError, ChunkError, PopError, PushError};
+pub use header::{MAX_CAPACITY, REGION_ALIGN, RING_MAGIC};
+pub use mpmc::{MpmcRing, Receiver, Sender};
+#[cfg(not(loom))]
+pub use region::HeapRegion;
+pub use spsc::{Consumer, Producer, ReadChunk, SpscRing, WriteChunk};
+
+/// Whatever owns a ring's memory (an `Arc<Segment>`, an `Arc<HeapRegion>`), held by the
+/// ring's handles so the memory outlives them.
+pub type KeepAlive = std::sync::Arc<dyn core::any::Any + Send + Sync>;

@@ -1,0 +1,111 @@
+//! Heap memory laid out like a shared region: for tests, Miri, benchmarks, and rings between
+//! threads of one process.
+
+use std::{
+    alloc::{Layout, alloc_zeroed, dealloc},
+    ptr::NonNull,
+    sync::Arc,
+};
+
+use bytemuck::Pod;
+
+use crate::{
+    KeepAlive, MpmcRing, SpscRing,
+    header::REGION_ALIGN,
+    mpmc::{Receiver, Sender},
+    spsc::{Consumer, Producer},
+};
+
+/// Zeroed, 128-byte aligned heap memory.
+#[derive(Debug)]
+pub struct HeapRegion {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+// SAFETY: the allocation is plain memory owned by this value; the rings inside it synchronise
+// all access through atomics.
+unsafe impl Send for HeapRegion {}
+// SAFETY: as above; `&HeapRegion` only hands out the raw pointer.
+unsafe impl Sync for HeapRegion {}
+
+impl HeapRegion {
+    /// Allocates `len` zeroed bytes (at least one).
+    ///
+    /// # Panics
+    /// If the allocation fails or `len` is absurd.
+    pub fn new(len: usize) -> Self {
+        let layout = Layout::from_size_align(len.max(1), REGION_ALIGN).expect("valid layout");
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        Self {
+            ptr: NonNull::new(ptr).expect("allocation failed"),
+            layout,
+        }
+    }
+
+    /// Start of the memory.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.layout.size()
+    }
+
+    /// Whether the region is empty (never: at least one byte is allocated).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// An SPSC ring on the heap, both ends.
+    pub fn spsc<T: Pod + Send>(capacity: u64) -> (Producer<T>, Consumer<T>) {
+        Self::spsc_at(capacity, 0)
+    }
+
+    /// An SPSC ring on the heap whose positions start at `start`.
+    ///
+    /// # Panics
+    /// If the capacity is invalid.
+    pub fn spsc_at<T: Pod + Send>(capacity: u64, start: u64) -> (Producer<T>, Consumer<T>) {
+        let r = Arc::new(Self::new(SpscRing::<T>::required_size(capacity)));
+        let alive = |_| true;
+        // SAFETY: the region is kept alive by both handles (keep_alive) and used only by them.
+        unsafe {
+            SpscRing::<T>::init(r.as_ptr(), r.len(), capacity, start).expect("valid capacity");
+            let p = SpscRing::<T>::producer(r.as_ptr(), r.len(), 1, &alive).expect("fresh ring");
+            let c = SpscRing::<T>::consumer(r.as_ptr(), r.len(), 2, &alive).expect("fresh ring");
+            let keep: KeepAlive = r;
+            (p.keep_alive(keep.clone()), c.keep_alive(keep))
+        }
+    }
+
+    /// An MPMC ring on the heap; clone the ends for more producers and consumers.
+    pub fn mpmc<T: Pod + Send>(capacity: u64) -> (Sender<T>, Receiver<T>) {
+        Self::mpmc_at(capacity, 0)
+    }
+
+    /// An MPMC ring on the heap whose positions start at `start`.
+    ///
+    /// # Panics
+    /// If the capacity is invalid.
+    pub fn mpmc_at<T: Pod + Send>(capacity: u64, start: u64) -> (Sender<T>, Receiver<T>) {
+        let r = Arc::new(Self::new(MpmcRing::<T>::required_size(capacity)));
+        // SAFETY: as in `spsc_at`.
+        unsafe {
+            MpmcRing::<T>::init(r.as_ptr(), r.len(), capacity, start).expect("valid capacity");
+            let tx = MpmcRing::<T>::sender(r.as_ptr(), r.len()).expect("fresh ring");
+            let rx = MpmcRing::<T>::receiver(r.as_ptr(), r.len()).expect("fresh ring");
+            let keep: KeepAlive = r;
+            (tx.keep_alive(keep.clone()), rx.keep_alive(keep))
+        }
+    }
+}
+
+impl Drop for HeapRegion {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout, freed once.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}

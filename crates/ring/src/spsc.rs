@@ -1,0 +1,833 @@
+//! Single-producer single-consumer ring of `T: Pod` inside a raw region.
+//!
+//! Layout (`docs/design.md` has the byte offsets):
+//!
+//! ```text
+//! CachePadded<Meta>          magic, kind, element size/align, capacity, role claims
+//! CachePadded<AtomicU64>     tail: next position the producer writes (producer-owned line)
+//! CachePadded<AtomicU64>     head: next position the consumer reads (consumer-owned line)
+//! [T; capacity]              slots, contiguous (so chunks are plain slices)
+//! ```
+//!
+//! Positions are 64-bit and only ever increase (wrapping at 2^64, which a ring never reaches
+//! in practice; tests start near `u64::MAX` to prove the arithmetic anyway). Each side keeps
+//! its own position in private memory and a cached copy of the other's, so the shared lines
+//! are touched only when the cache says full or empty. A position read from shared memory is
+//! checked (`tail - head <= capacity`) before it is believed; slots are always indexed by a
+//! private position masked by the capacity, so a hostile peer can make us return an error or
+//! stale data, never access out of bounds.
+
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
+use bytemuck::Pod;
+use crossbeam_utils::CachePadded;
+
+use crate::{
+    KeepAlive,
+    error::{AttachError, ChunkError, PopError, PushError},
+    header::{Kind, Meta, PaddedMeta, Role, align_up, check_capacity, check_region},
+    sync::{AtomicU64, Ordering, SPSC_HEAD_STORE, SPSC_TAIL_LOAD, SPSC_TAIL_STORE, UnsafeCell},
+};
+
+#[repr(C)]
+struct Header {
+    meta: PaddedMeta,
+    tail: CachePadded<AtomicU64>,
+    head: CachePadded<AtomicU64>,
+}
+
+type Cell<T> = UnsafeCell<T>;
+
+/// Namespace for laying out, initialising and attaching to SPSC rings.
+#[derive(Debug)]
+pub struct SpscRing<T>(PhantomData<T>);
+
+fn slots_offset<T>() -> usize {
+    align_up(size_of::<Header>(), align_of::<Cell<T>>().max(128))
+}
+
+struct Raw<T> {
+    hdr: NonNull<Header>,
+    slots: NonNull<Cell<T>>,
+    cap: u64,
+    mask: u64,
+    owner: u64,
+    /// Whatever owns the memory (a segment, a heap region), kept alive with the handle.
+    keep: Option<KeepAlive>,
+}
+
+impl<T: Pod> SpscRing<T> {
+    /// Bytes a region needs for `capacity` elements.
+    pub fn required_size(capacity: u64) -> usize {
+        slots_offset::<T>() + size_of::<Cell<T>>() * capacity as usize
+    }
+
+    /// Initialises an empty ring whose first position is `start` (0 normally; tests use values
+    /// near `u64::MAX`).
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads and writes of `len` bytes, and nobody may use the region
+    /// while it is initialised (the creator does this before publishing the segment).
+    pub unsafe fn init(
+        ptr: *mut u8,
+        len: usize,
+        capacity: u64,
+        start: u64,
+    ) -> Result<(), AttachError> {
+        check_capacity(capacity)?;
+        check_region(ptr, len, Self::required_size(capacity))?;
+        let hdr = Header {
+            meta: CachePadded::new(Meta::new::<T>(Kind::Spsc, capacity)),
+            tail: CachePadded::new(AtomicU64::new(start)),
+            head: CachePadded::new(AtomicU64::new(start)),
+        };
+        // SAFETY: in bounds and aligned (checked above); exclusive during init (caller).
+        unsafe { ptr.cast::<Header>().write(hdr) };
+        let slots = ptr.wrapping_add(slots_offset::<T>()).cast::<Cell<T>>();
+        for i in 0..capacity as usize {
+            // SAFETY: slot i lies inside the region (required_size) and is aligned for Cell<T>.
+            unsafe { slots.add(i).write(Cell::new(T::zeroed())) };
+        }
+        Ok(())
+    }
+
+    /// # Safety
+    /// As for [`producer`](Self::producer).
+    unsafe fn attach(
+        ptr: *mut u8,
+        len: usize,
+        role: Role,
+        owner: u64,
+        is_alive: &dyn Fn(u64) -> bool,
+    ) -> Result<Raw<T>, AttachError> {
+        check_region(ptr, len, slots_offset::<T>())?;
+        let hdr = NonNull::new(ptr.cast::<Header>()).ok_or(AttachError::Misaligned)?;
+        // SAFETY: the header is in bounds and aligned (checked); it holds only atomics.
+        let h = unsafe { hdr.as_ref() };
+        let cap = h.meta.validate::<T>(Kind::Spsc)?;
+        check_region(ptr, len, Self::required_size(cap))?;
+        // ORDERING: Acquire for both; pair with the Release stores of the previous endpoints
+        // (or the hand-over after init), so an attaching side starts from published positions.
+        let tail = h.tail.load(Ordering::Acquire);
+        // ORDERING: as above.
+        let head = h.head.load(Ordering::Acquire);
+        if tail.wrapping_sub(head) > cap {
+            return Err(AttachError::Corrupt(
+                "tail and head more than a capacity apart",
+            ));
+        }
+        h.meta.claim(role, owner, is_alive)?;
+        Ok(Raw {
+            hdr,
+            // SAFETY: the slots lie inside the region (checked against required_size).
+            slots: unsafe { NonNull::new_unchecked(ptr.add(slots_offset::<T>()).cast()) },
+            cap,
+            mask: cap - 1,
+            owner,
+            keep: None,
+        })
+    }
+
+    /// Attaches the producer. `owner` is a non-zero token naming this endpoint (the channel
+    /// layer uses the segment slot); a producer claim held by an owner for which `is_alive`
+    /// says false is taken over.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads and writes of `len` bytes for as long as the returned
+    /// handle lives, and accessed by others only through ring handles (in this or another
+    /// process).
+    pub unsafe fn producer(
+        ptr: *mut u8,
+        len: usize,
+        owner: u64,
+        is_alive: &dyn Fn(u64) -> bool,
+    ) -> Result<Producer<T>, AttachError> {
+        // SAFETY: forwarded contract.
+        let raw = unsafe { Self::attach(ptr, len, Role::Producer, owner, is_alive)? };
+        // SAFETY: attach returned a valid header.
+        let h = unsafe { raw.hdr.as_ref() };
+        // ORDERING: Relaxed; our own previous value, or the initial one (ordered by attach).
+        let tail = h.tail.load(Ordering::Relaxed);
+        // ORDERING: Acquire; pairs with the consumer's SPSC_HEAD_STORE.
+        let head = h.head.load(Ordering::Acquire);
+        Ok(Producer {
+            raw,
+            tail,
+            cached_head: head,
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// Attaches the consumer; see [`producer`](Self::producer).
+    ///
+    /// # Safety
+    /// As for [`producer`](Self::producer).
+    pub unsafe fn consumer(
+        ptr: *mut u8,
+        len: usize,
+        owner: u64,
+        is_alive: &dyn Fn(u64) -> bool,
+    ) -> Result<Consumer<T>, AttachError> {
+        // SAFETY: forwarded contract.
+        let raw = unsafe { Self::attach(ptr, len, Role::Consumer, owner, is_alive)? };
+        // SAFETY: attach returned a valid header.
+        let h = unsafe { raw.hdr.as_ref() };
+        // ORDERING: Relaxed; our own previous value, or the initial one.
+        let head = h.head.load(Ordering::Relaxed);
+        // ORDERING: SPSC_TAIL_LOAD (Acquire); pairs with the producer's SPSC_TAIL_STORE.
+        let tail = h.tail.load(SPSC_TAIL_LOAD);
+        Ok(Consumer {
+            raw,
+            head,
+            cached_tail: tail,
+            _not_sync: PhantomData,
+        })
+    }
+}
+
+impl<T> Raw<T> {
+    fn hdr(&self) -> &Header {
+        // SAFETY: valid for the handle's lifetime (constructor contract); atomics only.
+        unsafe { self.hdr.as_ref() }
+    }
+    fn cell(&self, pos: u64) -> &Cell<T> {
+        // SAFETY: `pos & mask < cap`, and the slot array holds `cap` cells (checked at attach).
+        unsafe { self.slots.add((pos & self.mask) as usize).as_ref() }
+    }
+    /// Pointer to the first of `n` contiguous slots starting at `pos` (no wrap).
+    #[cfg(not(loom))]
+    fn slot_ptr(&self, pos: u64) -> *mut T {
+        // SAFETY: in bounds as in `cell`; Cell<T> is repr(transparent) over T.
+        unsafe { self.slots.add((pos & self.mask) as usize).as_ptr().cast() }
+    }
+}
+
+/// The writing end of an SPSC ring. `Send`, not `Sync`.
+pub struct Producer<T> {
+    raw: Raw<T>,
+    tail: u64,
+    cached_head: u64,
+    _not_sync: PhantomData<core::cell::Cell<()>>,
+}
+
+/// The reading end of an SPSC ring. `Send`, not `Sync`.
+pub struct Consumer<T> {
+    raw: Raw<T>,
+    head: u64,
+    cached_tail: u64,
+    _not_sync: PhantomData<core::cell::Cell<()>>,
+}
+
+// SAFETY: the handle owns its role exclusively (claim word); the raw pointers refer to memory
+// that outlives it (constructor contract) and is shared only through atomics. T: Send because
+// values cross to whoever pops them.
+unsafe impl<T: Send> Send for Producer<T> {}
+// SAFETY: as for Producer.
+unsafe impl<T: Send> Send for Consumer<T> {}
+
+impl<T> core::fmt::Debug for Producer<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Producer")
+            .field("tail", &self.tail)
+            .field("capacity", &self.raw.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> core::fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("head", &self.head)
+            .field("capacity", &self.raw.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Producer<T> {
+    /// Keeps `owner` (the segment or heap region holding the ring) alive as long as this
+    /// handle.
+    #[must_use]
+    pub fn keep_alive(mut self, owner: KeepAlive) -> Self {
+        self.raw.keep = Some(owner);
+        self
+    }
+}
+
+impl<T> Drop for Producer<T> {
+    fn drop(&mut self) {
+        self.raw.hdr().meta.release(Role::Producer, self.raw.owner);
+    }
+}
+
+impl<T> Consumer<T> {
+    /// Keeps `owner` (the segment or heap region holding the ring) alive as long as this
+    /// handle.
+    #[must_use]
+    pub fn keep_alive(mut self, owner: KeepAlive) -> Self {
+        self.raw.keep = Some(owner);
+        self
+    }
+}
+
+impl<T> Drop for Consumer<T> {
+    fn drop(&mut self) {
+        self.raw.hdr().meta.release(Role::Consumer, self.raw.owner);
+    }
+}
+
+impl<T: Pod> Producer<T> {
+    /// Free slots, refreshing the cached head only if the cache says fewer than `want`.
+    #[inline]
+    fn free_for(&mut self, want: u64) -> Result<u64, ()> {
+        let free = self.raw.cap - self.tail.wrapping_sub(self.cached_head);
+        if free >= want {
+            return Ok(free);
+        }
+        // ORDERING: Acquire; pairs with the consumer's SPSC_HEAD_STORE (Release), so its reads
+        // of the slots we are about to overwrite happened before.
+        let head = self.raw.hdr().head.load(Ordering::Acquire);
+        let used = self.tail.wrapping_sub(head);
+        if used > self.raw.cap {
+            return Err(());
+        }
+        self.cached_head = head;
+        Ok(self.raw.cap - used)
+    }
+
+    #[inline]
+    fn publish(&mut self, n: u64) {
+        self.tail = self.tail.wrapping_add(n);
+        // ORDERING: SPSC_TAIL_STORE (Release); pairs with the consumer's SPSC_TAIL_LOAD
+        // (Acquire): the slot writes above happen-before the consumer reads them.
+        self.raw.hdr().tail.store(self.tail, SPSC_TAIL_STORE);
+    }
+
+    /// Pushes one value, or gives it back if the ring is full. Never blocks.
+    ///
+    /// ```
+    /// use shmlane_ring::{HeapRegion, SpscRing, PushError};
+    /// let (mut p, mut c) = HeapRegion::spsc::<u64>(2);
+    /// p.push(1).unwrap();
+    /// p.push(2).unwrap();
+    /// assert!(matches!(p.push(3), Err(PushError::Full(3))));
+    /// assert_eq!(c.pop(), Ok(1));
+    /// ```
+    #[inline]
+    pub fn push(&mut self, value: T) -> Result<(), PushError<T>> {
+        match self.free_for(1) {
+            Ok(0) => return Err(PushError::Full(value)),
+            Ok(_) => {}
+            Err(()) => return Err(PushError::Corrupt(value)),
+        }
+        // SAFETY: the slot at `tail` is free (the consumer released it, Acquire above) and
+        // only the producer writes free slots.
+        self.raw
+            .cell(self.tail)
+            .with_mut(|p| unsafe { p.write(value) });
+        self.publish(1);
+        Ok(())
+    }
+
+    /// Pushes as many values from `src` as fit; returns how many.
+    pub fn push_slice(&mut self, src: &[T]) -> Result<usize, ChunkError> {
+        let free = self
+            .free_for(src.len() as u64)
+            .map_err(|()| ChunkError::Corrupt)?;
+        let n = src.len().min(free as usize);
+        for (i, v) in src[..n].iter().enumerate() {
+            // SAFETY: as in `push`, for each of the `n` free slots.
+            self.raw
+                .cell(self.tail.wrapping_add(i as u64))
+                .with_mut(|p| unsafe { p.write(*v) });
+        }
+        if n > 0 {
+            self.publish(n as u64);
+        }
+        Ok(n)
+    }
+
+    /// Reserves `n` slots to write in place (zero copy). Fails with the number available if
+    /// fewer than `n` are free. The slots become visible to the consumer only on
+    /// [`WriteChunk::commit`].
+    ///
+    /// The slots hold initialised `T` values (whatever was there before: ring memory is
+    /// zeroed at `init` and only ever holds `T: Pod`), so the chunk hands out `&mut [T]`
+    /// rather than `MaybeUninit` and committing is safe.
+    ///
+    /// ```
+    /// use shmlane_ring::HeapRegion;
+    /// let (mut p, mut c) = HeapRegion::spsc::<f32>(8);
+    /// let mut chunk = p.write_chunk(4).unwrap();
+    /// let (a, b) = chunk.as_mut_slices();
+    /// for (i, x) in a.iter_mut().chain(b.iter_mut()).enumerate() {
+    ///     *x = i as f32;
+    /// }
+    /// chunk.commit_all();
+    /// let chunk = c.read_chunk(4).unwrap();
+    /// assert_eq!(chunk.as_slices().0, &[0.0, 1.0, 2.0, 3.0]);
+    /// chunk.commit_all();
+    /// ```
+    pub fn write_chunk(&mut self, n: usize) -> Result<WriteChunk<'_, T>, ChunkError> {
+        let free = self.free_for(n as u64).map_err(|()| ChunkError::Corrupt)?;
+        if (free as usize) < n {
+            return Err(ChunkError::TooFewSlots(free as usize));
+        }
+        Ok(WriteChunk { p: self, n })
+    }
+
+    /// Free slots now (reads the consumer's position).
+    pub fn free(&mut self) -> usize {
+        self.free_for(u64::MAX).unwrap_or(0) as usize
+    }
+
+    /// Elements in the ring now, as seen by the producer.
+    pub fn len(&mut self) -> usize {
+        self.raw.cap as usize - self.free()
+    }
+
+    /// Whether the ring is empty, as seen by the producer.
+    pub fn is_empty(&mut self) -> bool {
+        self.len() == 0
+    }
+
+    /// The capacity.
+    pub fn capacity(&self) -> usize {
+        self.raw.cap as usize
+    }
+
+    /// The next position this producer writes.
+    pub fn position(&self) -> u64 {
+        self.tail
+    }
+
+    /// Whether a consumer is attached (its role claim is held).
+    pub fn has_consumer(&self) -> bool {
+        self.raw.hdr().meta.holder(Role::Consumer) != 0
+    }
+}
+
+/// Slots reserved by [`Producer::write_chunk`].
+#[derive(Debug)]
+pub struct WriteChunk<'a, T: Pod> {
+    p: &'a mut Producer<T>,
+    n: usize,
+}
+
+impl<T: Pod> WriteChunk<'_, T> {
+    /// Number of reserved slots.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether no slot was reserved.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Writes element `i` of the chunk.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    pub fn write(&mut self, i: usize, value: T) {
+        assert!(i < self.n, "chunk index out of range");
+        // SAFETY: slot `tail + i` is one of the reserved free slots; only we write it.
+        self.p
+            .raw
+            .cell(self.p.tail.wrapping_add(i as u64))
+            .with_mut(|p| unsafe { p.write(value) });
+    }
+
+    /// The reserved slots as two slices (the second is non-empty when the chunk wraps).
+    ///
+    /// Sound because the protocol gives the producer exclusive use of free slots: a
+    /// cooperating consumer never touches them. (A hostile process that writes them anyway
+    /// can change the data, as it could any shared byte; see the threat model.)
+    #[cfg(not(loom))]
+    pub fn as_mut_slices(&mut self) -> (&mut [T], &mut [T]) {
+        let start = (self.p.tail & self.p.raw.mask) as usize;
+        let first = self.n.min(self.p.raw.cap as usize - start);
+        let a = self.p.raw.slot_ptr(self.p.tail);
+        let b = self.p.raw.slot_ptr(0);
+        // SAFETY: [start, start + first) and [0, n - first) are disjoint ranges of reserved,
+        // initialised slots inside the slot array; the &mut self borrow makes them exclusive
+        // within this process and the protocol excludes the consumer.
+        unsafe {
+            (
+                core::slice::from_raw_parts_mut(a, first),
+                core::slice::from_raw_parts_mut(b, self.n - first),
+            )
+        }
+    }
+
+    /// Makes the first `k` reserved slots visible to the consumer.
+    ///
+    /// # Panics
+    /// If `k > len()`.
+    pub fn commit(self, k: usize) {
+        assert!(k <= self.n, "cannot commit more than reserved");
+        if k > 0 {
+            self.p.publish(k as u64);
+        }
+    }
+
+    /// Makes all reserved slots visible to the consumer.
+    pub fn commit_all(self) {
+        let n = self.n;
+        self.commit(n);
+    }
+}
+
+impl<T: Pod> Consumer<T> {
+    /// Elements available, refreshing the cached tail only if the cache says fewer than
+    /// `want`.
+    #[inline]
+    fn avail_for(&mut self, want: u64) -> Result<u64, ()> {
+        let avail = self.cached_tail.wrapping_sub(self.head);
+        if avail >= want {
+            return Ok(avail);
+        }
+        // ORDERING: SPSC_TAIL_LOAD (Acquire); pairs with the producer's SPSC_TAIL_STORE
+        // (Release), so the slot writes before it are visible.
+        let tail = self.raw.hdr().tail.load(SPSC_TAIL_LOAD);
+        let avail = tail.wrapping_sub(self.head);
+        if avail > self.raw.cap {
+            return Err(());
+        }
+        self.cached_tail = tail;
+        Ok(avail)
+    }
+
+    #[inline]
+    fn release(&mut self, n: u64) {
+        self.head = self.head.wrapping_add(n);
+        // ORDERING: SPSC_HEAD_STORE (Release); pairs with the producer's Acquire load of head
+        // in `free_for`: our reads of the slots happen-before it overwrites them.
+        self.raw.hdr().head.store(self.head, SPSC_HEAD_STORE);
+    }
+
+    #[inline]
+    fn read_at(&self, pos: u64) -> T {
+        // SAFETY: the slot at `pos` was published (Acquire in avail_for) and the producer
+        // does not overwrite it before we release it.
+        self.raw.cell(pos).with(|p| unsafe { p.read() })
+    }
+
+    /// Pops one value. Never blocks.
+    #[inline]
+    pub fn pop(&mut self) -> Result<T, PopError> {
+        match self.avail_for(1) {
+            Ok(0) => Err(PopError::Empty),
+            Ok(_) => {
+                let v = self.read_at(self.head);
+                self.release(1);
+                Ok(v)
+            }
+            Err(()) => Err(PopError::Corrupt),
+        }
+    }
+
+    /// The next value, without removing it.
+    pub fn peek(&mut self) -> Result<T, PopError> {
+        match self.avail_for(1) {
+            Ok(0) => Err(PopError::Empty),
+            Ok(_) => Ok(self.read_at(self.head)),
+            Err(()) => Err(PopError::Corrupt),
+        }
+    }
+
+    /// Pops up to `dst.len()` values into `dst`; returns how many.
+    pub fn pop_slice(&mut self, dst: &mut [T]) -> Result<usize, PopError> {
+        let avail = self
+            .avail_for(dst.len() as u64)
+            .map_err(|()| PopError::Corrupt)?;
+        let n = dst.len().min(avail as usize);
+        for (i, d) in dst[..n].iter_mut().enumerate() {
+            *d = self.read_at(self.head.wrapping_add(i as u64));
+        }
+        if n > 0 {
+            self.release(n as u64);
+        }
+        Ok(n)
+    }
+
+    /// Borrows `n` elements in place (zero copy); fails with the number available if fewer.
+    /// They are released to the producer on [`ReadChunk::commit`].
+    pub fn read_chunk(&mut self, n: usize) -> Result<ReadChunk<'_, T>, ChunkError> {
+        let avail = self.avail_for(n as u64).map_err(|()| ChunkError::Corrupt)?;
+        if (avail as usize) < n {
+            return Err(ChunkError::TooFewSlots(avail as usize));
+        }
+        Ok(ReadChunk { c: self, n })
+    }
+
+    /// Elements available now (reads the producer's position).
+    pub fn len(&mut self) -> usize {
+        self.avail_for(u64::MAX).unwrap_or(0) as usize
+    }
+
+    /// Whether the ring is empty now.
+    pub fn is_empty(&mut self) -> bool {
+        self.len() == 0
+    }
+
+    /// The capacity.
+    pub fn capacity(&self) -> usize {
+        self.raw.cap as usize
+    }
+
+    /// The next position this consumer reads.
+    pub fn position(&self) -> u64 {
+        self.head
+    }
+
+    /// Whether a producer is attached (its role claim is held).
+    pub fn has_producer(&self) -> bool {
+        self.raw.hdr().meta.holder(Role::Producer) != 0
+    }
+}
+
+/// Elements borrowed by [`Consumer::read_chunk`].
+#[derive(Debug)]
+pub struct ReadChunk<'a, T: Pod> {
+    c: &'a mut Consumer<T>,
+    n: usize,
+}
+
+impl<T: Pod> ReadChunk<'_, T> {
+    /// Number of borrowed elements.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether nothing was borrowed.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Copies out element `i`.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    pub fn get(&self, i: usize) -> T {
+        assert!(i < self.n, "chunk index out of range");
+        self.c.read_at(self.c.head.wrapping_add(i as u64))
+    }
+
+    /// The borrowed elements as two slices (the second is non-empty when the chunk wraps).
+    #[cfg(not(loom))]
+    pub fn as_slices(&self) -> (&[T], &[T]) {
+        let start = (self.c.head & self.c.raw.mask) as usize;
+        let first = self.n.min(self.c.raw.cap as usize - start);
+        let a = self.c.raw.slot_ptr(self.c.head);
+        let b = self.c.raw.slot_ptr(0);
+        // SAFETY: published, unreleased slots inside the slot array; the cooperating producer
+        // does not write them until we commit (see WriteChunk::as_mut_slices).
+        unsafe {
+            (
+                core::slice::from_raw_parts(a, first),
+                core::slice::from_raw_parts(b, self.n - first),
+            )
+        }
+    }
+
+    /// Releases the first `k` elements to the producer.
+    ///
+    /// # Panics
+    /// If `k > len()`.
+    pub fn commit(self, k: usize) {
+        assert!(k <= self.n, "cannot commit more than borrowed");
+        if k > 0 {
+            self.c.release(k as u64);
+        }
+    }
+
+    /// Releases all borrowed elements.
+    pub fn commit_all(self) {
+        let n = self.n;
+        self.commit(n);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::HeapRegion;
+
+    #[test]
+    fn push_pop_in_order_across_wrap() {
+        for start in [0, u64::MAX - 2, u64::MAX] {
+            let (mut p, mut c) = HeapRegion::spsc_at::<u32>(4, start);
+            for round in 0..5u32 {
+                for i in 0..3 {
+                    p.push(round * 10 + i).unwrap();
+                }
+                for i in 0..3 {
+                    assert_eq!(c.pop(), Ok(round * 10 + i));
+                }
+                assert_eq!(c.pop(), Err(PopError::Empty));
+            }
+        }
+    }
+
+    #[test]
+    fn full_and_empty() {
+        let (mut p, mut c) = HeapRegion::spsc::<u8>(2);
+        assert_eq!(c.pop(), Err(PopError::Empty));
+        p.push(1).unwrap();
+        p.push(2).unwrap();
+        assert!(matches!(p.push(3), Err(PushError::Full(3))));
+        assert_eq!(p.len(), 2);
+        assert_eq!(c.peek(), Ok(1));
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.pop(), Ok(1));
+        p.push(3).unwrap();
+        let mut out = [0u8; 4];
+        assert_eq!(c.pop_slice(&mut out), Ok(2));
+        assert_eq!(&out[..2], &[2, 3]);
+    }
+
+    #[test]
+    fn chunks_wrap_into_two_slices() {
+        let (mut p, mut c) = HeapRegion::spsc_at::<u16>(4, 2);
+        assert_eq!(p.push_slice(&[1, 2, 3]), Ok(3));
+        let mut tmp = [0; 3];
+        assert_eq!(c.pop_slice(&mut tmp), Ok(3));
+        // Head and tail are at 5 = slot 1: a chunk of 4 wraps after 3 slots.
+        let mut w = p.write_chunk(4).unwrap();
+        let (a, b) = w.as_mut_slices();
+        assert_eq!((a.len(), b.len()), (3, 1));
+        a.copy_from_slice(&[10, 11, 12]);
+        b[0] = 13;
+        w.commit(3);
+        assert_eq!(p.write_chunk(2).unwrap_err(), ChunkError::TooFewSlots(1));
+        let r = c.read_chunk(3).unwrap();
+        assert_eq!(r.as_slices(), (&[10, 11, 12][..], &[][..]));
+        r.commit(2);
+        assert_eq!(c.pop(), Ok(12));
+        assert_eq!(c.read_chunk(1).unwrap_err(), ChunkError::TooFewSlots(0));
+    }
+
+    #[test]
+    fn attach_validates_the_header() {
+        let region = HeapRegion::new(SpscRing::<u64>::required_size(8));
+        let (ptr, len) = (region.as_ptr(), region.len());
+        let alive = |_| true;
+        // SAFETY: the region outlives every handle in this test.
+        unsafe {
+            assert_eq!(
+                SpscRing::<u64>::producer(ptr, len, 1, &alive).unwrap_err(),
+                AttachError::NotARing
+            );
+            assert_eq!(
+                SpscRing::<u64>::init(ptr, len, 6, 0).unwrap_err(),
+                AttachError::BadCapacity(6)
+            );
+            assert!(matches!(
+                SpscRing::<u64>::init(ptr, len, 16, 0).unwrap_err(),
+                AttachError::RegionTooSmall { .. }
+            ));
+            assert!(matches!(
+                SpscRing::<u64>::init(ptr.add(8), len - 8, 4, 0).unwrap_err(),
+                AttachError::Misaligned
+            ));
+            SpscRing::<u64>::init(ptr, len, 8, 0).unwrap();
+            assert!(matches!(
+                SpscRing::<u32>::producer(ptr, len, 1, &alive).unwrap_err(),
+                AttachError::WrongElement { size: 8, align: 8 }
+            ));
+            assert!(matches!(
+                crate::MpmcRing::<u64>::sender(ptr, len).unwrap_err(),
+                AttachError::WrongKind
+            ));
+            assert!(matches!(
+                SpscRing::<u64>::producer(ptr, 200, 1, &alive).unwrap_err(),
+                AttachError::RegionTooSmall { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn one_producer_and_one_consumer_at_a_time() {
+        let region = HeapRegion::new(SpscRing::<u64>::required_size(8));
+        let (ptr, len) = (region.as_ptr(), region.len());
+        let alive = |_| true;
+        let dead = |_| false;
+        // SAFETY: the region outlives every handle in this test.
+        unsafe {
+            SpscRing::<u64>::init(ptr, len, 8, 0).unwrap();
+            let p = SpscRing::<u64>::producer(ptr, len, 11, &alive).unwrap();
+            assert_eq!(
+                SpscRing::<u64>::producer(ptr, len, 12, &alive).unwrap_err(),
+                AttachError::RoleTaken { holder: 11 }
+            );
+            let c = SpscRing::<u64>::consumer(ptr, len, 13, &alive).unwrap();
+            assert!(p.has_consumer() && c.has_producer());
+            // A claim whose holder is dead is taken over.
+            let mut p2 = SpscRing::<u64>::producer(ptr, len, 12, &dead).unwrap();
+            drop(p); // releasing a claim taken over is a no-op
+            p2.push(5).unwrap();
+            drop(p2);
+            assert!(!c.has_producer());
+            let _p3 = SpscRing::<u64>::producer(ptr, len, 14, &alive).unwrap();
+        }
+    }
+
+    #[test]
+    fn hostile_positions_are_errors() {
+        let region = HeapRegion::new(SpscRing::<u64>::required_size(4));
+        let (ptr, len) = (region.as_ptr(), region.len());
+        let alive = |_| true;
+        // SAFETY: the region outlives every handle in this test.
+        unsafe {
+            SpscRing::<u64>::init(ptr, len, 4, 0).unwrap();
+            let mut p = SpscRing::<u64>::producer(ptr, len, 1, &alive).unwrap();
+            let mut c = SpscRing::<u64>::consumer(ptr, len, 2, &alive).unwrap();
+            let hdr = &*ptr.cast::<Header>();
+            // A tail far ahead of the head: the consumer refuses it.
+            hdr.tail.store(1000, Ordering::Release);
+            assert_eq!(c.pop(), Err(PopError::Corrupt));
+            assert_eq!(c.read_chunk(1).unwrap_err(), ChunkError::Corrupt);
+            let mut buf = [0u64; 2];
+            assert_eq!(c.pop_slice(&mut buf), Err(PopError::Corrupt));
+            // A head beyond the tail: the producer refuses it once its cache runs out.
+            hdr.head.store(u64::MAX - 5, Ordering::Release);
+            for i in 0..4 {
+                p.push(i).unwrap();
+            }
+            assert!(matches!(p.push(9), Err(PushError::Corrupt(9))));
+            // Re-attaching to such a ring is refused.
+            drop(c);
+            assert!(matches!(
+                SpscRing::<u64>::consumer(ptr, len, 2, &alive).unwrap_err(),
+                AttachError::Corrupt(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn two_threads_keep_order() {
+        let n: u64 = if cfg!(miri) { 500 } else { 200_000 };
+        let (mut p, mut c) = HeapRegion::spsc::<u64>(64);
+        let t = std::thread::spawn(move || {
+            for i in 0..n {
+                let mut v = i;
+                loop {
+                    match p.push(v) {
+                        Ok(()) => break,
+                        Err(e) => v = e.into_inner(),
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let mut next = 0;
+        while next < n {
+            if let Ok(v) = c.pop() {
+                assert_eq!(v, next);
+                next += 1;
+            }
+        }
+        t.join().unwrap();
+    }
+}

@@ -1,0 +1,86 @@
+//! The one place this crate names atomics, `UnsafeCell` and spin hints: std's in normal
+//! builds, loom's under `RUSTFLAGS="--cfg loom"` (crossbeam's `primitive` module and tokio's
+//! `loom` module follow the same pattern).
+//!
+//! Under loom every spin loop yields (`spin_hint`), or the model would explore an unbounded
+//! number of spins. Orderings that a loom model must be able to catch being weakened are named
+//! constants here, switched by `--cfg shmlane_weaken="..."` (see `.ci/loom-mutants`).
+
+#![allow(dead_code)]
+
+#[cfg(not(loom))]
+mod imp {
+    pub(crate) use core::sync::atomic::{AtomicU64, Ordering};
+
+    /// `UnsafeCell` with loom's closure API; `repr(transparent)`, so an array of cells has the
+    /// layout of an array of `T` (what the chunk slices rely on).
+    #[repr(transparent)]
+    #[derive(Debug)]
+    pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) const fn new(v: T) -> Self {
+            Self(core::cell::UnsafeCell::new(v))
+        }
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+
+    /// A pause inside a spin loop.
+    pub(crate) fn spin_hint() {
+        core::hint::spin_loop();
+    }
+}
+
+#[cfg(loom)]
+mod imp {
+    pub(crate) use loom::{
+        cell::UnsafeCell,
+        sync::atomic::{AtomicU64, Ordering},
+    };
+
+    /// Under loom a spin loop must yield so the model can schedule the other thread.
+    pub(crate) fn spin_hint() {
+        loom::thread::yield_now();
+    }
+}
+
+pub(crate) use imp::*;
+
+use core::sync::atomic::Ordering as O;
+
+/// SPSC: the producer publishes its tail. Release: pairs with `SPSC_TAIL_LOAD`.
+pub(crate) const SPSC_TAIL_STORE: O = if cfg!(shmlane_weaken = "spsc_tail_store") {
+    O::Relaxed
+} else {
+    O::Release
+};
+/// SPSC: the consumer reads the tail. Acquire: pairs with `SPSC_TAIL_STORE`.
+pub(crate) const SPSC_TAIL_LOAD: O = if cfg!(shmlane_weaken = "spsc_tail_load") {
+    O::Relaxed
+} else {
+    O::Acquire
+};
+/// SPSC: the consumer publishes its head. Release: pairs with the producer's Acquire load of
+/// the head, so the consumer's reads of a slot happen-before the producer reuses it.
+pub(crate) const SPSC_HEAD_STORE: O = if cfg!(shmlane_weaken = "spsc_head_store") {
+    O::Relaxed
+} else {
+    O::Release
+};
+/// MPMC: a slot's sequence is published after its value is written or read. Release.
+pub(crate) const MPMC_SEQ_STORE: O = if cfg!(shmlane_weaken = "mpmc_seq_store") {
+    O::Relaxed
+} else {
+    O::Release
+};
+/// MPMC: a slot's sequence is read before its value. Acquire.
+pub(crate) const MPMC_SEQ_LOAD: O = if cfg!(shmlane_weaken = "mpmc_seq_load") {
+    O::Relaxed
+} else {
+    O::Acquire
+};
