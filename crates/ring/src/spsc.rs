@@ -320,11 +320,10 @@ impl<T: Pod> Producer<T> {
             Ok(_) => {}
             Err(()) => return Err(PushError::Corrupt(value)),
         }
+        let cell = self.raw.cell(self.tail);
         // SAFETY: the slot at `tail` is free (the consumer released it, Acquire above) and
         // only the producer writes free slots.
-        self.raw
-            .cell(self.tail)
-            .with_mut(|p| unsafe { p.write(value) });
+        cell.with_mut(|p| unsafe { p.write(value) });
         self.publish(1);
         Ok(())
     }
@@ -431,11 +430,9 @@ impl<T: Pod> WriteChunk<'_, T> {
     /// If `i >= len()`.
     pub fn write(&mut self, i: usize, value: T) {
         assert!(i < self.n, "chunk index out of range");
+        let cell = self.p.raw.cell(self.p.tail.wrapping_add(i as u64));
         // SAFETY: slot `tail + i` is one of the reserved free slots; only we write it.
-        self.p
-            .raw
-            .cell(self.p.tail.wrapping_add(i as u64))
-            .with_mut(|p| unsafe { p.write(value) });
+        cell.with_mut(|p| unsafe { p.write(value) });
     }
 
     /// The reserved slots as two slices (the second is non-empty when the chunk wraps).

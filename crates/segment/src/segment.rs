@@ -1102,10 +1102,10 @@ impl Segment {
     }
 
     fn control(&self) -> &ControlBlock {
-        // SAFETY: the mapping is at least HEADER_SIZE + CONTROL_SIZE bytes (checked at open,
-        // guaranteed at create) and page-aligned, so the control block is in bounds and
-        // aligned. It holds only atomics, so a shared reference to memory other processes
-        // write is sound: every access is an atomic operation.
+        // The mapping is at least HEADER_SIZE + CONTROL_SIZE bytes (checked at open, guaranteed
+        // at create) and page-aligned.
+        // SAFETY: so the control block is in bounds and aligned; it holds only atomics, so a
+        // shared reference to memory other processes write is sound (every access is atomic).
         unsafe {
             &*self
                 .base()
