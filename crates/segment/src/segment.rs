@@ -1206,7 +1206,11 @@ impl Segment {
     /// Waits for `INIT_READY`, validates the header, claims a slot.
     fn finish_open(&mut self, b: &SegmentBuilder, deadline: Instant) -> Result<(), OpenError> {
         let name = b.name();
-        let start = Instant::now();
+        // The wait began when the caller set the deadline (before opening and mapping), so the
+        // reported wait covers the whole timeout.
+        let start = deadline
+            .checked_sub(b.open_timeout)
+            .unwrap_or_else(Instant::now);
         loop {
             // ORDERING: Acquire; pairs with the creator's Release store of INIT_READY in
             // `initialise`, so the header and tables read below are complete.
