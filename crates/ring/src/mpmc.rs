@@ -241,6 +241,25 @@ enum Step {
     Retry,
 }
 
+/// After a slot's stamp was ahead of `pos`: reloads the shared position. Returns `None` when
+/// the position has stayed at `pos` for more than `STUCK_LIMIT` retries (a stamp that can never
+/// become consistent: corrupt or hostile ring).
+fn reload(shared: &AtomicU64, pos: u64, stuck: &mut u32) -> Option<u64> {
+    // ORDERING: Relaxed; a new starting guess, validated against the slot's stamp like the
+    // first load.
+    let now = shared.load(Ordering::Relaxed);
+    if now == pos {
+        *stuck += 1;
+        if *stuck > STUCK_LIMIT {
+            return None;
+        }
+        spin_hint();
+    } else {
+        *stuck = 0;
+    }
+    Some(now)
+}
+
 fn classify(seq: u64, want: u64) -> Step {
     match seq.wrapping_sub(want) as i64 {
         0 => Step::Take,
@@ -307,20 +326,10 @@ impl<T: Pod> Sender<T> {
                 Step::Done => {
                     return Err(PushError::Full(value));
                 }
-                Step::Retry => {
-                    // ORDERING: Relaxed; as the first load.
-                    let now = h.enq.load(Ordering::Relaxed);
-                    if now == pos {
-                        stuck += 1;
-                        if stuck > STUCK_LIMIT {
-                            return Err(PushError::Corrupt(value));
-                        }
-                        spin_hint();
-                    } else {
-                        stuck = 0;
-                    }
-                    pos = now;
-                }
+                Step::Retry => match reload(&h.enq, pos, &mut stuck) {
+                    Some(now) => pos = now,
+                    None => return Err(PushError::Corrupt(value)),
+                },
             }
         }
     }
@@ -395,20 +404,10 @@ impl<T: Pod> Receiver<T> {
                     }
                 }
                 Step::Done => return Err(PopError::Empty),
-                Step::Retry => {
-                    // ORDERING: Relaxed; as the first load.
-                    let now = h.deq.load(Ordering::Relaxed);
-                    if now == pos {
-                        stuck += 1;
-                        if stuck > STUCK_LIMIT {
-                            return Err(PopError::Corrupt);
-                        }
-                        spin_hint();
-                    } else {
-                        stuck = 0;
-                    }
-                    pos = now;
-                }
+                Step::Retry => match reload(&h.deq, pos, &mut stuck) {
+                    Some(now) => pos = now,
+                    None => return Err(PopError::Corrupt),
+                },
             }
         }
     }

@@ -160,7 +160,8 @@ fn inspect_file(path: &Path, file: &File, skip_gate: bool) -> io::Result<Option<
                     info.backend = b;
                 }
                 info.header = Some(h);
-                read_tables(file, &h, &mut info)?;
+                let region_count = read_u32(&head, CONTROL_OFFSET + 8);
+                read_tables(file, &h, region_count, &mut info)?;
             }
             Err(p) => info.problem = Some(describe(p)),
         }
@@ -203,7 +204,12 @@ fn read_full(file: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
     Ok(got)
 }
 
-fn read_tables(file: &File, h: &SegmentHeader, info: &mut SegmentInfo) -> io::Result<()> {
+fn read_tables(
+    file: &File,
+    h: &SegmentHeader,
+    region_count: u32,
+    info: &mut SegmentInfo,
+) -> io::Result<()> {
     // The header was validated: the counts are within limits and the tables lie below
     // data_offset <= size, so these reads are bounded.
     let mut slots = vec![0u8; h.max_attach as usize * SLOT_SIZE];
@@ -229,9 +235,7 @@ fn read_tables(file: &File, h: &SegmentHeader, info: &mut SegmentInfo) -> io::Re
             alive,
         });
     }
-    let mut ctrl = [0u8; 16];
-    read_full(file, &mut ctrl, CONTROL_OFFSET as u64)?;
-    let count = read_u32(&ctrl, 8).min(h.max_regions);
+    let count = region_count.min(h.max_regions);
     let mut dir = vec![0u8; count as usize * REGION_ENTRY_SIZE];
     read_full(file, &mut dir, h.regions_offset)?;
     for i in 0..count as usize {
