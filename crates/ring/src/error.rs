@@ -16,7 +16,7 @@ pub enum AttachError {
     },
     /// The region is not aligned to the ring's alignment (128 bytes or the element's).
     Misaligned,
-    /// The capacity is zero, not a power of two, or too large.
+    /// The capacity is zero, not a power of two, or too large (MPMC: also 1).
     BadCapacity(u64),
     /// The region does not hold a ring (wrong magic).
     NotARing,
@@ -46,7 +46,10 @@ impl fmt::Display for AttachError {
                 "region of {given} bytes is too small for this ring ({needed} needed); make the region larger or the capacity smaller"
             ),
             Self::Misaligned => f.write_str("region is not 128-byte aligned"),
-            Self::BadCapacity(c) => write!(f, "capacity {c} is not a power of two in 1..=2^40"),
+            Self::BadCapacity(c) => write!(
+                f,
+                "capacity {c} is not a power of two in 1..=2^40 (2..=2^40 for MPMC rings)"
+            ),
             Self::NotARing => f.write_str("region does not hold a shmlane ring (bad magic)"),
             Self::WrongKind => f.write_str("region holds another kind of ring"),
             Self::WrongElement { size, align } => write!(

@@ -85,7 +85,7 @@ impl Meta {
         }
         // ORDERING: as above.
         let cap = self.capacity.load(Ordering::Relaxed);
-        check_capacity(cap)?;
+        check_capacity(cap, kind)?;
         Ok(cap)
     }
 
@@ -132,9 +132,12 @@ impl Meta {
     }
 }
 
-/// A capacity must be a power of two in 1..=2^40.
-pub(crate) fn check_capacity(cap: u64) -> Result<(), AttachError> {
-    if cap == 0 || !cap.is_power_of_two() || cap > MAX_CAPACITY {
+/// A capacity must be a power of two in 1..=2^40; an MPMC ring needs at least 2 slots,
+/// because with one slot the stamp "full at position p" (`p + 1`) equals "free for position
+/// p + 1" and a second push would overwrite the first (found by the proptest model).
+pub(crate) fn check_capacity(cap: u64, kind: Kind) -> Result<(), AttachError> {
+    let min = if kind == Kind::Mpmc { 2 } else { 1 };
+    if cap < min || !cap.is_power_of_two() || cap > MAX_CAPACITY {
         return Err(AttachError::BadCapacity(cap));
     }
     Ok(())

@@ -94,7 +94,7 @@ impl<T: Pod> MpmcRing<T> {
         capacity: u64,
         start: u64,
     ) -> Result<(), AttachError> {
-        check_capacity(capacity)?;
+        check_capacity(capacity, Kind::Mpmc)?;
         check_region(ptr, len, Self::required_size(capacity))?;
         let hdr = Header {
             meta: CachePadded::new(Meta::new::<T>(Kind::Mpmc, capacity)),
@@ -459,6 +459,15 @@ mod tests {
                 assert_eq!(rx.pop(), Err(PopError::Empty));
             }
         }
+    }
+
+    #[test]
+    fn capacity_one_is_refused() {
+        // With one slot, "full at p" and "free for p + 1" are the same stamp.
+        let region = HeapRegion::new(MpmcRing::<u64>::required_size(1));
+        // SAFETY: the region outlives the call.
+        let r = unsafe { MpmcRing::<u64>::init(region.as_ptr(), region.len(), 1, 0) };
+        assert_eq!(r, Err(AttachError::BadCapacity(1)));
     }
 
     #[test]

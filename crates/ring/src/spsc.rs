@@ -27,7 +27,10 @@ use crate::{
     KeepAlive,
     error::{AttachError, ChunkError, PopError, PushError},
     header::{Kind, Meta, PaddedMeta, Role, align_up, check_capacity, check_region},
-    sync::{AtomicU64, Ordering, SPSC_HEAD_STORE, SPSC_TAIL_LOAD, SPSC_TAIL_STORE, UnsafeCell},
+    sync::{
+        AtomicU64, Ordering, SPSC_HEAD_LOAD, SPSC_HEAD_STORE, SPSC_TAIL_LOAD, SPSC_TAIL_STORE,
+        UnsafeCell,
+    },
 };
 
 #[repr(C)]
@@ -75,7 +78,7 @@ impl<T: Pod> SpscRing<T> {
         capacity: u64,
         start: u64,
     ) -> Result<(), AttachError> {
-        check_capacity(capacity)?;
+        check_capacity(capacity, Kind::Spsc)?;
         check_region(ptr, len, Self::required_size(capacity))?;
         let hdr = Header {
             meta: CachePadded::new(Meta::new::<T>(Kind::Spsc, capacity)),
@@ -284,9 +287,9 @@ impl<T: Pod> Producer<T> {
         if free >= want {
             return Ok(free);
         }
-        // ORDERING: Acquire; pairs with the consumer's SPSC_HEAD_STORE (Release), so its reads
-        // of the slots we are about to overwrite happened before.
-        let head = self.raw.hdr().head.load(Ordering::Acquire);
+        // ORDERING: SPSC_HEAD_LOAD (Acquire); pairs with the consumer's SPSC_HEAD_STORE
+        // (Release), so its reads of the slots we are about to overwrite happened before.
+        let head = self.raw.hdr().head.load(SPSC_HEAD_LOAD);
         let used = self.tail.wrapping_sub(head);
         if used > self.raw.cap {
             return Err(());

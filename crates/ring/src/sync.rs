@@ -72,6 +72,12 @@ pub(crate) const SPSC_HEAD_STORE: O = if cfg!(shmlane_weaken = "spsc_head_store"
 } else {
     O::Release
 };
+/// SPSC: the producer refreshes its cached head. Acquire: pairs with `SPSC_HEAD_STORE`.
+pub(crate) const SPSC_HEAD_LOAD: O = if cfg!(shmlane_weaken = "spsc_head_load") {
+    O::Relaxed
+} else {
+    O::Acquire
+};
 /// MPMC: a slot's sequence is published after its value is written or read. Release.
 pub(crate) const MPMC_SEQ_STORE: O = if cfg!(shmlane_weaken = "mpmc_seq_store") {
     O::Relaxed

@@ -8,7 +8,7 @@
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 
 use loom::thread;
-use shmlane_ring::{MpmcRing, PopError, SpscRing};
+use shmlane_ring::{MpmcRing, PopError, Receiver, Sender, SpscRing};
 
 /// Zeroed, 128-byte aligned memory for one model iteration.
 struct Mem(*mut u8, Layout);
@@ -127,71 +127,96 @@ fn spsc_chunks() {
     });
 }
 
-/// Two producers and two consumers, one value each, through a 2-slot MPMC ring: every value
-/// is received exactly once, and loom checks the slot accesses.
-/// Not yet run in CI: at `LOOM_MAX_PREEMPTIONS=3` it did not finish within 15 minutes on
-/// this machine. Set `SHMLANE_LOOM_MPMC=1` to run it.
+/// An MPMC ring of `cap` u64 slots on fresh memory, first position `start`.
+fn mpmc(cap: u64, start: u64) -> (Sender<u64>, Receiver<u64>, std::sync::Arc<Mem>) {
+    let mem = std::sync::Arc::new(Mem::new(MpmcRing::<u64>::required_size(cap)));
+    let (ptr, len) = (mem.0, mem.1.size());
+    // SAFETY: the caller keeps `mem` alive until every handle is dropped.
+    unsafe {
+        MpmcRing::<u64>::init(ptr, len, cap, start).unwrap();
+        (
+            MpmcRing::<u64>::sender(ptr, len).unwrap(),
+            MpmcRing::<u64>::receiver(ptr, len).unwrap(),
+            mem,
+        )
+    }
+}
+
+/// Two producers and two consumers (loom's thread limit) through a 2-slot MPMC ring whose
+/// positions wrap past `u64::MAX`. Each producer pushes one value; each consumer makes one
+/// non-blocking attempt, racing the producers; the main thread then drains the rest. Every
+/// value arrives exactly once, and loom checks each slot access for races. Nobody spins on an
+/// empty ring, which keeps the model to a few minutes at 3 preemptions.
 #[test]
 fn mpmc_two_by_two() {
-    if std::env::var_os("SHMLANE_LOOM_MPMC").is_none() {
-        println!("skipped: set SHMLANE_LOOM_MPMC=1 (takes > 15 min at 3 preemptions)");
-        return;
-    }
-    let mut b = loom::model::Builder::new();
-    // Consumers poll an empty ring (yielding) until the producers get there: more branches
-    // per execution than loom's default budget allows.
-    b.max_branches = 100_000;
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(3);
-    }
-    b.check(|| {
-        let mem = std::sync::Arc::new(Mem::new(MpmcRing::<u64>::required_size(2)));
-        let (ptr, len) = (mem.0, mem.1.size());
-        // SAFETY: `mem` outlives every handle (all threads joined before it drops).
-        let (tx, rx) = unsafe {
-            MpmcRing::<u64>::init(ptr, len, 2, u64::MAX).unwrap();
-            (
-                MpmcRing::<u64>::sender(ptr, len).unwrap(),
-                MpmcRing::<u64>::receiver(ptr, len).unwrap(),
-            )
-        };
+    loom::model(|| {
+        let (tx, rx, mem) = mpmc(2, u64::MAX);
         let producers: Vec<_> = (0..2u64)
             .map(|id| {
                 let tx = tx.clone();
-                thread::spawn(move || {
-                    let mut v = 100 + id;
-                    while let Err(e) = tx.push(v) {
-                        v = e.into_inner();
-                        thread::yield_now();
-                    }
-                })
+                // Two values, two slots: a push can never find the ring full.
+                thread::spawn(move || tx.push(100 + id).unwrap())
             })
             .collect();
         let rx2 = rx.clone();
-        let other = thread::spawn(move || {
+        let other = thread::spawn(move || match rx2.pop() {
+            Ok(v) => Some(v),
+            Err(PopError::Empty) => None,
+            Err(e) => panic!("{e}"),
+        });
+        let mut got: Vec<u64> = match rx.pop() {
+            Ok(v) => vec![v],
+            Err(PopError::Empty) => vec![],
+            Err(e) => panic!("{e}"),
+        };
+        got.extend(other.join().unwrap());
+        for p in producers {
+            p.join().unwrap();
+        }
+        while got.len() < 2 {
+            got.push(
+                rx.pop()
+                    .expect("both pushes finished, values must be there"),
+            );
+        }
+        assert_eq!(rx.pop(), Err(PopError::Empty));
+        got.sort_unstable();
+        assert_eq!(got, [100, 101]);
+        drop((tx, rx));
+        drop(mem);
+    });
+}
+
+/// Slot reuse across laps: one producer pushes four values through a 2-slot MPMC ring while a
+/// consumer pops them, so every slot is freed by the consumer's stamp and rewritten by the
+/// producer. FIFO order holds and no read races the next lap's write.
+#[test]
+fn mpmc_lap_reuse() {
+    loom::model(|| {
+        let (tx, rx, mem) = mpmc(2, u64::MAX - 1);
+        let t = thread::spawn(move || {
+            for i in 0..4u64 {
+                let mut v = i + 10;
+                while let Err(e) = tx.push(v) {
+                    v = e.into_inner();
+                    thread::yield_now();
+                }
+            }
+        });
+        for i in 0..4u64 {
             loop {
-                match rx2.pop() {
-                    Ok(v) => return v,
+                match rx.pop() {
+                    Ok(v) => {
+                        assert_eq!(v, i + 10);
+                        break;
+                    }
                     Err(PopError::Empty) => thread::yield_now(),
                     Err(e) => panic!("{e}"),
                 }
             }
-        });
-        let mine = loop {
-            match rx.pop() {
-                Ok(v) => break v,
-                Err(PopError::Empty) => thread::yield_now(),
-                Err(e) => panic!("{e}"),
-            }
-        };
-        let theirs = other.join().unwrap();
-        for p in producers {
-            p.join().unwrap();
         }
-        let mut got = [mine, theirs];
-        got.sort_unstable();
-        assert_eq!(got, [100, 101]);
-        drop((tx, rx));
+        t.join().unwrap();
+        drop(rx);
         drop(mem);
     });
 }

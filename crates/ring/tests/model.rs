@@ -1,0 +1,185 @@
+//! Property tests: random operation sequences on a ring against a `VecDeque` model, with
+//! capacities from 1 to 64 and first positions anywhere in `u64`, biased towards the wrap at
+//! `u64::MAX`.
+#![cfg(not(loom))]
+
+use std::collections::VecDeque;
+
+use proptest::prelude::*;
+use shmlane_ring::{ChunkError, HeapRegion, PopError, PushError};
+
+#[derive(Clone, Debug)]
+enum Op {
+    Push(u32),
+    PushSlice(Vec<u32>),
+    Pop,
+    Peek,
+    PopSlice(usize),
+    /// Reserve `n` slots, fill them through the slices, commit the first `k % (n + 1)`.
+    WriteChunk(usize, usize, u32),
+    /// Borrow `n` elements, check them through both accessors, release `k % (n + 1)`.
+    ReadChunk(usize, usize),
+    Len,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => any::<u32>().prop_map(Op::Push),
+        1 => proptest::collection::vec(any::<u32>(), 0..12).prop_map(Op::PushSlice),
+        3 => Just(Op::Pop),
+        1 => Just(Op::Peek),
+        1 => (0usize..12).prop_map(Op::PopSlice),
+        1 => (0usize..12, any::<usize>(), any::<u32>()).prop_map(|(n, k, b)| Op::WriteChunk(n, k, b)),
+        1 => (0usize..12, any::<usize>()).prop_map(|(n, k)| Op::ReadChunk(n, k)),
+        1 => Just(Op::Len),
+    ]
+}
+
+fn start() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        any::<u64>(),
+        (0u64..80).prop_map(|d| u64::MAX - d),
+        (0u64..80),
+    ]
+}
+
+fn capacity() -> impl Strategy<Value = u64> {
+    (0u32..7).prop_map(|b| 1u64 << b)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 512 }))]
+
+    #[test]
+    fn spsc_matches_vecdeque(cap in capacity(), start in start(),
+                             ops in proptest::collection::vec(op(), 0..200)) {
+        let (mut p, mut c) = HeapRegion::spsc_at::<u32>(cap, start);
+        let cap = cap as usize;
+        let mut model: VecDeque<u32> = VecDeque::new();
+        for op in ops {
+            match op {
+                Op::Push(v) => {
+                    let r = p.push(v);
+                    if model.len() < cap {
+                        prop_assert!(r.is_ok());
+                        model.push_back(v);
+                    } else {
+                        prop_assert!(matches!(r, Err(PushError::Full(x)) if x == v));
+                    }
+                }
+                Op::PushSlice(vs) => {
+                    let n = p.push_slice(&vs).unwrap();
+                    prop_assert_eq!(n, vs.len().min(cap - model.len()));
+                    model.extend(&vs[..n]);
+                }
+                Op::Pop => prop_assert_eq!(c.pop().ok(), model.pop_front()),
+                Op::Peek => prop_assert_eq!(c.peek().ok(), model.front().copied()),
+                Op::PopSlice(n) => {
+                    let mut buf = vec![0u32; n];
+                    let got = c.pop_slice(&mut buf).unwrap();
+                    prop_assert_eq!(got, n.min(model.len()));
+                    let want: Vec<u32> = model.drain(..got).collect();
+                    prop_assert_eq!(&buf[..got], &want[..]);
+                }
+                Op::WriteChunk(n, k, base) => match p.write_chunk(n) {
+                    Ok(mut w) => {
+                        prop_assert!(n <= cap - model.len());
+                        let (a, b) = w.as_mut_slices();
+                        prop_assert_eq!(a.len() + b.len(), n);
+                        for (i, x) in a.iter_mut().chain(b.iter_mut()).enumerate() {
+                            *x = base.wrapping_add(i as u32);
+                        }
+                        let k = k % (n + 1);
+                        w.commit(k);
+                        model.extend((0..k).map(|i| base.wrapping_add(i as u32)));
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(e, ChunkError::TooFewSlots(cap - model.len()));
+                        prop_assert!(n > cap - model.len());
+                    }
+                },
+                Op::ReadChunk(n, k) => match c.read_chunk(n) {
+                    Ok(r) => {
+                        prop_assert!(n <= model.len());
+                        let (a, b) = r.as_slices();
+                        let seen: Vec<u32> = a.iter().chain(b).copied().collect();
+                        let want: Vec<u32> = model.iter().take(n).copied().collect();
+                        prop_assert_eq!(&seen, &want);
+                        for (i, w) in want.iter().enumerate() {
+                            prop_assert_eq!(r.get(i), *w);
+                        }
+                        let k = k % (n + 1);
+                        r.commit(k);
+                        model.drain(..k);
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(e, ChunkError::TooFewSlots(model.len()));
+                        prop_assert!(n > model.len());
+                    }
+                },
+                Op::Len => {
+                    prop_assert_eq!(c.len(), model.len());
+                    prop_assert_eq!(p.len(), model.len());
+                    prop_assert_eq!(p.free(), cap - model.len());
+                }
+            }
+            prop_assert_eq!(p.position().wrapping_sub(c.position()), model.len() as u64);
+        }
+        // Whatever is left comes out in order.
+        while let Some(w) = model.pop_front() {
+            prop_assert_eq!(c.pop(), Ok(w));
+        }
+        prop_assert_eq!(c.pop(), Err(PopError::Empty));
+    }
+
+    #[test]
+    fn mpmc_matches_vecdeque(cap in capacity().prop_map(|c| c.max(2)), start in start(),
+                             ops in proptest::collection::vec(op(), 0..200)) {
+        let (tx, rx) = HeapRegion::mpmc_at::<u32>(cap, start);
+        // A second handle of each kind: clones share the ring.
+        let (tx2, rx2) = (tx.clone(), rx.clone());
+        let cap = cap as usize;
+        let mut model: VecDeque<u32> = VecDeque::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            let (tx, rx) = if i % 2 == 0 { (&tx, &rx) } else { (&tx2, &rx2) };
+            match op {
+                Op::Push(v) | Op::WriteChunk(_, _, v) => {
+                    let r = tx.push(v);
+                    if model.len() < cap {
+                        prop_assert!(r.is_ok());
+                        model.push_back(v);
+                    } else {
+                        prop_assert!(matches!(r, Err(PushError::Full(x)) if x == v));
+                    }
+                }
+                Op::PushSlice(vs) => {
+                    for v in vs {
+                        let r = tx.push(v);
+                        prop_assert_eq!(r.is_ok(), model.len() < cap);
+                        if r.is_ok() {
+                            model.push_back(v);
+                        }
+                    }
+                }
+                Op::Pop | Op::Peek | Op::ReadChunk(..) => {
+                    prop_assert_eq!(rx.pop().ok(), model.pop_front());
+                }
+                Op::PopSlice(n) => {
+                    let mut buf = vec![0u32; n];
+                    let got = rx.pop_slice(&mut buf).unwrap();
+                    prop_assert_eq!(got, n.min(model.len()));
+                    let want: Vec<u32> = model.drain(..got).collect();
+                    prop_assert_eq!(&buf[..got], &want[..]);
+                }
+                Op::Len => {
+                    prop_assert_eq!(tx.len(), model.len());
+                    prop_assert_eq!(rx.is_empty(), model.is_empty());
+                }
+            }
+        }
+        while let Some(w) = model.pop_front() {
+            prop_assert_eq!(rx.pop(), Ok(w));
+        }
+        prop_assert_eq!(rx.pop(), Err(PopError::Empty));
+    }
+}
