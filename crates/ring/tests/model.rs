@@ -35,6 +35,9 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Longest operation sequence (short under Miri, which interprets every step).
+const OPS: usize = if cfg!(miri) { 48 } else { 200 };
+
 fn start() -> impl Strategy<Value = u64> {
     prop_oneof![
         any::<u64>(),
@@ -48,11 +51,16 @@ fn capacity() -> impl Strategy<Value = u64> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 512 }))]
+    // Under Miri: a few cases, and no failure file (Miri isolates the file system).
+    #![proptest_config(if cfg!(miri) {
+        ProptestConfig { cases: 3, failure_persistence: None, ..ProptestConfig::default() }
+    } else {
+        ProptestConfig::with_cases(512)
+    })]
 
     #[test]
     fn spsc_matches_vecdeque(cap in capacity(), start in start(),
-                             ops in proptest::collection::vec(op(), 0..200)) {
+                             ops in proptest::collection::vec(op(), 0..OPS)) {
         let (mut p, mut c) = HeapRegion::spsc_at::<u32>(cap, start);
         let cap = cap as usize;
         let mut model: VecDeque<u32> = VecDeque::new();
@@ -134,7 +142,7 @@ proptest! {
 
     #[test]
     fn mpmc_matches_vecdeque(cap in capacity().prop_map(|c| c.max(2)), start in start(),
-                             ops in proptest::collection::vec(op(), 0..200)) {
+                             ops in proptest::collection::vec(op(), 0..OPS)) {
         let (tx, rx) = HeapRegion::mpmc_at::<u32>(cap, start);
         // A second handle of each kind: clones share the ring.
         let (tx2, rx2) = (tx.clone(), rx.clone());
