@@ -1,0 +1,502 @@
+//! The event (doorbell): a sequence word and a sleeper count in shared memory.
+//!
+//! ```text
+//! offset 0   u32 magic  b"SHWK"
+//! offset 4   u32 seq    bumped by a notify that found a sleeper; the futex word
+//! offset 8   u32 sleepers  waiters between registering and leaving the futex
+//! offset 12  u32 reserved (0)
+//! ...        padding to EVENT_SIZE (128 bytes: the event has its cache lines to itself)
+//! ```
+//!
+//! The caller owns the condition (usually "the ring is not empty"); the event only makes
+//! sure a waiter that parks is woken after the condition becomes true. It is the Dekker
+//! pattern:
+//!
+//! ```text
+//! waiter                                   notifier
+//! sleepers += 1                            (publish data: the caller's Release store)
+//! fence(SeqCst)            <-- F_WAIT      fence(SeqCst)             <-- F_NOTIFY
+//! if cond() { leave }                      if sleepers != 0 { seq += 1; FUTEX_WAKE(seq) }
+//! FUTEX_WAIT(seq, seen)
+//! ```
+//!
+//! Why both fences: without `F_NOTIFY` the notifier's load of `sleepers` may be satisfied
+//! before its data store is visible (store buffering): it reads 0 and skips the wake, while
+//! the waiter, registered, re-checks and does not yet see the data — and sleeps with data
+//! pending. Without `F_WAIT` the waiter's re-check may read the old data before its
+//! `sleepers` increment is visible: same outcome from the other side. With both SeqCst
+//! fences, one of the two must see the other's store: either the notifier sees the sleeper
+//! and wakes (the waiter's FUTEX_WAIT on `seq` then returns at once if the bump came first,
+//! because the kernel compares the word atomically with queueing), or the waiter's re-check
+//! sees the data and never sleeps. `notify` with nobody asleep is the fence and one load:
+//! no syscall.
+
+use core::ptr::NonNull;
+use std::time::Duration;
+
+use crate::{
+    Deadline,
+    sync::{
+        AtomicU32, NOTIFY_FENCE, Ordering, WAIT_FENCE, fence, futex_wait, futex_wake_all,
+        spin_hint, yield_now,
+    },
+};
+
+/// First word of every event: `b"SHWK"`.
+pub const EVENT_MAGIC: u32 = u32::from_le_bytes(*b"SHWK");
+/// Bytes an event occupies in a region (it keeps its cache lines to itself).
+pub const EVENT_SIZE: usize = 128;
+
+#[repr(C)]
+struct RawEvent {
+    magic: AtomicU32,
+    seq: AtomicU32,
+    sleepers: AtomicU32,
+    reserved: AtomicU32,
+}
+
+/// Why an event could not be initialised or attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The region is smaller than [`EVENT_SIZE`].
+    RegionTooSmall {
+        /// Bytes given.
+        given: usize,
+    },
+    /// The region is not 4-byte aligned (a futex word must be).
+    Misaligned,
+    /// The region does not hold an event (bad magic): wrong region, or not initialised.
+    NotAnEvent,
+}
+
+impl core::fmt::Display for EventError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::RegionTooSmall { given } => write!(
+                f,
+                "region of {given} bytes is too small for an event ({EVENT_SIZE} needed)"
+            ),
+            Self::Misaligned => f.write_str("event region is not 4-byte aligned"),
+            Self::NotAnEvent => f.write_str(
+                "region does not hold a shmlane event (bad magic); was it initialised with Event::init?",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EventError {}
+
+/// How a waiter waits: from never making a syscall to parking at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitStrategy {
+    /// Poll the condition in a tight loop with a spin hint. Never a syscall, never sleeps: for
+    /// the audio callback and a trading hot thread that owns its core.
+    BusySpin,
+    /// Spin with exponential backoff, then yield the CPU between polls (crossbeam `Backoff`
+    /// semantics). Never parks.
+    SpinYield,
+    /// Spin `spins` times, yield `yields` times, then park on the futex. Parking costs ~33 µs
+    /// to wake on this project's VM (see `docs/benchmarks.md`), so a short spin first pays.
+    SpinThenPark {
+        /// Polls with a spin hint before yielding.
+        spins: u32,
+        /// Polls with a `sched_yield` before parking.
+        yields: u32,
+    },
+    /// Park on the futex at once.
+    Park,
+}
+
+impl Default for WaitStrategy {
+    /// `SpinThenPark { spins: 2000, yields: 10 }`: a few microseconds of polling, then sleep.
+    fn default() -> Self {
+        Self::SpinThenPark {
+            spins: 2000,
+            yields: 10,
+        }
+    }
+}
+
+/// How a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// The condition held.
+    Ready,
+    /// The deadline passed with the condition still false.
+    TimedOut,
+}
+
+/// A handle to an event in a shared region. `Send` and `Sync`: any number of threads and
+/// processes may notify and wait on the same event.
+#[derive(Debug)]
+pub struct Event {
+    raw: NonNull<RawEvent>,
+}
+
+// SAFETY: the event is only accessed through atomics and the futex syscall; the memory outlives
+// the handle (constructor contract).
+unsafe impl Send for Event {}
+// SAFETY: as above; every method takes `&self` and is safe to call concurrently.
+unsafe impl Sync for Event {}
+
+impl Event {
+    /// Writes a fresh event into `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for writes of `len` bytes, and nobody may use the event while it is
+    /// initialised.
+    pub unsafe fn init(ptr: *mut u8, len: usize) -> Result<(), EventError> {
+        check(ptr, len)?;
+        // SAFETY: in bounds and aligned (checked); exclusive during init (caller).
+        unsafe {
+            ptr.cast::<RawEvent>().write(RawEvent {
+                magic: AtomicU32::new(EVENT_MAGIC),
+                seq: AtomicU32::new(0),
+                sleepers: AtomicU32::new(0),
+                reserved: AtomicU32::new(0),
+            });
+        }
+        Ok(())
+    }
+
+    /// Attaches to an event written by [`init`](Self::init).
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads and writes of `len` bytes for as long as the handle
+    /// lives, and the bytes accessed by others only through event handles.
+    pub unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Self, EventError> {
+        check(ptr, len)?;
+        let raw = NonNull::new(ptr.cast::<RawEvent>()).ok_or(EventError::Misaligned)?;
+        // SAFETY: in bounds and aligned (checked); atomics only.
+        let magic = unsafe { raw.as_ref() }.magic.load(Ordering::Relaxed);
+        // ORDERING: the Relaxed load above: written once before the region was handed over
+        // (the segment's init_state Release/Acquire orders it).
+        if magic != EVENT_MAGIC {
+            return Err(EventError::NotAnEvent);
+        }
+        Ok(Self { raw })
+    }
+
+    fn raw(&self) -> &RawEvent {
+        // SAFETY: valid for the handle's lifetime (constructor contract); atomics only.
+        unsafe { self.raw.as_ref() }
+    }
+
+    /// Wakes every parked waiter, after the caller made its condition true (e.g. published
+    /// a message with a Release store). With nobody parked this is one fence and one load: no
+    /// syscall. Returns whether it issued a wake.
+    pub fn notify(&self) -> bool {
+        self.notify_then(|| {})
+    }
+
+    /// `notify`, running `also` after the futex wake when there was a sleeper (the pollable
+    /// bridge writes its eventfd there).
+    pub(crate) fn notify_then(&self, also: impl FnOnce()) -> bool {
+        let e = self.raw();
+        if NOTIFY_FENCE {
+            // ORDERING: F_NOTIFY, SeqCst fence; pairs with the waiter's F_WAIT (see the module
+            // docs): the caller's data store is ordered before the sleeper load below.
+            fence(Ordering::SeqCst);
+        }
+        // ORDERING: Relaxed; ordered by F_NOTIFY against the waiter's increment + F_WAIT.
+        if e.sleepers.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        // ORDERING: Release; pairs with the waiter's Acquire load of `seq`; the futex compare
+        // in the kernel sees the bump, so a waiter that read the old value does not sleep.
+        e.seq.fetch_add(1, Ordering::Release);
+        futex_wake_all(&e.seq);
+        also();
+        true
+    }
+
+    /// Registers as a sleeper that waits elsewhere (an event loop on an eventfd): the same
+    /// increment and F_WAIT fence as a parking waiter, then the re-check. Returns whether
+    /// `cond` already holds (then the registration is withdrawn again).
+    pub(crate) fn register(&self, mut cond: impl FnMut() -> bool) -> bool {
+        let e = self.raw();
+        // ORDERING: Relaxed; ordered before the re-check by F_WAIT.
+        e.sleepers.fetch_add(1, Ordering::Relaxed);
+        if WAIT_FENCE {
+            // ORDERING: F_WAIT, SeqCst fence; pairs with notify's F_NOTIFY (module docs).
+            fence(Ordering::SeqCst);
+        }
+        if cond() {
+            self.unregister();
+            return true;
+        }
+        false
+    }
+
+    /// Withdraws a registration made by `register`.
+    pub(crate) fn unregister(&self) {
+        // ORDERING: Relaxed; as the decrement in `park`.
+        self.raw().sleepers.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Waits until `cond()` is true or `deadline` passes, as `strategy` says.
+    ///
+    /// `cond` is called repeatedly; it must read the data the notifier publishes (with
+    /// Acquire) and have no side effects that matter.
+    pub fn wait(
+        &self,
+        strategy: &WaitStrategy,
+        deadline: Option<Deadline>,
+        cond: impl FnMut() -> bool,
+    ) -> WaitOutcome {
+        self.wait_inner(strategy, deadline, None, cond)
+    }
+
+    /// As [`wait`](Self::wait), but a park lasts at most `every`, so `cond` is re-evaluated
+    /// at least that often even if nobody notifies: the way to wait on "data ready or peer
+    /// gone" at once, when the peer's death cannot notify (`cond` then also checks the
+    /// peer's liveness).
+    pub fn wait_checking(
+        &self,
+        strategy: &WaitStrategy,
+        deadline: Option<Deadline>,
+        every: Duration,
+        cond: impl FnMut() -> bool,
+    ) -> WaitOutcome {
+        self.wait_inner(strategy, deadline, Some(every), cond)
+    }
+
+    fn wait_inner(
+        &self,
+        strategy: &WaitStrategy,
+        deadline: Option<Deadline>,
+        every: Option<Duration>,
+        mut cond: impl FnMut() -> bool,
+    ) -> WaitOutcome {
+        let past = |d: &Option<Deadline>| d.as_ref().is_some_and(Deadline::is_past);
+        let (spins, yields) = match *strategy {
+            WaitStrategy::BusySpin => (u32::MAX, 0),
+            WaitStrategy::SpinYield => (64, u32::MAX),
+            WaitStrategy::SpinThenPark { spins, yields } => (spins, yields),
+            WaitStrategy::Park => (0, 0),
+        };
+        let mut i = 0u32;
+        while i < spins {
+            if cond() {
+                return WaitOutcome::Ready;
+            }
+            // The clock is read through the vDSO: still no syscall.
+            if i % 256 == 255 && past(&deadline) {
+                return WaitOutcome::TimedOut;
+            }
+            spin_hint();
+            i += 1;
+            if spins == u32::MAX {
+                i %= 1 << 30;
+            }
+        }
+        let mut j = 0u32;
+        while j < yields {
+            if cond() {
+                return WaitOutcome::Ready;
+            }
+            if past(&deadline) {
+                return WaitOutcome::TimedOut;
+            }
+            yield_now();
+            j += 1;
+            if yields == u32::MAX {
+                j %= 1 << 30;
+            }
+        }
+        self.park(deadline, every, cond)
+    }
+
+    fn park(
+        &self,
+        deadline: Option<Deadline>,
+        every: Option<Duration>,
+        mut cond: impl FnMut() -> bool,
+    ) -> WaitOutcome {
+        let e = self.raw();
+        loop {
+            if cond() {
+                return WaitOutcome::Ready;
+            }
+            if deadline.as_ref().is_some_and(Deadline::is_past) {
+                return WaitOutcome::TimedOut;
+            }
+            // ORDERING: Acquire; pairs with notify's Release bump: a bump we see happened
+            // after the data it announces.
+            let seen = e.seq.load(Ordering::Acquire);
+            // ORDERING: Relaxed; ordered before the re-check by F_WAIT.
+            e.sleepers.fetch_add(1, Ordering::Relaxed);
+            if WAIT_FENCE {
+                // ORDERING: F_WAIT, SeqCst fence; pairs with notify's F_NOTIFY (module docs).
+                fence(Ordering::SeqCst);
+            }
+            let ready = cond();
+            if !ready {
+                // SYNC POINT: sleep unless `seq` moved since `seen` (the kernel compares
+                // and queues atomically with respect to FUTEX_WAKE).
+                let until = match (deadline, every) {
+                    (Some(d), Some(ev)) => Some(d.min(Deadline::after(ev))),
+                    (Some(d), None) => Some(d),
+                    (None, Some(ev)) => Some(Deadline::after(ev)),
+                    (None, None) => None,
+                };
+                futex_wait(&e.seq, seen, until.as_ref());
+            }
+            // ORDERING: Relaxed; only notify's skip decision reads it, a late decrement
+            // costs at most one needless FUTEX_WAKE.
+            e.sleepers.fetch_sub(1, Ordering::Relaxed);
+            if ready {
+                return WaitOutcome::Ready;
+            }
+        }
+    }
+
+    /// Waiters currently registered (parked or about to park). A waiter that died while
+    /// parked stays counted, which costs notifiers a needless FUTEX_WAKE, nothing else.
+    pub fn sleepers(&self) -> u32 {
+        // ORDERING: Relaxed; informational.
+        self.raw().sleepers.load(Ordering::Relaxed)
+    }
+}
+
+fn check(ptr: *mut u8, len: usize) -> Result<(), EventError> {
+    if (ptr as usize) % align_of::<RawEvent>() != 0 || ptr.is_null() {
+        return Err(EventError::Misaligned);
+    }
+    if len < EVENT_SIZE.max(size_of::<RawEvent>()) {
+        return Err(EventError::RegionTooSmall { given: len });
+    }
+    Ok(())
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+
+    use super::*;
+
+    #[repr(align(128))]
+    struct Mem([u8; EVENT_SIZE]);
+
+    fn event() -> (Box<Mem>, Event) {
+        let mut mem = Box::new(Mem([0; EVENT_SIZE]));
+        let ptr = mem.0.as_mut_ptr();
+        // SAFETY: the box outlives the handle in every test (returned together, the handle
+        // dropped first by declaration order in the callers' tuples... both live to the end).
+        let ev = unsafe {
+            Event::init(ptr, EVENT_SIZE).unwrap();
+            Event::attach(ptr, EVENT_SIZE).unwrap()
+        };
+        (mem, ev)
+    }
+
+    #[test]
+    fn attach_checks_size_alignment_and_magic() {
+        let mut mem = Box::new(Mem([0; EVENT_SIZE]));
+        let ptr = mem.0.as_mut_ptr();
+        // SAFETY: in-bounds pointers into `mem`, which outlives every handle.
+        unsafe {
+            assert_eq!(
+                Event::attach(ptr, EVENT_SIZE).unwrap_err(),
+                EventError::NotAnEvent
+            );
+            assert_eq!(
+                Event::init(ptr, 64).unwrap_err(),
+                EventError::RegionTooSmall { given: 64 }
+            );
+            assert_eq!(
+                Event::init(ptr.add(1), EVENT_SIZE - 1).unwrap_err(),
+                EventError::Misaligned
+            );
+        }
+    }
+
+    #[test]
+    fn notify_without_sleepers_issues_no_wake() {
+        let (_m, ev) = event();
+        assert!(!ev.notify());
+        assert_eq!(ev.sleepers(), 0);
+    }
+
+    #[test]
+    fn parked_thread_is_woken() {
+        let (_m, ev) = event();
+        let flag = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let waiter =
+                s.spawn(|| ev.wait(&WaitStrategy::Park, None, || flag.load(Ordering::Acquire)));
+            // Wait until the waiter is registered, so the notify must wake it.
+            while ev.sleepers() == 0 {
+                std::thread::yield_now();
+            }
+            flag.store(true, Ordering::Release);
+            assert!(ev.notify());
+            assert_eq!(waiter.join().unwrap(), WaitOutcome::Ready);
+        });
+        assert_eq!(ev.sleepers(), 0);
+    }
+
+    #[test]
+    fn deadline_returns_without_the_condition() {
+        let (_m, ev) = event();
+        for strategy in [
+            WaitStrategy::Park,
+            WaitStrategy::BusySpin,
+            WaitStrategy::SpinYield,
+            WaitStrategy::default(),
+        ] {
+            let d = Deadline::after(Duration::from_millis(20));
+            assert_eq!(ev.wait(&strategy, Some(d), || false), WaitOutcome::TimedOut);
+            assert!(d.is_past(), "{strategy:?} returned before its deadline");
+        }
+        assert_eq!(ev.sleepers(), 0);
+    }
+
+    #[test]
+    fn wait_checking_reevaluates_without_notify() {
+        let (_m, ev) = event();
+        let calls = AtomicU64::new(0);
+        // Nobody notifies; the condition turns true on its own (a peer died, say).
+        let got = ev.wait_checking(&WaitStrategy::Park, None, Duration::from_millis(5), || {
+            calls.fetch_add(1, Ordering::Relaxed) >= 3
+        });
+        assert_eq!(got, WaitOutcome::Ready);
+    }
+
+    #[test]
+    fn ping_pong_threads_lose_no_wakeup() {
+        let rounds: u64 = if cfg!(miri) { 50 } else { 20_000 };
+        let (_m1, a) = event();
+        let (_m2, b) = event();
+        let (sent, echoed) = (AtomicU64::new(0), AtomicU64::new(0));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 1..=rounds {
+                    let strategy = if i % 2 == 0 {
+                        WaitStrategy::Park
+                    } else {
+                        WaitStrategy::default()
+                    };
+                    a.wait(&strategy, None, || sent.load(Ordering::Acquire) >= i);
+                    echoed.store(i, Ordering::Release);
+                    b.notify();
+                }
+            });
+            for i in 1..=rounds {
+                sent.store(i, Ordering::Release);
+                a.notify();
+                let strategy = if i % 3 == 0 {
+                    WaitStrategy::Park
+                } else {
+                    WaitStrategy::SpinThenPark {
+                        spins: 10,
+                        yields: 1,
+                    }
+                };
+                b.wait(&strategy, None, || echoed.load(Ordering::Acquire) >= i);
+            }
+        });
+        assert_eq!(echoed.load(Ordering::Relaxed), rounds);
+    }
+}
