@@ -371,30 +371,44 @@ fn check(ptr: *mut u8, len: usize) -> Result<(), EventError> {
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::{AtomicBool, AtomicU64};
 
     use super::*;
 
-    #[repr(align(128))]
-    struct Mem([u8; EVENT_SIZE]);
+    /// Heap memory for an event, held as a raw pointer (a `Box` moved around would
+    /// invalidate pointers derived from it under Stacked Borrows).
+    pub(crate) struct Mem(pub(crate) *mut u8, std::alloc::Layout);
 
-    fn event() -> (Box<Mem>, Event) {
-        let mut mem = Box::new(Mem([0; EVENT_SIZE]));
-        let ptr = mem.0.as_mut_ptr();
-        // SAFETY: the box outlives the handle in every test (returned together, the handle
-        // dropped first by declaration order in the callers' tuples... both live to the end).
+    impl Mem {
+        pub(crate) fn new() -> Self {
+            let layout = std::alloc::Layout::from_size_align(EVENT_SIZE, 128).unwrap();
+            // SAFETY: non-zero size.
+            Self(unsafe { std::alloc::alloc_zeroed(layout) }, layout)
+        }
+    }
+
+    impl Drop for Mem {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `new` with this layout.
+            unsafe { std::alloc::dealloc(self.0, self.1) };
+        }
+    }
+
+    fn event() -> (Mem, Event) {
+        let mem = Mem::new();
+        // SAFETY: the memory outlives the handle in every test (both live to the end).
         let ev = unsafe {
-            Event::init(ptr, EVENT_SIZE).unwrap();
-            Event::attach(ptr, EVENT_SIZE).unwrap()
+            Event::init(mem.0, EVENT_SIZE).unwrap();
+            Event::attach(mem.0, EVENT_SIZE).unwrap()
         };
         (mem, ev)
     }
 
     #[test]
     fn attach_checks_size_alignment_and_magic() {
-        let mut mem = Box::new(Mem([0; EVENT_SIZE]));
-        let ptr = mem.0.as_mut_ptr();
+        let mem = Mem::new();
+        let ptr = mem.0;
         // SAFETY: in-bounds pointers into `mem`, which outlives every handle.
         unsafe {
             assert_eq!(

@@ -51,6 +51,7 @@ impl Deadline {
         Duration::from_nanos(left.clamp(0, i128::from(u64::MAX)) as u64)
     }
 
+    #[cfg_attr(loom, allow(dead_code))]
     fn timespec(self) -> libc::timespec {
         libc::timespec {
             tv_sec: self.at.0 as libc::time_t,
