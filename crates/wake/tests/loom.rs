@@ -70,7 +70,9 @@ fn one_waiter_is_never_lost() {
             d2.store(1, Ordering::Relaxed);
             ev.notify();
         });
-        let got = ev.wait(&WaitStrategy::Park, None, || data.load(Ordering::Relaxed) == 1);
+        let got = ev.wait(&WaitStrategy::Park, None, || {
+            data.load(Ordering::Relaxed) == 1
+        });
         assert_eq!(got, WaitOutcome::Ready);
         notifier.join().unwrap();
         drop(ev);
@@ -87,7 +89,9 @@ fn two_waiters_are_never_lost() {
         let (m2, d2) = (mem.clone(), data.clone());
         let other = thread::spawn(move || {
             let ev = attach(&m2);
-            ev.wait(&WaitStrategy::Park, None, || d2.load(Ordering::Relaxed) == 1)
+            ev.wait(&WaitStrategy::Park, None, || {
+                d2.load(Ordering::Relaxed) == 1
+            })
         });
         let (m3, d3) = (mem.clone(), data.clone());
         let notifier = thread::spawn(move || {
@@ -95,7 +99,9 @@ fn two_waiters_are_never_lost() {
             d3.store(1, Ordering::Relaxed);
             ev.notify();
         });
-        let got = ev.wait(&WaitStrategy::Park, None, || data.load(Ordering::Relaxed) == 1);
+        let got = ev.wait(&WaitStrategy::Park, None, || {
+            data.load(Ordering::Relaxed) == 1
+        });
         assert_eq!(got, WaitOutcome::Ready);
         assert_eq!(other.join().unwrap(), WaitOutcome::Ready);
         notifier.join().unwrap();
