@@ -124,10 +124,10 @@ fn child_entry() {
     std::process::exit(code);
 }
 
-/// The child side of the round trips: waits for ping `i`, answers with pong `i`.
+/// The child side of the round trips: waits for ping `i`, answers with answer `i`.
 fn echo(seg: &Segment) -> i32 {
-    let (ping_ev, pong_ev) = (event(seg, "ev-a"), event(seg, "ev-b"));
-    let (ping, pong) = (counter(seg, 0), counter(seg, 1));
+    let (ping_ev, answer_ev) = (event(seg, "ev-a"), event(seg, "ev-b"));
+    let (ping, answer) = (counter(seg, 0), counter(seg, 1));
     for i in 1..=ROUND_TRIPS {
         let got = ping_ev.wait(
             &strategy_for(i),
@@ -139,9 +139,9 @@ fn echo(seg: &Segment) -> i32 {
             println!("OUT:lost wake-up: child waited for ping {i}");
             return 1;
         }
-        // ORDERING: Release; pairs with the parent's Acquire load of the pong.
-        pong.store(i, Ordering::Release);
-        pong_ev.notify();
+        // ORDERING: Release; pairs with the parent's Acquire load of the answer.
+        answer.store(i, Ordering::Release);
+        answer_ev.notify();
     }
     println!("OUT:echoed {ROUND_TRIPS}");
     0
@@ -210,8 +210,8 @@ fn million_round_trips_between_processes() {
     let name = unique("wake-rt");
     let _c = Cleanup(name.clone());
     let seg = create(&name);
-    let (ping_ev, pong_ev) = (event(&seg, "ev-a"), event(&seg, "ev-b"));
-    let (ping, pong) = (counter(&seg, 0), counter(&seg, 1));
+    let (ping_ev, answer_ev) = (event(&seg, "ev-a"), event(&seg, "ev-b"));
+    let (ping, answer) = (counter(&seg, 0), counter(&seg, 1));
     let echo = child("echo", &[&name]).spawn().unwrap();
     let t0 = Instant::now();
     let mut woke = 0u64;
@@ -224,22 +224,25 @@ fn million_round_trips_between_processes() {
         // ORDERING: Release; pairs with the child's Acquire load of the ping.
         ping.store(i, Ordering::Release);
         woke += u64::from(ping_ev.notify());
-        let got = pong_ev.wait(
+        let got = answer_ev.wait(
             &strategy_for(i + 25),
             Some(Deadline::after(WAIT_LIMIT)),
-            // ORDERING: Acquire; pairs with the child's Release store of the pong.
-            || pong.load(Ordering::Acquire) >= i,
+            // ORDERING: Acquire; pairs with the child's Release store of the answer.
+            || answer.load(Ordering::Acquire) >= i,
         );
         assert_eq!(
             got,
             WaitOutcome::Ready,
-            "lost wake-up: parent waited for pong {i}"
+            "lost wake-up: parent waited for answer {i}"
         );
     }
     let (code, out) = finish(echo, LIMIT);
     assert_eq!(code, 0, "{out:?}");
     assert_eq!(out, [format!("echoed {ROUND_TRIPS}")]);
-    assert!(woke >= ROUND_TRIPS / 1000, "only {woke} notifies found the child asleep");
+    assert!(
+        woke >= ROUND_TRIPS / 1000,
+        "only {woke} notifies found the child asleep"
+    );
     println!(
         "{ROUND_TRIPS} round trips in {:?}; {woke} notifies woke a parked child",
         t0.elapsed()
