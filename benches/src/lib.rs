@@ -2,6 +2,7 @@
 //! issue 6, the cross-process harness).
 
 pub mod inproc;
+pub mod wakeup;
 
 use nix::{sched::CpuSet, unistd::Pid};
 
