@@ -1488,6 +1488,16 @@ impl Segment {
         self.control().unclean_detaches.load(Ordering::Relaxed)
     }
 
+    /// Changes the role tag of this handle's attachment slot (shown by `shmlane ls`; channels
+    /// use it to find their peers).
+    pub fn set_role(&self, role: u32) {
+        if let Some(slot) = self.slot_ref(self.slot) {
+            // ORDERING: Relaxed; an informational tag, read by listers after their Acquire
+            // load of the slot state.
+            slot.role.store(role, Ordering::Relaxed);
+        }
+    }
+
     /// Whether the process in attachment slot `i` is alive. For fd backends this asks the
     /// kernel whether the slot's lock is held (exact, no pid reuse problem); otherwise it
     /// compares the stored pid and start time with /proc. A stopped (SIGSTOP) process is alive.

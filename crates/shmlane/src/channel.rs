@@ -1,0 +1,1034 @@
+//! Channels: a segment with a channel header, a ring and two events.
+//!
+//! ```text
+//! region "chan" (CHAN_SIZE = 384 bytes, three cache-line pairs, all u64 atomics)
+//!   0   magic b"SHMLCHAN"     8  kind (1 spsc, 2 mpmc)   16 element size   24 capacity
+//!   32  msg_size (the largest message in bytes, for byte channels; element size otherwise)
+//!   40  senders attached      48 receivers attached
+//!   56  senders ever (0/1)    64 receivers ever (0/1)
+//!   128 sender statistics:    messages, bytes, full events, sleeps, wake-ups issued
+//!   256 receiver statistics:  messages, bytes, empty events, sleeps, wake-ups issued
+//! region "ring"     the SPSC or MPMC ring (shmlane-ring)
+//! region "ev-data"  event: receivers sleep on it, senders notify it
+//! region "ev-space" event: senders sleep on it (ring full), receivers notify it
+//! ```
+
+use core::{marker::PhantomData, ptr::NonNull};
+use std::{
+    os::unix::fs::FileExt,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytemuck::Pod;
+use shmlane_ring::{MpmcRing, PopError, PushError, SpscRing};
+use shmlane_segment::{Location, Segment, SegmentInfo, UnlinkPolicy};
+use shmlane_wake::{Deadline, EVENT_SIZE, Event, WaitStrategy};
+
+use crate::error::{OpenError, RecvError, SendError, TryRecvError, TrySendError};
+
+const CHAN_MAGIC: u64 = u64::from_le_bytes(*b"SHMLCHAN");
+const CHAN_SIZE: u64 = 384;
+/// Region kind tags in the segment directory.
+const REGION_CHAN: u32 = 0x4348;
+const REGION_RING: u32 = 0x5249;
+const REGION_EVENT: u32 = 0x4556;
+/// A blocked endpoint re-checks its peers' liveness at least this often.
+const PEER_CHECK: Duration = Duration::from_millis(50);
+/// Local statistics are added to the shared ones every this many operations.
+const STATS_EVERY: u64 = 64;
+
+/// Attachment role tag of a process holding a sending endpoint.
+pub const ROLE_SENDER: u32 = 1;
+/// Attachment role tag of a process holding a receiving endpoint.
+pub const ROLE_RECEIVER: u32 = 2;
+
+/// Channel kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// One producer, one consumer.
+    Spsc = 1,
+    /// Any number of senders and receivers.
+    Mpmc = 2,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Spsc => "spsc",
+            Self::Mpmc => "mpmc",
+        }
+    }
+    fn from_word(w: u64) -> Option<Self> {
+        match w {
+            1 => Some(Self::Spsc),
+            2 => Some(Self::Mpmc),
+            _ => None,
+        }
+    }
+}
+
+#[repr(C)]
+struct Header {
+    magic: AtomicU64,
+    kind: AtomicU64,
+    elem: AtomicU64,
+    capacity: AtomicU64,
+    msg_size: AtomicU64,
+    counts: [AtomicU64; 2],
+    ever: [AtomicU64; 2],
+    _pad0: [u64; 7],
+    stats: [[AtomicU64; 16]; 2],
+}
+
+const _: () = assert!(size_of::<Header>() as u64 == CHAN_SIZE);
+
+/// Which side an endpoint is on; indexes `counts`, `ever` and `stats`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Send = 0,
+    Recv = 1,
+}
+
+impl Side {
+    fn role(self) -> u32 {
+        match self {
+            Self::Send => ROLE_SENDER,
+            Self::Recv => ROLE_RECEIVER,
+        }
+    }
+    fn peer(self) -> Self {
+        match self {
+            Self::Send => Self::Recv,
+            Self::Recv => Self::Send,
+        }
+    }
+}
+
+/// One side's counters, as stored in the channel header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SideStats {
+    /// Messages sent (or received).
+    pub messages: u64,
+    /// Bytes sent (or received): messages × element size.
+    pub bytes: u64,
+    /// Times an operation found the ring full (senders) or empty (receivers).
+    pub stalls: u64,
+    /// Times an endpoint went to wait (spin, then maybe park).
+    pub sleeps: u64,
+    /// Notifies that found a sleeper and issued a futex wake.
+    pub wakeups: u64,
+}
+
+/// What a channel header and its ring say, for `shmlane stat` and `shmlane ls`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelStats {
+    /// SPSC or MPMC.
+    pub kind: Kind,
+    /// Slots in the ring.
+    pub capacity: u64,
+    /// Bytes per element.
+    pub elem_size: u64,
+    /// Largest message in bytes.
+    pub msg_size: u64,
+    /// Messages in the ring now.
+    pub len: u64,
+    /// Ring positions: next write, next read.
+    pub positions: (u64, u64),
+    /// Senders and receivers attached now (left cleanly are not counted).
+    pub endpoints: (u64, u64),
+    /// Sender-side statistics.
+    pub sent: SideStats,
+    /// Receiver-side statistics.
+    pub received: SideStats,
+}
+
+/// Reads a channel's header and ring positions from a segment file without attaching to it
+/// (so listing never changes what it lists). `None` if it is not a readable channel.
+pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
+    let chan = info.regions.iter().find(|r| r.name == "chan")?;
+    let ring = info.regions.iter().find(|r| r.name == "ring")?;
+    if chan.size < CHAN_SIZE || ring.size < 384 {
+        return None;
+    }
+    let file = std::fs::File::open(&info.path).ok()?;
+    let mut buf = [0u8; CHAN_SIZE as usize];
+    file.read_exact_at(&mut buf, chan.offset).ok()?;
+    let word = |i: usize| u64::from_ne_bytes(buf[i * 8..i * 8 + 8].try_into().unwrap());
+    if word(0) != CHAN_MAGIC {
+        return None;
+    }
+    let kind = Kind::from_word(word(1))?;
+    let side = |base: usize| SideStats {
+        messages: word(base),
+        bytes: word(base + 1),
+        stalls: word(base + 2),
+        sleeps: word(base + 3),
+        wakeups: word(base + 4),
+    };
+    let mut pos = [0u8; 8];
+    file.read_exact_at(&mut pos, ring.offset + 128).ok()?;
+    let first = u64::from_ne_bytes(pos);
+    file.read_exact_at(&mut pos, ring.offset + 256).ok()?;
+    let second = u64::from_ne_bytes(pos);
+    // SPSC: tail at 128, head at 256; MPMC: enqueue at 128, dequeue at 256.
+    let capacity = word(3);
+    Some(ChannelStats {
+        kind,
+        capacity,
+        elem_size: word(2),
+        msg_size: word(4),
+        len: first.wrapping_sub(second).min(capacity),
+        positions: (first, second),
+        endpoints: (word(5), word(6)),
+        sent: side(16),
+        received: side(32),
+    })
+}
+
+/// Starts building an SPSC channel of `T` named `name` (a POSIX shared-memory name).
+pub fn spsc<T: Pod + Send>(name: &str) -> Builder<T> {
+    Builder::new(name, Kind::Spsc)
+}
+
+/// Starts building an MPMC channel of `T` named `name`.
+pub fn mpmc<T: Pod + Send>(name: &str) -> Builder<T> {
+    Builder::new(name, Kind::Mpmc)
+}
+
+/// Configures a channel, then creates or opens it.
+#[derive(Debug)]
+pub struct Builder<T> {
+    name: String,
+    kind: Kind,
+    capacity: Option<u64>,
+    msg_size: Option<u64>,
+    location: Location,
+    strategy: WaitStrategy,
+    mode: u32,
+    populate: bool,
+    mlock: bool,
+    unlink: UnlinkPolicy,
+    _t: PhantomData<T>,
+}
+
+impl<T: Pod + Send> Builder<T> {
+    fn new(name: &str, kind: Kind) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind,
+            capacity: None,
+            msg_size: None,
+            location: Location::Posix(name.to_owned()),
+            strategy: WaitStrategy::default(),
+            mode: 0o600,
+            populate: true,
+            mlock: false,
+            unlink: UnlinkPolicy::Never,
+            _t: PhantomData,
+        }
+    }
+
+    /// Ring capacity in messages (a power of two; default 1024). When opening, a capacity set
+    /// here must match the existing one; unset, any is accepted.
+    #[must_use]
+    pub fn capacity(mut self, n: u64) -> Self {
+        self.capacity = Some(n);
+        self
+    }
+
+    /// The largest message in bytes, recorded for byte channels (default: `size_of::<T>()`).
+    #[must_use]
+    pub fn msg_size(mut self, bytes: u64) -> Self {
+        self.msg_size = Some(bytes);
+        self
+    }
+
+    /// Where the segment lives (default: POSIX shared memory under the channel's name).
+    #[must_use]
+    pub fn location(mut self, loc: Location) -> Self {
+        self.location = loc;
+        self
+    }
+
+    /// How blocking operations wait (default: spin briefly, then park).
+    #[must_use]
+    pub fn wait(mut self, strategy: WaitStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Permission bits of a created segment (default 0600).
+    #[must_use]
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Pre-fault the pages at creation and open (default on).
+    #[must_use]
+    pub fn populate(mut self, yes: bool) -> Self {
+        self.populate = yes;
+        self
+    }
+
+    /// `mlock` the mapping (default off).
+    #[must_use]
+    pub fn mlock(mut self, yes: bool) -> Self {
+        self.mlock = yes;
+        self
+    }
+
+    /// When the name is removed (default: never; `UnlinkPolicy::LastDetach` removes it when
+    /// the last endpoint leaves cleanly).
+    #[must_use]
+    pub fn unlink(mut self, policy: UnlinkPolicy) -> Self {
+        self.unlink = policy;
+        self
+    }
+
+    fn ring_size(&self, cap: u64) -> u64 {
+        (match self.kind {
+            Kind::Spsc => SpscRing::<T>::required_size(cap),
+            Kind::Mpmc => MpmcRing::<T>::required_size(cap),
+        }) as u64
+    }
+
+    /// The segment builder; `sized` for creating (opening accepts the existing size, which
+    /// the channel header then validates).
+    fn segment(&self, sized: bool) -> shmlane_segment::SegmentBuilder {
+        let cap = self.capacity.unwrap_or(1024);
+        let data = CHAN_SIZE + self.ring_size(cap) + 2 * EVENT_SIZE as u64 + 4 * 128;
+        let b = Segment::at(self.location.clone());
+        let b = if sized {
+            b.size((data + 64 * 1024).next_multiple_of(4096))
+        } else {
+            b
+        };
+        b.mode(self.mode)
+            .populate(self.populate)
+            .mlock(self.mlock)
+            .unlink(self.unlink)
+            .role(0)
+    }
+
+    fn init(&self, s: &Segment) -> Result<(), OpenError> {
+        let cap = self.capacity.unwrap_or(1024);
+        let chan = s.region("chan", CHAN_SIZE, REGION_CHAN)?;
+        let ring = s.region("ring", self.ring_size(cap), REGION_RING)?;
+        // SAFETY: fresh regions of the right sizes, nobody else sees the segment before it is
+        // published.
+        unsafe {
+            match self.kind {
+                Kind::Spsc => SpscRing::<T>::init(ring.as_ptr(), ring.len(), cap, 0)?,
+                Kind::Mpmc => MpmcRing::<T>::init(ring.as_ptr(), ring.len(), cap, 0)?,
+            }
+            for ev in ["ev-data", "ev-space"] {
+                let r = s.region(ev, EVENT_SIZE as u64, REGION_EVENT)?;
+                Event::init(r.as_ptr(), r.len())?;
+            }
+            let h = &*chan.as_ptr().cast::<Header>();
+            // ORDERING: Relaxed for all: published by the segment's init_state Release.
+            h.kind.store(self.kind as u64, Ordering::Relaxed);
+            // ORDERING: as above.
+            h.elem.store(size_of::<T>() as u64, Ordering::Relaxed);
+            // ORDERING: as above.
+            h.capacity.store(cap, Ordering::Relaxed);
+            // ORDERING: as above.
+            h.msg_size.store(
+                self.msg_size.unwrap_or(size_of::<T>() as u64),
+                Ordering::Relaxed,
+            );
+            // ORDERING: as above; the magic last, for readers that inspect without attaching.
+            h.magic.store(CHAN_MAGIC, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Creates the channel; fails if the name exists.
+    pub fn create(self) -> Result<Channel<T>, OpenError> {
+        let seg = self.segment(true).create_with(|s| self.init(s))?;
+        self.finish(seg)
+    }
+
+    /// Opens an existing channel.
+    pub fn open(self) -> Result<Channel<T>, OpenError> {
+        let seg = self.segment(false).open()?;
+        self.finish(seg)
+    }
+
+    /// Opens the channel, creating it if it does not exist (racing creators are fine: one
+    /// creates, the others open what it published).
+    pub fn open_or_create(self) -> Result<Channel<T>, OpenError> {
+        loop {
+            match self.segment(false).open() {
+                Ok(seg) => return self.finish(seg),
+                Err(shmlane_segment::OpenError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            match self.segment(true).create_with(|s| self.init(s)) {
+                Ok(seg) => return self.finish(seg),
+                // Another process created it between our open and our create: open again.
+                Err(shmlane_segment::CreateError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn finish(self, seg: Segment) -> Result<Channel<T>, OpenError> {
+        let chan = seg.find_region("chan")?;
+        if chan.len() < CHAN_SIZE as usize {
+            return Err(OpenError::NotAChannel(self.name));
+        }
+        let hdr = NonNull::new(chan.as_ptr().cast::<Header>())
+            .ok_or_else(|| OpenError::NotAChannel(self.name.clone()))?;
+        // SAFETY: in bounds (checked), 128-byte aligned (region), atomics only.
+        let h = unsafe { hdr.as_ref() };
+        // ORDERING: Relaxed for the identity fields: written before the segment was published
+        // (the segment's open Acquire-loads init_state).
+        if h.magic.load(Ordering::Relaxed) != CHAN_MAGIC {
+            return Err(OpenError::NotAChannel(self.name));
+        }
+        // ORDERING: as above.
+        let (kind, elem, cap) = (
+            h.kind.load(Ordering::Relaxed),
+            h.elem.load(Ordering::Relaxed),
+            h.capacity.load(Ordering::Relaxed),
+        );
+        let wanted_cap = self.capacity.unwrap_or(cap);
+        if kind != self.kind as u64 || elem != size_of::<T>() as u64 || cap != wanted_cap {
+            let found_kind = Kind::from_word(kind).map_or("unknown", Kind::name);
+            return Err(OpenError::Mismatch {
+                name: self.name,
+                found: format!("{found_kind}, {elem}-byte messages, capacity {cap}"),
+                wanted: format!(
+                    "{}, {}-byte messages, capacity {wanted_cap}",
+                    self.kind.name(),
+                    size_of::<T>()
+                ),
+            });
+        }
+        let event = |name: &str| -> Result<Event, OpenError> {
+            let r = seg.find_region(name)?;
+            // SAFETY: the region lives as long as the segment, which every handle keeps alive
+            // through the Arc.
+            Ok(unsafe { Event::attach(r.as_ptr(), r.len())? })
+        };
+        let (ev_data, ev_space) = (event("ev-data")?, event("ev-space")?);
+        let ring = seg.find_region("ring")?;
+        let (ring_ptr, ring_len) = (ring.as_ptr(), ring.len());
+        Ok(Channel {
+            inner: Arc::new(Inner {
+                hdr,
+                ev_data,
+                ev_space,
+                ring: (ring_ptr, ring_len),
+                roles: [AtomicU32::new(0), AtomicU32::new(0)],
+                name: self.name,
+                kind: self.kind,
+                strategy: self.strategy,
+                seg,
+            }),
+            _t: PhantomData,
+        })
+    }
+}
+
+struct Inner {
+    hdr: NonNull<Header>,
+    ev_data: Event,
+    ev_space: Event,
+    ring: (*mut u8, usize),
+    /// Endpoints of each side this process holds through this channel handle.
+    roles: [AtomicU32; 2],
+    name: String,
+    kind: Kind,
+    strategy: WaitStrategy,
+    /// Declared last: dropped after the events and pointers into it.
+    seg: Segment,
+}
+
+// SAFETY: the raw pointers point into the segment owned by `Inner` itself; everything shared
+// is accessed through atomics or the ring and event handles.
+unsafe impl Send for Inner {}
+// SAFETY: as above; `&Inner` only exposes atomics.
+unsafe impl Sync for Inner {}
+
+impl Inner {
+    fn hdr(&self) -> &Header {
+        // SAFETY: points into the segment this struct owns; atomics only.
+        unsafe { self.hdr.as_ref() }
+    }
+
+    fn update_role(&self) {
+        // ORDERING: Relaxed; process-local bookkeeping, the tag is informational for others.
+        let mut role = 0;
+        if self.roles[0].load(Ordering::Relaxed) > 0 {
+            role |= ROLE_SENDER;
+        }
+        // ORDERING: as above.
+        if self.roles[1].load(Ordering::Relaxed) > 0 {
+            role |= ROLE_RECEIVER;
+        }
+        self.seg.set_role(role);
+    }
+
+    fn join(&self, side: Side) {
+        // ORDERING: Relaxed; local bookkeeping.
+        self.roles[side as usize].fetch_add(1, Ordering::Relaxed);
+        self.update_role();
+        let h = self.hdr();
+        // ORDERING: Relaxed; the counters decide only disconnection, read after the ring's
+        // own Acquire loads.
+        h.counts[side as usize].fetch_add(1, Ordering::Relaxed);
+        // ORDERING: as above.
+        h.ever[side as usize].store(1, Ordering::Relaxed);
+    }
+
+    fn leave(&self, side: Side) {
+        // ORDERING: Release; pairs with the Acquire load in `peer_left`: everything this
+        // endpoint published happens-before a peer sees it gone.
+        self.hdr().counts[side as usize].fetch_sub(1, Ordering::Release);
+        // ORDERING: Relaxed; local bookkeeping.
+        self.roles[side as usize].fetch_sub(1, Ordering::Relaxed);
+        self.update_role();
+        // Wake the other side so a blocked peer notices at once.
+        self.ev_data.notify();
+        self.ev_space.notify();
+    }
+
+    /// Whether every endpoint of `side` left cleanly (and at least one existed). Cheap.
+    fn side_left(&self, side: Side) -> bool {
+        let h = self.hdr();
+        // ORDERING: Relaxed; set once, long before it matters.
+        h.ever[side as usize].load(Ordering::Relaxed) == 1
+            // ORDERING: Acquire; pairs with the Release decrement in `leave`.
+            && h.counts[side as usize].load(Ordering::Acquire) == 0
+    }
+
+    /// The state of `side`'s endpoints across processes (reads attachment liveness:
+    /// syscalls, slow path only).
+    fn peer_state(&self, side: Side) -> Peers {
+        let (mut live, mut dead) = (0, 0);
+        for a in self.seg.attachments() {
+            if a.role & side.role() != 0 {
+                if a.alive {
+                    live += 1;
+                } else {
+                    dead += 1;
+                }
+            }
+        }
+        if live > 0 {
+            Peers::Live
+        } else if dead > 0 {
+            Peers::Died
+        } else if self.side_left(side) {
+            Peers::Left
+        } else {
+            Peers::NotYet
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Peers {
+    Live,
+    Died,
+    Left,
+    NotYet,
+}
+
+/// An open channel; take endpoints from it. Cheap to clone (an `Arc`).
+pub struct Channel<T> {
+    inner: Arc<Inner>,
+    _t: PhantomData<T>,
+}
+
+impl<T> Clone for Channel<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> core::fmt::Debug for Channel<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Channel")
+            .field("name", &self.inner.name)
+            .field("kind", &self.inner.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod + Send> Channel<T> {
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether this handle created the segment.
+    pub fn created(&self) -> bool {
+        self.inner.seg.created()
+    }
+
+    fn token(&self) -> u64 {
+        u64::from(self.inner.seg.slot()) + 1
+    }
+
+    fn local(&self, side: Side) -> Local {
+        self.inner.join(side);
+        Local {
+            inner: self.inner.clone(),
+            side,
+            stats: SideStats::default(),
+            pending: 0,
+        }
+    }
+
+    /// The SPSC producer (at most one per channel, across processes; one left by a dead
+    /// process is taken over).
+    pub fn producer(&self) -> Result<Producer<T>, OpenError> {
+        let (ptr, len) = self.inner.ring;
+        let seg = &self.inner.seg;
+        let alive = |t: u64| t != 0 && seg.slot_alive((t - 1) as u32);
+        // SAFETY: the ring region lives as long as the segment, which the endpoint keeps
+        // alive through `Local::inner`.
+        let ring = unsafe { SpscRing::<T>::producer(ptr, len, self.token(), &alive)? };
+        Ok(Producer {
+            ring,
+            local: self.local(Side::Send),
+        })
+    }
+
+    /// The SPSC consumer (at most one per channel, across processes).
+    pub fn consumer(&self) -> Result<Consumer<T>, OpenError> {
+        let (ptr, len) = self.inner.ring;
+        let seg = &self.inner.seg;
+        let alive = |t: u64| t != 0 && seg.slot_alive((t - 1) as u32);
+        // SAFETY: as in `producer`.
+        let ring = unsafe { SpscRing::<T>::consumer(ptr, len, self.token(), &alive)? };
+        Ok(Consumer {
+            ring,
+            local: self.local(Side::Recv),
+        })
+    }
+
+    /// An MPMC sender (any number).
+    pub fn sender(&self) -> Result<Sender<T>, OpenError> {
+        let (ptr, len) = self.inner.ring;
+        // SAFETY: as in `producer`.
+        let ring = unsafe { MpmcRing::<T>::sender(ptr, len)? };
+        Ok(Sender {
+            ring,
+            local: self.local(Side::Send),
+        })
+    }
+
+    /// An MPMC receiver (any number).
+    pub fn receiver(&self) -> Result<Receiver<T>, OpenError> {
+        let (ptr, len) = self.inner.ring;
+        // SAFETY: as in `producer`.
+        let ring = unsafe { MpmcRing::<T>::receiver(ptr, len)? };
+        Ok(Receiver {
+            ring,
+            local: self.local(Side::Recv),
+        })
+    }
+}
+
+/// Per-endpoint state: the channel, the side, and statistics not yet published.
+struct Local {
+    inner: Arc<Inner>,
+    side: Side,
+    stats: SideStats,
+    pending: u64,
+}
+
+impl Local {
+    #[inline]
+    fn done(&mut self, n: u64, bytes: u64) {
+        self.stats.messages += n;
+        self.stats.bytes += bytes;
+        self.pending += n;
+        if self.pending >= STATS_EVERY {
+            self.flush();
+        }
+        let ev = match self.side {
+            Side::Send => &self.inner.ev_data,
+            Side::Recv => &self.inner.ev_space,
+        };
+        if ev.notify() {
+            self.stats.wakeups += 1;
+        }
+    }
+
+    fn flush(&mut self) {
+        let s = &self.inner.hdr().stats[self.side as usize];
+        let st = core::mem::take(&mut self.stats);
+        for (i, v) in [st.messages, st.bytes, st.stalls, st.sleeps, st.wakeups]
+            .into_iter()
+            .enumerate()
+        {
+            if v != 0 {
+                // ORDERING: Relaxed; statistics, read by `shmlane stat` as estimates.
+                s[i].fetch_add(v, Ordering::Relaxed);
+            }
+        }
+        self.pending = 0;
+    }
+
+    /// Waits until `ready()` or a peer change, bounded by `deadline`. Returns false on timeout.
+    fn block(&mut self, deadline: Option<Deadline>, mut ready: impl FnMut() -> bool) -> bool {
+        self.stats.stalls += 1;
+        self.stats.sleeps += 1;
+        self.flush();
+        let inner = self.inner.clone();
+        let ev = match self.side {
+            Side::Send => &inner.ev_space,
+            Side::Recv => &inner.ev_data,
+        };
+        let peer = self.side.peer();
+        let mut last = Instant::now();
+        let outcome = ev.wait_checking(&inner.strategy, deadline, PEER_CHECK, || {
+            ready()
+                || inner.side_left(peer)
+                || (last.elapsed() >= PEER_CHECK && {
+                    last = Instant::now();
+                    matches!(inner.peer_state(peer), Peers::Died | Peers::Left)
+                })
+        });
+        outcome == shmlane_wake::WaitOutcome::Ready
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        self.flush();
+        self.inner.leave(self.side);
+    }
+}
+
+/// The sending end of an SPSC channel.
+pub struct Producer<T> {
+    ring: shmlane_ring::Producer<T>,
+    local: Local,
+}
+
+/// The receiving end of an SPSC channel.
+pub struct Consumer<T> {
+    ring: shmlane_ring::Consumer<T>,
+    local: Local,
+}
+
+/// A sending end of an MPMC channel.
+pub struct Sender<T> {
+    ring: shmlane_ring::Sender<T>,
+    local: Local,
+}
+
+/// A receiving end of an MPMC channel.
+pub struct Receiver<T> {
+    ring: shmlane_ring::Receiver<T>,
+    local: Local,
+}
+
+macro_rules! debug_endpoint {
+    ($($t:ident),*) => {$(
+        impl<T> core::fmt::Debug for $t<T> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_struct(stringify!($t))
+                    .field("channel", &self.local.inner.name)
+                    .finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+debug_endpoint!(Producer, Consumer, Sender, Receiver);
+
+fn push_err<T>(e: PushError<T>) -> Result<(), TrySendError<T>> {
+    match e {
+        PushError::Full(v) => Err(TrySendError::Full(v)),
+        PushError::Corrupt(v) => Err(TrySendError::Corrupt(v)),
+    }
+}
+
+/// The blocking send loop shared by `Producer` and `Sender`.
+macro_rules! send_impl {
+    () => {
+        /// Sends `value` if there is room; never blocks. Wakes a sleeping receiver (with no
+        /// receiver asleep this is a fence and a load: no syscall).
+        pub fn try_send(&mut self, value: T) -> Result<(), TrySendError<T>> {
+            match self.ring.push(value) {
+                Ok(()) => {
+                    self.local.done(1, size_of::<T>() as u64);
+                    Ok(())
+                }
+                Err(PushError::Full(v)) if self.local.inner.side_left(Side::Recv) => {
+                    Err(TrySendError::Disconnected(v))
+                }
+                Err(e) => push_err(e),
+            }
+        }
+
+        /// Sends `value`, waiting for room until `deadline` (`None`: no limit) with the
+        /// channel's wait strategy. Fails if every receiver left or died.
+        pub fn send(&mut self, value: T, deadline: Option<Deadline>) -> Result<(), SendError<T>> {
+            let mut v = value;
+            loop {
+                match self.try_send(v) {
+                    Ok(()) => return Ok(()),
+                    Err(TrySendError::Full(back)) => v = back,
+                    Err(TrySendError::Disconnected(back)) => {
+                        return Err(SendError::Disconnected(back));
+                    }
+                    Err(TrySendError::Corrupt(back)) => return Err(SendError::Corrupt(back)),
+                }
+                if self.local.inner.peer_state(Side::Recv) == Peers::Died {
+                    return Err(SendError::PeerDied(v));
+                }
+                let ring = &mut self.ring;
+                if !self.local.block(deadline, || ring_has_room(ring)) {
+                    return Err(SendError::Timeout(v));
+                }
+            }
+        }
+
+        /// The channel's statistics as stored now (plus this endpoint's unpublished ones).
+        pub fn stats(&mut self) -> SideStats {
+            self.local.flush();
+            let s = &self.local.inner.hdr().stats[Side::Send as usize];
+            // ORDERING: Relaxed; statistics.
+            let w = |i: usize| s[i].load(Ordering::Relaxed);
+            SideStats {
+                messages: w(0),
+                bytes: w(1),
+                stalls: w(2),
+                sleeps: w(3),
+                wakeups: w(4),
+            }
+        }
+    };
+}
+
+/// The blocking receive loop shared by `Consumer` and `Receiver`.
+macro_rules! recv_impl {
+    () => {
+        /// Receives a message if one is there; never blocks, never makes a syscall unless it
+        /// wakes a blocked sender. `Disconnected` once every sender left cleanly and the ring
+        /// is drained; a sender's death is reported by [`recv`](Self::recv).
+        pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+            match self.ring.pop() {
+                Ok(v) => {
+                    self.local.done(1, size_of::<T>() as u64);
+                    Ok(v)
+                }
+                Err(PopError::Empty) => {
+                    if self.local.inner.side_left(Side::Send) {
+                        // Re-check: the last sender may have pushed before leaving.
+                        match self.ring.pop() {
+                            Ok(v) => {
+                                self.local.done(1, size_of::<T>() as u64);
+                                Ok(v)
+                            }
+                            Err(PopError::Empty) => Err(TryRecvError::Disconnected),
+                            Err(PopError::Corrupt) => Err(TryRecvError::Corrupt),
+                        }
+                    } else {
+                        Err(TryRecvError::Empty)
+                    }
+                }
+                Err(PopError::Corrupt) => Err(TryRecvError::Corrupt),
+            }
+        }
+
+        /// Receives a message, waiting until `deadline` (`None`: no limit) with the channel's
+        /// wait strategy. After every sender left, what they sent is still delivered; then
+        /// `Disconnected` (clean) or `PeerDied` (a sender process died), within 50 ms of the
+        /// death even while parked.
+        pub fn recv(&mut self, deadline: Option<Deadline>) -> Result<T, RecvError> {
+            loop {
+                match self.try_recv() {
+                    Ok(v) => return Ok(v),
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => return Err(RecvError::Disconnected),
+                    Err(TryRecvError::Corrupt) => return Err(RecvError::Corrupt),
+                }
+                match self.local.inner.peer_state(Side::Send) {
+                    Peers::Died | Peers::Left => {
+                        // Drain what the dead (or departed) senders completed first.
+                        return match self.ring.pop() {
+                            Ok(v) => {
+                                self.local.done(1, size_of::<T>() as u64);
+                                Ok(v)
+                            }
+                            Err(PopError::Empty) => {
+                                if self.local.inner.peer_state(Side::Send) == Peers::Left {
+                                    Err(RecvError::Disconnected)
+                                } else {
+                                    Err(RecvError::PeerDied)
+                                }
+                            }
+                            Err(PopError::Corrupt) => Err(RecvError::Corrupt),
+                        };
+                    }
+                    Peers::Live | Peers::NotYet => {}
+                }
+                let ring = &mut self.ring;
+                if !self.local.block(deadline, || ring_has_data(ring)) {
+                    return Err(RecvError::Timeout);
+                }
+            }
+        }
+
+        /// The channel's receiver-side statistics as stored now.
+        pub fn stats(&mut self) -> SideStats {
+            self.local.flush();
+            let s = &self.local.inner.hdr().stats[Side::Recv as usize];
+            // ORDERING: Relaxed; statistics.
+            let w = |i: usize| s[i].load(Ordering::Relaxed);
+            SideStats {
+                messages: w(0),
+                bytes: w(1),
+                stalls: w(2),
+                sleeps: w(3),
+                wakeups: w(4),
+            }
+        }
+    };
+}
+
+trait HasData {
+    fn has_data(&mut self) -> bool;
+}
+trait HasRoom {
+    fn has_room(&mut self) -> bool;
+}
+impl<T: Pod> HasData for shmlane_ring::Consumer<T> {
+    fn has_data(&mut self) -> bool {
+        !self.is_empty()
+    }
+}
+impl<T: Pod> HasData for shmlane_ring::Receiver<T> {
+    fn has_data(&mut self) -> bool {
+        !self.is_empty()
+    }
+}
+impl<T: Pod> HasRoom for shmlane_ring::Producer<T> {
+    fn has_room(&mut self) -> bool {
+        self.free() > 0
+    }
+}
+impl<T: Pod> HasRoom for shmlane_ring::Sender<T> {
+    fn has_room(&mut self) -> bool {
+        self.len() < self.capacity()
+    }
+}
+fn ring_has_data(r: &mut impl HasData) -> bool {
+    r.has_data()
+}
+fn ring_has_room(r: &mut impl HasRoom) -> bool {
+    r.has_room()
+}
+
+impl<T: Pod + Send> Producer<T> {
+    send_impl!();
+
+    /// Zero-copy: reserves `n` slots to fill in place; see [`shmlane_ring::WriteChunk`].
+    /// Call [`notify`](Self::notify) after committing so a sleeping consumer wakes.
+    pub fn write_chunk(
+        &mut self,
+        n: usize,
+    ) -> Result<shmlane_ring::WriteChunk<'_, T>, shmlane_ring::ChunkError> {
+        self.ring.write_chunk(n)
+    }
+
+    /// Sends as many of `values` as fit; returns how many. Never blocks.
+    pub fn try_send_slice(&mut self, values: &[T]) -> Result<usize, TrySendError<()>> {
+        let n = self
+            .ring
+            .push_slice(values)
+            .map_err(|_| TrySendError::Corrupt(()))?;
+        if n > 0 {
+            self.local.done(n as u64, (n * size_of::<T>()) as u64);
+        } else if self.local.inner.side_left(Side::Recv) {
+            return Err(TrySendError::Disconnected(()));
+        }
+        Ok(n)
+    }
+
+    /// Records `n` messages committed through a chunk and wakes a sleeping consumer.
+    pub fn notify(&mut self, n: usize) {
+        self.local.done(n as u64, (n * size_of::<T>()) as u64);
+    }
+
+    /// Free slots now.
+    pub fn free(&mut self) -> usize {
+        self.ring.free()
+    }
+}
+
+impl<T: Pod + Send> Consumer<T> {
+    recv_impl!();
+
+    /// Zero-copy: borrows `n` messages in place; call [`notify`](Self::notify) after
+    /// committing so a sleeping producer wakes.
+    pub fn read_chunk(
+        &mut self,
+        n: usize,
+    ) -> Result<shmlane_ring::ReadChunk<'_, T>, shmlane_ring::ChunkError> {
+        self.ring.read_chunk(n)
+    }
+
+    /// Receives up to `out.len()` messages; returns how many. Never blocks.
+    pub fn try_recv_slice(&mut self, out: &mut [T]) -> Result<usize, TryRecvError> {
+        let n = self
+            .ring
+            .pop_slice(out)
+            .map_err(|_| TryRecvError::Corrupt)?;
+        if n > 0 {
+            self.local.done(n as u64, (n * size_of::<T>()) as u64);
+        } else if self.local.inner.side_left(Side::Send) && self.ring.is_empty() {
+            return Err(TryRecvError::Disconnected);
+        }
+        Ok(n)
+    }
+
+    /// Records `n` messages released through a chunk and wakes a sleeping producer.
+    pub fn notify(&mut self, n: usize) {
+        self.local.done(n as u64, (n * size_of::<T>()) as u64);
+    }
+
+    /// Messages in the ring now.
+    pub fn len(&mut self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether the ring is empty now.
+    pub fn is_empty(&mut self) -> bool {
+        self.ring.is_empty()
+    }
+}
+
+impl<T: Pod + Send> Sender<T> {
+    send_impl!();
+}
+
+impl<T: Pod + Send> Receiver<T> {
+    recv_impl!();
+
+    /// Messages in the ring now, approximately.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether the ring looks empty.
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+}

@@ -1,0 +1,51 @@
+//! # shmlane
+//!
+//! Named channels between processes on one machine, through lock-free rings in shared memory:
+//! one line per process to get a channel, non-blocking and blocking operations, and
+//! disconnection when the peer leaves or dies.
+//!
+//! ```no_run
+//! // Process A
+//! let ch = shmlane::spsc::<u64>("ticks").capacity(4096).open_or_create()?;
+//! let mut tx = ch.producer()?;
+//! tx.send(42, None)?;
+//!
+//! // Process B
+//! let ch = shmlane::spsc::<u64>("ticks").capacity(4096).open_or_create()?;
+//! let mut rx = ch.consumer()?;
+//! assert_eq!(rx.recv(None)?, 42);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A channel is a shared-memory segment (`shmlane-segment`) holding four regions: `chan` (the
+//! channel header and statistics, see [`ChannelStats`]), `ring` (an SPSC or MPMC ring from
+//! `shmlane-ring`), and two events from `shmlane-wake`: `ev-data` (consumers sleep on it,
+//! producers notify it) and `ev-space` (the reverse). A producer's notify costs a fence and a
+//! load when no consumer sleeps: no syscall.
+//!
+//! Dead peers: every endpoint's process holds an attachment slot in the segment, tagged with
+//! its role, whose liveness lock the kernel drops when the process dies. A blocking receive on
+//! an empty ring re-checks the senders at least every 50 ms, so it ends with
+//! [`RecvError::PeerDied`] within that time of a sender's death (after draining what the
+//! sender completed). A clean drop of the last sender gives [`RecvError::Disconnected`].
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+// Header casts are from 128-byte aligned regions (the segment's region allocator).
+#![allow(clippy::cast_ptr_alignment)]
+
+mod channel;
+mod error;
+
+pub use channel::{
+    Builder, Channel, ChannelStats, Kind, ROLE_RECEIVER, ROLE_SENDER, SideStats, inspect, mpmc,
+    spsc,
+};
+pub use error::{OpenError, RecvError, SendError, TryRecvError, TrySendError};
+pub use shmlane_segment::{Location, UnlinkPolicy};
+pub use shmlane_wake::{Deadline, WaitStrategy};
+
+/// SPSC endpoints.
+pub mod spsc_endpoints {
+    pub use crate::channel::{Consumer, Producer};
+}
+pub use channel::{Consumer, Producer, Receiver, Sender};
