@@ -1,33 +1,137 @@
-//! `shmlane`: inspect and clean up shared-memory segments (channels, send/recv and the
-//! benchmark arrive with the channel and benchmark crates).
+//! `shmlane`: see, use and clean up shared-memory channels, and compare transports.
+//!
+//! Exit codes: 0 success; 1 an error (one line on stderr); 3 a peer process died (`send`,
+//! `recv`); 4 the timeout passed (`recv`).
 
-use std::{path::PathBuf, process::ExitCode};
+mod chan;
 
-use clap::{Parser, Subcommand};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand, ValueEnum};
 use shmlane_segment::{
-    Location, RemoveOutcome, SegmentInfo, SegmentState, list_dir, list_posix, remove,
+    Location, RemoveOutcome, SegmentInfo, SegmentState, inspect, list_dir, list_posix, remove,
     remove_if_stale,
 };
+
+/// An error for the user: printed as one line, exit code 1.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl From<String> for CliError {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for CliError {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+/// Channel kinds on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// One sender, one receiver.
+    Spsc,
+    /// Any number of senders and receivers.
+    Mpmc,
+}
 
 #[derive(Parser)]
 #[command(
     name = "shmlane",
     version,
-    about = "Shared-memory channels between processes: inspect, clean up, benchmark.",
-    after_help = "Examples:\n  shmlane ls                 list segments in /dev/shm\n  shmlane ls --dir /mnt/huge list segments in another directory\n  shmlane rm --stale         remove segments whose users died\n  shmlane rm quotes          remove one segment (refused while in use)"
+    about = "Shared-memory channels between processes: list, inspect, create, send, receive, clean up, benchmark.",
+    after_help = "Examples:
+  seq 1000000 | shmlane send q        send each line as a message (creates q if needed)
+  shmlane recv q > out                print messages until the senders leave
+  shmlane recv q --count 10 --timeout 5s
+  shmlane create feed --kind mpmc --capacity 4096 --msg-size 128
+  shmlane ls --json                   every channel, with state and attached processes
+  shmlane stat feed                   header, regions, positions, statistics
+  shmlane rm --stale                  remove segments whose users died
+  cargo run --release -- bench        shmlane against pipes and Unix sockets
+
+Exit codes: 0 ok, 1 error, 3 a peer process died, 4 timeout."
 )]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+#[derive(clap::Args, Clone, Copy, Debug)]
+struct ShapeArgs {
+    /// Channel kind, when this command creates the channel.
+    #[arg(long, value_enum, default_value = "spsc")]
+    kind: KindArg,
+    /// Ring capacity in messages (a power of two), when this command creates the channel.
+    #[arg(long, default_value_t = 65536)]
+    capacity: u64,
+    /// Largest message in bytes, when this command creates the channel.
+    #[arg(long = "msg-size", default_value_t = 256)]
+    msg_size: u64,
+}
+
+impl From<ShapeArgs> for chan::Shape {
+    fn from(a: ShapeArgs) -> Self {
+        Self {
+            kind: a.kind,
+            capacity: a.capacity,
+            msg_size: a.msg_size,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// List shmlane segments with their state (live, idle, stale) and attached processes.
+    /// List shmlane segments: backend, size, kind, capacity, occupancy, owner, state (live,
+    /// idle, stale) and attached processes.
     Ls {
         /// Directory to scan instead of /dev/shm (a custom tmpfs or hugetlbfs mount).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Print a JSON array of objects (name, backend, path, size, kind, capacity, msg_size,
+        /// len, uid, mode, state, attached).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one segment: header, regions, ring positions and channel statistics.
+    Stat {
+        /// Segment name (under /dev/shm).
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a channel that persists until removed.
+    Create {
+        /// Channel name.
+        name: String,
+        #[command(flatten)]
+        shape: ShapeArgs,
+    },
+    /// Send each stdin line (without its newline) as one message; creates the channel if
+    /// needed (then removed when its last user leaves cleanly).
+    Send {
+        /// Channel name.
+        name: String,
+        #[command(flatten)]
+        shape: ShapeArgs,
+    },
+    /// Print each message as a line; exits 0 when the senders have left and the channel is
+    /// drained, 3 if a sender died, 4 on timeout.
+    Recv {
+        /// Channel name.
+        name: String,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Give up after this long without finishing (e.g. 500ms, 5s, 2m).
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        #[command(flatten)]
+        shape: ShapeArgs,
     },
     /// Remove a segment (refused while a live process has it, unless --force), or every
     /// stale one.
@@ -41,18 +145,77 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// Compare shmlane with pipes and Unix sockets (side-by-side table).
+    /// Compare shmlane with pipes, Unix sockets and eventfd between two processes.
     Bench {
-        /// Arguments for the benchmark.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Interleaved rounds per transport.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: use e.g. 500ms, 5s, 2m"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" | "" => v,
+        "m" => v * 60.0,
+        "us" => v / 1e6,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s or m")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn state_str(s: SegmentState) -> String {
+    s.to_string()
+}
+
+fn role_str(role: u32) -> &'static str {
+    match role {
+        shmlane::ROLE_SENDER => "sender",
+        shmlane::ROLE_RECEIVER => "receiver",
+        3 => "sender+receiver",
+        _ => "other",
+    }
+}
+
+fn ls_json(list: &[SegmentInfo]) -> serde_json::Value {
+    serde_json::Value::Array(
+        list.iter()
+            .map(|s| {
+                let ch = shmlane::inspect(s);
+                serde_json::json!({
+                    "name": s.name,
+                    "backend": s.backend.as_str(),
+                    "path": s.path,
+                    "size": s.size,
+                    "kind": ch.map(|c| match c.kind { shmlane::Kind::Spsc => "spsc", shmlane::Kind::Mpmc => "mpmc" }),
+                    "capacity": ch.map(|c| c.capacity),
+                    "msg_size": ch.map(|c| c.msg_size),
+                    "len": ch.map(|c| c.len),
+                    "uid": s.uid,
+                    "mode": format!("{:o}", s.mode),
+                    "state": state_str(s.state),
+                    "attached": s.attached.iter().map(|a| serde_json::json!({
+                        "pid": a.pid,
+                        "role": role_str(a.role),
+                        "alive": a.alive,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
 }
 
 fn print_table(list: &[SegmentInfo]) {
     println!(
-        "{:<32} {:<6} {:>10} {:>6} {:>5} {:<6} ATTACHED",
-        "NAME", "BACKEND", "SIZE", "UID", "MODE", "STATE"
+        "{:<28} {:<7} {:>10} {:<5} {:>8} {:>6} {:>8} {:>6} {:>5} {:<6} ATTACHED",
+        "NAME", "BACKEND", "SIZE", "KIND", "CAPACITY", "MSG", "LEN", "UID", "MODE", "STATE"
     );
     for s in list {
         let attached: Vec<String> = s
@@ -60,18 +223,27 @@ fn print_table(list: &[SegmentInfo]) {
             .iter()
             .map(|a| {
                 format!(
-                    "{}(role {}, {})",
+                    "{}({}, {})",
                     a.pid,
-                    a.role,
+                    role_str(a.role),
                     if a.alive { "alive" } else { "dead" }
                 )
             })
             .collect();
+        let ch = shmlane::inspect(s);
+        let dash = || "-".to_owned();
         println!(
-            "{:<32} {:<7} {:>10} {:>6} {:>5o} {:<6} {}",
+            "{:<28} {:<7} {:>10} {:<5} {:>8} {:>6} {:>8} {:>6} {:>5o} {:<6} {}",
             s.name,
             s.backend.as_str(),
             s.size,
+            ch.map_or("-", |c| match c.kind {
+                shmlane::Kind::Spsc => "spsc",
+                shmlane::Kind::Mpmc => "mpmc",
+            }),
+            ch.map_or_else(dash, |c| c.capacity.to_string()),
+            ch.map_or_else(dash, |c| c.msg_size.to_string()),
+            ch.map_or_else(dash, |c| c.len.to_string()),
             s.uid,
             s.mode,
             s.state,
@@ -83,61 +255,209 @@ fn print_table(list: &[SegmentInfo]) {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn stat(name: &str, json: bool) -> Result<(), CliError> {
+    let path = PathBuf::from(format!("/dev/shm/{name}"));
+    let info = match inspect(&path) {
+        Ok(Some(info)) => info,
+        Ok(None) => {
+            return Err(CliError(format!(
+                "{name} is not a shmlane segment; `shmlane ls` lists the ones that exist"
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CliError(format!(
+                "no segment named {name}; `shmlane ls` lists the ones that exist"
+            )));
+        }
+        Err(e) => return Err(CliError(format!("reading segment {name}: {e}"))),
+    };
+    let ch = shmlane::inspect(&info);
+    if json {
+        let mut v = ls_json(std::slice::from_ref(&info));
+        let obj = v[0].as_object_mut().expect("object");
+        obj.insert(
+            "regions".into(),
+            info.regions
+                .iter()
+                .map(|r| serde_json::json!({"name": r.name, "offset": r.offset, "size": r.size, "kind": r.kind}))
+                .collect(),
+        );
+        if let Some(c) = ch {
+            let side = |s: shmlane::SideStats| serde_json::json!({"messages": s.messages, "bytes": s.bytes, "stalls": s.stalls, "sleeps": s.sleeps, "wakeups": s.wakeups});
+            obj.insert("write_position".into(), c.positions.0.into());
+            obj.insert("read_position".into(), c.positions.1.into());
+            obj.insert("senders".into(), c.endpoints.0.into());
+            obj.insert("receivers".into(), c.endpoints.1.into());
+            obj.insert("sent".into(), side(c.sent));
+            obj.insert("received".into(), side(c.received));
+        }
+        println!("{}", serde_json::to_string_pretty(&v[0]).expect("json"));
+        return Ok(());
+    }
+    println!(
+        "segment   {} ({}, {} bytes, uid {}, mode {:o})",
+        info.name,
+        info.backend.as_str(),
+        info.size,
+        info.uid,
+        info.mode
+    );
+    println!("state     {}", info.state);
+    if let Some(h) = &info.header {
+        println!(
+            "header    layout v{}, {} attachment slots, {} region slots",
+            h.layout_version, h.max_attach, h.max_regions
+        );
+    }
+    if let Some(p) = &info.problem {
+        println!("problem   {p}");
+    }
+    for a in &info.attached {
+        println!(
+            "attached  pid {} slot {} {} ({})",
+            a.pid,
+            a.slot,
+            role_str(a.role),
+            if a.alive { "alive" } else { "dead" }
+        );
+    }
+    for r in &info.regions {
+        println!(
+            "region    {:<10} offset {:>8} size {:>10}",
+            r.name, r.offset, r.size
+        );
+    }
+    if let Some(c) = ch {
+        println!(
+            "channel   {:?}, capacity {}, {}-byte elements, messages up to {} bytes",
+            c.kind, c.capacity, c.elem_size, c.msg_size
+        );
+        println!(
+            "ring      write position {}, read position {}, {} queued; {} senders, {} receivers attached",
+            c.positions.0, c.positions.1, c.len, c.endpoints.0, c.endpoints.1
+        );
+        for (what, s) in [("sent", c.sent), ("received", c.received)] {
+            println!(
+                "{what:<9} {} messages, {} bytes, {} stalls, {} sleeps, {} wake-ups issued",
+                s.messages, s.bytes, s.stalls, s.sleeps, s.wakeups
+            );
+        }
+    }
+    Ok(())
+}
+
+fn rm(name: Option<String>, stale: bool, force: bool) -> Result<(), CliError> {
+    if stale {
+        for s in list_posix().map_err(|e| CliError(e.to_string()))? {
+            if s.state != SegmentState::Stale {
+                continue;
+            }
+            if let Ok(RemoveOutcome::Removed) = remove_if_stale(&Location::File(s.path.clone())) {
+                println!("removed {}", s.name);
+            }
+        }
+        return Ok(());
+    }
+    let name = name.ok_or("give a segment name, or --stale")?;
+    let loc = Location::Posix(name.clone());
+    if force {
+        return remove(&loc).map_err(|e| CliError(e.to_string()));
+    }
+    match remove_if_stale(&loc).map_err(|e| CliError(e.to_string()))? {
+        RemoveOutcome::Removed => Ok(()),
+        RemoveOutcome::NotStale(SegmentState::Idle) => remove(&loc).or_else(|e| match e {
+            shmlane_segment::RemoveError::NotFound { .. } => Ok(()),
+            e => Err(CliError(e.to_string())),
+        }),
+        RemoveOutcome::NotStale(state) => Err(CliError(format!(
+            "segment {name} is {state}: a live process has it attached; stop it first, or use --force"
+        ))),
+    }
+}
+
+fn run(cli: Cli) -> Result<chan::Ended, CliError> {
     match cli.cmd {
-        Cmd::Ls { dir } => {
+        Cmd::Ls { dir, json } => {
             let list = match &dir {
                 Some(d) => list_dir(d),
                 None => list_posix(),
             }
-            .map_err(|e| e.to_string())?;
-            print_table(&list);
-            Ok(())
-        }
-        Cmd::Rm { name, stale, force } => {
-            if stale {
-                for s in list_posix().map_err(|e| e.to_string())? {
-                    if s.state != SegmentState::Stale {
-                        continue;
-                    }
-                    if let Ok(RemoveOutcome::Removed) =
-                        remove_if_stale(&Location::File(s.path.clone()))
-                    {
-                        println!("removed {}", s.name);
-                    }
-                }
-                return Ok(());
-            }
-            let name = name.ok_or("give a segment name, or --stale")?;
-            let loc = Location::Posix(name.clone());
-            if force {
-                return remove(&loc).map_err(|e| e.to_string());
-            }
-            match remove_if_stale(&loc).map_err(|e| e.to_string())? {
-                RemoveOutcome::Removed | RemoveOutcome::NotStale(SegmentState::Idle) => {
-                    remove(&loc).or_else(|e| match e {
-                        shmlane_segment::RemoveError::NotFound { .. } => Ok(()),
-                        e => Err(e.to_string()),
-                    })
-                }
-                RemoveOutcome::NotStale(state) => Err(format!(
-                    "segment {name} is {state}: a live process has it attached; stop it first, or use --force"
-                )),
+            .map_err(|e| CliError(e.to_string()))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&ls_json(&list)).expect("json")
+                );
+            } else {
+                print_table(&list);
             }
         }
-        Cmd::Bench { .. } => {
-            println!(
-                "shmlane bench: the cross-process benchmark is not built yet (it lands with the ring and benchmark crates)."
-            );
-            Ok(())
+        Cmd::Stat { name, json } => stat(&name, json)?,
+        Cmd::Create { name, shape } => chan::create(&name, shape.into())?,
+        Cmd::Send { name, shape } => return chan::send(&name, shape.into()),
+        Cmd::Recv {
+            name,
+            count,
+            timeout,
+            shape,
+        } => return chan::recv(&name, shape.into(), count, timeout),
+        Cmd::Rm { name, stale, force } => rm(name, stale, force)?,
+        Cmd::Bench { rounds } => bench(rounds),
+    }
+    Ok(chan::Ended::Ok)
+}
+
+/// The side-by-side comparison (see `docs/benchmarks.md`).
+#[allow(clippy::cast_precision_loss)] // nanosecond figures far below 2^52
+fn bench(rounds: usize) {
+    use shmlane_benches::wakeup::{TRANSPORTS, round_trips, summarise};
+    const PER_ROUND: u64 = 2_000;
+    let mut all: Vec<Vec<u64>> = vec![Vec::new(); TRANSPORTS.len()];
+    for r in 0..rounds.max(1) {
+        let order: Vec<usize> = if r % 2 == 0 {
+            (0..TRANSPORTS.len()).collect()
+        } else {
+            (0..TRANSPORTS.len()).rev().collect()
+        };
+        for i in order {
+            let mut t = round_trips(TRANSPORTS[i], PER_ROUND);
+            t.drain(..10);
+            all[i].extend(t);
         }
+    }
+    let pipe = summarise(&all[0]).p50 as f64;
+    println!("8-byte round trip between two processes, each side waiting for the other;");
+    println!("{rounds} interleaved rounds x {PER_ROUND} round trips per transport\n");
+    println!(
+        "{:<22} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "transport", "p50 ns", "p99 ns", "p99.9 ns", "max ns", "vs pipe p50"
+    );
+    for (name, samples) in TRANSPORTS.iter().zip(&all) {
+        let s = summarise(samples);
+        println!(
+            "{:<22} {:>10} {:>10} {:>10} {:>10} {:>11.1}x",
+            name,
+            s.p50,
+            s.p99,
+            s.p999,
+            s.max,
+            pipe / s.p50 as f64
+        );
     }
 }
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Ok(chan::Ended::Ok) => ExitCode::SUCCESS,
+        Ok(chan::Ended::PeerGone(msg)) => {
+            eprintln!("shmlane: {msg}");
+            ExitCode::from(3)
+        }
+        Ok(chan::Ended::Timeout(msg)) => {
+            eprintln!("shmlane: {msg}");
+            ExitCode::from(4)
+        }
+        Err(CliError(e)) => {
             eprintln!("shmlane: {e}");
             ExitCode::from(1)
         }

@@ -715,7 +715,7 @@ impl SegmentBuilder {
             data_offset: o.data,
             slot: u32::MAX,
             owner_pid: sys::getpid(),
-            unlink: UnlinkPolicy::Never,
+            unlink: self.unlink,
             created: true,
             published: false,
             ident: None,

@@ -6,6 +6,7 @@
 //!   32  msg_size (the largest message in bytes, for byte channels; element size otherwise)
 //!   40  senders attached      48 receivers attached
 //!   56  senders ever (0/1)    64 receivers ever (0/1)
+//!   72  flags: bit 0 = remove the name when the last endpoint leaves cleanly
 //!   128 sender statistics:    messages, bytes, full events, sleeps, wake-ups issued
 //!   256 receiver statistics:  messages, bytes, empty events, sleeps, wake-ups issued
 //! region "ring"     the SPSC or MPMC ring (shmlane-ring)
@@ -80,7 +81,10 @@ struct Header {
     msg_size: AtomicU64,
     counts: [AtomicU64; 2],
     ever: [AtomicU64; 2],
-    _pad0: [u64; 7],
+    /// Bit 0: created to be removed when its last endpoint leaves cleanly (so openers should
+    /// open it with `UnlinkPolicy::LastDetach` too).
+    flags: AtomicU64,
+    _pad0: [u64; 6],
     stats: [[AtomicU64; 16]; 2],
 }
 
@@ -140,6 +144,9 @@ pub struct ChannelStats {
     pub positions: (u64, u64),
     /// Senders and receivers attached now (left cleanly are not counted).
     pub endpoints: (u64, u64),
+    /// Whether the channel's name is removed when its last endpoint leaves cleanly (open it
+    /// with `UnlinkPolicy::LastDetach` too).
+    pub remove_on_last_leave: bool,
     /// Sender-side statistics.
     pub sent: SideStats,
     /// Receiver-side statistics.
@@ -184,6 +191,7 @@ pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
         len: first.wrapping_sub(second).min(capacity),
         positions: (first, second),
         endpoints: (word(5), word(6)),
+        remove_on_last_leave: word(9) & 1 == 1,
         sent: side(16),
         received: side(32),
     })
@@ -340,6 +348,11 @@ impl<T: Pod + Send> Builder<T> {
             // ORDERING: as above.
             h.msg_size.store(
                 self.msg_size.unwrap_or(size_of::<T>() as u64),
+                Ordering::Relaxed,
+            );
+            // ORDERING: as above.
+            h.flags.store(
+                u64::from(self.unlink == UnlinkPolicy::LastDetach),
                 Ordering::Relaxed,
             );
             // ORDERING: as above; the magic last, for readers that inspect without attaching.

@@ -1,0 +1,390 @@
+//! `shmlane create`, `send` and `recv`: byte messages over channels.
+//!
+//! A message travels in a fixed-size ring element of `N` bytes (a power of two from 64 to
+//! 64 KiB): a little-endian `u32` length, then the bytes. `N` is the smallest that holds the
+//! channel's message size plus the length.
+
+use std::{
+    io::{BufRead, Write},
+    time::Duration,
+};
+
+use shmlane::{
+    Deadline, OpenError, RecvError, SendError, TryRecvError, UnlinkPolicy, WaitStrategy,
+};
+use shmlane_segment::inspect as inspect_segment;
+
+use crate::{CliError, KindArg};
+
+/// Largest message size accepted (the 64 KiB element minus the length word).
+pub const MAX_MSG: u64 = 65536 - 4;
+
+/// What send and recv create when the channel does not exist.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub kind: KindArg,
+    pub capacity: u64,
+    pub msg_size: u64,
+}
+
+/// How a command ended, beyond success: the exit codes of the contract.
+pub enum Ended {
+    /// Exit 0.
+    Ok,
+    /// Exit 3: a peer process died.
+    PeerGone(String),
+    /// Exit 4: the timeout passed.
+    Timeout(String),
+}
+
+fn elem_size(msg_size: u64) -> u64 {
+    (msg_size + 4).next_power_of_two().max(64)
+}
+
+/// The shape of an existing channel, if `name` exists and is one.
+fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
+    let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
+    if !path.exists() {
+        return Ok(None);
+    }
+    let info = inspect_segment(&path)
+        .map_err(|e| CliError(format!("reading segment {name}: {e}")))?
+        .ok_or_else(|| {
+            CliError(format!(
+                "segment {name} exists but is not a shmlane segment; pick another name"
+            ))
+        })?;
+    let st = shmlane::inspect(&info).ok_or_else(|| {
+        CliError(format!(
+            "segment {name} exists but is not a shmlane channel; pick another name or remove it (shmlane rm {name})"
+        ))
+    })?;
+    Ok(Some((
+        Shape {
+            kind: match st.kind {
+                shmlane::Kind::Spsc => KindArg::Spsc,
+                shmlane::Kind::Mpmc => KindArg::Mpmc,
+            },
+            capacity: st.capacity,
+            msg_size: st.msg_size,
+        },
+        st.remove_on_last_leave,
+    )))
+}
+
+fn check_shape(shape: &Shape) -> Result<(), CliError> {
+    if shape.msg_size == 0 || shape.msg_size > MAX_MSG {
+        return Err(CliError(format!(
+            "--msg-size {} is out of range: use 1..={MAX_MSG} bytes",
+            shape.msg_size
+        )));
+    }
+    if !shape.capacity.is_power_of_two() || shape.capacity < 2 || shape.capacity > 1 << 24 {
+        return Err(CliError(format!(
+            "--capacity {} must be a power of two between 2 and 16777216",
+            shape.capacity
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `$body` with `$t` bound to the element type for `$elem` bytes.
+macro_rules! with_elem {
+    ($elem:expr, $t:ident, $body:expr) => {
+        match $elem {
+            64 => {
+                type $t = [u8; 64];
+                $body
+            }
+            128 => {
+                type $t = [u8; 128];
+                $body
+            }
+            256 => {
+                type $t = [u8; 256];
+                $body
+            }
+            512 => {
+                type $t = [u8; 512];
+                $body
+            }
+            1024 => {
+                type $t = [u8; 1024];
+                $body
+            }
+            2048 => {
+                type $t = [u8; 2048];
+                $body
+            }
+            4096 => {
+                type $t = [u8; 4096];
+                $body
+            }
+            8192 => {
+                type $t = [u8; 8192];
+                $body
+            }
+            16384 => {
+                type $t = [u8; 16384];
+                $body
+            }
+            32768 => {
+                type $t = [u8; 32768];
+                $body
+            }
+            65536 => {
+                type $t = [u8; 65536];
+                $body
+            }
+            other => Err(CliError(format!("unsupported element size {other}"))),
+        }
+    };
+}
+
+fn open_err(name: &str, e: OpenError) -> CliError {
+    CliError(format!("channel {name}: {e}"))
+}
+
+/// Opens (or, if `create`, creates) the channel with `shape`.
+fn builder<T: bytemuck::Pod + Send>(
+    name: &str,
+    shape: &Shape,
+    unlink: UnlinkPolicy,
+) -> shmlane::Builder<T> {
+    let b = match shape.kind {
+        KindArg::Spsc => shmlane::spsc::<T>(name),
+        KindArg::Mpmc => shmlane::mpmc::<T>(name),
+    };
+    b.capacity(shape.capacity)
+        .msg_size(shape.msg_size)
+        .unlink(unlink)
+        .mode(0o600)
+        .wait(WaitStrategy::SpinThenPark {
+            spins: 2000,
+            yields: 10,
+        })
+}
+
+/// `shmlane create`: a persistent channel.
+pub fn create(name: &str, shape: Shape) -> Result<(), CliError> {
+    check_shape(&shape)?;
+    with_elem!(elem_size(shape.msg_size), E, {
+        builder::<E>(name, &shape, UnlinkPolicy::Never)
+            .create()
+            .map_err(|e| open_err(name, e))?;
+        Ok(())
+    })
+}
+
+/// The shape to use: the existing channel's, or `wanted` for a new one (which is then
+/// removed when its last endpoint leaves cleanly).
+fn resolve(name: &str, wanted: Shape) -> Result<(Shape, UnlinkPolicy), CliError> {
+    match existing(name)? {
+        Some((shape, true)) => Ok((shape, UnlinkPolicy::LastDetach)),
+        Some((shape, false)) => Ok((shape, UnlinkPolicy::Never)),
+        None => {
+            check_shape(&wanted)?;
+            Ok((wanted, UnlinkPolicy::LastDetach))
+        }
+    }
+}
+
+fn open_channel<T: bytemuck::Pod + Send>(
+    name: &str,
+    shape: &Shape,
+    unlink: UnlinkPolicy,
+) -> Result<shmlane::Channel<T>, CliError> {
+    // open_or_create even for a channel seen a moment ago: an implicit one may have been
+    // removed by its last user since.
+    builder::<T>(name, shape, unlink)
+        .open_or_create()
+        .map_err(|e| open_err(name, e))
+}
+
+enum Tx<T> {
+    Spsc(shmlane::Producer<T>),
+    Mpmc(shmlane::Sender<T>),
+}
+
+impl<T: bytemuck::Pod + Send> Tx<T> {
+    fn send(&mut self, v: T) -> Result<(), SendError<T>> {
+        match self {
+            Self::Spsc(p) => p.send(v, None),
+            Self::Mpmc(s) => s.send(v, None),
+        }
+    }
+}
+
+enum Rx<T> {
+    Spsc(shmlane::Consumer<T>),
+    Mpmc(shmlane::Receiver<T>),
+}
+
+impl<T: bytemuck::Pod + Send> Rx<T> {
+    fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        match self {
+            Self::Spsc(c) => c.try_recv(),
+            Self::Mpmc(r) => r.try_recv(),
+        }
+    }
+    fn recv(&mut self, d: Option<Deadline>) -> Result<T, RecvError> {
+        match self {
+            Self::Spsc(c) => c.recv(d),
+            Self::Mpmc(r) => r.recv(d),
+        }
+    }
+}
+
+/// `shmlane send`: each stdin line (without its newline) is one message.
+pub fn send(name: &str, wanted: Shape) -> Result<Ended, CliError> {
+    let (shape, unlink) = resolve(name, wanted)?;
+    with_elem!(elem_size(shape.msg_size), E, {
+        let ch = open_channel::<E>(name, &shape, unlink)?;
+        let mut tx = match shape.kind {
+            KindArg::Spsc => Tx::Spsc(ch.producer().map_err(|e| open_err(name, e))?),
+            KindArg::Mpmc => Tx::Mpmc(ch.sender().map_err(|e| open_err(name, e))?),
+        };
+        let stdin = std::io::stdin();
+        let mut input = stdin.lock();
+        let mut line = Vec::with_capacity(256);
+        let mut n = 0u64;
+        loop {
+            line.clear();
+            let got = input
+                .read_until(b'\n', &mut line)
+                .map_err(|e| CliError(format!("reading stdin: {e}")))?;
+            if got == 0 {
+                break;
+            }
+            n += 1;
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            if line.len() as u64 > shape.msg_size {
+                return Err(CliError(format!(
+                    "line {n} is {} bytes, longer than the channel's message size of {} bytes; create the channel with a larger --msg-size",
+                    line.len(),
+                    shape.msg_size
+                )));
+            }
+            let mut m: E = bytemuck::Zeroable::zeroed();
+            m[..4].copy_from_slice(&(line.len() as u32).to_le_bytes());
+            m[4..4 + line.len()].copy_from_slice(&line);
+            match tx.send(m) {
+                Ok(()) => {}
+                Err(SendError::PeerDied(_)) => {
+                    return Ok(Ended::PeerGone(format!(
+                        "peer gone: a receiver of {name} died; {} lines were not delivered",
+                        n
+                    )));
+                }
+                Err(e) => return Err(CliError(format!("channel {name}: {e}"))),
+            }
+        }
+        // A channel this command created is removed when the last endpoint leaves: wait until
+        // a receiver has taken everything, so leaving early loses nothing.
+        let ended = linger(name)?;
+        drop(tx);
+        drop(ch);
+        Ok(ended)
+    })
+}
+
+/// Waits until the ring is drained (or no receiver can drain it any more).
+fn linger(name: &str) -> Result<Ended, CliError> {
+    loop {
+        let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
+        let Ok(Some(info)) = inspect_segment(&path) else {
+            return Ok(Ended::Ok);
+        };
+        let Some(st) = shmlane::inspect(&info) else {
+            return Ok(Ended::Ok);
+        };
+        if st.len == 0 {
+            return Ok(Ended::Ok);
+        }
+        let receivers_alive = info
+            .attached
+            .iter()
+            .any(|a| a.role & shmlane::ROLE_RECEIVER != 0 && a.alive);
+        let receivers_dead = info
+            .attached
+            .iter()
+            .any(|a| a.role & shmlane::ROLE_RECEIVER != 0 && !a.alive);
+        if !receivers_alive && receivers_dead {
+            return Ok(Ended::PeerGone(format!(
+                "peer gone: a receiver of {name} died with {} messages unread",
+                st.len
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `shmlane recv`: prints each message as a line.
+pub fn recv(
+    name: &str,
+    wanted: Shape,
+    count: Option<u64>,
+    timeout: Option<Duration>,
+) -> Result<Ended, CliError> {
+    let (shape, unlink) = resolve(name, wanted)?;
+    with_elem!(elem_size(shape.msg_size), E, {
+        let ch = open_channel::<E>(name, &shape, unlink)?;
+        let mut rx = match shape.kind {
+            KindArg::Spsc => Rx::Spsc(ch.consumer().map_err(|e| open_err(name, e))?),
+            KindArg::Mpmc => Rx::Mpmc(ch.receiver().map_err(|e| open_err(name, e))?),
+        };
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+        let deadline = timeout.map(Deadline::after);
+        let mut got = 0u64;
+        let write = |out: &mut std::io::BufWriter<_>, m: &E| -> Result<(), CliError> {
+            let len = u32::from_le_bytes(m[..4].try_into().unwrap()) as usize;
+            let len = len.min(m.len() - 4);
+            out.write_all(&m[4..4 + len])
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(|e| CliError(format!("writing stdout: {e}")))
+        };
+        let ended = loop {
+            if count.is_some_and(|c| got >= c) {
+                break Ended::Ok;
+            }
+            let m = match rx.try_recv() {
+                Ok(m) => m,
+                Err(TryRecvError::Empty) => {
+                    // About to wait: let the reader see what arrived so far.
+                    out.flush()
+                        .map_err(|e| CliError(format!("writing stdout: {e}")))?;
+                    match rx.recv(deadline) {
+                        Ok(m) => m,
+                        Err(RecvError::Disconnected) => break Ended::Ok,
+                        Err(RecvError::PeerDied) => {
+                            break Ended::PeerGone(format!(
+                                "peer gone: a sender of {name} died; {got} messages received"
+                            ));
+                        }
+                        Err(RecvError::Timeout) => {
+                            break Ended::Timeout(format!(
+                                "timed out after {:?} with {got} messages received",
+                                timeout.unwrap_or_default()
+                            ));
+                        }
+                        Err(RecvError::Corrupt) => {
+                            return Err(CliError(format!("channel {name}: ring is corrupt")));
+                        }
+                    }
+                }
+                Err(TryRecvError::Disconnected) => break Ended::Ok,
+                Err(TryRecvError::Corrupt) => {
+                    return Err(CliError(format!("channel {name}: ring is corrupt")));
+                }
+            };
+            write(&mut out, &m)?;
+            got += 1;
+        };
+        out.flush()
+            .map_err(|e| CliError(format!("writing stdout: {e}")))?;
+        Ok(ended)
+    })
+}
