@@ -16,6 +16,22 @@ use shmlane_segment::inspect as inspect_segment;
 
 use crate::{CliError, KindArg};
 
+/// Marks an open that lost a creation race: resolve the shape again.
+const RETRY: &str = "\u{0}retry";
+
+/// Runs `attempt` until it does not lose a creation race (a few times at most).
+fn retrying(mut attempt: impl FnMut() -> Result<Ended, CliError>) -> Result<Ended, CliError> {
+    for _ in 0..5 {
+        match attempt() {
+            Err(CliError(m)) if m == RETRY => {}
+            other => return other,
+        }
+    }
+    Err(CliError(
+        "the channel kept changing shape while opening; try again".to_owned(),
+    ))
+}
+
 /// Largest message size accepted (the 64 KiB element minus the length word).
 pub const MAX_MSG: u64 = 65536 - 4;
 
@@ -141,7 +157,7 @@ macro_rules! with_elem {
     };
 }
 
-fn open_err(name: &str, e: OpenError) -> CliError {
+fn open_err(name: &str, e: &OpenError) -> CliError {
     CliError(format!("channel {name}: {e}"))
 }
 
@@ -171,7 +187,7 @@ pub fn create(name: &str, shape: Shape) -> Result<(), CliError> {
     with_elem!(elem_size(shape.msg_size), E, {
         builder::<E>(name, &shape, UnlinkPolicy::Never)
             .create()
-            .map_err(|e| open_err(name, e))?;
+            .map_err(|e| open_err(name, &e))?;
         Ok(())
     })
 }
@@ -198,7 +214,14 @@ fn open_channel<T: bytemuck::Pod + Send>(
     // removed by its last user since.
     builder::<T>(name, shape, unlink)
         .open_or_create()
-        .map_err(|e| open_err(name, e))
+        .map_err(|e| match e {
+            // Another command created the channel between our look and our open, with its
+            // own shape: look again and use that one.
+            OpenError::Mismatch { .. } if unlink == UnlinkPolicy::LastDetach => {
+                CliError(RETRY.to_owned())
+            }
+            e => open_err(name, &e),
+        })
 }
 
 enum Tx<T> {
@@ -207,6 +230,14 @@ enum Tx<T> {
 }
 
 impl<T: bytemuck::Pod + Send> Tx<T> {
+    /// Publishes this endpoint's statistics now.
+    fn flush_stats(&mut self) {
+        match self {
+            Self::Spsc(p) => drop(p.stats()),
+            Self::Mpmc(s) => drop(s.stats()),
+        }
+    }
+
     fn send(&mut self, v: T) -> Result<(), SendError<T>> {
         match self {
             Self::Spsc(p) => p.send(v, None),
@@ -237,17 +268,22 @@ impl<T: bytemuck::Pod + Send> Rx<T> {
 
 /// `shmlane send`: each stdin line (without its newline) is one message.
 pub fn send(name: &str, wanted: Shape) -> Result<Ended, CliError> {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    retrying(|| send_once(name, wanted, &mut input))
+}
+
+fn send_once(name: &str, wanted: Shape, input: &mut impl BufRead) -> Result<Ended, CliError> {
     let (shape, unlink) = resolve(name, wanted)?;
     with_elem!(elem_size(shape.msg_size), E, {
         let ch = open_channel::<E>(name, &shape, unlink)?;
         let mut tx = match shape.kind {
-            KindArg::Spsc => Tx::Spsc(ch.producer().map_err(|e| open_err(name, e))?),
-            KindArg::Mpmc => Tx::Mpmc(ch.sender().map_err(|e| open_err(name, e))?),
+            KindArg::Spsc => Tx::Spsc(ch.producer().map_err(|e| open_err(name, &e))?),
+            KindArg::Mpmc => Tx::Mpmc(ch.sender().map_err(|e| open_err(name, &e))?),
         };
-        let stdin = std::io::stdin();
-        let mut input = stdin.lock();
         let mut line = Vec::with_capacity(256);
         let mut n = 0u64;
+        let mut failure = None;
         loop {
             line.clear();
             let got = input
@@ -261,11 +297,14 @@ pub fn send(name: &str, wanted: Shape) -> Result<Ended, CliError> {
                 line.pop();
             }
             if line.len() as u64 > shape.msg_size {
-                return Err(CliError(format!(
+                // What was sent before still reaches the receivers (the linger below), then
+                // the error is reported.
+                failure = Some(CliError(format!(
                     "line {n} is {} bytes, longer than the channel's message size of {} bytes; create the channel with a larger --msg-size",
                     line.len(),
                     shape.msg_size
                 )));
+                break;
             }
             let mut m: E = bytemuck::Zeroable::zeroed();
             m[..4].copy_from_slice(&(line.len() as u32).to_le_bytes());
@@ -274,8 +313,7 @@ pub fn send(name: &str, wanted: Shape) -> Result<Ended, CliError> {
                 Ok(()) => {}
                 Err(SendError::PeerDied(_)) => {
                     return Ok(Ended::PeerGone(format!(
-                        "peer gone: a receiver of {name} died; {} lines were not delivered",
-                        n
+                        "peer gone: a receiver of {name} died; line {n} and later were not delivered"
                     )));
                 }
                 Err(e) => return Err(CliError(format!("channel {name}: {e}"))),
@@ -283,15 +321,20 @@ pub fn send(name: &str, wanted: Shape) -> Result<Ended, CliError> {
         }
         // A channel this command created is removed when the last endpoint leaves: wait until
         // a receiver has taken everything, so leaving early loses nothing.
+        tx.flush_stats();
         let ended = linger(name)?;
         drop(tx);
         drop(ch);
-        Ok(ended)
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(ended),
+        }
     })
 }
 
 /// Waits until the ring is drained (or no receiver can drain it any more).
 fn linger(name: &str) -> Result<Ended, CliError> {
+    let mut pause = Duration::from_millis(1);
     loop {
         let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
         let Ok(Some(info)) = inspect_segment(&path) else {
@@ -317,7 +360,9 @@ fn linger(name: &str) -> Result<Ended, CliError> {
                 st.len
             )));
         }
-        std::thread::sleep(Duration::from_millis(2));
+        // Back off to 50 ms: a sender waiting for a receiver that has not come yet idles.
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 
@@ -328,12 +373,21 @@ pub fn recv(
     count: Option<u64>,
     timeout: Option<Duration>,
 ) -> Result<Ended, CliError> {
+    retrying(|| recv_once(name, wanted, count, timeout))
+}
+
+fn recv_once(
+    name: &str,
+    wanted: Shape,
+    count: Option<u64>,
+    timeout: Option<Duration>,
+) -> Result<Ended, CliError> {
     let (shape, unlink) = resolve(name, wanted)?;
     with_elem!(elem_size(shape.msg_size), E, {
         let ch = open_channel::<E>(name, &shape, unlink)?;
         let mut rx = match shape.kind {
-            KindArg::Spsc => Rx::Spsc(ch.consumer().map_err(|e| open_err(name, e))?),
-            KindArg::Mpmc => Rx::Mpmc(ch.receiver().map_err(|e| open_err(name, e))?),
+            KindArg::Spsc => Rx::Spsc(ch.consumer().map_err(|e| open_err(name, &e))?),
+            KindArg::Mpmc => Rx::Mpmc(ch.receiver().map_err(|e| open_err(name, &e))?),
         };
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());

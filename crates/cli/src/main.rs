@@ -369,8 +369,8 @@ fn rm(name: Option<String>, stale: bool, force: bool) -> Result<(), CliError> {
             shmlane_segment::RemoveError::NotFound { .. } => Ok(()),
             e => Err(CliError(e.to_string())),
         }),
-        RemoveOutcome::NotStale(state) => Err(CliError(format!(
-            "segment {name} is {state}: a live process has it attached; stop it first, or use --force"
+        RemoveOutcome::NotStale(now) => Err(CliError(format!(
+            "segment {name} is {now}: a live process has it attached; stop it first, or use --force"
         ))),
     }
 }

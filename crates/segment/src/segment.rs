@@ -139,7 +139,8 @@ pub enum UnlinkPolicy {
     Never,
     /// The creating handle removes the name when it is dropped (openers never do).
     CreatorDrop,
-    /// Whichever handle leaves last, cleanly, removes the name.
+    /// Whichever handle leaves last, cleanly, removes the name, unless a process died while
+    /// attached (then the segment stays, stale, for inspection and `shmlane rm --stale`).
     LastDetach,
 }
 
@@ -1736,14 +1737,23 @@ impl Drop for Segment {
                 UnlinkPolicy::Never | UnlinkPolicy::CreatorDrop => {}
                 UnlinkPolicy::LastDetach => {
                     let last = match (&self.fd, self.sysv_id) {
-                        // Converting our shared gate lock to exclusive succeeds only if no
-                        // other attachment holds the gate.
-                        (Some(fd), _) => sys::try_lock(fd.as_fd(), GATE_LOCK, LockKind::Exclusive)
-                            .unwrap_or(false),
+                        // Drop our shared gate lock first, then try it exclusively: that
+                        // succeeds only if no other attachment holds the gate. Two handles
+                        // leaving at once cannot both fail (each would see the other's
+                        // shared lock); at worst both succeed in turn, and the identity check
+                        // in `remove_name` makes the second a no-op.
+                        (Some(fd), _) => {
+                            let _ = sys::unlock(fd.as_fd(), GATE_LOCK);
+                            sys::try_lock(fd.as_fd(), GATE_LOCK, LockKind::Exclusive)
+                                .unwrap_or(false)
+                        }
                         (None, Some(id)) => sysv_stat(id).is_ok_and(|ds| ds.shm_nattch <= 1),
                         (None, None) => false,
                     };
-                    if last {
+                    // A process that died attached leaves its slot behind: keep the name
+                    // then, so the segment shows as stale for inspection and
+                    // `shmlane rm --stale`, instead of vanishing with the evidence.
+                    if last && self.attachments().is_empty() {
                         self.remove_name();
                     }
                 }

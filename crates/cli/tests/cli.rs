@@ -1,0 +1,363 @@
+//! The `shmlane` command against real segments, run as real processes.
+
+use std::{
+    io::Write,
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use shmlane_testkit::{Cleanup, unique};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shmlane"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run shmlane")
+}
+
+fn lines(n: u64, prefix: &str) -> String {
+    use std::fmt::Write as _;
+    (1..=n).fold(String::new(), |mut s, i| {
+        let _ = writeln!(s, "{prefix}{i}");
+        s
+    })
+}
+
+/// Spawns `shmlane send NAME ARGS` fed with `input` on a thread.
+fn spawn_send(name: &str, args: &[&str], input: String) -> std::thread::JoinHandle<Output> {
+    let mut child = bin()
+        .arg("send")
+        .arg(name)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn send");
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        stdin.write_all(input.as_bytes()).expect("feed send");
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    })
+}
+
+fn spawn_recv(name: &str, args: &[&str]) -> std::thread::JoinHandle<Output> {
+    let child = bin()
+        .arg("recv")
+        .arg(name)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn recv");
+    std::thread::spawn(move || child.wait_with_output().unwrap())
+}
+
+fn gone(name: &str) -> bool {
+    !std::path::Path::new(&format!("/dev/shm/{name}")).exists()
+}
+
+/// `seq 1000000 | shmlane send q` and `shmlane recv q > out`, started in either order: `out`
+/// equals the input, both exit 0, and the implicitly created channel is removed.
+#[test]
+fn send_recv_million_lines_either_order() {
+    let input = lines(1_000_000, "");
+    for recv_first in [false, true] {
+        let name = unique(&format!("cli-sr-{recv_first}"));
+        let _c = Cleanup(name.clone());
+        let (send, recv) = if recv_first {
+            let r = spawn_recv(&name, &[]);
+            std::thread::sleep(Duration::from_millis(100));
+            (spawn_send(&name, &[], input.clone()), r)
+        } else {
+            let s = spawn_send(&name, &[], input.clone());
+            std::thread::sleep(Duration::from_millis(100));
+            (s, spawn_recv(&name, &[]))
+        };
+        let (s, r) = (send.join().unwrap(), recv.join().unwrap());
+        assert!(
+            s.status.success(),
+            "send: {}",
+            String::from_utf8_lossy(&s.stderr)
+        );
+        assert!(
+            r.status.success(),
+            "recv: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        assert!(
+            r.stdout == input.as_bytes(),
+            "recv output differs from the input"
+        );
+        assert!(gone(&name), "implicit channel left behind");
+    }
+}
+
+/// MPMC with two senders and two receivers: the union of the outputs is the union of the
+/// inputs, nothing duplicated, and each receiver sees each sender's lines in order.
+#[test]
+fn mpmc_two_senders_two_receivers() {
+    let name = unique("cli-mpmc");
+    let _c = Cleanup(name.clone());
+    let mpmc = ["--kind", "mpmc", "--capacity", "4096"];
+    let created = run(&[&["create", &name][..], &mpmc[..]].concat());
+    assert!(created.status.success());
+    let n = 200_000;
+    let senders: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|p| spawn_send(&name, &mpmc, lines(n, p)))
+        .collect();
+    let receivers: Vec<_> = (0..2).map(|_| spawn_recv(&name, &[])).collect();
+    for s in senders {
+        let o = s.join().unwrap();
+        assert!(
+            o.status.success(),
+            "send: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let mut all: Vec<String> = Vec::new();
+    for r in receivers {
+        let o = r.join().unwrap();
+        assert!(
+            o.status.success(),
+            "recv: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let text = String::from_utf8(o.stdout).unwrap();
+        let mut last = [0u64; 2];
+        for l in text.lines() {
+            let (who, i) = l.split_at(1);
+            let i: u64 = i.parse().unwrap();
+            let k = usize::from(who == "b");
+            assert!(i > last[k], "{l} after {who}{}", last[k]);
+            last[k] = i;
+            all.push(l.to_owned());
+        }
+    }
+    all.sort_unstable();
+    let mut want: Vec<String> = ["a", "b"]
+        .iter()
+        .flat_map(|p| (1..=n).map(move |i| format!("{p}{i}")))
+        .collect();
+    want.sort_unstable();
+    assert_eq!(all.len(), want.len(), "lost or duplicated lines");
+    assert!(all == want, "outputs differ from inputs");
+    // A channel made by `create` persists until removed.
+    assert!(!gone(&name));
+    assert!(run(&["rm", &name]).status.success());
+    assert!(gone(&name));
+}
+
+/// SIGKILL of `shmlane send` mid-stream: `recv` prints only whole lines that were sent, in
+/// order, then exits 3 (peer gone); `ls` shows the segment as stale; `rm --stale` removes it.
+#[test]
+fn killed_sender_gives_peer_gone_and_a_stale_segment() {
+    let name = unique("cli-kill");
+    let _c = Cleanup(name.clone());
+    let mut send = bin()
+        .args(["send", &name])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = send.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        // Far more than the ring holds: the sender is mid-stream when killed.
+        for i in 1..=10_000_000u64 {
+            if writeln!(stdin, "{i:0>12}").is_err() {
+                return;
+            }
+        }
+    });
+    let recv = spawn_recv(&name, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    send.kill().unwrap();
+    let killed_at = Instant::now();
+    send.wait().unwrap();
+    let out = recv.join().unwrap();
+    let took = killed_at.elapsed();
+    feeder.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("peer gone"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line on stderr: {err}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "a partial line was printed"
+    );
+    for (k, l) in text.lines().enumerate() {
+        assert_eq!(l, format!("{:0>12}", k + 1), "line {k} wrong");
+    }
+    println!(
+        "recv got {} lines and exited 3 {took:?} after the kill",
+        text.lines().count()
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "recv took {took:?} to notice"
+    );
+    let ls = run(&["ls", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let me = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name.as_str())
+        .expect("segment listed");
+    assert_eq!(me["state"], "stale");
+    let rm = run(&["rm", "--stale"]);
+    assert!(String::from_utf8_lossy(&rm.stdout).contains(&format!("removed {name}")));
+    assert!(gone(&name));
+}
+
+/// `ls --json` objects have exactly the contract's keys; `stat` shows the ring; a live
+/// segment is not removed without `--force`.
+#[test]
+fn ls_json_keys_stat_and_rm_refusal() {
+    let name = unique("cli-ls");
+    let _c = Cleanup(name.clone());
+    let o = run(&[
+        "create",
+        &name,
+        "--kind",
+        "spsc",
+        "--capacity",
+        "1024",
+        "--msg-size",
+        "100",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut send = bin()
+        .args(["send", &name])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = send.stdin.take().unwrap();
+    writeln!(stdin, "hello").unwrap();
+    writeln!(stdin, "world").unwrap();
+    stdin.flush().unwrap();
+    let t0 = Instant::now();
+    let me = loop {
+        let v: serde_json::Value = serde_json::from_slice(&run(&["ls", "--json"]).stdout).unwrap();
+        let me = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name.as_str())
+            .cloned()
+            .unwrap();
+        if me["len"] == 2 || t0.elapsed() > Duration::from_secs(20) {
+            break me;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut keys: Vec<&str> = me.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "attached", "backend", "capacity", "kind", "len", "mode", "msg_size", "name", "path",
+            "size", "state", "uid"
+        ]
+    );
+    assert_eq!(me["kind"], "spsc");
+    assert_eq!(me["capacity"], 1024);
+    assert_eq!(me["msg_size"], 100);
+    assert_eq!(me["len"], 2);
+    assert_eq!(me["state"], "live");
+    assert_eq!(me["attached"][0]["role"], "sender");
+    assert_eq!(me["attached"][0]["alive"], true);
+    let st = run(&["stat", &name]);
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        text.contains("write position 2, read position 0, 2 queued"),
+        "{text}"
+    );
+    let rm = run(&["rm", &name]);
+    assert_eq!(rm.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&rm.stderr).contains("live"));
+    // Receive the two, then let the sender finish.
+    let r = run(&["recv", &name, "--count", "2"]);
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "hello\nworld\n");
+    drop(stdin);
+    assert!(send.wait().unwrap().success());
+    assert!(run(&["rm", &name]).status.success());
+}
+
+/// Bad input: one clear line on stderr and the contract's exit codes, never a panic.
+#[test]
+fn errors_are_one_line_with_contract_exit_codes() {
+    let name = unique("cli-err");
+    let _c = Cleanup(name.clone());
+    // A line longer than the message size names the limit.
+    let s = spawn_send(
+        &name,
+        &["--msg-size", "8"],
+        "short\nthis line is too long\n".into(),
+    );
+    let r = spawn_recv(&name, &["--timeout", "5s"]);
+    let so = s.join().unwrap();
+    assert_eq!(so.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&so.stderr);
+    assert!(err.contains("line 2") && err.contains("8 bytes"), "{err}");
+    assert_eq!(err.lines().count(), 1);
+    let ro = r.join().unwrap();
+    assert_eq!(String::from_utf8_lossy(&ro.stdout), "short\n");
+    // Timeout on an empty channel: exit 4.
+    let t = run(&["recv", &name, "--timeout", "100ms"]);
+    assert_eq!(
+        t.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&t.stderr)
+    );
+    // Unknown segment, bad capacity, bad duration: exit 1 (clap's usage errors exit 2).
+    for args in [
+        &["stat", "no-such-segment-xyz"][..],
+        &["create", &name, "--capacity", "1000"][..],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(!e.contains("panicked"), "{e}");
+    }
+}
+
+/// CPU ticks (utime + stime) of a process, from /proc.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// A `shmlane recv` waiting on an empty channel uses near-zero CPU, measured over 2 s.
+#[test]
+fn waiting_recv_idles() {
+    let name = unique("cli-idle");
+    let _c = Cleanup(name.clone());
+    let mut recv = bin()
+        .args(["recv", &name, "--timeout", "10s"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(recv.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(recv.id()) - before;
+    recv.kill().unwrap();
+    recv.wait().unwrap();
+    println!("recv used {used} ticks (1/100 s) in 2 s while waiting");
+    assert!(used <= 10, "a waiting recv used {used} ticks in 2 s");
+}
