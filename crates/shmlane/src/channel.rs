@@ -601,6 +601,7 @@ impl<T: Pod + Send> Channel<T> {
             side,
             stats: SideStats::default(),
             pending: 0,
+            last_flush: Instant::now(),
         }
     }
 
@@ -661,6 +662,7 @@ struct Local {
     side: Side,
     stats: SideStats,
     pending: u64,
+    last_flush: Instant,
 }
 
 impl Local {
@@ -694,14 +696,19 @@ impl Local {
             }
         }
         self.pending = 0;
+        self.last_flush = Instant::now();
     }
 
     /// Waits until `ready()` or a peer change, bounded by `deadline`. Returns false on timeout.
     fn block(&mut self, deadline: Option<Deadline>, mut ready: impl FnMut() -> bool) -> bool {
         self.stats.stalls += 1;
         self.stats.sleeps += 1;
-        self.flush();
-        let inner = self.inner.clone();
+        // Publish statistics before a wait that may be long, but not on every short one
+        // (a ping-pong waits once per message): at most every 10 ms.
+        if self.last_flush.elapsed() >= Duration::from_millis(10) {
+            self.flush();
+        }
+        let inner = &self.inner;
         let ev = match self.side {
             Side::Send => &inner.ev_space,
             Side::Recv => &inner.ev_data,
@@ -793,6 +800,7 @@ macro_rules! send_impl {
         /// channel's wait strategy. Fails if every receiver left or died.
         pub fn send(&mut self, value: T, deadline: Option<Deadline>) -> Result<(), SendError<T>> {
             let mut v = value;
+            let mut woke = false;
             loop {
                 match self.try_send(v) {
                     Ok(()) => return Ok(()),
@@ -802,13 +810,16 @@ macro_rules! send_impl {
                     }
                     Err(TrySendError::Corrupt(back)) => return Err(SendError::Corrupt(back)),
                 }
-                if self.local.inner.peer_state(Side::Recv) == Peers::Died {
+                // Peers are checked (syscalls) only after a wait that ended without room,
+                // never on the way into the first wait: the fast path stays syscall-free.
+                if woke && self.local.inner.peer_state(Side::Recv) == Peers::Died {
                     return Err(SendError::PeerDied(v));
                 }
                 let ring = &mut self.ring;
                 if !self.local.block(deadline, || ring_has_room(ring)) {
                     return Err(SendError::Timeout(v));
                 }
+                woke = true;
             }
         }
 
@@ -865,6 +876,7 @@ macro_rules! recv_impl {
         /// `Disconnected` (clean) or `PeerDied` (a sender process died), within 50 ms of the
         /// death even while parked.
         pub fn recv(&mut self, deadline: Option<Deadline>) -> Result<T, RecvError> {
+            let mut woke = false;
             loop {
                 match self.try_recv() {
                     Ok(v) => return Ok(v),
@@ -872,7 +884,13 @@ macro_rules! recv_impl {
                     Err(TryRecvError::Disconnected) => return Err(RecvError::Disconnected),
                     Err(TryRecvError::Corrupt) => return Err(RecvError::Corrupt),
                 }
-                match self.local.inner.peer_state(Side::Send) {
+                // Peers are checked (syscalls) only after a wait that ended without data.
+                let peers = if woke {
+                    self.local.inner.peer_state(Side::Send)
+                } else {
+                    Peers::NotYet
+                };
+                match peers {
                     Peers::Died | Peers::Left => {
                         // Drain what the dead (or departed) senders completed first.
                         return match self.ring.pop() {
@@ -896,6 +914,7 @@ macro_rules! recv_impl {
                 if !self.local.block(deadline, || ring_has_data(ring)) {
                     return Err(RecvError::Timeout);
                 }
+                woke = true;
             }
         }
 
