@@ -361,3 +361,25 @@ fn waiting_recv_idles() {
     println!("recv used {used} ticks (1/100 s) in 2 s while waiting");
     assert!(used <= 10, "a waiting recv used {used} ticks in 2 s");
 }
+
+/// `shmlane bench` prints the side-by-side table with every transport.
+#[test]
+fn bench_prints_the_comparison_table() {
+    let o = run(&["bench", "--rounds", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for t in [
+        "pipe",
+        "unix-socket",
+        "eventfd",
+        "shmlane Park",
+        "shmlane SpinThenPark",
+        "shmlane BusySpin",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(t)),
+            "no row for {t}:\n{text}"
+        );
+    }
+    assert!(text.contains("p99.9"));
+}

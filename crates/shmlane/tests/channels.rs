@@ -20,6 +20,18 @@ fn child_entry() {
             println!("OUT:sent");
             std::thread::sleep(Duration::from_secs(300));
         }
+        "send-range" => {
+            let ch = shmlane::spsc::<u64>(&args[0]).open().unwrap();
+            let mut tx = ch.producer().unwrap();
+            let (from, to): (u64, u64) = (args[1].parse().unwrap(), args[2].parse().unwrap());
+            for i in from..to {
+                tx.send(i, None).unwrap();
+            }
+            println!("OUT:sent");
+            if args[3] == "hang" {
+                std::thread::sleep(Duration::from_secs(300));
+            }
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -148,5 +160,33 @@ fn killed_producer_is_reported_to_a_parked_consumer() {
         Err(RecvError::PeerDied)
     );
     killer.join().unwrap();
-    let _ = finish;
+}
+
+/// A producer process dies; a restarted producer process takes its role over (the dead
+/// holder's claim) and the consumer, which saw `PeerDied` meanwhile, receives from it.
+#[test]
+fn restarted_producer_reattaches() {
+    let name = unique("chan-restart");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::spsc::<u64>(&name).capacity(4096).create().unwrap();
+    let mut rx = ch.consumer().unwrap();
+    let mut first = child("send-range", &[&name, "0", "500", "hang"])
+        .spawn()
+        .unwrap();
+    let d = || Some(Deadline::after(Duration::from_secs(30)));
+    for i in 0..500 {
+        assert_eq!(rx.recv(d()), Ok(i));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(rx.recv(d()), Err(RecvError::PeerDied));
+    let second = child("send-range", &[&name, "500", "1000", "exit"])
+        .spawn()
+        .unwrap();
+    for i in 500..1000 {
+        assert_eq!(rx.recv(d()), Ok(i), "from the restarted producer");
+    }
+    let (code, out) = finish(second, Duration::from_secs(60));
+    assert_eq!(code, 0);
+    assert_eq!(out, ["sent"]);
 }
