@@ -2,7 +2,9 @@
 //! issue 6, the cross-process harness).
 
 pub mod inproc;
+pub mod suite;
 pub mod wakeup;
+pub mod xproc;
 
 use nix::{sched::CpuSet, unistd::Pid};
 

@@ -145,11 +145,24 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// Compare shmlane with pipes, Unix sockets and eventfd between two processes.
+    /// Compare shmlane with pipes, Unix sockets, eventfd and the hardware limit between two
+    /// processes: round trips and streaming, 8 B to 64 KiB, in one run (about a minute).
     Bench {
-        /// Interleaved rounds per transport.
-        #[arg(long, default_value_t = 5)]
-        rounds: usize,
+        /// Under 20 s: every transport, metric and size, fewer samples.
+        #[arg(long, conflicts_with = "full")]
+        quick: bool,
+        /// More rounds and samples (several minutes).
+        #[arg(long)]
+        full: bool,
+        /// Run both processes on core 0 (default: cores 0 and 1).
+        #[arg(long = "same-core")]
+        same_core: bool,
+        /// Also write the records as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Also write SVG plots (rtt.svg, throughput.svg) into this directory.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
 }
 
@@ -402,48 +415,53 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
             shape,
         } => return chan::recv(&name, shape.into(), count, timeout),
         Cmd::Rm { name, stale, force } => rm(name, stale, force)?,
-        Cmd::Bench { rounds } => bench(rounds),
+        Cmd::Bench {
+            quick,
+            full,
+            same_core,
+            json,
+            plot,
+        } => bench(quick, full, same_core, json.as_deref(), plot.as_deref())?,
     }
     Ok(chan::Ended::Ok)
 }
 
 /// The side-by-side comparison (see `docs/benchmarks.md`).
-#[allow(clippy::cast_precision_loss)] // nanosecond figures far below 2^52
-fn bench(rounds: usize) {
-    use shmlane_benches::wakeup::{TRANSPORTS, round_trips, summarise};
-    const PER_ROUND: u64 = 2_000;
-    let mut all: Vec<Vec<u64>> = vec![Vec::new(); TRANSPORTS.len()];
-    for r in 0..rounds.max(1) {
-        let order: Vec<usize> = if r % 2 == 0 {
-            (0..TRANSPORTS.len()).collect()
-        } else {
-            (0..TRANSPORTS.len()).rev().collect()
-        };
-        for i in order {
-            let mut t = round_trips(TRANSPORTS[i], PER_ROUND);
-            t.drain(..10);
-            all[i].extend(t);
-        }
-    }
-    let pipe = summarise(&all[0]).p50 as f64;
-    println!("8-byte round trip between two processes, each side waiting for the other;");
-    println!("{rounds} interleaved rounds x {PER_ROUND} round trips per transport\n");
+fn bench(
+    quick: bool,
+    full: bool,
+    same_core: bool,
+    json: Option<&std::path::Path>,
+    plot: Option<&std::path::Path>,
+) -> Result<(), CliError> {
+    use shmlane_benches::suite::{Level, Options, json as to_json, plots, run, table};
+    let level = if quick {
+        Level::Quick
+    } else if full {
+        Level::Full
+    } else {
+        Level::Default
+    };
+    let recs = run(Options { level, same_core });
     println!(
-        "{:<22} {:>10} {:>10} {:>10} {:>10} {:>12}",
-        "transport", "p50 ns", "p99 ns", "p99.9 ns", "max ns", "vs pipe p50"
+        "shmlane against pipes, Unix sockets, eventfd and the hardware limit: two processes, {}",
+        if same_core {
+            "both on core 0"
+        } else {
+            "cores 0 and 1"
+        }
     );
-    for (name, samples) in TRANSPORTS.iter().zip(&all) {
-        let s = summarise(samples);
-        println!(
-            "{:<22} {:>10} {:>10} {:>10} {:>10} {:>11.1}x",
-            name,
-            s.p50,
-            s.p99,
-            s.p999,
-            s.max,
-            pipe / s.p50 as f64
-        );
+    print!("{}", table(&recs));
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&to_json(&recs)).expect("json");
+        std::fs::write(path, text)
+            .map_err(|e| CliError(format!("writing {}: {e}", path.display())))?;
     }
+    if let Some(dir) = plot {
+        plots(&recs, dir)
+            .map_err(|e| CliError(format!("writing plots to {}: {e}", dir.display())))?;
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

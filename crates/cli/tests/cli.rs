@@ -362,24 +362,67 @@ fn waiting_recv_idles() {
     assert!(used <= 10, "a waiting recv used {used} ticks in 2 s");
 }
 
-/// `shmlane bench` prints the side-by-side table with every transport.
+/// `shmlane bench --quick` prints every transport, and writes the JSON records and plots.
 #[test]
-fn bench_prints_the_comparison_table() {
-    let o = run(&["bench", "--rounds", "1"]);
+fn bench_quick_prints_table_json_and_plots() {
+    let dir = std::env::temp_dir().join(unique("bench"));
+    let json = dir.join("bench.json");
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = run(&[
+        "bench",
+        "--quick",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        dir.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
     for t in [
+        "hw-cacheline",
+        "shmlane-spsc-spin",
+        "shmlane-spsc-park",
+        "shmlane-spsc-spinpark",
+        "shmlane-spsc-chunk",
+        "shmlane-mpmc-spin",
         "pipe",
-        "unix-socket",
+        "uds-stream",
+        "uds-seqpacket",
         "eventfd",
-        "shmlane Park",
-        "shmlane SpinThenPark",
-        "shmlane BusySpin",
+        "memcpy",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(t)),
             "no row for {t}:\n{text}"
         );
     }
-    assert!(text.contains("p99.9"));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(v["machine"]["cores"].as_u64().unwrap() >= 1);
+    let recs = v["records"].as_array().unwrap();
+    for r in recs {
+        match r["metric"].as_str().unwrap() {
+            "rtt" => assert!(
+                r["p50_ns"].as_u64().unwrap() > 0 && r["p999_ns"].as_u64() >= r["p50_ns"].as_u64()
+            ),
+            "throughput" => assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0),
+            m => panic!("metric {m}"),
+        }
+    }
+    for size in [8, 64, 1024, 65536] {
+        assert!(
+            recs.iter()
+                .any(|r| r["transport"] == "pipe" && r["metric"] == "rtt" && r["msg_size"] == size)
+        );
+    }
+    assert!(
+        std::fs::read_to_string(dir.join("rtt.svg"))
+            .unwrap()
+            .starts_with("<svg")
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("throughput.svg"))
+            .unwrap()
+            .starts_with("<svg")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

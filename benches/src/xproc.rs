@@ -1,0 +1,695 @@
+//! The cross-process harness behind `shmlane bench`: two forked processes pinned to cores 0
+//! and 1 (or both on core 0), every transport and message size in the same run.
+//!
+//! - Round trips (`rtt`): the parent sends a message of `size` bytes, the child copies it out
+//!   and sends it back; each round trip is timed and recorded in an HDR histogram.
+//! - Streaming (`throughput`): the parent sends `n` messages, the child receives them; messages
+//!   and bytes per second from the child's last receive.
+//!
+//! Every shared-memory transport lives in an anonymous segment created (and pre-faulted)
+//! before the fork. The hardware limits: `hw-cacheline` (one 8-byte word per direction on its
+//! own cache line, the least any shared-memory round trip can cost) and `memcpy` (one thread
+//! copying the same messages into a 16 MiB buffer).
+
+use std::{
+    hint::black_box,
+    io::{Read, Write},
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::net::UnixStream,
+    },
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use shmlane_ring::{MpmcRing, SpscRing};
+use shmlane_segment::Segment;
+use shmlane_wake::{EVENT_SIZE, Event, WaitStrategy};
+
+use crate::{pin, wakeup::Summary};
+
+/// Transports, with the names of the JSON contract.
+pub const TRANSPORTS: &[&str] = &[
+    "hw-cacheline",
+    "shmlane-spsc-spin",
+    "shmlane-spsc-spinpark",
+    "shmlane-spsc-park",
+    "shmlane-spsc-chunk",
+    "shmlane-mpmc-spin",
+    "pipe",
+    "uds-stream",
+    "uds-seqpacket",
+    "eventfd",
+    "memcpy",
+];
+
+/// Message sizes measured.
+pub const SIZES: &[usize] = &[8, 64, 1024, 65536];
+
+/// Whether `transport` has a round-trip figure (memcpy and the chunk API are throughput-only;
+/// the hardware ping-pong carries 8 bytes).
+pub fn has_rtt(transport: &str, size: usize) -> bool {
+    match transport {
+        "memcpy" | "shmlane-spsc-chunk" => false,
+        "hw-cacheline" => size == 8,
+        _ => true,
+    }
+}
+
+/// Whether `transport` has a streaming figure.
+pub fn has_throughput(transport: &str) -> bool {
+    !matches!(
+        transport,
+        "hw-cacheline" | "shmlane-spsc-park" | "shmlane-spsc-spinpark" | "eventfd"
+    )
+}
+
+/// Bytes of each direction's byte ring (two 64 KiB messages fit).
+const RING: u64 = 1 << 18;
+/// Streaming messages fit this many times in the byte ring at 64 KiB.
+const BUF: usize = 65536;
+
+/// Shared memory for one measurement: two byte rings, two events, two buffers, two words.
+struct Shm {
+    seg: Segment,
+}
+
+impl Shm {
+    fn new() -> Self {
+        let seg = Segment::anonymous()
+            .size(3 << 20)
+            .populate(true)
+            .create_with(|s| {
+                for dir in ["ab", "ba"] {
+                    let r = s.region(
+                        &format!("ring-{dir}"),
+                        SpscRing::<u8>::required_size(RING) as u64,
+                        1,
+                    )?;
+                    // SAFETY: fresh region, not yet shared.
+                    unsafe { SpscRing::<u8>::init(r.as_ptr(), r.len(), RING, 0) }.expect("ring");
+                    let e = s.region(&format!("ev-{dir}"), EVENT_SIZE as u64, 2)?;
+                    // SAFETY: as above.
+                    unsafe { Event::init(e.as_ptr(), e.len()) }.expect("event");
+                    s.region(&format!("buf-{dir}"), BUF as u64, 3)?;
+                }
+                s.region("words", 256, 4)?;
+                Ok::<_, shmlane_segment::RegionError>(())
+            })
+            .expect("anonymous segment");
+        Self { seg }
+    }
+
+    fn region(&self, name: &str) -> (*mut u8, usize) {
+        let r = self.seg.find_region(name).expect("region");
+        (r.as_ptr(), r.len())
+    }
+
+    fn event(&self, name: &str) -> Event {
+        let (p, l) = self.region(name);
+        // SAFETY: the region lives as long as `self.seg`, which outlives the handle.
+        unsafe { Event::attach(p, l) }.expect("event")
+    }
+
+    fn word(&self, i: usize) -> &AtomicU64 {
+        let (p, _) = self.region("words");
+        // SAFETY: offset i*128 < 256 inside the region, aligned, atomics only.
+        unsafe { AtomicU64::from_ptr(p.add(i * 128).cast()) }
+    }
+}
+
+/// A one-direction sender and receiver of `size`-byte messages.
+trait Tx {
+    fn send(&mut self, msg: &[u8]);
+}
+trait Rx {
+    fn recv(&mut self, msg: &mut [u8]);
+}
+
+struct FdTx(OwnedFd);
+struct FdRx(OwnedFd);
+
+fn file(fd: &OwnedFd) -> std::mem::ManuallyDrop<std::fs::File> {
+    // SAFETY: borrows a descriptor we own; ManuallyDrop keeps it from being closed.
+    std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) })
+}
+
+impl Tx for FdTx {
+    fn send(&mut self, msg: &[u8]) {
+        file(&self.0).write_all(msg).expect("write");
+    }
+}
+impl Rx for FdRx {
+    fn recv(&mut self, msg: &mut [u8]) {
+        file(&self.0).read_exact(msg).expect("read");
+    }
+}
+
+/// Seqpacket: one send, one receive per message (whole messages).
+struct SeqTx(UnixStream);
+struct SeqRx(UnixStream);
+impl Tx for SeqTx {
+    fn send(&mut self, msg: &[u8]) {
+        // SAFETY: sends from a valid buffer on a socket we own.
+        let n = unsafe { libc::send(self.0.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+        assert_eq!(n, msg.len() as isize, "seqpacket send");
+    }
+}
+impl Rx for SeqRx {
+    fn recv(&mut self, msg: &mut [u8]) {
+        // SAFETY: receives into a valid buffer from a socket we own.
+        let n = unsafe { libc::recv(self.0.as_raw_fd(), msg.as_mut_ptr().cast(), msg.len(), 0) };
+        assert_eq!(n, msg.len() as isize, "seqpacket recv");
+    }
+}
+
+fn seqpacket_pair() -> (UnixStream, UnixStream) {
+    let mut fds = [0; 2];
+    // SAFETY: a valid out array of two descriptors.
+    let rc = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, fds.as_mut_ptr()) };
+    assert_eq!(rc, 0, "socketpair(SOCK_SEQPACKET)");
+    // SAFETY: fresh descriptors nothing else owns. (UnixStream is only a handle for the fd.)
+    unsafe {
+        (
+            UnixStream::from_raw_fd(fds[0]),
+            UnixStream::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+/// eventfd plus a shared buffer: copy in, then count up the eventfd; the reader blocks on it.
+struct EvTx {
+    fd: OwnedFd,
+    buf: (*mut u8, usize),
+}
+struct EvRx {
+    fd: OwnedFd,
+    buf: (*mut u8, usize),
+}
+impl Tx for EvTx {
+    fn send(&mut self, msg: &[u8]) {
+        assert!(msg.len() <= self.buf.1);
+        // SAFETY: the buffer region holds msg.len() bytes; the reader reads it only after the
+        // eventfd count (a syscall, a full barrier) announces it.
+        unsafe { core::ptr::copy_nonoverlapping(msg.as_ptr(), self.buf.0, msg.len()) };
+        file(&self.fd)
+            .write_all(&1u64.to_ne_bytes())
+            .expect("eventfd write");
+    }
+}
+impl Rx for EvRx {
+    fn recv(&mut self, msg: &mut [u8]) {
+        let mut b = [0u8; 8];
+        file(&self.fd).read_exact(&mut b).expect("eventfd read");
+        // SAFETY: as in `send`; the writer waits for our reply before writing again.
+        unsafe { core::ptr::copy_nonoverlapping(self.buf.0, msg.as_mut_ptr(), msg.len()) };
+    }
+}
+
+/// shmlane SPSC byte ring: a message is `size` contiguous bytes written through a chunk.
+struct RingTx {
+    p: shmlane_ring::Producer<u8>,
+    ev: Event,
+    notify: bool,
+}
+struct RingRx {
+    c: shmlane_ring::Consumer<u8>,
+    ev: Event,
+    strategy: WaitStrategy,
+}
+impl Tx for RingTx {
+    fn send(&mut self, msg: &[u8]) {
+        // `write_chunk` looks at the consumer's position only when its cached view says the
+        // ring is too full: one shared read per many messages when streaming.
+        let mut w = loop {
+            match self.p.write_chunk(msg.len()) {
+                Ok(w) => break w,
+                Err(_) => core::hint::spin_loop(),
+            }
+        };
+        let (a, b) = w.as_mut_slices();
+        a.copy_from_slice(&msg[..a.len()]);
+        b.copy_from_slice(&msg[a.len()..]);
+        w.commit_all();
+        // A consumer that may park needs the notify (a fence and a load when it is awake);
+        // a busy-spinning pair skips it.
+        if self.notify {
+            self.ev.notify();
+        }
+    }
+}
+impl Rx for RingRx {
+    fn recv(&mut self, msg: &mut [u8]) {
+        let n = msg.len();
+        let c = &mut self.c;
+        if self.strategy != WaitStrategy::BusySpin {
+            self.ev.wait(&self.strategy, None, || c.len() >= n);
+        }
+        // `read_chunk` looks at the producer's position only when its cached view is short.
+        let r = loop {
+            match self.c.read_chunk(n) {
+                Ok(r) => break r,
+                Err(_) => core::hint::spin_loop(),
+            }
+        };
+        let (a, b) = r.as_slices();
+        msg[..a.len()].copy_from_slice(a);
+        msg[a.len()..].copy_from_slice(b);
+        r.commit_all();
+    }
+}
+
+/// shmlane MPMC ring of fixed elements of `N` bytes (`N` ≥ the message size).
+struct MpmcTx<const N: usize>(shmlane_ring::Sender<[u8; N]>);
+struct MpmcRx<const N: usize>(shmlane_ring::Receiver<[u8; N]>);
+impl<const N: usize> Tx for MpmcTx<N>
+where
+    [u8; N]: bytemuck::Pod,
+{
+    fn send(&mut self, msg: &[u8]) {
+        let mut e = [0u8; N];
+        e[..msg.len()].copy_from_slice(msg);
+        let mut v = e;
+        while let Err(back) = self.0.push(v) {
+            v = back.into_inner();
+            core::hint::spin_loop();
+        }
+    }
+}
+impl<const N: usize> Rx for MpmcRx<N>
+where
+    [u8; N]: bytemuck::Pod,
+{
+    fn recv(&mut self, msg: &mut [u8]) {
+        loop {
+            if let Ok(e) = self.0.pop() {
+                msg.copy_from_slice(&e[..msg.len()]);
+                return;
+            }
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// The hardware limit: one word per direction, each on its own cache line.
+struct WordTx<'a>(&'a AtomicU64, u64);
+struct WordRx<'a>(&'a AtomicU64, u64);
+impl Tx for WordTx<'_> {
+    fn send(&mut self, _msg: &[u8]) {
+        self.1 += 1;
+        // ORDERING: Release; pairs with the reader's Acquire load.
+        self.0.store(self.1, Ordering::Release);
+    }
+}
+impl Rx for WordRx<'_> {
+    fn recv(&mut self, _msg: &mut [u8]) {
+        self.1 += 1;
+        // ORDERING: Acquire; pairs with the writer's Release store.
+        while self.0.load(Ordering::Acquire) != self.1 {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let (r, w) = nix::unistd::pipe().expect("pipe");
+    // Room for a whole 64 KiB message (the default pipe buffer is exactly 64 KiB).
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+    (r, w)
+}
+
+fn eventfd() -> OwnedFd {
+    // SAFETY: plain syscall; checked below.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    assert!(fd >= 0, "eventfd");
+    // SAFETY: a fresh descriptor nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Everything one measurement needs, made before the fork.
+struct Setup {
+    shm: Shm,
+    fds: Vec<OwnedFd>,
+    socks: Vec<UnixStream>,
+}
+
+fn setup(transport: &str) -> Setup {
+    let shm = Shm::new();
+    let (mut fds, mut socks) = (Vec::new(), Vec::new());
+    match transport {
+        "pipe" => {
+            let (r1, w1) = pipe();
+            let (r2, w2) = pipe();
+            fds.extend([r1, w1, r2, w2]);
+        }
+        "uds-stream" => {
+            let (a, b) = UnixStream::pair().expect("socketpair");
+            socks.extend([a, b]);
+        }
+        "uds-seqpacket" => {
+            let (a, b) = seqpacket_pair();
+            socks.extend([a, b]);
+        }
+        "eventfd" => fds.extend([eventfd(), eventfd()]),
+        _ => {}
+    }
+    Setup { shm, fds, socks }
+}
+
+fn dup(fd: &OwnedFd) -> OwnedFd {
+    fd.try_clone().expect("dup")
+}
+
+fn strategy_of(transport: &str) -> WaitStrategy {
+    match transport {
+        "shmlane-spsc-park" => WaitStrategy::Park,
+        "shmlane-spsc-spinpark" => WaitStrategy::default(),
+        _ => WaitStrategy::BusySpin,
+    }
+}
+
+/// This side's sender and receiver (`parent`: sends on "ab", receives on "ba").
+fn endpoints<'a>(
+    s: &'a Setup,
+    transport: &str,
+    size: usize,
+    parent: bool,
+) -> (Box<dyn Tx + 'a>, Box<dyn Rx + 'a>) {
+    let (out, inn) = if parent { ("ab", "ba") } else { ("ba", "ab") };
+    let alive = |_: u64| true;
+    match transport {
+        "hw-cacheline" => {
+            let (wo, wi) = if parent { (0, 1) } else { (1, 0) };
+            (
+                Box::new(WordTx(s.shm.word(wo), 0)),
+                Box::new(WordRx(s.shm.word(wi), 0)),
+            )
+        }
+        t if t.starts_with("shmlane-spsc") => {
+            let (po, lo) = s.shm.region(&format!("ring-{out}"));
+            let (pi, li) = s.shm.region(&format!("ring-{inn}"));
+            let owner = if parent { 1 } else { 2 };
+            // SAFETY: the rings live as long as the segment, which outlives the endpoints.
+            let (p, c) = unsafe {
+                (
+                    SpscRing::<u8>::producer(po, lo, owner, &alive).expect("producer"),
+                    SpscRing::<u8>::consumer(pi, li, owner, &alive).expect("consumer"),
+                )
+            };
+            (
+                Box::new(RingTx {
+                    p,
+                    ev: s.shm.event(&format!("ev-{out}")),
+                    notify: strategy_of(transport) != WaitStrategy::BusySpin,
+                }),
+                Box::new(RingRx {
+                    c,
+                    ev: s.shm.event(&format!("ev-{inn}")),
+                    strategy: strategy_of(transport),
+                }),
+            )
+        }
+        "shmlane-mpmc-spin" => mpmc_endpoints(s, size, out, inn),
+        "pipe" => {
+            let (r, w) = if parent { (2, 1) } else { (0, 3) };
+            (
+                Box::new(FdTx(dup(&s.fds[w]))),
+                Box::new(FdRx(dup(&s.fds[r]))),
+            )
+        }
+        "uds-stream" => {
+            let sock = &s.socks[usize::from(!parent)];
+            let fd = OwnedFd::from(sock.try_clone().expect("dup socket"));
+            (Box::new(FdTx(dup(&fd))), Box::new(FdRx(fd)))
+        }
+        "uds-seqpacket" => {
+            let sock = &s.socks[usize::from(!parent)];
+            (
+                Box::new(SeqTx(sock.try_clone().expect("dup"))),
+                Box::new(SeqRx(sock.try_clone().expect("dup"))),
+            )
+        }
+        "eventfd" => {
+            let (fo, fi) = if parent { (0, 1) } else { (1, 0) };
+            (
+                Box::new(EvTx {
+                    fd: dup(&s.fds[fo]),
+                    buf: s.shm.region(&format!("buf-{out}")),
+                }),
+                Box::new(EvRx {
+                    fd: dup(&s.fds[fi]),
+                    buf: s.shm.region(&format!("buf-{inn}")),
+                }),
+            )
+        }
+        other => panic!("no endpoints for {other}"),
+    }
+}
+
+/// MPMC rings are laid out in the byte-ring regions (re-initialised for the element size).
+fn mpmc_endpoints<'a>(
+    s: &'a Setup,
+    size: usize,
+    out: &str,
+    inn: &str,
+) -> (Box<dyn Tx + 'a>, Box<dyn Rx + 'a>) {
+    macro_rules! with_n {
+        ($n:literal, $cap:literal) => {{
+            let (po, lo) = s.shm.region(&format!("ring-{out}"));
+            let (pi, li) = s.shm.region(&format!("ring-{inn}"));
+            // SAFETY: as for the SPSC endpoints; the rings were initialised before the fork.
+            let (tx, rx) = unsafe {
+                (
+                    MpmcRing::<[u8; $n]>::sender(po, lo).expect("sender"),
+                    MpmcRing::<[u8; $n]>::receiver(pi, li).expect("receiver"),
+                )
+            };
+            let _ = $cap;
+            (
+                Box::new(MpmcTx::<$n>(tx)) as Box<dyn Tx + 'a>,
+                Box::new(MpmcRx::<$n>(rx)) as Box<dyn Rx + 'a>,
+            )
+        }};
+    }
+    match size {
+        0..=8 => with_n!(8, 4096),
+        9..=64 => with_n!(64, 2048),
+        65..=1024 => with_n!(1024, 128),
+        _ => with_n!(65536, 2),
+    }
+}
+
+/// MPMC element capacity for a message size (fits the 256 KiB region).
+fn mpmc_init(s: &Setup, size: usize) {
+    for dir in ["ab", "ba"] {
+        let (p, l) = s.shm.region(&format!("ring-{dir}"));
+        // SAFETY: not yet shared (called before the fork).
+        unsafe {
+            match size {
+                0..=8 => MpmcRing::<[u8; 8]>::init(p, l, 4096, 0),
+                9..=64 => MpmcRing::<[u8; 64]>::init(p, l, 2048, 0),
+                65..=1024 => MpmcRing::<[u8; 1024]>::init(p, l, 128, 0),
+                _ => MpmcRing::<[u8; 65536]>::init(p, l, 2, 0),
+            }
+        }
+        .expect("mpmc init");
+    }
+}
+
+/// Forks; the child runs `child` pinned to `child_core` and `_exit`s; the parent runs
+/// `parent` pinned to core 0, then reaps the child.
+fn forked<R>(child_core: usize, child: impl FnOnce(), parent: impl FnOnce() -> R) -> R {
+    // SAFETY: the harness is single-threaded when it forks; the child only runs `child` on
+    // inherited memory and descriptors, then `_exit`s without running destructors.
+    match unsafe { nix::unistd::fork() }.expect("fork") {
+        nix::unistd::ForkResult::Child => {
+            pin(child_core);
+            child();
+            // SAFETY: always safe.
+            unsafe { libc::_exit(0) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            pin(0);
+            let r = parent();
+            nix::sys::wait::waitpid(child, None).expect("waitpid");
+            r
+        }
+    }
+}
+
+/// Round trips of `size`-byte messages; returns per-round-trip nanoseconds.
+pub fn rtt(transport: &str, size: usize, n: u64, same_core: bool) -> Vec<u64> {
+    let s = setup(transport);
+    if transport == "shmlane-mpmc-spin" {
+        mpmc_init(&s, size);
+    }
+    let child_core = usize::from(!same_core);
+    forked(
+        child_core,
+        || {
+            let (mut tx, mut rx) = endpoints(&s, transport, size, false);
+            let mut buf = vec![0u8; size];
+            for _ in 0..n {
+                rx.recv(&mut buf);
+                tx.send(&buf);
+            }
+        },
+        || {
+            let (mut tx, mut rx) = endpoints(&s, transport, size, true);
+            let msg = vec![0x5au8; size];
+            let mut back = vec![0u8; size];
+            let mut times = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                let t0 = Instant::now();
+                tx.send(&msg);
+                rx.recv(&mut back);
+                times.push(t0.elapsed().as_nanos() as u64);
+            }
+            black_box(&back);
+            times
+        },
+    )
+}
+
+/// Streams `n` messages of `size` bytes from the parent to the child; returns the elapsed
+/// time until the child had the last one (measured in the child, sent back through a word).
+pub fn throughput(transport: &str, size: usize, n: u64, same_core: bool) -> Duration {
+    if transport == "memcpy" {
+        return memcpy(size, n);
+    }
+    let s = setup(transport);
+    if transport == "shmlane-mpmc-spin" {
+        mpmc_init(&s, size);
+    }
+    let start = s.shm.word(0);
+    let took = s.shm.word(1);
+    let child_core = usize::from(!same_core);
+    forked(
+        child_core,
+        || {
+            let chunk = transport == "shmlane-spsc-chunk";
+            let mut eps = (!chunk).then(|| endpoints(&s, transport, size, false));
+            let mut buf = vec![0u8; size];
+            // ORDERING: Acquire; pairs with the parent's Release store of the start time.
+            while start.load(Ordering::Acquire) == 0 {
+                core::hint::spin_loop();
+            }
+            match &mut eps {
+                None => chunk_consume(&s, size, n),
+                Some((_, rx)) => {
+                    for _ in 0..n {
+                        rx.recv(&mut buf);
+                    }
+                }
+            }
+            black_box(&buf);
+            let end = monotonic_ns();
+            // ORDERING: Release; pairs with the parent's Acquire load.
+            took.store(end - start.load(Ordering::Relaxed), Ordering::Release);
+        },
+        || {
+            let chunk = transport == "shmlane-spsc-chunk";
+            let mut eps = (!chunk).then(|| endpoints(&s, transport, size, true));
+            let msg = vec![0x5au8; size];
+            // ORDERING: Release; pairs with the child's Acquire load.
+            start.store(monotonic_ns(), Ordering::Release);
+            match &mut eps {
+                None => chunk_produce(&s, size, n),
+                Some((tx, _)) => {
+                    for _ in 0..n {
+                        tx.send(&msg);
+                    }
+                }
+            }
+            // ORDERING: Acquire; pairs with the child's Release store.
+            while took.load(Ordering::Acquire) == 0 {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            Duration::from_nanos(took.load(Ordering::Relaxed))
+        },
+    )
+}
+
+/// The zero-copy producer: fills each message in place in the ring.
+fn chunk_produce(s: &Setup, size: usize, n: u64) {
+    let (p, l) = s.shm.region("ring-ab");
+    // SAFETY: as in `endpoints`; nobody else attaches to "ring-ab" in this measurement.
+    let mut prod = unsafe { SpscRing::<u8>::producer(p, l, 3, &|_| true) }.expect("producer");
+    for i in 0..n {
+        let mut w = loop {
+            match prod.write_chunk(size) {
+                Ok(w) => break w,
+                Err(_) => core::hint::spin_loop(),
+            }
+        };
+        let (a, b) = w.as_mut_slices();
+        a.fill(i as u8);
+        b.fill(i as u8);
+        w.commit_all();
+    }
+}
+
+/// The zero-copy consumer: reads each message in place (one byte per cache line).
+fn chunk_consume(s: &Setup, size: usize, n: u64) {
+    let (p, l) = s.shm.region("ring-ab");
+    // SAFETY: as in `chunk_produce`.
+    let mut cons = unsafe { SpscRing::<u8>::consumer(p, l, 4, &|_| true) }.expect("consumer");
+    let mut sum = 0u64;
+    for _ in 0..n {
+        let r = loop {
+            match cons.read_chunk(size) {
+                Ok(r) => break r,
+                Err(_) => core::hint::spin_loop(),
+            }
+        };
+        let (a, b) = r.as_slices();
+        for x in a.iter().chain(b).step_by(64) {
+            sum = sum.wrapping_add(u64::from(*x));
+        }
+        r.commit_all();
+    }
+    black_box(sum);
+}
+
+/// One thread copying `n` messages of `size` bytes into a 16 MiB buffer, cyclically.
+fn memcpy(size: usize, n: u64) -> Duration {
+    pin(0);
+    let src = vec![0x5au8; size];
+    let mut dst = vec![0u8; 16 << 20];
+    let slots = dst.len() / size;
+    let t0 = Instant::now();
+    for i in 0..n as usize {
+        let at = (i % slots) * size;
+        dst[at..at + size].copy_from_slice(&src);
+        black_box(&dst[at]);
+    }
+    t0.elapsed()
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out pointer; CLOCK_MONOTONIC exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// One measurement, as in the JSON contract.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// Transport name.
+    pub transport: &'static str,
+    /// `rtt` or `throughput`.
+    pub metric: &'static str,
+    /// Message size in bytes.
+    pub msg_size: usize,
+    /// Round trips or messages measured.
+    pub samples: u64,
+    /// Percentiles (rtt).
+    pub rtt: Option<Summary>,
+    /// Messages per second (throughput).
+    pub msgs_per_s: Option<f64>,
+}
