@@ -194,6 +194,15 @@ fn sigkilled_process_leaves_segment_stale_and_remove_if_stale_removes_it() {
     let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
     let loc = Location::Posix(name.clone());
     drop(Segment::posix(&name).size(4096).create().unwrap());
+    // Another test thread spawning a child at this moment shares our (close-on-exec) open
+    // file description between its fork and its exec, and with it the OFD locks: the
+    // segment can look live for that instant. It must settle to idle.
+    let t0 = Instant::now();
+    while inspect(&path).unwrap().unwrap().state != SegmentState::Idle
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(inspect(&path).unwrap().unwrap().state, SegmentState::Idle);
     // An idle segment is not stale: it stays.
     assert_eq!(
