@@ -267,34 +267,12 @@ where
 
 /// `spsc_u64` / `shmlane`: `n` items (or round trips); the elapsed time.
 pub fn spsc_u64_shmlane(n: u64) -> Duration {
-    let (mut p, mut c) = HeapRegion::spsc::<u64>(CAP as u64);
-    two_threads(
-        n,
-        |i| u64::from(p.push(i).is_ok()),
-        |sum| match c.pop() {
-            Ok(v) => {
-                *sum = sum.wrapping_add(v);
-                1
-            }
-            Err(_) => 0,
-        },
-    )
+    spsc_single_shmlane(n, true)
 }
 
 /// `spsc_u64` / `rtrb`: `n` items (or round trips); the elapsed time.
 pub fn spsc_u64_rtrb(n: u64) -> Duration {
-    let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAP);
-    two_threads(
-        n,
-        |i| u64::from(p.push(i).is_ok()),
-        |sum| match c.pop() {
-            Ok(v) => {
-                *sum = sum.wrapping_add(v);
-                1
-            }
-            Err(_) => 0,
-        },
-    )
+    spsc_single_rtrb(n, true)
 }
 
 /// `spsc_u64_chunk64` / `shmlane`: `n` items (or round trips); the elapsed time.
@@ -515,10 +493,20 @@ pub fn pingpong_rtt_u64_rtrb(n: u64) -> Duration {
 /// `spsc_u64_nopause` / `shmlane`: as `spsc_u64`, but both sides retry at once, without a
 /// spin-loop hint (the regime where the two sides hammer the same lines hardest).
 pub fn spsc_u64_nopause_shmlane(n: u64) -> Duration {
+    spsc_single_shmlane(n, false)
+}
+
+/// `spsc_u64_nopause` / `rtrb`.
+pub fn spsc_u64_nopause_rtrb(n: u64) -> Duration {
+    spsc_single_rtrb(n, false)
+}
+
+/// One push / one pop per call through shmlane's SPSC ring; `pause` as in `two_threads_paced`.
+fn spsc_single_shmlane(n: u64, pause: bool) -> Duration {
     let (mut p, mut c) = HeapRegion::spsc::<u64>(CAP as u64);
     two_threads_paced(
         n,
-        false,
+        pause,
         |i| u64::from(p.push(i).is_ok()),
         |sum| match c.pop() {
             Ok(v) => {
@@ -530,12 +518,12 @@ pub fn spsc_u64_nopause_shmlane(n: u64) -> Duration {
     )
 }
 
-/// `spsc_u64_nopause` / `rtrb`.
-pub fn spsc_u64_nopause_rtrb(n: u64) -> Duration {
+/// As [`spsc_single_shmlane`], through rtrb.
+fn spsc_single_rtrb(n: u64, pause: bool) -> Duration {
     let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAP);
     two_threads_paced(
         n,
-        false,
+        pause,
         |i| u64::from(p.push(i).is_ok()),
         |sum| match c.pop() {
             Ok(v) => {

@@ -24,7 +24,7 @@ use std::{
 
 use shmlane_ring::{MpmcRing, SpscRing};
 use shmlane_segment::Segment;
-use shmlane_wake::{EVENT_SIZE, Event, WaitStrategy};
+use shmlane_wake::{EVENT_SIZE, Event, WaitStrategy, sys::monotonic_ns};
 
 use crate::{pin, wakeup::Summary};
 
@@ -455,7 +455,7 @@ fn mpmc_endpoints<'a>(
     inn: &str,
 ) -> (Box<dyn Tx + 'a>, Box<dyn Rx + 'a>) {
     macro_rules! with_n {
-        ($n:literal, $cap:literal) => {{
+        ($n:literal) => {{
             let (po, lo) = s.shm.region(&format!("ring-{out}"));
             let (pi, li) = s.shm.region(&format!("ring-{inn}"));
             // SAFETY: as for the SPSC endpoints; the rings were initialised before the fork.
@@ -465,7 +465,6 @@ fn mpmc_endpoints<'a>(
                     MpmcRing::<[u8; $n]>::receiver(pi, li).expect("receiver"),
                 )
             };
-            let _ = $cap;
             (
                 Box::new(MpmcTx::<$n>(tx)) as Box<dyn Tx + 'a>,
                 Box::new(MpmcRx::<$n>(rx)) as Box<dyn Rx + 'a>,
@@ -473,10 +472,10 @@ fn mpmc_endpoints<'a>(
         }};
     }
     match size {
-        0..=8 => with_n!(8, 4096),
-        9..=64 => with_n!(64, 2048),
-        65..=1024 => with_n!(1024, 128),
-        _ => with_n!(65536, 2),
+        0..=8 => with_n!(8),
+        9..=64 => with_n!(64),
+        65..=1024 => with_n!(1024),
+        _ => with_n!(65536),
     }
 }
 
@@ -665,16 +664,6 @@ fn memcpy(size: usize, n: u64) -> Duration {
         black_box(&dst[at]);
     }
     t0.elapsed()
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out pointer; CLOCK_MONOTONIC exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// One measurement, as in the JSON contract.
