@@ -6,7 +6,7 @@
 //! between rounds; the ratio is taken per round (both sides saw the same machine state) and
 //! its median reported, with the median throughput of each side.
 //!
-//! `cargo bench -p shmlane-benches --bench ab [-- ROUNDS]`
+//! `cargo bench -p shmlane-benches --bench ab [-- ROUNDS] [GROUP...]`
 
 use std::time::Duration;
 
@@ -33,7 +33,16 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(15);
-    let mut groups: Vec<&str> = CASES.iter().map(|k| k.group).collect();
+    // Any other bare word selects the groups whose name contains it.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-') && a.parse::<usize>().is_err())
+        .collect();
+    let mut groups: Vec<&str> = CASES
+        .iter()
+        .map(|k| k.group)
+        .filter(|g| only.is_empty() || only.iter().any(|o| g.contains(o.as_str())))
+        .collect();
     groups.dedup();
     println!(
         "interleaved A/B, {rounds} rounds per group (median; ratio = shmlane / other, per round)"

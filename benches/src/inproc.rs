@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crossbeam_utils::CachePadded;
 use shmlane_ring::HeapRegion;
 
 use crate::pin;
@@ -318,7 +319,10 @@ pub fn spsc_u64_chunk64_shmlane(n: u64) -> Duration {
 
 /// `spsc_u64_chunk64` / `rtrb`: `n` items (or round trips); the elapsed time.
 pub fn spsc_u64_chunk64_rtrb(n: u64) -> Duration {
-    let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAP);
+    let (p, c) = rtrb::RingBuffer::<u64>::new(CAP);
+    // Each handle on its own cache lines, as shmlane's are: the handles are written on every
+    // push and pop, and two of them side by side on one line would slow both sides.
+    let (mut p, mut c) = (CachePadded::new(p), CachePadded::new(c));
     two_threads(
         n,
         |i| {
@@ -475,8 +479,11 @@ pub fn pingpong_rtt_u64_shmlane_mpmc(n: u64) -> Duration {
 
 /// `pingpong_rtt_u64` / `rtrb`: `n` items (or round trips); the elapsed time.
 pub fn pingpong_rtt_u64_rtrb(n: u64) -> Duration {
-    let (mut p1, mut c1) = rtrb::RingBuffer::<u64>::new(CAP);
-    let (mut p2, mut c2) = rtrb::RingBuffer::<u64>::new(CAP);
+    let (p1, c1) = rtrb::RingBuffer::<u64>::new(CAP);
+    let (p2, c2) = rtrb::RingBuffer::<u64>::new(CAP);
+    // As in `spsc_u64_chunk64_rtrb`: no false sharing between the handles.
+    let (mut p1, mut c1) = (CachePadded::new(p1), CachePadded::new(c1));
+    let (mut p2, mut c2) = (CachePadded::new(p2), CachePadded::new(c2));
     ping_pong(
         n,
         (
@@ -520,7 +527,10 @@ fn spsc_single_shmlane(n: u64, pause: bool) -> Duration {
 
 /// As [`spsc_single_shmlane`], through rtrb.
 fn spsc_single_rtrb(n: u64, pause: bool) -> Duration {
-    let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAP);
+    let (p, c) = rtrb::RingBuffer::<u64>::new(CAP);
+    // Each handle on its own cache lines, as shmlane's are: the handles are written on every
+    // push and pop, and two of them side by side on one line would slow both sides.
+    let (mut p, mut c) = (CachePadded::new(p), CachePadded::new(c));
     two_threads_paced(
         n,
         pause,
