@@ -23,12 +23,52 @@ pub enum Level {
 }
 
 /// Options of a run.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// How much to measure.
     pub level: Level,
     /// Both processes on core 0 instead of cores 0 and 1.
     pub same_core: bool,
+    /// Only these transports (all when empty; names as in [`TRANSPORTS`]).
+    pub only: Vec<String>,
+    /// Only these message sizes (all of [`SIZES`] when empty).
+    pub sizes: Vec<usize>,
+}
+
+impl Options {
+    /// Every transport and size at `level`, cores 0 and 1.
+    pub fn new(level: Level) -> Self {
+        Self {
+            level,
+            same_core: false,
+            only: Vec::new(),
+            sizes: Vec::new(),
+        }
+    }
+
+    fn wants(&self, transport: &str, size: usize) -> bool {
+        (self.only.is_empty() || self.only.iter().any(|t| t == transport))
+            && (self.sizes.is_empty() || self.sizes.contains(&size))
+    }
+}
+
+/// Checks `--only` names and `--size` values against what the harness measures.
+///
+/// # Errors
+/// A message naming the unknown transport or size and listing the valid ones.
+pub fn check_filters(only: &[String], sizes: &[usize]) -> Result<(), String> {
+    if let Some(t) = only.iter().find(|t| !TRANSPORTS.contains(&t.as_str())) {
+        return Err(format!(
+            "unknown transport {t:?}; choose from {}",
+            TRANSPORTS.join(", ")
+        ));
+    }
+    if let Some(s) = sizes.iter().find(|s| !SIZES.contains(s)) {
+        return Err(format!(
+            "unsupported message size {s}; choose from {SIZES:?}"
+        ));
+    }
+    Ok(())
 }
 
 fn rounds(level: Level) -> usize {
@@ -80,10 +120,13 @@ struct Work {
 }
 
 /// Runs the suite; progress goes to stderr.
-pub fn run(opts: Options) -> Vec<Record> {
+pub fn run(opts: &Options) -> Vec<Record> {
     let mut work = Vec::new();
     for &size in SIZES {
         for &t in TRANSPORTS {
+            if !opts.wants(t, size) {
+                continue;
+            }
             if has_rtt(t, size) {
                 work.push(Work {
                     transport: t,
@@ -195,11 +238,14 @@ pub fn table(recs: &[Record]) -> String {
     let hw = find(recs, "hw-cacheline", "rtt", 8).and_then(|r| r.rtt);
     for &size in SIZES {
         let pipe = find(recs, "pipe", "rtt", size).and_then(|r| r.rtt);
+        if !recs.iter().any(|r| r.metric == "rtt" && r.msg_size == size) {
+            continue;
+        }
         let _ = writeln!(out, "\nround trip, {} messages (ns)", size_name(size));
         let _ = writeln!(
             out,
-            "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
-            "transport", "p50", "p99", "p99.9", "max", "pipe/this", "this/hw"
+            "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>10}",
+            "transport", "p50", "p99", "p99.9", "max", "pipe/this", "this/hw", "p99.9/hw"
         );
         for r in recs
             .iter()
@@ -212,16 +258,25 @@ pub fn table(recs: &[Record]) -> String {
             let vs_hw = hw.map_or(String::new(), |h| {
                 format!("{:.2}x", s.p50 as f64 / h.p50 as f64)
             });
+            let tail_vs_hw = hw.map_or(String::new(), |h| {
+                format!("{:.2}x", s.p999 as f64 / h.p999 as f64)
+            });
             let _ = writeln!(
                 out,
-                "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
-                r.transport, s.p50, s.p99, s.p999, s.max, vs_pipe, vs_hw
+                "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>10}",
+                r.transport, s.p50, s.p99, s.p999, s.max, vs_pipe, vs_hw, tail_vs_hw
             );
         }
     }
     for &size in SIZES {
         let pipe = find(recs, "pipe", "throughput", size).and_then(|r| r.msgs_per_s);
         let mem = find(recs, "memcpy", "throughput", size).and_then(|r| r.msgs_per_s);
+        if !recs
+            .iter()
+            .any(|r| r.metric == "throughput" && r.msg_size == size)
+        {
+            continue;
+        }
         let _ = writeln!(out, "\nstreaming, {} messages", size_name(size));
         let _ = writeln!(
             out,

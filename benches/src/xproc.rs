@@ -9,7 +9,7 @@
 //! Every shared-memory transport lives in an anonymous segment created (and pre-faulted)
 //! before the fork. The hardware limits: `hw-cacheline` (one 8-byte word per direction on its
 //! own cache line, the least any shared-memory round trip can cost) and `memcpy` (one thread
-//! copying the same messages into a 16 MiB buffer).
+//! copying the same messages into a 64 MiB buffer, larger than the last-level cache).
 
 use std::{
     hint::black_box,
@@ -64,7 +64,7 @@ pub fn has_throughput(transport: &str) -> bool {
     )
 }
 
-/// Bytes of each direction's byte ring (two 64 KiB messages fit).
+/// Slot bytes of each direction's ring region (four 64 KiB messages fit).
 const RING: u64 = 1 << 18;
 /// Streaming messages fit this many times in the byte ring at 64 KiB.
 const BUF: usize = 65536;
@@ -81,13 +81,12 @@ impl Shm {
             .populate(true)
             .create_with(|s| {
                 for dir in ["ab", "ba"] {
-                    let r = s.region(
+                    // Laid out per measurement by `ring_init`.
+                    s.region(
                         &format!("ring-{dir}"),
                         SpscRing::<u8>::required_size(RING) as u64,
                         1,
                     )?;
-                    // SAFETY: fresh region, not yet shared.
-                    unsafe { SpscRing::<u8>::init(r.as_ptr(), r.len(), RING, 0) }.expect("ring");
                     let e = s.region(&format!("ev-{dir}"), EVENT_SIZE as u64, 2)?;
                     // SAFETY: as above.
                     unsafe { Event::init(e.as_ptr(), e.len()) }.expect("event");
@@ -206,31 +205,41 @@ impl Rx for EvRx {
     }
 }
 
-/// shmlane SPSC byte ring: a message is `size` contiguous bytes written through a chunk.
-struct RingTx {
-    p: shmlane_ring::Producer<u8>,
+/// shmlane SPSC ring of `[u8; N]` elements, one message per element (`N` = the message
+/// size), as a user of `spsc::<T>` moves fixed-size messages.
+struct SpscTx<const N: usize> {
+    p: shmlane_ring::Producer<[u8; N]>,
     ev: Event,
     notify: bool,
 }
-struct RingRx {
-    c: shmlane_ring::Consumer<u8>,
+struct SpscRx<const N: usize> {
+    c: shmlane_ring::Consumer<[u8; N]>,
     ev: Event,
     strategy: WaitStrategy,
 }
-impl Tx for RingTx {
+impl<const N: usize> Tx for SpscTx<N>
+where
+    [u8; N]: bytemuck::Pod,
+{
+    #[inline]
     fn send(&mut self, msg: &[u8]) {
-        // `write_chunk` looks at the consumer's position only when its cached view says the
-        // ring is too full: one shared read per many messages when streaming.
-        let mut w = loop {
-            match self.p.write_chunk(msg.len()) {
-                Ok(w) => break w,
-                Err(_) => core::hint::spin_loop(),
+        if N <= 1024 {
+            // By value: a fixed-size copy into the slot.
+            let v: [u8; N] = msg.try_into().expect("message size");
+            while self.p.push(v).is_err() {
+                core::hint::spin_loop();
             }
-        };
-        let (a, b) = w.as_mut_slices();
-        a.copy_from_slice(&msg[..a.len()]);
-        b.copy_from_slice(&msg[a.len()..]);
-        w.commit_all();
+        } else {
+            // Large: copy straight into the slot, no temporary on the stack.
+            let mut w = loop {
+                match self.p.write_chunk(1) {
+                    Ok(w) => break w,
+                    Err(_) => core::hint::spin_loop(),
+                }
+            };
+            w.as_mut_slices().0[0].copy_from_slice(msg);
+            w.commit_all();
+        }
         // A consumer that may park needs the notify (a fence and a load when it is awake);
         // a busy-spinning pair skips it.
         if self.notify {
@@ -238,24 +247,34 @@ impl Tx for RingTx {
         }
     }
 }
-impl Rx for RingRx {
+impl<const N: usize> Rx for SpscRx<N>
+where
+    [u8; N]: bytemuck::Pod,
+{
+    #[inline]
     fn recv(&mut self, msg: &mut [u8]) {
-        let n = msg.len();
         let c = &mut self.c;
         if self.strategy != WaitStrategy::BusySpin {
-            self.ev.wait(&self.strategy, None, || c.len() >= n);
+            self.ev.wait(&self.strategy, None, || !c.is_empty());
         }
-        // `read_chunk` looks at the producer's position only when its cached view is short.
-        let r = loop {
-            match self.c.read_chunk(n) {
-                Ok(r) => break r,
-                Err(_) => core::hint::spin_loop(),
-            }
-        };
-        let (a, b) = r.as_slices();
-        msg[..a.len()].copy_from_slice(a);
-        msg[a.len()..].copy_from_slice(b);
-        r.commit_all();
+        if N <= 1024 {
+            let v = loop {
+                match self.c.pop() {
+                    Ok(v) => break v,
+                    Err(_) => core::hint::spin_loop(),
+                }
+            };
+            msg.copy_from_slice(&v);
+        } else {
+            let r = loop {
+                match self.c.read_chunk(1) {
+                    Ok(r) => break r,
+                    Err(_) => core::hint::spin_loop(),
+                }
+            };
+            msg.copy_from_slice(&r.as_slices().0[0]);
+            r.commit_all();
+        }
     }
 }
 
@@ -369,48 +388,111 @@ fn strategy_of(transport: &str) -> WaitStrategy {
     }
 }
 
-/// This side's sender and receiver (`parent`: sends on "ab", receives on "ba").
-fn endpoints<'a>(
-    s: &'a Setup,
-    transport: &str,
-    size: usize,
-    parent: bool,
-) -> (Box<dyn Tx + 'a>, Box<dyn Rx + 'a>) {
+/// Work done with one side's sender and receiver, monomorphised for each transport's types
+/// (a virtual call per message would cost more than a shared-memory message).
+trait Job {
+    type Out;
+    fn run<T: Tx, R: Rx>(self, tx: T, rx: R) -> Self::Out;
+}
+
+impl Tx for Box<dyn Tx + '_> {
+    fn send(&mut self, msg: &[u8]) {
+        (**self).send(msg);
+    }
+}
+impl Rx for Box<dyn Rx + '_> {
+    fn recv(&mut self, msg: &mut [u8]) {
+        (**self).recv(msg);
+    }
+}
+
+/// Runs `job` with this side's sender and receiver (`parent`: sends on "ab", receives on
+/// "ba"). The rings were initialised before the fork ([`ring_init`]).
+fn with_endpoints<J: Job>(s: &Setup, transport: &str, size: usize, parent: bool, job: J) -> J::Out {
     let (out, inn) = if parent { ("ab", "ba") } else { ("ba", "ab") };
-    let alive = |_: u64| true;
     match transport {
         "hw-cacheline" => {
             let (wo, wi) = if parent { (0, 1) } else { (1, 0) };
-            (
-                Box::new(WordTx(s.shm.word(wo), 0)),
-                Box::new(WordRx(s.shm.word(wi), 0)),
-            )
+            job.run(WordTx(s.shm.word(wo), 0), WordRx(s.shm.word(wi), 0))
         }
         t if t.starts_with("shmlane-spsc") => {
-            let (po, lo) = s.shm.region(&format!("ring-{out}"));
-            let (pi, li) = s.shm.region(&format!("ring-{inn}"));
-            let owner = if parent { 1 } else { 2 };
-            // SAFETY: the rings live as long as the segment, which outlives the endpoints.
-            let (p, c) = unsafe {
-                (
-                    SpscRing::<u8>::producer(po, lo, owner, &alive).expect("producer"),
-                    SpscRing::<u8>::consumer(pi, li, owner, &alive).expect("consumer"),
-                )
-            };
-            (
-                Box::new(RingTx {
-                    p,
-                    ev: s.shm.event(&format!("ev-{out}")),
-                    notify: strategy_of(transport) != WaitStrategy::BusySpin,
-                }),
-                Box::new(RingRx {
-                    c,
-                    ev: s.shm.event(&format!("ev-{inn}")),
-                    strategy: strategy_of(transport),
-                }),
-            )
+            macro_rules! spsc {
+                ($n:literal) => {{
+                    let (po, lo) = s.shm.region(&format!("ring-{out}"));
+                    let (pi, li) = s.shm.region(&format!("ring-{inn}"));
+                    let owner = if parent { 1 } else { 2 };
+                    let alive = |_: u64| true;
+                    // SAFETY: the rings live as long as the segment, which outlives the
+                    // endpoints; each direction has one producer and one consumer.
+                    let (p, c) = unsafe {
+                        (
+                            SpscRing::<[u8; $n]>::producer(po, lo, owner, &alive)
+                                .expect("producer"),
+                            SpscRing::<[u8; $n]>::consumer(pi, li, owner, &alive)
+                                .expect("consumer"),
+                        )
+                    };
+                    job.run(
+                        SpscTx::<$n> {
+                            p,
+                            ev: s.shm.event(&format!("ev-{out}")),
+                            notify: strategy_of(transport) != WaitStrategy::BusySpin,
+                        },
+                        SpscRx::<$n> {
+                            c,
+                            ev: s.shm.event(&format!("ev-{inn}")),
+                            strategy: strategy_of(transport),
+                        },
+                    )
+                }};
+            }
+            match size {
+                8 => spsc!(8),
+                64 => spsc!(64),
+                1024 => spsc!(1024),
+                65536 => spsc!(65536),
+                other => panic!("no SPSC ring for {other}-byte messages"),
+            }
         }
-        "shmlane-mpmc-spin" => mpmc_endpoints(s, size, out, inn),
+        "shmlane-mpmc-spin" => {
+            macro_rules! mpmc {
+                ($n:literal) => {{
+                    let (po, lo) = s.shm.region(&format!("ring-{out}"));
+                    let (pi, li) = s.shm.region(&format!("ring-{inn}"));
+                    // SAFETY: as for the SPSC endpoints.
+                    let (tx, rx) = unsafe {
+                        (
+                            MpmcRing::<[u8; $n]>::sender(po, lo).expect("sender"),
+                            MpmcRing::<[u8; $n]>::receiver(pi, li).expect("receiver"),
+                        )
+                    };
+                    job.run(MpmcTx::<$n>(tx), MpmcRx::<$n>(rx))
+                }};
+            }
+            match size {
+                8 => mpmc!(8),
+                64 => mpmc!(64),
+                1024 => mpmc!(1024),
+                65536 => mpmc!(65536),
+                other => panic!("no MPMC ring for {other}-byte messages"),
+            }
+        }
+        _ => {
+            let (tx, rx) = kernel_endpoints(s, transport, parent, out, inn);
+            job.run(tx, rx)
+        }
+    }
+}
+
+/// The kernel transports (a virtual call is noise next to a syscall).
+fn kernel_endpoints<'a>(
+    s: &'a Setup,
+    transport: &str,
+    parent: bool,
+    out: &str,
+    inn: &str,
+) -> (Box<dyn Tx + 'a>, Box<dyn Rx + 'a>) {
+    match transport {
         "pipe" => {
             let (r, w) = if parent { (2, 1) } else { (0, 3) };
             (
@@ -447,35 +529,34 @@ fn endpoints<'a>(
     }
 }
 
-/// MPMC rings are laid out in the byte-ring regions (re-initialised for the element size).
-fn mpmc_endpoints<'a>(
-    s: &'a Setup,
-    size: usize,
-    out: &str,
-    inn: &str,
-) -> (Box<dyn Tx + 'a>, Box<dyn Rx + 'a>) {
-    macro_rules! with_n {
-        ($n:literal) => {{
-            let (po, lo) = s.shm.region(&format!("ring-{out}"));
-            let (pi, li) = s.shm.region(&format!("ring-{inn}"));
-            // SAFETY: as for the SPSC endpoints; the rings were initialised before the fork.
-            let (tx, rx) = unsafe {
-                (
-                    MpmcRing::<[u8; $n]>::sender(po, lo).expect("sender"),
-                    MpmcRing::<[u8; $n]>::receiver(pi, li).expect("receiver"),
-                )
-            };
-            (
-                Box::new(MpmcTx::<$n>(tx)) as Box<dyn Tx + 'a>,
-                Box::new(MpmcRx::<$n>(rx)) as Box<dyn Rx + 'a>,
-            )
-        }};
+/// Elements of `N` bytes per SPSC ring: 4096, or what fits the 256 KiB region.
+const fn spsc_capacity(n: usize) -> u64 {
+    let fit = (RING as usize / n) as u64;
+    if fit < 4096 { fit } else { 4096 }
+}
+
+/// Lays out both directions' rings for `transport` and `size` (before the fork).
+fn ring_init(s: &Setup, transport: &str, size: usize) {
+    if transport == "shmlane-mpmc-spin" {
+        mpmc_init(s, size);
+        return;
     }
-    match size {
-        0..=8 => with_n!(8),
-        9..=64 => with_n!(64),
-        65..=1024 => with_n!(1024),
-        _ => with_n!(65536),
+    if !transport.starts_with("shmlane-spsc") {
+        return;
+    }
+    for dir in ["ab", "ba"] {
+        let (p, l) = s.shm.region(&format!("ring-{dir}"));
+        // SAFETY: not yet shared (called before the fork).
+        unsafe {
+            match size {
+                8 => SpscRing::<[u8; 8]>::init(p, l, spsc_capacity(8), 0),
+                64 => SpscRing::<[u8; 64]>::init(p, l, spsc_capacity(64), 0),
+                1024 => SpscRing::<[u8; 1024]>::init(p, l, spsc_capacity(1024), 0),
+                65536 => SpscRing::<[u8; 65536]>::init(p, l, spsc_capacity(65536), 0),
+                other => panic!("no SPSC ring for {other}-byte messages"),
+            }
+        }
+        .expect("spsc init");
     }
 }
 
@@ -496,14 +577,16 @@ fn mpmc_init(s: &Setup, size: usize) {
     }
 }
 
-/// Forks; the child runs `child` pinned to `child_core` and `_exit`s; the parent runs
+/// Forks; the child maps every page of the segment (a child starts with none of a shared
+/// mapping's pages mapped), runs `child` pinned to `child_core` and `_exit`s; the parent runs
 /// `parent` pinned to core 0, then reaps the child.
-fn forked<R>(child_core: usize, child: impl FnOnce(), parent: impl FnOnce() -> R) -> R {
+fn forked<R>(shm: &Shm, child_core: usize, child: impl FnOnce(), parent: impl FnOnce() -> R) -> R {
     // SAFETY: the harness is single-threaded when it forks; the child only runs `child` on
     // inherited memory and descriptors, then `_exit`s without running destructors.
     match unsafe { nix::unistd::fork() }.expect("fork") {
         nix::unistd::ForkResult::Child => {
             pin(child_core);
+            shm.seg.prefault();
             child();
             // SAFETY: always safe.
             unsafe { libc::_exit(0) };
@@ -517,38 +600,85 @@ fn forked<R>(child_core: usize, child: impl FnOnce(), parent: impl FnOnce() -> R
     }
 }
 
+/// The child's side of a round trip: receive, send back, `n` times.
+struct Echo {
+    size: usize,
+    n: u64,
+}
+impl Job for Echo {
+    type Out = ();
+    fn run<T: Tx, R: Rx>(self, mut tx: T, mut rx: R) {
+        let mut buf = vec![0u8; self.size];
+        for _ in 0..self.n {
+            rx.recv(&mut buf);
+            tx.send(&buf);
+        }
+    }
+}
+
+/// The parent's side of a round trip: send, wait for the echo, time it.
+struct Ping {
+    size: usize,
+    n: u64,
+}
+impl Job for Ping {
+    type Out = Vec<u64>;
+    fn run<T: Tx, R: Rx>(self, mut tx: T, mut rx: R) -> Vec<u64> {
+        let msg = vec![0x5au8; self.size];
+        let mut back = vec![0u8; self.size];
+        let mut times = Vec::with_capacity(self.n as usize);
+        for _ in 0..self.n {
+            let t0 = Instant::now();
+            tx.send(&msg);
+            rx.recv(&mut back);
+            times.push(t0.elapsed().as_nanos() as u64);
+        }
+        black_box(&back);
+        times
+    }
+}
+
 /// Round trips of `size`-byte messages; returns per-round-trip nanoseconds.
 pub fn rtt(transport: &str, size: usize, n: u64, same_core: bool) -> Vec<u64> {
     let s = setup(transport);
-    if transport == "shmlane-mpmc-spin" {
-        mpmc_init(&s, size);
-    }
-    let child_core = usize::from(!same_core);
+    ring_init(&s, transport, size);
     forked(
-        child_core,
-        || {
-            let (mut tx, mut rx) = endpoints(&s, transport, size, false);
-            let mut buf = vec![0u8; size];
-            for _ in 0..n {
-                rx.recv(&mut buf);
-                tx.send(&buf);
-            }
-        },
-        || {
-            let (mut tx, mut rx) = endpoints(&s, transport, size, true);
-            let msg = vec![0x5au8; size];
-            let mut back = vec![0u8; size];
-            let mut times = Vec::with_capacity(n as usize);
-            for _ in 0..n {
-                let t0 = Instant::now();
-                tx.send(&msg);
-                rx.recv(&mut back);
-                times.push(t0.elapsed().as_nanos() as u64);
-            }
-            black_box(&back);
-            times
-        },
+        &s.shm,
+        usize::from(!same_core),
+        || with_endpoints(&s, transport, size, false, Echo { size, n }),
+        || with_endpoints(&s, transport, size, true, Ping { size, n }),
     )
+}
+
+/// The streaming sender: `n` messages as fast as the transport takes them.
+struct Stream {
+    size: usize,
+    n: u64,
+}
+impl Job for Stream {
+    type Out = ();
+    fn run<T: Tx, R: Rx>(self, mut tx: T, _rx: R) {
+        let msg = vec![0x5au8; self.size];
+        for _ in 0..self.n {
+            tx.send(&msg);
+        }
+    }
+}
+
+/// The streaming receiver.
+struct Drain {
+    size: usize,
+    n: u64,
+}
+impl Job for Drain {
+    type Out = ();
+    fn run<T: Tx, R: Rx>(self, _tx: T, mut rx: R) {
+        let mut buf = vec![0u8; self.size];
+        for _ in 0..self.n {
+            rx.recv(&mut buf);
+        }
+        black_box(&buf);
+    }
 }
 
 /// Streams `n` messages of `size` bytes from the parent to the child; returns the elapsed
@@ -558,48 +688,34 @@ pub fn throughput(transport: &str, size: usize, n: u64, same_core: bool) -> Dura
         return memcpy(size, n);
     }
     let s = setup(transport);
-    if transport == "shmlane-mpmc-spin" {
-        mpmc_init(&s, size);
-    }
+    ring_init(&s, transport, size);
     let start = s.shm.word(0);
     let took = s.shm.word(1);
-    let child_core = usize::from(!same_core);
+    let chunk = transport == "shmlane-spsc-chunk";
     forked(
-        child_core,
+        &s.shm,
+        usize::from(!same_core),
         || {
-            let chunk = transport == "shmlane-spsc-chunk";
-            let mut eps = (!chunk).then(|| endpoints(&s, transport, size, false));
-            let mut buf = vec![0u8; size];
             // ORDERING: Acquire; pairs with the parent's Release store of the start time.
             while start.load(Ordering::Acquire) == 0 {
                 core::hint::spin_loop();
             }
-            match &mut eps {
-                None => chunk_consume(&s, size, n),
-                Some((_, rx)) => {
-                    for _ in 0..n {
-                        rx.recv(&mut buf);
-                    }
-                }
+            if chunk {
+                chunk_consume(&s, size, n);
+            } else {
+                with_endpoints(&s, transport, size, false, Drain { size, n });
             }
-            black_box(&buf);
             let end = monotonic_ns();
             // ORDERING: Release; pairs with the parent's Acquire load.
             took.store(end - start.load(Ordering::Relaxed), Ordering::Release);
         },
         || {
-            let chunk = transport == "shmlane-spsc-chunk";
-            let mut eps = (!chunk).then(|| endpoints(&s, transport, size, true));
-            let msg = vec![0x5au8; size];
             // ORDERING: Release; pairs with the child's Acquire load.
             start.store(monotonic_ns(), Ordering::Release);
-            match &mut eps {
-                None => chunk_produce(&s, size, n),
-                Some((tx, _)) => {
-                    for _ in 0..n {
-                        tx.send(&msg);
-                    }
-                }
+            if chunk {
+                chunk_produce(&s, size, n);
+            } else {
+                with_endpoints(&s, transport, size, true, Stream { size, n });
             }
             // ORDERING: Acquire; pairs with the child's Release store.
             while took.load(Ordering::Acquire) == 0 {
@@ -610,60 +726,98 @@ pub fn throughput(transport: &str, size: usize, n: u64, same_core: bool) -> Dura
     )
 }
 
-/// The zero-copy producer: fills each message in place in the ring.
+/// The zero-copy producer: fills each message in place in the ring (the "ab" SPSC ring of
+/// `[u8; size]` elements).
 fn chunk_produce(s: &Setup, size: usize, n: u64) {
-    let (p, l) = s.shm.region("ring-ab");
-    // SAFETY: as in `endpoints`; nobody else attaches to "ring-ab" in this measurement.
-    let mut prod = unsafe { SpscRing::<u8>::producer(p, l, 3, &|_| true) }.expect("producer");
-    for i in 0..n {
-        let mut w = loop {
-            match prod.write_chunk(size) {
-                Ok(w) => break w,
-                Err(_) => core::hint::spin_loop(),
-            }
-        };
-        let (a, b) = w.as_mut_slices();
-        a.fill(i as u8);
-        b.fill(i as u8);
-        w.commit_all();
+    fn go<const N: usize>(s: &Setup, n: u64)
+    where
+        [u8; N]: bytemuck::Pod,
+    {
+        let (p, l) = s.shm.region("ring-ab");
+        // SAFETY: as in `with_endpoints`; nobody else attaches to "ring-ab" here.
+        let mut prod =
+            unsafe { SpscRing::<[u8; N]>::producer(p, l, 3, &|_| true) }.expect("producer");
+        for i in 0..n {
+            let mut w = loop {
+                match prod.write_chunk(1) {
+                    Ok(w) => break w,
+                    Err(_) => core::hint::spin_loop(),
+                }
+            };
+            w.as_mut_slices().0[0].fill(i as u8);
+            w.commit_all();
+        }
+    }
+    match size {
+        8 => go::<8>(s, n),
+        64 => go::<64>(s, n),
+        1024 => go::<1024>(s, n),
+        _ => go::<65536>(s, n),
     }
 }
 
 /// The zero-copy consumer: reads each message in place (one byte per cache line).
 fn chunk_consume(s: &Setup, size: usize, n: u64) {
-    let (p, l) = s.shm.region("ring-ab");
-    // SAFETY: as in `chunk_produce`.
-    let mut cons = unsafe { SpscRing::<u8>::consumer(p, l, 4, &|_| true) }.expect("consumer");
-    let mut sum = 0u64;
-    for _ in 0..n {
-        let r = loop {
-            match cons.read_chunk(size) {
-                Ok(r) => break r,
-                Err(_) => core::hint::spin_loop(),
+    fn go<const N: usize>(s: &Setup, n: u64)
+    where
+        [u8; N]: bytemuck::Pod,
+    {
+        let (p, l) = s.shm.region("ring-ab");
+        // SAFETY: as in `chunk_produce`.
+        let mut cons =
+            unsafe { SpscRing::<[u8; N]>::consumer(p, l, 4, &|_| true) }.expect("consumer");
+        let mut sum = 0u64;
+        for _ in 0..n {
+            let r = loop {
+                match cons.read_chunk(1) {
+                    Ok(r) => break r,
+                    Err(_) => core::hint::spin_loop(),
+                }
+            };
+            for x in r.as_slices().0[0].iter().step_by(64) {
+                sum = sum.wrapping_add(u64::from(*x));
             }
-        };
-        let (a, b) = r.as_slices();
-        for x in a.iter().chain(b).step_by(64) {
-            sum = sum.wrapping_add(u64::from(*x));
+            r.commit_all();
         }
-        r.commit_all();
+        black_box(sum);
     }
-    black_box(sum);
+    match size {
+        8 => go::<8>(s, n),
+        64 => go::<64>(s, n),
+        1024 => go::<1024>(s, n),
+        _ => go::<65536>(s, n),
+    }
 }
 
-/// One thread copying `n` messages of `size` bytes into a 16 MiB buffer, cyclically.
+/// One thread copying `n` messages of `size` bytes into a 64 MiB buffer, cyclically: the
+/// destination is larger than the last-level cache (32 MiB on this machine kind), so this is
+/// the bandwidth of copying to memory, what a transport's bulk figure is measured against.
 fn memcpy(size: usize, n: u64) -> Duration {
-    pin(0);
-    let src = vec![0x5au8; size];
-    let mut dst = vec![0u8; 16 << 20];
-    let slots = dst.len() / size;
-    let t0 = Instant::now();
-    for i in 0..n as usize {
-        let at = (i % slots) * size;
-        dst[at..at + size].copy_from_slice(&src);
-        black_box(&dst[at]);
+    fn go<const N: usize>(n: u64) -> Duration {
+        pin(0);
+        let src = [0x5au8; N];
+        let mut dst = vec![0u8; 64 << 20];
+        let slots = dst.len() / N;
+        // Fault the destination in first: nothing timed pays for first touches.
+        dst.fill(1);
+        let t0 = Instant::now();
+        let mut at = 0;
+        for _ in 0..n {
+            dst[at * N..(at + 1) * N].copy_from_slice(&src);
+            at += 1;
+            if at == slots {
+                at = 0;
+            }
+        }
+        black_box(&dst);
+        t0.elapsed()
     }
-    t0.elapsed()
+    match size {
+        8 => go::<8>(n),
+        64 => go::<64>(n),
+        1024 => go::<1024>(n),
+        _ => go::<65536>(n),
+    }
 }
 
 /// One measurement, as in the JSON contract.

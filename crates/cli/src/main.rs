@@ -163,6 +163,12 @@ enum Cmd {
         /// Also write SVG plots (rtt.svg, throughput.svg) into this directory.
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Only these transports (comma-separated, e.g. `shmlane-spsc-spin,pipe`).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Only these message sizes in bytes (comma-separated, from 8, 64, 1024, 65536).
+        #[arg(long = "size", value_delimiter = ',')]
+        sizes: Vec<usize>,
     },
 }
 
@@ -421,28 +427,35 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
             same_core,
             json,
             plot,
-        } => bench(quick, full, same_core, json.as_deref(), plot.as_deref())?,
+            only,
+            sizes,
+        } => {
+            shmlane_benches::suite::check_filters(&only, &sizes).map_err(CliError)?;
+            let mut opts = shmlane_benches::suite::Options::new(if quick {
+                shmlane_benches::suite::Level::Quick
+            } else if full {
+                shmlane_benches::suite::Level::Full
+            } else {
+                shmlane_benches::suite::Level::Default
+            });
+            opts.same_core = same_core;
+            opts.only = only;
+            opts.sizes = sizes;
+            bench(&opts, json.as_deref(), plot.as_deref())?;
+        }
     }
     Ok(chan::Ended::Ok)
 }
 
 /// The side-by-side comparison (see `docs/benchmarks.md`).
 fn bench(
-    quick: bool,
-    full: bool,
-    same_core: bool,
+    opts: &shmlane_benches::suite::Options,
     json: Option<&std::path::Path>,
     plot: Option<&std::path::Path>,
 ) -> Result<(), CliError> {
-    use shmlane_benches::suite::{Level, Options, json as to_json, plots, run, table};
-    let level = if quick {
-        Level::Quick
-    } else if full {
-        Level::Full
-    } else {
-        Level::Default
-    };
-    let recs = run(Options { level, same_core });
+    use shmlane_benches::suite::{json as to_json, plots, run, table};
+    let same_core = opts.same_core;
+    let recs = run(opts);
     println!(
         "shmlane against pipes, Unix sockets, eventfd and the hardware limit: two processes, {}",
         if same_core {

@@ -426,3 +426,38 @@ fn bench_quick_prints_table_json_and_plots() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bench_filters_select_and_reject() {
+    let o = run(&[
+        "bench",
+        "--quick",
+        "--only",
+        "shmlane-spsc-spin,pipe",
+        "--size",
+        "64",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("shmlane-") || l.starts_with("pipe"))
+        .collect();
+    // One round-trip row and one streaming row for each of the two transports.
+    assert_eq!(rows.len(), 4, "{text}");
+    assert!(
+        text.contains("64 B messages") && !text.contains("8 B messages"),
+        "{text}"
+    );
+
+    let o = run(&["bench", "--only", "carrier-pigeon"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("carrier-pigeon") && err.contains("shmlane-spsc-spin"),
+        "{err}"
+    );
+    let o = run(&["bench", "--size", "100"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("65536"));
+}
