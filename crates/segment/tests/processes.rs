@@ -333,13 +333,11 @@ fn anonymous_segment_is_shared_across_fork() {
 }
 
 fn minor_faults() -> i64 {
-    // SAFETY: getrusage fills the struct we pass.
+    // SAFETY: rusage is plain integers, valid all-zero.
     let mut ru: libc::rusage = unsafe { core::mem::zeroed() };
-    // SAFETY: valid pointer to a rusage.
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut ru) },
-        0
-    );
+    // SAFETY: a valid pointer to a rusage for getrusage to fill.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut ru) };
+    assert_eq!(rc, 0);
     ru.ru_minflt
 }
 
