@@ -74,8 +74,8 @@ pub fn check_filters(only: &[String], sizes: &[usize]) -> Result<(), String> {
 fn rounds(level: Level) -> usize {
     match level {
         Level::Quick => 1,
-        Level::Default => 2,
-        Level::Full => 5,
+        Level::Default => 6,
+        Level::Full => 15,
     }
 }
 
