@@ -1,5 +1,5 @@
-//! Shared helpers for shmlane's benchmarks (the criterion benches in `benches/` and, with
-//! issue 6, the cross-process harness).
+//! Shared helpers for shmlane's benchmarks: the criterion benches in `benches/` and the
+//! cross-process harness behind `shmlane bench`.
 
 pub mod inproc;
 pub mod suite;
@@ -18,7 +18,10 @@ pub fn pin(core: usize) -> bool {
     nix::sched::sched_setaffinity(Pid::from_raw(0), &set).is_ok()
 }
 
-/// Number of cores this process may run on.
+/// Number of online cores of the machine (not this thread's affinity mask, which the
+/// harness narrows to one core by pinning).
 pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
 }
