@@ -47,6 +47,12 @@ pub const CASES: &[Case] = &[
         round_trip: false,
     },
     Case {
+        group: "spsc_u64",
+        name: "shmlane_stamped",
+        run: spsc_u64_stamped,
+        round_trip: false,
+    },
+    Case {
         group: "spsc_u64_nopause",
         name: "shmlane",
         run: spsc_u64_nopause_shmlane,
@@ -104,6 +110,12 @@ pub const CASES: &[Case] = &[
         group: "pingpong_rtt_u64",
         name: "shmlane_spsc",
         run: pingpong_rtt_u64_shmlane_spsc,
+        round_trip: true,
+    },
+    Case {
+        group: "pingpong_rtt_u64",
+        name: "shmlane_stamped",
+        run: pingpong_rtt_u64_shmlane_stamped,
         round_trip: true,
     },
     Case {
@@ -477,6 +489,23 @@ pub fn pingpong_rtt_u64_shmlane_mpmc(n: u64) -> Duration {
     )
 }
 
+/// `pingpong_rtt_u64` / `shmlane_stamped`: round trips through two stamped SPSC rings.
+pub fn pingpong_rtt_u64_shmlane_stamped(n: u64) -> Duration {
+    let (mut p1, mut c1) = HeapRegion::stamped::<u64>(CAP as u64);
+    let (mut p2, mut c2) = HeapRegion::stamped::<u64>(CAP as u64);
+    ping_pong(
+        n,
+        (
+            Box::new(move |v| p1.push(v).is_ok()) as Box<dyn FnMut(u64) -> bool + Send>,
+            Box::new(move || c2.pop().ok()) as Box<dyn FnMut() -> Option<u64> + Send>,
+        ),
+        (
+            Box::new(move |v| p2.push(v).is_ok()),
+            Box::new(move || c1.pop().ok()),
+        ),
+    )
+}
+
 /// `pingpong_rtt_u64` / `rtrb`: `n` items (or round trips); the elapsed time.
 pub fn pingpong_rtt_u64_rtrb(n: u64) -> Duration {
     let (p1, c1) = rtrb::RingBuffer::<u64>::new(CAP);
@@ -514,6 +543,23 @@ fn spsc_single_shmlane(n: u64, pause: bool) -> Duration {
     two_threads_paced(
         n,
         pause,
+        |i| u64::from(p.push(i).is_ok()),
+        |sum| match c.pop() {
+            Ok(v) => {
+                *sum = sum.wrapping_add(v);
+                1
+            }
+            Err(_) => 0,
+        },
+    )
+}
+
+/// `spsc_u64` / `shmlane_stamped`: the stamped SPSC ring, one push / one pop per call.
+pub fn spsc_u64_stamped(n: u64) -> Duration {
+    let (mut p, mut c) = HeapRegion::stamped::<u64>(CAP as u64);
+    two_threads_paced(
+        n,
+        true,
         |i| u64::from(p.push(i).is_ok()),
         |sum| match c.pop() {
             Ok(v) => {

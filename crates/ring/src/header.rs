@@ -25,6 +25,8 @@ pub enum Kind {
     Spsc = 1,
     /// Multi producer, multi consumer.
     Mpmc = 2,
+    /// Single producer, single consumer, a sequence stamp beside each element.
+    SpscStamped = 3,
 }
 
 /// Identity and geometry, on its own cache lines.
@@ -132,11 +134,12 @@ impl Meta {
     }
 }
 
-/// A capacity must be a power of two in 1..=2^40; an MPMC ring needs at least 2 slots,
-/// because with one slot the stamp "full at position p" (`p + 1`) equals "free for position
-/// p + 1" and a second push would overwrite the first (found by the proptest model).
+/// A capacity must be a power of two in 1..=2^40; the stamped rings (MPMC, stamped SPSC) need
+/// at least 2 slots, because with one slot the stamp "full at position p" (`p + 1`) equals
+/// "free for position p + 1" and a second push would overwrite the first (found by the
+/// proptest model).
 pub(crate) fn check_capacity(cap: u64, kind: Kind) -> Result<(), AttachError> {
-    let min = if kind == Kind::Mpmc { 2 } else { 1 };
+    let min = if kind == Kind::Spsc { 1 } else { 2 };
     if cap < min || !cap.is_power_of_two() || cap > MAX_CAPACITY {
         return Err(AttachError::BadCapacity(cap));
     }

@@ -10,7 +10,7 @@ use std::{
 use bytemuck::Pod;
 
 use crate::{
-    KeepAlive, MpmcRing, SpscRing,
+    KeepAlive, MpmcRing, SpscRing, StampedConsumer, StampedProducer, StampedRing,
     header::REGION_ALIGN,
     mpmc::{Receiver, Sender},
     spsc::{Consumer, Producer},
@@ -76,6 +76,31 @@ impl HeapRegion {
             SpscRing::<T>::init(r.as_ptr(), r.len(), capacity, start).expect("valid capacity");
             let p = SpscRing::<T>::producer(r.as_ptr(), r.len(), 1, &alive).expect("fresh ring");
             let c = SpscRing::<T>::consumer(r.as_ptr(), r.len(), 2, &alive).expect("fresh ring");
+            let keep: KeepAlive = r;
+            (p.keep_alive(keep.clone()), c.keep_alive(keep))
+        }
+    }
+
+    /// A stamped SPSC ring on the heap, both ends.
+    pub fn stamped<T: Pod + Send>(capacity: u64) -> (StampedProducer<T>, StampedConsumer<T>) {
+        Self::stamped_at(capacity, 0)
+    }
+
+    /// A stamped SPSC ring on the heap whose positions start at `start`.
+    ///
+    /// # Panics
+    /// If the capacity is invalid.
+    pub fn stamped_at<T: Pod + Send>(
+        capacity: u64,
+        start: u64,
+    ) -> (StampedProducer<T>, StampedConsumer<T>) {
+        let r = Arc::new(Self::new(StampedRing::<T>::required_size(capacity)));
+        let alive = |_| true;
+        // SAFETY: as in `spsc_at`.
+        unsafe {
+            StampedRing::<T>::init(r.as_ptr(), r.len(), capacity, start).expect("valid capacity");
+            let p = StampedRing::<T>::producer(r.as_ptr(), r.len(), 1, &alive).expect("fresh");
+            let c = StampedRing::<T>::consumer(r.as_ptr(), r.len(), 2, &alive).expect("fresh");
             let keep: KeepAlive = r;
             (p.keep_alive(keep.clone()), c.keep_alive(keep))
         }

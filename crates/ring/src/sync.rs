@@ -90,3 +90,15 @@ pub(crate) const MPMC_SEQ_LOAD: O = if cfg!(shmlane_weaken = "mpmc_seq_load") {
 } else {
     O::Acquire
 };
+/// Stamped SPSC: a slot's stamp is published after its value is written or read. Release.
+pub(crate) const STAMPED_SEQ_STORE: O = if cfg!(shmlane_weaken = "stamped_seq_store") {
+    O::Relaxed
+} else {
+    O::Release
+};
+/// Stamped SPSC: a slot's stamp is read before its value. Acquire.
+pub(crate) const STAMPED_SEQ_LOAD: O = if cfg!(shmlane_weaken = "stamped_seq_load") {
+    O::Relaxed
+} else {
+    O::Acquire
+};

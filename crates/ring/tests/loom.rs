@@ -8,7 +8,7 @@
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 
 use loom::thread;
-use shmlane_ring::{MpmcRing, PopError, Receiver, Sender, SpscRing};
+use shmlane_ring::{MpmcRing, PopError, Receiver, Sender, SpscRing, StampedRing};
 
 /// Zeroed, 128-byte aligned memory for one model iteration.
 struct Mem(*mut u8, Layout);
@@ -217,6 +217,50 @@ fn mpmc_lap_reuse() {
         }
         t.join().unwrap();
         drop(rx);
+        drop(mem);
+    });
+}
+
+/// Stamped SPSC: 3 values through a 2-slot ring whose positions wrap past u64::MAX, so the
+/// producer reuses a slot the consumer freed; the consumer peeks before each pop. loom checks
+/// each value access against the stamp that should order it.
+#[test]
+fn stamped_push_pop_wrap() {
+    loom::model(|| {
+        let mem = std::sync::Arc::new(Mem::new(StampedRing::<u64>::required_size(2)));
+        let (ptr, len) = (mem.0, mem.1.size());
+        // SAFETY: `mem` outlives both handles (joined below, dropped last).
+        let (mut p, mut c) = unsafe {
+            StampedRing::<u64>::init(ptr, len, 2, u64::MAX - 1).unwrap();
+            (
+                StampedRing::<u64>::producer(ptr, len, 1, &alive).unwrap(),
+                StampedRing::<u64>::consumer(ptr, len, 2, &alive).unwrap(),
+            )
+        };
+        let t = thread::spawn(move || {
+            for i in 0..3u64 {
+                let mut v = i + 10;
+                while let Err(e) = p.push(v) {
+                    v = e.into_inner();
+                    thread::yield_now();
+                }
+            }
+        });
+        for i in 0..3u64 {
+            loop {
+                match c.peek() {
+                    Ok(v) => {
+                        assert_eq!(v, i + 10);
+                        assert_eq!(c.pop(), Ok(i + 10));
+                        break;
+                    }
+                    Err(PopError::Empty) => thread::yield_now(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        t.join().unwrap();
+        drop(c);
         drop(mem);
     });
 }

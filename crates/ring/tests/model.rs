@@ -190,4 +190,65 @@ proptest! {
         }
         prop_assert_eq!(rx.pop(), Err(PopError::Empty));
     }
+
+    #[test]
+    fn stamped_matches_vecdeque(cap in capacity().prop_map(|c| c.max(2)), start in start(),
+                                ops in proptest::collection::vec(op(), 0..OPS)) {
+        let (mut p, mut c) = HeapRegion::stamped_at::<u32>(cap, start);
+        let cap = cap as usize;
+        let mut model: VecDeque<u32> = VecDeque::new();
+        for op in ops {
+            match op {
+                Op::Push(v) => {
+                    prop_assert_eq!(p.is_full(), model.len() == cap);
+                    let r = p.push(v);
+                    if model.len() < cap {
+                        prop_assert!(r.is_ok());
+                        model.push_back(v);
+                    } else {
+                        prop_assert!(matches!(r, Err(PushError::Full(x)) if x == v));
+                    }
+                }
+                Op::WriteChunk(_, _, v) => {
+                    let r = p.push_ref(&v);
+                    prop_assert_eq!(r.is_ok(), model.len() < cap);
+                    if r.is_ok() {
+                        model.push_back(v);
+                    }
+                }
+                Op::PushSlice(vs) => {
+                    let got = p.push_slice(&vs).unwrap();
+                    prop_assert_eq!(got, vs.len().min(cap - model.len()));
+                    model.extend(&vs[..got]);
+                }
+                Op::Pop => {
+                    prop_assert_eq!(c.pop().ok(), model.pop_front());
+                }
+                Op::ReadChunk(..) => {
+                    let mut v = 0;
+                    let r = c.pop_into(&mut v);
+                    prop_assert_eq!(r.ok().map(|()| v), model.pop_front());
+                }
+                Op::Peek => {
+                    prop_assert_eq!(c.peek().ok(), model.front().copied());
+                }
+                Op::PopSlice(n) => {
+                    let mut buf = vec![0u32; n];
+                    let got = c.pop_slice(&mut buf).unwrap();
+                    prop_assert_eq!(got, n.min(model.len()));
+                    let want: Vec<u32> = model.drain(..got).collect();
+                    prop_assert_eq!(&buf[..got], &want[..]);
+                }
+                Op::Len => {
+                    prop_assert_eq!(p.len(), model.len());
+                    prop_assert_eq!(c.len(), model.len());
+                    prop_assert_eq!(c.is_empty(), model.is_empty());
+                }
+            }
+        }
+        while let Some(w) = model.pop_front() {
+            prop_assert_eq!(c.pop(), Ok(w));
+        }
+        prop_assert_eq!(c.pop(), Err(PopError::Empty));
+    }
 }
