@@ -27,6 +27,8 @@ pub enum Kind {
     Mpmc = 2,
     /// Single producer, single consumer, a sequence stamp beside each element.
     SpscStamped = 3,
+    /// Variable-length records, any number of producers, one consumer.
+    Record = 4,
 }
 
 /// Identity and geometry, on its own cache lines.

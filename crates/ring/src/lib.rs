@@ -12,6 +12,9 @@
 //!   fastest ring for fixed-size messages moved one at a time; no slice chunks.
 //! - [`MpmcRing`]: Vyukov's per-slot sequence stamps, 64-bit; [`Sender`]s and [`Receiver`]s in
 //!   any number.
+//! - [`RecordRing`]: variable-length records, any number of [`RecordProducer`]s and one
+//!   [`RecordConsumer`]; zero-copy [`Claim`]s committed or aborted; a producer that dies or
+//!   stalls between claim and commit is skipped ([`RecordConsumer::unblock`]).
 //!
 //! Elements are `T: bytemuck::Pod`: every bit pattern is a valid value, so a corrupt or hostile
 //! peer can change message contents but never create an invalid value. Every position read from
@@ -33,6 +36,7 @@
 mod error;
 mod header;
 pub mod mpmc;
+pub mod record;
 #[cfg(not(loom))]
 mod region;
 pub mod spsc;
@@ -42,6 +46,10 @@ mod sync;
 pub use error::{AttachError, ChunkError, PopError, PushError};
 pub use header::{MAX_CAPACITY, REGION_ALIGN, RING_MAGIC};
 pub use mpmc::{MpmcRing, Receiver, Sender};
+pub use record::{
+    Claim, ClaimError, CommitError, ReadError, Record, RecordConsumer, RecordProducer, RecordRing,
+    Unblock,
+};
 #[cfg(not(loom))]
 pub use region::HeapRegion;
 pub use spsc::{Consumer, Producer, ReadChunk, SpscRing, WriteChunk};

@@ -10,7 +10,8 @@ use std::{
 use bytemuck::Pod;
 
 use crate::{
-    KeepAlive, MpmcRing, SpscRing, StampedConsumer, StampedProducer, StampedRing,
+    KeepAlive, MpmcRing, RecordConsumer, RecordProducer, RecordRing, SpscRing, StampedConsumer,
+    StampedProducer, StampedRing,
     header::REGION_ALIGN,
     mpmc::{Receiver, Sender},
     spsc::{Consumer, Producer},
@@ -101,6 +102,27 @@ impl HeapRegion {
             StampedRing::<T>::init(r.as_ptr(), r.len(), capacity, start).expect("valid capacity");
             let p = StampedRing::<T>::producer(r.as_ptr(), r.len(), 1, &alive).expect("fresh");
             let c = StampedRing::<T>::consumer(r.as_ptr(), r.len(), 2, &alive).expect("fresh");
+            let keep: KeepAlive = r;
+            (p.keep_alive(keep.clone()), c.keep_alive(keep))
+        }
+    }
+
+    /// A record ring of `capacity` bytes on the heap; clone the producer for more.
+    pub fn record(capacity: u64) -> (RecordProducer, RecordConsumer) {
+        Self::record_at(capacity, 0)
+    }
+
+    /// A record ring on the heap whose positions start at `start` (a multiple of 8).
+    ///
+    /// # Panics
+    /// If the capacity or start is invalid.
+    pub fn record_at(capacity: u64, start: u64) -> (RecordProducer, RecordConsumer) {
+        let r = Arc::new(Self::new(RecordRing::required_size(capacity)));
+        // SAFETY: as in `spsc_at`.
+        unsafe {
+            RecordRing::init(r.as_ptr(), r.len(), capacity, start).expect("valid capacity");
+            let p = RecordRing::producer(r.as_ptr(), r.len(), 0).expect("fresh ring");
+            let c = RecordRing::consumer(r.as_ptr(), r.len(), 2, &|_| true).expect("fresh");
             let keep: KeepAlive = r;
             (p.keep_alive(keep.clone()), c.keep_alive(keep))
         }

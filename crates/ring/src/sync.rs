@@ -102,3 +102,16 @@ pub(crate) const STAMPED_SEQ_LOAD: O = if cfg!(shmlane_weaken = "stamped_seq_loa
 } else {
     O::Acquire
 };
+/// Record ring: a producer commits a record with a CAS of its header. Release: pairs with
+/// `RECORD_HDR_LOAD`, so the payload written before is visible to the consumer.
+pub(crate) const RECORD_COMMIT: O = if cfg!(shmlane_weaken = "record_commit") {
+    O::Relaxed
+} else {
+    O::Release
+};
+/// Record ring: the consumer reads a record's header before its payload. Acquire.
+pub(crate) const RECORD_HDR_LOAD: O = if cfg!(shmlane_weaken = "record_hdr_load") {
+    O::Relaxed
+} else {
+    O::Acquire
+};

@@ -254,3 +254,98 @@ proptest! {
         prop_assert_eq!(c.pop(), Err(PopError::Empty));
     }
 }
+
+mod record {
+    use std::collections::VecDeque;
+
+    use proptest::prelude::*;
+    use shmlane_ring::{ClaimError, HeapRegion, ReadError};
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Send(usize, u8),
+        Abort(usize),
+        Read,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1usize..=120, any::<u8>()).prop_map(|(l, b)| Op::Send(l, b)),
+            1 => (1usize..=120).prop_map(Op::Abort),
+            4 => Just(Op::Read),
+        ]
+    }
+
+    const OPS: usize = if cfg!(miri) { 40 } else { 300 };
+
+    fn size(len: usize) -> usize {
+        (8 + len + 7) & !7
+    }
+
+    proptest! {
+        // Under Miri: a few cases, and no failure file (as above).
+        #![proptest_config(if cfg!(miri) {
+            ProptestConfig { cases: 3, failure_persistence: None, ..ProptestConfig::default() }
+        } else {
+            ProptestConfig::with_cases(256)
+        })]
+
+        /// Random sends, aborts and reads on a 1 KiB record ring against a queue of payloads,
+        /// first positions anywhere (8-aligned), biased to the u64 wrap.
+        #[test]
+        fn record_matches_queue(
+            start in prop_oneof![any::<u64>(), (0u64..4096).prop_map(|d| u64::MAX - d)]
+                .prop_map(|s| s & !7),
+            ops in proptest::collection::vec(op(), 0..OPS),
+        ) {
+            let (mut p, mut c) = HeapRegion::record_at(1024, start);
+            // Queued records in ring order: (bytes taken, payload), None for aborted ones, which
+            // take their space until the reader passes them.
+            let mut model: VecDeque<(usize, Option<Vec<u8>>)> = VecDeque::new();
+            let mut aborted = 0u64;
+            for op in ops {
+                match op {
+                    Op::Send(len, b) => {
+                        let payload: Vec<u8> =
+                            (0..len).map(|i| b.wrapping_add(i as u8)).collect();
+                        match p.send(&payload) {
+                            Ok(()) => model.push_back((size(len), Some(payload))),
+                            Err(ClaimError::Full) => {
+                                // Full only if the queued records, this one and at most one
+                                // padding to the end do not fit.
+                                let used: usize = model.iter().map(|m| m.0).sum();
+                                prop_assert!(used + size(len) > 1024 - 128 - 8,
+                                    "full with {used} bytes queued");
+                            }
+                            Err(e) => prop_assert!(false, "{e}"),
+                        }
+                    }
+                    Op::Abort(len) => {
+                        if let Ok(claim) = p.claim(len) {
+                            claim.abort();
+                            aborted += 1;
+                            model.push_back((size(len), None));
+                        }
+                    }
+                    Op::Read => {
+                        let got = c.read().map(|r| r.to_vec());
+                        // The reader passes aborted records on its way.
+                        while model.front().is_some_and(|m| m.1.is_none()) {
+                            model.pop_front();
+                        }
+                        match got {
+                            Ok(v) => prop_assert_eq!(Some(v), model.pop_front().and_then(|m| m.1)),
+                            Err(ReadError::Empty) => prop_assert!(model.is_empty()),
+                            Err(e) => prop_assert!(false, "{e}"),
+                        }
+                    }
+                }
+            }
+            for m in model.into_iter().filter_map(|m| m.1) {
+                prop_assert_eq!(c.read().unwrap().to_vec(), m);
+            }
+            prop_assert_eq!(c.read().err(), Some(ReadError::Empty));
+            prop_assert_eq!(c.skipped(), aborted);
+        }
+    }
+}

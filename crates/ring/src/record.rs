@@ -1,0 +1,1213 @@
+//! Variable-length records in a byte ring: any number of producers (MPSC, usable as SPSC), one
+//! consumer, zero-copy claim/commit, and a crashed or stalled producer that blocks nobody.
+//!
+//! ```text
+//! CachePadded<Meta>        magic, kind = 4, elem = u64 words, capacity in bytes, role claims
+//! CachePadded<AtomicU64>   tail: next byte position to claim (producers CAS it)
+//! CachePadded<AtomicU64>   head: next byte position to read (the consumer; producers read it)
+//! CachePadded<AtomicU64>   skipped: records the consumer turned into padding (unblocked)
+//! [u64; capacity / 8]      data: records, each an 8-byte header and the payload, 8-aligned
+//! ```
+//!
+//! A record's header word: payload length in bits 0..32, state in bits 32..34 (0 empty, 1
+//! claimed, 2 committed, 3 padding), bit 34 set on padding that replaced a record (aborted or
+//! unblocked, counted in `skipped`), bits 40..64 the producer's owner tag (for the liveness
+//! check). A record takes `8 + len` bytes rounded up to 8 and never wraps: a producer whose record
+//! does not fit before the end first claims the rest of the buffer as padding, then claims again.
+//!
+//! Protocol. A producer claims space with a CAS on `tail` (after checking it against its cached
+//! `head`), writes the claimed header with a CAS from empty (state 1, the length and its owner
+//! tag; the CAS fails only if a timed-out consumer already skipped the space), writes the
+//! payload, then commits with a CAS of the header from claimed to committed (Release). The
+//! consumer reads the header at `head` (Acquire): committed → the record is delivered; padding
+//! → skipped; claimed, or empty while `tail` is ahead → pending (a producer is between its claim
+//! and its commit). After reading, the consumer zeroes the record's bytes and advances `head`
+//! (Release): free space is always zero, so an empty header means "not written yet".
+//!
+//! Unblocking (Agrona's idea): if the producer at `head` is dead (its owner tag fails the
+//! liveness check) or has been pending longer than the caller's timeout, the consumer replaces
+//! the claimed header with padding (a CAS, so a commit racing with it either wins or fails with
+//! [`CommitError::Unblocked`]). A claim whose header was never written (the producer died right
+//! after its CAS on `tail`) is padded up to the next non-zero header, or `tail`, or the end of
+//! the buffer. A producer that is *alive* but stalled past the timeout and then resumes writing
+//! its payload writes into space the consumer has skipped; each `Claim::write` checks the header
+//! first, which narrows but cannot close that window: choose the timeout far above any stall a
+//! live producer can have (the channel layer unblocks dead producers at once, stalled ones after
+//! its timeout).
+//!
+//! Everything read from shared memory is validated: a header with reserved bits set, an
+//! impossible state, a length beyond the maximum or running past the end of the buffer, a
+//! misaligned or out-of-range position: [`ReadError::Corrupt`], never an out-of-bounds access.
+
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
+use crossbeam_utils::CachePadded;
+
+use crate::{
+    KeepAlive,
+    error::AttachError,
+    header::{Kind, Meta, PaddedMeta, Role, check_region},
+    sync::{AtomicU64, Ordering, RECORD_COMMIT, RECORD_HDR_LOAD},
+};
+
+/// Bytes of a record header.
+pub const RECORD_HEADER: usize = 8;
+
+const STATE_SHIFT: u32 = 32;
+const EMPTY: u64 = 0;
+const CLAIMED: u64 = 1;
+const COMMITTED: u64 = 2;
+const PADDING: u64 = 3;
+const SKIP_BIT: u64 = 1 << 34;
+const RESERVED: u64 = 0x3f << 34 & !SKIP_BIT;
+const OWNER_SHIFT: u32 = 40;
+/// Largest owner tag a header can carry.
+pub const MAX_OWNER_TAG: u32 = (1 << 24) - 1;
+
+fn word(len: u64, state: u64, owner: u32) -> u64 {
+    len | (state << STATE_SHIFT) | (u64::from(owner) << OWNER_SHIFT)
+}
+
+fn align8(v: u64) -> u64 {
+    (v + 7) & !7
+}
+
+#[repr(C)]
+struct Header {
+    meta: PaddedMeta,
+    tail: CachePadded<AtomicU64>,
+    head: CachePadded<AtomicU64>,
+    skipped: CachePadded<AtomicU64>,
+}
+
+/// One 8-byte word of the data area. Normally a plain `AtomicU64` (headers are accessed
+/// atomically, payload bytes with plain copies, ordered by the header protocol). Under loom the
+/// payload half is a separate `UnsafeCell`, so loom checks payload accesses for races.
+#[cfg(not(loom))]
+type Word = AtomicU64;
+
+#[cfg(loom)]
+struct Word {
+    hdr: AtomicU64,
+    val: crate::sync::UnsafeCell<u64>,
+}
+
+#[cfg(loom)]
+impl Word {
+    fn new() -> Self {
+        Self {
+            hdr: AtomicU64::new(0),
+            val: crate::sync::UnsafeCell::new(0),
+        }
+    }
+}
+
+fn data_offset() -> usize {
+    size_of::<Header>()
+}
+
+/// Namespace for laying out, initialising and attaching to record rings.
+#[derive(Debug)]
+pub struct RecordRing(());
+
+/// Why a claim failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimError {
+    /// The payload is empty or longer than the ring's maximum record.
+    BadLength {
+        /// Bytes asked for.
+        len: usize,
+        /// The ring's largest payload.
+        max: usize,
+    },
+    /// Not enough free space now.
+    Full,
+    /// The ring's positions are impossible (corrupt or hostile ring).
+    Corrupt,
+}
+
+impl core::fmt::Display for ClaimError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::BadLength { len, max } => write!(
+                f,
+                "record of {len} bytes: records hold 1 to {max} bytes in this ring (a ring's largest record is an eighth of its capacity, less the header)"
+            ),
+            Self::Full => f.write_str("record ring is full"),
+            Self::Corrupt => f.write_str("record ring is corrupt: impossible positions"),
+        }
+    }
+}
+
+impl std::error::Error for ClaimError {}
+
+/// Why a commit failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitError {
+    /// The consumer gave up on this record (the producer was seen dead or stalled past the
+    /// timeout) and skipped it; the record was not delivered.
+    Unblocked,
+}
+
+impl core::fmt::Display for CommitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("the consumer skipped this record (the producer stalled past the unblock timeout); send it again")
+    }
+}
+
+impl std::error::Error for CommitError {}
+
+/// Why a read found no record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// Nothing claimed after the consumer's position.
+    Empty,
+    /// The next record is claimed but not committed yet (or its header is not written yet).
+    Pending,
+    /// What the ring holds is impossible (corrupt or hostile ring).
+    Corrupt(&'static str),
+}
+
+impl core::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Empty => f.write_str("record ring is empty"),
+            Self::Pending => f.write_str("the next record is claimed but not committed yet"),
+            Self::Corrupt(why) => write!(f, "record ring is corrupt ({why})"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+struct Raw {
+    hdr: NonNull<Header>,
+    data: NonNull<Word>,
+    cap: u64,
+    mask: u64,
+    max: u64,
+    keep: Option<KeepAlive>,
+}
+
+impl Clone for Raw {
+    fn clone(&self) -> Self {
+        Self {
+            hdr: self.hdr,
+            data: self.data,
+            cap: self.cap,
+            mask: self.mask,
+            max: self.max,
+            keep: self.keep.clone(),
+        }
+    }
+}
+
+impl Raw {
+    fn hdr(&self) -> &Header {
+        // SAFETY: valid for the handle's lifetime (constructor contract); atomics only.
+        unsafe { self.hdr.as_ref() }
+    }
+
+    fn word(&self, off: u64) -> &Word {
+        debug_assert!(off % 8 == 0 && off < self.cap);
+        // SAFETY: `off < cap` (callers pass masked, 8-aligned offsets); the data area holds
+        // cap / 8 words (checked at attach).
+        unsafe { self.data.add((off / 8) as usize).as_ref() }
+    }
+
+    /// The header word at byte offset `off` (8-aligned, `< cap`).
+    fn header(&self, off: u64) -> &AtomicU64 {
+        #[cfg(not(loom))]
+        {
+            self.word(off)
+        }
+        #[cfg(loom)]
+        {
+            &self.word(off).hdr
+        }
+    }
+
+    /// Copies `src` into the data area at byte offset `off`; `off + src.len()` stays inside
+    /// one record (checked by the callers).
+    fn write(&self, off: u64, src: &[u8]) {
+        debug_assert!(off + src.len() as u64 <= self.cap);
+        #[cfg(not(loom))]
+        // SAFETY: in bounds (callers); the bytes belong to a claim only its producer writes,
+        // and the consumer reads them only after the commit (Release/Acquire on the header).
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                self.data.as_ptr().cast::<u8>().add(off as usize),
+                src.len(),
+            );
+        }
+        #[cfg(loom)]
+        for (i, chunk) in src.chunks(8).enumerate() {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            let w = self.word(off + i as u64 * 8);
+            // SAFETY: as above; loom checks it.
+            w.val.with_mut(|p| unsafe { *p = u64::from_le_bytes(b) });
+        }
+    }
+
+    /// Copies from the data area at byte offset `off` into `dst`.
+    fn read(&self, off: u64, dst: &mut [u8]) {
+        debug_assert!(off + dst.len() as u64 <= self.cap);
+        #[cfg(not(loom))]
+        // SAFETY: in bounds (validated by the consumer); the record is committed (Acquire).
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                self.data.as_ptr().cast::<u8>().add(off as usize),
+                dst.as_mut_ptr(),
+                dst.len(),
+            );
+        }
+        #[cfg(loom)]
+        for (i, chunk) in dst.chunks_mut(8).enumerate() {
+            let w = self.word(off + i as u64 * 8);
+            // SAFETY: as above; loom checks it.
+            let v = w.val.with(|p| unsafe { *p });
+            chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
+        }
+    }
+
+    /// Zeroes `[off, off + len)` (8-aligned, inside the buffer): the consumer, before it gives
+    /// the space back.
+    fn zero(&self, off: u64, len: u64) {
+        #[cfg(not(loom))]
+        // SAFETY: in bounds (validated); the space is the consumer's until it advances `head`
+        // (Release), which orders these writes before any producer's next claim of it.
+        unsafe {
+            core::ptr::write_bytes(
+                self.data.as_ptr().cast::<u8>().add(off as usize),
+                0,
+                len as usize,
+            );
+        }
+        #[cfg(loom)]
+        for i in (0..len).step_by(8) {
+            let w = self.word(off + i);
+            // ORDERING: Relaxed; ordered by the consumer's Release store of `head`.
+            w.hdr.store(0, Ordering::Relaxed);
+            // SAFETY: as above.
+            w.val.with_mut(|p| unsafe { *p = 0 });
+        }
+    }
+}
+
+impl RecordRing {
+    /// Bytes a region needs for a ring of `capacity` data bytes.
+    pub fn required_size(capacity: u64) -> usize {
+        data_offset() + capacity as usize / 8 * size_of::<Word>()
+    }
+
+    /// The largest payload a ring of `capacity` bytes takes: an eighth of it, less the header.
+    pub fn max_record(capacity: u64) -> usize {
+        (capacity / 8) as usize - RECORD_HEADER
+    }
+
+    fn check_capacity(cap: u64) -> Result<(), AttachError> {
+        if !(256..=crate::MAX_CAPACITY).contains(&cap) || !cap.is_power_of_two() {
+            return Err(AttachError::BadCapacity(cap));
+        }
+        Ok(())
+    }
+
+    /// Initialises an empty ring of `capacity` data bytes (a power of two, at least 256) whose
+    /// first position is `start` (a multiple of 8; tests use values near `u64::MAX`).
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads and writes of `len` bytes, and nobody may use the region
+    /// while it is initialised.
+    pub unsafe fn init(
+        ptr: *mut u8,
+        len: usize,
+        capacity: u64,
+        start: u64,
+    ) -> Result<(), AttachError> {
+        Self::check_capacity(capacity)?;
+        if start % 8 != 0 {
+            return Err(AttachError::Corrupt("start position not a multiple of 8"));
+        }
+        check_region(ptr, len, Self::required_size(capacity))?;
+        let hdr = Header {
+            meta: CachePadded::new(Meta::new::<u64>(Kind::Record, capacity)),
+            tail: CachePadded::new(AtomicU64::new(start)),
+            head: CachePadded::new(AtomicU64::new(start)),
+            skipped: CachePadded::new(AtomicU64::new(0)),
+        };
+        // SAFETY: in bounds and aligned (checked); exclusive during init (caller).
+        unsafe { ptr.cast::<Header>().write(hdr) };
+        let data = ptr.wrapping_add(data_offset()).cast::<Word>();
+        for i in 0..(capacity / 8) as usize {
+            // SAFETY: word i lies inside the region (required_size), aligned for Word.
+            #[cfg(not(loom))]
+            unsafe {
+                data.add(i).write(AtomicU64::new(0));
+            }
+            // SAFETY: as above.
+            #[cfg(loom)]
+            unsafe {
+                data.add(i).write(Word::new());
+            }
+        }
+        Ok(())
+    }
+
+    /// # Safety
+    /// As for [`producer`](Self::producer).
+    unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Raw, AttachError> {
+        check_region(ptr, len, data_offset())?;
+        let hdr = NonNull::new(ptr.cast::<Header>()).ok_or(AttachError::Misaligned)?;
+        // SAFETY: in bounds and aligned (checked); atomics only.
+        let h = unsafe { hdr.as_ref() };
+        let cap = h.meta.validate::<u64>(Kind::Record)?;
+        Self::check_capacity(cap)?;
+        check_region(ptr, len, Self::required_size(cap))?;
+        // ORDERING: Acquire; pairs with the consumer's Release store of `head`.
+        let head = h.head.load(Ordering::Acquire);
+        // ORDERING: Relaxed; a sanity check, the protocol re-reads it.
+        let tail = h.tail.load(Ordering::Relaxed);
+        if head % 8 != 0 || tail % 8 != 0 || tail.wrapping_sub(head) > cap {
+            return Err(AttachError::Corrupt("record ring positions impossible"));
+        }
+        Ok(Raw {
+            hdr,
+            // SAFETY: the data area lies inside the region (required_size checked).
+            data: unsafe { NonNull::new_unchecked(ptr.add(data_offset()).cast()) },
+            cap,
+            mask: cap - 1,
+            max: Self::max_record(cap) as u64,
+            keep: None,
+        })
+    }
+
+    /// Attaches a producer; any number may be attached, in any process. `owner` (at most
+    /// [`MAX_OWNER_TAG`]) goes into the header of every record it claims, so the consumer can
+    /// ask whether the claimer still lives.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads and writes of `len` bytes for as long as the returned
+    /// handle lives, and accessed by others only through ring handles.
+    pub unsafe fn producer(
+        ptr: *mut u8,
+        len: usize,
+        owner: u32,
+    ) -> Result<RecordProducer, AttachError> {
+        if owner > MAX_OWNER_TAG {
+            return Err(AttachError::Corrupt("owner tag above MAX_OWNER_TAG"));
+        }
+        // SAFETY: forwarded contract.
+        let raw = unsafe { Self::attach(ptr, len)? };
+        // ORDERING: Acquire; pairs with the consumer's Release store of `head`.
+        let cached_head = raw.hdr().head.load(Ordering::Acquire);
+        Ok(RecordProducer {
+            raw,
+            owner,
+            cached_head,
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// Attaches the consumer (one at a time: a role claim, taken over from a dead holder).
+    ///
+    /// # Safety
+    /// As for [`producer`](Self::producer).
+    pub unsafe fn consumer(
+        ptr: *mut u8,
+        len: usize,
+        owner: u64,
+        is_alive: &dyn Fn(u64) -> bool,
+    ) -> Result<RecordConsumer, AttachError> {
+        // SAFETY: forwarded contract.
+        let raw = unsafe { Self::attach(ptr, len)? };
+        raw.hdr().meta.claim(Role::Consumer, owner, is_alive)?;
+        // ORDERING: Relaxed; the previous consumer's value (ordered by attach's Acquire).
+        let head = raw.hdr().head.load(Ordering::Relaxed);
+        Ok(RecordConsumer {
+            raw,
+            head,
+            owner,
+            _not_sync: PhantomData,
+        })
+    }
+}
+
+/// A producing end of a record ring. `Send` and `Clone`, not `Sync`.
+pub struct RecordProducer {
+    raw: Raw,
+    owner: u32,
+    cached_head: u64,
+    _not_sync: PhantomData<core::cell::Cell<()>>,
+}
+
+impl Clone for RecordProducer {
+    fn clone(&self) -> Self {
+        Self {
+            raw: self.raw.clone(),
+            owner: self.owner,
+            cached_head: self.cached_head,
+            _not_sync: PhantomData,
+        }
+    }
+}
+
+/// The consuming end of a record ring. `Send`, not `Sync`.
+pub struct RecordConsumer {
+    raw: Raw,
+    head: u64,
+    owner: u64,
+    _not_sync: PhantomData<core::cell::Cell<()>>,
+}
+
+// SAFETY: the pointers refer to memory that outlives the handle (constructor contract), shared
+// only through the header protocol; the handle holds no thread-bound state.
+unsafe impl Send for RecordProducer {}
+// SAFETY: as above; the consumer role is exclusive (claim word).
+unsafe impl Send for RecordConsumer {}
+
+impl core::fmt::Debug for RecordProducer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RecordProducer")
+            .field("owner", &self.owner)
+            .field("capacity", &self.raw.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl core::fmt::Debug for RecordConsumer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RecordConsumer")
+            .field("head", &self.head)
+            .field("capacity", &self.raw.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RecordConsumer {
+    fn drop(&mut self) {
+        self.raw.hdr().meta.release(Role::Consumer, self.owner);
+    }
+}
+
+impl RecordProducer {
+    /// Keeps `owner` (the segment or heap region holding the ring) alive as long as this handle
+    /// and its clones made afterwards.
+    #[must_use]
+    pub fn keep_alive(mut self, owner: KeepAlive) -> Self {
+        self.raw.keep = Some(owner);
+        self
+    }
+
+    /// The largest payload this ring takes.
+    pub fn max_record(&self) -> usize {
+        self.raw.max as usize
+    }
+
+    /// Claims `size` bytes at position `tail` (as read by the caller): `Ok(true)` if this
+    /// producer got them, `Ok(false)` if the tail moved meanwhile (read it again).
+    fn claim_at(&mut self, tail: u64, size: u64) -> Result<bool, ClaimError> {
+        let h = self.raw.hdr();
+        if tail % 8 != 0 {
+            return Err(ClaimError::Corrupt);
+        }
+        if tail.wrapping_add(size).wrapping_sub(self.cached_head) > self.raw.cap {
+            // ORDERING: Acquire; pairs with the consumer's Release store of `head` after it
+            // zeroed the space it gives back, so our writes come after its zeroing.
+            self.cached_head = h.head.load(Ordering::Acquire);
+            let used = tail.wrapping_sub(self.cached_head);
+            if used > self.raw.cap {
+                // Our tail was read before the head moved past it: read the tail again.
+                if self.cached_head.wrapping_sub(tail) <= self.raw.cap {
+                    return Ok(false);
+                }
+                return Err(ClaimError::Corrupt);
+            }
+            if used + size > self.raw.cap {
+                return Err(ClaimError::Full);
+            }
+        }
+        // ORDERING: Relaxed; the CAS only divides the space among producers. What the consumer
+        // may read is published by each record's header (Release).
+        Ok(h.tail
+            .compare_exchange(
+                tail,
+                tail.wrapping_add(size),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok())
+    }
+
+    /// Claims room for a record of `len` bytes (1 ..= [`max_record`](Self::max_record)), to be
+    /// filled in place and then committed; never blocks.
+    ///
+    /// ```
+    /// use shmlane_ring::HeapRegion;
+    /// let (mut p, mut c) = HeapRegion::record(4096);
+    /// let mut claim = p.claim(5).unwrap();
+    /// claim.write(0, b"hello");
+    /// claim.commit().unwrap();
+    /// let rec = c.read().unwrap();
+    /// assert_eq!(rec.to_vec(), b"hello");
+    /// ```
+    pub fn claim(&mut self, len: usize) -> Result<Claim<'_>, ClaimError> {
+        if len == 0 || len as u64 > self.raw.max {
+            return Err(ClaimError::BadLength {
+                len,
+                max: self.raw.max as usize,
+            });
+        }
+        let size = align8(RECORD_HEADER as u64 + len as u64);
+        loop {
+            // ORDERING: Relaxed; a guess, validated by the CAS in claim_at.
+            let tail = self.raw.hdr().tail.load(Ordering::Relaxed);
+            let off = tail & self.raw.mask;
+            let rest = self.raw.cap - off;
+            if rest >= size {
+                if self.claim_at(tail, size)? {
+                    // ORDERING: Release; pairs with the consumer's RECORD_HDR_LOAD. Nothing
+                    // to publish yet but the length and owner, which unblocking needs. A CAS
+                    // from empty: if it fails, a consumer that timed out on this claim has
+                    // already skipped it; claim again.
+                    if self
+                        .raw
+                        .header(off)
+                        .compare_exchange(
+                            EMPTY,
+                            word(len as u64, CLAIMED, self.owner),
+                            Ordering::Release,
+                            Ordering::Relaxed,
+                        )
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    return Ok(Claim {
+                        p: self,
+                        off,
+                        len: len as u64,
+                        done: false,
+                    });
+                }
+            } else if self.claim_at(tail, rest)? {
+                // The record does not fit before the end: pad to the end (a claim of its own),
+                // then claim again at the start of the buffer.
+                // ORDERING: Release; pairs with RECORD_HDR_LOAD: the consumer skips it. From
+                // empty, as for a record (a timed-out consumer may have padded it already).
+                let _ = self.raw.header(off).compare_exchange(
+                    EMPTY,
+                    word(rest - RECORD_HEADER as u64, PADDING, self.owner),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+
+    /// Claims, copies `payload` in and commits: one record.
+    pub fn send(&mut self, payload: &[u8]) -> Result<(), ClaimError> {
+        let mut c = self.claim(payload.len())?;
+        c.write(0, payload);
+        // A fresh claim can only be unblocked if we stalled past the consumer's timeout; the
+        // record is then lost, as `commit` reports; `send` reports it as a full ring to retry.
+        c.commit().map_err(|_| ClaimError::Full)
+    }
+}
+
+/// Room claimed in a record ring: write the payload, then [`commit`](Self::commit) (or
+/// [`abort`](Self::abort); dropping it aborts).
+pub struct Claim<'a> {
+    p: &'a mut RecordProducer,
+    off: u64,
+    len: u64,
+    done: bool,
+}
+
+impl core::fmt::Debug for Claim<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Claim")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Claim<'_> {
+    /// Payload bytes claimed.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the claim is empty (never: claims hold at least one byte).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn claimed_word(&self) -> u64 {
+        word(self.len, CLAIMED, self.p.owner)
+    }
+
+    /// Copies `src` into the payload at `offset`.
+    ///
+    /// # Panics
+    /// If `offset + src.len()` is beyond the claimed length.
+    pub fn write(&mut self, offset: usize, src: &[u8]) {
+        assert!(
+            offset as u64 + src.len() as u64 <= self.len,
+            "write past the claimed length"
+        );
+        // A consumer that unblocked this claim may already have given the space back: do not
+        // write into it then (this narrows the window, see the module docs).
+        // ORDERING: Acquire; pairs with the consumer's unblocking CAS.
+        if self.p.raw.header(self.off).load(Ordering::Acquire) != self.claimed_word() {
+            return;
+        }
+        self.p
+            .raw
+            .write(self.off + RECORD_HEADER as u64 + offset as u64, src);
+    }
+
+    /// A pointer to the claimed payload, to fill in place (zero copy).
+    ///
+    /// # Safety
+    /// Write at most [`len`](Self::len) bytes through it, before `commit` or `abort`, and
+    /// never read it (another process may write the same memory if the ring is hostile).
+    #[cfg(not(loom))]
+    pub unsafe fn as_mut_ptr(&mut self) -> *mut u8 {
+        // SAFETY: the payload lies inside the data area (checked when claimed).
+        unsafe {
+            self.p
+                .raw
+                .data
+                .as_ptr()
+                .cast::<u8>()
+                .add((self.off + RECORD_HEADER as u64) as usize)
+        }
+    }
+
+    /// Publishes the record.
+    ///
+    /// # Errors
+    /// [`CommitError::Unblocked`] if the consumer skipped it meanwhile (this producer was seen
+    /// dead or stalled past the timeout): the record is not delivered.
+    pub fn commit(mut self) -> Result<(), CommitError> {
+        self.done = true;
+        let claimed = self.claimed_word();
+        // ORDERING: RECORD_COMMIT (Release); pairs with the consumer's RECORD_HDR_LOAD
+        // (Acquire): the payload writes happen-before its reads. Failure: Relaxed, we only
+        // learn that the consumer unblocked us.
+        self.p
+            .raw
+            .header(self.off)
+            .compare_exchange(
+                claimed,
+                word(self.len, COMMITTED, self.p.owner),
+                RECORD_COMMIT,
+                Ordering::Relaxed,
+            )
+            .map(|_| ())
+            .map_err(|_| CommitError::Unblocked)
+    }
+
+    /// Gives the room up: the consumer skips it (counted as skipped).
+    pub fn abort(mut self) {
+        self.abort_inner();
+    }
+
+    fn abort_inner(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let size = align8(RECORD_HEADER as u64 + self.len);
+        // ORDERING: Release; pairs with RECORD_HDR_LOAD. Fails only if the consumer already
+        // turned it into padding.
+        let _ = self.p.raw.header(self.off).compare_exchange(
+            self.claimed_word(),
+            word(size - RECORD_HEADER as u64, PADDING, self.p.owner) | SKIP_BIT,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.abort_inner();
+    }
+}
+
+/// What [`RecordConsumer::unblock`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unblock {
+    /// Nothing is pending at the consumer's position.
+    NothingPending,
+    /// The pending claim belongs to a live producer and `force` was not given.
+    StillAlive,
+    /// The pending claim was turned into padding; the next read goes on after it.
+    Skipped,
+}
+
+impl RecordConsumer {
+    /// Keeps `owner` alive as long as this handle.
+    #[must_use]
+    pub fn keep_alive(mut self, owner: KeepAlive) -> Self {
+        self.raw.keep = Some(owner);
+        self
+    }
+
+    /// The largest payload this ring takes.
+    pub fn max_record(&self) -> usize {
+        self.raw.max as usize
+    }
+
+    /// Records skipped so far (aborted by their producer, or unblocked by a consumer).
+    pub fn skipped(&self) -> u64 {
+        // ORDERING: Relaxed; a statistic.
+        self.raw.hdr().skipped.load(Ordering::Relaxed)
+    }
+
+    /// This side's position (bytes consumed since the ring's first position).
+    pub fn position(&self) -> u64 {
+        self.head
+    }
+
+    /// Bytes between the consumer and the producers' tail (claimed, committed or padding).
+    pub fn len(&self) -> usize {
+        // ORDERING: Relaxed; an estimate.
+        let tail = self.raw.hdr().tail.load(Ordering::Relaxed);
+        tail.wrapping_sub(self.head).min(self.raw.cap) as usize
+    }
+
+    /// Whether nothing is claimed after the consumer's position.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Gives `[off, off + size)` back to the producers.
+    fn advance(&mut self, off: u64, size: u64) {
+        self.raw.zero(off, size);
+        self.head = self.head.wrapping_add(size);
+        // ORDERING: Release; pairs with the producers' Acquire load of `head` in claim_at:
+        // our zeroing and our reads of the record happen-before they reuse the space.
+        self.raw.hdr().head.store(self.head, Ordering::Release);
+    }
+
+    /// Validates a header word read at `off`; returns (state, payload length, owner).
+    fn decode(&self, off: u64, w: u64) -> Result<(u64, u64, u32), ReadError> {
+        if w & RESERVED != 0 {
+            return Err(ReadError::Corrupt("reserved header bits set"));
+        }
+        let state = (w >> STATE_SHIFT) & 3;
+        let len = w & 0xffff_ffff;
+        let owner = (w >> OWNER_SHIFT) as u32;
+        if state == COMMITTED || state == CLAIMED {
+            if len == 0 || len > self.raw.max {
+                return Err(ReadError::Corrupt("record length out of range"));
+            }
+        } else if state == PADDING && len % 8 != 0 {
+            return Err(ReadError::Corrupt("padding length not a multiple of 8"));
+        }
+        if off + RECORD_HEADER as u64 + len > self.raw.cap {
+            return Err(ReadError::Corrupt("record runs past the end of the buffer"));
+        }
+        Ok((state, len, owner))
+    }
+
+    /// The next committed record, read in place; it is consumed when the returned handle is
+    /// dropped. Padding is skipped on the way.
+    ///
+    /// # Errors
+    /// `Empty`, `Pending` (the next record is claimed but not committed: wait, or
+    /// [`unblock`](Self::unblock) it), `Corrupt`.
+    pub fn read(&mut self) -> Result<Record<'_>, ReadError> {
+        loop {
+            let off = self.head & self.raw.mask;
+            // ORDERING: RECORD_HDR_LOAD (Acquire); pairs with the producer's commit CAS
+            // (Release) and padding stores, so the payload written before is visible.
+            let w = self.raw.header(off).load(RECORD_HDR_LOAD);
+            if w == EMPTY {
+                // ORDERING: Relaxed; only tells "nothing claimed" from "claimed, header not
+                // written yet"; the header itself is re-read with Acquire.
+                let tail = self.raw.hdr().tail.load(Ordering::Relaxed);
+                let ahead = tail.wrapping_sub(self.head);
+                if ahead > self.raw.cap {
+                    return Err(ReadError::Corrupt("tail more than a capacity ahead"));
+                }
+                return Err(if ahead == 0 {
+                    ReadError::Empty
+                } else {
+                    ReadError::Pending
+                });
+            }
+            let (state, len, _) = self.decode(off, w)?;
+            match state {
+                COMMITTED => {
+                    return Ok(Record { c: self, off, len });
+                }
+                PADDING => {
+                    if w & SKIP_BIT != 0 {
+                        // ORDERING: Relaxed; a statistic, written only by the consumer.
+                        let h = self.raw.hdr();
+                        h.skipped
+                            .store(h.skipped.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                    }
+                    self.advance(off, RECORD_HEADER as u64 + len);
+                }
+                _ => return Err(ReadError::Pending),
+            }
+        }
+    }
+
+    /// Turns the pending claim at the consumer's position into padding if its producer is dead
+    /// (`is_alive(owner tag)` is false) or `force` is given (the caller's timeout expired). A
+    /// claim whose header was never written (its producer died right after claiming) has no
+    /// owner to ask: it is skipped only with `force`.
+    pub fn unblock(&mut self, is_alive: &dyn Fn(u32) -> bool, force: bool) -> Unblock {
+        let off = self.head & self.raw.mask;
+        // ORDERING: Acquire; as in `read`.
+        let w = self.raw.header(off).load(RECORD_HDR_LOAD);
+        if w == EMPTY {
+            if !force {
+                return Unblock::StillAlive;
+            }
+            // ORDERING: Relaxed; as in `read`.
+            let tail = self.raw.hdr().tail.load(Ordering::Relaxed);
+            let ahead = tail.wrapping_sub(self.head);
+            if ahead == 0 || ahead > self.raw.cap {
+                return Unblock::NothingPending;
+            }
+            // Free space is zero: the claim ends at the next written header, at the tail, or
+            // at the end of the buffer, whichever comes first.
+            let limit = ahead.min(self.raw.cap - off);
+            let mut end = RECORD_HEADER as u64;
+            while end < limit {
+                // ORDERING: Acquire; as in `read`.
+                if self.raw.header(off + end).load(RECORD_HDR_LOAD) != EMPTY {
+                    break;
+                }
+                end += 8;
+            }
+            let pad = word(end - RECORD_HEADER as u64, PADDING, 0) | SKIP_BIT;
+            // ORDERING: AcqRel; a producer writing its claimed header now (also a CAS from
+            // empty) races with us: exactly one of the two wins.
+            return match self.raw.header(off).compare_exchange(
+                EMPTY,
+                pad,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => Unblock::Skipped,
+                Err(_) => Unblock::StillAlive,
+            };
+        }
+        let Ok((state, len, owner)) = self.decode(off, w) else {
+            return Unblock::NothingPending;
+        };
+        if state != CLAIMED {
+            return Unblock::NothingPending;
+        }
+        if !force && is_alive(owner) {
+            return Unblock::StillAlive;
+        }
+        let size = align8(RECORD_HEADER as u64 + len);
+        // ORDERING: AcqRel; races with the producer's commit CAS: exactly one wins.
+        match self.raw.header(off).compare_exchange(
+            w,
+            word(size - RECORD_HEADER as u64, PADDING, owner) | SKIP_BIT,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => Unblock::Skipped,
+            Err(_) => Unblock::StillAlive,
+        }
+    }
+}
+
+/// A committed record, borrowed in place; consumed (and its space given back) on drop.
+pub struct Record<'a> {
+    c: &'a mut RecordConsumer,
+    off: u64,
+    len: u64,
+}
+
+impl core::fmt::Debug for Record<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Record")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Record<'_> {
+    /// Payload bytes.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the payload is empty (never: records hold at least one byte).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies the payload into the start of `dst` (which must hold [`len`](Self::len) bytes).
+    ///
+    /// # Panics
+    /// If `dst` is shorter than the record.
+    pub fn copy_to(&self, dst: &mut [u8]) {
+        let n = self.len as usize;
+        self.c
+            .raw
+            .read(self.off + RECORD_HEADER as u64, &mut dst[..n]);
+    }
+
+    /// The payload, copied.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0u8; self.len as usize];
+        self.copy_to(&mut v);
+        v
+    }
+
+    /// The payload in place (zero copy).
+    ///
+    /// # Safety
+    /// No other process may write the record while the slice lives: true of cooperating
+    /// producers (a committed record is never written again), not of a hostile one.
+    #[cfg(not(loom))]
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: in bounds (validated in `read`); the caller vouches for the writers.
+        unsafe {
+            core::slice::from_raw_parts(
+                self.c
+                    .raw
+                    .data
+                    .as_ptr()
+                    .cast::<u8>()
+                    .add((self.off + RECORD_HEADER as u64) as usize),
+                self.len as usize,
+            )
+        }
+    }
+}
+
+impl Drop for Record<'_> {
+    fn drop(&mut self) {
+        let size = align8(RECORD_HEADER as u64 + self.len);
+        self.c.advance(self.off, size);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::HeapRegion;
+
+    #[test]
+    fn records_of_many_lengths_across_many_wraps() {
+        for start in [0u64, (u64::MAX - 1024) & !7] {
+            let (mut p, mut c) = HeapRegion::record_at(1024, start);
+            let max = p.max_record();
+            assert_eq!(max, 120);
+            let rounds = if cfg!(miri) { 40 } else { 2000 };
+            for round in 0..rounds {
+                let len = 1 + round * 7 % max;
+                let payload: Vec<u8> = (0..len).map(|i| (i + round) as u8).collect();
+                p.send(&payload).unwrap();
+                let rec = c.read().unwrap();
+                assert_eq!(rec.to_vec(), payload);
+                drop(rec);
+                assert_eq!(c.read().err(), Some(ReadError::Empty));
+            }
+            assert_eq!(c.skipped(), 0);
+        }
+    }
+
+    #[test]
+    fn full_then_room_again() {
+        let (mut p, mut c) = HeapRegion::record(256);
+        // 256 bytes: records of 24 (16 + 8 header) fit ten times.
+        let mut n = 0;
+        while p.send(&[n as u8; 16]).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 10);
+        assert_eq!(p.send(&[0; 16]), Err(ClaimError::Full));
+        assert_eq!(c.read().unwrap().to_vec(), [0u8; 16]);
+        p.send(&[99; 16]).unwrap();
+        for i in 1..10 {
+            assert_eq!(c.read().unwrap().to_vec(), [i as u8; 16]);
+        }
+        assert_eq!(c.read().unwrap().to_vec(), [99u8; 16]);
+    }
+
+    #[test]
+    fn lengths_are_checked_at_claim() {
+        let (mut p, _c) = HeapRegion::record(1024);
+        assert_eq!(
+            p.claim(0).err(),
+            Some(ClaimError::BadLength { len: 0, max: 120 })
+        );
+        assert_eq!(
+            p.claim(121).err(),
+            Some(ClaimError::BadLength { len: 121, max: 120 })
+        );
+        assert!(p.claim(120).is_ok());
+    }
+
+    #[test]
+    fn pending_until_committed_and_aborts_are_skipped() {
+        let (mut p, mut c) = HeapRegion::record(1024);
+        let mut p2 = p.clone();
+        let mut first = p.claim(10).unwrap();
+        p2.send(b"second").unwrap();
+        // The first record is claimed, not committed: the second waits behind it.
+        assert_eq!(c.read().err(), Some(ReadError::Pending));
+        first.write(0, b"first-rec!");
+        first.commit().unwrap();
+        assert_eq!(c.read().unwrap().to_vec(), b"first-rec!");
+        assert_eq!(c.read().unwrap().to_vec(), b"second");
+        p.claim(5).unwrap().abort();
+        drop(p.claim(7).unwrap()); // dropping aborts too
+        p2.send(b"third").unwrap();
+        assert_eq!(c.read().unwrap().to_vec(), b"third");
+        assert_eq!(c.skipped(), 2);
+    }
+
+    #[test]
+    fn dead_or_stalled_claims_are_unblocked() {
+        let (mut p, mut c) = HeapRegion::record(1024);
+        let mut p2 = p.clone();
+        let claim = p.claim(30).unwrap();
+        core::mem::forget(claim); // the producer "dies" between claim and commit
+        p2.send(b"after").unwrap();
+        assert_eq!(c.read().err(), Some(ReadError::Pending));
+        // Owner 0 (the heap ring's producers) alive: nothing happens without force.
+        assert_eq!(c.unblock(&|_| true, false), Unblock::StillAlive);
+        assert_eq!(c.unblock(&|_| false, false), Unblock::Skipped);
+        assert_eq!(c.read().unwrap().to_vec(), b"after");
+        assert_eq!(c.skipped(), 1);
+
+        // A stalled (live) producer is skipped with force; its late commit fails.
+        let mut claim = p.claim(8).unwrap();
+        assert_eq!(c.unblock(&|_| true, true), Unblock::Skipped);
+        claim.write(0, b"too late"); // checked: does not write into skipped space
+        assert_eq!(claim.commit(), Err(CommitError::Unblocked));
+        assert_eq!(c.read().err(), Some(ReadError::Empty));
+        assert_eq!(c.skipped(), 2);
+    }
+
+    #[test]
+    fn claim_without_a_header_is_padded_up_to_the_next_record() {
+        let (mut p, mut c) = HeapRegion::record(1024);
+        // Simulate a producer that died right after its CAS on the tail: 48 bytes claimed,
+        // no header written.
+        let raw = p.raw.clone();
+        let h = raw.hdr();
+        let t = h.tail.load(Ordering::Relaxed);
+        h.tail.store(t + 48, Ordering::Relaxed);
+        p.send(b"next").unwrap();
+        assert_eq!(c.read().err(), Some(ReadError::Pending));
+        assert_eq!(c.unblock(&|_| false, false), Unblock::StillAlive);
+        assert_eq!(c.unblock(&|_| false, true), Unblock::Skipped);
+        assert_eq!(c.read().unwrap().to_vec(), b"next");
+        // And at the very tail (nothing after it).
+        let t = h.tail.load(Ordering::Relaxed);
+        h.tail.store(t + 64, Ordering::Relaxed);
+        assert_eq!(c.read().err(), Some(ReadError::Pending));
+        assert_eq!(c.unblock(&|_| false, true), Unblock::Skipped);
+        assert_eq!(c.read().err(), Some(ReadError::Empty));
+        p.send(b"still fine").unwrap();
+        assert_eq!(c.read().unwrap().to_vec(), b"still fine");
+    }
+
+    #[test]
+    fn hostile_headers_are_corrupt() {
+        let (mut p, mut c) = HeapRegion::record(1024);
+        p.send(b"x").unwrap();
+        let off = c.head & c.raw.mask;
+        for bad in [
+            word(0, COMMITTED, 0),           // empty record
+            word(5000, COMMITTED, 0),        // longer than the maximum
+            word(5, PADDING, 0),             // misaligned padding
+            word(2000, PADDING, 0),          // padding past the end
+            word(5, COMMITTED, 0) | 1 << 36, // reserved bit
+        ] {
+            c.raw.header(off).store(bad, Ordering::Relaxed);
+            assert!(
+                matches!(c.read().err(), Some(ReadError::Corrupt(_))),
+                "{bad:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_positions_are_refused_at_attach() {
+        let region = HeapRegion::new(RecordRing::required_size(1024));
+        // SAFETY: the region outlives the handles.
+        unsafe {
+            RecordRing::init(region.as_ptr(), region.len(), 1024, 0).unwrap();
+            let h = &*region.as_ptr().cast::<Header>();
+            h.tail.store(5000, Ordering::Relaxed);
+            assert!(matches!(
+                RecordRing::producer(region.as_ptr(), region.len(), 1),
+                Err(AttachError::Corrupt(_))
+            ));
+            h.tail.store(12, Ordering::Relaxed);
+            assert!(RecordRing::producer(region.as_ptr(), region.len(), 1).is_err());
+        }
+    }
+
+    #[test]
+    fn three_threads_deliver_everything_in_order_per_producer() {
+        let per: u32 = if cfg!(miri) { 10 } else { 20_000 };
+        let (p, mut c) = HeapRegion::record(4096);
+        let handles: Vec<_> = (0..3u32)
+            .map(|id| {
+                let mut p = p.clone();
+                std::thread::spawn(move || {
+                    for i in 0..per {
+                        let len = 4 + (i as usize * 13 + id as usize) % 200;
+                        let mut payload = vec![0u8; len];
+                        payload[..4].copy_from_slice(&(id << 24 | i).to_le_bytes());
+                        for (k, b) in payload[4..].iter_mut().enumerate() {
+                            *b = (i as usize + k) as u8;
+                        }
+                        loop {
+                            match p.send(&payload) {
+                                Ok(()) => break,
+                                Err(ClaimError::Full) => std::thread::yield_now(),
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(p);
+        let mut next = [0u32; 3];
+        let mut got = 0;
+        while got < 3 * per {
+            match c.read() {
+                Ok(r) => {
+                    let v = r.to_vec();
+                    let tag = u32::from_le_bytes(v[..4].try_into().unwrap());
+                    let (id, i) = ((tag >> 24) as usize, tag & 0xff_ffff);
+                    assert_eq!(i, next[id], "order of producer {id}");
+                    assert_eq!(v.len(), 4 + (i as usize * 13 + id) % 200);
+                    for (k, b) in v[4..].iter().enumerate() {
+                        assert_eq!(*b, (i as usize + k) as u8);
+                    }
+                    next[id] += 1;
+                    got += 1;
+                }
+                Err(ReadError::Empty | ReadError::Pending) => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+}
