@@ -51,6 +51,11 @@ use crate::{
     sync::{AtomicU64, Ordering, RECORD_COMMIT, RECORD_HDR_LOAD},
 };
 
+/// Consecutive inconsistent position readings (tail more than a capacity past head) a producer
+/// retries before it calls the ring corrupt: a stale tail read by a descheduled producer looks
+/// the same for a moment, a hostile ring looks the same forever.
+const INCONSISTENT_LIMIT: u32 = 1 << 16;
+
 /// Bytes of a record header.
 pub const RECORD_HEADER: usize = 8;
 
@@ -407,6 +412,7 @@ impl RecordRing {
             raw,
             owner,
             cached_head,
+            inconsistent: 0,
             _not_sync: PhantomData,
         })
     }
@@ -440,6 +446,8 @@ pub struct RecordProducer {
     raw: Raw,
     owner: u32,
     cached_head: u64,
+    /// Consecutive claims that found `tail - head` above the capacity.
+    inconsistent: u32,
     _not_sync: PhantomData<core::cell::Cell<()>>,
 }
 
@@ -449,6 +457,7 @@ impl Clone for RecordProducer {
             raw: self.raw.clone(),
             owner: self.owner,
             cached_head: self.cached_head,
+            inconsistent: 0,
             _not_sync: PhantomData,
         }
     }
@@ -519,12 +528,16 @@ impl RecordProducer {
             self.cached_head = h.head.load(Ordering::Acquire);
             let used = tail.wrapping_sub(self.cached_head);
             if used > self.raw.cap {
-                // Our tail was read before the head moved past it: read the tail again.
-                if self.cached_head.wrapping_sub(tail) <= self.raw.cap {
-                    return Ok(false);
+                // Either our tail is stale (we were descheduled while the others claimed and
+                // the consumer followed: head passed it), or the ring is corrupt. Read the
+                // tail again; only a ring that stays inconsistent is called corrupt.
+                self.inconsistent += 1;
+                if self.inconsistent > INCONSISTENT_LIMIT {
+                    return Err(ClaimError::Corrupt);
                 }
-                return Err(ClaimError::Corrupt);
+                return Ok(false);
             }
+            self.inconsistent = 0;
             if used + size > self.raw.cap {
                 return Err(ClaimError::Full);
             }
@@ -842,10 +855,15 @@ impl RecordConsumer {
                     ReadError::Pending
                 });
             }
-            let (state, len, _) = self.decode(off, w)?;
+            let (state, len, owner) = self.decode(off, w)?;
             match state {
                 COMMITTED => {
-                    return Ok(Record { c: self, off, len });
+                    return Ok(Record {
+                        c: self,
+                        off,
+                        len,
+                        owner,
+                    });
                 }
                 PADDING => {
                     if w & SKIP_BIT != 0 {
@@ -931,6 +949,7 @@ pub struct Record<'a> {
     c: &'a mut RecordConsumer,
     off: u64,
     len: u64,
+    owner: u32,
 }
 
 impl core::fmt::Debug for Record<'_> {
@@ -950,6 +969,12 @@ impl Record<'_> {
     /// Whether the payload is empty (never: records hold at least one byte).
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The owner tag of the producer that wrote it (as given to
+    /// [`RecordRing::producer`]; written by that producer, so only as trustworthy as it).
+    pub fn owner(&self) -> u32 {
+        self.owner
     }
 
     /// Copies the payload into the start of `dst` (which must hold [`len`](Self::len) bytes).
@@ -1140,6 +1165,22 @@ mod tests {
                 "{bad:#x}"
             );
         }
+    }
+
+    #[test]
+    fn a_head_running_away_ends_in_corrupt_not_a_livelock() {
+        let (mut p, c) = HeapRegion::record(1024);
+        // ORDERING: Relaxed; test setup.
+        c.raw.hdr().head.store(1 << 40, Ordering::Relaxed);
+        // The producer looks at the head once its cached view of the free space runs out.
+        let mut last = Ok(());
+        for _ in 0..20 {
+            last = p.send(&[1; 100]);
+            if last.is_err() {
+                break;
+            }
+        }
+        assert_eq!(last, Err(ClaimError::Corrupt));
     }
 
     #[test]
