@@ -153,6 +153,30 @@ pub(crate) const fn align_up(v: usize, align: usize) -> usize {
     (v + align - 1) & !(align - 1)
 }
 
+/// The first steps of every attach: the region holds `header_end` bytes at the ring alignment,
+/// starts with a ring of `kind` holding `T`s, and is large enough for that ring's capacity
+/// (`required(capacity)`). Returns the header, of type `H`, and the capacity.
+///
+/// # Safety
+/// `ptr` must be valid for reads of `len` bytes, and `H` must be `repr(C)` with a
+/// [`PaddedMeta`] as its first field and only atomics after it.
+pub(crate) unsafe fn open_ring<H, T>(
+    ptr: *mut u8,
+    len: usize,
+    kind: Kind,
+    header_end: usize,
+    required: impl Fn(u64) -> usize,
+) -> Result<(core::ptr::NonNull<H>, u64), AttachError> {
+    check_region(ptr, len, header_end)?;
+    let hdr = core::ptr::NonNull::new(ptr.cast::<H>()).ok_or(AttachError::Misaligned)?;
+    // SAFETY: in bounds and aligned (checked); the meta is H's first field (caller) and holds
+    // only atomics.
+    let meta = unsafe { &*ptr.cast::<PaddedMeta>() };
+    let cap = meta.validate::<T>(kind)?;
+    check_region(ptr, len, required(cap))?;
+    Ok((hdr, cap))
+}
+
 /// Checks that `[ptr, ptr + len)` can hold `needed` bytes at `align`.
 pub(crate) fn check_region(ptr: *mut u8, len: usize, needed: usize) -> Result<(), AttachError> {
     if (ptr as usize) % REGION_ALIGN != 0 {

@@ -27,7 +27,7 @@ use crossbeam_utils::{Backoff, CachePadded};
 use crate::{
     KeepAlive,
     error::{AttachError, PopError, PushError},
-    header::{Kind, Meta, PaddedMeta, align_up, check_capacity, check_region},
+    header::{Kind, Meta, PaddedMeta, align_up, check_capacity, check_region, open_ring},
     sync::{AtomicU64, MPMC_SEQ_LOAD, MPMC_SEQ_STORE, Ordering, UnsafeCell, spin_hint},
 };
 
@@ -119,12 +119,18 @@ impl<T: Pod> MpmcRing<T> {
     /// # Safety
     /// As for [`sender`](Self::sender).
     unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Raw<T>, AttachError> {
-        check_region(ptr, len, slots_offset::<T>())?;
-        let hdr = NonNull::new(ptr.cast::<Header>()).ok_or(AttachError::Misaligned)?;
-        // SAFETY: in bounds and aligned (checked); atomics only.
+        // SAFETY: forwarded contract; Header is repr(C) with the meta first.
+        let (hdr, cap) = unsafe {
+            open_ring::<Header, T>(
+                ptr,
+                len,
+                Kind::Mpmc,
+                slots_offset::<T>(),
+                Self::required_size,
+            )?
+        };
+        // SAFETY: a checked header in bounds; atomics only.
         let h = unsafe { hdr.as_ref() };
-        let cap = h.meta.validate::<T>(Kind::Mpmc)?;
-        check_region(ptr, len, Self::required_size(cap))?;
         // ORDERING: Relaxed; a sanity check only, the protocol re-reads both.
         let enq = h.enq.load(Ordering::Relaxed);
         // ORDERING: as above.

@@ -47,7 +47,7 @@ use crossbeam_utils::CachePadded;
 use crate::{
     KeepAlive,
     error::AttachError,
-    header::{Kind, Meta, PaddedMeta, Role, check_region},
+    header::{Kind, Meta, PaddedMeta, Role, check_region, open_ring},
     sync::{AtomicU64, Ordering, RECORD_COMMIT, RECORD_HDR_LOAD},
 };
 
@@ -364,13 +364,13 @@ impl RecordRing {
     /// # Safety
     /// As for [`producer`](Self::producer).
     unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Raw, AttachError> {
-        check_region(ptr, len, data_offset())?;
-        let hdr = NonNull::new(ptr.cast::<Header>()).ok_or(AttachError::Misaligned)?;
-        // SAFETY: in bounds and aligned (checked); atomics only.
-        let h = unsafe { hdr.as_ref() };
-        let cap = h.meta.validate::<u64>(Kind::Record)?;
+        // SAFETY: forwarded contract; Header is repr(C) with the meta first.
+        let (hdr, cap) = unsafe {
+            open_ring::<Header, u64>(ptr, len, Kind::Record, data_offset(), Self::required_size)?
+        };
         Self::check_capacity(cap)?;
-        check_region(ptr, len, Self::required_size(cap))?;
+        // SAFETY: a checked header in bounds; atomics only.
+        let h = unsafe { hdr.as_ref() };
         // ORDERING: Acquire; pairs with the consumer's Release store of `head`.
         let head = h.head.load(Ordering::Acquire);
         // ORDERING: Relaxed; a sanity check, the protocol re-reads it.

@@ -26,7 +26,7 @@ use crossbeam_utils::CachePadded;
 use crate::{
     KeepAlive,
     error::{AttachError, ChunkError, PopError, PushError},
-    header::{Kind, Meta, PaddedMeta, Role, align_up, check_capacity, check_region},
+    header::{Kind, Meta, PaddedMeta, Role, align_up, check_capacity, check_region, open_ring},
     sync::{
         AtomicU64, Ordering, SPSC_HEAD_LOAD, SPSC_HEAD_STORE, SPSC_TAIL_LOAD, SPSC_TAIL_STORE,
         UnsafeCell,
@@ -104,12 +104,18 @@ impl<T: Pod> SpscRing<T> {
         owner: u64,
         is_alive: &dyn Fn(u64) -> bool,
     ) -> Result<Raw<T>, AttachError> {
-        check_region(ptr, len, slots_offset::<T>())?;
-        let hdr = NonNull::new(ptr.cast::<Header>()).ok_or(AttachError::Misaligned)?;
-        // SAFETY: the header is in bounds and aligned (checked); it holds only atomics.
+        // SAFETY: forwarded contract; Header is repr(C) with the meta first.
+        let (hdr, cap) = unsafe {
+            open_ring::<Header, T>(
+                ptr,
+                len,
+                Kind::Spsc,
+                slots_offset::<T>(),
+                Self::required_size,
+            )?
+        };
+        // SAFETY: a checked header in bounds; it holds only atomics.
         let h = unsafe { hdr.as_ref() };
-        let cap = h.meta.validate::<T>(Kind::Spsc)?;
-        check_region(ptr, len, Self::required_size(cap))?;
         // ORDERING: Acquire for both; pair with the Release stores of the previous endpoints
         // (or the hand-over after init), so an attaching side starts from published positions.
         let tail = h.tail.load(Ordering::Acquire);

@@ -43,7 +43,7 @@ use crossbeam_utils::CachePadded;
 use crate::{
     KeepAlive,
     error::{AttachError, PopError, PushError},
-    header::{Kind, Meta, PaddedMeta, Role, align_up, check_capacity, check_region},
+    header::{Kind, Meta, PaddedMeta, Role, align_up, check_capacity, check_region, open_ring},
     sync::{AtomicU64, Ordering, STAMPED_SEQ_LOAD, STAMPED_SEQ_STORE, UnsafeCell},
 };
 
@@ -143,12 +143,18 @@ impl<T: Pod> StampedRing<T> {
         owner: u64,
         is_alive: &dyn Fn(u64) -> bool,
     ) -> Result<Raw<T>, AttachError> {
-        check_region(ptr, len, slots_offset::<T>())?;
-        let hdr = NonNull::new(ptr.cast::<Header>()).ok_or(AttachError::Misaligned)?;
-        // SAFETY: in bounds and aligned (checked); atomics only.
+        // SAFETY: forwarded contract; Header is repr(C) with the meta first.
+        let (hdr, cap) = unsafe {
+            open_ring::<Header, T>(
+                ptr,
+                len,
+                Kind::SpscStamped,
+                slots_offset::<T>(),
+                Self::required_size,
+            )?
+        };
+        // SAFETY: a checked header in bounds; atomics only.
         let h = unsafe { hdr.as_ref() };
-        let cap = h.meta.validate::<T>(Kind::SpscStamped)?;
-        check_region(ptr, len, Self::required_size(cap))?;
         // ORDERING: Acquire for both; a sanity check of the published positions, which are
         // only starting points (the stamps order the data).
         let tail = h.tail.load(Ordering::Acquire);
