@@ -39,6 +39,7 @@ pub mod mpmc;
 pub mod record;
 #[cfg(not(loom))]
 mod region;
+mod slot;
 pub mod spsc;
 pub mod stamped;
 mod sync;

@@ -28,7 +28,8 @@ use crate::{
     KeepAlive,
     error::{AttachError, PopError, PushError},
     header::{Kind, Meta, PaddedMeta, align_up, check_capacity, check_region, open_ring},
-    sync::{AtomicU64, MPMC_SEQ_LOAD, MPMC_SEQ_STORE, Ordering, UnsafeCell, spin_hint},
+    slot::{Slot, init_slots},
+    sync::{AtomicU64, MPMC_SEQ_LOAD, MPMC_SEQ_STORE, Ordering, spin_hint},
 };
 
 #[repr(C)]
@@ -36,12 +37,6 @@ struct Header {
     meta: PaddedMeta,
     enq: CachePadded<AtomicU64>,
     deq: CachePadded<AtomicU64>,
-}
-
-#[repr(C)]
-struct Slot<T> {
-    seq: AtomicU64,
-    value: UnsafeCell<T>,
 }
 
 /// Retries on a slot whose stamp is ahead while the position stays the same, before the ring
@@ -104,15 +99,9 @@ impl<T: Pod> MpmcRing<T> {
         // SAFETY: in bounds and aligned (checked); exclusive during init (caller).
         unsafe { ptr.cast::<Header>().write(hdr) };
         let slots = ptr.wrapping_add(slots_offset::<T>()).cast::<Slot<T>>();
-        for k in 0..capacity {
-            let pos = start.wrapping_add(k);
-            let slot = Slot {
-                seq: AtomicU64::new(pos),
-                value: UnsafeCell::new(T::zeroed()),
-            };
-            // SAFETY: slot index < capacity lies inside the region, aligned for Slot<T>.
-            unsafe { slots.add((pos & (capacity - 1)) as usize).write(slot) };
-        }
+        // SAFETY: the slot array lies inside the region (required_size checked), aligned;
+        // exclusive during init (caller).
+        unsafe { init_slots(slots, capacity, start) };
         Ok(())
     }
 

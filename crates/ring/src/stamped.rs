@@ -44,7 +44,8 @@ use crate::{
     KeepAlive,
     error::{AttachError, PopError, PushError},
     header::{Kind, Meta, PaddedMeta, Role, align_up, check_capacity, check_region, open_ring},
-    sync::{AtomicU64, Ordering, STAMPED_SEQ_LOAD, STAMPED_SEQ_STORE, UnsafeCell},
+    slot::{Slot, init_slots},
+    sync::{AtomicU64, Ordering, STAMPED_SEQ_LOAD, STAMPED_SEQ_STORE},
 };
 
 #[repr(C)]
@@ -52,12 +53,6 @@ struct Header {
     meta: PaddedMeta,
     tail: CachePadded<AtomicU64>,
     head: CachePadded<AtomicU64>,
-}
-
-#[repr(C)]
-struct Slot<T> {
-    seq: AtomicU64,
-    value: UnsafeCell<T>,
 }
 
 /// The positions in the header are refreshed every this many operations (and when a handle is
@@ -122,15 +117,9 @@ impl<T: Pod> StampedRing<T> {
         // SAFETY: in bounds and aligned (checked); exclusive during init (caller).
         unsafe { ptr.cast::<Header>().write(hdr) };
         let slots = ptr.wrapping_add(slots_offset::<T>()).cast::<Slot<T>>();
-        for k in 0..capacity {
-            let pos = start.wrapping_add(k);
-            let slot = Slot {
-                seq: AtomicU64::new(pos),
-                value: UnsafeCell::new(T::zeroed()),
-            };
-            // SAFETY: slot index < capacity lies inside the region, aligned for Slot<T>.
-            unsafe { slots.add((pos & (capacity - 1)) as usize).write(slot) };
-        }
+        // SAFETY: the slot array lies inside the region (required_size checked), aligned;
+        // exclusive during init (caller).
+        unsafe { init_slots(slots, capacity, start) };
         Ok(())
     }
 
