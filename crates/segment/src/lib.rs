@@ -41,6 +41,8 @@
 
 mod error;
 mod fdpass;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod layout;
 mod list;
 mod segment;

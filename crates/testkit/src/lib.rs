@@ -91,3 +91,10 @@ impl Drop for Cleanup {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// Pins the calling thread to `core`; false if the machine does not have it.
+pub fn pin_to(core: usize) -> bool {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(core).is_ok()
+        && nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
+}
