@@ -29,6 +29,8 @@ pub enum Kind {
     SpscStamped = 3,
     /// Variable-length records, any number of producers, one consumer.
     Record = 4,
+    /// Fixed-size slots of byte messages, one producer, any number of readers (fan-out).
+    Broadcast = 5,
 }
 
 /// Identity and geometry, on its own cache lines.
@@ -59,10 +61,15 @@ fn elem_word<T>() -> u64 {
 
 impl Meta {
     pub(crate) fn new<T>(kind: Kind, capacity: u64) -> Self {
+        Self::with_elem(kind, elem_word::<T>(), capacity)
+    }
+
+    /// A meta whose element word is given (rings whose element size is chosen at run time).
+    pub(crate) fn with_elem(kind: Kind, elem: u64, capacity: u64) -> Self {
         Self {
             magic: AtomicU64::new(RING_MAGIC),
             kind: AtomicU64::new(kind as u64),
-            elem: AtomicU64::new(elem_word::<T>()),
+            elem: AtomicU64::new(elem),
             capacity: AtomicU64::new(capacity),
             claims: [AtomicU64::new(0), AtomicU64::new(0)],
         }
@@ -70,6 +77,19 @@ impl Meta {
 
     /// Checks identity and geometry; returns the capacity.
     pub(crate) fn validate<T>(&self, kind: Kind) -> Result<u64, AttachError> {
+        let (elem, cap) = self.validate_kind(kind)?;
+        if elem != elem_word::<T>() {
+            return Err(AttachError::WrongElement {
+                size: elem as u32,
+                align: (elem >> 32) as u32,
+            });
+        }
+        Ok(cap)
+    }
+
+    /// Checks the magic, the kind and the capacity; returns the element word (not checked)
+    /// and the capacity.
+    pub(crate) fn validate_kind(&self, kind: Kind) -> Result<(u64, u64), AttachError> {
         // ORDERING: Relaxed for all four: written once before the region was handed over; the
         // hand-over (segment init_state Acquire, or thread spawn) orders them.
         if self.magic.load(Ordering::Relaxed) != RING_MAGIC {
@@ -81,16 +101,10 @@ impl Meta {
         }
         // ORDERING: as above.
         let elem = self.elem.load(Ordering::Relaxed);
-        if elem != elem_word::<T>() {
-            return Err(AttachError::WrongElement {
-                size: elem as u32,
-                align: (elem >> 32) as u32,
-            });
-        }
         // ORDERING: as above.
         let cap = self.capacity.load(Ordering::Relaxed);
         check_capacity(cap, kind)?;
-        Ok(cap)
+        Ok((elem, cap))
     }
 
     /// Claims an SPSC role for `owner` (non-zero), taking it over if the holder is dead.
@@ -167,14 +181,34 @@ pub(crate) unsafe fn open_ring<H, T>(
     header_end: usize,
     required: impl Fn(u64) -> usize,
 ) -> Result<(core::ptr::NonNull<H>, u64), AttachError> {
+    // SAFETY: forwarded contract.
+    let (hdr, _, cap) = unsafe { open_ring_raw::<H>(ptr, len, kind, header_end)? };
+    // SAFETY: as above; the meta was read in bounds just now.
+    let meta = unsafe { &*ptr.cast::<PaddedMeta>() };
+    meta.validate::<T>(kind)?;
+    check_region(ptr, len, required(cap))?;
+    Ok((hdr, cap))
+}
+
+/// The first steps of an attach to a ring whose element word is checked by the caller:
+/// returns the header, the element word and the capacity (the region is checked to hold
+/// `header_end` bytes only).
+///
+/// # Safety
+/// As for [`open_ring`].
+pub(crate) unsafe fn open_ring_raw<H>(
+    ptr: *mut u8,
+    len: usize,
+    kind: Kind,
+    header_end: usize,
+) -> Result<(core::ptr::NonNull<H>, u64, u64), AttachError> {
     check_region(ptr, len, header_end)?;
     let hdr = core::ptr::NonNull::new(ptr.cast::<H>()).ok_or(AttachError::Misaligned)?;
     // SAFETY: in bounds and aligned (checked); the meta is H's first field (caller) and holds
     // only atomics.
     let meta = unsafe { &*ptr.cast::<PaddedMeta>() };
-    let cap = meta.validate::<T>(kind)?;
-    check_region(ptr, len, required(cap))?;
-    Ok((hdr, cap))
+    let (elem, cap) = meta.validate_kind(kind)?;
+    Ok((hdr, elem, cap))
 }
 
 /// Checks that `[ptr, ptr + len)` can hold `needed` bytes at `align`.

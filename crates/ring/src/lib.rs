@@ -15,6 +15,9 @@
 //! - [`RecordRing`]: variable-length records, any number of [`RecordProducer`]s and one
 //!   [`RecordConsumer`]; zero-copy [`Claim`]s committed or aborted; a producer that dies or
 //!   stalls between claim and commit is skipped ([`RecordConsumer::unblock`]).
+//! - [`BroadcastRing`]: one [`BroadcastProducer`], any number of [`BroadcastReader`]s that
+//!   attach at any time; the producer never waits, a reader a whole ring behind is told
+//!   exactly how many messages it lost (seqlock slots: never a torn message).
 //!
 //! Elements are `T: bytemuck::Pod`: every bit pattern is a valid value, so a corrupt or hostile
 //! peer can change message contents but never create an invalid value. Every position read from
@@ -33,7 +36,11 @@
 // alignment (`header::align_up`), checked by `check_region`.
 #![allow(clippy::cast_ptr_alignment)]
 
+pub mod broadcast;
 mod error;
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod header;
 pub mod mpmc;
 pub mod record;
@@ -44,6 +51,7 @@ pub mod spsc;
 pub mod stamped;
 mod sync;
 
+pub use broadcast::{BroadcastProducer, BroadcastReader, BroadcastRing, RecvError, SendError};
 pub use error::{AttachError, ChunkError, PopError, PushError};
 pub use header::{MAX_CAPACITY, REGION_ALIGN, RING_MAGIC};
 pub use mpmc::{MpmcRing, Receiver, Sender};

@@ -10,8 +10,8 @@ use std::{
 use bytemuck::Pod;
 
 use crate::{
-    KeepAlive, MpmcRing, RecordConsumer, RecordProducer, RecordRing, SpscRing, StampedConsumer,
-    StampedProducer, StampedRing,
+    BroadcastProducer, BroadcastReader, BroadcastRing, KeepAlive, MpmcRing, RecordConsumer,
+    RecordProducer, RecordRing, SpscRing, StampedConsumer, StampedProducer, StampedRing,
     header::REGION_ALIGN,
     mpmc::{Receiver, Sender},
     spsc::{Consumer, Producer},
@@ -121,8 +121,37 @@ impl HeapRegion {
         // SAFETY: as in `spsc_at`.
         unsafe {
             RecordRing::init(r.as_ptr(), r.len(), capacity, start).expect("valid capacity");
-            let p = RecordRing::producer(r.as_ptr(), r.len(), 0).expect("fresh ring");
+            let p = RecordRing::producer(r.as_ptr(), r.len(), 0, &|_| true).expect("fresh ring");
             let c = RecordRing::consumer(r.as_ptr(), r.len(), 2, &|_| true).expect("fresh");
+            let keep: KeepAlive = r;
+            (p.keep_alive(keep.clone()), c.keep_alive(keep))
+        }
+    }
+
+    /// A broadcast ring of `capacity` slots of `slot_bytes` on the heap; clone the reader for
+    /// more readers.
+    pub fn broadcast(capacity: u64, slot_bytes: usize) -> (BroadcastProducer, BroadcastReader) {
+        Self::broadcast_at(capacity, slot_bytes, 0)
+    }
+
+    /// A broadcast ring on the heap whose positions start at `start`.
+    ///
+    /// # Panics
+    /// If the capacity or slot size is invalid.
+    pub fn broadcast_at(
+        capacity: u64,
+        slot_bytes: usize,
+        start: u64,
+    ) -> (BroadcastProducer, BroadcastReader) {
+        let r = Arc::new(Self::new(BroadcastRing::required_size(
+            capacity, slot_bytes,
+        )));
+        // SAFETY: as in `spsc_at`.
+        unsafe {
+            BroadcastRing::init(r.as_ptr(), r.len(), capacity, slot_bytes, start)
+                .expect("valid capacity and slot size");
+            let p = BroadcastRing::producer(r.as_ptr(), r.len(), 1, &|_| true).expect("fresh");
+            let c = BroadcastRing::reader(r.as_ptr(), r.len()).expect("fresh ring");
             let keep: KeepAlive = r;
             (p.keep_alive(keep.clone()), c.keep_alive(keep))
         }

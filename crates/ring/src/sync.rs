@@ -10,7 +10,7 @@
 
 #[cfg(not(loom))]
 mod imp {
-    pub(crate) use core::sync::atomic::{AtomicU64, Ordering};
+    pub(crate) use core::sync::atomic::{AtomicU64, Ordering, fence};
 
     /// `UnsafeCell` with loom's closure API; `repr(transparent)`, so an array of cells has the
     /// layout of an array of `T` (what the chunk slices rely on).
@@ -40,7 +40,7 @@ mod imp {
 mod imp {
     pub(crate) use loom::{
         cell::UnsafeCell,
-        sync::atomic::{AtomicU64, Ordering},
+        sync::atomic::{AtomicU64, Ordering, fence},
     };
 
     /// Under loom a spin loop must yield so the model can schedule the other thread.
@@ -109,9 +109,47 @@ pub(crate) const RECORD_COMMIT: O = if cfg!(shmlane_weaken = "record_commit") {
 } else {
     O::Release
 };
+/// Record ring: a producer's CAS on the tail. Release: pairs with the consumer's Acquire load
+/// of the tail in `unblock`, so a consumer that sees the tail past a position also sees the
+/// claim intent every producer that took it published before its CAS.
+pub(crate) const RECORD_TAIL_CAS: O = if cfg!(shmlane_weaken = "record_tail_cas") {
+    O::Relaxed
+} else {
+    O::Release
+};
 /// Record ring: the consumer reads a record's header before its payload. Acquire.
 pub(crate) const RECORD_HDR_LOAD: O = if cfg!(shmlane_weaken = "record_hdr_load") {
     O::Relaxed
 } else {
     O::Acquire
 };
+/// Broadcast: the producer marks a slot complete after writing it. Release: pairs with
+/// `BCAST_STAMP_LOAD`, so a reader that sees the stamp sees the message.
+pub(crate) const BCAST_DONE_STORE: O = if cfg!(shmlane_weaken = "bcast_done_store") {
+    O::Relaxed
+} else {
+    O::Release
+};
+/// Broadcast: a reader reads a slot's stamp before the message. Acquire.
+pub(crate) const BCAST_STAMP_LOAD: O = if cfg!(shmlane_weaken = "bcast_stamp_load") {
+    O::Relaxed
+} else {
+    O::Acquire
+};
+
+/// Broadcast: the producer's Release fence between marking a slot busy and overwriting its
+/// message. Pairs with `bcast_reader_fence`: a reader whose copy saw any overwritten word then
+/// sees the busy stamp (or a later one) and discards the copy.
+pub(crate) fn bcast_writer_fence() {
+    if !cfg!(shmlane_weaken = "bcast_writer_fence") {
+        fence(O::Release);
+    }
+}
+
+/// Broadcast: the reader's Acquire fence between copying a message and reading the stamp
+/// again. Pairs with `bcast_writer_fence`.
+pub(crate) fn bcast_reader_fence() {
+    if !cfg!(shmlane_weaken = "bcast_reader_fence") {
+        fence(O::Acquire);
+    }
+}

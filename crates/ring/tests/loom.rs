@@ -9,7 +9,8 @@ use std::alloc::{Layout, alloc_zeroed, dealloc};
 
 use loom::thread;
 use shmlane_ring::{
-    MpmcRing, PopError, ReadError, Receiver, RecordRing, Sender, SpscRing, StampedRing,
+    BroadcastRing, MpmcRing, PopError, ReadError, Receiver, RecordRing, RecvError, Sender,
+    SpscRing, StampedRing, Unblock,
 };
 
 /// Zeroed, 128-byte aligned memory for one model iteration.
@@ -281,7 +282,7 @@ fn record_two_producers_wrap_with_padding() {
         let (p1, mut c) = unsafe {
             RecordRing::init(ptr, len, 256, 240).unwrap();
             (
-                RecordRing::producer(ptr, len, 1).unwrap(),
+                RecordRing::producer(ptr, len, 1, &|_| true).unwrap(),
                 RecordRing::consumer(ptr, len, 9, &alive).unwrap(),
             )
         };
@@ -330,7 +331,7 @@ fn record_abort_is_skipped() {
         let (mut p1, mut c) = unsafe {
             RecordRing::init(ptr, len, 256, 0).unwrap();
             (
-                RecordRing::producer(ptr, len, 1).unwrap(),
+                RecordRing::producer(ptr, len, 1, &|_| true).unwrap(),
                 RecordRing::consumer(ptr, len, 9, &alive).unwrap(),
             )
         };
@@ -364,6 +365,113 @@ fn record_abort_is_skipped() {
         }
         assert_eq!(c.skipped(), 1);
         drop(c);
+        drop(mem);
+    });
+}
+
+/// Claim intents: a producer (owner 7) died after publishing its intent for the ring's first
+/// position, before its CAS on the tail; a live producer then claims that very position (same
+/// size) and sends. The consumer calls `unblock` without force whenever the record is pending
+/// and must never skip the live producer's claim: whenever it sees the tail past the position
+/// it also sees the live producer's intent (tail CAS Release, tail load Acquire in `unblock`).
+#[test]
+fn record_live_claim_is_not_taken_for_a_dead_intent() {
+    loom::model(|| {
+        let len = RecordRing::required_size(256);
+        let mem = std::sync::Arc::new(Mem::new(len));
+        let ptr = mem.0;
+        let owner_alive = |t: u32| t != 7;
+        // SAFETY: `mem` outlives every handle (thread joined, handles dropped, then mem).
+        let (dead, mut p, mut c) = unsafe {
+            RecordRing::init(ptr, len, 256, 0).unwrap();
+            (
+                RecordRing::producer(ptr, len, 7, &owner_alive).unwrap(),
+                RecordRing::producer(ptr, len, 1, &owner_alive).unwrap(),
+                RecordRing::consumer(ptr, len, 9, &alive).unwrap(),
+            )
+        };
+        dead.abandon_claim_for_tests(10, false);
+        let t = thread::spawn(move || p.send(&[3; 10]).unwrap());
+        loop {
+            let err = match c.read() {
+                Ok(r) => {
+                    assert_eq!(r.to_vec(), [3; 10]);
+                    break;
+                }
+                Err(e) => e,
+            };
+            match err {
+                ReadError::Pending => {
+                    assert_ne!(
+                        c.unblock(&owner_alive, false),
+                        Unblock::Skipped,
+                        "live producer skipped"
+                    );
+                    thread::yield_now();
+                }
+                ReadError::Empty => thread::yield_now(),
+                e @ ReadError::Corrupt(_) => panic!("{e}"),
+            }
+        }
+        t.join().unwrap();
+        drop(c);
+        drop(mem);
+    });
+}
+
+/// Broadcast, a reader being lapped: the producer sends 3 messages of two words each through 2
+/// slots (positions wrapping past u64::MAX) while the reader reads. Every message the reader
+/// returns must be whole (both words of the message at its position: a torn copy mixes two
+/// laps), and what it reads plus what it is told it lost must be exactly 3.
+#[test]
+fn broadcast_reader_lapped_never_torn() {
+    loom::model(|| {
+        let len = BroadcastRing::required_size(2, 32);
+        let mem = std::sync::Arc::new(Mem::new(len));
+        let ptr = mem.0;
+        let start = u64::MAX - 1;
+        // SAFETY: as above.
+        let (mut tx, mut rx) = unsafe {
+            BroadcastRing::init(ptr, len, 2, 32, start).unwrap();
+            (
+                BroadcastRing::producer(ptr, len, 1, &alive).unwrap(),
+                BroadcastRing::reader(ptr, len).unwrap(),
+            )
+        };
+        let msg = |k: u64| {
+            let mut m = [0u8; 16];
+            m[..8].copy_from_slice(&(k + 10).to_le_bytes());
+            m[8..].copy_from_slice(&(k + 20).to_le_bytes());
+            m
+        };
+        let t = thread::spawn(move || {
+            for k in 0..3u64 {
+                tx.send(&msg(k)).unwrap();
+            }
+        });
+        let (mut next, mut delivered, mut lost) = (0u64, 0u64, 0u64);
+        let mut buf = [0u8; 16];
+        while next < 3 {
+            match rx.recv(&mut buf) {
+                Ok(n) => {
+                    assert_eq!(n, 16);
+                    assert_eq!(buf, msg(next), "torn or misplaced message at {next}");
+                    next += 1;
+                    delivered += 1;
+                }
+                Err(RecvError::Lapped { lost: l }) => {
+                    assert!(l > 0);
+                    lost += l;
+                    next += l;
+                }
+                Err(RecvError::Empty) => thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(delivered + lost, 3);
+        assert_eq!(rx.lost(), lost);
+        t.join().unwrap();
+        drop(rx);
         drop(mem);
     });
 }

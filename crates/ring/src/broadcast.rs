@@ -1,0 +1,854 @@
+//! Broadcast (SPMC fan-out): one producer, any number of readers that attach and detach at run
+//! time, each with its cursor in its own memory. The producer never waits for anyone; a reader
+//! that falls a whole ring behind is *lapped*: it learns it, is told exactly how many messages
+//! it lost, and goes on from the newest one.
+//!
+//! ```text
+//! CachePadded<Meta>        magic, kind = 5, elem = slot size in bytes (align 8), capacity in
+//!                          slots, role claims (the producer's)
+//! CachePadded<AtomicU64>   tail: the producer's position, published every 64 sends and on drop
+//! [Slot; capacity]         Slot = slot_bytes / 8 words:
+//!                            word 0  stamp: (position << 1) | busy
+//!                            word 1  length of the message in bytes
+//!                            word 2… the message, little-endian words, zero-padded
+//! ```
+//!
+//! Each slot is a sequence lock. To write message `p` into slot `p & mask` the producer stores
+//! the stamp `p << 1 | 1` (busy), a Release fence, the length and the message words (Relaxed
+//! atomic stores), then the stamp `p << 1` (Release). A reader at cursor `c` loads the stamp
+//! (Acquire): `c << 1` → it copies the length and the words (Relaxed atomic loads), an Acquire
+//! fence, loads the stamp again, and keeps the copy only if the stamp did not change; the fences
+//! make sure that a copy that saw any word of a later message also sees the later stamp. So a
+//! reader never returns a torn message, and no byte of a slot is ever read non-atomically while
+//! the producer may write it.
+//!
+//! Stamps are compared modulo 2^63 (the shift drops the top bit of the position); rings hold at
+//! most 2^40 slots, so "behind" (the slot still holds message `c - capacity`, or `c` is being
+//! written: empty) and "ahead" (a later lap overwrote it: lapped) are never confused. On a lap
+//! the reader takes the newest position it knows (the stamp it saw, or the published `tail`,
+//! whichever is later) and moves its cursor to the message before it; the loss it reports is
+//! exactly the distance it moved. A reader's delivered messages plus its reported losses equal
+//! the messages the producer sent after the reader attached.
+//!
+//! Hostile or corrupt memory: stamps are compared, never used as indices (slots are indexed by
+//! a private cursor masked by the capacity); a length beyond the slot in a message whose stamp
+//! held still is `Corrupt`. A hostile producer can make a reader wait or skip, never read out of
+//! bounds.
+
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
+use crossbeam_utils::CachePadded;
+
+use crate::{
+    KeepAlive,
+    error::AttachError,
+    header::{Kind, Meta, PaddedMeta, Role, align_up, check_capacity, check_region, open_ring_raw},
+    sync::{
+        AtomicU64, BCAST_DONE_STORE, BCAST_STAMP_LOAD, Ordering, bcast_reader_fence,
+        bcast_writer_fence,
+    },
+};
+
+/// The producer publishes its position in the header every this many sends (and on drop):
+/// for readers that attach (they start there) and for lapped readers (who take the later of it
+/// and the stamp they saw). A store per send to a line readers may read costs throughput.
+const PUBLISH_EVERY: u64 = 64;
+
+/// Words of a slot before the message: the stamp and the length.
+const SLOT_HEADER_WORDS: usize = 2;
+/// Smallest slot: the stamp, the length and one word of message.
+pub const MIN_SLOT_BYTES: usize = 24;
+/// Largest slot (1 MiB).
+pub const MAX_SLOT_BYTES: usize = 1 << 20;
+
+const BUSY: u64 = 1;
+/// Stamps carry positions modulo 2^63.
+const POS_MASK: u64 = u64::MAX >> 1;
+/// Distances modulo 2^63 below this are "ahead", at or above it "behind".
+const HALF: u64 = 1 << 62;
+
+fn stamp(pos: u64, busy: u64) -> u64 {
+    (pos << 1) | busy
+}
+
+#[repr(C)]
+struct Header {
+    meta: PaddedMeta,
+    tail: CachePadded<AtomicU64>,
+}
+
+fn slots_offset() -> usize {
+    align_up(size_of::<Header>(), 128)
+}
+
+/// Namespace for laying out, initialising and attaching to broadcast rings.
+#[derive(Debug)]
+pub struct BroadcastRing(());
+
+/// Why a send failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The message is longer than a slot holds.
+    TooLong {
+        /// Bytes given.
+        len: usize,
+        /// The ring's largest message.
+        max: usize,
+    },
+}
+
+impl core::fmt::Display for SendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Self::TooLong { len, max } = self;
+        write!(
+            f,
+            "message of {len} bytes: this broadcast ring's slots hold at most {max}; create it with larger slots"
+        )
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Why a read returned no message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecvError {
+    /// Nothing new (or the next message is being written).
+    Empty,
+    /// The producer overwrote messages this reader had not read: `lost` of them are gone. The
+    /// reader has moved on to the newest message; read again.
+    Lapped {
+        /// Messages this reader will never see, exactly.
+        lost: u64,
+    },
+    /// The next message is longer than the buffer given; nothing was consumed.
+    BufferTooSmall {
+        /// The message's length.
+        needed: usize,
+    },
+    /// A message held still but its length is impossible (corrupt or hostile ring).
+    Corrupt(&'static str),
+}
+
+impl core::fmt::Display for RecvError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Empty => f.write_str("no new message"),
+            Self::Lapped { lost } => write!(
+                f,
+                "this reader fell a whole ring behind and lost {lost} messages; it goes on from the newest (read faster, or make the ring larger)"
+            ),
+            Self::BufferTooSmall { needed } => {
+                write!(
+                    f,
+                    "the next message has {needed} bytes: give a larger buffer"
+                )
+            }
+            Self::Corrupt(why) => write!(f, "broadcast ring is corrupt ({why})"),
+        }
+    }
+}
+
+impl std::error::Error for RecvError {}
+
+struct Raw {
+    hdr: NonNull<Header>,
+    slots: NonNull<AtomicU64>,
+    cap: u64,
+    mask: u64,
+    /// Words per slot.
+    words: usize,
+    keep: Option<KeepAlive>,
+}
+
+impl Raw {
+    fn hdr(&self) -> &Header {
+        // SAFETY: valid for the handle's lifetime (constructor contract); atomics only.
+        unsafe { self.hdr.as_ref() }
+    }
+
+    /// Word `i` (< words) of the slot for position `pos`.
+    fn word(&self, pos: u64, i: usize) -> &AtomicU64 {
+        debug_assert!(i < self.words);
+        let idx = (pos & self.mask) as usize * self.words + i;
+        // SAFETY: `pos & mask < cap` and `i < words`, so `idx < cap * words`, the number of
+        // words in the slot area (checked at attach).
+        unsafe { self.slots.add(idx).as_ref() }
+    }
+
+    fn max(&self) -> usize {
+        (self.words - SLOT_HEADER_WORDS) * 8
+    }
+}
+
+// Clone by hand: `KeepAlive` is an Arc.
+impl Clone for Raw {
+    fn clone(&self) -> Self {
+        Self {
+            hdr: self.hdr,
+            slots: self.slots,
+            cap: self.cap,
+            mask: self.mask,
+            words: self.words,
+            keep: self.keep.clone(),
+        }
+    }
+}
+
+impl BroadcastRing {
+    /// Bytes a region needs for `capacity` slots of `slot_bytes` each.
+    pub fn required_size(capacity: u64, slot_bytes: usize) -> usize {
+        slots_offset() + capacity as usize * slot_bytes
+    }
+
+    /// The largest message a slot of `slot_bytes` holds.
+    pub fn max_message(slot_bytes: usize) -> usize {
+        slot_bytes - SLOT_HEADER_WORDS * 8
+    }
+
+    fn check_slot(slot_bytes: u64) -> Result<(), AttachError> {
+        if slot_bytes % 8 != 0
+            || !(MIN_SLOT_BYTES as u64..=MAX_SLOT_BYTES as u64).contains(&slot_bytes)
+        {
+            return Err(AttachError::Corrupt(
+                "broadcast slot size not a multiple of 8 in 24..=1 MiB",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Initialises an empty ring of `capacity` slots (a power of two, at least 2) of
+    /// `slot_bytes` each (a multiple of 8 in [`MIN_SLOT_BYTES`]..=[`MAX_SLOT_BYTES`]), whose
+    /// first position is `start` (0 normally; tests use values near `u64::MAX`).
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads and writes of `len` bytes, and nobody may use the region
+    /// while it is initialised.
+    pub unsafe fn init(
+        ptr: *mut u8,
+        len: usize,
+        capacity: u64,
+        slot_bytes: usize,
+        start: u64,
+    ) -> Result<(), AttachError> {
+        check_capacity(capacity, Kind::Broadcast)?;
+        Self::check_slot(slot_bytes as u64)?;
+        check_region(ptr, len, Self::required_size(capacity, slot_bytes))?;
+        let hdr = Header {
+            meta: CachePadded::new(Meta::with_elem(
+                Kind::Broadcast,
+                slot_bytes as u64 | (8 << 32),
+                capacity,
+            )),
+            tail: CachePadded::new(AtomicU64::new(start)),
+        };
+        // SAFETY: in bounds and aligned (checked); exclusive during init (caller).
+        unsafe { ptr.cast::<Header>().write(hdr) };
+        let words = slot_bytes / 8;
+        let slots = ptr.wrapping_add(slots_offset()).cast::<AtomicU64>();
+        for k in 0..capacity {
+            // Each slot holds "message pos - capacity, complete": behind every reader that
+            // starts at `start`, and not a position the producer continues from.
+            let pos = start.wrapping_add(k);
+            let base = (pos & (capacity - 1)) as usize * words;
+            for i in 0..words {
+                let v = if i == 0 {
+                    stamp(pos.wrapping_sub(capacity), 0)
+                } else {
+                    0
+                };
+                // SAFETY: `base + i < capacity * words`, inside the region (required_size),
+                // 8-aligned; exclusive during init (caller).
+                unsafe { slots.add(base + i).write(AtomicU64::new(v)) };
+            }
+        }
+        Ok(())
+    }
+
+    /// # Safety
+    /// As for [`producer`](Self::producer).
+    unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Raw, AttachError> {
+        // SAFETY: forwarded contract; Header is repr(C) with the meta first.
+        let (hdr, elem, cap) =
+            unsafe { open_ring_raw::<Header>(ptr, len, Kind::Broadcast, slots_offset())? };
+        let (slot_bytes, align) = (elem & 0xffff_ffff, elem >> 32);
+        if align != 8 {
+            return Err(AttachError::WrongElement {
+                size: slot_bytes as u32,
+                align: align as u32,
+            });
+        }
+        Self::check_slot(slot_bytes)?;
+        // cap <= 2^40 and slot_bytes <= 2^20: the product fits in 64 bits.
+        let needed = (slots_offset() as u64).saturating_add(cap * slot_bytes);
+        check_region(ptr, len, usize::try_from(needed).unwrap_or(usize::MAX))?;
+        Ok(Raw {
+            hdr,
+            // SAFETY: the slot area lies inside the region (checked just now).
+            slots: unsafe { NonNull::new_unchecked(ptr.add(slots_offset()).cast()) },
+            cap,
+            mask: cap - 1,
+            words: slot_bytes as usize / 8,
+            keep: None,
+        })
+    }
+
+    /// Attaches the producer (one at a time: a role claim, taken over from a dead holder). It
+    /// continues after the last message written, found from the published position and then
+    /// the stamps (a producer that died published a position up to 64 behind).
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads and writes of `len` bytes for as long as the returned
+    /// handle lives, and accessed by others only through ring handles.
+    pub unsafe fn producer(
+        ptr: *mut u8,
+        len: usize,
+        owner: u64,
+        is_alive: &dyn Fn(u64) -> bool,
+    ) -> Result<BroadcastProducer, AttachError> {
+        // SAFETY: forwarded contract.
+        let raw = unsafe { Self::attach(ptr, len)? };
+        raw.hdr().meta.claim(Role::Producer, owner, is_alive)?;
+        // ORDERING: Acquire; pairs with the previous producer's Release store of `tail`.
+        let mut pos = raw.hdr().tail.load(Ordering::Acquire);
+        for _ in 0..raw.cap {
+            // ORDERING: Acquire; pairs with the previous producer's stamp stores (only the
+            // stamp is compared; nothing else is read).
+            if raw.word(pos, 0).load(Ordering::Acquire) != stamp(pos, 0) {
+                // Not written, or half-written by a producer that died (written again).
+                break;
+            }
+            pos = pos.wrapping_add(1);
+        }
+        Ok(BroadcastProducer {
+            raw,
+            pos,
+            owner,
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// Attaches a reader, any number of them, at any time; it starts at the producer's
+    /// published position (so it sees the messages sent from about then on; up to 63 older
+    /// ones too).
+    ///
+    /// # Safety
+    /// As for [`producer`](Self::producer).
+    pub unsafe fn reader(ptr: *mut u8, len: usize) -> Result<BroadcastReader, AttachError> {
+        // SAFETY: forwarded contract.
+        let raw = unsafe { Self::attach(ptr, len)? };
+        // ORDERING: Acquire; pairs with the producer's Release store of `tail`.
+        let cursor = raw.hdr().tail.load(Ordering::Acquire);
+        Ok(BroadcastReader {
+            raw,
+            cursor,
+            lost: 0,
+            _not_sync: PhantomData,
+        })
+    }
+}
+
+/// The producing end of a broadcast ring. `Send`, not `Sync`.
+pub struct BroadcastProducer {
+    raw: Raw,
+    pos: u64,
+    owner: u64,
+    _not_sync: PhantomData<core::cell::Cell<()>>,
+}
+
+/// A reading end of a broadcast ring. `Send` and `Clone` (a clone reads on independently from
+/// the same cursor), not `Sync`.
+pub struct BroadcastReader {
+    raw: Raw,
+    cursor: u64,
+    lost: u64,
+    _not_sync: PhantomData<core::cell::Cell<()>>,
+}
+
+impl Clone for BroadcastReader {
+    fn clone(&self) -> Self {
+        Self {
+            raw: self.raw.clone(),
+            cursor: self.cursor,
+            lost: self.lost,
+            _not_sync: PhantomData,
+        }
+    }
+}
+
+// SAFETY: the pointers refer to memory that outlives the handle (constructor contract), shared
+// only through the slot protocol; the producer role is exclusive (claim word).
+unsafe impl Send for BroadcastProducer {}
+// SAFETY: as above; readers only read.
+unsafe impl Send for BroadcastReader {}
+
+impl core::fmt::Debug for BroadcastProducer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BroadcastProducer")
+            .field("position", &self.pos)
+            .field("capacity", &self.raw.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl core::fmt::Debug for BroadcastReader {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BroadcastReader")
+            .field("cursor", &self.cursor)
+            .field("lost", &self.lost)
+            .field("capacity", &self.raw.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for BroadcastProducer {
+    fn drop(&mut self) {
+        // ORDERING: Release; pairs with the Acquire loads of `tail` in `reader`, `producer`
+        // and the lapped path of `recv`.
+        self.raw.hdr().tail.store(self.pos, Ordering::Release);
+        self.raw.hdr().meta.release(Role::Producer, self.owner);
+    }
+}
+
+impl BroadcastProducer {
+    /// Keeps `owner` (the segment or heap region holding the ring) alive as long as this handle.
+    #[must_use]
+    pub fn keep_alive(mut self, owner: KeepAlive) -> Self {
+        self.raw.keep = Some(owner);
+        self
+    }
+
+    /// The largest message a slot holds.
+    pub fn max_message(&self) -> usize {
+        self.raw.max()
+    }
+
+    /// The ring's capacity in messages.
+    pub fn capacity(&self) -> u64 {
+        self.raw.cap
+    }
+
+    /// The position of the next message (messages sent so far, counting from the ring's start).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Sends `msg` to every reader; never waits (a reader a whole ring behind loses the oldest
+    /// message it had not read).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmlane_ring::HeapRegion::broadcast(8, 64);
+    /// tx.send(b"quote").unwrap();
+    /// let mut buf = [0u8; 48];
+    /// let n = rx.recv(&mut buf).unwrap();
+    /// assert_eq!(&buf[..n], b"quote");
+    /// ```
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        if msg.len() > self.raw.max() {
+            return Err(SendError::TooLong {
+                len: msg.len(),
+                max: self.raw.max(),
+            });
+        }
+        let p = self.pos;
+        let raw = &self.raw;
+        // ORDERING: Relaxed; ordered before the message stores by the Release fence below, which
+        // pairs with a reader's Acquire fence (`bcast_reader_fence`) after its copy.
+        raw.word(p, 0).store(stamp(p, BUSY), Ordering::Relaxed);
+        bcast_writer_fence();
+        // ORDERING: Relaxed; published by the stamp store (Release) below.
+        raw.word(p, 1).store(msg.len() as u64, Ordering::Relaxed);
+        let mut chunks = msg.chunks_exact(8);
+        let mut i = SLOT_HEADER_WORDS;
+        for c in &mut chunks {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            // ORDERING: Relaxed; as above.
+            raw.word(p, i)
+                .store(u64::from_le_bytes(b), Ordering::Relaxed);
+            i += 1;
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            // ORDERING: Relaxed; as above.
+            raw.word(p, i)
+                .store(u64::from_le_bytes(b), Ordering::Relaxed);
+        }
+        // SYNC POINT: the message is complete. ORDERING: Release (`BCAST_DONE_STORE`); pairs
+        // with a reader's Acquire load of the stamp (`BCAST_STAMP_LOAD`).
+        raw.word(p, 0).store(stamp(p, 0), BCAST_DONE_STORE);
+        self.pos = p.wrapping_add(1);
+        if self.pos % PUBLISH_EVERY == 0 {
+            // ORDERING: Release; pairs with the Acquire loads of `tail` (attach, lapped).
+            raw.hdr().tail.store(self.pos, Ordering::Release);
+        }
+        Ok(())
+    }
+}
+
+impl BroadcastReader {
+    /// Keeps `owner` (the segment or heap region holding the ring) alive as long as this handle
+    /// and its clones made afterwards.
+    #[must_use]
+    pub fn keep_alive(mut self, owner: KeepAlive) -> Self {
+        self.raw.keep = Some(owner);
+        self
+    }
+
+    /// The largest message a slot holds: a buffer of this size takes any message.
+    pub fn max_message(&self) -> usize {
+        self.raw.max()
+    }
+
+    /// The ring's capacity in messages.
+    pub fn capacity(&self) -> u64 {
+        self.raw.cap
+    }
+
+    /// The position of the next message this reader will read.
+    pub fn position(&self) -> u64 {
+        self.cursor
+    }
+
+    /// Messages this reader lost to laps, in total.
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    /// Messages published but not read yet, approximately (the producer publishes its position
+    /// every 64 messages).
+    pub fn backlog(&self) -> u64 {
+        // ORDERING: Relaxed; informational.
+        let tail = self.raw.hdr().tail.load(Ordering::Relaxed);
+        let d = tail.wrapping_sub(self.cursor);
+        if d > (1 << 63) { 0 } else { d }
+    }
+
+    /// Whether [`recv`](Self::recv) would return something other than `Empty` now (a message,
+    /// or the news of a lap): the condition a blocking wait polls.
+    pub fn is_ready(&self) -> bool {
+        let c = self.cursor;
+        // ORDERING: Acquire (`BCAST_STAMP_LOAD`), as in `recv`.
+        let s = self.raw.word(c, 0).load(BCAST_STAMP_LOAD);
+        let ahead = (s >> 1).wrapping_sub(c) & POS_MASK;
+        s == stamp(c, 0) || (ahead != 0 && ahead < HALF)
+    }
+
+    /// The reader was lapped: the slot at its cursor holds position `seen` (mod 2^63, ahead of
+    /// the cursor). Moves to the newest message known and returns the loss.
+    fn lapped(&mut self, seen: u64) -> RecvError {
+        let c = self.cursor;
+        let ahead = seen.wrapping_sub(c) & POS_MASK;
+        let mut newest = c.wrapping_add(ahead).wrapping_add(1);
+        // ORDERING: Acquire; pairs with the producer's Release store of `tail`.
+        let tail = self.raw.hdr().tail.load(Ordering::Acquire);
+        let t = tail.wrapping_sub(c);
+        if t < HALF && t > newest.wrapping_sub(c) {
+            newest = tail;
+        }
+        let to = newest.wrapping_sub(1);
+        let lost = to.wrapping_sub(c);
+        self.cursor = to;
+        self.lost = self.lost.wrapping_add(lost);
+        RecvError::Lapped { lost }
+    }
+
+    /// Copies the next message into `buf` and returns its length; never waits. A reader a whole
+    /// ring behind gets [`RecvError::Lapped`] once with the exact loss, then the newest messages.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        let c = self.cursor;
+        let raw = &self.raw;
+        // SYNC POINT: is message `c` in its slot? ORDERING: Acquire (`BCAST_STAMP_LOAD`); pairs
+        // with the producer's Release stamp store (`BCAST_DONE_STORE`).
+        let s1 = raw.word(c, 0).load(BCAST_STAMP_LOAD);
+        if s1 != stamp(c, 0) {
+            let ahead = (s1 >> 1).wrapping_sub(c) & POS_MASK;
+            if ahead == 0 || ahead >= HALF {
+                // Being written, or still the previous lap's message.
+                return Err(RecvError::Empty);
+            }
+            return Err(self.lapped(s1 >> 1));
+        }
+        // ORDERING: Relaxed; validated by the stamp check after the Acquire fence below.
+        let len = raw.word(c, 1).load(Ordering::Relaxed);
+        let n = (len as usize).min(raw.max()).min(buf.len());
+        for (i, ch) in (SLOT_HEADER_WORDS..).zip(buf[..n].chunks_mut(8)) {
+            // ORDERING: Relaxed; as above.
+            let w = raw.word(c, i).load(Ordering::Relaxed);
+            ch.copy_from_slice(&w.to_le_bytes()[..ch.len()]);
+        }
+        bcast_reader_fence();
+        // SYNC POINT: did the copy hold still? ORDERING: Relaxed, after the Acquire fence that
+        // pairs with the producer's Release fence (`bcast_writer_fence`): if the copy saw any
+        // word of a later message, this load sees that message's busy stamp or a later one.
+        let s2 = raw.word(c, 0).load(Ordering::Relaxed);
+        if s2 != s1 {
+            let ahead = (s2 >> 1).wrapping_sub(c) & POS_MASK;
+            if ahead == 0 || ahead >= HALF {
+                return Err(RecvError::Corrupt("a slot's stamp went backwards"));
+            }
+            return Err(self.lapped(s2 >> 1));
+        }
+        if len as usize > raw.max() {
+            return Err(RecvError::Corrupt("message length beyond its slot"));
+        }
+        if len as usize > buf.len() {
+            return Err(RecvError::BufferTooSmall {
+                needed: len as usize,
+            });
+        }
+        self.cursor = c.wrapping_add(1);
+        Ok(len as usize)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::HeapRegion;
+
+    /// Message `seq`: its length varies with `seq`, every byte derives from it.
+    fn msg(seq: u64, max: usize) -> Vec<u8> {
+        let len = 8 + (seq as usize * 13) % (max - 7);
+        let mut m: Vec<u8> = (0..len)
+            .map(|i| (seq as u8).wrapping_add(i as u8))
+            .collect();
+        m[..8].copy_from_slice(&seq.to_le_bytes());
+        m
+    }
+
+    fn check(buf: &[u8], max: usize) -> u64 {
+        let seq = u64::from_le_bytes(buf[..8].try_into().unwrap());
+        assert_eq!(buf, msg(seq, max), "message {seq} torn or corrupt");
+        seq
+    }
+
+    /// Every position class: from 0, across the wrap of u64 and across 2^63 (where the stamp
+    /// drops the position's top bit).
+    const STARTS: [u64; 3] = [0, u64::MAX - 5, (1 << 63) - 5];
+
+    #[test]
+    fn every_reader_sees_every_message() {
+        for start in STARTS {
+            let (mut tx, mut r1) = HeapRegion::broadcast_at(8, 64, start);
+            let mut r2 = r1.clone();
+            let max = tx.max_message();
+            assert_eq!(max, 48);
+            let mut buf = [0u8; 48];
+            for seq in 0..100u64 {
+                tx.send(&msg(seq, max)).unwrap();
+                for r in [&mut r1, &mut r2] {
+                    let n = r.recv(&mut buf).unwrap();
+                    assert_eq!(check(&buf[..n], max), seq);
+                    assert_eq!(r.recv(&mut buf), Err(RecvError::Empty));
+                }
+            }
+            assert_eq!(r1.lost() + r2.lost(), 0);
+        }
+    }
+
+    #[test]
+    fn a_lapped_reader_reports_exactly_what_it_lost() {
+        for start in STARTS {
+            let (mut tx, mut slow) = HeapRegion::broadcast_at(8, 32, start);
+            let max = tx.max_message();
+            let mut buf = vec![0u8; max];
+            let (mut delivered, mut lost, mut next, mut sent) = (0u64, 0u64, 0u64, 0u64);
+            for burst in [3u64, 20, 8, 9, 1, 64, 7, 200] {
+                for _ in 0..burst {
+                    tx.send(&msg(sent, max)).unwrap();
+                    sent += 1;
+                }
+                // Read half of what is there, so the reader falls behind and is lapped.
+                for _ in 0..=burst / 2 {
+                    match slow.recv(&mut buf) {
+                        Ok(n) => {
+                            assert_eq!(check(&buf[..n], max), next, "gap without a report");
+                            next += 1;
+                            delivered += 1;
+                        }
+                        Err(RecvError::Lapped { lost: l }) => {
+                            assert!(l > 0);
+                            lost += l;
+                            next += l;
+                        }
+                        Err(RecvError::Empty) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            loop {
+                match slow.recv(&mut buf) {
+                    Ok(n) => {
+                        assert_eq!(check(&buf[..n], max), next);
+                        next += 1;
+                        delivered += 1;
+                    }
+                    Err(RecvError::Lapped { lost: l }) => {
+                        lost += l;
+                        next += l;
+                    }
+                    Err(RecvError::Empty) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert!(lost > 0, "the reader was never lapped");
+            assert_eq!(delivered + lost, sent);
+            assert_eq!(slow.lost(), lost);
+        }
+    }
+
+    #[test]
+    fn too_long_and_too_small_lose_nothing() {
+        let (mut tx, mut rx) = HeapRegion::broadcast(4, 32);
+        assert_eq!(
+            tx.send(&[0; 17]),
+            Err(SendError::TooLong { len: 17, max: 16 })
+        );
+        tx.send(&[7; 16]).unwrap();
+        let mut small = [0u8; 4];
+        assert_eq!(
+            rx.recv(&mut small),
+            Err(RecvError::BufferTooSmall { needed: 16 })
+        );
+        let mut buf = [0u8; 16];
+        assert_eq!(rx.recv(&mut buf), Ok(16));
+        assert_eq!(buf, [7; 16]);
+        tx.send(&[]).unwrap();
+        assert_eq!(rx.recv(&mut small), Ok(0));
+    }
+
+    #[test]
+    fn a_late_reader_starts_at_the_published_position() {
+        let r = std::sync::Arc::new(HeapRegion::new(BroadcastRing::required_size(256, 32)));
+        // SAFETY: the region outlives the handles (dropped at the end of the test).
+        unsafe {
+            BroadcastRing::init(r.as_ptr(), r.len(), 256, 32, 0).unwrap();
+            let mut tx = BroadcastRing::producer(r.as_ptr(), r.len(), 1, &|_| true).unwrap();
+            for i in 0..130u64 {
+                tx.send(&i.to_le_bytes()).unwrap();
+            }
+            // Published at 128: the late reader sees 128 and 129, then what comes.
+            let mut late = BroadcastRing::reader(r.as_ptr(), r.len()).unwrap();
+            let mut buf = [0u8; 16];
+            for want in 128..130u64 {
+                assert_eq!(late.recv(&mut buf), Ok(8));
+                assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), want);
+            }
+            assert_eq!(late.recv(&mut buf), Err(RecvError::Empty));
+            // A second producer is refused while the first lives.
+            assert!(matches!(
+                BroadcastRing::producer(r.as_ptr(), r.len(), 2, &|_| true),
+                Err(AttachError::RoleTaken { holder: 1 })
+            ));
+            // The producer "dies" without publishing (no drop): its successor continues after
+            // the last message, found by the stamps.
+            core::mem::forget(tx);
+            let mut tx2 = BroadcastRing::producer(r.as_ptr(), r.len(), 2, &|o| o != 1).unwrap();
+            assert_eq!(tx2.position(), 130);
+            tx2.send(&130u64.to_le_bytes()).unwrap();
+            assert_eq!(late.recv(&mut buf), Ok(8));
+            assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), 130);
+        }
+    }
+
+    #[test]
+    fn hostile_slots_give_errors_or_nothing_never_out_of_bounds() {
+        let (mut tx, mut rx) = HeapRegion::broadcast(4, 32);
+        tx.send(b"ok").unwrap();
+        // Corrupt the length word of the slot the reader reads next (position 0, slot 0).
+        tx.raw.word(0, 1).store(1 << 40, Ordering::Relaxed);
+        let mut buf = [0u8; 16];
+        assert!(matches!(rx.recv(&mut buf), Err(RecvError::Corrupt(_))));
+        // Random stamps: the reader waits, skips or reports, never panics.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..if cfg!(miri) { 50 } else { 5000 } {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            tx.raw
+                .word(x, (x >> 60) as usize % 2)
+                .store(x, Ordering::Relaxed);
+            let _ = rx.recv(&mut buf);
+        }
+    }
+
+    #[test]
+    fn attach_rejects_bad_geometry() {
+        let r = HeapRegion::new(BroadcastRing::required_size(4, 32));
+        // SAFETY: the region outlives the handles, which are dropped at once.
+        unsafe {
+            assert!(matches!(
+                BroadcastRing::init(r.as_ptr(), r.len(), 4, 20, 0),
+                Err(AttachError::Corrupt(_))
+            ));
+            assert!(matches!(
+                BroadcastRing::init(r.as_ptr(), r.len(), 3, 32, 0),
+                Err(AttachError::BadCapacity(3))
+            ));
+            assert!(matches!(
+                BroadcastRing::init(r.as_ptr(), r.len() - 8, 4, 32, 0),
+                Err(AttachError::RegionTooSmall { .. })
+            ));
+            BroadcastRing::init(r.as_ptr(), r.len(), 4, 32, 0).unwrap();
+            // A hostile element word: a slot larger than the region holds.
+            let elem = r.as_ptr().add(16).cast::<u64>();
+            elem.write((1 << 20) | (8 << 32));
+            assert!(matches!(
+                BroadcastRing::reader(r.as_ptr(), r.len()),
+                Err(AttachError::RegionTooSmall { .. })
+            ));
+            elem.write(32 | (4 << 32));
+            assert!(matches!(
+                BroadcastRing::reader(r.as_ptr(), r.len()),
+                Err(AttachError::WrongElement { .. })
+            ));
+        }
+    }
+
+    /// One producer, three reader threads (one slow): no reader ever gets a torn message, the
+    /// slow one's deliveries plus losses add up.
+    #[test]
+    fn threads_never_see_a_torn_message() {
+        let n: u64 = if cfg!(miri) { 200 } else { 200_000 };
+        let (mut tx, rx) = HeapRegion::broadcast(16, 64);
+        let max = tx.max_message();
+        let readers: Vec<_> = (0..3)
+            .map(|k| {
+                let mut rx = rx.clone();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; max];
+                    let (mut got, mut next) = (0u64, 0u64);
+                    while next < n {
+                        match rx.recv(&mut buf) {
+                            Ok(len) => {
+                                assert_eq!(check(&buf[..len], max), next);
+                                next += 1;
+                                got += 1;
+                                if k == 2 && got % 64 == 0 {
+                                    std::thread::yield_now();
+                                }
+                            }
+                            Err(RecvError::Lapped { lost }) => next += lost,
+                            Err(RecvError::Empty) => std::thread::yield_now(),
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    assert_eq!(next, n);
+                    (got, rx.lost())
+                })
+            })
+            .collect();
+        drop(rx);
+        for seq in 0..n {
+            tx.send(&msg(seq, max)).unwrap();
+        }
+        drop(tx);
+        for r in readers {
+            let (got, lost) = r.join().unwrap();
+            assert_eq!(got + lost, n);
+        }
+    }
+}
