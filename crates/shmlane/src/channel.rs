@@ -2,14 +2,17 @@
 //!
 //! ```text
 //! region "chan" (CHAN_SIZE = 384 bytes, three cache-line pairs, all u64 atomics)
-//!   0   magic b"SHMLCHAN"     8  kind (1 spsc, 2 mpmc)   16 element size   24 capacity
+//!   0   magic b"SHMLCHAN"     8  kind (1 spsc, 2 mpmc, 3 bytes, 4 broadcast)
+//!   16  element size (1 for bytes and broadcast)          24 capacity (bytes: ring bytes)
 //!   32  msg_size (the largest message in bytes, for byte channels; element size otherwise)
 //!   40  senders attached      48 receivers attached
 //!   56  senders ever (0/1)    64 receivers ever (0/1)
 //!   72  flags: bit 0 = remove the name when the last endpoint leaves cleanly
 //!   128 sender statistics:    messages, bytes, full events, sleeps, wake-ups issued
-//!   256 receiver statistics:  messages, bytes, empty events, sleeps, wake-ups issued
-//! region "ring"     the SPSC or MPMC ring (shmlane-ring)
+//!   256 receiver statistics:  messages, bytes, empty events, sleeps, wake-ups issued,
+//!                             lost (bytes: dead or stalled senders' records skipped;
+//!                             broadcast: messages subscribers lost to laps)
+//! region "ring"     the SPSC, MPMC, record or broadcast ring (shmlane-ring)
 //! region "ev-data"  event: receivers sleep on it, senders notify it
 //! region "ev-space" event: senders sleep on it (ring full), receivers notify it
 //! ```
@@ -25,7 +28,7 @@ use std::{
 };
 
 use bytemuck::Pod;
-use shmlane_ring::{MpmcRing, PopError, PushError, SpscRing};
+use shmlane_ring::{BroadcastRing, MpmcRing, PopError, PushError, RecordRing, SpscRing};
 use shmlane_segment::{Location, Segment, SegmentInfo, UnlinkPolicy};
 use shmlane_wake::{Deadline, EVENT_SIZE, Event, WaitStrategy};
 
@@ -54,26 +57,37 @@ pub enum Kind {
     Spsc = 1,
     /// Any number of senders and receivers.
     Mpmc = 2,
+    /// Byte messages of any length up to a maximum, any number of senders, one receiver
+    /// (a record ring).
+    Bytes = 3,
+    /// Byte messages fanned out to any number of subscribers, one publisher that never waits
+    /// (a broadcast ring).
+    Broadcast = 4,
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
+    /// The kind's name: `spsc`, `mpmc`, `bytes` or `broadcast`.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Spsc => "spsc",
             Self::Mpmc => "mpmc",
+            Self::Bytes => "bytes",
+            Self::Broadcast => "broadcast",
         }
     }
     fn from_word(w: u64) -> Option<Self> {
         match w {
             1 => Some(Self::Spsc),
             2 => Some(Self::Mpmc),
+            3 => Some(Self::Bytes),
+            4 => Some(Self::Broadcast),
             _ => None,
         }
     }
 }
 
 #[repr(C)]
-struct Header {
+pub(crate) struct Header {
     magic: AtomicU64,
     kind: AtomicU64,
     elem: AtomicU64,
@@ -85,14 +99,14 @@ struct Header {
     /// open it with `UnlinkPolicy::LastDetach` too).
     flags: AtomicU64,
     _pad0: [u64; 6],
-    stats: [[AtomicU64; 16]; 2],
+    pub(crate) stats: [[AtomicU64; 16]; 2],
 }
 
 const _: () = assert!(size_of::<Header>() as u64 == CHAN_SIZE);
 
 /// Which side an endpoint is on; indexes `counts`, `ever` and `stats`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Side {
+pub(crate) enum Side {
     Send = 0,
     Recv = 1,
 }
@@ -125,6 +139,9 @@ pub struct SideStats {
     pub sleeps: u64,
     /// Notifies that found a sleeper and issued a futex wake.
     pub wakeups: u64,
+    /// Receivers of byte channels: records skipped because their sender died or stalled
+    /// between claim and commit. Broadcast subscribers: messages lost to laps.
+    pub lost: u64,
 }
 
 /// What a channel header and its ring say, for `shmlane stat` and `shmlane ls`.
@@ -175,13 +192,20 @@ pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
         stalls: word(base + 2),
         sleeps: word(base + 3),
         wakeups: word(base + 4),
+        lost: word(base + 5),
     };
     let mut pos = [0u8; 8];
     file.read_exact_at(&mut pos, ring.offset + 128).ok()?;
     let first = u64::from_ne_bytes(pos);
     file.read_exact_at(&mut pos, ring.offset + 256).ok()?;
     let second = u64::from_ne_bytes(pos);
-    // SPSC: tail at 128, head at 256; MPMC: enqueue at 128, dequeue at 256.
+    // SPSC and record: tail at 128, head at 256; MPMC: enqueue at 128, dequeue at 256;
+    // broadcast: the publisher's position at 128 (subscribers' cursors are private).
+    let second = if kind == Kind::Broadcast {
+        first
+    } else {
+        second
+    };
     let capacity = word(3);
     Some(ChannelStats {
         kind,
@@ -205,6 +229,31 @@ pub fn spsc<T: Pod + Send>(name: &str) -> Builder<T> {
 /// Starts building an MPMC channel of `T` named `name`.
 pub fn mpmc<T: Pod + Send>(name: &str) -> Builder<T> {
     Builder::new(name, Kind::Mpmc)
+}
+
+/// Starts building a byte channel named `name`: messages of 0 to `max` bytes (an eighth of
+/// the capacity, which is in bytes here: default 1 MiB), any number of
+/// [`ByteSender`](crate::ByteSender)s, one [`ByteReceiver`](crate::ByteReceiver). A sender
+/// that dies between claiming room and committing its message is skipped and counted.
+pub fn bytes(name: &str) -> Builder<u8> {
+    Builder::new(name, Kind::Bytes)
+}
+
+/// Starts building a broadcast channel named `name`: one [`Publisher`](crate::Publisher) that
+/// never waits, any number of [`Subscriber`](crate::Subscriber)s that come and go, each seeing
+/// every message unless it falls a whole ring behind (then it is told exactly how many it
+/// lost). Capacity in messages (default 1024), `msg_size` the largest message (default 240).
+pub fn broadcast(name: &str) -> Builder<u8> {
+    Builder::new(name, Kind::Broadcast)
+}
+
+/// Default largest broadcast message: slots of 256 bytes.
+const BROADCAST_MSG: u64 = 240;
+
+/// A broadcast slot holding messages of `msg` bytes: the stamp and length words, the message
+/// rounded up to 8.
+pub(crate) fn broadcast_slot(msg: u64) -> usize {
+    (16 + msg as usize).next_multiple_of(8)
 }
 
 /// Configures a channel, then creates or opens it.
@@ -302,13 +351,31 @@ impl<T: Pod + Send> Builder<T> {
         (match self.kind {
             Kind::Spsc => SpscRing::<T>::required_size(cap),
             Kind::Mpmc => MpmcRing::<T>::required_size(cap),
+            Kind::Bytes => RecordRing::required_size(cap),
+            Kind::Broadcast => BroadcastRing::required_size(cap, broadcast_slot(self.msg())),
         }) as u64
+    }
+
+    fn default_capacity(&self) -> u64 {
+        match self.kind {
+            Kind::Bytes => 1 << 20,
+            _ => 1024,
+        }
+    }
+
+    /// The largest message of a created channel.
+    fn msg(&self) -> u64 {
+        match self.kind {
+            Kind::Bytes => RecordRing::max_record(self.capacity.unwrap_or(1 << 20)) as u64,
+            Kind::Broadcast => self.msg_size.unwrap_or(BROADCAST_MSG),
+            _ => self.msg_size.unwrap_or(size_of::<T>() as u64),
+        }
     }
 
     /// The segment builder; `sized` for creating (opening accepts the existing size, which
     /// the channel header then validates).
     fn segment(&self, sized: bool) -> shmlane_segment::SegmentBuilder {
-        let cap = self.capacity.unwrap_or(1024);
+        let cap = self.capacity.unwrap_or(self.default_capacity());
         let data = CHAN_SIZE + self.ring_size(cap) + 2 * EVENT_SIZE as u64 + 4 * 128;
         let b = Segment::at(self.location.clone());
         let b = if sized {
@@ -324,7 +391,7 @@ impl<T: Pod + Send> Builder<T> {
     }
 
     fn init(&self, s: &Segment) -> Result<(), OpenError> {
-        let cap = self.capacity.unwrap_or(1024);
+        let cap = self.capacity.unwrap_or(self.default_capacity());
         let chan = s.region("chan", CHAN_SIZE, REGION_CHAN)?;
         let ring = s.region("ring", self.ring_size(cap), REGION_RING)?;
         // SAFETY: fresh regions of the right sizes, nobody else sees the segment before it is
@@ -333,6 +400,14 @@ impl<T: Pod + Send> Builder<T> {
             match self.kind {
                 Kind::Spsc => SpscRing::<T>::init(ring.as_ptr(), ring.len(), cap, 0)?,
                 Kind::Mpmc => MpmcRing::<T>::init(ring.as_ptr(), ring.len(), cap, 0)?,
+                Kind::Bytes => RecordRing::init(ring.as_ptr(), ring.len(), cap, 0)?,
+                Kind::Broadcast => BroadcastRing::init(
+                    ring.as_ptr(),
+                    ring.len(),
+                    cap,
+                    broadcast_slot(self.msg()),
+                    0,
+                )?,
             }
             for ev in ["ev-data", "ev-space"] {
                 let r = s.region(ev, EVENT_SIZE as u64, REGION_EVENT)?;
@@ -346,10 +421,7 @@ impl<T: Pod + Send> Builder<T> {
             // ORDERING: as above.
             h.capacity.store(cap, Ordering::Relaxed);
             // ORDERING: as above.
-            h.msg_size.store(
-                self.msg_size.unwrap_or(size_of::<T>() as u64),
-                Ordering::Relaxed,
-            );
+            h.msg_size.store(self.msg(), Ordering::Relaxed);
             // ORDERING: as above.
             h.flags.store(
                 u64::from(self.unlink == UnlinkPolicy::LastDetach),
@@ -450,18 +522,18 @@ impl<T: Pod + Send> Builder<T> {
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     hdr: NonNull<Header>,
     ev_data: Event,
     ev_space: Event,
-    ring: (*mut u8, usize),
+    pub(crate) ring: (*mut u8, usize),
     /// Endpoints of each side this process holds through this channel handle.
     roles: [AtomicU32; 2],
-    name: String,
+    pub(crate) name: String,
     kind: Kind,
     strategy: WaitStrategy,
     /// Declared last: dropped after the events and pointers into it.
-    seg: Segment,
+    pub(crate) seg: Segment,
 }
 
 // SAFETY: the raw pointers point into the segment owned by `Inner` itself; everything shared
@@ -471,7 +543,7 @@ unsafe impl Send for Inner {}
 unsafe impl Sync for Inner {}
 
 impl Inner {
-    fn hdr(&self) -> &Header {
+    pub(crate) fn hdr(&self) -> &Header {
         // SAFETY: points into the segment this struct owns; atomics only.
         unsafe { self.hdr.as_ref() }
     }
@@ -514,7 +586,7 @@ impl Inner {
     }
 
     /// Whether every endpoint of `side` left cleanly (and at least one existed). Cheap.
-    fn side_left(&self, side: Side) -> bool {
+    pub(crate) fn side_left(&self, side: Side) -> bool {
         let h = self.hdr();
         // ORDERING: Relaxed; set once, long before it matters.
         h.ever[side as usize].load(Ordering::Relaxed) == 1
@@ -524,7 +596,7 @@ impl Inner {
 
     /// The state of `side`'s endpoints across processes (reads attachment liveness:
     /// syscalls, slow path only).
-    fn peer_state(&self, side: Side) -> Peers {
+    pub(crate) fn peer_state(&self, side: Side) -> Peers {
         let (mut live, mut dead) = (0, 0);
         for a in self.seg.attachments() {
             if a.role & side.role() != 0 {
@@ -548,7 +620,7 @@ impl Inner {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Peers {
+pub(crate) enum Peers {
     Live,
     Died,
     Left,
@@ -557,7 +629,7 @@ enum Peers {
 
 /// An open channel; take endpoints from it. Cheap to clone (an `Arc`).
 pub struct Channel<T> {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     _t: PhantomData<T>,
 }
 
@@ -590,11 +662,13 @@ impl<T: Pod + Send> Channel<T> {
         self.inner.seg.created()
     }
 
-    fn token(&self) -> u64 {
-        u64::from(self.inner.seg.slot()) + 1
+    /// Owner token for ring role claims: this attachment's slot and generation (a later
+    /// holder of a dead process's slot is not taken for it).
+    pub(crate) fn token(&self) -> u64 {
+        u64::from(self.inner.seg.owner_tag())
     }
 
-    fn local(&self, side: Side) -> Local {
+    pub(crate) fn local(&self, side: Side) -> Local {
         self.inner.join(side);
         Local {
             inner: self.inner.clone(),
@@ -610,7 +684,7 @@ impl<T: Pod + Send> Channel<T> {
     pub fn producer(&self) -> Result<Producer<T>, OpenError> {
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
-        let alive = |t: u64| t != 0 && seg.slot_alive((t - 1) as u32);
+        let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
         // SAFETY: the ring region lives as long as the segment, which the endpoint keeps
         // alive through `Local::inner`.
         let ring = unsafe { SpscRing::<T>::producer(ptr, len, self.token(), &alive)? };
@@ -624,7 +698,7 @@ impl<T: Pod + Send> Channel<T> {
     pub fn consumer(&self) -> Result<Consumer<T>, OpenError> {
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
-        let alive = |t: u64| t != 0 && seg.slot_alive((t - 1) as u32);
+        let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
         // SAFETY: as in `producer`.
         let ring = unsafe { SpscRing::<T>::consumer(ptr, len, self.token(), &alive)? };
         Ok(Consumer {
@@ -657,17 +731,17 @@ impl<T: Pod + Send> Channel<T> {
 }
 
 /// Per-endpoint state: the channel, the side, and statistics not yet published.
-struct Local {
-    inner: Arc<Inner>,
+pub(crate) struct Local {
+    pub(crate) inner: Arc<Inner>,
     side: Side,
-    stats: SideStats,
+    pub(crate) stats: SideStats,
     pending: u64,
     last_flush: Instant,
 }
 
 impl Local {
     #[inline]
-    fn done(&mut self, n: u64, bytes: u64) {
+    pub(crate) fn done(&mut self, n: u64, bytes: u64) {
         self.stats.messages += n;
         self.stats.bytes += bytes;
         self.pending += n;
@@ -683,12 +757,19 @@ impl Local {
         }
     }
 
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         let s = &self.inner.hdr().stats[self.side as usize];
         let st = core::mem::take(&mut self.stats);
-        for (i, v) in [st.messages, st.bytes, st.stalls, st.sleeps, st.wakeups]
-            .into_iter()
-            .enumerate()
+        for (i, v) in [
+            st.messages,
+            st.bytes,
+            st.stalls,
+            st.sleeps,
+            st.wakeups,
+            st.lost,
+        ]
+        .into_iter()
+        .enumerate()
         {
             if v != 0 {
                 // ORDERING: Relaxed; statistics, read by `shmlane stat` as estimates.
@@ -699,8 +780,28 @@ impl Local {
         self.last_flush = Instant::now();
     }
 
+    /// Publishes this endpoint's statistics, then reads its side's as stored now.
+    pub(crate) fn shared_stats(&mut self) -> SideStats {
+        self.flush();
+        let s = &self.inner.hdr().stats[self.side as usize];
+        // ORDERING: Relaxed; statistics.
+        let w = |i: usize| s[i].load(Ordering::Relaxed);
+        SideStats {
+            messages: w(0),
+            bytes: w(1),
+            stalls: w(2),
+            sleeps: w(3),
+            wakeups: w(4),
+            lost: w(5),
+        }
+    }
+
     /// Waits until `ready()` or a peer change, bounded by `deadline`. Returns false on timeout.
-    fn block(&mut self, deadline: Option<Deadline>, mut ready: impl FnMut() -> bool) -> bool {
+    pub(crate) fn block(
+        &mut self,
+        deadline: Option<Deadline>,
+        mut ready: impl FnMut() -> bool,
+    ) -> bool {
         self.stats.stalls += 1;
         self.stats.sleeps += 1;
         // Publish statistics before a wait that may be long, but not on every short one
@@ -825,17 +926,7 @@ macro_rules! send_impl {
 
         /// The channel's statistics as stored now (plus this endpoint's unpublished ones).
         pub fn stats(&mut self) -> SideStats {
-            self.local.flush();
-            let s = &self.local.inner.hdr().stats[Side::Send as usize];
-            // ORDERING: Relaxed; statistics.
-            let w = |i: usize| s[i].load(Ordering::Relaxed);
-            SideStats {
-                messages: w(0),
-                bytes: w(1),
-                stalls: w(2),
-                sleeps: w(3),
-                wakeups: w(4),
-            }
+            self.local.shared_stats()
         }
     };
 }
@@ -920,17 +1011,7 @@ macro_rules! recv_impl {
 
         /// The channel's receiver-side statistics as stored now.
         pub fn stats(&mut self) -> SideStats {
-            self.local.flush();
-            let s = &self.local.inner.hdr().stats[Side::Recv as usize];
-            // ORDERING: Relaxed; statistics.
-            let w = |i: usize| s[i].load(Ordering::Relaxed);
-            SideStats {
-                messages: w(0),
-                bytes: w(1),
-                stalls: w(2),
-                sleeps: w(3),
-                wakeups: w(4),
-            }
+            self.local.shared_stats()
         }
     };
 }

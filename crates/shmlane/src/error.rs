@@ -103,3 +103,70 @@ pub enum RecvError {
     #[error("channel ring is corrupt")]
     Corrupt,
 }
+
+/// Why sending on a byte channel failed ([`ByteSender`](crate::ByteSender)) or publishing on a
+/// broadcast channel failed ([`Publisher`](crate::Publisher): only `TooLong`). Nothing was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ByteSendError {
+    /// The message is longer than the channel's largest.
+    #[error(
+        "message of {len} bytes, the channel takes at most {max}; create it with a larger capacity (byte channels: an eighth of it, less 8) or --msg-size (broadcast)"
+    )]
+    TooLong {
+        /// Bytes given.
+        len: usize,
+        /// The channel's largest message.
+        max: usize,
+    },
+    /// No room now (`try_send`).
+    #[error("channel full")]
+    Full,
+    /// Still no room at the deadline (`send`).
+    #[error("timed out: channel still full")]
+    Timeout,
+    /// Every receiver left the channel.
+    #[error("every receiver has left the channel")]
+    Disconnected,
+    /// The receiver's process died (`send`).
+    #[error("peer gone: the receiver process died")]
+    PeerDied,
+    /// The ring's positions are impossible.
+    #[error("channel ring is corrupt")]
+    Corrupt,
+}
+
+/// Why receiving from a byte channel ([`ByteReceiver`](crate::ByteReceiver)) or a broadcast
+/// channel ([`Subscriber`](crate::Subscriber)) returned no message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ByteRecvError {
+    /// Nothing there now (`try_recv`).
+    #[error("channel empty")]
+    Empty,
+    /// Still nothing at the deadline (`recv`).
+    #[error("timed out: nothing received")]
+    Timeout,
+    /// Every sender left cleanly and everything they sent was delivered.
+    #[error("every sender has left and the channel is drained")]
+    Disconnected,
+    /// A sender's process died and what it completed was delivered (`recv`).
+    #[error("peer gone: a sender process died")]
+    PeerDied,
+    /// Subscribers only: this subscriber fell a whole ring behind and lost `lost` messages;
+    /// it goes on with the newest. Counted in the channel statistics.
+    #[error("fell behind and lost {lost} messages (read faster or make the channel larger)")]
+    Lapped {
+        /// Messages this subscriber will never see, exactly.
+        lost: u64,
+    },
+    /// The next message has `needed` bytes, more than the buffer; nothing was consumed.
+    #[error("the next message has {needed} bytes: give a larger buffer")]
+    BufferTooSmall {
+        /// The message's length.
+        needed: usize,
+    },
+    /// What the ring holds is impossible (corrupt or hostile segment).
+    #[error("channel ring is corrupt ({0})")]
+    Corrupt(&'static str),
+}

@@ -33,14 +33,20 @@
 // Header casts are from 128-byte aligned regions (the segment's region allocator).
 #![allow(clippy::cast_ptr_alignment)]
 
+mod bytes;
 mod channel;
 mod error;
 
-pub use channel::{
-    Builder, Channel, ChannelStats, Kind, ROLE_RECEIVER, ROLE_SENDER, SideStats, inspect, mpmc,
-    spsc,
+pub use bytes::{
+    ByteClaim, ByteReceiver, ByteSender, DEFAULT_UNBLOCK_AFTER, Publisher, Subscriber,
 };
-pub use error::{OpenError, RecvError, SendError, TryRecvError, TrySendError};
+pub use channel::{
+    Builder, Channel, ChannelStats, Kind, ROLE_RECEIVER, ROLE_SENDER, SideStats, broadcast, bytes,
+    inspect, mpmc, spsc,
+};
+pub use error::{
+    ByteRecvError, ByteSendError, OpenError, RecvError, SendError, TryRecvError, TrySendError,
+};
 pub use shmlane_segment::{Location, UnlinkPolicy};
 pub use shmlane_wake::{Deadline, WaitStrategy};
 

@@ -1,0 +1,543 @@
+//! Byte channels (a record ring: messages of any length up to a maximum, any number of senders,
+//! one receiver) and broadcast channels (a broadcast ring: one publisher, any number of
+//! subscribers), on the same segment layout, events and liveness as the typed channels.
+
+use std::time::{Duration, Instant};
+
+use shmlane_ring::{
+    BroadcastProducer, BroadcastReader, BroadcastRing, ClaimError, ReadError, RecordConsumer,
+    RecordProducer, RecordRing, RecvError as RingRecvError, Unblock,
+};
+use shmlane_wake::Deadline;
+
+use crate::{
+    Channel, SideStats,
+    channel::{Local, Peers, Side},
+    error::{ByteRecvError, ByteSendError, OpenError},
+};
+
+/// How long a byte receiver waits for a live sender that has claimed room but not committed
+/// before it skips that message (a dead sender's is skipped at once). Far above any stall a
+/// live sender can have: a sender that resumes after it was skipped writes into space the
+/// receiver has moved past (see `shmlane_ring::record`).
+pub const DEFAULT_UNBLOCK_AFTER: Duration = Duration::from_secs(1);
+
+/// A pending record is checked for a dead sender once it has been pending this long, then
+/// every `PENDING_RECHECK` (a liveness check is a syscall).
+const PENDING_CHECK: Duration = Duration::from_micros(20);
+const PENDING_RECHECK: Duration = Duration::from_millis(20);
+
+impl Channel<u8> {
+    /// A sender on a byte channel (any number, in any process).
+    pub fn byte_sender(&self) -> Result<ByteSender, OpenError> {
+        let (ptr, len) = self.inner.ring;
+        let tag = u32::try_from(self.token()).map_err(|_| {
+            OpenError::Ring(shmlane_ring::AttachError::Corrupt(
+                "attachment slot too large",
+            ))
+        })?;
+        let seg = &self.inner.seg;
+        // SAFETY: the ring region lives as long as the segment, which the endpoint keeps alive
+        // through `Local::inner`.
+        let ring = unsafe { RecordRing::producer(ptr, len, tag, &|t| seg.tag_alive(t))? };
+        Ok(ByteSender {
+            ring,
+            local: self.local(Side::Send),
+        })
+    }
+
+    /// The receiver of a byte channel (one at a time, across processes; one left by a dead
+    /// process is taken over).
+    pub fn byte_receiver(&self) -> Result<ByteReceiver, OpenError> {
+        let (ptr, len) = self.inner.ring;
+        let seg = &self.inner.seg;
+        let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
+        // SAFETY: as in `byte_sender`.
+        let ring = unsafe { RecordRing::consumer(ptr, len, self.token(), &alive)? };
+        Ok(ByteReceiver {
+            ring,
+            local: self.local(Side::Recv),
+            unblock_after: DEFAULT_UNBLOCK_AFTER,
+            pending_since: None,
+            next_check: None,
+        })
+    }
+
+    /// The publisher of a broadcast channel (one at a time; one left by a dead process is
+    /// taken over and continues after the last message).
+    pub fn publisher(&self) -> Result<Publisher, OpenError> {
+        let (ptr, len) = self.inner.ring;
+        let seg = &self.inner.seg;
+        let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
+        // SAFETY: as in `byte_sender`.
+        let ring = unsafe { BroadcastRing::producer(ptr, len, self.token(), &alive)? };
+        Ok(Publisher {
+            ring,
+            local: self.local(Side::Send),
+        })
+    }
+
+    /// A subscriber to a broadcast channel (any number, at any time): it sees the messages
+    /// published from about now on (the publisher records its position every 64 messages, so
+    /// up to 63 earlier ones too).
+    pub fn subscriber(&self) -> Result<Subscriber, OpenError> {
+        let (ptr, len) = self.inner.ring;
+        // SAFETY: as in `byte_sender`.
+        let ring = unsafe { BroadcastRing::reader(ptr, len)? };
+        Ok(Subscriber {
+            ring,
+            local: self.local(Side::Recv),
+        })
+    }
+}
+
+/// A sending end of a byte channel. `Send`, not `Sync`.
+pub struct ByteSender {
+    ring: RecordProducer,
+    local: Local,
+}
+
+/// The receiving end of a byte channel. `Send`, not `Sync`.
+pub struct ByteReceiver {
+    ring: RecordConsumer,
+    local: Local,
+    unblock_after: Duration,
+    /// Since when the record at the receiver's position has been pending, and when to ask
+    /// again whether its sender lives.
+    pending_since: Option<Instant>,
+    next_check: Option<Instant>,
+}
+
+/// The publishing end of a broadcast channel. `Send`, not `Sync`.
+pub struct Publisher {
+    ring: BroadcastProducer,
+    local: Local,
+}
+
+/// A subscribing end of a broadcast channel. `Send`, not `Sync`.
+pub struct Subscriber {
+    ring: BroadcastReader,
+    local: Local,
+}
+
+macro_rules! debug_endpoint {
+    ($($t:ident),*) => {$(
+        impl core::fmt::Debug for $t {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_struct(stringify!($t))
+                    .field("channel", &self.local.inner.name)
+                    .finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+debug_endpoint!(ByteSender, ByteReceiver, Publisher, Subscriber);
+
+/// What a blocked endpoint's peers say after a wait that ended without progress.
+fn peers_gone(local: &Local, peer: Side) -> Option<Peers> {
+    match local.inner.peer_state(peer) {
+        p @ (Peers::Died | Peers::Left) => Some(p),
+        Peers::Live | Peers::NotYet => None,
+    }
+}
+
+impl ByteSender {
+    /// The largest message this channel takes.
+    pub fn max_message(&self) -> usize {
+        self.ring.max_record()
+    }
+
+    /// Sends `msg` if there is room; never blocks. Wakes a sleeping receiver (with no receiver
+    /// asleep this is a fence and a load: no syscall).
+    ///
+    /// ```
+    /// # let name = format!("doc-bytes-{}", std::process::id());
+    /// let ch = shmlane::bytes(&name).capacity(4096).unlink(shmlane::UnlinkPolicy::LastDetach).create()?;
+    /// let (mut tx, mut rx) = (ch.byte_sender()?, ch.byte_receiver()?);
+    /// tx.try_send(b"order 42: buy 100 @ 17.5")?;
+    /// let mut buf = [0u8; 512];
+    /// let n = rx.try_recv(&mut buf)?;
+    /// assert_eq!(&buf[..n], b"order 42: buy 100 @ 17.5");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), ByteSendError> {
+        match self.ring.send(msg) {
+            Ok(()) => {
+                self.local.done(1, msg.len() as u64);
+                Ok(())
+            }
+            Err(ClaimError::Full) if self.local.inner.side_left(Side::Recv) => {
+                Err(ByteSendError::Disconnected)
+            }
+            Err(ClaimError::Full) => Err(ByteSendError::Full),
+            Err(ClaimError::BadLength { len, max }) => Err(ByteSendError::TooLong { len, max }),
+            Err(ClaimError::Corrupt) => Err(ByteSendError::Corrupt),
+        }
+    }
+
+    /// Claims room for a message of `len` bytes, to be written in place (zero copy) and then
+    /// committed; never blocks. Dropping the claim aborts it (the receiver skips it). If this
+    /// process dies before the commit, the receiver skips the message as soon as it sees the
+    /// process dead, and counts it.
+    ///
+    /// ```
+    /// # let name = format!("doc-claim-{}", std::process::id());
+    /// let ch = shmlane::bytes(&name).capacity(4096).unlink(shmlane::UnlinkPolicy::LastDetach).create()?;
+    /// let (mut tx, mut rx) = (ch.byte_sender()?, ch.byte_receiver()?);
+    /// let mut claim = tx.claim(11)?;
+    /// claim.write(0, b"hello");
+    /// claim.write(5, b" world");
+    /// claim.commit()?;
+    /// let mut buf = [0u8; 64];
+    /// assert_eq!(rx.try_recv(&mut buf)?, 11);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn claim(&mut self, len: usize) -> Result<ByteClaim<'_>, ByteSendError> {
+        let disconnected = self.local.inner.side_left(Side::Recv);
+        match self.ring.claim(len) {
+            Ok(claim) => Ok(ByteClaim {
+                claim,
+                local: &mut self.local,
+            }),
+            Err(ClaimError::Full) if disconnected => Err(ByteSendError::Disconnected),
+            Err(ClaimError::Full) => Err(ByteSendError::Full),
+            Err(ClaimError::BadLength { len, max }) => Err(ByteSendError::TooLong { len, max }),
+            Err(ClaimError::Corrupt) => Err(ByteSendError::Corrupt),
+        }
+    }
+
+    /// Sends `msg`, waiting for room until `deadline` (`None`: no limit). Fails if the
+    /// receiver left or died.
+    pub fn send(&mut self, msg: &[u8], deadline: Option<Deadline>) -> Result<(), ByteSendError> {
+        let mut woke = false;
+        loop {
+            match self.try_send(msg) {
+                Err(ByteSendError::Full) => {}
+                other => return other,
+            }
+            if woke {
+                match peers_gone(&self.local, Side::Recv) {
+                    Some(Peers::Died) => return Err(ByteSendError::PeerDied),
+                    Some(_) => return Err(ByteSendError::Disconnected),
+                    None => {}
+                }
+            }
+            let ring = &self.ring;
+            if !self.local.block(deadline, || ring.has_room(msg.len())) {
+                return Err(ByteSendError::Timeout);
+            }
+            woke = true;
+        }
+    }
+
+    /// The channel's sender-side statistics as stored now.
+    pub fn stats(&mut self) -> SideStats {
+        self.local.shared_stats()
+    }
+}
+
+/// Room claimed in a byte channel for one message: write it, then [`commit`](Self::commit).
+/// Dropped without a commit, the message is aborted (skipped by the receiver).
+pub struct ByteClaim<'a> {
+    claim: shmlane_ring::Claim<'a>,
+    local: &'a mut Local,
+}
+
+impl core::fmt::Debug for ByteClaim<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ByteClaim")
+            .field("len", &self.claim.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ByteClaim<'_> {
+    /// The message's length.
+    pub fn len(&self) -> usize {
+        self.claim.len()
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.claim.is_empty()
+    }
+
+    /// Copies `src` into the message at `offset`.
+    ///
+    /// # Panics
+    /// If `offset + src.len()` exceeds the claimed length.
+    pub fn write(&mut self, offset: usize, src: &[u8]) {
+        self.claim.write(offset, src);
+    }
+
+    /// Publishes the message and wakes a sleeping receiver. `Err(Timeout)` if the receiver
+    /// gave up on it first (this process stalled past its unblock timeout): not delivered.
+    pub fn commit(self) -> Result<(), ByteSendError> {
+        let len = self.claim.len() as u64;
+        match self.claim.commit() {
+            Ok(()) => {
+                self.local.done(1, len);
+                Ok(())
+            }
+            Err(shmlane_ring::CommitError::Unblocked) => Err(ByteSendError::Timeout),
+        }
+    }
+
+    /// Gives the room back: the receiver skips it.
+    pub fn abort(self) {
+        self.claim.abort();
+    }
+}
+
+impl ByteReceiver {
+    /// The largest message this channel takes: a buffer of this size takes any message.
+    pub fn max_message(&self) -> usize {
+        self.ring.max_record()
+    }
+
+    /// Messages skipped in this ring so far (dead or stalled senders' claims, and aborted
+    /// claims), read from the ring: one load, for monitoring a skip as it happens.
+    pub fn skipped(&self) -> u64 {
+        self.ring.skipped()
+    }
+
+    /// How long a live sender may stay between claiming room and committing before its
+    /// message is skipped (default [`DEFAULT_UNBLOCK_AFTER`]). A dead sender's is skipped as
+    /// soon as it is seen dead.
+    pub fn set_unblock_after(&mut self, after: Duration) {
+        self.unblock_after = after;
+    }
+
+    /// Copies the next message into `buf` and returns its length; never blocks. A message
+    /// whose sender died (or stalled past the unblock timeout) before committing it is skipped
+    /// and counted in the statistics (`lost`).
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, ByteRecvError> {
+        let r = self.poll(buf);
+        if r == Err(ByteRecvError::Empty) && self.local.inner.side_left(Side::Send) {
+            // Re-check: the last sender may have sent before leaving.
+            return match self.poll(buf) {
+                Err(ByteRecvError::Empty) => Err(ByteRecvError::Disconnected),
+                other => other,
+            };
+        }
+        r
+    }
+
+    fn poll(&mut self, buf: &mut [u8]) -> Result<usize, ByteRecvError> {
+        loop {
+            let err = match self.ring.read() {
+                Ok(rec) => {
+                    (self.pending_since, self.next_check) = (None, None);
+                    let n = rec.len();
+                    if n > buf.len() {
+                        rec.keep();
+                        return Err(ByteRecvError::BufferTooSmall { needed: n });
+                    }
+                    rec.copy_to(&mut buf[..n]);
+                    drop(rec);
+                    self.local.done(1, n as u64);
+                    return Ok(n);
+                }
+                Err(e) => e,
+            };
+            match err {
+                ReadError::Empty => {
+                    (self.pending_since, self.next_check) = (None, None);
+                    return Err(ByteRecvError::Empty);
+                }
+                ReadError::Pending => {
+                    let now = Instant::now();
+                    let since = *self.pending_since.get_or_insert(now);
+                    let check = *self.next_check.get_or_insert(since + PENDING_CHECK);
+                    if now < check {
+                        return Err(ByteRecvError::Empty);
+                    }
+                    let waited = now - since;
+                    let seg = &self.local.inner.seg;
+                    let alive = |t: u32| seg.tag_alive(t);
+                    match self.ring.unblock(&alive, waited >= self.unblock_after) {
+                        Unblock::Skipped => {
+                            (self.pending_since, self.next_check) = (None, None);
+                            self.local.stats.lost += 1;
+                        }
+                        Unblock::NothingPending => {
+                            (self.pending_since, self.next_check) = (None, None);
+                        }
+                        Unblock::StillAlive => {
+                            let force_at = since + self.unblock_after;
+                            self.next_check = Some((now + PENDING_RECHECK).min(force_at));
+                            return Err(ByteRecvError::Empty);
+                        }
+                    }
+                }
+                ReadError::Corrupt(why) => return Err(ByteRecvError::Corrupt(why)),
+            }
+        }
+    }
+
+    /// Receives the next message into `buf`, waiting until `deadline` (`None`: no limit).
+    /// After every sender left, what they sent is still delivered; then `Disconnected` (clean)
+    /// or `PeerDied` (a sender process died).
+    pub fn recv(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Deadline>,
+    ) -> Result<usize, ByteRecvError> {
+        let mut woke = false;
+        loop {
+            match self.try_recv(buf) {
+                Err(ByteRecvError::Empty) => {}
+                other => return other,
+            }
+            if woke && let Some(p) = peers_gone(&self.local, Side::Send) {
+                // Drain what the dead (or departed) senders completed first; a dead sender's
+                // pending claim is skipped when its check is due (waited for below).
+                match self.poll(buf) {
+                    Err(ByteRecvError::Empty) if self.ring.is_empty() => {
+                        return Err(if p == Peers::Left {
+                            ByteRecvError::Disconnected
+                        } else {
+                            ByteRecvError::PeerDied
+                        });
+                    }
+                    Err(ByteRecvError::Empty) => {}
+                    other => return other,
+                }
+            }
+            let (ring, next_check) = (&self.ring, self.next_check);
+            // Ready: a record to read, or the next liveness check of a pending one is due.
+            let ready = || ring.is_ready() || next_check.is_some_and(|t| Instant::now() >= t);
+            if !self.local.block(deadline, ready) {
+                return Err(ByteRecvError::Timeout);
+            }
+            woke = true;
+        }
+    }
+
+    /// The channel's receiver-side statistics as stored now.
+    pub fn stats(&mut self) -> SideStats {
+        self.local.shared_stats()
+    }
+}
+
+impl Publisher {
+    /// The largest message this channel takes.
+    pub fn max_message(&self) -> usize {
+        self.ring.max_message()
+    }
+
+    /// Publishes `msg` to every subscriber; never waits for them (one a whole ring behind
+    /// loses its oldest unread message, and is told). Wakes parked subscribers (none parked:
+    /// a fence and a load, no syscall).
+    ///
+    /// ```
+    /// # let name = format!("doc-bcast-{}", std::process::id());
+    /// let ch = shmlane::broadcast(&name).capacity(1024).unlink(shmlane::UnlinkPolicy::LastDetach).create()?;
+    /// let mut feed = ch.publisher()?;
+    /// let (mut a, mut b) = (ch.subscriber()?, ch.subscriber()?);
+    /// feed.send(b"EURUSD 1.0842")?;
+    /// let mut buf = [0u8; 240];
+    /// for s in [&mut a, &mut b] {
+    ///     let n = s.try_recv(&mut buf)?;
+    ///     assert_eq!(&buf[..n], b"EURUSD 1.0842");
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), ByteSendError> {
+        match self.ring.send(msg) {
+            Ok(()) => {
+                self.local.done(1, msg.len() as u64);
+                Ok(())
+            }
+            Err(shmlane_ring::SendError::TooLong { len, max }) => {
+                Err(ByteSendError::TooLong { len, max })
+            }
+        }
+    }
+
+    /// The channel's publisher-side statistics as stored now.
+    pub fn stats(&mut self) -> SideStats {
+        self.local.shared_stats()
+    }
+}
+
+impl Subscriber {
+    /// The largest message this channel takes: a buffer of this size takes any message.
+    pub fn max_message(&self) -> usize {
+        self.ring.max_message()
+    }
+
+    /// Messages this subscriber lost to laps, in total.
+    pub fn lost(&self) -> u64 {
+        self.ring.lost()
+    }
+
+    /// Copies the next message into `buf`; never blocks. [`ByteRecvError::Lapped`] once when
+    /// the subscriber fell a whole ring behind (with the exact loss, also counted in the
+    /// channel statistics), then the newest messages.
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, ByteRecvError> {
+        match self.poll(buf) {
+            Err(ByteRecvError::Empty) if self.local.inner.side_left(Side::Send) => {
+                match self.poll(buf) {
+                    Err(ByteRecvError::Empty) => Err(ByteRecvError::Disconnected),
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn poll(&mut self, buf: &mut [u8]) -> Result<usize, ByteRecvError> {
+        match self.ring.recv(buf) {
+            Ok(n) => {
+                self.local.done(1, n as u64);
+                Ok(n)
+            }
+            Err(RingRecvError::Empty) => Err(ByteRecvError::Empty),
+            Err(RingRecvError::Lapped { lost }) => {
+                self.local.stats.lost += lost;
+                Err(ByteRecvError::Lapped { lost })
+            }
+            Err(RingRecvError::BufferTooSmall { needed }) => {
+                Err(ByteRecvError::BufferTooSmall { needed })
+            }
+            Err(RingRecvError::Corrupt(why)) => Err(ByteRecvError::Corrupt(why)),
+        }
+    }
+
+    /// Receives the next message into `buf`, waiting until `deadline` (`None`: no limit);
+    /// `Disconnected` or `PeerDied` once the publisher left or died and everything it
+    /// published was read.
+    pub fn recv(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Deadline>,
+    ) -> Result<usize, ByteRecvError> {
+        let mut woke = false;
+        loop {
+            match self.try_recv(buf) {
+                Err(ByteRecvError::Empty) => {}
+                other => return other,
+            }
+            if woke && let Some(p) = peers_gone(&self.local, Side::Send) {
+                return match self.poll(buf) {
+                    Err(ByteRecvError::Empty) if p == Peers::Left => {
+                        Err(ByteRecvError::Disconnected)
+                    }
+                    Err(ByteRecvError::Empty) => Err(ByteRecvError::PeerDied),
+                    other => other,
+                };
+            }
+            let ring = &self.ring;
+            if !self.local.block(deadline, || ring.is_ready()) {
+                return Err(ByteRecvError::Timeout);
+            }
+            woke = true;
+        }
+    }
+
+    /// The channel's subscriber-side statistics as stored now (all subscribers together).
+    pub fn stats(&mut self) -> SideStats {
+        self.local.shared_stats()
+    }
+}
