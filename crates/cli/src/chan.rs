@@ -10,11 +10,16 @@ use std::{
 };
 
 use shmlane::{
-    Deadline, OpenError, RecvError, SendError, TryRecvError, UnlinkPolicy, WaitStrategy,
+    ByteRecvError, ByteSendError, Deadline, OpenError, RecvError, SendError, TryRecvError,
+    UnlinkPolicy, WaitStrategy,
 };
 use shmlane_segment::inspect as inspect_segment;
 
-use crate::{CliError, KindArg};
+use crate::CliError;
+use shmlane_cli::{
+    args::KindArg,
+    input::{LineError, Lines},
+};
 
 /// Marks an open that lost a creation race: resolve the shape again.
 const RETRY: &str = "\u{0}retry";
@@ -80,6 +85,8 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
             kind: match st.kind {
                 shmlane::Kind::Spsc => KindArg::Spsc,
                 shmlane::Kind::Mpmc => KindArg::Mpmc,
+                shmlane::Kind::Bytes => KindArg::Bytes,
+                shmlane::Kind::Broadcast => KindArg::Broadcast,
             },
             capacity: st.capacity,
             msg_size: st.msg_size,
@@ -88,7 +95,25 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
     )))
 }
 
+/// A byte channel's ring: `--capacity` bytes, grown to hold eight records of `--msg-size`.
+fn bytes_capacity(shape: &Shape) -> u64 {
+    shape
+        .capacity
+        .max(8 * (shape.msg_size + 8))
+        .next_power_of_two()
+        .max(256)
+}
+
 fn check_shape(shape: &Shape) -> Result<(), CliError> {
+    if shape.kind == KindArg::Bytes {
+        if shape.msg_size == 0 || shape.msg_size > 1 << 27 || shape.capacity > 1 << 30 {
+            return Err(CliError(format!(
+                "--msg-size {} / --capacity {} out of range for a bytes channel: messages up to 128 MiB, rings up to 1 GiB",
+                shape.msg_size, shape.capacity
+            )));
+        }
+        return Ok(());
+    }
     if shape.msg_size == 0 || shape.msg_size > MAX_MSG {
         return Err(CliError(format!(
             "--msg-size {} is out of range: use 1..={MAX_MSG} bytes",
@@ -170,6 +195,7 @@ fn builder<T: bytemuck::Pod + Send>(
     let b = match shape.kind {
         KindArg::Spsc => shmlane::spsc::<T>(name),
         KindArg::Mpmc => shmlane::mpmc::<T>(name),
+        KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use byte_builder"),
     };
     b.capacity(shape.capacity)
         .msg_size(shape.msg_size)
@@ -181,9 +207,36 @@ fn builder<T: bytemuck::Pod + Send>(
         })
 }
 
+/// The builder of a byte or broadcast channel with `shape`.
+fn byte_builder(name: &str, shape: &Shape, unlink: UnlinkPolicy) -> shmlane::Builder<u8> {
+    let b = if shape.kind == KindArg::Bytes {
+        shmlane::bytes(name).capacity(bytes_capacity(shape))
+    } else {
+        shmlane::broadcast(name)
+            .capacity(shape.capacity)
+            .msg_size(shape.msg_size)
+    };
+    b.unlink(unlink)
+        .mode(0o600)
+        .wait(WaitStrategy::SpinThenPark {
+            spins: 2000,
+            yields: 10,
+        })
+}
+
+fn is_bytes(shape: &Shape) -> bool {
+    matches!(shape.kind, KindArg::Bytes | KindArg::Broadcast)
+}
+
 /// `shmlane create`: a persistent channel.
 pub fn create(name: &str, shape: Shape) -> Result<(), CliError> {
     check_shape(&shape)?;
+    if is_bytes(&shape) {
+        byte_builder(name, &shape, UnlinkPolicy::Never)
+            .create()
+            .map_err(|e| open_err(name, &e))?;
+        return Ok(());
+    }
     with_elem!(elem_size(shape.msg_size), E, {
         builder::<E>(name, &shape, UnlinkPolicy::Never)
             .create()
@@ -275,50 +328,39 @@ pub fn send(name: &str, wanted: Shape) -> Result<Ended, CliError> {
 
 fn send_once(name: &str, wanted: Shape, input: &mut impl BufRead) -> Result<Ended, CliError> {
     let (shape, unlink) = resolve(name, wanted)?;
+    if is_bytes(&shape) {
+        return send_bytes(name, &shape, unlink, input);
+    }
     with_elem!(elem_size(shape.msg_size), E, {
         let ch = open_channel::<E>(name, &shape, unlink)?;
         let mut tx = match shape.kind {
             KindArg::Spsc => Tx::Spsc(ch.producer().map_err(|e| open_err(name, &e))?),
             KindArg::Mpmc => Tx::Mpmc(ch.sender().map_err(|e| open_err(name, &e))?),
+            KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use send_bytes"),
         };
-        let mut line = Vec::with_capacity(256);
-        let mut n = 0u64;
-        let mut failure = None;
-        loop {
-            line.clear();
-            let got = input
-                .read_until(b'\n', &mut line)
-                .map_err(|e| CliError(format!("reading stdin: {e}")))?;
-            if got == 0 {
-                break;
-            }
-            n += 1;
-            if line.last() == Some(&b'\n') {
-                line.pop();
-            }
-            if line.len() as u64 > shape.msg_size {
-                // What was sent before still reaches the receivers (the linger below), then
-                // the error is reported.
-                failure = Some(CliError(format!(
-                    "line {n} is {} bytes, longer than the channel's message size of {} bytes; create the channel with a larger --msg-size",
-                    line.len(),
-                    shape.msg_size
-                )));
-                break;
-            }
+        let pumped = pump(&mut *input, shape.msg_size as usize, |line| {
             let mut m: E = bytemuck::Zeroable::zeroed();
             m[..4].copy_from_slice(&(line.len() as u32).to_le_bytes());
-            m[4..4 + line.len()].copy_from_slice(&line);
+            m[4..4 + line.len()].copy_from_slice(line);
             match tx.send(m) {
-                Ok(()) => {}
-                Err(SendError::PeerDied(_)) => {
-                    return Ok(Ended::PeerGone(format!(
-                        "peer gone: a receiver of {name} died; line {n} and later were not delivered"
-                    )));
-                }
-                Err(e) => return Err(CliError(format!("channel {name}: {e}"))),
+                Ok(()) => Ok(true),
+                Err(SendError::PeerDied(_)) => Ok(false),
+                Err(e) => Err(CliError(format!("channel {name}: {e}"))),
             }
-        }
+        })?;
+        let failure = match pumped {
+            Pumped::Done => None,
+            // What was sent before still reaches the receivers (the linger below), then the
+            // error is reported.
+            Pumped::TooLong { line: n, len, max } => Some(CliError(format!(
+                "line {n} is {len} bytes, longer than the channel's message size of {max} bytes; create the channel with a larger --msg-size"
+            ))),
+            Pumped::PeerGone(n) => {
+                return Ok(Ended::PeerGone(format!(
+                    "peer gone: a receiver of {name} died; line {n} and later were not delivered"
+                )));
+            }
+        };
         // A channel this command created is removed when the last endpoint leaves: wait until
         // a receiver has taken everything, so leaving early loses nothing.
         tx.flush_stats();
@@ -383,11 +425,15 @@ fn recv_once(
     timeout: Option<Duration>,
 ) -> Result<Ended, CliError> {
     let (shape, unlink) = resolve(name, wanted)?;
+    if is_bytes(&shape) {
+        return recv_bytes(name, &shape, unlink, count, timeout);
+    }
     with_elem!(elem_size(shape.msg_size), E, {
         let ch = open_channel::<E>(name, &shape, unlink)?;
         let mut rx = match shape.kind {
             KindArg::Spsc => Rx::Spsc(ch.consumer().map_err(|e| open_err(name, &e))?),
             KindArg::Mpmc => Rx::Mpmc(ch.receiver().map_err(|e| open_err(name, &e))?),
+            KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use recv_bytes"),
         };
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
@@ -441,4 +487,194 @@ fn recv_once(
             .map_err(|e| CliError(format!("writing stdout: {e}")))?;
         Ok(ended)
     })
+}
+
+/// How feeding the input lines to a channel ended.
+enum Pumped {
+    /// Every line was sent.
+    Done,
+    /// Line `line` (of `len` bytes) is longer than `max`; the lines before it were sent.
+    TooLong { line: u64, len: usize, max: usize },
+    /// The receiver died; this line (counting from 1) and later ones were not delivered.
+    PeerGone(u64),
+}
+
+/// Sends each input line (one message a line, at most `max` bytes) through `send`, which
+/// returns `Ok(true)` once the message is sent and `Ok(false)` if the receiver died.
+fn pump(
+    input: impl BufRead,
+    max: usize,
+    mut send: impl FnMut(&[u8]) -> Result<bool, CliError>,
+) -> Result<Pumped, CliError> {
+    let mut lines = Lines::new(input, max);
+    let mut line = Vec::with_capacity(256);
+    loop {
+        match lines.next_into(&mut line) {
+            Ok(true) => {}
+            Ok(false) => return Ok(Pumped::Done),
+            Err(LineError::TooLong { line, len, max }) => {
+                return Ok(Pumped::TooLong { line, len, max });
+            }
+            Err(LineError::Io(e)) => return Err(CliError(format!("reading stdin: {e}"))),
+        }
+        if !send(&line)? {
+            return Ok(Pumped::PeerGone(lines.count()));
+        }
+    }
+}
+
+fn open_byte_channel(
+    name: &str,
+    shape: &Shape,
+    unlink: UnlinkPolicy,
+) -> Result<shmlane::Channel<u8>, CliError> {
+    // An existing channel's shape (from `resolve`) gives back the same capacity.
+    byte_builder(name, shape, unlink)
+        .open_or_create()
+        .map_err(|e| match e {
+            OpenError::Mismatch { .. } if unlink == UnlinkPolicy::LastDetach => {
+                CliError(RETRY.to_owned())
+            }
+            e => open_err(name, &e),
+        })
+}
+
+/// One line a message, to a bytes or broadcast channel.
+fn send_bytes(
+    name: &str,
+    shape: &Shape,
+    unlink: UnlinkPolicy,
+    input: &mut impl BufRead,
+) -> Result<Ended, CliError> {
+    let ch = open_byte_channel(name, shape, unlink)?;
+    let broadcast = shape.kind == KindArg::Broadcast;
+    let (mut tx, mut publisher) = if broadcast {
+        (None, Some(ch.publisher().map_err(|e| open_err(name, &e))?))
+    } else {
+        (
+            Some(ch.byte_sender().map_err(|e| open_err(name, &e))?),
+            None,
+        )
+    };
+    let max = tx.as_ref().map_or_else(
+        || {
+            publisher
+                .as_ref()
+                .map_or(0, shmlane::Publisher::max_message)
+        },
+        shmlane::ByteSender::max_message,
+    );
+    let pumped = pump(input, max, |line| {
+        let sent = match (&mut tx, &mut publisher) {
+            (Some(tx), _) => tx.send(line, None),
+            (None, Some(p)) => p.send(line),
+            (None, None) => unreachable!(),
+        };
+        match sent {
+            Ok(()) => Ok(true),
+            Err(ByteSendError::PeerDied) => Ok(false),
+            Err(e) => Err(CliError(format!("channel {name}: {e}"))),
+        }
+    })?;
+    let failure = match pumped {
+        Pumped::Done => None,
+        Pumped::TooLong { line: n, len, max } => Some(CliError(format!(
+            "line {n} is {len} bytes, longer than the channel's largest message of {max} bytes; create the channel with a larger --msg-size"
+        ))),
+        Pumped::PeerGone(n) => {
+            return Ok(Ended::PeerGone(format!(
+                "peer gone: the receiver of {name} died; line {n} and later were not delivered"
+            )));
+        }
+    };
+    let ended = if broadcast {
+        // A broadcast waits for nobody: receivers that keep up got everything.
+        let _ = publisher.as_mut().map(shmlane::Publisher::stats);
+        Ended::Ok
+    } else {
+        let _ = tx.as_mut().map(shmlane::ByteSender::stats);
+        linger(name)?
+    };
+    drop((tx, publisher, ch));
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(ended),
+    }
+}
+
+/// Prints each message of a bytes or broadcast channel as a line.
+fn recv_bytes(
+    name: &str,
+    shape: &Shape,
+    unlink: UnlinkPolicy,
+    count: Option<u64>,
+    timeout: Option<Duration>,
+) -> Result<Ended, CliError> {
+    let ch = open_byte_channel(name, shape, unlink)?;
+    let (mut rx, mut sub) = if shape.kind == KindArg::Broadcast {
+        (None, Some(ch.subscriber().map_err(|e| open_err(name, &e))?))
+    } else {
+        (
+            Some(ch.byte_receiver().map_err(|e| open_err(name, &e))?),
+            None,
+        )
+    };
+    let max = rx.as_ref().map_or_else(
+        || sub.as_ref().map_or(0, shmlane::Subscriber::max_message),
+        shmlane::ByteReceiver::max_message,
+    );
+    let mut buf = vec![0u8; max];
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let deadline = timeout.map(Deadline::after);
+    let mut got = 0u64;
+    let write_err = |e: std::io::Error| CliError(format!("writing stdout: {e}"));
+    let ended = loop {
+        if count.is_some_and(|c| got >= c) {
+            break Ended::Ok;
+        }
+        let mut r = match (&mut rx, &mut sub) {
+            (Some(rx), _) => rx.try_recv(&mut buf),
+            (None, Some(s)) => s.try_recv(&mut buf),
+            (None, None) => unreachable!(),
+        };
+        if r == Err(ByteRecvError::Empty) {
+            // About to wait: let the reader see what arrived so far.
+            out.flush().map_err(write_err)?;
+            r = match (&mut rx, &mut sub) {
+                (Some(rx), _) => rx.recv(&mut buf, deadline),
+                (None, Some(s)) => s.recv(&mut buf, deadline),
+                (None, None) => unreachable!(),
+            };
+        }
+        match r {
+            Ok(n) => {
+                out.write_all(&buf[..n])
+                    .and_then(|()| out.write_all(b"\n"))
+                    .map_err(write_err)?;
+                got += 1;
+            }
+            Err(ByteRecvError::Lapped { lost }) => {
+                out.flush().map_err(write_err)?;
+                eprintln!(
+                    "shmlane: fell behind on {name} and lost {lost} messages; going on with the newest"
+                );
+            }
+            Err(ByteRecvError::Disconnected) => break Ended::Ok,
+            Err(ByteRecvError::PeerDied) => {
+                break Ended::PeerGone(format!(
+                    "peer gone: a sender of {name} died; {got} messages received"
+                ));
+            }
+            Err(ByteRecvError::Timeout) => {
+                break Ended::Timeout(format!(
+                    "timed out after {:?} with {got} messages received",
+                    timeout.unwrap_or_default()
+                ));
+            }
+            Err(e) => return Err(CliError(format!("channel {name}: {e}"))),
+        }
+    };
+    out.flush().map_err(write_err)?;
+    Ok(ended)
 }

@@ -1,0 +1,168 @@
+//! The `shmlane` command line: its grammar (clap), shared by the binary and the `cli_args`
+//! fuzz target.
+#![allow(missing_docs)]
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Channel kinds on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// One sender, one receiver.
+    Spsc,
+    /// Any number of senders and receivers.
+    Mpmc,
+    /// Lines of any length up to the largest record (an eighth of the ring, which is
+    /// --capacity bytes here); any number of senders, one receiver.
+    Bytes,
+    /// Fan-out: one sender, any number of receivers, each sees every line unless it falls a
+    /// whole ring behind (then it reports the loss on stderr and goes on).
+    Broadcast,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "shmlane",
+    version,
+    about = "Shared-memory channels between processes: list, inspect, create, send, receive, clean up, benchmark.",
+    after_help = "Examples:
+  seq 1000000 | shmlane send q        send each line as a message (creates q if needed)
+  shmlane recv q > out                print messages until the senders leave
+  shmlane recv q --count 10 --timeout 5s
+  shmlane create feed --kind mpmc --capacity 4096 --msg-size 128
+  shmlane create ticks --kind broadcast --capacity 65536 --msg-size 64
+  shmlane create orders --kind bytes --capacity 1048576   lines up to 131064 bytes
+  shmlane ls --json                   every channel, with state and attached processes
+  shmlane stat feed                   header, regions, positions, statistics
+  shmlane rm --stale                  remove segments whose users died
+  cargo run --release -- bench        shmlane against pipes and Unix sockets
+
+Exit codes: 0 ok, 1 error, 3 a peer process died, 4 timeout."
+)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct ShapeArgs {
+    /// Channel kind, when this command creates the channel.
+    #[arg(long, value_enum, default_value = "spsc")]
+    pub kind: KindArg,
+    /// Ring capacity in messages (a power of two; bytes: the ring's size in bytes, grown to
+    /// hold eight records of --msg-size), when this command creates the channel.
+    #[arg(long, default_value_t = 65536)]
+    pub capacity: u64,
+    /// Largest message in bytes, when this command creates the channel.
+    #[arg(long = "msg-size", default_value_t = 256)]
+    pub msg_size: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// List shmlane segments: backend, size, kind, capacity, occupancy, owner, state (live,
+    /// idle, stale) and attached processes.
+    Ls {
+        /// Directory to scan instead of /dev/shm (a custom tmpfs or hugetlbfs mount).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print a JSON array of objects (name, backend, path, size, kind, capacity, msg_size,
+        /// len, uid, mode, state, attached).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one segment: header, regions, ring positions and channel statistics.
+    Stat {
+        /// Segment name (under /dev/shm).
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a channel that persists until removed.
+    Create {
+        /// Channel name.
+        name: String,
+        #[command(flatten)]
+        shape: ShapeArgs,
+    },
+    /// Send each stdin line (without its newline) as one message; creates the channel if
+    /// needed (then removed when its last user leaves cleanly).
+    Send {
+        /// Channel name.
+        name: String,
+        #[command(flatten)]
+        shape: ShapeArgs,
+    },
+    /// Print each message as a line; exits 0 when the senders have left and the channel is
+    /// drained, 3 if a sender died, 4 on timeout.
+    Recv {
+        /// Channel name.
+        name: String,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Give up after this long without finishing (e.g. 500ms, 5s, 2m).
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        #[command(flatten)]
+        shape: ShapeArgs,
+    },
+    /// Remove a segment (refused while a live process has it, unless --force), or every
+    /// stale one.
+    Rm {
+        /// Segment name (under /dev/shm).
+        name: Option<String>,
+        /// Remove only segments whose users died, and print what was removed.
+        #[arg(long, conflicts_with = "name")]
+        stale: bool,
+        /// Remove even if live or idle.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Compare shmlane with pipes, Unix sockets, eventfd and the hardware limit between two
+    /// processes: round trips and streaming, 8 B to 64 KiB, in one run (about a minute).
+    Bench {
+        /// Under 20 s: every transport, metric and size, fewer samples.
+        #[arg(long, conflicts_with = "full")]
+        quick: bool,
+        /// More rounds and samples (several minutes).
+        #[arg(long)]
+        full: bool,
+        /// Run both processes on core 0 (default: cores 0 and 1).
+        #[arg(long = "same-core")]
+        same_core: bool,
+        /// Also write the records as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Also write SVG plots (rtt.svg, throughput.svg) into this directory.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Only these transports (comma-separated, e.g. `shmlane-spsc-spin,pipe`).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Only these message sizes in bytes (comma-separated, from 8, 64, 1024, 65536).
+        #[arg(long = "size", value_delimiter = ',')]
+        sizes: Vec<usize>,
+    },
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: use e.g. 500ms, 5s, 2m"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" | "" => v,
+        "m" => v * 60.0,
+        "us" => v / 1e6,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s or m")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
