@@ -68,6 +68,11 @@ pub fn has_throughput(transport: &str) -> bool {
 const RING: u64 = 1 << 22;
 /// Streaming messages fit this many times in the byte ring at 64 KiB.
 const BUF: usize = 65536;
+/// Most messages one zero-copy chunk takes (`shmlane-spsc-chunk`).
+const CHUNK_MAX: u64 = 256;
+/// Most bytes one zero-copy chunk takes, a page (large messages: one per chunk, so the reader
+/// works on one while the writer fills the next).
+const CHUNK_BYTES: u64 = 4096;
 
 /// Shared memory for one measurement: two byte rings, two events, two buffers, two words.
 struct Shm {
@@ -722,8 +727,10 @@ pub fn throughput(transport: &str, size: usize, n: u64, same_core: bool) -> Dura
     )
 }
 
-/// The zero-copy producer: fills each message in place in the ring (the "ab" SPSC ring of
-/// `[u8; size]` elements).
+/// The zero-copy producer: fills messages in place in the ring (the "ab" SPSC ring of
+/// `[u8; size]` elements), as many per chunk as there is room for, up to `CHUNK_MAX`: what a
+/// producer with messages ready (an audio block, a burst of quotes) does with the chunk API.
+/// One chunk, one position store.
 fn chunk_produce(s: &Setup, size: usize, n: u64) {
     fn go<const N: usize>(s: &Setup, n: u64)
     where
@@ -733,14 +740,19 @@ fn chunk_produce(s: &Setup, size: usize, n: u64) {
         // SAFETY: as in `with_endpoints`; nobody else attaches to "ring-ab" here.
         let mut prod =
             unsafe { SpscRing::<[u8; N]>::producer(p, l, 3, &|_| true) }.expect("producer");
-        for i in 0..n {
-            let mut w = loop {
-                match prod.write_chunk(1) {
-                    Ok(w) => break w,
-                    Err(_) => core::hint::spin_loop(),
-                }
-            };
-            w.as_mut_slices().0[0].fill(i as u8);
+        let mut i = 0u64;
+        while i < n {
+            let k = room(prod.write_chunk(chunk_want(n - i, N)).map(|w| w.len()));
+            if k == 0 {
+                core::hint::spin_loop();
+                continue;
+            }
+            let mut w = prod.write_chunk(k).expect("room just seen");
+            let (a, b) = w.as_mut_slices();
+            for m in a.iter_mut().chain(b.iter_mut()) {
+                m.fill(i as u8);
+                i += 1;
+            }
             w.commit_all();
         }
     }
@@ -752,7 +764,22 @@ fn chunk_produce(s: &Setup, size: usize, n: u64) {
     }
 }
 
-/// The zero-copy consumer: reads each message in place (one byte per cache line).
+/// Messages of `size` bytes asked for per chunk: what is left, at most `CHUNK_MAX` and at
+/// most `CHUNK_BYTES` (at least one).
+fn chunk_want(left: u64, size: usize) -> usize {
+    left.min(CHUNK_MAX).min((CHUNK_BYTES / size as u64).max(1)) as usize
+}
+
+/// How many slots a chunk can take now: all asked for, or the fewer available.
+fn room(r: Result<usize, shmlane_ring::ChunkError>) -> usize {
+    match r {
+        Ok(k) | Err(shmlane_ring::ChunkError::TooFewSlots(k)) => k,
+        Err(e) => panic!("ring: {e}"),
+    }
+}
+
+/// The zero-copy consumer: reads each message in place (one byte per cache line), as many as
+/// are there (up to `CHUNK_MAX`) per chunk.
 fn chunk_consume(s: &Setup, size: usize, n: u64) {
     fn go<const N: usize>(s: &Setup, n: u64)
     where
@@ -763,16 +790,21 @@ fn chunk_consume(s: &Setup, size: usize, n: u64) {
         let mut cons =
             unsafe { SpscRing::<[u8; N]>::consumer(p, l, 4, &|_| true) }.expect("consumer");
         let mut sum = 0u64;
-        for _ in 0..n {
-            let r = loop {
-                match cons.read_chunk(1) {
-                    Ok(r) => break r,
-                    Err(_) => core::hint::spin_loop(),
-                }
-            };
-            for x in r.as_slices().0[0].iter().step_by(64) {
-                sum = sum.wrapping_add(u64::from(*x));
+        let mut i = 0u64;
+        while i < n {
+            let k = room(cons.read_chunk(chunk_want(n - i, N)).map(|r| r.len()));
+            if k == 0 {
+                core::hint::spin_loop();
+                continue;
             }
+            let r = cons.read_chunk(k).expect("elements just seen");
+            let (a, b) = r.as_slices();
+            for m in a.iter().chain(b.iter()) {
+                for x in m.iter().step_by(64) {
+                    sum = sum.wrapping_add(u64::from(*x));
+                }
+            }
+            i += k as u64;
             r.commit_all();
         }
         black_box(sum);
