@@ -37,7 +37,9 @@
 //! consumer that sees the tail past its position sees the intent of whoever claimed it. If every
 //! producer whose intent names the position is dead and they agree on the size, the claim is
 //! padded at once, exactly that size; otherwise it waits for the timeout, after which it is
-//! padded up to the next non-zero header, or `tail`, or the end of the buffer. Only a dead
+//! padded up to the next non-zero header, `tail`, the end of the buffer, or the next position
+//! another producer's intent names (a claim whose header is about to be written), whichever
+//! comes first. Only a dead
 //! claimer may be skipped early: a live one descheduled before its header CAS would see the
 //! header empty again once the consumer has zeroed the padding, and write into space given
 //! back. Its own intent, visible as said, keeps the consumer waiting (loom model
@@ -60,7 +62,9 @@ use crate::{
     KeepAlive,
     error::AttachError,
     header::{Kind, Meta, PaddedMeta, Role, check_region, open_ring},
-    sync::{AtomicU64, Ordering, RECORD_COMMIT, RECORD_HDR_LOAD, RECORD_TAIL_CAS},
+    sync::{
+        AtomicU64, Ordering, RECORD_COMMIT, RECORD_HDR_LOAD, RECORD_INTENT_CLEAR, RECORD_TAIL_CAS,
+    },
 };
 
 /// Consecutive inconsistent position readings (tail more than a capacity past head) a producer
@@ -747,11 +751,13 @@ impl RecordProducer {
     /// was lost).
     fn clear_intent(&self) {
         if let Some(i) = self.intent {
-            // ORDERING: Relaxed; the header (written before, Release) now names the claim, or
-            // the claim went to another producer, whose own intent names it.
+            // ORDERING: RECORD_INTENT_CLEAR (Release); pairs with the Acquire intent load in
+            // `before_next_intent`: a consumer that reads the intent cleared also sees the
+            // header we wrote before (or, after a lost CAS, the winner's own intent names the
+            // position).
             self.raw.hdr().intents[i]
                 .claim
-                .store(IDLE, Ordering::Relaxed);
+                .store(IDLE, RECORD_INTENT_CLEAR);
         }
     }
 
@@ -1212,6 +1218,33 @@ impl RecordConsumer {
         }
     }
 
+    /// `limit` (bytes from the consumer's position), or less: the distance to the nearest
+    /// position ahead that a producer's intent names (a claim whose header may not be written
+    /// yet). A stale intent of a dead producer can only make a forced skip shorter (the rest
+    /// is then skipped by the next one), never longer.
+    fn before_next_intent(&self, mut limit: u64) -> u64 {
+        if self.raw.cap >= INTENT_MAX_CAPACITY {
+            return limit;
+        }
+        let here = intent_pos(self.head);
+        for e in &self.raw.hdr().intents {
+            // ORDERING: Acquire; pairs with the Release stores of `set_intent` and
+            // `clear_intent`. A producer that claimed a position before the tail we loaded
+            // (Acquire) stored its intent before that, so we read the intent or its clearing,
+            // and the clearing comes after its header CAS: either the intent stops the padding
+            // or the scan of headers does.
+            let w = e.claim.load(Ordering::Acquire);
+            if w & INTENT_VALID == 0 {
+                continue;
+            }
+            let d = ((w & 0xffff_ffff).wrapping_sub(here) & 0xffff_ffff) * 8;
+            if d > 0 && d < limit {
+                limit = d;
+            }
+        }
+        limit
+    }
+
     /// Turns the pending claim at the consumer's position into padding if its producer is dead
     /// (`is_alive(owner tag)` is false) or `force` is given (the caller's timeout expired). A
     /// claim whose header was never written (its producer died right after claiming) has no
@@ -1234,8 +1267,10 @@ impl RecordConsumer {
                 return self.unblock_by_intent(off, ahead, is_alive);
             }
             // Free space is zero: the claim ends at the next written header, at the tail, or
-            // at the end of the buffer, whichever comes first.
-            let limit = ahead.min(self.raw.cap - off);
+            // at the end of the buffer, whichever comes first; and before any other claim in
+            // flight (a producer between its tail CAS and its header CAS), which its intent
+            // names: padding over it would swallow a record its producer is about to commit.
+            let limit = self.before_next_intent(ahead.min(self.raw.cap - off));
             let mut end = RECORD_HEADER as u64;
             while end < limit {
                 // ORDERING: Acquire; as in `read`.
@@ -1609,6 +1644,30 @@ mod tests {
         assert_eq!(c.read().err(), Some(ReadError::Empty));
         live.send(b"on").unwrap();
         assert_eq!(c.read().unwrap().to_vec(), b"on");
+    }
+
+    #[test]
+    fn a_forced_skip_stops_at_the_next_claim_in_flight() {
+        let region = HeapRegion::new(RecordRing::required_size(1024));
+        let (mut ps, mut c) = owned_ring(&region, &[1, 2, 3], &|_| true);
+        let mut third = ps.pop().unwrap();
+        let second = ps.pop().unwrap();
+        let stalled = ps.pop().unwrap();
+        // A live producer took 24 bytes at 0 and stalls before its header; a second one took
+        // the next 16 bytes and has not written its header yet either; a third committed after.
+        stalled.abandon_claim_for_tests(10, true);
+        second.abandon_claim_for_tests(8, true);
+        third.send(b"third").unwrap();
+        assert_eq!(c.read().err(), Some(ReadError::Pending));
+        // The timeout passes for the first claim: only its 24 bytes become padding (scanning
+        // for the next written header would have swallowed the second claim too, and its
+        // producer, resuming, would write into space given back).
+        assert_eq!(c.unblock(&|_| true, true), Unblock::Skipped);
+        assert_eq!(c.read().err(), Some(ReadError::Pending));
+        assert_eq!(c.position(), 24);
+        assert_eq!(c.unblock(&|_| true, true), Unblock::Skipped);
+        assert_eq!(c.read().unwrap().to_vec(), b"third");
+        assert_eq!(c.skipped(), 2);
     }
 
     #[test]

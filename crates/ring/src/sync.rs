@@ -117,6 +117,14 @@ pub(crate) const RECORD_TAIL_CAS: O = if cfg!(shmlane_weaken = "record_tail_cas"
 } else {
     O::Release
 };
+/// Record ring: a producer clears its claim intent after writing its header. Release: pairs
+/// with the consumer's Acquire load of the intent in a forced unblock, so a consumer that
+/// finds the intent cleared also finds the header, and its padding stops there.
+pub(crate) const RECORD_INTENT_CLEAR: O = if cfg!(shmlane_weaken = "record_intent_clear") {
+    O::Relaxed
+} else {
+    O::Release
+};
 /// Record ring: the consumer reads a record's header before its payload. Acquire.
 pub(crate) const RECORD_HDR_LOAD: O = if cfg!(shmlane_weaken = "record_hdr_load") {
     O::Relaxed

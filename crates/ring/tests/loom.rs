@@ -419,6 +419,77 @@ fn record_live_claim_is_not_taken_for_a_dead_intent() {
     });
 }
 
+/// Record ring, a forced skip next to a claim in flight: a producer took the first 24 bytes and
+/// stalled before writing its header (alive, so only the timeout skips it); a second producer
+/// claims the next record and sends it. The consumer forces the skip whenever it is pending. The
+/// padding must stop where the second claim begins, even before that producer has written its
+/// header (its intent names it): a record whose commit succeeded must be delivered.
+#[test]
+fn record_forced_skip_spares_a_claim_in_flight() {
+    use loom::sync::atomic::{AtomicU32, Ordering};
+    loom::model(|| {
+        let len = RecordRing::required_size(256);
+        let mem = std::sync::Arc::new(Mem::new(len));
+        let ptr = mem.0;
+        let everyone_alive = |_: u32| true;
+        // SAFETY: `mem` outlives every handle (thread joined, handles dropped, then mem).
+        let (stalled, mut p, mut c) = unsafe {
+            RecordRing::init(ptr, len, 256, 0).unwrap();
+            (
+                RecordRing::producer(ptr, len, 7, &everyone_alive).unwrap(),
+                RecordRing::producer(ptr, len, 1, &everyone_alive).unwrap(),
+                RecordRing::consumer(ptr, len, 9, &alive).unwrap(),
+            )
+        };
+        stalled.abandon_claim_for_tests(10, true);
+        // 0: sending; 1: committed; 2: skipped, and told so.
+        let outcome = std::sync::Arc::new(AtomicU32::new(0));
+        let t = thread::spawn({
+            let outcome = outcome.clone();
+            move || {
+                let r = if p.send(&[3; 10]).is_ok() { 1 } else { 2 };
+                outcome.store(r, Ordering::Release);
+            }
+        });
+        loop {
+            // Let the producer run first too (loom does not preempt us before our first look).
+            thread::yield_now();
+            let err = match c.read() {
+                Ok(r) => {
+                    assert_eq!(r.to_vec(), [3; 10]);
+                    break;
+                }
+                Err(e) => e,
+            };
+            match err {
+                ReadError::Pending => {
+                    // The timeout has passed for the stalled claim at 0 only (forcing the
+                    // second producer's claim while it writes is the documented hazard of a
+                    // timeout shorter than a live producer's stall, not what is modelled here).
+                    c.unblock(&everyone_alive, c.position() == 0);
+                    thread::yield_now();
+                }
+                ReadError::Empty => match outcome.load(Ordering::Acquire) {
+                    0 => thread::yield_now(),
+                    // Committed (and its commit now visible to us): it must be there.
+                    1 => match c.read() {
+                        Ok(r) => {
+                            assert_eq!(r.to_vec(), [3; 10]);
+                            break;
+                        }
+                        Err(e) => panic!("a committed record was swallowed by a forced skip: {e}"),
+                    },
+                    _ => break,
+                },
+                e @ ReadError::Corrupt(_) => panic!("{e}"),
+            }
+        }
+        t.join().unwrap();
+        drop(c);
+        drop(mem);
+    });
+}
+
 /// Broadcast, a reader being lapped: the producer sends 3 messages of two words each through 2
 /// slots (positions wrapping past u64::MAX) while the reader reads. Every message the reader
 /// returns must be whole (both words of the message at its position: a torn copy mixes two
