@@ -67,7 +67,10 @@ fn child_entry() {
             println!("OUT:published");
         }
         "subscribe" => {
-            // Reads until the publisher leaves; args[1] = "slow" sleeps 1 ms per 100 messages.
+            // Reads until the publisher leaves. args[1] = "slow": after its first message it
+            // stalls until the publisher has published two rings' worth past it (of the
+            // args[2] messages in all), so it is lapped on any machine, then sleeps 1 ms per
+            // 100 messages.
             let ch = shmlane::broadcast(&args[0]).open().unwrap();
             let mut rx = ch.subscriber().unwrap();
             let slow = args[1] == "slow";
@@ -80,6 +83,16 @@ fn child_entry() {
                         assert_eq!(&buf[..n], &want[..want.len().min(64)], "message {next}");
                         next += 1;
                         got += 1;
+                        if slow && got == 1 {
+                            let total: u64 = args[2].parse().unwrap();
+                            let target = (next + 2 * BCAST_CAPACITY).min(total);
+                            let t0 = std::time::Instant::now();
+                            while shmlane::inspect(&info(&args[0])).unwrap().sent.messages < target
+                            {
+                                assert!(t0.elapsed() < Duration::from_secs(60), "publisher stuck");
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                        }
                         if slow && got % 100 == 0 {
                             std::thread::sleep(Duration::from_millis(1));
                         }
@@ -336,6 +349,9 @@ fn bytes_between_processes_and_a_killed_claim_is_skipped() {
     ));
 }
 
+/// Slots of the broadcast channel in `broadcast_publisher_and_subscribers_between_processes`.
+const BCAST_CAPACITY: u64 = 1 << 12;
+
 /// Broadcast: a publisher process and three subscriber processes, one slow. The fast ones see
 /// every message in order; the slow one is lapped and its deliveries plus reported losses are
 /// exactly what was published; the losses are in the channel statistics.
@@ -344,14 +360,18 @@ fn broadcast_publisher_and_subscribers_between_processes() {
     let name = unique("chan-bcast");
     let _c = Cleanup(name.clone());
     let _ch = shmlane::broadcast(&name)
-        .capacity(1 << 12)
+        .capacity(BCAST_CAPACITY)
         .msg_size(64)
         .create()
         .unwrap();
     let n = 200_000u64;
     let subs: Vec<_> = ["fast", "fast", "slow"]
         .iter()
-        .map(|k| child("subscribe", &[&name, k]).spawn().unwrap())
+        .map(|k| {
+            child("subscribe", &[&name, k, &n.to_string()])
+                .spawn()
+                .unwrap()
+        })
         .collect();
     let publisher = child("publish", &[&name, "3", &n.to_string()])
         .spawn()
