@@ -39,11 +39,10 @@
 //! padded at once, exactly that size; otherwise it waits for the timeout, after which it is
 //! padded up to the next non-zero header, `tail`, the end of the buffer, or the next position
 //! another producer's intent names (a claim whose header is about to be written), whichever
-//! comes first. Only a dead
-//! claimer may be skipped early: a live one descheduled before its header CAS would see the
-//! header empty again once the consumer has zeroed the padding, and write into space given
-//! back. Its own intent, visible as said, keeps the consumer waiting (loom model
-//! `record_live_claim_is_not_taken_for_a_dead_intent`). The same holds for a producer that is
+//! comes first. Only a dead claimer may be skipped early: a live one descheduled before its
+//! header CAS would see the header empty again once the consumer has zeroed the padding, and
+//! write into space given back. Its own intent, visible as said, keeps the consumer waiting
+//! (loom model `record_live_claim_is_not_taken_for_a_dead_intent`). The same holds for a producer that is
 //! *alive* but stalled past the timeout and then resumes: it writes into space the consumer has
 //! skipped; each `Claim::write` checks the header first, which narrows but cannot close that
 //! window: choose the timeout far above any stall a live producer can have (the channel layer
