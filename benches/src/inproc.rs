@@ -151,7 +151,14 @@ where
 {
     let ready = Barrier::new(2);
     std::thread::scope(|s| {
-        let consumer = s.spawn(|| {
+        let ready = &ready;
+        // `move`: the consumer owns its handle, loop bound and flag, as a real consumer
+        // thread does. Borrowed, they were read on every call through pointers into the
+        // producer's stack frame, and the MPMC 1p1c case ran at a steady ~26 M items/s
+        // where the same ring ran 45-65 in a harness whose consumer owned them (Intel host,
+        // 2026-11-23). Which effect (sharing with the producer's frame, code generation) was
+        // not pinned down; owning is what a real consumer does, so the harness does it.
+        let consumer = s.spawn(move || {
             pin(1);
             ready.wait();
             let mut got = 0;
@@ -248,7 +255,9 @@ where
     let ready = Barrier::new(2);
     let ((mut send, mut recv), (mut echo_send, mut echo_recv)) = (there, back);
     std::thread::scope(|s| {
-        s.spawn(|| {
+        let ready = &ready;
+        // `move`, as in `two_threads_paced`.
+        s.spawn(move || {
             pin(1);
             ready.wait();
             for _ in 0..n {
@@ -293,7 +302,7 @@ pub fn spsc_u64_chunk64_shmlane(n: u64) -> Duration {
     let (mut p, mut c) = HeapRegion::spsc::<u64>(CAP as u64);
     two_threads(
         n,
-        |i| {
+        move |i| {
             let k = (n - i).min(BATCH as u64).min(p.free() as u64) as usize;
             match p.write_chunk(k) {
                 Ok(mut w) => {
@@ -312,7 +321,7 @@ pub fn spsc_u64_chunk64_shmlane(n: u64) -> Duration {
                 Err(_) => 0,
             }
         },
-        |sum| {
+        move |sum| {
             let k = c.len().min(BATCH);
             match c.read_chunk(k) {
                 Ok(r) => {
@@ -337,14 +346,14 @@ pub fn spsc_u64_chunk64_rtrb(n: u64) -> Duration {
     let (mut p, mut c) = (CachePadded::new(p), CachePadded::new(c));
     two_threads(
         n,
-        |i| {
+        move |i| {
             let k = (n - i).min(BATCH as u64).min(p.slots() as u64) as usize;
             match p.write_chunk_uninit(k) {
                 Ok(w) => w.fill_from_iter(i..) as u64,
                 Err(_) => 0,
             }
         },
-        |sum| {
+        move |sum| {
             let k = c.slots().min(BATCH);
             match c.read_chunk(k) {
                 Ok(r) => {
@@ -543,8 +552,8 @@ fn spsc_single_shmlane(n: u64, pause: bool) -> Duration {
     two_threads_paced(
         n,
         pause,
-        |i| u64::from(p.push(i).is_ok()),
-        |sum| match c.pop() {
+        move |i| u64::from(p.push(i).is_ok()),
+        move |sum| match c.pop() {
             Ok(v) => {
                 *sum = sum.wrapping_add(v);
                 1
@@ -560,8 +569,8 @@ pub fn spsc_u64_stamped(n: u64) -> Duration {
     two_threads_paced(
         n,
         true,
-        |i| u64::from(p.push(i).is_ok()),
-        |sum| match c.pop() {
+        move |i| u64::from(p.push(i).is_ok()),
+        move |sum| match c.pop() {
             Ok(v) => {
                 *sum = sum.wrapping_add(v);
                 1
@@ -580,8 +589,8 @@ fn spsc_single_rtrb(n: u64, pause: bool) -> Duration {
     two_threads_paced(
         n,
         pause,
-        |i| u64::from(p.push(i).is_ok()),
-        |sum| match c.pop() {
+        move |i| u64::from(p.push(i).is_ok()),
+        move |sum| match c.pop() {
             Ok(v) => {
                 *sum = sum.wrapping_add(v);
                 1
