@@ -388,11 +388,13 @@ pub fn mpmc_u64_1p1c_shmlane(n: u64) -> Duration {
 
 /// `mpmc_u64_1p1c` / `crossbeam_ArrayQueue`: `n` items (or round trips); the elapsed time.
 pub fn mpmc_u64_1p1c_crossbeam_arrayqueue(n: u64) -> Duration {
-    let q = crossbeam_queue::ArrayQueue::<u64>::new(CAP);
+    // Shared through an `Arc`, each thread owning a clone, as `ArrayQueue` is used.
+    let q = std::sync::Arc::new(crossbeam_queue::ArrayQueue::<u64>::new(CAP));
+    let q2 = q.clone();
     two_threads(
         n,
-        |i| u64::from(q.push(i).is_ok()),
-        |sum| match q.pop() {
+        move |i| u64::from(q.push(i).is_ok()),
+        move |sum| match q2.pop() {
             Some(v) => {
                 *sum = sum.wrapping_add(v);
                 1
@@ -420,8 +422,18 @@ pub fn mpmc_u64_2p2c_shmlane(n: u64) -> Duration {
 
 /// `mpmc_u64_2p2c` / `crossbeam_ArrayQueue`: `n` items (or round trips); the elapsed time.
 pub fn mpmc_u64_2p2c_crossbeam_arrayqueue(n: u64) -> Duration {
-    let q = crossbeam_queue::ArrayQueue::<u64>::new(CAP);
-    four_threads(n, || |i| u64::from(q.push(i).is_ok()), || || q.pop())
+    let q = std::sync::Arc::new(crossbeam_queue::ArrayQueue::<u64>::new(CAP));
+    four_threads(
+        n,
+        || {
+            let q = q.clone();
+            move |i| u64::from(q.push(i).is_ok())
+        },
+        || {
+            let q = q.clone();
+            move || q.pop()
+        },
+    )
 }
 
 /// `pingpong_rtt_u64` / `raw_cache_line`: `n` items (or round trips); the elapsed time.
