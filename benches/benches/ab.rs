@@ -6,7 +6,9 @@
 //! between rounds; the ratio is taken per round (both sides saw the same machine state) and
 //! its median reported, with the median throughput of each side.
 //!
-//! `cargo bench -p shmlane-benches --bench ab [-- ROUNDS] [GROUP...]`
+//! `cargo bench -p shmlane-benches --bench ab [-- ROUNDS] [GROUP...]`; with `AB_ALL=1` in the
+//! environment it also prints every round's figure (the machine's states show as runs of
+//! rounds at a few times the speed of the others).
 
 use std::time::Duration;
 
@@ -44,6 +46,7 @@ fn main() {
         .filter(|g| only.is_empty() || only.iter().any(|o| g.contains(o.as_str())))
         .collect();
     groups.dedup();
+    let all_rounds = std::env::var_os("AB_ALL").is_some();
     println!(
         "interleaved A/B, {rounds} rounds per group (median; ratio = shmlane / other, per round)"
     );
@@ -86,6 +89,11 @@ fn main() {
             );
             let med_ratio = median(&mut ratios);
             let mut v = per[i].clone();
+            if all_rounds {
+                // Each round's figure, in order: shows which state the machine was in.
+                let r: Vec<String> = v.iter().map(|x| format!("{x:.0}")).collect();
+                println!("    rounds: {}", r.join(" "));
+            }
             println!(
                 "  {:<22} median {:>9.1}   shmlane/this {:>5.2} (min {:.2}, max {:.2})",
                 c.name,
