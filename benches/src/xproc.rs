@@ -742,12 +742,16 @@ fn chunk_produce(s: &Setup, size: usize, n: u64) {
             unsafe { SpscRing::<[u8; N]>::producer(p, l, 3, &|_| true) }.expect("producer");
         let mut i = 0u64;
         while i < n {
-            let k = room(prod.write_chunk(chunk_want(n - i, N)).map(|w| w.len()));
-            if k == 0 {
-                core::hint::spin_loop();
-                continue;
-            }
-            let mut w = prod.write_chunk(k).expect("room just seen");
+            let mut w = match prod.write_chunk(chunk_want(n - i, N)) {
+                Ok(w) => w,
+                Err(e) => match room(e) {
+                    0 => {
+                        core::hint::spin_loop();
+                        continue;
+                    }
+                    k => prod.write_chunk(k).expect("room just seen"),
+                },
+            };
             let (a, b) = w.as_mut_slices();
             for m in a.iter_mut().chain(b.iter_mut()) {
                 m.fill(i as u8);
@@ -770,11 +774,11 @@ fn chunk_want(left: u64, size: usize) -> usize {
     left.min(CHUNK_MAX).min((CHUNK_BYTES / size as u64).max(1)) as usize
 }
 
-/// How many slots a chunk can take now: all asked for, or the fewer available.
-fn room(r: Result<usize, shmlane_ring::ChunkError>) -> usize {
-    match r {
-        Ok(k) | Err(shmlane_ring::ChunkError::TooFewSlots(k)) => k,
-        Err(e) => panic!("ring: {e}"),
+/// How many slots a chunk can take now, after the full chunk asked for was refused.
+fn room(e: shmlane_ring::ChunkError) -> usize {
+    match e {
+        shmlane_ring::ChunkError::TooFewSlots(k) => k,
+        e @ shmlane_ring::ChunkError::Corrupt => panic!("ring: {e}"),
     }
 }
 
@@ -792,12 +796,17 @@ fn chunk_consume(s: &Setup, size: usize, n: u64) {
         let mut sum = 0u64;
         let mut i = 0u64;
         while i < n {
-            let k = room(cons.read_chunk(chunk_want(n - i, N)).map(|r| r.len()));
-            if k == 0 {
-                core::hint::spin_loop();
-                continue;
-            }
-            let r = cons.read_chunk(k).expect("elements just seen");
+            let r = match cons.read_chunk(chunk_want(n - i, N)) {
+                Ok(r) => r,
+                Err(e) => match room(e) {
+                    0 => {
+                        core::hint::spin_loop();
+                        continue;
+                    }
+                    k => cons.read_chunk(k).expect("elements just seen"),
+                },
+            };
+            let k = r.len();
             let (a, b) = r.as_slices();
             for m in a.iter().chain(b.iter()) {
                 for x in m.iter().step_by(64) {
