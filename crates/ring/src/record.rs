@@ -1,20 +1,23 @@
 //! Variable-length records in a byte ring: any number of producers (MPSC, usable as SPSC), one
-//! consumer, zero-copy claim/commit, and a crashed or stalled producer that blocks nobody.
+//! consumer, zero-copy claim/commit, and a crashed producer that blocks nobody (a stalled one
+//! blocks no reader; it holds its space, see "Fences").
 //!
 //! ```text
 //! CachePadded<Meta>        magic, kind = 4, elem = u64 words, capacity in bytes, role claims
 //! CachePadded<AtomicU64>   tail: next byte position to claim (producers CAS it)
-//! CachePadded<AtomicU64>   head: next byte position to read (the consumer; producers read it)
+//! CachePadded<AtomicU64>   head: the space before it is given back (consumer; producers read it)
 //! CachePadded<AtomicU64>   skipped: records the consumer turned into padding (unblocked)
+//! CachePadded<AtomicU64>   read: the consumer's read position while a fence holds `head` back
 //! [CachePadded<Intent>; 32] claim intents: per attached producer, owner + the claim it is making
 //! [u64; capacity / 8]      data: records, each an 8-byte header and the payload, 8-aligned
 //! ```
 //!
 //! A record's header word: payload length in bits 0..32, state in bits 32..34 (0 empty, 1
 //! claimed, 2 committed, 3 padding), bit 34 set on padding that replaced a record (aborted or
-//! unblocked, counted in `skipped`), bits 40..64 the producer's owner tag (for the liveness
-//! check). A record takes `8 + len` bytes rounded up to 8 and never wraps: a producer whose record
-//! does not fit before the end first claims the rest of the buffer as padding, then claims again.
+//! unblocked, counted in `skipped`), bit 35 on padding that is a fence, bit 36 on a fence over a
+//! claim without header, bits 40..64 the producer's owner tag (for the liveness check). A record
+//! takes `8 + len` bytes rounded up to 8 and never wraps: a producer whose record does not fit
+//! before the end first claims the rest of the buffer as padding, then claims again.
 //!
 //! Protocol. A producer claims space with a CAS on `tail` (after checking it against its cached
 //! `head`), writes the claimed header with a CAS from empty (state 1, the length and its owner
@@ -42,11 +45,18 @@
 //! comes first. Only a dead claimer may be skipped early: a live one descheduled before its
 //! header CAS would see the header empty again once the consumer has zeroed the padding, and
 //! write into space given back. Its own intent, visible as said, keeps the consumer waiting
-//! (loom model `record_live_claim_is_not_taken_for_a_dead_intent`). The same holds for a producer that is
-//! *alive* but stalled past the timeout and then resumes: it writes into space the consumer has
-//! skipped; each `Claim::write` checks the header first, which narrows but cannot close that
-//! window: choose the timeout far above any stall a live producer can have (the channel layer
-//! unblocks dead producers at once, stalled ones after its timeout).
+//! (loom model `record_live_claim_is_not_taken_for_a_dead_intent`).
+//!
+//! Fences. A forced skip is of a producer that may be alive and resume, mid-copy or filling in
+//! place, writing into the claim's space. So the padding the consumer puts over a live
+//! producer's claim is a fence: the consumer reads on past it, but gives no space back from there
+//! on (`head`, the release position the producers see, stays; the read position moves on, and is
+//! published in `read` for a consumer that takes over) until the fence lifts: the producer lets
+//! go (a failed `commit`, an abort or a drop clears the fence bit with a Release CAS after its
+//! last write), or it is dead ([`RecordConsumer::release_fenced`]), or, over a claim without
+//! header, no live intent names it any more (the claimer's header CAS failed on the padding).
+//! Until then the producers see the ring fuller: a stalled producer costs back-pressure, never a
+//! torn record.
 //!
 //! Everything read from shared memory is validated: a header with reserved bits set, an
 //! impossible state, a length beyond the maximum or running past the end of the buffer, a
@@ -62,7 +72,8 @@ use crate::{
     error::AttachError,
     header::{Kind, Meta, PaddedMeta, Role, check_region, open_ring},
     sync::{
-        AtomicU64, Ordering, RECORD_COMMIT, RECORD_HDR_LOAD, RECORD_INTENT_CLEAR, RECORD_TAIL_CAS,
+        AtomicU64, Ordering, RECORD_COMMIT, RECORD_FENCE_RELEASE, RECORD_HDR_LOAD,
+        RECORD_INTENT_CLEAR, RECORD_TAIL_CAS,
     },
 };
 
@@ -80,7 +91,14 @@ const CLAIMED: u64 = 1;
 const COMMITTED: u64 = 2;
 const PADDING: u64 = 3;
 const SKIP_BIT: u64 = 1 << 34;
-const RESERVED: u64 = 0x3f << 34 & !SKIP_BIT;
+/// On padding the consumer put over a claim whose producer may still write into it (a forced
+/// skip): the space is not given back until the producer lets it go (clears this bit) or is
+/// dead. See "Fences" in the module docs.
+const FENCE_BIT: u64 = 1 << 35;
+/// On a fence over a claim whose header was never written: no owner in the header, the claim
+/// intents say whether its producer may still write.
+const NO_OWNER_BIT: u64 = 1 << 36;
+const RESERVED: u64 = 0x3f << 34 & !SKIP_BIT & !FENCE_BIT & !NO_OWNER_BIT;
 const OWNER_SHIFT: u32 = 40;
 /// Largest owner tag a header can carry.
 pub const MAX_OWNER_TAG: u32 = (1 << 24) - 1;
@@ -155,6 +173,9 @@ struct Header {
     tail: CachePadded<AtomicU64>,
     head: CachePadded<AtomicU64>,
     skipped: CachePadded<AtomicU64>,
+    /// The consumer's read position when it is ahead of `head` (records read past a fence;
+    /// see "Fences"), for a consumer that takes over.
+    read: CachePadded<AtomicU64>,
     intents: [CachePadded<Intent>; INTENTS],
 }
 
@@ -466,6 +487,7 @@ impl RecordRing {
             tail: CachePadded::new(AtomicU64::new(start)),
             head: CachePadded::new(AtomicU64::new(start)),
             skipped: CachePadded::new(AtomicU64::new(0)),
+            read: CachePadded::new(AtomicU64::new(start)),
             intents: core::array::from_fn(|_| {
                 CachePadded::new(Intent {
                     owner: AtomicU64::new(0),
@@ -567,10 +589,22 @@ impl RecordRing {
         let raw = unsafe { Self::attach(ptr, len)? };
         raw.hdr().meta.claim(Role::Consumer, owner, is_alive)?;
         // ORDERING: Relaxed; the previous consumer's value (ordered by attach's Acquire).
-        let head = raw.hdr().head.load(Ordering::Relaxed);
+        let released = raw.hdr().head.load(Ordering::Relaxed);
+        // ORDERING: Acquire; pairs with the previous consumer's Release store of its read
+        // position (`publish_read`): it read the records before it.
+        let read = raw.hdr().read.load(Ordering::Acquire);
+        // Records between `head` and `read` were read by the previous consumer (past a fence):
+        // not delivered again. A `read` not ahead of `head` is stale.
+        let ahead = read.wrapping_sub(released);
+        let head = if read % 8 == 0 && ahead > 0 && ahead <= raw.cap {
+            read
+        } else {
+            released
+        };
         Ok(RecordConsumer {
             raw,
             head,
+            released,
             owner,
             batching: false,
             _not_sync: PhantomData,
@@ -607,7 +641,11 @@ impl Clone for RecordProducer {
 /// The consuming end of a record ring. `Send`, not `Sync`.
 pub struct RecordConsumer {
     raw: Raw,
+    /// Read position: the next record to read.
     head: u64,
+    /// Release position (published as `head`): the space before it is given back. Equal to
+    /// `head` unless a fence holds space back.
+    released: u64,
     owner: u64,
     /// Inside `read_batch`: `head` is published once at the end.
     batching: bool,
@@ -802,6 +840,9 @@ impl RecordProducer {
                         )
                         .is_err()
                     {
+                        // Our intent cleared after the failed CAS: the consumer's fence over
+                        // this claim waits for it (we will not write here).
+                        self.clear_intent();
                         continue;
                     }
                     self.clear_intent();
@@ -951,7 +992,27 @@ impl Claim<'_> {
                 Ordering::Relaxed,
             )
             .map(|_| ())
-            .map_err(|_| CommitError::Unblocked)
+            .map_err(|_| {
+                self.release_fence();
+                CommitError::Unblocked
+            })
+    }
+
+    /// After the consumer skipped this claim while we lived (a fence): lets the space go. We
+    /// write into it no more.
+    fn release_fence(&self) {
+        let size = align8(RECORD_HEADER as u64 + self.len);
+        let fenced =
+            word(size - RECORD_HEADER as u64, PADDING, self.p.owner) | SKIP_BIT | FENCE_BIT;
+        // ORDERING: RECORD_FENCE_RELEASE (Release); pairs with the consumer's Acquire header
+        // load in `lift`: our payload writes happen-before it zeroes and gives the space back.
+        // Fails if the consumer did not fence the claim (it saw us dead): nothing to release.
+        let _ = self.p.raw.header(self.off).compare_exchange(
+            fenced,
+            fenced & !FENCE_BIT,
+            RECORD_FENCE_RELEASE,
+            Ordering::Relaxed,
+        );
     }
 
     /// Gives the room up: the consumer skips it (counted as skipped).
@@ -966,13 +1027,21 @@ impl Claim<'_> {
         self.done = true;
         let size = align8(RECORD_HEADER as u64 + self.len);
         // ORDERING: Release; pairs with RECORD_HDR_LOAD. Fails only if the consumer already
-        // turned it into padding.
-        let _ = self.p.raw.header(self.off).compare_exchange(
-            self.claimed_word(),
-            word(size - RECORD_HEADER as u64, PADDING, self.p.owner) | SKIP_BIT,
-            Ordering::Release,
-            Ordering::Relaxed,
-        );
+        // turned it into padding (then the space may be fenced for us: let it go).
+        if self
+            .p
+            .raw
+            .header(self.off)
+            .compare_exchange(
+                self.claimed_word(),
+                word(size - RECORD_HEADER as u64, PADDING, self.p.owner) | SKIP_BIT,
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            self.release_fence();
+        }
     }
 }
 
@@ -1033,25 +1102,139 @@ impl RecordConsumer {
     /// position is committed or padding (the condition a blocked receiver polls; a pending
     /// claim is not progress).
     pub fn is_ready(&self) -> bool {
+        if self.released != self.head {
+            // The release position is at a fence: once its producer lets go, reading lifts it.
+            // ORDERING: Acquire (`RECORD_HDR_LOAD`); as in `lift`.
+            let w = self
+                .raw
+                .header(self.released & self.raw.mask)
+                .load(RECORD_HDR_LOAD);
+            if w & FENCE_BIT == 0 {
+                return true;
+            }
+            if self.head_wrapped_onto_fence() {
+                return false;
+            }
+        }
         let off = self.head & self.raw.mask;
         // ORDERING: Acquire (`RECORD_HDR_LOAD`), as in `read`.
         let w = self.raw.header(off).load(RECORD_HDR_LOAD);
         matches!((w >> STATE_SHIFT) & 3, COMMITTED | PADDING)
     }
 
-    /// Gives `[off, off + size)` back to the producers.
-    fn advance(&mut self, off: u64, size: u64) {
-        self.raw.zero(off, size);
-        self.head = self.head.wrapping_add(size);
-        if !self.batching {
-            self.publish_head();
+    /// Moves past the record or padding `[off, off + size)` just read, and gives its space
+    /// back to the producers, unless a fence holds space back before it (`fence`: this is
+    /// padding over a claim whose producer may still write into it, which starts one).
+    fn advance(&mut self, off: u64, size: u64, fence: bool) {
+        if self.released == self.head && !fence {
+            self.raw.zero(off, size);
+            self.head = self.head.wrapping_add(size);
+            self.released = self.head;
+            if !self.batching {
+                self.publish_head();
+            }
+        } else {
+            // Read, not given back: `lift` zeroes and releases it once the fence before it
+            // is lifted.
+            self.head = self.head.wrapping_add(size);
+            self.publish_read();
         }
     }
 
     fn publish_head(&self) {
         // ORDERING: Release; pairs with the producers' Acquire load of `head` in claim_at:
         // our zeroing and our reads of the records happen-before they reuse the space.
-        self.raw.hdr().head.store(self.head, Ordering::Release);
+        self.raw.hdr().head.store(self.released, Ordering::Release);
+    }
+
+    fn publish_read(&self) {
+        // ORDERING: Release; pairs with the Acquire load of a consumer that takes over
+        // (`RecordRing::consumer`): the records before it were read.
+        self.raw.hdr().read.store(self.head, Ordering::Release);
+    }
+
+    /// Whether a fence holds space back: records were read past a claim the consumer skipped
+    /// while its producer lived, and their space is given back only when that producer lets
+    /// its claim go (it does when it commits, aborts or drops it) or is dead. Producers see
+    /// the ring fuller meanwhile; [`release_fenced`](Self::release_fenced) checks liveness.
+    pub fn has_fence(&self) -> bool {
+        self.released != self.head
+    }
+
+    /// Gives back the space held by fences whose producers have let go or (`is_alive(owner
+    /// tag)` false) are dead; returns whether any space was given back. [`read`](Self::read)
+    /// does the first part by itself; a consumer with a fence calls this now and then (the
+    /// byte channel does every 20 ms).
+    ///
+    /// # Errors
+    /// [`ReadError::Corrupt`] if a header between the two positions changed impossibly.
+    pub fn release_fenced(&mut self, is_alive: &dyn Fn(u32) -> bool) -> Result<bool, ReadError> {
+        self.lift(Some(is_alive))
+    }
+
+    /// Whether the read position is a whole ring ahead of the release position: everything
+    /// was read, and the header at the read position is the (held) fence's, not a new one.
+    fn head_wrapped_onto_fence(&self) -> bool {
+        self.head.wrapping_sub(self.released) >= self.raw.cap
+    }
+
+    /// Whether a claim intent of a producer that may be alive names `pos` (`is_alive`: `None`
+    /// takes every holder as alive).
+    fn intent_live_at(&self, pos: u64, is_alive: Option<&dyn Fn(u32) -> bool>) -> bool {
+        self.raw.hdr().intents.iter().any(|e| {
+            // ORDERING: Acquire; pairs with `clear_intent` (RECORD_INTENT_CLEAR, Release): a
+            // producer whose intent we find cleared has made its header CAS, which failed on
+            // our padding, and will not write there.
+            let claim = e.claim.load(Ordering::Acquire);
+            if !intent_names(claim, pos) {
+                return false;
+            }
+            // ORDERING: Relaxed; ordered after the holder's owner CAS by the Acquire above.
+            let owner = e.owner.load(Ordering::Relaxed);
+            owner == 0
+                || owner - 1 > u64::from(MAX_OWNER_TAG)
+                || is_alive.is_none_or(|alive| alive((owner - 1) as u32))
+        })
+    }
+
+    /// Walks from the release position towards the read position over what was read, and
+    /// gives it back up to the first fence still held; returns whether anything was.
+    fn lift(&mut self, is_alive: Option<&dyn Fn(u32) -> bool>) -> Result<bool, ReadError> {
+        let start = self.released;
+        while self.released != self.head {
+            let off = self.released & self.raw.mask;
+            // ORDERING: Acquire (RECORD_HDR_LOAD); pairs with the producer's
+            // RECORD_FENCE_RELEASE: its last writes into the space happen-before our zeroing.
+            let w = self.raw.header(off).load(RECORD_HDR_LOAD);
+            let (state, len, owner) = self.decode(off, w)?;
+            let size = match state {
+                COMMITTED => align8(RECORD_HEADER as u64 + len),
+                PADDING => RECORD_HEADER as u64 + len,
+                _ => return Err(ReadError::Corrupt("a header behind the consumer changed")),
+            };
+            if size > self.head.wrapping_sub(self.released) {
+                return Err(ReadError::Corrupt(
+                    "a record behind the consumer changed length",
+                ));
+            }
+            if w & FENCE_BIT != 0 {
+                let held = if w & NO_OWNER_BIT != 0 {
+                    self.intent_live_at(self.released, is_alive)
+                } else {
+                    is_alive.is_none_or(|alive| alive(owner))
+                };
+                if held {
+                    break;
+                }
+            }
+            self.raw.zero(off, size);
+            self.released = self.released.wrapping_add(size);
+        }
+        let moved = self.released != start;
+        if moved && !self.batching {
+            self.publish_head();
+        }
+        Ok(moved)
     }
 
     /// Reads up to `max` committed records in place, handing each to `f`, and gives their
@@ -1104,6 +1287,15 @@ impl RecordConsumer {
         let state = (w >> STATE_SHIFT) & 3;
         let len = w & 0xffff_ffff;
         let owner = (w >> OWNER_SHIFT) as u32;
+        if w & (FENCE_BIT | NO_OWNER_BIT) != 0
+            && (state != PADDING
+                || w & SKIP_BIT == 0
+                || w & NO_OWNER_BIT != 0 && w & FENCE_BIT == 0)
+        {
+            return Err(ReadError::Corrupt(
+                "fence bits on a header that is not a skip",
+            ));
+        }
         if state == COMMITTED || state == CLAIMED {
             if len > self.raw.max {
                 return Err(ReadError::Corrupt("record length out of range"));
@@ -1124,7 +1316,13 @@ impl RecordConsumer {
     /// `Empty`, `Pending` (the next record is claimed but not committed: wait, or
     /// [`unblock`](Self::unblock) it), `Corrupt`.
     pub fn read(&mut self) -> Result<Record<'_>, ReadError> {
+        if self.released != self.head {
+            self.lift(None)?;
+        }
         loop {
+            if self.head_wrapped_onto_fence() {
+                return Err(ReadError::Empty);
+            }
             let off = self.head & self.raw.mask;
             // ORDERING: RECORD_HDR_LOAD (Acquire); pairs with the producer's commit CAS
             // (Release) and padding stores, so the payload written before is visible.
@@ -1162,7 +1360,7 @@ impl RecordConsumer {
                             Ordering::Relaxed,
                         );
                     }
-                    self.advance(off, RECORD_HEADER as u64 + len);
+                    self.advance(off, RECORD_HEADER as u64 + len, w & FENCE_BIT != 0);
                 }
                 _ => return Err(ReadError::Pending),
             }
@@ -1249,8 +1447,15 @@ impl RecordConsumer {
     /// claim whose header was never written (its producer died right after claiming) has no
     /// owner in its header: the claim intents name it (see the module docs); without `force`
     /// it is skipped when every producer whose intent names it is dead and they agree on its
-    /// size.
+    /// size. A claim of a producer that may be alive, skipped with `force`, becomes a fence:
+    /// read past, its space held until the producer lets go or dies (module docs, "Fences").
+    /// Also lifts the fences it can (as [`release_fenced`](Self::release_fenced)).
     pub fn unblock(&mut self, is_alive: &dyn Fn(u32) -> bool, force: bool) -> Unblock {
+        // Corruption behind the consumer is reported by the next `read`.
+        let _ = self.lift(Some(is_alive));
+        if self.head_wrapped_onto_fence() {
+            return Unblock::NothingPending;
+        }
         let off = self.head & self.raw.mask;
         // ORDERING: Acquire; as in `read`.
         let w = self.raw.header(off).load(RECORD_HDR_LOAD);
@@ -1278,7 +1483,14 @@ impl RecordConsumer {
                 }
                 end += 8;
             }
-            let pad = word(end - RECORD_HEADER as u64, PADDING, 0) | SKIP_BIT;
+            // A claimer that may live keeps its space until its header CAS has failed on our
+            // padding (its intent cleared) or it is dead: a fence (module docs, "Fences").
+            let fence = if self.intent_live_at(self.head, Some(is_alive)) {
+                FENCE_BIT | NO_OWNER_BIT
+            } else {
+                0
+            };
+            let pad = word(end - RECORD_HEADER as u64, PADDING, 0) | SKIP_BIT | fence;
             // ORDERING: AcqRel; a producer writing its claimed header now (also a CAS from
             // empty) races with us: exactly one of the two wins.
             return match self.raw.header(off).compare_exchange(
@@ -1297,14 +1509,18 @@ impl RecordConsumer {
         if state != CLAIMED {
             return Unblock::NothingPending;
         }
-        if !force && is_alive(owner) {
+        let live = is_alive(owner);
+        if !force && live {
             return Unblock::StillAlive;
         }
         let size = align8(RECORD_HEADER as u64 + len);
+        // A live producer may still write its payload: its space is held until it lets the
+        // claim go (a fence, module docs).
+        let fence = if live { FENCE_BIT } else { 0 };
         // ORDERING: AcqRel; races with the producer's commit CAS: exactly one wins.
         match self.raw.header(off).compare_exchange(
             w,
-            word(size - RECORD_HEADER as u64, PADDING, owner) | SKIP_BIT,
+            word(size - RECORD_HEADER as u64, PADDING, owner) | SKIP_BIT | fence,
             Ordering::AcqRel,
             Ordering::Relaxed,
         ) {
@@ -1396,7 +1612,7 @@ impl Record<'_> {
 impl Drop for Record<'_> {
     fn drop(&mut self) {
         let size = align8(RECORD_HEADER as u64 + self.len);
-        self.c.advance(self.off, size);
+        self.c.advance(self.off, size, false);
     }
 }
 
@@ -1757,5 +1973,117 @@ mod tests {
         for h in handles {
             h.join().unwrap();
         }
+    }
+
+    /// A record of 120 bytes (the largest a 1024-byte ring takes) whose bytes all say `tag`.
+    fn full_record(tag: u8) -> Vec<u8> {
+        vec![tag; 120]
+    }
+
+    /// The fence scenario: `slow` claims 120 bytes at 0 and stalls past the timeout (the
+    /// consumer skips it while it lives), `other` fills the rest of the ring with 7 records the
+    /// consumer reads. Returns the claim's pointer for the late write.
+    fn stall_past_the_timeout(
+        slow: &mut Claim<'_>,
+        other: &mut RecordProducer,
+        c: &mut RecordConsumer,
+    ) -> *mut u8 {
+        assert_eq!(c.read().err(), Some(ReadError::Pending));
+        assert_eq!(c.unblock(&|_| true, true), Unblock::Skipped);
+        for k in 0..7 {
+            other.send(&full_record(k)).unwrap();
+            assert_eq!(c.read().unwrap().to_vec(), full_record(k));
+        }
+        assert!(c.has_fence());
+        // Everything was read, but the stalled claim's space, and all after it, is held.
+        assert_eq!(c.read().err(), Some(ReadError::Empty));
+        assert_eq!(other.send(b"x"), Err(ClaimError::Full));
+        // SAFETY: the claim's payload lies in the ring; written, never read.
+        unsafe { slow.as_mut_ptr() }
+    }
+
+    #[test]
+    fn a_skipped_live_claim_keeps_its_space_until_its_producer_lets_go() {
+        let region = HeapRegion::new(RecordRing::required_size(1024));
+        let (mut ps, mut c) = owned_ring(&region, &[1, 2], &|_| true);
+        let mut other = ps.pop().unwrap();
+        let mut slow = ps.pop().unwrap();
+        let mut claim = slow.claim(120).unwrap();
+        let late = stall_past_the_timeout(&mut claim, &mut other, &mut c);
+        // The stalled producer resumes mid-copy and writes its payload: into space nobody
+        // else has (before fences, `other`'s next records were there).
+        // SAFETY: 120 bytes of the claim's payload.
+        unsafe { late.write_bytes(0xee, 120) };
+        assert_eq!(c.release_fenced(&|_| true), Ok(false));
+        // It commits: too late, and that lets the space go.
+        assert_eq!(claim.commit(), Err(CommitError::Unblocked));
+        assert_eq!(c.read().err(), Some(ReadError::Empty));
+        assert!(!c.has_fence());
+        // The space is reused, and nothing written late shows.
+        for k in 10..30 {
+            other.send(&full_record(k)).unwrap();
+            assert_eq!(c.read().unwrap().to_vec(), full_record(k));
+        }
+        assert_eq!(c.skipped(), 1);
+    }
+
+    #[test]
+    fn a_fence_of_a_producer_that_dies_is_lifted_by_the_liveness_check() {
+        let region = HeapRegion::new(RecordRing::required_size(1024));
+        let (mut ps, mut c) = owned_ring(&region, &[1, 2], &|_| true);
+        let mut other = ps.pop().unwrap();
+        let mut slow = ps.pop().unwrap();
+        let mut claim = slow.claim(120).unwrap();
+        stall_past_the_timeout(&mut claim, &mut other, &mut c);
+        // It dies holding the claim (no drop runs in a killed process).
+        core::mem::forget(claim);
+        core::mem::forget(slow);
+        assert_eq!(c.release_fenced(&|_| true), Ok(false));
+        assert_eq!(c.release_fenced(&|t| t != 1), Ok(true));
+        assert!(!c.has_fence());
+        other.send(b"after").unwrap();
+        assert_eq!(c.read().unwrap().to_vec(), b"after");
+    }
+
+    #[test]
+    fn a_fence_over_a_claim_without_header_waits_for_its_intent() {
+        let region = HeapRegion::new(RecordRing::required_size(1024));
+        let (mut ps, mut c) = owned_ring(&region, &[1, 2], &|_| true);
+        let mut other = ps.pop().unwrap();
+        // Stalled between its two claim steps (tail taken, header not written), alive.
+        ps.pop().unwrap().abandon_claim_for_tests(120, true);
+        assert_eq!(c.read().err(), Some(ReadError::Pending));
+        assert_eq!(c.unblock(&|_| true, true), Unblock::Skipped);
+        for k in 0..7 {
+            other.send(&full_record(k)).unwrap();
+            assert_eq!(c.read().unwrap().to_vec(), full_record(k));
+        }
+        assert_eq!(other.send(b"x"), Err(ClaimError::Full));
+        // Its intent still names the claim: held while it may live, lifted once it is dead.
+        assert_eq!(c.release_fenced(&|_| true), Ok(false));
+        assert_eq!(c.release_fenced(&|t| t != 1), Ok(true));
+        other.send(b"after").unwrap();
+        assert_eq!(c.read().unwrap().to_vec(), b"after");
+    }
+
+    #[test]
+    fn a_consumer_taking_over_behind_a_fence_delivers_nothing_twice() {
+        let region = HeapRegion::new(RecordRing::required_size(1024));
+        let (mut ps, mut c) = owned_ring(&region, &[1, 2], &|_| true);
+        let mut other = ps.pop().unwrap();
+        let mut slow = ps.pop().unwrap();
+        let mut claim = slow.claim(120).unwrap();
+        stall_past_the_timeout(&mut claim, &mut other, &mut c);
+        drop(c);
+        // SAFETY: the region outlives the handle.
+        let mut c2 =
+            unsafe { RecordRing::consumer(region.as_ptr(), region.len(), 100, &|_| true) }.unwrap();
+        assert!(c2.has_fence());
+        assert_eq!(c2.read().err(), Some(ReadError::Empty));
+        drop(claim);
+        assert_eq!(c2.read().err(), Some(ReadError::Empty));
+        assert!(!c2.has_fence());
+        other.send(b"after").unwrap();
+        assert_eq!(c2.read().unwrap().to_vec(), b"after");
     }
 }

@@ -125,6 +125,15 @@ pub(crate) const RECORD_INTENT_CLEAR: O = if cfg!(shmlane_weaken = "record_inten
 } else {
     O::Release
 };
+/// Record ring: a producer whose claim the consumer skipped while it lived (a fence) lets the
+/// space go with a CAS of the padding header, after its last payload write. Release: pairs with
+/// the consumer's Acquire header load before it zeroes and gives the space back, so the
+/// producer's late writes happen-before the zeroing and the next producer's writes.
+pub(crate) const RECORD_FENCE_RELEASE: O = if cfg!(shmlane_weaken = "record_fence_release") {
+    O::Relaxed
+} else {
+    O::Release
+};
 /// Record ring: the consumer reads a record's header before its payload. Acquire.
 pub(crate) const RECORD_HDR_LOAD: O = if cfg!(shmlane_weaken = "record_hdr_load") {
     O::Relaxed

@@ -490,6 +490,132 @@ fn record_forced_skip_spares_a_claim_in_flight() {
     });
 }
 
+/// Record ring, a fence: a live producer claims a record (header written) and writes its
+/// payload, while the consumer, finding it pending, forces the skip at once (a timeout shorter
+/// than the producer's stall). The producer may be past its header check, writing into the
+/// skipped space: the consumer must not zero that space (nor give it back) before the producer
+/// lets it go, when its commit fails. loom checks the zeroing against the producer's writes.
+/// Caught mutant: `record_fence_release` (the producer's letting go, Relaxed).
+#[test]
+fn record_fence_holds_a_skipped_live_claim() {
+    use loom::sync::atomic::{AtomicU32, Ordering};
+    loom::model(|| {
+        let len = RecordRing::required_size(256);
+        let mem = std::sync::Arc::new(Mem::new(len));
+        let ptr = mem.0;
+        let everyone_alive = |_: u32| true;
+        // SAFETY: `mem` outlives every handle (thread joined, handles dropped, then mem).
+        let (mut p, mut c) = unsafe {
+            RecordRing::init(ptr, len, 256, 0).unwrap();
+            (
+                RecordRing::producer(ptr, len, 1, &everyone_alive).unwrap(),
+                RecordRing::consumer(ptr, len, 9, &alive).unwrap(),
+            )
+        };
+        // 0: sending; 1: committed; 2: skipped, and told so.
+        let outcome = std::sync::Arc::new(AtomicU32::new(0));
+        let t = thread::spawn({
+            let outcome = outcome.clone();
+            move || {
+                let mut claim = p.claim(16).unwrap();
+                claim.write(0, &[4; 16]);
+                let r = if claim.commit().is_ok() { 1 } else { 2 };
+                outcome.store(r, Ordering::Release);
+            }
+        });
+        loop {
+            thread::yield_now();
+            let err = match c.read() {
+                Ok(r) => {
+                    assert_eq!(r.to_vec(), [4; 16]);
+                    break;
+                }
+                Err(e) => e,
+            };
+            match err {
+                ReadError::Pending => {
+                    c.unblock(&everyone_alive, true);
+                }
+                ReadError::Empty => {
+                    if outcome.load(Ordering::Acquire) == 2 && !c.has_fence() {
+                        break;
+                    }
+                }
+                e @ ReadError::Corrupt(_) => panic!("{e}"),
+            }
+        }
+        t.join().unwrap();
+        drop(c);
+        drop(mem);
+    });
+}
+
+/// Record ring, a fence over a claim without header: a live producer sends while the consumer
+/// forces the skip of its claim as soon as it is pending, possibly between the producer's
+/// CAS on the tail and its header CAS. The skipped space must stay padding until the producer's
+/// header CAS has failed on it (its intent cleared): zeroed earlier, the producer's header CAS
+/// from empty would succeed there, behind the consumer, and a record it was told was
+/// committed would never be delivered.
+#[test]
+fn record_fence_holds_a_skipped_claim_without_header() {
+    use loom::sync::atomic::{AtomicU32, Ordering};
+    loom::model(|| {
+        let len = RecordRing::required_size(256);
+        let mem = std::sync::Arc::new(Mem::new(len));
+        let ptr = mem.0;
+        let everyone_alive = |_: u32| true;
+        // SAFETY: `mem` outlives every handle (thread joined, handles dropped, then mem).
+        let (mut p, mut c) = unsafe {
+            RecordRing::init(ptr, len, 256, 0).unwrap();
+            (
+                RecordRing::producer(ptr, len, 1, &everyone_alive).unwrap(),
+                RecordRing::consumer(ptr, len, 9, &alive).unwrap(),
+            )
+        };
+        // 0: sending; 1: committed; 2: skipped, and told so.
+        let outcome = std::sync::Arc::new(AtomicU32::new(0));
+        let t = thread::spawn({
+            let outcome = outcome.clone();
+            move || {
+                let r = if p.send(&[6; 8]).is_ok() { 1 } else { 2 };
+                outcome.store(r, Ordering::Release);
+            }
+        });
+        loop {
+            thread::yield_now();
+            let err = match c.read() {
+                Ok(r) => {
+                    assert_eq!(r.to_vec(), [6; 8]);
+                    break;
+                }
+                Err(e) => e,
+            };
+            match err {
+                ReadError::Pending => {
+                    // Only the first claim is forced: a second one (the producer claiming
+                    // again after losing the first) is left to commit.
+                    c.unblock(&everyone_alive, c.position() == 0);
+                }
+                ReadError::Empty => match outcome.load(Ordering::Acquire) {
+                    0 => {}
+                    1 => match c.read() {
+                        Ok(r) => {
+                            assert_eq!(r.to_vec(), [6; 8]);
+                            break;
+                        }
+                        Err(e) => panic!("a committed record was never delivered: {e}"),
+                    },
+                    _ => break,
+                },
+                e @ ReadError::Corrupt(_) => panic!("{e}"),
+            }
+        }
+        t.join().unwrap();
+        drop(c);
+        drop(mem);
+    });
+}
+
 /// Broadcast, a reader being lapped: the producer sends 3 messages of two words each through 2
 /// slots (positions wrapping past u64::MAX) while the reader reads. Every message the reader
 /// returns must be whole (both words of the message at its position: a torn copy mixes two

@@ -60,6 +60,7 @@ impl Channel<u8> {
             unblock_after: DEFAULT_UNBLOCK_AFTER,
             pending_since: None,
             next_check: None,
+            next_lift: None,
         })
     }
 
@@ -106,6 +107,9 @@ pub struct ByteReceiver {
     /// again whether its sender lives.
     pending_since: Option<Instant>,
     next_check: Option<Instant>,
+    /// With a fence (a sender skipped while it lived holds its space, see
+    /// `RecordConsumer::has_fence`): when to ask again whether it let go or died.
+    next_lift: Option<Instant>,
 }
 
 /// The publishing end of a broadcast channel. `Send`, not `Sync`.
@@ -270,8 +274,22 @@ impl ByteClaim<'_> {
         self.claim.write(offset, src);
     }
 
+    /// A pointer to the message's bytes, to fill in place (zero copy, e.g. by a decoder or a
+    /// `read(2)`).
+    ///
+    /// # Safety
+    /// Write at most [`len`](Self::len) bytes through it, before `commit` or `abort`, and
+    /// never read through it. If this process stalls past the receiver's unblock timeout
+    /// meanwhile, the message is skipped, but its room stays this claim's until the commit
+    /// (which then reports `Timeout`) or the abort: late writes land nowhere else.
+    pub unsafe fn as_mut_ptr(&mut self) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        unsafe { self.claim.as_mut_ptr() }
+    }
+
     /// Publishes the message and wakes a sleeping receiver. `Err(Timeout)` if the receiver
-    /// gave up on it first (this process stalled past its unblock timeout): not delivered.
+    /// gave up on it first (this process stalled past its unblock timeout): not delivered; the
+    /// receiver is woken to give its room back.
     pub fn commit(self) -> Result<(), ByteSendError> {
         let len = self.claim.len() as u64;
         match self.claim.commit() {
@@ -279,7 +297,10 @@ impl ByteClaim<'_> {
                 self.local.done(1, len);
                 Ok(())
             }
-            Err(shmlane_ring::CommitError::Unblocked) => Err(ByteSendError::Timeout),
+            Err(shmlane_ring::CommitError::Unblocked) => {
+                self.local.done(0, 0);
+                Err(ByteSendError::Timeout)
+            }
         }
     }
 
@@ -323,7 +344,30 @@ impl ByteReceiver {
         r
     }
 
+    /// Gives back the space a fence holds once its sender has let go or died (checked every
+    /// `PENDING_RECHECK`: a liveness check is a syscall), and wakes senders waiting for room.
+    fn lift_fence(&mut self) -> Result<(), ByteRecvError> {
+        if !self.ring.has_fence() {
+            self.next_lift = None;
+            return Ok(());
+        }
+        let now = Instant::now();
+        if self.next_lift.is_some_and(|t| now < t) {
+            return Ok(());
+        }
+        let seg = &self.local.inner.seg;
+        let alive = |t: u32| seg.tag_alive(t);
+        match self.ring.release_fenced(&alive) {
+            Ok(true) => self.local.done(0, 0),
+            Err(ReadError::Corrupt(why)) => return Err(ByteRecvError::Corrupt(why)),
+            Ok(false) | Err(_) => {}
+        }
+        self.next_lift = self.ring.has_fence().then(|| now + PENDING_RECHECK);
+        Ok(())
+    }
+
     fn poll(&mut self, buf: &mut [u8]) -> Result<usize, ByteRecvError> {
+        self.lift_fence()?;
         loop {
             let err = match self.ring.read() {
                 Ok(rec) => {
@@ -404,9 +448,14 @@ impl ByteReceiver {
                     other => return other,
                 }
             }
-            let (ring, next_check) = (&self.ring, self.next_check);
-            // Ready: a record to read, or the next liveness check of a pending one is due.
-            let ready = || ring.is_ready() || next_check.is_some_and(|t| Instant::now() >= t);
+            let (ring, next_check, next_lift) = (&self.ring, self.next_check, self.next_lift);
+            // Ready: a record to read, or the next liveness check of a pending one (or of a
+            // fence's sender) is due.
+            let ready = || {
+                ring.is_ready()
+                    || next_check.is_some_and(|t| Instant::now() >= t)
+                    || next_lift.is_some_and(|t| Instant::now() >= t)
+            };
             if !self.local.block(deadline, ready) {
                 return Err(ByteRecvError::Timeout);
             }

@@ -52,6 +52,7 @@ fn child_entry() {
             std::thread::sleep(Duration::from_secs(300));
             claim.commit().unwrap();
         }
+        "bytes-claim-stall" => claim_and_stall(&args[0], args[1].parse().unwrap()),
         "publish" => {
             // Waits for `args[1]` subscribers (the receiver count), then publishes `args[2]`
             // messages and leaves.
@@ -347,6 +348,87 @@ fn bytes_between_processes_and_a_killed_claim_is_skipped() {
         rx.recv(&mut buf, d()),
         Err(ByteRecvError::Disconnected | ByteRecvError::PeerDied)
     ));
+}
+
+/// Child role: claims room for a message, writes half of it, stalls for `ms` (past the
+/// receiver's unblock timeout), then writes the rest in place and commits: too late.
+fn claim_and_stall(name: &str, ms: u64) {
+    let ch = shmlane::bytes(name).open().unwrap();
+    let mut tx = ch.byte_sender().unwrap();
+    let mut claim = tx.claim(400).unwrap();
+    claim.write(0, &[0xee; 200]);
+    println!("claimed");
+    std::thread::sleep(Duration::from_millis(ms));
+    // SAFETY: 400 bytes claimed; written, never read. This is the write a producer resuming
+    // mid-copy makes, without the header check `write` does first.
+    unsafe { claim.as_mut_ptr().add(200).write_bytes(0xee, 200) };
+    println!("OUT:commit {:?}", claim.commit());
+}
+
+/// Byte channel, a sender process that claims room and stalls past the receiver's unblock
+/// timeout, then finishes its message in place and commits. The receiver skips the claim at the
+/// timeout and delivers what comes after it, but the stalled claim's space (and what follows)
+/// is not given back to the senders until the stalled sender lets go: its late writes land in
+/// space nobody else has, every later message arrives intact, and its commit reports that it
+/// was too late.
+#[test]
+fn a_sender_stalled_past_the_timeout_corrupts_nothing() {
+    let name = unique("chan-stall");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::bytes(&name).capacity(1 << 12).create().unwrap();
+    let mut rx = ch.byte_receiver().unwrap();
+    rx.set_unblock_after(Duration::from_millis(100));
+    let mut stall = child("bytes-claim-stall", &[&name, "1000"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufRead::lines(std::io::BufReader::new(stall.stdout.take().unwrap()));
+    assert!(
+        out.any(|l| l.is_ok_and(|l| l == "claimed")),
+        "the stalling child ended before it claimed"
+    );
+    // Many times the ring's capacity, from a sender thread, while the claim stalls.
+    let n = 3000u64;
+    let mut tx = ch.byte_sender().unwrap();
+    let sender = std::thread::spawn(move || {
+        for i in 0..n {
+            tx.send(&byte_msg(i), None).unwrap();
+        }
+    });
+    let mut buf = vec![0u8; rx.max_message()];
+    let mut check = |rx: &mut shmlane::ByteReceiver, i: u64| {
+        let got = rx
+            .recv(&mut buf, Some(Deadline::after(Duration::from_secs(60))))
+            .unwrap();
+        assert_eq!(
+            buf[..got],
+            byte_msg(i),
+            "message {i} corrupt or out of order"
+        );
+    };
+    // Until the stalled claim is skipped (at the timeout), and 20 messages after it.
+    let mut i = 0;
+    let mut after = 0;
+    while after < 20 {
+        check(&mut rx, i);
+        i += 1;
+        if rx.stats().lost == 1 {
+            after += 1;
+        }
+    }
+    // Reading stops: the ring fills with unread messages while the stalled sender resumes,
+    // writes the rest of its message in place and commits (space given back at the skip
+    // would now hold some of those messages).
+    let commit = out
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("OUT:commit"));
+    assert_eq!(commit.as_deref(), Some("OUT:commit Err(Timeout)"));
+    assert!(stall.wait().unwrap().success());
+    for i in i..n {
+        check(&mut rx, i);
+    }
+    sender.join().unwrap();
+    assert_eq!(rx.stats().lost, 1);
 }
 
 /// Slots of the broadcast channel in `broadcast_publisher_and_subscribers_between_processes`.
