@@ -179,6 +179,8 @@ pub fn ops_against_model(data: &[u8]) {
     let start = b.u64();
     match kind {
         0..=2 => fixed_size(kind, cap, start, &mut b),
+        // Bit 2 of the start (positions are 8-aligned) picks the model with stalled claims.
+        3 if start & 4 != 0 => records_stalled(start & !7, &mut b),
         3 => records(start & !7, &mut b),
         _ => broadcast(cap, start, &mut b),
     }
@@ -253,6 +255,108 @@ fn records(start: u64, b: &mut Bytes<'_>) {
     for m in model {
         assert_eq!(c.read().map(|r| r.to_vec()).ok(), Some(m));
     }
+}
+
+/// An entry of the stalled-claims model: a record sent, or a claim held by staller `k`.
+enum Entry {
+    Msg(Vec<u8>),
+    Held(usize),
+}
+
+/// As `records`, with four more producers that each claim once and hold the claim across other
+/// operations, a consumer that forces the skip of the claim it waits on (as at its timeout),
+/// and stalled producers that resume: commit, abort, or write garbage in place (as a producer
+/// resuming mid-copy) and then commit. Fences must keep every other record intact, deliver
+/// what was committed in time, and give all space back once every claim is let go.
+fn records_stalled(start: u64, b: &mut Bytes<'_>) {
+    let (mut p, mut c) = HeapRegion::record_at(1024, start);
+    let mut stallers: [crate::RecordProducer; 4] = core::array::from_fn(|_| p.clone());
+    let [s0, s1, s2, s3] = &mut stallers;
+    let mut unused = [Some(s0), Some(s1), Some(s2), Some(s3)];
+    // (claim, its message, skipped by the consumer)
+    let mut held: [Option<(crate::Claim<'_>, Vec<u8>, bool)>; 4] = [None, None, None, None];
+    let mut model: VecDeque<Entry> = VecDeque::new();
+    while !b.0.is_empty() {
+        let op = b.u8();
+        let k = usize::from(op >> 4) % 4;
+        match op % 6 {
+            0 => match c.read() {
+                Ok(r) => match model.pop_front() {
+                    Some(Entry::Msg(m)) => assert_eq!(r.to_vec(), m, "record torn or out of order"),
+                    _ => panic!("a record read where none was due"),
+                },
+                Err(crate::ReadError::Pending) => {
+                    assert!(matches!(model.front(), Some(Entry::Held(_))));
+                }
+                Err(crate::ReadError::Empty) => assert!(model.is_empty(), "records not delivered"),
+                Err(e) => panic!("{e}"),
+            },
+            1 | 2 => {
+                let len = b.u8() as usize % 121;
+                let m: Vec<u8> = (0..len).map(|i| op.wrapping_add(i as u8)).collect();
+                if op % 6 == 1 {
+                    match p.send(&m) {
+                        Ok(()) => model.push_back(Entry::Msg(m)),
+                        Err(ClaimError::Full) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                } else if let Some(s) = unused[k].take() {
+                    if let Ok(claim) = s.claim(len) {
+                        model.push_back(Entry::Held(k));
+                        held[k] = Some((claim, m, false));
+                    }
+                }
+            }
+            3 => {
+                if c.unblock(&|_| true, true) == crate::Unblock::Skipped {
+                    let Some(Entry::Held(j)) = model.pop_front() else {
+                        panic!("a skip where no claim was pending");
+                    };
+                    if let Some(h) = held[j].as_mut() {
+                        h.2 = true;
+                    }
+                }
+            }
+            4 => {
+                if let Some((mut claim, m, skipped)) = held[k].take() {
+                    let at = model
+                        .iter()
+                        .position(|e| matches!(e, Entry::Held(j) if *j == k));
+                    if skipped {
+                        // Resumes mid-copy: writes in place, without the header check.
+                        // SAFETY: the claim's own `len` bytes; written, never read.
+                        unsafe { claim.as_mut_ptr().write_bytes(0xee, claim.len()) };
+                        assert!(claim.commit().is_err(), "a skipped claim committed");
+                        assert_eq!(at, None);
+                    } else {
+                        claim.write(0, &m);
+                        assert_eq!(claim.commit(), Ok(()));
+                        let at = at.expect("a held claim is in the model");
+                        model[at] = Entry::Msg(m);
+                    }
+                }
+            }
+            _ => {
+                if let Some((claim, _, _)) = held[k].take() {
+                    drop(claim);
+                    model.retain(|e| !matches!(e, Entry::Held(j) if *j == k));
+                }
+            }
+        }
+    }
+    for h in &mut held {
+        drop(h.take());
+    }
+    model.retain(|e| matches!(e, Entry::Msg(_)));
+    for e in model {
+        let Entry::Msg(m) = e else { continue };
+        assert_eq!(c.read().map(|r| r.to_vec()).ok(), Some(m));
+    }
+    assert_eq!(c.read().err(), Some(crate::ReadError::Empty));
+    assert!(
+        !c.has_fence(),
+        "space still held after every claim was let go"
+    );
 }
 
 fn broadcast(cap: u64, start: u64, b: &mut Bytes<'_>) {
