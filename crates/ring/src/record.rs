@@ -1764,10 +1764,13 @@ mod tests {
         p.send(b"x").unwrap();
         let off = c.head & c.raw.mask;
         for bad in [
-            word(5000, COMMITTED, 0),        // longer than the maximum
-            word(5, PADDING, 0),             // misaligned padding
-            word(2000, PADDING, 0),          // padding past the end
-            word(5, COMMITTED, 0) | 1 << 36, // reserved bit
+            word(5000, COMMITTED, 0),                      // longer than the maximum
+            word(5, PADDING, 0),                           // misaligned padding
+            word(2000, PADDING, 0),                        // padding past the end
+            word(5, COMMITTED, 0) | 1 << 37,               // reserved bit
+            word(5, COMMITTED, 0) | FENCE_BIT,             // a fence on a record
+            word(8, PADDING, 0) | FENCE_BIT,               // a fence on padding that is no skip
+            word(8, PADDING, 0) | SKIP_BIT | NO_OWNER_BIT, // no-owner without the fence
         ] {
             c.raw.header(off).store(bad, Ordering::Relaxed);
             assert!(
