@@ -448,6 +448,10 @@ impl ByteReceiver {
                     other => return other,
                 }
             }
+            if self.ring.has_fence() && self.next_lift.is_none() {
+                // A fence made by this poll: its sender's first liveness check.
+                self.next_lift = Some(Instant::now() + PENDING_RECHECK);
+            }
             let (ring, next_check, next_lift) = (&self.ring, self.next_check, self.next_lift);
             // Ready: a record to read, or the next liveness check of a pending one (or of a
             // fence's sender) is due.

@@ -431,6 +431,55 @@ fn a_sender_stalled_past_the_timeout_corrupts_nothing() {
     assert_eq!(rx.stats().lost, 1);
 }
 
+/// Byte channel, a sender process skipped at the timeout while alive (its room held by a fence)
+/// that then dies without letting go, while the receiver waits on a ring the fence has filled
+/// and another sender waits for room: the receiver's liveness check of the fence's sender gives
+/// the room back, and every message gets through.
+#[test]
+fn a_sender_dying_with_its_room_held_gives_it_back() {
+    let name = unique("chan-stall-die");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::bytes(&name).capacity(1 << 12).create().unwrap();
+    let mut rx = ch.byte_receiver().unwrap();
+    rx.set_unblock_after(Duration::from_millis(100));
+    let mut stall = child("bytes-claim-stall", &[&name, "300000"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufRead::lines(std::io::BufReader::new(stall.stdout.take().unwrap()));
+    assert!(
+        out.any(|l| l.is_ok_and(|l| l == "claimed")),
+        "the stalling child ended before it claimed"
+    );
+    let n = 3000u64;
+    let mut tx = ch.byte_sender().unwrap();
+    let sender = std::thread::spawn(move || {
+        for i in 0..n {
+            tx.send(&byte_msg(i), None).unwrap();
+        }
+    });
+    // Killed while the receiver waits on the held ring (about 25 messages fill it).
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        stall.kill().unwrap();
+        stall.wait().unwrap();
+    });
+    let mut buf = vec![0u8; rx.max_message()];
+    for i in 0..n {
+        let got = rx
+            .recv(&mut buf, Some(Deadline::after(Duration::from_secs(60))))
+            .unwrap();
+        assert_eq!(
+            buf[..got],
+            byte_msg(i),
+            "message {i} corrupt or out of order"
+        );
+    }
+    killer.join().unwrap();
+    sender.join().unwrap();
+    assert_eq!(rx.stats().lost, 1);
+}
+
 /// Slots of the broadcast channel in `broadcast_publisher_and_subscribers_between_processes`.
 const BCAST_CAPACITY: u64 = 1 << 12;
 
