@@ -9,8 +9,8 @@ use std::alloc::{Layout, alloc_zeroed, dealloc};
 
 use loom::thread;
 use shmlane_ring::{
-    BroadcastRing, MpmcRing, PopError, ReadError, Receiver, RecordRing, RecvError, Sender,
-    SpscRing, StampedRing, Unblock,
+    BroadcastRing, MpmcRing, PopError, ReadError, Receiver, RecordConsumer, RecordProducer,
+    RecordRing, RecvError, Sender, SpscRing, StampedRing, Unblock,
 };
 
 /// Zeroed, 128-byte aligned memory for one model iteration.
@@ -38,6 +38,27 @@ unsafe impl Sync for Mem {}
 
 fn alive(_: u64) -> bool {
     true
+}
+
+/// A 256-byte record ring in fresh memory whose first position is `start`: a producer per owner
+/// tag (attached with `is_alive`), and the consumer. Drop the handles before the memory.
+fn record_ring(
+    start: u64,
+    owners: &[u32],
+    is_alive: &dyn Fn(u32) -> bool,
+) -> (Vec<RecordProducer>, RecordConsumer, std::sync::Arc<Mem>) {
+    let len = RecordRing::required_size(256);
+    let mem = std::sync::Arc::new(Mem::new(len));
+    let ptr = mem.0;
+    // SAFETY: the memory is returned with the handles; the callers drop it last.
+    unsafe {
+        RecordRing::init(ptr, len, 256, start).unwrap();
+        let ps = owners
+            .iter()
+            .map(|&o| RecordRing::producer(ptr, len, o, is_alive).unwrap())
+            .collect();
+        (ps, RecordRing::consumer(ptr, len, 9, &alive).unwrap(), mem)
+    }
 }
 
 /// Producer pushes 3 values through a 2-slot ring whose positions wrap past u64::MAX; the
@@ -275,17 +296,8 @@ fn stamped_push_pop_wrap() {
 #[test]
 fn record_two_producers_wrap_with_padding() {
     loom::model(|| {
-        let len = RecordRing::required_size(256);
-        let mem = std::sync::Arc::new(Mem::new(len));
-        let ptr = mem.0;
-        // SAFETY: `mem` outlives every handle (threads joined, handles dropped, then mem).
-        let (p1, mut c) = unsafe {
-            RecordRing::init(ptr, len, 256, 240).unwrap();
-            (
-                RecordRing::producer(ptr, len, 1, &|_| true).unwrap(),
-                RecordRing::consumer(ptr, len, 9, &alive).unwrap(),
-            )
-        };
+        let (mut ps, mut c, mem) = record_ring(240, &[1], &|_| true);
+        let p1 = ps.pop().unwrap();
         let p2 = p1.clone();
         let threads: Vec<_> = [(p1, 1u8), (p2, 2u8)]
             .into_iter()
@@ -324,17 +336,8 @@ fn record_two_producers_wrap_with_padding() {
 #[test]
 fn record_abort_is_skipped() {
     loom::model(|| {
-        let len = RecordRing::required_size(256);
-        let mem = std::sync::Arc::new(Mem::new(len));
-        let ptr = mem.0;
-        // SAFETY: as above.
-        let (mut p1, mut c) = unsafe {
-            RecordRing::init(ptr, len, 256, 0).unwrap();
-            (
-                RecordRing::producer(ptr, len, 1, &|_| true).unwrap(),
-                RecordRing::consumer(ptr, len, 9, &alive).unwrap(),
-            )
-        };
+        let (mut ps, mut c, mem) = record_ring(0, &[1], &|_| true);
+        let mut p1 = ps.pop().unwrap();
         let mut p2 = p1.clone();
         let t = thread::spawn(move || {
             let mut claim = p1.claim(12).unwrap();
@@ -377,19 +380,10 @@ fn record_abort_is_skipped() {
 #[test]
 fn record_live_claim_is_not_taken_for_a_dead_intent() {
     loom::model(|| {
-        let len = RecordRing::required_size(256);
-        let mem = std::sync::Arc::new(Mem::new(len));
-        let ptr = mem.0;
         let owner_alive = |t: u32| t != 7;
-        // SAFETY: `mem` outlives every handle (thread joined, handles dropped, then mem).
-        let (dead, mut p, mut c) = unsafe {
-            RecordRing::init(ptr, len, 256, 0).unwrap();
-            (
-                RecordRing::producer(ptr, len, 7, &owner_alive).unwrap(),
-                RecordRing::producer(ptr, len, 1, &owner_alive).unwrap(),
-                RecordRing::consumer(ptr, len, 9, &alive).unwrap(),
-            )
-        };
+        let (mut ps, mut c, mem) = record_ring(0, &[7, 1], &owner_alive);
+        let mut p = ps.pop().unwrap();
+        let dead = ps.pop().unwrap();
         dead.abandon_claim_for_tests(10, false);
         let t = thread::spawn(move || p.send(&[3; 10]).unwrap());
         loop {
@@ -428,19 +422,10 @@ fn record_live_claim_is_not_taken_for_a_dead_intent() {
 fn record_forced_skip_spares_a_claim_in_flight() {
     use loom::sync::atomic::{AtomicU32, Ordering};
     loom::model(|| {
-        let len = RecordRing::required_size(256);
-        let mem = std::sync::Arc::new(Mem::new(len));
-        let ptr = mem.0;
         let everyone_alive = |_: u32| true;
-        // SAFETY: `mem` outlives every handle (thread joined, handles dropped, then mem).
-        let (stalled, mut p, mut c) = unsafe {
-            RecordRing::init(ptr, len, 256, 0).unwrap();
-            (
-                RecordRing::producer(ptr, len, 7, &everyone_alive).unwrap(),
-                RecordRing::producer(ptr, len, 1, &everyone_alive).unwrap(),
-                RecordRing::consumer(ptr, len, 9, &alive).unwrap(),
-            )
-        };
+        let (mut ps, mut c, mem) = record_ring(0, &[7, 1], &everyone_alive);
+        let mut p = ps.pop().unwrap();
+        let stalled = ps.pop().unwrap();
         stalled.abandon_claim_for_tests(10, true);
         // 0: sending; 1: committed; 2: skipped, and told so.
         let outcome = std::sync::Arc::new(AtomicU32::new(0));
@@ -500,18 +485,9 @@ fn record_forced_skip_spares_a_claim_in_flight() {
 fn record_fence_holds_a_skipped_live_claim() {
     use loom::sync::atomic::{AtomicU32, Ordering};
     loom::model(|| {
-        let len = RecordRing::required_size(256);
-        let mem = std::sync::Arc::new(Mem::new(len));
-        let ptr = mem.0;
         let everyone_alive = |_: u32| true;
-        // SAFETY: `mem` outlives every handle (thread joined, handles dropped, then mem).
-        let (mut p, mut c) = unsafe {
-            RecordRing::init(ptr, len, 256, 0).unwrap();
-            (
-                RecordRing::producer(ptr, len, 1, &everyone_alive).unwrap(),
-                RecordRing::consumer(ptr, len, 9, &alive).unwrap(),
-            )
-        };
+        let (mut ps, mut c, mem) = record_ring(0, &[1], &everyone_alive);
+        let mut p = ps.pop().unwrap();
         // 0: sending; 1: committed; 2: skipped, and told so.
         let outcome = std::sync::Arc::new(AtomicU32::new(0));
         let t = thread::spawn({
@@ -560,18 +536,9 @@ fn record_fence_holds_a_skipped_live_claim() {
 fn record_fence_holds_a_skipped_claim_without_header() {
     use loom::sync::atomic::{AtomicU32, Ordering};
     loom::model(|| {
-        let len = RecordRing::required_size(256);
-        let mem = std::sync::Arc::new(Mem::new(len));
-        let ptr = mem.0;
         let everyone_alive = |_: u32| true;
-        // SAFETY: `mem` outlives every handle (thread joined, handles dropped, then mem).
-        let (mut p, mut c) = unsafe {
-            RecordRing::init(ptr, len, 256, 0).unwrap();
-            (
-                RecordRing::producer(ptr, len, 1, &everyone_alive).unwrap(),
-                RecordRing::consumer(ptr, len, 9, &alive).unwrap(),
-            )
-        };
+        let (mut ps, mut c, mem) = record_ring(0, &[1], &everyone_alive);
+        let mut p = ps.pop().unwrap();
         // 0: sending; 1: committed; 2: skipped, and told so.
         let outcome = std::sync::Arc::new(AtomicU32::new(0));
         let t = thread::spawn({
