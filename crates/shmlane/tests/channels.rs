@@ -365,6 +365,41 @@ fn claim_and_stall(name: &str, ms: u64) {
     println!("OUT:commit {:?}", claim.commit());
 }
 
+/// A byte channel of 4 KiB whose receiver skips a pending message after 100 ms; a sender
+/// process that claimed room and stalls for `ms` (`claim_and_stall`), and a sender thread that
+/// sends messages `0..n` (many times the ring's capacity) meanwhile. Returns the receiver, the
+/// stalling child, the rest of its output, and the sender thread.
+fn stalled_and_sending(
+    name: &str,
+    ms: u64,
+    n: u64,
+) -> (
+    shmlane::ByteReceiver,
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    std::thread::JoinHandle<()>,
+) {
+    let ch = shmlane::bytes(name).capacity(1 << 12).create().unwrap();
+    let mut rx = ch.byte_receiver().unwrap();
+    rx.set_unblock_after(Duration::from_millis(100));
+    let mut stall = child("bytes-claim-stall", &[name, &ms.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufRead::lines(std::io::BufReader::new(stall.stdout.take().unwrap()));
+    assert!(
+        out.any(|l| l.is_ok_and(|l| l == "claimed")),
+        "the stalling child ended before it claimed"
+    );
+    let mut tx = ch.byte_sender().unwrap();
+    let sender = std::thread::spawn(move || {
+        for i in 0..n {
+            tx.send(&byte_msg(i), None).unwrap();
+        }
+    });
+    (rx, stall, out, sender)
+}
+
 /// Byte channel, a sender process that claims room and stalls past the receiver's unblock
 /// timeout, then finishes its message in place and commits. The receiver skips the claim at the
 /// timeout and delivers what comes after it, but the stalled claim's space (and what follows)
@@ -375,26 +410,8 @@ fn claim_and_stall(name: &str, ms: u64) {
 fn a_sender_stalled_past_the_timeout_corrupts_nothing() {
     let name = unique("chan-stall");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::bytes(&name).capacity(1 << 12).create().unwrap();
-    let mut rx = ch.byte_receiver().unwrap();
-    rx.set_unblock_after(Duration::from_millis(100));
-    let mut stall = child("bytes-claim-stall", &[&name, "1000"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufRead::lines(std::io::BufReader::new(stall.stdout.take().unwrap()));
-    assert!(
-        out.any(|l| l.is_ok_and(|l| l == "claimed")),
-        "the stalling child ended before it claimed"
-    );
-    // Many times the ring's capacity, from a sender thread, while the claim stalls.
     let n = 3000u64;
-    let mut tx = ch.byte_sender().unwrap();
-    let sender = std::thread::spawn(move || {
-        for i in 0..n {
-            tx.send(&byte_msg(i), None).unwrap();
-        }
-    });
+    let (mut rx, mut stall, out, sender) = stalled_and_sending(&name, 1000, n);
     let mut buf = vec![0u8; rx.max_message()];
     let mut check = |rx: &mut shmlane::ByteReceiver, i: u64| {
         let got = rx
@@ -439,25 +456,8 @@ fn a_sender_stalled_past_the_timeout_corrupts_nothing() {
 fn a_sender_dying_with_its_room_held_gives_it_back() {
     let name = unique("chan-stall-die");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::bytes(&name).capacity(1 << 12).create().unwrap();
-    let mut rx = ch.byte_receiver().unwrap();
-    rx.set_unblock_after(Duration::from_millis(100));
-    let mut stall = child("bytes-claim-stall", &[&name, "300000"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufRead::lines(std::io::BufReader::new(stall.stdout.take().unwrap()));
-    assert!(
-        out.any(|l| l.is_ok_and(|l| l == "claimed")),
-        "the stalling child ended before it claimed"
-    );
     let n = 3000u64;
-    let mut tx = ch.byte_sender().unwrap();
-    let sender = std::thread::spawn(move || {
-        for i in 0..n {
-            tx.send(&byte_msg(i), None).unwrap();
-        }
-    });
+    let (mut rx, mut stall, _out, sender) = stalled_and_sending(&name, 300_000, n);
     // Killed while the receiver waits on the held ring (about 25 messages fill it).
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(500));
