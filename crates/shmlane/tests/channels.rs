@@ -400,6 +400,18 @@ fn stalled_and_sending(
     (rx, stall, out, sender)
 }
 
+/// Receives the next message (waiting up to a minute) and checks that it is `byte_msg(i)`.
+fn recv_message(rx: &mut shmlane::ByteReceiver, buf: &mut [u8], i: u64) {
+    let got = rx
+        .recv(buf, Some(Deadline::after(Duration::from_secs(60))))
+        .unwrap();
+    assert_eq!(
+        buf[..got],
+        byte_msg(i),
+        "message {i} corrupt or out of order"
+    );
+}
+
 /// Byte channel, a sender process that claims room and stalls past the receiver's unblock
 /// timeout, then finishes its message in place and commits. The receiver skips the claim at the
 /// timeout and delivers what comes after it, but the stalled claim's space (and what follows)
@@ -413,21 +425,11 @@ fn a_sender_stalled_past_the_timeout_corrupts_nothing() {
     let n = 3000u64;
     let (mut rx, mut stall, out, sender) = stalled_and_sending(&name, 1000, n);
     let mut buf = vec![0u8; rx.max_message()];
-    let mut check = |rx: &mut shmlane::ByteReceiver, i: u64| {
-        let got = rx
-            .recv(&mut buf, Some(Deadline::after(Duration::from_secs(60))))
-            .unwrap();
-        assert_eq!(
-            buf[..got],
-            byte_msg(i),
-            "message {i} corrupt or out of order"
-        );
-    };
     // Until the stalled claim is skipped (at the timeout), and 20 messages after it.
     let mut i = 0;
     let mut after = 0;
     while after < 20 {
-        check(&mut rx, i);
+        recv_message(&mut rx, &mut buf, i);
         i += 1;
         if rx.stats().lost == 1 {
             after += 1;
@@ -442,7 +444,7 @@ fn a_sender_stalled_past_the_timeout_corrupts_nothing() {
     assert_eq!(commit.as_deref(), Some("OUT:commit Err(Timeout)"));
     assert!(stall.wait().unwrap().success());
     for i in i..n {
-        check(&mut rx, i);
+        recv_message(&mut rx, &mut buf, i);
     }
     sender.join().unwrap();
     assert_eq!(rx.stats().lost, 1);
@@ -466,14 +468,7 @@ fn a_sender_dying_with_its_room_held_gives_it_back() {
     });
     let mut buf = vec![0u8; rx.max_message()];
     for i in 0..n {
-        let got = rx
-            .recv(&mut buf, Some(Deadline::after(Duration::from_secs(60))))
-            .unwrap();
-        assert_eq!(
-            buf[..got],
-            byte_msg(i),
-            "message {i} corrupt or out of order"
-        );
+        recv_message(&mut rx, &mut buf, i);
     }
     killer.join().unwrap();
     sender.join().unwrap();
