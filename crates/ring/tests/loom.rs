@@ -420,59 +420,63 @@ fn record_live_claim_is_not_taken_for_a_dead_intent() {
 /// header (its intent names it): a record whose commit succeeded must be delivered.
 #[test]
 fn record_forced_skip_spares_a_claim_in_flight() {
-    use loom::sync::atomic::{AtomicU32, Ordering};
     loom::model(|| {
-        let everyone_alive = |_: u32| true;
-        let (mut ps, mut c, mem) = record_ring(0, &[7, 1], &everyone_alive);
-        let mut p = ps.pop().unwrap();
+        let (mut ps, mut c, mem) = record_ring(0, &[7, 1], &|_| true);
+        let p = ps.pop().unwrap();
         let stalled = ps.pop().unwrap();
         stalled.abandon_claim_for_tests(10, true);
-        // 0: sending; 1: committed; 2: skipped, and told so.
-        let outcome = std::sync::Arc::new(AtomicU32::new(0));
-        let t = thread::spawn({
-            let outcome = outcome.clone();
-            move || {
-                let r = if p.send(&[3; 10]).is_ok() { 1 } else { 2 };
-                outcome.store(r, Ordering::Release);
-            }
-        });
-        loop {
-            // Let the producer run first too (loom does not preempt us before our first look).
-            thread::yield_now();
-            let err = match c.read() {
-                Ok(r) => {
-                    assert_eq!(r.to_vec(), [3; 10]);
-                    break;
-                }
-                Err(e) => e,
-            };
-            match err {
-                ReadError::Pending => {
-                    // The timeout has passed for the stalled claim at 0 only (forcing the
-                    // second producer's claim while it writes is the documented hazard of a
-                    // timeout shorter than a live producer's stall, not what is modelled here).
-                    c.unblock(&everyone_alive, c.position() == 0);
-                    thread::yield_now();
-                }
-                ReadError::Empty => match outcome.load(Ordering::Acquire) {
-                    0 => thread::yield_now(),
-                    // Committed (and its commit now visible to us): it must be there.
-                    1 => match c.read() {
-                        Ok(r) => {
-                            assert_eq!(r.to_vec(), [3; 10]);
-                            break;
-                        }
-                        Err(e) => panic!("a committed record was swallowed by a forced skip: {e}"),
-                    },
-                    _ => break,
-                },
-                e @ ReadError::Corrupt(_) => panic!("{e}"),
-            }
-        }
-        t.join().unwrap();
+        send_while_forcing_the_first(p, &mut c, &[3; 10]);
         drop(c);
         drop(mem);
     });
+}
+
+/// `p` sends `payload` from a thread while the consumer reads on, forcing the skip of whatever
+/// is pending at the ring's first position (the timeout has passed there only: forcing a later
+/// claim while its producer writes is what the fence models cover). A record whose send
+/// succeeded must be delivered; one its producer was told was skipped must not be.
+fn send_while_forcing_the_first(mut p: RecordProducer, c: &mut RecordConsumer, payload: &[u8]) {
+    use loom::sync::atomic::{AtomicU32, Ordering};
+    // 0: sending; 1: committed; 2: skipped, and told so.
+    let outcome = std::sync::Arc::new(AtomicU32::new(0));
+    let t = thread::spawn({
+        let (outcome, payload) = (outcome.clone(), payload.to_vec());
+        move || {
+            let r = if p.send(&payload).is_ok() { 1 } else { 2 };
+            outcome.store(r, Ordering::Release);
+        }
+    });
+    loop {
+        // Let the producer run first too (loom does not preempt us before our first look).
+        thread::yield_now();
+        let err = match c.read() {
+            Ok(r) => {
+                assert_eq!(r.to_vec(), payload);
+                break;
+            }
+            Err(e) => e,
+        };
+        match err {
+            ReadError::Pending => {
+                c.unblock(&|_| true, c.position() == 0);
+                thread::yield_now();
+            }
+            ReadError::Empty => match outcome.load(Ordering::Acquire) {
+                0 => thread::yield_now(),
+                // Committed (and its commit now visible to us): it must be there.
+                1 => match c.read() {
+                    Ok(r) => {
+                        assert_eq!(r.to_vec(), payload);
+                        break;
+                    }
+                    Err(e) => panic!("a committed record was never delivered: {e}"),
+                },
+                _ => break,
+            },
+            e @ ReadError::Corrupt(_) => panic!("{e}"),
+        }
+    }
+    t.join().unwrap();
 }
 
 /// Record ring, a fence: a live producer claims a record (header written) and writes its
@@ -531,53 +535,13 @@ fn record_fence_holds_a_skipped_live_claim() {
 /// CAS on the tail and its header CAS. The skipped space must stay padding until the producer's
 /// header CAS has failed on it (its intent cleared): zeroed earlier, the producer's header CAS
 /// from empty would succeed there, behind the consumer, and a record it was told was
-/// committed would never be delivered.
+/// committed would never be delivered. (A second claim, the producer claiming again after
+/// losing the first, is left to commit.)
 #[test]
 fn record_fence_holds_a_skipped_claim_without_header() {
-    use loom::sync::atomic::{AtomicU32, Ordering};
     loom::model(|| {
-        let everyone_alive = |_: u32| true;
-        let (mut ps, mut c, mem) = record_ring(0, &[1], &everyone_alive);
-        let mut p = ps.pop().unwrap();
-        // 0: sending; 1: committed; 2: skipped, and told so.
-        let outcome = std::sync::Arc::new(AtomicU32::new(0));
-        let t = thread::spawn({
-            let outcome = outcome.clone();
-            move || {
-                let r = if p.send(&[6; 8]).is_ok() { 1 } else { 2 };
-                outcome.store(r, Ordering::Release);
-            }
-        });
-        loop {
-            thread::yield_now();
-            let err = match c.read() {
-                Ok(r) => {
-                    assert_eq!(r.to_vec(), [6; 8]);
-                    break;
-                }
-                Err(e) => e,
-            };
-            match err {
-                ReadError::Pending => {
-                    // Only the first claim is forced: a second one (the producer claiming
-                    // again after losing the first) is left to commit.
-                    c.unblock(&everyone_alive, c.position() == 0);
-                }
-                ReadError::Empty => match outcome.load(Ordering::Acquire) {
-                    0 => {}
-                    1 => match c.read() {
-                        Ok(r) => {
-                            assert_eq!(r.to_vec(), [6; 8]);
-                            break;
-                        }
-                        Err(e) => panic!("a committed record was never delivered: {e}"),
-                    },
-                    _ => break,
-                },
-                e @ ReadError::Corrupt(_) => panic!("{e}"),
-            }
-        }
-        t.join().unwrap();
+        let (mut ps, mut c, mem) = record_ring(0, &[1], &|_| true);
+        send_while_forcing_the_first(ps.pop().unwrap(), &mut c, &[6; 8]);
         drop(c);
         drop(mem);
     });
