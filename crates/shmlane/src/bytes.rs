@@ -46,14 +46,16 @@ impl Channel<u8> {
         })
     }
 
-    /// The receiver of a byte channel (one at a time, across processes; one left by a dead
-    /// process is taken over).
+    /// The receiver of a byte channel: one at a time, across processes and within one (a
+    /// second, from any handle or thread, fails with [`OpenError::RoleTaken`] until the first
+    /// is dropped); one left by a dead process is taken over.
     pub fn byte_receiver(&self) -> Result<ByteReceiver, OpenError> {
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
         // SAFETY: as in `byte_sender`.
-        let ring = unsafe { RecordRing::consumer(ptr, len, self.token(), &alive)? };
+        let ring = unsafe { RecordRing::consumer(ptr, len, self.token(), &alive) }
+            .map_err(|e| OpenError::for_role(e, &self.inner.name, "byte receiver"))?;
         Ok(ByteReceiver {
             ring,
             local: self.local(Side::Recv),
@@ -64,14 +66,16 @@ impl Channel<u8> {
         })
     }
 
-    /// The publisher of a broadcast channel (one at a time; one left by a dead process is
-    /// taken over and continues after the last message).
+    /// The publisher of a broadcast channel: one at a time, within a process as across
+    /// processes ([`OpenError::RoleTaken`] otherwise); one left by a dead process is taken
+    /// over and continues after the last message.
     pub fn publisher(&self) -> Result<Publisher, OpenError> {
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
         // SAFETY: as in `byte_sender`.
-        let ring = unsafe { BroadcastRing::producer(ptr, len, self.token(), &alive)? };
+        let ring = unsafe { BroadcastRing::producer(ptr, len, self.token(), &alive) }
+            .map_err(|e| OpenError::for_role(e, &self.inner.name, "publisher"))?;
         Ok(Publisher {
             ring,
             local: self.local(Side::Send),

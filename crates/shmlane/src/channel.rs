@@ -679,28 +679,31 @@ impl<T: Pod + Send> Channel<T> {
         }
     }
 
-    /// The SPSC producer (at most one per channel, across processes; one left by a dead
-    /// process is taken over).
+    /// The SPSC producer: at most one per channel, across processes and within one (a second
+    /// call, from any handle or thread, fails with [`OpenError::RoleTaken`] until the first
+    /// is dropped); one left by a dead process is taken over.
     pub fn producer(&self) -> Result<Producer<T>, OpenError> {
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
         // SAFETY: the ring region lives as long as the segment, which the endpoint keeps
         // alive through `Local::inner`.
-        let ring = unsafe { SpscRing::<T>::producer(ptr, len, self.token(), &alive)? };
+        let ring = unsafe { SpscRing::<T>::producer(ptr, len, self.token(), &alive) }
+            .map_err(|e| OpenError::for_role(e, &self.inner.name, "producer"))?;
         Ok(Producer {
             ring,
             local: self.local(Side::Send),
         })
     }
 
-    /// The SPSC consumer (at most one per channel, across processes).
+    /// The SPSC consumer: at most one per channel, as for [`producer`](Self::producer).
     pub fn consumer(&self) -> Result<Consumer<T>, OpenError> {
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
         // SAFETY: as in `producer`.
-        let ring = unsafe { SpscRing::<T>::consumer(ptr, len, self.token(), &alive)? };
+        let ring = unsafe { SpscRing::<T>::consumer(ptr, len, self.token(), &alive) }
+            .map_err(|e| OpenError::for_role(e, &self.inner.name, "consumer"))?;
         Ok(Consumer {
             ring,
             local: self.local(Side::Recv),

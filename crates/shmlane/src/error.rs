@@ -40,6 +40,34 @@ pub enum OpenError {
     /// An event inside is malformed.
     #[error("event: {0}")]
     Event(#[from] EventError),
+    /// A single role (SPSC producer or consumer, byte receiver, broadcast publisher) is held
+    /// by a live endpoint: of another process, or of this one (the same or another handle,
+    /// any thread). One left by a dead process is taken over instead.
+    #[error(
+        "channel {name}: its {role} is already held by a live endpoint (owner {holder:#x}, maybe in this process); there is one {role} at a time: drop that endpoint first, or use a channel kind with any number of them (mpmc, or a byte channel's senders)"
+    )]
+    RoleTaken {
+        /// Channel name.
+        name: String,
+        /// The role asked for: `producer`, `consumer`, `byte receiver` or `publisher`.
+        role: &'static str,
+        /// The holder's owner tag (its attachment slot and generation).
+        holder: u64,
+    },
+}
+
+impl OpenError {
+    /// Names the channel and role in a refused role claim; other errors pass through.
+    pub(crate) fn for_role(e: AttachError, name: &str, role: &'static str) -> Self {
+        match e {
+            AttachError::RoleTaken { holder } => Self::RoleTaken {
+                name: name.to_owned(),
+                role,
+                holder,
+            },
+            e => Self::Ring(e),
+        }
+    }
 }
 
 /// Why a non-blocking send failed; the message comes back.
