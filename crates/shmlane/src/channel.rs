@@ -32,7 +32,7 @@ use shmlane_ring::{BroadcastRing, MpmcRing, PopError, PushError, RecordRing, Sps
 use shmlane_segment::{Location, Segment, SegmentInfo, UnlinkPolicy};
 use shmlane_wake::{Deadline, EVENT_SIZE, Event, WaitStrategy};
 
-use crate::error::{OpenError, RecvError, SendError, TryRecvError, TrySendError};
+use crate::error::{ConfigError, OpenError, RecvError, SendError, TryRecvError, TrySendError};
 
 const CHAN_MAGIC: u64 = u64::from_le_bytes(*b"SHMLCHAN");
 const CHAN_SIZE: u64 = 384;
@@ -250,10 +250,32 @@ pub fn broadcast(name: &str) -> Builder<u8> {
 /// Default largest broadcast message: slots of 256 bytes.
 const BROADCAST_MSG: u64 = 240;
 
-/// A broadcast slot holding messages of `msg` bytes: the stamp and length words, the message
-/// rounded up to 8.
+/// Largest ring a builder creates: 64 TiB, beyond any machine's shared memory, and far enough
+/// below 2^64 that no size sum near it can overflow.
+const MAX_RING_BYTES: u64 = 1 << 46;
+
+/// Largest element a typed channel takes: 4 GiB (so per-slot sizes never overflow).
+const MAX_ELEM: u64 = 1 << 32;
+
+/// The broadcast slot holding messages of up to `msg` bytes (at most
+/// `max_message(MAX_SLOT_BYTES)`, checked by the builder): the stamp and length words, the
+/// message rounded up to 8, and at least `MIN_SLOT_BYTES`.
 pub(crate) fn broadcast_slot(msg: u64) -> usize {
-    (16 + msg as usize).next_multiple_of(8)
+    (16 + msg as usize)
+        .next_multiple_of(8)
+        .max(shmlane_ring::broadcast::MIN_SLOT_BYTES)
+}
+
+/// What a builder creates, computed once from checked settings: capacity, largest message,
+/// broadcast slot size, ring and segment sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geometry {
+    cap: u64,
+    msg: u64,
+    /// Broadcast slot bytes (0 for the other kinds).
+    slot: usize,
+    ring: u64,
+    segment: u64,
 }
 
 /// Configures a channel, then creates or opens it.
@@ -347,41 +369,154 @@ impl<T: Pod + Send> Builder<T> {
         self
     }
 
-    fn ring_size(&self, cap: u64) -> u64 {
-        (match self.kind {
-            Kind::Spsc => SpscRing::<T>::required_size(cap),
-            Kind::Mpmc => MpmcRing::<T>::required_size(cap),
-            Kind::Bytes => RecordRing::required_size(cap),
-            Kind::Broadcast => BroadcastRing::required_size(cap, broadcast_slot(self.msg())),
-        }) as u64
+    fn config_err(&self, error: ConfigError) -> OpenError {
+        OpenError::Config {
+            name: self.name.clone(),
+            error,
+        }
     }
 
-    fn default_capacity(&self) -> u64 {
-        match self.kind {
+    /// The smallest and largest capacity of this kind.
+    fn capacity_range(&self) -> (u64, u64) {
+        let min = match self.kind {
+            Kind::Spsc => 1,
+            Kind::Mpmc | Kind::Broadcast => 2,
+            Kind::Bytes => 256,
+        };
+        (min, shmlane_ring::MAX_CAPACITY)
+    }
+
+    /// The capacity set (or the default), checked against the kind's range.
+    fn checked_capacity(&self) -> Result<u64, OpenError> {
+        let cap = self.capacity.unwrap_or(match self.kind {
             Kind::Bytes => 1 << 20,
             _ => 1024,
+        });
+        let (min, max) = self.capacity_range();
+        if !cap.is_power_of_two() || !(min..=max).contains(&cap) {
+            return Err(self.config_err(ConfigError::Capacity {
+                kind: self.kind.name(),
+                capacity: cap,
+                min,
+                max,
+            }));
         }
+        Ok(cap)
     }
 
-    /// The largest message of a created channel.
-    fn msg(&self) -> u64 {
-        match self.kind {
-            Kind::Bytes => RecordRing::max_record(self.capacity.unwrap_or(1 << 20)) as u64,
-            Kind::Broadcast => self.msg_size.unwrap_or(BROADCAST_MSG),
-            _ => self.msg_size.unwrap_or(size_of::<T>() as u64),
+    /// The largest message of a channel of `cap` (checked), and the error if `msg_size` asks
+    /// for more.
+    fn checked_msg(&self, cap: u64) -> Result<u64, OpenError> {
+        let (max, default, hint) = match self.kind {
+            // An eighth of the ring, less the record header: cap >= 256 (checked).
+            Kind::Bytes => {
+                let max = cap / 8 - shmlane_ring::record::RECORD_HEADER as u64;
+                (
+                    max,
+                    max,
+                    "; a byte channel's capacity (in bytes) must be at least 8 x (message size + 8)",
+                )
+            }
+            Kind::Broadcast => (
+                BroadcastRing::max_message(shmlane_ring::broadcast::MAX_SLOT_BYTES) as u64,
+                BROADCAST_MSG,
+                "",
+            ),
+            Kind::Spsc | Kind::Mpmc => (
+                size_of::<T>() as u64,
+                size_of::<T>() as u64,
+                " (the element size); use a larger element type",
+            ),
+        };
+        let msg = self.msg_size.unwrap_or(default);
+        if msg > max {
+            return Err(self.config_err(ConfigError::MsgSize {
+                kind: self.kind.name(),
+                msg_size: msg,
+                max,
+                hint,
+            }));
         }
+        // A byte channel records its largest message, whatever smaller one was asked for.
+        Ok(if self.kind == Kind::Bytes { max } else { msg })
     }
 
-    /// The segment builder; `sized` for creating (opening accepts the existing size, which
-    /// the channel header then validates).
-    fn segment(&self, sized: bool) -> shmlane_segment::SegmentBuilder {
-        let cap = self.capacity.unwrap_or(self.default_capacity());
-        let data = CHAN_SIZE + self.ring_size(cap) + 2 * EVENT_SIZE as u64 + 4 * 128;
-        let b = Segment::at(self.location.clone());
-        let b = if sized {
-            b.size((data + 64 * 1024).next_multiple_of(4096))
+    /// Checks the settings and computes what `create` makes, with checked arithmetic
+    /// throughout (no setting can overflow a size; finding 15 of issue 15).
+    fn geometry(&self) -> Result<Geometry, OpenError> {
+        let cap = self.checked_capacity()?;
+        let msg = self.checked_msg(cap)?;
+        let elem = size_of::<T>() as u64;
+        let too_large = |slot: u64| {
+            self.config_err(ConfigError::TooLarge {
+                kind: self.kind.name(),
+                capacity: cap,
+                slot,
+                max: MAX_RING_BYTES,
+            })
+        };
+        if elem > MAX_ELEM {
+            return Err(too_large(elem));
+        }
+        // Every ring is a header plus `cap` slots; ask the ring for sizes of one and two slots
+        // (small, no overflow: elem <= 4 GiB, slot <= 1 MiB), so the layout stays the ring's.
+        let slot = if self.kind == Kind::Broadcast {
+            broadcast_slot(msg)
         } else {
-            b
+            0
+        };
+        let sized = |n: u64| -> u64 {
+            (match self.kind {
+                Kind::Spsc => SpscRing::<T>::required_size(n),
+                Kind::Mpmc => MpmcRing::<T>::required_size(n),
+                // Record rings are sized in bytes, a multiple of 8: 256 and 512 bytes.
+                Kind::Bytes => RecordRing::required_size(n * 256),
+                Kind::Broadcast => BroadcastRing::required_size(n, slot),
+            }) as u64
+        };
+        let (one, two) = (sized(1), sized(2));
+        let (per, header) = (two - one, 2 * one - two);
+        let (units, per_unit) = if self.kind == Kind::Bytes {
+            (cap / 256, per)
+        } else {
+            (cap, per)
+        };
+        let ring = units
+            .checked_mul(per_unit)
+            .and_then(|b| b.checked_add(header))
+            .filter(|&b| b <= MAX_RING_BYTES)
+            .ok_or_else(|| too_large(if self.kind == Kind::Bytes { 1 } else { per }))?;
+        // <= 2^46 plus a few KiB: no overflow below.
+        let data = CHAN_SIZE + ring + 2 * EVENT_SIZE as u64 + 4 * 128;
+        let segment = (data + 64 * 1024).next_multiple_of(4096);
+        Ok(Geometry {
+            cap,
+            msg,
+            slot,
+            ring,
+            segment,
+        })
+    }
+
+    /// The settings `open` uses, checked the same way as for `create` (a capacity out of range
+    /// is reported as such, not as a mismatch).
+    fn check_for_open(&self) -> Result<(), OpenError> {
+        if self.capacity.is_some() {
+            let cap = self.checked_capacity()?;
+            if self.msg_size.is_some() && self.kind != Kind::Bytes {
+                self.checked_msg(cap)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The segment builder; sized (`Some`) for creating (opening accepts the existing size,
+    /// which the channel header then validates).
+    fn segment(&self, size: Option<u64>) -> shmlane_segment::SegmentBuilder {
+        let b = Segment::at(self.location.clone());
+        let b = match size {
+            Some(bytes) => b.size(bytes),
+            None => b,
         };
         b.mode(self.mode)
             .populate(self.populate)
@@ -390,10 +525,10 @@ impl<T: Pod + Send> Builder<T> {
             .role(0)
     }
 
-    fn init(&self, s: &Segment) -> Result<(), OpenError> {
-        let cap = self.capacity.unwrap_or(self.default_capacity());
+    fn init(&self, s: &Segment, g: &Geometry) -> Result<(), OpenError> {
+        let cap = g.cap;
         let chan = s.region("chan", CHAN_SIZE, REGION_CHAN)?;
-        let ring = s.region("ring", self.ring_size(cap), REGION_RING)?;
+        let ring = s.region("ring", g.ring, REGION_RING)?;
         // SAFETY: fresh regions of the right sizes, nobody else sees the segment before it is
         // published.
         unsafe {
@@ -401,13 +536,9 @@ impl<T: Pod + Send> Builder<T> {
                 Kind::Spsc => SpscRing::<T>::init(ring.as_ptr(), ring.len(), cap, 0)?,
                 Kind::Mpmc => MpmcRing::<T>::init(ring.as_ptr(), ring.len(), cap, 0)?,
                 Kind::Bytes => RecordRing::init(ring.as_ptr(), ring.len(), cap, 0)?,
-                Kind::Broadcast => BroadcastRing::init(
-                    ring.as_ptr(),
-                    ring.len(),
-                    cap,
-                    broadcast_slot(self.msg()),
-                    0,
-                )?,
+                Kind::Broadcast => {
+                    BroadcastRing::init(ring.as_ptr(), ring.len(), cap, g.slot, 0)?;
+                }
             }
             for ev in ["ev-data", "ev-space"] {
                 let r = s.region(ev, EVENT_SIZE as u64, REGION_EVENT)?;
@@ -421,7 +552,7 @@ impl<T: Pod + Send> Builder<T> {
             // ORDERING: as above.
             h.capacity.store(cap, Ordering::Relaxed);
             // ORDERING: as above.
-            h.msg_size.store(self.msg(), Ordering::Relaxed);
+            h.msg_size.store(g.msg, Ordering::Relaxed);
             // ORDERING: as above.
             h.flags.store(
                 u64::from(self.unlink == UnlinkPolicy::LastDetach),
@@ -435,26 +566,34 @@ impl<T: Pod + Send> Builder<T> {
 
     /// Creates the channel; fails if the name exists.
     pub fn create(self) -> Result<Channel<T>, OpenError> {
-        let seg = self.segment(true).create_with(|s| self.init(s))?;
+        let g = self.geometry()?;
+        let seg = self
+            .segment(Some(g.segment))
+            .create_with(|s| self.init(s, &g))?;
         self.finish(seg)
     }
 
     /// Opens an existing channel.
     pub fn open(self) -> Result<Channel<T>, OpenError> {
-        let seg = self.segment(false).open()?;
+        self.check_for_open()?;
+        let seg = self.segment(None).open()?;
         self.finish(seg)
     }
 
     /// Opens the channel, creating it if it does not exist (racing creators are fine: one
     /// creates, the others open what it published).
     pub fn open_or_create(self) -> Result<Channel<T>, OpenError> {
+        let g = self.geometry()?;
         loop {
-            match self.segment(false).open() {
+            match self.segment(None).open() {
                 Ok(seg) => return self.finish(seg),
                 Err(shmlane_segment::OpenError::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-            match self.segment(true).create_with(|s| self.init(s)) {
+            match self
+                .segment(Some(g.segment))
+                .create_with(|s| self.init(s, &g))
+            {
                 Ok(seg) => return self.finish(seg),
                 // Another process created it between our open and our create: open again.
                 Err(shmlane_segment::CreateError::AlreadyExists { .. }) => {}
@@ -1146,5 +1285,200 @@ impl<T: Pod + Send> Receiver<T> {
     /// Whether the ring looks empty.
     pub fn is_empty(&self) -> bool {
         self.ring.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EDGES: [u64; 14] = [
+        0,
+        1,
+        2,
+        3,
+        255,
+        256,
+        1 << 20,
+        (1 << 40) - 1,
+        1 << 40,
+        (1 << 40) + 1,
+        1 << 41,
+        1 << 63,
+        u64::MAX - 1,
+        u64::MAX,
+    ];
+
+    fn capacity_err(r: Result<Geometry, OpenError>) -> (u64, u64, u64) {
+        match r {
+            Err(OpenError::Config {
+                error:
+                    ConfigError::Capacity {
+                        capacity, min, max, ..
+                    },
+                ..
+            }) => (capacity, min, max),
+            other => panic!("expected a capacity error, got {other:?}"),
+        }
+    }
+
+    /// Every kind, every edge capacity and message size: a geometry or a typed error, never
+    /// an overflow panic (debug) or a wrapped size (release).
+    #[test]
+    fn edge_settings_give_a_geometry_or_a_typed_error() {
+        fn check<T: Pod + Send>(b: impl Fn() -> Builder<T>) {
+            for cap in EDGES {
+                for msg in EDGES.into_iter().map(Some).chain([None]) {
+                    let mut bld = b().capacity(cap);
+                    bld.msg_size = msg;
+                    match bld.geometry() {
+                        Ok(g) => {
+                            assert_eq!(g.cap, cap);
+                            assert!(g.ring <= MAX_RING_BYTES && g.ring >= cap.min(MAX_RING_BYTES));
+                            assert!(g.segment > g.ring && g.segment % 4096 == 0);
+                        }
+                        Err(OpenError::Config { .. }) => {}
+                        Err(e) => panic!("capacity {cap}, msg {msg:?}: {e}"),
+                    }
+                }
+            }
+        }
+        check(|| spsc::<u64>("t"));
+        check(|| spsc::<[u8; 3]>("t"));
+        check(|| spsc::<[u64; 1 << 17]>("t"));
+        check(|| spsc::<[u8; 1 << 32]>("t"));
+        check(|| spsc::<[u8; (1 << 32) + 8]>("t"));
+        check(|| mpmc::<u64>("t"));
+        check(|| mpmc::<[u8; 1 << 20]>("t"));
+        check(|| bytes("t"));
+        check(|| broadcast("t"));
+    }
+
+    #[test]
+    fn capacity_u64_max_is_a_capacity_error_for_every_kind() {
+        let max = shmlane_ring::MAX_CAPACITY;
+        assert_eq!(
+            capacity_err(spsc::<u64>("t").capacity(u64::MAX).geometry()),
+            (u64::MAX, 1, max)
+        );
+        assert_eq!(
+            capacity_err(mpmc::<u64>("t").capacity(u64::MAX).geometry()),
+            (u64::MAX, 2, max)
+        );
+        assert_eq!(
+            capacity_err(bytes("t").capacity(u64::MAX).geometry()),
+            (u64::MAX, 256, max)
+        );
+        assert_eq!(
+            capacity_err(broadcast("t").capacity(u64::MAX).geometry()),
+            (u64::MAX, 2, max)
+        );
+        // Below the kind's minimum or not a power of two.
+        assert_eq!(capacity_err(mpmc::<u64>("t").capacity(1).geometry()).0, 1);
+        assert_eq!(capacity_err(bytes("t").capacity(8).geometry()).0, 8);
+        assert_eq!(capacity_err(spsc::<u64>("t").capacity(0).geometry()).0, 0);
+        assert_eq!(capacity_err(spsc::<u64>("t").capacity(3).geometry()).0, 3);
+        assert_eq!(
+            capacity_err(spsc::<u64>("t").capacity(1 << 41).geometry()).0,
+            1 << 41
+        );
+        let e = spsc::<u64>("t").capacity(u64::MAX).geometry().unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("use a power of two from 1 to 1099511627776"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn message_sizes_past_the_kind_limit_are_msg_size_errors() {
+        let slot_max = shmlane_ring::broadcast::MAX_SLOT_BYTES as u64 - 16;
+        for (b, max) in [
+            (broadcast("t").msg_size(u64::MAX), slot_max),
+            (broadcast("t").msg_size(slot_max + 1), slot_max),
+            (bytes("t").capacity(256).msg_size(25), 24),
+        ] {
+            match b.geometry() {
+                Err(OpenError::Config {
+                    error: ConfigError::MsgSize { max: m, .. },
+                    ..
+                }) => assert_eq!(m, max),
+                other => panic!("{other:?}"),
+            }
+        }
+        match spsc::<u64>("t").msg_size(9).geometry() {
+            Err(OpenError::Config {
+                error: ConfigError::MsgSize { max: 8, .. },
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // At the limits: accepted.
+        let g = broadcast("t").msg_size(slot_max).geometry().unwrap();
+        assert_eq!(g.slot, shmlane_ring::broadcast::MAX_SLOT_BYTES);
+        assert_eq!(
+            bytes("t")
+                .capacity(256)
+                .msg_size(24)
+                .geometry()
+                .unwrap()
+                .msg,
+            24
+        );
+        assert_eq!(broadcast("t").msg_size(0).geometry().unwrap().slot, 24);
+    }
+
+    #[test]
+    fn rings_past_the_size_limit_are_too_large_errors() {
+        // 2^40 slots of 1 MiB: 2^60 bytes.
+        match broadcast("t")
+            .capacity(1 << 40)
+            .msg_size(slot_max())
+            .geometry()
+        {
+            Err(OpenError::Config {
+                error: ConfigError::TooLarge { capacity, slot, .. },
+                ..
+            }) => assert_eq!((capacity, slot), (1 << 40, 1 << 20)),
+            other => panic!("{other:?}"),
+        }
+        // 2^40 slots of 4 GiB: 2^72 bytes, past u64 (the product is checked).
+        assert!(matches!(
+            spsc::<[u8; 1 << 32]>("t").capacity(1 << 40).geometry(),
+            Err(OpenError::Config {
+                error: ConfigError::TooLarge { .. },
+                ..
+            })
+        ));
+        assert!(matches!(
+            spsc::<[u8; (1 << 32) + 8]>("t").capacity(1).geometry(),
+            Err(OpenError::Config {
+                error: ConfigError::TooLarge { .. },
+                ..
+            })
+        ));
+        assert!(matches!(
+            mpmc::<[u8; 1 << 20]>("t").capacity(1 << 30).geometry(),
+            Err(OpenError::Config {
+                error: ConfigError::TooLarge { .. },
+                ..
+            })
+        ));
+        // Just at the limit: 2^40 slots of 64 bytes is 2^46 bytes plus the header: too large;
+        // 2^39 of them fits, and the sizes are exact.
+        assert!(spsc::<[u64; 8]>("t").capacity(1 << 40).geometry().is_err());
+        let g = spsc::<[u64; 8]>("t").capacity(1 << 39).geometry().unwrap();
+        assert_eq!(g.ring, SpscRing::<[u64; 8]>::required_size(1 << 39) as u64);
+        let g = bytes("t").capacity(1 << 40).geometry().unwrap();
+        assert_eq!(g.ring, RecordRing::required_size(1 << 40) as u64);
+        let g = broadcast("t").capacity(1 << 20).geometry().unwrap();
+        assert_eq!(
+            g.ring,
+            BroadcastRing::required_size(1 << 20, broadcast_slot(BROADCAST_MSG)) as u64
+        );
+    }
+
+    fn slot_max() -> u64 {
+        shmlane_ring::broadcast::MAX_SLOT_BYTES as u64 - 16
     }
 }

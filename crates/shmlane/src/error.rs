@@ -40,6 +40,15 @@ pub enum OpenError {
     /// An event inside is malformed.
     #[error("event: {0}")]
     Event(#[from] EventError),
+    /// A builder setting is out of range; nothing was created or opened.
+    #[error("channel {name}: {error}")]
+    Config {
+        /// Channel name.
+        name: String,
+        /// What is out of range, and the range.
+        #[source]
+        error: ConfigError,
+    },
     /// A single role (SPSC producer or consumer, byte receiver, broadcast publisher) is held
     /// by a live endpoint: of another process, or of this one (the same or another handle,
     /// any thread). One left by a dead process is taken over instead.
@@ -53,6 +62,56 @@ pub enum OpenError {
         role: &'static str,
         /// The holder's owner tag (its attachment slot and generation).
         holder: u64,
+    },
+}
+
+/// A [`Builder`](crate::Builder) setting out of range (found before anything is created, with
+/// checked arithmetic: no setting overflows a size computation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The capacity is not a power of two in `min..=max`.
+    #[error(
+        "capacity {capacity} is out of range for a {kind} channel: use a power of two from {min} to {max}"
+    )]
+    Capacity {
+        /// The channel kind's name.
+        kind: &'static str,
+        /// The capacity asked for.
+        capacity: u64,
+        /// The smallest capacity of this kind.
+        min: u64,
+        /// The largest capacity of this kind.
+        max: u64,
+    },
+    /// The largest message is above what the channel can hold.
+    #[error(
+        "message size {msg_size} is out of range for a {kind} channel: at most {max} bytes{hint}"
+    )]
+    MsgSize {
+        /// The channel kind's name.
+        kind: &'static str,
+        /// The message size asked for.
+        msg_size: u64,
+        /// The largest this channel (kind, element type, capacity) takes.
+        max: u64,
+        /// What to change.
+        hint: &'static str,
+    },
+    /// The ring would be larger than any shared memory: `capacity` slots of `slot` bytes
+    /// (plus headers) exceed `max` bytes.
+    #[error(
+        "a {kind} ring of {capacity} slots of {slot} bytes exceeds the {max}-byte limit on a ring; use a smaller capacity or message size"
+    )]
+    TooLarge {
+        /// The channel kind's name.
+        kind: &'static str,
+        /// Slots asked for.
+        capacity: u64,
+        /// Bytes per slot.
+        slot: u64,
+        /// The limit on a ring's size.
+        max: u64,
     },
 }
 
