@@ -142,9 +142,10 @@ macro_rules! debug_endpoint {
 debug_endpoint!(ByteSender, ByteReceiver, Publisher, Subscriber);
 
 /// What a blocked endpoint's peers say after a wait that ended without progress.
+/// `Peers::Corrupt` included: the callers report it before anything else.
 fn peers_gone(local: &Local, peer: Side) -> Option<Peers> {
     match local.inner.peer_state(peer) {
-        p @ (Peers::Died | Peers::Left) => Some(p),
+        p @ (Peers::Died | Peers::Left | Peers::Corrupt(_)) => Some(p),
         Peers::Live | Peers::NotYet => None,
     }
 }
@@ -226,6 +227,7 @@ impl ByteSender {
             if woke {
                 match peers_gone(&self.local, Side::Recv) {
                     Some(Peers::Died) => return Err(ByteSendError::PeerDied),
+                    Some(Peers::Corrupt(_)) => return Err(ByteSendError::Corrupt),
                     Some(_) => return Err(ByteSendError::Disconnected),
                     None => {}
                 }
@@ -438,6 +440,9 @@ impl ByteReceiver {
                 other => return other,
             }
             if woke && let Some(p) = peers_gone(&self.local, Side::Send) {
+                if let Peers::Corrupt(why) = p {
+                    return Err(ByteRecvError::Corrupt(why));
+                }
                 // Drain what the dead (or departed) senders completed first; a dead sender's
                 // pending claim is skipped when its check is due (waited for below).
                 match self.poll(buf) {
@@ -577,6 +582,9 @@ impl Subscriber {
                 other => return other,
             }
             if woke && let Some(p) = peers_gone(&self.local, Side::Send) {
+                if let Peers::Corrupt(why) = p {
+                    return Err(ByteRecvError::Corrupt(why));
+                }
                 return match self.poll(buf) {
                     Err(ByteRecvError::Empty) if p == Peers::Left => {
                         Err(ByteRecvError::Disconnected)

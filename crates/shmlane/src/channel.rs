@@ -644,11 +644,24 @@ impl<T: Pod + Send> Builder<T> {
         let (ev_data, ev_space) = (event("ev-data")?, event("ev-space")?);
         let ring = seg.find_region("ring")?;
         let (ring_ptr, ring_len) = (ring.as_ptr(), ring.len());
+        if ring_len < RING_IDENTITY_WORDS * 8 {
+            return Err(OpenError::NotAChannel(self.name));
+        }
+        let ident = Identity {
+            seg: seg.header(),
+            chan: chan_identity(h),
+            // SAFETY: the ring region is 128-byte aligned and holds the words (checked).
+            ring: unsafe { ring_identity(ring_ptr) },
+        };
+        if ident.ring[0] != shmlane_ring::RING_MAGIC {
+            return Err(OpenError::Ring(shmlane_ring::AttachError::NotARing));
+        }
         Ok(Channel {
             inner: Arc::new(Inner {
                 hdr,
                 ev_data,
                 ev_space,
+                ident,
                 ring: (ring_ptr, ring_len),
                 roles: [AtomicU32::new(0), AtomicU32::new(0)],
                 name: self.name,
@@ -661,10 +674,53 @@ impl<T: Pod + Send> Builder<T> {
     }
 }
 
+/// Words at the start of every ring that never change once it is created: magic, kind,
+/// element word, capacity (`shmlane_ring`'s `Meta`, see docs/design.md).
+const RING_IDENTITY_WORDS: usize = 4;
+
+/// What the segment, channel and ring headers said when this handle opened the channel: fixed
+/// for the channel's life, so any change is corruption (a hostile or broken process writing
+/// over the segment). Re-checked by the periodic peer checks ([`Inner::peer_state`]).
+#[derive(Clone, Copy, Debug)]
+struct Identity {
+    seg: shmlane_segment::SegmentHeader,
+    /// Channel header: magic, kind, element size, capacity, largest message.
+    chan: [u64; 5],
+    ring: [u64; RING_IDENTITY_WORDS],
+}
+
+fn chan_identity(h: &Header) -> [u64; 5] {
+    // ORDERING: Relaxed for all: written once before the segment was published (the
+    // segment's open Acquire-loads init_state); compared, never used for anything else.
+    [
+        h.magic.load(Ordering::Relaxed),
+        h.kind.load(Ordering::Relaxed),
+        h.elem.load(Ordering::Relaxed),
+        h.capacity.load(Ordering::Relaxed),
+        h.msg_size.load(Ordering::Relaxed),
+    ]
+}
+
+/// The ring's identity words.
+///
+/// # Safety
+/// `ring` must be 8-byte aligned and valid for reads of `RING_IDENTITY_WORDS` words, which
+/// others access only atomically.
+unsafe fn ring_identity(ring: *mut u8) -> [u64; RING_IDENTITY_WORDS] {
+    core::array::from_fn(|i| {
+        // SAFETY: in bounds and aligned (caller); a shared word, so read atomically.
+        let w = unsafe { &*ring.cast::<AtomicU64>().add(i) };
+        // ORDERING: Relaxed; written once at creation, compared only.
+        w.load(Ordering::Relaxed)
+    })
+}
+
 pub(crate) struct Inner {
     hdr: NonNull<Header>,
     ev_data: Event,
     ev_space: Event,
+    /// The headers as opened, re-checked by the peer checks.
+    ident: Identity,
     pub(crate) ring: (*mut u8, usize),
     /// Endpoints of each side this process holds through this channel handle.
     roles: [AtomicU32; 2],
@@ -733,9 +789,30 @@ impl Inner {
             && h.counts[side as usize].load(Ordering::Acquire) == 0
     }
 
+    /// Whether the segment, channel and ring headers still say what they said at open (they
+    /// never change in a sound channel). Slow path only: part of the peer checks.
+    pub(crate) fn intact(&self) -> Result<(), &'static str> {
+        if self.seg.header() != self.ident.seg {
+            return Err("the segment header changed");
+        }
+        if chan_identity(self.hdr()) != self.ident.chan {
+            return Err("the channel header changed");
+        }
+        // SAFETY: checked at open: the ring region is aligned and holds the words; it lives as
+        // long as `seg`.
+        if unsafe { ring_identity(self.ring.0) } != self.ident.ring {
+            return Err("the ring header changed");
+        }
+        Ok(())
+    }
+
     /// The state of `side`'s endpoints across processes (reads attachment liveness:
-    /// syscalls, slow path only).
+    /// syscalls, slow path only), after re-validating the headers: `Corrupt` if the segment
+    /// was overwritten, so a blocked call reports it instead of waiting on garbage.
     pub(crate) fn peer_state(&self, side: Side) -> Peers {
+        if let Err(why) = self.intact() {
+            return Peers::Corrupt(why);
+        }
         let (mut live, mut dead) = (0, 0);
         for a in self.seg.attachments() {
             if a.role & side.role() != 0 {
@@ -764,6 +841,8 @@ pub(crate) enum Peers {
     Died,
     Left,
     NotYet,
+    /// The headers changed under the channel: corrupt (what changed).
+    Corrupt(&'static str),
 }
 
 /// An open channel; take endpoints from it. Cheap to clone (an `Arc`).
@@ -963,7 +1042,7 @@ impl Local {
                 || inner.side_left(peer)
                 || (last.elapsed() >= PEER_CHECK && {
                     last = Instant::now();
-                    matches!(inner.peer_state(peer), Peers::Died | Peers::Left)
+                    !matches!(inner.peer_state(peer), Peers::Live | Peers::NotYet)
                 })
         });
         outcome == shmlane_wake::WaitOutcome::Ready
@@ -1055,8 +1134,12 @@ macro_rules! send_impl {
                 }
                 // Peers are checked (syscalls) only after a wait that ended without room,
                 // never on the way into the first wait: the fast path stays syscall-free.
-                if woke && self.local.inner.peer_state(Side::Recv) == Peers::Died {
-                    return Err(SendError::PeerDied(v));
+                if woke {
+                    match self.local.inner.peer_state(Side::Recv) {
+                        Peers::Died => return Err(SendError::PeerDied(v)),
+                        Peers::Corrupt(_) => return Err(SendError::Corrupt(v)),
+                        _ => {}
+                    }
                 }
                 let ring = &mut self.ring;
                 if !self.local.block(deadline, || ring_has_room(ring)) {
@@ -1124,6 +1207,7 @@ macro_rules! recv_impl {
                     Peers::NotYet
                 };
                 match peers {
+                    Peers::Corrupt(_) => return Err(RecvError::Corrupt),
                     Peers::Died | Peers::Left => {
                         // Drain what the dead (or departed) senders completed first.
                         return match self.ring.pop() {
