@@ -52,14 +52,12 @@ fn overwrite(name: &str, spot: Spot) {
 
 /// Runs `blocked` (a blocking call with a 20 s deadline) on a thread, overwrites `spot` after
 /// 100 ms, and checks that the call returned `Corrupt` well before its deadline.
-fn corrupt_while_blocked<R: Send>(
+fn corrupt_while_blocked<R: Send + core::fmt::Debug>(
     name: &str,
     spot: Spot,
     blocked: impl FnOnce(Option<Deadline>) -> R + Send,
     is_corrupt: impl Fn(&R) -> bool,
-) where
-    R: core::fmt::Debug,
-{
+) {
     std::thread::scope(|s| {
         let t0 = Instant::now();
         let h = s.spawn(move || blocked(Some(Deadline::after(Duration::from_secs(20)))));
