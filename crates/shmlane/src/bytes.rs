@@ -92,6 +92,9 @@ impl Channel<u8> {
         Ok(Subscriber {
             ring,
             local: self.local(Side::Recv),
+            since: Instant::now(),
+            lost: 0,
+            corrupt: None,
         })
     }
 }
@@ -126,6 +129,29 @@ pub struct Publisher {
 pub struct Subscriber {
     ring: BroadcastReader,
     local: Local,
+    /// When the cursor was last known good (attach, or the last lap accepted): a lap cannot
+    /// have lost more than the ring held then plus what a publisher can send since.
+    since: Instant,
+    /// Messages lost to laps that passed that bound.
+    lost: u64,
+    /// Set once a lap was implausible: the ring is corrupt, and every later call says so.
+    corrupt: Option<&'static str>,
+}
+
+/// Faster than any publisher can send (about 2 messages a nanosecond: a send is several
+/// atomic stores, a fence and a copy, on one thread); the plausibility bound of a lap.
+const MAX_SEND_RATE_PER_US: u64 = 2048;
+
+/// The most messages a subscriber can have lost in `elapsed` since its cursor was known good,
+/// in a ring of `cap` slots: what the ring held then (the publisher is at most a ring and its
+/// publication interval of 64 ahead of a cursor it did not lap), plus what a publisher could
+/// send since (plus a millisecond of slack). Saturating: never overflows.
+fn max_plausible_loss(cap: u64, elapsed: Duration) -> u64 {
+    let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    cap.saturating_mul(2).saturating_add(128).saturating_add(
+        us.saturating_add(1_000)
+            .saturating_mul(MAX_SEND_RATE_PER_US),
+    )
 }
 
 macro_rules! debug_endpoint {
@@ -531,12 +557,15 @@ impl Subscriber {
 
     /// Messages this subscriber lost to laps, in total.
     pub fn lost(&self) -> u64 {
-        self.ring.lost()
+        self.lost
     }
 
     /// Copies the next message into `buf`; never blocks. [`ByteRecvError::Lapped`] once when
     /// the subscriber fell a whole ring behind (with the exact loss, also counted in the
-    /// channel statistics), then the newest messages.
+    /// channel statistics), then the newest messages. A lap claiming more than the publisher
+    /// can have sent since this subscriber's cursor was last known good (a stamp or position
+    /// overwritten: it would report billions of billions) is `Corrupt` instead, counted
+    /// nowhere, and so is every call after it.
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, ByteRecvError> {
         match self.poll(buf) {
             Err(ByteRecvError::Empty) if self.local.inner.side_left(Side::Send) => {
@@ -550,6 +579,9 @@ impl Subscriber {
     }
 
     fn poll(&mut self, buf: &mut [u8]) -> Result<usize, ByteRecvError> {
+        if let Some(why) = self.corrupt {
+            return Err(ByteRecvError::Corrupt(why));
+        }
         match self.ring.recv(buf) {
             Ok(n) => {
                 self.local.done(1, n as u64);
@@ -557,6 +589,14 @@ impl Subscriber {
             }
             Err(RingRecvError::Empty) => Err(ByteRecvError::Empty),
             Err(RingRecvError::Lapped { lost }) => {
+                let now = Instant::now();
+                if lost > max_plausible_loss(self.ring.capacity(), now - self.since) {
+                    let why = "a lap beyond what the publisher can have sent";
+                    self.corrupt = Some(why);
+                    return Err(ByteRecvError::Corrupt(why));
+                }
+                self.since = now;
+                self.lost += lost;
                 self.local.stats.lost += lost;
                 Err(ByteRecvError::Lapped { lost })
             }

@@ -170,3 +170,75 @@ fn byte_and_broadcast_receivers_report_an_overwritten_header() {
         );
     }
 }
+
+/// The stamp word of broadcast slot `index` (default 240-byte messages: 256-byte slots, the
+/// slots at the end of the ring region).
+fn write_stamp(name: &str, cap: u64, index: u64, stamp: u64) {
+    let (ring, size) = region(name, "ring");
+    let slots = ring + size - cap * 256;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    f.write_all_at(&stamp.to_ne_bytes(), slots + index * 256)
+        .unwrap();
+}
+
+/// A slot's stamp overwritten with a position 2^62 ahead: the ring reports a lap of about
+/// 4.6e18 messages; the subscriber reports `Corrupt` (for good), counts nothing.
+#[test]
+fn a_broadcast_lap_beyond_what_was_sent_is_corrupt_not_a_loss() {
+    let name = unique("corrupt-bcast-lap");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::broadcast(&name).capacity(8).create().unwrap();
+    let mut tx = ch.publisher().unwrap();
+    let mut rx = ch.subscriber().unwrap();
+    let mut buf = [0u8; 256];
+    for i in 0..3u8 {
+        tx.send(&[i; 10]).unwrap();
+        assert_eq!(rx.try_recv(&mut buf), Ok(10));
+    }
+    // Slot 3, position 3 + 2^62 - 10 (not busy): "ahead" of the cursor by less than half.
+    write_stamp(&name, 8, 3, (3 + (1u64 << 62) - 10) << 1);
+    let r = rx.try_recv(&mut buf);
+    assert!(matches!(r, Err(ByteRecvError::Corrupt(_))), "{r:?}");
+    assert_eq!(rx.lost(), 0);
+    assert_eq!(rx.stats().lost, 0, "an implausible loss was counted");
+    // It stays corrupt, even once the publisher writes the slot again.
+    tx.send(&[9; 10]).unwrap();
+    assert!(matches!(
+        rx.try_recv(&mut buf),
+        Err(ByteRecvError::Corrupt(_))
+    ));
+    assert!(matches!(
+        rx.recv(&mut buf, Some(Deadline::after(Duration::from_millis(50)))),
+        Err(ByteRecvError::Corrupt(_))
+    ));
+}
+
+/// A real lap is still reported exactly: delivered + lost = sent.
+#[test]
+fn a_real_broadcast_lap_is_reported_exactly() {
+    let name = unique("corrupt-bcast-reallap");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::broadcast(&name).capacity(8).create().unwrap();
+    let mut tx = ch.publisher().unwrap();
+    let mut rx = ch.subscriber().unwrap();
+    let mut buf = [0u8; 256];
+    for i in 0..1000u64 {
+        tx.send(&i.to_le_bytes()).unwrap();
+    }
+    let (mut got, mut lost) = (0u64, 0u64);
+    loop {
+        match rx.try_recv(&mut buf) {
+            Ok(_) => got += 1,
+            Err(ByteRecvError::Lapped { lost: l }) => lost += l,
+            Err(ByteRecvError::Empty) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got + lost, 1000);
+    assert!(lost > 0 && lost < 1000);
+    assert_eq!(rx.lost(), lost);
+    assert_eq!(rx.stats().lost, lost);
+}
