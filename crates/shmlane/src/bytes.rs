@@ -12,7 +12,7 @@ use shmlane_wake::Deadline;
 
 use crate::{
     Channel, SideStats,
-    channel::{Local, Peers, Side},
+    channel::{CHECKSUM_BYTES, Local, Peers, Side, checksum},
     error::{ByteRecvError, ByteSendError, OpenError},
 };
 
@@ -63,6 +63,7 @@ impl Channel<u8> {
             pending_since: None,
             next_check: None,
             next_lift: None,
+            scratch: Vec::new(),
         })
     }
 
@@ -79,6 +80,7 @@ impl Channel<u8> {
         Ok(Publisher {
             ring,
             local: self.local(Side::Send),
+            scratch: Vec::new(),
         })
     }
 
@@ -95,6 +97,7 @@ impl Channel<u8> {
             since: Instant::now(),
             lost: 0,
             corrupt: None,
+            scratch: Vec::new(),
         })
     }
 }
@@ -117,12 +120,17 @@ pub struct ByteReceiver {
     /// With a fence (a sender skipped while it lived holds its space, see
     /// `RecordConsumer::has_fence`): when to ask again whether it let go or died.
     next_lift: Option<Instant>,
+    /// Checksummed channels: a message and its checksum, when the caller's buffer has no
+    /// room for the checksum too.
+    scratch: Vec<u8>,
 }
 
 /// The publishing end of a broadcast channel. `Send`, not `Sync`.
 pub struct Publisher {
     ring: BroadcastProducer,
     local: Local,
+    /// Checksummed channels: the message and its checksum, sent as one.
+    scratch: Vec<u8>,
 }
 
 /// A subscribing end of a broadcast channel. `Send`, not `Sync`.
@@ -136,7 +144,35 @@ pub struct Subscriber {
     lost: u64,
     /// Set once a lap was implausible: the ring is corrupt, and every later call says so.
     corrupt: Option<&'static str>,
+    /// Checksummed channels: a message and its checksum, when the caller's buffer has no
+    /// room for the checksum too.
+    scratch: Vec<u8>,
 }
+
+/// The checksum a checksummed message ends with, checked: the message's length without it.
+fn verify(data: &[u8]) -> Result<usize, ByteRecvError> {
+    let Some(n) = data.len().checked_sub(CHECKSUM_BYTES) else {
+        return Err(ByteRecvError::Corrupt(
+            "a message shorter than its checksum",
+        ));
+    };
+    if checksum(&data[..n]) != data[n..] {
+        return Err(ByteRecvError::Corrupt(CHECKSUM_MISMATCH));
+    }
+    Ok(n)
+}
+
+/// The largest message of a ring whose largest record is `max`, given the checksum setting.
+fn payload_max(max: usize, checksummed: bool) -> usize {
+    if checksummed {
+        max.saturating_sub(CHECKSUM_BYTES)
+    } else {
+        max
+    }
+}
+
+/// What a checksum mismatch is reported as.
+const CHECKSUM_MISMATCH: &str = "a message's checksum does not match its bytes";
 
 /// Faster than any publisher can send (about 2 messages a nanosecond: a send is several
 /// atomic stores, a fence and a copy, on one thread); the plausibility bound of a lap.
@@ -179,7 +215,24 @@ fn peers_gone(local: &Local, peer: Side) -> Option<Peers> {
 impl ByteSender {
     /// The largest message this channel takes.
     pub fn max_message(&self) -> usize {
-        self.ring.max_record()
+        payload_max(self.ring.max_record(), self.local.inner.checksum)
+    }
+
+    /// A checksummed message: claimed with room for its checksum, written, committed.
+    fn send_checksummed(&mut self, msg: &[u8]) -> Result<(), ClaimError> {
+        let max = self.max_message();
+        if msg.len() > max {
+            return Err(ClaimError::BadLength {
+                len: msg.len(),
+                max,
+            });
+        }
+        let mut c = self.ring.claim(msg.len() + CHECKSUM_BYTES)?;
+        c.write(0, msg);
+        c.write(msg.len(), &checksum(msg));
+        // As in the ring's `send`: unblocked only after a stall past the receiver's timeout;
+        // reported as a full ring, to retry.
+        c.commit().map_err(|_| ClaimError::Full)
     }
 
     /// Sends `msg` if there is room; never blocks. Wakes a sleeping receiver (with no receiver
@@ -196,7 +249,12 @@ impl ByteSender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), ByteSendError> {
-        match self.ring.send(msg) {
+        let sent = if self.local.inner.checksum {
+            self.send_checksummed(msg)
+        } else {
+            self.ring.send(msg)
+        };
+        match sent {
             Ok(()) => {
                 self.local.done(1, msg.len() as u64);
                 Ok(())
@@ -228,6 +286,9 @@ impl ByteSender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn claim(&mut self, len: usize) -> Result<ByteClaim<'_>, ByteSendError> {
+        if self.local.inner.checksum {
+            return Err(ByteSendError::ChecksumClaim);
+        }
         let disconnected = self.local.inner.side_left(Side::Recv);
         match self.ring.claim(len) {
             Ok(claim) => Ok(ByteClaim {
@@ -259,7 +320,13 @@ impl ByteSender {
                 }
             }
             let ring = &self.ring;
-            if !self.local.block(deadline, || ring.has_room(msg.len())) {
+            let need = msg.len()
+                + if self.local.inner.checksum {
+                    CHECKSUM_BYTES
+                } else {
+                    0
+                };
+            if !self.local.block(deadline, || ring.has_room(need)) {
                 return Err(ByteSendError::Timeout);
             }
             woke = true;
@@ -345,7 +412,7 @@ impl ByteClaim<'_> {
 impl ByteReceiver {
     /// The largest message this channel takes: a buffer of this size takes any message.
     pub fn max_message(&self) -> usize {
-        self.ring.max_record()
+        payload_max(self.ring.max_record(), self.local.inner.checksum)
     }
 
     /// Messages skipped in this ring so far (dead or stalled senders' claims, and aborted
@@ -402,6 +469,36 @@ impl ByteReceiver {
         self.lift_fence()?;
         loop {
             let err = match self.ring.read() {
+                Ok(rec) if self.local.inner.checksum => {
+                    (self.pending_since, self.next_check) = (None, None);
+                    let total = rec.len();
+                    let n = total.saturating_sub(CHECKSUM_BYTES);
+                    if n > buf.len() {
+                        rec.keep();
+                        return Err(ByteRecvError::BufferTooSmall { needed: n });
+                    }
+                    // Straight into the caller's buffer when the checksum fits behind the
+                    // message; through the scratch buffer otherwise.
+                    let checked = if total <= buf.len() {
+                        rec.copy_to(&mut buf[..total]);
+                        verify(&buf[..total])
+                    } else {
+                        self.scratch.resize(total, 0);
+                        rec.copy_to(&mut self.scratch);
+                        let v = verify(&self.scratch);
+                        buf[..n].copy_from_slice(&self.scratch[..n]);
+                        v
+                    };
+                    drop(rec);
+                    if let Err(e) = checked {
+                        // Consumed: the next message is the sender's next one.
+                        self.local.stats.lost += 1;
+                        self.local.done(0, 0);
+                        return Err(e);
+                    }
+                    self.local.done(1, n as u64);
+                    return Ok(n);
+                }
                 Ok(rec) => {
                     (self.pending_since, self.next_check) = (None, None);
                     let n = rec.len();
@@ -511,7 +608,7 @@ impl ByteReceiver {
 impl Publisher {
     /// The largest message this channel takes.
     pub fn max_message(&self) -> usize {
-        self.ring.max_message()
+        payload_max(self.ring.max_message(), self.local.inner.checksum)
     }
 
     /// Publishes `msg` to every subscriber; never waits for them (one a whole ring behind
@@ -532,7 +629,22 @@ impl Publisher {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send(&mut self, msg: &[u8]) -> Result<(), ByteSendError> {
-        match self.ring.send(msg) {
+        let sent = if self.local.inner.checksum {
+            let max = self.max_message();
+            if msg.len() > max {
+                return Err(ByteSendError::TooLong {
+                    len: msg.len(),
+                    max,
+                });
+            }
+            self.scratch.clear();
+            self.scratch.extend_from_slice(msg);
+            self.scratch.extend_from_slice(&checksum(msg));
+            self.ring.send(&self.scratch)
+        } else {
+            self.ring.send(msg)
+        };
+        match sent {
             Ok(()) => {
                 self.local.done(1, msg.len() as u64);
                 Ok(())
@@ -552,7 +664,30 @@ impl Publisher {
 impl Subscriber {
     /// The largest message this channel takes: a buffer of this size takes any message.
     pub fn max_message(&self) -> usize {
-        self.ring.max_message()
+        payload_max(self.ring.max_message(), self.local.inner.checksum)
+    }
+
+    /// The ring's next message into `buf`, its checksum checked on a checksummed channel.
+    fn recv_checked(&mut self, buf: &mut [u8]) -> Result<usize, RingRecvError> {
+        if !self.local.inner.checksum {
+            return self.ring.recv(buf);
+        }
+        // The message and its checksum: into the caller's buffer if they fit, else through
+        // the scratch buffer (sized for the largest).
+        if buf.len() >= self.ring.max_message() {
+            let total = self.ring.recv(buf)?;
+            return verify(&buf[..total]).map_err(|_| RingRecvError::Corrupt(CHECKSUM_MISMATCH));
+        }
+        self.scratch.resize(self.ring.max_message(), 0);
+        let total = self.ring.recv(&mut self.scratch)?;
+        let n = verify(&self.scratch[..total])
+            .map_err(|_| RingRecvError::Corrupt(CHECKSUM_MISMATCH))?;
+        if n > buf.len() {
+            // Consumed already (the ring moved on): the caller learns its size, not its bytes.
+            return Err(RingRecvError::BufferTooSmall { needed: n });
+        }
+        buf[..n].copy_from_slice(&self.scratch[..n]);
+        Ok(n)
     }
 
     /// Messages this subscriber lost to laps, in total.
@@ -582,7 +717,7 @@ impl Subscriber {
         if let Some(why) = self.corrupt {
             return Err(ByteRecvError::Corrupt(why));
         }
-        match self.ring.recv(buf) {
+        match self.recv_checked(buf) {
             Ok(n) => {
                 self.local.done(1, n as u64);
                 Ok(n)
@@ -603,7 +738,13 @@ impl Subscriber {
             Err(RingRecvError::BufferTooSmall { needed }) => {
                 Err(ByteRecvError::BufferTooSmall { needed })
             }
-            Err(RingRecvError::Corrupt(why)) => Err(ByteRecvError::Corrupt(why)),
+            Err(RingRecvError::Corrupt(why)) => {
+                if why == CHECKSUM_MISMATCH {
+                    // This message only; the subscriber reads on.
+                    self.local.stats.lost += 1;
+                }
+                Err(ByteRecvError::Corrupt(why))
+            }
         }
     }
 

@@ -7,7 +7,8 @@
 //!   32  msg_size (the largest message in bytes, for byte channels; element size otherwise)
 //!   40  senders attached      48 receivers attached
 //!   56  senders ever (0/1)    64 receivers ever (0/1)
-//!   72  flags: bit 0 = remove the name when the last endpoint leaves cleanly
+//!   72  flags: bit 0 = remove the name when the last endpoint leaves cleanly,
+//!             bit 1 = every message carries a CRC32C (byte and broadcast channels)
 //!   128 sender statistics:    messages, bytes, full events, sleeps, wake-ups issued
 //!   256 receiver statistics:  messages, bytes, empty events, sleeps, wake-ups issued,
 //!                             lost (bytes: dead or stalled senders' records skipped;
@@ -40,6 +41,20 @@ const CHAN_SIZE: u64 = 384;
 const REGION_CHAN: u32 = 0x4348;
 const REGION_RING: u32 = 0x5249;
 const REGION_EVENT: u32 = 0x4556;
+/// Channel header flag: remove the name when the last endpoint leaves cleanly.
+const FLAG_UNLINK: u64 = 1;
+/// Channel header flag: every message carries a CRC32C of its length and bytes.
+const FLAG_CHECKSUM: u64 = 2;
+/// Bytes of the checksum after each message of a checksummed channel.
+pub(crate) const CHECKSUM_BYTES: usize = 4;
+
+/// The checksum of a message on a checksummed channel: CRC32C (Castagnoli) of its length (a
+/// little-endian u32) and its bytes.
+pub(crate) fn checksum(msg: &[u8]) -> [u8; CHECKSUM_BYTES] {
+    let len = u32::try_from(msg.len()).unwrap_or(u32::MAX);
+    crc32c::crc32c_append(crc32c::crc32c(&len.to_le_bytes()), msg).to_le_bytes()
+}
+
 /// A blocked endpoint re-checks its peers' liveness at least this often.
 const PEER_CHECK: Duration = Duration::from_millis(50);
 /// Local statistics are added to the shared ones every this many operations.
@@ -164,6 +179,8 @@ pub struct ChannelStats {
     /// Whether the channel's name is removed when its last endpoint leaves cleanly (open it
     /// with `UnlinkPolicy::LastDetach` too).
     pub remove_on_last_leave: bool,
+    /// Whether every message carries a CRC32C (byte and broadcast channels).
+    pub checksum: bool,
     /// Sender-side statistics.
     pub sent: SideStats,
     /// Receiver-side statistics.
@@ -215,7 +232,8 @@ pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
         len: first.wrapping_sub(second).min(capacity),
         positions: (first, second),
         endpoints: (word(5), word(6)),
-        remove_on_last_leave: word(9) & 1 == 1,
+        remove_on_last_leave: word(9) & FLAG_UNLINK != 0,
+        checksum: word(9) & FLAG_CHECKSUM != 0,
         sent: side(16),
         received: side(32),
     })
@@ -291,6 +309,7 @@ pub struct Builder<T> {
     populate: bool,
     mlock: bool,
     unlink: UnlinkPolicy,
+    checksum: Option<bool>,
     _t: PhantomData<T>,
 }
 
@@ -307,6 +326,7 @@ impl<T: Pod + Send> Builder<T> {
             populate: true,
             mlock: false,
             unlink: UnlinkPolicy::Never,
+            checksum: None,
             _t: PhantomData,
         }
     }
@@ -366,6 +386,22 @@ impl<T: Pod + Send> Builder<T> {
     #[must_use]
     pub fn unlink(mut self, policy: UnlinkPolicy) -> Self {
         self.unlink = policy;
+        self
+    }
+
+    /// Byte and broadcast channels: every message carries a CRC32C of its length and bytes,
+    /// checked by the receiver (`Corrupt` on a mismatch, the message counted as lost). Off by
+    /// default; stored in the channel header, so every endpoint agrees: when opening, unset
+    /// takes the channel's setting, set must match it. The largest message is 4 bytes
+    /// smaller, zero-copy claims ([`ByteSender::claim`](crate::ByteSender::claim)) are refused
+    /// (the checksum needs the bytes), and each message costs a CRC pass on both sides
+    /// (hardware CRC32C where the CPU has it). A broadcast subscriber should pass buffers of
+    /// `max_message()` bytes: a message longer than a smaller buffer is consumed to check it
+    /// (`BufferTooSmall` still tells its size). Typed (SPSC, MPMC) channels carry fixed `Pod`
+    /// elements: put a checksum in `T` there.
+    #[must_use]
+    pub fn checksum(mut self, yes: bool) -> Self {
+        self.checksum = Some(yes);
         self
     }
 
@@ -446,6 +482,7 @@ impl<T: Pod + Send> Builder<T> {
     fn geometry(&self) -> Result<Geometry, OpenError> {
         let cap = self.checked_capacity()?;
         let msg = self.checked_msg(cap)?;
+        self.check_checksum()?;
         let elem = size_of::<T>() as u64;
         let too_large = |slot: u64| {
             self.config_err(ConfigError::TooLarge {
@@ -498,9 +535,21 @@ impl<T: Pod + Send> Builder<T> {
         })
     }
 
+    /// Checksums are for byte and broadcast channels.
+    fn check_checksum(&self) -> Result<(), OpenError> {
+        if self.checksum == Some(true) && matches!(self.kind, Kind::Spsc | Kind::Mpmc) {
+            return Err(self.config_err(ConfigError::Unsupported {
+                kind: self.kind.name(),
+                what: "per-message checksums (byte and broadcast channels only; put a checksum field in the element type instead)",
+            }));
+        }
+        Ok(())
+    }
+
     /// The settings `open` uses, checked the same way as for `create` (a capacity out of range
     /// is reported as such, not as a mismatch).
     fn check_for_open(&self) -> Result<(), OpenError> {
+        self.check_checksum()?;
         if self.capacity.is_some() {
             let cap = self.checked_capacity()?;
             if self.msg_size.is_some() && self.kind != Kind::Bytes {
@@ -554,10 +603,14 @@ impl<T: Pod + Send> Builder<T> {
             // ORDERING: as above.
             h.msg_size.store(g.msg, Ordering::Relaxed);
             // ORDERING: as above.
-            h.flags.store(
-                u64::from(self.unlink == UnlinkPolicy::LastDetach),
-                Ordering::Relaxed,
-            );
+            let mut flags = 0;
+            if self.unlink == UnlinkPolicy::LastDetach {
+                flags |= FLAG_UNLINK;
+            }
+            if self.checksum == Some(true) {
+                flags |= FLAG_CHECKSUM;
+            }
+            h.flags.store(flags, Ordering::Relaxed);
             // ORDERING: as above; the magic last, for readers that inspect without attaching.
             h.magic.store(CHAN_MAGIC, Ordering::Relaxed);
         }
@@ -635,6 +688,16 @@ impl<T: Pod + Send> Builder<T> {
                 ),
             });
         }
+        // ORDERING: Relaxed; written before the segment was published, as above.
+        let checksum = h.flags.load(Ordering::Relaxed) & FLAG_CHECKSUM != 0;
+        if self.checksum.is_some_and(|want| want != checksum) {
+            let on_off = |b: bool| if b { "on" } else { "off" };
+            return Err(OpenError::Mismatch {
+                found: format!("{} with checksums {}", self.kind.name(), on_off(checksum)),
+                wanted: format!("{} with checksums {}", self.kind.name(), on_off(!checksum)),
+                name: self.name,
+            });
+        }
         let event = |name: &str| -> Result<Event, OpenError> {
             let r = seg.find_region(name)?;
             // SAFETY: the region lives as long as the segment, which every handle keeps alive
@@ -662,6 +725,7 @@ impl<T: Pod + Send> Builder<T> {
                 ev_data,
                 ev_space,
                 ident,
+                checksum,
                 ring: (ring_ptr, ring_len),
                 roles: [AtomicU32::new(0), AtomicU32::new(0)],
                 name: self.name,
@@ -684,12 +748,12 @@ const RING_IDENTITY_WORDS: usize = 4;
 #[derive(Clone, Copy, Debug)]
 struct Identity {
     seg: shmlane_segment::SegmentHeader,
-    /// Channel header: magic, kind, element size, capacity, largest message.
-    chan: [u64; 5],
+    /// Channel header: magic, kind, element size, capacity, largest message, flags.
+    chan: [u64; 6],
     ring: [u64; RING_IDENTITY_WORDS],
 }
 
-fn chan_identity(h: &Header) -> [u64; 5] {
+fn chan_identity(h: &Header) -> [u64; 6] {
     // ORDERING: Relaxed for all: written once before the segment was published (the
     // segment's open Acquire-loads init_state); compared, never used for anything else.
     [
@@ -698,6 +762,7 @@ fn chan_identity(h: &Header) -> [u64; 5] {
         h.elem.load(Ordering::Relaxed),
         h.capacity.load(Ordering::Relaxed),
         h.msg_size.load(Ordering::Relaxed),
+        h.flags.load(Ordering::Relaxed),
     ]
 }
 
@@ -721,6 +786,8 @@ pub(crate) struct Inner {
     ev_space: Event,
     /// The headers as opened, re-checked by the peer checks.
     ident: Identity,
+    /// Every message carries a checksum (header flag, read once at open).
+    pub(crate) checksum: bool,
     pub(crate) ring: (*mut u8, usize),
     /// Endpoints of each side this process holds through this channel handle.
     roles: [AtomicU32; 2],
@@ -1560,6 +1627,19 @@ mod tests {
             g.ring,
             BroadcastRing::required_size(1 << 20, broadcast_slot(BROADCAST_MSG)) as u64
         );
+    }
+
+    /// The checksum's wire format: CRC32C (Castagnoli: 0xE3069283 for "123456789") of the
+    /// message's length as a little-endian u32, then its bytes, stored little-endian.
+    #[test]
+    fn the_checksum_is_crc32c_of_the_length_and_the_bytes() {
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(
+            checksum(b"123456789"),
+            crc32c::crc32c(b"\x09\x00\x00\x00123456789").to_le_bytes()
+        );
+        assert_eq!(checksum(b""), crc32c::crc32c(&[0; 4]).to_le_bytes());
+        assert_ne!(checksum(b"ab"), checksum(b"ab\0"));
     }
 
     fn slot_max() -> u64 {

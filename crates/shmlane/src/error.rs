@@ -98,6 +98,14 @@ pub enum ConfigError {
         /// What to change.
         hint: &'static str,
     },
+    /// The setting is not available for this kind of channel.
+    #[error("a {kind} channel has no {what}")]
+    Unsupported {
+        /// The channel kind's name.
+        kind: &'static str,
+        /// What was asked for, and what to do instead.
+        what: &'static str,
+    },
     /// The ring would be larger than any shared memory: `capacity` slots of `slot` bytes
     /// (plus headers) exceed `max` bytes.
     #[error(
@@ -221,6 +229,11 @@ pub enum ByteSendError {
     /// The ring's positions are impossible.
     #[error("channel ring is corrupt")]
     Corrupt,
+    /// `claim` on a channel with checksums: the checksum needs the message's bytes.
+    #[error(
+        "zero-copy claims are not available on a channel with checksums (the checksum needs the bytes): use send or try_send"
+    )]
+    ChecksumClaim,
 }
 
 /// Why receiving from a byte channel ([`ByteReceiver`](crate::ByteReceiver)) or a broadcast
