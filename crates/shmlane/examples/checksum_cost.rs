@@ -3,6 +3,9 @@
 //! prints nanoseconds per message (send + receive). Run with
 //! `cargo run --release -p shmlane --example checksum_cost`.
 
+// Timings printed as floating point: precision loss in the casts is irrelevant.
+#![allow(clippy::cast_precision_loss)]
+
 use std::time::Instant;
 
 use shmlane::UnlinkPolicy;
