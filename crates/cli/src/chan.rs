@@ -439,9 +439,19 @@ fn recv_once(
         let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
         let deadline = timeout.map(Deadline::after);
         let mut got = 0u64;
-        let write = |out: &mut std::io::BufWriter<_>, m: &E| -> Result<(), CliError> {
+        // The largest message: the channel's, and never past the element.
+        let max = usize::try_from(shape.msg_size)
+            .unwrap_or(usize::MAX)
+            .min(size_of::<E>() - 4);
+        let write = |out: &mut std::io::BufWriter<_>, m: &E, got: u64| -> Result<(), CliError> {
             let len = u32::from_le_bytes(m[..4].try_into().unwrap()) as usize;
-            let len = len.min(m.len() - 4);
+            if len > max {
+                // No sender writes this: the segment was overwritten (or a peer is hostile).
+                return Err(CliError(format!(
+                    "channel {name}: ring is corrupt: message {} says it has {len} bytes, more than the channel's message size of {max}; the segment was overwritten: remove it (shmlane rm {name}) and send again",
+                    got + 1
+                )));
+            }
             out.write_all(&m[4..4 + len])
                 .and_then(|()| out.write_all(b"\n"))
                 .map_err(|e| CliError(format!("writing stdout: {e}")))
@@ -480,7 +490,7 @@ fn recv_once(
                     return Err(CliError(format!("channel {name}: ring is corrupt")));
                 }
             };
-            write(&mut out, &m)?;
+            write(&mut out, &m, got)?;
             got += 1;
         };
         out.flush()

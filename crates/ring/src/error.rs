@@ -31,7 +31,8 @@ pub enum AttachError {
     },
     /// Positions or other fields are out of range: a corrupt or hostile ring.
     Corrupt(&'static str),
-    /// Another live process holds this role (SPSC: one producer, one consumer).
+    /// A live endpoint (of another process, or of this one) holds this single role (SPSC
+    /// producer or consumer, record consumer, broadcast producer).
     RoleTaken {
         /// The holder's owner token.
         holder: u64,
@@ -59,7 +60,7 @@ impl fmt::Display for AttachError {
             Self::Corrupt(why) => write!(f, "ring is corrupt ({why})"),
             Self::RoleTaken { holder } => write!(
                 f,
-                "this ring role is held by a live endpoint (owner {holder:#x}); an SPSC ring has one producer and one consumer"
+                "this ring role is held by a live endpoint (owner {holder:#x}, maybe in this very process or handle): a single role (SPSC producer or consumer, byte receiver, broadcast publisher) has one endpoint at a time; drop the other endpoint first, or use an MPMC channel for several"
             ),
         }
     }

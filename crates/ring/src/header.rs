@@ -107,7 +107,16 @@ impl Meta {
         Ok((elem, cap))
     }
 
-    /// Claims an SPSC role for `owner` (non-zero), taking it over if the holder is dead.
+    /// Claims a single role (SPSC producer or consumer, record consumer, broadcast producer)
+    /// for `owner` (non-zero): free, or taken over if its holder is dead.
+    ///
+    /// A role held by a live owner is refused whoever asks, `owner` itself included: the token
+    /// names an attachment (a process's handle on the segment), not an endpoint, so a second
+    /// endpoint of the same process, thread or handle must not pass for the first (two
+    /// producers would write the same slots). The holder frees the role when its endpoint is
+    /// dropped (`release`); a holder that died is taken over, since its token fails
+    /// `is_alive` (the segment's owner tags carry the slot generation, so a later process
+    /// in the dead one's slot does not keep it alive).
     pub(crate) fn claim(
         &self,
         role: Role,
@@ -120,7 +129,7 @@ impl Meta {
         // previous holder published is ordered by the tail/head Release/Acquire pairs.
         let mut cur = word.load(Ordering::Relaxed);
         loop {
-            if cur != 0 && cur != owner && is_alive(cur) {
+            if cur != 0 && is_alive(cur) {
                 return Err(AttachError::RoleTaken { holder: cur });
             }
             // ORDERING: AcqRel; pairs with `release`'s Release CAS and other claimers' CAS:
@@ -220,4 +229,56 @@ pub(crate) fn check_region(ptr: *mut u8, len: usize, needed: usize) -> Result<()
         return Err(AttachError::RegionTooSmall { needed, given: len });
     }
     Ok(())
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn meta() -> Meta {
+        Meta::new::<u64>(Kind::Spsc, 8)
+    }
+
+    #[test]
+    fn a_role_held_by_a_live_owner_is_refused_to_that_owner_too() {
+        let m = meta();
+        let alive = |_| true;
+        m.claim(Role::Producer, 7, &alive).unwrap();
+        // A second endpoint under the same token (same process or handle) is refused.
+        assert_eq!(
+            m.claim(Role::Producer, 7, &alive),
+            Err(AttachError::RoleTaken { holder: 7 })
+        );
+        assert_eq!(
+            m.claim(Role::Producer, 8, &alive),
+            Err(AttachError::RoleTaken { holder: 7 })
+        );
+        assert_eq!(m.holder(Role::Producer), 7);
+        // The other role is a separate claim.
+        m.claim(Role::Consumer, 7, &alive).unwrap();
+        assert_eq!(
+            m.claim(Role::Consumer, 7, &alive),
+            Err(AttachError::RoleTaken { holder: 7 })
+        );
+    }
+
+    #[test]
+    fn a_released_role_is_claimed_again_and_a_dead_one_taken_over() {
+        let m = meta();
+        let alive = |_| true;
+        m.claim(Role::Producer, 7, &alive).unwrap();
+        m.release(Role::Producer, 7);
+        assert_eq!(m.holder(Role::Producer), 0);
+        m.claim(Role::Producer, 7, &alive).unwrap();
+        // Its holder dead (another generation of the slot): taken over by anyone.
+        m.claim(Role::Producer, 9, &|t| t != 7).unwrap();
+        assert_eq!(m.holder(Role::Producer), 9);
+        // The dead holder's release does not free its successor's claim.
+        m.release(Role::Producer, 7);
+        assert_eq!(m.holder(Role::Producer), 9);
+        // A dead claim under the asker's own token (nothing alive holds it) is taken too.
+        m.claim(Role::Consumer, 5, &alive).unwrap();
+        m.claim(Role::Consumer, 5, &|_| false).unwrap();
+        assert_eq!(m.holder(Role::Consumer), 5);
+    }
 }

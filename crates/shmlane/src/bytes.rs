@@ -12,7 +12,7 @@ use shmlane_wake::Deadline;
 
 use crate::{
     Channel, SideStats,
-    channel::{Local, Peers, Side},
+    channel::{CHECKSUM_BYTES, Local, Peers, Side, checksum},
     error::{ByteRecvError, ByteSendError, OpenError},
 };
 
@@ -46,14 +46,16 @@ impl Channel<u8> {
         })
     }
 
-    /// The receiver of a byte channel (one at a time, across processes; one left by a dead
-    /// process is taken over).
+    /// The receiver of a byte channel: one at a time, across processes and within one (a
+    /// second, from any handle or thread, fails with [`OpenError::RoleTaken`] until the first
+    /// is dropped); one left by a dead process is taken over.
     pub fn byte_receiver(&self) -> Result<ByteReceiver, OpenError> {
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
         // SAFETY: as in `byte_sender`.
-        let ring = unsafe { RecordRing::consumer(ptr, len, self.token(), &alive)? };
+        let ring = unsafe { RecordRing::consumer(ptr, len, self.token(), &alive) }
+            .map_err(|e| OpenError::for_role(e, &self.inner.name, "byte receiver"))?;
         Ok(ByteReceiver {
             ring,
             local: self.local(Side::Recv),
@@ -61,20 +63,24 @@ impl Channel<u8> {
             pending_since: None,
             next_check: None,
             next_lift: None,
+            scratch: Vec::new(),
         })
     }
 
-    /// The publisher of a broadcast channel (one at a time; one left by a dead process is
-    /// taken over and continues after the last message).
+    /// The publisher of a broadcast channel: one at a time, within a process as across
+    /// processes ([`OpenError::RoleTaken`] otherwise); one left by a dead process is taken
+    /// over and continues after the last message.
     pub fn publisher(&self) -> Result<Publisher, OpenError> {
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
         // SAFETY: as in `byte_sender`.
-        let ring = unsafe { BroadcastRing::producer(ptr, len, self.token(), &alive)? };
+        let ring = unsafe { BroadcastRing::producer(ptr, len, self.token(), &alive) }
+            .map_err(|e| OpenError::for_role(e, &self.inner.name, "publisher"))?;
         Ok(Publisher {
             ring,
             local: self.local(Side::Send),
+            scratch: Vec::new(),
         })
     }
 
@@ -88,6 +94,10 @@ impl Channel<u8> {
         Ok(Subscriber {
             ring,
             local: self.local(Side::Recv),
+            since: Instant::now(),
+            lost: 0,
+            corrupt: None,
+            scratch: Vec::new(),
         })
     }
 }
@@ -110,18 +120,74 @@ pub struct ByteReceiver {
     /// With a fence (a sender skipped while it lived holds its space, see
     /// `RecordConsumer::has_fence`): when to ask again whether it let go or died.
     next_lift: Option<Instant>,
+    /// Checksummed channels: a message and its checksum, when the caller's buffer has no
+    /// room for the checksum too.
+    scratch: Vec<u8>,
 }
 
 /// The publishing end of a broadcast channel. `Send`, not `Sync`.
 pub struct Publisher {
     ring: BroadcastProducer,
     local: Local,
+    /// Checksummed channels: the message and its checksum, sent as one.
+    scratch: Vec<u8>,
 }
 
 /// A subscribing end of a broadcast channel. `Send`, not `Sync`.
 pub struct Subscriber {
     ring: BroadcastReader,
     local: Local,
+    /// When the cursor was last known good (attach, or the last lap accepted): a lap cannot
+    /// have lost more than the ring held then plus what a publisher can send since.
+    since: Instant,
+    /// Messages lost to laps that passed that bound.
+    lost: u64,
+    /// Set once a lap was implausible: the ring is corrupt, and every later call says so.
+    corrupt: Option<&'static str>,
+    /// Checksummed channels: a message and its checksum, when the caller's buffer has no
+    /// room for the checksum too.
+    scratch: Vec<u8>,
+}
+
+/// The checksum a checksummed message ends with, checked: the message's length without it.
+fn verify(data: &[u8]) -> Result<usize, ByteRecvError> {
+    let Some(n) = data.len().checked_sub(CHECKSUM_BYTES) else {
+        return Err(ByteRecvError::Corrupt(
+            "a message shorter than its checksum",
+        ));
+    };
+    if checksum(&data[..n]) != data[n..] {
+        return Err(ByteRecvError::Corrupt(CHECKSUM_MISMATCH));
+    }
+    Ok(n)
+}
+
+/// The largest message of a ring whose largest record is `max`, given the checksum setting.
+fn payload_max(max: usize, checksummed: bool) -> usize {
+    if checksummed {
+        max.saturating_sub(CHECKSUM_BYTES)
+    } else {
+        max
+    }
+}
+
+/// What a checksum mismatch is reported as.
+const CHECKSUM_MISMATCH: &str = "a message's checksum does not match its bytes";
+
+/// Faster than any publisher can send (about 2 messages a nanosecond: a send is several
+/// atomic stores, a fence and a copy, on one thread); the plausibility bound of a lap.
+const MAX_SEND_RATE_PER_US: u64 = 2048;
+
+/// The most messages a subscriber can have lost in `elapsed` since its cursor was known good,
+/// in a ring of `cap` slots: what the ring held then (the publisher is at most a ring and its
+/// publication interval of 64 ahead of a cursor it did not lap), plus what a publisher could
+/// send since (plus a millisecond of slack). Saturating: never overflows.
+fn max_plausible_loss(cap: u64, elapsed: Duration) -> u64 {
+    let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    cap.saturating_mul(2).saturating_add(128).saturating_add(
+        us.saturating_add(1_000)
+            .saturating_mul(MAX_SEND_RATE_PER_US),
+    )
 }
 
 macro_rules! debug_endpoint {
@@ -138,9 +204,10 @@ macro_rules! debug_endpoint {
 debug_endpoint!(ByteSender, ByteReceiver, Publisher, Subscriber);
 
 /// What a blocked endpoint's peers say after a wait that ended without progress.
+/// `Peers::Corrupt` included: the callers report it before anything else.
 fn peers_gone(local: &Local, peer: Side) -> Option<Peers> {
     match local.inner.peer_state(peer) {
-        p @ (Peers::Died | Peers::Left) => Some(p),
+        p @ (Peers::Died | Peers::Left | Peers::Corrupt(_)) => Some(p),
         Peers::Live | Peers::NotYet => None,
     }
 }
@@ -148,7 +215,24 @@ fn peers_gone(local: &Local, peer: Side) -> Option<Peers> {
 impl ByteSender {
     /// The largest message this channel takes.
     pub fn max_message(&self) -> usize {
-        self.ring.max_record()
+        payload_max(self.ring.max_record(), self.local.inner.checksum)
+    }
+
+    /// A checksummed message: claimed with room for its checksum, written, committed.
+    fn send_checksummed(&mut self, msg: &[u8]) -> Result<(), ClaimError> {
+        let max = self.max_message();
+        if msg.len() > max {
+            return Err(ClaimError::BadLength {
+                len: msg.len(),
+                max,
+            });
+        }
+        let mut c = self.ring.claim(msg.len() + CHECKSUM_BYTES)?;
+        c.write(0, msg);
+        c.write(msg.len(), &checksum(msg));
+        // As in the ring's `send`: unblocked only after a stall past the receiver's timeout;
+        // reported as a full ring, to retry.
+        c.commit().map_err(|_| ClaimError::Full)
     }
 
     /// Sends `msg` if there is room; never blocks. Wakes a sleeping receiver (with no receiver
@@ -165,7 +249,12 @@ impl ByteSender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), ByteSendError> {
-        match self.ring.send(msg) {
+        let sent = if self.local.inner.checksum {
+            self.send_checksummed(msg)
+        } else {
+            self.ring.send(msg)
+        };
+        match sent {
             Ok(()) => {
                 self.local.done(1, msg.len() as u64);
                 Ok(())
@@ -197,6 +286,9 @@ impl ByteSender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn claim(&mut self, len: usize) -> Result<ByteClaim<'_>, ByteSendError> {
+        if self.local.inner.checksum {
+            return Err(ByteSendError::ChecksumClaim);
+        }
         let disconnected = self.local.inner.side_left(Side::Recv);
         match self.ring.claim(len) {
             Ok(claim) => Ok(ByteClaim {
@@ -222,12 +314,19 @@ impl ByteSender {
             if woke {
                 match peers_gone(&self.local, Side::Recv) {
                     Some(Peers::Died) => return Err(ByteSendError::PeerDied),
+                    Some(Peers::Corrupt(_)) => return Err(ByteSendError::Corrupt),
                     Some(_) => return Err(ByteSendError::Disconnected),
                     None => {}
                 }
             }
             let ring = &self.ring;
-            if !self.local.block(deadline, || ring.has_room(msg.len())) {
+            let need = msg.len()
+                + if self.local.inner.checksum {
+                    CHECKSUM_BYTES
+                } else {
+                    0
+                };
+            if !self.local.block(deadline, || ring.has_room(need)) {
                 return Err(ByteSendError::Timeout);
             }
             woke = true;
@@ -313,7 +412,7 @@ impl ByteClaim<'_> {
 impl ByteReceiver {
     /// The largest message this channel takes: a buffer of this size takes any message.
     pub fn max_message(&self) -> usize {
-        self.ring.max_record()
+        payload_max(self.ring.max_record(), self.local.inner.checksum)
     }
 
     /// Messages skipped in this ring so far (dead or stalled senders' claims, and aborted
@@ -370,6 +469,36 @@ impl ByteReceiver {
         self.lift_fence()?;
         loop {
             let err = match self.ring.read() {
+                Ok(rec) if self.local.inner.checksum => {
+                    (self.pending_since, self.next_check) = (None, None);
+                    let total = rec.len();
+                    let n = total.saturating_sub(CHECKSUM_BYTES);
+                    if n > buf.len() {
+                        rec.keep();
+                        return Err(ByteRecvError::BufferTooSmall { needed: n });
+                    }
+                    // Straight into the caller's buffer when the checksum fits behind the
+                    // message; through the scratch buffer otherwise.
+                    let checked = if total <= buf.len() {
+                        rec.copy_to(&mut buf[..total]);
+                        verify(&buf[..total])
+                    } else {
+                        self.scratch.resize(total, 0);
+                        rec.copy_to(&mut self.scratch);
+                        let v = verify(&self.scratch);
+                        buf[..n].copy_from_slice(&self.scratch[..n]);
+                        v
+                    };
+                    drop(rec);
+                    if let Err(e) = checked {
+                        // Consumed: the next message is the sender's next one.
+                        self.local.stats.lost += 1;
+                        self.local.done(0, 0);
+                        return Err(e);
+                    }
+                    self.local.done(1, n as u64);
+                    return Ok(n);
+                }
                 Ok(rec) => {
                     (self.pending_since, self.next_check) = (None, None);
                     let n = rec.len();
@@ -434,6 +563,9 @@ impl ByteReceiver {
                 other => return other,
             }
             if woke && let Some(p) = peers_gone(&self.local, Side::Send) {
+                if let Peers::Corrupt(why) = p {
+                    return Err(ByteRecvError::Corrupt(why));
+                }
                 // Drain what the dead (or departed) senders completed first; a dead sender's
                 // pending claim is skipped when its check is due (waited for below).
                 match self.poll(buf) {
@@ -476,7 +608,7 @@ impl ByteReceiver {
 impl Publisher {
     /// The largest message this channel takes.
     pub fn max_message(&self) -> usize {
-        self.ring.max_message()
+        payload_max(self.ring.max_message(), self.local.inner.checksum)
     }
 
     /// Publishes `msg` to every subscriber; never waits for them (one a whole ring behind
@@ -497,7 +629,22 @@ impl Publisher {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send(&mut self, msg: &[u8]) -> Result<(), ByteSendError> {
-        match self.ring.send(msg) {
+        let sent = if self.local.inner.checksum {
+            let max = self.max_message();
+            if msg.len() > max {
+                return Err(ByteSendError::TooLong {
+                    len: msg.len(),
+                    max,
+                });
+            }
+            self.scratch.clear();
+            self.scratch.extend_from_slice(msg);
+            self.scratch.extend_from_slice(&checksum(msg));
+            self.ring.send(&self.scratch)
+        } else {
+            self.ring.send(msg)
+        };
+        match sent {
             Ok(()) => {
                 self.local.done(1, msg.len() as u64);
                 Ok(())
@@ -517,17 +664,43 @@ impl Publisher {
 impl Subscriber {
     /// The largest message this channel takes: a buffer of this size takes any message.
     pub fn max_message(&self) -> usize {
-        self.ring.max_message()
+        payload_max(self.ring.max_message(), self.local.inner.checksum)
+    }
+
+    /// The ring's next message into `buf`, its checksum checked on a checksummed channel.
+    fn recv_checked(&mut self, buf: &mut [u8]) -> Result<usize, RingRecvError> {
+        if !self.local.inner.checksum {
+            return self.ring.recv(buf);
+        }
+        // The message and its checksum: into the caller's buffer if they fit, else through
+        // the scratch buffer (sized for the largest).
+        if buf.len() >= self.ring.max_message() {
+            let total = self.ring.recv(buf)?;
+            return verify(&buf[..total]).map_err(|_| RingRecvError::Corrupt(CHECKSUM_MISMATCH));
+        }
+        self.scratch.resize(self.ring.max_message(), 0);
+        let total = self.ring.recv(&mut self.scratch)?;
+        let n = verify(&self.scratch[..total])
+            .map_err(|_| RingRecvError::Corrupt(CHECKSUM_MISMATCH))?;
+        if n > buf.len() {
+            // Consumed already (the ring moved on): the caller learns its size, not its bytes.
+            return Err(RingRecvError::BufferTooSmall { needed: n });
+        }
+        buf[..n].copy_from_slice(&self.scratch[..n]);
+        Ok(n)
     }
 
     /// Messages this subscriber lost to laps, in total.
     pub fn lost(&self) -> u64 {
-        self.ring.lost()
+        self.lost
     }
 
     /// Copies the next message into `buf`; never blocks. [`ByteRecvError::Lapped`] once when
     /// the subscriber fell a whole ring behind (with the exact loss, also counted in the
-    /// channel statistics), then the newest messages.
+    /// channel statistics), then the newest messages. A lap claiming more than the publisher
+    /// can have sent since this subscriber's cursor was last known good (a stamp or position
+    /// overwritten: it would report billions of billions) is `Corrupt` instead, counted
+    /// nowhere, and so is every call after it.
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, ByteRecvError> {
         match self.poll(buf) {
             Err(ByteRecvError::Empty) if self.local.inner.side_left(Side::Send) => {
@@ -541,20 +714,37 @@ impl Subscriber {
     }
 
     fn poll(&mut self, buf: &mut [u8]) -> Result<usize, ByteRecvError> {
-        match self.ring.recv(buf) {
+        if let Some(why) = self.corrupt {
+            return Err(ByteRecvError::Corrupt(why));
+        }
+        match self.recv_checked(buf) {
             Ok(n) => {
                 self.local.done(1, n as u64);
                 Ok(n)
             }
             Err(RingRecvError::Empty) => Err(ByteRecvError::Empty),
             Err(RingRecvError::Lapped { lost }) => {
+                let now = Instant::now();
+                if lost > max_plausible_loss(self.ring.capacity(), now - self.since) {
+                    let why = "a lap beyond what the publisher can have sent";
+                    self.corrupt = Some(why);
+                    return Err(ByteRecvError::Corrupt(why));
+                }
+                self.since = now;
+                self.lost += lost;
                 self.local.stats.lost += lost;
                 Err(ByteRecvError::Lapped { lost })
             }
             Err(RingRecvError::BufferTooSmall { needed }) => {
                 Err(ByteRecvError::BufferTooSmall { needed })
             }
-            Err(RingRecvError::Corrupt(why)) => Err(ByteRecvError::Corrupt(why)),
+            Err(RingRecvError::Corrupt(why)) => {
+                if why == CHECKSUM_MISMATCH {
+                    // This message only; the subscriber reads on.
+                    self.local.stats.lost += 1;
+                }
+                Err(ByteRecvError::Corrupt(why))
+            }
         }
     }
 
@@ -573,6 +763,9 @@ impl Subscriber {
                 other => return other,
             }
             if woke && let Some(p) = peers_gone(&self.local, Side::Send) {
+                if let Peers::Corrupt(why) = p {
+                    return Err(ByteRecvError::Corrupt(why));
+                }
                 return match self.poll(buf) {
                     Err(ByteRecvError::Empty) if p == Peers::Left => {
                         Err(ByteRecvError::Disconnected)

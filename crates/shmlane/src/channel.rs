@@ -7,7 +7,8 @@
 //!   32  msg_size (the largest message in bytes, for byte channels; element size otherwise)
 //!   40  senders attached      48 receivers attached
 //!   56  senders ever (0/1)    64 receivers ever (0/1)
-//!   72  flags: bit 0 = remove the name when the last endpoint leaves cleanly
+//!   72  flags: bit 0 = remove the name when the last endpoint leaves cleanly,
+//!             bit 1 = every message carries a CRC32C (byte and broadcast channels)
 //!   128 sender statistics:    messages, bytes, full events, sleeps, wake-ups issued
 //!   256 receiver statistics:  messages, bytes, empty events, sleeps, wake-ups issued,
 //!                             lost (bytes: dead or stalled senders' records skipped;
@@ -32,7 +33,7 @@ use shmlane_ring::{BroadcastRing, MpmcRing, PopError, PushError, RecordRing, Sps
 use shmlane_segment::{Location, Segment, SegmentInfo, UnlinkPolicy};
 use shmlane_wake::{Deadline, EVENT_SIZE, Event, WaitStrategy};
 
-use crate::error::{OpenError, RecvError, SendError, TryRecvError, TrySendError};
+use crate::error::{ConfigError, OpenError, RecvError, SendError, TryRecvError, TrySendError};
 
 const CHAN_MAGIC: u64 = u64::from_le_bytes(*b"SHMLCHAN");
 const CHAN_SIZE: u64 = 384;
@@ -40,6 +41,20 @@ const CHAN_SIZE: u64 = 384;
 const REGION_CHAN: u32 = 0x4348;
 const REGION_RING: u32 = 0x5249;
 const REGION_EVENT: u32 = 0x4556;
+/// Channel header flag: remove the name when the last endpoint leaves cleanly.
+const FLAG_UNLINK: u64 = 1;
+/// Channel header flag: every message carries a CRC32C of its length and bytes.
+const FLAG_CHECKSUM: u64 = 2;
+/// Bytes of the checksum after each message of a checksummed channel.
+pub(crate) const CHECKSUM_BYTES: usize = 4;
+
+/// The checksum of a message on a checksummed channel: CRC32C (Castagnoli) of its length (a
+/// little-endian u32) and its bytes.
+pub(crate) fn checksum(msg: &[u8]) -> [u8; CHECKSUM_BYTES] {
+    let len = u32::try_from(msg.len()).unwrap_or(u32::MAX);
+    crc32c::crc32c_append(crc32c::crc32c(&len.to_le_bytes()), msg).to_le_bytes()
+}
+
 /// A blocked endpoint re-checks its peers' liveness at least this often.
 const PEER_CHECK: Duration = Duration::from_millis(50);
 /// Local statistics are added to the shared ones every this many operations.
@@ -164,6 +179,8 @@ pub struct ChannelStats {
     /// Whether the channel's name is removed when its last endpoint leaves cleanly (open it
     /// with `UnlinkPolicy::LastDetach` too).
     pub remove_on_last_leave: bool,
+    /// Whether every message carries a CRC32C (byte and broadcast channels).
+    pub checksum: bool,
     /// Sender-side statistics.
     pub sent: SideStats,
     /// Receiver-side statistics.
@@ -215,7 +232,8 @@ pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
         len: first.wrapping_sub(second).min(capacity),
         positions: (first, second),
         endpoints: (word(5), word(6)),
-        remove_on_last_leave: word(9) & 1 == 1,
+        remove_on_last_leave: word(9) & FLAG_UNLINK != 0,
+        checksum: word(9) & FLAG_CHECKSUM != 0,
         sent: side(16),
         received: side(32),
     })
@@ -250,10 +268,32 @@ pub fn broadcast(name: &str) -> Builder<u8> {
 /// Default largest broadcast message: slots of 256 bytes.
 const BROADCAST_MSG: u64 = 240;
 
-/// A broadcast slot holding messages of `msg` bytes: the stamp and length words, the message
-/// rounded up to 8.
+/// Largest ring a builder creates: 64 TiB, beyond any machine's shared memory, and far enough
+/// below 2^64 that no size sum near it can overflow.
+const MAX_RING_BYTES: u64 = 1 << 46;
+
+/// Largest element a typed channel takes: 4 GiB (so per-slot sizes never overflow).
+const MAX_ELEM: u64 = 1 << 32;
+
+/// The broadcast slot holding messages of up to `msg` bytes (at most
+/// `max_message(MAX_SLOT_BYTES)`, checked by the builder): the stamp and length words, the
+/// message rounded up to 8, and at least `MIN_SLOT_BYTES`.
 pub(crate) fn broadcast_slot(msg: u64) -> usize {
-    (16 + msg as usize).next_multiple_of(8)
+    (16 + msg as usize)
+        .next_multiple_of(8)
+        .max(shmlane_ring::broadcast::MIN_SLOT_BYTES)
+}
+
+/// What a builder creates, computed once from checked settings: capacity, largest message,
+/// broadcast slot size, ring and segment sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geometry {
+    cap: u64,
+    msg: u64,
+    /// Broadcast slot bytes (0 for the other kinds).
+    slot: usize,
+    ring: u64,
+    segment: u64,
 }
 
 /// Configures a channel, then creates or opens it.
@@ -269,6 +309,7 @@ pub struct Builder<T> {
     populate: bool,
     mlock: bool,
     unlink: UnlinkPolicy,
+    checksum: Option<bool>,
     _t: PhantomData<T>,
 }
 
@@ -285,6 +326,7 @@ impl<T: Pod + Send> Builder<T> {
             populate: true,
             mlock: false,
             unlink: UnlinkPolicy::Never,
+            checksum: None,
             _t: PhantomData,
         }
     }
@@ -347,41 +389,183 @@ impl<T: Pod + Send> Builder<T> {
         self
     }
 
-    fn ring_size(&self, cap: u64) -> u64 {
-        (match self.kind {
-            Kind::Spsc => SpscRing::<T>::required_size(cap),
-            Kind::Mpmc => MpmcRing::<T>::required_size(cap),
-            Kind::Bytes => RecordRing::required_size(cap),
-            Kind::Broadcast => BroadcastRing::required_size(cap, broadcast_slot(self.msg())),
-        }) as u64
+    /// Byte and broadcast channels: every message carries a CRC32C of its length and bytes,
+    /// checked by the receiver (`Corrupt` on a mismatch, the message counted as lost). Off by
+    /// default; stored in the channel header, so every endpoint agrees: when opening, unset
+    /// takes the channel's setting, set must match it. The largest message is 4 bytes
+    /// smaller, zero-copy claims ([`ByteSender::claim`](crate::ByteSender::claim)) are refused
+    /// (the checksum needs the bytes), and each message costs a CRC pass on both sides
+    /// (hardware CRC32C where the CPU has it). A broadcast subscriber should pass buffers of
+    /// `max_message()` bytes: a message longer than a smaller buffer is consumed to check it
+    /// (`BufferTooSmall` still tells its size). Typed (SPSC, MPMC) channels carry fixed `Pod`
+    /// elements: put a checksum in `T` there.
+    #[must_use]
+    pub fn checksum(mut self, yes: bool) -> Self {
+        self.checksum = Some(yes);
+        self
     }
 
-    fn default_capacity(&self) -> u64 {
-        match self.kind {
+    fn config_err(&self, error: ConfigError) -> OpenError {
+        OpenError::Config {
+            name: self.name.clone(),
+            error,
+        }
+    }
+
+    /// The smallest and largest capacity of this kind.
+    fn capacity_range(&self) -> (u64, u64) {
+        let min = match self.kind {
+            Kind::Spsc => 1,
+            Kind::Mpmc | Kind::Broadcast => 2,
+            Kind::Bytes => 256,
+        };
+        (min, shmlane_ring::MAX_CAPACITY)
+    }
+
+    /// The capacity set (or the default), checked against the kind's range.
+    fn checked_capacity(&self) -> Result<u64, OpenError> {
+        let cap = self.capacity.unwrap_or(match self.kind {
             Kind::Bytes => 1 << 20,
             _ => 1024,
+        });
+        let (min, max) = self.capacity_range();
+        if !cap.is_power_of_two() || !(min..=max).contains(&cap) {
+            return Err(self.config_err(ConfigError::Capacity {
+                kind: self.kind.name(),
+                capacity: cap,
+                min,
+                max,
+            }));
         }
+        Ok(cap)
     }
 
-    /// The largest message of a created channel.
-    fn msg(&self) -> u64 {
-        match self.kind {
-            Kind::Bytes => RecordRing::max_record(self.capacity.unwrap_or(1 << 20)) as u64,
-            Kind::Broadcast => self.msg_size.unwrap_or(BROADCAST_MSG),
-            _ => self.msg_size.unwrap_or(size_of::<T>() as u64),
+    /// The largest message of a channel of `cap` (checked), and the error if `msg_size` asks
+    /// for more.
+    fn checked_msg(&self, cap: u64) -> Result<u64, OpenError> {
+        let (max, default, hint) = match self.kind {
+            // An eighth of the ring, less the record header: cap >= 256 (checked).
+            Kind::Bytes => {
+                let max = cap / 8 - shmlane_ring::record::RECORD_HEADER as u64;
+                (
+                    max,
+                    max,
+                    "; a byte channel's capacity (in bytes) must be at least 8 x (message size + 8)",
+                )
+            }
+            Kind::Broadcast => (
+                BroadcastRing::max_message(shmlane_ring::broadcast::MAX_SLOT_BYTES) as u64,
+                BROADCAST_MSG,
+                "",
+            ),
+            Kind::Spsc | Kind::Mpmc => (
+                size_of::<T>() as u64,
+                size_of::<T>() as u64,
+                " (the element size); use a larger element type",
+            ),
+        };
+        let msg = self.msg_size.unwrap_or(default);
+        if msg > max {
+            return Err(self.config_err(ConfigError::MsgSize {
+                kind: self.kind.name(),
+                msg_size: msg,
+                max,
+                hint,
+            }));
         }
+        // A byte channel records its largest message, whatever smaller one was asked for.
+        Ok(if self.kind == Kind::Bytes { max } else { msg })
     }
 
-    /// The segment builder; `sized` for creating (opening accepts the existing size, which
-    /// the channel header then validates).
-    fn segment(&self, sized: bool) -> shmlane_segment::SegmentBuilder {
-        let cap = self.capacity.unwrap_or(self.default_capacity());
-        let data = CHAN_SIZE + self.ring_size(cap) + 2 * EVENT_SIZE as u64 + 4 * 128;
-        let b = Segment::at(self.location.clone());
-        let b = if sized {
-            b.size((data + 64 * 1024).next_multiple_of(4096))
+    /// Checks the settings and computes what `create` makes, with checked arithmetic
+    /// throughout (no setting can overflow a size; finding 15 of issue 15).
+    fn geometry(&self) -> Result<Geometry, OpenError> {
+        let cap = self.checked_capacity()?;
+        let msg = self.checked_msg(cap)?;
+        self.check_checksum()?;
+        let elem = size_of::<T>() as u64;
+        let too_large = |slot: u64| {
+            self.config_err(ConfigError::TooLarge {
+                kind: self.kind.name(),
+                capacity: cap,
+                slot,
+                max: MAX_RING_BYTES,
+            })
+        };
+        if elem > MAX_ELEM {
+            return Err(too_large(elem));
+        }
+        // Every ring is a header plus `cap` slots; ask the ring for sizes of one and two slots
+        // (small, no overflow: elem <= 4 GiB, slot <= 1 MiB), so the layout stays the ring's.
+        let slot = if self.kind == Kind::Broadcast {
+            broadcast_slot(msg)
         } else {
-            b
+            0
+        };
+        let sized = |n: u64| -> u64 {
+            (match self.kind {
+                Kind::Spsc => SpscRing::<T>::required_size(n),
+                Kind::Mpmc => MpmcRing::<T>::required_size(n),
+                // Record rings are sized in bytes, a multiple of 8: 256 and 512 bytes.
+                Kind::Bytes => RecordRing::required_size(n * 256),
+                Kind::Broadcast => BroadcastRing::required_size(n, slot),
+            }) as u64
+        };
+        let (one, two) = (sized(1), sized(2));
+        let (per, header) = (two - one, 2 * one - two);
+        let (units, per_unit) = if self.kind == Kind::Bytes {
+            (cap / 256, per)
+        } else {
+            (cap, per)
+        };
+        let ring = units
+            .checked_mul(per_unit)
+            .and_then(|b| b.checked_add(header))
+            .filter(|&b| b <= MAX_RING_BYTES)
+            .ok_or_else(|| too_large(if self.kind == Kind::Bytes { 1 } else { per }))?;
+        // <= 2^46 plus a few KiB: no overflow below.
+        let data = CHAN_SIZE + ring + 2 * EVENT_SIZE as u64 + 4 * 128;
+        let segment = (data + 64 * 1024).next_multiple_of(4096);
+        Ok(Geometry {
+            cap,
+            msg,
+            slot,
+            ring,
+            segment,
+        })
+    }
+
+    /// Checksums are for byte and broadcast channels.
+    fn check_checksum(&self) -> Result<(), OpenError> {
+        if self.checksum == Some(true) && matches!(self.kind, Kind::Spsc | Kind::Mpmc) {
+            return Err(self.config_err(ConfigError::Unsupported {
+                kind: self.kind.name(),
+                what: "per-message checksums (byte and broadcast channels only; put a checksum field in the element type instead)",
+            }));
+        }
+        Ok(())
+    }
+
+    /// The settings `open` uses, checked the same way as for `create` (a capacity out of range
+    /// is reported as such, not as a mismatch).
+    fn check_for_open(&self) -> Result<(), OpenError> {
+        self.check_checksum()?;
+        if self.capacity.is_some() {
+            let cap = self.checked_capacity()?;
+            if self.msg_size.is_some() && self.kind != Kind::Bytes {
+                self.checked_msg(cap)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The segment builder; sized (`Some`) for creating (opening accepts the existing size,
+    /// which the channel header then validates).
+    fn segment(&self, size: Option<u64>) -> shmlane_segment::SegmentBuilder {
+        let b = Segment::at(self.location.clone());
+        let b = match size {
+            Some(bytes) => b.size(bytes),
+            None => b,
         };
         b.mode(self.mode)
             .populate(self.populate)
@@ -390,10 +574,10 @@ impl<T: Pod + Send> Builder<T> {
             .role(0)
     }
 
-    fn init(&self, s: &Segment) -> Result<(), OpenError> {
-        let cap = self.capacity.unwrap_or(self.default_capacity());
+    fn init(&self, s: &Segment, g: &Geometry) -> Result<(), OpenError> {
+        let cap = g.cap;
         let chan = s.region("chan", CHAN_SIZE, REGION_CHAN)?;
-        let ring = s.region("ring", self.ring_size(cap), REGION_RING)?;
+        let ring = s.region("ring", g.ring, REGION_RING)?;
         // SAFETY: fresh regions of the right sizes, nobody else sees the segment before it is
         // published.
         unsafe {
@@ -401,13 +585,9 @@ impl<T: Pod + Send> Builder<T> {
                 Kind::Spsc => SpscRing::<T>::init(ring.as_ptr(), ring.len(), cap, 0)?,
                 Kind::Mpmc => MpmcRing::<T>::init(ring.as_ptr(), ring.len(), cap, 0)?,
                 Kind::Bytes => RecordRing::init(ring.as_ptr(), ring.len(), cap, 0)?,
-                Kind::Broadcast => BroadcastRing::init(
-                    ring.as_ptr(),
-                    ring.len(),
-                    cap,
-                    broadcast_slot(self.msg()),
-                    0,
-                )?,
+                Kind::Broadcast => {
+                    BroadcastRing::init(ring.as_ptr(), ring.len(), cap, g.slot, 0)?;
+                }
             }
             for ev in ["ev-data", "ev-space"] {
                 let r = s.region(ev, EVENT_SIZE as u64, REGION_EVENT)?;
@@ -421,12 +601,16 @@ impl<T: Pod + Send> Builder<T> {
             // ORDERING: as above.
             h.capacity.store(cap, Ordering::Relaxed);
             // ORDERING: as above.
-            h.msg_size.store(self.msg(), Ordering::Relaxed);
+            h.msg_size.store(g.msg, Ordering::Relaxed);
             // ORDERING: as above.
-            h.flags.store(
-                u64::from(self.unlink == UnlinkPolicy::LastDetach),
-                Ordering::Relaxed,
-            );
+            let mut flags = 0;
+            if self.unlink == UnlinkPolicy::LastDetach {
+                flags |= FLAG_UNLINK;
+            }
+            if self.checksum == Some(true) {
+                flags |= FLAG_CHECKSUM;
+            }
+            h.flags.store(flags, Ordering::Relaxed);
             // ORDERING: as above; the magic last, for readers that inspect without attaching.
             h.magic.store(CHAN_MAGIC, Ordering::Relaxed);
         }
@@ -435,26 +619,34 @@ impl<T: Pod + Send> Builder<T> {
 
     /// Creates the channel; fails if the name exists.
     pub fn create(self) -> Result<Channel<T>, OpenError> {
-        let seg = self.segment(true).create_with(|s| self.init(s))?;
+        let g = self.geometry()?;
+        let seg = self
+            .segment(Some(g.segment))
+            .create_with(|s| self.init(s, &g))?;
         self.finish(seg)
     }
 
     /// Opens an existing channel.
     pub fn open(self) -> Result<Channel<T>, OpenError> {
-        let seg = self.segment(false).open()?;
+        self.check_for_open()?;
+        let seg = self.segment(None).open()?;
         self.finish(seg)
     }
 
     /// Opens the channel, creating it if it does not exist (racing creators are fine: one
     /// creates, the others open what it published).
     pub fn open_or_create(self) -> Result<Channel<T>, OpenError> {
+        let g = self.geometry()?;
         loop {
-            match self.segment(false).open() {
+            match self.segment(None).open() {
                 Ok(seg) => return self.finish(seg),
                 Err(shmlane_segment::OpenError::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-            match self.segment(true).create_with(|s| self.init(s)) {
+            match self
+                .segment(Some(g.segment))
+                .create_with(|s| self.init(s, &g))
+            {
                 Ok(seg) => return self.finish(seg),
                 // Another process created it between our open and our create: open again.
                 Err(shmlane_segment::CreateError::AlreadyExists { .. }) => {}
@@ -496,6 +688,16 @@ impl<T: Pod + Send> Builder<T> {
                 ),
             });
         }
+        // ORDERING: Relaxed; written before the segment was published, as above.
+        let checksum = h.flags.load(Ordering::Relaxed) & FLAG_CHECKSUM != 0;
+        if self.checksum.is_some_and(|want| want != checksum) {
+            let on_off = |b: bool| if b { "on" } else { "off" };
+            return Err(OpenError::Mismatch {
+                found: format!("{} with checksums {}", self.kind.name(), on_off(checksum)),
+                wanted: format!("{} with checksums {}", self.kind.name(), on_off(!checksum)),
+                name: self.name,
+            });
+        }
         let event = |name: &str| -> Result<Event, OpenError> {
             let r = seg.find_region(name)?;
             // SAFETY: the region lives as long as the segment, which every handle keeps alive
@@ -505,11 +707,25 @@ impl<T: Pod + Send> Builder<T> {
         let (ev_data, ev_space) = (event("ev-data")?, event("ev-space")?);
         let ring = seg.find_region("ring")?;
         let (ring_ptr, ring_len) = (ring.as_ptr(), ring.len());
+        if ring_len < RING_IDENTITY_WORDS * 8 {
+            return Err(OpenError::NotAChannel(self.name));
+        }
+        let ident = Identity {
+            seg: seg.header(),
+            chan: chan_identity(h),
+            // SAFETY: the ring region is 128-byte aligned and holds the words (checked).
+            ring: unsafe { ring_identity(ring_ptr) },
+        };
+        if ident.ring[0] != shmlane_ring::RING_MAGIC {
+            return Err(OpenError::Ring(shmlane_ring::AttachError::NotARing));
+        }
         Ok(Channel {
             inner: Arc::new(Inner {
                 hdr,
                 ev_data,
                 ev_space,
+                ident,
+                checksum,
                 ring: (ring_ptr, ring_len),
                 roles: [AtomicU32::new(0), AtomicU32::new(0)],
                 name: self.name,
@@ -522,10 +738,56 @@ impl<T: Pod + Send> Builder<T> {
     }
 }
 
+/// Words at the start of every ring that never change once it is created: magic, kind,
+/// element word, capacity (`shmlane_ring`'s `Meta`, see docs/design.md).
+const RING_IDENTITY_WORDS: usize = 4;
+
+/// What the segment, channel and ring headers said when this handle opened the channel: fixed
+/// for the channel's life, so any change is corruption (a hostile or broken process writing
+/// over the segment). Re-checked by the periodic peer checks ([`Inner::peer_state`]).
+#[derive(Clone, Copy, Debug)]
+struct Identity {
+    seg: shmlane_segment::SegmentHeader,
+    /// Channel header: magic, kind, element size, capacity, largest message, flags.
+    chan: [u64; 6],
+    ring: [u64; RING_IDENTITY_WORDS],
+}
+
+fn chan_identity(h: &Header) -> [u64; 6] {
+    // ORDERING: Relaxed for all: written once before the segment was published (the
+    // segment's open Acquire-loads init_state); compared, never used for anything else.
+    [
+        h.magic.load(Ordering::Relaxed),
+        h.kind.load(Ordering::Relaxed),
+        h.elem.load(Ordering::Relaxed),
+        h.capacity.load(Ordering::Relaxed),
+        h.msg_size.load(Ordering::Relaxed),
+        h.flags.load(Ordering::Relaxed),
+    ]
+}
+
+/// The ring's identity words.
+///
+/// # Safety
+/// `ring` must be 8-byte aligned and valid for reads of `RING_IDENTITY_WORDS` words, which
+/// others access only atomically.
+unsafe fn ring_identity(ring: *mut u8) -> [u64; RING_IDENTITY_WORDS] {
+    core::array::from_fn(|i| {
+        // SAFETY: in bounds and aligned (caller); a shared word, so read atomically.
+        let w = unsafe { &*ring.cast::<AtomicU64>().add(i) };
+        // ORDERING: Relaxed; written once at creation, compared only.
+        w.load(Ordering::Relaxed)
+    })
+}
+
 pub(crate) struct Inner {
     hdr: NonNull<Header>,
     ev_data: Event,
     ev_space: Event,
+    /// The headers as opened, re-checked by the peer checks.
+    ident: Identity,
+    /// Every message carries a checksum (header flag, read once at open).
+    pub(crate) checksum: bool,
     pub(crate) ring: (*mut u8, usize),
     /// Endpoints of each side this process holds through this channel handle.
     roles: [AtomicU32; 2],
@@ -594,9 +856,30 @@ impl Inner {
             && h.counts[side as usize].load(Ordering::Acquire) == 0
     }
 
+    /// Whether the segment, channel and ring headers still say what they said at open (they
+    /// never change in a sound channel). Slow path only: part of the peer checks.
+    pub(crate) fn intact(&self) -> Result<(), &'static str> {
+        if self.seg.header() != self.ident.seg {
+            return Err("the segment header changed");
+        }
+        if chan_identity(self.hdr()) != self.ident.chan {
+            return Err("the channel header changed");
+        }
+        // SAFETY: checked at open: the ring region is aligned and holds the words; it lives as
+        // long as `seg`.
+        if unsafe { ring_identity(self.ring.0) } != self.ident.ring {
+            return Err("the ring header changed");
+        }
+        Ok(())
+    }
+
     /// The state of `side`'s endpoints across processes (reads attachment liveness:
-    /// syscalls, slow path only).
+    /// syscalls, slow path only), after re-validating the headers: `Corrupt` if the segment
+    /// was overwritten, so a blocked call reports it instead of waiting on garbage.
     pub(crate) fn peer_state(&self, side: Side) -> Peers {
+        if let Err(why) = self.intact() {
+            return Peers::Corrupt(why);
+        }
         let (mut live, mut dead) = (0, 0);
         for a in self.seg.attachments() {
             if a.role & side.role() != 0 {
@@ -625,6 +908,8 @@ pub(crate) enum Peers {
     Died,
     Left,
     NotYet,
+    /// The headers changed under the channel: corrupt (what changed).
+    Corrupt(&'static str),
 }
 
 /// An open channel; take endpoints from it. Cheap to clone (an `Arc`).
@@ -679,28 +964,31 @@ impl<T: Pod + Send> Channel<T> {
         }
     }
 
-    /// The SPSC producer (at most one per channel, across processes; one left by a dead
-    /// process is taken over).
+    /// The SPSC producer: at most one per channel, across processes and within one (a second
+    /// call, from any handle or thread, fails with [`OpenError::RoleTaken`] until the first
+    /// is dropped); one left by a dead process is taken over.
     pub fn producer(&self) -> Result<Producer<T>, OpenError> {
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
         // SAFETY: the ring region lives as long as the segment, which the endpoint keeps
         // alive through `Local::inner`.
-        let ring = unsafe { SpscRing::<T>::producer(ptr, len, self.token(), &alive)? };
+        let ring = unsafe { SpscRing::<T>::producer(ptr, len, self.token(), &alive) }
+            .map_err(|e| OpenError::for_role(e, &self.inner.name, "producer"))?;
         Ok(Producer {
             ring,
             local: self.local(Side::Send),
         })
     }
 
-    /// The SPSC consumer (at most one per channel, across processes).
+    /// The SPSC consumer: at most one per channel, as for [`producer`](Self::producer).
     pub fn consumer(&self) -> Result<Consumer<T>, OpenError> {
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
         // SAFETY: as in `producer`.
-        let ring = unsafe { SpscRing::<T>::consumer(ptr, len, self.token(), &alive)? };
+        let ring = unsafe { SpscRing::<T>::consumer(ptr, len, self.token(), &alive) }
+            .map_err(|e| OpenError::for_role(e, &self.inner.name, "consumer"))?;
         Ok(Consumer {
             ring,
             local: self.local(Side::Recv),
@@ -821,7 +1109,7 @@ impl Local {
                 || inner.side_left(peer)
                 || (last.elapsed() >= PEER_CHECK && {
                     last = Instant::now();
-                    matches!(inner.peer_state(peer), Peers::Died | Peers::Left)
+                    !matches!(inner.peer_state(peer), Peers::Live | Peers::NotYet)
                 })
         });
         outcome == shmlane_wake::WaitOutcome::Ready
@@ -913,8 +1201,12 @@ macro_rules! send_impl {
                 }
                 // Peers are checked (syscalls) only after a wait that ended without room,
                 // never on the way into the first wait: the fast path stays syscall-free.
-                if woke && self.local.inner.peer_state(Side::Recv) == Peers::Died {
-                    return Err(SendError::PeerDied(v));
+                if woke {
+                    match self.local.inner.peer_state(Side::Recv) {
+                        Peers::Died => return Err(SendError::PeerDied(v)),
+                        Peers::Corrupt(_) => return Err(SendError::Corrupt(v)),
+                        _ => {}
+                    }
                 }
                 let ring = &mut self.ring;
                 if !self.local.block(deadline, || ring_has_room(ring)) {
@@ -982,6 +1274,7 @@ macro_rules! recv_impl {
                     Peers::NotYet
                 };
                 match peers {
+                    Peers::Corrupt(_) => return Err(RecvError::Corrupt),
                     Peers::Died | Peers::Left => {
                         // Drain what the dead (or departed) senders completed first.
                         return match self.ring.pop() {
@@ -1143,5 +1436,213 @@ impl<T: Pod + Send> Receiver<T> {
     /// Whether the ring looks empty.
     pub fn is_empty(&self) -> bool {
         self.ring.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EDGES: [u64; 14] = [
+        0,
+        1,
+        2,
+        3,
+        255,
+        256,
+        1 << 20,
+        (1 << 40) - 1,
+        1 << 40,
+        (1 << 40) + 1,
+        1 << 41,
+        1 << 63,
+        u64::MAX - 1,
+        u64::MAX,
+    ];
+
+    fn capacity_err(r: Result<Geometry, OpenError>) -> (u64, u64, u64) {
+        match r {
+            Err(OpenError::Config {
+                error:
+                    ConfigError::Capacity {
+                        capacity, min, max, ..
+                    },
+                ..
+            }) => (capacity, min, max),
+            other => panic!("expected a capacity error, got {other:?}"),
+        }
+    }
+
+    /// Every kind, every edge capacity and message size: a geometry or a typed error, never
+    /// an overflow panic (debug) or a wrapped size (release).
+    #[test]
+    fn edge_settings_give_a_geometry_or_a_typed_error() {
+        fn check<T: Pod + Send>(b: impl Fn() -> Builder<T>) {
+            for cap in EDGES {
+                for msg in EDGES.into_iter().map(Some).chain([None]) {
+                    let mut bld = b().capacity(cap);
+                    bld.msg_size = msg;
+                    match bld.geometry() {
+                        Ok(g) => {
+                            assert_eq!(g.cap, cap);
+                            assert!(g.ring <= MAX_RING_BYTES && g.ring >= cap.min(MAX_RING_BYTES));
+                            assert!(g.segment > g.ring && g.segment % 4096 == 0);
+                        }
+                        Err(OpenError::Config { .. }) => {}
+                        Err(e) => panic!("capacity {cap}, msg {msg:?}: {e}"),
+                    }
+                }
+            }
+        }
+        check(|| spsc::<u64>("t"));
+        check(|| spsc::<[u8; 3]>("t"));
+        check(|| spsc::<[u64; 1 << 17]>("t"));
+        check(|| spsc::<[u8; 1 << 32]>("t"));
+        check(|| spsc::<[u8; (1 << 32) + 8]>("t"));
+        check(|| mpmc::<u64>("t"));
+        check(|| mpmc::<[u8; 1 << 20]>("t"));
+        check(|| bytes("t"));
+        check(|| broadcast("t"));
+    }
+
+    #[test]
+    fn capacity_u64_max_is_a_capacity_error_for_every_kind() {
+        let max = shmlane_ring::MAX_CAPACITY;
+        assert_eq!(
+            capacity_err(spsc::<u64>("t").capacity(u64::MAX).geometry()),
+            (u64::MAX, 1, max)
+        );
+        assert_eq!(
+            capacity_err(mpmc::<u64>("t").capacity(u64::MAX).geometry()),
+            (u64::MAX, 2, max)
+        );
+        assert_eq!(
+            capacity_err(bytes("t").capacity(u64::MAX).geometry()),
+            (u64::MAX, 256, max)
+        );
+        assert_eq!(
+            capacity_err(broadcast("t").capacity(u64::MAX).geometry()),
+            (u64::MAX, 2, max)
+        );
+        // Below the kind's minimum or not a power of two.
+        assert_eq!(capacity_err(mpmc::<u64>("t").capacity(1).geometry()).0, 1);
+        assert_eq!(capacity_err(bytes("t").capacity(8).geometry()).0, 8);
+        assert_eq!(capacity_err(spsc::<u64>("t").capacity(0).geometry()).0, 0);
+        assert_eq!(capacity_err(spsc::<u64>("t").capacity(3).geometry()).0, 3);
+        assert_eq!(
+            capacity_err(spsc::<u64>("t").capacity(1 << 41).geometry()).0,
+            1 << 41
+        );
+        let e = spsc::<u64>("t").capacity(u64::MAX).geometry().unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("use a power of two from 1 to 1099511627776"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn message_sizes_past_the_kind_limit_are_msg_size_errors() {
+        let slot_max = shmlane_ring::broadcast::MAX_SLOT_BYTES as u64 - 16;
+        for (b, max) in [
+            (broadcast("t").msg_size(u64::MAX), slot_max),
+            (broadcast("t").msg_size(slot_max + 1), slot_max),
+            (bytes("t").capacity(256).msg_size(25), 24),
+        ] {
+            match b.geometry() {
+                Err(OpenError::Config {
+                    error: ConfigError::MsgSize { max: m, .. },
+                    ..
+                }) => assert_eq!(m, max),
+                other => panic!("{other:?}"),
+            }
+        }
+        match spsc::<u64>("t").msg_size(9).geometry() {
+            Err(OpenError::Config {
+                error: ConfigError::MsgSize { max: 8, .. },
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // At the limits: accepted.
+        let g = broadcast("t").msg_size(slot_max).geometry().unwrap();
+        assert_eq!(g.slot, shmlane_ring::broadcast::MAX_SLOT_BYTES);
+        assert_eq!(
+            bytes("t")
+                .capacity(256)
+                .msg_size(24)
+                .geometry()
+                .unwrap()
+                .msg,
+            24
+        );
+        assert_eq!(broadcast("t").msg_size(0).geometry().unwrap().slot, 24);
+    }
+
+    #[test]
+    fn rings_past_the_size_limit_are_too_large_errors() {
+        // 2^40 slots of 1 MiB: 2^60 bytes.
+        match broadcast("t")
+            .capacity(1 << 40)
+            .msg_size(slot_max())
+            .geometry()
+        {
+            Err(OpenError::Config {
+                error: ConfigError::TooLarge { capacity, slot, .. },
+                ..
+            }) => assert_eq!((capacity, slot), (1 << 40, 1 << 20)),
+            other => panic!("{other:?}"),
+        }
+        // 2^40 slots of 4 GiB: 2^72 bytes, past u64 (the product is checked).
+        assert!(matches!(
+            spsc::<[u8; 1 << 32]>("t").capacity(1 << 40).geometry(),
+            Err(OpenError::Config {
+                error: ConfigError::TooLarge { .. },
+                ..
+            })
+        ));
+        assert!(matches!(
+            spsc::<[u8; (1 << 32) + 8]>("t").capacity(1).geometry(),
+            Err(OpenError::Config {
+                error: ConfigError::TooLarge { .. },
+                ..
+            })
+        ));
+        assert!(matches!(
+            mpmc::<[u8; 1 << 20]>("t").capacity(1 << 30).geometry(),
+            Err(OpenError::Config {
+                error: ConfigError::TooLarge { .. },
+                ..
+            })
+        ));
+        // Just at the limit: 2^40 slots of 64 bytes is 2^46 bytes plus the header: too large;
+        // 2^39 of them fits, and the sizes are exact.
+        assert!(spsc::<[u64; 8]>("t").capacity(1 << 40).geometry().is_err());
+        let g = spsc::<[u64; 8]>("t").capacity(1 << 39).geometry().unwrap();
+        assert_eq!(g.ring, SpscRing::<[u64; 8]>::required_size(1 << 39) as u64);
+        let g = bytes("t").capacity(1 << 40).geometry().unwrap();
+        assert_eq!(g.ring, RecordRing::required_size(1 << 40) as u64);
+        let g = broadcast("t").capacity(1 << 20).geometry().unwrap();
+        assert_eq!(
+            g.ring,
+            BroadcastRing::required_size(1 << 20, broadcast_slot(BROADCAST_MSG)) as u64
+        );
+    }
+
+    /// The checksum's wire format: CRC32C (Castagnoli: 0xE3069283 for "123456789") of the
+    /// message's length as a little-endian u32, then its bytes, stored little-endian.
+    #[test]
+    fn the_checksum_is_crc32c_of_the_length_and_the_bytes() {
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(
+            checksum(b"123456789"),
+            crc32c::crc32c(b"\x09\x00\x00\x00123456789").to_le_bytes()
+        );
+        assert_eq!(checksum(b""), crc32c::crc32c(&[0; 4]).to_le_bytes());
+        assert_ne!(checksum(b"ab"), checksum(b"ab\0"));
+    }
+
+    fn slot_max() -> u64 {
+        shmlane_ring::broadcast::MAX_SLOT_BYTES as u64 - 16
     }
 }

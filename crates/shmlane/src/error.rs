@@ -40,6 +40,101 @@ pub enum OpenError {
     /// An event inside is malformed.
     #[error("event: {0}")]
     Event(#[from] EventError),
+    /// A builder setting is out of range; nothing was created or opened.
+    #[error("channel {name}: {error}")]
+    Config {
+        /// Channel name.
+        name: String,
+        /// What is out of range, and the range.
+        #[source]
+        error: ConfigError,
+    },
+    /// A single role (SPSC producer or consumer, byte receiver, broadcast publisher) is held
+    /// by a live endpoint: of another process, or of this one (the same or another handle,
+    /// any thread). One left by a dead process is taken over instead.
+    #[error(
+        "channel {name}: its {role} is already held by a live endpoint (owner {holder:#x}, maybe in this process); there is one {role} at a time: drop that endpoint first, or use a channel kind with any number of them (mpmc, or a byte channel's senders)"
+    )]
+    RoleTaken {
+        /// Channel name.
+        name: String,
+        /// The role asked for: `producer`, `consumer`, `byte receiver` or `publisher`.
+        role: &'static str,
+        /// The holder's owner tag (its attachment slot and generation).
+        holder: u64,
+    },
+}
+
+/// A [`Builder`](crate::Builder) setting out of range (found before anything is created, with
+/// checked arithmetic: no setting overflows a size computation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The capacity is not a power of two in `min..=max`.
+    #[error(
+        "capacity {capacity} is out of range for a {kind} channel: use a power of two from {min} to {max}"
+    )]
+    Capacity {
+        /// The channel kind's name.
+        kind: &'static str,
+        /// The capacity asked for.
+        capacity: u64,
+        /// The smallest capacity of this kind.
+        min: u64,
+        /// The largest capacity of this kind.
+        max: u64,
+    },
+    /// The largest message is above what the channel can hold.
+    #[error(
+        "message size {msg_size} is out of range for a {kind} channel: at most {max} bytes{hint}"
+    )]
+    MsgSize {
+        /// The channel kind's name.
+        kind: &'static str,
+        /// The message size asked for.
+        msg_size: u64,
+        /// The largest this channel (kind, element type, capacity) takes.
+        max: u64,
+        /// What to change.
+        hint: &'static str,
+    },
+    /// The setting is not available for this kind of channel.
+    #[error("a {kind} channel has no {what}")]
+    Unsupported {
+        /// The channel kind's name.
+        kind: &'static str,
+        /// What was asked for, and what to do instead.
+        what: &'static str,
+    },
+    /// The ring would be larger than any shared memory: `capacity` slots of `slot` bytes
+    /// (plus headers) exceed `max` bytes.
+    #[error(
+        "a {kind} ring of {capacity} slots of {slot} bytes exceeds the {max}-byte limit on a ring; use a smaller capacity or message size"
+    )]
+    TooLarge {
+        /// The channel kind's name.
+        kind: &'static str,
+        /// Slots asked for.
+        capacity: u64,
+        /// Bytes per slot.
+        slot: u64,
+        /// The limit on a ring's size.
+        max: u64,
+    },
+}
+
+impl OpenError {
+    /// Names the channel and role in a refused role claim; other errors pass through.
+    pub(crate) fn for_role(e: AttachError, name: &str, role: &'static str) -> Self {
+        match e {
+            AttachError::RoleTaken { holder } => Self::RoleTaken {
+                name: name.to_owned(),
+                role,
+                holder,
+            },
+            e => Self::Ring(e),
+        }
+    }
 }
 
 /// Why a non-blocking send failed; the message comes back.
@@ -134,6 +229,11 @@ pub enum ByteSendError {
     /// The ring's positions are impossible.
     #[error("channel ring is corrupt")]
     Corrupt,
+    /// `claim` on a channel with checksums: the checksum needs the message's bytes.
+    #[error(
+        "zero-copy claims are not available on a channel with checksums (the checksum needs the bytes): use send or try_send"
+    )]
+    ChecksumClaim,
 }
 
 /// Why receiving from a byte channel ([`ByteReceiver`](crate::ByteReceiver)) or a broadcast

@@ -45,7 +45,8 @@ pub use channel::{
     inspect, mpmc, spsc,
 };
 pub use error::{
-    ByteRecvError, ByteSendError, OpenError, RecvError, SendError, TryRecvError, TrySendError,
+    ByteRecvError, ByteSendError, ConfigError, OpenError, RecvError, SendError, TryRecvError,
+    TrySendError,
 };
 pub use shmlane_segment::{Location, UnlinkPolicy};
 pub use shmlane_wake::{Deadline, WaitStrategy};
