@@ -20,8 +20,9 @@ use crate::sync::{AtomicU32, AtomicU64};
 
 /// The first eight bytes of every shmlane segment.
 pub const MAGIC: [u8; 8] = *b"SHMLANE\0";
-/// Bumped whenever the byte layout changes incompatibly.
-pub const LAYOUT_VERSION: u32 = 1;
+/// Bumped whenever the byte layout or a protocol on it changes incompatibly. 2: the region
+/// directory lock holds the holder's owner tag (slot and generation), not its slot + 1.
+pub const LAYOUT_VERSION: u32 = 2;
 /// Size of [`SegmentHeader`].
 pub const HEADER_SIZE: usize = 128;
 /// Offset of [`ControlBlock`].
@@ -157,7 +158,8 @@ const _: () = assert!(size_of::<SegmentHeader>() == HEADER_SIZE);
 pub struct ControlBlock {
     /// [`INIT_PENDING`] until the creator is done, then [`INIT_READY`] (stored last, Release).
     pub init_state: AtomicU32,
-    /// 0 when free, else the holder's slot index + 1. Guards region creation.
+    /// 0 when free, else the holder's owner tag (`Segment::owner_tag`: slot + 1 and the slot's
+    /// generation). Guards region creation.
     pub dir_lock: AtomicU32,
     /// Number of complete region directory entries (published with Release after the entry).
     pub region_count: AtomicU32,

@@ -198,6 +198,9 @@ pub struct Segment {
     sysv_id: Option<i32>,
     open_timeout: Duration,
     mlock: bool,
+    /// Process-local: 1 while a thread of this handle holds, or is taking, the shared region
+    /// directory lock (see `lock_directory`).
+    dir_local: AtomicU32,
 }
 
 // SAFETY: the mapping is process-wide memory; every access goes through atomics or raw-pointer
@@ -723,6 +726,7 @@ impl SegmentBuilder {
             sysv_id: None,
             open_timeout: self.open_timeout,
             mlock: self.mlock,
+            dir_local: AtomicU32::new(0),
         }
     }
 
@@ -1518,7 +1522,11 @@ impl Segment {
     /// process given the same slot has another generation, so a tag left by a dead process is
     /// never taken for the new holder's (the slot number alone was: a dead producer's claim
     /// looked alive until a timeout once its slot had been reused). Fits in 24 bits.
+    /// A handle that holds no slot (its `after_fork` failed) has tag 0, which is never alive.
     pub fn owner_tag(&self) -> u32 {
+        if self.slot >= self.max_attach {
+            return 0;
+        }
         // ORDERING: Relaxed; our own slot's generation, written by our claim.
         let generation = self
             .slot_ref(self.slot)
@@ -1734,27 +1742,68 @@ impl Segment {
         }))
     }
 
-    /// Takes the region directory lock, stealing it from a holder whose slot is dead.
+    /// Takes the region directory lock, stealing it from a holder that is dead.
+    ///
+    /// The token in the shared word is this attachment's [`owner_tag`](Self::owner_tag): the
+    /// slot *and* the generation it was claimed at. Threads of this handle first take turns on
+    /// the handle's own `dir_local` flag, so while one holds it no other thread of this
+    /// attachment holds (or is taking) the shared lock: the shared word showing our own token
+    /// then can only have been left by a dead holder (an earlier holder of our slot whose
+    /// generation matches ours modulo 2^11, or a hostile write), and is taken over. Any other
+    /// token is waited for while [`tag_alive`](Self::tag_alive) says its attachment lives; a
+    /// dead predecessor in our slot has another generation, so it is dead.
     fn lock_directory(&self) -> Result<DirGuard<'_>, RegionError> {
-        let me = self.slot + 1;
+        let deadline = Instant::now() + DIR_LOCK_TIMEOUT;
+        let me = self.owner_tag();
+        if me == 0 {
+            return Err(RegionError::NotAttached);
+        }
+        // ORDERING: Acquire on success; pairs with the Release store in `LocalTurn::drop`,
+        // so the previous thread's region writes are visible (they are also published through
+        // the shared lock below).
+        while self
+            .dir_local
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            if Instant::now() >= deadline {
+                return Err(RegionError::Busy);
+            }
+            thread::sleep(Duration::from_micros(100));
+        }
+        let local = LocalTurn {
+            flag: &self.dir_local,
+        };
         let lock = &self.control().dir_lock;
-        let deadline = Instant::now() + Duration::from_secs(2);
         loop {
             // ORDERING: Acquire on success; pairs with the Release store in DirGuard::drop,
             // so the previous holder's entry and bump writes are visible.
             match lock.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return Ok(DirGuard { lock }),
+                Ok(_) => {
+                    return Ok(DirGuard {
+                        lock,
+                        _local: local,
+                    });
+                }
                 Err(holder) => {
-                    // Our own token means a process that had our slot before us died holding
-                    // the lock (we never take it twice): as stale as a dead holder's.
-                    let dead = holder == 0 || holder == me || !self.slot_alive(holder - 1);
+                    let dead = if holder == me {
+                        // No thread of this handle holds it (we hold `dir_local`), unless
+                        // this is a child after `fork` that has not called `after_fork`: the
+                        // token is then the parent's, which may be inside `region()`.
+                        self.owner_pid == sys::getpid()
+                    } else {
+                        !self.tag_alive(holder)
+                    };
                     // ORDERING: Acquire; as above, when taking over from a dead holder.
                     if dead
                         && lock
                             .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
                             .is_ok()
                     {
-                        return Ok(DirGuard { lock });
+                        return Ok(DirGuard {
+                            lock,
+                            _local: local,
+                        });
                     }
                 }
             }
@@ -1766,8 +1815,26 @@ impl Segment {
     }
 }
 
+/// How long `region()` waits for the directory lock before `Busy`.
+const DIR_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// This handle's turn at the directory lock (the `dir_local` flag), released on drop.
+struct LocalTurn<'a> {
+    flag: &'a AtomicU32,
+}
+
+impl Drop for LocalTurn<'_> {
+    fn drop(&mut self) {
+        // ORDERING: Release; pairs with the Acquire CAS in `lock_directory`.
+        self.flag.store(0, Ordering::Release);
+    }
+}
+
 struct DirGuard<'a> {
     lock: &'a AtomicU32,
+    // Dropped after `lock` is released (fields drop after `Drop::drop`), so another thread of
+    // this handle never finds the shared word holding our token while it has the turn.
+    _local: LocalTurn<'a>,
 }
 
 /// Owner tags: the slot plus one in the low bits (slots are at most 4096), then the generation.
@@ -1879,28 +1946,85 @@ mod tests {
         assert!(seg.tag_alive(seg.owner_tag()));
     }
 
-    /// A process that died holding the region directory lock, whose slot this process was then
-    /// given: the lock word holds our own token. It is stale (we never take the lock twice), so
-    /// adding a region succeeds instead of waiting 2 s for `Busy` (found by the segment_open
-    /// fuzz target: such inputs took 4 s each).
-    #[test]
-    fn a_directory_lock_left_under_our_own_token_is_taken_over() {
-        let name = format!("shmlane-test-{}-dirlock", std::process::id());
-        let seg = Segment::posix(&name)
+    fn dirlock_segment(label: &str) -> Segment {
+        Segment::posix(format!("shmlane-test-{}-{label}", std::process::id()))
             .size(64 * 1024)
             .unlink(UnlinkPolicy::LastDetach)
             .create()
-            .expect("create");
-        // ORDERING: Relaxed; a test setting up a stale lock before anyone uses it.
-        seg.control()
-            .dir_lock
-            .store(seg.slot + 1, Ordering::Relaxed);
+            .expect("create")
+    }
+
+    fn set_dir_lock(seg: &Segment, v: u32) {
+        // ORDERING: Relaxed; a test setting up the lock word before anyone uses it.
+        seg.control().dir_lock.store(v, Ordering::Relaxed);
+    }
+
+    /// A process that died holding the region directory lock, whose slot this process was then
+    /// given: the lock word holds our slot at the dead holder's generation, which is not ours.
+    /// It is stale, so adding a region succeeds at once instead of waiting 2 s for `Busy`
+    /// (found by the segment_open fuzz target: such inputs took 4 s each).
+    #[test]
+    fn a_directory_lock_left_by_a_dead_predecessor_of_our_slot_is_taken_over() {
+        let seg = dirlock_segment("dirlock-pred");
+        let tag = seg.owner_tag();
+        let predecessor = tag.wrapping_sub(1 << TAG_SLOT_BITS) & ((1 << 24) - 1);
+        assert_eq!(predecessor & 0x1fff, seg.slot() + 1, "same slot");
+        assert_ne!(predecessor, tag, "another generation");
+        set_dir_lock(&seg, predecessor);
+        let t0 = Instant::now();
         assert!(seg.region("after", 64, 1).is_ok());
-        // ORDERING: Relaxed; as above.
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "waited for a dead holder"
+        );
+        // ORDERING: Relaxed; single-threaded test.
         assert_eq!(
             seg.control().dir_lock.load(Ordering::Relaxed),
             0,
-            "released after use"
+            "released"
         );
+    }
+
+    /// The lock word holding our exact token while no thread of this handle is in `region()`:
+    /// left by an earlier holder of our slot whose generation matched ours (modulo 2^11), or
+    /// written by a hostile peer. Nobody of ours holds it (threads take turns before taking the
+    /// shared lock), so it is taken over at once.
+    #[test]
+    fn a_directory_lock_left_under_our_own_token_is_taken_over() {
+        let seg = dirlock_segment("dirlock-own");
+        set_dir_lock(&seg, seg.owner_tag());
+        let t0 = Instant::now();
+        assert!(seg.region("after", 64, 1).is_ok());
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "waited for ourselves"
+        );
+        // ORDERING: Relaxed; single-threaded test.
+        assert_eq!(
+            seg.control().dir_lock.load(Ordering::Relaxed),
+            0,
+            "released"
+        );
+    }
+
+    /// A lock held by another live attachment (a second handle of this same process) is waited
+    /// for, not taken: `region()` returns only once the holder lets go.
+    #[test]
+    fn a_directory_lock_held_by_another_live_attachment_is_waited_for() {
+        let seg = dirlock_segment("dirlock-live");
+        let other = Segment::at(seg.location().clone()).open().expect("open");
+        assert_ne!(other.slot(), seg.slot());
+        set_dir_lock(&seg, other.owner_tag());
+        let hold = Duration::from_millis(300);
+        let t0 = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(hold);
+                // ORDERING: Release; as `DirGuard::drop`.
+                other.control().dir_lock.store(0, Ordering::Release);
+            });
+            assert!(seg.region("after", 64, 1).is_ok());
+            assert!(t0.elapsed() >= hold, "took a live holder's lock");
+        });
     }
 }
