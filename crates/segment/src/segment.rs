@@ -1439,7 +1439,19 @@ impl Segment {
     /// Call in a child after `fork`: claims an attachment slot for the child, so that the
     /// parent's slot is not released by the child's drop and the child's death is seen.
     /// For fd backends the file is reopened, so the child's locks are its own.
+    ///
+    /// On failure (no free slot, or the file cannot be reopened) the handle holds no slot: its
+    /// drop then leaves the parent's slot alone, [`slot`](Self::slot) is `u32::MAX`,
+    /// [`owner_tag`](Self::owner_tag) is 0 and [`region`](Self::region) cannot create regions
+    /// (`NotAttached`); the mapping stays usable.
     pub fn after_fork(&mut self, role: u32) -> io::Result<()> {
+        // The inherited slot is the parent's: never ours to use, release or name, whatever
+        // happens below.
+        self.slot = u32::MAX;
+        // ORDERING: Relaxed; `&mut self`, and the child's only thread: no other thread of this
+        // process can be taking the directory lock (a parent thread inside `region()` at the
+        // fork left the flag set in the child's copy).
+        self.dir_local.store(0, Ordering::Relaxed);
         if let Some(fd) = &self.fd {
             let file = OpenOptions::new()
                 .read(true)

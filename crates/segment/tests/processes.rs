@@ -74,6 +74,7 @@ fn child_entry() {
         }
         "fork-anonymous" => fork_anonymous_child(),
         "fork-prefault" => fork_prefault_child(),
+        "after-fork-full" => after_fork_full_child(&args[0]),
         other => panic!("unknown child role {other}"),
     };
     std::process::exit(code);
@@ -406,4 +407,70 @@ fn prefault_maps_a_forked_childs_pages_without_changing_them() {
         rows[&false].1 && rows[&true].1,
         "contents changed: {rows:?}"
     );
+}
+
+/// Runs in its own (single-threaded) test process: a segment with one attachment slot, held
+/// by this process; a forked child's `after_fork` finds no free slot and fails. The child's
+/// handle must then hold no slot, and its drop must leave ours attached.
+fn after_fork_full_child(backend: &str) -> i32 {
+    let b = match backend {
+        "anonymous" => Segment::anonymous(),
+        "memfd" => Segment::memfd("after-fork-full"),
+        other => panic!("unknown backend {other}"),
+    };
+    let mut seg = b.size(4096).max_attachments(1).create().unwrap();
+    let mine = seg.slot();
+    // SAFETY: this test process runs a single thread, so the child may allocate; it ends with
+    // `_exit`, running no destructor it inherited except the segment's, which is the test.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let failed = seg.after_fork(9).is_err();
+            let detached = seg.slot() == u32::MAX && seg.owner_tag() == 0;
+            let refused = matches!(
+                seg.region("child", 128, 1),
+                Err(shmlane_segment::RegionError::NotAttached)
+            );
+            // The drop is what released the parent's slot.
+            drop(seg);
+            let code = i32::from(!failed) | i32::from(!detached) << 1 | i32::from(!refused) << 2;
+            // SAFETY: _exit is always safe to call.
+            unsafe { libc::_exit(code) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let status = nix::sys::wait::waitpid(child, None).unwrap();
+            let att = seg.attachments();
+            assert_eq!(att.len(), 1, "our slot was released by the child: {att:?}");
+            assert_eq!(
+                status,
+                nix::sys::wait::WaitStatus::Exited(child, 0),
+                "the child's after_fork must fail (bit 0) and leave it without a slot (bit 1) \
+                 that could create regions (bit 2)"
+            );
+        }
+    }
+    let att = seg.attachments();
+    assert_eq!(att.len(), 1);
+    assert_eq!(att[0].slot, mine);
+    assert_eq!(att[0].pid, std::process::id());
+    assert!(att[0].alive);
+    assert!(seg.tag_alive(seg.owner_tag()));
+    // Still ours: nobody else can take it (a second handle finds the table full).
+    if backend == "memfd" {
+        let fd = seg.fd().unwrap().try_clone_to_owned().unwrap();
+        assert!(matches!(
+            Segment::from_memfd(fd, 1),
+            Err(OpenError::TooManyAttachments { max: 1, .. })
+        ));
+    }
+    0
+}
+
+/// A failed `after_fork` (issue 15, finding 6) used to leave the child's handle with the
+/// parent's slot, and the child's drop then released it: the parent looked detached.
+#[test]
+fn a_failed_after_fork_leaves_the_parents_slot_attached() {
+    for backend in ["anonymous", "memfd"] {
+        let (code, _) = finish(child("after-fork-full", &[backend]).spawn().unwrap(), LIMIT);
+        assert_eq!(code, 0, "{backend}");
+    }
 }
