@@ -1002,7 +1002,7 @@ fn sysv_attach(id: i32) -> io::Result<NonNull<u8>> {
     NonNull::new(p.cast()).ok_or_else(|| io::Error::other("shmat returned null"))
 }
 
-fn sysv_stat(id: i32) -> io::Result<libc::shmid_ds> {
+pub(crate) fn sysv_stat(id: i32) -> io::Result<libc::shmid_ds> {
     // SAFETY: shmid_ds is plain data; zeroed is valid and IPC_STAT fills it.
     let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
     // SAFETY: the pointer is valid for writes of one shmid_ds.

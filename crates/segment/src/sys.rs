@@ -125,6 +125,16 @@ pub fn process_alive(pid: u32, start_ticks: u64) -> bool {
     fields.nth(18).and_then(|s| s.parse::<u64>().ok()) == Some(start_ticks)
 }
 
+/// Whether a process with this pid exists in our /proc: `Some(false)` only when /proc says
+/// there is none, `None` when /proc cannot be read.
+pub fn pid_exists(pid: u32) -> Option<bool> {
+    match fs::metadata(format!("/proc/{pid}")) {
+        Ok(_) => Some(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Some(false),
+        Err(_) => None,
+    }
+}
+
 /// This process's pid.
 pub fn getpid() -> u32 {
     std::process::id()

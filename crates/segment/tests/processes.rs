@@ -75,6 +75,20 @@ fn child_entry() {
         "fork-anonymous" => fork_anonymous_child(),
         "fork-prefault" => fork_prefault_child(),
         "after-fork-full" => after_fork_full_child(&args[0]),
+        "sysv-die-in-init" => {
+            let key: i32 = args[0].parse().expect("key");
+            let _ = Segment::sysv(key)
+                .size(4096)
+                .create_with(|_| -> Result<(), std::io::Error> { std::process::exit(0) });
+            unreachable!("the initialiser exits")
+        }
+        "sysv-die-attached" => {
+            let key: i32 = args[0].parse().expect("key");
+            let seg = Segment::sysv(key).open().expect("open sysv");
+            // Exit without detaching cleanly: the slot stays attached under a dead pid.
+            std::mem::forget(seg);
+            0
+        }
         other => panic!("unknown child role {other}"),
     };
     std::process::exit(code);
@@ -473,4 +487,146 @@ fn a_failed_after_fork_leaves_the_parents_slot_attached() {
         let (code, _) = finish(child("after-fork-full", &[backend]).spawn().unwrap(), LIMIT);
         assert_eq!(code, 0, "{backend}");
     }
+}
+
+fn sysv_key(tag: i32) -> i32 {
+    (tag << 24) | (std::process::id() as i32 & 0xffff)
+}
+
+/// A SysV segment whose creator is still initialising it is attached (by the creator), so it
+/// is live, not stale (issue 15, finding 7): it used to be removed, the creator got `Ok` and
+/// every later open failed `NotFound`.
+#[test]
+fn a_sysv_segment_being_created_is_not_stale() {
+    let key = sysv_key(0x52);
+    let loc = Location::SysV(key);
+    let (in_init, wait_in_init) = std::sync::mpsc::channel();
+    let (finish_init, init_may_finish) = std::sync::mpsc::channel::<()>();
+    let (outcome, seg) = std::thread::scope(|s| {
+        let creator = s.spawn(move || {
+            Segment::sysv(key)
+                .size(4096)
+                .unlink(UnlinkPolicy::CreatorDrop)
+                .create_with(|_| {
+                    in_init.send(()).unwrap();
+                    init_may_finish.recv()
+                })
+        });
+        wait_in_init.recv().unwrap();
+        let outcome = remove_if_stale(&loc);
+        finish_init.send(()).unwrap();
+        (outcome, creator.join().unwrap())
+    });
+    let seg = seg.expect("create");
+    assert_eq!(
+        outcome.expect("remove_if_stale"),
+        RemoveOutcome::NotStale(SegmentState::Live)
+    );
+    let opened = Segment::sysv(key).open();
+    assert!(opened.is_ok(), "the finished segment is gone: {opened:?}");
+    // Attached and initialised: live too.
+    drop(opened);
+    assert_eq!(
+        remove_if_stale(&loc).unwrap(),
+        RemoveOutcome::NotStale(SegmentState::Live)
+    );
+    drop(seg);
+}
+
+/// The SysV cases that are stale, and the one that is idle: a creator that died during
+/// initialisation (nobody attached, creator gone), a process that died attached; a segment
+/// everybody left cleanly stays.
+#[test]
+fn sysv_remove_if_stale_removes_only_what_is_dead() {
+    let key = sysv_key(0x53);
+    let loc = Location::SysV(key);
+    let (code, _) = finish(
+        child("sysv-die-in-init", &[&key.to_string()])
+            .spawn()
+            .unwrap(),
+        LIMIT,
+    );
+    assert_eq!(code, 0);
+    assert!(matches!(
+        Segment::sysv(key).open_timeout(Duration::ZERO).open(),
+        Err(OpenError::NotInitialized { .. })
+    ));
+    assert_eq!(remove_if_stale(&loc).unwrap(), RemoveOutcome::Removed);
+    assert!(matches!(
+        Segment::sysv(key).open(),
+        Err(OpenError::NotFound { .. })
+    ));
+
+    drop(Segment::sysv(key).size(4096).create().unwrap());
+    assert_eq!(
+        remove_if_stale(&loc).unwrap(),
+        RemoveOutcome::NotStale(SegmentState::Idle)
+    );
+    let (code, _) = finish(
+        child("sysv-die-attached", &[&key.to_string()])
+            .spawn()
+            .unwrap(),
+        LIMIT,
+    );
+    assert_eq!(code, 0);
+    assert_eq!(remove_if_stale(&loc).unwrap(), RemoveOutcome::Removed);
+    assert!(matches!(
+        Segment::sysv(key).open(),
+        Err(OpenError::NotFound { .. })
+    ));
+}
+
+/// Nobody attached, not initialised, but its creator lives: it is between `shmget` and
+/// `shmat` (simulated here by a bare `shmget` of this process), so the segment is left to it.
+#[test]
+fn a_sysv_segment_whose_creator_lives_is_not_stale_before_it_attaches() {
+    let key = sysv_key(0x54);
+    // SAFETY: plain syscall.
+    let id = unsafe { libc::shmget(key, 64 * 1024, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+    assert!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
+    let outcome = remove_if_stale(&Location::SysV(key));
+    // SAFETY: IPC_RMID takes no buffer.
+    let still_there = unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) } == 0;
+    assert_eq!(
+        outcome.unwrap(),
+        RemoveOutcome::NotStale(SegmentState::Live)
+    );
+    assert!(still_there);
+}
+
+/// An attached segment is live even when its slot table says its holder is dead (the slot's
+/// pid is not ours as /proc sees it: another pid namespace, a hidden /proc, or a hostile
+/// write): the kernel's attachment count is the truth.
+#[test]
+fn an_attached_sysv_segment_is_live_whatever_its_slots_say() {
+    let key = sysv_key(0x55);
+    let loc = Location::SysV(key);
+    let seg = Segment::sysv(key)
+        .size(4096)
+        .unlink(UnlinkPolicy::CreatorDrop)
+        .create()
+        .unwrap();
+    let slot = shmlane_segment::layout::SLOTS_OFFSET
+        + seg.slot() as usize * shmlane_segment::layout::SLOT_SIZE;
+    // SAFETY: the slot's pid word (offset 4 of the slot) lies in our mapping, 4-byte aligned;
+    // written atomically.
+    let pid = unsafe { AtomicU32::from_ptr(seg.as_ptr().add(slot + 4).cast()) };
+    // A pid that does not exist (above the largest pid_max).
+    pid.store(1 << 23, Ordering::Relaxed);
+    let other = Segment::sysv(key).open().unwrap();
+    assert!(
+        other
+            .attachments()
+            .iter()
+            .any(|a| a.slot == seg.slot() && !a.alive),
+        "the slot looks dead"
+    );
+    drop(other);
+    assert_eq!(
+        remove_if_stale(&loc).unwrap(),
+        RemoveOutcome::NotStale(SegmentState::Live)
+    );
+    assert!(Segment::sysv(key).open().is_ok());
+    pid.store(std::process::id(), Ordering::Relaxed);
+    drop(seg);
 }
