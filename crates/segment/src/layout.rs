@@ -21,7 +21,8 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// The first eight bytes of every shmlane segment.
 pub const MAGIC: [u8; 8] = *b"SHMLANE\0";
 /// Bumped whenever the byte layout or a protocol on it changes incompatibly. 2: the region
-/// directory lock holds the holder's owner tag (slot and generation), not its slot + 1.
+/// directory lock holds the holder's owner tag (slot and generation), not its slot + 1; a slot
+/// records its holder's pid namespace and uid (`Slot::ident`, formerly reserved).
 pub const LAYOUT_VERSION: u32 = 2;
 /// Size of [`SegmentHeader`].
 pub const HEADER_SIZE: usize = 128;
@@ -190,7 +191,10 @@ pub struct Slot {
     pub generation: AtomicU32,
     /// Holder's start time in clock ticks since boot.
     pub start_ticks: AtomicU64,
-    _reserved: u64,
+    /// Holder's pid namespace (low 32 bits of its inode, 0 unknown) in the high half and its
+    /// effective uid in the low half, so a reader can tell whether its /proc can judge the
+    /// holder's pid (`sys::judge`). Written with `pid`.
+    pub ident: AtomicU64,
 }
 
 const _: () = assert!(size_of::<Slot>() == SLOT_SIZE);

@@ -64,5 +64,7 @@ pub use segment::{
 /// Liveness helpers shared with the layers above (the rings use them to take over a role
 /// claimed by a dead process).
 pub mod process {
-    pub use crate::sys::{process_alive, process_start_ticks};
+    pub use crate::sys::{
+        Probe, ProcView, Verdict, judge, proc_view, process_alive, process_start_ticks, read_view,
+    };
 }

@@ -419,9 +419,10 @@ fn remove_sysv_if_stale(key: i32, name: String) -> Result<RemoveOutcome, RemoveE
         Err(crate::OpenError::NotFound { .. }) => return Err(RemoveError::NotFound { name }),
         Err(crate::OpenError::NotInitialized { .. }) => {
             // The creator's pid as the kernel recorded it, in our pid namespace (0 when it is
-            // not visible from here: then we cannot tell, and leave it).
+            // not visible from here: then we cannot tell, and leave it; likewise when /proc
+            // cannot tell, see `sys::judge`).
             let creator = u32::try_from(ds.shm_cpid).unwrap_or(0);
-            if creator == 0 || sys::pid_exists(creator) != Some(false) {
+            if creator == 0 || !sys::pid_gone(creator, ds.shm_perm.cuid) {
                 return Ok(RemoveOutcome::NotStale(SegmentState::Live));
             }
             return remove_sysv_if_unattached(id, name);

@@ -982,6 +982,17 @@ impl SegmentBuilder {
     }
 }
 
+/// What our /proc says about a slot holder that recorded `pid`, `start` and `ident`.
+fn holder_verdict(pid: u32, start: u64, ident: u64) -> sys::Verdict {
+    sys::judge(
+        &sys::proc_view(),
+        sys::geteuid(),
+        start,
+        Some(ident),
+        sys::probe(pid),
+    )
+}
+
 /// Removes a private file on drop unless disarmed.
 struct TmpFile(Option<PathBuf>);
 
@@ -1156,7 +1167,7 @@ impl Segment {
             total_size: self.len as u64,
             creator_pid: sys::getpid(),
             creator_uid: sys::geteuid(),
-            creator_start_ticks: sys::process_start_ticks(sys::getpid()).unwrap_or(0),
+            creator_start_ticks: sys::own_start_ticks(),
             created_unix_ns: sys::now_unix_ns(),
             backend: self.kind as u32,
             max_attach: self.max_attach,
@@ -1344,7 +1355,7 @@ impl Segment {
     /// Claims an attachment slot: free ones first, then ones left by dead processes.
     fn claim_slot(&self, role: u32) -> Result<u32, ()> {
         let me = sys::getpid();
-        let start = sys::process_start_ticks(me).unwrap_or(0);
+        let start = sys::own_start_ticks();
         for pass in 0..2 {
             for i in 0..self.max_attach {
                 let slot = self.slot_ref(i).ok_or(())?;
@@ -1382,7 +1393,9 @@ impl Segment {
                             let pid = slot.pid.load(Ordering::Relaxed);
                             // ORDERING: as above.
                             let st = slot.start_ticks.load(Ordering::Relaxed);
-                            !sys::process_alive(pid, st)
+                            // ORDERING: as above.
+                            let ident = slot.ident.load(Ordering::Relaxed);
+                            holder_verdict(pid, st, ident) == sys::Verdict::Dead
                             // ORDERING: AcqRel; among racing takers of a dead slot only one
                             // moves the generation on.
                             && slot
@@ -1408,6 +1421,8 @@ impl Segment {
                 slot.pid.store(me, Ordering::Relaxed);
                 // ORDERING: as above.
                 slot.start_ticks.store(start, Ordering::Relaxed);
+                // ORDERING: as above.
+                slot.ident.store(sys::holder_ident(), Ordering::Relaxed);
                 // ORDERING: as above.
                 slot.role.store(role, Ordering::Relaxed);
                 if self.fd.is_some() {
@@ -1571,7 +1586,9 @@ impl Segment {
 
     /// Whether the process in attachment slot `i` is alive. For fd backends this asks the
     /// kernel whether the slot's lock is held (exact, no pid reuse problem); otherwise it
-    /// compares the stored pid and start time with /proc. A stopped (SIGSTOP) process is alive.
+    /// compares the stored pid and start time with /proc. A stopped (SIGSTOP) process is alive,
+    /// and so is one /proc cannot judge (another pid namespace, a hidden /proc: see
+    /// [`crate::process::proc_view`]).
     pub fn slot_alive(&self, i: u32) -> bool {
         let Some(slot) = self.slot_ref(i) else {
             return false;
@@ -1593,7 +1610,9 @@ impl Segment {
                     let pid = slot.pid.load(Ordering::Relaxed);
                     // ORDERING: as above.
                     let st = slot.start_ticks.load(Ordering::Relaxed);
-                    sys::process_alive(pid, st)
+                    // ORDERING: as above.
+                    let ident = slot.ident.load(Ordering::Relaxed);
+                    holder_verdict(pid, st, ident) != sys::Verdict::Dead
                 }
             }
         }

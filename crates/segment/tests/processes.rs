@@ -12,7 +12,7 @@ use shmlane_segment::{
     Location, OpenError, RemoveOutcome, Segment, SegmentState, UnlinkPolicy, inspect,
     remove_if_stale,
 };
-use shmlane_testkit::{Cleanup, child, child_role, finish, unique};
+use shmlane_testkit::{Cleanup, child, child_role, finish, is_root, unique};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -75,6 +75,7 @@ fn child_entry() {
         "fork-anonymous" => fork_anonymous_child(),
         "fork-prefault" => fork_prefault_child(),
         "after-fork-full" => after_fork_full_child(&args[0]),
+        "pidns-holder" => pidns_holder_child(),
         "sysv-die-in-init" => {
             let key: i32 = args[0].parse().expect("key");
             let _ = Segment::sysv(key)
@@ -629,4 +630,134 @@ fn an_attached_sysv_segment_is_live_whatever_its_slots_say() {
     assert!(Segment::sysv(key).open().is_ok());
     pid.store(std::process::id(), Ordering::Relaxed);
     drop(seg);
+}
+
+/// Waits up to 30 s for `word` to reach `want`.
+fn wait_for(word: &AtomicU32, want: u32) -> bool {
+    let t0 = Instant::now();
+    while word.load(Ordering::Acquire) != want {
+        if t0.elapsed() > Duration::from_secs(30) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+/// Runs in its own single-threaded test process P. An anonymous segment with two slots: P holds
+/// one; a grandchild G in a new pid namespace with its own /proc (as in a container) holds the
+/// other, recording pid 1, which in P's /proc is another process. Then another child C of P
+/// tries to attach: the table is full, and G, alive, must keep its slot.
+fn pidns_holder_child() -> i32 {
+    let mut seg = Segment::anonymous()
+        .size(4096)
+        .max_attachments(2)
+        .create_with(|s| s.region("ctl", 128, 1).map(drop))
+        .unwrap();
+    let ctl = seg.find_region("ctl").unwrap().as_ptr();
+    // SAFETY: two u32 words at the start of a 128-byte aligned region of our mapping, used
+    // only atomically, by this process and its forked children, until they exit.
+    let (attached, release) = unsafe {
+        (
+            AtomicU32::from_ptr(ctl.cast()),
+            AtomicU32::from_ptr(ctl.add(4).cast()),
+        )
+    };
+    // SAFETY: single-threaded test process; the children end with `_exit`.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            // I: every child it forks from here is in a new pid namespace, in a private copy
+            // of the mount table.
+            let flags = nix::sched::CloneFlags::CLONE_NEWPID | nix::sched::CloneFlags::CLONE_NEWNS;
+            // SAFETY: plain syscalls; the strings are NUL-terminated literals.
+            let code = unsafe {
+                if nix::sched::unshare(flags).is_err() {
+                    10
+                } else if libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    11
+                } else {
+                    match nix::unistd::fork().unwrap() {
+                        nix::unistd::ForkResult::Child => {
+                            // G, pid 1 of the new namespace, with that namespace's /proc.
+                            let code = if libc::mount(
+                                c"proc".as_ptr(),
+                                c"/proc".as_ptr(),
+                                c"proc".as_ptr(),
+                                0,
+                                std::ptr::null(),
+                            ) != 0
+                            {
+                                12
+                            } else if seg.after_fork(5).is_err() {
+                                13
+                            } else {
+                                attached.store(seg.slot() + 1, Ordering::Release);
+                                if wait_for(release, 1) { 0 } else { 14 }
+                            };
+                            libc::_exit(code)
+                        }
+                        nix::unistd::ForkResult::Parent { child } => {
+                            match nix::sys::wait::waitpid(child, None) {
+                                Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => c,
+                                _ => 15,
+                            }
+                        }
+                    }
+                }
+            };
+            // SAFETY: _exit is always safe to call.
+            unsafe { libc::_exit(code) };
+        }
+        nix::unistd::ForkResult::Parent { child: middle } => {
+            let g_attached = wait_for(attached, 2);
+            let g_alive = seg
+                .attachments()
+                .iter()
+                .any(|a| a.slot == 1 && a.pid == 1 && a.alive);
+            // SAFETY: as above; C only calls after_fork, reads its slot and `_exit`s.
+            let c_attached = match unsafe { nix::unistd::fork() }.unwrap() {
+                nix::unistd::ForkResult::Child => {
+                    let code = i32::from(seg.after_fork(6).is_ok());
+                    // SAFETY: _exit is always safe to call.
+                    unsafe { libc::_exit(code) };
+                }
+                nix::unistd::ForkResult::Parent { child } => {
+                    nix::sys::wait::waitpid(child, None).unwrap()
+                        != nix::sys::wait::WaitStatus::Exited(child, 0)
+                }
+            };
+            release.store(1, Ordering::Release);
+            let middle = nix::sys::wait::waitpid(middle, None).unwrap();
+            println!("OUT:{g_attached} {g_alive} {c_attached} {middle:?}");
+        }
+    }
+    0
+}
+
+/// A holder in another pid namespace (issue 15, finding 13) records a pid that our /proc gives
+/// to another process: it must not be declared dead, nor its slot taken by a further attach.
+#[test]
+fn a_holder_in_another_pid_namespace_keeps_its_slot() {
+    if !is_root() {
+        println!("skipped: needs root to unshare a pid namespace and mount its /proc");
+        return;
+    }
+    let (code, out) = finish(child("pidns-holder", &[]).spawn().unwrap(), LIMIT);
+    assert_eq!(code, 0);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let v: Vec<&str> = out[0].splitn(4, ' ').collect();
+    assert!(
+        v[3].contains("Exited") && v[3].ends_with(", 0)"),
+        "the namespace side failed: {out:?}"
+    );
+    assert_eq!(v[0], "true", "G never attached: {out:?}");
+    assert_eq!(v[1], "true", "G (alive) was reported dead: {out:?}");
+    assert_eq!(v[2], "false", "a further attach took G's slot: {out:?}");
 }
