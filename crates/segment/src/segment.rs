@@ -1481,9 +1481,13 @@ impl Segment {
         self.owner_pid = sys::getpid();
         self.created = false;
         self.unlink = UnlinkPolicy::Never;
-        self.slot = self
-            .claim_slot(role)
-            .map_err(|()| io::Error::other("all attachment slots are in use"))?;
+        self.slot = self.claim_slot(role).map_err(|()| {
+            io::Error::other(format!(
+                "segment {} has all {} attachment slots in use by live processes; detach a process or create the segment with more slots",
+                self.loc.display_name(),
+                self.max_attach
+            ))
+        })?;
         Ok(())
     }
 

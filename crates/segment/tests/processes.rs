@@ -76,6 +76,14 @@ fn child_entry() {
         "fork-prefault" => fork_prefault_child(),
         "after-fork-full" => after_fork_full_child(&args[0]),
         "pidns-holder" => pidns_holder_child(),
+        "anon-fill" => anon_fill_child(),
+        "sysv-hold" => {
+            let key: i32 = args[0].parse().expect("key");
+            let seg = Segment::sysv(key).role(4).open().expect("open sysv");
+            println!("OUT:{}", seg.slot());
+            std::thread::sleep(Duration::from_secs(300));
+            0
+        }
         "sysv-die-in-init" => {
             let key: i32 = args[0].parse().expect("key");
             let _ = Segment::sysv(key)
@@ -760,4 +768,172 @@ fn a_holder_in_another_pid_namespace_keeps_its_slot() {
     assert_eq!(v[0], "true", "G never attached: {out:?}");
     assert_eq!(v[1], "true", "G (alive) was reported dead: {out:?}");
     assert_eq!(v[2], "false", "a further attach took G's slot: {out:?}");
+}
+
+/// Forks a child that attaches to `seg` in its own name, counts itself in `attached` and
+/// stays alive until `release` is 1.
+fn fork_holder(seg: &mut Segment, role: u32, attached: &AtomicU32, release: &AtomicU32) -> i32 {
+    // SAFETY: single-threaded test process; the child ends with `_exit`.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let code = if seg.after_fork(role).is_ok() {
+                attached.fetch_add(1, Ordering::AcqRel);
+                if wait_for(release, 1) { 0 } else { 2 }
+            } else {
+                1
+            };
+            // SAFETY: _exit is always safe to call.
+            unsafe { libc::_exit(code) };
+        }
+        nix::unistd::ForkResult::Parent { child } => child.as_raw(),
+    }
+}
+
+/// Forks a child that tries to attach and exits: 0 if it got `want` (a slot index, or
+/// `u32::MAX` for "refused with a message naming the full slot table"), else 1.
+fn fork_attach_and_exit(seg: &mut Segment, want: u32) -> bool {
+    // SAFETY: single-threaded test process; the child ends with `_exit`.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let ok = match seg.after_fork(9) {
+                Ok(()) => seg.slot() == want,
+                Err(e) => {
+                    want == u32::MAX && e.to_string().contains("all 3 attachment slots in use")
+                }
+            };
+            // SAFETY: _exit is always safe to call.
+            unsafe { libc::_exit(i32::from(!ok)) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            nix::sys::wait::waitpid(child, None).unwrap()
+                == nix::sys::wait::WaitStatus::Exited(child, 0)
+        }
+    }
+}
+
+/// Runs in its own single-threaded test process: an anonymous segment of 3 slots filled by
+/// this process and two live forked children. A further child is refused and takes nothing;
+/// once a holder is SIGKILLed, the next child takes over exactly its slot.
+fn anon_fill_child() -> i32 {
+    let mut seg = Segment::anonymous()
+        .size(4096)
+        .max_attachments(3)
+        .create_with(|s| s.region("ctl", 128, 1).map(drop))
+        .unwrap();
+    let ctl = seg.find_region("ctl").unwrap().as_ptr();
+    // SAFETY: two u32 words at the start of a 128-byte aligned region of our mapping, used
+    // only atomically by this process and its forked children.
+    let (attached, release) = unsafe {
+        (
+            AtomicU32::from_ptr(ctl.cast()),
+            AtomicU32::from_ptr(ctl.add(4).cast()),
+        )
+    };
+    let h1 = fork_holder(&mut seg, 1, attached, release);
+    let h2 = fork_holder(&mut seg, 2, attached, release);
+    assert!(wait_for(attached, 2), "the holders did not attach");
+    let before = seg.attachments();
+    assert_eq!(before.len(), 3, "{before:?}");
+    assert!(before.iter().all(|a| a.alive), "{before:?}");
+    assert!(
+        fork_attach_and_exit(&mut seg, u32::MAX),
+        "a fourth attach was not refused with a clear message"
+    );
+    assert_eq!(
+        seg.attachments(),
+        before,
+        "the refused attach changed the table"
+    );
+    assert_eq!(seg.unclean_detaches(), 0);
+    // h1 dies without detaching: its slot, and only it, is taken over by the next attach.
+    let dead_slot = before.iter().find(|a| a.pid == h1 as u32).unwrap().slot;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(h1), nix::sys::signal::SIGKILL).unwrap();
+    nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(h1), None).unwrap();
+    assert!(
+        !seg.attachments()
+            .iter()
+            .find(|a| a.slot == dead_slot)
+            .unwrap()
+            .alive
+    );
+    assert!(
+        fork_attach_and_exit(&mut seg, dead_slot),
+        "the dead holder's slot was not taken over"
+    );
+    assert_eq!(seg.unclean_detaches(), 1);
+    release.store(1, Ordering::Release);
+    let h2 = nix::unistd::Pid::from_raw(h2);
+    assert_eq!(
+        nix::sys::wait::waitpid(h2, None).unwrap(),
+        nix::sys::wait::WaitStatus::Exited(h2, 0)
+    );
+    println!("OUT:ok");
+    0
+}
+
+/// No test used to fill an anonymous or SysV slot table (issue 15): taking over a live
+/// holder's slot passed everything. Anonymous: live forked holders.
+#[test]
+fn a_full_anonymous_slot_table_refuses_a_further_attach_and_reuses_only_a_dead_slot() {
+    let (code, out) = finish(child("anon-fill", &[]).spawn().unwrap(), LIMIT);
+    assert_eq!(code, 0);
+    assert_eq!(out, ["ok"]);
+}
+
+/// Kills a child process on drop, whatever happened.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// As above for SysV: two handles of this process and a live child process fill 3 slots.
+#[test]
+fn a_full_sysv_slot_table_refuses_a_further_attach_and_reuses_only_a_dead_slot() {
+    let key = sysv_key(0x56);
+    let seg = Segment::sysv(key)
+        .size(4096)
+        .max_attachments(3)
+        .unlink(UnlinkPolicy::CreatorDrop)
+        .create()
+        .unwrap();
+    let second = Segment::sysv(key).open().unwrap();
+    let mut holder = KillOnDrop(child("sysv-hold", &[&key.to_string()]).spawn().unwrap());
+    let line = BufReader::new(holder.0.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .find_map(|l| l.strip_prefix("OUT:").map(str::to_owned))
+        .expect("the holder's slot");
+    let held: u32 = line.parse().unwrap();
+    let before = seg.attachments();
+    assert_eq!(before.len(), 3, "{before:?}");
+    assert!(before.iter().all(|a| a.alive), "{before:?}");
+    let err = Segment::sysv(key).open().expect_err("a fourth attach");
+    assert!(
+        matches!(err, OpenError::TooManyAttachments { max: 3, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("all 3 attachment slots in use"),
+        "{err}"
+    );
+    assert_eq!(
+        seg.attachments(),
+        before,
+        "the refused attach changed the table"
+    );
+    assert_eq!(seg.unclean_detaches(), 0);
+    // The holder dies without detaching: its slot, and only it, is taken over.
+    holder.0.kill().unwrap();
+    holder.0.wait().unwrap();
+    let third = Segment::sysv(key)
+        .open()
+        .expect("attach after the holder died");
+    assert_eq!(third.slot(), held);
+    assert_eq!(seg.unclean_detaches(), 1);
+    assert!(seg.attachments().iter().all(|a| a.alive));
+    drop((third, second, seg));
 }
