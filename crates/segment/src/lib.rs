@@ -39,13 +39,17 @@
 // multiple of the target type's alignment (asserted there by the structure sizes).
 #![allow(clippy::cast_ptr_alignment)]
 
+mod create;
 mod error;
 mod fdpass;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod layout;
 mod list;
+mod open;
+mod regions;
 mod segment;
+mod slots;
 mod sync;
 mod sys;
 

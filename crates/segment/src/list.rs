@@ -23,10 +23,9 @@ use crate::{
         BackendKind, CONTROL_OFFSET, GATE_LOCK, HEADER_SIZE, HeaderProblem, INIT_READY,
         REGION_ENTRY_SIZE, RegionEntry, SLOT_ATTACHED, SLOT_LOCK_BASE, SLOT_SIZE, SegmentHeader,
     },
-    segment::{
-        Attachment, Location, RegionInfo, SHM_DIR, TMP_PREFIX, check_entry, sysv_rmid, sysv_stat,
-    },
-    sys::{self, LockKind},
+    regions::check_entry,
+    segment::{Attachment, Location, RegionInfo, SHM_DIR, TMP_PREFIX},
+    sys::{self, LockKind, sysv_rmid, sysv_stat},
 };
 
 /// A private file younger than this is a creation in progress, never stale.

@@ -4,6 +4,7 @@
 use std::{
     fs, io,
     os::fd::{AsRawFd, BorrowedFd},
+    ptr::NonNull,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -368,6 +369,31 @@ pub fn now_unix_ns() -> u64 {
 /// `fstat` on a descriptor.
 pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     nix::sys::stat::fstat(fd).map_err(io::Error::from)
+}
+
+pub(crate) fn sysv_attach(id: i32) -> io::Result<NonNull<u8>> {
+    // SAFETY: shmat with a null address lets the kernel choose; the result is checked.
+    let p = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+    if p as isize == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(p.cast()).ok_or_else(|| io::Error::other("shmat returned null"))
+}
+
+pub(crate) fn sysv_stat(id: i32) -> io::Result<libc::shmid_ds> {
+    // SAFETY: shmid_ds is plain data; zeroed is valid and IPC_STAT fills it.
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: the pointer is valid for writes of one shmid_ds.
+    if unsafe { libc::shmctl(id, libc::IPC_STAT, &raw mut ds) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ds)
+}
+
+/// Marks a SysV segment for destruction once the last process detaches.
+pub(crate) fn sysv_rmid(id: i32) -> bool {
+    // SAFETY: IPC_RMID takes no buffer.
+    unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) == 0 }
 }
 
 #[cfg(test)]
