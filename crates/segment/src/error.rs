@@ -270,6 +270,12 @@ pub enum RegionError {
     /// The directory lock stayed held by a live process past the timeout.
     #[error("the region directory stayed locked by a live process; try again")]
     Busy,
+    /// This handle holds no attachment slot (its `after_fork` failed), so it cannot take the
+    /// directory lock.
+    #[error(
+        "this segment handle holds no attachment slot (after_fork failed); open the segment again to create regions"
+    )]
+    NotAttached,
     /// A directory entry or the bump offset is out of range.
     #[error("the region directory is corrupt ({0}); recreate the segment")]
     Corrupt(&'static str),

@@ -15,13 +15,17 @@
 //! bounds-checked by its user before it is turned into an address.
 
 use bytemuck::{Pod, Zeroable};
+use crossbeam_utils::CachePadded;
 
 use crate::sync::{AtomicU32, AtomicU64};
 
 /// The first eight bytes of every shmlane segment.
 pub const MAGIC: [u8; 8] = *b"SHMLANE\0";
-/// Bumped whenever the byte layout changes incompatibly.
-pub const LAYOUT_VERSION: u32 = 1;
+/// Bumped whenever the byte layout or a protocol on it changes incompatibly. 2: the region
+/// directory lock holds the holder's owner tag (slot and generation), not its slot + 1; a slot
+/// records its holder's pid namespace and uid (`Slot::ident`, formerly reserved); the
+/// fingerprint encodes `CachePadded`'s size and alignment.
+pub const LAYOUT_VERSION: u32 = 2;
 /// Size of [`SegmentHeader`].
 pub const HEADER_SIZE: usize = 128;
 /// Offset of [`ControlBlock`].
@@ -157,7 +161,8 @@ const _: () = assert!(size_of::<SegmentHeader>() == HEADER_SIZE);
 pub struct ControlBlock {
     /// [`INIT_PENDING`] until the creator is done, then [`INIT_READY`] (stored last, Release).
     pub init_state: AtomicU32,
-    /// 0 when free, else the holder's slot index + 1. Guards region creation.
+    /// 0 when free, else the holder's owner tag (`Segment::owner_tag`: slot + 1 and the slot's
+    /// generation). Guards region creation.
     pub dir_lock: AtomicU32,
     /// Number of complete region directory entries (published with Release after the entry).
     pub region_count: AtomicU32,
@@ -188,7 +193,10 @@ pub struct Slot {
     pub generation: AtomicU32,
     /// Holder's start time in clock ticks since boot.
     pub start_ticks: AtomicU64,
-    _reserved: u64,
+    /// Holder's pid namespace (low 32 bits of its inode, 0 unknown) in the high half and its
+    /// effective uid in the low half, so a reader can tell whether its /proc can judge the
+    /// holder's pid (`sys::judge`). Written with `pid`.
+    pub ident: AtomicU64,
 }
 
 const _: () = assert!(size_of::<Slot>() == SLOT_SIZE);
@@ -220,18 +228,18 @@ pub const GATE_LOCK: i64 = 1 << 46;
 /// Slot `i` is held by whoever holds the write lock on byte `SLOT_LOCK_BASE + i`.
 pub const SLOT_LOCK_BASE: i64 = GATE_LOCK + 1;
 
-/// The cache-line size this build pads shared indices to (crossbeam's `CachePadded` choice).
-pub const CACHE_LINE: usize = if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
-    128
-} else {
-    64
-};
+/// The cache-line size this build pads shared indices to: the alignment of crossbeam's
+/// `CachePadded`, which the rings use for every index two parties write (128 on x86-64 and
+/// aarch64, 256 on s390x, 32 to 128 elsewhere).
+pub const CACHE_LINE: usize = align_of::<CachePadded<u8>>();
 
-/// Packs what two processes must agree on to share memory: cache-line padding, pointer width,
-/// endianness and the sizes of the shared structures.
+/// Packs what two processes must agree on to share memory: the padding of shared indices
+/// (size and alignment of `CachePadded<u64>`, whose `repr(C)` layout crossbeam-utils
+/// guarantees from 0.8.22), pointer width, endianness and the sizes of the shared structures.
 pub const fn fingerprint() -> u64 {
     let endian: u64 = if cfg!(target_endian = "little") { 1 } else { 2 };
-    (CACHE_LINE as u64)
+    (size_of::<CachePadded<u64>>() as u64 / 8)
+        | ((align_of::<CachePadded<u64>>() as u64 / 8) << 8)
         | ((usize::BITS as u64) << 16)
         | (endian << 24)
         | ((HEADER_SIZE as u64) << 32)
@@ -239,6 +247,11 @@ pub const fn fingerprint() -> u64 {
         | ((SLOT_SIZE as u64) << 52)
         | ((REGION_ENTRY_SIZE as u64 / 8) << 58)
 }
+
+// The padding fits its byte of the fingerprint, and a padded index is one padding unit.
+const _: () = assert!(size_of::<CachePadded<u64>>() / 8 < 256);
+const _: () = assert!(align_of::<CachePadded<u64>>() / 8 < 256);
+const _: () = assert!(size_of::<CachePadded<u64>>() == align_of::<CachePadded<u64>>());
 
 /// Rounds `v` up to a multiple of `align` (a power of two); `None` on overflow.
 pub const fn align_up(v: u64, align: u64) -> Option<u64> {
@@ -366,9 +379,52 @@ mod tests {
     #[test]
     fn fingerprint_encodes_structure_sizes() {
         let f = fingerprint();
-        assert_eq!(f & 0xffff, CACHE_LINE as u64);
+        assert_eq!((f & 0xff) * 8, size_of::<CachePadded<u64>>() as u64);
+        assert_eq!((f >> 8 & 0xff) * 8, align_of::<CachePadded<u64>>() as u64);
+        assert_eq!((f >> 8 & 0xff) * 8, CACHE_LINE as u64);
         assert_eq!((f >> 16) & 0xff, u64::from(usize::BITS));
         assert_eq!((f >> 32) & 0xfff, HEADER_SIZE as u64);
+    }
+
+    /// Two builds whose `CachePadded` differ (another crossbeam-utils, another target) lay the
+    /// rings out differently: their segments must refuse each other.
+    #[test]
+    fn a_segment_of_another_padding_is_a_layout_mismatch() {
+        let o = Offsets::new(1, 1);
+        let mut h = SegmentHeader {
+            magic: MAGIC,
+            layout_version: LAYOUT_VERSION,
+            header_size: HEADER_SIZE as u32,
+            fingerprint: fingerprint(),
+            total_size: o.data,
+            creator_pid: 1,
+            creator_uid: 0,
+            creator_start_ticks: 0,
+            created_unix_ns: 0,
+            backend: BackendKind::Posix as u32,
+            max_attach: 1,
+            max_regions: 1,
+            flags: 0,
+            slots_offset: o.slots,
+            regions_offset: o.regions,
+            data_offset: o.data,
+            reserved: [0; 4],
+        };
+        assert_eq!(h.validate(o.data), Ok(()));
+        for other in [64u64, 256] {
+            // The same everything, padded to `other` bytes.
+            h.fingerprint = (fingerprint() & !0xffff) | (other / 8) | ((other / 8) << 8);
+            assert_eq!(
+                h.validate(o.data),
+                Err(HeaderProblem::Layout(h.fingerprint)),
+                "{other}"
+            );
+        }
+        // Size and alignment are both covered.
+        h.fingerprint = fingerprint() ^ 1;
+        assert!(h.validate(o.data).is_err());
+        h.fingerprint = fingerprint() ^ 1 << 8;
+        assert!(h.validate(o.data).is_err());
     }
 
     #[test]

@@ -39,13 +39,17 @@
 // multiple of the target type's alignment (asserted there by the structure sizes).
 #![allow(clippy::cast_ptr_alignment)]
 
+mod create;
 mod error;
 mod fdpass;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod layout;
 mod list;
+mod open;
+mod regions;
 mod segment;
+mod slots;
 mod sync;
 mod sys;
 
@@ -64,5 +68,7 @@ pub use segment::{
 /// Liveness helpers shared with the layers above (the rings use them to take over a role
 /// claimed by a dead process).
 pub mod process {
-    pub use crate::sys::{process_alive, process_start_ticks};
+    pub use crate::sys::{
+        Probe, ProcView, Verdict, judge, proc_view, process_alive, process_start_ticks, read_view,
+    };
 }

@@ -23,8 +23,9 @@ use crate::{
         BackendKind, CONTROL_OFFSET, GATE_LOCK, HEADER_SIZE, HeaderProblem, INIT_READY,
         REGION_ENTRY_SIZE, RegionEntry, SLOT_ATTACHED, SLOT_LOCK_BASE, SLOT_SIZE, SegmentHeader,
     },
-    segment::{Attachment, Location, RegionInfo, SHM_DIR, TMP_PREFIX, check_entry, sysv_rmid},
-    sys::{self, LockKind},
+    regions::check_entry,
+    segment::{Attachment, Location, RegionInfo, SHM_DIR, TMP_PREFIX},
+    sys::{self, LockKind, sysv_rmid, sysv_stat},
 };
 
 /// A private file younger than this is a creation in progress, never stale.
@@ -351,6 +352,12 @@ pub fn remove(loc: &Location) -> Result<(), RemoveError> {
 /// Removes the segment only if it is stale. While deciding, it holds the segment's gate lock
 /// exclusively, so no process can attach in between (an opener that raced us notices that the
 /// name is gone and reports `NotFound`). A live or idle segment is left untouched.
+///
+/// A System V segment has no lock to hold: one the kernel counts as attached (`shm_nattch`),
+/// including one its creator is still initialising, is live; an unfinished one nobody has
+/// attached is left while its creator's pid exists (it may be between `shmget` and `shmat`).
+/// The attachment count is read again just before the removal, so only a process attaching in
+/// between those two system calls can lose the key (it keeps its mapping).
 pub fn remove_if_stale(loc: &Location) -> Result<RemoveOutcome, RemoveError> {
     let name = loc.display_name();
     if let Location::SysV(key) = loc {
@@ -387,9 +394,21 @@ pub fn remove_if_stale(loc: &Location) -> Result<RemoveOutcome, RemoveError> {
 }
 
 fn remove_sysv_if_stale(key: i32, name: String) -> Result<RemoveOutcome, RemoveError> {
-    // A SysV segment has no locks: it is stale when nobody is attached (shm_nattch, counted by
-    // the kernel, which detaches dead processes) and its slot table shows a process that did
-    // not detach, or its creator never finished.
+    // A SysV segment has no locks. The kernel counts its attachments (`shm_nattch`) and detaches
+    // a process that dies, so an attached segment is live, whatever its slot table says: this
+    // also covers a creator still initialising it (it attaches right after `shmget`). Nobody
+    // attached: it is stale when its slot table shows a process that did not detach, or its
+    // creator never finished and is gone (a creator between `shmget` and `shmat` is alive, so
+    // the segment is left for it).
+    // SAFETY: plain syscall.
+    let id = unsafe { libc::shmget(key, 0, 0) };
+    if id < 0 {
+        return Err(remove_error(name, "shmget", io::Error::last_os_error()));
+    }
+    let ds = sysv_stat(id).map_err(|e| remove_error(name.clone(), "shmctl(IPC_STAT)", e))?;
+    if ds.shm_nattch > 0 {
+        return Ok(RemoveOutcome::NotStale(SegmentState::Live));
+    }
     let seg = match crate::Segment::sysv(key)
         .open_timeout(Duration::ZERO)
         .trust_foreign(false)
@@ -398,7 +417,14 @@ fn remove_sysv_if_stale(key: i32, name: String) -> Result<RemoveOutcome, RemoveE
         Ok(s) => s,
         Err(crate::OpenError::NotFound { .. }) => return Err(RemoveError::NotFound { name }),
         Err(crate::OpenError::NotInitialized { .. }) => {
-            return remove(&Location::SysV(key)).map(|()| RemoveOutcome::Removed);
+            // The creator's pid as the kernel recorded it, in our pid namespace (0 when it is
+            // not visible from here: then we cannot tell, and leave it; likewise when /proc
+            // cannot tell, see `sys::judge`).
+            let creator = u32::try_from(ds.shm_cpid).unwrap_or(0);
+            if creator == 0 || !sys::pid_gone(creator, ds.shm_perm.cuid) {
+                return Ok(RemoveOutcome::NotStale(SegmentState::Live));
+            }
+            return remove_sysv_if_unattached(id, name);
         }
         Err(e) => {
             return Err(RemoveError::Os {
@@ -423,5 +449,22 @@ fn remove_sysv_if_stale(key: i32, name: String) -> Result<RemoveOutcome, RemoveE
     if !dead_left {
         return Ok(RemoveOutcome::NotStale(SegmentState::Idle));
     }
-    remove(&Location::SysV(key)).map(|()| RemoveOutcome::Removed)
+    remove_sysv_if_unattached(id, name)
+}
+
+/// Marks the segment for removal unless somebody attached it while we looked (SysV offers no
+/// lock to hold across the check; this narrows the window to the two system calls).
+fn remove_sysv_if_unattached(id: i32, name: String) -> Result<RemoveOutcome, RemoveError> {
+    let ds = sysv_stat(id).map_err(|e| remove_error(name.clone(), "shmctl(IPC_STAT)", e))?;
+    if ds.shm_nattch > 0 {
+        return Ok(RemoveOutcome::NotStale(SegmentState::Live));
+    }
+    if !sysv_rmid(id) {
+        return Err(remove_error(
+            name,
+            "shmctl(IPC_RMID)",
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(RemoveOutcome::Removed)
 }

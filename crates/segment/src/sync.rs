@@ -5,4 +5,4 @@
 //! it still uses std atomics. The ring and wake crates, whose protocols are pure memory, swap in
 //! loom's types in their own shims.
 
-pub use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};

@@ -12,7 +12,7 @@ use shmlane_segment::{
     Location, OpenError, RemoveOutcome, Segment, SegmentState, UnlinkPolicy, inspect,
     remove_if_stale,
 };
-use shmlane_testkit::{Cleanup, child, child_role, finish, unique};
+use shmlane_testkit::{Cleanup, child, child_role, finish, is_root, unique};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -74,6 +74,30 @@ fn child_entry() {
         }
         "fork-anonymous" => fork_anonymous_child(),
         "fork-prefault" => fork_prefault_child(),
+        "after-fork-full" => after_fork_full_child(&args[0]),
+        "pidns-holder" => pidns_holder_child(),
+        "anon-fill" => anon_fill_child(),
+        "sysv-hold" => {
+            let key: i32 = args[0].parse().expect("key");
+            let seg = Segment::sysv(key).role(4).open().expect("open sysv");
+            println!("OUT:{}", seg.slot());
+            std::thread::sleep(Duration::from_secs(300));
+            0
+        }
+        "sysv-die-in-init" => {
+            let key: i32 = args[0].parse().expect("key");
+            let _ = Segment::sysv(key)
+                .size(4096)
+                .create_with(|_| -> Result<(), std::io::Error> { std::process::exit(0) });
+            unreachable!("the initialiser exits")
+        }
+        "sysv-die-attached" => {
+            let key: i32 = args[0].parse().expect("key");
+            let seg = Segment::sysv(key).open().expect("open sysv");
+            // Exit without detaching cleanly: the slot stays attached under a dead pid.
+            std::mem::forget(seg);
+            0
+        }
         other => panic!("unknown child role {other}"),
     };
     std::process::exit(code);
@@ -406,4 +430,510 @@ fn prefault_maps_a_forked_childs_pages_without_changing_them() {
         rows[&false].1 && rows[&true].1,
         "contents changed: {rows:?}"
     );
+}
+
+/// Runs in its own (single-threaded) test process: a segment with one attachment slot, held
+/// by this process; a forked child's `after_fork` finds no free slot and fails. The child's
+/// handle must then hold no slot, and its drop must leave ours attached.
+fn after_fork_full_child(backend: &str) -> i32 {
+    let b = match backend {
+        "anonymous" => Segment::anonymous(),
+        "memfd" => Segment::memfd("after-fork-full"),
+        other => panic!("unknown backend {other}"),
+    };
+    let mut seg = b.size(4096).max_attachments(1).create().unwrap();
+    let mine = seg.slot();
+    // SAFETY: this test process runs a single thread, so the child may allocate; it ends with
+    // `_exit`, running no destructor it inherited except the segment's, which is the test.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let failed = seg.after_fork(9).is_err();
+            let detached = seg.slot() == u32::MAX && seg.owner_tag() == 0;
+            let refused = matches!(
+                seg.region("child", 128, 1),
+                Err(shmlane_segment::RegionError::NotAttached)
+            );
+            // The drop is what released the parent's slot.
+            drop(seg);
+            let code = i32::from(!failed) | i32::from(!detached) << 1 | i32::from(!refused) << 2;
+            // SAFETY: _exit is always safe to call.
+            unsafe { libc::_exit(code) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let status = nix::sys::wait::waitpid(child, None).unwrap();
+            let att = seg.attachments();
+            assert_eq!(att.len(), 1, "our slot was released by the child: {att:?}");
+            assert_eq!(
+                status,
+                nix::sys::wait::WaitStatus::Exited(child, 0),
+                "the child's after_fork must fail (bit 0) and leave it without a slot (bit 1) \
+                 that could create regions (bit 2)"
+            );
+        }
+    }
+    let att = seg.attachments();
+    assert_eq!(att.len(), 1);
+    assert_eq!(att[0].slot, mine);
+    assert_eq!(att[0].pid, std::process::id());
+    assert!(att[0].alive);
+    assert!(seg.tag_alive(seg.owner_tag()));
+    // Still ours: nobody else can take it (a second handle finds the table full).
+    if backend == "memfd" {
+        let fd = seg.fd().unwrap().try_clone_to_owned().unwrap();
+        assert!(matches!(
+            Segment::from_memfd(fd, 1),
+            Err(OpenError::TooManyAttachments { max: 1, .. })
+        ));
+    }
+    0
+}
+
+/// A failed `after_fork` (issue 15, finding 6) used to leave the child's handle with the
+/// parent's slot, and the child's drop then released it: the parent looked detached.
+#[test]
+fn a_failed_after_fork_leaves_the_parents_slot_attached() {
+    for backend in ["anonymous", "memfd"] {
+        let (code, _) = finish(child("after-fork-full", &[backend]).spawn().unwrap(), LIMIT);
+        assert_eq!(code, 0, "{backend}");
+    }
+}
+
+fn sysv_key(tag: i32) -> i32 {
+    (tag << 24) | (std::process::id() as i32 & 0xffff)
+}
+
+/// A SysV segment whose creator is still initialising it is attached (by the creator), so it
+/// is live, not stale (issue 15, finding 7): it used to be removed, the creator got `Ok` and
+/// every later open failed `NotFound`.
+#[test]
+fn a_sysv_segment_being_created_is_not_stale() {
+    let key = sysv_key(0x52);
+    let loc = Location::SysV(key);
+    let (in_init, wait_in_init) = std::sync::mpsc::channel();
+    let (finish_init, init_may_finish) = std::sync::mpsc::channel::<()>();
+    let (outcome, seg) = std::thread::scope(|s| {
+        let creator = s.spawn(move || {
+            Segment::sysv(key)
+                .size(4096)
+                .unlink(UnlinkPolicy::CreatorDrop)
+                .create_with(|_| {
+                    in_init.send(()).unwrap();
+                    init_may_finish.recv()
+                })
+        });
+        wait_in_init.recv().unwrap();
+        let outcome = remove_if_stale(&loc);
+        finish_init.send(()).unwrap();
+        (outcome, creator.join().unwrap())
+    });
+    let seg = seg.expect("create");
+    assert_eq!(
+        outcome.expect("remove_if_stale"),
+        RemoveOutcome::NotStale(SegmentState::Live)
+    );
+    let opened = Segment::sysv(key).open();
+    assert!(opened.is_ok(), "the finished segment is gone: {opened:?}");
+    // Attached and initialised: live too.
+    drop(opened);
+    assert_eq!(
+        remove_if_stale(&loc).unwrap(),
+        RemoveOutcome::NotStale(SegmentState::Live)
+    );
+    drop(seg);
+}
+
+/// The SysV cases that are stale, and the one that is idle: a creator that died during
+/// initialisation (nobody attached, creator gone), a process that died attached; a segment
+/// everybody left cleanly stays.
+#[test]
+fn sysv_remove_if_stale_removes_only_what_is_dead() {
+    let key = sysv_key(0x53);
+    let loc = Location::SysV(key);
+    let (code, _) = finish(
+        child("sysv-die-in-init", &[&key.to_string()])
+            .spawn()
+            .unwrap(),
+        LIMIT,
+    );
+    assert_eq!(code, 0);
+    assert!(matches!(
+        Segment::sysv(key).open_timeout(Duration::ZERO).open(),
+        Err(OpenError::NotInitialized { .. })
+    ));
+    assert_eq!(remove_if_stale(&loc).unwrap(), RemoveOutcome::Removed);
+    assert!(matches!(
+        Segment::sysv(key).open(),
+        Err(OpenError::NotFound { .. })
+    ));
+
+    drop(Segment::sysv(key).size(4096).create().unwrap());
+    assert_eq!(
+        remove_if_stale(&loc).unwrap(),
+        RemoveOutcome::NotStale(SegmentState::Idle)
+    );
+    let (code, _) = finish(
+        child("sysv-die-attached", &[&key.to_string()])
+            .spawn()
+            .unwrap(),
+        LIMIT,
+    );
+    assert_eq!(code, 0);
+    assert_eq!(remove_if_stale(&loc).unwrap(), RemoveOutcome::Removed);
+    assert!(matches!(
+        Segment::sysv(key).open(),
+        Err(OpenError::NotFound { .. })
+    ));
+}
+
+/// Nobody attached, not initialised, but its creator lives: it is between `shmget` and
+/// `shmat` (simulated here by a bare `shmget` of this process), so the segment is left to it.
+#[test]
+fn a_sysv_segment_whose_creator_lives_is_not_stale_before_it_attaches() {
+    let key = sysv_key(0x54);
+    // SAFETY: plain syscall.
+    let id = unsafe { libc::shmget(key, 64 * 1024, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+    assert!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
+    let outcome = remove_if_stale(&Location::SysV(key));
+    // SAFETY: IPC_RMID takes no buffer.
+    let still_there = unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) } == 0;
+    assert_eq!(
+        outcome.unwrap(),
+        RemoveOutcome::NotStale(SegmentState::Live)
+    );
+    assert!(still_there);
+}
+
+/// An attached segment is live even when its slot table says its holder is dead (the slot's
+/// pid is not ours as /proc sees it: another pid namespace, a hidden /proc, or a hostile
+/// write): the kernel's attachment count is the truth.
+#[test]
+fn an_attached_sysv_segment_is_live_whatever_its_slots_say() {
+    let key = sysv_key(0x55);
+    let loc = Location::SysV(key);
+    let seg = Segment::sysv(key)
+        .size(4096)
+        .unlink(UnlinkPolicy::CreatorDrop)
+        .create()
+        .unwrap();
+    let slot = shmlane_segment::layout::SLOTS_OFFSET
+        + seg.slot() as usize * shmlane_segment::layout::SLOT_SIZE;
+    // SAFETY: the slot's pid word (offset 4 of the slot) lies in our mapping, 4-byte aligned;
+    // written atomically.
+    let pid = unsafe { AtomicU32::from_ptr(seg.as_ptr().add(slot + 4).cast()) };
+    // A pid that does not exist (above the largest pid_max).
+    pid.store(1 << 23, Ordering::Relaxed);
+    let other = Segment::sysv(key).open().unwrap();
+    assert!(
+        other
+            .attachments()
+            .iter()
+            .any(|a| a.slot == seg.slot() && !a.alive),
+        "the slot looks dead"
+    );
+    drop(other);
+    assert_eq!(
+        remove_if_stale(&loc).unwrap(),
+        RemoveOutcome::NotStale(SegmentState::Live)
+    );
+    assert!(Segment::sysv(key).open().is_ok());
+    pid.store(std::process::id(), Ordering::Relaxed);
+    drop(seg);
+}
+
+/// Waits up to 30 s for `word` to reach `want`.
+fn wait_for(word: &AtomicU32, want: u32) -> bool {
+    let t0 = Instant::now();
+    while word.load(Ordering::Acquire) != want {
+        if t0.elapsed() > Duration::from_secs(30) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+/// Runs in its own single-threaded test process P. An anonymous segment with two slots: P holds
+/// one; a grandchild G in a new pid namespace with its own /proc (as in a container) holds the
+/// other, recording pid 1, which in P's /proc is another process. Then another child C of P
+/// tries to attach: the table is full, and G, alive, must keep its slot.
+fn pidns_holder_child() -> i32 {
+    let mut seg = Segment::anonymous()
+        .size(4096)
+        .max_attachments(2)
+        .create_with(|s| s.region("ctl", 128, 1).map(drop))
+        .unwrap();
+    let ctl = seg.find_region("ctl").unwrap().as_ptr();
+    // SAFETY: two u32 words at the start of a 128-byte aligned region of our mapping, used
+    // only atomically, by this process and its forked children, until they exit.
+    let (attached, release) = unsafe {
+        (
+            AtomicU32::from_ptr(ctl.cast()),
+            AtomicU32::from_ptr(ctl.add(4).cast()),
+        )
+    };
+    // SAFETY: single-threaded test process; the children end with `_exit`.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            // I: every child it forks from here is in a new pid namespace, in a private copy
+            // of the mount table.
+            let flags = nix::sched::CloneFlags::CLONE_NEWPID | nix::sched::CloneFlags::CLONE_NEWNS;
+            // SAFETY: plain syscalls; the strings are NUL-terminated literals.
+            let code = unsafe {
+                if nix::sched::unshare(flags).is_err() {
+                    10
+                } else if libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    11
+                } else {
+                    match nix::unistd::fork().unwrap() {
+                        nix::unistd::ForkResult::Child => {
+                            // G, pid 1 of the new namespace, with that namespace's /proc.
+                            let code = if libc::mount(
+                                c"proc".as_ptr(),
+                                c"/proc".as_ptr(),
+                                c"proc".as_ptr(),
+                                0,
+                                std::ptr::null(),
+                            ) != 0
+                            {
+                                12
+                            } else if seg.after_fork(5).is_err() {
+                                13
+                            } else {
+                                attached.store(seg.slot() + 1, Ordering::Release);
+                                if wait_for(release, 1) { 0 } else { 14 }
+                            };
+                            libc::_exit(code)
+                        }
+                        nix::unistd::ForkResult::Parent { child } => {
+                            match nix::sys::wait::waitpid(child, None) {
+                                Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => c,
+                                _ => 15,
+                            }
+                        }
+                    }
+                }
+            };
+            // SAFETY: _exit is always safe to call.
+            unsafe { libc::_exit(code) };
+        }
+        nix::unistd::ForkResult::Parent { child: middle } => {
+            let g_attached = wait_for(attached, 2);
+            let g_alive = seg
+                .attachments()
+                .iter()
+                .any(|a| a.slot == 1 && a.pid == 1 && a.alive);
+            // SAFETY: as above; C only calls after_fork, reads its slot and `_exit`s.
+            let c_attached = match unsafe { nix::unistd::fork() }.unwrap() {
+                nix::unistd::ForkResult::Child => {
+                    let code = i32::from(seg.after_fork(6).is_ok());
+                    // SAFETY: _exit is always safe to call.
+                    unsafe { libc::_exit(code) };
+                }
+                nix::unistd::ForkResult::Parent { child } => {
+                    nix::sys::wait::waitpid(child, None).unwrap()
+                        != nix::sys::wait::WaitStatus::Exited(child, 0)
+                }
+            };
+            release.store(1, Ordering::Release);
+            let middle = nix::sys::wait::waitpid(middle, None).unwrap();
+            println!("OUT:{g_attached} {g_alive} {c_attached} {middle:?}");
+        }
+    }
+    0
+}
+
+/// A holder in another pid namespace (issue 15, finding 13) records a pid that our /proc gives
+/// to another process: it must not be declared dead, nor its slot taken by a further attach.
+#[test]
+fn a_holder_in_another_pid_namespace_keeps_its_slot() {
+    if !is_root() {
+        println!("skipped: needs root to unshare a pid namespace and mount its /proc");
+        return;
+    }
+    let (code, out) = finish(child("pidns-holder", &[]).spawn().unwrap(), LIMIT);
+    assert_eq!(code, 0);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let v: Vec<&str> = out[0].splitn(4, ' ').collect();
+    assert!(
+        v[3].contains("Exited") && v[3].ends_with(", 0)"),
+        "the namespace side failed: {out:?}"
+    );
+    assert_eq!(v[0], "true", "G never attached: {out:?}");
+    assert_eq!(v[1], "true", "G (alive) was reported dead: {out:?}");
+    assert_eq!(v[2], "false", "a further attach took G's slot: {out:?}");
+}
+
+/// Forks a child that attaches to `seg` in its own name, counts itself in `attached` and
+/// stays alive until `release` is 1.
+fn fork_holder(seg: &mut Segment, role: u32, attached: &AtomicU32, release: &AtomicU32) -> i32 {
+    // SAFETY: single-threaded test process; the child ends with `_exit`.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let code = if seg.after_fork(role).is_ok() {
+                attached.fetch_add(1, Ordering::AcqRel);
+                if wait_for(release, 1) { 0 } else { 2 }
+            } else {
+                1
+            };
+            // SAFETY: _exit is always safe to call.
+            unsafe { libc::_exit(code) };
+        }
+        nix::unistd::ForkResult::Parent { child } => child.as_raw(),
+    }
+}
+
+/// Forks a child that tries to attach and exits: 0 if it got `want` (a slot index, or
+/// `u32::MAX` for "refused with a message naming the full slot table"), else 1.
+fn fork_attach_and_exit(seg: &mut Segment, want: u32) -> bool {
+    // SAFETY: single-threaded test process; the child ends with `_exit`.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let ok = match seg.after_fork(9) {
+                Ok(()) => seg.slot() == want,
+                Err(e) => {
+                    want == u32::MAX && e.to_string().contains("all 3 attachment slots in use")
+                }
+            };
+            // SAFETY: _exit is always safe to call.
+            unsafe { libc::_exit(i32::from(!ok)) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            nix::sys::wait::waitpid(child, None).unwrap()
+                == nix::sys::wait::WaitStatus::Exited(child, 0)
+        }
+    }
+}
+
+/// Runs in its own single-threaded test process: an anonymous segment of 3 slots filled by
+/// this process and two live forked children. A further child is refused and takes nothing;
+/// once a holder is SIGKILLed, the next child takes over exactly its slot.
+fn anon_fill_child() -> i32 {
+    let mut seg = Segment::anonymous()
+        .size(4096)
+        .max_attachments(3)
+        .create_with(|s| s.region("ctl", 128, 1).map(drop))
+        .unwrap();
+    let ctl = seg.find_region("ctl").unwrap().as_ptr();
+    // SAFETY: two u32 words at the start of a 128-byte aligned region of our mapping, used
+    // only atomically by this process and its forked children.
+    let (attached, release) = unsafe {
+        (
+            AtomicU32::from_ptr(ctl.cast()),
+            AtomicU32::from_ptr(ctl.add(4).cast()),
+        )
+    };
+    let h1 = fork_holder(&mut seg, 1, attached, release);
+    let h2 = fork_holder(&mut seg, 2, attached, release);
+    assert!(wait_for(attached, 2), "the holders did not attach");
+    let before = seg.attachments();
+    assert_eq!(before.len(), 3, "{before:?}");
+    assert!(before.iter().all(|a| a.alive), "{before:?}");
+    assert!(
+        fork_attach_and_exit(&mut seg, u32::MAX),
+        "a fourth attach was not refused with a clear message"
+    );
+    assert_eq!(
+        seg.attachments(),
+        before,
+        "the refused attach changed the table"
+    );
+    assert_eq!(seg.unclean_detaches(), 0);
+    // h1 dies without detaching: its slot, and only it, is taken over by the next attach.
+    let dead_slot = before.iter().find(|a| a.pid == h1 as u32).unwrap().slot;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(h1), nix::sys::signal::SIGKILL).unwrap();
+    nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(h1), None).unwrap();
+    assert!(
+        !seg.attachments()
+            .iter()
+            .find(|a| a.slot == dead_slot)
+            .unwrap()
+            .alive
+    );
+    assert!(
+        fork_attach_and_exit(&mut seg, dead_slot),
+        "the dead holder's slot was not taken over"
+    );
+    assert_eq!(seg.unclean_detaches(), 1);
+    release.store(1, Ordering::Release);
+    let h2 = nix::unistd::Pid::from_raw(h2);
+    assert_eq!(
+        nix::sys::wait::waitpid(h2, None).unwrap(),
+        nix::sys::wait::WaitStatus::Exited(h2, 0)
+    );
+    println!("OUT:ok");
+    0
+}
+
+/// No test used to fill an anonymous or SysV slot table (issue 15): taking over a live
+/// holder's slot passed everything. Anonymous: live forked holders.
+#[test]
+fn a_full_anonymous_slot_table_refuses_a_further_attach_and_reuses_only_a_dead_slot() {
+    let (code, out) = finish(child("anon-fill", &[]).spawn().unwrap(), LIMIT);
+    assert_eq!(code, 0);
+    assert_eq!(out, ["ok"]);
+}
+
+/// Kills a child process on drop, whatever happened.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// As above for SysV: two handles of this process and a live child process fill 3 slots.
+#[test]
+fn a_full_sysv_slot_table_refuses_a_further_attach_and_reuses_only_a_dead_slot() {
+    let key = sysv_key(0x56);
+    let seg = Segment::sysv(key)
+        .size(4096)
+        .max_attachments(3)
+        .unlink(UnlinkPolicy::CreatorDrop)
+        .create()
+        .unwrap();
+    let second = Segment::sysv(key).open().unwrap();
+    let mut holder = KillOnDrop(child("sysv-hold", &[&key.to_string()]).spawn().unwrap());
+    let line = BufReader::new(holder.0.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .find_map(|l| l.strip_prefix("OUT:").map(str::to_owned))
+        .expect("the holder's slot");
+    let held: u32 = line.parse().unwrap();
+    let before = seg.attachments();
+    assert_eq!(before.len(), 3, "{before:?}");
+    assert!(before.iter().all(|a| a.alive), "{before:?}");
+    let err = Segment::sysv(key).open().expect_err("a fourth attach");
+    assert!(
+        matches!(err, OpenError::TooManyAttachments { max: 3, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("all 3 attachment slots in use"),
+        "{err}"
+    );
+    assert_eq!(
+        seg.attachments(),
+        before,
+        "the refused attach changed the table"
+    );
+    assert_eq!(seg.unclean_detaches(), 0);
+    // The holder dies without detaching: its slot, and only it, is taken over.
+    holder.0.kill().unwrap();
+    holder.0.wait().unwrap();
+    let third = Segment::sysv(key)
+        .open()
+        .expect("attach after the holder died");
+    assert_eq!(third.slot(), held);
+    assert_eq!(seg.unclean_detaches(), 1);
+    assert!(seg.attachments().iter().all(|a| a.alive));
+    drop((third, second, seg));
 }
