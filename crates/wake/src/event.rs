@@ -37,8 +37,8 @@ use std::time::Duration;
 use crate::{
     Deadline,
     sync::{
-        AtomicU32, NOTIFY_FENCE, Ordering, WAIT_FENCE, fence, futex_wait, futex_wake_all,
-        spin_hint, yield_now,
+        AtomicBool, AtomicU32, NOTIFY_FENCE, Ordering, REGISTER_FENCE, WAIT_FENCE, fence,
+        futex_wait, futex_wake_all, spin_hint, yield_now,
     },
 };
 
@@ -211,28 +211,48 @@ impl Event {
         true
     }
 
-    /// Registers as a sleeper that waits elsewhere (an event loop on an eventfd): the same
-    /// increment and F_WAIT fence as a parking waiter, then the re-check. Returns whether
-    /// `cond` already holds (then the registration is withdrawn again).
-    pub(crate) fn register(&self, mut cond: impl FnMut() -> bool) -> bool {
+    /// Registers as a sleeper that waits elsewhere (an event loop on an eventfd), unless
+    /// `registered` says this registrant already is: the same increment and F_WAIT fence as a
+    /// parking waiter, then the re-check. Returns whether `cond` already holds; then the
+    /// registration is withdrawn again (`registered` is false on return).
+    ///
+    /// `registered` is the registrant's own (process-local) record of whether it holds one
+    /// count in `sleepers`: set exactly when the count was incremented for it, cleared exactly
+    /// when it was decremented, so the shared count can never be taken below the number of
+    /// registrations really held (finding 11 of issue 15: an unmatched decrement wrapped it to
+    /// `u32::MAX`, and every notify everywhere then made a syscall).
+    #[cfg_attr(not(feature = "pollable"), allow(dead_code))]
+    pub(crate) fn register(&self, registered: &AtomicBool, mut cond: impl FnMut() -> bool) -> bool {
         let e = self.raw();
-        // ORDERING: Relaxed; ordered before the re-check by F_WAIT.
-        e.sleepers.fetch_add(1, Ordering::Relaxed);
-        if WAIT_FENCE {
+        // ORDERING: Relaxed; the flag is local to one handle and only says whether this
+        // handle holds a count; the count's own ordering is F_WAIT's.
+        if !registered.swap(true, Ordering::Relaxed) {
+            // ORDERING: Relaxed; ordered before the re-check by F_WAIT.
+            e.sleepers.fetch_add(1, Ordering::Relaxed);
+        }
+        if REGISTER_FENCE {
             // ORDERING: F_WAIT, SeqCst fence; pairs with notify's F_NOTIFY (module docs).
             fence(Ordering::SeqCst);
         }
         if cond() {
-            self.unregister();
+            self.unregister(registered);
             return true;
         }
         false
     }
 
-    /// Withdraws a registration made by `register`.
-    pub(crate) fn unregister(&self) {
+    /// Withdraws the registration `registered` records, if there is one; returns whether there
+    /// was.
+    #[cfg_attr(not(feature = "pollable"), allow(dead_code))]
+    pub(crate) fn unregister(&self, registered: &AtomicBool) -> bool {
+        // ORDERING: Relaxed; as in `register`: each true -> false swap matches exactly one
+        // false -> true swap, hence one increment.
+        if !registered.swap(false, Ordering::Relaxed) {
+            return false;
+        }
         // ORDERING: Relaxed; as the decrement in `park`.
         self.raw().sleepers.fetch_sub(1, Ordering::Relaxed);
+        true
     }
 
     /// Waits until `cond()` is true or `deadline` passes, as `strategy` says.
