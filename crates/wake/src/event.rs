@@ -701,11 +701,11 @@ pub(crate) mod tests {
     /// one spin apart, then yields. The other strategies' schedules, for completeness.
     #[test]
     fn each_strategy_pauses_as_documented() {
+        use Pause::{Park, Spin, Yield};
         let schedule = |strategy, n| {
             let mut p = Pauses::new(strategy);
             (0..n).map(|_| p.next()).collect::<Vec<_>>()
         };
-        use Pause::{Park, Spin, Yield};
         assert_eq!(
             schedule(WaitStrategy::SpinYield, 10),
             [
