@@ -625,6 +625,14 @@ pub(crate) mod tests {
                 WaitOutcome::TimedOut,
                 "{strategy:?}: wait_checking Ready past the deadline"
             );
+            // The deadline is read before the condition: past it, the condition is not even
+            // looked at.
+            let mut looks = 0;
+            let outcome = ev.wait(&strategy, Some(d), || {
+                looks += 1;
+                true
+            });
+            assert_eq!((outcome, looks), (WaitOutcome::TimedOut, 0), "{strategy:?}");
             // Without a deadline, or with one ahead, a true condition is Ready at once.
             assert_eq!(ev.wait(&strategy, None, || true), WaitOutcome::Ready);
             let ahead = Deadline::after(Duration::from_secs(60));
@@ -634,23 +642,33 @@ pub(crate) mod tests {
     }
 
     /// The deadline is read again after a look that found the condition true: a condition
-    /// that takes until past the deadline to say "true" gives `TimedOut`.
+    /// that takes until past the deadline to say "true" gives `TimedOut`. It says false
+    /// `k` times first, so that every place that looks (the spin/yield loop, the top of the
+    /// park loop, the re-check after registering) is the one that sees it turn true.
     #[test]
     fn a_condition_that_turns_true_after_the_deadline_times_out() {
         let (_m, ev) = event();
         for strategy in STRATEGIES {
-            let d = Deadline::after(Duration::from_millis(5));
-            let slow_true = || {
-                while !d.is_past() {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                true
-            };
-            assert_eq!(
-                ev.wait(&strategy, Some(d), slow_true),
-                WaitOutcome::TimedOut,
-                "{strategy:?}"
-            );
+            for k in 0..4 {
+                let d = Deadline::after(Duration::from_millis(5));
+                let mut looks = 0;
+                let slow_true = || {
+                    looks += 1;
+                    if looks <= k {
+                        return false;
+                    }
+                    while !d.is_past() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    true
+                };
+                assert_eq!(
+                    ev.wait(&strategy, Some(d), slow_true),
+                    WaitOutcome::TimedOut,
+                    "{strategy:?}, true at look {}",
+                    k + 1
+                );
+            }
         }
         assert_eq!(ev.sleepers(), 0);
     }
