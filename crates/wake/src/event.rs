@@ -705,7 +705,7 @@ pub(crate) mod tests {
                 }
                 assert!(d.is_past());
                 assert!(
-                    t0.elapsed() < timeout + Duration::from_millis(500),
+                    t0.elapsed() < timeout + Duration::from_secs(1),
                     "{strategy:?}: left {:?} after a {timeout:?} deadline",
                     t0.elapsed()
                 );
