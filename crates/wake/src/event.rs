@@ -37,8 +37,8 @@ use std::time::Duration;
 use crate::{
     Deadline,
     sync::{
-        AtomicU32, NOTIFY_FENCE, Ordering, WAIT_FENCE, fence, futex_wait, futex_wake_all,
-        spin_hint, yield_now,
+        AtomicBool, AtomicU32, NOTIFY_FENCE, Ordering, REGISTER_FENCE, WAIT_FENCE, fence,
+        futex_wait, futex_wake_all, spin_hint, yield_now,
     },
 };
 
@@ -93,8 +93,10 @@ pub enum WaitStrategy {
     /// Poll the condition in a tight loop with a spin hint. Never a syscall, never sleeps: for
     /// the audio callback and a trading hot thread that owns its core.
     BusySpin,
-    /// Spin with exponential backoff, then yield the CPU between polls (crossbeam `Backoff`
-    /// semantics). Never parks.
+    /// Spin with exponential backoff, then yield the CPU between polls (crossbeam
+    /// `Backoff::snooze` semantics): the condition is polled after 1, 2, 4, ... 64 spin hints
+    /// (7 polls, 127 hints, well under a microsecond), then after a `sched_yield` each time.
+    /// Never parks.
     SpinYield,
     /// Spin `spins` times, yield `yields` times, then park on the futex. Parking costs ~33 µs
     /// to wake on this project's VM (see `docs/benchmarks.md`), so a short spin first pays.
@@ -118,13 +120,62 @@ impl Default for WaitStrategy {
     }
 }
 
-/// How a wait ended.
+/// How a wait ended (the deadline contract is in [`Event::wait`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitOutcome {
-    /// The condition held.
+    /// The condition held, and the deadline (if any) had not passed when it was seen to hold.
     Ready,
-    /// The deadline passed with the condition still false.
+    /// The deadline passed, whether or not the condition held at that moment: the caller
+    /// stops retrying and reports its timeout.
     TimedOut,
+}
+
+/// What a waiter does between two looks at its condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pause {
+    /// This many spin hints (`pause` on x86).
+    Spin(u32),
+    /// One `sched_yield`.
+    Yield,
+    /// Park on the futex from now on.
+    Park,
+}
+
+/// Exponential spin steps of `SpinYield`: 2^0 .. 2^`SPIN_LIMIT` hints (crossbeam's value).
+const SPIN_LIMIT: u32 = 6;
+/// In a spin phase the deadline is read once per this many spin hints while the condition is
+/// false (a vDSO clock read costs about as much as a poll); always when it is true.
+const CLOCK_EVERY: u32 = 256;
+
+/// The pauses a strategy makes, in order: its whole schedule in one place.
+#[derive(Debug)]
+struct Pauses {
+    strategy: WaitStrategy,
+    /// Pauses made so far (saturating).
+    turn: u64,
+}
+
+impl Pauses {
+    fn new(strategy: WaitStrategy) -> Self {
+        Self { strategy, turn: 0 }
+    }
+
+    fn next(&mut self) -> Pause {
+        let turn = self.turn;
+        self.turn = self.turn.saturating_add(1);
+        match self.strategy {
+            WaitStrategy::BusySpin => Pause::Spin(1),
+            WaitStrategy::SpinYield if turn <= u64::from(SPIN_LIMIT) => Pause::Spin(1 << turn),
+            WaitStrategy::SpinYield => Pause::Yield,
+            WaitStrategy::SpinThenPark { spins, .. } if turn < u64::from(spins) => Pause::Spin(1),
+            WaitStrategy::SpinThenPark { spins, yields }
+                if turn < u64::from(spins) + u64::from(yields) =>
+            {
+                Pause::Yield
+            }
+            WaitStrategy::SpinThenPark { .. } | WaitStrategy::Park => Pause::Park,
+        }
+    }
 }
 
 /// A handle to an event in a shared region. `Send` and `Sync`: any number of threads and
@@ -211,34 +262,97 @@ impl Event {
         true
     }
 
-    /// Registers as a sleeper that waits elsewhere (an event loop on an eventfd): the same
-    /// increment and F_WAIT fence as a parking waiter, then the re-check. Returns whether
-    /// `cond` already holds (then the registration is withdrawn again).
-    pub(crate) fn register(&self, mut cond: impl FnMut() -> bool) -> bool {
+    /// Registers as a sleeper that waits elsewhere (an event loop on an eventfd), unless
+    /// `registered` says this registrant already is: the same increment and F_WAIT fence as a
+    /// parking waiter, then the re-check. Returns whether `cond` already holds; then the
+    /// registration is withdrawn again (`registered` is false on return).
+    ///
+    /// `registered` is the registrant's own (process-local) record of whether it holds one
+    /// count in `sleepers`: set exactly when the count was incremented for it, cleared exactly
+    /// when it was decremented, so the shared count can never be taken below the number of
+    /// registrations really held (finding 11 of issue 15: an unmatched decrement wrapped it to
+    /// `u32::MAX`, and every notify everywhere then made a syscall).
+    #[cfg_attr(not(feature = "pollable"), allow(dead_code))]
+    pub(crate) fn register(&self, registered: &AtomicBool, mut cond: impl FnMut() -> bool) -> bool {
         let e = self.raw();
-        // ORDERING: Relaxed; ordered before the re-check by F_WAIT.
-        e.sleepers.fetch_add(1, Ordering::Relaxed);
-        if WAIT_FENCE {
+        // ORDERING: Relaxed; the flag is local to one handle and only says whether this
+        // handle holds a count; the count's own ordering is F_WAIT's.
+        if !registered.swap(true, Ordering::Relaxed) {
+            // ORDERING: Relaxed; ordered before the re-check by F_WAIT.
+            e.sleepers.fetch_add(1, Ordering::Relaxed);
+        }
+        if REGISTER_FENCE {
             // ORDERING: F_WAIT, SeqCst fence; pairs with notify's F_NOTIFY (module docs).
             fence(Ordering::SeqCst);
         }
         if cond() {
-            self.unregister();
+            self.unregister(registered);
             return true;
         }
         false
     }
 
-    /// Withdraws a registration made by `register`.
-    pub(crate) fn unregister(&self) {
+    /// Withdraws the registration `registered` records, if there is one; returns whether there
+    /// was.
+    #[cfg_attr(not(feature = "pollable"), allow(dead_code))]
+    pub(crate) fn unregister(&self, registered: &AtomicBool) -> bool {
+        // ORDERING: Relaxed; as in `register`: each true -> false swap matches exactly one
+        // false -> true swap, hence one increment.
+        if !registered.swap(false, Ordering::Relaxed) {
+            return false;
+        }
         // ORDERING: Relaxed; as the decrement in `park`.
         self.raw().sleepers.fetch_sub(1, Ordering::Relaxed);
+        true
     }
 
     /// Waits until `cond()` is true or `deadline` passes, as `strategy` says.
     ///
     /// `cond` is called repeatedly; it must read the data the notifier publishes (with
     /// Acquire) and have no side effects that matter.
+    ///
+    /// # The deadline contract
+    /// - [`Ready`](WaitOutcome::Ready) only if `cond()` returned true *and* the deadline,
+    ///   read after that, had not passed: a wait never reports `Ready` past its deadline.
+    /// - [`TimedOut`](WaitOutcome::TimedOut) as soon as the deadline is seen to have passed,
+    ///   whether or not `cond()` holds then (even on the first look, with a deadline already
+    ///   past).
+    /// - The deadline is read on every turn: before each look at the condition (in a spin
+    ///   phase once per 256 spin hints, a few microseconds, because a clock read costs about
+    ///   as much as a poll), and after every look that found it true. A park never outlasts
+    ///   the deadline (the futex wait takes it as its absolute timeout).
+    ///
+    /// So a caller whose condition is only approximate (true while its operation still
+    /// fails, e.g. because shared state is damaged) can loop "try the operation; on failure
+    /// `wait`; on `TimedOut` return its timeout error" and is sure to leave by the deadline,
+    /// plus at most one operation and one `cond()`:
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use shmlane_wake::{Deadline, Event, WaitOutcome, WaitStrategy, EVENT_SIZE};
+    /// # #[repr(align(128))] struct Mem([u8; EVENT_SIZE]);
+    /// # let mut mem = Box::new(Mem([0; EVENT_SIZE]));
+    /// # let ptr = mem.0.as_mut_ptr();
+    /// # // SAFETY: `mem` outlives the handle.
+    /// # let ev = unsafe { Event::init(ptr, EVENT_SIZE).unwrap(); Event::attach(ptr, EVENT_SIZE).unwrap() };
+    /// let try_op = || Err::<(), ()>(()); // an operation that keeps failing
+    /// let deadline = Deadline::after(Duration::from_millis(20));
+    /// let result = loop {
+    ///     if let Ok(v) = try_op() {
+    ///         break Ok(v);
+    ///     }
+    ///     // The condition claims readiness every time: the deadline still ends the loop.
+    ///     if ev.wait(&WaitStrategy::default(), Some(deadline), || true) == WaitOutcome::TimedOut {
+    ///         break Err("timed out");
+    ///     }
+    /// };
+    /// assert_eq!(result, Err("timed out"));
+    /// assert!(deadline.is_past());
+    /// ```
+    ///
+    /// With no deadline (`None`) the wait only ends on `Ready`: such a loop spins as long as
+    /// the condition is true and the operation fails, so a caller without a deadline needs a
+    /// condition that is true only when its operation can make progress.
     pub fn wait(
         &self,
         strategy: &WaitStrategy,
@@ -248,10 +362,10 @@ impl Event {
         self.wait_inner(strategy, deadline, None, cond)
     }
 
-    /// As [`wait`](Self::wait), but a park lasts at most `every`, so `cond` is re-evaluated
-    /// at least that often even if nobody notifies: the way to wait on "data ready or peer
-    /// gone" at once, when the peer's death cannot notify (`cond` then also checks the
-    /// peer's liveness).
+    /// As [`wait`](Self::wait) (and under the same deadline contract), but a park lasts at
+    /// most `every`, so `cond` is re-evaluated at least that often even if nobody notifies:
+    /// the way to wait on "data ready or peer gone" at once, when the peer's death cannot
+    /// notify (`cond` then also checks the peer's liveness).
     pub fn wait_checking(
         &self,
         strategy: &WaitStrategy,
@@ -269,43 +383,36 @@ impl Event {
         every: Option<Duration>,
         mut cond: impl FnMut() -> bool,
     ) -> WaitOutcome {
-        let past = |d: &Option<Deadline>| d.as_ref().is_some_and(Deadline::is_past);
-        let (spins, yields) = match *strategy {
-            WaitStrategy::BusySpin => (u32::MAX, 0),
-            WaitStrategy::SpinYield => (64, u32::MAX),
-            WaitStrategy::SpinThenPark { spins, yields } => (spins, yields),
-            WaitStrategy::Park => (0, 0),
-        };
-        let mut i = 0u32;
-        while i < spins {
+        let mut pauses = Pauses::new(*strategy);
+        // Spin hints since the deadline was last read; starts full so the first turn reads it.
+        let mut unchecked = CLOCK_EVERY;
+        loop {
+            // The deadline before the condition. The clock is read through the vDSO: no
+            // syscall.
+            if unchecked >= CLOCK_EVERY {
+                unchecked = 0;
+                if past(deadline.as_ref()) {
+                    return WaitOutcome::TimedOut;
+                }
+            }
             if cond() {
-                return WaitOutcome::Ready;
+                // And after it: a condition that holds does not outrun the deadline.
+                return ready_unless_past(deadline.as_ref());
             }
-            // The clock is read through the vDSO: still no syscall.
-            if i % 256 == 255 && past(&deadline) {
-                return WaitOutcome::TimedOut;
-            }
-            spin_hint();
-            i += 1;
-            if spins == u32::MAX {
-                i %= 1 << 30;
+            match pauses.next() {
+                Pause::Spin(n) => {
+                    for _ in 0..n {
+                        spin_hint();
+                    }
+                    unchecked = unchecked.saturating_add(n);
+                }
+                Pause::Yield => {
+                    yield_now();
+                    unchecked = CLOCK_EVERY;
+                }
+                Pause::Park => return self.park(deadline, every, cond),
             }
         }
-        let mut j = 0u32;
-        while j < yields {
-            if cond() {
-                return WaitOutcome::Ready;
-            }
-            if past(&deadline) {
-                return WaitOutcome::TimedOut;
-            }
-            yield_now();
-            j += 1;
-            if yields == u32::MAX {
-                j %= 1 << 30;
-            }
-        }
-        self.park(deadline, every, cond)
     }
 
     fn park(
@@ -316,11 +423,11 @@ impl Event {
     ) -> WaitOutcome {
         let e = self.raw();
         loop {
-            if cond() {
-                return WaitOutcome::Ready;
-            }
-            if deadline.as_ref().is_some_and(Deadline::is_past) {
+            if past(deadline.as_ref()) {
                 return WaitOutcome::TimedOut;
+            }
+            if cond() {
+                return ready_unless_past(deadline.as_ref());
             }
             // ORDERING: Acquire; pairs with notify's Release bump: a bump we see happened
             // after the data it announces.
@@ -347,7 +454,7 @@ impl Event {
             // costs at most one needless FUTEX_WAKE.
             e.sleepers.fetch_sub(1, Ordering::Relaxed);
             if ready {
-                return WaitOutcome::Ready;
+                return ready_unless_past(deadline.as_ref());
             }
         }
     }
@@ -357,6 +464,20 @@ impl Event {
     pub fn sleepers(&self) -> u32 {
         // ORDERING: Relaxed; informational.
         self.raw().sleepers.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether `deadline` exists and has passed.
+fn past(deadline: Option<&Deadline>) -> bool {
+    deadline.is_some_and(Deadline::is_past)
+}
+
+/// The outcome of a look that found the condition true: `Ready` unless the deadline passed.
+fn ready_unless_past(deadline: Option<&Deadline>) -> WaitOutcome {
+    if past(deadline) {
+        WaitOutcome::TimedOut
+    } else {
+        WaitOutcome::Ready
     }
 }
 
@@ -372,7 +493,10 @@ fn check(ptr: *mut u8, len: usize) -> Result<(), EventError> {
 
 #[cfg(all(test, not(loom)))]
 pub(crate) mod tests {
-    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::{
+        sync::atomic::{AtomicBool, AtomicU64},
+        time::Instant,
+    };
 
     use super::*;
 
@@ -465,6 +589,177 @@ pub(crate) mod tests {
             assert!(d.is_past(), "{strategy:?} returned before its deadline");
         }
         assert_eq!(ev.sleepers(), 0);
+    }
+
+    const STRATEGIES: [WaitStrategy; 5] = [
+        WaitStrategy::Park,
+        WaitStrategy::BusySpin,
+        WaitStrategy::SpinYield,
+        WaitStrategy::SpinThenPark {
+            spins: 2000,
+            yields: 10,
+        },
+        WaitStrategy::SpinThenPark {
+            spins: 3,
+            yields: 0,
+        },
+    ];
+
+    /// Part of finding 2 of issue 15: `wait` returned `Ready` before looking at the deadline
+    /// whenever the condition held. A condition that is always true (an approximate length
+    /// over damaged shared state) with a deadline already past must give `TimedOut`, with
+    /// `wait` and with `wait_checking`, for every strategy.
+    #[test]
+    fn a_true_condition_past_the_deadline_times_out() {
+        let (_m, ev) = event();
+        for strategy in STRATEGIES {
+            let d = Deadline::after(Duration::ZERO);
+            assert_eq!(
+                ev.wait(&strategy, Some(d), || true),
+                WaitOutcome::TimedOut,
+                "{strategy:?}: Ready past the deadline"
+            );
+            let every = Duration::from_millis(1);
+            assert_eq!(
+                ev.wait_checking(&strategy, Some(d), every, || true),
+                WaitOutcome::TimedOut,
+                "{strategy:?}: wait_checking Ready past the deadline"
+            );
+            // The deadline is read before the condition: past it, the condition is not even
+            // looked at.
+            let mut looks = 0;
+            let outcome = ev.wait(&strategy, Some(d), || {
+                looks += 1;
+                true
+            });
+            assert_eq!((outcome, looks), (WaitOutcome::TimedOut, 0), "{strategy:?}");
+            // Without a deadline, or with one ahead, a true condition is Ready at once.
+            assert_eq!(ev.wait(&strategy, None, || true), WaitOutcome::Ready);
+            let ahead = Deadline::after(Duration::from_secs(60));
+            assert_eq!(ev.wait(&strategy, Some(ahead), || true), WaitOutcome::Ready);
+        }
+        assert_eq!(ev.sleepers(), 0);
+    }
+
+    /// The deadline is read again after a look that found the condition true: a condition
+    /// that takes until past the deadline to say "true" gives `TimedOut`. It says false
+    /// `k` times first, so that every place that looks (the spin/yield loop, the top of the
+    /// park loop, the re-check after registering) is the one that sees it turn true.
+    #[test]
+    fn a_condition_that_turns_true_after_the_deadline_times_out() {
+        let (_m, ev) = event();
+        for strategy in STRATEGIES {
+            for k in 0..4 {
+                let d = Deadline::after(Duration::from_millis(5));
+                let mut looks = 0;
+                let slow_true = || {
+                    looks += 1;
+                    if looks <= k {
+                        return false;
+                    }
+                    while !d.is_past() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    true
+                };
+                assert_eq!(
+                    ev.wait(&strategy, Some(d), slow_true),
+                    WaitOutcome::TimedOut,
+                    "{strategy:?}, true at look {}",
+                    k + 1
+                );
+            }
+        }
+        assert_eq!(ev.sleepers(), 0);
+    }
+
+    /// The caller's side of the contract: "try the operation, on failure wait" with an
+    /// operation that always fails and a condition that is always true returns by the
+    /// deadline (the review saw a 300 ms deadline still spinning after 3 s). A loop still
+    /// running 2 s after its 30 ms deadline fails the test instead of hanging it.
+    #[test]
+    fn a_retry_loop_with_an_always_true_condition_leaves_by_the_deadline() {
+        let (_m, ev) = event();
+        let timeout = Duration::from_millis(30);
+        for strategy in STRATEGIES {
+            for checking in [false, true] {
+                let t0 = Instant::now();
+                let d = Deadline::after(timeout);
+                let mut tries = 0u64;
+                loop {
+                    tries += 1; // the operation: always fails
+                    let outcome = if checking {
+                        ev.wait_checking(&strategy, Some(d), Duration::from_millis(1), || true)
+                    } else {
+                        ev.wait(&strategy, Some(d), || true)
+                    };
+                    if outcome == WaitOutcome::TimedOut {
+                        break;
+                    }
+                    assert!(
+                        t0.elapsed() < timeout + Duration::from_secs(2),
+                        "{strategy:?} (checking {checking}): still looping {:?} after a \
+                         {timeout:?} deadline, {tries} tries",
+                        t0.elapsed()
+                    );
+                }
+                assert!(d.is_past());
+                assert!(
+                    t0.elapsed() < timeout + Duration::from_secs(1),
+                    "{strategy:?}: left {:?} after a {timeout:?} deadline",
+                    t0.elapsed()
+                );
+            }
+        }
+        assert_eq!(ev.sleepers(), 0);
+    }
+
+    /// Finding 16b: `SpinYield` is documented as exponential backoff (crossbeam's snooze):
+    /// polls after 1, 2, 4 .. 64 spin hints, then a yield before each poll. It was 64 polls
+    /// one spin apart, then yields. The other strategies' schedules, for completeness.
+    #[test]
+    fn each_strategy_pauses_as_documented() {
+        use Pause::{Park, Spin, Yield};
+        let schedule = |strategy, n| {
+            let mut p = Pauses::new(strategy);
+            (0..n).map(|_| p.next()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            schedule(WaitStrategy::SpinYield, 10),
+            [
+                Spin(1),
+                Spin(2),
+                Spin(4),
+                Spin(8),
+                Spin(16),
+                Spin(32),
+                Spin(64),
+                Yield,
+                Yield,
+                Yield
+            ]
+        );
+        let mut p = Pauses::new(WaitStrategy::SpinYield);
+        let after_spins = (0..100_000).map(|_| p.next()).skip(SPIN_LIMIT as usize + 1);
+        assert!(after_spins.into_iter().all(|pause| pause == Yield));
+        assert_eq!(
+            schedule(
+                WaitStrategy::SpinThenPark {
+                    spins: 3,
+                    yields: 2
+                },
+                7
+            ),
+            [Spin(1), Spin(1), Spin(1), Yield, Yield, Park, Park]
+        );
+        assert_eq!(schedule(WaitStrategy::BusySpin, 4), [Spin(1); 4]);
+        assert_eq!(schedule(WaitStrategy::Park, 2), [Park; 2]);
+        // BusySpin never runs out of spins, however long it waits.
+        let mut p = Pauses {
+            strategy: WaitStrategy::BusySpin,
+            turn: u64::MAX - 1,
+        };
+        assert_eq!([p.next(), p.next(), p.next()], [Spin(1); 3]);
     }
 
     #[test]

@@ -38,12 +38,15 @@
 #![allow(clippy::cast_ptr_alignment)]
 
 mod event;
-#[cfg(all(feature = "pollable", not(loom)))]
+#[cfg(feature = "pollable")]
 mod pollable;
 mod sync;
 pub mod sys;
 
 pub use event::{EVENT_MAGIC, EVENT_SIZE, Event, EventError, WaitOutcome, WaitStrategy};
-#[cfg(all(feature = "pollable", not(loom)))]
+#[cfg(feature = "pollable")]
 pub use pollable::PollableEvent;
+/// The loom model of an eventfd (what [`PollableEvent::eventfd`] returns under loom).
+#[cfg(all(feature = "pollable", loom))]
+pub use sync::EventFd;
 pub use sys::Deadline;

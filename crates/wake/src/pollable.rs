@@ -4,36 +4,50 @@
 //! The eventfd belongs to the waiting process; the notifying process gets it by `fork` or over
 //! a Unix socket (`shmlane_segment::send_fd`). The notifier keeps the no-syscall fast path:
 //! the eventfd is written only when a waiter registered with [`PollableEvent::arm`].
+//!
+//! Under loom the eventfd is modelled in `src/sync.rs` (a counter under a mutex, a condvar for
+//! poll readiness), so `tests/loom.rs` can check that an armed waiter is never lost.
 
-use std::{
-    io,
-    os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd},
+use std::io;
+#[cfg(not(loom))]
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd as Fd};
+
+#[cfg(loom)]
+use crate::sync::EventFd as Fd;
+use crate::{
+    Event,
+    sync::{AtomicBool, eventfd_drain, eventfd_new, eventfd_write},
 };
 
-use crate::Event;
-
 /// An [`Event`] whose waiters can be an event loop polling an eventfd.
+///
+/// Each handle holds at most one registration as a sleeper: [`arm`](Self::arm) takes it
+/// (once, however often it is called), [`disarm`](Self::disarm) or dropping the handle gives
+/// it back, and a `disarm` with nothing held withdraws nothing. So any sequence of calls keeps
+/// the event's shared sleeper count exact: it never goes below zero (which would make every
+/// notify in every process a syscall) and never keeps a registration nobody holds.
 #[derive(Debug)]
 pub struct PollableEvent {
     event: Event,
-    fd: OwnedFd,
+    fd: Fd,
+    /// Whether this handle holds one count in the event's sleeper count (local to the handle,
+    /// never in shared memory).
+    armed: AtomicBool,
 }
 
 impl PollableEvent {
     /// A fresh non-blocking, close-on-exec eventfd for [`new`](Self::new).
-    pub fn eventfd() -> io::Result<OwnedFd> {
-        // SAFETY: plain syscall with constant flags; the result is checked below.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a new descriptor that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    pub fn eventfd() -> io::Result<Fd> {
+        eventfd_new()
     }
 
     /// Bridges `event` to `fd` (an eventfd shared by the notifier and the waiter).
-    pub fn new(event: Event, fd: OwnedFd) -> Self {
-        Self { event, fd }
+    pub fn new(event: Event, fd: Fd) -> Self {
+        Self {
+            event,
+            fd,
+            armed: AtomicBool::new(false),
+        }
     }
 
     /// The event itself (threads may still wait on it with the futex).
@@ -44,46 +58,51 @@ impl PollableEvent {
     /// Wakes futex waiters and, if any waiter is registered, makes the eventfd readable.
     pub fn notify(&self) -> io::Result<bool> {
         let mut res = Ok(());
-        let woke = self.event.notify_then(|| {
-            let one: u64 = 1;
-            // SAFETY: writes 8 bytes from a valid u64 to an eventfd we own.
-            let rc = unsafe {
-                libc::write(
-                    std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-                    (&raw const one).cast(),
-                    8,
-                )
-            };
-            // EAGAIN: the counter is saturated, the fd is readable anyway.
-            if rc < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
-                res = Err(io::Error::last_os_error());
-            }
-        });
+        let woke = self.event.notify_then(|| res = eventfd_write(&self.fd));
         res.map(|()| woke)
     }
 
-    /// Registers the caller as a waiter before it goes back to its event loop. Returns `true`
-    /// if `cond` already holds (nothing to wait for; not registered). Otherwise the eventfd
-    /// becomes readable after the next notify; call [`disarm`](Self::disarm) then.
+    /// Registers the caller as a waiter before it goes back to its event loop, then re-checks
+    /// `cond`.
+    ///
+    /// Returns `true` if `cond` already holds: nothing to wait for, and the handle is not
+    /// registered (a registration it held from an earlier `arm` is withdrawn too). Returns
+    /// `false` when the handle is registered: the eventfd becomes readable after the next
+    /// notify; call [`disarm`](Self::disarm) then. Arming an armed handle registers nothing
+    /// more. Calling `disarm` after an `arm` that returned `true` is allowed and does nothing
+    /// to the count.
     pub fn arm(&self, cond: impl FnMut() -> bool) -> bool {
-        self.event.register(cond)
+        self.event.register(&self.armed, cond)
     }
 
-    /// Withdraws the registration of [`arm`](Self::arm) and empties the eventfd.
+    /// Withdraws this handle's registration, if it holds one, and empties the eventfd.
     pub fn disarm(&self) {
-        self.event.unregister();
-        let mut buf = 0u64;
-        // SAFETY: reads 8 bytes into a valid u64 from an eventfd we own (non-blocking).
-        let _ = unsafe {
-            libc::read(
-                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-                (&raw mut buf).cast(),
-                8,
-            )
-        };
+        self.event.unregister(&self.armed);
+        eventfd_drain(&self.fd);
+    }
+
+    /// Whether this handle holds a registration (armed and not yet disarmed).
+    pub fn is_armed(&self) -> bool {
+        // ORDERING: Relaxed; the handle's own flag, informational.
+        self.armed.load(crate::sync::Ordering::Relaxed)
+    }
+
+    /// The loom model of `poll(2)` on the eventfd: blocks until it is readable.
+    #[cfg(loom)]
+    pub fn wait_readable(&self) {
+        self.fd.wait_readable();
     }
 }
 
+impl Drop for PollableEvent {
+    /// A handle dropped while armed gives its registration back (a registration nobody holds
+    /// would cost every later notify a syscall).
+    fn drop(&mut self) {
+        self.event.unregister(&self.armed);
+    }
+}
+
+#[cfg(not(loom))]
 impl AsFd for PollableEvent {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
@@ -91,18 +110,17 @@ impl AsFd for PollableEvent {
 }
 
 // Not under Miri, which does not implement poll(2); the normal test run covers it.
-#[cfg(all(test, not(miri)))]
+#[cfg(all(test, not(miri), not(loom)))]
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
     use crate::EVENT_SIZE;
 
-    #[test]
-    fn poll_sees_the_notify() {
-        let mem = crate::event::tests::Mem::new();
+    /// A waiter and a notifier bridged to one eventfd, on an event in `mem`.
+    fn pair(mem: &crate::event::tests::Mem) -> (PollableEvent, PollableEvent) {
         let ptr = mem.0;
-        // SAFETY: `mem` outlives the handles.
+        // SAFETY: `mem` outlives the handles (every test keeps it to the end).
         let (a, b) = unsafe {
             Event::init(ptr, EVENT_SIZE).unwrap();
             (
@@ -111,8 +129,73 @@ mod tests {
             )
         };
         let fd = PollableEvent::eventfd().unwrap();
-        let waiter = PollableEvent::new(a, fd.try_clone().unwrap());
-        let notifier = PollableEvent::new(b, fd);
+        (
+            PollableEvent::new(a, fd.try_clone().unwrap()),
+            PollableEvent::new(b, fd),
+        )
+    }
+
+    /// Finding 11: `disarm` after an `arm` that returned true (nothing registered) took the
+    /// shared sleeper count below zero (to `u32::MAX`), after which every notify in every
+    /// process made a futex syscall. `disarm` now withdraws only a registration this handle
+    /// holds: the count stays exact whatever order arm and disarm come in.
+    #[test]
+    fn disarm_never_takes_the_sleeper_count_below_zero() {
+        let mem = crate::event::tests::Mem::new();
+        let (waiter, notifier) = pair(&mem);
+        let sleepers = || waiter.event().sleepers();
+        // The condition already holds: arm registers nothing, and the disarm that a caller
+        // naturally writes after it must not unregister anyone.
+        assert!(waiter.arm(|| true));
+        assert!(!waiter.is_armed());
+        waiter.disarm();
+        assert_eq!(
+            sleepers(),
+            0,
+            "disarm after a true arm underflowed the count"
+        );
+        assert!(
+            !notifier.notify().unwrap(),
+            "notify saw a sleeper that does not exist: it made a futex syscall"
+        );
+        // disarm without any arm, twice: nothing to withdraw.
+        waiter.disarm();
+        waiter.disarm();
+        assert_eq!(sleepers(), 0);
+        // arm twice: registered once; one disarm withdraws it.
+        assert!(!waiter.arm(|| false));
+        assert!(!waiter.arm(|| false));
+        assert!(waiter.is_armed());
+        assert_eq!(sleepers(), 1);
+        waiter.disarm();
+        waiter.disarm();
+        assert_eq!(sleepers(), 0);
+        // armed, then an arm that finds the condition: the registration is withdrawn once.
+        assert!(!waiter.arm(|| false));
+        assert!(waiter.arm(|| true));
+        assert_eq!(sleepers(), 0);
+        waiter.disarm();
+        assert_eq!(sleepers(), 0);
+        assert!(!notifier.notify().unwrap());
+    }
+
+    /// A handle dropped while armed withdraws its registration (otherwise every later notify
+    /// would make a syscall for a waiter that is gone).
+    #[test]
+    fn dropping_an_armed_handle_withdraws_its_registration() {
+        let mem = crate::event::tests::Mem::new();
+        let (waiter, notifier) = pair(&mem);
+        assert!(!waiter.arm(|| false));
+        assert_eq!(notifier.event().sleepers(), 1);
+        drop(waiter);
+        assert_eq!(notifier.event().sleepers(), 0);
+        assert!(!notifier.notify().unwrap());
+    }
+
+    #[test]
+    fn poll_sees_the_notify() {
+        let mem = crate::event::tests::Mem::new();
+        let (waiter, notifier) = pair(&mem);
         let flag = AtomicBool::new(false);
         // Nothing registered: notify makes no syscall and the fd stays quiet.
         assert!(!notifier.notify().unwrap());

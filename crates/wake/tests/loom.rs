@@ -2,8 +2,8 @@
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p shmlane-wake --test loom --release`
 //!
 //! A lost wake-up shows as a deadlock (every thread blocked), which loom reports as a failure.
-//! `.ci/loom-mutants` removes each Dekker fence in turn (`--cfg shmlane_weaken="wake_wait_fence"`
-//! or `"wake_notify_fence"`) and requires these models to fail.
+//! `.ci/loom-mutants` removes each Dekker fence in turn (`--cfg shmlane_weaken="wake_wait_fence"`,
+//! `"wake_notify_fence"` or `"wake_register_fence"`) and requires these models to fail.
 #![cfg(loom)]
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
@@ -15,7 +15,7 @@ use loom::{
     },
     thread,
 };
-use shmlane_wake::{Event, WaitOutcome, WaitStrategy};
+use shmlane_wake::{Event, PollableEvent, WaitOutcome, WaitStrategy};
 
 /// Room for the event as loom lays it out (its atomics are larger than std's).
 const LEN: usize = 4096;
@@ -106,5 +106,38 @@ fn two_waiters_are_never_lost() {
         assert_eq!(other.join().unwrap(), WaitOutcome::Ready);
         notifier.join().unwrap();
         drop(ev);
+    });
+}
+
+/// An event-loop waiter on the eventfd bridge (`PollableEvent`, modelled eventfd and poll in
+/// `src/sync.rs`) and a notifier: the waiter arms (registers, F_WAIT, re-checks), and if the
+/// data is not there yet "polls" until the eventfd is readable, then disarms. A notify that
+/// skips the eventfd write while the waiter is armed and has not seen the data leaves the
+/// waiter polling forever: a deadlock. Fails without `F_WAIT` in `arm`
+/// (`wake_register_fence`) and without `F_NOTIFY` (`wake_notify_fence`).
+#[test]
+fn an_armed_pollable_waiter_is_never_lost() {
+    loom::model(|| {
+        let mem = Arc::new(Mem::new());
+        let fd = PollableEvent::eventfd().unwrap();
+        let waiter = PollableEvent::new(event(&mem), fd.try_clone().unwrap());
+        let data = Arc::new(AtomicU32::new(0));
+        let (m2, d2) = (mem.clone(), data.clone());
+        let notifier = thread::spawn(move || {
+            let pe = PollableEvent::new(attach(&m2), fd);
+            // ORDERING: Relaxed, as in `one_waiter_is_never_lost`: the fences are under test.
+            d2.store(1, Ordering::Relaxed);
+            pe.notify().unwrap();
+        });
+        // The event loop's turn: arm; unless the data is already there, poll, then disarm.
+        if !waiter.arm(|| data.load(Ordering::Relaxed) == 1) {
+            waiter.wait_readable();
+            waiter.disarm();
+        }
+        assert!(!waiter.is_armed());
+        notifier.join().unwrap();
+        // Every registration was given back: later notifies stay syscall-free.
+        assert_eq!(waiter.event().sleepers(), 0);
+        drop(waiter);
     });
 }

@@ -10,7 +10,7 @@ use std::{
 
 use shmlane_segment::Segment;
 use shmlane_testkit::{ARGS_VAR, Cleanup, ROLE_VAR, child, child_role, finish, unique};
-use shmlane_wake::{Deadline, EVENT_SIZE, Event, WaitOutcome, WaitStrategy};
+use shmlane_wake::{Deadline, EVENT_SIZE, Event, PollableEvent, WaitOutcome, WaitStrategy};
 
 const LIMIT: Duration = Duration::from_secs(300);
 /// A single wait in these tests never legitimately takes this long: hitting it means a lost
@@ -119,6 +119,18 @@ fn child_entry() {
             });
             0
         }
+        "arm-found-then-disarm" => {
+            // An event loop whose condition already holds: arm registers nothing; the disarm
+            // it then calls must withdraw nothing.
+            let pe = PollableEvent::new(
+                event(&seg, "ev-a"),
+                PollableEvent::eventfd().expect("eventfd"),
+            );
+            let armed = pe.arm(|| true);
+            pe.disarm();
+            println!("OUT:arm {armed}");
+            0
+        }
         other => panic!("unknown child role {other}"),
     };
     std::process::exit(code);
@@ -177,6 +189,35 @@ fn parked_process_is_woken_by_another_process() {
     assert_eq!(code, 0);
     assert_eq!(out, ["Ready"]);
     assert_eq!(ev.sleepers(), 0);
+}
+
+/// Finding 11 of issue 15, across processes: a process whose `arm` found its condition true
+/// and that then called `disarm` took the shared sleeper count below zero, and every notify in
+/// every other process made a futex syscall from then on. After the fix the count is still 0
+/// and this process's notify skips the wake.
+#[test]
+fn disarm_in_another_process_leaves_notify_syscall_free() {
+    let name = unique("wake-disarm");
+    let _c = Cleanup(name.clone());
+    let seg = create(&name);
+    let ev = event(&seg, "ev-a");
+    let (code, out) = finish(
+        child("arm-found-then-disarm", &[&name]).spawn().unwrap(),
+        LIMIT,
+    );
+    assert_eq!(code, 0);
+    assert_eq!(out, ["arm true"]);
+    assert_eq!(
+        ev.sleepers(),
+        0,
+        "the other process's disarm underflowed the count"
+    );
+    for _ in 0..1000 {
+        assert!(
+            !ev.notify(),
+            "notify found a sleeper that does not exist (a syscall)"
+        );
+    }
 }
 
 /// A wait with a deadline and a condition that never holds returns `TimedOut`, not before the
