@@ -676,6 +676,7 @@ impl<T: Pod + Send> Channel<T> {
             stats: SideStats::default(),
             pending: 0,
             last_flush: Instant::now(),
+            misses: 0,
         }
     }
 
@@ -737,11 +738,19 @@ pub(crate) struct Local {
     pub(crate) stats: SideStats,
     pending: u64,
     last_flush: Instant,
+    /// Waits in a row that ended ready without the operation then succeeding (reset by
+    /// [`done`](Self::done)): from the fourth on, `block` sleeps a little first, so a condition
+    /// that holds while the operation keeps failing costs no busy loop.
+    misses: u32,
 }
+
+/// Longest pause `block` takes after repeated ready-but-failed waits.
+const MISS_SLEEP_MAX: Duration = Duration::from_millis(1);
 
 impl Local {
     #[inline]
     pub(crate) fn done(&mut self, n: u64, bytes: u64) {
+        self.misses = 0;
         self.stats.messages += n;
         self.stats.bytes += bytes;
         self.pending += n;
@@ -797,11 +806,32 @@ impl Local {
     }
 
     /// Waits until `ready()` or a peer change, bounded by `deadline`. Returns false on timeout.
+    ///
+    /// Every blocking loop (`try_op`, then `block`) comes through here on every turn, so the
+    /// deadline is tested on every turn whatever `ready` says: a condition that holds while the
+    /// operation still fails (another endpoint took the message first, a slot a dead peer left
+    /// half done) cannot keep a caller past its deadline. Such turns back off (yield, then
+    /// sleep up to `MISS_SLEEP_MAX`, never past the deadline) instead of spinning.
     pub(crate) fn block(
         &mut self,
         deadline: Option<Deadline>,
         mut ready: impl FnMut() -> bool,
     ) -> bool {
+        if deadline.as_ref().is_some_and(Deadline::is_past) {
+            return false;
+        }
+        if self.misses >= 4 {
+            let mut pause = Duration::from_micros(50 << (self.misses - 4).min(5)).min(MISS_SLEEP_MAX);
+            if let Some(d) = &deadline {
+                pause = pause.min(d.remaining());
+            }
+            std::thread::sleep(pause);
+            if deadline.as_ref().is_some_and(Deadline::is_past) {
+                return false;
+            }
+        } else if self.misses > 0 {
+            std::thread::yield_now();
+        }
         self.stats.stalls += 1;
         self.stats.sleeps += 1;
         // Publish statistics before a wait that may be long, but not on every short one
@@ -824,7 +854,10 @@ impl Local {
                     matches!(inner.peer_state(peer), Peers::Died | Peers::Left)
                 })
         });
-        outcome == shmlane_wake::WaitOutcome::Ready
+        let ready = outcome == shmlane_wake::WaitOutcome::Ready;
+        // Counted as a miss until the operation succeeds (`done` resets it).
+        self.misses = self.misses.saturating_add(u32::from(ready));
+        ready
     }
 }
 
