@@ -726,14 +726,22 @@ impl<T: Pod> Sender<T> {
     }
 
     /// Test hook, not part of the API: what a producer that dies between its CAS on `enq` and
-    /// its stamp store leaves behind. Announces and wins the next position, then stops, as a
-    /// killed process would (no value, no stamp, intent entry kept). Returns the position.
+    /// its stamp store leaves behind. Announces and, with `take`, wins the next position, then
+    /// stops, as a killed process would (no value, no stamp, intent entry kept). Without
+    /// `take` it dies before its CAS (or after losing it): a stale intent. Returns the
+    /// position.
     #[doc(hidden)]
-    pub fn abandon_push_for_tests(self) -> u64 {
+    pub fn abandon_push_for_tests(self, take: bool) -> u64 {
         self.ep.begin();
-        let pos = self
-            .push_inner(T::zeroed(), true)
-            .unwrap_or_else(|_| panic!("abandon_push_for_tests on a full ring"));
+        let pos = if take {
+            self.push_inner(T::zeroed(), true)
+                .unwrap_or_else(|_| panic!("abandon_push_for_tests on a full ring"))
+        } else {
+            // ORDERING: Relaxed; the position to name, nothing is taken.
+            let pos = self.ep.raw.hdr().enq.load(Ordering::Relaxed);
+            self.ep.announce(pos);
+            pos
+        };
         core::mem::forget(self);
         pos
     }
@@ -910,14 +918,22 @@ impl<T: Pod> Receiver<T> {
     }
 
     /// Test hook, not part of the API: what a consumer that dies between its CAS on `deq` and
-    /// its stamp store leaves behind. Announces and wins the next position (which must hold a
-    /// value), then stops, as a killed process would. Returns the position.
+    /// its stamp store leaves behind. Announces and, with `take`, wins the next position
+    /// (which must hold a value), then stops, as a killed process would. Without `take` it
+    /// dies before its CAS: a stale intent. Returns the position.
     #[doc(hidden)]
-    pub fn abandon_pop_for_tests(self) -> u64 {
+    pub fn abandon_pop_for_tests(self, take: bool) -> u64 {
         self.ep.begin();
-        let (_, pos) = self
-            .pop_inner(true)
-            .unwrap_or_else(|e| panic!("abandon_pop_for_tests: {e}"));
+        let pos = if take {
+            self.pop_inner(true)
+                .unwrap_or_else(|e| panic!("abandon_pop_for_tests: {e}"))
+                .1
+        } else {
+            // ORDERING: Relaxed; the position to name, nothing is taken.
+            let pos = self.ep.raw.hdr().deq.load(Ordering::Relaxed);
+            self.ep.announce(pos);
+            pos
+        };
         core::mem::forget(self);
         pos
     }
@@ -1035,7 +1051,7 @@ mod tests {
             let (tx, rx) = (txs.pop().unwrap(), &rxs[0]);
             let victim = txs.pop().unwrap();
             assert!(victim.has_intent() && tx.has_intent());
-            assert_eq!(victim.abandon_push_for_tests(), start);
+            assert_eq!(victim.abandon_push_for_tests(true), start);
             tx.push(10).unwrap();
             tx.push(11).unwrap();
             // Owner 7 still lives: its hole is waited for, never skipped.
@@ -1070,7 +1086,7 @@ mod tests {
         let (tx, rx) = (&txs[0], rxs.pop().unwrap());
         let victim = rxs.pop().unwrap();
         tx.push(1).unwrap();
-        assert_eq!(victim.abandon_pop_for_tests(), u64::MAX - 1);
+        assert_eq!(victim.abandon_pop_for_tests(true), u64::MAX - 1);
         for i in 2..5 {
             tx.push(i).unwrap();
         }
@@ -1096,11 +1112,11 @@ mod tests {
         let alive = |o: u64| !(o == 7 || o == 8) || !dead.get();
         let (mut txs, mut rxs, region) = owned(2, 0, &[7, 1], &[8, 2], &alive);
         let (tx, rx) = (txs.pop().unwrap(), rxs.pop().unwrap());
-        txs.pop().unwrap().abandon_push_for_tests();
+        txs.pop().unwrap().abandon_push_for_tests(true);
         dead.set(true);
         assert_eq!(rx.recover(&alive), Hole::Recovered);
         // Consumer 8 takes the skipped position and dies there.
-        assert_eq!(rxs.pop().unwrap().abandon_pop_for_tests(), 0);
+        assert_eq!(rxs.pop().unwrap().abandon_pop_for_tests(true), 0);
         tx.push(1).unwrap();
         assert!(matches!(tx.push(2), Err(PushError::Full(2))));
         assert_eq!(tx.recover(&alive), Hole::Recovered);
@@ -1112,6 +1128,28 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_stale_intent_never_takes_a_live_claimers_hole() {
+        let alive = |o: u64| o != 7 && o != 8;
+        // Owner 7 announced position 0 and died before its CAS; owner 1 (live) took it.
+        let (mut txs, rxs, region) = owned(2, 0, &[7, 1], &[2], &alive);
+        txs.remove(0).abandon_push_for_tests(false);
+        assert_eq!(txs.pop().unwrap().abandon_push_for_tests(true), 0);
+        assert_eq!(rxs[0].recover(&alive), Hole::Waiting);
+        drop(rxs);
+        drop(region);
+        // Same on the consumer side: owner 8 announced, owner 2 (live) took the value.
+        let (txs, mut rxs, region) = owned(2, 0, &[1], &[8, 2], &alive);
+        txs[0].push(1).unwrap();
+        rxs.remove(0).abandon_pop_for_tests(false);
+        assert_eq!(rxs.pop().unwrap().abandon_pop_for_tests(true), 0);
+        txs[0].push(2).unwrap();
+        assert!(matches!(txs[0].push(3), Err(PushError::Full(3))));
+        assert_eq!(txs[0].recover(&alive), Hole::Waiting);
+        drop(txs);
+        drop(region);
+    }
+
+    #[test]
     fn an_operation_without_an_entry_in_flight_blocks_recovery() {
         let dead = std::cell::Cell::new(false);
         let alive = |o: u64| o != 7 || !dead.get();
@@ -1119,10 +1157,10 @@ mod tests {
         // SAFETY: the region outlives the handle.
         let anon = unsafe { MpmcRing::<u64>::sender(region.as_ptr(), region.len()).unwrap() };
         assert!(!anon.has_intent());
-        txs.pop().unwrap().abandon_push_for_tests();
+        txs.pop().unwrap().abandon_push_for_tests(true);
         dead.set(true);
         // An entry-less producer died mid-push at the next position: its count stays.
-        anon.clone().abandon_push_for_tests();
+        anon.clone().abandon_push_for_tests(true);
         assert_eq!(rxs[0].recover(&alive), Hole::Waiting);
         drop((anon, rxs));
         drop(region);
@@ -1143,7 +1181,7 @@ mod tests {
         let attach = || unsafe { MpmcRing::<u64>::sender_owned(ptr, len, 3, &alive).unwrap() };
         assert!(!attach().has_intent());
         // Owner 7 dies with a hole pending: its entry is not taken while the hole is.
-        txs.pop().unwrap().abandon_push_for_tests();
+        txs.pop().unwrap().abandon_push_for_tests(true);
         dead.set(true);
         assert!(!attach().has_intent());
         assert_eq!(rxs[0].recover(&alive), Hole::Recovered);

@@ -1264,7 +1264,7 @@ impl<T: Pod + Send> Sender<T> {
     #[doc(hidden)]
     pub fn abandon_send_for_tests(self) {
         let Self { ring, local } = self;
-        ring.abandon_push_for_tests();
+        ring.abandon_push_for_tests(true);
         core::mem::forget(local);
     }
 }
@@ -1278,7 +1278,7 @@ impl<T: Pod + Send> Receiver<T> {
     #[doc(hidden)]
     pub fn abandon_recv_for_tests(self) {
         let Self { ring, local } = self;
-        ring.abandon_pop_for_tests();
+        ring.abandon_pop_for_tests(true);
         core::mem::forget(local);
     }
 
