@@ -109,6 +109,10 @@ struct Header {
     intents: [[CachePadded<Intent>; MPMC_INTENTS]; 2],
 }
 
+// The layout docs/design.md gives (offsets 384 for `anon`, 640 for `intents`, 8832 the end).
+#[cfg(all(not(loom), target_pointer_width = "64"))]
+const _: () = assert!(size_of::<Header>() == 8832 && size_of::<CachePadded<Intent>>() == 128);
+
 /// Index of a side in `anon` and `intents`.
 const PRODUCERS: usize = 0;
 const CONSUMERS: usize = 1;
