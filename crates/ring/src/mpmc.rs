@@ -660,13 +660,13 @@ impl<T: Pod> Sender<T> {
                     self.ep.clear();
                     return Err(PushError::Full(value));
                 }
-                Step::Retry => match reload(&h.enq, pos, &mut stuck) {
-                    Some(now) => pos = now,
-                    None => {
+                Step::Retry => {
+                    let Some(now) = reload(&h.enq, pos, &mut stuck) else {
                         self.ep.clear();
                         return Err(PushError::Corrupt(value));
-                    }
-                },
+                    };
+                    pos = now;
+                }
             }
         }
     }
@@ -856,13 +856,13 @@ impl<T: Pod> Receiver<T> {
                     self.ep.clear();
                     return Err(PopError::Empty);
                 }
-                Step::Retry => match reload(&h.deq, pos, &mut stuck) {
-                    Some(now) => pos = now,
-                    None => {
+                Step::Retry => {
+                    let Some(now) = reload(&h.deq, pos, &mut stuck) else {
                         self.ep.clear();
                         return Err(PopError::Corrupt);
-                    }
-                },
+                    };
+                    pos = now;
+                }
             }
         }
     }

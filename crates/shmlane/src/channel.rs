@@ -28,9 +28,7 @@ use std::{
 };
 
 use bytemuck::Pod;
-use shmlane_ring::{
-    BroadcastRing, Hole, MpmcRing, PopError, PushError, RecordRing, SpscRing,
-};
+use shmlane_ring::{BroadcastRing, Hole, MpmcRing, PopError, PushError, RecordRing, SpscRing};
 use shmlane_segment::{Location, Segment, SegmentInfo, UnlinkPolicy};
 use shmlane_wake::{Deadline, EVENT_SIZE, Event, WaitStrategy};
 
@@ -859,7 +857,8 @@ impl Local {
             return false;
         }
         if self.misses >= 4 {
-            let mut pause = Duration::from_micros(50 << (self.misses - 4).min(5)).min(MISS_SLEEP_MAX);
+            let mut pause =
+                Duration::from_micros(50 << (self.misses - 4).min(5)).min(MISS_SLEEP_MAX);
             if let Some(d) = &deadline {
                 pause = pause.min(d.remaining());
             }
@@ -1075,8 +1074,7 @@ macro_rules! recv_impl {
                                     if self.local.check_hole(&self.ring, true) {
                                         continue;
                                     }
-                                    return if self.local.inner.peer_state(Side::Send)
-                                        == Peers::Left
+                                    return if self.local.inner.peer_state(Side::Send) == Peers::Left
                                     {
                                         Err(RecvError::Disconnected)
                                     } else {
