@@ -34,12 +34,14 @@
 //! *skipped* (`seq` CAS from `p` to `skip(p) = p + 1 - 2^62`, which consumers pass over
 //! without reading), [`Sender::recover`] gives a consumer's hole back (CAS from `p + 1` or
 //! `skip(p)` to `p + capacity`), each only if an intent of a dead owner names `p` and no intent
-//! of a live one does. Handles without an entry (attached with [`MpmcRing::sender`] /
-//! [`MpmcRing::receiver`], or beyond the 32 entries of a side) count their operation in
-//! flight in the side's `anon` word; while it is non-zero nothing on that side is recovered
-//! (so a hole left by such a handle is never recovered: it is reported by
-//! [`Hole::Waiting`], and blocking channel calls still end at their deadline). A live
-//! claimer's hole is never taken (loom models `mpmc_dead_*`).
+//! of a live one does. Handles attached without an owner ([`MpmcRing::sender`] /
+//! [`MpmcRing::receiver`]) hold entries under `NO_OWNER`, never judged dead: their holes are
+//! waited for, never recovered, and their entries are never taken over. Handles without an
+//! entry (beyond the 32 of a side) count their operation in flight in the side's `anon` word;
+//! while it is non-zero nothing on that side is recovered (so a hole left by such a handle is
+//! never recovered, and its death turns recovery off for that side: [`Hole::Waiting`], and
+//! blocking channel calls still end at their deadline). A live claimer's hole is never taken
+//! (loom models `mpmc_dead_*`).
 //!
 //! [`recover`]: Receiver::recover
 
@@ -67,6 +69,10 @@ pub const MPMC_INTENTS: usize = 32;
 /// Intent entries per side (fewer under loom: every atomic is a modelled object).
 #[cfg(loom)]
 pub const MPMC_INTENTS: usize = 3;
+
+/// The owner of an entry taken by a handle attached without an owner token: never judged
+/// dead (its holes are waited for, its entry is not taken over).
+const NO_OWNER: u64 = u64::MAX;
 
 /// An intent word naming no position.
 const IDLE: u64 = 0;
@@ -237,7 +243,7 @@ impl<T: Pod> MpmcRing<T> {
         })
     }
 
-    /// Attaches a sending endpoint without an intent entry. Any number may be attached, in any
+    /// Attaches a sending endpoint without an owner token. Any number may be attached, in any
     /// process; a hole such a handle leaves when it dies mid-push is never recovered (see the
     /// module docs, and [`sender_owned`](Self::sender_owned)).
     ///
@@ -247,7 +253,12 @@ impl<T: Pod> MpmcRing<T> {
     pub unsafe fn sender(ptr: *mut u8, len: usize) -> Result<Sender<T>, AttachError> {
         Ok(Sender {
             // SAFETY: forwarded contract.
-            ep: Endpoint::new(unsafe { Self::attach(ptr, len)? }, PRODUCERS, 0, None),
+            ep: Endpoint::new(
+                unsafe { Self::attach(ptr, len)? },
+                PRODUCERS,
+                NO_OWNER,
+                None,
+            ),
         })
     }
 
@@ -272,14 +283,19 @@ impl<T: Pod> MpmcRing<T> {
         })
     }
 
-    /// Attaches a receiving endpoint without an intent entry (as [`sender`](Self::sender)).
+    /// Attaches a receiving endpoint without an owner token (as [`sender`](Self::sender)).
     ///
     /// # Safety
     /// As for [`sender`](Self::sender).
     pub unsafe fn receiver(ptr: *mut u8, len: usize) -> Result<Receiver<T>, AttachError> {
         Ok(Receiver {
             // SAFETY: forwarded contract.
-            ep: Endpoint::new(unsafe { Self::attach(ptr, len)? }, CONSUMERS, 0, None),
+            ep: Endpoint::new(
+                unsafe { Self::attach(ptr, len)? },
+                CONSUMERS,
+                NO_OWNER,
+                None,
+            ),
         })
     }
 
@@ -333,6 +349,7 @@ impl<T> Raw<T> {
                 let cur = e.owner.load(Ordering::Relaxed);
                 let takeable = if pass {
                     cur != 0
+                        && cur != NO_OWNER
                         && is_alive.is_some_and(|alive| !alive(cur))
                         && !self.intent_pending(side, e)
                 } else {
@@ -474,7 +491,7 @@ impl<T> Endpoint<T> {
             }
             // ORDERING: Relaxed; ordered after the holder's entry CAS by the Acquire above.
             let owner = e.owner.load(Ordering::Relaxed);
-            if owner == 0 || is_alive(owner) {
+            if owner == 0 || owner == NO_OWNER || is_alive(owner) {
                 return false;
             }
             dead = true;
@@ -1154,19 +1171,31 @@ mod tests {
     }
 
     #[test]
-    fn an_operation_without_an_entry_in_flight_blocks_recovery() {
+    fn holes_of_handles_without_an_owner_or_an_entry_are_never_recovered() {
+        // A handle attached without an owner holds an entry nobody judges dead.
+        let (_, rxs, region) = owned(4, 0, &[], &[2], &|_| true);
+        // SAFETY: the region outlives the handle.
+        let no_owner = unsafe { MpmcRing::<u64>::sender(region.as_ptr(), region.len()).unwrap() };
+        assert!(no_owner.has_intent());
+        no_owner.abandon_push_for_tests(true);
+        assert_eq!(rxs[0].recover(&|_| false), Hole::Waiting);
+        drop(rxs);
+        drop(region);
+        // Beyond the entries a handle counts its operation in `anon`: one that died in flight
+        // keeps recovery of its side off (here: of owner 7's hole before it).
         let dead = std::cell::Cell::new(false);
         let alive = |o: u64| o != 7 || !dead.get();
-        let (mut txs, rxs, region) = owned(4, 0, &[7], &[2], &alive);
+        let mut owners = [5; MPMC_INTENTS];
+        owners[0] = 7;
+        let (mut txs, rxs, region) = owned(4, 0, &owners, &[2], &alive);
         // SAFETY: the region outlives the handle.
         let anon = unsafe { MpmcRing::<u64>::sender(region.as_ptr(), region.len()).unwrap() };
         assert!(!anon.has_intent());
-        txs.pop().unwrap().abandon_push_for_tests(true);
+        txs.remove(0).abandon_push_for_tests(true);
         dead.set(true);
-        // An entry-less producer died mid-push at the next position: its count stays.
         anon.clone().abandon_push_for_tests(true);
         assert_eq!(rxs[0].recover(&alive), Hole::Waiting);
-        drop((anon, rxs));
+        drop((anon, txs, rxs));
         drop(region);
     }
 
