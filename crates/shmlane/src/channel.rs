@@ -1256,6 +1256,15 @@ impl<T: Pod + Send> Consumer<T> {
 impl<T: Pod + Send> Sender<T> {
     send_impl!();
 
+    /// Gives back a slot that a receiver which died between taking a message and releasing
+    /// the slot still holds at the ring position senders need next (otherwise the ring stays
+    /// full there). [`send`](Self::send) does this by itself while it waits, at most every
+    /// 10 ms; callers of [`try_send`](Self::try_send) that keep finding the ring full call it.
+    /// Returns whether a slot was given back (counted in `lost`: the dead receiver's message).
+    pub fn recover(&mut self) -> bool {
+        self.local.check_hole(&self.ring, true)
+    }
+
     /// Test hook, not part of the API: what a sender process killed between taking its ring
     /// position and publishing its message leaves behind (the position taken, nothing
     /// written; the endpoint never leaves). The caller then hangs or is killed.
@@ -1269,6 +1278,15 @@ impl<T: Pod + Send> Sender<T> {
 
 impl<T: Pod + Send> Receiver<T> {
     recv_impl!();
+
+    /// Skips a position that a sender which died between taking it and publishing its message
+    /// left at the head of the ring (otherwise nothing behind it is ever received).
+    /// [`recv`](Self::recv) does this by itself while it waits, at most every 10 ms; callers of
+    /// [`try_recv`](Self::try_recv) that keep finding the ring empty call it. Returns whether a
+    /// position was skipped (counted in `lost`).
+    pub fn recover(&mut self) -> bool {
+        self.local.check_hole(&self.ring, true)
+    }
 
     /// Test hook, not part of the API: what a receiver process killed between taking its ring
     /// position and releasing the slot leaves behind (the message taken, the slot held; the
