@@ -211,12 +211,15 @@ pub(crate) unsafe fn open_ring_raw<H>(
     kind: Kind,
     header_end: usize,
 ) -> Result<(core::ptr::NonNull<H>, u64, u64), AttachError> {
-    check_region(ptr, len, header_end)?;
+    // The identity first (a ring of another kind, whose header may be shorter than ours, is
+    // `WrongKind`), then the room for our header.
+    check_region(ptr, len, size_of::<PaddedMeta>())?;
     let hdr = core::ptr::NonNull::new(ptr.cast::<H>()).ok_or(AttachError::Misaligned)?;
     // SAFETY: in bounds and aligned (checked); the meta is H's first field (caller) and holds
     // only atomics.
     let meta = unsafe { &*ptr.cast::<PaddedMeta>() };
     let (elem, cap) = meta.validate_kind(kind)?;
+    check_region(ptr, len, header_end)?;
     Ok((hdr, elem, cap))
 }
 
