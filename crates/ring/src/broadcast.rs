@@ -196,9 +196,10 @@ impl Clone for Raw {
 }
 
 impl BroadcastRing {
-    /// Bytes a region needs for `capacity` slots of `slot_bytes` each.
+    /// Bytes a region needs for `capacity` slots of `slot_bytes` each; `usize::MAX` (which no
+    /// region holds) if that does not fit in a `usize`.
     pub fn required_size(capacity: u64, slot_bytes: usize) -> usize {
-        slots_offset() + capacity as usize * slot_bytes
+        crate::header::required_size(slots_offset(), slot_bytes, capacity)
     }
 
     /// The largest message a slot of `slot_bytes` holds.
