@@ -932,7 +932,7 @@ mod tests {
         unsafe {
             SpscRing::<u64>::init(ptr, len, 4, 0).unwrap();
             let mut c = with_hook(
-                |ptr| unsafe { (*ptr.cast::<Header>()).tail.store(8, Ordering::Relaxed) },
+                |ptr| (*ptr.cast::<Header>()).tail.store(8, Ordering::Relaxed),
                 || SpscRing::<u64>::consumer(ptr, len, 2, &|_| true).unwrap(),
             );
             assert_eq!(c.len(), 0, "the consumer started from an unchecked tail");
@@ -956,7 +956,7 @@ mod tests {
         unsafe {
             SpscRing::<u64>::init(ptr, len, 4, 0).unwrap();
             let mut p = with_hook(
-                |ptr| unsafe { (*ptr.cast::<Header>()).head.store(5, Ordering::Relaxed) },
+                |ptr| (*ptr.cast::<Header>()).head.store(5, Ordering::Relaxed),
                 || SpscRing::<u64>::producer(ptr, len, 1, &|_| true).unwrap(),
             );
             // Asking for more than the (checked) cached free count reads the hostile head:
