@@ -932,14 +932,25 @@ mod tests {
         unsafe {
             SpscRing::<u64>::init(ptr, len, 4, 0).unwrap();
             let mut c = with_hook(
-                |ptr| (*ptr.cast::<Header>()).tail.store(8, Ordering::Relaxed),
+                |ptr| {
+                    let h = &*ptr.cast::<Header>();
+                    h.tail.store(8, Ordering::Relaxed);
+                    h.head.store(1, Ordering::Relaxed);
+                },
                 || SpscRing::<u64>::consumer(ptr, len, 2, &|_| true).unwrap(),
+            );
+            // It starts from the head attach checked, not from one written after the check.
+            assert_eq!(
+                c.position(),
+                0,
+                "the consumer read the head again after the check"
             );
             assert_eq!(c.len(), 0, "the consumer started from an unchecked tail");
             assert!(matches!(c.read_chunk(8), Err(ChunkError::Corrupt)));
             assert_eq!(c.pop(), Err(PopError::Corrupt));
             // Once the tail is sane again the ring works.
             (*ptr.cast::<Header>()).tail.store(0, Ordering::Relaxed);
+            (*ptr.cast::<Header>()).head.store(0, Ordering::Relaxed);
             assert_eq!(c.pop(), Err(PopError::Empty));
         }
     }
@@ -956,8 +967,17 @@ mod tests {
         unsafe {
             SpscRing::<u64>::init(ptr, len, 4, 0).unwrap();
             let mut p = with_hook(
-                |ptr| (*ptr.cast::<Header>()).head.store(5, Ordering::Relaxed),
+                |ptr| {
+                    let h = &*ptr.cast::<Header>();
+                    h.head.store(5, Ordering::Relaxed);
+                    h.tail.store(3, Ordering::Relaxed);
+                },
                 || SpscRing::<u64>::producer(ptr, len, 1, &|_| true).unwrap(),
+            );
+            assert_eq!(
+                p.position(),
+                0,
+                "the producer read the tail again after the check"
             );
             // Asking for more than the (checked) cached free count reads the hostile head:
             // an error, never a chunk longer than the ring.
