@@ -988,6 +988,40 @@ mod tests {
         }
     }
 
+    /// Attach's check at its boundary: a full ring (`tail - head = capacity`) is fine, one more
+    /// is corrupt, and so is a head past the tail.
+    #[test]
+    fn attach_checks_the_positions_to_the_element() {
+        for start in [0, u64::MAX - 1] {
+            let region = HeapRegion::new(SpscRing::<u64>::required_size(4));
+            let (ptr, len) = (region.as_ptr(), region.len());
+            // SAFETY: the region outlives every handle; the positions are atomics.
+            unsafe {
+                SpscRing::<u64>::init(ptr, len, 4, start).unwrap();
+                let h = &*ptr.cast::<Header>();
+                h.tail.store(start.wrapping_add(4), Ordering::Relaxed);
+                let mut c = SpscRing::<u64>::consumer(ptr, len, 2, &|_| true).unwrap();
+                assert_eq!(c.len(), 4);
+                drop(c);
+                for (tail, head) in [
+                    (start.wrapping_add(5), start),
+                    (start, start.wrapping_add(1)),
+                ] {
+                    h.tail.store(tail, Ordering::Relaxed);
+                    h.head.store(head, Ordering::Relaxed);
+                    assert!(matches!(
+                        SpscRing::<u64>::consumer(ptr, len, 2, &|_| true),
+                        Err(AttachError::Corrupt(_))
+                    ));
+                    assert!(matches!(
+                        SpscRing::<u64>::producer(ptr, len, 1, &|_| true),
+                        Err(AttachError::Corrupt(_))
+                    ));
+                }
+            }
+        }
+    }
+
     /// The checks of the cached positions in `free_for` and `avail_for` stand on their own: a
     /// cached position that broke the invariant (as the unchecked re-read at attach could make
     /// it) is `Corrupt`, never a free or available count above the capacity.

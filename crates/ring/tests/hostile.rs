@@ -18,6 +18,9 @@
 //! Also here: finding 5 of issue 15 for every ring with a `T` (a hostile capacity whose size
 //! overflows is refused), in debug and release builds.
 
+// Word pointers are made from the 128-byte aligned region plus multiples of 8.
+#![allow(clippy::cast_ptr_alignment)]
+
 use std::{
     sync::{
         Arc, OnceLock,
