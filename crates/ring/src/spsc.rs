@@ -135,10 +135,13 @@ impl<T: Pod> SpscRing<T> {
         };
         // SAFETY: a checked header in bounds; it holds only atomics.
         let h = unsafe { hdr.as_ref() };
-        // ORDERING: Acquire for both; pair with the Release stores of the previous endpoints
-        // (or the hand-over after init), so an attaching side starts from published positions.
+        // These two loads are the endpoint's starting positions (never read again to start
+        // with). ORDERING: Acquire; pairs with the producer's SPSC_TAIL_STORE (Release): a
+        // consumer that starts from this tail sees the slot writes before it (the cached tail
+        // it reads from); also with the hand-over after init.
         let tail = h.tail.load(Ordering::Acquire);
-        // ORDERING: as above.
+        // ORDERING: Acquire; pairs with the consumer's SPSC_HEAD_STORE (Release): a producer
+        // that starts from this head reuses only slots whose reads happened before it.
         let head = h.head.load(Ordering::Acquire);
         if tail.wrapping_sub(head) > cap {
             return Err(AttachError::Corrupt(
