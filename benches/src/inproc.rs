@@ -306,7 +306,8 @@ pub fn spsc_u64_chunk64_shmlane(n: u64) -> Duration {
             let k = (n - i).min(BATCH as u64).min(p.free() as u64) as usize;
             match p.write_chunk(k) {
                 Ok(mut w) => {
-                    let (a, b) = w.as_mut_slices();
+                    // SAFETY: a heap ring; no other process writes its slots.
+                    let (a, b) = unsafe { w.as_mut_slices() };
                     // One plain loop per slice, as rtrb's fill_from_iter does.
                     let first = a.len() as u64;
                     for (j, x) in a.iter_mut().enumerate() {
@@ -325,7 +326,8 @@ pub fn spsc_u64_chunk64_shmlane(n: u64) -> Duration {
             let k = c.len().min(BATCH);
             match c.read_chunk(k) {
                 Ok(r) => {
-                    let (a, b) = r.as_slices();
+                    // SAFETY: a heap ring; no other process writes its slots.
+                    let (a, b) = unsafe { r.as_slices() };
                     for v in a.iter().chain(b) {
                         *sum = sum.wrapping_add(*v);
                     }

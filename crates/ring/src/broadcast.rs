@@ -179,6 +179,36 @@ impl Raw {
     fn max(&self) -> usize {
         (self.words - SLOT_HEADER_WORDS) * 8
     }
+
+    /// The producer's position (the next message it writes), found from the published `tail`
+    /// by the stamps: the slot of `pos` holds the newest message written to it, `q`; when `q`
+    /// is complete and at or ahead of `pos`, every position up to `q` was written, so the
+    /// search goes on from `q + 1`. It stops at a slot that holds an older lap (or a busy
+    /// stamp: the message being written, or left half-written by a producer that died).
+    ///
+    /// Jumping by the stamp matters on rings of fewer than 64 slots: there the published
+    /// `tail` (at most 63 behind) can name a slot already overwritten by a later lap, and a
+    /// reader starting there was told it had lost messages sent before it attached (finding 12
+    /// of issue 15), while a producer resuming there went back over messages it had sent.
+    ///
+    /// The producer publishes `tail` at least every `PUBLISH_EVERY` messages, so a live or dead
+    /// producer is at most that far ahead: each step moves at least one position, and a stamp
+    /// further ahead than that is not believed. Bounded whatever the stamps hold.
+    fn producer_position(&self, tail: u64) -> u64 {
+        let mut pos = tail;
+        for _ in 0..=PUBLISH_EVERY {
+            // ORDERING: Acquire (`BCAST_STAMP_LOAD`); pairs with the producer's Release stamp
+            // store (`BCAST_DONE_STORE`): only the stamp is compared here.
+            let s = self.word(pos, 0).load(BCAST_STAMP_LOAD);
+            let ahead = (s >> 1).wrapping_sub(pos) & POS_MASK;
+            if s & BUSY != 0 || ahead >= PUBLISH_EVERY {
+                // Busy, an older lap (far "ahead" modulo 2^63), or not believable.
+                break;
+            }
+            pos = pos.wrapping_add(ahead).wrapping_add(1);
+        }
+        pos
+    }
 }
 
 // Clone by hand: `KeepAlive` is an Arc.
@@ -196,9 +226,10 @@ impl Clone for Raw {
 }
 
 impl BroadcastRing {
-    /// Bytes a region needs for `capacity` slots of `slot_bytes` each.
+    /// Bytes a region needs for `capacity` slots of `slot_bytes` each; `usize::MAX` (which no
+    /// region holds) if that does not fit in a `usize`.
     pub fn required_size(capacity: u64, slot_bytes: usize) -> usize {
-        slots_offset() + capacity as usize * slot_bytes
+        crate::header::required_size(slots_offset(), slot_bytes, capacity)
     }
 
     /// The largest message a slot of `slot_bytes` holds.
@@ -310,16 +341,10 @@ impl BroadcastRing {
         let raw = unsafe { Self::attach(ptr, len)? };
         raw.hdr().meta.claim(Role::Producer, owner, is_alive)?;
         // ORDERING: Acquire; pairs with the previous producer's Release store of `tail`.
-        let mut pos = raw.hdr().tail.load(Ordering::Acquire);
-        for _ in 0..raw.cap {
-            // ORDERING: Acquire; pairs with the previous producer's stamp stores (only the
-            // stamp is compared; nothing else is read).
-            if raw.word(pos, 0).load(Ordering::Acquire) != stamp(pos, 0) {
-                // Not written, or half-written by a producer that died (written again).
-                break;
-            }
-            pos = pos.wrapping_add(1);
-        }
+        let tail = raw.hdr().tail.load(Ordering::Acquire);
+        // After the last complete message; a message half-written by a producer that died is
+        // written again.
+        let pos = raw.producer_position(tail);
         Ok(BroadcastProducer {
             raw,
             pos,
@@ -329,8 +354,9 @@ impl BroadcastRing {
     }
 
     /// Attaches a reader, any number of them, at any time; it starts at the producer's
-    /// published position (so it sees the messages sent from about then on; up to 63 older
-    /// ones too).
+    /// position (found from the published one by the stamps), so it sees the messages sent from
+    /// then on, and its deliveries plus its reported losses are what was sent after it
+    /// attached (a message sent while it attaches may count on either side).
     ///
     /// # Safety
     /// As for [`producer`](Self::producer).
@@ -338,7 +364,8 @@ impl BroadcastRing {
         // SAFETY: forwarded contract.
         let raw = unsafe { Self::attach(ptr, len)? };
         // ORDERING: Acquire; pairs with the producer's Release store of `tail`.
-        let cursor = raw.hdr().tail.load(Ordering::Acquire);
+        let tail = raw.hdr().tail.load(Ordering::Acquire);
+        let cursor = raw.producer_position(tail);
         Ok(BroadcastReader {
             raw,
             cursor,
@@ -721,7 +748,7 @@ mod tests {
     }
 
     #[test]
-    fn a_late_reader_starts_at_the_published_position() {
+    fn a_late_reader_starts_at_the_producers_position() {
         let r = std::sync::Arc::new(HeapRegion::new(BroadcastRing::required_size(256, 32)));
         // SAFETY: the region outlives the handles (dropped at the end of the test).
         unsafe {
@@ -730,13 +757,10 @@ mod tests {
             for i in 0..130u64 {
                 tx.send(&i.to_le_bytes()).unwrap();
             }
-            // Published at 128: the late reader sees 128 and 129, then what comes.
+            // Published at 128, found at 130 by the stamps: the late reader sees what comes.
             let mut late = BroadcastRing::reader(r.as_ptr(), r.len()).unwrap();
+            assert_eq!(late.position(), 130);
             let mut buf = [0u8; 16];
-            for want in 128..130u64 {
-                assert_eq!(late.recv(&mut buf), Ok(8));
-                assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), want);
-            }
             assert_eq!(late.recv(&mut buf), Err(RecvError::Empty));
             // A second producer is refused while the first lives.
             assert!(matches!(
@@ -752,6 +776,66 @@ mod tests {
             assert_eq!(late.recv(&mut buf), Ok(8));
             assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), 130);
         }
+    }
+
+    /// Finding 12: on rings of fewer than 64 slots the published position (every 64 sends) can
+    /// name a slot a later lap overwrote. A reader that attached there was told it had lost
+    /// messages sent before it attached (32 here), and a producer taking over from a dead one
+    /// went back to the published position and sent over its predecessor's messages.
+    #[test]
+    fn small_rings_join_at_the_producers_position() {
+        for (cap, sent) in [(8u64, 100u64), (2, 3), (16, 127), (32, 96), (8, 64), (4, 1)] {
+            for start in STARTS {
+                let r = std::sync::Arc::new(HeapRegion::new(BroadcastRing::required_size(cap, 32)));
+                // SAFETY: the region outlives the handles (dropped at the end of the test).
+                unsafe {
+                    BroadcastRing::init(r.as_ptr(), r.len(), cap, 32, start).unwrap();
+                    let mut tx =
+                        BroadcastRing::producer(r.as_ptr(), r.len(), 1, &|_| true).unwrap();
+                    for i in 0..sent {
+                        tx.send(&i.to_le_bytes()).unwrap();
+                    }
+                    let mut late = BroadcastRing::reader(r.as_ptr(), r.len()).unwrap();
+                    let mut buf = [0u8; 16];
+                    assert_eq!(late.recv(&mut buf), Err(RecvError::Empty), "cap {cap}");
+                    assert_eq!(late.position(), start.wrapping_add(sent), "cap {cap}");
+                    // The producer dies without publishing; its successor continues after it.
+                    core::mem::forget(tx);
+                    let mut tx =
+                        BroadcastRing::producer(r.as_ptr(), r.len(), 2, &|o| o != 1).unwrap();
+                    assert_eq!(tx.position(), start.wrapping_add(sent), "cap {cap}");
+                    for i in sent..sent + 3 * cap {
+                        tx.send(&i.to_le_bytes()).unwrap();
+                        assert_eq!(late.recv(&mut buf), Ok(8));
+                        assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), i);
+                    }
+                    assert_eq!(late.lost(), 0);
+                }
+            }
+        }
+    }
+
+    /// A producer that died in the middle of a message (busy stamp) is resumed at that
+    /// message, which is written again; a reader attaching meanwhile waits for it.
+    #[test]
+    fn a_half_written_message_is_written_again() {
+        let (mut tx, _) = HeapRegion::broadcast(4, 32);
+        for i in 0..6u64 {
+            tx.send(&i.to_le_bytes()).unwrap();
+        }
+        tx.raw.word(6, 0).store(stamp(6, BUSY), Ordering::Relaxed);
+        assert_eq!(tx.raw.producer_position(0), 6);
+        let mut late = BroadcastReader {
+            raw: tx.raw.clone(),
+            cursor: tx.raw.producer_position(0),
+            lost: 0,
+            _not_sync: PhantomData,
+        };
+        let mut buf = [0u8; 16];
+        assert_eq!(late.recv(&mut buf), Err(RecvError::Empty));
+        tx.send(&6u64.to_le_bytes()).unwrap();
+        assert_eq!(late.recv(&mut buf), Ok(8));
+        assert_eq!(buf[0], 6);
     }
 
     #[test]

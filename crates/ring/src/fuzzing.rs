@@ -84,7 +84,8 @@ unsafe fn exercise(kind: u8, ptr: *mut u8, len: usize) {
                     let mut out = [0u64; 8];
                     let _ = c.pop_slice(&mut out);
                     if let Ok(ch) = c.read_chunk(2) {
-                        let _ = ch.as_slices();
+                        let mut out = [0u64; 2];
+                        ch.copy_to_slice(&mut out);
                         ch.commit_all();
                     }
                 }

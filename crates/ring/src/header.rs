@@ -171,6 +171,18 @@ pub(crate) fn check_capacity(cap: u64, kind: Kind) -> Result<(), AttachError> {
     Ok(())
 }
 
+/// Bytes a ring needs: `offset` (header) plus `capacity` elements of `elem` bytes, or
+/// `usize::MAX` if that does not fit in a `usize` (no region is that large, so the region check
+/// fails). Computed without overflow: the capacity can come from a hostile header, and 2^40
+/// elements of 16 MiB wrap a `u64` to 0 (finding 5 of issue 15).
+pub(crate) fn required_size(offset: usize, elem: usize, capacity: u64) -> usize {
+    usize::try_from(capacity)
+        .ok()
+        .and_then(|cap| cap.checked_mul(elem))
+        .and_then(|slots| slots.checked_add(offset))
+        .unwrap_or(usize::MAX)
+}
+
 /// Rounds `v` up to `align` (a power of two).
 pub(crate) const fn align_up(v: usize, align: usize) -> usize {
     (v + align - 1) & !(align - 1)

@@ -170,9 +170,11 @@ impl<T> Clone for Raw<T> {
 }
 
 impl<T: Pod> MpmcRing<T> {
-    /// Bytes a region needs for `capacity` elements.
+    /// Bytes a region needs for `capacity` elements; `usize::MAX` (which no region holds) if
+    /// that does not fit in a `usize`, so a hostile capacity fails the region check instead of
+    /// wrapping around to a small size.
     pub fn required_size(capacity: u64) -> usize {
-        slots_offset::<T>() + size_of::<Slot<T>>() * capacity as usize
+        crate::header::required_size(slots_offset::<T>(), size_of::<Slot<T>>(), capacity)
     }
 
     /// Initialises an empty ring whose first position is `start`.

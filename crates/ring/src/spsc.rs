@@ -13,9 +13,21 @@
 //! in practice; tests start near `u64::MAX` to prove the arithmetic anyway). Each side keeps
 //! its own position in private memory and a cached copy of the other's, so the shared lines
 //! are touched only when the cache says full or empty. A position read from shared memory is
-//! checked (`tail - head <= capacity`) before it is believed; slots are always indexed by a
-//! private position masked by the capacity, so a hostile peer can make us return an error or
-//! stale data, never access out of bounds.
+//! read once, checked (`tail - head <= capacity`) and only the checked copy is used: attach
+//! hands the positions it checked to the endpoint instead of reading them again (a peer could
+//! change them in between). Each side keeps `own - cached <= capacity` as an invariant and
+//! checks it again where it computes free space or available elements, so not even a broken
+//! invariant can produce a chunk longer than the ring. Slots are always indexed by a private
+//! position masked by the capacity, so a hostile peer can make us return an error or stale
+//! data, never access out of bounds.
+//!
+//! Trust: the slots of a chunk are, by the protocol, the caller's alone until it commits, but
+//! a hostile process with the segment mapped can write them anyway. The safe chunk API
+//! therefore copies ([`ReadChunk::copy_to_slice`], [`WriteChunk::copy_from_slice`],
+//! [`ReadChunk::get`], [`WriteChunk::write`]) through raw pointers and never makes a `&T` or
+//! `&mut T` into a slot; the zero-copy slices ([`ReadChunk::as_slices`],
+//! [`WriteChunk::as_mut_slices`]) are `unsafe`, for callers who vouch that no other process
+//! writes the ring (`docs/reliability.md`, "Hostile or corrupt memory").
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
@@ -61,9 +73,11 @@ struct Raw<T> {
 }
 
 impl<T: Pod> SpscRing<T> {
-    /// Bytes a region needs for `capacity` elements.
+    /// Bytes a region needs for `capacity` elements; `usize::MAX` (which no region holds) if
+    /// that does not fit in a `usize`, so a hostile capacity fails the region check instead of
+    /// wrapping around to a small size.
     pub fn required_size(capacity: u64) -> usize {
-        slots_offset::<T>() + size_of::<Cell<T>>() * capacity as usize
+        crate::header::required_size(slots_offset::<T>(), size_of::<Cell<T>>(), capacity)
     }
 
     /// Initialises an empty ring whose first position is `start` (0 normally; tests use values
@@ -95,6 +109,11 @@ impl<T: Pod> SpscRing<T> {
         Ok(())
     }
 
+    /// Attaches for `role`; returns the handle's geometry and the positions `(tail, head)`,
+    /// each read once and checked (`tail - head <= capacity`). The caller starts from these
+    /// values and never reads the positions again to start with: a peer may change them after
+    /// the check (finding 4 of issue 15).
+    ///
     /// # Safety
     /// As for [`producer`](Self::producer).
     unsafe fn attach(
@@ -103,7 +122,7 @@ impl<T: Pod> SpscRing<T> {
         role: Role,
         owner: u64,
         is_alive: &dyn Fn(u64) -> bool,
-    ) -> Result<Raw<T>, AttachError> {
+    ) -> Result<(Raw<T>, u64, u64), AttachError> {
         // SAFETY: forwarded contract; Header is repr(C) with the meta first.
         let (hdr, cap) = unsafe {
             open_ring::<Header, T>(
@@ -116,10 +135,13 @@ impl<T: Pod> SpscRing<T> {
         };
         // SAFETY: a checked header in bounds; it holds only atomics.
         let h = unsafe { hdr.as_ref() };
-        // ORDERING: Acquire for both; pair with the Release stores of the previous endpoints
-        // (or the hand-over after init), so an attaching side starts from published positions.
+        // These two loads are the endpoint's starting positions (never read again to start
+        // with). ORDERING: Acquire; pairs with the producer's SPSC_TAIL_STORE (Release): a
+        // consumer that starts from this tail sees the slot writes before it (the cached tail
+        // it reads from); also with the hand-over after init.
         let tail = h.tail.load(Ordering::Acquire);
-        // ORDERING: as above.
+        // ORDERING: Acquire; pairs with the consumer's SPSC_HEAD_STORE (Release): a producer
+        // that starts from this head reuses only slots whose reads happened before it.
         let head = h.head.load(Ordering::Acquire);
         if tail.wrapping_sub(head) > cap {
             return Err(AttachError::Corrupt(
@@ -127,7 +149,9 @@ impl<T: Pod> SpscRing<T> {
             ));
         }
         h.meta.claim(role, owner, is_alive)?;
-        Ok(Raw {
+        #[cfg(all(test, not(loom)))]
+        tests::after_attach_check(ptr);
+        let raw = Raw {
             hdr,
             // SAFETY: the slots lie inside the region (checked against required_size).
             slots: unsafe { NonNull::new_unchecked(ptr.add(slots_offset::<T>()).cast()) },
@@ -135,7 +159,8 @@ impl<T: Pod> SpscRing<T> {
             mask: cap - 1,
             owner,
             keep: None,
-        })
+        };
+        Ok((raw, tail, head))
     }
 
     /// Attaches the producer. `owner` is a non-zero token naming this endpoint (the channel
@@ -152,14 +177,9 @@ impl<T: Pod> SpscRing<T> {
         owner: u64,
         is_alive: &dyn Fn(u64) -> bool,
     ) -> Result<Producer<T>, AttachError> {
-        // SAFETY: forwarded contract.
-        let raw = unsafe { Self::attach(ptr, len, Role::Producer, owner, is_alive)? };
-        // SAFETY: attach returned a valid header.
-        let h = unsafe { raw.hdr.as_ref() };
-        // ORDERING: Relaxed; our own previous value, or the initial one (ordered by attach).
-        let tail = h.tail.load(Ordering::Relaxed);
-        // ORDERING: Acquire; pairs with the consumer's SPSC_HEAD_STORE.
-        let head = h.head.load(Ordering::Acquire);
+        // SAFETY: forwarded contract. The positions are the ones attach checked; they are not
+        // read again here.
+        let (raw, tail, head) = unsafe { Self::attach(ptr, len, Role::Producer, owner, is_alive)? };
         Ok(Producer {
             raw,
             tail,
@@ -178,14 +198,9 @@ impl<T: Pod> SpscRing<T> {
         owner: u64,
         is_alive: &dyn Fn(u64) -> bool,
     ) -> Result<Consumer<T>, AttachError> {
-        // SAFETY: forwarded contract.
-        let raw = unsafe { Self::attach(ptr, len, Role::Consumer, owner, is_alive)? };
-        // SAFETY: attach returned a valid header.
-        let h = unsafe { raw.hdr.as_ref() };
-        // ORDERING: Relaxed; our own previous value, or the initial one.
-        let head = h.head.load(Ordering::Relaxed);
-        // ORDERING: SPSC_TAIL_LOAD (Acquire); pairs with the producer's SPSC_TAIL_STORE.
-        let tail = h.tail.load(SPSC_TAIL_LOAD);
+        // SAFETY: forwarded contract. The positions are the ones attach checked; they are not
+        // read again here.
+        let (raw, tail, head) = unsafe { Self::attach(ptr, len, Role::Consumer, owner, is_alive)? };
         Ok(Consumer {
             raw,
             head,
@@ -204,6 +219,18 @@ impl<T> Raw<T> {
         // SAFETY: `pos & mask < cap`, and the slot array holds `cap` cells (checked at attach).
         unsafe { self.slots.add((pos & self.mask) as usize).as_ref() }
     }
+    /// The two runs of a chunk of `n` slots from `pos`: `(first, second)`, the slots from
+    /// `pos & mask` to the end of the array and those from slot 0. Both lie inside the array
+    /// because `n <= cap` (checked by `free_for` / `avail_for`; asserted here, so a broken
+    /// invariant panics instead of reaching past the slots).
+    #[cfg(not(loom))]
+    fn runs(&self, pos: u64, n: usize) -> (usize, usize) {
+        assert!(n as u64 <= self.cap, "chunk longer than the ring");
+        let start = (pos & self.mask) as usize;
+        let first = n.min(self.cap as usize - start);
+        (first, n - first)
+    }
+
     /// Pointer to the first of `n` contiguous slots starting at `pos` (no wrap).
     #[cfg(not(loom))]
     fn slot_ptr(&self, pos: u64) -> *mut T {
@@ -297,7 +324,16 @@ impl<T: Pod> Producer<T> {
     /// Free slots, refreshing the cached head only if the cache says fewer than `want`.
     #[inline]
     fn free_for(&mut self, want: u64) -> Result<u64, ()> {
-        let free = self.raw.cap - self.tail.wrapping_sub(self.cached_head);
+        // `tail - cached_head <= cap` holds (checked when the head was cached, and `publish`
+        // advances by at most the free count); checked again rather than trusted, so even a
+        // broken invariant gives `Corrupt`, never a free count above the capacity.
+        let Some(free) = self
+            .raw
+            .cap
+            .checked_sub(self.tail.wrapping_sub(self.cached_head))
+        else {
+            return Err(());
+        };
         if free >= want {
             return Ok(free);
         }
@@ -368,20 +404,25 @@ impl<T: Pod> Producer<T> {
     /// [`WriteChunk::commit`].
     ///
     /// The slots hold initialised `T` values (whatever was there before: ring memory is
-    /// zeroed at `init` and only ever holds `T: Pod`), so the chunk hands out `&mut [T]`
-    /// rather than `MaybeUninit` and committing is safe.
+    /// zeroed at `init` and only ever holds `T: Pod`), so committing slots left unwritten is
+    /// safe. Fill them with [`WriteChunk::copy_from_slice`] or [`WriteChunk::write`] (safe
+    /// against any peer), or in place through the `unsafe` [`WriteChunk::as_mut_slices`]
+    /// when every process mapping the ring is trusted (a ring in private memory here).
     ///
     /// ```
     /// use shmlane_ring::HeapRegion;
     /// let (mut p, mut c) = HeapRegion::spsc::<f32>(8);
     /// let mut chunk = p.write_chunk(4).unwrap();
-    /// let (a, b) = chunk.as_mut_slices();
+    /// // SAFETY: a heap ring; no other process can write its slots.
+    /// let (a, b) = unsafe { chunk.as_mut_slices() };
     /// for (i, x) in a.iter_mut().chain(b.iter_mut()).enumerate() {
     ///     *x = i as f32;
     /// }
     /// chunk.commit_all();
     /// let chunk = c.read_chunk(4).unwrap();
-    /// assert_eq!(chunk.as_slices().0, &[0.0, 1.0, 2.0, 3.0]);
+    /// let mut out = [0.0; 4];
+    /// chunk.copy_to_slice(&mut out);
+    /// assert_eq!(out, [0.0, 1.0, 2.0, 3.0]);
     /// chunk.commit_all();
     /// ```
     pub fn write_chunk(&mut self, n: usize) -> Result<WriteChunk<'_, T>, ChunkError> {
@@ -452,24 +493,79 @@ impl<T: Pod> WriteChunk<'_, T> {
         cell.with_mut(|p| unsafe { p.write(value) });
     }
 
-    /// The reserved slots as two slices (the second is non-empty when the chunk wraps).
+    /// Copies `src` into the reserved slots, in order (one copy, straight into the ring, in at
+    /// most two runs when the chunk wraps). Safe against a hostile peer: it writes through raw
+    /// pointers and makes no reference into the slots.
     ///
-    /// Sound because the protocol gives the producer exclusive use of free slots: a
-    /// cooperating consumer never touches them. (A hostile process that writes them anyway
-    /// can change the data, as it could any shared byte; see the threat model.)
+    /// # Panics
+    /// If `src.len() != len()`.
+    ///
+    /// ```
+    /// use shmlane_ring::HeapRegion;
+    /// let (mut p, mut c) = HeapRegion::spsc::<u32>(4);
+    /// let mut w = p.write_chunk(3).unwrap();
+    /// w.copy_from_slice(&[7, 8, 9]);
+    /// w.commit_all();
+    /// let r = c.read_chunk(3).unwrap();
+    /// let mut out = [0; 3];
+    /// r.copy_to_slice(&mut out);
+    /// r.commit_all();
+    /// assert_eq!(out, [7, 8, 9]);
+    /// ```
+    pub fn copy_from_slice(&mut self, src: &[T]) {
+        assert_eq!(src.len(), self.n, "source length differs from the chunk's");
+        #[cfg(not(loom))]
+        {
+            let (first, second) = self.p.raw.runs(self.p.tail, self.n);
+            // SAFETY: `runs` gives two ranges inside the slot array ([start, start + first)
+            // and [0, second), first + second = n <= cap), which are reserved for us by the
+            // protocol; `src` is our own memory, so the ranges do not overlap it. Raw copies:
+            // no reference into the slots is made, so a peer writing them anyway (hostile)
+            // changes the data only.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    src.as_ptr(),
+                    self.p.raw.slot_ptr(self.p.tail),
+                    first,
+                );
+                core::ptr::copy_nonoverlapping(
+                    src.as_ptr().add(first),
+                    self.p.raw.slot_ptr(0),
+                    second,
+                );
+            }
+        }
+        #[cfg(loom)]
+        for (i, v) in src.iter().enumerate() {
+            self.write(i, *v);
+        }
+    }
+
+    /// The reserved slots as two slices (the second is non-empty when the chunk wraps): zero
+    /// copy, for callers who vouch for every process that maps the ring.
+    ///
+    /// # Safety
+    /// No one but this chunk may read or write the reserved slots while the slices live. The
+    /// ring protocol gives the producer exclusive use of free slots, so this holds when every
+    /// other process that maps the ring is a cooperating shmlane endpoint (and always for a
+    /// ring in private memory, such as a [`HeapRegion`](crate::HeapRegion)). It does not hold
+    /// against a hostile process that writes the slots anyway: a `&mut [T]` to memory that
+    /// someone else writes at the same time is undefined behaviour even though every bit
+    /// pattern is a valid `T`. Against a peer you do not trust, use
+    /// [`copy_from_slice`](Self::copy_from_slice) or [`write`](Self::write).
     #[cfg(not(loom))]
-    pub fn as_mut_slices(&mut self) -> (&mut [T], &mut [T]) {
-        let start = (self.p.tail & self.p.raw.mask) as usize;
-        let first = self.n.min(self.p.raw.cap as usize - start);
+    pub unsafe fn as_mut_slices(&mut self) -> (&mut [T], &mut [T]) {
+        let (first, second) = self.p.raw.runs(self.p.tail, self.n);
         let a = self.p.raw.slot_ptr(self.p.tail);
         let b = self.p.raw.slot_ptr(0);
-        // SAFETY: [start, start + first) and [0, n - first) are disjoint ranges of reserved,
-        // initialised slots inside the slot array; the &mut self borrow makes them exclusive
-        // within this process and the protocol excludes the consumer.
+        // SAFETY: [start, start + first) and [0, second) are disjoint ranges of reserved,
+        // initialised slots inside the slot array (`runs`); the &mut self borrow makes them
+        // exclusive within this process and the protocol plus the caller's promise exclude
+        // everyone else.
         unsafe {
             (
                 core::slice::from_raw_parts_mut(a, first),
-                core::slice::from_raw_parts_mut(b, self.n - first),
+                core::slice::from_raw_parts_mut(b, second),
             )
         }
     }
@@ -497,7 +593,12 @@ impl<T: Pod> Consumer<T> {
     /// `want`.
     #[inline]
     fn avail_for(&mut self, want: u64) -> Result<u64, ()> {
+        // `cached_tail - head <= cap` holds (as in `free_for`); checked again rather than
+        // trusted, so a chunk is never longer than the ring.
         let avail = self.cached_tail.wrapping_sub(self.head);
+        if avail > self.raw.cap {
+            return Err(());
+        }
         if avail >= want {
             return Ok(avail);
         }
@@ -628,19 +729,66 @@ impl<T: Pod> ReadChunk<'_, T> {
         self.c.read_at(self.c.head.wrapping_add(i as u64))
     }
 
-    /// The borrowed elements as two slices (the second is non-empty when the chunk wraps).
+    /// Copies the borrowed elements into `dst`, in order (one copy, straight from the ring, in
+    /// at most two runs when the chunk wraps). Safe against a hostile peer: it reads through
+    /// raw pointers and makes no reference into the slots.
+    ///
+    /// # Panics
+    /// If `dst.len() != len()`.
+    pub fn copy_to_slice(&self, dst: &mut [T]) {
+        assert_eq!(
+            dst.len(),
+            self.n,
+            "destination length differs from the chunk's"
+        );
+        #[cfg(not(loom))]
+        {
+            let (first, second) = self.c.raw.runs(self.c.head, self.n);
+            // SAFETY: `runs` gives two ranges inside the slot array, published and not yet
+            // released (Acquire in `avail_for`); `dst` is our own exclusive memory. Raw
+            // copies: no reference into the slots is made, so a peer writing them anyway
+            // (hostile) changes the data only.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    self.c.raw.slot_ptr(self.c.head),
+                    dst.as_mut_ptr(),
+                    first,
+                );
+                core::ptr::copy_nonoverlapping(
+                    self.c.raw.slot_ptr(0),
+                    dst.as_mut_ptr().add(first),
+                    second,
+                );
+            }
+        }
+        #[cfg(loom)]
+        for (i, d) in dst.iter_mut().enumerate() {
+            *d = self.get(i);
+        }
+    }
+
+    /// The borrowed elements as two slices (the second is non-empty when the chunk wraps):
+    /// zero copy, for callers who vouch for every process that maps the ring.
+    ///
+    /// # Safety
+    /// No one may write the borrowed slots while the slices live. The ring protocol keeps the
+    /// producer off published slots until the consumer releases them, so this holds when every
+    /// other process that maps the ring is a cooperating shmlane endpoint (and always for a
+    /// ring in private memory, such as a [`HeapRegion`](crate::HeapRegion)). It does not hold
+    /// against a hostile process: a `&[T]` to memory someone writes at the same time is
+    /// undefined behaviour even though every bit pattern is a valid `T`. Against a peer you do
+    /// not trust, use [`copy_to_slice`](Self::copy_to_slice) or [`get`](Self::get).
     #[cfg(not(loom))]
-    pub fn as_slices(&self) -> (&[T], &[T]) {
-        let start = (self.c.head & self.c.raw.mask) as usize;
-        let first = self.n.min(self.c.raw.cap as usize - start);
+    pub unsafe fn as_slices(&self) -> (&[T], &[T]) {
+        let (first, second) = self.c.raw.runs(self.c.head, self.n);
         let a = self.c.raw.slot_ptr(self.c.head);
         let b = self.c.raw.slot_ptr(0);
-        // SAFETY: published, unreleased slots inside the slot array; the cooperating producer
-        // does not write them until we commit (see WriteChunk::as_mut_slices).
+        // SAFETY: published, unreleased slots inside the slot array (`runs`); the caller
+        // promises no one writes them while the slices live.
         unsafe {
             (
                 core::slice::from_raw_parts(a, first),
-                core::slice::from_raw_parts(b, self.n - first),
+                core::slice::from_raw_parts(b, second),
             )
         }
     }
@@ -709,17 +857,211 @@ mod tests {
         assert_eq!(c.pop_slice(&mut tmp), Ok(3));
         // Head and tail are at 5 = slot 1: a chunk of 4 wraps after 3 slots.
         let mut w = p.write_chunk(4).unwrap();
-        let (a, b) = w.as_mut_slices();
+        // SAFETY: a heap ring: no other process writes its slots.
+        let (a, b) = unsafe { w.as_mut_slices() };
         assert_eq!((a.len(), b.len()), (3, 1));
         a.copy_from_slice(&[10, 11, 12]);
         b[0] = 13;
         w.commit(3);
         assert_eq!(p.write_chunk(2).unwrap_err(), ChunkError::TooFewSlots(1));
         let r = c.read_chunk(3).unwrap();
-        assert_eq!(r.as_slices(), (&[10, 11, 12][..], &[][..]));
+        // SAFETY: as above.
+        assert_eq!(unsafe { r.as_slices() }, (&[10, 11, 12][..], &[][..]));
         r.commit(2);
         assert_eq!(c.pop(), Ok(12));
         assert_eq!(c.read_chunk(1).unwrap_err(), ChunkError::TooFewSlots(0));
+    }
+
+    #[test]
+    fn copying_chunks_wrap() {
+        for start in [0, 2, u64::MAX - 1] {
+            let (mut p, mut c) = HeapRegion::spsc_at::<u32>(4, start);
+            assert_eq!(p.push_slice(&[1, 2, 3]), Ok(3));
+            let mut tmp = [0; 3];
+            assert_eq!(c.pop_slice(&mut tmp), Ok(3));
+            // A chunk of 4 from slot 3 (start 0), 1 (start 2) or 1 (start u64::MAX - 1).
+            let mut w = p.write_chunk(4).unwrap();
+            w.copy_from_slice(&[10, 11, 12, 13]);
+            w.commit_all();
+            let r = c.read_chunk(4).unwrap();
+            let mut out = [0; 4];
+            r.copy_to_slice(&mut out);
+            assert_eq!(out, [10, 11, 12, 13]);
+            assert_eq!(r.get(3), 13);
+            r.commit(1);
+            let r = c.read_chunk(3).unwrap();
+            let mut out = [0; 3];
+            r.copy_to_slice(&mut out);
+            assert_eq!(out, [11, 12, 13]);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "differs from the chunk's")]
+    fn copying_a_slice_of_another_length_panics() {
+        let (mut p, _c) = HeapRegion::spsc::<u32>(4);
+        p.write_chunk(2).unwrap().copy_from_slice(&[1, 2, 3]);
+    }
+
+    std::thread_local! {
+        /// Test hook: run by `attach` after it checked the positions (finding 4 of issue 15).
+        static AFTER_CHECK: core::cell::Cell<Option<fn(*mut u8)>> =
+            const { core::cell::Cell::new(None) };
+    }
+
+    /// Called by `attach` between its check of the positions and its return: a hostile peer
+    /// writing then must not reach the endpoint's starting positions.
+    pub(super) fn after_attach_check(ptr: *mut u8) {
+        if let Some(f) = AFTER_CHECK.with(core::cell::Cell::get) {
+            f(ptr);
+        }
+    }
+
+    fn with_hook<R>(f: fn(*mut u8), body: impl FnOnce() -> R) -> R {
+        AFTER_CHECK.with(|h| h.set(Some(f)));
+        let r = body();
+        AFTER_CHECK.with(|h| h.set(None));
+        r
+    }
+
+    /// Finding 4: the consumer attached while a hostile peer moved `tail` far ahead right after
+    /// attach's check. Before the fix the consumer re-read `tail`, cached it unchecked, and a
+    /// chunk of twice the capacity came back (its slices reached past the slot array).
+    #[test]
+    fn a_tail_changed_after_the_attach_check_never_gives_a_chunk_past_the_ring() {
+        let region = HeapRegion::new(SpscRing::<u64>::required_size(4));
+        let (ptr, len) = (region.as_ptr(), region.len());
+        // SAFETY: the region outlives every handle; the hook writes through the atomic.
+        unsafe {
+            SpscRing::<u64>::init(ptr, len, 4, 0).unwrap();
+            let mut c = with_hook(
+                |ptr| {
+                    let h = &*ptr.cast::<Header>();
+                    h.tail.store(8, Ordering::Relaxed);
+                    h.head.store(1, Ordering::Relaxed);
+                },
+                || SpscRing::<u64>::consumer(ptr, len, 2, &|_| true).unwrap(),
+            );
+            // It starts from the head attach checked, not from one written after the check.
+            assert_eq!(
+                c.position(),
+                0,
+                "the consumer read the head again after the check"
+            );
+            assert_eq!(c.len(), 0, "the consumer started from an unchecked tail");
+            assert!(matches!(c.read_chunk(8), Err(ChunkError::Corrupt)));
+            assert_eq!(c.pop(), Err(PopError::Corrupt));
+            // Once the tail is sane again the ring works.
+            (*ptr.cast::<Header>()).tail.store(0, Ordering::Relaxed);
+            (*ptr.cast::<Header>()).head.store(0, Ordering::Relaxed);
+            assert_eq!(c.pop(), Err(PopError::Empty));
+        }
+    }
+
+    /// Finding 4, producer side: the head moved past the tail right after attach's check.
+    /// Before the fix the producer cached it unchecked, the free count `cap - (tail - head)`
+    /// overflowed (a panic in debug builds, a free count above the capacity in release) and a
+    /// write chunk longer than the ring came back.
+    #[test]
+    fn a_head_changed_after_the_attach_check_never_gives_a_chunk_past_the_ring() {
+        let region = HeapRegion::new(SpscRing::<u64>::required_size(4));
+        let (ptr, len) = (region.as_ptr(), region.len());
+        // SAFETY: the region outlives every handle; the hook writes through the atomic.
+        unsafe {
+            SpscRing::<u64>::init(ptr, len, 4, 0).unwrap();
+            let mut p = with_hook(
+                |ptr| {
+                    let h = &*ptr.cast::<Header>();
+                    h.head.store(5, Ordering::Relaxed);
+                    h.tail.store(3, Ordering::Relaxed);
+                },
+                || SpscRing::<u64>::producer(ptr, len, 1, &|_| true).unwrap(),
+            );
+            assert_eq!(
+                p.position(),
+                0,
+                "the producer read the tail again after the check"
+            );
+            // Asking for more than the (checked) cached free count reads the hostile head:
+            // an error, never a chunk longer than the ring.
+            assert!(matches!(p.write_chunk(9), Err(ChunkError::Corrupt)));
+            assert_eq!(p.push_slice(&[0; 5]), Err(ChunkError::Corrupt));
+            assert_eq!(p.free(), 0);
+            assert_eq!(p.len(), 4);
+        }
+    }
+
+    /// Attach's check at its boundary: a full ring (`tail - head = capacity`) is fine, one more
+    /// is corrupt, and so is a head past the tail.
+    #[test]
+    fn attach_checks_the_positions_to_the_element() {
+        for start in [0, u64::MAX - 1] {
+            let region = HeapRegion::new(SpscRing::<u64>::required_size(4));
+            let (ptr, len) = (region.as_ptr(), region.len());
+            // SAFETY: the region outlives every handle; the positions are atomics.
+            unsafe {
+                SpscRing::<u64>::init(ptr, len, 4, start).unwrap();
+                let h = &*ptr.cast::<Header>();
+                h.tail.store(start.wrapping_add(4), Ordering::Relaxed);
+                let mut c = SpscRing::<u64>::consumer(ptr, len, 2, &|_| true).unwrap();
+                assert_eq!(c.len(), 4);
+                drop(c);
+                for (tail, head) in [
+                    (start.wrapping_add(5), start),
+                    (start, start.wrapping_add(1)),
+                ] {
+                    h.tail.store(tail, Ordering::Relaxed);
+                    h.head.store(head, Ordering::Relaxed);
+                    assert!(matches!(
+                        SpscRing::<u64>::consumer(ptr, len, 2, &|_| true),
+                        Err(AttachError::Corrupt(_))
+                    ));
+                    assert!(matches!(
+                        SpscRing::<u64>::producer(ptr, len, 1, &|_| true),
+                        Err(AttachError::Corrupt(_))
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The checks of the cached positions in `free_for` and `avail_for` stand on their own: a
+    /// cached position that broke the invariant (as the unchecked re-read at attach could make
+    /// it) is `Corrupt`, never a free or available count above the capacity.
+    #[test]
+    fn broken_cached_positions_are_corrupt() {
+        let (mut p, mut c) = HeapRegion::spsc::<u64>(4);
+        p.cached_head = 5;
+        assert!(matches!(p.write_chunk(1), Err(ChunkError::Corrupt)));
+        assert!(matches!(p.push(1), Err(PushError::Corrupt(1))));
+        c.cached_tail = 9;
+        assert!(matches!(c.read_chunk(1), Err(ChunkError::Corrupt)));
+        assert_eq!(c.pop(), Err(PopError::Corrupt));
+    }
+
+    /// Finding 5: a hostile capacity of 2^40 elements of 16 MiB (2^64 bytes: 0 after a
+    /// wrapping multiplication) in a 4 KiB region is refused, in debug and release builds.
+    #[test]
+    fn a_capacity_whose_size_overflows_is_refused() {
+        type Big = [u8; 1 << 24];
+        assert_eq!(SpscRing::<Big>::required_size(1 << 40), usize::MAX);
+        let region = HeapRegion::new(4096);
+        let (ptr, len) = (region.as_ptr(), region.len());
+        // SAFETY: the region outlives every handle; the header words are atomics.
+        unsafe {
+            SpscRing::<u64>::init(ptr, len, 1, 0).unwrap();
+            let meta = &*ptr.cast::<[AtomicU64; 4]>();
+            meta[2].store(size_of::<Big>() as u64 | (1 << 32), Ordering::Relaxed);
+            meta[3].store(1 << 40, Ordering::Relaxed);
+            assert!(matches!(
+                SpscRing::<Big>::consumer(ptr, len, 1, &|_| true),
+                Err(AttachError::RegionTooSmall { .. })
+            ));
+            assert!(matches!(
+                SpscRing::<Big>::producer(ptr, len, 2, &|_| true),
+                Err(AttachError::RegionTooSmall { .. })
+            ));
+        }
     }
 
     #[test]

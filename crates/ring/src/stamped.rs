@@ -89,9 +89,11 @@ impl<T> Raw<T> {
 }
 
 impl<T: Pod> StampedRing<T> {
-    /// Bytes a region needs for `capacity` elements.
+    /// Bytes a region needs for `capacity` elements; `usize::MAX` (which no region holds) if
+    /// that does not fit in a `usize`, so a hostile capacity fails the region check instead of
+    /// wrapping around to a small size.
     pub fn required_size(capacity: u64) -> usize {
-        slots_offset::<T>() + size_of::<Slot<T>>() * capacity as usize
+        crate::header::required_size(slots_offset::<T>(), size_of::<Slot<T>>(), capacity)
     }
 
     /// Initialises an empty ring whose first position is `start` (0 normally; tests use values
@@ -123,6 +125,10 @@ impl<T: Pod> StampedRing<T> {
         Ok(())
     }
 
+    /// Attaches for `role`; returns the geometry and the published positions `(tail, head)`,
+    /// each read once and checked. The caller starts from these and does not read them again
+    /// (a value re-read after its check is an unchecked value).
+    ///
     /// # Safety
     /// As for [`producer`](Self::producer).
     unsafe fn attach(
@@ -131,7 +137,7 @@ impl<T: Pod> StampedRing<T> {
         role: Role,
         owner: u64,
         is_alive: &dyn Fn(u64) -> bool,
-    ) -> Result<Raw<T>, AttachError> {
+    ) -> Result<(Raw<T>, u64, u64), AttachError> {
         // SAFETY: forwarded contract; Header is repr(C) with the meta first.
         let (hdr, cap) = unsafe {
             open_ring::<Header, T>(
@@ -158,7 +164,7 @@ impl<T: Pod> StampedRing<T> {
             ));
         }
         h.meta.claim(role, owner, is_alive)?;
-        Ok(Raw {
+        let raw = Raw {
             hdr,
             // SAFETY: the slots lie inside the region (checked against required_size).
             slots: unsafe { NonNull::new_unchecked(ptr.add(slots_offset::<T>()).cast()) },
@@ -166,7 +172,8 @@ impl<T: Pod> StampedRing<T> {
             mask: cap - 1,
             owner,
             keep: None,
-        })
+        };
+        Ok((raw, tail, head))
     }
 
     /// Attaches the producer. `owner` is a non-zero token naming this endpoint; a claim held
@@ -182,10 +189,10 @@ impl<T: Pod> StampedRing<T> {
         owner: u64,
         is_alive: &dyn Fn(u64) -> bool,
     ) -> Result<StampedProducer<T>, AttachError> {
-        // SAFETY: forwarded contract.
-        let raw = unsafe { Self::attach(ptr, len, Role::Producer, owner, is_alive)? };
-        // ORDERING: Relaxed; a starting point, corrected by the stamps below.
-        let mut tail = raw.hdr().tail.load(Ordering::Relaxed);
+        // SAFETY: forwarded contract. `tail` is the position attach checked: a starting point,
+        // corrected by the stamps below.
+        let (raw, mut tail, _) =
+            unsafe { Self::attach(ptr, len, Role::Producer, owner, is_alive)? };
         // The published position may lag by up to PUBLISH_EVERY - 1 (or more, if the previous
         // producer died): skip the slots it wrote, which are full for their position or
         // already consumed, until a slot free for its position (or full from the previous
@@ -217,10 +224,10 @@ impl<T: Pod> StampedRing<T> {
         owner: u64,
         is_alive: &dyn Fn(u64) -> bool,
     ) -> Result<StampedConsumer<T>, AttachError> {
-        // SAFETY: forwarded contract.
-        let raw = unsafe { Self::attach(ptr, len, Role::Consumer, owner, is_alive)? };
-        // ORDERING: Relaxed; a starting point, corrected by the stamps below.
-        let mut head = raw.hdr().head.load(Ordering::Relaxed);
+        // SAFETY: forwarded contract. `head` is the position attach checked: a starting point,
+        // corrected by the stamps below.
+        let (raw, _, mut head) =
+            unsafe { Self::attach(ptr, len, Role::Consumer, owner, is_alive)? };
         // Skip the slots a previous consumer already freed (stamp = position + capacity).
         for _ in 0..raw.cap {
             // ORDERING: Acquire; pairs with the consumer's stamp store.

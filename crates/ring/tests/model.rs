@@ -92,10 +92,16 @@ proptest! {
                 Op::WriteChunk(n, k, base) => match p.write_chunk(n) {
                     Ok(mut w) => {
                         prop_assert!(n <= cap - model.len());
-                        let (a, b) = w.as_mut_slices();
-                        prop_assert_eq!(a.len() + b.len(), n);
-                        for (i, x) in a.iter_mut().chain(b.iter_mut()).enumerate() {
-                            *x = base.wrapping_add(i as u32);
+                        if base % 2 == 0 {
+                            let src: Vec<u32> = (0..n).map(|i| base.wrapping_add(i as u32)).collect();
+                            w.copy_from_slice(&src);
+                        } else {
+                            // SAFETY: a heap ring: no other process writes its slots.
+                            let (a, b) = unsafe { w.as_mut_slices() };
+                            prop_assert_eq!(a.len() + b.len(), n);
+                            for (i, x) in a.iter_mut().chain(b.iter_mut()).enumerate() {
+                                *x = base.wrapping_add(i as u32);
+                            }
                         }
                         let k = k % (n + 1);
                         w.commit(k);
@@ -109,10 +115,14 @@ proptest! {
                 Op::ReadChunk(n, k) => match c.read_chunk(n) {
                     Ok(r) => {
                         prop_assert!(n <= model.len());
-                        let (a, b) = r.as_slices();
+                        // SAFETY: a heap ring: no other process writes its slots.
+                        let (a, b) = unsafe { r.as_slices() };
                         let seen: Vec<u32> = a.iter().chain(b).copied().collect();
                         let want: Vec<u32> = model.iter().take(n).copied().collect();
                         prop_assert_eq!(&seen, &want);
+                        let mut copied = vec![0u32; n];
+                        r.copy_to_slice(&mut copied);
+                        prop_assert_eq!(&copied, &want);
                         for (i, w) in want.iter().enumerate() {
                             prop_assert_eq!(r.get(i), *w);
                         }

@@ -122,9 +122,7 @@ fn spsc_consumer(name: &str) -> i32 {
                 let n = c.len().min(buf.len());
                 if n > 0 {
                     let chunk = c.read_chunk(n).expect("read_chunk");
-                    let (a, b) = chunk.as_slices();
-                    buf[..a.len()].copy_from_slice(a);
-                    buf[a.len()..n].copy_from_slice(b);
+                    chunk.copy_to_slice(&mut buf[..n]);
                     chunk.commit_all();
                 }
                 n
@@ -193,11 +191,11 @@ fn spsc_ten_million_between_processes() {
             _ => {
                 let n = (p.free() as u64).min(left).min(32) as usize;
                 if n > 0 {
-                    let mut w = p.write_chunk(n).expect("write_chunk");
-                    let (a, b) = w.as_mut_slices();
-                    for (i, m) in a.iter_mut().chain(b.iter_mut()).enumerate() {
+                    for (i, m) in batch[..n].iter_mut().enumerate() {
                         *m = message(next + i as u64);
                     }
+                    let mut w = p.write_chunk(n).expect("write_chunk");
+                    w.copy_from_slice(&batch[..n]);
                     w.commit_all();
                 }
                 n as u64

@@ -42,9 +42,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // --- the real-time callback: no blocking, no allocation, no syscall ---
         match rx.read_chunk(BLOCK) {
             Ok(chunk) => {
-                let (a, b) = chunk.as_slices();
-                out[..a.len()].copy_from_slice(a);
-                out[a.len()..].copy_from_slice(b);
+                // A copy (safe whatever the host does to the segment; `as_slices` reads in
+                // place but is `unsafe`: it is sound only if the host cooperates).
+                chunk.copy_to_slice(&mut out);
                 chunk.commit_all();
                 rx.notify(BLOCK);
             }
@@ -72,20 +72,21 @@ fn host(name: &str, periods: usize) -> Result<(), Box<dyn std::error::Error>> {
         .open()?;
     let mut tx = ch.producer()?;
     let mut phase = 0.0f32;
+    let mut block = vec![0.0f32; BLOCK];
     for _ in 0..periods {
-        // Wait (off the real-time thread) until a whole block fits, then render in place.
+        // Wait (off the real-time thread) until a whole block fits, then render and copy it in.
         loop {
             if tx.free() >= BLOCK {
                 break;
             }
             std::thread::sleep(Duration::from_micros(500));
         }
-        let mut chunk = tx.write_chunk(BLOCK)?;
-        let (a, b) = chunk.as_mut_slices();
-        for s in a.iter_mut().chain(b.iter_mut()) {
+        for s in &mut block {
             *s = phase.sin() * 0.25;
             phase += 0.0287;
         }
+        let mut chunk = tx.write_chunk(BLOCK)?;
+        chunk.copy_from_slice(&block);
         chunk.commit_all();
         tx.notify(BLOCK);
     }
