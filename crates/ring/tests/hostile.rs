@@ -755,7 +755,8 @@ fn record_under_hostile_writes() {
 }
 
 /// Finding 5: 2^40 elements of 16 MiB (2^64 bytes, 0 after a wrapping multiplication) in a
-/// 4 KiB region: refused by every ring with a `T`, in debug and release builds.
+/// 16 KiB region (room for the largest header, MPMC's with its intent entries, and two `u64`s):
+/// refused by every ring with a `T`, in debug and release builds.
 #[test]
 fn a_capacity_whose_size_overflows_is_refused_by_every_ring() {
     type Big = [u8; 1 << 24];
@@ -763,7 +764,7 @@ fn a_capacity_whose_size_overflows_is_refused_by_every_ring() {
     assert_eq!(StampedRing::<Big>::required_size(1 << 40), usize::MAX);
     assert_eq!(MpmcRing::<Big>::required_size(1 << 40), usize::MAX);
     assert_eq!(MpmcRing::<u64>::required_size(u64::MAX), usize::MAX);
-    let region = HeapRegion::new(4096);
+    let region = HeapRegion::new(16 * 1024);
     let (ptr, len) = (region.as_ptr(), region.len());
     // The element word (size | align << 32) and the capacity, at offsets 16 and 24 of every
     // ring (docs/design.md), made hostile after a valid init of a small ring of `u64`s.
@@ -776,7 +777,7 @@ fn a_capacity_whose_size_overflows_is_refused_by_every_ring() {
     let too_small = |r: Result<(), AttachError>| {
         assert!(
             matches!(r, Err(AttachError::RegionTooSmall { .. })),
-            "attached to 2^40 elements of 16 MiB in 4 KiB: {r:?}"
+            "attached to 2^40 elements of 16 MiB in 16 KiB: {r:?}"
         );
     };
     // SAFETY: the region outlives every handle (none is kept).
