@@ -1,0 +1,333 @@
+//! Byte channel scenarios: producers killed at random and at fixed protocol points, soak.
+
+use std::{
+    collections::HashMap,
+    process::Child,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use shmlane::{ByteRecvError, ByteSendError, Deadline};
+
+use crate::{
+    msg::{check, message},
+    proc::{CTL_FIRST_ID, CTL_KILL_AT, CTL_STOP, Ctl, Remove, Rng, mono_ns, sigkill, spawn},
+    summary::Summary,
+};
+
+// ---------------------------------------------------------------- kills
+
+/// Where a producer kills itself: 0 after claim, 1 mid-copy, 2 after commit, 3 never.
+pub(crate) const FIXED: [&str; 3] = ["after-claim", "mid-copy", "after-commit"];
+
+pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
+    let chan = format!("{tag}-kills");
+    let ctl_name = format!("{tag}-kills-ctl");
+    let _rm = Remove(vec![chan.clone(), ctl_name.clone()]);
+    let ctl = Ctl::create(&ctl_name);
+    let ch = shmlane::bytes(&chan)
+        .capacity(1 << 20)
+        .create()
+        .expect("create the byte channel");
+    let mut rx = ch.byte_receiver().expect("receiver");
+    // A steady producer (id 1) runs throughout; killed generations are ids 2, 3, ...
+    let mut steady = spawn("bytes-producer", &[&chan, &ctl_name, "1", "none", "0"]);
+    let done = Arc::new(AtomicBool::new(false));
+    let fixed_counts = Arc::new(Mutex::new([0u64; 3]));
+    let killer = {
+        let (chan, ctl_name, done, fixed_counts) = (
+            chan.clone(),
+            ctl_name.clone(),
+            done.clone(),
+            fixed_counts.clone(),
+        );
+        let mut rng = Rng(rng.next() | 1);
+        std::thread::spawn(move || {
+            let ctl = Ctl::open(&ctl_name);
+            for g in 0..n {
+                let id = (g + 2).to_string();
+                // A quarter of the generations kill themselves at a fixed point.
+                let fixed = if g % 4 == 3 {
+                    Some(((g / 4) % 3) as usize)
+                } else {
+                    None
+                };
+                let at = fixed.map_or("none", |f| FIXED[f]);
+                let after = rng.below(200).to_string();
+                let mut c = spawn("bytes-producer", &[&chan, &ctl_name, &id, at, &after]);
+                if let Some(f) = fixed {
+                    let _ = c.wait();
+                    fixed_counts.lock().unwrap()[f] += 1;
+                } else {
+                    std::thread::sleep(Duration::from_micros(500 + rng.below(15_000)));
+                    // ORDERING: Relaxed; the consumer reads it to time the skip.
+                    ctl.word(CTL_KILL_AT).store(mono_ns(), Ordering::Relaxed);
+                    sigkill(&mut c);
+                }
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+    let mut next: HashMap<u64, u64> = HashMap::new();
+    let mut buf = vec![0u8; rx.max_message()];
+    let mut skipped = rx.skipped();
+    let mut quiet = 0;
+    let (mut received, mut corrupt, mut lost) = (0u64, 0u64, 0u64);
+    loop {
+        match rx.recv(&mut buf, Some(Deadline::after(Duration::from_millis(5)))) {
+            Ok(len) => {
+                quiet = 0;
+                match check(&buf[..len]) {
+                    Some((id, seq)) => {
+                        let want = next.entry(id).or_insert(0);
+                        if seq != *want {
+                            if seq > *want {
+                                lost += seq - *want;
+                            } else {
+                                corrupt += 1;
+                            }
+                            sum.fail(format!(
+                                "kills: producer {id} message {seq} arrived when {want} was due"
+                            ));
+                        }
+                        *want = seq + 1;
+                        received += 1;
+                    }
+                    None => {
+                        corrupt += 1;
+                        sum.fail(format!("kills: a torn or corrupt message of {len} bytes"));
+                    }
+                }
+            }
+            Err(ByteRecvError::Timeout | ByteRecvError::Empty) => {
+                if done.load(Ordering::Acquire) {
+                    if quiet == 0 {
+                        // Stop the steady producer once every generation is done.
+                        // ORDERING: Relaxed; polled by the steady producer.
+                        ctl.word(CTL_STOP).store(1, Ordering::Relaxed);
+                    }
+                    quiet += 1;
+                    if quiet > 200 && steady.try_wait().ok().flatten().is_some() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                sum.fail(format!("kills: receive failed: {e}"));
+                break;
+            }
+        }
+        let s = rx.skipped();
+        if s > skipped {
+            // ORDERING: Relaxed; written by the killer (or a self-killing producer) before the kill.
+            let at = ctl.word(CTL_KILL_AT).load(Ordering::Relaxed);
+            if at != 0 {
+                sum.detect.push(mono_ns().saturating_sub(at) / 1000);
+                ctl.word(CTL_KILL_AT).store(0, Ordering::Relaxed);
+            }
+            skipped = s;
+        }
+    }
+    killer.join().expect("killer thread");
+    let _ = steady.wait();
+    // Every message a producer counted as committed was delivered (a kill between the commit
+    // and the count can leave one more delivered than counted).
+    let mut sent = 0;
+    for id in 1..n + 2 {
+        // ORDERING: Relaxed; the producers have exited.
+        let committed = ctl.word(CTL_FIRST_ID + id as usize).load(Ordering::Relaxed);
+        let delivered = next.get(&id).copied().unwrap_or(0);
+        if delivered < committed || delivered > committed + 1 {
+            lost += committed.saturating_sub(delivered);
+            sum.fail(format!(
+                "kills: producer {id} committed {committed} messages, {delivered} delivered"
+            ));
+        }
+        sent += delivered.max(committed);
+    }
+    let fixed = *fixed_counts.lock().unwrap();
+    sum.kills_random += n - fixed.iter().sum::<u64>();
+    for (a, b) in sum.kills_fixed.iter_mut().zip(fixed) {
+        *a += b;
+    }
+    sum.sent += sent;
+    sum.received += received;
+    sum.lost += lost;
+    sum.corrupt += corrupt;
+    let skips = rx.stats().lost;
+    sum.skipped += skips;
+    sum.lines.push(format!(
+        "kills: {n} producer generations next to a steady one: {received} messages checked, {skips} dead claims skipped"
+    ));
+}
+
+pub(crate) fn bytes_producer(args: &[String]) {
+    let (chan, ctl_name, id, at, after) = (
+        &args[0],
+        &args[1],
+        args[2].parse::<u64>().unwrap(),
+        args[3].as_str(),
+        args[4].parse::<u64>().unwrap(),
+    );
+    let ctl = Ctl::open(ctl_name);
+    let ch = shmlane::bytes(chan).open().expect("open the byte channel");
+    let mut tx = ch.byte_sender().expect("sender");
+    let mut rng = Rng(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let counter = ctl.word(CTL_FIRST_ID + id as usize);
+    for seq in 0.. {
+        // ORDERING: Relaxed; a stop request.
+        if id == 1 && ctl.word(CTL_STOP).load(Ordering::Relaxed) == 1 {
+            return;
+        }
+        let m = message(id, seq, &mut rng);
+        if at != "none" && seq == after {
+            let mut claim = loop {
+                match tx.claim(m.len()) {
+                    Ok(c) => break c,
+                    Err(ByteSendError::Full) => std::thread::sleep(Duration::from_micros(50)),
+                    Err(e) => panic!("claim: {e}"),
+                }
+            };
+            let die = || {
+                // ORDERING: Relaxed; read by the consumer to time the skip.
+                ctl.word(CTL_KILL_AT).store(mono_ns(), Ordering::Relaxed);
+                let _ = kill(Pid::this(), Signal::SIGKILL);
+            };
+            match at {
+                "after-claim" => die(),
+                "mid-copy" => {
+                    claim.write(0, &m[..m.len() / 2]);
+                    die();
+                }
+                _ => {
+                    claim.write(0, &m);
+                    claim.commit().expect("commit");
+                    let _ = kill(Pid::this(), Signal::SIGKILL);
+                }
+            }
+            unreachable!("SIGKILL returned");
+        }
+        match tx.send(&m, Some(Deadline::after(Duration::from_secs(30)))) {
+            Ok(()) => {}
+            Err(ByteSendError::Disconnected | ByteSendError::PeerDied) => return,
+            Err(e) => panic!("send: {e}"),
+        }
+        // ORDERING: Relaxed; read by the parent after this process ended.
+        counter.store(seq + 1, Ordering::Relaxed);
+        if id == 1 {
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+}
+// ---------------------------------------------------------------- soak
+
+pub(crate) fn soak(tag: &str, secs: u64, sum: &mut Summary) {
+    let chan = format!("{tag}-soak");
+    let ctl_name = format!("{tag}-soak-ctl");
+    let _rm = Remove(vec![chan.clone(), ctl_name.clone()]);
+    let ctl = Ctl::create(&ctl_name);
+    let ch = shmlane::bytes(&chan)
+        .capacity(1 << 20)
+        .create()
+        .expect("create");
+    let mut rx = ch.byte_receiver().expect("receiver");
+    let producers: Vec<Child> = (1..=2u64)
+        .map(|id| {
+            spawn(
+                "soak-producer",
+                &[&chan, &ctl_name, &id.to_string(), &secs.to_string()],
+            )
+        })
+        .collect();
+    let mut next: HashMap<u64, u64> = HashMap::new();
+    let mut buf = vec![0u8; rx.max_message()];
+    let (mut received, mut bytes, mut corrupt, mut lost) = (0u64, 0u64, 0u64, 0u64);
+    let t0 = Instant::now();
+    loop {
+        match rx.recv(&mut buf, Some(Deadline::after(Duration::from_secs(30)))) {
+            Ok(len) => match check(&buf[..len]) {
+                Some((id, seq)) => {
+                    let want = next.entry(id).or_insert(0);
+                    if seq != *want {
+                        lost += seq.saturating_sub(*want);
+                        corrupt += u64::from(seq < *want);
+                        sum.fail(format!(
+                            "soak: producer {id} message {seq} when {want} was due"
+                        ));
+                    }
+                    *want = seq + 1;
+                    received += 1;
+                    bytes += len as u64;
+                }
+                None => {
+                    corrupt += 1;
+                    sum.fail("soak: a torn or corrupt message".to_owned());
+                }
+            },
+            Err(ByteRecvError::Disconnected) => break,
+            Err(e) => {
+                sum.fail(format!("soak: receive ended with {e}"));
+                break;
+            }
+        }
+    }
+    let took = t0.elapsed();
+    let mut sent = 0;
+    for mut p in producers {
+        if !p.wait().is_ok_and(|s| s.success()) {
+            sum.fail("soak: a producer failed".to_owned());
+        }
+        let _ = &mut p;
+    }
+    for id in 1..=2u64 {
+        // ORDERING: Relaxed; the producers have exited.
+        let s = ctl.word(CTL_FIRST_ID + id as usize).load(Ordering::Relaxed);
+        sent += s;
+        if next.get(&id).copied().unwrap_or(0) != s {
+            sum.fail(format!(
+                "soak: producer {id} sent {s}, {} delivered",
+                next.get(&id).copied().unwrap_or(0)
+            ));
+            lost += s.saturating_sub(next.get(&id).copied().unwrap_or(0));
+        }
+    }
+    sum.sent += sent;
+    sum.received += received;
+    sum.lost += lost;
+    sum.corrupt += corrupt;
+    sum.lines.push(format!(
+        "soak: {:.0} s, 2 producer processes, {received} checksummed messages ({:.1} MB, {:.2} M msg/s), {lost} lost, {corrupt} corrupt",
+        took.as_secs_f64(),
+        bytes as f64 / 1e6,
+        received as f64 / took.as_secs_f64() / 1e6
+    ));
+}
+
+pub(crate) fn soak_producer(args: &[String]) {
+    let ctl = Ctl::open(&args[1]);
+    let id: u64 = args[2].parse().unwrap();
+    let secs: u64 = args[3].parse().unwrap();
+    let ch = shmlane::bytes(&args[0]).open().expect("open");
+    let mut tx = ch.byte_sender().expect("sender");
+    let mut rng = Rng(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let counter = ctl.word(CTL_FIRST_ID + id as usize);
+    let t0 = Instant::now();
+    let mut seq = 0;
+    while t0.elapsed() < Duration::from_secs(secs) {
+        for _ in 0..1000 {
+            let m = message(id, seq, &mut rng);
+            tx.send(&m, Some(Deadline::after(Duration::from_secs(60))))
+                .expect("send");
+            seq += 1;
+        }
+        // ORDERING: Relaxed; read after this process ended.
+        counter.store(seq, Ordering::Relaxed);
+    }
+}
