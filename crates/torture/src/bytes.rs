@@ -19,7 +19,7 @@ use shmlane::{ByteRecvError, ByteSendError, Deadline};
 use crate::{
     msg::{check, message},
     proc::{CTL_FIRST_ID, CTL_KILL_AT, CTL_STOP, Ctl, Remove, Rng, mono_ns, sigkill, spawn},
-    summary::Summary,
+    summary::{K, Summary},
 };
 
 // ---------------------------------------------------------------- kills
@@ -129,7 +129,9 @@ pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
             // ORDERING: Relaxed; written by the killer (or a self-killing producer) before the kill.
             let at = ctl.word(CTL_KILL_AT).load(Ordering::Relaxed);
             if at != 0 {
-                sum.detect.push(mono_ns().saturating_sub(at) / 1000);
+                sum.k(K::Bytes)
+                    .detect
+                    .push(mono_ns().saturating_sub(at) / 1000);
                 ctl.word(CTL_KILL_AT).store(0, Ordering::Relaxed);
             }
             skipped = s;
@@ -153,18 +155,20 @@ pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
         sent += delivered.max(committed);
     }
     let fixed = *fixed_counts.lock().unwrap();
-    sum.kills_random += n - fixed.iter().sum::<u64>();
-    for (a, b) in sum.kills_fixed.iter_mut().zip(fixed) {
-        *a += b;
+    sum.killed(K::Bytes, "producers at random", n - fixed.iter().sum::<u64>());
+    for (f, k) in FIXED.iter().zip(fixed) {
+        sum.killed(K::Bytes, &format!("producers {f}"), k);
     }
-    sum.sent += sent;
-    sum.received += received;
-    sum.lost += lost;
-    sum.corrupt += corrupt;
     let skips = rx.stats().lost;
-    sum.skipped += skips;
+    let t = sum.k(K::Bytes);
+    // Dead claims skipped are counted by the channel but were never sent (not committed).
+    t.sent += sent;
+    t.received += received;
+    t.corrupt += corrupt;
+    t.missing += lost;
+    t.skipped += skips;
     sum.lines.push(format!(
-        "kills: {n} producer generations next to a steady one: {received} messages checked, {skips} dead claims skipped"
+        "bytes kills: {n} producer generations next to a steady one: {received} messages checked, {skips} dead claims skipped"
     ));
 }
 
@@ -298,10 +302,11 @@ pub(crate) fn soak(tag: &str, secs: u64, sum: &mut Summary) {
             lost += s.saturating_sub(next.get(&id).copied().unwrap_or(0));
         }
     }
-    sum.sent += sent;
-    sum.received += received;
-    sum.lost += lost;
-    sum.corrupt += corrupt;
+    let t = sum.k(K::Bytes);
+    t.sent += sent;
+    t.received += received;
+    t.corrupt += corrupt;
+    t.missing += lost;
     sum.lines.push(format!(
         "soak: {:.0} s, 2 producer processes, {received} checksummed messages ({:.1} MB, {:.2} M msg/s), {lost} lost, {corrupt} corrupt",
         took.as_secs_f64(),

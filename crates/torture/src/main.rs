@@ -122,13 +122,15 @@ fn main() -> std::process::ExitCode {
     let mut rng = Rng(seed);
     let t0 = Instant::now();
     println!("shmlane-torture: seed {seed}");
-    // Kills split: 60 % producers (a quarter of them at fixed points), 20 % consumers, the
-    // rest in futex waits.
-    let k_prod = cli.kills * 6 / 10;
-    let k_cons = cli.kills * 2 / 10;
-    let k_futex = cli.kills - k_prod - k_cons;
+    // Kills split: bytes producers 25 %, SPSC producers 15 % and consumers 10 %, MPMC
+    // senders and receivers 20 %, broadcast publishers and subscribers 15 %, processes in
+    // futex waits 15 %.
+    let part = |pct: u64| cli.kills * pct / 100;
+    let (k_bytes, k_spsc, k_cons, k_mpmc, k_bcast) = (part(25), part(15), part(10), part(20), part(15));
+    let k_futex = cli.kills - k_bytes - k_spsc - k_cons - k_mpmc - k_bcast;
     if run("kills") {
-        bytes::kills(&tag, k_prod, &mut rng, &mut sum);
+        bytes::kills(&tag, k_bytes, &mut rng, &mut sum);
+        spsc::producers(&tag, k_spsc, &mut rng, &mut sum);
     }
     if run("consumers") {
         spsc::consumers(&tag, k_cons, &mut rng, &mut sum);
@@ -165,6 +167,7 @@ fn child(role: &str, args: &[String]) {
     match role {
         "bytes-producer" => bytes::bytes_producer(args),
         "spsc-consumer" => spsc::spsc_consumer(args),
+        "spsc-producer" => spsc::spsc_producer(args),
         "soak-producer" => bytes::soak_producer(args),
         "stamped-producer" => stamped::stamped_producer(args),
         "spsc-fill" => {

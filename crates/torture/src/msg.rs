@@ -40,3 +40,19 @@ pub(crate) fn words4(seq: u64) -> [u64; 4] {
         seq ^ 0x5555,
     ]
 }
+
+/// A checked typed message (SPSC and MPMC channels of `[u64; 4]`): producer id, sequence, a
+/// mix of both, FNV-1a of the three.
+pub(crate) fn typed(id: u64, seq: u64) -> [u64; 4] {
+    let mix = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seq.rotate_left(17);
+    let mut b = [0u8; 24];
+    b[..8].copy_from_slice(&id.to_le_bytes());
+    b[8..16].copy_from_slice(&seq.to_le_bytes());
+    b[16..].copy_from_slice(&mix.to_le_bytes());
+    [id, seq, mix, fnv(&b)]
+}
+
+/// `(id, seq)` of a typed message, `None` if it is torn or corrupt.
+pub(crate) fn check_typed(w: [u64; 4]) -> Option<(u64, u64)> {
+    (typed(w[0], w[1]) == w).then_some((w[0], w[1]))
+}

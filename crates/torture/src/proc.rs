@@ -38,7 +38,14 @@ pub(crate) const CTL_WORDS: usize = 1 << 16;
 pub(crate) const CTL_KILL_AT: usize = 0;
 pub(crate) const CTL_STOP: usize = 1;
 pub(crate) const CTL_FIRST_ID: usize = 16;
-pub(crate) const SEEN_BITS: u64 = 1 << 22;
+pub(crate) const SEEN_BITS: u64 = 1 << 25;
+/// Control words the scenarios of every kind use beside the per-producer counts.
+pub(crate) const CTL_RECEIVED: usize = 2;
+pub(crate) const CTL_BAD: usize = 3;
+pub(crate) const CTL_DUP: usize = 4;
+pub(crate) const CTL_ERRORS: usize = 5;
+/// Sequence numbers per producer id in the `seen` bitmap (bit `id << ID_SHIFT | seq`).
+pub(crate) const ID_SHIFT: u32 = 17;
 
 pub(crate) struct Ctl {
     seg: Segment,
@@ -80,6 +87,18 @@ impl Ctl {
         // ORDERING: Relaxed; read after the marking processes have exited.
         w.fetch_or(1 << (bit % 64), Ordering::Relaxed) & (1 << (bit % 64)) != 0
     }
+    pub(crate) fn is_marked(&self, bit: u64) -> bool {
+        // ORDERING: Relaxed; the writers have exited (waited for).
+        self.words("seen")[(bit / 64) as usize].load(Ordering::Relaxed) & (1 << (bit % 64)) != 0
+    }
+    /// Bits in `from..to` not marked.
+    pub(crate) fn unmarked_in(&self, from: u64, to: u64) -> u64 {
+        let seen = self.words("seen");
+        // ORDERING: Relaxed; the writers have exited (waited for).
+        (from..to)
+            .filter(|&b| seen[(b / 64) as usize].load(Ordering::Relaxed) & (1 << (b % 64)) == 0)
+            .count() as u64
+    }
     pub(crate) fn unmarked(&self, n: u64) -> u64 {
         let seen = self.words("seen");
         // ORDERING: Relaxed; the writers have exited (waited for).
@@ -88,6 +107,48 @@ impl Ctl {
             .count() as u64
     }
 }
+
+/// Loads a control word.
+pub(crate) fn get(ctl: &Ctl, i: usize) -> u64 {
+    // ORDERING: Relaxed; control words are flags and counts, read after the writers exited
+    // or polled (a stop flag).
+    ctl.word(i).load(Ordering::Relaxed)
+}
+
+/// Stores a control word.
+pub(crate) fn set(ctl: &Ctl, i: usize, v: u64) {
+    // ORDERING: Relaxed; as in `get`.
+    ctl.word(i).store(v, Ordering::Relaxed);
+}
+
+/// Adds to a control word.
+pub(crate) fn add(ctl: &Ctl, i: usize, v: u64) {
+    // ORDERING: Relaxed; as in `get`.
+    ctl.word(i).fetch_add(v, Ordering::Relaxed);
+}
+
+/// Waits up to `secs` for a child to exit; kills it if it has not. Whether it exited by itself
+/// and successfully.
+pub(crate) fn wait_or_kill(c: &mut Child, secs: u64) -> Result<bool, ()> {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(secs) {
+        if let Ok(Some(st)) = c.try_wait() {
+            return Ok(st.success());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    sigkill(c);
+    Err(())
+}
+
+/// This process kills itself (a fixed point of the protocol), noting the time for the
+/// detection latency first.
+pub(crate) fn die(ctl: &Ctl) -> ! {
+    set(ctl, CTL_KILL_AT, mono_ns());
+    let _ = nix::sys::signal::kill(Pid::this(), nix::sys::signal::Signal::SIGKILL);
+    unreachable!("SIGKILL returned")
+}
+
 pub(crate) fn me() -> Command {
     Command::new(std::env::current_exe().expect("current exe"))
 }

@@ -2,7 +2,11 @@
 //! producer, futex words at their wrap.
 
 use std::{
-    sync::atomic::Ordering,
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -11,8 +15,12 @@ use shmlane::{Deadline, RecvError, SendError, TryRecvError, WaitStrategy};
 use shmlane_segment::Segment;
 
 use crate::{
-    proc::{CTL_FIRST_ID, Ctl, Remove, Rng, expect_line, pid, sigkill, spawn},
-    summary::Summary,
+    msg::{check_typed, typed},
+    proc::{
+        CTL_FIRST_ID, CTL_KILL_AT, Ctl, Remove, Rng, die, expect_line, get, mono_ns, pid, set,
+        sigkill, spawn,
+    },
+    summary::{K, Summary},
 };
 
 // ---------------------------------------------------------------- consumers
@@ -63,11 +71,12 @@ pub(crate) fn consumers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
             "consumers: {missing} of {total} values never processed"
         ));
     }
-    sum.kills_consumer += n;
-    sum.sent += total;
-    sum.received += total - missing;
-    sum.lost += missing;
-    sum.duplicates += dup;
+    sum.killed(K::Spsc, "consumers at random", n);
+    let t = sum.k(K::Spsc);
+    t.sent += total;
+    t.received += total - missing;
+    t.missing += missing;
+    t.duplicates += dup;
     sum.lines.push(format!(
         "consumers: {n} consumers killed, each successor took the role over: {total} values, {missing} missing, {dup} processed twice"
     ));
@@ -160,14 +169,14 @@ pub(crate) fn futex(tag: &str, n: u64, sum: &mut Summary) {
                 }
             };
             if end == RecvError::PeerDied && got == 64 {
-                sum.detect.push(at.elapsed().as_micros() as u64);
+                sum.k(K::Spsc).detect.push(at.elapsed().as_micros() as u64);
             } else {
                 sum.fail(format!(
                     "futex: consumer ended with {end} after {got} of 64"
                 ));
             }
-            sum.sent += 64;
-            sum.received += got;
+            sum.k(K::Spsc).sent += 64;
+            sum.k(K::Spsc).received += got;
         } else {
             // A consumer parked on an empty ring is killed; the producer, blocked on the full
             // ring, learns it.
@@ -187,12 +196,12 @@ pub(crate) fn futex(tag: &str, n: u64, sum: &mut Summary) {
                 }
             }
             if matches!(end, Some(SendError::PeerDied(_))) {
-                sum.detect.push(at.elapsed().as_micros() as u64);
+                sum.k(K::Spsc).detect.push(at.elapsed().as_micros() as u64);
             } else {
                 sum.fail(format!("futex: producer ended with {end:?}"));
             }
         }
-        sum.kills_futex += 1;
+        sum.killed(K::Spsc, if i % 2 == 0 { "producers in a futex wait" } else { "consumers in a futex wait" }, 1);
     }
     sum.lines.push(format!(
         "futex: {n} processes killed inside a futex wait (producers on a full ring, consumers on an empty one); every survivor got PeerDied after the data"
@@ -251,9 +260,10 @@ pub(crate) fn stop(tag: &str, secs: u64, sum: &mut Summary) {
     if !ok {
         sum.fail("stop: the producer failed".to_owned());
     }
-    sum.stops += 1;
-    sum.sent += n;
-    sum.received += n;
+    let t = sum.k(K::Spsc);
+    t.stops += 1;
+    t.sent += n;
+    t.received += n;
     sum.lines.push(format!(
         "stop: a producer SIGSTOPped for {:.1} s was never declared dead; all {n} messages in order",
         stopped_for.as_secs_f64()
@@ -313,9 +323,215 @@ pub(crate) fn wrap(tag: &str, sum: &mut Summary) {
     if sa > 1_000_000 && sb > 1_000_000 {
         sum.fail(format!("wrap: the futex words did not wrap ({sa}, {sb})"));
     }
-    sum.sent += 2 * n;
-    sum.received += 2 * n;
+    sum.k(K::Other).sent += 2 * n;
+    sum.k(K::Other).received += 2 * n;
     sum.lines.push(format!(
         "wrap: {n} parked round trips with the futex words started 100 below u32::MAX (now {sa} and {sb}): no lost wake-up"
     ));
+}
+
+// ---------------------------------------------------------------- producers killed
+
+/// Where an SPSC producer kills itself: with a chunk of 4 slots reserved and 2 written, not
+/// committed; or right after committing a chunk, before counting it.
+const SPSC_FIXED: [&str; 2] = ["mid-chunk", "after-commit"];
+
+/// SPSC producers SIGKILLed at random moments and at fixed points of the chunk protocol, one
+/// generation at a time (each takes the role over from the dead one); the consumer (this
+/// process) must get `PeerDied` after each death, and every committed message once, in order.
+pub(crate) fn producers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
+    let chan = format!("{tag}-spsc-kills");
+    let ctl_name = format!("{tag}-spsc-kills-ctl");
+    let _rm = Remove(vec![chan.clone(), ctl_name.clone()]);
+    let ctl = Ctl::create(&ctl_name);
+    let ch = shmlane::spsc::<[u64; 4]>(&chan)
+        .capacity(1024)
+        .create()
+        .expect("create the SPSC channel");
+    let mut rx = ch.consumer().expect("consumer");
+    let done = Arc::new(AtomicBool::new(false));
+    let died = Arc::new(AtomicU64::new(0));
+    let fixed_counts = Arc::new(Mutex::new([0u64; 2]));
+    let killer = {
+        let (chan, ctl_name, done, died, fixed_counts) = (
+            chan.clone(),
+            ctl_name.clone(),
+            done.clone(),
+            died.clone(),
+            fixed_counts.clone(),
+        );
+        let mut rng = Rng(rng.next() | 1);
+        std::thread::spawn(move || {
+            let ctl = Ctl::open(&ctl_name);
+            let mut late = Vec::new();
+            for g in 0..n {
+                let id = (g + 1).to_string();
+                let fixed = (g % 4 == 3).then_some(((g / 4) % 2) as usize);
+                let at = fixed.map_or("none", |f| SPSC_FIXED[f]);
+                let after = rng.below(2000).to_string();
+                let mut c = spawn("spsc-producer", &[&chan, &ctl_name, &id, at, &after]);
+                if let Some(f) = fixed {
+                    let _ = c.wait();
+                    fixed_counts.lock().unwrap()[f] += 1;
+                } else {
+                    std::thread::sleep(Duration::from_micros(500 + rng.below(15_000)));
+                    set(&ctl, CTL_KILL_AT, mono_ns());
+                    sigkill(&mut c);
+                }
+                // The consumer must learn of the death (PeerDied) before the next generation
+                // takes the role over.
+                let t0 = Instant::now();
+                // ORDERING: Acquire; pairs with the consumer's Release increment.
+                while died.load(Ordering::Acquire) <= g && t0.elapsed() < Duration::from_secs(5) {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                if died.load(Ordering::Acquire) <= g {
+                    late.push(g + 1);
+                    // ORDERING: Release; as above (the consumer's count stays in step).
+                    died.store(g + 1, Ordering::Release);
+                }
+            }
+            done.store(true, Ordering::Release);
+            late
+        })
+    };
+    let mut next: HashMap<u64, u64> = HashMap::new();
+    let (mut received, mut corrupt, mut missing) = (0u64, 0u64, 0u64);
+    loop {
+        match rx.recv(Some(Deadline::after(Duration::from_millis(200)))) {
+            Ok(v) => match check_typed(v) {
+                Some((id, seq)) => {
+                    let want = next.entry(id).or_insert(0);
+                    if seq != *want {
+                        if seq > *want {
+                            missing += seq - *want;
+                        } else {
+                            corrupt += 1;
+                        }
+                        sum.fail(format!(
+                            "spsc kills: producer {id} message {seq} arrived when {want} was due"
+                        ));
+                    }
+                    *want = seq + 1;
+                    received += 1;
+                }
+                None => {
+                    corrupt += 1;
+                    sum.fail(format!("spsc kills: a torn or corrupt message {v:x?}"));
+                }
+            },
+            Err(RecvError::PeerDied) => {
+                let at = get(&ctl, CTL_KILL_AT);
+                if at != 0 {
+                    sum.k(K::Spsc)
+                        .detect
+                        .push(mono_ns().saturating_sub(at) / 1000);
+                    set(&ctl, CTL_KILL_AT, 0);
+                    // ORDERING: Release; pairs with the killer's Acquire load.
+                    died.fetch_add(1, Ordering::Release);
+                }
+                if done.load(Ordering::Acquire) {
+                    break;
+                }
+            }
+            Err(RecvError::Timeout) => {
+                if done.load(Ordering::Acquire) {
+                    break;
+                }
+            }
+            Err(e) => {
+                sum.fail(format!("spsc kills: receive failed: {e}"));
+                break;
+            }
+        }
+    }
+    let late = killer.join().expect("killer thread");
+    if !late.is_empty() {
+        sum.fail(format!(
+            "spsc kills: no PeerDied within 5 s of the death of producer generations {late:?}"
+        ));
+    }
+    let fixed = *fixed_counts.lock().unwrap();
+    let mut sent = 0;
+    for g in 0..n {
+        let id = g + 1;
+        let committed = get(&ctl, CTL_FIRST_ID + id as usize);
+        let delivered = next.get(&id).copied().unwrap_or(0);
+        // A random kill between a commit and its count leaves one more delivered than counted;
+        // a kill mid-chunk delivers none of the chunk; after the commit, all of it.
+        let ok = match (g % 4 == 3).then_some((g / 4) % 2) {
+            Some(0) => delivered == committed,
+            Some(_) => delivered == committed + 1,
+            None => delivered == committed || delivered == committed + 1,
+        };
+        if !ok {
+            missing += committed.saturating_sub(delivered);
+            sum.fail(format!(
+                "spsc kills: producer {id} committed {committed} messages, {delivered} delivered"
+            ));
+        }
+        sent += delivered.max(committed);
+    }
+    sum.killed(K::Spsc, "producers at random", n - fixed.iter().sum::<u64>());
+    for (f, k) in SPSC_FIXED.iter().zip(fixed) {
+        sum.killed(K::Spsc, &format!("producers {f}"), k);
+    }
+    let t = sum.k(K::Spsc);
+    t.sent += sent;
+    t.received += received;
+    t.corrupt += corrupt;
+    t.missing += missing;
+    sum.lines.push(format!(
+        "spsc kills: {n} producer generations, each taking the role over from the dead one: {received} messages checked, PeerDied after every death"
+    ));
+}
+
+pub(crate) fn spsc_producer(args: &[String]) {
+    let (chan, ctl_name, id, at, after) = (
+        &args[0],
+        &args[1],
+        args[2].parse::<u64>().unwrap(),
+        args[3].as_str(),
+        args[4].parse::<u64>().unwrap(),
+    );
+    let ctl = Ctl::open(ctl_name);
+    let ch = shmlane::spsc::<[u64; 4]>(chan).open().expect("open");
+    // The previous producer was killed: its role is taken over once it is seen dead.
+    let t0 = Instant::now();
+    let mut tx = loop {
+        match ch.producer() {
+            Ok(tx) => break tx,
+            Err(e) if t0.elapsed() > Duration::from_secs(10) => panic!("producer: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    };
+    let counter = ctl.word(CTL_FIRST_ID + id as usize);
+    for seq in 0.. {
+        if at != "none" && seq == after {
+            let mut chunk = loop {
+                match tx.write_chunk(4) {
+                    Ok(c) => break c,
+                    Err(_) => std::thread::sleep(Duration::from_micros(50)),
+                }
+            };
+            if at == "mid-chunk" {
+                chunk.write(0, typed(id, seq));
+                chunk.write(1, typed(id, seq + 1));
+                die(&ctl);
+            }
+            for i in 0..4 {
+                chunk.write(i, typed(id, seq + i as u64));
+            }
+            chunk.commit(1);
+            tx.notify(1);
+            die(&ctl);
+        }
+        match tx.send(typed(id, seq), Some(Deadline::after(Duration::from_secs(30)))) {
+            Ok(()) => {}
+            Err(SendError::PeerDied(_) | SendError::Disconnected(_)) => return,
+            Err(e) => panic!("send: {e}"),
+        }
+        // ORDERING: Relaxed; read by the parent after this process ended.
+        counter.store(seq + 1, Ordering::Relaxed);
+    }
 }

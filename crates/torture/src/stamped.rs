@@ -14,7 +14,7 @@ use shmlane_segment::Segment;
 use crate::{
     msg::words4,
     proc::{Remove, Rng, spawn},
-    summary::Summary,
+    summary::{K, Summary},
 };
 
 // ---------------------------------------------------------------- flips
@@ -140,7 +140,7 @@ pub(crate) fn flips(tag: &str, secs: u64, rng: &mut Rng, sum: &mut Summary) {
             }
             Ok(m) => {
                 if m != words4(got) {
-                    sum.corrupt += 1;
+                    sum.k(K::Other).corrupt += 1;
                     sum.fail(format!("flips: message {got} torn or corrupt"));
                     break;
                 }
@@ -182,12 +182,13 @@ pub(crate) fn flips(tag: &str, secs: u64, rng: &mut Rng, sum: &mut Summary) {
     stop.store(true, Ordering::Relaxed);
     let (flipped, refused) = flipper.join().expect("flipper");
     let _ = c.wait();
-    sum.flips += flipped;
-    sum.attach_errors += refused;
     let sent = sent.unwrap_or(got);
-    sum.sent += sent;
-    sum.received += got;
-    sum.lost += sent.saturating_sub(got);
+    let t = sum.k(K::Other);
+    t.flips += flipped;
+    t.refused += refused;
+    t.sent += sent;
+    t.received += got;
+    t.missing += sent.saturating_sub(got);
     sum.lines.push(format!(
         "flips: {flipped} bits flipped in the segment header and the ring metadata while {got} messages crossed a stamped ring at positions wrapping past u64::MAX; {refused} fresh opens/attaches refused"
     ));
