@@ -33,6 +33,7 @@
 )]
 
 mod bytes;
+mod mpmc;
 mod msg;
 mod proc;
 mod race;
@@ -131,6 +132,7 @@ fn main() -> std::process::ExitCode {
     if run("kills") {
         bytes::kills(&tag, k_bytes, &mut rng, &mut sum);
         spsc::producers(&tag, k_spsc, &mut rng, &mut sum);
+        mpmc::kills(&tag, k_mpmc, &mut rng, &mut sum);
     }
     if run("consumers") {
         spsc::consumers(&tag, k_cons, &mut rng, &mut sum);
@@ -140,6 +142,7 @@ fn main() -> std::process::ExitCode {
     }
     if run("stop") {
         spsc::stop(&tag, cli.stop_secs, &mut sum);
+        mpmc::stop(&tag, cli.stop_secs, &mut sum);
     }
     if run("race") {
         race::race(&tag, cli.race, &mut sum);
@@ -152,6 +155,7 @@ fn main() -> std::process::ExitCode {
     }
     if run("soak") {
         bytes::soak(&tag, cli.soak_secs, &mut sum);
+        mpmc::soak(&tag, cli.soak_secs, &mut sum);
     }
     report(&sum, t0.elapsed());
     if sum.failures.is_empty() {
@@ -168,6 +172,8 @@ fn child(role: &str, args: &[String]) {
         "bytes-producer" => bytes::bytes_producer(args),
         "spsc-consumer" => spsc::spsc_consumer(args),
         "spsc-producer" => spsc::spsc_producer(args),
+        "mpmc-sender" => mpmc::sender(args),
+        "mpmc-receiver" => mpmc::receiver(args),
         "soak-producer" => bytes::soak_producer(args),
         "stamped-producer" => stamped::stamped_producer(args),
         "spsc-fill" => {
