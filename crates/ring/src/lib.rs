@@ -54,7 +54,7 @@ mod sync;
 pub use broadcast::{BroadcastProducer, BroadcastReader, BroadcastRing, RecvError, SendError};
 pub use error::{AttachError, ChunkError, PopError, PushError};
 pub use header::{MAX_CAPACITY, REGION_ALIGN, RING_MAGIC};
-pub use mpmc::{MpmcRing, Receiver, Sender};
+pub use mpmc::{Hole, MPMC_INTENTS, MpmcRing, Receiver, Sender};
 pub use record::{
     Claim, ClaimError, CommitError, ReadError, Record, RecordConsumer, RecordProducer, RecordRing,
     Unblock,

@@ -2,10 +2,12 @@
 //! 64-bit), usable as MPSC and SPMC.
 //!
 //! ```text
-//! CachePadded<Meta>        magic, kind, element size/align, capacity
-//! CachePadded<AtomicU64>   enqueue position (producers CAS it)
-//! CachePadded<AtomicU64>   dequeue position (consumers CAS it)
-//! [Slot<T>; capacity]      Slot = { seq: AtomicU64, value: T }, repr(C)
+//! CachePadded<Meta>            magic, kind, element size/align, capacity
+//! CachePadded<AtomicU64>       enqueue position (producers CAS it)
+//! CachePadded<AtomicU64>       dequeue position (consumers CAS it)
+//! [CachePadded<AtomicU64>; 2]  anonymous operations in flight: producers, consumers
+//! [[CachePadded<Intent>; 32]; 2] intent entries: producers', consumers' (owner, position)
+//! [Slot<T>; capacity]          Slot = { seq: AtomicU64, value: T }, repr(C)
 //! ```
 //!
 //! Slot `pos & mask` is free for position `pos` when `seq == pos`, and holds the value of
@@ -17,6 +19,29 @@
 //! transfer. Stamps read from shared memory are only compared, never used as indices; a slot
 //! whose stamp never becomes consistent (a corrupt or hostile ring) ends in `Corrupt` after
 //! a bounded number of retries rather than a livelock.
+//!
+//! Crash recovery. An endpoint that dies between its position CAS and its stamp store leaves a
+//! *hole*: a producer's leaves slot `p` at `seq == p` with `enq` past `p` (consumers stop
+//! there), a consumer's leaves it at `seq == p + 1` with `deq` past `p` (producers find the
+//! ring full there a lap later). As in the record ring, every endpoint attached with an owner
+//! token holds an *intent entry* of its side (taken at attach: a free one, or one whose holder
+//! is dead and whose last intent is behind the other side's position); before each position
+//! CAS it stores there the position it is about to take (`VALID | p mod 2^63`), and clears it
+//! after its stamp store (Release). The position CASes are Release and [`recover`] loads the
+//! position with Acquire, so whoever sees the position past `p` also sees the intent of the
+//! endpoint that took `p` (or that endpoint's later intent stores, which come after its stamp
+//! store: the stamp CAS below then fails). [`Receiver::recover`] marks a producer's hole
+//! *skipped* (`seq` CAS from `p` to `skip(p) = p + 1 - 2^62`, which consumers pass over
+//! without reading), [`Sender::recover`] gives a consumer's hole back (CAS from `p + 1` or
+//! `skip(p)` to `p + capacity`), each only if an intent of a dead owner names `p` and no intent
+//! of a live one does. Handles without an entry (attached with [`MpmcRing::sender`] /
+//! [`MpmcRing::receiver`], or beyond the 32 entries of a side) count their operation in
+//! flight in the side's `anon` word; while it is non-zero nothing on that side is recovered
+//! (so a hole left by such a handle is never recovered: it is reported by
+//! [`Hole::Waiting`], and blocking channel calls still end at their deadline). A live
+//! claimer's hole is never taken (loom models `mpmc_dead_*`).
+//!
+//! [`recover`]: Receiver::recover
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
@@ -29,14 +54,76 @@ use crate::{
     error::{AttachError, PopError, PushError},
     header::{Kind, Meta, PaddedMeta, align_up, check_capacity, check_region, open_ring},
     slot::{Slot, init_slots},
-    sync::{AtomicU64, MPMC_SEQ_LOAD, MPMC_SEQ_STORE, Ordering, spin_hint},
+    sync::{
+        AtomicU64, MPMC_DEQ_CAS, MPMC_ENQ_CAS, MPMC_SEQ_LOAD, MPMC_SEQ_STORE, Ordering, spin_hint,
+    },
 };
+
+/// Intent entries per side (producers, consumers): endpoints beyond this many attached at once
+/// work, but count their operations in the side's `anon` word, and while one is in flight (or
+/// after one died in its window) nothing on that side is recovered.
+#[cfg(not(loom))]
+pub const MPMC_INTENTS: usize = 32;
+/// Intent entries per side (fewer under loom: every atomic is a modelled object).
+#[cfg(loom)]
+pub const MPMC_INTENTS: usize = 3;
+
+/// An intent word naming no position.
+const IDLE: u64 = 0;
+const VALID: u64 = 1 << 63;
+const POS_MASK: u64 = VALID - 1;
+
+fn intent_word(pos: u64) -> u64 {
+    VALID | (pos & POS_MASK)
+}
+
+fn intent_names(w: u64, pos: u64) -> bool {
+    w & VALID != 0 && (w ^ pos) & POS_MASK == 0
+}
+
+/// The stamp of a slot whose position `pos` a producer claimed and never filled, marked
+/// skipped by [`Receiver::recover`]: consumers pass over it. Never a stamp of the normal
+/// protocol (those stay within a few capacities of the position; this one is 2^62 behind),
+/// and behind what producers of the next lap want (they find the ring full there until a
+/// consumer has passed it).
+fn skip_stamp(pos: u64) -> u64 {
+    pos.wrapping_add(1).wrapping_sub(1 << 62)
+}
+
+/// One endpoint's intent entry, on its own cache line.
+#[repr(C)]
+struct Intent {
+    /// The holder's owner token; 0 when free.
+    owner: AtomicU64,
+    /// `IDLE`, or the position the holder is taking (`intent_word`).
+    pos: AtomicU64,
+}
 
 #[repr(C)]
 struct Header {
     meta: PaddedMeta,
     enq: CachePadded<AtomicU64>,
     deq: CachePadded<AtomicU64>,
+    /// Operations in flight by handles without an intent entry: producers, consumers.
+    anon: [CachePadded<AtomicU64>; 2],
+    intents: [[CachePadded<Intent>; MPMC_INTENTS]; 2],
+}
+
+/// Index of a side in `anon` and `intents`.
+const PRODUCERS: usize = 0;
+const CONSUMERS: usize = 1;
+
+/// What [`Receiver::recover`] or [`Sender::recover`] found at the position it looked at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hole {
+    /// No hole: the position is free, filled, or in normal use.
+    None,
+    /// A hole whose claimer lives or may live (an intent of a live owner names it, no intent
+    /// names it, or a handle without an entry has an operation in flight): wait.
+    Waiting,
+    /// A dead claimer's hole was recovered: skipped (consumers; its message never existed) or
+    /// given back (producers; the message the dead consumer had taken is lost).
+    Recovered,
 }
 
 /// Retries on a slot whose stamp is ahead while the position stays the same, before the ring
@@ -95,6 +182,15 @@ impl<T: Pod> MpmcRing<T> {
             meta: CachePadded::new(Meta::new::<T>(Kind::Mpmc, capacity)),
             enq: CachePadded::new(AtomicU64::new(start)),
             deq: CachePadded::new(AtomicU64::new(start)),
+            anon: core::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
+            intents: core::array::from_fn(|_| {
+                core::array::from_fn(|_| {
+                    CachePadded::new(Intent {
+                        owner: AtomicU64::new(0),
+                        pos: AtomicU64::new(IDLE),
+                    })
+                })
+            }),
         };
         // SAFETY: in bounds and aligned (checked); exclusive during init (caller).
         unsafe { ptr.cast::<Header>().write(hdr) };
@@ -137,7 +233,9 @@ impl<T: Pod> MpmcRing<T> {
         })
     }
 
-    /// Attaches a sending endpoint. Any number may be attached, in any process.
+    /// Attaches a sending endpoint without an intent entry. Any number may be attached, in any
+    /// process; a hole such a handle leaves when it dies mid-push is never recovered (see the
+    /// module docs, and [`sender_owned`](Self::sender_owned)).
     ///
     /// # Safety
     /// `ptr` must be valid for reads and writes of `len` bytes for as long as the returned
@@ -145,20 +243,57 @@ impl<T: Pod> MpmcRing<T> {
     pub unsafe fn sender(ptr: *mut u8, len: usize) -> Result<Sender<T>, AttachError> {
         Ok(Sender {
             // SAFETY: forwarded contract.
-            raw: unsafe { Self::attach(ptr, len)? },
-            _not_sync: PhantomData,
+            ep: Endpoint::new(unsafe { Self::attach(ptr, len)? }, PRODUCERS, 0, None),
         })
     }
 
-    /// Attaches a receiving endpoint. Any number may be attached, in any process.
+    /// Attaches a sending endpoint whose crash between claiming a position and publishing it
+    /// can be recovered: it takes a producer intent entry for `owner` (a non-zero token, the
+    /// same for every endpoint of a process) — a free one, or one whose holder `is_alive`
+    /// reports dead and whose last intent the consumers have passed. With all entries held by
+    /// live endpoints it works without one, as [`sender`](Self::sender).
+    ///
+    /// # Safety
+    /// As for [`sender`](Self::sender).
+    pub unsafe fn sender_owned(
+        ptr: *mut u8,
+        len: usize,
+        owner: u64,
+        is_alive: &dyn Fn(u64) -> bool,
+    ) -> Result<Sender<T>, AttachError> {
+        // SAFETY: forwarded contract.
+        let raw = unsafe { Self::attach(ptr, len)? };
+        Ok(Sender {
+            ep: Endpoint::new(raw, PRODUCERS, owner, Some(is_alive)),
+        })
+    }
+
+    /// Attaches a receiving endpoint without an intent entry (as [`sender`](Self::sender)).
     ///
     /// # Safety
     /// As for [`sender`](Self::sender).
     pub unsafe fn receiver(ptr: *mut u8, len: usize) -> Result<Receiver<T>, AttachError> {
         Ok(Receiver {
             // SAFETY: forwarded contract.
-            raw: unsafe { Self::attach(ptr, len)? },
-            _not_sync: PhantomData,
+            ep: Endpoint::new(unsafe { Self::attach(ptr, len)? }, CONSUMERS, 0, None),
+        })
+    }
+
+    /// Attaches a receiving endpoint with a consumer intent entry (as
+    /// [`sender_owned`](Self::sender_owned)).
+    ///
+    /// # Safety
+    /// As for [`sender`](Self::sender).
+    pub unsafe fn receiver_owned(
+        ptr: *mut u8,
+        len: usize,
+        owner: u64,
+        is_alive: &dyn Fn(u64) -> bool,
+    ) -> Result<Receiver<T>, AttachError> {
+        // SAFETY: forwarded contract.
+        let raw = unsafe { Self::attach(ptr, len)? };
+        Ok(Receiver {
+            ep: Endpoint::new(raw, CONSUMERS, owner, Some(is_alive)),
         })
     }
 }
@@ -172,18 +307,199 @@ impl<T> Raw<T> {
         // SAFETY: `pos & mask < cap`; the slot array holds `cap` slots (checked at attach).
         unsafe { self.slots.add((pos & self.mask) as usize).as_ref() }
     }
+
+    /// Takes an intent entry of `side` for `owner`: a free one, or (given `is_alive`) one whose
+    /// holder is dead and whose last intent is behind the other side's position.
+    fn take_intent(
+        &self,
+        side: usize,
+        owner: u64,
+        is_alive: Option<&dyn Fn(u64) -> bool>,
+    ) -> Option<usize> {
+        if owner == 0 {
+            return None;
+        }
+        let h = self.hdr();
+        for pass in [false, true] {
+            if pass && is_alive.is_none() {
+                break;
+            }
+            for (i, e) in h.intents[side].iter().enumerate() {
+                // ORDERING: Relaxed; a guess, the CAS below decides.
+                let cur = e.owner.load(Ordering::Relaxed);
+                let takeable = if pass {
+                    cur != 0
+                        && is_alive.is_some_and(|alive| !alive(cur))
+                        && !self.intent_pending(side, e)
+                } else {
+                    cur == 0
+                };
+                // ORDERING: Acquire on success; pairs with the Release store of a dropped
+                // holder (its last intent store comes before ours). Relaxed on failure.
+                if takeable
+                    && e.owner
+                        .compare_exchange(cur, owner, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    // ORDERING: Relaxed; published by our first position CAS (Release).
+                    e.pos.store(IDLE, Ordering::Relaxed);
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether a dead holder's intent may still name a hole: a position the other side has
+    /// not passed yet (producers': `deq` not past it; consumers': their slot not given back).
+    fn intent_pending(&self, side: usize, e: &Intent) -> bool {
+        // ORDERING: Relaxed; the holder is dead, its last intent is what it is.
+        let w = e.pos.load(Ordering::Relaxed);
+        if w & VALID == 0 {
+            return false;
+        }
+        let h = self.hdr();
+        let other = if side == PRODUCERS { &h.deq } else { &h.enq };
+        // ORDERING: Relaxed; positions only grow, a stale one only keeps the entry longer.
+        let now = other.load(Ordering::Relaxed);
+        // Producers' intents are resolved once `deq` passed them; consumers' once `enq` went
+        // a lap past them (the slot was given back and refilled).
+        let passed = if side == PRODUCERS {
+            now
+        } else {
+            now.wrapping_sub(self.cap)
+        };
+        let behind = passed.wrapping_sub(w) & POS_MASK;
+        !(behind > 0 && behind < 1 << 62)
+    }
 }
 
-/// A sending end of an MPMC ring. `Send` and `Clone`, not `Sync`.
+/// What every handle holds: the ring, its side, its owner token and intent entry.
+struct Endpoint<T> {
+    raw: Raw<T>,
+    side: usize,
+    owner: u64,
+    /// This handle's intent entry, if it got one.
+    intent: Option<usize>,
+    _not_sync: PhantomData<core::cell::Cell<()>>,
+}
+
+impl<T> Endpoint<T> {
+    fn new(raw: Raw<T>, side: usize, owner: u64, is_alive: Option<&dyn Fn(u64) -> bool>) -> Self {
+        let intent = raw.take_intent(side, owner, is_alive);
+        Self {
+            raw,
+            side,
+            owner,
+            intent,
+            _not_sync: PhantomData,
+        }
+    }
+
+    /// Before an operation's first position CAS: for a handle without an entry, counts the
+    /// operation in flight (`anon`).
+    fn begin(&self) {
+        if self.intent.is_none() {
+            // ORDERING: Relaxed; reaches a recoverer through our position CAS (Release), like
+            // an intent.
+            self.raw.hdr().anon[self.side].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// After the operation: the stamp is stored (or no position was taken).
+    fn end(&self) {
+        if self.intent.is_none() {
+            // ORDERING: Release; pairs with the Acquire load of `anon` in `recover`: a
+            // recoverer that finds no operation in flight also sees our stamp store.
+            self.raw.hdr().anon[self.side].fetch_sub(1, Ordering::Release);
+        }
+    }
+
+    /// Publishes the position this handle is about to take, before its CAS.
+    fn announce(&self, pos: u64) {
+        if let Some(i) = self.intent {
+            // ORDERING: Release; pairs with the Acquire intent load in `recover`, so the owner
+            // read there is ours (our entry CAS came first). The intent itself reaches a
+            // recoverer through our position CAS (MPMC_ENQ_CAS / MPMC_DEQ_CAS, Release).
+            self.raw.hdr().intents[self.side][i]
+                .pos
+                .store(intent_word(pos), Ordering::Release);
+        }
+    }
+
+    /// Clears the intent after the stamp store (or a lost CAS).
+    fn clear(&self) {
+        if let Some(i) = self.intent {
+            // ORDERING: Release; pairs with the Acquire intent load in `recover`: a recoverer
+            // that reads the intent cleared also sees our stamp store, so its stamp CAS fails.
+            self.raw.hdr().intents[self.side][i]
+                .pos
+                .store(IDLE, Ordering::Release);
+        }
+    }
+
+    fn duplicate(&self) -> Self {
+        let raw = self.raw.clone();
+        let intent = raw.take_intent(self.side, self.owner, None);
+        Self {
+            raw,
+            side: self.side,
+            owner: self.owner,
+            intent,
+            _not_sync: PhantomData,
+        }
+    }
+
+    /// Whether the endpoints of `side` whose intents name `pos` are all dead and there is at
+    /// least one (the caller loaded the position past `pos` with Acquire before).
+    fn claimer_dead(&self, side: usize, pos: u64, is_alive: &dyn Fn(u64) -> bool) -> bool {
+        let h = self.raw.hdr();
+        // ORDERING: Acquire; pairs with `end` (Release): with no operation in flight found, an
+        // entry-less endpoint that took `pos` has stored its stamp, visible to our CAS.
+        if h.anon[side].load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        let mut dead = false;
+        for e in &h.intents[side] {
+            // ORDERING: Acquire; pairs with `announce` and `clear` (Release): the owner read
+            // next is the one that published this intent or a later one; a cleared or later
+            // intent comes after its holder's stamp store.
+            let w = e.pos.load(Ordering::Acquire);
+            if !intent_names(w, pos) {
+                continue;
+            }
+            // ORDERING: Relaxed; ordered after the holder's entry CAS by the Acquire above.
+            let owner = e.owner.load(Ordering::Relaxed);
+            if owner == 0 || is_alive(owner) {
+                return false;
+            }
+            dead = true;
+        }
+        dead
+    }
+}
+
+impl<T> Drop for Endpoint<T> {
+    fn drop(&mut self) {
+        if let Some(i) = self.intent {
+            let e = &self.raw.hdr().intents[self.side][i];
+            // ORDERING: Relaxed; no operation is in progress (`&self` methods finish first).
+            e.pos.store(IDLE, Ordering::Relaxed);
+            // ORDERING: Release; pairs with the Acquire CAS in `take_intent`.
+            e.owner.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// A sending end of an MPMC ring. `Send`, not `Sync`; `Clone` (a clone takes an intent entry
+/// of its own if one is free).
 pub struct Sender<T> {
-    raw: Raw<T>,
-    _not_sync: PhantomData<core::cell::Cell<()>>,
+    ep: Endpoint<T>,
 }
 
-/// A receiving end of an MPMC ring. `Send` and `Clone`, not `Sync`.
+/// A receiving end of an MPMC ring. `Send`, not `Sync`; `Clone` as [`Sender`].
 pub struct Receiver<T> {
-    raw: Raw<T>,
-    _not_sync: PhantomData<core::cell::Cell<()>>,
+    ep: Endpoint<T>,
 }
 
 // SAFETY: the pointers refer to memory that outlives the handle (constructor contract) and is
@@ -195,8 +511,7 @@ unsafe impl<T: Send> Send for Receiver<T> {}
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
         Self {
-            raw: self.raw.clone(),
-            _not_sync: PhantomData,
+            ep: self.ep.duplicate(),
         }
     }
 }
@@ -204,8 +519,7 @@ impl<T> Clone for Sender<T> {
 impl<T> Clone for Receiver<T> {
     fn clone(&self) -> Self {
         Self {
-            raw: self.raw.clone(),
-            _not_sync: PhantomData,
+            ep: self.ep.duplicate(),
         }
     }
 }
@@ -213,7 +527,8 @@ impl<T> Clone for Receiver<T> {
 impl<T> core::fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Sender")
-            .field("capacity", &self.raw.cap)
+            .field("capacity", &self.ep.raw.cap)
+            .field("intent", &self.ep.intent)
             .finish_non_exhaustive()
     }
 }
@@ -221,7 +536,8 @@ impl<T> core::fmt::Debug for Sender<T> {
 impl<T> core::fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Receiver")
-            .field("capacity", &self.raw.cap)
+            .field("capacity", &self.ep.raw.cap)
+            .field("intent", &self.ep.intent)
             .finish_non_exhaustive()
     }
 }
@@ -267,7 +583,7 @@ impl<T: Pod> Sender<T> {
     /// Keeps `owner` alive as long as this handle (and its clones made afterwards).
     #[must_use]
     pub fn keep_alive(mut self, owner: KeepAlive) -> Self {
-        self.raw.keep = Some(owner);
+        self.ep.raw.keep = Some(owner);
         self
     }
 
@@ -283,34 +599,52 @@ impl<T: Pod> Sender<T> {
     /// assert_eq!(rx.pop(), Ok(2));
     /// ```
     pub fn push(&self, value: T) -> Result<(), PushError<T>> {
-        let h = self.raw.hdr();
+        self.ep.begin();
+        let r = self.push_inner(value, false);
+        self.ep.end();
+        r.map(|_| ())
+    }
+
+    /// The push; with `abandon`, stops right after winning the position (test hook) and
+    /// returns it.
+    fn push_inner(&self, value: T, abandon: bool) -> Result<u64, PushError<T>> {
+        let raw = &self.ep.raw;
+        let h = raw.hdr();
         let backoff = Backoff::new();
         // ORDERING: Relaxed; only a starting guess, validated against the slot's stamp.
         let mut pos = h.enq.load(Ordering::Relaxed);
         let mut stuck = 0;
         loop {
-            let slot = self.raw.slot(pos);
+            let slot = raw.slot(pos);
             // ORDERING: MPMC_SEQ_LOAD (Acquire); pairs with the consumer's MPMC_SEQ_STORE that
-            // freed the slot, so its read of the old value happened before our write.
+            // freed the slot (or the recoverer's CAS that gave it back), so its read of the
+            // old value happened before our write.
             let seq = slot.seq.load(MPMC_SEQ_LOAD);
             match classify(seq, pos) {
                 Step::Take => {
-                    // ORDERING: Relaxed; the CAS only elects the writer of this slot, the
-                    // stamp carries the data ordering.
+                    self.ep.announce(pos);
+                    // ORDERING: MPMC_ENQ_CAS (Release); pairs with the Acquire load of `enq`
+                    // in `Receiver::recover`: our intent is visible to whoever sees `enq` past
+                    // `pos`. The stamp carries the data ordering. Failure: Relaxed, a new guess.
                     match h.enq.compare_exchange_weak(
                         pos,
                         pos.wrapping_add(1),
-                        Ordering::Relaxed,
+                        MPMC_ENQ_CAS,
                         Ordering::Relaxed,
                     ) {
                         Ok(_) => {
+                            if abandon {
+                                return Ok(pos);
+                            }
                             // SAFETY: we won position `pos`; until we store the stamp nobody
-                            // else reads or writes this slot.
+                            // else reads or writes this slot (a recoverer takes it only from a
+                            // dead claimer).
                             slot.value.with_mut(|p| unsafe { p.write(value) });
                             // ORDERING: MPMC_SEQ_STORE (Release); pairs with the consumer's
                             // MPMC_SEQ_LOAD: our value write happens-before its read.
                             slot.seq.store(pos.wrapping_add(1), MPMC_SEQ_STORE);
-                            return Ok(());
+                            self.ep.clear();
+                            return Ok(pos);
                         }
                         Err(now) => {
                             pos = now;
@@ -319,24 +653,99 @@ impl<T: Pod> Sender<T> {
                     }
                 }
                 Step::Done => {
+                    self.ep.clear();
                     return Err(PushError::Full(value));
                 }
                 Step::Retry => match reload(&h.enq, pos, &mut stuck) {
                     Some(now) => pos = now,
-                    None => return Err(PushError::Corrupt(value)),
+                    None => {
+                        self.ep.clear();
+                        return Err(PushError::Corrupt(value));
+                    }
                 },
             }
         }
     }
 
+    /// Whether a push would find its slot free now (the stamp at the enqueue position; also
+    /// true while another producer moves the position on). False when the ring is full there,
+    /// including at a slot a dead consumer holds (see [`recover`](Self::recover)).
+    pub fn can_push(&self) -> bool {
+        let raw = &self.ep.raw;
+        // ORDERING: Relaxed for both; a hint for a blocked sender, `push` decides.
+        let pos = raw.hdr().enq.load(Ordering::Relaxed);
+        // ORDERING: as above.
+        let seq = raw.slot(pos).seq.load(Ordering::Relaxed);
+        !matches!(classify(seq, pos), Step::Done)
+    }
+
+    /// Recovers the slot at the enqueue position if a consumer that died between its CAS on
+    /// `deq` and its stamp store holds it (the ring looks full there forever otherwise): gives
+    /// it back ([`Hole::Recovered`]; the message that consumer had taken is lost) if an intent
+    /// of a dead consumer names it and none of a live one does (`is_alive` on owner tokens).
+    /// Slow path: a few loads, and `is_alive` for each intent naming the position.
+    pub fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole {
+        let raw = &self.ep.raw;
+        let h = raw.hdr();
+        // ORDERING: Relaxed; which slot to look at, validated against `deq` and the stamp.
+        let p = h.enq.load(Ordering::Relaxed);
+        let q = p.wrapping_sub(raw.cap);
+        // ORDERING: Acquire; pairs with the consumers' MPMC_DEQ_CAS (Release): the intent of
+        // the consumer that took `q` is visible (module docs).
+        let deq = h.deq.load(Ordering::Acquire);
+        let taken = deq.wrapping_sub(q);
+        if taken == 0 || taken > raw.cap {
+            return Hole::None;
+        }
+        let slot = raw.slot(q);
+        // ORDERING: Relaxed; compared only, the CAS below decides.
+        let seq = slot.seq.load(Ordering::Relaxed);
+        if seq != q.wrapping_add(1) && seq != skip_stamp(q) {
+            return Hole::None;
+        }
+        if !self.ep.claimer_dead(CONSUMERS, q, is_alive) {
+            return Hole::Waiting;
+        }
+        // ORDERING: AcqRel; success publishes the free slot to the next producer's Acquire
+        // stamp load (nobody read or writes the slot: its consumer is dead). A live consumer's
+        // own stamp store wins over this CAS or makes it fail.
+        match slot.seq.compare_exchange(
+            seq,
+            q.wrapping_add(raw.cap),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => Hole::Recovered,
+            Err(_) => Hole::None,
+        }
+    }
+
+    /// Whether this handle holds an intent entry (its crash mid-push can be recovered).
+    pub fn has_intent(&self) -> bool {
+        self.ep.intent.is_some()
+    }
+
+    /// Test hook, not part of the API: what a producer that dies between its CAS on `enq` and
+    /// its stamp store leaves behind. Announces and wins the next position, then stops, as a
+    /// killed process would (no value, no stamp, intent entry kept). Returns the position.
+    #[doc(hidden)]
+    pub fn abandon_push_for_tests(self) -> u64 {
+        self.ep.begin();
+        let pos = self
+            .push_inner(T::zeroed(), true)
+            .unwrap_or_else(|_| panic!("abandon_push_for_tests on a full ring"));
+        core::mem::forget(self);
+        pos
+    }
+
     /// The capacity.
     pub fn capacity(&self) -> usize {
-        self.raw.cap as usize
+        self.ep.raw.cap as usize
     }
 
     /// Elements in the ring, approximately (positions read one after the other).
     pub fn len(&self) -> usize {
-        approx_len(&self.raw)
+        approx_len(&self.ep.raw)
     }
 
     /// Whether the ring looks empty.
@@ -357,40 +766,73 @@ impl<T: Pod> Receiver<T> {
     /// Keeps `owner` alive as long as this handle (and its clones made afterwards).
     #[must_use]
     pub fn keep_alive(mut self, owner: KeepAlive) -> Self {
-        self.raw.keep = Some(owner);
+        self.ep.raw.keep = Some(owner);
         self
     }
 
-    /// Pops one value. Never blocks.
+    /// Pops one value. Never blocks. Passes over slots marked skipped (see
+    /// [`recover`](Self::recover)).
     pub fn pop(&self) -> Result<T, PopError> {
-        let h = self.raw.hdr();
+        self.ep.begin();
+        let r = self.pop_inner(false);
+        self.ep.end();
+        r.map(|(v, _)| v)
+    }
+
+    /// The pop; with `abandon`, stops right after winning the position (test hook).
+    fn pop_inner(&self, abandon: bool) -> Result<(T, u64), PopError> {
+        let raw = &self.ep.raw;
+        let h = raw.hdr();
         let backoff = Backoff::new();
         // ORDERING: Relaxed; a starting guess, validated against the stamp.
         let mut pos = h.deq.load(Ordering::Relaxed);
         let mut stuck = 0;
+        // Skipped slots passed in this call: bounded, so a ring whose stamps a hostile peer
+        // keeps marking skipped still returns.
+        let mut passed = 0;
         loop {
-            let slot = self.raw.slot(pos);
+            let slot = raw.slot(pos);
             // ORDERING: MPMC_SEQ_LOAD (Acquire); pairs with the producer's MPMC_SEQ_STORE, so
             // its value write is visible.
             let seq = slot.seq.load(MPMC_SEQ_LOAD);
-            match classify(seq, pos.wrapping_add(1)) {
+            let skipped = seq == skip_stamp(pos);
+            let step = if skipped {
+                Step::Take
+            } else {
+                classify(seq, pos.wrapping_add(1))
+            };
+            match step {
                 Step::Take => {
-                    // ORDERING: Relaxed; elects the reader, the stamps order the data.
+                    self.ep.announce(pos);
+                    // ORDERING: MPMC_DEQ_CAS (Release); pairs with the Acquire load of `deq`
+                    // in `Sender::recover`: our intent is visible to whoever sees `deq` past
+                    // `pos`. The stamps order the data. Failure: Relaxed, a new guess.
                     match h.deq.compare_exchange_weak(
                         pos,
                         pos.wrapping_add(1),
-                        Ordering::Relaxed,
+                        MPMC_DEQ_CAS,
                         Ordering::Relaxed,
                     ) {
                         Ok(_) => {
+                            if abandon {
+                                return Ok((T::zeroed(), pos));
+                            }
                             // SAFETY: we won position `pos`, whose value is published; no
-                            // producer writes the slot before we store the stamp.
-                            let v = slot.value.with(|p| unsafe { p.read() });
+                            // producer writes the slot before we store the stamp. A skipped
+                            // slot is not read (its producer never wrote it).
+                            let v = (!skipped).then(|| slot.value.with(|p| unsafe { p.read() }));
                             // ORDERING: MPMC_SEQ_STORE (Release); pairs with the next
                             // producer's MPMC_SEQ_LOAD: our read happens-before its write.
-                            slot.seq
-                                .store(pos.wrapping_add(self.raw.cap), MPMC_SEQ_STORE);
-                            return Ok(v);
+                            slot.seq.store(pos.wrapping_add(raw.cap), MPMC_SEQ_STORE);
+                            self.ep.clear();
+                            if let Some(v) = v {
+                                return Ok((v, pos));
+                            }
+                            passed += 1;
+                            if passed > raw.cap {
+                                return Err(PopError::Empty);
+                            }
+                            pos = pos.wrapping_add(1);
                         }
                         Err(now) => {
                             pos = now;
@@ -398,13 +840,86 @@ impl<T: Pod> Receiver<T> {
                         }
                     }
                 }
-                Step::Done => return Err(PopError::Empty),
+                Step::Done => {
+                    self.ep.clear();
+                    return Err(PopError::Empty);
+                }
                 Step::Retry => match reload(&h.deq, pos, &mut stuck) {
                     Some(now) => pos = now,
-                    None => return Err(PopError::Corrupt),
+                    None => {
+                        self.ep.clear();
+                        return Err(PopError::Corrupt);
+                    }
                 },
             }
         }
+    }
+
+    /// Whether a pop would find a value (or a skipped slot) at the dequeue position now; also
+    /// true while another consumer moves the position on. False on an empty ring, and at a
+    /// hole (a position taken by a producer that has not stored its stamp, see
+    /// [`recover`](Self::recover)).
+    pub fn can_pop(&self) -> bool {
+        let raw = &self.ep.raw;
+        // ORDERING: Relaxed for both; a hint for a blocked receiver, `pop` decides.
+        let pos = raw.hdr().deq.load(Ordering::Relaxed);
+        // ORDERING: as above.
+        let seq = raw.slot(pos).seq.load(Ordering::Relaxed);
+        seq == skip_stamp(pos) || !matches!(classify(seq, pos.wrapping_add(1)), Step::Done)
+    }
+
+    /// Recovers a hole at the dequeue position: a position a producer took (`enq` is past it)
+    /// and never published. If an intent of a dead producer names it and none of a live one
+    /// does (`is_alive` on owner tokens), marks it skipped ([`Hole::Recovered`]; consumers
+    /// pass over it, count it lost). Slow path: a few loads, and `is_alive` for each intent
+    /// naming the position.
+    pub fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole {
+        let raw = &self.ep.raw;
+        let h = raw.hdr();
+        // ORDERING: Relaxed; which slot to look at, validated against `enq` and the stamp.
+        let q = h.deq.load(Ordering::Relaxed);
+        // ORDERING: Acquire; pairs with the producers' MPMC_ENQ_CAS (Release): the intent of
+        // the producer that took `q` is visible (module docs).
+        let enq = h.enq.load(Ordering::Acquire);
+        let taken = enq.wrapping_sub(q);
+        if taken == 0 || taken > raw.cap {
+            return Hole::None;
+        }
+        let slot = raw.slot(q);
+        // ORDERING: Relaxed; compared only, the CAS below decides.
+        if slot.seq.load(Ordering::Relaxed) != q {
+            return Hole::None;
+        }
+        if !self.ep.claimer_dead(PRODUCERS, q, is_alive) {
+            return Hole::Waiting;
+        }
+        // ORDERING: AcqRel; success publishes the mark to the consumers' Acquire stamp load.
+        // A live producer's own stamp store wins over this CAS or makes it fail.
+        match slot
+            .seq
+            .compare_exchange(q, skip_stamp(q), Ordering::AcqRel, Ordering::Relaxed)
+        {
+            Ok(_) => Hole::Recovered,
+            Err(_) => Hole::None,
+        }
+    }
+
+    /// Whether this handle holds an intent entry (its crash mid-pop can be recovered).
+    pub fn has_intent(&self) -> bool {
+        self.ep.intent.is_some()
+    }
+
+    /// Test hook, not part of the API: what a consumer that dies between its CAS on `deq` and
+    /// its stamp store leaves behind. Announces and wins the next position (which must hold a
+    /// value), then stops, as a killed process would. Returns the position.
+    #[doc(hidden)]
+    pub fn abandon_pop_for_tests(self) -> u64 {
+        self.ep.begin();
+        let (_, pos) = self
+            .pop_inner(true)
+            .unwrap_or_else(|e| panic!("abandon_pop_for_tests: {e}"));
+        core::mem::forget(self);
+        pos
     }
 
     /// Pops up to `dst.len()` values; returns how many.
@@ -421,12 +936,12 @@ impl<T: Pod> Receiver<T> {
 
     /// The capacity.
     pub fn capacity(&self) -> usize {
-        self.raw.cap as usize
+        self.ep.raw.cap as usize
     }
 
     /// Elements in the ring, approximately.
     pub fn len(&self) -> usize {
-        approx_len(&self.raw)
+        approx_len(&self.ep.raw)
     }
 
     /// Whether the ring looks empty.
@@ -482,6 +997,164 @@ mod tests {
             assert!(matches!(tx.push(1), Err(PushError::Corrupt(1))));
             assert_eq!(rx.pop(), Err(PopError::Corrupt));
         }
+    }
+
+    /// An owned ring of `cap` u64 slots: senders for `tx_owners`, receivers for `rx_owners`
+    /// (attached with `is_alive`). Keep the region alive while the handles live.
+    #[allow(clippy::type_complexity)]
+    fn owned(
+        cap: u64,
+        start: u64,
+        tx_owners: &[u64],
+        rx_owners: &[u64],
+        is_alive: &dyn Fn(u64) -> bool,
+    ) -> (Vec<Sender<u64>>, Vec<Receiver<u64>>, HeapRegion) {
+        let region = HeapRegion::new(MpmcRing::<u64>::required_size(cap));
+        let (ptr, len) = (region.as_ptr(), region.len());
+        // SAFETY: the region is returned with the handles; callers drop it last.
+        unsafe {
+            MpmcRing::<u64>::init(ptr, len, cap, start).unwrap();
+            let txs = tx_owners
+                .iter()
+                .map(|&o| MpmcRing::<u64>::sender_owned(ptr, len, o, is_alive).unwrap())
+                .collect();
+            let rxs = rx_owners
+                .iter()
+                .map(|&o| MpmcRing::<u64>::receiver_owned(ptr, len, o, is_alive).unwrap())
+                .collect();
+            (txs, rxs, region)
+        }
+    }
+
+    #[test]
+    fn a_dead_producers_hole_is_skipped_and_a_live_ones_waits() {
+        for start in [0, u64::MAX - 2] {
+            let dead = std::cell::Cell::new(false);
+            let alive = |o: u64| o != 7 || !dead.get();
+            let (mut txs, rxs, region) = owned(4, start, &[7, 1], &[2], &alive);
+            let (tx, rx) = (txs.pop().unwrap(), &rxs[0]);
+            let victim = txs.pop().unwrap();
+            assert!(victim.has_intent() && tx.has_intent());
+            assert_eq!(victim.abandon_push_for_tests(), start);
+            tx.push(10).unwrap();
+            tx.push(11).unwrap();
+            // Owner 7 still lives: its hole is waited for, never skipped.
+            assert_eq!(rx.pop(), Err(PopError::Empty));
+            assert!(!rx.can_pop());
+            assert_eq!(rx.recover(&alive), Hole::Waiting);
+            dead.set(true);
+            assert_eq!(rx.recover(&alive), Hole::Recovered);
+            assert!(rx.can_pop());
+            assert_eq!(rx.recover(&alive), Hole::None);
+            assert_eq!(rx.pop(), Ok(10));
+            assert_eq!(rx.pop(), Ok(11));
+            assert_eq!(rx.pop(), Err(PopError::Empty));
+            // The skipped slot was given back: a whole ring fits again, across the wrap.
+            for i in 0..4 {
+                tx.push(20 + i).unwrap();
+            }
+            assert!(matches!(tx.push(9), Err(PushError::Full(9))));
+            for i in 0..4 {
+                assert_eq!(rx.pop(), Ok(20 + i));
+            }
+            drop((tx, rxs));
+            drop(region);
+        }
+    }
+
+    #[test]
+    fn a_dead_consumers_slot_is_given_back_and_a_live_ones_waits() {
+        let dead = std::cell::Cell::new(false);
+        let alive = |o: u64| o != 8 || !dead.get();
+        let (txs, mut rxs, region) = owned(4, u64::MAX - 1, &[1], &[8, 2], &alive);
+        let (tx, rx) = (&txs[0], rxs.pop().unwrap());
+        let victim = rxs.pop().unwrap();
+        tx.push(1).unwrap();
+        assert_eq!(victim.abandon_pop_for_tests(), u64::MAX - 1);
+        for i in 2..5 {
+            tx.push(i).unwrap();
+        }
+        // The slot the dead-to-be consumer holds is next for producers: full.
+        assert!(matches!(tx.push(5), Err(PushError::Full(5))));
+        assert!(!tx.can_push());
+        assert_eq!(tx.recover(&alive), Hole::Waiting);
+        dead.set(true);
+        assert_eq!(tx.recover(&alive), Hole::Recovered);
+        assert!(tx.can_push());
+        tx.push(5).unwrap();
+        for i in 2..6 {
+            assert_eq!(rx.pop(), Ok(i));
+        }
+        assert_eq!(rx.pop(), Err(PopError::Empty));
+        drop((txs, rx));
+        drop(region);
+    }
+
+    #[test]
+    fn a_dead_consumer_passing_a_skipped_slot_is_given_back_too() {
+        let dead = std::cell::Cell::new(false);
+        let alive = |o: u64| !(o == 7 || o == 8) || !dead.get();
+        let (mut txs, mut rxs, region) = owned(2, 0, &[7, 1], &[8, 2], &alive);
+        let (tx, rx) = (txs.pop().unwrap(), rxs.pop().unwrap());
+        txs.pop().unwrap().abandon_push_for_tests();
+        dead.set(true);
+        assert_eq!(rx.recover(&alive), Hole::Recovered);
+        // Consumer 8 takes the skipped position and dies there.
+        assert_eq!(rxs.pop().unwrap().abandon_pop_for_tests(), 0);
+        tx.push(1).unwrap();
+        assert!(matches!(tx.push(2), Err(PushError::Full(2))));
+        assert_eq!(tx.recover(&alive), Hole::Recovered);
+        tx.push(2).unwrap();
+        assert_eq!(rx.pop(), Ok(1));
+        assert_eq!(rx.pop(), Ok(2));
+        drop((tx, rx));
+        drop(region);
+    }
+
+    #[test]
+    fn an_operation_without_an_entry_in_flight_blocks_recovery() {
+        let dead = std::cell::Cell::new(false);
+        let alive = |o: u64| o != 7 || !dead.get();
+        let (mut txs, rxs, region) = owned(4, 0, &[7], &[2], &alive);
+        // SAFETY: the region outlives the handle.
+        let anon = unsafe { MpmcRing::<u64>::sender(region.as_ptr(), region.len()).unwrap() };
+        assert!(!anon.has_intent());
+        txs.pop().unwrap().abandon_push_for_tests();
+        dead.set(true);
+        // An entry-less producer died mid-push at the next position: its count stays.
+        anon.clone().abandon_push_for_tests();
+        assert_eq!(rxs[0].recover(&alive), Hole::Waiting);
+        drop((anon, rxs));
+        drop(region);
+    }
+
+    #[test]
+    fn intent_entries_are_per_handle_and_taken_over_from_the_dead_once_resolved() {
+        let dead = std::cell::Cell::new(false);
+        let alive = |o: u64| o != 7 || !dead.get();
+        let mut owners = [5; MPMC_INTENTS];
+        owners[MPMC_INTENTS - 1] = 7;
+        let (mut txs, rxs, region) = owned(4, 0, &owners, &[2], &alive);
+        assert!(txs.iter().all(Sender::has_intent));
+        // Clones of a handle take entries of their own; none left: without one.
+        assert!(!txs[0].clone().has_intent());
+        let (ptr, len) = (region.as_ptr(), region.len());
+        // SAFETY: the region outlives the handles.
+        let attach = || unsafe { MpmcRing::<u64>::sender_owned(ptr, len, 3, &alive).unwrap() };
+        assert!(!attach().has_intent());
+        // Owner 7 dies with a hole pending: its entry is not taken while the hole is.
+        txs.pop().unwrap().abandon_push_for_tests();
+        dead.set(true);
+        assert!(!attach().has_intent());
+        assert_eq!(rxs[0].recover(&alive), Hole::Recovered);
+        assert_eq!(rxs[0].pop(), Err(PopError::Empty));
+        // Once the consumers passed the hole, a dead holder's entries are free to take.
+        let t = attach();
+        assert!(t.has_intent());
+        t.push(4).unwrap();
+        assert_eq!(rxs[0].pop(), Ok(4));
+        drop((t, txs, rxs));
+        drop(region);
     }
 
     #[test]

@@ -90,6 +90,21 @@ pub(crate) const MPMC_SEQ_LOAD: O = if cfg!(shmlane_weaken = "mpmc_seq_load") {
 } else {
     O::Acquire
 };
+/// MPMC: a producer's CAS on `enq`. Release: pairs with the Acquire load of `enq` in a
+/// consumer's `recover`, so a consumer that sees `enq` past `p` also sees the intent that the
+/// producer which took `p` published before its CAS (later CASes continue the release sequence).
+pub(crate) const MPMC_ENQ_CAS: O = if cfg!(shmlane_weaken = "mpmc_enq_cas") {
+    O::Relaxed
+} else {
+    O::Release
+};
+/// MPMC: a consumer's CAS on `deq`. Release: pairs with the Acquire load of `deq` in a
+/// producer's `recover`, as `MPMC_ENQ_CAS` for the other side.
+pub(crate) const MPMC_DEQ_CAS: O = if cfg!(shmlane_weaken = "mpmc_deq_cas") {
+    O::Relaxed
+} else {
+    O::Release
+};
 /// Stamped SPSC: a slot's stamp is published after its value is written or read. Release.
 pub(crate) const STAMPED_SEQ_STORE: O = if cfg!(shmlane_weaken = "stamped_seq_store") {
     O::Relaxed

@@ -28,7 +28,9 @@ use std::{
 };
 
 use bytemuck::Pod;
-use shmlane_ring::{BroadcastRing, MpmcRing, PopError, PushError, RecordRing, SpscRing};
+use shmlane_ring::{
+    BroadcastRing, Hole, MpmcRing, PopError, PushError, RecordRing, SpscRing,
+};
 use shmlane_segment::{Location, Segment, SegmentInfo, UnlinkPolicy};
 use shmlane_wake::{Deadline, EVENT_SIZE, Event, WaitStrategy};
 
@@ -42,6 +44,9 @@ const REGION_RING: u32 = 0x5249;
 const REGION_EVENT: u32 = 0x4556;
 /// A blocked endpoint re-checks its peers' liveness at least this often.
 const PEER_CHECK: Duration = Duration::from_millis(50);
+/// A blocked MPMC endpoint looks for a hole a dead peer left at its position (and recovers
+/// it) at most this often (module docs of `shmlane_ring::mpmc`).
+const HOLE_CHECK: Duration = Duration::from_millis(10);
 /// Local statistics are added to the shared ones every this many operations.
 const STATS_EVERY: u64 = 64;
 
@@ -140,7 +145,10 @@ pub struct SideStats {
     /// Notifies that found a sleeper and issued a futex wake.
     pub wakeups: u64,
     /// Receivers of byte channels: records skipped because their sender died or stalled
-    /// between claim and commit. Broadcast subscribers: messages lost to laps.
+    /// between claim and commit. Broadcast subscribers: messages lost to laps. MPMC receivers:
+    /// positions skipped because their sender died between taking the position and
+    /// publishing the message; MPMC senders: slots given back because the receiver that had
+    /// taken their message died before releasing it (that message may not have been processed).
     pub lost: u64,
 }
 
@@ -676,6 +684,8 @@ impl<T: Pod + Send> Channel<T> {
             stats: SideStats::default(),
             pending: 0,
             last_flush: Instant::now(),
+            misses: 0,
+            next_hole_check: None,
         }
     }
 
@@ -710,8 +720,10 @@ impl<T: Pod + Send> Channel<T> {
     /// An MPMC sender (any number).
     pub fn sender(&self) -> Result<Sender<T>, OpenError> {
         let (ptr, len) = self.inner.ring;
+        let seg = &self.inner.seg;
+        let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
         // SAFETY: as in `producer`.
-        let ring = unsafe { MpmcRing::<T>::sender(ptr, len)? };
+        let ring = unsafe { MpmcRing::<T>::sender_owned(ptr, len, self.token(), &alive)? };
         Ok(Sender {
             ring,
             local: self.local(Side::Send),
@@ -721,8 +733,10 @@ impl<T: Pod + Send> Channel<T> {
     /// An MPMC receiver (any number).
     pub fn receiver(&self) -> Result<Receiver<T>, OpenError> {
         let (ptr, len) = self.inner.ring;
+        let seg = &self.inner.seg;
+        let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
         // SAFETY: as in `producer`.
-        let ring = unsafe { MpmcRing::<T>::receiver(ptr, len)? };
+        let ring = unsafe { MpmcRing::<T>::receiver_owned(ptr, len, self.token(), &alive)? };
         Ok(Receiver {
             ring,
             local: self.local(Side::Recv),
@@ -737,11 +751,21 @@ pub(crate) struct Local {
     pub(crate) stats: SideStats,
     pending: u64,
     last_flush: Instant,
+    /// Waits in a row that ended ready without the operation then succeeding (reset by
+    /// [`done`](Self::done)): from the fourth on, `block` sleeps a little first, so a condition
+    /// that holds while the operation keeps failing costs no busy loop.
+    misses: u32,
+    /// When a blocked MPMC endpoint next looks for a dead peer's hole (`None`: at once).
+    next_hole_check: Option<Instant>,
 }
+
+/// Longest pause `block` takes after repeated ready-but-failed waits.
+const MISS_SLEEP_MAX: Duration = Duration::from_millis(1);
 
 impl Local {
     #[inline]
     pub(crate) fn done(&mut self, n: u64, bytes: u64) {
+        self.misses = 0;
         self.stats.messages += n;
         self.stats.bytes += bytes;
         self.pending += n;
@@ -780,6 +804,29 @@ impl Local {
         self.last_flush = Instant::now();
     }
 
+    /// On a blocked turn of an MPMC endpoint: if the hole check is due (at most every
+    /// `HOLE_CHECK`), recovers a hole a dead peer left at the ring position. Returns whether
+    /// one was recovered (counted lost; the caller tries its operation again at once).
+    fn check_hole<R: Holes>(&mut self, ring: &R, force: bool) -> bool {
+        if !R::HOLES {
+            return false;
+        }
+        let now = Instant::now();
+        if !force && self.next_hole_check.is_some_and(|t| now < t) {
+            return false;
+        }
+        let seg = &self.inner.seg;
+        let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
+        if ring.recover(&alive) == Hole::Recovered {
+            self.stats.lost += 1;
+            self.next_hole_check = None;
+            true
+        } else {
+            self.next_hole_check = Some(now + HOLE_CHECK);
+            false
+        }
+    }
+
     /// Publishes this endpoint's statistics, then reads its side's as stored now.
     pub(crate) fn shared_stats(&mut self) -> SideStats {
         self.flush();
@@ -797,11 +844,32 @@ impl Local {
     }
 
     /// Waits until `ready()` or a peer change, bounded by `deadline`. Returns false on timeout.
+    ///
+    /// Every blocking loop (`try_op`, then `block`) comes through here on every turn, so the
+    /// deadline is tested on every turn whatever `ready` says: a condition that holds while the
+    /// operation still fails (another endpoint took the message first, a slot a dead peer left
+    /// half done) cannot keep a caller past its deadline. Such turns back off (yield, then
+    /// sleep up to `MISS_SLEEP_MAX`, never past the deadline) instead of spinning.
     pub(crate) fn block(
         &mut self,
         deadline: Option<Deadline>,
         mut ready: impl FnMut() -> bool,
     ) -> bool {
+        if deadline.as_ref().is_some_and(Deadline::is_past) {
+            return false;
+        }
+        if self.misses >= 4 {
+            let mut pause = Duration::from_micros(50 << (self.misses - 4).min(5)).min(MISS_SLEEP_MAX);
+            if let Some(d) = &deadline {
+                pause = pause.min(d.remaining());
+            }
+            std::thread::sleep(pause);
+            if deadline.as_ref().is_some_and(Deadline::is_past) {
+                return false;
+            }
+        } else if self.misses > 0 {
+            std::thread::yield_now();
+        }
         self.stats.stalls += 1;
         self.stats.sleeps += 1;
         // Publish statistics before a wait that may be long, but not on every short one
@@ -824,7 +892,10 @@ impl Local {
                     matches!(inner.peer_state(peer), Peers::Died | Peers::Left)
                 })
         });
-        outcome == shmlane_wake::WaitOutcome::Ready
+        let ready = outcome == shmlane_wake::WaitOutcome::Ready;
+        // Counted as a miss until the operation succeeds (`done` resets it).
+        self.misses = self.misses.saturating_add(u32::from(ready));
+        ready
     }
 }
 
@@ -911,13 +982,18 @@ macro_rules! send_impl {
                     }
                     Err(TrySendError::Corrupt(back)) => return Err(SendError::Corrupt(back)),
                 }
+                // A slot a dead receiver held (MPMC): given back, try again.
+                if self.local.check_hole(&self.ring, false) {
+                    continue;
+                }
                 // Peers are checked (syscalls) only after a wait that ended without room,
                 // never on the way into the first wait: the fast path stays syscall-free.
                 if woke && self.local.inner.peer_state(Side::Recv) == Peers::Died {
                     return Err(SendError::PeerDied(v));
                 }
-                let ring = &mut self.ring;
-                if !self.local.block(deadline, || ring_has_room(ring)) {
+                let (ring, next) = (&mut self.ring, self.local.next_hole_check);
+                let ready = || ring_has_room(ring) || hole_check_due(ring, next);
+                if !self.local.block(deadline, ready) {
                     return Err(SendError::Timeout(v));
                 }
                 woke = true;
@@ -975,6 +1051,10 @@ macro_rules! recv_impl {
                     Err(TryRecvError::Disconnected) => return Err(RecvError::Disconnected),
                     Err(TryRecvError::Corrupt) => return Err(RecvError::Corrupt),
                 }
+                // A position a dead sender took and never filled (MPMC): skipped, try again.
+                if self.local.check_hole(&self.ring, false) {
+                    continue;
+                }
                 // Peers are checked (syscalls) only after a wait that ended without data.
                 let peers = if woke {
                     self.local.inner.peer_state(Side::Send)
@@ -983,26 +1063,35 @@ macro_rules! recv_impl {
                 };
                 match peers {
                     Peers::Died | Peers::Left => {
-                        // Drain what the dead (or departed) senders completed first.
-                        return match self.ring.pop() {
-                            Ok(v) => {
-                                self.local.done(1, size_of::<T>() as u64);
-                                Ok(v)
-                            }
-                            Err(PopError::Empty) => {
-                                if self.local.inner.peer_state(Side::Send) == Peers::Left {
-                                    Err(RecvError::Disconnected)
-                                } else {
-                                    Err(RecvError::PeerDied)
+                        // Drain what the dead (or departed) senders completed first, past any
+                        // hole a dead one left.
+                        loop {
+                            match self.ring.pop() {
+                                Ok(v) => {
+                                    self.local.done(1, size_of::<T>() as u64);
+                                    return Ok(v);
                                 }
+                                Err(PopError::Empty) => {
+                                    if self.local.check_hole(&self.ring, true) {
+                                        continue;
+                                    }
+                                    return if self.local.inner.peer_state(Side::Send)
+                                        == Peers::Left
+                                    {
+                                        Err(RecvError::Disconnected)
+                                    } else {
+                                        Err(RecvError::PeerDied)
+                                    };
+                                }
+                                Err(PopError::Corrupt) => return Err(RecvError::Corrupt),
                             }
-                            Err(PopError::Corrupt) => Err(RecvError::Corrupt),
-                        };
+                        }
                     }
                     Peers::Live | Peers::NotYet => {}
                 }
-                let ring = &mut self.ring;
-                if !self.local.block(deadline, || ring_has_data(ring)) {
+                let (ring, next) = (&mut self.ring, self.local.next_hole_check);
+                let ready = || ring_has_data(ring) || hole_check_due(ring, next);
+                if !self.local.block(deadline, ready) {
                     return Err(RecvError::Timeout);
                 }
                 woke = true;
@@ -1029,7 +1118,9 @@ impl<T: Pod> HasData for shmlane_ring::Consumer<T> {
 }
 impl<T: Pod> HasData for shmlane_ring::Receiver<T> {
     fn has_data(&mut self) -> bool {
-        !self.is_empty()
+        // The stamp at the position, not the approximate length: a position taken and not
+        // yet published (a hole) is not data.
+        self.can_pop()
     }
 }
 impl<T: Pod> HasRoom for shmlane_ring::Producer<T> {
@@ -1039,8 +1130,44 @@ impl<T: Pod> HasRoom for shmlane_ring::Producer<T> {
 }
 impl<T: Pod> HasRoom for shmlane_ring::Sender<T> {
     fn has_room(&mut self) -> bool {
-        self.len() < self.capacity()
+        // The stamp at the position: a slot a receiver still holds is not room.
+        self.can_push()
     }
+}
+
+/// Rings whose endpoints can leave holes when they die mid-operation (MPMC).
+trait Holes {
+    const HOLES: bool;
+    fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole;
+}
+impl<T: Pod> Holes for shmlane_ring::Producer<T> {
+    const HOLES: bool = false;
+    fn recover(&self, _: &dyn Fn(u64) -> bool) -> Hole {
+        Hole::None
+    }
+}
+impl<T: Pod> Holes for shmlane_ring::Consumer<T> {
+    const HOLES: bool = false;
+    fn recover(&self, _: &dyn Fn(u64) -> bool) -> Hole {
+        Hole::None
+    }
+}
+impl<T: Pod> Holes for shmlane_ring::Sender<T> {
+    const HOLES: bool = true;
+    fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole {
+        shmlane_ring::Sender::recover(self, is_alive)
+    }
+}
+impl<T: Pod> Holes for shmlane_ring::Receiver<T> {
+    const HOLES: bool = true;
+    fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole {
+        shmlane_ring::Receiver::recover(self, is_alive)
+    }
+}
+
+/// For a blocked endpoint's wait condition: the next hole check is due.
+fn hole_check_due<R: Holes>(_: &R, next: Option<Instant>) -> bool {
+    R::HOLES && next.is_some_and(|t| Instant::now() >= t)
 }
 fn ring_has_data(r: &mut impl HasData) -> bool {
     r.has_data()
@@ -1130,10 +1257,30 @@ impl<T: Pod + Send> Consumer<T> {
 
 impl<T: Pod + Send> Sender<T> {
     send_impl!();
+
+    /// Test hook, not part of the API: what a sender process killed between taking its ring
+    /// position and publishing its message leaves behind (the position taken, nothing
+    /// written; the endpoint never leaves). The caller then hangs or is killed.
+    #[doc(hidden)]
+    pub fn abandon_send_for_tests(self) {
+        let Self { ring, local } = self;
+        ring.abandon_push_for_tests();
+        core::mem::forget(local);
+    }
 }
 
 impl<T: Pod + Send> Receiver<T> {
     recv_impl!();
+
+    /// Test hook, not part of the API: what a receiver process killed between taking its ring
+    /// position and releasing the slot leaves behind (the message taken, the slot held; the
+    /// endpoint never leaves). The caller then hangs or is killed.
+    #[doc(hidden)]
+    pub fn abandon_recv_for_tests(self) {
+        let Self { ring, local } = self;
+        ring.abandon_pop_for_tests();
+        core::mem::forget(local);
+    }
 
     /// Messages in the ring now, approximately.
     pub fn len(&self) -> usize {

@@ -53,6 +53,18 @@ fn child_entry() {
             claim.commit().unwrap();
         }
         "bytes-claim-stall" => claim_and_stall(&args[0], args[1].parse().unwrap()),
+        "mpmc-abandon" => {
+            // Takes the next position of the MPMC channel as a sender (`send`) or a receiver
+            // (`recv`) and stops before publishing it, then hangs there until killed.
+            let ch = shmlane::mpmc::<u64>(&args[0]).open().unwrap();
+            if args[1] == "send" {
+                ch.sender().unwrap().abandon_send_for_tests();
+            } else {
+                ch.receiver().unwrap().abandon_recv_for_tests();
+            }
+            println!("abandoned");
+            std::thread::sleep(Duration::from_secs(300));
+        }
         "publish" => {
             // Waits for `args[1]` subscribers (the receiver count), then publishes `args[2]`
             // messages and leaves.
@@ -522,4 +534,160 @@ fn broadcast_publisher_and_subscribers_between_processes() {
     assert_eq!(st.kind, shmlane::Kind::Broadcast);
     assert_eq!(st.received.lost, lost_total);
     assert_eq!(st.sent.messages, n);
+}
+
+/// Runs `f` on a thread; fails if it has not returned within `limit` (a blocking call that
+/// ignores its deadline spins on, so the test fails instead of hanging).
+fn within<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("still running after {limit:?}"))
+}
+
+/// CPU time (user + system) the calling thread has used.
+fn thread_cpu() -> Duration {
+    // SAFETY: an all-zero rusage is a valid value; getrusage only writes it.
+    let mut ru: libc::rusage = unsafe { core::mem::zeroed() };
+    // SAFETY: `ru` is valid for writes.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &raw mut ru) }, 0);
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Spawns a child that takes the next MPMC position as `side` ("send" or "recv") and hangs
+/// there; returns once it has taken it.
+fn abandoning_child(name: &str, side: &str) -> std::process::Child {
+    let mut c = child("mpmc-abandon", &[name, side])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(c.stdout.take().unwrap());
+    let done = std::io::BufRead::lines(out).any(|l| l.is_ok_and(|l| l == "abandoned"));
+    assert!(done, "the child ended before it took its position");
+    c
+}
+
+/// MPMC: a sender process SIGKILLed between taking its ring position and publishing its
+/// message leaves a hole; a live sender then sends 1000 messages through a 16-slot ring. The
+/// receiver gets all of them, in order, and counts the hole lost (before the fix it waited at
+/// the hole forever, spinning past its deadline).
+#[test]
+fn mpmc_sender_killed_mid_send_is_skipped_and_counted() {
+    let name = unique("mpmc-kill-send");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::mpmc::<u64>(&name).capacity(16).create().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let mut dead = abandoning_child(&name, "send");
+    let mut tx = ch.sender().unwrap();
+    // While the claimer lives its hole is waited for, never skipped.
+    tx.send(1, None).unwrap();
+    let start = std::time::Instant::now();
+    assert_eq!(
+        rx.recv(Some(Deadline::after(Duration::from_millis(100)))),
+        Err(RecvError::Timeout)
+    );
+    assert!(start.elapsed() < Duration::from_millis(400));
+    dead.kill().unwrap();
+    dead.wait().unwrap();
+    let killed = std::time::Instant::now();
+    let sender = std::thread::spawn(move || {
+        for i in 2..=1000u64 {
+            tx.send(i, Some(Deadline::after(Duration::from_secs(10))))
+                .unwrap();
+        }
+        tx
+    });
+    let (rx, first) = within(Duration::from_secs(20), move || {
+        let first = rx.recv(Some(Deadline::after(Duration::from_secs(5))));
+        let waited = killed.elapsed();
+        for i in 2..=1000u64 {
+            assert_eq!(rx.recv(Some(Deadline::after(Duration::from_secs(5)))), Ok(i));
+        }
+        (rx, (first, waited))
+    });
+    let mut rx = rx;
+    assert_eq!(first.0, Ok(1));
+    // Recovered within the dead-peer bound (a 10 ms hole check; generous for a loaded box).
+    assert!(first.1 < Duration::from_millis(500), "took {:?}", first.1);
+    drop(sender.join().unwrap());
+    let st = rx.stats();
+    assert_eq!((st.messages, st.lost), (1000, 1));
+}
+
+/// MPMC: a receiver process SIGKILLed between taking a message's position and releasing its
+/// slot; a live sender then sends 1000 more through an 8-slot ring, a live receiver takes
+/// them. The sender gives the slot back (the taken message counted lost on its side) and
+/// nothing else is lost (before the fix the senders found the ring full there forever).
+#[test]
+fn mpmc_receiver_killed_mid_recv_gives_its_slot_back() {
+    let name = unique("mpmc-kill-recv");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::mpmc::<u64>(&name).capacity(8).create().unwrap();
+    let mut tx = ch.sender().unwrap();
+    tx.send(0, None).unwrap();
+    let mut dead = abandoning_child(&name, "recv");
+    dead.kill().unwrap();
+    dead.wait().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let receiver = std::thread::spawn(move || {
+        for i in 1..=1000u64 {
+            assert_eq!(rx.recv(Some(Deadline::after(Duration::from_secs(10)))), Ok(i));
+        }
+        rx
+    });
+    let mut tx = within(Duration::from_secs(20), move || {
+        for i in 1..=1000u64 {
+            tx.send(i, Some(Deadline::after(Duration::from_secs(5))))
+                .unwrap();
+        }
+        tx
+    });
+    let mut rx = receiver.join().unwrap();
+    let st = tx.stats();
+    assert_eq!((st.messages, st.lost), (1001, 1));
+    assert_eq!(rx.stats().messages, 1000);
+}
+
+/// A blocked MPMC `recv` on a ring with a hole (a live sender in this process holds the
+/// position) returns `Timeout` at its 300 ms deadline, without spinning: before the fix it
+/// ran on at full CPU (the wait condition used the approximate length, which counted the
+/// hole as data). Same for a blocked `send` at a slot a live receiver holds.
+#[test]
+fn mpmc_blocked_calls_end_at_their_deadline_at_a_hole() {
+    let name = unique("mpmc-deadline");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::mpmc::<u64>(&name).capacity(4).create().unwrap();
+    ch.sender().unwrap().abandon_send_for_tests();
+    let mut tx = ch.sender().unwrap();
+    tx.send(1, None).unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let (r, took, cpu) = within(Duration::from_secs(3), move || {
+        let (t0, c0) = (std::time::Instant::now(), thread_cpu());
+        let r = rx.recv(Some(Deadline::after(Duration::from_millis(300))));
+        (r, t0.elapsed(), thread_cpu() - c0)
+    });
+    assert_eq!(r, Err(RecvError::Timeout));
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_millis(600), "{took:?}");
+    assert!(cpu < Duration::from_millis(100), "recv used {cpu:?} of CPU in {took:?}");
+
+    let name = unique("mpmc-deadline-send");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::mpmc::<u64>(&name).capacity(4).create().unwrap();
+    let mut tx = ch.sender().unwrap();
+    tx.send(0, None).unwrap();
+    ch.receiver().unwrap().abandon_recv_for_tests();
+    for i in 1..4 {
+        tx.send(i, None).unwrap();
+    }
+    let (r, took, cpu) = within(Duration::from_secs(3), move || {
+        let (t0, c0) = (std::time::Instant::now(), thread_cpu());
+        let r = tx.send(4, Some(Deadline::after(Duration::from_millis(300))));
+        (r, t0.elapsed(), thread_cpu() - c0)
+    });
+    assert!(matches!(r, Err(shmlane::SendError::Timeout(4))), "{r:?}");
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_millis(600), "{took:?}");
+    assert!(cpu < Duration::from_millis(100), "send used {cpu:?} of CPU in {took:?}");
 }
