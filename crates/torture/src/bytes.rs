@@ -155,7 +155,11 @@ pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
         sent += delivered.max(committed);
     }
     let fixed = *fixed_counts.lock().unwrap();
-    sum.killed(K::Bytes, "producers at random", n - fixed.iter().sum::<u64>());
+    sum.killed(
+        K::Bytes,
+        "producers at random",
+        n - fixed.iter().sum::<u64>(),
+    );
     for (f, k) in FIXED.iter().zip(fixed) {
         sum.killed(K::Bytes, &format!("producers {f}"), k);
     }

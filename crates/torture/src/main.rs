@@ -127,7 +127,8 @@ fn main() -> std::process::ExitCode {
     // senders and receivers 20 %, broadcast publishers and subscribers 15 %, processes in
     // futex waits 15 %.
     let part = |pct: u64| cli.kills * pct / 100;
-    let (k_bytes, k_spsc, k_cons, k_mpmc, k_bcast) = (part(25), part(15), part(10), part(20), part(15));
+    let (k_bytes, k_spsc, k_cons, k_mpmc, k_bcast) =
+        (part(25), part(15), part(10), part(20), part(15));
     let k_futex = cli.kills - k_bytes - k_spsc - k_cons - k_mpmc - k_bcast;
     if run("kills") {
         bytes::kills(&tag, k_bytes, &mut rng, &mut sum);

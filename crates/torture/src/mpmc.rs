@@ -15,8 +15,8 @@ use shmlane::{Deadline, RecvError, SendError};
 use crate::{
     msg::{check_typed, typed},
     proc::{
-        CTL_BAD, CTL_DUP, CTL_ERRORS, CTL_FIRST_ID, CTL_RECEIVED, CTL_STOP, Ctl, ID_SHIFT,
-        Remove, Rng, add, die, get, set, sigkill, spawn, wait_or_kill,
+        CTL_BAD, CTL_DUP, CTL_ERRORS, CTL_FIRST_ID, CTL_RECEIVED, CTL_STOP, Ctl, ID_SHIFT, Remove,
+        Rng, add, die, get, set, sigkill, spawn, wait_or_kill,
     },
     summary::{K, Summary},
 };
@@ -100,14 +100,21 @@ fn finish(
     }
     let received = get(ctl, CTL_RECEIVED);
     let (bad, dup, errors) = (get(ctl, CTL_BAD), get(ctl, CTL_DUP), get(ctl, CTL_ERRORS));
-    // What the channel itself counted as lost (holes skipped, once MPMC recovers them).
-    let counted_lost = channel_lost(&run.chan);
-    // Within what the killed receivers can have taken, a shortfall is theirs; beyond it, all
-    // of it is unexplained.
-    let in_dead_hands = if missing <= receivers_killed { missing } else { 0 };
-    if missing > receivers_killed {
+    // What the channel itself counted: slots given back after a receiver died holding a
+    // message (senders' `lost`: those messages are lost, counted), and positions skipped
+    // after a sender died between taking one and publishing (receivers' `lost`: never sent).
+    let (counted_lost, skipped) = channel_lost(&run.chan);
+    // Beyond the counted losses, within what the killed receivers can have taken between
+    // receiving and recording, a shortfall is theirs; beyond that, all of it is unexplained.
+    let uncounted = missing.saturating_sub(counted_lost);
+    let in_dead_hands = if uncounted <= receivers_killed {
+        uncounted
+    } else {
+        0
+    };
+    if uncounted > receivers_killed {
         sum.fail(format!(
-            "mpmc {what}: {missing} messages counted as sent were never received ({receivers_killed} receivers killed could have taken at most that many): {}",
+            "mpmc {what}: {missing} messages counted as sent were never received, {counted_lost} counted lost by the channel, {receivers_killed} receivers killed could have taken at most that many more: {}",
             holes.join(", ")
         ));
     }
@@ -123,21 +130,22 @@ fn finish(
     t.sent += sent;
     t.received += received - dup;
     t.in_dead_hands += in_dead_hands;
-    t.missing += missing - in_dead_hands;
+    t.missing += uncounted - in_dead_hands;
     t.corrupt += bad;
     t.duplicates += dup;
-    t.lost += counted_lost;
+    t.lost += missing - uncounted;
+    t.skipped += skipped;
     let _ = ch;
     (received, missing)
 }
 
-/// The receivers' `lost` statistic as the channel header holds it.
-fn channel_lost(chan: &str) -> u64 {
+/// The senders' and the receivers' `lost` statistics as the channel header holds them.
+fn channel_lost(chan: &str) -> (u64, u64) {
     shmlane_segment::inspect(std::path::Path::new(&format!("/dev/shm/{chan}")))
         .ok()
         .flatten()
         .and_then(|info| shmlane::inspect(&info))
-        .map_or(0, |s| s.received.lost)
+        .map_or((0, 0), |s| (s.sent.lost, s.received.lost))
 }
 
 /// MPMC senders and receivers SIGKILLed at random (and senders right after a send, before
@@ -148,26 +156,33 @@ pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
     let steady_rx = spawn("mpmc-receiver", &[&run.chan, &run.ctl_name]);
     let steady_tx = spawn("mpmc-sender", &[&run.chan, &run.ctl_name, "1", "none", "0"]);
     let (mut ids, mut kills_log) = (vec![1u64], Vec::new());
-    let (mut random_tx, mut random_rx, mut fixed_tx) = (0u64, 0u64, 0u64);
+    let (mut random_tx, mut random_rx, mut fixed_rx) = (0u64, 0u64, 0u64);
+    let mut fixed_tx = std::collections::BTreeMap::<&str, u64>::new();
     for g in 0..n {
         let before = get(&run.ctl, CTL_RECEIVED);
         if g % 2 == 0 {
             let id = 2 + g / 2;
             ids.push(id);
-            let fixed = g % 8 == 6;
+            // Every fourth sender kills itself at a fixed point: right after a send (before
+            // counting it), or between winning its position and publishing (test hook).
+            let fixed = (g % 8 == 6).then_some(if g % 16 == 6 {
+                "after-send"
+            } else {
+                "mid-push"
+            });
             let after = rng.below(2000).to_string();
-            let at = if fixed { "after-send" } else { "none" };
+            let at = fixed.unwrap_or("none");
             let mut c = spawn(
                 "mpmc-sender",
                 &[&run.chan, &run.ctl_name, &id.to_string(), at, &after],
             );
-            if fixed {
-                if wait_or_kill(&mut c, 20).is_err() {
+            if let Some(at) = fixed {
+                if !landed(&mut c) {
                     sum.fail(format!(
-                        "mpmc kills: sender {id} did not reach its fixed point within 20 s"
+                        "mpmc kills: sender {id} did not reach its fixed point ({at}) within 20 s"
                     ));
                 }
-                fixed_tx += 1;
+                *fixed_tx.entry(at).or_default() += 1;
             } else {
                 // Killed while it sends: after its first message is counted.
                 let t0 = Instant::now();
@@ -181,6 +196,22 @@ pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
                 random_tx += 1;
             }
             kills_log.push((g, "sender", before));
+        } else if g % 8 == 5 {
+            // A receiver that kills itself between winning its position and releasing the
+            // slot (test hook): the message it took is lost, and counted.
+            let after = rng.below(200).to_string();
+            let mut c = spawn(
+                "mpmc-receiver",
+                &[&run.chan, &run.ctl_name, "mid-pop", &after],
+            );
+            if landed(&mut c) {
+                fixed_rx += 1;
+            } else {
+                // Another receiver emptied the ring under it (the hook needs a message):
+                // it exited without a hole; killed for the count anyway.
+                random_rx += 1;
+            }
+            kills_log.push((g, "receiver mid-pop", before));
         } else {
             let mut c = spawn("mpmc-receiver", &[&run.chan, &run.ctl_name]);
             std::thread::sleep(Duration::from_micros(500 + rng.below(15_000)));
@@ -202,8 +233,12 @@ pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
         sum,
     );
     sum.killed(K::Mpmc, "senders at random", random_tx);
-    sum.killed(K::Mpmc, "senders after-send", fixed_tx);
+    for (at, k) in &fixed_tx {
+        sum.killed(K::Mpmc, &format!("senders {at}"), *k);
+    }
     sum.killed(K::Mpmc, "receivers at random", random_rx);
+    sum.killed(K::Mpmc, "receivers mid-pop", fixed_rx);
+    let fixed_tx: u64 = fixed_tx.values().sum();
     // The kill after which nothing more was received, if the ring wedged.
     let wedge = if missing > random_rx {
         kills_log
@@ -219,7 +254,7 @@ pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
     }
     .unwrap_or_default();
     sum.lines.push(format!(
-        "mpmc kills: {random_tx} senders and {random_rx} receivers killed at random, {fixed_tx} senders after a send, next to a steady sender and receiver: {received} messages received, {missing} sent but never received{wedge}"
+        "mpmc kills: {random_tx} senders and {random_rx} receivers killed at random, {fixed_tx} senders after a send or mid-push, {fixed_rx} receivers mid-pop, next to a steady sender and receiver: {received} messages received, {missing} sent but never received{wedge}"
     ));
 }
 
@@ -243,7 +278,10 @@ pub(crate) fn sender(args: &[String]) {
     let mut tx = ch.sender().expect("sender");
     let mut id = first;
     while id < IDS {
-        send_range(ctl, &mut tx, id, at, after);
+        if send_range(ctl, &mut tx, id, at, after) {
+            abandon_push(ctl, tx);
+            return;
+        }
         if stride == 0 || get(ctl, CTL_STOP) >= 1 {
             break;
         }
@@ -254,10 +292,37 @@ pub(crate) fn sender(args: &[String]) {
     }
 }
 
-fn send_range(ctl: &Ctl, tx: &mut shmlane::Sender<[u64; 4]>, id: u64, at: &str, after: u64) {
+/// Whether a child that kills itself at a fixed point did (ended by SIGKILL within 20 s).
+fn landed(c: &mut std::process::Child) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) {
+        if let Ok(Some(st)) = c.try_wait() {
+            return st.signal() == Some(9);
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    sigkill(c);
+    false
+}
+
+/// Wins the next position and dies before publishing (the MPMC crash window; test hook).
+fn abandon_push(ctl: &Ctl, tx: shmlane::Sender<[u64; 4]>) {
+    tx.abandon_send_for_tests();
+    die(ctl);
+}
+
+/// Sends `id`'s messages; true when it reached its mid-push point (the caller then abandons).
+fn send_range(
+    ctl: &Ctl,
+    tx: &mut shmlane::Sender<[u64; 4]>,
+    id: u64,
+    at: &str,
+    after: u64,
+) -> bool {
     for seq in 0..PER_ID {
         if get(ctl, CTL_STOP) >= 1 {
-            return;
+            return false;
         }
         let mut v = typed(id, seq);
         loop {
@@ -265,7 +330,7 @@ fn send_range(ctl: &Ctl, tx: &mut shmlane::Sender<[u64; 4]>, id: u64, at: &str, 
                 Ok(()) => break,
                 Err(SendError::Timeout(back)) => {
                     if get(ctl, CTL_STOP) >= 1 {
-                        return;
+                        return false;
                     }
                     v = back;
                 }
@@ -276,18 +341,23 @@ fn send_range(ctl: &Ctl, tx: &mut shmlane::Sender<[u64; 4]>, id: u64, at: &str, 
                 }
                 Err(SendError::Corrupt(_)) => {
                     add(ctl, CTL_ERRORS, 1);
-                    return;
+                    return false;
                 }
             }
         }
         if at == "after-send" && seq == after {
             die(ctl);
         }
+        if at == "mid-push" && seq + 1 == after {
+            set(ctl, CTL_FIRST_ID + id as usize, seq + 1);
+            return true;
+        }
         set(ctl, CTL_FIRST_ID + id as usize, seq + 1);
         if id == 1 {
             std::thread::sleep(Duration::from_micros(50));
         }
     }
+    false
 }
 
 /// A receiver: marks every message it receives until killed, or, once the senders are gone
@@ -297,7 +367,19 @@ pub(crate) fn receiver(args: &[String]) {
     let ch = shmlane::mpmc::<[u64; 4]>(&args[0]).open().expect("open");
     let mut rx = ch.receiver().expect("receiver");
     let seen = ctl.words("seen");
+    let mid_pop: Option<u64> =
+        (args.get(2).map(String::as_str) == Some("mid-pop")).then(|| args[3].parse().unwrap());
+    let mut got = 0u64;
     loop {
+        if mid_pop.is_some_and(|after| got >= after) {
+            let t0 = Instant::now();
+            while rx.is_empty() && t0.elapsed() < Duration::from_secs(5) {
+                std::hint::spin_loop();
+            }
+            rx.abandon_recv_for_tests();
+            die(ctl);
+        }
+        got += 1;
         match rx.recv(Some(Deadline::after(Duration::from_millis(100)))) {
             Ok(v) => match check_typed(v) {
                 Some((id, seq)) if seq < PER_ID && id < IDS => {

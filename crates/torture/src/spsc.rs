@@ -201,7 +201,15 @@ pub(crate) fn futex(tag: &str, n: u64, sum: &mut Summary) {
                 sum.fail(format!("futex: producer ended with {end:?}"));
             }
         }
-        sum.killed(K::Spsc, if i % 2 == 0 { "producers in a futex wait" } else { "consumers in a futex wait" }, 1);
+        sum.killed(
+            K::Spsc,
+            if i % 2 == 0 {
+                "producers in a futex wait"
+            } else {
+                "consumers in a futex wait"
+            },
+            1,
+        );
     }
     sum.lines.push(format!(
         "futex: {n} processes killed inside a futex wait (producers on a full ring, consumers on an empty one); every survivor got PeerDied after the data"
@@ -472,7 +480,11 @@ pub(crate) fn producers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
         }
         sent += delivered.max(committed);
     }
-    sum.killed(K::Spsc, "producers at random", n - fixed.iter().sum::<u64>());
+    sum.killed(
+        K::Spsc,
+        "producers at random",
+        n - fixed.iter().sum::<u64>(),
+    );
     for (f, k) in SPSC_FIXED.iter().zip(fixed) {
         sum.killed(K::Spsc, &format!("producers {f}"), k);
     }
@@ -526,7 +538,10 @@ pub(crate) fn spsc_producer(args: &[String]) {
             tx.notify(1);
             die(&ctl);
         }
-        match tx.send(typed(id, seq), Some(Deadline::after(Duration::from_secs(30)))) {
+        match tx.send(
+            typed(id, seq),
+            Some(Deadline::after(Duration::from_secs(30))),
+        ) {
             Ok(()) => {}
             Err(SendError::PeerDied(_) | SendError::Disconnected(_)) => return,
             Err(e) => panic!("send: {e}"),
