@@ -32,6 +32,7 @@
     clippy::single_match_else
 )]
 
+mod broadcast;
 mod bytes;
 mod mpmc;
 mod msg;
@@ -134,6 +135,7 @@ fn main() -> std::process::ExitCode {
         bytes::kills(&tag, k_bytes, &mut rng, &mut sum);
         spsc::producers(&tag, k_spsc, &mut rng, &mut sum);
         mpmc::kills(&tag, k_mpmc, &mut rng, &mut sum);
+        broadcast::kills(&tag, k_bcast, &mut rng, &mut sum);
     }
     if run("consumers") {
         spsc::consumers(&tag, k_cons, &mut rng, &mut sum);
@@ -144,6 +146,7 @@ fn main() -> std::process::ExitCode {
     if run("stop") {
         spsc::stop(&tag, cli.stop_secs, &mut sum);
         mpmc::stop(&tag, cli.stop_secs, &mut sum);
+        broadcast::stop(&tag, cli.stop_secs, &mut sum);
     }
     if run("race") {
         race::race(&tag, cli.race, &mut sum);
@@ -174,6 +177,8 @@ fn child(role: &str, args: &[String]) {
         "spsc-consumer" => spsc::spsc_consumer(args),
         "spsc-producer" => spsc::spsc_producer(args),
         "mpmc-sender" => mpmc::sender(args),
+        "bcast-publisher" => broadcast::publisher(args),
+        "bcast-subscriber" => broadcast::subscriber(args),
         "mpmc-receiver" => mpmc::receiver(args),
         "soak-producer" => bytes::soak_producer(args),
         "stamped-producer" => stamped::stamped_producer(args),
