@@ -18,7 +18,10 @@ use shmlane::{ByteRecvError, ByteSendError, Deadline};
 
 use crate::{
     msg::{check, message},
-    proc::{CTL_FIRST_ID, CTL_KILL_AT, CTL_STOP, Ctl, Remove, Rng, mono_ns, sigkill, spawn},
+    proc::{
+        CTL_ERRORS, CTL_FIRST_ID, CTL_KILL_AT, CTL_STOP, Ctl, Remove, Rng, get, mono_ns, pid, set,
+        sigkill, spawn,
+    },
     summary::{K, Summary},
 };
 
@@ -338,5 +341,164 @@ pub(crate) fn soak_producer(args: &[String]) {
         }
         // ORDERING: Relaxed; read after this process ended.
         counter.store(seq, Ordering::Relaxed);
+    }
+}
+
+// ---------------------------------------------------------------- stop
+
+/// A byte sender that stops itself (SIGSTOP) between claiming room and committing, frozen for
+/// `secs` next to a steady sender: the receiver skips its message after the unblock timeout
+/// (counted), goes on delivering the steady sender's, and the frozen sender's late commit is
+/// told `Timeout` (it sends that message again). Nothing committed is lost.
+pub(crate) fn stop(tag: &str, secs: u64, sum: &mut Summary) {
+    let chan = format!("{tag}-bytes-stop");
+    let ctl_name = format!("{tag}-bytes-stop-ctl");
+    let _rm = Remove(vec![chan.clone(), ctl_name.clone()]);
+    let ctl = Ctl::create(&ctl_name);
+    let ch = shmlane::bytes(&chan)
+        .capacity(1 << 20)
+        .create()
+        .expect("create");
+    let mut rx = ch.byte_receiver().expect("receiver");
+    let mut steady = spawn("bytes-producer", &[&chan, &ctl_name, "1", "none", "0"]);
+    let mut frozen = spawn("bytes-stopper", &[&chan, &ctl_name, "2"]);
+    let mut next: HashMap<u64, u64> = HashMap::new();
+    let mut buf = vec![0u8; rx.max_message()];
+    let (mut received, mut corrupt, mut missing) = (0u64, 0u64, 0u64);
+    let (mut stopped_at, mut resumed, mut during) = (None::<Instant>, false, 0u64);
+    let t0 = Instant::now();
+    loop {
+        match rx.recv(&mut buf, Some(Deadline::after(Duration::from_millis(5)))) {
+            Ok(len) => match check(&buf[..len]) {
+                Some((id, seq)) => {
+                    let want = next.entry(id).or_insert(0);
+                    if seq != *want {
+                        missing += seq.saturating_sub(*want);
+                        corrupt += u64::from(seq < *want);
+                        sum.fail(format!(
+                            "bytes stop: producer {id} message {seq} when {want} was due"
+                        ));
+                    }
+                    *want = seq + 1;
+                    received += 1;
+                    if stopped_at.is_some() && !resumed {
+                        during += 1;
+                    }
+                }
+                None => {
+                    corrupt += 1;
+                    sum.fail("bytes stop: a torn or corrupt message".to_owned());
+                }
+            },
+            Err(ByteRecvError::Timeout | ByteRecvError::Empty) => {}
+            // Both senders left cleanly (the steady one once asked to): drained.
+            Err(ByteRecvError::Disconnected) if resumed => break,
+            Err(e) => {
+                sum.fail(format!("bytes stop: receive failed: {e}"));
+                break;
+            }
+        }
+        if stopped_at.is_none() && get(&ctl, CTL_KILL_AT) != 0 {
+            stopped_at = Some(Instant::now());
+        }
+        if let Some(at) = stopped_at
+            && !resumed
+            && at.elapsed() >= Duration::from_secs(secs)
+        {
+            let _ = kill(pid(&frozen), Signal::SIGCONT);
+            resumed = true;
+        }
+        if resumed && frozen.try_wait().ok().flatten().is_some() {
+            set(&ctl, CTL_STOP, 1);
+            if steady.try_wait().ok().flatten().is_some() {
+                // Drain what is left.
+                while let Ok(len) = rx.try_recv(&mut buf) {
+                    if let Some((id, seq)) = check(&buf[..len]) {
+                        let want = next.entry(id).or_insert(0);
+                        missing += seq.saturating_sub(*want);
+                        *want = seq + 1;
+                        received += 1;
+                    } else {
+                        corrupt += 1;
+                    }
+                }
+                break;
+            }
+        }
+        if t0.elapsed() > Duration::from_secs(secs + 60) {
+            sum.fail("bytes stop: stuck".to_owned());
+            sigkill(&mut frozen);
+            sigkill(&mut steady);
+            break;
+        }
+    }
+    let _ = steady.wait();
+    let _ = frozen.wait();
+    let commit = get(&ctl, CTL_ERRORS);
+    if commit != 2 {
+        sum.fail(format!(
+            "bytes stop: the frozen sender's late commit gave {} (Timeout expected: its message was skipped)",
+            ["nothing", "Ok", "Timeout"].get(commit as usize).unwrap_or(&"?")
+        ));
+    }
+    let mut sent = 0;
+    for id in 1..=2u64 {
+        let counted = get(&ctl, CTL_FIRST_ID + id as usize);
+        let got = next.get(&id).copied().unwrap_or(0);
+        if got != counted {
+            missing += counted.saturating_sub(got);
+            sum.fail(format!(
+                "bytes stop: producer {id} sent {counted}, {got} delivered"
+            ));
+        }
+        sent += counted;
+    }
+    if during == 0 {
+        sum.fail("bytes stop: nothing delivered while a sender was frozen mid-message".to_owned());
+    }
+    let skipped = rx.stats().lost;
+    let t = sum.k(K::Bytes);
+    t.stops += 1;
+    t.sent += sent;
+    t.received += received;
+    t.corrupt += corrupt;
+    t.missing += missing;
+    t.skipped += skipped;
+    sum.lines.push(format!(
+        "bytes stop: a sender SIGSTOPped between claim and commit for {secs} s next to a steady one: its message skipped and counted ({skipped}), {during} messages delivered meanwhile, its late commit told Timeout; {received} messages in order"
+    ));
+}
+
+/// Sends 100 messages, stopping itself (SIGSTOP) between claiming and committing the 50th.
+pub(crate) fn stopper(args: &[String]) {
+    let ctl = Ctl::open(&args[1]);
+    let id: u64 = args[2].parse().unwrap();
+    let ch = shmlane::bytes(&args[0]).open().expect("open");
+    let mut tx = ch.byte_sender().expect("sender");
+    let mut rng = Rng(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut seq = 0;
+    while seq < 100 {
+        let m = message(id, seq, &mut rng);
+        if seq == 50 && get(&ctl, CTL_ERRORS) == 0 {
+            let mut claim = tx.claim(m.len()).expect("claim");
+            claim.write(0, &m[..m.len() / 2]);
+            set(&ctl, CTL_KILL_AT, mono_ns());
+            let _ = kill(Pid::this(), Signal::SIGSTOP);
+            claim.write(m.len() / 2, &m[m.len() / 2..]);
+            match claim.commit() {
+                Ok(()) => set(&ctl, CTL_ERRORS, 1),
+                Err(_) => {
+                    // Skipped while frozen: sent again below (same sequence number).
+                    set(&ctl, CTL_ERRORS, 2);
+                    continue;
+                }
+            }
+        } else {
+            tx.send(&m, Some(Deadline::after(Duration::from_secs(30))))
+                .expect("send");
+        }
+        seq += 1;
+        set(&ctl, CTL_FIRST_ID + id as usize, seq);
+        std::thread::sleep(Duration::from_micros(100));
     }
 }

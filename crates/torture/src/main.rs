@@ -6,22 +6,39 @@
 //! corrupt, and dead-peer detection latency. It exits 1 if any check failed. Timings are
 //! reported, never asserted.
 //!
+//! Every channel kind (SPSC, MPMC, bytes, broadcast) has its file (`spsc.rs`, `mpmc.rs`,
+//! `bytes.rs`, `broadcast.rs`) holding its scenarios and child roles; adding a kind to a
+//! scenario is a function there and a line in `main`. The summary (`summary.rs`) keeps one
+//! tally per kind with the same accounting: sent = received + losses the channel counted
+//! (+ messages a killed receiver took with it, at most one per kill); missing, torn or
+//! corrupt, and delivered twice must be 0.
+//!
 //! Scenarios (`--only` picks some):
-//! - `kills`: byte-channel producers SIGKILLed at random moments by the parent, and killing
-//!   themselves at fixed points of the protocol (after claim, mid-copy, after commit), next to a
-//!   steady producer; the consumer must deliver every committed message once, in order per
-//!   producer, and skip (and count) each dead claim.
+//! - `kills` (`--kills` split over the kinds): byte-channel producers SIGKILLed at random and
+//!   killing themselves after claim, mid-copy and after commit, next to a steady producer
+//!   (dead claims skipped and counted); SPSC producers killed at random, mid-chunk and after a
+//!   commit, each generation taking the role over (`PeerDied` after every death); MPMC senders
+//!   and receivers killed at random, senders after a send and between winning a position and
+//!   publishing, receivers between winning a position and releasing the slot (the crash
+//!   window, through the channel's test hooks), next to a steady pair, every endpoint a process
+//!   the parent kills if it hangs (a wedged ring is reported with the kill after which nothing
+//!   arrived); broadcast publishers killed at random and after a send, subscriber processes
+//!   killed, `PeerDied` after every publisher death, received + reported laps = published.
 //! - `consumers`: SPSC consumers SIGKILLed at random; each successor takes the role over; the
 //!   consumers commit after processing (at-least-once), so nothing may be lost.
 //! - `futex`: a producer killed while parked in a futex wait on a full ring, and a consumer
 //!   killed while parked on an empty one; the survivor must get `PeerDied` (latency recorded).
-//! - `stop`: a producer SIGSTOPped for `--stop-secs`: never declared dead, nothing lost.
+//! - `stop` (`--stop-secs`): an SPSC producer, an MPMC sender (next to a steady one), a byte
+//!   sender frozen between claim and commit (skipped after the unblock timeout and counted, its
+//!   late commit told `Timeout`), a broadcast publisher (never declared dead) and a broadcast
+//!   subscriber (lapped, its loss reported exactly).
 //! - `race`: `--race` processes racing `open_or_create` on one name, ten times: one creates.
 //! - `wrap`: futex sequence words started 100 below `u32::MAX`, ping-pong across the wrap.
 //! - `flips`: random bytes of a live segment's header and of its ring's metadata flipped while a
 //!   stamped ring whose positions start just below `u64::MAX` carries a million checked
 //!   messages; fresh opens and attaches meanwhile must fail cleanly.
-//! - `soak`: two producer processes and a consumer for `--soak-secs`.
+//! - `soak` (`--soak-secs` per kind): two byte producer processes and a consumer; two MPMC
+//!   sender and two receiver processes.
 
 // A test program: scenarios read top to bottom as one function each; figures are printed as
 // floats.
@@ -61,11 +78,12 @@ use crate::{
 struct Cli {
     #[command(subcommand)]
     child: Option<ChildCmd>,
-    /// Processes to SIGKILL in total (split over kills, consumers and futex).
+    /// Processes to SIGKILL in total (split over the kinds' kills, consumers and futex).
     #[arg(long, default_value_t = 100)]
     kills: u64,
-    /// Seconds a producer stays SIGSTOPped.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds a peer stays SIGSTOPped (per kind; above the byte channel's 1 s unblock
+    /// timeout).
+    #[arg(long, default_value_t = 3)]
     stop_secs: u64,
     /// Processes racing `open_or_create`.
     #[arg(long, default_value_t = 8)]
@@ -73,8 +91,8 @@ struct Cli {
     /// Seconds of byte flips in a live segment.
     #[arg(long, default_value_t = 3)]
     flip_secs: u64,
-    /// Seconds of soak.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds of soak per kind (bytes, MPMC).
+    #[arg(long, default_value_t = 5)]
     soak_secs: u64,
     /// Run only these scenarios: kills, consumers, futex, stop, race, wrap, flips, soak.
     #[arg(long, value_delimiter = ',')]
@@ -146,6 +164,7 @@ fn main() -> std::process::ExitCode {
     if run("stop") {
         spsc::stop(&tag, cli.stop_secs, &mut sum);
         mpmc::stop(&tag, cli.stop_secs, &mut sum);
+        bytes::stop(&tag, cli.stop_secs, &mut sum);
         broadcast::stop(&tag, cli.stop_secs, &mut sum);
     }
     if run("race") {
@@ -177,6 +196,7 @@ fn child(role: &str, args: &[String]) {
         "spsc-consumer" => spsc::spsc_consumer(args),
         "spsc-producer" => spsc::spsc_producer(args),
         "mpmc-sender" => mpmc::sender(args),
+        "bytes-stopper" => bytes::stopper(args),
         "bcast-publisher" => broadcast::publisher(args),
         "bcast-subscriber" => broadcast::subscriber(args),
         "mpmc-receiver" => mpmc::receiver(args),
