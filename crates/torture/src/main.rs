@@ -51,6 +51,7 @@
 
 mod broadcast;
 mod bytes;
+mod flips;
 mod mpmc;
 mod msg;
 mod proc;
@@ -66,7 +67,7 @@ use shmlane::WaitStrategy;
 
 use crate::{
     proc::{Rng, mono_ns},
-    summary::{Summary, report},
+    summary::{K, Summary, report},
 };
 
 #[derive(Parser)]
@@ -175,6 +176,9 @@ fn main() -> std::process::ExitCode {
     }
     if run("flips") {
         stamped::flips(&tag, cli.flip_secs, &mut rng, &mut sum);
+        for k in [K::Spsc, K::Mpmc, K::Bytes, K::Broadcast] {
+            flips::flips(&tag, k, cli.flip_secs, &mut rng, &mut sum);
+        }
     }
     if run("soak") {
         bytes::soak(&tag, cli.soak_secs, &mut sum);
@@ -197,6 +201,7 @@ fn child(role: &str, args: &[String]) {
         "spsc-producer" => spsc::spsc_producer(args),
         "mpmc-sender" => mpmc::sender(args),
         "bytes-stopper" => bytes::stopper(args),
+        "flip-producer" => flips::producer(args),
         "bcast-publisher" => broadcast::publisher(args),
         "bcast-subscriber" => broadcast::subscriber(args),
         "mpmc-receiver" => mpmc::receiver(args),

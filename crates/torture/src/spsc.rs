@@ -98,7 +98,7 @@ pub(crate) fn spsc_consumer(args: &[String]) {
     loop {
         let v = match rx.read_chunk(1) {
             Ok(chunk) => {
-                let v = chunk.as_slices().0[0];
+                let v = chunk.get(0);
                 // Process (mark), then commit: a kill in between delivers it again.
                 if ctl.mark(v) {
                     // ORDERING: Relaxed; a count read after every consumer exited.
