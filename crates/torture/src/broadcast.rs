@@ -254,6 +254,17 @@ pub(crate) fn publisher(args: &[String]) {
         if at == "count" && seq == after {
             return;
         }
+        if at == "secs" {
+            // Soak: unpaced, for `after` seconds.
+            if t0.elapsed() >= Duration::from_secs(after) {
+                return;
+            }
+            tx.send(&message(id, seq, &mut rng)).expect("send");
+            if seq % 1024 == 0 {
+                set(&ctl, CTL_FIRST_ID + id as usize, seq + 1);
+            }
+            continue;
+        }
         if get(&ctl, CTL_STOP) == 1 {
             return;
         }
@@ -381,5 +392,95 @@ pub(crate) fn stop(tag: &str, secs: u64, sum: &mut Summary) {
     t.missing += (2 * total).saturating_sub(seen.received + f_got + seen.lost + f_lost);
     sum.lines.push(format!(
         "broadcast stop: a publisher SIGSTOPped for {secs} s was never declared dead; a subscriber SIGSTOPped meanwhile was lapped and told it lost {f_lost} of {total} exactly (received {f_got})"
+    ));
+}
+
+/// A publisher process sending as fast as it can for `secs`, a subscriber process and this
+/// process reading: every message checked; received + reported laps = published, for both.
+pub(crate) fn soak(tag: &str, secs: u64, sum: &mut Summary) {
+    let chan = format!("{tag}-bcast-soak");
+    let ctl_name = format!("{tag}-bcast-soak-ctl");
+    let _rm = Remove(vec![chan.clone(), ctl_name.clone()]);
+    let ctl = Ctl::create(&ctl_name);
+    let ch = shmlane::broadcast(&chan)
+        .capacity(4096)
+        .msg_size(MSG)
+        .create()
+        .expect("create the broadcast channel");
+    let mut sub = ch.subscriber().expect("subscriber");
+    let mut other = spawn("bcast-subscriber", &[&chan, &ctl_name]);
+    let _ = crate::proc::expect_line(&mut other, "subscribed");
+    let mut p = spawn(
+        "bcast-publisher",
+        &[&chan, &ctl_name, "1", "secs", &secs.to_string()],
+    );
+    let mut buf = vec![0u8; sub.max_message()];
+    let mut seen = Seen::default();
+    let t0 = Instant::now();
+    let mut done_at = None;
+    loop {
+        match sub.recv(&mut buf, Some(Deadline::after(Duration::from_millis(100)))) {
+            Ok(len) => {
+                if !seen.take(&buf[..len]) {
+                    sum.fail("broadcast soak: a torn or corrupt message".to_owned());
+                }
+            }
+            Err(ByteRecvError::Lapped { lost }) => seen.lost += lost,
+            Err(ByteRecvError::Timeout | ByteRecvError::Disconnected) => {}
+            Err(e) => {
+                sum.fail(format!("broadcast soak: receive failed: {e}"));
+                break;
+            }
+        }
+        if done_at.is_none() && p.try_wait().ok().flatten().is_some() {
+            done_at = Some(Instant::now());
+        }
+        if done_at.is_some_and(|t| t.elapsed() > Duration::from_millis(300))
+            || t0.elapsed() > Duration::from_secs(secs + 60)
+        {
+            break;
+        }
+    }
+    let took = t0.elapsed().as_secs_f64();
+    if !p.wait().is_ok_and(|s| s.success()) {
+        sum.fail("broadcast soak: the publisher failed".to_owned());
+    }
+    set(&ctl, CTL_STOP, 2);
+    if wait_or_kill(&mut other, 10).is_err() {
+        sum.fail("broadcast soak: the subscriber process did not end".to_owned());
+    }
+    let total = published(&chan).unwrap_or(0);
+    let (o_got, o_lost, o_bad) = (
+        get(&ctl, CTL_RECEIVED),
+        get(&ctl, CTL_FIRST_ID - 1),
+        get(&ctl, CTL_BAD),
+    );
+    for (who, got, lost) in [
+        ("this process", seen.received, seen.lost),
+        ("the subscriber process", o_got, o_lost),
+    ] {
+        if got + lost != total {
+            sum.fail(format!(
+                "broadcast soak: {who}: {got} received + {lost} reported lost, {total} published"
+            ));
+        }
+    }
+    if seen.bad + o_bad > 0 {
+        sum.fail(format!(
+            "broadcast soak: {} torn or corrupt messages",
+            seen.bad + o_bad
+        ));
+    }
+    let t = sum.k(K::Broadcast);
+    t.sent += 2 * total;
+    t.received += seen.received + o_got;
+    t.lost += seen.lost + o_lost;
+    t.corrupt += seen.bad + o_bad;
+    t.missing += (2 * total).saturating_sub(seen.received + o_got + seen.lost + o_lost);
+    sum.lines.push(format!(
+        "broadcast soak: {took:.0} s, a publisher and a subscriber process beside this one: {total} published ({:.2} M msg/s); received {} and {o_got}, lost to laps (reported exactly) {} and {o_lost}",
+        total as f64 / took / 1e6,
+        seen.received,
+        seen.lost
     ));
 }

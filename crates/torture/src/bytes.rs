@@ -315,7 +315,7 @@ pub(crate) fn soak(tag: &str, secs: u64, sum: &mut Summary) {
     t.corrupt += corrupt;
     t.missing += lost;
     sum.lines.push(format!(
-        "soak: {:.0} s, 2 producer processes, {received} checksummed messages ({:.1} MB, {:.2} M msg/s), {lost} lost, {corrupt} corrupt",
+        "bytes soak: {:.0} s, 2 producer processes, {received} checksummed messages ({:.1} MB, {:.2} M msg/s), {lost} lost, {corrupt} corrupt",
         took.as_secs_f64(),
         bytes as f64 / 1e6,
         received as f64 / took.as_secs_f64() / 1e6

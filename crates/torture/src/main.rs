@@ -38,7 +38,8 @@
 //!   stamped ring whose positions start just below `u64::MAX` carries a million checked
 //!   messages; fresh opens and attaches meanwhile must fail cleanly.
 //! - `soak` (`--soak-secs` per kind): two byte producer processes and a consumer; two MPMC
-//!   sender and two receiver processes.
+//!   sender and two receiver processes; an SPSC producer process; a broadcast publisher
+//!   process sending unpaced, a subscriber process and this one (laps reported exactly).
 
 // A test program: scenarios read top to bottom as one function each; figures are printed as
 // floats.
@@ -92,8 +93,8 @@ struct Cli {
     /// Seconds of byte flips in a live segment.
     #[arg(long, default_value_t = 3)]
     flip_secs: u64,
-    /// Seconds of soak per kind (bytes, MPMC).
-    #[arg(long, default_value_t = 5)]
+    /// Seconds of soak per kind.
+    #[arg(long, default_value_t = 3)]
     soak_secs: u64,
     /// Run only these scenarios: kills, consumers, futex, stop, race, wrap, flips, soak.
     #[arg(long, value_delimiter = ',')]
@@ -183,6 +184,8 @@ fn main() -> std::process::ExitCode {
     if run("soak") {
         bytes::soak(&tag, cli.soak_secs, &mut sum);
         mpmc::soak(&tag, cli.soak_secs, &mut sum);
+        spsc::soak(&tag, cli.soak_secs, &mut sum);
+        broadcast::soak(&tag, cli.soak_secs, &mut sum);
     }
     report(&sum, t0.elapsed());
     if sum.failures.is_empty() {
@@ -201,6 +204,7 @@ fn child(role: &str, args: &[String]) {
         "spsc-producer" => spsc::spsc_producer(args),
         "mpmc-sender" => mpmc::sender(args),
         "bytes-stopper" => bytes::stopper(args),
+        "spsc-soak-producer" => spsc::soak_producer(args),
         "flip-producer" => flips::producer(args),
         "bcast-publisher" => broadcast::publisher(args),
         "bcast-subscriber" => broadcast::subscriber(args),

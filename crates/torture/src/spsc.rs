@@ -550,3 +550,81 @@ pub(crate) fn spsc_producer(args: &[String]) {
         counter.store(seq + 1, Ordering::Relaxed);
     }
 }
+
+// ---------------------------------------------------------------- soak
+
+/// A producer process and this process as consumer for `secs`: every message checked, in order.
+pub(crate) fn soak(tag: &str, secs: u64, sum: &mut Summary) {
+    let chan = format!("{tag}-spsc-soak");
+    let ctl_name = format!("{tag}-spsc-soak-ctl");
+    let _rm = Remove(vec![chan.clone(), ctl_name.clone()]);
+    let ctl = Ctl::create(&ctl_name);
+    let ch = shmlane::spsc::<[u64; 4]>(&chan)
+        .capacity(4096)
+        .create()
+        .expect("create");
+    let mut rx = ch.consumer().expect("consumer");
+    let mut p = spawn("spsc-soak-producer", &[&chan, &ctl_name, &secs.to_string()]);
+    let (mut want, mut corrupt, mut missing) = (0u64, 0u64, 0u64);
+    let t0 = Instant::now();
+    loop {
+        match rx.recv(Some(Deadline::after(Duration::from_secs(30)))) {
+            Ok(v) => match check_typed(v) {
+                Some((1, seq)) if seq == want => want += 1,
+                Some((_, seq)) => {
+                    corrupt += u64::from(seq < want);
+                    missing += seq.saturating_sub(want);
+                    sum.fail(format!("spsc soak: message {seq} when {want} was due"));
+                    want = seq + 1;
+                }
+                None => {
+                    corrupt += 1;
+                    sum.fail("spsc soak: a torn or corrupt message".to_owned());
+                }
+            },
+            Err(RecvError::Disconnected) => break,
+            Err(e) => {
+                sum.fail(format!("spsc soak: receive ended with {e}"));
+                break;
+            }
+        }
+    }
+    let took = t0.elapsed().as_secs_f64();
+    if !p.wait().is_ok_and(|s| s.success()) {
+        sum.fail("spsc soak: the producer failed".to_owned());
+    }
+    let sent = get(&ctl, CTL_FIRST_ID);
+    if sent != want {
+        sum.fail(format!("spsc soak: {sent} sent, {want} received"));
+        missing += sent.saturating_sub(want);
+    }
+    let t = sum.k(K::Spsc);
+    t.sent += sent;
+    t.received += want;
+    t.corrupt += corrupt;
+    t.missing += missing;
+    sum.lines.push(format!(
+        "spsc soak: {took:.0} s, a producer process: {want} checked messages ({:.2} M msg/s), {missing} lost, {corrupt} corrupt",
+        want as f64 / took / 1e6
+    ));
+}
+
+pub(crate) fn soak_producer(args: &[String]) {
+    let ctl = Ctl::open(&args[1]);
+    let secs: u64 = args[2].parse().unwrap();
+    let ch = shmlane::spsc::<[u64; 4]>(&args[0]).open().expect("open");
+    let mut tx = ch.producer().expect("producer");
+    let t0 = Instant::now();
+    let mut seq = 0;
+    while t0.elapsed() < Duration::from_secs(secs) {
+        for _ in 0..1000 {
+            tx.send(
+                typed(1, seq),
+                Some(Deadline::after(Duration::from_secs(60))),
+            )
+            .expect("send");
+            seq += 1;
+        }
+        set(&ctl, CTL_FIRST_ID, seq);
+    }
+}
