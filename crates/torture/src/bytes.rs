@@ -19,8 +19,8 @@ use shmlane::{ByteRecvError, ByteSendError, Deadline};
 use crate::{
     msg::{check, message},
     proc::{
-        CTL_ERRORS, CTL_FIRST_ID, CTL_KILL_AT, CTL_STOP, Ctl, Remove, Rng, get, mono_ns, pid, set,
-        sigkill, spawn,
+        CTL_BAD, CTL_DUP, CTL_ERRORS, CTL_FIRST_ID, CTL_KILL_AT, CTL_STOP, Ctl, Remove, Rng, get,
+        mono_ns, pid, set, sigkill, spawn, wait_or_kill,
     },
     summary::{K, Summary},
 };
@@ -500,5 +500,106 @@ pub(crate) fn stopper(args: &[String]) {
         seq += 1;
         set(&ctl, CTL_FIRST_ID + id as usize, seq);
         std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+// ---------------------------------------------------------------- receivers killed
+
+/// Byte-channel receivers SIGKILLed at random, each successor taking the role over, while a
+/// sender in this process sends `TOTAL` checked messages (sending again what `PeerDied` or
+/// `Disconnected` refused). Receivers record each message once they have it: every message is
+/// received once, but for at most one per receiver killed between receiving and recording.
+pub(crate) fn receivers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
+    const TOTAL: u64 = 200_000;
+    let chan = format!("{tag}-bytes-rx");
+    let ctl_name = format!("{tag}-bytes-rx-ctl");
+    let _rm = Remove(vec![chan.clone(), ctl_name.clone()]);
+    let ctl = Ctl::create(&ctl_name);
+    let ch = shmlane::bytes(&chan)
+        .capacity(1 << 16)
+        .create()
+        .expect("create the byte channel");
+    let mut tx = ch.byte_sender().expect("sender");
+    let sending = std::thread::spawn(move || {
+        let mut rng = Rng(0x5eed);
+        for seq in 0..TOTAL {
+            let m = message(1, seq, &mut rng);
+            loop {
+                match tx.send(&m, Some(Deadline::after(Duration::from_secs(60)))) {
+                    Ok(()) => break,
+                    // The receiver died (or left): wait for its successor, send it again.
+                    Err(ByteSendError::PeerDied | ByteSendError::Disconnected) => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => panic!("send: {e}"),
+                }
+            }
+        }
+    });
+    for _ in 0..n {
+        let mut c = spawn("bytes-receiver", &[&chan, &ctl_name]);
+        std::thread::sleep(Duration::from_micros(2_000 + rng.below(30_000)));
+        sigkill(&mut c);
+    }
+    let mut last = spawn("bytes-receiver", &[&chan, &ctl_name]);
+    sending.join().expect("sender thread");
+    drop(ch);
+    if wait_or_kill(&mut last, 60) != Ok(true) {
+        sum.fail("bytes receivers: the last receiver failed or did not end".to_owned());
+    }
+    let missing = ctl.unmarked(TOTAL);
+    let (dup, bad) = (get(&ctl, CTL_DUP), get(&ctl, CTL_BAD));
+    let in_hands = if missing <= n { missing } else { 0 };
+    if missing > n {
+        sum.fail(format!(
+            "bytes receivers: {missing} of {TOTAL} messages never received ({n} receivers killed could have taken at most {n})"
+        ));
+    }
+    if dup + bad > 0 {
+        sum.fail(format!(
+            "bytes receivers: {bad} torn or corrupt, {dup} received twice"
+        ));
+    }
+    sum.killed(K::Bytes, "receivers at random", n);
+    let t = sum.k(K::Bytes);
+    t.sent += TOTAL;
+    t.received += TOTAL - missing;
+    t.in_dead_hands += in_hands;
+    t.missing += missing - in_hands;
+    t.corrupt += bad;
+    t.duplicates += dup;
+    sum.lines.push(format!(
+        "bytes receivers: {n} receivers killed, each successor took the role over: {TOTAL} messages, {missing} taken by a killed receiver before it recorded them, {dup} twice"
+    ));
+}
+
+/// A byte receiver: records every message it receives (its bit) until killed, or until every
+/// sender left and the ring is drained.
+pub(crate) fn receiver(args: &[String]) {
+    let ctl = Ctl::open(&args[1]);
+    let ch = shmlane::bytes(&args[0]).open().expect("open");
+    let t0 = Instant::now();
+    let mut rx = loop {
+        match ch.byte_receiver() {
+            Ok(rx) => break rx,
+            Err(e) if t0.elapsed() > Duration::from_secs(10) => panic!("receiver: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    };
+    let mut buf = vec![0u8; rx.max_message()];
+    loop {
+        match rx.recv(&mut buf, Some(Deadline::after(Duration::from_millis(100)))) {
+            Ok(len) => match check(&buf[..len]) {
+                Some((1, seq)) => {
+                    if ctl.mark(seq) {
+                        crate::proc::add(&ctl, CTL_DUP, 1);
+                    }
+                }
+                _ => crate::proc::add(&ctl, CTL_BAD, 1),
+            },
+            Err(ByteRecvError::Disconnected) => return,
+            Err(ByteRecvError::Timeout | ByteRecvError::PeerDied) => {}
+            Err(e) => panic!("receive: {e}"),
+        }
     }
 }

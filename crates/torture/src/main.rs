@@ -16,7 +16,8 @@
 //! Scenarios (`--only` picks some):
 //! - `kills` (`--kills` split over the kinds): byte-channel producers SIGKILLed at random and
 //!   killing themselves after claim, mid-copy and after commit, next to a steady producer
-//!   (dead claims skipped and counted); SPSC producers killed at random, mid-chunk and after a
+//!   (dead claims skipped and counted), and byte receivers killed at random (each successor
+//!   takes the role over); SPSC producers killed at random, mid-chunk and after a
 //!   commit, each generation taking the role over (`PeerDied` after every death); MPMC senders
 //!   and receivers killed at random, senders after a send and between winning a position and
 //!   publishing, receivers between winning a position and releasing the slot (the crash
@@ -144,15 +145,16 @@ fn main() -> std::process::ExitCode {
     let mut rng = Rng(seed);
     let t0 = Instant::now();
     println!("shmlane-torture: seed {seed}");
-    // Kills split: bytes producers 25 %, SPSC producers 15 % and consumers 10 %, MPMC
-    // senders and receivers 20 %, broadcast publishers and subscribers 15 %, processes in
-    // futex waits 15 %.
+    // Kills split: bytes producers 20 % and receivers 5 %, SPSC producers 15 % and consumers
+    // 10 %, MPMC senders and receivers 20 %, broadcast publishers and subscribers 15 %,
+    // processes in futex waits 15 %.
     let part = |pct: u64| cli.kills * pct / 100;
-    let (k_bytes, k_spsc, k_cons, k_mpmc, k_bcast) =
-        (part(25), part(15), part(10), part(20), part(15));
-    let k_futex = cli.kills - k_bytes - k_spsc - k_cons - k_mpmc - k_bcast;
+    let (k_bytes, k_brx, k_spsc, k_cons, k_mpmc, k_bcast) =
+        (part(20), part(5), part(15), part(10), part(20), part(15));
+    let k_futex = cli.kills - k_bytes - k_brx - k_spsc - k_cons - k_mpmc - k_bcast;
     if run("kills") {
         bytes::kills(&tag, k_bytes, &mut rng, &mut sum);
+        bytes::receivers(&tag, k_brx, &mut rng, &mut sum);
         spsc::producers(&tag, k_spsc, &mut rng, &mut sum);
         mpmc::kills(&tag, k_mpmc, &mut rng, &mut sum);
         broadcast::kills(&tag, k_bcast, &mut rng, &mut sum);
@@ -204,6 +206,7 @@ fn child(role: &str, args: &[String]) {
         "spsc-producer" => spsc::spsc_producer(args),
         "mpmc-sender" => mpmc::sender(args),
         "bytes-stopper" => bytes::stopper(args),
+        "bytes-receiver" => bytes::receiver(args),
         "spsc-soak-producer" => spsc::soak_producer(args),
         "flip-producer" => flips::producer(args),
         "bcast-publisher" => broadcast::publisher(args),
