@@ -457,6 +457,11 @@ pub(crate) fn stop(tag: &str, secs: u64, sum: &mut Summary) {
         sum.fail("bytes stop: nothing delivered while a sender was frozen mid-message".to_owned());
     }
     let skipped = rx.stats().lost;
+    if skipped != 1 {
+        sum.fail(format!(
+            "bytes stop: {skipped} messages counted as skipped, 1 expected (the frozen sender's)"
+        ));
+    }
     let t = sum.k(K::Bytes);
     t.stops += 1;
     t.sent += sent;

@@ -220,8 +220,11 @@ pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
             kills_log.push((g, "receiver", before));
         }
     }
-    // Let the steady pair run a moment past the last kill: a wedge shows as no progress.
-    std::thread::sleep(Duration::from_millis(200));
+    // The steady pair must still make progress after the last kill (while the steady sender
+    // has messages left to send): a wedged ring shows as none.
+    let (before, steady_sent) = (get(&run.ctl, CTL_RECEIVED), get(&run.ctl, CTL_FIRST_ID + 1));
+    std::thread::sleep(Duration::from_millis(500));
+    let stalled = get(&run.ctl, CTL_RECEIVED) == before && steady_sent < PER_ID;
     let (received, missing) = finish(
         "kills",
         &run,
@@ -240,7 +243,7 @@ pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
     sum.killed(K::Mpmc, "receivers mid-pop", fixed_rx);
     let fixed_tx: u64 = fixed_tx.values().sum();
     // The kill after which nothing more was received, if the ring wedged.
-    let wedge = if missing > random_rx {
+    let wedge = if missing > random_rx || stalled {
         kills_log
             .iter()
             .position(|&(_, _, before)| before == received)
@@ -253,6 +256,11 @@ pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
         None
     }
     .unwrap_or_default();
+    if stalled {
+        sum.fail(format!(
+            "mpmc kills: the ring wedged: nothing received in 500 ms after the last kill while the steady sender still sends{wedge}"
+        ));
+    }
     sum.lines.push(format!(
         "mpmc kills: {random_tx} senders and {random_rx} receivers killed at random, {fixed_tx} senders after a send or mid-push, {fixed_rx} receivers mid-pop, next to a steady sender and receiver: {received} messages received, {missing} sent but never received{wedge}"
     ));
