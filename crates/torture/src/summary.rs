@@ -129,7 +129,7 @@ pub(crate) fn report(s: &Summary, took: Duration) {
         s.races,
     );
     println!(
-        "per kind (sent = received + lost counted by the channel + taken by killed receivers; missing, corrupt and twice must be 0):"
+        "per kind (sent = received + lost counted by the channel + taken by killed receivers; missing and corrupt must be 0, twice too but for at-least-once SPSC consumers killed between processing and committing):"
     );
     for k in K::ALL {
         let t = &s.kinds[k as usize];
