@@ -52,7 +52,20 @@ pub(crate) fn consumers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
             }
         }
     });
-    for _ in 0..n {
+    let mut fixed = 0u64;
+    for g in 0..n {
+        if g % 4 == 3 {
+            // Kills itself after processing a value, before committing it: its successor
+            // processes that value again (exactly one more delivered twice).
+            let after = rng.below(5_000).to_string();
+            let mut c = spawn(
+                "spsc-consumer",
+                &[&chan, &ctl_name, &total.to_string(), &after],
+            );
+            let _ = c.wait();
+            fixed += 1;
+            continue;
+        }
         let mut c = spawn("spsc-consumer", &[&chan, &ctl_name, &total.to_string()]);
         std::thread::sleep(Duration::from_micros(2000 + rng.below(30_000)));
         sigkill(&mut c);
@@ -71,20 +84,30 @@ pub(crate) fn consumers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
             "consumers: {missing} of {total} values never processed"
         ));
     }
-    sum.killed(K::Spsc, "consumers at random", n);
+    // Each consumer killed between processing and committing makes one value processed twice:
+    // every self-killed one, and some killed at random.
+    if dup < fixed || dup > n {
+        sum.fail(format!(
+            "consumers: {dup} values processed twice, with {fixed} consumers killed between processing and committing and {n} killed in all"
+        ));
+    }
+    sum.killed(K::Spsc, "consumers at random", n - fixed);
+    sum.killed(K::Spsc, "consumers after-process", fixed);
     let t = sum.k(K::Spsc);
     t.sent += total;
     t.received += total - missing;
     t.missing += missing;
     t.duplicates += dup;
     sum.lines.push(format!(
-        "consumers: {n} consumers killed, each successor took the role over: {total} values, {missing} missing, {dup} processed twice"
+        "consumers: {n} SPSC consumers killed ({fixed} between processing and committing), each successor took the role over: {total} values, {missing} missing, {dup} processed twice (at-least-once)"
     ));
 }
 
 pub(crate) fn spsc_consumer(args: &[String]) {
     let ctl = Ctl::open(&args[1]);
     let total: u64 = args[2].parse().unwrap();
+    let die_after: Option<u64> = args.get(3).map(|a| a.parse().unwrap());
+    let mut processed = 0u64;
     let ch = shmlane::spsc::<u64>(&args[0]).open().expect("open");
     // The previous consumer may still be dying: its role is taken over once it is dead.
     let t0 = Instant::now();
@@ -103,6 +126,10 @@ pub(crate) fn spsc_consumer(args: &[String]) {
                 if ctl.mark(v) {
                     // ORDERING: Relaxed; a count read after every consumer exited.
                     ctl.word(CTL_FIRST_ID).fetch_add(1, Ordering::Relaxed);
+                }
+                processed += 1;
+                if die_after.is_some_and(|k| processed > k) {
+                    die(&ctl);
                 }
                 chunk.commit_all();
                 rx.notify(1);
