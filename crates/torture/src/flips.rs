@@ -1,6 +1,9 @@
 //! Byte flips in a live channel of every kind: random bits of the segment's header page, the
-//! channel header and the ring's metadata (identity, claims, positions) flipped while a
-//! producer process sends checked messages and this process receives them.
+//! channel header and the ring's first 384 bytes flipped while a producer process sends
+//! checked messages and this process receives them. Those 384 bytes are the ring's metadata
+//! (identity, role claims, positions) for SPSC, MPMC and record rings; a broadcast ring's
+//! header is 256 bytes (identity, the publisher's position), so there they also cover slot 0's
+//! stamp, length and first words.
 //!
 //! Hostile metadata is outside what the rings can keep correct (docs/reliability.md, trust
 //! model): a flipped position can make a receiver deliver a stale or never-written slot, or
