@@ -23,10 +23,14 @@
 //!   publishing, receivers between winning a position and releasing the slot (the crash
 //!   window, through the channel's test hooks), next to a steady pair, every endpoint a process
 //!   the parent kills if it hangs (a wedged ring is reported with the kill after which nothing
-//!   arrived); broadcast publishers killed at random and after a send, subscriber processes
-//!   killed, `PeerDied` after every publisher death, received + reported laps = published.
-//! - `consumers`: SPSC consumers SIGKILLed at random; each successor takes the role over; the
-//!   consumers commit after processing (at-least-once), so nothing may be lost.
+//!   arrived); the last MPMC sender (receiver) killed while this process receives (sends on a
+//!   full ring): `PeerDied`; broadcast publishers killed at random and after a send, subscriber
+//!   processes killed, `PeerDied` after every publisher death, received + reported laps =
+//!   published.
+//! - `consumers`: SPSC consumers SIGKILLed at random and killing themselves between processing a
+//!   value and committing it; each successor takes the role over; the consumers commit after
+//!   processing (at-least-once), so nothing may be lost, and each fixed-point kill makes one
+//!   value processed twice.
 //! - `futex`: a producer killed while parked in a futex wait on a full ring, and a consumer
 //!   killed while parked on an empty one; the survivor must get `PeerDied` (latency recorded).
 //! - `stop` (`--stop-secs`): an SPSC producer, an MPMC sender (next to a steady one), a byte
@@ -146,17 +150,25 @@ fn main() -> std::process::ExitCode {
     let t0 = Instant::now();
     println!("shmlane-torture: seed {seed}");
     // Kills split: bytes producers 20 % and receivers 5 %, SPSC producers 15 % and consumers
-    // 10 %, MPMC senders and receivers 20 %, broadcast publishers and subscribers 15 %,
-    // processes in futex waits 15 %.
+    // 10 %, MPMC senders and receivers 15 % and last peers 5 %, broadcast publishers and
+    // subscribers 15 %, processes in futex waits 15 %.
     let part = |pct: u64| cli.kills * pct / 100;
-    let (k_bytes, k_brx, k_spsc, k_cons, k_mpmc, k_bcast) =
-        (part(20), part(5), part(15), part(10), part(20), part(15));
-    let k_futex = cli.kills - k_bytes - k_brx - k_spsc - k_cons - k_mpmc - k_bcast;
+    let (k_bytes, k_brx, k_spsc, k_cons, k_mpmc, k_mdeath, k_bcast) = (
+        part(20),
+        part(5),
+        part(15),
+        part(10),
+        part(15),
+        part(5),
+        part(15),
+    );
+    let k_futex = cli.kills - k_bytes - k_brx - k_spsc - k_cons - k_mpmc - k_mdeath - k_bcast;
     if run("kills") {
         bytes::kills(&tag, k_bytes, &mut rng, &mut sum);
         bytes::receivers(&tag, k_brx, &mut rng, &mut sum);
         spsc::producers(&tag, k_spsc, &mut rng, &mut sum);
         mpmc::kills(&tag, k_mpmc, &mut rng, &mut sum);
+        mpmc::deaths(&tag, k_mdeath, &mut rng, &mut sum);
         broadcast::kills(&tag, k_bcast, &mut rng, &mut sum);
     }
     if run("consumers") {

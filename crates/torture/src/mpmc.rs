@@ -469,3 +469,70 @@ pub(crate) fn soak(tag: &str, secs: u64, sum: &mut Summary) {
         received as f64 / took / 1e6
     ));
 }
+
+/// The last sender (or the last receiver) of an MPMC channel SIGKILLed while this process
+/// receives (or sends, on a full ring): `PeerDied` after what was sent is drained, latency
+/// recorded. Alternates; `n` rounds, a fresh channel each.
+pub(crate) fn deaths(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
+    let mut late = Vec::new();
+    for i in 0..n {
+        let (run, ch) = setup(tag, &format!("death-{i}"));
+        let deadline = || Some(Deadline::after(Duration::from_secs(5)));
+        if i % 2 == 0 {
+            let mut rx = ch.receiver().expect("receiver");
+            let mut c = spawn("mpmc-sender", &[&run.chan, &run.ctl_name, "1", "none", "0"]);
+            let t0 = Instant::now();
+            while get(&run.ctl, CTL_FIRST_ID + 1) == 0 && t0.elapsed() < Duration::from_secs(5) {
+                let _ = rx.try_recv();
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            std::thread::sleep(Duration::from_micros(rng.below(5_000)));
+            let at = Instant::now();
+            sigkill(&mut c);
+            let end = loop {
+                match rx.recv(deadline()) {
+                    Ok(v) if check_typed(v).is_some() => {}
+                    Ok(_) => break Err("a torn or corrupt message".to_owned()),
+                    Err(e) => break Ok(e),
+                }
+            };
+            match end {
+                Ok(RecvError::PeerDied) => {
+                    sum.k(K::Mpmc).detect.push(at.elapsed().as_micros() as u64);
+                }
+                other => late.push(format!("receiver after its last sender died: {other:?}")),
+            }
+            sum.killed(K::Mpmc, "last senders (receiver waiting)", 1);
+        } else {
+            let mut tx = ch.sender().expect("sender");
+            let mut c = spawn("mpmc-receiver", &[&run.chan, &run.ctl_name]);
+            std::thread::sleep(Duration::from_millis(5 + rng.below(20)));
+            let at = Instant::now();
+            sigkill(&mut c);
+            let mut end = None;
+            for seq in 0..100_000 {
+                if let Err(e) = tx.send(typed(2, seq), deadline()) {
+                    end = Some(e);
+                    break;
+                }
+            }
+            if matches!(end, Some(SendError::PeerDied(_))) {
+                sum.k(K::Mpmc).detect.push(at.elapsed().as_micros() as u64);
+            } else {
+                late.push(format!(
+                    "sender on a full ring after its last receiver died: {end:?}"
+                ));
+            }
+            sum.killed(K::Mpmc, "last receivers (sender waiting)", 1);
+        }
+    }
+    if !late.is_empty() {
+        sum.fail(format!(
+            "mpmc deaths: no PeerDied within 5 s: {}",
+            late.join("; ")
+        ));
+    }
+    sum.lines.push(format!(
+        "mpmc deaths: {n} channels whose last sender (or receiver) was killed while this process waited on it: PeerDied every time"
+    ));
+}
