@@ -34,12 +34,14 @@
 //! *skipped* (`seq` CAS from `p` to `skip(p) = p + 1 - 2^62`, which consumers pass over
 //! without reading), [`Sender::recover`] gives a consumer's hole back (CAS from `p + 1` or
 //! `skip(p)` to `p + capacity`), each only if an intent of a dead owner names `p` and no intent
-//! of a live one does. Handles without an entry (attached with [`MpmcRing::sender`] /
-//! [`MpmcRing::receiver`], or beyond the 32 entries of a side) count their operation in
-//! flight in the side's `anon` word; while it is non-zero nothing on that side is recovered
-//! (so a hole left by such a handle is never recovered: it is reported by
-//! [`Hole::Waiting`], and blocking channel calls still end at their deadline). A live
-//! claimer's hole is never taken (loom models `mpmc_dead_*`).
+//! of a live one does. Handles attached without an owner ([`MpmcRing::sender`] /
+//! [`MpmcRing::receiver`]) hold entries under `NO_OWNER`, never judged dead: their holes are
+//! waited for, never recovered, and their entries are never taken over. Handles without an
+//! entry (beyond the 32 of a side) count their operation in flight in the side's `anon` word;
+//! while it is non-zero nothing on that side is recovered (so a hole left by such a handle is
+//! never recovered, and its death turns recovery off for that side: [`Hole::Waiting`], and
+//! blocking channel calls still end at their deadline). A live claimer's hole is never taken
+//! (loom models `mpmc_dead_*`).
 //!
 //! [`recover`]: Receiver::recover
 
@@ -67,6 +69,10 @@ pub const MPMC_INTENTS: usize = 32;
 /// Intent entries per side (fewer under loom: every atomic is a modelled object).
 #[cfg(loom)]
 pub const MPMC_INTENTS: usize = 3;
+
+/// The owner of an entry taken by a handle attached without an owner token: never judged
+/// dead (its holes are waited for, its entry is not taken over).
+const NO_OWNER: u64 = u64::MAX;
 
 /// An intent word naming no position.
 const IDLE: u64 = 0;
@@ -108,6 +114,10 @@ struct Header {
     anon: [CachePadded<AtomicU64>; 2],
     intents: [[CachePadded<Intent>; MPMC_INTENTS]; 2],
 }
+
+// The layout docs/design.md gives (offsets 384 for `anon`, 640 for `intents`, 8832 the end).
+#[cfg(all(not(loom), target_pointer_width = "64"))]
+const _: () = assert!(size_of::<Header>() == 8832 && size_of::<CachePadded<Intent>>() == 128);
 
 /// Index of a side in `anon` and `intents`.
 const PRODUCERS: usize = 0;
@@ -233,7 +243,7 @@ impl<T: Pod> MpmcRing<T> {
         })
     }
 
-    /// Attaches a sending endpoint without an intent entry. Any number may be attached, in any
+    /// Attaches a sending endpoint without an owner token. Any number may be attached, in any
     /// process; a hole such a handle leaves when it dies mid-push is never recovered (see the
     /// module docs, and [`sender_owned`](Self::sender_owned)).
     ///
@@ -243,7 +253,12 @@ impl<T: Pod> MpmcRing<T> {
     pub unsafe fn sender(ptr: *mut u8, len: usize) -> Result<Sender<T>, AttachError> {
         Ok(Sender {
             // SAFETY: forwarded contract.
-            ep: Endpoint::new(unsafe { Self::attach(ptr, len)? }, PRODUCERS, 0, None),
+            ep: Endpoint::new(
+                unsafe { Self::attach(ptr, len)? },
+                PRODUCERS,
+                NO_OWNER,
+                None,
+            ),
         })
     }
 
@@ -268,14 +283,19 @@ impl<T: Pod> MpmcRing<T> {
         })
     }
 
-    /// Attaches a receiving endpoint without an intent entry (as [`sender`](Self::sender)).
+    /// Attaches a receiving endpoint without an owner token (as [`sender`](Self::sender)).
     ///
     /// # Safety
     /// As for [`sender`](Self::sender).
     pub unsafe fn receiver(ptr: *mut u8, len: usize) -> Result<Receiver<T>, AttachError> {
         Ok(Receiver {
             // SAFETY: forwarded contract.
-            ep: Endpoint::new(unsafe { Self::attach(ptr, len)? }, CONSUMERS, 0, None),
+            ep: Endpoint::new(
+                unsafe { Self::attach(ptr, len)? },
+                CONSUMERS,
+                NO_OWNER,
+                None,
+            ),
         })
     }
 
@@ -329,6 +349,7 @@ impl<T> Raw<T> {
                 let cur = e.owner.load(Ordering::Relaxed);
                 let takeable = if pass {
                     cur != 0
+                        && cur != NO_OWNER
                         && is_alive.is_some_and(|alive| !alive(cur))
                         && !self.intent_pending(side, e)
                 } else {
@@ -470,7 +491,7 @@ impl<T> Endpoint<T> {
             }
             // ORDERING: Relaxed; ordered after the holder's entry CAS by the Acquire above.
             let owner = e.owner.load(Ordering::Relaxed);
-            if owner == 0 || is_alive(owner) {
+            if owner == 0 || owner == NO_OWNER || is_alive(owner) {
                 return false;
             }
             dead = true;
@@ -656,13 +677,13 @@ impl<T: Pod> Sender<T> {
                     self.ep.clear();
                     return Err(PushError::Full(value));
                 }
-                Step::Retry => match reload(&h.enq, pos, &mut stuck) {
-                    Some(now) => pos = now,
-                    None => {
+                Step::Retry => {
+                    let Some(now) = reload(&h.enq, pos, &mut stuck) else {
                         self.ep.clear();
                         return Err(PushError::Corrupt(value));
-                    }
-                },
+                    };
+                    pos = now;
+                }
             }
         }
     }
@@ -726,14 +747,22 @@ impl<T: Pod> Sender<T> {
     }
 
     /// Test hook, not part of the API: what a producer that dies between its CAS on `enq` and
-    /// its stamp store leaves behind. Announces and wins the next position, then stops, as a
-    /// killed process would (no value, no stamp, intent entry kept). Returns the position.
+    /// its stamp store leaves behind. Announces and, with `take`, wins the next position, then
+    /// stops, as a killed process would (no value, no stamp, intent entry kept). Without
+    /// `take` it dies before its CAS (or after losing it): a stale intent. Returns the
+    /// position.
     #[doc(hidden)]
-    pub fn abandon_push_for_tests(self) -> u64 {
+    pub fn abandon_push_for_tests(self, take: bool) -> u64 {
         self.ep.begin();
-        let pos = self
-            .push_inner(T::zeroed(), true)
-            .unwrap_or_else(|_| panic!("abandon_push_for_tests on a full ring"));
+        let pos = if take {
+            self.push_inner(T::zeroed(), true)
+                .unwrap_or_else(|_| panic!("abandon_push_for_tests on a full ring"))
+        } else {
+            // ORDERING: Relaxed; the position to name, nothing is taken.
+            let pos = self.ep.raw.hdr().enq.load(Ordering::Relaxed);
+            self.ep.announce(pos);
+            pos
+        };
         core::mem::forget(self);
         pos
     }
@@ -844,13 +873,13 @@ impl<T: Pod> Receiver<T> {
                     self.ep.clear();
                     return Err(PopError::Empty);
                 }
-                Step::Retry => match reload(&h.deq, pos, &mut stuck) {
-                    Some(now) => pos = now,
-                    None => {
+                Step::Retry => {
+                    let Some(now) = reload(&h.deq, pos, &mut stuck) else {
                         self.ep.clear();
                         return Err(PopError::Corrupt);
-                    }
-                },
+                    };
+                    pos = now;
+                }
             }
         }
     }
@@ -910,14 +939,22 @@ impl<T: Pod> Receiver<T> {
     }
 
     /// Test hook, not part of the API: what a consumer that dies between its CAS on `deq` and
-    /// its stamp store leaves behind. Announces and wins the next position (which must hold a
-    /// value), then stops, as a killed process would. Returns the position.
+    /// its stamp store leaves behind. Announces and, with `take`, wins the next position
+    /// (which must hold a value), then stops, as a killed process would. Without `take` it
+    /// dies before its CAS: a stale intent. Returns the position.
     #[doc(hidden)]
-    pub fn abandon_pop_for_tests(self) -> u64 {
+    pub fn abandon_pop_for_tests(self, take: bool) -> u64 {
         self.ep.begin();
-        let (_, pos) = self
-            .pop_inner(true)
-            .unwrap_or_else(|e| panic!("abandon_pop_for_tests: {e}"));
+        let pos = if take {
+            self.pop_inner(true)
+                .unwrap_or_else(|e| panic!("abandon_pop_for_tests: {e}"))
+                .1
+        } else {
+            // ORDERING: Relaxed; the position to name, nothing is taken.
+            let pos = self.ep.raw.hdr().deq.load(Ordering::Relaxed);
+            self.ep.announce(pos);
+            pos
+        };
         core::mem::forget(self);
         pos
     }
@@ -1035,7 +1072,7 @@ mod tests {
             let (tx, rx) = (txs.pop().unwrap(), &rxs[0]);
             let victim = txs.pop().unwrap();
             assert!(victim.has_intent() && tx.has_intent());
-            assert_eq!(victim.abandon_push_for_tests(), start);
+            assert_eq!(victim.abandon_push_for_tests(true), start);
             tx.push(10).unwrap();
             tx.push(11).unwrap();
             // Owner 7 still lives: its hole is waited for, never skipped.
@@ -1070,7 +1107,7 @@ mod tests {
         let (tx, rx) = (&txs[0], rxs.pop().unwrap());
         let victim = rxs.pop().unwrap();
         tx.push(1).unwrap();
-        assert_eq!(victim.abandon_pop_for_tests(), u64::MAX - 1);
+        assert_eq!(victim.abandon_pop_for_tests(true), u64::MAX - 1);
         for i in 2..5 {
             tx.push(i).unwrap();
         }
@@ -1096,11 +1133,11 @@ mod tests {
         let alive = |o: u64| !(o == 7 || o == 8) || !dead.get();
         let (mut txs, mut rxs, region) = owned(2, 0, &[7, 1], &[8, 2], &alive);
         let (tx, rx) = (txs.pop().unwrap(), rxs.pop().unwrap());
-        txs.pop().unwrap().abandon_push_for_tests();
+        txs.pop().unwrap().abandon_push_for_tests(true);
         dead.set(true);
         assert_eq!(rx.recover(&alive), Hole::Recovered);
         // Consumer 8 takes the skipped position and dies there.
-        assert_eq!(rxs.pop().unwrap().abandon_pop_for_tests(), 0);
+        assert_eq!(rxs.pop().unwrap().abandon_pop_for_tests(true), 0);
         tx.push(1).unwrap();
         assert!(matches!(tx.push(2), Err(PushError::Full(2))));
         assert_eq!(tx.recover(&alive), Hole::Recovered);
@@ -1112,19 +1149,53 @@ mod tests {
     }
 
     #[test]
-    fn an_operation_without_an_entry_in_flight_blocks_recovery() {
+    fn a_dead_stale_intent_never_takes_a_live_claimers_hole() {
+        let alive = |o: u64| o != 7 && o != 8;
+        // Owner 7 announced position 0 and died before its CAS; owner 1 (live) took it.
+        let (mut txs, rxs, region) = owned(2, 0, &[7, 1], &[2], &alive);
+        txs.remove(0).abandon_push_for_tests(false);
+        assert_eq!(txs.pop().unwrap().abandon_push_for_tests(true), 0);
+        assert_eq!(rxs[0].recover(&alive), Hole::Waiting);
+        drop(rxs);
+        drop(region);
+        // Same on the consumer side: owner 8 announced, owner 2 (live) took the value.
+        let (txs, mut rxs, region) = owned(2, 0, &[1], &[8, 2], &alive);
+        txs[0].push(1).unwrap();
+        rxs.remove(0).abandon_pop_for_tests(false);
+        assert_eq!(rxs.pop().unwrap().abandon_pop_for_tests(true), 0);
+        txs[0].push(2).unwrap();
+        assert!(matches!(txs[0].push(3), Err(PushError::Full(3))));
+        assert_eq!(txs[0].recover(&alive), Hole::Waiting);
+        drop(txs);
+        drop(region);
+    }
+
+    #[test]
+    fn holes_of_handles_without_an_owner_or_an_entry_are_never_recovered() {
+        // A handle attached without an owner holds an entry nobody judges dead.
+        let (_, rxs, region) = owned(4, 0, &[], &[2], &|_| true);
+        // SAFETY: the region outlives the handle.
+        let no_owner = unsafe { MpmcRing::<u64>::sender(region.as_ptr(), region.len()).unwrap() };
+        assert!(no_owner.has_intent());
+        no_owner.abandon_push_for_tests(true);
+        assert_eq!(rxs[0].recover(&|_| false), Hole::Waiting);
+        drop(rxs);
+        drop(region);
+        // Beyond the entries a handle counts its operation in `anon`: one that died in flight
+        // keeps recovery of its side off (here: of owner 7's hole before it).
         let dead = std::cell::Cell::new(false);
         let alive = |o: u64| o != 7 || !dead.get();
-        let (mut txs, rxs, region) = owned(4, 0, &[7], &[2], &alive);
+        let mut owners = [5; MPMC_INTENTS];
+        owners[0] = 7;
+        let (mut txs, rxs, region) = owned(4, 0, &owners, &[2], &alive);
         // SAFETY: the region outlives the handle.
         let anon = unsafe { MpmcRing::<u64>::sender(region.as_ptr(), region.len()).unwrap() };
         assert!(!anon.has_intent());
-        txs.pop().unwrap().abandon_push_for_tests();
+        txs.remove(0).abandon_push_for_tests(true);
         dead.set(true);
-        // An entry-less producer died mid-push at the next position: its count stays.
-        anon.clone().abandon_push_for_tests();
+        anon.clone().abandon_push_for_tests(true);
         assert_eq!(rxs[0].recover(&alive), Hole::Waiting);
-        drop((anon, rxs));
+        drop((anon, txs, rxs));
         drop(region);
     }
 
@@ -1143,7 +1214,7 @@ mod tests {
         let attach = || unsafe { MpmcRing::<u64>::sender_owned(ptr, len, 3, &alive).unwrap() };
         assert!(!attach().has_intent());
         // Owner 7 dies with a hole pending: its entry is not taken while the hole is.
-        txs.pop().unwrap().abandon_push_for_tests();
+        txs.pop().unwrap().abandon_push_for_tests(true);
         dead.set(true);
         assert!(!attach().has_intent());
         assert_eq!(rxs[0].recover(&alive), Hole::Recovered);

@@ -9,8 +9,8 @@ use std::alloc::{Layout, alloc_zeroed, dealloc};
 
 use loom::thread;
 use shmlane_ring::{
-    BroadcastRing, MpmcRing, PopError, ReadError, Receiver, RecordConsumer, RecordProducer,
-    RecordRing, RecvError, Sender, SpscRing, StampedRing, Unblock,
+    BroadcastRing, Hole, MpmcRing, PopError, PushError, ReadError, Receiver, RecordConsumer,
+    RecordProducer, RecordRing, RecvError, Sender, SpscRing, StampedRing, Unblock,
 };
 
 /// Zeroed, 128-byte aligned memory for one model iteration.
@@ -241,6 +241,205 @@ fn mpmc_lap_reuse() {
         }
         t.join().unwrap();
         drop(rx);
+        drop(mem);
+    });
+}
+
+/// A 2-slot MPMC ring from `start` with senders and receivers attached with owner tokens
+/// (intent entries). Owners 7 and 8 are dead (`dead_owner`).
+#[allow(clippy::type_complexity)]
+fn mpmc_owned(
+    start: u64,
+    tx_owners: &[u64],
+    rx_owners: &[u64],
+) -> (Vec<Sender<u64>>, Vec<Receiver<u64>>, std::sync::Arc<Mem>) {
+    let mem = std::sync::Arc::new(Mem::new(MpmcRing::<u64>::required_size(2)));
+    let (ptr, len) = (mem.0, mem.1.size());
+    // SAFETY: the caller keeps `mem` alive until every handle is dropped.
+    unsafe {
+        MpmcRing::<u64>::init(ptr, len, 2, start).unwrap();
+        let txs = tx_owners
+            .iter()
+            .map(|&o| MpmcRing::<u64>::sender_owned(ptr, len, o, &dead_owner).unwrap())
+            .collect();
+        let rxs = rx_owners
+            .iter()
+            .map(|&o| MpmcRing::<u64>::receiver_owned(ptr, len, o, &dead_owner).unwrap())
+            .collect();
+        (txs, rxs, mem)
+    }
+}
+
+/// Liveness in the MPMC crash models: owners 7 and 8 are dead, every other one lives.
+fn dead_owner(o: u64) -> bool {
+    o != 7 && o != 8
+}
+
+/// A producer (owner 7) died between its CAS on `enq` and its stamp store: the first position
+/// is a hole. A live producer sends one value from a thread while the consumer pops, and
+/// recovers whenever the ring looks empty. The value arrives exactly once, after the hole was
+/// skipped (loom checks the value accesses for races), and nothing else arrives.
+#[test]
+fn mpmc_dead_producer_hole_is_skipped() {
+    loom::model(|| {
+        let (mut txs, rxs, mem) = mpmc_owned(u64::MAX, &[7, 1], &[2]);
+        let tx = txs.pop().unwrap();
+        txs.pop().unwrap().abandon_push_for_tests(true);
+        let t = thread::spawn(move || tx.push(5).unwrap());
+        let rx = &rxs[0];
+        let mut skipped = 0;
+        loop {
+            match rx.pop() {
+                Ok(v) => {
+                    assert_eq!(v, 5);
+                    break;
+                }
+                Err(PopError::Empty) => {
+                    if rx.recover(&dead_owner) == Hole::Recovered {
+                        skipped += 1;
+                    }
+                    thread::yield_now();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        t.join().unwrap();
+        assert_eq!(skipped, 1);
+        assert_eq!(rx.pop(), Err(PopError::Empty));
+        drop(rxs);
+        drop(mem);
+    });
+}
+
+/// A producer (owner 7) announced the first position and died before its CAS; a live producer
+/// then takes that very position and sends. A consumer thread, racing it, yields once and tries
+/// to recover the position, and must not skip it: whenever it sees `enq` past the position it
+/// also sees the live producer's intent (`MPMC_ENQ_CAS` Release, `enq` loaded with Acquire in
+/// `recover`). The value then arrives. (The recovering consumer is a fresh thread that has read
+/// no intent before its yield: loom does not give a thread back a stale value it saw before
+/// yielding, which would hide the race.) Fails with `mpmc_enq_cas` weakened.
+#[test]
+fn mpmc_dead_intent_never_skips_a_live_producer() {
+    loom::model(|| {
+        let (mut txs, mut rxs, mem) = mpmc_owned(u64::MAX, &[7, 1], &[2]);
+        let tx = txs.pop().unwrap();
+        txs.pop().unwrap().abandon_push_for_tests(false);
+        let rx = rxs.pop().unwrap();
+        let t = thread::spawn(move || tx.push(5).unwrap());
+        let r = thread::spawn(move || {
+            thread::yield_now();
+            assert_ne!(
+                rx.recover(&dead_owner),
+                Hole::Recovered,
+                "live claim skipped"
+            );
+            rx
+        });
+        t.join().unwrap();
+        let rx = r.join().unwrap();
+        assert_eq!(rx.pop(), Ok(5));
+        assert_eq!(rx.pop(), Err(PopError::Empty));
+        drop(rx);
+        drop(mem);
+    });
+}
+
+/// A consumer (owner 8) died between its CAS on `deq` and its stamp store, holding the first
+/// slot. The producer pushes two more values (the second one lands in that slot a lap later,
+/// so it recovers whenever the ring is full) while a live consumer pops them from a thread.
+/// Both arrive exactly once and in order; the held slot is given back exactly once.
+#[test]
+fn mpmc_dead_consumer_slot_is_given_back() {
+    loom::model(|| {
+        let (txs, mut rxs, mem) = mpmc_owned(u64::MAX, &[1], &[8, 2]);
+        let rx = rxs.pop().unwrap();
+        let tx = &txs[0];
+        tx.push(1).unwrap();
+        rxs.pop().unwrap().abandon_pop_for_tests(true);
+        let t = thread::spawn(move || {
+            for want in [2, 3] {
+                loop {
+                    match rx.pop() {
+                        Ok(v) => {
+                            assert_eq!(v, want);
+                            break;
+                        }
+                        Err(PopError::Empty) => thread::yield_now(),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        });
+        let mut given_back = 0;
+        for v in [2, 3] {
+            let mut v = v;
+            loop {
+                match tx.push(v) {
+                    Ok(()) => break,
+                    Err(PushError::Full(back)) => {
+                        v = back;
+                        if tx.recover(&dead_owner) == Hole::Recovered {
+                            given_back += 1;
+                        }
+                        thread::yield_now();
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        t.join().unwrap();
+        assert_eq!(given_back, 1);
+        drop(txs);
+        drop(mem);
+    });
+}
+
+/// A consumer (owner 8) announced the first position and died before its CAS; a live consumer
+/// then takes that very position (the value there) from a thread. The producer fills the ring
+/// and, whenever it finds the slot still held, recovers: it must never give back the live
+/// consumer's slot while that consumer may still read it (`MPMC_DEQ_CAS` Release, `deq`
+/// loaded with Acquire in `recover`). Fails with `mpmc_deq_cas` weakened.
+#[test]
+fn mpmc_dead_intent_never_frees_a_live_consumers_slot() {
+    loom::model(|| {
+        let (txs, mut rxs, mem) = mpmc_owned(u64::MAX, &[1], &[8, 2]);
+        let rx = rxs.pop().unwrap();
+        let tx = &txs[0];
+        tx.push(1).unwrap();
+        rxs.pop().unwrap().abandon_pop_for_tests(false);
+        let t = thread::spawn(move || {
+            for want in [1, 2] {
+                loop {
+                    match rx.pop() {
+                        Ok(v) => {
+                            assert_eq!(v, want);
+                            break;
+                        }
+                        Err(PopError::Empty) => thread::yield_now(),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        });
+        tx.push(2).unwrap();
+        let mut v = 3;
+        loop {
+            match tx.push(v) {
+                Ok(()) => break,
+                Err(PushError::Full(back)) => {
+                    v = back;
+                    assert_ne!(
+                        tx.recover(&dead_owner),
+                        Hole::Recovered,
+                        "live claim skipped"
+                    );
+                    thread::yield_now();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        t.join().unwrap();
+        drop(txs);
         drop(mem);
     });
 }

@@ -8,8 +8,8 @@ use std::{
 };
 
 use shmlane_ring::{
-    BroadcastRing, ClaimError, MpmcRing, PopError, ReadError, RecordRing, RecvError, SpscRing,
-    StampedRing, Unblock,
+    BroadcastRing, ClaimError, Hole, MpmcRing, PopError, PushError, ReadError, RecordRing,
+    RecvError, SpscRing, StampedRing, Unblock,
 };
 use shmlane_segment::{Region, Segment};
 use shmlane_testkit::{Cleanup, child, child_role, finish, pin_to, unique};
@@ -88,6 +88,7 @@ fn child_entry() {
         "record-abandoner" => record_abandoner(&args[0]),
         "mpmc-producer" => mpmc_producer(&args[0], args[1].parse().unwrap()),
         "mpmc-consumer" => mpmc_consumer(&args[0]),
+        "mpmc-abandon" => mpmc_abandon(&args[0], &args[1]),
         "bcast-reader" => bcast_reader(&args[0], &args[1]),
         other => panic!("unknown child role {other}"),
     };
@@ -1086,4 +1087,125 @@ fn broadcast_one_producer_three_readers_between_processes() {
         outs[0].0,
         outs[1].0,
     );
+}
+
+/// Child: attaches to the MPMC ring as a sender (`send`) or a receiver (`recv`) with an intent
+/// entry, takes the next position and stops before publishing it (as a process killed right
+/// after its CAS would), says so, and hangs until killed.
+fn mpmc_abandon(name: &str, side: &str) -> i32 {
+    let seg = Segment::posix(name).role(5).open().expect("open segment");
+    let r = seg.find_region("ring").expect("ring region");
+    let (t, alive) = (token(&seg), alive(&seg));
+    // SAFETY: the region lives as long as `seg`, which outlives the handle (it is never
+    // dropped: the process is killed).
+    let pos = unsafe {
+        if side == "send" {
+            MpmcRing::<u64>::sender_owned(r.as_ptr(), r.len(), t, &alive)
+                .expect("attach sender")
+                .abandon_push_for_tests(true)
+        } else {
+            MpmcRing::<u64>::receiver_owned(r.as_ptr(), r.len(), t, &alive)
+                .expect("attach receiver")
+                .abandon_pop_for_tests(true)
+        }
+    };
+    println!("abandoned {pos}");
+    std::thread::sleep(Duration::from_secs(300));
+    0
+}
+
+/// Spawns an `mpmc-abandon` child for `side`, waits until it has taken its position, then
+/// SIGKILLs it and reaps it.
+fn kill_in_the_window(name: &str, side: &str) {
+    let mut c = child("mpmc-abandon", &[name, side])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(c.stdout.take().unwrap());
+    let taken = std::io::BufRead::lines(out).any(|l| l.is_ok_and(|l| l.starts_with("abandoned")));
+    assert!(taken, "the child ended before it took its position");
+    c.kill().unwrap();
+    c.wait().unwrap();
+}
+
+/// MPMC: 10 sender processes and 10 receiver processes are SIGKILLed between their position
+/// CAS and their stamp store (an 8-slot ring starting near `u64::MAX`), between messages of a
+/// live sender and receiver in this process. Each sender's hole is skipped and each receiver's
+/// slot given back, once its process is dead (a hole whose claimer lives is never taken), and
+/// every other message is delivered once, in order (before the fix: the receiver stopped at
+/// the first hole for good, or the sender found the ring full at the held slot for good).
+#[test]
+fn mpmc_endpoints_killed_mid_operation_are_recovered() {
+    const ROUNDS: u64 = 10;
+    const CAP: u64 = 8;
+    let name = unique("ring-mpmc-kill");
+    let _c = Cleanup(name.clone());
+    let ring = MpmcRing::<u64>::required_size(CAP) as u64;
+    let seg = Segment::posix(&name)
+        .size(ring + 128 * 1024)
+        .create_with(|s| {
+            let r = s.region("ring", ring, 2)?;
+            // SAFETY: a fresh region nobody else can see before the segment is published.
+            unsafe { MpmcRing::<u64>::init(r.as_ptr(), r.len(), CAP, u64::MAX - 20) }
+                .expect("init ring");
+            Ok::<_, shmlane_segment::RegionError>(())
+        })
+        .expect("create segment");
+    let r = seg.find_region("ring").unwrap();
+    let alive = alive(&seg);
+    // SAFETY: the region lives as long as `seg`, which outlives both handles.
+    let (tx, rx) = unsafe {
+        (
+            MpmcRing::<u64>::sender_owned(r.as_ptr(), r.len(), token(&seg), &alive).unwrap(),
+            MpmcRing::<u64>::receiver_owned(r.as_ptr(), r.len(), token(&seg), &alive).unwrap(),
+        )
+    };
+    let (mut sent, mut want, mut skipped, mut given_back) = (0u64, 0u64, 0, 0);
+    let t0 = Instant::now();
+    let push = |v: u64, given_back: &mut u64| loop {
+        match tx.push(v) {
+            Ok(()) => break,
+            Err(PushError::Full(_)) => match tx.recover(&alive) {
+                Hole::Recovered => *given_back += 1,
+                h => panic!("full with {h:?} after {:?}", t0.elapsed()),
+            },
+            Err(e) => panic!("{e}"),
+        }
+    };
+    for round in 0..ROUNDS {
+        // A sender dies in its window: a hole, then a live message behind it.
+        kill_in_the_window(&name, "send");
+        push(sent, &mut given_back);
+        sent += 1;
+        let got = loop {
+            match rx.pop() {
+                Ok(v) => break v,
+                Err(PopError::Empty) => match rx.recover(&alive) {
+                    Hole::Recovered => skipped += 1,
+                    h => panic!("empty with {h:?} in round {round}"),
+                },
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(got, want);
+        want += 1;
+        // A receiver dies holding the next message (lost with it); the sender then fills the
+        // ring until it reaches the held slot a lap later.
+        push(sent, &mut given_back);
+        sent += 1;
+        kill_in_the_window(&name, "recv");
+        want += 1;
+        for _ in 0..CAP {
+            push(sent, &mut given_back);
+            sent += 1;
+        }
+        while want < sent {
+            assert_eq!(rx.pop(), Ok(want));
+            want += 1;
+        }
+        assert_eq!(rx.pop(), Err(PopError::Empty));
+    }
+    assert_eq!((skipped, given_back), (ROUNDS, ROUNDS));
+    assert_eq!(rx.recover(&alive), Hole::None);
+    assert_eq!(tx.recover(&alive), Hole::None);
 }

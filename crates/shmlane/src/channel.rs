@@ -28,9 +28,7 @@ use std::{
 };
 
 use bytemuck::Pod;
-use shmlane_ring::{
-    BroadcastRing, Hole, MpmcRing, PopError, PushError, RecordRing, SpscRing,
-};
+use shmlane_ring::{BroadcastRing, Hole, MpmcRing, PopError, PushError, RecordRing, SpscRing};
 use shmlane_segment::{Location, Segment, SegmentInfo, UnlinkPolicy};
 use shmlane_wake::{Deadline, EVENT_SIZE, Event, WaitStrategy};
 
@@ -859,7 +857,8 @@ impl Local {
             return false;
         }
         if self.misses >= 4 {
-            let mut pause = Duration::from_micros(50 << (self.misses - 4).min(5)).min(MISS_SLEEP_MAX);
+            let mut pause =
+                Duration::from_micros(50 << (self.misses - 4).min(5)).min(MISS_SLEEP_MAX);
             if let Some(d) = &deadline {
                 pause = pause.min(d.remaining());
             }
@@ -1075,8 +1074,7 @@ macro_rules! recv_impl {
                                     if self.local.check_hole(&self.ring, true) {
                                         continue;
                                     }
-                                    return if self.local.inner.peer_state(Side::Send)
-                                        == Peers::Left
+                                    return if self.local.inner.peer_state(Side::Send) == Peers::Left
                                     {
                                         Err(RecvError::Disconnected)
                                     } else {
@@ -1258,13 +1256,22 @@ impl<T: Pod + Send> Consumer<T> {
 impl<T: Pod + Send> Sender<T> {
     send_impl!();
 
+    /// Gives back a slot that a receiver which died between taking a message and releasing
+    /// the slot still holds at the ring position senders need next (otherwise the ring stays
+    /// full there). [`send`](Self::send) does this by itself while it waits, at most every
+    /// 10 ms; callers of [`try_send`](Self::try_send) that keep finding the ring full call it.
+    /// Returns whether a slot was given back (counted in `lost`: the dead receiver's message).
+    pub fn recover(&mut self) -> bool {
+        self.local.check_hole(&self.ring, true)
+    }
+
     /// Test hook, not part of the API: what a sender process killed between taking its ring
     /// position and publishing its message leaves behind (the position taken, nothing
     /// written; the endpoint never leaves). The caller then hangs or is killed.
     #[doc(hidden)]
     pub fn abandon_send_for_tests(self) {
         let Self { ring, local } = self;
-        ring.abandon_push_for_tests();
+        ring.abandon_push_for_tests(true);
         core::mem::forget(local);
     }
 }
@@ -1272,13 +1279,22 @@ impl<T: Pod + Send> Sender<T> {
 impl<T: Pod + Send> Receiver<T> {
     recv_impl!();
 
+    /// Skips a position that a sender which died between taking it and publishing its message
+    /// left at the head of the ring (otherwise nothing behind it is ever received).
+    /// [`recv`](Self::recv) does this by itself while it waits, at most every 10 ms; callers of
+    /// [`try_recv`](Self::try_recv) that keep finding the ring empty call it. Returns whether a
+    /// position was skipped (counted in `lost`).
+    pub fn recover(&mut self) -> bool {
+        self.local.check_hole(&self.ring, true)
+    }
+
     /// Test hook, not part of the API: what a receiver process killed between taking its ring
     /// position and releasing the slot leaves behind (the message taken, the slot held; the
     /// endpoint never leaves). The caller then hangs or is killed.
     #[doc(hidden)]
     pub fn abandon_recv_for_tests(self) {
         let Self { ring, local } = self;
-        ring.abandon_pop_for_tests();
+        ring.abandon_pop_for_tests(true);
         core::mem::forget(local);
     }
 
