@@ -30,49 +30,76 @@ pub(crate) fn consumers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
     let ctl_name = format!("{tag}-cons-ctl");
     let _rm = Remove(vec![chan.clone(), ctl_name.clone()]);
     let ctl = Ctl::create(&ctl_name);
-    let total: u64 = 1_000_000;
     let ch = shmlane::spsc::<u64>(&chan)
         .capacity(1024)
         .create()
         .expect("create the SPSC channel");
     let mut tx = ch.producer().expect("producer");
-    let producing = std::thread::spawn(move || {
-        for v in 0..total {
-            let mut v = v;
-            loop {
-                match tx.send(v, Some(Deadline::after(Duration::from_secs(60)))) {
-                    Ok(()) => break,
-                    // The consumer died: wait for its successor and send the value again.
-                    Err(SendError::PeerDied(back) | SendError::Disconnected(back)) => {
-                        v = back;
-                        std::thread::sleep(Duration::from_millis(1));
+    // The producer sends, paced, until every generation has run (so every one has values to
+    // take), then its count is the total the last consumer drains to.
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0u64;
+            'values: for v in 0..crate::proc::SEEN_BITS {
+                let mut v = v;
+                loop {
+                    // ORDERING: Acquire; pairs with the Release store after the last generation.
+                    if stop.load(Ordering::Acquire) {
+                        break 'values;
                     }
-                    Err(e) => panic!("send: {e}"),
+                    match tx.send(v, Some(Deadline::after(Duration::from_millis(100)))) {
+                        Ok(()) => break,
+                        // The consumer died: wait for its successor and send the value again.
+                        Err(
+                            SendError::PeerDied(back)
+                            | SendError::Disconnected(back)
+                            | SendError::Timeout(back),
+                        ) => {
+                            v = back;
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        Err(e) => panic!("send: {e}"),
+                    }
+                }
+                sent = v + 1;
+                if sent % 1024 == 0 {
+                    std::thread::sleep(Duration::from_micros(500));
                 }
             }
-        }
-    });
-    let mut fixed = 0u64;
+            sent
+        })
+    };
+    let unbounded = u64::MAX.to_string();
+    let (mut fixed, mut idle) = (0u64, 0u64);
     for g in 0..n {
         if g % 4 == 3 {
             // Kills itself after processing a value, before committing it: its successor
             // processes that value again (exactly one more delivered twice).
             let after = rng.below(5_000).to_string();
-            let mut c = spawn(
-                "spsc-consumer",
-                &[&chan, &ctl_name, &total.to_string(), &after],
-            );
-            let _ = c.wait();
-            fixed += 1;
+            let mut c = spawn("spsc-consumer", &[&chan, &ctl_name, &unbounded, &after]);
+            // Counted only if it got there (late generations may find every value taken:
+            // then it ends cleanly without a kill).
+            let landed = c
+                .wait()
+                .is_ok_and(|st| std::os::unix::process::ExitStatusExt::signal(&st) == Some(9));
+            if landed {
+                fixed += 1;
+            } else {
+                idle += 1;
+            }
             continue;
         }
-        let mut c = spawn("spsc-consumer", &[&chan, &ctl_name, &total.to_string()]);
+        let mut c = spawn("spsc-consumer", &[&chan, &ctl_name, &unbounded]);
         std::thread::sleep(Duration::from_micros(2000 + rng.below(30_000)));
         sigkill(&mut c);
     }
+    // ORDERING: Release; pairs with the producer's Acquire load.
+    stop.store(true, Ordering::Release);
+    let total = producing.join().expect("producer thread");
     let mut last = spawn("spsc-consumer", &[&chan, &ctl_name, &total.to_string()]);
     let ok = last.wait().is_ok_and(|s| s.success());
-    producing.join().expect("producer thread");
     if !ok {
         sum.fail("consumers: the last consumer failed".to_owned());
     }
@@ -91,7 +118,7 @@ pub(crate) fn consumers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
             "consumers: {dup} values processed twice, with {fixed} consumers killed between processing and committing and {n} killed in all"
         ));
     }
-    sum.killed(K::Spsc, "consumers at random", n - fixed);
+    sum.killed(K::Spsc, "consumers at random", n - fixed - idle);
     sum.killed(K::Spsc, "consumers after-process", fixed);
     let t = sum.k(K::Spsc);
     t.sent += total;
@@ -99,7 +126,8 @@ pub(crate) fn consumers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
     t.missing += missing;
     t.duplicates += dup;
     sum.lines.push(format!(
-        "consumers: {n} SPSC consumers killed ({fixed} between processing and committing), each successor took the role over: {total} values, {missing} missing, {dup} processed twice (at-least-once)"
+        "consumers: {} SPSC consumers killed ({fixed} between processing and committing; {idle} more found every value taken), each successor took the role over: {total} values, {missing} missing, {dup} processed twice (at-least-once)",
+        n - idle
     ));
 }
 
@@ -151,7 +179,7 @@ pub(crate) fn spsc_consumer(args: &[String]) {
                 }
             }
         };
-        if v == total - 1 {
+        if v.checked_add(1) == Some(total) {
             return;
         }
     }
