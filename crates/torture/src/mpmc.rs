@@ -156,7 +156,7 @@ pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
     let steady_rx = spawn("mpmc-receiver", &[&run.chan, &run.ctl_name]);
     let steady_tx = spawn("mpmc-sender", &[&run.chan, &run.ctl_name, "1", "none", "0"]);
     let (mut ids, mut kills_log) = (vec![1u64], Vec::new());
-    let (mut random_tx, mut random_rx, mut fixed_rx) = (0u64, 0u64, 0u64);
+    let (mut random_tx, mut random_rx, mut fixed_rx, mut missed) = (0u64, 0u64, 0u64, 0u64);
     let mut fixed_tx = std::collections::BTreeMap::<&str, u64>::new();
     for g in 0..n {
         let before = get(&run.ctl, CTL_RECEIVED);
@@ -177,12 +177,13 @@ pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
                 &[&run.chan, &run.ctl_name, &id.to_string(), at, &after],
             );
             if let Some(at) = fixed {
-                if !landed(&mut c) {
-                    sum.fail(format!(
+                match landed(&mut c) {
+                    Some(true) => *fixed_tx.entry(at).or_default() += 1,
+                    Some(false) => missed += 1,
+                    None => sum.fail(format!(
                         "mpmc kills: sender {id} did not reach its fixed point ({at}) within 20 s"
-                    ));
+                    )),
                 }
-                *fixed_tx.entry(at).or_default() += 1;
             } else {
                 // Killed while it sends: after its first message is counted.
                 let t0 = Instant::now();
@@ -204,12 +205,15 @@ pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
                 "mpmc-receiver",
                 &[&run.chan, &run.ctl_name, "mid-pop", &after],
             );
-            if landed(&mut c) {
-                fixed_rx += 1;
-            } else {
-                // Another receiver emptied the ring under it (the hook needs a message):
-                // it exited without a hole; killed for the count anyway.
-                random_rx += 1;
+            match landed(&mut c) {
+                Some(true) => fixed_rx += 1,
+                // Another receiver emptied the ring under it (the hook needs a message): it
+                // left without a hole.
+                Some(false) => missed += 1,
+                None => sum.fail(
+                    "mpmc kills: a receiver did not reach its fixed point (mid-pop) within 20 s"
+                        .to_owned(),
+                ),
             }
             kills_log.push((g, "receiver mid-pop", before));
         } else {
@@ -262,7 +266,7 @@ pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
         ));
     }
     sum.lines.push(format!(
-        "mpmc kills: {random_tx} senders and {random_rx} receivers killed at random, {fixed_tx} senders after a send or mid-push, {fixed_rx} receivers mid-pop, next to a steady sender and receiver: {received} messages received, {missing} sent but never received{wedge}"
+        "mpmc kills: {random_tx} senders and {random_rx} receivers killed at random, {fixed_tx} senders after a send or mid-push, {fixed_rx} receivers mid-pop ({missed} more fixed points refused by the hook: ring full or empty), next to a steady sender and receiver: {received} messages received, {missing} sent but never received{wedge}"
     ));
 }
 
@@ -287,7 +291,7 @@ pub(crate) fn sender(args: &[String]) {
     let mut id = first;
     while id < IDS {
         if send_range(ctl, &mut tx, id, at, after) {
-            abandon_push(ctl, tx);
+            abandon_push(ctl, chan, tx);
             return;
         }
         if stride == 0 || get(ctl, CTL_STOP) >= 1 {
@@ -301,21 +305,37 @@ pub(crate) fn sender(args: &[String]) {
 }
 
 /// Whether a child that kills itself at a fixed point did (ended by SIGKILL within 20 s).
-fn landed(c: &mut std::process::Child) -> bool {
+fn landed(c: &mut std::process::Child) -> Option<bool> {
     use std::os::unix::process::ExitStatusExt;
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(20) {
         if let Ok(Some(st)) = c.try_wait() {
-            return st.signal() == Some(9);
+            // Another exit: the test hook refused (a full ring for a push, an empty one for a
+            // pop, when other endpoints got there first) and the endpoint left cleanly.
+            return Some(st.signal() == Some(9));
         }
         std::thread::sleep(Duration::from_micros(200));
     }
     sigkill(c);
-    false
+    None
 }
 
-/// Wins the next position and dies before publishing (the MPMC crash window; test hook).
-fn abandon_push(ctl: &Ctl, tx: shmlane::Sender<[u64; 4]>) {
+/// Wins the next position and dies before publishing (the MPMC crash window; test hook). The
+/// hook needs a free slot: waits (a few seconds at most) until the ring, as its header says, has
+/// some room.
+fn abandon_push(ctl: &Ctl, chan: &str, tx: shmlane::Sender<[u64; 4]>) {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        let room = shmlane_segment::inspect(std::path::Path::new(&format!("/dev/shm/{chan}")))
+            .ok()
+            .flatten()
+            .and_then(|info| shmlane::inspect(&info))
+            .is_some_and(|st| st.len + 16 < st.capacity);
+        if room {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
     tx.abandon_send_for_tests();
     die(ctl);
 }
