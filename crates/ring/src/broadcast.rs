@@ -345,6 +345,14 @@ impl BroadcastRing {
         // After the last complete message; a message half-written by a producer that died is
         // written again.
         let pos = raw.producer_position(tail);
+        if pos != tail {
+            // Publish where we go on from: a predecessor that died between a stamp and its
+            // publication left `tail` a full `PUBLISH_EVERY` or more behind, and a lapped reader
+            // believes a stamp only up to `PUBLISH_EVERY - 1` ahead of `tail` (`lapped`).
+            // ORDERING: Release; pairs with the Acquire loads of `tail` (attach, lapped); no
+            // message of ours is stamped yet, so readers see this before any of them.
+            raw.hdr().tail.store(pos, Ordering::Release);
+        }
         Ok(BroadcastProducer {
             raw,
             pos,
@@ -564,16 +572,42 @@ impl BroadcastReader {
     }
 
     /// The reader was lapped: the slot at its cursor holds position `seen` (mod 2^63, ahead of
-    /// the cursor). Moves to the newest message known and returns the loss.
+    /// the cursor). Moves to the newest message known and returns the loss, or `Corrupt` when
+    /// the stamp cannot be a lap (then the cursor stays, and so does the error).
+    ///
+    /// A lap is believed only where it is possible, so a reported loss is bounded by what the
+    /// producer can have sent (finding 14 of issue 15: a flipped stamp bit was reported as a loss
+    /// of 4e18 messages):
+    /// - the slot at `c & mask` only ever holds positions congruent to `c` modulo the capacity;
+    /// - the producer stored `seen`'s stamp after publishing `tail` at most `PUBLISH_EVERY - 1`
+    ///   positions before it (it publishes at every multiple of `PUBLISH_EVERY`, and a producer
+    ///   taking over continues from the stamps, past its predecessor's last publication), and
+    ///   our Acquire load of the stamp orders that publication before our load of `tail`: a
+    ///   `seen` further than that ahead of the `tail` we read is not a lap;
+    /// - the producer cannot be more than a ring past `seen` (it would have overwritten that
+    ///   slot again), so the published `tail` moves the cursor on at most to `seen + capacity`;
+    ///   if the producer really is further, the next read finds the next lap and reports it.
     fn lapped(&mut self, seen: u64) -> RecvError {
         let c = self.cursor;
+        let cap = self.raw.mask + 1;
         let ahead = seen.wrapping_sub(c) & POS_MASK;
-        let mut newest = c.wrapping_add(ahead).wrapping_add(1);
-        // ORDERING: Acquire; pairs with the producer's Release store of `tail`.
+        if ahead % cap != 0 {
+            return RecvError::Corrupt("a slot's stamp names a position the slot cannot hold");
+        }
+        // ORDERING: Acquire; pairs with the producer's Release store of `tail`, made before the
+        // stamp of `seen` we loaded with Acquire (so this load sees it or a later one).
         let tail = self.raw.hdr().tail.load(Ordering::Acquire);
-        let t = tail.wrapping_sub(c);
-        if t < HALF && t > newest.wrapping_sub(c) {
-            newest = tail;
+        let stamp_past_tail = seen.wrapping_sub(tail) & POS_MASK;
+        if (PUBLISH_EVERY..HALF).contains(&stamp_past_tail) {
+            return RecvError::Corrupt(
+                "a slot's stamp is ahead of the producer's published position",
+            );
+        }
+        let mut newest = c.wrapping_add(ahead).wrapping_add(1);
+        let t = tail.wrapping_sub(c) & POS_MASK;
+        let limit = ahead.saturating_add(1).saturating_add(cap);
+        if t < HALF && t > newest.wrapping_sub(c) & POS_MASK {
+            newest = c.wrapping_add(t.min(limit));
         }
         let to = newest.wrapping_sub(1);
         let lost = to.wrapping_sub(c);
@@ -635,6 +669,81 @@ impl BroadcastReader {
 mod tests {
     use super::*;
     use crate::HeapRegion;
+
+    /// Finding 14 of issue 15: a stamp overwritten in a live ring (a high bit flipped) was
+    /// taken for a lap of billions of billions of messages. A stamp the slot cannot hold, or
+    /// one past the published position, is `Corrupt`; a hostile `tail` moves a lapped reader at
+    /// most a ring past the stamp it saw. Every reported loss is bounded by what was sent.
+    #[test]
+    fn a_lap_is_believed_only_where_it_is_possible() {
+        let cap = 8u64;
+        let (mut tx, mut rx) = HeapRegion::broadcast(cap, 64);
+        let mut buf = [0u8; 64];
+        // A real lap first: 3 rings of messages, the reader at 0.
+        for i in 0..3 * cap {
+            tx.send(&i.to_le_bytes()).unwrap();
+        }
+        assert_eq!(rx.recv(&mut buf), Err(RecvError::Lapped { lost: 2 * cap }));
+        for _ in 0..cap {
+            rx.recv(&mut buf).unwrap();
+        }
+        assert_eq!(rx.recv(&mut buf), Err(RecvError::Empty));
+        let c = rx.position();
+        // A high bit flipped in the stamp of the next slot: congruent, far past `tail`.
+        let raw = rx.raw.clone();
+        let w = raw.word(c, 0);
+        // ORDERING: Relaxed; a test playing a hostile peer.
+        w.store(stamp(c + (1 << 40), 0), Ordering::Relaxed);
+        assert!(matches!(rx.recv(&mut buf), Err(RecvError::Corrupt(_))));
+        assert_eq!(rx.position(), c, "the cursor stays at a corrupt stamp");
+        // A low bit flipped: a position that slot cannot hold.
+        // ORDERING: as above.
+        w.store(stamp(c + cap + 1, 0), Ordering::Relaxed);
+        assert!(matches!(rx.recv(&mut buf), Err(RecvError::Corrupt(_))));
+        // A possible lap (one ring on) with a hostile `tail` far ahead: the cursor moves at
+        // most a ring past the stamp.
+        // ORDERING: as above.
+        w.store(stamp(c + cap, 0), Ordering::Relaxed);
+        // ORDERING: as above.
+        raw.hdr().tail.store(c + (1 << 41), Ordering::Relaxed);
+        match rx.recv(&mut buf) {
+            Err(RecvError::Lapped { lost }) => assert!(lost <= 2 * cap, "lost {lost}"),
+            other => panic!("expected a bounded lap, got {other:?}"),
+        }
+        let lost_total = rx.lost();
+        assert!(lost_total <= 4 * cap, "total {lost_total}");
+    }
+
+    /// A producer taking over publishes where it goes on from, so its messages are believed
+    /// by lapped readers even when its predecessor died before publishing a multiple of 64.
+    #[test]
+    fn a_producer_taking_over_publishes_its_position() {
+        let region = HeapRegion::new(BroadcastRing::required_size(8, 64));
+        let (ptr, len) = (region.as_ptr(), region.len());
+        // SAFETY: the region outlives every handle made here.
+        unsafe {
+            BroadcastRing::init(ptr, len, 8, 64, 0).unwrap();
+            let mut tx = BroadcastRing::producer(ptr, len, 1, &|_| true).unwrap();
+            let mut rx = BroadcastRing::reader(ptr, len).unwrap();
+            // 64 messages: the predecessor "dies" after its last stamp, before publishing 64.
+            for i in 0..64u64 {
+                tx.send(&i.to_le_bytes()).unwrap();
+            }
+            rx.raw.hdr().tail.store(0, Ordering::Relaxed);
+            core::mem::forget(tx);
+            let mut tx = BroadcastRing::producer(ptr, len, 2, &|t| t != 1).unwrap();
+            assert_eq!(tx.position(), 64);
+            for i in 64..80u64 {
+                tx.send(&i.to_le_bytes()).unwrap();
+            }
+            let mut buf = [0u8; 64];
+            // The reader, at 0, is lapped: stamp 72 in slot 0, published 64: believed.
+            match rx.recv(&mut buf) {
+                Err(RecvError::Lapped { lost }) => assert_eq!(lost, 72),
+                other => panic!("expected a lap, got {other:?}"),
+            }
+        }
+    }
 
     /// Message `seq`: its length varies with `seq`, every byte derives from it.
     fn msg(seq: u64, max: usize) -> Vec<u8> {
