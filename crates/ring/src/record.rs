@@ -12,7 +12,8 @@
 //! [u64; capacity / 8]      data: records, each an 8-byte header and the payload, 8-aligned
 //! ```
 //!
-//! A record's header word: payload length in bits 0..32, state in bits 32..34 (0 empty, 1
+//! A record's header word: payload length in bits 0..32 (at most [`MAX_RECORD`], whatever the
+//! capacity: a longer length would run into the state bits), state in bits 32..34 (0 empty, 1
 //! claimed, 2 committed, 3 padding), bit 34 set on padding that replaced a record (aborted or
 //! unblocked, counted in `skipped`), bit 35 on padding that is a fence, bit 36 on a fence over a
 //! claim without header, bits 40..64 the producer's owner tag (for the liveness check). A record
@@ -85,6 +86,16 @@ const INCONSISTENT_LIMIT: u32 = 1 << 16;
 /// Bytes of a record header.
 pub const RECORD_HEADER: usize = 8;
 
+/// The largest payload of any record ring, 4 GiB less 8 bytes: a header holds the length in 32
+/// bits, and the padding a record leaves when it is skipped (its length rounded up to 8) must fit
+/// there too. A ring's own maximum ([`RecordRing::max_record`]) is an eighth of its capacity less
+/// the header, capped at this, so rings of 2^36 bytes and more take records up to this size.
+pub const MAX_RECORD: usize = (1 << 32) - 8;
+
+/// The length field of a header word.
+const LEN_MASK: u64 = 0xffff_ffff;
+const _: () = assert!(MAX_RECORD as u64 <= LEN_MASK && MAX_RECORD % 8 == 0);
+
 const STATE_SHIFT: u32 = 32;
 const EMPTY: u64 = 0;
 const CLAIMED: u64 = 1;
@@ -104,6 +115,10 @@ const OWNER_SHIFT: u32 = 40;
 pub const MAX_OWNER_TAG: u32 = (1 << 24) - 1;
 
 fn word(len: u64, state: u64, owner: u32) -> u64 {
+    debug_assert!(
+        len <= MAX_RECORD as u64,
+        "record length {len} beyond the header's field"
+    );
     len | (state << STATE_SHIFT) | (u64::from(owner) << OWNER_SHIFT)
 }
 
@@ -230,7 +245,7 @@ impl core::fmt::Display for ClaimError {
         match self {
             Self::BadLength { len, max } => write!(
                 f,
-                "record of {len} bytes: records hold 0 to {max} bytes in this ring (a ring's largest record is an eighth of its capacity, less the header)"
+                "record of {len} bytes: this ring takes records of 0 to {max} bytes (an eighth of its capacity less the 8-byte header, and never more than 4 GiB - 8); split the message, or use a ring of at least 8 times its length"
             ),
             Self::Full => f.write_str("record ring is full"),
             Self::Corrupt => f.write_str("record ring is corrupt: impossible positions"),
@@ -359,6 +374,13 @@ impl Raw {
         ahead * 8 < self.cap
     }
 
+    /// The most bytes one claim takes (a record of the ring's maximum and its header; padding
+    /// claims are shorter): what a skip may cover at once, so a padding length always fits
+    /// the header's length field.
+    fn largest_claim(&self) -> u64 {
+        self.max + RECORD_HEADER as u64
+    }
+
     fn word(&self, off: u64) -> &Word {
         debug_assert!(off % 8 == 0 && off < self.cap);
         // SAFETY: `off < cap` (callers pass masked, 8-aligned offsets); the data area holds
@@ -453,9 +475,14 @@ impl RecordRing {
         data_offset() + capacity as usize / 8 * size_of::<Word>()
     }
 
-    /// The largest payload a ring of `capacity` bytes takes: an eighth of it, less the header.
+    /// The largest payload a ring of `capacity` bytes takes: an eighth of it, less the header,
+    /// and at most [`MAX_RECORD`] (rings of 2^36 bytes or more); 0 for capacities too small
+    /// for any ring.
     pub fn max_record(capacity: u64) -> usize {
-        (capacity / 8) as usize - RECORD_HEADER
+        usize::try_from(capacity / 8)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(RECORD_HEADER)
+            .min(MAX_RECORD)
     }
 
     fn check_capacity(cap: u64) -> Result<(), AttachError> {
@@ -1285,7 +1312,7 @@ impl RecordConsumer {
             return Err(ReadError::Corrupt("reserved header bits set"));
         }
         let state = (w >> STATE_SHIFT) & 3;
-        let len = w & 0xffff_ffff;
+        let len = w & LEN_MASK;
         let owner = (w >> OWNER_SHIFT) as u32;
         if w & (FENCE_BIT | NO_OWNER_BIT) != 0
             && (state != PADDING
@@ -1296,11 +1323,11 @@ impl RecordConsumer {
                 "fence bits on a header that is not a skip",
             ));
         }
-        if state == COMMITTED || state == CLAIMED {
-            if len > self.raw.max {
-                return Err(ReadError::Corrupt("record length out of range"));
-            }
-        } else if state == PADDING && len % 8 != 0 {
+        // Every claim, padding included, is at most `largest_claim` bytes.
+        if len > self.raw.max {
+            return Err(ReadError::Corrupt("record length out of range"));
+        }
+        if state == PADDING && len % 8 != 0 {
             return Err(ReadError::Corrupt("padding length not a multiple of 8"));
         }
         if off + RECORD_HEADER as u64 + len > self.raw.cap {
@@ -1398,7 +1425,11 @@ impl RecordConsumer {
         let Some(size) = size else {
             return Unblock::StillAlive;
         };
-        if size < RECORD_HEADER as u64 || size % 8 != 0 || size > ahead || off + size > self.raw.cap
+        if size < RECORD_HEADER as u64
+            || size % 8 != 0
+            || size > ahead
+            || size > self.raw.largest_claim()
+            || off + size > self.raw.cap
         {
             return Unblock::StillAlive;
         }
@@ -1474,7 +1505,10 @@ impl RecordConsumer {
             // at the end of the buffer, whichever comes first; and before any other claim in
             // flight (a producer between its tail CAS and its header CAS), which its intent
             // names: padding over it would swallow a record its producer is about to commit.
-            let limit = self.before_next_intent(ahead.min(self.raw.cap - off));
+            // No claim is longer than `largest_claim` (nor may padding be: its length must fit
+            // the header): a longer run of zeroes is skipped in several steps.
+            let limit = self
+                .before_next_intent(ahead.min(self.raw.cap - off).min(self.raw.largest_claim()));
             let mut end = RECORD_HEADER as u64;
             while end < limit {
                 // ORDERING: Acquire; as in `read`.
@@ -1677,6 +1711,46 @@ mod tests {
         assert_eq!(c.read_batch(100, |_| {}).unwrap(), 0);
         claim.commit().unwrap();
         assert_eq!(c.read_batch(100, |r| assert_eq!(r.len(), 8)).unwrap(), 1);
+    }
+
+    /// A ring of `cap` bytes as its handles see it, on the memory of a 256-byte ring: for
+    /// records whose headers lie in the first 256 bytes and whose payload nobody touches
+    /// (claim, commit, read the header, keep), the only accesses the tests below make.
+    fn sparse_ring(cap: u64) -> (RecordProducer, RecordConsumer) {
+        let (mut p, mut c) = HeapRegion::record(256);
+        for raw in [&mut p.raw, &mut c.raw] {
+            raw.cap = cap;
+            raw.mask = cap - 1;
+            raw.max = RecordRing::max_record(cap) as u64;
+        }
+        (p, c)
+    }
+
+    #[test]
+    fn records_of_4_gib_or_more_are_refused_on_rings_of_2_pow_36_bytes_or_more() {
+        for shift in [36, 37, 40] {
+            let (mut p, mut c) = sparse_ring(1 << shift);
+            let max = (1usize << 32) - 8;
+            assert_eq!(p.max_record(), max, "ring of 2^{shift}");
+            assert_eq!(c.max_record(), max);
+            // 4 GiB: its length would spill into the state bits (a claim read as committed).
+            for len in [1usize << 32, (1 << 33) - 8, max + 1] {
+                assert_eq!(
+                    p.claim(len).err(),
+                    Some(ClaimError::BadLength { len, max }),
+                    "ring of 2^{shift}"
+                );
+            }
+            assert_eq!(c.read().err(), Some(ReadError::Empty));
+            // The largest record: claimed is claimed (pending), committed is its full length.
+            let claim = p.claim(max).unwrap();
+            assert_eq!(c.read().err(), Some(ReadError::Pending));
+            claim.commit().unwrap();
+            let rec = c.read().unwrap();
+            assert_eq!(rec.len(), max);
+            // Not consumed: consuming zeroes its 4 GiB, which this ring does not have.
+            rec.keep();
+        }
     }
 
     #[test]
