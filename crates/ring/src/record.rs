@@ -1270,6 +1270,11 @@ impl RecordConsumer {
     /// early at an empty ring or a pending record; returns how many records `f` saw. A
     /// corrupt record after some good ones ends the batch; the next call reports it.
     ///
+    /// If `f` panics, the panic goes on after the batch is closed as if it had ended there: the
+    /// records read so far, and the one `f` panicked on, are consumed (not delivered again: a
+    /// record that makes `f` panic would otherwise do so on every later call) and their space
+    /// is given back; the consumer stays usable.
+    ///
     /// ```
     /// let (mut tx, mut rx) = shmlane_ring::HeapRegion::record(4096);
     /// for m in [&b"bid 17.5"[..], b"ask 17.6", b""] {
@@ -1284,26 +1289,24 @@ impl RecordConsumer {
         max: usize,
         mut f: impl FnMut(&Record<'_>),
     ) -> Result<usize, ReadError> {
-        self.batching = true;
+        let batch = Batch::open(self);
         let mut n = 0;
-        let out = loop {
+        loop {
             if n == max {
-                break Ok(n);
+                return Ok(n);
             }
-            match self.read() {
+            match batch.0.read() {
                 Ok(rec) => {
+                    // A panic in `f` drops `rec` (consumed) and then `batch` (published).
                     f(&rec);
                     drop(rec);
                     n += 1;
                 }
-                Err(ReadError::Empty | ReadError::Pending) => break Ok(n),
-                Err(e) if n == 0 => break Err(e),
-                Err(_) => break Ok(n),
+                Err(ReadError::Empty | ReadError::Pending) => return Ok(n),
+                Err(e) if n == 0 => return Err(e),
+                Err(_) => return Ok(n),
             }
-        };
-        self.batching = false;
-        self.publish_head();
-        out
+        }
     }
 
     /// Validates a header word read at `off`; returns (state, payload length, owner).
@@ -1564,6 +1567,24 @@ impl RecordConsumer {
     }
 }
 
+/// A batch in progress (`read_batch`): the position is published once, when it closes, also
+/// when the caller's closure panics (a batch left open would never give space back again).
+struct Batch<'a>(&'a mut RecordConsumer);
+
+impl<'a> Batch<'a> {
+    fn open(c: &'a mut RecordConsumer) -> Self {
+        c.batching = true;
+        Self(c)
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.0.batching = false;
+        self.0.publish_head();
+    }
+}
+
 /// A committed record, borrowed in place; consumed (and its space given back) on drop.
 pub struct Record<'a> {
     c: &'a mut RecordConsumer,
@@ -1751,6 +1772,39 @@ mod tests {
             // Not consumed: consuming zeroes its 4 GiB, which this ring does not have.
             rec.keep();
         }
+    }
+
+    #[test]
+    fn a_panic_in_a_batch_consumes_what_it_read_and_leaves_the_ring_usable() {
+        let (mut p, mut c) = HeapRegion::record(256);
+        // Records of 24 bytes: ten fill the ring.
+        for i in 0..10u8 {
+            p.send(&[i; 16]).unwrap();
+        }
+        assert_eq!(p.send(&[0; 16]), Err(ClaimError::Full));
+        let mut seen = Vec::new();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            c.read_batch(10, |r| {
+                let v = r.to_vec();
+                seen.push(v[0]);
+                assert_ne!(v[0], 3, "the callback fails on record 3");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(seen, [0, 1, 2, 3]);
+        // Records 0..=3 (the one the callback panicked on included) are consumed and their
+        // space is given back: four records fit again, a fifth does not.
+        for i in 10..14u8 {
+            p.send(&[i; 16]).unwrap();
+        }
+        assert_eq!(p.send(&[0; 16]), Err(ClaimError::Full));
+        // The batch closed: a plain read gives its space back at once again.
+        assert_eq!(c.read().unwrap().to_vec(), [4; 16]);
+        p.send(&[14; 16]).unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(c.read_batch(100, |r| rest.push(r.to_vec()[0])).unwrap(), 10);
+        assert_eq!(rest, (5..15).collect::<Vec<u8>>());
+        assert_eq!(c.read().err(), Some(ReadError::Empty));
     }
 
     #[test]
