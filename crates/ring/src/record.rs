@@ -74,7 +74,7 @@ use crate::{
     header::{Kind, Meta, PaddedMeta, Role, check_region, open_ring},
     sync::{
         AtomicU64, Ordering, RECORD_COMMIT, RECORD_FENCE_RELEASE, RECORD_HDR_LOAD,
-        RECORD_INTENT_CLEAR, RECORD_TAIL_CAS,
+        RECORD_HEAD_LOAD, RECORD_HEAD_STORE, RECORD_INTENT_CLEAR, RECORD_TAIL_CAS, spin_hint,
     },
 };
 
@@ -758,9 +758,11 @@ impl RecordProducer {
             return Err(ClaimError::Corrupt);
         }
         if tail.wrapping_add(size).wrapping_sub(self.cached_head) > self.raw.cap {
-            // ORDERING: Acquire; pairs with the consumer's Release store of `head` after it
-            // zeroed the space it gives back, so our writes come after its zeroing.
-            self.cached_head = h.head.load(Ordering::Acquire);
+            // ORDERING: RECORD_HEAD_LOAD (Acquire); pairs with the consumer's RECORD_HEAD_STORE
+            // (Release) of `head` after it read and zeroed the space it gives back, so our
+            // writes come after its reads and zeroing (loom model
+            // `record_producer_reuses_space_the_consumer_gave_back`).
+            self.cached_head = h.head.load(RECORD_HEAD_LOAD);
             let used = tail.wrapping_sub(self.cached_head);
             if used > self.raw.cap {
                 // Either our tail is stale (we were descheduled while the others claimed and
@@ -892,7 +894,11 @@ impl RecordProducer {
                     Ordering::Relaxed,
                 );
                 self.clear_intent();
+                continue;
             }
+            // Another producer claimed first, or our tail read was stale: a spin loop (under
+            // loom, a yield, so the model lets the other producers' claims reach us).
+            spin_hint();
         }
     }
 
@@ -1169,9 +1175,10 @@ impl RecordConsumer {
     }
 
     fn publish_head(&self) {
-        // ORDERING: Release; pairs with the producers' Acquire load of `head` in claim_at:
-        // our zeroing and our reads of the records happen-before they reuse the space.
-        self.raw.hdr().head.store(self.released, Ordering::Release);
+        // ORDERING: RECORD_HEAD_STORE (Release); pairs with the producers' RECORD_HEAD_LOAD
+        // (Acquire) of `head` in claim_at: our zeroing and our reads of the records
+        // happen-before they reuse the space.
+        self.raw.hdr().head.store(self.released, RECORD_HEAD_STORE);
     }
 
     fn publish_read(&self) {
