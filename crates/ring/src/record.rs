@@ -540,9 +540,12 @@ impl RecordRing {
         Ok(())
     }
 
+    /// Returns the ring and the `head` it checked: the handles start from that value, never
+    /// from a second read (a hostile peer may change it in between).
+    ///
     /// # Safety
     /// As for [`producer`](Self::producer).
-    unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Raw, AttachError> {
+    unsafe fn attach(ptr: *mut u8, len: usize) -> Result<(Raw, u64), AttachError> {
         // SAFETY: forwarded contract; Header is repr(C) with the meta first.
         let (hdr, cap) = unsafe {
             open_ring::<Header, u64>(ptr, len, Kind::Record, data_offset(), Self::required_size)?
@@ -557,7 +560,7 @@ impl RecordRing {
         if head % 8 != 0 || tail % 8 != 0 || tail.wrapping_sub(head) > cap {
             return Err(AttachError::Corrupt("record ring positions impossible"));
         }
-        Ok(Raw {
+        let raw = Raw {
             hdr,
             // SAFETY: the data area lies inside the region (required_size checked).
             data: unsafe { NonNull::new_unchecked(ptr.add(data_offset()).cast()) },
@@ -565,7 +568,8 @@ impl RecordRing {
             mask: cap - 1,
             max: Self::max_record(cap) as u64,
             keep: None,
-        })
+        };
+        Ok((raw, head))
     }
 
     /// Attaches a producer; any number may be attached, in any process. `owner` (at most
@@ -588,9 +592,7 @@ impl RecordRing {
             return Err(AttachError::Corrupt("owner tag above MAX_OWNER_TAG"));
         }
         // SAFETY: forwarded contract.
-        let raw = unsafe { Self::attach(ptr, len)? };
-        // ORDERING: Acquire; pairs with the consumer's Release store of `head`.
-        let cached_head = raw.hdr().head.load(Ordering::Acquire);
+        let (raw, cached_head) = unsafe { Self::attach(ptr, len)? };
         let intent = raw.take_intent(owner, Some(is_alive));
         Ok(RecordProducer {
             raw,
@@ -613,10 +615,8 @@ impl RecordRing {
         is_alive: &dyn Fn(u64) -> bool,
     ) -> Result<RecordConsumer, AttachError> {
         // SAFETY: forwarded contract.
-        let raw = unsafe { Self::attach(ptr, len)? };
+        let (raw, released) = unsafe { Self::attach(ptr, len)? };
         raw.hdr().meta.claim(Role::Consumer, owner, is_alive)?;
-        // ORDERING: Relaxed; the previous consumer's value (ordered by attach's Acquire).
-        let released = raw.hdr().head.load(Ordering::Relaxed);
         // ORDERING: Acquire; pairs with the previous consumer's Release store of its read
         // position (`publish_read`): it read the records before it.
         let read = raw.hdr().read.load(Ordering::Acquire);
@@ -1340,7 +1340,13 @@ impl RecordConsumer {
         if state == PADDING && len % 8 != 0 {
             return Err(ReadError::Corrupt("padding length not a multiple of 8"));
         }
-        if off + RECORD_HEADER as u64 + len > self.raw.cap {
+        // The whole record, rounded up to 8 as it is zeroed and given back, lies in the buffer
+        // (`off` comes from the consumer's own positions; checked all the same, it is what
+        // bounds every access to the record).
+        if off % 8 != 0 {
+            return Err(ReadError::Corrupt("record position not a multiple of 8"));
+        }
+        if off + align8(RECORD_HEADER as u64 + len) > self.raw.cap {
             return Err(ReadError::Corrupt("record runs past the end of the buffer"));
         }
         Ok((state, len, owner))
@@ -1353,6 +1359,10 @@ impl RecordConsumer {
     /// `Empty`, `Pending` (the next record is claimed but not committed: wait, or
     /// [`unblock`](Self::unblock) it), `Corrupt`.
     pub fn read(&mut self) -> Result<Record<'_>, ReadError> {
+        if (self.head | self.released) % 8 != 0 {
+            // Checked at attach; a record at a misaligned position would run past the buffer.
+            return Err(ReadError::Corrupt("consumer position not a multiple of 8"));
+        }
         if self.released != self.head {
             self.lift(None)?;
         }
@@ -1912,6 +1922,34 @@ mod tests {
                 matches!(c.read().err(), Some(ReadError::Corrupt(_))),
                 "{bad:#x}"
             );
+        }
+    }
+
+    /// A hostile length at a position that is not a multiple of 8 (a consumer position taken
+    /// from a `head` a hostile peer changed under the attach; set directly here): the record's
+    /// rounded size runs past the end of the buffer. Corrupt, never a write past the data area
+    /// (which ends the heap allocation: it corrupted the heap).
+    #[test]
+    fn a_hostile_length_at_a_misaligned_position_is_corrupt_not_out_of_bounds() {
+        let (_p, mut c) = HeapRegion::record(1024);
+        for (pos, len) in [(1013u64, 3u64), (1009, 7), (1017 - 8, 1), (5, 100)] {
+            c.head = pos;
+            c.released = pos;
+            // The header word the consumer reads there: the word holding `pos`.
+            c.raw
+                .header(pos & !7)
+                .store(word(len, COMMITTED, 0), Ordering::Relaxed);
+            assert!(
+                matches!(c.read().err(), Some(ReadError::Corrupt(_))),
+                "a record of {len} bytes at {pos}"
+            );
+            // Nothing given back.
+            assert_eq!(c.raw.hdr().head.load(Ordering::Relaxed), 0);
+            // And the header check on its own refuses it too.
+            assert!(matches!(
+                c.decode(pos, word(len, COMMITTED, 0)),
+                Err(ReadError::Corrupt(_))
+            ));
         }
     }
 
