@@ -211,6 +211,51 @@ fn claim_without_a_header_is_padded_up_to_the_next_record() {
     assert_eq!(c.read().unwrap().to_vec(), b"still fine");
 }
 
+/// Space claimed without headers longer than any one claim (several producers that died after
+/// their tail CAS): each forced skip covers at most the largest claim (a record of the maximum
+/// and its header), so every padding length fits what a header may say; the reads that follow
+/// never find a padding they must call corrupt.
+#[test]
+fn a_forced_skip_covers_at_most_the_largest_claim() {
+    let (mut p, mut c) = HeapRegion::record(1024);
+    let largest = (p.max_record() + RECORD_HEADER) as u64;
+    let raw = p.raw.clone();
+    let h = raw.hdr();
+    let t = h.tail.load(Ordering::Relaxed);
+    h.tail.store(t + 400, Ordering::Relaxed);
+    let mut skips = 0;
+    loop {
+        let e = match c.read() {
+            Ok(r) => panic!("a record of {} bytes where none was sent", r.len()),
+            Err(e) => e,
+        };
+        match e {
+            ReadError::Pending => {
+                let before = c.position();
+                assert_eq!(c.unblock(&|_| false, true), Unblock::Skipped);
+                // The padding is read on the next call: one skip, at most `largest` bytes.
+                assert!(matches!(
+                    c.read().err(),
+                    Some(ReadError::Pending | ReadError::Empty)
+                ));
+                assert!(
+                    c.position() - before <= largest,
+                    "{}",
+                    c.position() - before
+                );
+                skips += 1;
+            }
+            ReadError::Empty => break,
+            e @ ReadError::Corrupt(_) => panic!("{e}"),
+        }
+    }
+    assert_eq!(c.position(), t + 400);
+    assert_eq!(skips, 4);
+    assert_eq!(c.skipped(), 4);
+    p.send(b"after").unwrap();
+    assert_eq!(c.read().unwrap().to_vec(), b"after");
+}
+
 #[test]
 fn hostile_headers_are_corrupt() {
     let (mut p, mut c) = HeapRegion::record(1024);
