@@ -425,8 +425,35 @@ fn record_forced_skip_spares_a_claim_in_flight() {
         let p = ps.pop().unwrap();
         let stalled = ps.pop().unwrap();
         stalled.abandon_claim_for_tests(10, true);
-        send_while_forcing_the_first(p, &mut c, &[3; 10]);
+        send_while_forcing_the_first(p, &mut c, &[3; 10], 24);
         drop(c);
+        drop(mem);
+    });
+}
+
+/// Record ring, a forced skip that finds the next claim's intent idle: as
+/// `record_forced_skip_spares_a_claim_in_flight` (a stalled header-less claim first, a second
+/// producer sending the next record, the consumer forcing the skip of the first), with the
+/// consumer on a thread of its own (loom lets a thread read an older value only of a store it
+/// has not seen itself, and the thread that laid out the ring has seen every header's first
+/// zero). A consumer that reads the second producer's intent idle, cleared after its header CAS
+/// or stored idle when the producer was dropped, must also see that header (Release stores,
+/// Acquire loads), so its padding stops there; else it pads over the claim (a committed record
+/// never delivered, or a consumer reading on from the middle of it).
+/// Caught mutant: `record_intent_clear`; before 2026-11-27 it failed as written (the idle word a
+/// producer stores when dropped was Relaxed).
+#[test]
+fn record_forced_skip_sees_the_header_of_a_cleared_intent() {
+    loom::model(|| {
+        let (mut ps, c, mem) = record_ring(0, &[7, 1], &|_| true);
+        let p = ps.pop().unwrap();
+        ps.pop().unwrap().abandon_claim_for_tests(10, true);
+        thread::spawn(move || {
+            let mut c = c;
+            send_while_forcing_the_first(p, &mut c, &[3; 10], 24);
+        })
+        .join()
+        .unwrap();
         drop(mem);
     });
 }
@@ -435,7 +462,15 @@ fn record_forced_skip_spares_a_claim_in_flight() {
 /// is pending at the ring's first position (the timeout has passed there only: forcing a later
 /// claim while its producer writes is what the fence models cover). A record whose send
 /// succeeded must be delivered; one its producer was told was skipped must not be.
-fn send_while_forcing_the_first(mut p: RecordProducer, c: &mut RecordConsumer, payload: &[u8]) {
+///
+/// `first` is the size of the claim at the ring's first position: the forced skip covers that
+/// claim and never the next one (the consumer never reads past it before the record arrives).
+fn send_while_forcing_the_first(
+    mut p: RecordProducer,
+    c: &mut RecordConsumer,
+    payload: &[u8],
+    first: u64,
+) {
     use loom::sync::atomic::{AtomicU32, Ordering};
     // 0: sending; 1: committed; 2: skipped, and told so.
     let outcome = std::sync::Arc::new(AtomicU32::new(0));
@@ -456,6 +491,11 @@ fn send_while_forcing_the_first(mut p: RecordProducer, c: &mut RecordConsumer, p
             }
             Err(e) => e,
         };
+        assert!(
+            c.position() <= first,
+            "the forced skip covered the claim after the first (read on to {})",
+            c.position()
+        );
         match err {
             ReadError::Pending => {
                 c.unblock(&|_| true, c.position() == 0);
@@ -541,7 +581,7 @@ fn record_fence_holds_a_skipped_live_claim() {
 fn record_fence_holds_a_skipped_claim_without_header() {
     loom::model(|| {
         let (mut ps, mut c, mem) = record_ring(0, &[1], &|_| true);
-        send_while_forcing_the_first(ps.pop().unwrap(), &mut c, &[6; 8]);
+        send_while_forcing_the_first(ps.pop().unwrap(), &mut c, &[6; 8], 16);
         drop(c);
         drop(mem);
     });

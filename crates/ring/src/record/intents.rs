@@ -97,8 +97,13 @@ impl Raw {
                         .compare_exchange(cur, mine, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
                 {
-                    // ORDERING: Relaxed; published by our first tail CAS (Release).
-                    e.claim.store(IDLE, Ordering::Relaxed);
+                    // ORDERING: RECORD_INTENT_CLEAR (Release), as every store that makes an
+                    // intent idle: pairs with the consumer's Acquire intent loads, so one that
+                    // reads this idle word also sees the headers the previous holders wrote
+                    // (ordered before our Acquire owner CAS). Relaxed, a consumer could read it
+                    // and still see a header of theirs empty (the loom model
+                    // `record_forced_skip_sees_the_header_of_a_cleared_intent`).
+                    e.claim.store(IDLE, RECORD_INTENT_CLEAR);
                     return Some(i);
                 }
             }

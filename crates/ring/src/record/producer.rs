@@ -4,7 +4,7 @@
 use super::{
     CLAIMED, COMMITTED, ClaimError, CommitError, EMPTY, FENCE_BIT, IDLE, KeepAlive, Ordering,
     PADDING, PhantomData, RECORD_COMMIT, RECORD_FENCE_RELEASE, RECORD_HEAD_LOAD, RECORD_HEADER,
-    RECORD_TAIL_CAS, Raw, SKIP_BIT, align8, intent_word, spin_hint, word,
+    RECORD_INTENT_CLEAR, RECORD_TAIL_CAS, Raw, SKIP_BIT, align8, intent_word, spin_hint, word,
 };
 
 /// Consecutive inconsistent position readings (tail more than a capacity past head) a producer
@@ -55,8 +55,13 @@ impl Drop for RecordProducer {
     fn drop(&mut self) {
         if let Some(i) = self.intent {
             let e = &self.raw.hdr().intents[i];
-            // ORDERING: Relaxed; no claim is in progress (a `Claim` borrows the producer).
-            e.claim.store(IDLE, Ordering::Relaxed);
+            // ORDERING: RECORD_INTENT_CLEAR (Release); no claim is in progress (a `Claim`
+            // borrows the producer), but a consumer that reads this idle word must also see
+            // the headers we wrote: pairs with its Acquire intent loads (`before_next_intent`).
+            // Relaxed, a forced skip could read it, find our last header still empty and pad
+            // over a record we committed (loom model
+            // `record_forced_skip_sees_the_header_of_a_cleared_intent`).
+            e.claim.store(IDLE, RECORD_INTENT_CLEAR);
             // ORDERING: Release; pairs with the Acquire CAS in `take_intent`: the next holder
             // starts after our last intent store.
             e.owner.store(0, Ordering::Release);
