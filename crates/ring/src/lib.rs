@@ -56,8 +56,8 @@ pub use error::{AttachError, ChunkError, PopError, PushError};
 pub use header::{MAX_CAPACITY, REGION_ALIGN, RING_MAGIC};
 pub use mpmc::{Hole, MPMC_INTENTS, MpmcRing, Receiver, Sender};
 pub use record::{
-    Claim, ClaimError, CommitError, ReadError, Record, RecordConsumer, RecordProducer, RecordRing,
-    Unblock,
+    Claim, ClaimError, CommitError, MAX_RECORD, ReadError, Record, RecordConsumer, RecordProducer,
+    RecordRing, Unblock,
 };
 #[cfg(not(loom))]
 pub use region::HeapRegion;

@@ -149,6 +149,21 @@ pub(crate) const RECORD_FENCE_RELEASE: O = if cfg!(shmlane_weaken = "record_fenc
 } else {
     O::Release
 };
+/// Record ring: the consumer gives space back by publishing its release position (`head`)
+/// after reading and zeroing what lies before it. Release: pairs with `RECORD_HEAD_LOAD`, so
+/// its reads and zeroing happen-before a producer's writes into the space it takes again.
+pub(crate) const RECORD_HEAD_STORE: O = if cfg!(shmlane_weaken = "record_head_store") {
+    O::Relaxed
+} else {
+    O::Release
+};
+/// Record ring: a producer whose cached `head` leaves no room reloads it before claiming the
+/// space given back. Acquire: pairs with `RECORD_HEAD_STORE`.
+pub(crate) const RECORD_HEAD_LOAD: O = if cfg!(shmlane_weaken = "record_head_load") {
+    O::Relaxed
+} else {
+    O::Acquire
+};
 /// Record ring: the consumer reads a record's header before its payload. Acquire.
 pub(crate) const RECORD_HDR_LOAD: O = if cfg!(shmlane_weaken = "record_hdr_load") {
     O::Relaxed

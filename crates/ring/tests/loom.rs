@@ -624,8 +624,35 @@ fn record_forced_skip_spares_a_claim_in_flight() {
         let p = ps.pop().unwrap();
         let stalled = ps.pop().unwrap();
         stalled.abandon_claim_for_tests(10, true);
-        send_while_forcing_the_first(p, &mut c, &[3; 10]);
+        send_while_forcing_the_first(p, &mut c, &[3; 10], 24);
         drop(c);
+        drop(mem);
+    });
+}
+
+/// Record ring, a forced skip that finds the next claim's intent idle: as
+/// `record_forced_skip_spares_a_claim_in_flight` (a stalled header-less claim first, a second
+/// producer sending the next record, the consumer forcing the skip of the first), with the
+/// consumer on a thread of its own (loom lets a thread read an older value only of a store it
+/// has not seen itself, and the thread that laid out the ring has seen every header's first
+/// zero). A consumer that reads the second producer's intent idle, cleared after its header CAS
+/// or stored idle when the producer was dropped, must also see that header (Release stores,
+/// Acquire loads), so its padding stops there; else it pads over the claim (a committed record
+/// never delivered, or a consumer reading on from the middle of it).
+/// Caught mutant: `record_intent_clear`; before 2026-11-27 it failed as written (the idle word a
+/// producer stores when dropped was Relaxed).
+#[test]
+fn record_forced_skip_sees_the_header_of_a_cleared_intent() {
+    loom::model(|| {
+        let (mut ps, c, mem) = record_ring(0, &[7, 1], &|_| true);
+        let p = ps.pop().unwrap();
+        ps.pop().unwrap().abandon_claim_for_tests(10, true);
+        thread::spawn(move || {
+            let mut c = c;
+            send_while_forcing_the_first(p, &mut c, &[3; 10], 24);
+        })
+        .join()
+        .unwrap();
         drop(mem);
     });
 }
@@ -634,7 +661,15 @@ fn record_forced_skip_spares_a_claim_in_flight() {
 /// is pending at the ring's first position (the timeout has passed there only: forcing a later
 /// claim while its producer writes is what the fence models cover). A record whose send
 /// succeeded must be delivered; one its producer was told was skipped must not be.
-fn send_while_forcing_the_first(mut p: RecordProducer, c: &mut RecordConsumer, payload: &[u8]) {
+///
+/// `first` is the size of the claim at the ring's first position: the forced skip covers that
+/// claim and never the next one (the consumer never reads past it before the record arrives).
+fn send_while_forcing_the_first(
+    mut p: RecordProducer,
+    c: &mut RecordConsumer,
+    payload: &[u8],
+    first: u64,
+) {
     use loom::sync::atomic::{AtomicU32, Ordering};
     // 0: sending; 1: committed; 2: skipped, and told so.
     let outcome = std::sync::Arc::new(AtomicU32::new(0));
@@ -655,6 +690,11 @@ fn send_while_forcing_the_first(mut p: RecordProducer, c: &mut RecordConsumer, p
             }
             Err(e) => e,
         };
+        assert!(
+            c.position() <= first,
+            "the forced skip covered the claim after the first (read on to {})",
+            c.position()
+        );
         match err {
             ReadError::Pending => {
                 c.unblock(&|_| true, c.position() == 0);
@@ -740,7 +780,113 @@ fn record_fence_holds_a_skipped_live_claim() {
 fn record_fence_holds_a_skipped_claim_without_header() {
     loom::model(|| {
         let (mut ps, mut c, mem) = record_ring(0, &[1], &|_| true);
-        send_while_forcing_the_first(ps.pop().unwrap(), &mut c, &[6; 8]);
+        send_while_forcing_the_first(ps.pop().unwrap(), &mut c, &[6; 8], 16);
+        drop(c);
+        drop(mem);
+    });
+}
+
+/// A full 256-byte record ring: 7 records of 24 bytes and one of 16 leave 8 bytes before the
+/// end. Drop the handles before the memory.
+fn full_record_ring(owners: &[u32]) -> (Vec<RecordProducer>, RecordConsumer, std::sync::Arc<Mem>) {
+    let (mut ps, c, mem) = record_ring(0, owners, &|_| true);
+    let p = ps.last_mut().unwrap();
+    for k in 0..7u8 {
+        p.send(&[k; 24]).unwrap();
+    }
+    p.send(&[7; 16]).unwrap();
+    (ps, c, mem)
+}
+
+/// The consumer reads the first `n` records of the full ring (24 bytes each), racing the
+/// producers, which wait for that space; then, the producers done, the rest of the lap in
+/// order. Returns what the producer threads returned.
+fn read_the_lap<T>(c: &mut RecordConsumer, n: u8, producers: Vec<thread::JoinHandle<T>>) -> Vec<T> {
+    for k in 0..n {
+        loop {
+            match c.read() {
+                Ok(r) => {
+                    assert_eq!(r.to_vec(), [k; 24]);
+                    break;
+                }
+                Err(ReadError::Empty | ReadError::Pending) => thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    let out = producers.into_iter().map(|t| t.join().unwrap()).collect();
+    for k in n..7 {
+        assert_eq!(c.read().unwrap().to_vec(), [k; 24]);
+    }
+    assert_eq!(c.read().unwrap().to_vec(), [7; 16]);
+    out
+}
+
+/// Reads what is left: the records written into space given back, in any order.
+fn read_the_rest(c: &mut RecordConsumer, sent: &[Vec<u8>]) {
+    let mut got = Vec::new();
+    loop {
+        match c.read() {
+            Ok(r) => got.push(r.to_vec()),
+            Err(ReadError::Empty) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    got.sort_unstable();
+    assert_eq!(got, sent, "the records written into space given back");
+}
+
+/// Record ring, space reuse across the wrap: the ring is full (8 bytes left before the end),
+/// and a producer sends a 24-byte record: it pads the end, wraps, and waits until the consumer
+/// has read the first record and given its space back, then writes its record there. loom
+/// checks the producer's writes against the consumer's reads and zeroing of that space: the
+/// consumer's Release store of `head` must reach the producer's Acquire reload of it.
+/// Caught mutants: `record_head_store`, `record_head_load`.
+#[test]
+fn record_producer_reuses_space_the_consumer_gave_back() {
+    loom::model(|| {
+        let (mut ps, mut c, mem) = full_record_ring(&[1]);
+        let mut p = ps.pop().unwrap();
+        let t = thread::spawn(move || {
+            while p.send(&[8; 24]).is_err() {
+                thread::yield_now();
+            }
+        });
+        read_the_lap(&mut c, 1, vec![t]);
+        read_the_rest(&mut c, &[vec![8; 24]]);
+        drop(c);
+        drop(mem);
+    });
+}
+
+/// As `record_producer_reuses_space_the_consumer_gave_back`, with two producers racing for the
+/// end of the buffer and the space of the first two records while the consumer gives it back.
+/// Each tries once (two threads spinning on a full ring make loom explore their spinning
+/// without end); one that found the ring full sends again after the race. Every record
+/// arrives whole.
+/// Caught mutants: `record_head_store`, `record_head_load`.
+#[test]
+fn record_two_producers_reuse_space_the_consumer_gave_back() {
+    loom::model(|| {
+        let (mut ps, mut c, mem) = full_record_ring(&[1]);
+        let p1 = ps.pop().unwrap();
+        let p2 = p1.clone();
+        let threads = [(p1, 8u8), (p2, 9u8)]
+            .into_iter()
+            .map(|(mut p, id)| {
+                thread::spawn(move || {
+                    let sent = p.send(&[id; 24]).is_ok();
+                    (p, id, sent)
+                })
+            })
+            .collect();
+        // Whatever found the ring full goes now; the space is there.
+        for (mut p, id, sent) in read_the_lap(&mut c, 2, threads) {
+            if !sent {
+                p.send(&[id; 24]).unwrap();
+            }
+        }
+        read_the_rest(&mut c, &[vec![8; 24], vec![9; 24]]);
         drop(c);
         drop(mem);
     });
