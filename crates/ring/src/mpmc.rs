@@ -134,6 +134,10 @@ pub enum Hole {
     /// A dead claimer's hole was recovered: skipped (consumers; its message never existed) or
     /// given back (producers; the message the dead consumer had taken is lost).
     Recovered,
+    /// A dead consumer's slot was given back that held no message: the consumer had taken a
+    /// position already marked skipped (whose loss was counted when it was skipped). Nothing
+    /// more is lost.
+    Released,
 }
 
 /// Retries on a slot whose stamp is ahead while the position stays the same, before the ring
@@ -704,7 +708,8 @@ impl<T: Pod> Sender<T> {
 
     /// Recovers the slot at the enqueue position if a consumer that died between its CAS on
     /// `deq` and its stamp store holds it (the ring looks full there forever otherwise): gives
-    /// it back ([`Hole::Recovered`]; the message that consumer had taken is lost) if an intent
+    /// it back ([`Hole::Recovered`]; the message that consumer had taken is lost;
+    /// [`Hole::Released`] if it had taken a skipped position, no message) if an intent
     /// of a dead consumer names it and none of a live one does (`is_alive` on owner tokens).
     /// Slow path: a few loads, and `is_alive` for each intent naming the position.
     pub fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole {
@@ -738,6 +743,9 @@ impl<T: Pod> Sender<T> {
             Ordering::AcqRel,
             Ordering::Relaxed,
         ) {
+            // A skipped position held no message: counting it again would count one loss
+            // twice (it was counted when it was skipped).
+            Ok(_) if seq == skip_stamp(q) => Hole::Released,
             Ok(_) => Hole::Recovered,
             Err(_) => Hole::None,
         }
@@ -1142,7 +1150,8 @@ mod tests {
         assert_eq!(rxs.pop().unwrap().abandon_pop_for_tests(true), 0);
         tx.push(1).unwrap();
         assert!(matches!(tx.push(2), Err(PushError::Full(2))));
-        assert_eq!(tx.recover(&alive), Hole::Recovered);
+        // Given back, but no message was lost with it (the skip was counted already).
+        assert_eq!(tx.recover(&alive), Hole::Released);
         tx.push(2).unwrap();
         assert_eq!(rx.pop(), Ok(1));
         assert_eq!(rx.pop(), Ok(2));
@@ -1229,7 +1238,6 @@ mod tests {
         drop((t, txs, rxs));
         drop(region);
     }
-
 
     /// Review (rev1): a dead consumer's entry is not taken over while the slot it held is
     /// still held, including when the producers have just come round to it (`enq` exactly a
