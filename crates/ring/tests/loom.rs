@@ -496,6 +496,43 @@ fn mpmc_take_over_never_erases_a_dead_claimers_pending_hole() {
     });
 }
 
+/// Review (rev1): an endpoint without an intent entry (all entries held) racing a dead stale
+/// intent. Producer 7 announced the first position and died before its CAS; a live sender
+/// that got no entry (it counts its operation in `anon`) takes that very position while a
+/// fresh consumer thread tries to recover it. The recoverer sees `enq` past the position
+/// (Acquire), so it sees the `anon` count taken before the CAS and waits: it must never skip
+/// the live claim. No other model runs the entry-less path.
+#[test]
+fn mpmc_dead_intent_never_skips_a_live_producer_without_an_entry() {
+    loom::model(|| {
+        let mut owners = vec![1; shmlane_ring::MPMC_INTENTS];
+        owners[0] = 7;
+        let (mut txs, mut rxs, mem) = mpmc_owned(u64::MAX, &owners, &[2]);
+        txs.remove(0).abandon_push_for_tests(false);
+        let (ptr, len) = (mem.0, mem.1.size());
+        // SAFETY: `mem` outlives the handle (joined and dropped below, before `mem`).
+        let tx = unsafe { MpmcRing::<u64>::sender_owned(ptr, len, 1, &dead_owner).unwrap() };
+        assert!(!tx.has_intent());
+        let rx = rxs.pop().unwrap();
+        let t = thread::spawn(move || tx.push(5).unwrap());
+        let r = thread::spawn(move || {
+            thread::yield_now();
+            assert_ne!(
+                rx.recover(&dead_owner),
+                Hole::Recovered,
+                "live claim skipped"
+            );
+            rx
+        });
+        t.join().unwrap();
+        let rx = r.join().unwrap();
+        assert_eq!(rx.pop(), Ok(5));
+        assert_eq!(rx.pop(), Err(PopError::Empty));
+        drop((rx, txs));
+        drop(mem);
+    });
+}
+
 /// Stamped SPSC: 3 values through a 2-slot ring whose positions wrap past u64::MAX, so the
 /// producer reuses a slot the consumer freed; the consumer peeks before each pop. loom checks
 /// each value access against the stamp that should order it.
