@@ -134,6 +134,10 @@ pub enum Hole {
     /// A dead claimer's hole was recovered: skipped (consumers; its message never existed) or
     /// given back (producers; the message the dead consumer had taken is lost).
     Recovered,
+    /// A dead consumer's slot was given back that held no message: the consumer had taken a
+    /// position already marked skipped (whose loss was counted when it was skipped). Nothing
+    /// more is lost.
+    Released,
 }
 
 /// Retries on a slot whose stamp is ahead while the position stays the same, before the ring
@@ -704,7 +708,8 @@ impl<T: Pod> Sender<T> {
 
     /// Recovers the slot at the enqueue position if a consumer that died between its CAS on
     /// `deq` and its stamp store holds it (the ring looks full there forever otherwise): gives
-    /// it back ([`Hole::Recovered`]; the message that consumer had taken is lost) if an intent
+    /// it back ([`Hole::Recovered`]; the message that consumer had taken is lost;
+    /// [`Hole::Released`] if it had taken a skipped position, no message) if an intent
     /// of a dead consumer names it and none of a live one does (`is_alive` on owner tokens).
     /// Slow path: a few loads, and `is_alive` for each intent naming the position.
     pub fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole {
@@ -738,6 +743,9 @@ impl<T: Pod> Sender<T> {
             Ordering::AcqRel,
             Ordering::Relaxed,
         ) {
+            // A skipped position held no message: counting it again would count one loss
+            // twice (it was counted when it was skipped).
+            Ok(_) if seq == skip_stamp(q) => Hole::Released,
             Ok(_) => Hole::Recovered,
             Err(_) => Hole::None,
         }
@@ -1142,7 +1150,8 @@ mod tests {
         assert_eq!(rxs.pop().unwrap().abandon_pop_for_tests(true), 0);
         tx.push(1).unwrap();
         assert!(matches!(tx.push(2), Err(PushError::Full(2))));
-        assert_eq!(tx.recover(&alive), Hole::Recovered);
+        // Given back, but no message was lost with it (the skip was counted already).
+        assert_eq!(tx.recover(&alive), Hole::Released);
         tx.push(2).unwrap();
         assert_eq!(rx.pop(), Ok(1));
         assert_eq!(rx.pop(), Ok(2));
@@ -1230,6 +1239,51 @@ mod tests {
         drop(region);
     }
 
+    /// Review (rev1): a dead consumer's entry is not taken over while the slot it held is
+    /// still held, including when the producers have just come round to it (`enq` exactly a
+    /// lap past its position, the ring full there). Taking it then would erase the only
+    /// intent naming the hole, and the slot would never be given back (a wedge). Before this
+    /// test nothing covered the consumers' side of `intent_pending`: an off-by-one there (`enq`
+    /// a lap past *or at* the position counting as resolved) passed every test.
+    #[test]
+    fn rev1_a_dead_consumers_entry_is_not_taken_while_its_slot_is_held() {
+        let dead = std::cell::Cell::new(false);
+        let alive = |o: u64| o != 8 || !dead.get();
+        let mut owners = [2; MPMC_INTENTS];
+        owners[0] = 8;
+        for start in [0, u64::MAX - 1] {
+            let (txs, mut rxs, region) = owned(4, start, &[1], &owners, &alive);
+            let tx = &txs[0];
+            tx.push(100).unwrap();
+            assert_eq!(rxs.remove(0).abandon_pop_for_tests(true), start);
+            for i in 1..4 {
+                tx.push(100 + i).unwrap();
+            }
+            // `enq` is now exactly a lap past the held slot: full there.
+            assert!(matches!(tx.push(9), Err(PushError::Full(9))));
+            dead.set(true);
+            let (ptr, len) = (region.as_ptr(), region.len());
+            // SAFETY: the region outlives the handles (dropped below, region last).
+            let attach =
+                || unsafe { MpmcRing::<u64>::receiver_owned(ptr, len, 3, &alive).unwrap() };
+            let early = attach();
+            assert_eq!(
+                tx.recover(&alive),
+                Hole::Recovered,
+                "the held slot must still be given back after a late attach (start {start})"
+            );
+            assert!(!early.has_intent(), "entry taken while its hole was held");
+            tx.push(104).unwrap();
+            // Now `enq` went a lap past the position: resolved, the entry may be taken.
+            let late = attach();
+            assert!(late.has_intent());
+            for i in 1..5 {
+                assert_eq!(late.pop(), Ok(100 + i));
+            }
+            drop((early, late, txs, rxs));
+            drop(region);
+        }
+    }
     #[test]
     fn two_by_two_threads_lose_and_duplicate_nothing() {
         let per: u64 = if cfg!(miri) { 100 } else { 50_000 };

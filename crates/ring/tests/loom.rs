@@ -444,6 +444,95 @@ fn mpmc_dead_intent_never_frees_a_live_consumers_slot() {
     });
 }
 
+/// Review (rev1): entry take-over racing a death. Producer 7 takes the first position and
+/// dies there (its death published with Release, as the kernel's release of its slot lock
+/// orders its last stores before any later liveness check); every entry is held, so a sender
+/// attaching meanwhile (owner 3) may take only the dead holder's, and only once its hole is
+/// resolved. It must not take it while the hole pends (that would erase the only intent
+/// naming it: the hole would never be recovered, a wedge). `take_intent` reads the dead
+/// holder's intent Relaxed: this is sound because the liveness check that judged the holder
+/// dead happens-after its last intent store. (With the death flag read Relaxed instead, loom
+/// finds exactly that wedge: the take-over reads a stale intent.)
+#[test]
+fn mpmc_take_over_never_erases_a_dead_claimers_pending_hole() {
+    loom::model(|| {
+        let dead = std::sync::Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let alive_now = {
+            let dead = dead.clone();
+            move |o: u64| o != 7 || !dead.load(loom::sync::atomic::Ordering::Acquire)
+        };
+        let mut owners = vec![1; shmlane_ring::MPMC_INTENTS];
+        owners[0] = 7;
+        let (mut txs, rxs, mem) = mpmc_owned(u64::MAX, &owners, &[2]);
+        let victim = txs.remove(0);
+        let d = {
+            let dead = dead.clone();
+            thread::spawn(move || {
+                victim.abandon_push_for_tests(true);
+                dead.store(true, loom::sync::atomic::Ordering::Release);
+            })
+        };
+        let a = {
+            let (mem, alive_now) = (mem.clone(), alive_now.clone());
+            thread::spawn(move || {
+                let (ptr, len) = (mem.0, mem.1.size());
+                // SAFETY: `mem` outlives the handle (dropped before it below).
+                unsafe { MpmcRing::<u64>::sender_owned(ptr, len, 3, &alive_now).unwrap() }
+            })
+        };
+        d.join().unwrap();
+        let late = a.join().unwrap();
+        let rx = &rxs[0];
+        assert_eq!(
+            rx.recover(&alive_now),
+            Hole::Recovered,
+            "the dead claimer's hole must stay named (late sender has entry: {})",
+            late.has_intent()
+        );
+        late.push(5).unwrap();
+        assert_eq!(rx.pop(), Ok(5));
+        drop((late, txs, rxs));
+        drop(mem);
+    });
+}
+
+/// Review (rev1): an endpoint without an intent entry (all entries held) racing a dead stale
+/// intent. Producer 7 announced the first position and died before its CAS; a live sender
+/// that got no entry (it counts its operation in `anon`) takes that very position while a
+/// fresh consumer thread tries to recover it. The recoverer sees `enq` past the position
+/// (Acquire), so it sees the `anon` count taken before the CAS and waits: it must never skip
+/// the live claim. No other model runs the entry-less path.
+#[test]
+fn mpmc_dead_intent_never_skips_a_live_producer_without_an_entry() {
+    loom::model(|| {
+        let mut owners = vec![1; shmlane_ring::MPMC_INTENTS];
+        owners[0] = 7;
+        let (mut txs, mut rxs, mem) = mpmc_owned(u64::MAX, &owners, &[2]);
+        txs.remove(0).abandon_push_for_tests(false);
+        let (ptr, len) = (mem.0, mem.1.size());
+        // SAFETY: `mem` outlives the handle (joined and dropped below, before `mem`).
+        let tx = unsafe { MpmcRing::<u64>::sender_owned(ptr, len, 1, &dead_owner).unwrap() };
+        assert!(!tx.has_intent());
+        let rx = rxs.pop().unwrap();
+        let t = thread::spawn(move || tx.push(5).unwrap());
+        let r = thread::spawn(move || {
+            thread::yield_now();
+            assert_ne!(
+                rx.recover(&dead_owner),
+                Hole::Recovered,
+                "live claim skipped"
+            );
+            rx
+        });
+        t.join().unwrap();
+        let rx = r.join().unwrap();
+        assert_eq!(rx.pop(), Ok(5));
+        assert_eq!(rx.pop(), Err(PopError::Empty));
+        drop((rx, txs));
+        drop(mem);
+    });
+}
+
 /// Stamped SPSC: 3 values through a 2-slot ring whose positions wrap past u64::MAX, so the
 /// producer reuses a slot the consumer freed; the consumer peeks before each pop. loom checks
 /// each value access against the stamp that should order it.

@@ -1103,13 +1103,21 @@ impl Local {
         }
         let seg = &self.inner.seg;
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
-        if ring.recover(&alive) == Hole::Recovered {
-            self.stats.lost += 1;
-            self.next_hole_check = None;
-            true
-        } else {
-            self.next_hole_check = Some(now + HOLE_CHECK);
-            false
+        match ring.recover(&alive) {
+            Hole::Recovered => {
+                self.stats.lost += 1;
+                self.next_hole_check = None;
+                true
+            }
+            // A slot given back that held no message (its loss was counted when skipped).
+            Hole::Released => {
+                self.next_hole_check = None;
+                true
+            }
+            Hole::None | Hole::Waiting => {
+                self.next_hole_check = Some(now + HOLE_CHECK);
+                false
+            }
         }
     }
 
@@ -1553,7 +1561,8 @@ impl<T: Pod + Send> Sender<T> {
     /// the slot still holds at the ring position senders need next (otherwise the ring stays
     /// full there). [`send`](Self::send) does this by itself while it waits, at most every
     /// 10 ms; callers of [`try_send`](Self::try_send) that keep finding the ring full call it.
-    /// Returns whether a slot was given back (counted in `lost`: the dead receiver's message).
+    /// Returns whether a slot was given back (counted in `lost`: the dead receiver's message;
+    /// not counted when that receiver had taken a skipped position, which held none).
     pub fn recover(&mut self) -> bool {
         self.local.check_hole(&self.ring, true)
     }

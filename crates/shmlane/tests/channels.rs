@@ -717,3 +717,44 @@ fn mpmc_blocked_calls_end_at_their_deadline_at_a_hole() {
         "send used {cpu:?} of CPU in {took:?}"
     );
 }
+
+/// Review (rev1): a sender process is killed holding position 0 (a hole); the receiver skips
+/// it (one message lost, counted on the receivers' side); then a receiver process is killed
+/// right after taking that skipped position, before releasing its slot. The senders give the
+/// slot back, but the dead receiver held no message: nothing more was lost, so the senders'
+/// `lost` must stay 0 (before: 1, the one lost message counted twice).
+#[test]
+fn rev1_mpmc_receiver_killed_on_a_skipped_position_loses_no_second_message() {
+    let name = unique("mpmc-kill-skip");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::mpmc::<u64>(&name).capacity(2).create().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let mut dead_tx = abandoning_child(&name, "send");
+    dead_tx.kill().unwrap();
+    dead_tx.wait().unwrap();
+    assert!(rx.recover(), "the dead sender's hole is skipped");
+    let mut dead_rx = abandoning_child(&name, "recv");
+    dead_rx.kill().unwrap();
+    dead_rx.wait().unwrap();
+    let mut tx = ch.sender().unwrap();
+    let mut tx = within(Duration::from_secs(10), move || {
+        for i in 1..=2u64 {
+            tx.send(i, Some(Deadline::after(Duration::from_secs(5))))
+                .unwrap();
+        }
+        tx
+    });
+    for i in 1..=2u64 {
+        assert_eq!(
+            rx.recv(Some(Deadline::after(Duration::from_secs(5)))),
+            Ok(i)
+        );
+    }
+    assert_eq!(rx.stats().lost, 1, "the dead sender's message");
+    let st = tx.stats();
+    assert_eq!(
+        (st.messages, st.lost),
+        (2, 0),
+        "the dead receiver held a skipped position, no message"
+    );
+}
