@@ -969,6 +969,7 @@ impl<T: Pod + Send> Channel<T> {
             last_flush: Instant::now(),
             misses: 0,
             next_hole_check: None,
+            holes_in_a_row: 0,
         }
     }
 
@@ -1043,6 +1044,11 @@ pub(crate) struct Local {
     misses: u32,
     /// When a blocked MPMC endpoint next looks for a dead peer's hole (`None`: at once).
     next_hole_check: Option<Instant>,
+    /// Holes recovered since this endpoint's last successful operation. Past a ring's worth
+    /// (more than the ring can hold at once) the positions are being forged: the checks fall
+    /// back to one per `HOLE_CHECK`, so a hostile peer faking holes cannot keep a blocked call
+    /// turning at full CPU.
+    holes_in_a_row: u64,
 }
 
 /// Longest pause `block` takes after repeated ready-but-failed waits.
@@ -1052,6 +1058,7 @@ impl Local {
     #[inline]
     pub(crate) fn done(&mut self, n: u64, bytes: u64) {
         self.misses = 0;
+        self.holes_in_a_row = 0;
         self.stats.messages += n;
         self.stats.bytes += bytes;
         self.pending += n;
@@ -1098,7 +1105,9 @@ impl Local {
             return false;
         }
         let now = Instant::now();
-        if !force && self.next_hole_check.is_some_and(|t| now < t) {
+        let cap = ring.slots();
+        let budget_left = self.holes_in_a_row <= cap;
+        if !(force && budget_left) && self.next_hole_check.is_some_and(|t| now < t) {
             return false;
         }
         let seg = &self.inner.seg;
@@ -1106,12 +1115,12 @@ impl Local {
         match ring.recover(&alive) {
             Hole::Recovered => {
                 self.stats.lost += 1;
-                self.next_hole_check = None;
+                self.recovered(now, cap);
                 true
             }
             // A slot given back that held no message (its loss was counted when skipped).
             Hole::Released => {
-                self.next_hole_check = None;
+                self.recovered(now, cap);
                 true
             }
             Hole::None | Hole::Waiting => {
@@ -1119,6 +1128,17 @@ impl Local {
                 false
             }
         }
+    }
+
+    /// After a hole was recovered: the next check at once, unless more holes than the ring can
+    /// hold were recovered since the last successful operation (then in `HOLE_CHECK`).
+    fn recovered(&mut self, now: Instant, cap: u64) {
+        self.holes_in_a_row += 1;
+        self.next_hole_check = if self.holes_in_a_row <= cap {
+            None
+        } else {
+            Some(now + HOLE_CHECK)
+        };
     }
 
     /// Publishes this endpoint's statistics, then reads its side's as stored now.
@@ -1277,8 +1297,11 @@ macro_rules! send_impl {
                     }
                     Err(TrySendError::Corrupt(back)) => return Err(SendError::Corrupt(back)),
                 }
-                // A slot a dead receiver held (MPMC): given back, try again.
+                // A slot a dead receiver held (MPMC): given back, try again (by the deadline).
                 if self.local.check_hole(&self.ring, false) {
+                    if deadline.as_ref().is_some_and(Deadline::is_past) {
+                        return Err(SendError::Timeout(v));
+                    }
                     continue;
                 }
                 // Peers are checked (syscalls) only after a wait that ended without room,
@@ -1350,8 +1373,12 @@ macro_rules! recv_impl {
                     Err(TryRecvError::Disconnected) => return Err(RecvError::Disconnected),
                     Err(TryRecvError::Corrupt) => return Err(RecvError::Corrupt),
                 }
-                // A position a dead sender took and never filled (MPMC): skipped, try again.
+                // A position a dead sender took and never filled (MPMC): skipped, try again (by
+                // the deadline).
                 if self.local.check_hole(&self.ring, false) {
+                    if deadline.as_ref().is_some_and(Deadline::is_past) {
+                        return Err(RecvError::Timeout);
+                    }
                     continue;
                 }
                 // Peers are checked (syscalls) only after a wait that ended without data.
@@ -1372,7 +1399,12 @@ macro_rules! recv_impl {
                                     return Ok(v);
                                 }
                                 Err(PopError::Empty) => {
+                                    // At most a ring's worth of holes in a row (then checked
+                                    // every `HOLE_CHECK` only, see `holes_in_a_row`).
                                     if self.local.check_hole(&self.ring, true) {
+                                        if deadline.as_ref().is_some_and(Deadline::is_past) {
+                                            return Err(RecvError::Timeout);
+                                        }
                                         continue;
                                     }
                                     return if self.local.inner.peer_state(Side::Send) == Peers::Left
@@ -1438,11 +1470,16 @@ impl<T: Pod> HasRoom for shmlane_ring::Sender<T> {
 trait Holes {
     const HOLES: bool;
     fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole;
+    /// The ring's capacity: the most holes it can hold at once.
+    fn slots(&self) -> u64;
 }
 impl<T: Pod> Holes for shmlane_ring::Producer<T> {
     const HOLES: bool = false;
     fn recover(&self, _: &dyn Fn(u64) -> bool) -> Hole {
         Hole::None
+    }
+    fn slots(&self) -> u64 {
+        self.capacity() as u64
     }
 }
 impl<T: Pod> Holes for shmlane_ring::Consumer<T> {
@@ -1450,17 +1487,26 @@ impl<T: Pod> Holes for shmlane_ring::Consumer<T> {
     fn recover(&self, _: &dyn Fn(u64) -> bool) -> Hole {
         Hole::None
     }
+    fn slots(&self) -> u64 {
+        self.capacity() as u64
+    }
 }
 impl<T: Pod> Holes for shmlane_ring::Sender<T> {
     const HOLES: bool = true;
     fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole {
         shmlane_ring::Sender::recover(self, is_alive)
     }
+    fn slots(&self) -> u64 {
+        self.capacity() as u64
+    }
 }
 impl<T: Pod> Holes for shmlane_ring::Receiver<T> {
     const HOLES: bool = true;
     fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole {
         shmlane_ring::Receiver::recover(self, is_alive)
+    }
+    fn slots(&self) -> u64 {
+        self.capacity() as u64
     }
 }
 
