@@ -142,7 +142,8 @@ pub struct Subscriber {
     since: Instant,
     /// Messages lost to laps that passed that bound.
     lost: u64,
-    /// Set once a lap was implausible: the ring is corrupt, and every later call says so.
+    /// Set once a lap was implausible or the ring reported its words overwritten: the ring is
+    /// corrupt, and every later call says so.
     corrupt: Option<&'static str>,
     /// Checksummed channels: a message and its checksum, when the caller's buffer has no
     /// room for the checksum too.
@@ -699,8 +700,8 @@ impl Subscriber {
     /// the subscriber fell a whole ring behind (with the exact loss, also counted in the
     /// channel statistics), then the newest messages. A lap claiming more than the publisher
     /// can have sent since this subscriber's cursor was last known good (a stamp or position
-    /// overwritten: it would report billions of billions) is `Corrupt` instead, counted
-    /// nowhere, and so is every call after it.
+    /// overwritten: it would report billions of billions), or a slot whose words cannot be
+    /// right, is `Corrupt` instead, counted nowhere, and so is every call after it.
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, ByteRecvError> {
         match self.poll(buf) {
             Err(ByteRecvError::Empty) if self.local.inner.side_left(Side::Send) => {
@@ -742,6 +743,11 @@ impl Subscriber {
                 if why == CHECKSUM_MISMATCH {
                     // This message only; the subscriber reads on.
                     self.local.stats.lost += 1;
+                } else {
+                    // The ring's own words were overwritten (a stamp that cannot be a lap, a
+                    // length past its slot): nothing read from it can be trusted any more,
+                    // even once the publisher writes the slot again.
+                    self.corrupt = Some(why);
                 }
                 Err(ByteRecvError::Corrupt(why))
             }

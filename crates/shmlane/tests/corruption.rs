@@ -184,8 +184,9 @@ fn write_stamp(name: &str, cap: u64, index: u64, stamp: u64) {
         .unwrap();
 }
 
-/// A slot's stamp overwritten with a position 2^62 ahead: the ring reports a lap of about
-/// 4.6e18 messages; the subscriber reports `Corrupt` (for good), counts nothing.
+/// A slot's stamp overwritten with a position 2^62 ahead: before issue 15 the ring reported a
+/// lap of about 4.6e18 messages; now the ring itself refuses it (no lap can put that stamp
+/// there), and the subscriber reports `Corrupt` (for good), counts nothing.
 #[test]
 fn a_broadcast_lap_beyond_what_was_sent_is_corrupt_not_a_loss() {
     let name = unique("corrupt-bcast-lap");
