@@ -247,6 +247,15 @@ impl Segment {
         self.slot
     }
 
+    /// Whether this handle is attached for the calling process: false in a child made by
+    /// `fork` (until [`after_fork`](Self::after_fork)), where the slot, its lock and its owner
+    /// tag are still the parent's. Liveness answers given to such a child are wrong about the
+    /// parent (the parent's lock, held through the shared file description, reads as free), so
+    /// layers that take over roles or skip a peer's work refuse to act for it.
+    pub fn attached_here(&self) -> bool {
+        self.slot != u32::MAX && self.owner_pid == sys::getpid()
+    }
+
     /// Changes the role tag of this handle's attachment slot (shown by `shmlane ls`; channels
     /// use it to find their peers).
     pub fn set_role(&self, role: u32) {

@@ -30,6 +30,7 @@ const PENDING_RECHECK: Duration = Duration::from_millis(20);
 impl Channel<u8> {
     /// A sender on a byte channel (any number, in any process).
     pub fn byte_sender(&self) -> Result<ByteSender, OpenError> {
+        self.check_here()?;
         let (ptr, len) = self.inner.ring;
         let tag = u32::try_from(self.token()).map_err(|_| {
             OpenError::Ring(shmlane_ring::AttachError::Corrupt(
@@ -50,6 +51,7 @@ impl Channel<u8> {
     /// second, from any handle or thread, fails with [`OpenError::RoleTaken`] until the first
     /// is dropped); one left by a dead process is taken over.
     pub fn byte_receiver(&self) -> Result<ByteReceiver, OpenError> {
+        self.check_here()?;
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
@@ -71,6 +73,7 @@ impl Channel<u8> {
     /// processes ([`OpenError::RoleTaken`] otherwise); one left by a dead process is taken
     /// over and continues after the last message.
     pub fn publisher(&self) -> Result<Publisher, OpenError> {
+        self.check_here()?;
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
@@ -85,9 +88,10 @@ impl Channel<u8> {
     }
 
     /// A subscriber to a broadcast channel (any number, at any time): it sees the messages
-    /// published from about now on (the publisher records its position every 64 messages, so
-    /// up to 63 earlier ones too).
+    /// published from now on (it starts at the publisher's position, found from the published
+    /// one by the slot stamps).
     pub fn subscriber(&self) -> Result<Subscriber, OpenError> {
+        self.check_here()?;
         let (ptr, len) = self.inner.ring;
         // SAFETY: as in `byte_sender`.
         let ring = unsafe { BroadcastRing::reader(ptr, len)? };

@@ -959,6 +959,18 @@ impl<T: Pod + Send> Channel<T> {
         u64::from(self.inner.seg.owner_tag())
     }
 
+    /// Endpoints are made only by the process that opened the handle: in a child made by
+    /// `fork`, the attachment is the parent's, and the parent would look dead to it (its lock
+    /// is held through the very file description the child shares), so the child would take
+    /// over the parent's roles and skip its messages in flight.
+    pub(crate) fn check_here(&self) -> Result<(), OpenError> {
+        if self.inner.seg.attached_here() {
+            Ok(())
+        } else {
+            Err(OpenError::Forked(self.inner.name.clone()))
+        }
+    }
+
     pub(crate) fn local(&self, side: Side) -> Local {
         self.inner.join(side);
         Local {
@@ -977,6 +989,7 @@ impl<T: Pod + Send> Channel<T> {
     /// call, from any handle or thread, fails with [`OpenError::RoleTaken`] until the first
     /// is dropped); one left by a dead process is taken over.
     pub fn producer(&self) -> Result<Producer<T>, OpenError> {
+        self.check_here()?;
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
@@ -992,6 +1005,7 @@ impl<T: Pod + Send> Channel<T> {
 
     /// The SPSC consumer: at most one per channel, as for [`producer`](Self::producer).
     pub fn consumer(&self) -> Result<Consumer<T>, OpenError> {
+        self.check_here()?;
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
@@ -1006,6 +1020,7 @@ impl<T: Pod + Send> Channel<T> {
 
     /// An MPMC sender (any number).
     pub fn sender(&self) -> Result<Sender<T>, OpenError> {
+        self.check_here()?;
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
@@ -1019,6 +1034,7 @@ impl<T: Pod + Send> Channel<T> {
 
     /// An MPMC receiver (any number).
     pub fn receiver(&self) -> Result<Receiver<T>, OpenError> {
+        self.check_here()?;
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));

@@ -22,6 +22,13 @@ pub enum OpenError {
     /// The segment exists but is not a shmlane channel.
     #[error("segment {0} is not a shmlane channel (no channel header); pick another name")]
     NotAChannel(String),
+    /// The channel handle was opened by another process: this one was made from it by
+    /// `fork`. Its attachment (and so its identity for role claims and liveness) is the
+    /// parent's.
+    #[error(
+        "channel {0} was opened by another process (this process was forked from it); open the channel again in this process"
+    )]
+    Forked(String),
     /// The channel exists with another kind, element size or capacity.
     #[error(
         "channel {name} exists as {found}, asked for {wanted}; open it with the same kind, message type and capacity, or remove it (shmlane rm {name})"

@@ -134,3 +134,54 @@ fn a_single_role_held_by_a_killed_process_is_taken_over() {
     }
     for_each_role!(check);
 }
+
+/// A child made by `fork` holds its parent's attachment: the parent's lock reads as free to it
+/// (shared file description), so it would take the parent's live roles over and skip its
+/// messages in flight. Every endpoint constructor refuses in the child (`Forked`); the parent's
+/// role is untouched (found by the issue-15 review, F7).
+#[test]
+fn endpoints_are_refused_in_a_forked_child() {
+    let name = unique("roles-fork");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::spsc::<u64>(&name)
+        .capacity(64)
+        .unlink(UnlinkPolicy::LastDetach)
+        .create()
+        .unwrap();
+    let held = ch.producer().unwrap();
+    let bytes_name = unique("roles-fork-bytes");
+    let _cb = Cleanup(bytes_name.clone());
+    let bch = shmlane::broadcast(&bytes_name)
+        .capacity(16)
+        .unlink(UnlinkPolicy::LastDetach)
+        .create()
+        .unwrap();
+    // SAFETY: the child only calls endpoint constructors (no locks are held across the fork by
+    // this test's threads: the test harness's other threads are parked) and leaves with
+    // `_exit`, running no destructor of the parent's state.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let forked = |r: Result<(), OpenError>| matches!(r, Err(OpenError::Forked(_)));
+        let all = forked(ch.producer().map(drop))
+            && forked(ch.consumer().map(drop))
+            && forked(bch.publisher().map(drop))
+            && forked(bch.subscriber().map(drop));
+        // SAFETY: leave the child at once, without unwinding or running destructors.
+        unsafe { libc::_exit(if all { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &raw mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "a forked child was given an endpoint of its parent's channel handle (status {status})"
+    );
+    // The parent's producer is still the producer.
+    assert!(matches!(
+        ch.producer().map(drop),
+        Err(OpenError::RoleTaken { .. })
+    ));
+    drop(held);
+    ch.producer().unwrap();
+}
