@@ -1103,6 +1103,82 @@ mod tests {
         }
     }
 
+    /// Review rev2 (regression of the finding-4 fix): a producer attaching while the previous
+    /// one pushes its last values and lets go must start where that one left, not from a tail
+    /// read before its own claim. The claim's `is_alive` call is the window: the previous
+    /// producer pushes and is dropped there (the claim word is then free, so the claim
+    /// succeeds whatever the answer, exactly as when the claim load comes after the release).
+    /// With the positions read before the claim, the new producer wrote over the values the
+    /// consumer had not read and moved the tail backwards.
+    #[test]
+    fn rev2_a_producer_attaching_as_the_previous_one_leaves_starts_where_it_left() {
+        let region = HeapRegion::new(SpscRing::<u64>::required_size(4));
+        let (ptr, len) = (region.as_ptr(), region.len());
+        // SAFETY: the region outlives every handle in this test.
+        unsafe {
+            SpscRing::<u64>::init(ptr, len, 4, 0).unwrap();
+            let mut c = SpscRing::<u64>::consumer(ptr, len, 2, &|_| true).unwrap();
+            let first = core::cell::RefCell::new(Some(
+                SpscRing::<u64>::producer(ptr, len, 1, &|_| true).unwrap(),
+            ));
+            let mut second = SpscRing::<u64>::producer(ptr, len, 3, &|_| {
+                if let Some(mut p) = first.borrow_mut().take() {
+                    p.push(10).unwrap();
+                    p.push(11).unwrap();
+                }
+                false
+            })
+            .unwrap();
+            assert_eq!(
+                second.position(),
+                2,
+                "started from a tail read before the claim"
+            );
+            second.push(12).unwrap();
+            assert_eq!(c.pop(), Ok(10));
+            assert_eq!(c.pop(), Ok(11));
+            assert_eq!(c.pop(), Ok(12));
+            assert_eq!(c.pop(), Err(PopError::Empty));
+        }
+    }
+
+    /// Review rev2, consumer side: a consumer attaching while the previous one pops and lets
+    /// go must not deliver again what that one read (from a head read before its claim), nor
+    /// move the head backwards under the producer.
+    #[test]
+    fn rev2_a_consumer_attaching_as_the_previous_one_leaves_starts_where_it_left() {
+        let region = HeapRegion::new(SpscRing::<u64>::required_size(4));
+        let (ptr, len) = (region.as_ptr(), region.len());
+        // SAFETY: the region outlives every handle in this test.
+        unsafe {
+            SpscRing::<u64>::init(ptr, len, 4, 0).unwrap();
+            let mut p = SpscRing::<u64>::producer(ptr, len, 1, &|_| true).unwrap();
+            for v in [10, 11, 12] {
+                p.push(v).unwrap();
+            }
+            let first = core::cell::RefCell::new(Some(
+                SpscRing::<u64>::consumer(ptr, len, 2, &|_| true).unwrap(),
+            ));
+            let mut second = SpscRing::<u64>::consumer(ptr, len, 3, &|_| {
+                if let Some(mut c) = first.borrow_mut().take() {
+                    assert_eq!(c.pop(), Ok(10));
+                    assert_eq!(c.pop(), Ok(11));
+                }
+                false
+            })
+            .unwrap();
+            assert_eq!(
+                second.position(),
+                2,
+                "started from a head read before the claim"
+            );
+            assert_eq!(second.pop(), Ok(12));
+            assert_eq!(second.pop(), Err(PopError::Empty));
+            // The producer sees the space the first consumer freed, and no more.
+            assert_eq!(p.free(), 4);
+        }
+    }
+
     #[test]
     fn one_producer_and_one_consumer_at_a_time() {
         let region = HeapRegion::new(SpscRing::<u64>::required_size(8));
