@@ -135,20 +135,25 @@ impl<T: Pod> SpscRing<T> {
         };
         // SAFETY: a checked header in bounds; it holds only atomics.
         let h = unsafe { hdr.as_ref() };
+        // The claim first: the positions are read once we hold the role, so they include
+        // everything a previous holder of it published before letting go (read before the
+        // claim, a holder leaving in between was overwritten or read again: review rev2).
+        h.meta.claim(role, owner, is_alive)?;
         // These two loads are the endpoint's starting positions (never read again to start
         // with). ORDERING: Acquire; pairs with the producer's SPSC_TAIL_STORE (Release): a
         // consumer that starts from this tail sees the slot writes before it (the cached tail
-        // it reads from); also with the hand-over after init.
+        // it reads from); also with the hand-over after init, and (after the claim's AcqRel
+        // CAS, which pairs with `release`) our own role's previous holder's last store.
         let tail = h.tail.load(Ordering::Acquire);
         // ORDERING: Acquire; pairs with the consumer's SPSC_HEAD_STORE (Release): a producer
         // that starts from this head reuses only slots whose reads happened before it.
         let head = h.head.load(Ordering::Acquire);
         if tail.wrapping_sub(head) > cap {
+            h.meta.release(role, owner);
             return Err(AttachError::Corrupt(
                 "tail and head more than a capacity apart",
             ));
         }
-        h.meta.claim(role, owner, is_alive)?;
         #[cfg(all(test, not(loom)))]
         tests::after_attach_check(ptr);
         let raw = Raw {
