@@ -95,7 +95,9 @@ impl Segment {
     /// once both took one slot: the second saw the first's slot attached with the previous,
     /// dead, holder's pid). A claimer that dies in those few instructions leaves the slot odd
     /// and so never reusable (counted alive): a lost slot, never a shared one.
-    pub(crate) fn claim_slot(&self, role: u32) -> Result<u32, ()> {
+    ///
+    /// Returns the slot and the generation this claim published (the owner tag's).
+    pub(crate) fn claim_slot(&self, role: u32) -> Result<(u32, u32), ()> {
         let me = sys::getpid();
         let start = sys::own_start_ticks();
         for pass in 0..2 {
@@ -171,21 +173,25 @@ impl Segment {
                 slot.ident.store(sys::holder_ident(), Ordering::Relaxed);
                 // ORDERING: as above.
                 slot.role.store(role, Ordering::Relaxed);
-                if self.fd.is_some() {
+                let published = match generation {
+                    Some(g) => g.wrapping_add(2),
                     // ORDERING: Relaxed; only the lock holder writes it.
-                    slot.generation.fetch_add(1, Ordering::Relaxed);
-                }
+                    None => slot
+                        .generation
+                        .fetch_add(1, Ordering::Relaxed)
+                        .wrapping_add(1),
+                };
                 // ORDERING: Release; pairs with the Acquire loads of `state` by listers and
                 // later claimers, publishing pid, start_ticks and role.
                 slot.state.store(SLOT_ATTACHED, Ordering::Release);
-                if let Some(g) = generation {
+                if generation.is_some() {
                     // ORDERING: Release; the claim is complete: pairs with the Acquire load of
                     // the generation in `snapshot`, publishing every field written above.
-                    slot.generation.store(g.wrapping_add(2), Ordering::Release);
+                    slot.generation.store(published, Ordering::Release);
                 }
                 // ORDERING: Relaxed; a statistic.
                 self.control().attach_count.fetch_add(1, Ordering::Relaxed);
-                return Ok(i);
+                return Ok((i, published));
             }
         }
         Err(())
@@ -232,7 +238,7 @@ impl Segment {
         self.owner_pid = sys::getpid();
         self.created = false;
         self.unlink = UnlinkPolicy::Never;
-        self.slot = self.claim_slot(role).map_err(|()| {
+        (self.slot, self.tag_gen) = self.claim_slot(role).map_err(|()| {
             io::Error::other(format!(
                 "segment {} has all {} attachment slots in use by live processes; detach a process or create the segment with more slots",
                 self.loc.display_name(),
@@ -267,11 +273,9 @@ impl Segment {
         if self.slot >= self.max_attach {
             return 0;
         }
-        // ORDERING: Relaxed; our own slot's generation, written by our claim.
-        let generation = self
-            .slot_ref(self.slot)
-            .map_or(0, |s| s.generation.load(Ordering::Relaxed));
-        ((generation & TAG_GEN_MASK) << TAG_SLOT_BITS) | (self.slot + 1)
+        // Our claim's generation as we published it, not as the slot says now (a peer can
+        // write the slot; our tag must not change under our endpoints' claims).
+        ((self.tag_gen & TAG_GEN_MASK) << TAG_SLOT_BITS) | (self.slot + 1)
     }
 
     /// Whether the attachment that `tag` ([`owner_tag`](Self::owner_tag)) names is alive: its
@@ -282,6 +286,11 @@ impl Segment {
             return false;
         }
         let i = slot - 1;
+        if i == self.slot && self.owner_pid == sys::getpid() {
+            // Our own attachment: alive, at the generation we claimed it at (kept locally,
+            // so a peer writing our slot's generation cannot make our tags look dead).
+            return tag >> TAG_SLOT_BITS == self.tag_gen & TAG_GEN_MASK;
+        }
         // Liveness first, then the generation: a slot re-claimed in between shows the new
         // generation, so the old holder is (rightly) reported dead.
         if !self.slot_alive(i) {
@@ -353,7 +362,7 @@ mod tests {
     use super::*;
 
     /// Owner tags carry the slot's generation: when the slot is claimed again (a later
-    /// process), a tag of the earlier holder is no longer alive.
+    /// attachment), a tag of the earlier holder is no longer alive.
     #[test]
     fn an_owner_tag_dies_with_its_generation() {
         let name = format!("shmlane-test-{}-tags", std::process::id());
@@ -367,12 +376,42 @@ mod tests {
         assert!(seg.tag_alive(tag));
         assert!(!seg.tag_alive(0));
         assert!(!seg.tag_alive(tag | 1 << 30), "bits above the tag");
-        // The slot re-claimed by a later process: a new generation.
-        let slot = seg.slot_ref(seg.slot()).unwrap();
-        // ORDERING: Relaxed; a test simulating the next claim of the slot.
-        slot.generation.fetch_add(1, Ordering::Relaxed);
-        assert!(!seg.tag_alive(tag), "the earlier holder's tag");
-        assert!(seg.tag_alive(seg.owner_tag()));
+        // A second attachment, detached, then its slot claimed again: a new generation.
+        let other = Segment::posix(&name).open().expect("open");
+        let (slot, earlier) = (other.slot(), other.owner_tag());
+        assert!(seg.tag_alive(earlier));
+        drop(other);
+        let later = Segment::posix(&name).open().expect("open again");
+        assert_eq!(later.slot(), slot, "the freed slot is claimed again");
+        assert!(!seg.tag_alive(earlier), "the earlier holder's tag");
+        assert!(seg.tag_alive(later.owner_tag()));
+        assert!(later.tag_alive(later.owner_tag()));
+    }
+
+    /// Review rev2: our own tag is built from the generation our claim published, so a peer
+    /// writing our slot's generation changes neither the tag nor its liveness (it used to do
+    /// both: our role claims then looked dead, and a second endpoint was handed out in this
+    /// very process).
+    #[test]
+    fn a_peer_writing_our_slot_generation_leaves_our_tag_alone() {
+        for anonymous in [false, true] {
+            let name = format!("shmlane-test-{}-taggen", std::process::id());
+            let seg = if anonymous {
+                Segment::anonymous().size(64 * 1024).create()
+            } else {
+                Segment::posix(&name)
+                    .size(64 * 1024)
+                    .unlink(UnlinkPolicy::LastDetach)
+                    .create()
+            }
+            .expect("create");
+            let tag = seg.owner_tag();
+            let slot = seg.slot_ref(seg.slot()).unwrap();
+            // ORDERING: Relaxed; a test playing a hostile peer.
+            slot.generation.fetch_add(2, Ordering::Relaxed);
+            assert_eq!(seg.owner_tag(), tag, "anonymous {anonymous}");
+            assert!(seg.tag_alive(tag), "anonymous {anonymous}");
+        }
     }
 
     std::thread_local! {
@@ -431,7 +470,7 @@ mod tests {
                         wait_go_on.recv().unwrap();
                     }));
                 });
-                seg.claim_slot(7)
+                seg.claim_slot(7).map(|(i, _)| i)
             });
             wait_claimed.recv().unwrap();
             // The first holds slot 1, its identity not yet written.
