@@ -41,3 +41,52 @@ fn a_peer_bumping_our_slot_generation_does_not_free_our_producer_role() {
     );
     drop(first);
 }
+
+/// The stamp word of broadcast slot `index` (default 240-byte messages: 256-byte slots at the
+/// end of the ring region).
+fn write_stamp(name: &str, cap: u64, index: u64, stamp: u64) {
+    let info = shmlane_segment::inspect(std::path::Path::new(&format!("/dev/shm/{name}")))
+        .unwrap()
+        .unwrap();
+    let r = info.regions.iter().find(|r| r.name == "ring").unwrap();
+    let slots = r.offset + r.size - cap * 256;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    f.write_all_at(&stamp.to_ne_bytes(), slots + index * 256)
+        .unwrap();
+}
+
+/// Finding 14 (loss bounded by what can have been lost): a subscriber that has been reading
+/// for a while, and just read a message, cannot have lost more than the ring held plus what a
+/// publisher sends in the moment since. The bound counted from the subscriber's attach (or
+/// last lap) instead, so it grew with the subscriber's age: after half a second of normal
+/// reading a stamp overwritten 10^8 ahead was accepted as a loss of 10^8 messages.
+#[test]
+fn a_subscriber_that_just_read_cannot_have_lost_a_hundred_million_messages() {
+    let name = unique("rev2-bcast-age");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::broadcast(&name).capacity(8).create().unwrap();
+    let mut tx = ch.publisher().unwrap();
+    let mut rx = ch.subscriber().unwrap();
+    let mut buf = [0u8; 256];
+    let start = std::time::Instant::now();
+    let mut sent = 0u64;
+    // Half a second of normal traffic, every message read.
+    while start.elapsed() < std::time::Duration::from_millis(500) {
+        tx.send(&[sent as u8; 10]).unwrap();
+        assert_eq!(rx.try_recv(&mut buf), Ok(10));
+        sent += 1;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The next slot's stamp says a message 10^8 ahead (not busy).
+    let next = sent;
+    write_stamp(&name, 8, next % 8, (next + 100_000_000) << 1);
+    let r = rx.try_recv(&mut buf);
+    assert!(
+        matches!(r, Err(shmlane::ByteRecvError::Corrupt(_))),
+        "a lap of 10^8 right after a good read was believed: {r:?}"
+    );
+    assert_eq!(rx.lost(), 0);
+}
