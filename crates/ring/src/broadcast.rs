@@ -345,6 +345,12 @@ impl BroadcastRing {
         // After the last complete message; a message half-written by a producer that died is
         // written again.
         let pos = raw.producer_position(tail);
+        // Published at once, so that every message is at most `PUBLISH_EVERY - 1` ahead of
+        // the published position (a predecessor that died between a message and its due
+        // publication left `tail` further behind): readers rely on it to tell a real lap from
+        // an overwritten stamp (`lapped`). ORDERING: Release; pairs with the Acquire loads of
+        // `tail` (attach, lapped), ordered before our first stamp store.
+        raw.hdr().tail.store(pos, Ordering::Release);
         Ok(BroadcastProducer {
             raw,
             pos,
@@ -564,13 +570,23 @@ impl BroadcastReader {
     }
 
     /// The reader was lapped: the slot at its cursor holds position `seen` (mod 2^63, ahead of
-    /// the cursor). Moves to the newest message known and returns the loss.
+    /// the cursor). Moves to the newest message known and returns the loss; a `seen` that no
+    /// producer can have written yet (a whole publication interval past the published
+    /// position) is `Corrupt` instead, and nothing moves.
     fn lapped(&mut self, seen: u64) -> RecvError {
         let c = self.cursor;
         let ahead = seen.wrapping_sub(c) & POS_MASK;
         let mut newest = c.wrapping_add(ahead).wrapping_add(1);
-        // ORDERING: Acquire; pairs with the producer's Release store of `tail`.
+        // ORDERING: Acquire; pairs with the producer's Release store of `tail`. The stamp of
+        // `seen` was loaded (Acquire) before: the producer published `tail` at most
+        // `PUBLISH_EVERY - 1` positions before writing `seen` (every `PUBLISH_EVERY` messages,
+        // and at attach), and that store happens-before this load.
         let tail = self.raw.hdr().tail.load(Ordering::Acquire);
+        let past_tail = seen.wrapping_sub(tail) & POS_MASK;
+        if (PUBLISH_EVERY..HALF).contains(&past_tail) {
+            // No producer wrote it: an overwritten stamp (review rev2). Nothing is counted.
+            return RecvError::Corrupt("a slot's stamp is ahead of the producer's position");
+        }
         let t = tail.wrapping_sub(c);
         if t < HALF && t > newest.wrapping_sub(c) {
             newest = tail;
@@ -655,6 +671,56 @@ mod tests {
     /// Every position class: from 0, across the wrap of u64 and across 2^63 (where the stamp
     /// drops the position's top bit).
     const STARTS: [u64; 3] = [0, u64::MAX - 5, (1 << 63) - 5];
+
+    /// Review rev2 (finding 14, loss bounded by what can have been lost): a stamp overwritten
+    /// ahead of anything the producer can have written is `Corrupt`, not a lap of that size;
+    /// a real lap after a producer died between a message and its due publication of `tail`
+    /// (its successor publishes its position at attach) is still a lap.
+    #[test]
+    fn rev2_a_stamp_past_the_producers_position_is_corrupt_not_a_loss() {
+        for start in STARTS {
+            let (mut tx, mut rx) = HeapRegion::broadcast_at(8, 64, start);
+            let mut buf = [0u8; 48];
+            tx.send(&[1; 8]).unwrap();
+            assert_eq!(rx.recv(&mut buf), Ok(8));
+            // The next slot says "message 10^8 ahead, complete".
+            let c = rx.position();
+            rx.raw.word(c, 0).store(
+                stamp(c.wrapping_add(100_000_000) & POS_MASK, 0),
+                Ordering::Relaxed,
+            );
+            assert!(
+                matches!(rx.recv(&mut buf), Err(RecvError::Corrupt(_))),
+                "start {start}"
+            );
+            assert_eq!((rx.lost(), rx.position()), (0, c), "start {start}");
+
+            // A producer that wrote message 63 past `start`'s publication point and died
+            // before publishing `tail` for it; its successor continues and laps the reader.
+            let (mut tx, mut rx) = HeapRegion::broadcast_at(8, 64, start);
+            let first_pub = start.wrapping_add(PUBLISH_EVERY - start % PUBLISH_EVERY);
+            while tx.position() != first_pub {
+                tx.send(&[2; 8]).unwrap();
+            }
+            // Died just before its publication: `tail` still says `start`.
+            tx.raw.hdr().tail.store(start, Ordering::Relaxed);
+            let raw = tx.raw.clone();
+            core::mem::forget(tx);
+            let ptr = raw.hdr.as_ptr().cast::<u8>();
+            let len = BroadcastRing::required_size(8, 64);
+            // SAFETY: the heap region lives (kept by `rx`'s and `raw`'s KeepAlive).
+            let mut tx2 = unsafe { BroadcastRing::producer(ptr, len, 2, &|_| false) }.unwrap();
+            assert_eq!(tx2.position(), first_pub);
+            for _ in 0..PUBLISH_EVERY - 1 {
+                tx2.send(&[3; 8]).unwrap();
+            }
+            let r = rx.recv(&mut buf);
+            assert!(
+                matches!(r, Err(RecvError::Lapped { .. })),
+                "start {start}: {r:?}"
+            );
+        }
+    }
 
     #[test]
     fn every_reader_sees_every_message() {
