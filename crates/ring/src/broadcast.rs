@@ -62,6 +62,10 @@ pub const MIN_SLOT_BYTES: usize = 24;
 /// Largest slot (1 MiB).
 pub const MAX_SLOT_BYTES: usize = 1 << 20;
 
+/// What [`RecvError::Corrupt`] says when a slot's stamp is past anything the producer can
+/// have written (an overwritten stamp; a real lap never is).
+pub const STAMP_AHEAD: &str = "a slot's stamp is ahead of the producer's position";
+
 const BUSY: u64 = 1;
 /// Stamps carry positions modulo 2^63.
 const POS_MASK: u64 = u64::MAX >> 1;
@@ -585,7 +589,7 @@ impl BroadcastReader {
         let past_tail = seen.wrapping_sub(tail) & POS_MASK;
         if (PUBLISH_EVERY..HALF).contains(&past_tail) {
             // No producer wrote it: an overwritten stamp (review rev2). Nothing is counted.
-            return RecvError::Corrupt("a slot's stamp is ahead of the producer's position");
+            return RecvError::Corrupt(STAMP_AHEAD);
         }
         let t = tail.wrapping_sub(c);
         if t < HALF && t > newest.wrapping_sub(c) {

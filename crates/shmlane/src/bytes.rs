@@ -742,6 +742,10 @@ impl Subscriber {
                 if why == CHECKSUM_MISMATCH {
                     // This message only; the subscriber reads on.
                     self.local.stats.lost += 1;
+                } else if why == shmlane_ring::broadcast::STAMP_AHEAD {
+                    // A lap no publisher can have made: as for an implausible loss, the ring
+                    // is corrupt for good (its positions are no longer believable).
+                    self.corrupt = Some(why);
                 }
                 Err(ByteRecvError::Corrupt(why))
             }
