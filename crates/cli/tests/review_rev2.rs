@@ -38,7 +38,11 @@ fn an_impossible_message_size_in_the_header_is_an_error_not_a_panic() {
                 !err.contains("panicked"),
                 "{cmd} with msg_size {size}: {err}"
             );
-            assert_ne!(o.status.code(), Some(0), "{cmd} with msg_size {size}: {err}");
+            assert_ne!(
+                o.status.code(),
+                Some(0),
+                "{cmd} with msg_size {size}: {err}"
+            );
         }
     }
 }
