@@ -686,6 +686,43 @@ mod tests {
         assert_eq!(r, Err(AttachError::BadCapacity(1)));
     }
 
+    /// Review rev2: a consumer attaching while the previous one pops and lets go (and the
+    /// producer refills the freed slots) must start where that one left, not from a head read
+    /// before its claim: from there the stamps say "a later lap" and the healthy ring was
+    /// reported `Corrupt`. The claim's `is_alive` call is the window (as in the SPSC test).
+    #[test]
+    fn rev2_a_consumer_attaching_as_the_previous_one_leaves_starts_where_it_left() {
+        let region = HeapRegion::new(StampedRing::<u64>::required_size(4));
+        let (ptr, len) = (region.as_ptr(), region.len());
+        // SAFETY: the region outlives every handle in this test.
+        unsafe {
+            StampedRing::<u64>::init(ptr, len, 4, 0).unwrap();
+            let p = core::cell::RefCell::new(
+                StampedRing::<u64>::producer(ptr, len, 1, &|_| true).unwrap(),
+            );
+            for v in [10, 11, 12, 13] {
+                p.borrow_mut().push(v).unwrap();
+            }
+            let first = core::cell::RefCell::new(Some(
+                StampedRing::<u64>::consumer(ptr, len, 2, &|_| true).unwrap(),
+            ));
+            let mut second = StampedRing::<u64>::consumer(ptr, len, 3, &|_| {
+                if let Some(mut c) = first.borrow_mut().take() {
+                    assert_eq!(c.pop(), Ok(10));
+                    assert_eq!(c.pop(), Ok(11));
+                    p.borrow_mut().push(14).unwrap();
+                    p.borrow_mut().push(15).unwrap();
+                }
+                false
+            })
+            .unwrap();
+            for v in [12, 13, 14, 15] {
+                assert_eq!(second.pop(), Ok(v));
+            }
+            assert_eq!(second.pop(), Err(PopError::Empty));
+        }
+    }
+
     #[test]
     fn one_producer_and_one_consumer_at_a_time() {
         let region = HeapRegion::new(StampedRing::<u64>::required_size(4));
