@@ -150,8 +150,13 @@ impl<T: Pod> StampedRing<T> {
         };
         // SAFETY: a checked header in bounds; atomics only.
         let h = unsafe { hdr.as_ref() };
+        // The claim first, so the positions read below include what a previous holder of the
+        // role published when it let go (read before, they could be a lap old, and the stamps
+        // then said "corrupt": review rev2).
+        h.meta.claim(role, owner, is_alive)?;
         // ORDERING: Acquire for both; a sanity check of the published positions, which are
-        // only starting points (the stamps order the data).
+        // only starting points (the stamps order the data). After the claim's AcqRel CAS,
+        // which pairs with the previous holder's Release `release`.
         let tail = h.tail.load(Ordering::Acquire);
         // ORDERING: as above.
         let head = h.head.load(Ordering::Acquire);
@@ -159,11 +164,11 @@ impl<T: Pod> StampedRing<T> {
         // (a dropped handle publishes exactly, so the head may even be ahead of the tail).
         let slack = cap + PUBLISH_EVERY;
         if tail.wrapping_sub(head) > slack && head.wrapping_sub(tail) > slack {
+            h.meta.release(role, owner);
             return Err(AttachError::Corrupt(
                 "tail and head more than a capacity apart",
             ));
         }
-        h.meta.claim(role, owner, is_alive)?;
         let raw = Raw {
             hdr,
             // SAFETY: the slots lie inside the region (checked against required_size).
