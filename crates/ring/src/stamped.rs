@@ -728,6 +728,32 @@ mod tests {
         }
     }
 
+    /// An attach refused for positions too far apart leaves the role free (review rev2).
+    #[test]
+    fn a_refused_attach_leaves_the_role_free() {
+        let region = HeapRegion::new(StampedRing::<u64>::required_size(4));
+        let (ptr, len) = (region.as_ptr(), region.len());
+        // SAFETY: the region outlives the handles; the positions are atomics.
+        unsafe {
+            StampedRing::<u64>::init(ptr, len, 4, 0).unwrap();
+            let h = &*ptr.cast::<Header>();
+            h.tail.store(1 << 20, Ordering::Relaxed);
+            for owner in [1, 2] {
+                assert!(matches!(
+                    StampedRing::<u64>::consumer(ptr, len, owner, &|_| true),
+                    Err(AttachError::Corrupt(_))
+                ));
+                assert!(matches!(
+                    StampedRing::<u64>::producer(ptr, len, owner, &|_| true),
+                    Err(AttachError::Corrupt(_))
+                ));
+            }
+            h.tail.store(0, Ordering::Relaxed);
+            assert!(StampedRing::<u64>::consumer(ptr, len, 3, &|_| true).is_ok());
+            assert!(StampedRing::<u64>::producer(ptr, len, 3, &|_| true).is_ok());
+        }
+    }
+
     #[test]
     fn one_producer_and_one_consumer_at_a_time() {
         let region = HeapRegion::new(StampedRing::<u64>::required_size(4));
