@@ -90,3 +90,41 @@ fn a_subscriber_that_just_read_cannot_have_lost_a_hundred_million_messages() {
     );
     assert_eq!(rx.lost(), 0);
 }
+
+/// Finding 1 (role exclusivity), across `fork`: a child inherits the parent's producer (the
+/// memory is copied, the role claim and the segment slot are the parent's). The child dropping
+/// its copy must not free the parent's live role, nor tell the consumer the sender left.
+#[test]
+fn a_forked_child_dropping_an_inherited_producer_leaves_the_parents_role() {
+    let name = unique("rev2-fork");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::spsc::<u64>(&name)
+        .capacity(64)
+        .unlink(UnlinkPolicy::Never)
+        .create()
+        .unwrap();
+    let producer = ch.producer().unwrap();
+    let mut consumer = ch.consumer().unwrap();
+    // SAFETY: the child only drops the inherited handles and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        drop(producer);
+        drop(ch);
+        // SAFETY: ends the child without running the parent's test harness.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        ch.producer().is_err(),
+        "a second producer was given out: the forked child's drop freed the parent's role"
+    );
+    let r = consumer.try_recv();
+    assert!(
+        matches!(r, Err(shmlane::TryRecvError::Empty)),
+        "the consumer was told the producer left: {r:?}"
+    );
+    drop(producer);
+}
