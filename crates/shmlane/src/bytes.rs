@@ -12,7 +12,7 @@ use shmlane_wake::Deadline;
 
 use crate::{
     Channel, SideStats,
-    channel::{CHECKSUM_BYTES, Local, Peers, Side, checksum},
+    channel::{CHECKSUM_BYTES, Local, Owned, Peers, Side, checksum},
     error::{ByteRecvError, ByteSendError, OpenError},
 };
 
@@ -57,7 +57,7 @@ impl Channel<u8> {
         let ring = unsafe { RecordRing::consumer(ptr, len, self.token(), &alive) }
             .map_err(|e| OpenError::for_role(e, &self.inner.name, "byte receiver"))?;
         Ok(ByteReceiver {
-            ring,
+            ring: Owned::new(ring),
             local: self.local(Side::Recv),
             unblock_after: DEFAULT_UNBLOCK_AFTER,
             pending_since: None,
@@ -78,7 +78,7 @@ impl Channel<u8> {
         let ring = unsafe { BroadcastRing::producer(ptr, len, self.token(), &alive) }
             .map_err(|e| OpenError::for_role(e, &self.inner.name, "publisher"))?;
         Ok(Publisher {
-            ring,
+            ring: Owned::new(ring),
             local: self.local(Side::Send),
             scratch: Vec::new(),
         })
@@ -110,7 +110,7 @@ pub struct ByteSender {
 
 /// The receiving end of a byte channel. `Send`, not `Sync`.
 pub struct ByteReceiver {
-    ring: RecordConsumer,
+    ring: Owned<RecordConsumer>,
     local: Local,
     unblock_after: Duration,
     /// Since when the record at the receiver's position has been pending, and when to ask
@@ -127,7 +127,7 @@ pub struct ByteReceiver {
 
 /// The publishing end of a broadcast channel. `Send`, not `Sync`.
 pub struct Publisher {
-    ring: BroadcastProducer,
+    ring: Owned<BroadcastProducer>,
     local: Local,
     /// Checksummed channels: the message and its checksum, sent as one.
     scratch: Vec<u8>,

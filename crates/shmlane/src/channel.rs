@@ -969,6 +969,7 @@ impl<T: Pod + Send> Channel<T> {
             last_flush: Instant::now(),
             misses: 0,
             next_hole_check: None,
+            pid: std::process::id(),
         }
     }
 
@@ -984,7 +985,7 @@ impl<T: Pod + Send> Channel<T> {
         let ring = unsafe { SpscRing::<T>::producer(ptr, len, self.token(), &alive) }
             .map_err(|e| OpenError::for_role(e, &self.inner.name, "producer"))?;
         Ok(Producer {
-            ring,
+            ring: Owned::new(ring),
             local: self.local(Side::Send),
         })
     }
@@ -998,7 +999,7 @@ impl<T: Pod + Send> Channel<T> {
         let ring = unsafe { SpscRing::<T>::consumer(ptr, len, self.token(), &alive) }
             .map_err(|e| OpenError::for_role(e, &self.inner.name, "consumer"))?;
         Ok(Consumer {
-            ring,
+            ring: Owned::new(ring),
             local: self.local(Side::Recv),
         })
     }
@@ -1011,7 +1012,7 @@ impl<T: Pod + Send> Channel<T> {
         // SAFETY: as in `producer`.
         let ring = unsafe { MpmcRing::<T>::sender_owned(ptr, len, self.token(), &alive)? };
         Ok(Sender {
-            ring,
+            ring: Owned::new(ring),
             local: self.local(Side::Send),
         })
     }
@@ -1024,7 +1025,7 @@ impl<T: Pod + Send> Channel<T> {
         // SAFETY: as in `producer`.
         let ring = unsafe { MpmcRing::<T>::receiver_owned(ptr, len, self.token(), &alive)? };
         Ok(Receiver {
-            ring,
+            ring: Owned::new(ring),
             local: self.local(Side::Recv),
         })
     }
@@ -1043,6 +1044,9 @@ pub(crate) struct Local {
     misses: u32,
     /// When a blocked MPMC endpoint next looks for a dead peer's hole (`None`: at once).
     next_hole_check: Option<Instant>,
+    /// The process that made the endpoint: a copy in a child after `fork` leaves the shared
+    /// counters alone when dropped (it would tell peers the parent's endpoint left).
+    pid: u32,
 }
 
 /// Longest pause `block` takes after repeated ready-but-failed waits.
@@ -1188,32 +1192,82 @@ impl Local {
 
 impl Drop for Local {
     fn drop(&mut self) {
+        if std::process::id() != self.pid {
+            return;
+        }
         self.flush();
         self.inner.leave(self.side);
     }
 }
 
+/// A ring handle holding a single role, dropped only by the process that made it. A child
+/// after `fork` holds a copy that names the parent's role claim (and attachment); dropping that
+/// copy released the parent's live role, so another endpoint could take it (review rev2). In
+/// another process the copy is leaked instead (the parent's drop releases the role).
+pub(crate) struct Owned<R> {
+    ring: core::mem::ManuallyDrop<R>,
+    pid: u32,
+}
+
+impl<R> Owned<R> {
+    pub(crate) fn new(ring: R) -> Self {
+        Self {
+            ring: core::mem::ManuallyDrop::new(ring),
+            pid: std::process::id(),
+        }
+    }
+
+    /// The ring handle itself (test hooks that consume it).
+    pub(crate) fn into_inner(self) -> R {
+        let mut me = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `me` is never dropped, so the handle is taken out exactly once.
+        unsafe { core::mem::ManuallyDrop::take(&mut me.ring) }
+    }
+}
+
+impl<R> core::ops::Deref for Owned<R> {
+    type Target = R;
+    fn deref(&self) -> &R {
+        &self.ring
+    }
+}
+
+impl<R> core::ops::DerefMut for Owned<R> {
+    fn deref_mut(&mut self) -> &mut R {
+        &mut self.ring
+    }
+}
+
+impl<R> Drop for Owned<R> {
+    fn drop(&mut self) {
+        if std::process::id() == self.pid {
+            // SAFETY: dropped once, here; the field is never used again.
+            unsafe { core::mem::ManuallyDrop::drop(&mut self.ring) };
+        }
+    }
+}
+
 /// The sending end of an SPSC channel.
 pub struct Producer<T> {
-    ring: shmlane_ring::Producer<T>,
+    ring: Owned<shmlane_ring::Producer<T>>,
     local: Local,
 }
 
 /// The receiving end of an SPSC channel.
 pub struct Consumer<T> {
-    ring: shmlane_ring::Consumer<T>,
+    ring: Owned<shmlane_ring::Consumer<T>>,
     local: Local,
 }
 
 /// A sending end of an MPMC channel.
 pub struct Sender<T> {
-    ring: shmlane_ring::Sender<T>,
+    ring: Owned<shmlane_ring::Sender<T>>,
     local: Local,
 }
 
 /// A receiving end of an MPMC channel.
 pub struct Receiver<T> {
-    ring: shmlane_ring::Receiver<T>,
+    ring: Owned<shmlane_ring::Receiver<T>>,
     local: Local,
 }
 
@@ -1270,7 +1324,7 @@ macro_rules! send_impl {
                     Err(TrySendError::Corrupt(back)) => return Err(SendError::Corrupt(back)),
                 }
                 // A slot a dead receiver held (MPMC): given back, try again.
-                if self.local.check_hole(&self.ring, false) {
+                if self.local.check_hole(&*self.ring, false) {
                     continue;
                 }
                 // Peers are checked (syscalls) only after a wait that ended without room,
@@ -1282,7 +1336,7 @@ macro_rules! send_impl {
                         _ => {}
                     }
                 }
-                let (ring, next) = (&mut self.ring, self.local.next_hole_check);
+                let (ring, next) = (&mut *self.ring, self.local.next_hole_check);
                 let ready = || ring_has_room(ring) || hole_check_due(ring, next);
                 if !self.local.block(deadline, ready) {
                     return Err(SendError::Timeout(v));
@@ -1343,7 +1397,7 @@ macro_rules! recv_impl {
                     Err(TryRecvError::Corrupt) => return Err(RecvError::Corrupt),
                 }
                 // A position a dead sender took and never filled (MPMC): skipped, try again.
-                if self.local.check_hole(&self.ring, false) {
+                if self.local.check_hole(&*self.ring, false) {
                     continue;
                 }
                 // Peers are checked (syscalls) only after a wait that ended without data.
@@ -1364,7 +1418,7 @@ macro_rules! recv_impl {
                                     return Ok(v);
                                 }
                                 Err(PopError::Empty) => {
-                                    if self.local.check_hole(&self.ring, true) {
+                                    if self.local.check_hole(&*self.ring, true) {
                                         continue;
                                     }
                                     return if self.local.inner.peer_state(Side::Send) == Peers::Left
@@ -1380,7 +1434,7 @@ macro_rules! recv_impl {
                     }
                     Peers::Live | Peers::NotYet => {}
                 }
-                let (ring, next) = (&mut self.ring, self.local.next_hole_check);
+                let (ring, next) = (&mut *self.ring, self.local.next_hole_check);
                 let ready = || ring_has_data(ring) || hole_check_due(ring, next);
                 if !self.local.block(deadline, ready) {
                     return Err(RecvError::Timeout);
@@ -1555,7 +1609,7 @@ impl<T: Pod + Send> Sender<T> {
     /// 10 ms; callers of [`try_send`](Self::try_send) that keep finding the ring full call it.
     /// Returns whether a slot was given back (counted in `lost`: the dead receiver's message).
     pub fn recover(&mut self) -> bool {
-        self.local.check_hole(&self.ring, true)
+        self.local.check_hole(&*self.ring, true)
     }
 
     /// Test hook, not part of the API: what a sender process killed between taking its ring
@@ -1564,7 +1618,7 @@ impl<T: Pod + Send> Sender<T> {
     #[doc(hidden)]
     pub fn abandon_send_for_tests(self) {
         let Self { ring, local } = self;
-        ring.abandon_push_for_tests(true);
+        ring.into_inner().abandon_push_for_tests(true);
         core::mem::forget(local);
     }
 }
@@ -1578,7 +1632,7 @@ impl<T: Pod + Send> Receiver<T> {
     /// [`try_recv`](Self::try_recv) that keep finding the ring empty call it. Returns whether a
     /// position was skipped (counted in `lost`).
     pub fn recover(&mut self) -> bool {
-        self.local.check_hole(&self.ring, true)
+        self.local.check_hole(&*self.ring, true)
     }
 
     /// Test hook, not part of the API: what a receiver process killed between taking its ring
@@ -1587,7 +1641,7 @@ impl<T: Pod + Send> Receiver<T> {
     #[doc(hidden)]
     pub fn abandon_recv_for_tests(self) {
         let Self { ring, local } = self;
-        ring.abandon_pop_for_tests(true);
+        ring.into_inner().abandon_pop_for_tests(true);
         core::mem::forget(local);
     }
 
