@@ -116,7 +116,7 @@ fn a_forked_child_dropping_an_inherited_producer_leaves_the_parents_role() {
     }
     let mut status = 0;
     // SAFETY: waits for our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert_eq!(unsafe { libc::waitpid(pid, &raw mut status, 0) }, pid);
     assert!(
         ch.producer().is_err(),
         "a second producer was given out: the forked child's drop freed the parent's role"
