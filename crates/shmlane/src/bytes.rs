@@ -41,7 +41,7 @@ impl Channel<u8> {
         // through `Local::inner`.
         let ring = unsafe { RecordRing::producer(ptr, len, tag, &|t| seg.tag_alive(t))? };
         Ok(ByteSender {
-            ring,
+            ring: Owned::new(ring),
             local: self.local(Side::Send),
         })
     }
@@ -104,7 +104,7 @@ impl Channel<u8> {
 
 /// A sending end of a byte channel. `Send`, not `Sync`.
 pub struct ByteSender {
-    ring: RecordProducer,
+    ring: Owned<RecordProducer>,
     local: Local,
 }
 
