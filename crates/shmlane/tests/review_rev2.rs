@@ -128,3 +128,27 @@ fn a_forked_child_dropping_an_inherited_producer_leaves_the_parents_role() {
     );
     drop(producer);
 }
+
+/// Finding 15 (builder edge values): a zero-sized element type with the largest capacity is a
+/// ring of a header and no slot bytes; creating it must not spend 2^40 steps initialising
+/// slots that take no memory (a hang of hours in a debug build).
+#[test]
+fn a_zero_sized_element_with_the_largest_capacity_is_created_at_once_or_refused() {
+    let name = unique("rev2-zst");
+    let (done, wait) = std::sync::mpsc::channel();
+    let n = name.clone();
+    std::thread::spawn(move || {
+        let r = shmlane::spsc::<()>(&n)
+            .capacity(1 << 40)
+            .unlink(UnlinkPolicy::Never)
+            .create()
+            .map(drop);
+        let _ = done.send(r.map_err(|e| e.to_string()));
+    });
+    let r = wait.recv_timeout(std::time::Duration::from_secs(10));
+    let _c = Cleanup(name);
+    assert!(
+        r.is_ok(),
+        "create of a 2^40-slot ring of () still running after 10 s"
+    );
+}
