@@ -152,3 +152,68 @@ fn a_zero_sized_element_with_the_largest_capacity_is_created_at_once_or_refused(
         "create of a 2^40-slot ring of () still running after 10 s"
     );
 }
+
+/// Writes `value` into word `word` of the ring region of channel `name`.
+fn write_ring_word(name: &str, byte_offset: u64, value: u64) {
+    let info = shmlane_segment::inspect(std::path::Path::new(&format!("/dev/shm/{name}")))
+        .unwrap()
+        .unwrap();
+    let r = info.regions.iter().find(|r| r.name == "ring").unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    f.write_all_at(&value.to_ne_bytes(), r.offset + byte_offset)
+        .unwrap();
+}
+
+/// Finding 14 (positions): an SPSC consumer blocked in `recv` while the producer's position
+/// (`tail`, ring bytes 128..136) is overwritten far ahead, and a producer blocked in `send` on a
+/// full ring while the consumer's (`head`, bytes 256..264) is overwritten past the tail: both
+/// must report `Corrupt`, not wait until their deadline (or forever without one). The
+/// blocking condition read the position through `len()`/`free()`, which say 0 on a corrupt
+/// ring, so the wait never ended; the headers the peer checks compare are intact.
+#[test]
+fn spsc_blocked_calls_report_an_overwritten_position() {
+    use shmlane::{Deadline, RecvError, SendError};
+    use std::time::{Duration, Instant};
+    let name = unique("rev2-spsc-pos");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::spsc::<u64>(&name)
+        .capacity(4)
+        .unlink(UnlinkPolicy::Never)
+        .create()
+        .unwrap();
+    let mut tx = ch.producer().unwrap();
+    let mut rx = ch.consumer().unwrap();
+    std::thread::scope(|s| {
+        let t0 = Instant::now();
+        let h = s.spawn(|| rx.recv(Some(Deadline::after(Duration::from_secs(20)))));
+        std::thread::sleep(Duration::from_millis(100));
+        write_ring_word(&name, 128, 1 << 40);
+        let r = h.join().unwrap();
+        let took = t0.elapsed();
+        assert!(
+            matches!(r, Err(RecvError::Corrupt)),
+            "recv: {r:?} after {took:?}"
+        );
+        assert!(took < Duration::from_secs(5), "recv took {took:?}");
+    });
+    write_ring_word(&name, 128, 0);
+    for v in 0..4 {
+        tx.try_send(v).unwrap();
+    }
+    std::thread::scope(|s| {
+        let t0 = Instant::now();
+        let h = s.spawn(|| tx.send(9, Some(Deadline::after(Duration::from_secs(20)))));
+        std::thread::sleep(Duration::from_millis(100));
+        write_ring_word(&name, 256, 1 << 40);
+        let r = h.join().unwrap();
+        let took = t0.elapsed();
+        assert!(
+            matches!(r, Err(SendError::Corrupt(_))),
+            "send: {r:?} after {took:?}"
+        );
+        assert!(took < Duration::from_secs(5), "send took {took:?}");
+    });
+}
