@@ -1458,7 +1458,13 @@ trait HasRoom {
 }
 impl<T: Pod> HasData for shmlane_ring::Consumer<T> {
     fn has_data(&mut self) -> bool {
-        !self.is_empty()
+        // Data, or positions that are corrupt (the caller's next try reports it): only
+        // "nothing yet" waits. `is_empty()` said empty on a corrupt ring, and a blocked `recv`
+        // waited on an overwritten tail until its deadline, or forever (review rev2).
+        !matches!(
+            self.read_chunk(1),
+            Err(shmlane_ring::ChunkError::TooFewSlots(_))
+        )
     }
 }
 impl<T: Pod> HasData for shmlane_ring::Receiver<T> {
@@ -1470,7 +1476,11 @@ impl<T: Pod> HasData for shmlane_ring::Receiver<T> {
 }
 impl<T: Pod> HasRoom for shmlane_ring::Producer<T> {
     fn has_room(&mut self) -> bool {
-        self.free() > 0
+        // Room, or corrupt positions (the next try reports it); see `HasData` above.
+        !matches!(
+            self.write_chunk(1),
+            Err(shmlane_ring::ChunkError::TooFewSlots(_))
+        )
     }
 }
 impl<T: Pod> HasRoom for shmlane_ring::Sender<T> {
