@@ -414,6 +414,36 @@ mod tests {
         }
     }
 
+    /// Review rev2: a parent thread inside `region()` at the moment of `fork` leaves the
+    /// handle's directory turn taken in the child's copy; `after_fork` must clear it, or every
+    /// `region()` of the child fails with `Busy` after 2 s. (In-process stand-in for the fork:
+    /// the turn set by hand, then `after_fork`, which claims a second slot.)
+    #[test]
+    fn after_fork_clears_a_directory_turn_inherited_from_the_parent() {
+        for anonymous in [false, true] {
+            let name = format!("shmlane-test-{}-fork-turn", std::process::id());
+            let mut seg = if anonymous {
+                Segment::anonymous().size(64 * 1024).create()
+            } else {
+                Segment::posix(&name)
+                    .size(64 * 1024)
+                    .unlink(UnlinkPolicy::LastDetach)
+                    .create()
+            }
+            .expect("create");
+            // ORDERING: Relaxed; a test setting the turn as a parent thread in `region()` does.
+            seg.dir_local.store(1, Ordering::Relaxed);
+            seg.after_fork(0).expect("after_fork");
+            let t0 = std::time::Instant::now();
+            seg.region("r", 128, 1).expect("region after after_fork");
+            assert!(
+                t0.elapsed() < std::time::Duration::from_millis(500),
+                "anonymous {anonymous}: region() waited {:?} on the inherited turn",
+                t0.elapsed()
+            );
+        }
+    }
+
     std::thread_local! {
         /// Run by `claim_slot` on this thread once it owns an fd-less slot, before it writes
         /// its identity: lets a test hold a claim in progress.
