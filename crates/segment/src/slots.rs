@@ -54,6 +54,8 @@ fn snapshot(slot: &Slot) -> Option<SlotSnapshot> {
         // ORDERING: as above.
         ident: slot.ident.load(Ordering::Relaxed),
     };
+    #[cfg(test)]
+    tests::snapshot_point();
     // ORDERING: Acquire fence; pairs with the claimer's Release fence after its CAS: if a
     // load above saw a field store of a claim, the re-read below sees its odd generation
     // (or a later value).
@@ -459,6 +461,20 @@ mod tests {
         });
     }
 
+    std::thread_local! {
+        /// Run once by `snapshot` on this thread between its field loads and its re-read of
+        /// the generation: lets a test complete a claim there.
+        static SNAPSHOT: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    pub(super) fn snapshot_point() {
+        let f = SNAPSHOT.with(|p| p.borrow_mut().take());
+        if let Some(f) = f {
+            f();
+        }
+    }
+
     /// Sets slot `i` as left by `pid` (alive or not) in state `state`.
     fn set_slot(seg: &Segment, i: u32, state: u32, pid: u32, start: u64) {
         let slot = seg.slot_ref(i).unwrap();
@@ -471,6 +487,41 @@ mod tests {
         slot.ident.store(sys::holder_ident(), Ordering::Relaxed);
         // ORDERING: as above.
         slot.state.store(state, Ordering::Release);
+    }
+
+    /// Review rev2: a reader of a slot whose dead holder is replaced by a live claimer while
+    /// it reads (the whole claim between its field loads and its re-read of the generation)
+    /// must not judge the slot by the dead holder's pid it loaded: the re-read sees the new
+    /// generation and the verdict is "a claim happened: alive". Without the re-read the new,
+    /// live holder was reported dead (and its tags with it).
+    #[test]
+    fn a_slot_claimed_while_it_is_read_is_not_judged_by_the_previous_holder() {
+        let seg = Segment::anonymous()
+            .size(4096)
+            .max_attachments(2)
+            .create()
+            .unwrap();
+        assert_eq!(seg.slot(), 0);
+        // Slot 1 left attached by a process now gone.
+        set_slot(&seg, 1, SLOT_ATTACHED, 1 << 23, 1);
+        assert!(!seg.slot_alive(1), "the dead holder is dead");
+        let claimed = std::rc::Rc::new(std::cell::Cell::new(None));
+        let c = claimed.clone();
+        let seg_ref: &'static Segment = Box::leak(Box::new(seg));
+        SNAPSHOT.with(|p| {
+            *p.borrow_mut() = Some(Box::new(move || c.set(Some(seg_ref.claim_slot(8)))));
+        });
+        let alive = seg_ref.slot_alive(1);
+        let (slot, _) = claimed
+            .get()
+            .expect("the claim ran inside the read")
+            .unwrap();
+        assert_eq!(slot, 1, "the dead holder's slot was taken over");
+        assert!(
+            alive,
+            "a slot claimed by a live process during the read was judged dead"
+        );
+        assert!(seg_ref.slot_alive(1));
     }
 
     /// Two claimers of the one free slot of an fd-less segment whose previous holder left it
