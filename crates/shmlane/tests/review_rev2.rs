@@ -217,3 +217,35 @@ fn spsc_blocked_calls_report_an_overwritten_position() {
         assert!(took < Duration::from_secs(5), "send took {took:?}");
     });
 }
+
+/// The same for MPMC (review rev2, finding 14 "positions"): a receiver blocked in `recv` while
+/// `deq` (ring bytes 256..264) is overwritten far from `enq`. Whatever it says, the call must
+/// end well before its deadline with an error other than `Timeout` — or report data.
+#[test]
+fn mpmc_blocked_recv_reports_an_overwritten_position() {
+    use shmlane::{Deadline, RecvError};
+    use std::time::{Duration, Instant};
+    for (offset, value) in [(256u64, 1u64 << 40), (128, 1 << 40), (256, u64::MAX - 3)] {
+        let name = unique("rev2-mpmc-pos");
+        let _c = Cleanup(name.clone());
+        let ch = shmlane::mpmc::<u64>(&name)
+            .capacity(4)
+            .unlink(UnlinkPolicy::Never)
+            .create()
+            .unwrap();
+        let _tx = ch.sender().unwrap();
+        let mut rx = ch.receiver().unwrap();
+        std::thread::scope(|s| {
+            let t0 = Instant::now();
+            let h = s.spawn(|| rx.recv(Some(Deadline::after(Duration::from_secs(10)))));
+            std::thread::sleep(Duration::from_millis(100));
+            write_ring_word(&name, offset, value);
+            let r = h.join().unwrap();
+            let took = t0.elapsed();
+            assert!(
+                !matches!(r, Err(RecvError::Timeout)) && took < Duration::from_secs(5),
+                "word at {offset} = {value}: {r:?} after {took:?}"
+            );
+        });
+    }
+}
