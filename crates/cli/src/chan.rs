@@ -80,6 +80,20 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
             "segment {name} exists but is not a shmlane channel; pick another name or remove it (shmlane rm {name})"
         ))
     })?;
+    // Read from shared memory: checked before any size is computed from it (an overwritten
+    // header must give an error, not an overflow: review rev2).
+    let limit = match st.kind {
+        shmlane::Kind::Spsc | shmlane::Kind::Mpmc => MAX_MSG,
+        shmlane::Kind::Bytes | shmlane::Kind::Broadcast => u64::from(u32::MAX),
+    };
+    if st.msg_size == 0 && !matches!(st.kind, shmlane::Kind::Bytes | shmlane::Kind::Broadcast)
+        || st.msg_size > limit
+    {
+        return Err(CliError(format!(
+            "channel {name} says its messages have {} bytes, which shmlane's commands do not handle (at most {limit}); if no program made it so, its header was overwritten: remove it (shmlane rm {name})",
+            st.msg_size
+        )));
+    }
     Ok(Some((
         Shape {
             kind: match st.kind {

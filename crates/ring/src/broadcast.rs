@@ -62,6 +62,10 @@ pub const MIN_SLOT_BYTES: usize = 24;
 /// Largest slot (1 MiB).
 pub const MAX_SLOT_BYTES: usize = 1 << 20;
 
+/// What [`RecvError::Corrupt`] says when a slot's stamp is past anything the producer can
+/// have written (an overwritten stamp; a real lap never is).
+pub const STAMP_AHEAD: &str = "a slot's stamp is ahead of the producer's position";
+
 const BUSY: u64 = 1;
 /// Stamps carry positions modulo 2^63.
 const POS_MASK: u64 = u64::MAX >> 1;
@@ -345,14 +349,12 @@ impl BroadcastRing {
         // After the last complete message; a message half-written by a producer that died is
         // written again.
         let pos = raw.producer_position(tail);
-        if pos != tail {
-            // Publish where we go on from: a predecessor that died between a stamp and its
-            // publication left `tail` a full `PUBLISH_EVERY` or more behind, and a lapped reader
-            // believes a stamp only up to `PUBLISH_EVERY - 1` ahead of `tail` (`lapped`).
-            // ORDERING: Release; pairs with the Acquire loads of `tail` (attach, lapped); no
-            // message of ours is stamped yet, so readers see this before any of them.
-            raw.hdr().tail.store(pos, Ordering::Release);
-        }
+        // Published at once, so that every message is at most `PUBLISH_EVERY - 1` ahead of
+        // the published position (a predecessor that died between a message and its due
+        // publication left `tail` further behind): readers rely on it to tell a real lap from
+        // an overwritten stamp (`lapped`). ORDERING: Release; pairs with the Acquire loads of
+        // `tail` (attach, lapped), ordered before our first stamp store.
+        raw.hdr().tail.store(pos, Ordering::Release);
         Ok(BroadcastProducer {
             raw,
             pos,
@@ -599,9 +601,8 @@ impl BroadcastReader {
         let tail = self.raw.hdr().tail.load(Ordering::Acquire);
         let stamp_past_tail = seen.wrapping_sub(tail) & POS_MASK;
         if (PUBLISH_EVERY..HALF).contains(&stamp_past_tail) {
-            return RecvError::Corrupt(
-                "a slot's stamp is ahead of the producer's published position",
-            );
+            // No producer wrote it: an overwritten stamp. Nothing is counted.
+            return RecvError::Corrupt(STAMP_AHEAD);
         }
         let mut newest = c.wrapping_add(ahead).wrapping_add(1);
         let t = tail.wrapping_sub(c) & POS_MASK;
@@ -764,6 +765,56 @@ mod tests {
     /// Every position class: from 0, across the wrap of u64 and across 2^63 (where the stamp
     /// drops the position's top bit).
     const STARTS: [u64; 3] = [0, u64::MAX - 5, (1 << 63) - 5];
+
+    /// Review rev2 (finding 14, loss bounded by what can have been lost): a stamp overwritten
+    /// ahead of anything the producer can have written is `Corrupt`, not a lap of that size;
+    /// a real lap after a producer died between a message and its due publication of `tail`
+    /// (its successor publishes its position at attach) is still a lap.
+    #[test]
+    fn rev2_a_stamp_past_the_producers_position_is_corrupt_not_a_loss() {
+        for start in STARTS {
+            let (mut tx, mut rx) = HeapRegion::broadcast_at(8, 64, start);
+            let mut buf = [0u8; 48];
+            tx.send(&[1; 8]).unwrap();
+            assert_eq!(rx.recv(&mut buf), Ok(8));
+            // The next slot says "message 10^8 ahead, complete".
+            let c = rx.position();
+            rx.raw.word(c, 0).store(
+                stamp(c.wrapping_add(100_000_000) & POS_MASK, 0),
+                Ordering::Relaxed,
+            );
+            assert!(
+                matches!(rx.recv(&mut buf), Err(RecvError::Corrupt(_))),
+                "start {start}"
+            );
+            assert_eq!((rx.lost(), rx.position()), (0, c), "start {start}");
+
+            // A producer that wrote message 63 past `start`'s publication point and died
+            // before publishing `tail` for it; its successor continues and laps the reader.
+            let (mut tx, mut rx) = HeapRegion::broadcast_at(8, 64, start);
+            let first_pub = start.wrapping_add(PUBLISH_EVERY - start % PUBLISH_EVERY);
+            while tx.position() != first_pub {
+                tx.send(&[2; 8]).unwrap();
+            }
+            // Died just before its publication: `tail` still says `start`.
+            tx.raw.hdr().tail.store(start, Ordering::Relaxed);
+            let raw = tx.raw.clone();
+            core::mem::forget(tx);
+            let ptr = raw.hdr.as_ptr().cast::<u8>();
+            let len = BroadcastRing::required_size(8, 64);
+            // SAFETY: the heap region lives (kept by `rx`'s and `raw`'s KeepAlive).
+            let mut tx2 = unsafe { BroadcastRing::producer(ptr, len, 2, &|_| false) }.unwrap();
+            assert_eq!(tx2.position(), first_pub);
+            for _ in 0..PUBLISH_EVERY - 1 {
+                tx2.send(&[3; 8]).unwrap();
+            }
+            let r = rx.recv(&mut buf);
+            assert!(
+                matches!(r, Err(RecvError::Lapped { .. })),
+                "start {start}: {r:?}"
+            );
+        }
+    }
 
     #[test]
     fn every_reader_sees_every_message() {

@@ -102,7 +102,14 @@ impl<T: Pod> SpscRing<T> {
         // SAFETY: in bounds and aligned (checked above); exclusive during init (caller).
         unsafe { ptr.cast::<Header>().write(hdr) };
         let slots = ptr.wrapping_add(slots_offset::<T>()).cast::<Cell<T>>();
-        for i in 0..capacity as usize {
+        // Slots of a zero-sized `T` take no memory: nothing to zero (and up to 2^40 of them,
+        // a loop of hours in a debug build: review rev2).
+        let fill = if size_of::<Cell<T>>() == 0 {
+            0
+        } else {
+            capacity as usize
+        };
+        for i in 0..fill {
             // SAFETY: slot i lies inside the region (required_size) and is aligned for Cell<T>.
             unsafe { slots.add(i).write(Cell::new(T::zeroed())) };
         }
@@ -135,20 +142,25 @@ impl<T: Pod> SpscRing<T> {
         };
         // SAFETY: a checked header in bounds; it holds only atomics.
         let h = unsafe { hdr.as_ref() };
+        // The claim first: the positions are read once we hold the role, so they include
+        // everything a previous holder of it published before letting go (read before the
+        // claim, a holder leaving in between was overwritten or read again: review rev2).
+        h.meta.claim(role, owner, is_alive)?;
         // These two loads are the endpoint's starting positions (never read again to start
         // with). ORDERING: Acquire; pairs with the producer's SPSC_TAIL_STORE (Release): a
         // consumer that starts from this tail sees the slot writes before it (the cached tail
-        // it reads from); also with the hand-over after init.
+        // it reads from); also with the hand-over after init, and (after the claim's AcqRel
+        // CAS, which pairs with `release`) our own role's previous holder's last store.
         let tail = h.tail.load(Ordering::Acquire);
         // ORDERING: Acquire; pairs with the consumer's SPSC_HEAD_STORE (Release): a producer
         // that starts from this head reuses only slots whose reads happened before it.
         let head = h.head.load(Ordering::Acquire);
         if tail.wrapping_sub(head) > cap {
+            h.meta.release(role, owner);
             return Err(AttachError::Corrupt(
                 "tail and head more than a capacity apart",
             ));
         }
-        h.meta.claim(role, owner, is_alive)?;
         #[cfg(all(test, not(loom)))]
         tests::after_attach_check(ptr);
         let raw = Raw {
@@ -1100,6 +1112,82 @@ mod tests {
                 SpscRing::<u64>::producer(ptr, 200, 1, &alive).unwrap_err(),
                 AttachError::RegionTooSmall { .. }
             ));
+        }
+    }
+
+    /// Review rev2 (regression of the finding-4 fix): a producer attaching while the previous
+    /// one pushes its last values and lets go must start where that one left, not from a tail
+    /// read before its own claim. The claim's `is_alive` call is the window: the previous
+    /// producer pushes and is dropped there (the claim word is then free, so the claim
+    /// succeeds whatever the answer, exactly as when the claim load comes after the release).
+    /// With the positions read before the claim, the new producer wrote over the values the
+    /// consumer had not read and moved the tail backwards.
+    #[test]
+    fn rev2_a_producer_attaching_as_the_previous_one_leaves_starts_where_it_left() {
+        let region = HeapRegion::new(SpscRing::<u64>::required_size(4));
+        let (ptr, len) = (region.as_ptr(), region.len());
+        // SAFETY: the region outlives every handle in this test.
+        unsafe {
+            SpscRing::<u64>::init(ptr, len, 4, 0).unwrap();
+            let mut c = SpscRing::<u64>::consumer(ptr, len, 2, &|_| true).unwrap();
+            let first = core::cell::RefCell::new(Some(
+                SpscRing::<u64>::producer(ptr, len, 1, &|_| true).unwrap(),
+            ));
+            let mut second = SpscRing::<u64>::producer(ptr, len, 3, &|_| {
+                if let Some(mut p) = first.borrow_mut().take() {
+                    p.push(10).unwrap();
+                    p.push(11).unwrap();
+                }
+                false
+            })
+            .unwrap();
+            assert_eq!(
+                second.position(),
+                2,
+                "started from a tail read before the claim"
+            );
+            second.push(12).unwrap();
+            assert_eq!(c.pop(), Ok(10));
+            assert_eq!(c.pop(), Ok(11));
+            assert_eq!(c.pop(), Ok(12));
+            assert_eq!(c.pop(), Err(PopError::Empty));
+        }
+    }
+
+    /// Review rev2, consumer side: a consumer attaching while the previous one pops and lets
+    /// go must not deliver again what that one read (from a head read before its claim), nor
+    /// move the head backwards under the producer.
+    #[test]
+    fn rev2_a_consumer_attaching_as_the_previous_one_leaves_starts_where_it_left() {
+        let region = HeapRegion::new(SpscRing::<u64>::required_size(4));
+        let (ptr, len) = (region.as_ptr(), region.len());
+        // SAFETY: the region outlives every handle in this test.
+        unsafe {
+            SpscRing::<u64>::init(ptr, len, 4, 0).unwrap();
+            let mut p = SpscRing::<u64>::producer(ptr, len, 1, &|_| true).unwrap();
+            for v in [10, 11, 12] {
+                p.push(v).unwrap();
+            }
+            let first = core::cell::RefCell::new(Some(
+                SpscRing::<u64>::consumer(ptr, len, 2, &|_| true).unwrap(),
+            ));
+            let mut second = SpscRing::<u64>::consumer(ptr, len, 3, &|_| {
+                if let Some(mut c) = first.borrow_mut().take() {
+                    assert_eq!(c.pop(), Ok(10));
+                    assert_eq!(c.pop(), Ok(11));
+                }
+                false
+            })
+            .unwrap();
+            assert_eq!(
+                second.position(),
+                2,
+                "started from a head read before the claim"
+            );
+            assert_eq!(second.pop(), Ok(12));
+            assert_eq!(second.pop(), Err(PopError::Empty));
+            // The producer sees the space the first consumer freed, and no more.
+            assert_eq!(p.free(), 4);
         }
     }
 

@@ -150,8 +150,13 @@ impl<T: Pod> StampedRing<T> {
         };
         // SAFETY: a checked header in bounds; atomics only.
         let h = unsafe { hdr.as_ref() };
+        // The claim first, so the positions read below include what a previous holder of the
+        // role published when it let go (read before, they could be a lap old, and the stamps
+        // then said "corrupt": review rev2).
+        h.meta.claim(role, owner, is_alive)?;
         // ORDERING: Acquire for both; a sanity check of the published positions, which are
-        // only starting points (the stamps order the data).
+        // only starting points (the stamps order the data). After the claim's AcqRel CAS,
+        // which pairs with the previous holder's Release `release`.
         let tail = h.tail.load(Ordering::Acquire);
         // ORDERING: as above.
         let head = h.head.load(Ordering::Acquire);
@@ -159,11 +164,11 @@ impl<T: Pod> StampedRing<T> {
         // (a dropped handle publishes exactly, so the head may even be ahead of the tail).
         let slack = cap + PUBLISH_EVERY;
         if tail.wrapping_sub(head) > slack && head.wrapping_sub(tail) > slack {
+            h.meta.release(role, owner);
             return Err(AttachError::Corrupt(
                 "tail and head more than a capacity apart",
             ));
         }
-        h.meta.claim(role, owner, is_alive)?;
         let raw = Raw {
             hdr,
             // SAFETY: the slots lie inside the region (checked against required_size).
@@ -684,6 +689,69 @@ mod tests {
         // SAFETY: the region outlives the call.
         let r = unsafe { StampedRing::<u64>::init(region.as_ptr(), region.len(), 1, 0) };
         assert_eq!(r, Err(AttachError::BadCapacity(1)));
+    }
+
+    /// Review rev2: a consumer attaching while the previous one pops and lets go (and the
+    /// producer refills the freed slots) must start where that one left, not from a head read
+    /// before its claim: from there the stamps say "a later lap" and the healthy ring was
+    /// reported `Corrupt`. The claim's `is_alive` call is the window (as in the SPSC test).
+    #[test]
+    fn rev2_a_consumer_attaching_as_the_previous_one_leaves_starts_where_it_left() {
+        let region = HeapRegion::new(StampedRing::<u64>::required_size(4));
+        let (ptr, len) = (region.as_ptr(), region.len());
+        // SAFETY: the region outlives every handle in this test.
+        unsafe {
+            StampedRing::<u64>::init(ptr, len, 4, 0).unwrap();
+            let p = core::cell::RefCell::new(
+                StampedRing::<u64>::producer(ptr, len, 1, &|_| true).unwrap(),
+            );
+            for v in [10, 11, 12, 13] {
+                p.borrow_mut().push(v).unwrap();
+            }
+            let first = core::cell::RefCell::new(Some(
+                StampedRing::<u64>::consumer(ptr, len, 2, &|_| true).unwrap(),
+            ));
+            let mut second = StampedRing::<u64>::consumer(ptr, len, 3, &|_| {
+                if let Some(mut c) = first.borrow_mut().take() {
+                    assert_eq!(c.pop(), Ok(10));
+                    assert_eq!(c.pop(), Ok(11));
+                    p.borrow_mut().push(14).unwrap();
+                    p.borrow_mut().push(15).unwrap();
+                }
+                false
+            })
+            .unwrap();
+            for v in [12, 13, 14, 15] {
+                assert_eq!(second.pop(), Ok(v));
+            }
+            assert_eq!(second.pop(), Err(PopError::Empty));
+        }
+    }
+
+    /// An attach refused for positions too far apart leaves the role free (review rev2).
+    #[test]
+    fn a_refused_attach_leaves_the_role_free() {
+        let region = HeapRegion::new(StampedRing::<u64>::required_size(4));
+        let (ptr, len) = (region.as_ptr(), region.len());
+        // SAFETY: the region outlives the handles; the positions are atomics.
+        unsafe {
+            StampedRing::<u64>::init(ptr, len, 4, 0).unwrap();
+            let h = &*ptr.cast::<Header>();
+            h.tail.store(1 << 20, Ordering::Relaxed);
+            for owner in [1, 2] {
+                assert!(matches!(
+                    StampedRing::<u64>::consumer(ptr, len, owner, &|_| true),
+                    Err(AttachError::Corrupt(_))
+                ));
+                assert!(matches!(
+                    StampedRing::<u64>::producer(ptr, len, owner, &|_| true),
+                    Err(AttachError::Corrupt(_))
+                ));
+            }
+            h.tail.store(0, Ordering::Relaxed);
+            assert!(StampedRing::<u64>::consumer(ptr, len, 3, &|_| true).is_ok());
+            assert!(StampedRing::<u64>::producer(ptr, len, 3, &|_| true).is_ok());
+        }
     }
 
     #[test]

@@ -348,6 +348,7 @@ impl SegmentBuilder {
             max_regions: self.max_regions,
             data_offset: o.data,
             slot: u32::MAX,
+            tag_gen: 0,
             owner_pid: sys::getpid(),
             unlink: self.unlink,
             created: true,
@@ -446,7 +447,7 @@ impl Segment {
         c.unclean_detaches.store(0, Ordering::Relaxed);
         c.bump.store(self.data_offset, Ordering::Relaxed);
         c.attach_count.store(0, Ordering::Relaxed);
-        self.slot = self.claim_slot(role).map_err(|()| CreateError::Os {
+        (self.slot, self.tag_gen) = self.claim_slot(role).map_err(|()| CreateError::Os {
             name: self.loc.display_name(),
             op: "claim attachment slot",
             source: io::Error::other("no attachment slot could be locked"),

@@ -390,12 +390,12 @@ impl Segment {
         if b.populate && matches!(self.map, Mapping::SysV { .. }) {
             self.prefault();
         }
-        self.slot = self
-            .claim_slot(b.role)
-            .map_err(|()| OpenError::TooManyAttachments {
-                name,
-                max: self.max_attach,
-            })?;
+        (self.slot, self.tag_gen) =
+            self.claim_slot(b.role)
+                .map_err(|()| OpenError::TooManyAttachments {
+                    name,
+                    max: self.max_attach,
+                })?;
         Ok(())
     }
 }

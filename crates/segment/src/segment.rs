@@ -177,6 +177,10 @@ pub struct Segment {
     pub(crate) max_regions: u32,
     pub(crate) data_offset: u64,
     pub(crate) slot: u32,
+    /// The generation our claim of `slot` published, kept here: the owner tag is built from
+    /// this copy, never re-read from the slot, which other processes can write (a peer
+    /// changing it must not change our tag nor make it look dead: review rev2).
+    pub(crate) tag_gen: u32,
     pub(crate) owner_pid: u32,
     pub(crate) unlink: UnlinkPolicy,
     pub(crate) created: bool,

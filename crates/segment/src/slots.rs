@@ -54,6 +54,8 @@ fn snapshot(slot: &Slot) -> Option<SlotSnapshot> {
         // ORDERING: as above.
         ident: slot.ident.load(Ordering::Relaxed),
     };
+    #[cfg(test)]
+    tests::snapshot_point();
     // ORDERING: Acquire fence; pairs with the claimer's Release fence after its CAS: if a
     // load above saw a field store of a claim, the re-read below sees its odd generation
     // (or a later value).
@@ -95,7 +97,9 @@ impl Segment {
     /// once both took one slot: the second saw the first's slot attached with the previous,
     /// dead, holder's pid). A claimer that dies in those few instructions leaves the slot odd
     /// and so never reusable (counted alive): a lost slot, never a shared one.
-    pub(crate) fn claim_slot(&self, role: u32) -> Result<u32, ()> {
+    ///
+    /// Returns the slot and the generation this claim published (the owner tag's).
+    pub(crate) fn claim_slot(&self, role: u32) -> Result<(u32, u32), ()> {
         let me = sys::getpid();
         let start = sys::own_start_ticks();
         for pass in 0..2 {
@@ -171,21 +175,25 @@ impl Segment {
                 slot.ident.store(sys::holder_ident(), Ordering::Relaxed);
                 // ORDERING: as above.
                 slot.role.store(role, Ordering::Relaxed);
-                if self.fd.is_some() {
+                let published = match generation {
+                    Some(g) => g.wrapping_add(2),
                     // ORDERING: Relaxed; only the lock holder writes it.
-                    slot.generation.fetch_add(1, Ordering::Relaxed);
-                }
+                    None => slot
+                        .generation
+                        .fetch_add(1, Ordering::Relaxed)
+                        .wrapping_add(1),
+                };
                 // ORDERING: Release; pairs with the Acquire loads of `state` by listers and
                 // later claimers, publishing pid, start_ticks and role.
                 slot.state.store(SLOT_ATTACHED, Ordering::Release);
-                if let Some(g) = generation {
+                if generation.is_some() {
                     // ORDERING: Release; the claim is complete: pairs with the Acquire load of
                     // the generation in `snapshot`, publishing every field written above.
-                    slot.generation.store(g.wrapping_add(2), Ordering::Release);
+                    slot.generation.store(published, Ordering::Release);
                 }
                 // ORDERING: Relaxed; a statistic.
                 self.control().attach_count.fetch_add(1, Ordering::Relaxed);
-                return Ok(i);
+                return Ok((i, published));
             }
         }
         Err(())
@@ -232,7 +240,7 @@ impl Segment {
         self.owner_pid = sys::getpid();
         self.created = false;
         self.unlink = UnlinkPolicy::Never;
-        self.slot = self.claim_slot(role).map_err(|()| {
+        (self.slot, self.tag_gen) = self.claim_slot(role).map_err(|()| {
             io::Error::other(format!(
                 "segment {} has all {} attachment slots in use by live processes; detach a process or create the segment with more slots",
                 self.loc.display_name(),
@@ -276,11 +284,9 @@ impl Segment {
         if self.slot >= self.max_attach {
             return 0;
         }
-        // ORDERING: Relaxed; our own slot's generation, written by our claim.
-        let generation = self
-            .slot_ref(self.slot)
-            .map_or(0, |s| s.generation.load(Ordering::Relaxed));
-        ((generation & TAG_GEN_MASK) << TAG_SLOT_BITS) | (self.slot + 1)
+        // Our claim's generation as we published it, not as the slot says now (a peer can
+        // write the slot; our tag must not change under our endpoints' claims).
+        ((self.tag_gen & TAG_GEN_MASK) << TAG_SLOT_BITS) | (self.slot + 1)
     }
 
     /// Whether the attachment that `tag` ([`owner_tag`](Self::owner_tag)) names is alive: its
@@ -291,6 +297,11 @@ impl Segment {
             return false;
         }
         let i = slot - 1;
+        if i == self.slot && self.owner_pid == sys::getpid() {
+            // Our own attachment: alive, at the generation we claimed it at (kept locally,
+            // so a peer writing our slot's generation cannot make our tags look dead).
+            return tag >> TAG_SLOT_BITS == self.tag_gen & TAG_GEN_MASK;
+        }
         // Liveness first, then the generation: a slot re-claimed in between shows the new
         // generation, so the old holder is (rightly) reported dead.
         if !self.slot_alive(i) {
@@ -362,7 +373,7 @@ mod tests {
     use super::*;
 
     /// Owner tags carry the slot's generation: when the slot is claimed again (a later
-    /// process), a tag of the earlier holder is no longer alive.
+    /// attachment), a tag of the earlier holder is no longer alive.
     #[test]
     fn an_owner_tag_dies_with_its_generation() {
         let name = format!("shmlane-test-{}-tags", std::process::id());
@@ -376,12 +387,72 @@ mod tests {
         assert!(seg.tag_alive(tag));
         assert!(!seg.tag_alive(0));
         assert!(!seg.tag_alive(tag | 1 << 30), "bits above the tag");
-        // The slot re-claimed by a later process: a new generation.
-        let slot = seg.slot_ref(seg.slot()).unwrap();
-        // ORDERING: Relaxed; a test simulating the next claim of the slot.
-        slot.generation.fetch_add(1, Ordering::Relaxed);
-        assert!(!seg.tag_alive(tag), "the earlier holder's tag");
-        assert!(seg.tag_alive(seg.owner_tag()));
+        // A second attachment, detached, then its slot claimed again: a new generation.
+        let other = Segment::posix(&name).open().expect("open");
+        let (slot, earlier) = (other.slot(), other.owner_tag());
+        assert!(seg.tag_alive(earlier));
+        drop(other);
+        let later = Segment::posix(&name).open().expect("open again");
+        assert_eq!(later.slot(), slot, "the freed slot is claimed again");
+        assert!(!seg.tag_alive(earlier), "the earlier holder's tag");
+        assert!(seg.tag_alive(later.owner_tag()));
+        assert!(later.tag_alive(later.owner_tag()));
+    }
+
+    /// Review rev2: our own tag is built from the generation our claim published, so a peer
+    /// writing our slot's generation changes neither the tag nor its liveness (it used to do
+    /// both: our role claims then looked dead, and a second endpoint was handed out in this
+    /// very process).
+    #[test]
+    fn a_peer_writing_our_slot_generation_leaves_our_tag_alone() {
+        for anonymous in [false, true] {
+            let name = format!("shmlane-test-{}-taggen", std::process::id());
+            let seg = if anonymous {
+                Segment::anonymous().size(64 * 1024).create()
+            } else {
+                Segment::posix(&name)
+                    .size(64 * 1024)
+                    .unlink(UnlinkPolicy::LastDetach)
+                    .create()
+            }
+            .expect("create");
+            let tag = seg.owner_tag();
+            let slot = seg.slot_ref(seg.slot()).unwrap();
+            // ORDERING: Relaxed; a test playing a hostile peer.
+            slot.generation.fetch_add(2, Ordering::Relaxed);
+            assert_eq!(seg.owner_tag(), tag, "anonymous {anonymous}");
+            assert!(seg.tag_alive(tag), "anonymous {anonymous}");
+        }
+    }
+
+    /// Review rev2: a parent thread inside `region()` at the moment of `fork` leaves the
+    /// handle's directory turn taken in the child's copy; `after_fork` must clear it, or every
+    /// `region()` of the child fails with `Busy` after 2 s. (In-process stand-in for the fork:
+    /// the turn set by hand, then `after_fork`, which claims a second slot.)
+    #[test]
+    fn after_fork_clears_a_directory_turn_inherited_from_the_parent() {
+        for anonymous in [false, true] {
+            let name = format!("shmlane-test-{}-fork-turn", std::process::id());
+            let mut seg = if anonymous {
+                Segment::anonymous().size(64 * 1024).create()
+            } else {
+                Segment::posix(&name)
+                    .size(64 * 1024)
+                    .unlink(UnlinkPolicy::LastDetach)
+                    .create()
+            }
+            .expect("create");
+            // ORDERING: Relaxed; a test setting the turn as a parent thread in `region()` does.
+            seg.dir_local.store(1, Ordering::Relaxed);
+            seg.after_fork(0).expect("after_fork");
+            let t0 = std::time::Instant::now();
+            seg.region("r", 128, 1).expect("region after after_fork");
+            assert!(
+                t0.elapsed() < std::time::Duration::from_millis(500),
+                "anonymous {anonymous}: region() waited {:?} on the inherited turn",
+                t0.elapsed()
+            );
+        }
     }
 
     std::thread_local! {
@@ -399,6 +470,20 @@ mod tests {
         });
     }
 
+    std::thread_local! {
+        /// Run once by `snapshot` on this thread between its field loads and its re-read of
+        /// the generation: lets a test complete a claim there.
+        static SNAPSHOT: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    pub(super) fn snapshot_point() {
+        let f = SNAPSHOT.with(|p| p.borrow_mut().take());
+        if let Some(f) = f {
+            f();
+        }
+    }
+
     /// Sets slot `i` as left by `pid` (alive or not) in state `state`.
     fn set_slot(seg: &Segment, i: u32, state: u32, pid: u32, start: u64) {
         let slot = seg.slot_ref(i).unwrap();
@@ -411,6 +496,41 @@ mod tests {
         slot.ident.store(sys::holder_ident(), Ordering::Relaxed);
         // ORDERING: as above.
         slot.state.store(state, Ordering::Release);
+    }
+
+    /// Review rev2: a reader of a slot whose dead holder is replaced by a live claimer while
+    /// it reads (the whole claim between its field loads and its re-read of the generation)
+    /// must not judge the slot by the dead holder's pid it loaded: the re-read sees the new
+    /// generation and the verdict is "a claim happened: alive". Without the re-read the new,
+    /// live holder was reported dead (and its tags with it).
+    #[test]
+    fn a_slot_claimed_while_it_is_read_is_not_judged_by_the_previous_holder() {
+        let seg = Segment::anonymous()
+            .size(4096)
+            .max_attachments(2)
+            .create()
+            .unwrap();
+        assert_eq!(seg.slot(), 0);
+        // Slot 1 left attached by a process now gone.
+        set_slot(&seg, 1, SLOT_ATTACHED, 1 << 23, 1);
+        assert!(!seg.slot_alive(1), "the dead holder is dead");
+        let claimed = std::rc::Rc::new(std::cell::Cell::new(None));
+        let c = claimed.clone();
+        let seg_ref: &'static Segment = Box::leak(Box::new(seg));
+        SNAPSHOT.with(|p| {
+            *p.borrow_mut() = Some(Box::new(move || c.set(Some(seg_ref.claim_slot(8)))));
+        });
+        let alive = seg_ref.slot_alive(1);
+        let (slot, _) = claimed
+            .get()
+            .expect("the claim ran inside the read")
+            .unwrap();
+        assert_eq!(slot, 1, "the dead holder's slot was taken over");
+        assert!(
+            alive,
+            "a slot claimed by a live process during the read was judged dead"
+        );
+        assert!(seg_ref.slot_alive(1));
     }
 
     /// Two claimers of the one free slot of an fd-less segment whose previous holder left it
@@ -440,7 +560,7 @@ mod tests {
                         wait_go_on.recv().unwrap();
                     }));
                 });
-                seg.claim_slot(7)
+                seg.claim_slot(7).map(|(i, _)| i)
             });
             wait_claimed.recv().unwrap();
             // The first holds slot 1, its identity not yet written.

@@ -12,7 +12,7 @@ use shmlane_wake::Deadline;
 
 use crate::{
     Channel, SideStats,
-    channel::{CHECKSUM_BYTES, Local, Peers, Side, checksum},
+    channel::{CHECKSUM_BYTES, Local, Owned, Peers, Side, checksum},
     error::{ByteRecvError, ByteSendError, OpenError},
 };
 
@@ -42,7 +42,7 @@ impl Channel<u8> {
         // through `Local::inner`.
         let ring = unsafe { RecordRing::producer(ptr, len, tag, &|t| seg.tag_alive(t))? };
         Ok(ByteSender {
-            ring,
+            ring: Owned::new(ring),
             local: self.local(Side::Send),
         })
     }
@@ -59,7 +59,7 @@ impl Channel<u8> {
         let ring = unsafe { RecordRing::consumer(ptr, len, self.token(), &alive) }
             .map_err(|e| OpenError::for_role(e, &self.inner.name, "byte receiver"))?;
         Ok(ByteReceiver {
-            ring,
+            ring: Owned::new(ring),
             local: self.local(Side::Recv),
             unblock_after: DEFAULT_UNBLOCK_AFTER,
             pending_since: None,
@@ -81,7 +81,7 @@ impl Channel<u8> {
         let ring = unsafe { BroadcastRing::producer(ptr, len, self.token(), &alive) }
             .map_err(|e| OpenError::for_role(e, &self.inner.name, "publisher"))?;
         Ok(Publisher {
-            ring,
+            ring: Owned::new(ring),
             local: self.local(Side::Send),
             scratch: Vec::new(),
         })
@@ -108,13 +108,13 @@ impl Channel<u8> {
 
 /// A sending end of a byte channel. `Send`, not `Sync`.
 pub struct ByteSender {
-    ring: RecordProducer,
+    ring: Owned<RecordProducer>,
     local: Local,
 }
 
 /// The receiving end of a byte channel. `Send`, not `Sync`.
 pub struct ByteReceiver {
-    ring: RecordConsumer,
+    ring: Owned<RecordConsumer>,
     local: Local,
     unblock_after: Duration,
     /// Since when the record at the receiver's position has been pending, and when to ask
@@ -131,7 +131,7 @@ pub struct ByteReceiver {
 
 /// The publishing end of a broadcast channel. `Send`, not `Sync`.
 pub struct Publisher {
-    ring: BroadcastProducer,
+    ring: Owned<BroadcastProducer>,
     local: Local,
     /// Checksummed channels: the message and its checksum, sent as one.
     scratch: Vec<u8>,

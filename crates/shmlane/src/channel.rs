@@ -982,6 +982,7 @@ impl<T: Pod + Send> Channel<T> {
             misses: 0,
             next_hole_check: None,
             holes_in_a_row: 0,
+            pid: std::process::id(),
         }
     }
 
@@ -998,7 +999,7 @@ impl<T: Pod + Send> Channel<T> {
         let ring = unsafe { SpscRing::<T>::producer(ptr, len, self.token(), &alive) }
             .map_err(|e| OpenError::for_role(e, &self.inner.name, "producer"))?;
         Ok(Producer {
-            ring,
+            ring: Owned::new(ring),
             local: self.local(Side::Send),
         })
     }
@@ -1013,7 +1014,7 @@ impl<T: Pod + Send> Channel<T> {
         let ring = unsafe { SpscRing::<T>::consumer(ptr, len, self.token(), &alive) }
             .map_err(|e| OpenError::for_role(e, &self.inner.name, "consumer"))?;
         Ok(Consumer {
-            ring,
+            ring: Owned::new(ring),
             local: self.local(Side::Recv),
         })
     }
@@ -1027,7 +1028,7 @@ impl<T: Pod + Send> Channel<T> {
         // SAFETY: as in `producer`.
         let ring = unsafe { MpmcRing::<T>::sender_owned(ptr, len, self.token(), &alive)? };
         Ok(Sender {
-            ring,
+            ring: Owned::new(ring),
             local: self.local(Side::Send),
         })
     }
@@ -1041,7 +1042,7 @@ impl<T: Pod + Send> Channel<T> {
         // SAFETY: as in `producer`.
         let ring = unsafe { MpmcRing::<T>::receiver_owned(ptr, len, self.token(), &alive)? };
         Ok(Receiver {
-            ring,
+            ring: Owned::new(ring),
             local: self.local(Side::Recv),
         })
     }
@@ -1065,6 +1066,9 @@ pub(crate) struct Local {
     /// back to one per `HOLE_CHECK`, so a hostile peer faking holes cannot keep a blocked call
     /// turning at full CPU.
     holes_in_a_row: u64,
+    /// The process that made the endpoint: a copy in a child after `fork` leaves the shared
+    /// counters alone when dropped (it would tell peers the parent's endpoint left).
+    pid: u32,
 }
 
 /// Longest pause `block` takes after repeated ready-but-failed waits.
@@ -1232,32 +1236,82 @@ impl Local {
 
 impl Drop for Local {
     fn drop(&mut self) {
+        if std::process::id() != self.pid {
+            return;
+        }
         self.flush();
         self.inner.leave(self.side);
     }
 }
 
+/// A ring handle holding a single role, dropped only by the process that made it. A child
+/// after `fork` holds a copy that names the parent's role claim (and attachment); dropping that
+/// copy released the parent's live role, so another endpoint could take it (review rev2). In
+/// another process the copy is leaked instead (the parent's drop releases the role).
+pub(crate) struct Owned<R> {
+    ring: core::mem::ManuallyDrop<R>,
+    pid: u32,
+}
+
+impl<R> Owned<R> {
+    pub(crate) fn new(ring: R) -> Self {
+        Self {
+            ring: core::mem::ManuallyDrop::new(ring),
+            pid: std::process::id(),
+        }
+    }
+
+    /// The ring handle itself (test hooks that consume it).
+    pub(crate) fn into_inner(self) -> R {
+        let mut me = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `me` is never dropped, so the handle is taken out exactly once.
+        unsafe { core::mem::ManuallyDrop::take(&mut me.ring) }
+    }
+}
+
+impl<R> core::ops::Deref for Owned<R> {
+    type Target = R;
+    fn deref(&self) -> &R {
+        &self.ring
+    }
+}
+
+impl<R> core::ops::DerefMut for Owned<R> {
+    fn deref_mut(&mut self) -> &mut R {
+        &mut self.ring
+    }
+}
+
+impl<R> Drop for Owned<R> {
+    fn drop(&mut self) {
+        if std::process::id() == self.pid {
+            // SAFETY: dropped once, here; the field is never used again.
+            unsafe { core::mem::ManuallyDrop::drop(&mut self.ring) };
+        }
+    }
+}
+
 /// The sending end of an SPSC channel.
 pub struct Producer<T> {
-    ring: shmlane_ring::Producer<T>,
+    ring: Owned<shmlane_ring::Producer<T>>,
     local: Local,
 }
 
 /// The receiving end of an SPSC channel.
 pub struct Consumer<T> {
-    ring: shmlane_ring::Consumer<T>,
+    ring: Owned<shmlane_ring::Consumer<T>>,
     local: Local,
 }
 
 /// A sending end of an MPMC channel.
 pub struct Sender<T> {
-    ring: shmlane_ring::Sender<T>,
+    ring: Owned<shmlane_ring::Sender<T>>,
     local: Local,
 }
 
 /// A receiving end of an MPMC channel.
 pub struct Receiver<T> {
-    ring: shmlane_ring::Receiver<T>,
+    ring: Owned<shmlane_ring::Receiver<T>>,
     local: Local,
 }
 
@@ -1314,7 +1368,7 @@ macro_rules! send_impl {
                     Err(TrySendError::Corrupt(back)) => return Err(SendError::Corrupt(back)),
                 }
                 // A slot a dead receiver held (MPMC): given back, try again (by the deadline).
-                if self.local.check_hole(&self.ring, false) {
+                if self.local.check_hole(&*self.ring, false) {
                     if deadline.as_ref().is_some_and(Deadline::is_past) {
                         return Err(SendError::Timeout(v));
                     }
@@ -1329,7 +1383,7 @@ macro_rules! send_impl {
                         _ => {}
                     }
                 }
-                let (ring, next) = (&mut self.ring, self.local.next_hole_check);
+                let (ring, next) = (&mut *self.ring, self.local.next_hole_check);
                 let ready = || ring_has_room(ring) || hole_check_due(ring, next);
                 if !self.local.block(deadline, ready) {
                     return Err(SendError::Timeout(v));
@@ -1391,7 +1445,7 @@ macro_rules! recv_impl {
                 }
                 // A position a dead sender took and never filled (MPMC): skipped, try again (by
                 // the deadline).
-                if self.local.check_hole(&self.ring, false) {
+                if self.local.check_hole(&*self.ring, false) {
                     if deadline.as_ref().is_some_and(Deadline::is_past) {
                         return Err(RecvError::Timeout);
                     }
@@ -1417,7 +1471,7 @@ macro_rules! recv_impl {
                                 Err(PopError::Empty) => {
                                     // At most a ring's worth of holes in a row (then checked
                                     // every `HOLE_CHECK` only, see `holes_in_a_row`).
-                                    if self.local.check_hole(&self.ring, true) {
+                                    if self.local.check_hole(&*self.ring, true) {
                                         if deadline.as_ref().is_some_and(Deadline::is_past) {
                                             return Err(RecvError::Timeout);
                                         }
@@ -1436,7 +1490,7 @@ macro_rules! recv_impl {
                     }
                     Peers::Live | Peers::NotYet => {}
                 }
-                let (ring, next) = (&mut self.ring, self.local.next_hole_check);
+                let (ring, next) = (&mut *self.ring, self.local.next_hole_check);
                 let ready = || ring_has_data(ring) || hole_check_due(ring, next);
                 if !self.local.block(deadline, ready) {
                     return Err(RecvError::Timeout);
@@ -1460,7 +1514,13 @@ trait HasRoom {
 }
 impl<T: Pod> HasData for shmlane_ring::Consumer<T> {
     fn has_data(&mut self) -> bool {
-        !self.is_empty()
+        // Data, or positions that are corrupt (the caller's next try reports it): only
+        // "nothing yet" waits. `is_empty()` said empty on a corrupt ring, and a blocked `recv`
+        // waited on an overwritten tail until its deadline, or forever (review rev2).
+        !matches!(
+            self.read_chunk(1),
+            Err(shmlane_ring::ChunkError::TooFewSlots(_))
+        )
     }
 }
 impl<T: Pod> HasData for shmlane_ring::Receiver<T> {
@@ -1472,7 +1532,11 @@ impl<T: Pod> HasData for shmlane_ring::Receiver<T> {
 }
 impl<T: Pod> HasRoom for shmlane_ring::Producer<T> {
     fn has_room(&mut self) -> bool {
-        self.free() > 0
+        // Room, or corrupt positions (the next try reports it); see `HasData` above.
+        !matches!(
+            self.write_chunk(1),
+            Err(shmlane_ring::ChunkError::TooFewSlots(_))
+        )
     }
 }
 impl<T: Pod> HasRoom for shmlane_ring::Sender<T> {
@@ -1626,7 +1690,7 @@ impl<T: Pod + Send> Sender<T> {
     /// Returns whether a slot was given back (counted in `lost`: the dead receiver's message;
     /// not counted when that receiver had taken a skipped position, which held none).
     pub fn recover(&mut self) -> bool {
-        self.local.check_hole(&self.ring, true)
+        self.local.check_hole(&*self.ring, true)
     }
 
     /// Test hook, not part of the API: what a sender process killed between taking its ring
@@ -1635,7 +1699,7 @@ impl<T: Pod + Send> Sender<T> {
     #[doc(hidden)]
     pub fn abandon_send_for_tests(self) {
         let Self { ring, local } = self;
-        ring.abandon_push_for_tests(true);
+        ring.into_inner().abandon_push_for_tests(true);
         core::mem::forget(local);
     }
 }
@@ -1649,7 +1713,7 @@ impl<T: Pod + Send> Receiver<T> {
     /// [`try_recv`](Self::try_recv) that keep finding the ring empty call it. Returns whether a
     /// position was skipped (counted in `lost`).
     pub fn recover(&mut self) -> bool {
-        self.local.check_hole(&self.ring, true)
+        self.local.check_hole(&*self.ring, true)
     }
 
     /// Test hook, not part of the API: what a receiver process killed between taking its ring
@@ -1658,7 +1722,7 @@ impl<T: Pod + Send> Receiver<T> {
     #[doc(hidden)]
     pub fn abandon_recv_for_tests(self) {
         let Self { ring, local } = self;
-        ring.abandon_pop_for_tests(true);
+        ring.into_inner().abandon_pop_for_tests(true);
         core::mem::forget(local);
     }
 
