@@ -598,6 +598,29 @@ fn reload(shared: &AtomicU64, pos: u64, stuck: &mut u32) -> Option<u64> {
     Some(now)
 }
 
+/// Whether the shared positions and the stamp at the dequeue position are ones a sound ring can
+/// show (slow path: three Acquire loads). `enq` is loaded first: every producer that moved it
+/// to `E` found its slot freed for lap `E - 1`, so `deq` had passed `E - 1 - cap` before, and
+/// `deq` (loaded after, Acquire) is at least `E - cap`. And the consumer that moved `deq` past
+/// `q - cap` found `q - cap`'s message published there first, so the stamp at `q` is at least
+/// `q - cap + 1` (or the skip mark of `q - cap`, or later). Anything else was written by no
+/// endpoint: an overwritten position or stamp (review rev2, R8: a blocked receiver waited out
+/// its deadline at an overwritten `deq`).
+fn positions_consistent<T>(raw: &Raw<T>) -> bool {
+    let h = raw.hdr();
+    // ORDERING: Acquire; pairs with the producers' MPMC_ENQ_CAS (Release), see above.
+    let enq = h.enq.load(Ordering::Acquire);
+    // ORDERING: Acquire; pairs with the consumers' MPMC_DEQ_CAS (Release), see above.
+    let deq = h.deq.load(Ordering::Acquire);
+    if (enq.wrapping_sub(deq) as i64) > raw.cap as i64 {
+        return false;
+    }
+    // ORDERING: Acquire (MPMC_SEQ_LOAD); pairs with the stamp stores, see above.
+    let seq = raw.slot(deq).seq.load(MPMC_SEQ_LOAD);
+    let oldest = deq.wrapping_sub(raw.cap).wrapping_add(1);
+    (seq.wrapping_sub(oldest) as i64) >= 0 || seq == skip_stamp(deq.wrapping_sub(raw.cap))
+}
+
 fn classify(seq: u64, want: u64) -> Step {
     match seq.wrapping_sub(want) as i64 {
         0 => Step::Take,
@@ -749,6 +772,14 @@ impl<T: Pod> Sender<T> {
             Ok(_) => Hole::Recovered,
             Err(_) => Hole::None,
         }
+    }
+
+    /// Whether the shared positions, and the stamp where receivers read next, are ones a sound
+    /// ring can show; false only when shared memory was overwritten (the ring is corrupt).
+    /// Slow path (three loads on lines the other side writes): blocked channel senders check
+    /// it with their hole checks.
+    pub fn positions_consistent(&self) -> bool {
+        positions_consistent(&self.ep.raw)
     }
 
     /// Whether this handle holds an intent entry (its crash mid-push can be recovered).
@@ -941,6 +972,14 @@ impl<T: Pod> Receiver<T> {
             Ok(_) => Hole::Recovered,
             Err(_) => Hole::None,
         }
+    }
+
+    /// Whether the shared positions, and the stamp where receivers read next, are ones a sound
+    /// ring can show; false only when shared memory was overwritten (the ring is corrupt).
+    /// Slow path (three loads on lines the other side writes): blocked channel receivers check
+    /// it with their hole checks.
+    pub fn positions_consistent(&self) -> bool {
+        positions_consistent(&self.ep.raw)
     }
 
     /// Whether this handle holds an intent entry (its crash mid-pop can be recovered).

@@ -316,7 +316,7 @@ impl SegmentBuilder {
     }
 
     /// Usable bytes for regions (the header and tables come on top). Required to create; when
-    /// opening, the segment must offer at least this much or [`OpenError::SizeMismatch`].
+    /// opening, the segment must offer at least this much or [`OpenError::SizeMismatch`](crate::OpenError::SizeMismatch).
     pub fn size(mut self, bytes: u64) -> Self {
         self.size = Some(bytes);
         self

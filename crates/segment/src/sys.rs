@@ -306,7 +306,7 @@ pub enum Verdict {
 }
 
 /// Judges a holder that recorded `start` (0 unknown) and, if known, `ident`
-/// ([`holder_ident`]), from `view` (ours), `me` (our euid) and what /proc showed for its pid.
+/// (`holder_ident`), from `view` (ours), `me` (our euid) and what /proc showed for its pid.
 pub fn judge(view: &ProcView, me: u32, start: u64, ident: Option<u64>, probe: Probe) -> Verdict {
     if !view.own {
         return Verdict::Unknown;

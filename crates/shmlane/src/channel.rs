@@ -982,6 +982,7 @@ impl<T: Pod + Send> Channel<T> {
             misses: 0,
             next_hole_check: None,
             holes_in_a_row: 0,
+            positions_corrupt: false,
             pid: std::process::id(),
         }
     }
@@ -1066,6 +1067,9 @@ pub(crate) struct Local {
     /// back to one per `HOLE_CHECK`, so a hostile peer faking holes cannot keep a blocked call
     /// turning at full CPU.
     holes_in_a_row: u64,
+    /// Set by a hole check that found the ring's positions impossible (overwritten): the
+    /// blocked call reports `Corrupt` instead of waiting out its deadline.
+    positions_corrupt: bool,
     /// The process that made the endpoint: a copy in a child after `fork` leaves the shared
     /// counters alone when dropped (it would tell peers the parent's endpoint left).
     pid: u32,
@@ -1128,6 +1132,11 @@ impl Local {
         let cap = ring.slots();
         let budget_left = self.holes_in_a_row <= cap;
         if !(force && budget_left) && self.next_hole_check.is_some_and(|t| now < t) {
+            return false;
+        }
+        if !ring.positions_consistent() {
+            self.positions_corrupt = true;
+            self.next_hole_check = Some(now + HOLE_CHECK);
             return false;
         }
         let seg = &self.inner.seg;
@@ -1374,6 +1383,9 @@ macro_rules! send_impl {
                     }
                     continue;
                 }
+                if self.local.positions_corrupt {
+                    return Err(SendError::Corrupt(v));
+                }
                 // Peers are checked (syscalls) only after a wait that ended without room,
                 // never on the way into the first wait: the fast path stays syscall-free.
                 if woke {
@@ -1451,6 +1463,9 @@ macro_rules! recv_impl {
                     }
                     continue;
                 }
+                if self.local.positions_corrupt {
+                    return Err(RecvError::Corrupt);
+                }
                 // Peers are checked (syscalls) only after a wait that ended without data.
                 let peers = if woke {
                     self.local.inner.peer_state(Side::Send)
@@ -1476,6 +1491,9 @@ macro_rules! recv_impl {
                                             return Err(RecvError::Timeout);
                                         }
                                         continue;
+                                    }
+                                    if self.local.positions_corrupt {
+                                        return Err(RecvError::Corrupt);
                                     }
                                     return if self.local.inner.peer_state(Side::Send) == Peers::Left
                                     {
@@ -1552,6 +1570,10 @@ trait Holes {
     fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole;
     /// The ring's capacity: the most holes it can hold at once.
     fn slots(&self) -> u64;
+    /// Whether the shared positions are ones a sound ring can show (slow path).
+    fn positions_consistent(&self) -> bool {
+        true
+    }
 }
 impl<T: Pod> Holes for shmlane_ring::Producer<T> {
     const HOLES: bool = false;
@@ -1573,6 +1595,9 @@ impl<T: Pod> Holes for shmlane_ring::Consumer<T> {
 }
 impl<T: Pod> Holes for shmlane_ring::Sender<T> {
     const HOLES: bool = true;
+    fn positions_consistent(&self) -> bool {
+        shmlane_ring::Sender::positions_consistent(self)
+    }
     fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole {
         shmlane_ring::Sender::recover(self, is_alive)
     }
@@ -1582,6 +1607,9 @@ impl<T: Pod> Holes for shmlane_ring::Sender<T> {
 }
 impl<T: Pod> Holes for shmlane_ring::Receiver<T> {
     const HOLES: bool = true;
+    fn positions_consistent(&self) -> bool {
+        shmlane_ring::Receiver::positions_consistent(self)
+    }
     fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole {
         shmlane_ring::Receiver::recover(self, is_alive)
     }

@@ -168,7 +168,7 @@ fn endpoints_are_refused_in_a_forked_child() {
             && forked(bch.publisher().map(drop))
             && forked(bch.subscriber().map(drop));
         // SAFETY: leave the child at once, without unwinding or running destructors.
-        unsafe { libc::_exit(if all { 0 } else { 1 }) };
+        unsafe { libc::_exit(i32::from(!all)) };
     }
     let mut status = 0;
     // SAFETY: waiting for our own child.
