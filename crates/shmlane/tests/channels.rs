@@ -57,6 +57,7 @@ fn child_entry() {
         }
         "bytes-claim-stall" => claim_and_stall(&args[0], args[1].parse().unwrap()),
         "mpmc-abandon" => mpmc_abandon(&args[0], &args[1]),
+        "mpmc-sender-hang" => mpmc_sender_hang(&args[0]),
         "publish" => {
             // Waits for `args[1]` subscribers (the receiver count), then publishes `args[2]`
             // messages and leaves.
@@ -563,6 +564,14 @@ fn mpmc_abandon(name: &str, side: &str) {
     std::thread::sleep(Duration::from_secs(300));
 }
 
+/// Child role: attaches an MPMC sender, then hangs until killed.
+fn mpmc_sender_hang(name: &str) {
+    let ch = shmlane::mpmc::<u64>(name).open().unwrap();
+    let _tx = ch.sender().unwrap();
+    println!("attached");
+    std::thread::sleep(Duration::from_secs(300));
+}
+
 /// Spawns a child that takes the next MPMC position as `side` ("send" or "recv") and hangs
 /// there; returns once it has taken it.
 fn abandoning_child(name: &str, side: &str) -> std::process::Child {
@@ -836,28 +845,18 @@ fn forge_dead_holes(w: &MpmcWords<'_>, cap: u64, stop: &AtomicBool, laps: &Atomi
     }
 }
 
-/// Review finding F5: a hostile peer keeps forging dead holes just ahead of a blocked MPMC
-/// `recv` (8 slots, no sender at all). A `recv` whose deadline has passed returns `Timeout`
-/// after one recovery (the deadline is tested after each). A `recv` with a 200 ms
-/// deadline returns `Timeout` by it (+300 ms), having recovered at most a ring's worth of holes
-/// in a row and then one per `HOLE_CHECK` (10 ms): its `lost` is at most
-/// `cap + 1 + elapsed / 10 ms` (+4 slack). Before the fix every recovery went straight back to
-/// `try_recv`, without a deadline test or a pause: the recv turned at full CPU, recovering (and
-/// counting lost) every forged hole, for as long as the forger kept ahead (tens of thousands in
-/// 200 ms; at least `cap` per 10 ms even when the receiver catches up with the forger).
-#[test]
-fn f5_forged_dead_holes_ahead_of_a_blocked_mpmc_recv_are_rate_limited() {
-    const CAP: u64 = 8;
-    let name = unique("mpmc-forged-holes");
-    let _c = Cleanup(name.clone());
-    let ch = shmlane::mpmc::<u64>(&name).capacity(CAP).create().unwrap();
-    let mut rx = ch.receiver().unwrap();
-    let seg = shmlane_segment::Segment::posix(&name).open().unwrap();
+/// Runs `recv` on a thread while [`forge_dead_holes`] keeps a ring's worth of dead holes
+/// ahead of the receivers of MPMC channel `name` (`cap` slots; its first lap done before
+/// `recv` starts). The forger stops when `recv` returns, or after 3 s: a recv that ignores its
+/// deadline turns as long as the holes come, so it then ends and its caller's assertions
+/// report it. Returns what `recv` returned and the forger's laps.
+fn with_forged_holes<R: Send>(name: &str, cap: u64, recv: impl FnOnce() -> R + Send) -> (R, u64) {
+    let seg = shmlane_segment::Segment::posix(name).open().unwrap();
     let ring = seg.find_region("ring").unwrap();
     let words = MpmcWords::of(&ring);
     let (stop, laps) = (AtomicBool::new(false), AtomicU64::new(0));
-    let ((expired, lost_expired), (r, took, lost)) = std::thread::scope(|s| {
-        let forger = s.spawn(|| forge_dead_holes(&words, CAP, &stop, &laps));
+    let r = std::thread::scope(|s| {
+        let forger = s.spawn(|| forge_dead_holes(&words, cap, &stop, &laps));
         let t = Instant::now();
         // ORDERING: Relaxed; a counter between two threads of this process.
         while laps.load(Ordering::Relaxed) == 0 {
@@ -870,18 +869,12 @@ fn f5_forged_dead_holes_ahead_of_a_blocked_mpmc_recv_are_rate_limited() {
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let stop = &stop;
         let receiver = s.spawn(move || {
-            let r = rx.recv(Some(Deadline::after(Duration::ZERO)));
-            let expired = (r, rx.stats().lost);
-            let t0 = Instant::now();
-            let r = rx.recv(Some(Deadline::after(Duration::from_millis(200))));
-            let took = t0.elapsed();
+            let r = recv();
             // ORDERING: Relaxed; a flag between two threads of this process.
             stop.store(true, Ordering::Relaxed);
             let _ = done_tx.send(());
-            (expired, (r, took, rx.stats().lost - expired.1))
+            r
         });
-        // A recv that ignores its deadline turns as long as the holes come: stop forging after
-        // 3 s so that it ends and the assertions below report it.
         let _ = done_rx.recv_timeout(Duration::from_secs(3));
         // ORDERING: Relaxed; as above.
         stop.store(true, Ordering::Relaxed);
@@ -889,8 +882,41 @@ fn f5_forged_dead_holes_ahead_of_a_blocked_mpmc_recv_are_rate_limited() {
         receiver.join().unwrap()
     });
     // ORDERING: Relaxed; the forger has been joined.
-    let laps = laps.load(Ordering::Relaxed);
-    let bound = CAP + 1 + (took.as_millis() / 10) as u64 + 4;
+    (r, laps.load(Ordering::Relaxed))
+}
+
+/// The most holes an MPMC endpoint of a `cap`-slot ring may recover in a call that took
+/// `took` (since its last successful operation): `cap + 1` back to back, then each at least
+/// `HOLE_CHECK` (10 ms) after the one before.
+fn hole_bound(cap: u64, took: Duration) -> u64 {
+    cap + 1 + (took.as_millis() / 10) as u64
+}
+
+/// Review finding F5: a hostile peer keeps forging dead holes just ahead of a blocked MPMC
+/// `recv` (8 slots, no sender at all). A `recv` whose deadline has passed returns `Timeout`
+/// after one recovery (the deadline is tested after each). A `recv` with a 200 ms deadline
+/// returns `Timeout` by it (+300 ms), having recovered at most a ring's worth of holes in a
+/// row and then one per `HOLE_CHECK` (10 ms): its `lost` is at most `hole_bound` (+4 slack).
+/// Before the fix every recovery went straight back to `try_recv`, without a deadline test or
+/// a pause: the recv turned at full CPU, recovering (and counting lost) every forged hole for
+/// as long as the forger kept ahead (tens of thousands in 200 ms; the expired recv at least
+/// the first lap's 8).
+#[test]
+fn f5_forged_dead_holes_ahead_of_a_blocked_mpmc_recv_are_rate_limited() {
+    const CAP: u64 = 8;
+    let name = unique("mpmc-forged-holes");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::mpmc::<u64>(&name).capacity(CAP).create().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let (((expired, lost_expired), (r, took, lost)), laps) = with_forged_holes(&name, CAP, || {
+        let r = rx.recv(Some(Deadline::after(Duration::ZERO)));
+        let expired = (r, rx.stats().lost);
+        let t0 = Instant::now();
+        let r = rx.recv(Some(Deadline::after(Duration::from_millis(200))));
+        let took = t0.elapsed();
+        (expired, (r, took, rx.stats().lost - expired.1))
+    });
+    let bound = hole_bound(CAP, took) + 4;
     let what = format!(
         "expired recv gave {expired:?}, lost {lost_expired}; 200 ms recv gave {r:?} after \
          {took:?}, lost {lost} (bound {bound}); {laps} forger laps"
@@ -905,6 +931,44 @@ fn f5_forged_dead_holes_ahead_of_a_blocked_mpmc_recv_are_rate_limited() {
         "{what}"
     );
     // The next position was a forged hole too (the first lap made a ring's worth).
+    assert!(lost >= 1, "{what}");
+    assert!(lost <= bound, "{what}");
+}
+
+/// Review finding F5, the drain after the senders died: a sender process is killed (its
+/// attachment dead), then a hostile peer keeps forging dead holes ahead of a blocked `recv`
+/// (32 slots, a 2 s deadline). The recv reports `PeerDied` (a wake-up finds the dead sender;
+/// the drain's forced hole checks stop after a ring's worth of holes in a row, and it finds
+/// the ring empty) having recovered at most `hole_bound` (+4 slack). Before the fix the drain
+/// recovered forged holes for as long as the forger kept ahead, and without a deadline test:
+/// it fails there whenever the forger keeps ahead past one lap, which is not guaranteed (seen
+/// 6 of 6 runs); the deterministic witness is the test above, which has no drain.
+#[test]
+fn f5_forged_dead_holes_do_not_hold_a_recv_in_the_drain_after_a_sender_died() {
+    const CAP: u64 = 32;
+    let name = unique("mpmc-forged-drain");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::mpmc::<u64>(&name).capacity(CAP).create().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let mut sender = child("mpmc-sender-hang", &[&name])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(sender.stdout.take().unwrap());
+    let attached = std::io::BufRead::lines(out).any(|l| l.is_ok_and(|l| l == "attached"));
+    assert!(attached, "the child ended before it attached its sender");
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+    let ((r, took, lost), laps) = with_forged_holes(&name, CAP, || {
+        let t0 = Instant::now();
+        let r = rx.recv(Some(Deadline::after(Duration::from_secs(2))));
+        (r, t0.elapsed(), rx.stats().lost)
+    });
+    let bound = hole_bound(CAP, took) + 4;
+    let what =
+        format!("recv gave {r:?} after {took:?}, lost {lost} (bound {bound}); {laps} forger laps");
+    assert_eq!(r, Err(RecvError::PeerDied), "{what}");
+    // The first position was a forged hole (the first lap made a ring's worth).
     assert!(lost >= 1, "{what}");
     assert!(lost <= bound, "{what}");
 }
