@@ -1,6 +1,9 @@
 //! Channels within one process (threads) and between real processes.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
 
 use shmlane::{ByteRecvError, ByteSendError, Deadline, RecvError, TryRecvError, UnlinkPolicy};
 use shmlane_testkit::{Cleanup, child, child_role, finish, unique};
@@ -54,6 +57,7 @@ fn child_entry() {
         }
         "bytes-claim-stall" => claim_and_stall(&args[0], args[1].parse().unwrap()),
         "mpmc-abandon" => mpmc_abandon(&args[0], &args[1]),
+        "mpmc-sender-hang" => mpmc_sender_hang(&args[0]),
         "publish" => {
             // Waits for `args[1]` subscribers (the receiver count), then publishes `args[2]`
             // messages and leaves.
@@ -560,6 +564,14 @@ fn mpmc_abandon(name: &str, side: &str) {
     std::thread::sleep(Duration::from_secs(300));
 }
 
+/// Child role: attaches an MPMC sender, then hangs until killed.
+fn mpmc_sender_hang(name: &str) {
+    let ch = shmlane::mpmc::<u64>(name).open().unwrap();
+    let _tx = ch.sender().unwrap();
+    println!("attached");
+    std::thread::sleep(Duration::from_secs(300));
+}
+
 /// Spawns a child that takes the next MPMC position as `side` ("send" or "recv") and hangs
 /// there; returns once it has taken it.
 fn abandoning_child(name: &str, side: &str) -> std::process::Child {
@@ -757,4 +769,206 @@ fn rev1_mpmc_receiver_killed_on_a_skipped_position_loses_no_second_message() {
         (2, 0),
         "the dead receiver held a skipped position, no message"
     );
+}
+
+/// Offsets in an MPMC ring region (docs/design.md, "MPMC byte layout").
+const MPMC_ENQ: usize = 128;
+const MPMC_DEQ: usize = 256;
+/// `intents[0][i]` (producers): `owner` at `MPMC_INTENTS_AT + 128 i`, `pos` 8 bytes further.
+const MPMC_INTENTS_AT: usize = 640;
+const MPMC_INTENT_ENTRIES: u64 = 32;
+/// An intent word naming a position (`1 << 63 | pos`).
+const MPMC_INTENT_VALID: u64 = 1 << 63;
+/// An owner tag naming attachment slot 4001, which no attachment has (the table holds 64):
+/// judged dead.
+const DEAD_OWNER: u64 = 4001;
+
+/// The words of an MPMC ring a hostile peer forges holes with, seen through its own mapping.
+struct MpmcWords<'a> {
+    enq: &'a AtomicU64,
+    deq: &'a AtomicU64,
+    /// The producers' intent entries: (`owner`, `pos`).
+    intents: Vec<(&'a AtomicU64, &'a AtomicU64)>,
+}
+
+impl<'a> MpmcWords<'a> {
+    // Word pointers are made from the 128-byte aligned region plus multiples of 8 (asserted).
+    #[allow(clippy::cast_ptr_alignment)]
+    fn of(ring: &'a shmlane_segment::Region<'_>) -> Self {
+        let end = MPMC_INTENTS_AT + 128 * MPMC_INTENT_ENTRIES as usize;
+        assert!(ring.len() >= end, "ring region of {} bytes", ring.len());
+        let word = |off: usize| -> &'a AtomicU64 {
+            assert!(off % 8 == 0 && off + 8 <= end);
+            // SAFETY: `off + 8` lies within the region (asserted), which is 128-byte aligned,
+            // so the word is 8-aligned; the mapping lives as long as the segment `ring`
+            // borrows ('a); every process (the ring code, this test) accesses these header
+            // words only atomically.
+            unsafe { AtomicU64::from_ptr(ring.as_ptr().add(off).cast::<u64>()) }
+        };
+        Self {
+            enq: word(MPMC_ENQ),
+            deq: word(MPMC_DEQ),
+            intents: (0..MPMC_INTENT_ENTRIES as usize)
+                .map(|i| {
+                    let e = MPMC_INTENTS_AT + 128 * i;
+                    (word(e), word(e + 8))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The hostile peer of review finding F5: until `stop`, keeps a ring's worth of dead holes
+/// just ahead of the receivers. For every position `p` from `deq` to `deq + cap`: the slot's
+/// stamp is already `p` (free for `p`: an empty ring, and a consumer passing a skipped `p - cap`
+/// stamps its slot `p`), so it names `p` in the producer intent entry `p mod 32` under a dead
+/// owner, then moves `enq` past them (never back). To a receiver each position is a hole a dead
+/// sender took and never filled. Counts its laps in `laps`.
+fn forge_dead_holes(w: &MpmcWords<'_>, cap: u64, stop: &AtomicBool, laps: &AtomicU64) {
+    // ORDERING: Relaxed; a flag between two threads of this process.
+    while !stop.load(Ordering::Relaxed) {
+        // ORDERING: Acquire; which positions to forge (no pairing needed, a hostile peer).
+        let d = w.deq.load(Ordering::Acquire);
+        for p in d..d + cap {
+            let (owner, pos) = w.intents[(p % MPMC_INTENT_ENTRIES) as usize];
+            // ORDERING: Relaxed; published by the Release store of the intent below.
+            owner.store(DEAD_OWNER, Ordering::Relaxed);
+            // ORDERING: Release; pairs with the receiver's Acquire intent load: the dead owner
+            // is read with it.
+            pos.store(MPMC_INTENT_VALID | p, Ordering::Release);
+        }
+        // ORDERING: Release; pairs with the receiver's Acquire load of `enq` in `recover`: the
+        // intents above are visible to whoever sees `enq` past them.
+        w.enq.fetch_max(d + cap, Ordering::Release);
+        // ORDERING: Relaxed; a counter between two threads of this process.
+        laps.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs `recv` on a thread while [`forge_dead_holes`] keeps a ring's worth of dead holes
+/// ahead of the receivers of MPMC channel `name` (`cap` slots; its first lap done before
+/// `recv` starts). The forger stops when `recv` returns, or after 3 s: a recv that ignores its
+/// deadline turns as long as the holes come, so it then ends and its caller's assertions
+/// report it. Returns what `recv` returned and the forger's laps.
+fn with_forged_holes<R: Send>(name: &str, cap: u64, recv: impl FnOnce() -> R + Send) -> (R, u64) {
+    let seg = shmlane_segment::Segment::posix(name).open().unwrap();
+    let ring = seg.find_region("ring").unwrap();
+    let words = MpmcWords::of(&ring);
+    let (stop, laps) = (AtomicBool::new(false), AtomicU64::new(0));
+    let r = std::thread::scope(|s| {
+        let forger = s.spawn(|| forge_dead_holes(&words, cap, &stop, &laps));
+        let t = Instant::now();
+        // ORDERING: Relaxed; a counter between two threads of this process.
+        while laps.load(Ordering::Relaxed) == 0 {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the forger never ran"
+            );
+            std::thread::yield_now();
+        }
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let stop = &stop;
+        let receiver = s.spawn(move || {
+            let r = recv();
+            // ORDERING: Relaxed; a flag between two threads of this process.
+            stop.store(true, Ordering::Relaxed);
+            let _ = done_tx.send(());
+            r
+        });
+        let _ = done_rx.recv_timeout(Duration::from_secs(3));
+        // ORDERING: Relaxed; as above.
+        stop.store(true, Ordering::Relaxed);
+        forger.join().unwrap();
+        receiver.join().unwrap()
+    });
+    // ORDERING: Relaxed; the forger has been joined.
+    (r, laps.load(Ordering::Relaxed))
+}
+
+/// The most holes an MPMC endpoint of a `cap`-slot ring may recover in a call that took
+/// `took` (since its last successful operation): `cap + 1` back to back, then each at least
+/// `HOLE_CHECK` (10 ms) after the one before.
+fn hole_bound(cap: u64, took: Duration) -> u64 {
+    cap + 1 + (took.as_millis() / 10) as u64
+}
+
+/// Review finding F5: a hostile peer keeps forging dead holes just ahead of a blocked MPMC
+/// `recv` (8 slots, no sender at all). A `recv` whose deadline has passed returns `Timeout`
+/// after one recovery (the deadline is tested after each). A `recv` with a 200 ms deadline
+/// returns `Timeout` by it (+300 ms), having recovered at most a ring's worth of holes in a
+/// row and then one per `HOLE_CHECK` (10 ms): its `lost` is at most `hole_bound` (+4 slack).
+/// Before the fix every recovery went straight back to `try_recv`, without a deadline test or
+/// a pause: the recv turned at full CPU, recovering (and counting lost) every forged hole for
+/// as long as the forger kept ahead (tens of thousands in 200 ms; the expired recv at least
+/// the first lap's 8).
+#[test]
+fn f5_forged_dead_holes_ahead_of_a_blocked_mpmc_recv_are_rate_limited() {
+    const CAP: u64 = 8;
+    let name = unique("mpmc-forged-holes");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::mpmc::<u64>(&name).capacity(CAP).create().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let (((expired, lost_expired), (r, took, lost)), laps) = with_forged_holes(&name, CAP, || {
+        let r = rx.recv(Some(Deadline::after(Duration::ZERO)));
+        let expired = (r, rx.stats().lost);
+        let t0 = Instant::now();
+        let r = rx.recv(Some(Deadline::after(Duration::from_millis(200))));
+        let took = t0.elapsed();
+        (expired, (r, took, rx.stats().lost - expired.1))
+    });
+    let bound = hole_bound(CAP, took) + 4;
+    let what = format!(
+        "expired recv gave {expired:?}, lost {lost_expired}; 200 ms recv gave {r:?} after \
+         {took:?}, lost {lost} (bound {bound}); {laps} forger laps"
+    );
+    assert_eq!(expired, Err(RecvError::Timeout), "{what}");
+    // Exactly one: the forger's first lap (done before the recvs) made the next position a
+    // dead hole, and nothing else moves `deq`.
+    assert_eq!(lost_expired, 1, "{what}");
+    assert_eq!(r, Err(RecvError::Timeout), "{what}");
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_millis(500),
+        "{what}"
+    );
+    // The next position was a forged hole too (the first lap made a ring's worth).
+    assert!(lost >= 1, "{what}");
+    assert!(lost <= bound, "{what}");
+}
+
+/// Review finding F5, the drain after the senders died: a sender process is killed (its
+/// attachment dead), then a hostile peer keeps forging dead holes ahead of a blocked `recv`
+/// (32 slots, a 2 s deadline). The recv reports `PeerDied` (a wake-up finds the dead sender;
+/// the drain's forced hole checks stop after a ring's worth of holes in a row, and it finds
+/// the ring empty) having recovered at most `hole_bound` (+4 slack). Before the fix the drain
+/// recovered forged holes for as long as the forger kept ahead, and without a deadline test:
+/// it fails there whenever the forger keeps ahead past one lap, which is not guaranteed (seen
+/// 6 of 6 runs); the deterministic witness is the test above, which has no drain.
+#[test]
+fn f5_forged_dead_holes_do_not_hold_a_recv_in_the_drain_after_a_sender_died() {
+    const CAP: u64 = 32;
+    let name = unique("mpmc-forged-drain");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::mpmc::<u64>(&name).capacity(CAP).create().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let mut sender = child("mpmc-sender-hang", &[&name])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(sender.stdout.take().unwrap());
+    let attached = std::io::BufRead::lines(out).any(|l| l.is_ok_and(|l| l == "attached"));
+    assert!(attached, "the child ended before it attached its sender");
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+    let ((r, took, lost), laps) = with_forged_holes(&name, CAP, || {
+        let t0 = Instant::now();
+        let r = rx.recv(Some(Deadline::after(Duration::from_secs(2))));
+        (r, t0.elapsed(), rx.stats().lost)
+    });
+    let bound = hole_bound(CAP, took) + 4;
+    let what =
+        format!("recv gave {r:?} after {took:?}, lost {lost} (bound {bound}); {laps} forger laps");
+    assert_eq!(r, Err(RecvError::PeerDied), "{what}");
+    // The first position was a forged hole (the first lap made a ring's worth).
+    assert!(lost >= 1, "{what}");
+    assert!(lost <= bound, "{what}");
 }
