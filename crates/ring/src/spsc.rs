@@ -565,6 +565,14 @@ impl<T: Pod> WriteChunk<'_, T> {
     /// someone else writes at the same time is undefined behaviour even though every bit
     /// pattern is a valid `T`. Against a peer you do not trust, use
     /// [`copy_from_slice`](Self::copy_from_slice) or [`write`](Self::write).
+    ///
+    /// Safe code cannot make the slices (before issue 15, finding 8, it could):
+    ///
+    /// ```compile_fail,E0133
+    /// let (mut p, _c) = shmlane_ring::HeapRegion::spsc::<u8>(4);
+    /// let mut chunk = p.write_chunk(2).unwrap();
+    /// let (_a, _b) = chunk.as_mut_slices();
+    /// ```
     #[cfg(not(loom))]
     pub unsafe fn as_mut_slices(&mut self) -> (&mut [T], &mut [T]) {
         let (first, second) = self.p.raw.runs(self.p.tail, self.n);
@@ -790,6 +798,15 @@ impl<T: Pod> ReadChunk<'_, T> {
     /// against a hostile process: a `&[T]` to memory someone writes at the same time is
     /// undefined behaviour even though every bit pattern is a valid `T`. Against a peer you do
     /// not trust, use [`copy_to_slice`](Self::copy_to_slice) or [`get`](Self::get).
+    ///
+    /// Safe code cannot make the slices (before issue 15, finding 8, it could):
+    ///
+    /// ```compile_fail,E0133
+    /// let (mut p, mut c) = shmlane_ring::HeapRegion::spsc::<u8>(4);
+    /// p.push(1).unwrap();
+    /// let chunk = c.read_chunk(1).unwrap();
+    /// let (_a, _b) = chunk.as_slices();
+    /// ```
     #[cfg(not(loom))]
     pub unsafe fn as_slices(&self) -> (&[T], &[T]) {
         let (first, second) = self.c.raw.runs(self.c.head, self.n);
