@@ -136,6 +136,14 @@ pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
         if fixed_point {
             fixed += 1;
         } else {
+            // Killed only once it holds the role (a process killed before it attached is no
+            // publisher a subscriber can have seen die; on a loaded machine the spawn alone
+            // can take longer than the random delay).
+            if !crate::proc::expect_line(&mut p, "publishing") {
+                sum.fail(format!(
+                    "broadcast kills: publisher generation {id} never reported holding the role"
+                ));
+            }
             let until = Instant::now() + Duration::from_micros(2_000 + rng.below(15_000));
             drain(&mut seen, until, sum, false);
             if let Some(mut s) = s.take() {
@@ -251,6 +259,8 @@ pub(crate) fn publisher(args: &[String]) {
             Err(_) => std::thread::sleep(Duration::from_millis(1)),
         }
     };
+    println!("publishing");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     let mut rng = Rng(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     for seq in 0.. {
         if at == "count" && seq == after {

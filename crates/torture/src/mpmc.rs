@@ -394,6 +394,8 @@ pub(crate) fn receiver(args: &[String]) {
     let ctl = &Ctl::open(&args[1]);
     let ch = shmlane::mpmc::<[u64; 4]>(&args[0]).open().expect("open");
     let mut rx = ch.receiver().expect("receiver");
+    println!("receiving");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     let seen = ctl.words("seen");
     let mid_pop: Option<u64> =
         (args.get(2).map(String::as_str) == Some("mid-pop")).then(|| args[3].parse().unwrap());
@@ -526,6 +528,11 @@ pub(crate) fn deaths(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
         } else {
             let mut tx = ch.sender().expect("sender");
             let mut c = spawn("mpmc-receiver", &[&run.chan, &run.ctl_name]);
+            // Killed only once attached: a receiver killed before it attached is no peer the
+            // sender can have seen die (the spawn alone can outlast the delay under load).
+            if !crate::proc::expect_line(&mut c, "receiving") {
+                late.push("a last receiver never attached".to_owned());
+            }
             std::thread::sleep(Duration::from_millis(5 + rng.below(20)));
             let at = Instant::now();
             sigkill(&mut c);

@@ -426,7 +426,7 @@ pub(crate) fn producers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
         let mut rng = Rng(rng.next() | 1);
         std::thread::spawn(move || {
             let ctl = Ctl::open(&ctl_name);
-            let mut late = Vec::new();
+            let (mut late, mut unattached) = (Vec::new(), Vec::new());
             for g in 0..n {
                 let id = (g + 1).to_string();
                 let fixed = (g % 4 == 3).then_some(((g / 4) % 2) as usize);
@@ -437,6 +437,13 @@ pub(crate) fn producers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
                     let _ = c.wait();
                     fixed_counts.lock().unwrap()[f] += 1;
                 } else {
+                    // Killed only once it holds the role: a process killed before it attached
+                    // is no peer the consumer can have seen die (on a loaded machine a random
+                    // kill 0.5-15 ms after the spawn could land before the attach, and CI
+                    // reported "no PeerDied" for that generation).
+                    if !expect_line(&mut c, "producing") {
+                        unattached.push(g + 1);
+                    }
                     std::thread::sleep(Duration::from_micros(500 + rng.below(15_000)));
                     set(&ctl, CTL_KILL_AT, mono_ns());
                     sigkill(&mut c);
@@ -455,7 +462,7 @@ pub(crate) fn producers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
                 }
             }
             done.store(true, Ordering::Release);
-            late
+            (late, unattached)
         })
     };
     let mut next: HashMap<u64, u64> = HashMap::new();
@@ -508,7 +515,12 @@ pub(crate) fn producers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
             }
         }
     }
-    let late = killer.join().expect("killer thread");
+    let (late, unattached) = killer.join().expect("killer thread");
+    if !unattached.is_empty() {
+        sum.fail(format!(
+            "spsc kills: producer generations {unattached:?} never reported holding the role"
+        ));
+    }
     if !late.is_empty() {
         sum.fail(format!(
             "spsc kills: no PeerDied within 5 s of the death of producer generations {late:?}"
@@ -572,6 +584,8 @@ pub(crate) fn spsc_producer(args: &[String]) {
             Err(_) => std::thread::sleep(Duration::from_millis(1)),
         }
     };
+    println!("producing");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     let counter = ctl.word(CTL_FIRST_ID + id as usize);
     for seq in 0.. {
         if at != "none" && seq == after {
