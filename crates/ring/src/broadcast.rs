@@ -46,7 +46,7 @@ use crate::{
     header::{Kind, Meta, PaddedMeta, Role, align_up, check_capacity, check_region, open_ring_raw},
     sync::{
         AtomicU64, BCAST_DONE_STORE, BCAST_STAMP_LOAD, Ordering, bcast_reader_fence,
-        bcast_writer_fence,
+        bcast_writer_fence, fence,
     },
 };
 
@@ -596,8 +596,15 @@ impl BroadcastReader {
         if ahead % cap != 0 {
             return RecvError::Corrupt("a slot's stamp names a position the slot cannot hold");
         }
+        // SYNC POINT: the stamp of `seen` reached us through a Relaxed load when the copy did not
+        // hold still (`recv`'s second stamp load). ORDERING: Acquire fence; pairs with the
+        // producer's Release stamp store (`BCAST_DONE_STORE`) that load read: the producer's
+        // `tail` stores made before that stamp happen-before the load of `tail` below. Without
+        // it Miri's weak-memory emulation read an older `tail` and took a real lap for an
+        // overwritten stamp (`threads_never_see_a_torn_message`).
+        fence(Ordering::Acquire);
         // ORDERING: Acquire; pairs with the producer's Release store of `tail`, made before the
-        // stamp of `seen` we loaded with Acquire (so this load sees it or a later one).
+        // stamp of `seen` (ordered before this load by the fence above).
         let tail = self.raw.hdr().tail.load(Ordering::Acquire);
         let stamp_past_tail = seen.wrapping_sub(tail) & POS_MASK;
         if (PUBLISH_EVERY..HALF).contains(&stamp_past_tail) {
