@@ -1,13 +1,9 @@
 //! Byte channels (a record ring: messages of any length up to a maximum, any number of senders,
-//! one receiver) and broadcast channels (a broadcast ring: one publisher, any number of
-//! subscribers), on the same segment layout, events and liveness as the typed channels.
+//! one receiver), on the same segment layout, events and liveness as the typed channels.
 
 use std::time::{Duration, Instant};
 
-use shmlane_ring::{
-    BroadcastProducer, BroadcastReader, BroadcastRing, ClaimError, ReadError, RecordConsumer,
-    RecordProducer, RecordRing, RecvError as RingRecvError, Unblock,
-};
+use shmlane_ring::{ClaimError, ReadError, RecordConsumer, RecordProducer, RecordRing, Unblock};
 use shmlane_wake::Deadline;
 
 use crate::{
@@ -68,42 +64,6 @@ impl Channel<u8> {
             scratch: Vec::new(),
         })
     }
-
-    /// The publisher of a broadcast channel: one at a time, within a process as across
-    /// processes ([`OpenError::RoleTaken`] otherwise); one left by a dead process is taken
-    /// over and continues after the last message.
-    pub fn publisher(&self) -> Result<Publisher, OpenError> {
-        self.check_here()?;
-        let (ptr, len) = self.inner.ring;
-        let seg = &self.inner.seg;
-        let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
-        // SAFETY: as in `byte_sender`.
-        let ring = unsafe { BroadcastRing::producer(ptr, len, self.token(), &alive) }
-            .map_err(|e| OpenError::for_role(e, &self.inner.name, "publisher"))?;
-        Ok(Publisher {
-            ring: Owned::new(ring),
-            local: self.local(Side::Send),
-            scratch: Vec::new(),
-        })
-    }
-
-    /// A subscriber to a broadcast channel (any number, at any time): it sees the messages
-    /// published from now on (it starts at the publisher's position, found from the published
-    /// one by the slot stamps).
-    pub fn subscriber(&self) -> Result<Subscriber, OpenError> {
-        self.check_here()?;
-        let (ptr, len) = self.inner.ring;
-        // SAFETY: as in `byte_sender`.
-        let ring = unsafe { BroadcastRing::reader(ptr, len)? };
-        Ok(Subscriber {
-            ring,
-            local: self.local(Side::Recv),
-            since: Instant::now(),
-            lost: 0,
-            corrupt: None,
-            scratch: Vec::new(),
-        })
-    }
 }
 
 /// A sending end of a byte channel. `Send`, not `Sync`.
@@ -129,33 +89,8 @@ pub struct ByteReceiver {
     scratch: Vec<u8>,
 }
 
-/// The publishing end of a broadcast channel. `Send`, not `Sync`.
-pub struct Publisher {
-    ring: Owned<BroadcastProducer>,
-    local: Local,
-    /// Checksummed channels: the message and its checksum, sent as one.
-    scratch: Vec<u8>,
-}
-
-/// A subscribing end of a broadcast channel. `Send`, not `Sync`.
-pub struct Subscriber {
-    ring: BroadcastReader,
-    local: Local,
-    /// When the cursor was last known good (attach, or the last lap accepted): a lap cannot
-    /// have lost more than the ring held then plus what a publisher can send since.
-    since: Instant,
-    /// Messages lost to laps that passed that bound.
-    lost: u64,
-    /// Set once a lap was implausible or the ring reported its words overwritten: the ring is
-    /// corrupt, and every later call says so.
-    corrupt: Option<&'static str>,
-    /// Checksummed channels: a message and its checksum, when the caller's buffer has no
-    /// room for the checksum too.
-    scratch: Vec<u8>,
-}
-
 /// The checksum a checksummed message ends with, checked: the message's length without it.
-fn verify(data: &[u8]) -> Result<usize, ByteRecvError> {
+pub(crate) fn verify(data: &[u8]) -> Result<usize, ByteRecvError> {
     let Some(n) = data.len().checked_sub(CHECKSUM_BYTES) else {
         return Err(ByteRecvError::Corrupt(
             "a message shorter than its checksum",
@@ -168,7 +103,7 @@ fn verify(data: &[u8]) -> Result<usize, ByteRecvError> {
 }
 
 /// The largest message of a ring whose largest record is `max`, given the checksum setting.
-fn payload_max(max: usize, checksummed: bool) -> usize {
+pub(crate) fn payload_max(max: usize, checksummed: bool) -> usize {
     if checksummed {
         max.saturating_sub(CHECKSUM_BYTES)
     } else {
@@ -177,23 +112,7 @@ fn payload_max(max: usize, checksummed: bool) -> usize {
 }
 
 /// What a checksum mismatch is reported as.
-const CHECKSUM_MISMATCH: &str = "a message's checksum does not match its bytes";
-
-/// Faster than any publisher can send (about 2 messages a nanosecond: a send is several
-/// atomic stores, a fence and a copy, on one thread); the plausibility bound of a lap.
-const MAX_SEND_RATE_PER_US: u64 = 2048;
-
-/// The most messages a subscriber can have lost in `elapsed` since its cursor was known good,
-/// in a ring of `cap` slots: what the ring held then (the publisher is at most a ring and its
-/// publication interval of 64 ahead of a cursor it did not lap), plus what a publisher could
-/// send since (plus a millisecond of slack). Saturating: never overflows.
-fn max_plausible_loss(cap: u64, elapsed: Duration) -> u64 {
-    let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-    cap.saturating_mul(2).saturating_add(128).saturating_add(
-        us.saturating_add(1_000)
-            .saturating_mul(MAX_SEND_RATE_PER_US),
-    )
-}
+pub(crate) const CHECKSUM_MISMATCH: &str = "a message's checksum does not match its bytes";
 
 macro_rules! debug_endpoint {
     ($($t:ident),*) => {$(
@@ -206,11 +125,12 @@ macro_rules! debug_endpoint {
         }
     )*};
 }
-debug_endpoint!(ByteSender, ByteReceiver, Publisher, Subscriber);
+pub(crate) use debug_endpoint;
+debug_endpoint!(ByteSender, ByteReceiver);
 
 /// What a blocked endpoint's peers say after a wait that ended without progress.
 /// `Peers::Corrupt` included: the callers report it before anything else.
-fn peers_gone(local: &Local, peer: Side) -> Option<Peers> {
+pub(crate) fn peers_gone(local: &Local, peer: Side) -> Option<Peers> {
     match local.inner.peer_state(peer) {
         p @ (Peers::Died | Peers::Left | Peers::Corrupt(_)) => Some(p),
         Peers::Live | Peers::NotYet => None,
@@ -605,194 +525,6 @@ impl ByteReceiver {
     }
 
     /// The channel's receiver-side statistics as stored now.
-    pub fn stats(&mut self) -> SideStats {
-        self.local.shared_stats()
-    }
-}
-
-impl Publisher {
-    /// The largest message this channel takes.
-    pub fn max_message(&self) -> usize {
-        payload_max(self.ring.max_message(), self.local.inner.checksum)
-    }
-
-    /// Publishes `msg` to every subscriber; never waits for them (one a whole ring behind
-    /// loses its oldest unread message, and is told). Wakes parked subscribers (none parked:
-    /// a fence and a load, no syscall).
-    ///
-    /// ```
-    /// # let name = format!("doc-bcast-{}", std::process::id());
-    /// let ch = shmlane::broadcast(&name).capacity(1024).unlink(shmlane::UnlinkPolicy::LastDetach).create()?;
-    /// let mut feed = ch.publisher()?;
-    /// let (mut a, mut b) = (ch.subscriber()?, ch.subscriber()?);
-    /// feed.send(b"EURUSD 1.0842")?;
-    /// let mut buf = [0u8; 240];
-    /// for s in [&mut a, &mut b] {
-    ///     let n = s.try_recv(&mut buf)?;
-    ///     assert_eq!(&buf[..n], b"EURUSD 1.0842");
-    /// }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn send(&mut self, msg: &[u8]) -> Result<(), ByteSendError> {
-        let sent = if self.local.inner.checksum {
-            let max = self.max_message();
-            if msg.len() > max {
-                return Err(ByteSendError::TooLong {
-                    len: msg.len(),
-                    max,
-                });
-            }
-            self.scratch.clear();
-            self.scratch.extend_from_slice(msg);
-            self.scratch.extend_from_slice(&checksum(msg));
-            self.ring.send(&self.scratch)
-        } else {
-            self.ring.send(msg)
-        };
-        match sent {
-            Ok(()) => {
-                self.local.done(1, msg.len() as u64);
-                Ok(())
-            }
-            Err(shmlane_ring::SendError::TooLong { len, max }) => {
-                Err(ByteSendError::TooLong { len, max })
-            }
-        }
-    }
-
-    /// The channel's publisher-side statistics as stored now.
-    pub fn stats(&mut self) -> SideStats {
-        self.local.shared_stats()
-    }
-}
-
-impl Subscriber {
-    /// The largest message this channel takes: a buffer of this size takes any message.
-    pub fn max_message(&self) -> usize {
-        payload_max(self.ring.max_message(), self.local.inner.checksum)
-    }
-
-    /// The ring's next message into `buf`, its checksum checked on a checksummed channel.
-    fn recv_checked(&mut self, buf: &mut [u8]) -> Result<usize, RingRecvError> {
-        if !self.local.inner.checksum {
-            return self.ring.recv(buf);
-        }
-        // The message and its checksum: into the caller's buffer if they fit, else through
-        // the scratch buffer (sized for the largest).
-        if buf.len() >= self.ring.max_message() {
-            let total = self.ring.recv(buf)?;
-            return verify(&buf[..total]).map_err(|_| RingRecvError::Corrupt(CHECKSUM_MISMATCH));
-        }
-        self.scratch.resize(self.ring.max_message(), 0);
-        let total = self.ring.recv(&mut self.scratch)?;
-        let n = verify(&self.scratch[..total])
-            .map_err(|_| RingRecvError::Corrupt(CHECKSUM_MISMATCH))?;
-        if n > buf.len() {
-            // Consumed already (the ring moved on): the caller learns its size, not its bytes.
-            return Err(RingRecvError::BufferTooSmall { needed: n });
-        }
-        buf[..n].copy_from_slice(&self.scratch[..n]);
-        Ok(n)
-    }
-
-    /// Messages this subscriber lost to laps, in total.
-    pub fn lost(&self) -> u64 {
-        self.lost
-    }
-
-    /// Copies the next message into `buf`; never blocks. [`ByteRecvError::Lapped`] once when
-    /// the subscriber fell a whole ring behind (with the exact loss, also counted in the
-    /// channel statistics), then the newest messages. A lap claiming more than the publisher
-    /// can have sent since this subscriber's cursor was last known good (a stamp or position
-    /// overwritten: it would report billions of billions), or a slot whose words cannot be
-    /// right, is `Corrupt` instead, counted nowhere, and so is every call after it.
-    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, ByteRecvError> {
-        match self.poll(buf) {
-            Err(ByteRecvError::Empty) if self.local.inner.side_left(Side::Send) => {
-                match self.poll(buf) {
-                    Err(ByteRecvError::Empty) => Err(ByteRecvError::Disconnected),
-                    other => other,
-                }
-            }
-            other => other,
-        }
-    }
-
-    fn poll(&mut self, buf: &mut [u8]) -> Result<usize, ByteRecvError> {
-        if let Some(why) = self.corrupt {
-            return Err(ByteRecvError::Corrupt(why));
-        }
-        match self.recv_checked(buf) {
-            Ok(n) => {
-                self.local.done(1, n as u64);
-                Ok(n)
-            }
-            Err(RingRecvError::Empty) => Err(ByteRecvError::Empty),
-            Err(RingRecvError::Lapped { lost }) => {
-                let now = Instant::now();
-                if lost > max_plausible_loss(self.ring.capacity(), now - self.since) {
-                    let why = "a lap beyond what the publisher can have sent";
-                    self.corrupt = Some(why);
-                    return Err(ByteRecvError::Corrupt(why));
-                }
-                self.since = now;
-                self.lost += lost;
-                self.local.stats.lost += lost;
-                Err(ByteRecvError::Lapped { lost })
-            }
-            Err(RingRecvError::BufferTooSmall { needed }) => {
-                Err(ByteRecvError::BufferTooSmall { needed })
-            }
-            Err(RingRecvError::Corrupt(why)) => {
-                if why == CHECKSUM_MISMATCH {
-                    // This message only; the subscriber reads on.
-                    self.local.stats.lost += 1;
-                } else {
-                    // The ring's own words were overwritten (a stamp that cannot be a lap, a
-                    // length past its slot): nothing read from it can be trusted any more,
-                    // even once the publisher writes the slot again.
-                    self.corrupt = Some(why);
-                }
-                Err(ByteRecvError::Corrupt(why))
-            }
-        }
-    }
-
-    /// Receives the next message into `buf`, waiting until `deadline` (`None`: no limit);
-    /// `Disconnected` or `PeerDied` once the publisher left or died and everything it
-    /// published was read.
-    pub fn recv(
-        &mut self,
-        buf: &mut [u8],
-        deadline: Option<Deadline>,
-    ) -> Result<usize, ByteRecvError> {
-        let mut woke = false;
-        loop {
-            match self.try_recv(buf) {
-                Err(ByteRecvError::Empty) => {}
-                other => return other,
-            }
-            if woke && let Some(p) = peers_gone(&self.local, Side::Send) {
-                if let Peers::Corrupt(why) = p {
-                    return Err(ByteRecvError::Corrupt(why));
-                }
-                return match self.poll(buf) {
-                    Err(ByteRecvError::Empty) if p == Peers::Left => {
-                        Err(ByteRecvError::Disconnected)
-                    }
-                    Err(ByteRecvError::Empty) => Err(ByteRecvError::PeerDied),
-                    other => other,
-                };
-            }
-            let ring = &self.ring;
-            if !self.local.block(deadline, || ring.is_ready()) {
-                return Err(ByteRecvError::Timeout);
-            }
-            woke = true;
-        }
-    }
-
-    /// The channel's subscriber-side statistics as stored now (all subscribers together).
     pub fn stats(&mut self) -> SideStats {
         self.local.shared_stats()
     }

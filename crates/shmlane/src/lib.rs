@@ -33,13 +33,13 @@
 // Header casts are from 128-byte aligned regions (the segment's region allocator).
 #![allow(clippy::cast_ptr_alignment)]
 
+mod broadcast;
 mod bytes;
 mod channel;
 mod error;
 
-pub use bytes::{
-    ByteClaim, ByteReceiver, ByteSender, DEFAULT_UNBLOCK_AFTER, Publisher, Subscriber,
-};
+pub use broadcast::{Publisher, Subscriber};
+pub use bytes::{ByteClaim, ByteReceiver, ByteSender, DEFAULT_UNBLOCK_AFTER};
 pub use channel::{
     Builder, Channel, ChannelStats, Kind, ROLE_RECEIVER, ROLE_SENDER, SideStats, broadcast, bytes,
     inspect, mpmc, spsc,

@@ -1,0 +1,471 @@
+//! The typed endpoints: SPSC producer and consumer, MPMC senders and receivers.
+
+use super::{
+    Deadline, Hole, Instant, Local, Owned, Peers, Pod, PopError, PushError, RecvError, SendError,
+    Side, SideStats, TryRecvError, TrySendError,
+};
+
+/// The sending end of an SPSC channel.
+pub struct Producer<T> {
+    pub(super) ring: Owned<shmlane_ring::Producer<T>>,
+    pub(super) local: Local,
+}
+
+/// The receiving end of an SPSC channel.
+pub struct Consumer<T> {
+    pub(super) ring: Owned<shmlane_ring::Consumer<T>>,
+    pub(super) local: Local,
+}
+
+/// A sending end of an MPMC channel.
+pub struct Sender<T> {
+    pub(super) ring: Owned<shmlane_ring::Sender<T>>,
+    pub(super) local: Local,
+}
+
+/// A receiving end of an MPMC channel.
+pub struct Receiver<T> {
+    pub(super) ring: Owned<shmlane_ring::Receiver<T>>,
+    pub(super) local: Local,
+}
+
+macro_rules! debug_endpoint {
+    ($($t:ident),*) => {$(
+        impl<T> core::fmt::Debug for $t<T> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_struct(stringify!($t))
+                    .field("channel", &self.local.inner.name)
+                    .finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+debug_endpoint!(Producer, Consumer, Sender, Receiver);
+
+fn push_err<T>(e: PushError<T>) -> Result<(), TrySendError<T>> {
+    match e {
+        PushError::Full(v) => Err(TrySendError::Full(v)),
+        PushError::Corrupt(v) => Err(TrySendError::Corrupt(v)),
+    }
+}
+
+/// The blocking send loop shared by `Producer` and `Sender`.
+macro_rules! send_impl {
+    () => {
+        /// Sends `value` if there is room; never blocks. Wakes a sleeping receiver (with no
+        /// receiver asleep this is a fence and a load: no syscall).
+        pub fn try_send(&mut self, value: T) -> Result<(), TrySendError<T>> {
+            match self.ring.push(value) {
+                Ok(()) => {
+                    self.local.done(1, size_of::<T>() as u64);
+                    Ok(())
+                }
+                Err(PushError::Full(v)) if self.local.inner.side_left(Side::Recv) => {
+                    Err(TrySendError::Disconnected(v))
+                }
+                Err(e) => push_err(e),
+            }
+        }
+
+        /// Sends `value`, waiting for room until `deadline` (`None`: no limit) with the
+        /// channel's wait strategy. Fails if every receiver left or died.
+        pub fn send(&mut self, value: T, deadline: Option<Deadline>) -> Result<(), SendError<T>> {
+            let mut v = value;
+            let mut woke = false;
+            loop {
+                match self.try_send(v) {
+                    Ok(()) => return Ok(()),
+                    Err(TrySendError::Full(back)) => v = back,
+                    Err(TrySendError::Disconnected(back)) => {
+                        return Err(SendError::Disconnected(back));
+                    }
+                    Err(TrySendError::Corrupt(back)) => return Err(SendError::Corrupt(back)),
+                }
+                // A slot a dead receiver held (MPMC): given back, try again (by the deadline).
+                if self.local.check_hole(&*self.ring, false) {
+                    if deadline.as_ref().is_some_and(Deadline::is_past) {
+                        return Err(SendError::Timeout(v));
+                    }
+                    continue;
+                }
+                if self.local.positions_corrupt {
+                    return Err(SendError::Corrupt(v));
+                }
+                // Peers are checked (syscalls) only after a wait that ended without room,
+                // never on the way into the first wait: the fast path stays syscall-free.
+                if woke {
+                    match self.local.inner.peer_state(Side::Recv) {
+                        Peers::Died => return Err(SendError::PeerDied(v)),
+                        Peers::Corrupt(_) => return Err(SendError::Corrupt(v)),
+                        _ => {}
+                    }
+                }
+                let (ring, next) = (&mut *self.ring, self.local.next_hole_check);
+                let ready = || ring_has_room(ring) || hole_check_due(ring, next);
+                if !self.local.block(deadline, ready) {
+                    return Err(SendError::Timeout(v));
+                }
+                woke = true;
+            }
+        }
+
+        /// The channel's statistics as stored now (plus this endpoint's unpublished ones).
+        pub fn stats(&mut self) -> SideStats {
+            self.local.shared_stats()
+        }
+    };
+}
+
+/// The blocking receive loop shared by `Consumer` and `Receiver`.
+macro_rules! recv_impl {
+    () => {
+        /// Receives a message if one is there; never blocks, never makes a syscall unless it
+        /// wakes a blocked sender. `Disconnected` once every sender left cleanly and the ring
+        /// is drained; a sender's death is reported by [`recv`](Self::recv).
+        pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+            match self.ring.pop() {
+                Ok(v) => {
+                    self.local.done(1, size_of::<T>() as u64);
+                    Ok(v)
+                }
+                Err(PopError::Empty) => {
+                    if self.local.inner.side_left(Side::Send) {
+                        // Re-check: the last sender may have pushed before leaving.
+                        match self.ring.pop() {
+                            Ok(v) => {
+                                self.local.done(1, size_of::<T>() as u64);
+                                Ok(v)
+                            }
+                            Err(PopError::Empty) => Err(TryRecvError::Disconnected),
+                            Err(PopError::Corrupt) => Err(TryRecvError::Corrupt),
+                        }
+                    } else {
+                        Err(TryRecvError::Empty)
+                    }
+                }
+                Err(PopError::Corrupt) => Err(TryRecvError::Corrupt),
+            }
+        }
+
+        /// Receives a message, waiting until `deadline` (`None`: no limit) with the channel's
+        /// wait strategy. After every sender left, what they sent is still delivered; then
+        /// `Disconnected` (clean) or `PeerDied` (a sender process died), within 50 ms of the
+        /// death even while parked.
+        pub fn recv(&mut self, deadline: Option<Deadline>) -> Result<T, RecvError> {
+            let mut woke = false;
+            loop {
+                match self.try_recv() {
+                    Ok(v) => return Ok(v),
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => return Err(RecvError::Disconnected),
+                    Err(TryRecvError::Corrupt) => return Err(RecvError::Corrupt),
+                }
+                // A position a dead sender took and never filled (MPMC): skipped, try again (by
+                // the deadline).
+                if self.local.check_hole(&*self.ring, false) {
+                    if deadline.as_ref().is_some_and(Deadline::is_past) {
+                        return Err(RecvError::Timeout);
+                    }
+                    continue;
+                }
+                if self.local.positions_corrupt {
+                    return Err(RecvError::Corrupt);
+                }
+                // Peers are checked (syscalls) only after a wait that ended without data.
+                let peers = if woke {
+                    self.local.inner.peer_state(Side::Send)
+                } else {
+                    Peers::NotYet
+                };
+                match peers {
+                    Peers::Corrupt(_) => return Err(RecvError::Corrupt),
+                    Peers::Died | Peers::Left => {
+                        // Drain what the dead (or departed) senders completed first, past any
+                        // hole a dead one left.
+                        loop {
+                            match self.ring.pop() {
+                                Ok(v) => {
+                                    self.local.done(1, size_of::<T>() as u64);
+                                    return Ok(v);
+                                }
+                                Err(PopError::Empty) => {
+                                    // At most a ring's worth of holes in a row (then checked
+                                    // every `HOLE_CHECK` only, see `holes_in_a_row`).
+                                    if self.local.check_hole(&*self.ring, true) {
+                                        if deadline.as_ref().is_some_and(Deadline::is_past) {
+                                            return Err(RecvError::Timeout);
+                                        }
+                                        continue;
+                                    }
+                                    if self.local.positions_corrupt {
+                                        return Err(RecvError::Corrupt);
+                                    }
+                                    return if self.local.inner.peer_state(Side::Send) == Peers::Left
+                                    {
+                                        Err(RecvError::Disconnected)
+                                    } else {
+                                        Err(RecvError::PeerDied)
+                                    };
+                                }
+                                Err(PopError::Corrupt) => return Err(RecvError::Corrupt),
+                            }
+                        }
+                    }
+                    Peers::Live | Peers::NotYet => {}
+                }
+                let (ring, next) = (&mut *self.ring, self.local.next_hole_check);
+                let ready = || ring_has_data(ring) || hole_check_due(ring, next);
+                if !self.local.block(deadline, ready) {
+                    return Err(RecvError::Timeout);
+                }
+                woke = true;
+            }
+        }
+
+        /// The channel's receiver-side statistics as stored now.
+        pub fn stats(&mut self) -> SideStats {
+            self.local.shared_stats()
+        }
+    };
+}
+
+trait HasData {
+    fn has_data(&mut self) -> bool;
+}
+trait HasRoom {
+    fn has_room(&mut self) -> bool;
+}
+impl<T: Pod> HasData for shmlane_ring::Consumer<T> {
+    fn has_data(&mut self) -> bool {
+        // Data, or positions that are corrupt (the caller's next try reports it): only
+        // "nothing yet" waits. `is_empty()` said empty on a corrupt ring, and a blocked `recv`
+        // waited on an overwritten tail until its deadline, or forever (review rev2).
+        !matches!(
+            self.read_chunk(1),
+            Err(shmlane_ring::ChunkError::TooFewSlots(_))
+        )
+    }
+}
+impl<T: Pod> HasData for shmlane_ring::Receiver<T> {
+    fn has_data(&mut self) -> bool {
+        // The stamp at the position, not the approximate length: a position taken and not
+        // yet published (a hole) is not data.
+        self.can_pop()
+    }
+}
+impl<T: Pod> HasRoom for shmlane_ring::Producer<T> {
+    fn has_room(&mut self) -> bool {
+        // Room, or corrupt positions (the next try reports it); see `HasData` above.
+        !matches!(
+            self.write_chunk(1),
+            Err(shmlane_ring::ChunkError::TooFewSlots(_))
+        )
+    }
+}
+impl<T: Pod> HasRoom for shmlane_ring::Sender<T> {
+    fn has_room(&mut self) -> bool {
+        // The stamp at the position: a slot a receiver still holds is not room.
+        self.can_push()
+    }
+}
+
+/// Rings whose endpoints can leave holes when they die mid-operation (MPMC).
+pub(super) trait Holes {
+    const HOLES: bool;
+    fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole;
+    /// The ring's capacity: the most holes it can hold at once.
+    fn slots(&self) -> u64;
+    /// Whether the shared positions are ones a sound ring can show (slow path).
+    fn positions_consistent(&self) -> bool {
+        true
+    }
+}
+impl<T: Pod> Holes for shmlane_ring::Producer<T> {
+    const HOLES: bool = false;
+    fn recover(&self, _: &dyn Fn(u64) -> bool) -> Hole {
+        Hole::None
+    }
+    fn slots(&self) -> u64 {
+        self.capacity() as u64
+    }
+}
+impl<T: Pod> Holes for shmlane_ring::Consumer<T> {
+    const HOLES: bool = false;
+    fn recover(&self, _: &dyn Fn(u64) -> bool) -> Hole {
+        Hole::None
+    }
+    fn slots(&self) -> u64 {
+        self.capacity() as u64
+    }
+}
+impl<T: Pod> Holes for shmlane_ring::Sender<T> {
+    const HOLES: bool = true;
+    fn positions_consistent(&self) -> bool {
+        shmlane_ring::Sender::positions_consistent(self)
+    }
+    fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole {
+        shmlane_ring::Sender::recover(self, is_alive)
+    }
+    fn slots(&self) -> u64 {
+        self.capacity() as u64
+    }
+}
+impl<T: Pod> Holes for shmlane_ring::Receiver<T> {
+    const HOLES: bool = true;
+    fn positions_consistent(&self) -> bool {
+        shmlane_ring::Receiver::positions_consistent(self)
+    }
+    fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole {
+        shmlane_ring::Receiver::recover(self, is_alive)
+    }
+    fn slots(&self) -> u64 {
+        self.capacity() as u64
+    }
+}
+
+/// For a blocked endpoint's wait condition: the next hole check is due.
+fn hole_check_due<R: Holes>(_: &R, next: Option<Instant>) -> bool {
+    R::HOLES && next.is_some_and(|t| Instant::now() >= t)
+}
+fn ring_has_data(r: &mut impl HasData) -> bool {
+    r.has_data()
+}
+fn ring_has_room(r: &mut impl HasRoom) -> bool {
+    r.has_room()
+}
+
+impl<T: Pod + Send> Producer<T> {
+    send_impl!();
+
+    /// Zero-copy: reserves `n` slots to fill in place; see [`shmlane_ring::WriteChunk`].
+    /// Call [`notify`](Self::notify) after committing so a sleeping consumer wakes.
+    pub fn write_chunk(
+        &mut self,
+        n: usize,
+    ) -> Result<shmlane_ring::WriteChunk<'_, T>, shmlane_ring::ChunkError> {
+        self.ring.write_chunk(n)
+    }
+
+    /// Sends as many of `values` as fit; returns how many. Never blocks.
+    pub fn try_send_slice(&mut self, values: &[T]) -> Result<usize, TrySendError<()>> {
+        let n = self
+            .ring
+            .push_slice(values)
+            .map_err(|_| TrySendError::Corrupt(()))?;
+        if n > 0 {
+            self.local.done(n as u64, (n * size_of::<T>()) as u64);
+        } else if self.local.inner.side_left(Side::Recv) {
+            return Err(TrySendError::Disconnected(()));
+        }
+        Ok(n)
+    }
+
+    /// Records `n` messages committed through a chunk and wakes a sleeping consumer.
+    pub fn notify(&mut self, n: usize) {
+        self.local.done(n as u64, (n * size_of::<T>()) as u64);
+    }
+
+    /// Free slots now.
+    pub fn free(&mut self) -> usize {
+        self.ring.free()
+    }
+}
+
+impl<T: Pod + Send> Consumer<T> {
+    recv_impl!();
+
+    /// Zero-copy: borrows `n` messages in place; call [`notify`](Self::notify) after
+    /// committing so a sleeping producer wakes.
+    pub fn read_chunk(
+        &mut self,
+        n: usize,
+    ) -> Result<shmlane_ring::ReadChunk<'_, T>, shmlane_ring::ChunkError> {
+        self.ring.read_chunk(n)
+    }
+
+    /// Receives up to `out.len()` messages; returns how many. Never blocks.
+    pub fn try_recv_slice(&mut self, out: &mut [T]) -> Result<usize, TryRecvError> {
+        let n = self
+            .ring
+            .pop_slice(out)
+            .map_err(|_| TryRecvError::Corrupt)?;
+        if n > 0 {
+            self.local.done(n as u64, (n * size_of::<T>()) as u64);
+        } else if self.local.inner.side_left(Side::Send) && self.ring.is_empty() {
+            return Err(TryRecvError::Disconnected);
+        }
+        Ok(n)
+    }
+
+    /// Records `n` messages released through a chunk and wakes a sleeping producer.
+    pub fn notify(&mut self, n: usize) {
+        self.local.done(n as u64, (n * size_of::<T>()) as u64);
+    }
+
+    /// Messages in the ring now.
+    pub fn len(&mut self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether the ring is empty now.
+    pub fn is_empty(&mut self) -> bool {
+        self.ring.is_empty()
+    }
+}
+
+impl<T: Pod + Send> Sender<T> {
+    send_impl!();
+
+    /// Gives back a slot that a receiver which died between taking a message and releasing
+    /// the slot still holds at the ring position senders need next (otherwise the ring stays
+    /// full there). [`send`](Self::send) does this by itself while it waits, at most every
+    /// 10 ms; callers of [`try_send`](Self::try_send) that keep finding the ring full call it.
+    /// Returns whether a slot was given back (counted in `lost`: the dead receiver's message;
+    /// not counted when that receiver had taken a skipped position, which held none).
+    pub fn recover(&mut self) -> bool {
+        self.local.check_hole(&*self.ring, true)
+    }
+
+    /// Test hook, not part of the API: what a sender process killed between taking its ring
+    /// position and publishing its message leaves behind (the position taken, nothing
+    /// written; the endpoint never leaves). The caller then hangs or is killed.
+    #[doc(hidden)]
+    pub fn abandon_send_for_tests(self) {
+        let Self { ring, local } = self;
+        ring.into_inner().abandon_push_for_tests(true);
+        core::mem::forget(local);
+    }
+}
+
+impl<T: Pod + Send> Receiver<T> {
+    recv_impl!();
+
+    /// Skips a position that a sender which died between taking it and publishing its message
+    /// left at the head of the ring (otherwise nothing behind it is ever received).
+    /// [`recv`](Self::recv) does this by itself while it waits, at most every 10 ms; callers of
+    /// [`try_recv`](Self::try_recv) that keep finding the ring empty call it. Returns whether a
+    /// position was skipped (counted in `lost`).
+    pub fn recover(&mut self) -> bool {
+        self.local.check_hole(&*self.ring, true)
+    }
+
+    /// Test hook, not part of the API: what a receiver process killed between taking its ring
+    /// position and releasing the slot leaves behind (the message taken, the slot held; the
+    /// endpoint never leaves). The caller then hangs or is killed.
+    #[doc(hidden)]
+    pub fn abandon_recv_for_tests(self) {
+        let Self { ring, local } = self;
+        ring.into_inner().abandon_pop_for_tests(true);
+        core::mem::forget(local);
+    }
+
+    /// Messages in the ring now, approximately.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether the ring looks empty.
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+}
