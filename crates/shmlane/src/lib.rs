@@ -41,8 +41,8 @@ mod error;
 pub use broadcast::{Publisher, Subscriber};
 pub use bytes::{ByteClaim, ByteReceiver, ByteSender, DEFAULT_UNBLOCK_AFTER};
 pub use channel::{
-    Builder, Channel, ChannelStats, Kind, ROLE_RECEIVER, ROLE_SENDER, SideStats, broadcast, bytes,
-    inspect, mpmc, spsc,
+    Builder, Channel, ChannelStats, ElemType, Kind, ROLE_RECEIVER, ROLE_SENDER, SideStats,
+    TYPE_NAME_STORED, broadcast, bytes, fnv1a64, inspect, mpmc, spsc,
 };
 pub use error::{
     ByteRecvError, ByteSendError, ConfigError, OpenError, RecvError, SendError, TryRecvError,
