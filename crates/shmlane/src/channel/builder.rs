@@ -5,8 +5,8 @@ use super::{
     FLAG_CHECKSUM, FLAG_UNLINK, Header, Identity, Inner, Kind, Location, MpmcRing, NonNull,
     OpenError, Ordering, PhantomData, Pod, REGION_CHAN, REGION_EVENT, REGION_RING,
     RING_IDENTITY_WORDS, RecordRing, Segment, SpscRing, UnlinkPolicy, WaitStrategy, chan_identity,
-    ring_identity,
     elem::{self, BYTES_TYPE, ElemType, REGION_TYPE, TYPE_SIZE, TYPE_WORDS},
+    ring_identity,
 };
 
 /// Starts building an SPSC channel of `T` named `name` (a POSIX shared-memory name).
