@@ -544,8 +544,8 @@ impl<T: Pod + Send> Builder<T> {
             let found_kind = Kind::from_word(kind).map_or("unknown", Kind::name);
             return Err(OpenError::Mismatch {
                 name: self.name,
-                found: format!("a {found_kind} channel"),
-                wanted: format!("a {} channel", self.kind.name()),
+                found: format!("{found_kind} (a {found_kind} channel)"),
+                wanted: format!("{} (a {} channel)", self.kind.name(), self.kind.name()),
             });
         }
         // The element type: size, alignment and name, as recorded at creation.
@@ -764,13 +764,17 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        match spsc::<u64>("t").msg_size(9).geometry() {
-            Err(OpenError::Config {
-                error: ConfigError::MsgSize { max: 8, .. },
-                ..
-            }) => {}
-            other => panic!("{other:?}"),
+        // Typed channels: the element decides; anything else is refused (issue 16).
+        for m in [0, 7, 9, u64::MAX] {
+            match spsc::<u64>("t").msg_size(m).geometry() {
+                Err(OpenError::Config {
+                    error: ConfigError::FixedMsgSize { elem: 8, .. },
+                    ..
+                }) => {}
+                other => panic!("{other:?}"),
+            }
         }
+        assert_eq!(spsc::<u64>("t").msg_size(8).geometry().unwrap().msg, 8);
         // At the limits: accepted.
         let g = broadcast("t").msg_size(slot_max).geometry().unwrap();
         assert_eq!(g.slot, shmlane_ring::broadcast::MAX_SLOT_BYTES);
