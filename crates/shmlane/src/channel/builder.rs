@@ -519,6 +519,38 @@ impl<T: Pod + Send> Builder<T> {
         }
     }
 
+    /// The channel's type record (where it is, its words, what they say), checked against
+    /// the type this builder expects: size, alignment and name.
+    fn check_type(
+        &self,
+        seg: &Segment,
+    ) -> Result<(*mut u8, [u64; TYPE_WORDS], ElemType), OpenError> {
+        let ty_region = match seg.find_region("type") {
+            Ok(r) => r,
+            Err(shmlane_segment::RegionError::NotFound(_)) => {
+                return Err(OpenError::NoTypeRecord(self.name.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if ty_region.len() < TYPE_WORDS * 8 {
+            return Err(OpenError::NotAChannel(self.name.clone()));
+        }
+        let ty_at = ty_region.as_ptr();
+        // SAFETY: the region is 128-byte aligned and holds the words (checked); its words are
+        // accessed only atomically.
+        let ty_words = unsafe { elem::read_words(ty_at) };
+        let found = ElemType::from_words(&ty_words);
+        let wanted = self.elem_type()?;
+        if found != wanted {
+            return Err(OpenError::WrongType {
+                name: self.name.clone(),
+                found: found.to_string(),
+                wanted: wanted.to_string(),
+            });
+        }
+        Ok((ty_at, ty_words, found))
+    }
+
     fn finish(self, seg: Segment) -> Result<Channel<T>, OpenError> {
         let chan = seg.find_region("chan")?;
         if chan.len() < CHAN_SIZE as usize {
@@ -548,30 +580,7 @@ impl<T: Pod + Send> Builder<T> {
                 wanted: format!("{} (a {} channel)", self.kind.name(), self.kind.name()),
             });
         }
-        // The element type: size, alignment and name, as recorded at creation.
-        let ty_region = match seg.find_region("type") {
-            Ok(r) => r,
-            Err(shmlane_segment::RegionError::NotFound(_)) => {
-                return Err(OpenError::NoTypeRecord(self.name));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if ty_region.len() < TYPE_WORDS * 8 {
-            return Err(OpenError::NotAChannel(self.name));
-        }
-        let ty_at = ty_region.as_ptr();
-        // SAFETY: the region is 128-byte aligned and holds the words (checked); its words are
-        // accessed only atomically.
-        let ty_words = unsafe { elem::read_words(ty_at) };
-        let found_ty = ElemType::from_words(&ty_words);
-        let wanted_ty = self.elem_type()?;
-        if found_ty != wanted_ty {
-            return Err(OpenError::WrongType {
-                name: self.name,
-                found: found_ty.to_string(),
-                wanted: wanted_ty.to_string(),
-            });
-        }
+        let (ty_at, ty_words, found_ty) = self.check_type(&seg)?;
         let wanted_cap = self.capacity.unwrap_or(cap);
         let wanted_msg = self.msg_size.unwrap_or(msg);
         // The header's element size and largest message agree with the type record (typed

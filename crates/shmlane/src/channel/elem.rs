@@ -68,7 +68,7 @@ impl ElemType {
     }
 
     /// The record's words, in region order.
-    pub(crate) fn to_words(&self) -> [u64; TYPE_WORDS] {
+    pub(crate) fn to_words(self) -> [u64; TYPE_WORDS] {
         core::array::from_fn(|i| match i {
             0 => self.size,
             1 => self.align,
@@ -150,7 +150,7 @@ impl fmt::Debug for ElemType {
             .field("align", &self.align)
             .field("name_len", &self.len)
             .field("name_hash", &format_args!("{:#018x}", self.hash))
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
