@@ -148,7 +148,9 @@ impl<T: Pod + Send> Builder<T> {
 
     /// The element type's name, recorded in the channel with its size and alignment and
     /// checked by every opener (default: `core::any::type_name::<T>()`, which names the type
-    /// as this compiler spells it). Set it to share a channel with peers whose type has the
+    /// as this compiler spells it, module path included: the same struct compiled into two
+    /// crates has two names, so programs built separately should agree on a name here). Set
+    /// it to share a channel with peers whose type has the
     /// same layout under another name: another Rust type, or C or Python code (the record's
     /// layout is in docs/design.md). Opening a channel recorded under another name, size or
     /// alignment fails with [`OpenError::WrongType`]. Typed channels only: byte and broadcast
