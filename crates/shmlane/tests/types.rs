@@ -268,11 +268,21 @@ fn byte_channels_record_bytes_and_refuse_a_type_name() {
             }) => assert_eq!(k, kind),
             other => panic!("{other:?}"),
         }
-        // A typed u8 channel of the same name is another kind.
-        assert!(matches!(
-            shmlane::spsc::<u8>(&name).open(),
-            Err(OpenError::Mismatch { .. })
-        ));
+        // A typed u8 channel of the same name is another kind: both kinds named.
+        match shmlane::spsc::<u8>(&name).open() {
+            Err(e @ OpenError::Mismatch { .. }) => assert!(
+                e.to_string().contains(&format!(
+                    "exists as {kind} (endpoints {}), asked for spsc (endpoints producer() and consumer())",
+                    if kind == "bytes" {
+                        "byte_sender() and byte_receiver()"
+                    } else {
+                        "publisher() and subscriber()"
+                    }
+                )),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }
 

@@ -280,15 +280,7 @@ impl<T: Pod + Send> Builder<T> {
                 " (the element size); use a larger element type",
             ),
         };
-        if let (Kind::Spsc | Kind::Mpmc, Some(m)) = (self.kind, self.msg_size)
-            && m != size_of::<T>() as u64
-        {
-            return Err(self.config_err(ConfigError::FixedMsgSize {
-                kind: self.kind.name(),
-                msg_size: m,
-                elem: size_of::<T>() as u64,
-            }));
-        }
+        self.check_fixed_msg()?;
         // A checksummed byte channel's records carry 4 more bytes than the message.
         let (max, default) = if self.kind == Kind::Bytes && self.checksum == Some(true) {
             let max = max.saturating_sub(super::CHECKSUM_BYTES as u64);
@@ -367,6 +359,21 @@ impl<T: Pod + Send> Builder<T> {
         })
     }
 
+    /// SPSC and MPMC: a message is an element, so `msg_size` is refused unless it is the
+    /// element's size.
+    fn check_fixed_msg(&self) -> Result<(), OpenError> {
+        if let (Kind::Spsc | Kind::Mpmc, Some(m)) = (self.kind, self.msg_size)
+            && m != size_of::<T>() as u64
+        {
+            return Err(self.config_err(ConfigError::FixedMsgSize {
+                kind: self.kind.name(),
+                msg_size: m,
+                elem: size_of::<T>() as u64,
+            }));
+        }
+        Ok(())
+    }
+
     /// The element type this builder creates or expects.
     fn elem_type(&self) -> Result<ElemType, OpenError> {
         if self.byte_form {
@@ -411,15 +418,7 @@ impl<T: Pod + Send> Builder<T> {
         if self.capacity.is_some() {
             self.checked_capacity()?;
         }
-        if let (Kind::Spsc | Kind::Mpmc, Some(m)) = (self.kind, self.msg_size)
-            && m != size_of::<T>() as u64
-        {
-            return Err(self.config_err(ConfigError::FixedMsgSize {
-                kind: self.kind.name(),
-                msg_size: m,
-                elem: size_of::<T>() as u64,
-            }));
-        }
+        self.check_fixed_msg()?;
         Ok(())
     }
 
@@ -575,11 +574,14 @@ impl<T: Pod + Send> Builder<T> {
             h.msg_size.load(Ordering::Relaxed),
         );
         if kind != self.kind as u64 {
-            let found_kind = Kind::from_word(kind).map_or("unknown", Kind::name);
+            let found = Kind::from_word(kind).map_or_else(
+                || format!("an unknown kind ({kind})"),
+                |k| format!("{} (endpoints {})", k.name(), k.endpoints()),
+            );
             return Err(OpenError::Mismatch {
                 name: self.name,
-                found: format!("{found_kind} (a {found_kind} channel)"),
-                wanted: format!("{} (a {} channel)", self.kind.name(), self.kind.name()),
+                found,
+                wanted: format!("{} (endpoints {})", self.kind.name(), self.kind.endpoints()),
             });
         }
         let (ty_at, ty_words, found_ty) = self.check_type(&seg)?;
