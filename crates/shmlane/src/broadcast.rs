@@ -18,6 +18,7 @@ impl Channel<u8> {
     /// processes ([`OpenError::RoleTaken`] otherwise); one left by a dead process is taken
     /// over and continues after the last message.
     pub fn publisher(&self) -> Result<Publisher, OpenError> {
+        self.check_kind(crate::Kind::Broadcast, "publisher")?;
         self.check_here()?;
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
@@ -36,6 +37,7 @@ impl Channel<u8> {
     /// published from now on (it starts at the publisher's position, found from the published
     /// one by the slot stamps).
     pub fn subscriber(&self) -> Result<Subscriber, OpenError> {
+        self.check_kind(crate::Kind::Broadcast, "subscriber")?;
         self.check_here()?;
         let (ptr, len) = self.inner.ring;
         // SAFETY: as in `byte_sender`.
