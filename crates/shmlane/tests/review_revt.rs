@@ -232,3 +232,43 @@ fn a_type_record_rewritten_during_opens_gives_clean_errors() {
     shmlane::mpmc::<u64>(&name).open().unwrap();
     eprintln!("opens: {ok} ok, {wrong} wrong type, {damaged} damaged");
 }
+
+/// A forged directory entry gives the `type` region another size: below the record's 144
+/// bytes the opener is told the record is damaged; from 144 bytes on the record is whole, and
+/// `inspect` (reading the file without attaching) shows what `open` checks, as `open` does.
+#[test]
+fn a_type_region_of_another_size_is_read_alike_by_open_and_inspect() {
+    let name = unique("revt-tysize");
+    let _c = Cleanup(name.clone());
+    drop(shmlane::spsc::<u64>(&name).capacity(4).create().unwrap());
+    let path = format!("/dev/shm/{name}");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut head = vec![0u8; 64 * 1024];
+    let n = f.read_at(&mut head, 0).unwrap();
+    let at = head[..n]
+        .windows(5)
+        .position(|w| w == b"type\0")
+        .expect("the region directory names the type region");
+    // The entry: kind u32, name_len u32, offset u64, size u64, reserved u64, name.
+    let size_at = at as u64 - 16;
+    let stats = || {
+        let info = shmlane_segment::inspect(std::path::Path::new(&path))
+            .unwrap()
+            .unwrap();
+        shmlane::inspect(&info).unwrap()
+    };
+    f.write_all_at(&144u64.to_ne_bytes(), size_at).unwrap();
+    let ch = shmlane::spsc::<u64>(&name).open().unwrap();
+    assert_eq!(stats().elem_type, Some(ch.elem_type()));
+    drop(ch);
+    f.write_all_at(&64u64.to_ne_bytes(), size_at).unwrap();
+    assert!(matches!(
+        shmlane::spsc::<u64>(&name).open(),
+        Err(OpenError::DamagedTypeRecord { .. })
+    ));
+    assert_eq!(stats().elem_type, None);
+}
