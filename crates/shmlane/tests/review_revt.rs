@@ -68,6 +68,27 @@ fn long_type_names_differing_past_the_prefix_are_told_apart_in_the_error() {
     }
 }
 
+/// A long name cut at the stored 112 bytes inside a character is a sound record (not damaged):
+/// a channel under it opens, under a name that differs in the cut character does not.
+#[test]
+fn a_long_name_cut_inside_a_character_opens() {
+    let name = unique("revt-cut");
+    let _c = Cleanup(name.clone());
+    let a = format!("{}é::Tick", "x".repeat(shmlane::TYPE_NAME_STORED - 1));
+    let b = format!("{}è::Tick", "x".repeat(shmlane::TYPE_NAME_STORED - 1));
+    let _ch = shmlane::spsc::<u64>(&name)
+        .type_name(&a)
+        .capacity(4)
+        .create()
+        .unwrap();
+    let ch = shmlane::spsc::<u64>(&name).type_name(&a).open().unwrap();
+    assert!(ch.elem_type().name().ends_with('…'));
+    assert!(matches!(
+        shmlane::spsc::<u64>(&name).type_name(&b).open(),
+        Err(OpenError::WrongType { .. })
+    ));
+}
+
 /// A record whose words contradict each other (a hash not of its name, bytes past the name,
 /// an impossible alignment, a name that is not UTF-8, an empty name) was not written by any
 /// shmlane: the opener is told the record is damaged and what to do, not that the channel
