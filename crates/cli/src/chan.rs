@@ -38,7 +38,7 @@ fn retrying(mut attempt: impl FnMut() -> Result<Ended, CliError>) -> Result<Ende
 }
 
 /// Largest message size accepted (the 64 KiB element minus the length word).
-pub const MAX_MSG: u64 = 65536 - 4;
+pub const MAX_MSG: u64 = shmlane_cli::line::MAX_LINE;
 
 /// What send and recv create when the channel does not exist.
 #[derive(Clone, Copy, Debug)]
@@ -59,7 +59,7 @@ pub enum Ended {
 }
 
 fn elem_size(msg_size: u64) -> u64 {
-    (msg_size + 4).next_power_of_two().max(64)
+    shmlane_cli::line::line_elem_size(msg_size)
 }
 
 /// The shape of an existing channel, if `name` exists and is one.

@@ -14,8 +14,20 @@ pub fn line_type(msg_size: u64) -> String {
     format!("{PREFIX}{msg_size}{SUFFIX}")
 }
 
-/// The line limit a typed channel records, if it holds the commands' lines (checked against
-/// its element size: the name is read from shared memory).
+/// Largest line limit: a 64 KiB element less the length word.
+pub const MAX_LINE: u64 = 65536 - 4;
+
+/// The element size of lines of up to `msg_size` bytes (`1..=MAX_LINE`): the power of two of
+/// at least 64 bytes that holds them and their length.
+pub fn line_elem_size(msg_size: u64) -> u64 {
+    (msg_size + 4).next_power_of_two().max(64)
+}
+
+/// The line limit a typed channel records, if it holds the commands' lines: its record must be
+/// exactly the one the commands write for that limit (the name spelled as `line_type` spells
+/// it, the element size `line_elem_size`, alignment 1), so opening it as lines then opens it;
+/// anything else is another program's type. The name is read from shared memory: a hostile
+/// one is only not a line type.
 pub fn line_size(st: &ChannelStats) -> Option<u64> {
     let ty = st.elem_type?;
     let name = ty.name();
@@ -24,7 +36,9 @@ pub fn line_size(st: &ChannelStats) -> Option<u64> {
         .strip_suffix(SUFFIX)?
         .parse()
         .ok()?;
-    (n.checked_add(4)? <= ty.size() && ty.size() == st.elem_size).then_some(n)
+    let canonical = (1..=MAX_LINE).contains(&n) && name == line_type(n);
+    let size = line_elem_size(n);
+    (canonical && ty.align() == 1 && ty.size() == size && st.elem_size == size).then_some(n)
 }
 
 /// The largest message to show for a channel: the line limit of the commands' typed channels,

@@ -97,9 +97,11 @@ fn max_plausible_loss(cap: u64, elapsed: Duration) -> u64 {
 crate::bytes::debug_endpoint!(Publisher, Subscriber);
 
 impl Publisher {
-    /// The largest message this channel takes.
+    /// The largest message this channel takes: the `msg_size` it was created with (its slots,
+    /// rounded up to 8 bytes, could hold a few more).
     pub fn max_message(&self) -> usize {
-        payload_max(self.ring.max_message(), self.local.inner.checksum)
+        let msg_max = usize::try_from(self.local.inner.msg_max).unwrap_or(usize::MAX);
+        payload_max(self.ring.max_message(), self.local.inner.checksum).min(msg_max)
     }
 
     /// Publishes `msg` to every subscriber; never waits for them (one a whole ring behind
@@ -120,14 +122,14 @@ impl Publisher {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send(&mut self, msg: &[u8]) -> Result<(), ByteSendError> {
+        let max = self.max_message();
+        if msg.len() > max {
+            return Err(ByteSendError::TooLong {
+                len: msg.len(),
+                max,
+            });
+        }
         let sent = if self.local.inner.checksum {
-            let max = self.max_message();
-            if msg.len() > max {
-                return Err(ByteSendError::TooLong {
-                    len: msg.len(),
-                    max,
-                });
-            }
             self.scratch.clear();
             self.scratch.extend_from_slice(msg);
             self.scratch.extend_from_slice(&checksum(msg));

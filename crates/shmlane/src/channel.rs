@@ -199,7 +199,8 @@ pub struct ChannelStats {
     /// Whether every message carries a CRC32C (byte and broadcast channels).
     pub checksum: bool,
     /// The element type recorded at creation (`None`: no type record, a channel made before
-    /// shmlane recorded types; opening it fails with [`OpenError::NoTypeRecord`]).
+    /// shmlane recorded types, opening it fails with [`OpenError::NoTypeRecord`]; or a region
+    /// too small for the record, [`OpenError::DamagedTypeRecord`]).
     pub elem_type: Option<ElemType>,
     /// Sender-side statistics.
     pub sent: SideStats,
@@ -247,7 +248,8 @@ pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
     let elem_type = info
         .regions
         .iter()
-        .find(|r| r.name == "type" && r.size >= TYPE_SIZE)
+        // As `open` reads it: the record's words, whatever the region's size beyond them.
+        .find(|r| r.name == "type" && r.size >= (TYPE_WORDS * 8) as u64)
         .and_then(|r| {
             let mut buf = [0u8; TYPE_WORDS * 8];
             file.read_exact_at(&mut buf, r.offset).ok()?;
@@ -277,8 +279,8 @@ mod elem;
 mod endpoints;
 mod local;
 
+use elem::TYPE_WORDS;
 pub use elem::{ElemType, TYPE_NAME_STORED, fnv1a64};
-use elem::{TYPE_SIZE, TYPE_WORDS};
 
 pub use builder::{Builder, broadcast, bytes, mpmc, spsc};
 pub use endpoints::{Consumer, Producer, Receiver, Sender};

@@ -75,6 +75,17 @@ pub enum OpenError {
         "channel {0} has no element type record: it was made by an older shmlane (the layout changed); remove it (shmlane rm {0}) and create it again"
     )]
     NoTypeRecord(String),
+    /// The channel's type record contradicts itself (its name's hash or length, its
+    /// alignment): no shmlane writes such a record, so it was overwritten.
+    #[error(
+        "channel {name}: its element type record is damaged ({what}); no shmlane writes such a record, so something overwrote it: remove the channel (shmlane rm {name}) and create it again"
+    )]
+    DamagedTypeRecord {
+        /// Channel name.
+        name: String,
+        /// What is wrong with the record.
+        what: &'static str,
+    },
     /// The ring inside is malformed or its role is taken.
     #[error("ring: {0}")]
     Ring(#[from] AttachError),

@@ -231,9 +231,11 @@ fn long_type_names_differing_past_the_stored_prefix_are_refused() {
         .unwrap();
     shmlane::spsc::<u64>(&name).type_name(&a).open().unwrap();
     let (found, wanted, _) = wrong_type(shmlane::spsc::<u64>(&name).type_name(&b).open());
-    // Both shown as their stored prefix, marked as cut.
-    assert!(found.ends_with("… (8 bytes, align 8)"), "{found}");
-    assert!(wanted.ends_with("… (8 bytes, align 8)"), "{wanted}");
+    // Both shown as their stored prefix, marked as cut, with the length and hash that tell
+    // them apart (review revt).
+    assert!(found.contains("… (8 bytes, align 8; name of "), "{found}");
+    assert!(wanted.contains("… (8 bytes, align 8; name of "), "{wanted}");
+    assert_ne!(found, wanted);
     // A longer name with the same stored prefix: refused too.
     let (_, _, _) = wrong_type(
         shmlane::spsc::<u64>(&name)

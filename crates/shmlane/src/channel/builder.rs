@@ -137,7 +137,8 @@ impl<T: Pod + Send> Builder<T> {
     /// The largest message in bytes. Byte channels: applied, recorded in the channel, and
     /// senders refuse longer messages ([`ByteSendError::TooLong`](crate::ByteSendError));
     /// default and most an eighth of the capacity less 8 (less 4 more with checksums).
-    /// Broadcast: the slot size (default 240). SPSC and MPMC: the element type decides, so
+    /// Broadcast: the largest message the publisher takes (default 240; the slot is 16 bytes
+    /// more, rounded up to 8). SPSC and MPMC: the element type decides, so
     /// anything but `size_of::<T>()` is refused ([`ConfigError::FixedMsgSize`]). When opening,
     /// a size set here must match the channel's.
     #[must_use]
@@ -534,19 +535,34 @@ impl<T: Pod + Send> Builder<T> {
             Err(e) => return Err(e.into()),
         };
         if ty_region.len() < TYPE_WORDS * 8 {
-            return Err(OpenError::NotAChannel(self.name.clone()));
+            return Err(OpenError::DamagedTypeRecord {
+                name: self.name.clone(),
+                what: "its region is too small",
+            });
         }
         let ty_at = ty_region.as_ptr();
         // SAFETY: the region is 128-byte aligned and holds the words (checked); its words are
         // accessed only atomically.
         let ty_words = unsafe { elem::read_words(ty_at) };
         let found = ElemType::from_words(&ty_words);
+        if let Some(what) = found.damage() {
+            return Err(OpenError::DamagedTypeRecord {
+                name: self.name.clone(),
+                what,
+            });
+        }
         let wanted = self.elem_type()?;
         if found != wanted {
+            let (mut found_s, mut wanted_s) = (found.to_string(), wanted.to_string());
+            // Names longer than the stored prefix and equal in it show the same: say what
+            // differs.
+            if found_s == wanted_s {
+                (found_s, wanted_s) = (found.detailed(), wanted.detailed());
+            }
             return Err(OpenError::WrongType {
                 name: self.name.clone(),
-                found: found.to_string(),
-                wanted: wanted.to_string(),
+                found: found_s,
+                wanted: wanted_s,
             });
         }
         Ok((ty_at, ty_words, found))

@@ -130,6 +130,51 @@ impl ElemType {
     }
 }
 
+impl ElemType {
+    /// Why the record contradicts itself, if it does: no shmlane writes such a record (a
+    /// name is non-empty UTF-8, hashed and measured as stored, zero-padded; an alignment is a
+    /// power of two dividing the size), so it was overwritten. Any words: checks only.
+    pub(crate) fn damage(&self) -> Option<&'static str> {
+        if self.align == 0 || !self.align.is_power_of_two() {
+            return Some("the alignment is not a power of two");
+        }
+        if self.size % self.align != 0 {
+            return Some("the size is not a multiple of the alignment");
+        }
+        if self.len == 0 {
+            return Some("the name is empty");
+        }
+        let stored =
+            usize::try_from(self.len).map_or(TYPE_NAME_STORED, |l| l.min(TYPE_NAME_STORED));
+        if self.prefix[stored..].iter().any(|&b| b != 0) {
+            return Some("bytes past the name are not zero");
+        }
+        match core::str::from_utf8(&self.prefix[..stored]) {
+            Ok(_) => {}
+            // A long name is cut at 112 bytes, maybe inside a character.
+            Err(e) if e.error_len().is_none() && self.len > TYPE_NAME_STORED as u64 => {}
+            Err(_) => return Some("the name is not UTF-8"),
+        }
+        if self.len <= TYPE_NAME_STORED as u64 && fnv1a64(&self.prefix[..stored]) != self.hash {
+            return Some("the name's hash is not the hash of the name");
+        }
+        None
+    }
+
+    /// The record with its name's length and hash: tells apart names that show the same
+    /// (longer than the stored 112 bytes and equal in them).
+    pub(crate) fn detailed(&self) -> String {
+        format!(
+            "{} ({} bytes, align {}; name of {} bytes, hash {:#018x})",
+            self.name(),
+            self.size,
+            self.align,
+            self.len,
+            self.hash
+        )
+    }
+}
+
 impl fmt::Display for ElemType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
