@@ -176,19 +176,25 @@ impl CursorTable {
         for takeover in [false, true] {
             for i in 0..self.entries {
                 let word = self.word(i, 0);
-                // ORDERING: Relaxed; only a candidate for the CAS below.
-                let cur = word.load(Ordering::Relaxed);
-                let free = cur == 0 || (takeover && !is_alive(cur >> 1));
-                if !free {
-                    continue;
-                }
                 // ORDERING: Acquire on success; pairs with the previous holder's Release CAS
                 // in `drop` (its last cursor store happens-before ours). Exactly one of
-                // several racing claimers wins.
-                if word
-                    .compare_exchange(cur, held | CLAIMING, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
+                // several racing claimers wins. Relaxed on failure: only a candidate.
+                let mut won =
+                    word.compare_exchange(0, held | CLAIMING, Ordering::Acquire, Ordering::Relaxed);
+                if let Err(cur) = won
+                    && takeover
+                    && !is_alive(cur >> 1)
                 {
+                    // ORDERING: as above (a dead holder let go of nothing: there is no
+                    // Release to pair with, and its stale cursor is overwritten below).
+                    won = word.compare_exchange(
+                        cur,
+                        held | CLAIMING,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    );
+                }
+                if won.is_ok() {
                     // ORDERING: Relaxed; published by the Release store of the owner below.
                     self.word(i, 1).store(cursor, Ordering::Relaxed);
                     // SYNC POINT: the entry is held, with our cursor. ORDERING: Release
