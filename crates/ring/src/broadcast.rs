@@ -1137,11 +1137,19 @@ mod tests {
             send(&mut tx, 5);
             // Not yet full: the oldest is the ring's first message, no stand-in before it.
             let want: Vec<_> = (0..5).map(|i| (at(i), at(i))).collect();
-            assert_eq!(drain(&mut reader_at(&tx, Start::Oldest)), want, "start {start}");
+            assert_eq!(
+                drain(&mut reader_at(&tx, Start::Oldest)),
+                want,
+                "start {start}"
+            );
             send(&mut tx, 15);
             assert!(drain(&mut reader_at(&tx, Start::Newest)).is_empty());
             let want: Vec<_> = (12..20).map(|i| (at(i), at(i))).collect();
-            assert_eq!(drain(&mut reader_at(&tx, Start::Oldest)), want, "start {start}");
+            assert_eq!(
+                drain(&mut reader_at(&tx, Start::Oldest)),
+                want,
+                "start {start}"
+            );
             let want: Vec<_> = (15..20).map(|i| (at(i), at(i))).collect();
             assert_eq!(drain(&mut reader_at(&tx, Start::Seq(at(15)))), want);
             // Overwritten: from the oldest, the gap (12 - 2) reported first and counted.

@@ -9,8 +9,9 @@ use std::alloc::{Layout, alloc_zeroed, dealloc};
 
 use loom::thread;
 use shmlane_ring::{
-    BroadcastRing, CursorTable, Hole, MpmcRing, PopError, PushError, ReadError, Receiver, RecordConsumer,
-    RecordProducer, RecordRing, RecvError, Sender, SpscRing, StampedRing, Start, Unblock,
+    BroadcastRing, CursorTable, Hole, MpmcRing, PopError, PushError, ReadError, Receiver,
+    RecordConsumer, RecordProducer, RecordRing, RecvError, Sender, SpscRing, StampedRing, Start,
+    Unblock,
 };
 
 /// Zeroed, 128-byte aligned memory for one model iteration.
@@ -1073,7 +1074,10 @@ fn broadcast_start_oldest_and_seq() {
             let end = start.wrapping_add(3);
             let mut expect = rx.position();
             let first = expect.wrapping_sub(start);
-            assert!(first <= 3, "started before the ring's first message: {first}");
+            assert!(
+                first <= 3,
+                "started before the ring's first message: {first}"
+            );
             if let Start::Seq(n) = from {
                 assert_eq!(expect, n, "a future number is waited for");
             }

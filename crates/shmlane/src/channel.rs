@@ -249,7 +249,7 @@ mod builder;
 mod endpoints;
 mod local;
 
-pub use builder::{Builder, broadcast, bytes, mpmc, spsc};
+pub use builder::{Builder, broadcast, broadcast_of, bytes, mpmc, spsc};
 pub use endpoints::{Consumer, Producer, Receiver, Sender};
 pub(crate) use local::{Local, Owned};
 

@@ -38,11 +38,11 @@ mod bytes;
 mod channel;
 mod error;
 
-pub use broadcast::{Publisher, Subscriber};
+pub use broadcast::{Publisher, Start, Subscriber, TypedLoan, TypedPublisher, TypedSubscriber};
 pub use bytes::{ByteClaim, ByteReceiver, ByteSender, DEFAULT_UNBLOCK_AFTER};
 pub use channel::{
-    Builder, Channel, ChannelStats, Kind, ROLE_RECEIVER, ROLE_SENDER, SideStats, broadcast, bytes,
-    inspect, mpmc, spsc,
+    Builder, Channel, ChannelStats, Kind, ROLE_RECEIVER, ROLE_SENDER, SideStats, broadcast,
+    broadcast_of, bytes, inspect, mpmc, spsc,
 };
 pub use error::{
     ByteRecvError, ByteSendError, ConfigError, OpenError, RecvError, SendError, TryRecvError,

@@ -95,7 +95,9 @@ impl CursorTable {
     /// while it is initialised.
     pub unsafe fn init(ptr: *mut u8, len: usize, entries: usize) -> Result<(), AttachError> {
         if !(1..=MAX_ENTRIES).contains(&entries) {
-            return Err(AttachError::Corrupt("cursor table entries not in 1..=65536"));
+            return Err(AttachError::Corrupt(
+                "cursor table entries not in 1..=65536",
+            ));
         }
         check_region(ptr, len, Self::required_size(entries))?;
         let words = ptr.cast::<AtomicU64>();
@@ -130,7 +132,9 @@ impl CursorTable {
         let n = entries.load(Ordering::Relaxed);
         let n = usize::try_from(n).unwrap_or(usize::MAX);
         if !(1..=MAX_ENTRIES).contains(&n) {
-            return Err(AttachError::Corrupt("cursor table entries not in 1..=65536"));
+            return Err(AttachError::Corrupt(
+                "cursor table entries not in 1..=65536",
+            ));
         }
         check_region(ptr, len, Self::required_size(n))?;
         Ok(Self {
@@ -170,7 +174,10 @@ impl CursorTable {
         cursor: u64,
         is_alive: &dyn Fn(u64) -> bool,
     ) -> Option<CursorEntry> {
-        debug_assert!(owner != 0 && owner < 1 << 63, "owner tags are non-zero, below 2^63");
+        debug_assert!(
+            owner != 0 && owner < 1 << 63,
+            "owner tags are non-zero, below 2^63"
+        );
         let held = owner << 1;
         // Free entries first (no liveness test: syscalls), then dead holders' entries.
         for takeover in [false, true] {
@@ -259,7 +266,9 @@ impl CursorEntry {
     pub fn publish(&self, cursor: u64) {
         // ORDERING: Relaxed; a statistic the producer reads on its slow path (coherence
         // gives it this value or a later one once it sees it).
-        self.table.word(self.index, 1).store(cursor, Ordering::Relaxed);
+        self.table
+            .word(self.index, 1)
+            .store(cursor, Ordering::Relaxed);
     }
 
     /// The entry's index in the table.
@@ -319,7 +328,13 @@ mod tests {
         assert_eq!(t.scan(50, &live).readers, 1);
         core::mem::forget(dead);
         let c = t.claim(4, 50, &live).unwrap();
-        assert_eq!(t.scan(50, &live), CursorScan { readers: 2, slowest_lag: Some(10) });
+        assert_eq!(
+            t.scan(50, &live),
+            CursorScan {
+                readers: 2,
+                slowest_lag: Some(10)
+            }
+        );
         drop((b, c));
         assert_eq!(t.scan(50, &live), CursorScan::default());
     }
