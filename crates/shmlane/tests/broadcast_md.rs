@@ -21,18 +21,18 @@ struct Quote {
     bid_qty: u32,
     ask_qty: u32,
     instrument: u32,
-    _pad: u32,
+    venue: u32,
 }
 
 fn quote(i: u64) -> Quote {
     Quote {
         seq: i,
-        bid: 1.0 + i as f64 / 1e4,
-        ask: 1.0002 + i as f64 / 1e4,
+        bid: 1.0 + f64::from(i as u32) / 1e4,
+        ask: 1.0002 + f64::from(i as u32) / 1e4,
         bid_qty: (i % 1000) as u32,
         ask_qty: (i % 777) as u32,
         instrument: (i % 17) as u32,
-        _pad: 0,
+        venue: (i % 3) as u32,
     }
 }
 
@@ -111,7 +111,7 @@ fn child_entry() {
                     loan.write_field(offset_of!(Quote, bid_qty), &q.bid_qty);
                     loan.write_field(offset_of!(Quote, ask_qty), &q.ask_qty);
                     loan.write_field(offset_of!(Quote, instrument), &q.instrument);
-                    loan.write_field(offset_of!(Quote, _pad), &q._pad);
+                    loan.write_field(offset_of!(Quote, venue), &q.venue);
                 }
                 assert_eq!(loan.publish(), i);
             }
