@@ -53,12 +53,13 @@ fn child_entry() {
     match role.as_str() {
         "sub-from" => {
             // Subscribes at args[1]; prints "seq payload" per message, "lapped n" per lap, until
-            // a message "end" or 500 ms without a message.
+            // a message "end" or args[2] ms without a message.
             let ch = shmlane::broadcast(name).open().unwrap();
             let mut sub = ch.subscriber_from(parse_start(&args[1])).unwrap();
+            let idle = Duration::from_millis(args[2].parse().unwrap());
             let mut buf = [0u8; 240];
             loop {
-                match sub.recv_seq(&mut buf, Some(Deadline::after(Duration::from_millis(500)))) {
+                match sub.recv_seq(&mut buf, Some(Deadline::after(idle))) {
                     Ok((n, seq)) => {
                         let text = std::str::from_utf8(&buf[..n]).unwrap();
                         println!("OUT:{seq} {text}");
@@ -140,7 +141,7 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 fn run_sub(name: &str, start: &str) -> Vec<String> {
     let (code, out) = finish(
-        child("sub-from", &[name, start]).spawn().unwrap(),
+        child("sub-from", &[name, start, "500"]).spawn().unwrap(),
         Duration::from_secs(30),
     );
     assert_eq!(code, 0, "subscriber from {start}");
@@ -161,7 +162,9 @@ fn a_late_subscriber_from_newest_sees_no_old_message() {
     for i in 0..100 {
         p.send(format!("old-{i}").as_bytes()).unwrap();
     }
-    let sub = child("sub-from", &[ch.name(), "newest"]).spawn().unwrap();
+    let sub = child("sub-from", &[ch.name(), "newest", "10000"])
+        .spawn()
+        .unwrap();
     wait_until("the subscriber", || p.subscribers() == 1);
     for i in 100..110 {
         p.send(format!("fresh-{i}").as_bytes()).unwrap();
@@ -196,7 +199,9 @@ fn oldest_and_seq_start_where_asked() {
     want.extend(lines(12, 20, "m"));
     assert_eq!(run_sub(&name, "seq:2"), want);
     // The future: message 25 and on, nothing before it.
-    let sub = child("sub-from", &[&name, "seq:25"]).spawn().unwrap();
+    let sub = child("sub-from", &[&name, "seq:25", "10000"])
+        .spawn()
+        .unwrap();
     wait_until("the subscriber", || p.subscribers() == 1);
     for i in 20..27 {
         p.send(format!("m-{i}").as_bytes()).unwrap();
@@ -255,7 +260,9 @@ fn the_publisher_sees_its_subscribers_and_the_slowest_lag() {
     let (ch, _c) = channel("md-lag", 1024);
     let mut p = ch.publisher().unwrap();
     assert_eq!((p.subscribers(), p.slowest_lag()), (0, None));
-    let fast = child("sub-from", &[ch.name(), "newest"]).spawn().unwrap();
+    let fast = child("sub-from", &[ch.name(), "newest", "10000"])
+        .spawn()
+        .unwrap();
     let mut slow = child("stall-after", &[ch.name(), "10"]).spawn().unwrap();
     wait_until("two subscribers", || p.subscribers() == 2);
     for i in 0..10 {
