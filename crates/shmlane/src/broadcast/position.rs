@@ -51,8 +51,11 @@ pub(super) fn open_subscriber<T: Pod + Send>(
     // through `Local::inner`.
     let mut ring = unsafe { BroadcastRing::reader_from(ptr, len, start)? };
     let start_gap = ring.take_start_gap();
+    // An attachment without a tag (0) cannot hold an entry: not counted.
+    let owner = ch.token();
     let cursor = cursor_table(&ch.inner)
-        .and_then(|t| t.claim(ch.token(), ring.position(), &alive(&ch.inner)));
+        .filter(|_| owner != 0)
+        .and_then(|t| t.claim(owner, ring.position(), &alive(&ch.inner)));
     Ok(Subscriber {
         ring,
         local: ch.local(Side::Recv),
