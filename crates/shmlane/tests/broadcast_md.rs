@@ -365,3 +365,35 @@ fn a_hostile_cursor_table_gives_wrong_numbers_at_worst() {
     let p = ch.publisher().unwrap();
     assert!(p.subscribers() <= 64);
 }
+
+/// Issue 16: a checksummed typed broadcast: the loan checksums the value as written in place and
+/// the subscriber checks it; without room for the checksum the typed endpoints are refused
+/// with a message that says what to create instead.
+#[test]
+fn typed_loans_on_a_checksummed_channel() {
+    let name = unique("md-typed-crc");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::broadcast_of::<Quote>(&name)
+        .capacity(64)
+        .msg_size(size_of::<Quote>() as u64 + 4)
+        .checksum(true)
+        .create()
+        .unwrap();
+    let mut p = ch.typed_publisher().unwrap();
+    let mut sub = ch.typed_subscriber().unwrap();
+    for i in 0..100 {
+        let mut loan = p.loan();
+        loan.write(&quote(i));
+        assert_eq!(loan.publish(), i);
+        assert_eq!(sub.try_recv_seq().unwrap(), (quote(i), i));
+    }
+    let name2 = unique("md-typed-crc-small");
+    let _c2 = Cleanup(name2.clone());
+    let small = shmlane::broadcast_of::<Quote>(&name2)
+        .checksum(true)
+        .create()
+        .unwrap();
+    let e = small.typed_publisher().unwrap_err().to_string();
+    assert!(e.contains("msg_size(44)"), "{e}");
+    assert!(small.typed_subscriber().is_err());
+}

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     Channel, SideStats,
-    channel::{CHECKSUM_BYTES, checksum},
+    channel::CHECKSUM_BYTES,
     error::{ByteRecvError, OpenError},
 };
 
@@ -217,10 +217,17 @@ impl<T: Pod> TypedLoan<'_, T> {
     pub fn publish(mut self) -> u64 {
         let n = size_of::<T>();
         let len = if self.checksum {
-            // The checksum of the bytes as written (read back from the slot).
-            let mut bytes = vec![0u8; n];
-            self.loan.read(0, &mut bytes);
-            let fits = self.loan.write(n, &checksum(&bytes));
+            // The checksum of the bytes as written, read back from the slot a chunk at a time
+            // (the same CRC32C of the length and the bytes as `channel::checksum`).
+            let len = u32::try_from(n).unwrap_or(u32::MAX);
+            let mut crc = crc32c::crc32c(&len.to_le_bytes());
+            let mut chunk = [0u8; 64];
+            for at in (0..n).step_by(chunk.len()) {
+                let part = &mut chunk[..(n - at).min(64)];
+                self.loan.read(at, part);
+                crc = crc32c::crc32c_append(crc, part);
+            }
+            let fits = self.loan.write(n, &crc.to_le_bytes());
             debug_assert!(fits.is_ok());
             n + CHECKSUM_BYTES
         } else {
