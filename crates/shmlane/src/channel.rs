@@ -101,7 +101,9 @@ impl Kind {
             Self::Spsc => "producer() and consumer()",
             Self::Mpmc => "sender() and receiver()",
             Self::Bytes => "byte_sender() and byte_receiver()",
-            Self::Broadcast => "publisher() and subscriber()",
+            Self::Broadcast => {
+                "publisher() and subscriber() (typed: typed_publisher() and typed_subscriber())"
+            }
         }
     }
     fn from_word(w: u64) -> Option<Self> {
@@ -282,7 +284,7 @@ mod local;
 use elem::TYPE_WORDS;
 pub use elem::{ElemType, TYPE_NAME_STORED, fnv1a64};
 
-pub use builder::{Builder, broadcast, bytes, mpmc, spsc};
+pub use builder::{Builder, broadcast, broadcast_of, bytes, mpmc, spsc};
 pub use endpoints::{Consumer, Producer, Receiver, Sender};
 pub(crate) use local::{Local, Owned};
 

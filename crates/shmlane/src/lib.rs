@@ -40,11 +40,11 @@ mod bytes;
 mod channel;
 mod error;
 
-pub use broadcast::{Publisher, Subscriber};
+pub use broadcast::{Publisher, Start, Subscriber, TypedLoan, TypedPublisher, TypedSubscriber};
 pub use bytes::{ByteClaim, ByteReceiver, ByteSender, DEFAULT_UNBLOCK_AFTER};
 pub use channel::{
     Builder, Channel, ChannelStats, ElemType, Kind, ROLE_RECEIVER, ROLE_SENDER, SideStats,
-    TYPE_NAME_STORED, broadcast, bytes, fnv1a64, inspect, mpmc, spsc,
+    TYPE_NAME_STORED, broadcast, broadcast_of, bytes, fnv1a64, inspect, mpmc, spsc,
 };
 pub use error::{
     ByteRecvError, ByteSendError, ConfigError, OpenError, RecvError, SendError, TryRecvError,

@@ -278,7 +278,7 @@ fn byte_channels_record_bytes_and_refuse_a_type_name() {
                     if kind == "bytes" {
                         "byte_sender() and byte_receiver()"
                     } else {
-                        "publisher() and subscriber()"
+                        "publisher() and subscriber() (typed: typed_publisher() and typed_subscriber())"
                     }
                 )),
                 "{e}"

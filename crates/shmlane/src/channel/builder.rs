@@ -37,6 +37,18 @@ pub fn broadcast(name: &str) -> Builder<u8> {
     b
 }
 
+/// Starts building a typed broadcast channel of `T` named `name`: every message is one `T`
+/// (the largest message is `size_of::<T>()`); the endpoints are
+/// [`Channel::typed_publisher`] and [`Channel::typed_subscriber`] (see
+/// [`TypedPublisher`](crate::TypedPublisher) for why they are named apart from the byte
+/// form's). Capacity in messages (default 1024).
+pub fn broadcast_of<T: Pod + Send>(name: &str) -> Builder<T> {
+    Builder::new(name, Kind::Broadcast).msg_size(size_of::<T>() as u64)
+}
+
+/// Segment region of a broadcast channel's cursor table (`shmlane_ring::CursorTable`).
+pub(crate) const REGION_CURSORS: u32 = 0x4355;
+
 /// Default largest broadcast message: slots of 256 bytes.
 const BROADCAST_MSG: u64 = 240;
 
@@ -54,6 +66,15 @@ fn broadcast_slot(msg: u64) -> usize {
     (16 + msg as usize)
         .next_multiple_of(8)
         .max(shmlane_ring::broadcast::MIN_SLOT_BYTES)
+}
+
+/// Bytes of the cursor table a channel of `kind` holds (broadcast only; 0 otherwise).
+fn cursors_size(kind: Kind) -> u64 {
+    if kind == Kind::Broadcast {
+        shmlane_ring::CursorTable::required_size(shmlane_ring::broadcast::DEFAULT_ENTRIES) as u64
+    } else {
+        0
+    }
 }
 
 /// What a builder creates, computed once from checked settings: capacity, largest message,
@@ -349,7 +370,12 @@ impl<T: Pod + Send> Builder<T> {
             .filter(|&b| b <= MAX_RING_BYTES)
             .ok_or_else(|| too_large(if self.kind == Kind::Bytes { 1 } else { per }))?;
         // <= 2^46 plus a few KiB: no overflow below.
-        let data = CHAN_SIZE + ring + 2 * EVENT_SIZE as u64 + TYPE_SIZE + 5 * 128;
+        let data = CHAN_SIZE
+            + ring
+            + 2 * EVENT_SIZE as u64
+            + TYPE_SIZE
+            + 5 * 128
+            + cursors_size(self.kind);
         let segment = (data + 64 * 1024).next_multiple_of(4096);
         Ok(Geometry {
             cap,
@@ -451,6 +477,12 @@ impl<T: Pod + Send> Builder<T> {
                 Kind::Bytes => RecordRing::init(ring.as_ptr(), ring.len(), cap, 0)?,
                 Kind::Broadcast => {
                     BroadcastRing::init(ring.as_ptr(), ring.len(), cap, g.slot, 0)?;
+                    let c = s.region("cursors", cursors_size(self.kind), REGION_CURSORS)?;
+                    shmlane_ring::CursorTable::init(
+                        c.as_ptr(),
+                        c.len(),
+                        shmlane_ring::broadcast::DEFAULT_ENTRIES,
+                    )?;
                 }
             }
             for ev in ["ev-data", "ev-space"] {
