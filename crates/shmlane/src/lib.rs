@@ -41,12 +41,12 @@ mod error;
 pub use broadcast::{Publisher, Subscriber};
 pub use bytes::{ByteClaim, ByteReceiver, ByteSender, DEFAULT_UNBLOCK_AFTER};
 pub use channel::{
-    Builder, Channel, ChannelStats, Kind, ROLE_RECEIVER, ROLE_SENDER, SideStats, broadcast, bytes,
-    inspect, mpmc, spsc,
+    Builder, Channel, ChannelStats, Kind, PeersLeave, ROLE_RECEIVER, ROLE_SENDER, SideStats,
+    broadcast, bytes, inspect, mpmc, spsc,
 };
 pub use error::{
     ByteRecvError, ByteSendError, ConfigError, OpenError, RecvError, SendError, TryRecvError,
-    TrySendError,
+    TrySendError, WaitPeerError,
 };
 pub use shmlane_segment::{Location, UnlinkPolicy};
 pub use shmlane_wake::{Deadline, WaitStrategy};
