@@ -291,10 +291,7 @@ fn restarted_producer_reattaches() {
     let _c = Cleanup(name.clone());
     // Persistent: the consumer waits for peers (`PeersLeave::Wait`), so after `PeerDied` it
     // waits for the restarted producer.
-    let ch = shmlane::spsc::<u64>(&name)
-        .capacity(4096)
-        .create()
-        .unwrap();
+    let ch = shmlane::spsc::<u64>(&name).capacity(4096).create().unwrap();
     let mut rx = ch.consumer().unwrap();
     let mut first = child("send-range", &[&name, "0", "500", "hang"])
         .spawn()
