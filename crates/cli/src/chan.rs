@@ -214,6 +214,7 @@ fn builder<T: bytemuck::Pod + Send>(
     b.capacity(shape.capacity)
         .msg_size(shape.msg_size)
         .unlink(unlink)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .mode(0o600)
         .wait(WaitStrategy::SpinThenPark {
             spins: 2000,
@@ -231,6 +232,7 @@ fn byte_builder(name: &str, shape: &Shape, unlink: UnlinkPolicy) -> shmlane::Bui
             .msg_size(shape.msg_size)
     };
     b.unlink(unlink)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .mode(0o600)
         .wait(WaitStrategy::SpinThenPark {
             spins: 2000,
