@@ -529,6 +529,8 @@ fn the_quick_start_works_in_both_orders() {
     let name = unique("life-quick-ba");
     let _c = Cleanup(name.clone());
     let b = child("quick-b", &[&name]).spawn().unwrap();
+    // Killed if the test fails before B is waited for (else it would wait for ever).
+    let b = KillOnDrop(Some(b));
     let t0 = Instant::now();
     while !shm_path(&name).exists() {
         assert!(
@@ -540,10 +542,29 @@ fn the_quick_start_works_in_both_orders() {
     std::thread::sleep(Duration::from_millis(100));
     let a = child("quick-a", &[&name]).spawn().unwrap();
     assert_eq!(finish(a, Duration::from_secs(30)), (0, vec!["sent".into()]));
+    let b = b.take();
     assert_eq!(
         finish(b, Duration::from_secs(30)),
         (0, vec!["got 42".into()])
     );
+}
+
+/// Kills the child when dropped (a failing test leaves no process behind).
+struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    fn take(mut self) -> Child {
+        self.0.take().expect("taken once")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// The quick start tested above is the one README.md and the crate docs show.
