@@ -516,7 +516,7 @@ impl<T: Pod + Send> Channel<T> {
 
     pub(crate) fn local(&self, side: Side) -> Local {
         // The baseline before joining: deaths already in the table are never this endpoint's.
-        let life = Life::new(&self.inner, side.peer());
+        let life = Box::new(Life::new(&self.inner, side.peer()));
         self.inner.join(side);
         Local {
             life,

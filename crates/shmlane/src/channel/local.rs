@@ -153,8 +153,9 @@ impl Life {
 
 /// Per-endpoint state: the channel, the side, and statistics not yet published.
 pub(crate) struct Local {
-    /// Peers seen, deaths reported, the end (`PeersLeave`).
-    pub(crate) life: Life,
+    /// Peers seen, deaths reported, the end (`PeersLeave`). Boxed: used on the slow path
+    /// only, kept out of the endpoint's hot fields.
+    pub(crate) life: Box<Life>,
     pub(crate) inner: Arc<Inner>,
     pub(super) side: Side,
     pub(crate) stats: SideStats,
