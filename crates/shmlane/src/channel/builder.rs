@@ -66,6 +66,15 @@ struct Geometry {
 }
 
 /// Configures a channel, then creates or opens it.
+///
+/// Lifecycle (docs/design.md, "Channel lifecycle"): a channel is *created*, *live* (a live
+/// process holds an endpoint), *idle* (nobody does; its unread messages wait for the next
+/// receiver), *stale* (nobody does, a process died holding one, and unread messages remain) or
+/// *corrupt*. `create`, `open` and `open_or_create` open every state but stale, which fails with
+/// [`OpenError::Stale`] naming the dead process unless [`resume`](Self::resume)`(true)`; a
+/// dead holder with an empty ring opens like a first run. Endpoints are never told of a death
+/// before they attached; what they report once their peers leave is set by
+/// [`when_peers_leave`](Self::when_peers_leave) ([`PeersLeave`]).
 #[derive(Debug)]
 pub struct Builder<T> {
     name: String,

@@ -6,25 +6,33 @@ use super::{
 };
 use crate::error::WaitPeerError;
 
-/// The sending end of an SPSC channel.
+/// The sending end of an SPSC channel. `PeerDied` and `Disconnected` follow the channel lifecycle: a
+/// death before it attached is never reported to it; once its peers leave it waits for new
+/// ones ([`PeersLeave::Wait`](crate::PeersLeave)) or ends ([`PeersLeave::Disconnect`](crate::PeersLeave)).
 pub struct Producer<T> {
     pub(super) ring: Owned<shmlane_ring::Producer<T>>,
     pub(super) local: Local,
 }
 
-/// The receiving end of an SPSC channel.
+/// The receiving end of an SPSC channel. `PeerDied` and `Disconnected` follow the channel lifecycle: a
+/// death before it attached is never reported to it; once its peers leave it waits for new
+/// ones ([`PeersLeave::Wait`](crate::PeersLeave)) or ends ([`PeersLeave::Disconnect`](crate::PeersLeave)).
 pub struct Consumer<T> {
     pub(super) ring: Owned<shmlane_ring::Consumer<T>>,
     pub(super) local: Local,
 }
 
-/// A sending end of an MPMC channel.
+/// A sending end of an MPMC channel. `PeerDied` and `Disconnected` follow the channel lifecycle: a
+/// death before it attached is never reported to it; once its peers leave it waits for new
+/// ones ([`PeersLeave::Wait`](crate::PeersLeave)) or ends ([`PeersLeave::Disconnect`](crate::PeersLeave)).
 pub struct Sender<T> {
     pub(super) ring: Owned<shmlane_ring::Sender<T>>,
     pub(super) local: Local,
 }
 
-/// A receiving end of an MPMC channel.
+/// A receiving end of an MPMC channel. `PeerDied` and `Disconnected` follow the channel lifecycle: a
+/// death before it attached is never reported to it; once its peers leave it waits for new
+/// ones ([`PeersLeave::Wait`](crate::PeersLeave)) or ends ([`PeersLeave::Disconnect`](crate::PeersLeave)).
 pub struct Receiver<T> {
     pub(super) ring: Owned<shmlane_ring::Receiver<T>>,
     pub(super) local: Local,
