@@ -118,6 +118,18 @@ fn child_entry() {
             }
             println!("OUT:published");
         }
+        "typed-loan-die" => {
+            // Publishes args[1] quotes, then dies holding a loan of the next one, half
+            // written (no destructor runs: the slot stays busy, the role claimed).
+            let ch = shmlane::broadcast_of::<Quote>(name).open().unwrap();
+            let mut p = ch.typed_publisher().unwrap();
+            for i in 0..args[1].parse::<u64>().unwrap() {
+                p.publish(&quote(i));
+            }
+            let mut loan = p.loan();
+            loan.write_field(core::mem::offset_of!(Quote, bid), &-1.0f64);
+            std::process::exit(0);
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -396,4 +408,45 @@ fn typed_loans_on_a_checksummed_channel() {
     let e = small.typed_publisher().unwrap_err().to_string();
     assert!(e.contains("msg_size(44)"), "{e}");
     assert!(small.typed_subscriber().is_err());
+}
+
+/// Review revb: a publisher process killed while it held a loan leaves the slot of its next
+/// message busy; that slot's older message (a ring back) is gone, the `capacity - 1` after it
+/// are intact. A late subscriber from `Oldest` receives those 7 (it was reported lapped by the
+/// whole ring, 8, and received nothing), and the next publisher takes over at the message the
+/// dead one was writing.
+#[test]
+fn revb_oldest_after_a_publisher_killed_mid_loan() {
+    let name = unique("md-loan-die");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::broadcast_of::<Quote>(&name)
+        .capacity(8)
+        .create()
+        .unwrap();
+    let (code, _) = finish(
+        child("typed-loan-die", &[&name, "20"]).spawn().unwrap(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0);
+    let mut sub = ch.typed_subscriber_from(Start::Oldest).unwrap();
+    let mut got = Vec::new();
+    let end = loop {
+        match sub.try_recv_seq() {
+            Ok((q, seq)) => got.push((q, seq)),
+            Err(ByteRecvError::Lapped { lost }) => panic!("lapped {lost} after {got:?}"),
+            Err(e) => break e,
+        }
+    };
+    let want: Vec<_> = (13..20).map(|i| (quote(i), i)).collect();
+    assert_eq!(got, want);
+    assert!(
+        matches!(end, ByteRecvError::Empty | ByteRecvError::Disconnected),
+        "{end:?}"
+    );
+    assert_eq!(sub.lost(), 0);
+    // The next publisher writes message 20 again, whole.
+    let mut p = ch.typed_publisher().unwrap();
+    assert_eq!(p.next_seq(), 20);
+    assert_eq!(p.publish(&quote(20)), 20);
+    assert_eq!(sub.try_recv_seq(), Ok((quote(20), 20)));
 }
