@@ -450,3 +450,44 @@ fn revb_oldest_after_a_publisher_killed_mid_loan() {
     assert_eq!(p.publish(&quote(20)), 20);
     assert_eq!(sub.try_recv_seq(), Ok((quote(20), 20)));
 }
+
+/// Review revb (a guard: held on the code as reviewed): `write_field` at the edges of the
+/// value (the last bytes, a zero-sized field at the end, the whole value as one field) writes
+/// exactly there; a field reaching past the value (by one byte, or at an offset near
+/// `usize::MAX`) panics before writing anything, and the loan given up by the unwinding leaves
+/// the position to the next loan, whose message every subscriber gets whole.
+#[test]
+fn revb_write_field_at_the_edges() {
+    use core::mem::offset_of;
+    let name = unique("md-edges");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::broadcast_of::<Quote>(&name)
+        .capacity(8)
+        .create()
+        .unwrap();
+    let mut p = ch.typed_publisher().unwrap();
+    let mut sub = ch.typed_subscriber().unwrap();
+    let size = size_of::<Quote>();
+    let q = quote(7);
+    let mut loan = p.loan();
+    loan.write(&quote(1));
+    loan.write_field(0, &q);
+    loan.write_field(size - 4, &q.venue);
+    loan.write_field(size, &());
+    loan.write_field(size - 8, &[q.instrument, q.venue]);
+    assert_eq!(loan.publish(), 0);
+    assert_eq!(sub.try_recv_seq(), Ok((q, 0)));
+    for (offset, what) in [(size - 3, "one byte past"), (usize::MAX - 1, "near usize::MAX")] {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut loan = p.loan();
+            loan.write_field(offset_of!(Quote, bid), &-1.0f64);
+            loan.write_field(offset, &0u32);
+            loan.publish()
+        }));
+        assert!(r.is_err(), "{what}: no panic");
+        assert_eq!(sub.try_recv(), Err(ByteRecvError::Empty), "{what}");
+    }
+    assert_eq!(p.next_seq(), 1);
+    assert_eq!(p.publish(&quote(8)), 1);
+    assert_eq!(sub.try_recv_seq(), Ok((quote(8), 1)));
+}
