@@ -477,7 +477,10 @@ fn revb_write_field_at_the_edges() {
     loan.write_field(size - 8, &[q.instrument, q.venue]);
     assert_eq!(loan.publish(), 0);
     assert_eq!(sub.try_recv_seq(), Ok((q, 0)));
-    for (offset, what) in [(size - 3, "one byte past"), (usize::MAX - 1, "near usize::MAX")] {
+    for (offset, what) in [
+        (size - 3, "one byte past"),
+        (usize::MAX - 1, "near usize::MAX"),
+    ] {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut loan = p.loan();
             loan.write_field(offset_of!(Quote, bid), &-1.0f64);
@@ -490,4 +493,27 @@ fn revb_write_field_at_the_edges() {
     assert_eq!(p.next_seq(), 1);
     assert_eq!(p.publish(&quote(8)), 1);
     assert_eq!(sub.try_recv_seq(), Ok((quote(8), 1)));
+}
+
+/// Review revb: a typed subscriber given a message of another size than its type (here a
+/// `Channel<u8>`'s one-byte typed subscriber and the byte publisher's 5-byte message; on a
+/// typed channel, a forged length) reported `Corrupt` but left the message in place (the ring
+/// consumes nothing on `BufferTooSmall`): every later call, blocking or not, returned the same
+/// `Corrupt` at once, for ever. The message is consumed (dropped as corrupt, counted in the
+/// sequence numbers) and the subscriber reads on, as on a checksummed channel.
+#[test]
+fn revb_a_typed_subscriber_reads_on_past_a_message_of_another_size() {
+    let (ch, _c) = channel("md-typed-size", 8);
+    let mut p = ch.publisher().unwrap();
+    let mut sub = ch.typed_subscriber().unwrap();
+    p.send(b"hello").unwrap();
+    p.send(b"x").unwrap();
+    p.send(b"long one").unwrap();
+    p.send(b"y").unwrap();
+    assert!(matches!(sub.try_recv(), Err(ByteRecvError::Corrupt(_))));
+    assert_eq!(sub.try_recv_seq(), Ok((b'x', 1)));
+    let wait = Some(Deadline::after(Duration::from_secs(5)));
+    assert!(matches!(sub.recv(wait), Err(ByteRecvError::Corrupt(_))));
+    assert_eq!(sub.recv_seq(wait), Ok((b'y', 3)));
+    assert_eq!(sub.try_recv(), Err(ByteRecvError::Empty));
 }
