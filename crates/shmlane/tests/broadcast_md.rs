@@ -517,3 +517,42 @@ fn revb_a_typed_subscriber_reads_on_past_a_message_of_another_size() {
     assert_eq!(sub.recv_seq(wait), Ok((b'y', 3)));
     assert_eq!(sub.try_recv(), Err(ByteRecvError::Empty));
 }
+
+/// Review revb (a guard: held on the code as reviewed): subscribers of one process share its
+/// owner tag, from one channel handle or two; each holds an entry of its own and lets go of
+/// its own only. A full table counts 64 and refuses the 65th, which is then not counted even
+/// when an entry frees up; the entries freed are claimed again.
+#[test]
+fn revb_subscribers_of_one_process_count_and_let_go_of_their_own() {
+    let (ch, _c) = channel("md-one-proc", 64);
+    let other = shmlane::broadcast(ch.name()).open().unwrap();
+    let mut p = ch.publisher().unwrap();
+    let mut a = ch.subscriber().unwrap();
+    let b = ch.subscriber().unwrap();
+    let c = other.subscriber().unwrap();
+    assert!(a.is_counted() && b.is_counted() && c.is_counted());
+    assert_eq!((p.subscribers(), p.slowest_lag()), (3, Some(0)));
+    for i in 0..5u8 {
+        p.send(&[i]).unwrap();
+    }
+    let mut buf = [0u8; 8];
+    for _ in 0..5 {
+        a.try_recv(&mut buf).unwrap();
+    }
+    assert_eq!(p.slowest_lag(), Some(5));
+    drop(b);
+    assert_eq!((p.subscribers(), p.slowest_lag()), (2, Some(5)));
+    drop(c);
+    assert_eq!((p.subscribers(), p.slowest_lag()), (1, Some(0)));
+    let mut many: Vec<_> = (0..64).map(|_| ch.subscriber().unwrap()).collect();
+    assert_eq!(many.iter().filter(|s| s.is_counted()).count(), 63);
+    assert!(!many.last().unwrap().is_counted());
+    assert_eq!(p.subscribers(), 64);
+    many.truncate(10);
+    assert_eq!(p.subscribers(), 11);
+    let again = other.subscriber().unwrap();
+    assert!(again.is_counted());
+    assert_eq!(p.subscribers(), 12);
+    drop((a, many, again));
+    assert_eq!((p.subscribers(), p.slowest_lag()), (0, None));
+}
