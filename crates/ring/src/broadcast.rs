@@ -1262,7 +1262,7 @@ mod tests {
                 tx.send(&p.to_le_bytes()).unwrap();
             }
             // Message 20's slot (message 12's) marked busy, never published.
-            drop(tx.loan());
+            let _ = tx.loan();
             let want: Vec<_> = (13..20).map(|i| (at(i), at(i))).collect();
             assert_eq!(
                 drain(&mut reader_at(&tx, Start::Oldest)),
