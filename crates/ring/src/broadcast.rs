@@ -472,8 +472,12 @@ pub enum Start {
     #[default]
     Newest,
     /// At the oldest message the ring still holds: up to a ring of earlier messages first
-    /// (fewer if fewer were ever sent). One the producer overwrites while the reader attaches
-    /// is reported lost like any lap.
+    /// (fewer if fewer were ever sent, or one fewer while the producer is writing the next
+    /// message: its slot's older message is gone). The oldest message's slot is the next one
+    /// the producer writes: if it overwrites it before the reader has read it, the reader is
+    /// lapped like any other (it goes on from the newest message, the ring's worth it skipped
+    /// reported lost), so on a busy ring read the backlog at once, or start from a `Seq` a
+    /// few messages later.
     Oldest,
     /// At the message of this sequence number: one still in the ring is read first; one not
     /// sent yet is waited for (a slot holding an older message reads as empty); one already
