@@ -556,3 +556,26 @@ fn revb_subscribers_of_one_process_count_and_let_go_of_their_own() {
     drop((a, many, again));
     assert_eq!((p.subscribers(), p.slowest_lag()), (0, None));
 }
+
+/// Review revb: the same on a checksummed channel, where the subscriber consumes a message
+/// before it finds it too long for the value: the message of another size is `Corrupt`, once
+/// (not skipped silently, nor taken for the next one).
+#[test]
+fn revb_a_typed_subscriber_on_a_checksummed_channel_reports_another_size_once() {
+    let name = unique("md-typed-size-crc");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::broadcast(&name)
+        .capacity(8)
+        .checksum(true)
+        .create()
+        .unwrap();
+    let mut p = ch.publisher().unwrap();
+    let mut sub = ch.typed_subscriber().unwrap();
+    p.send(b"hello").unwrap();
+    assert!(matches!(sub.try_recv(), Err(ByteRecvError::Corrupt(_))));
+    assert_eq!(sub.try_recv(), Err(ByteRecvError::Empty));
+    p.send(b"long one").unwrap();
+    p.send(b"x").unwrap();
+    assert!(matches!(sub.try_recv(), Err(ByteRecvError::Corrupt(_))));
+    assert_eq!(sub.try_recv_seq(), Ok((b'x', 2)));
+}
