@@ -180,6 +180,10 @@ pub(crate) struct Local {
     pub(super) pid: u32,
 }
 
+/// Wakes of `wait_for_peer` by a moved join count that found no live peer, after which the
+/// count is ignored until the next timed check (see there).
+const MAX_FRUITLESS_JOINS: u32 = 4;
+
 /// Longest pause `block` takes after repeated ready-but-failed waits.
 const MISS_SLEEP_MAX: Duration = Duration::from_millis(1);
 
@@ -364,6 +368,12 @@ impl Local {
             Side::Send => &inner.ev_space,
             Side::Recv => &inner.ev_data,
         };
+        // Wakes by a moved join count that then found no live peer, since the last timed check.
+        // A real join sets the attachment's role before it counts, so the first wake finds it;
+        // a count that keeps moving without a peer is forged: past `MAX_FRUITLESS_JOINS` such
+        // wakes the count is ignored until the next timed check (no full-CPU turns, each a scan
+        // of the attachment table, at a hostile peer's pace).
+        let mut fruitless = 0u32;
         loop {
             inner.intact().map_err(WaitPeerError::Corrupt)?;
             if self.life.live_peer(inner) {
@@ -379,9 +389,13 @@ impl Local {
                 inner.joins(self.side.peer()),
                 Instant::now(),
             );
+            let watch_joins = fruitless < MAX_FRUITLESS_JOINS;
+            let mut timed = false;
             ev.wait_checking(&inner.strategy, deadline, PEER_CHECK, || {
-                inner.joins(peer) != joins || since.elapsed() >= PEER_CHECK
+                timed = since.elapsed() >= PEER_CHECK;
+                timed || (watch_joins && inner.joins(peer) != joins)
             });
+            fruitless = if timed { 0 } else { fruitless + 1 };
         }
     }
 }

@@ -1,0 +1,178 @@
+//! Review "revl" of the channel lifecycle (issue 16): hostile words in the channel and ring
+//! headers against the lifecycle (join counters, ring positions read by the stale check), the
+//! stale refusal on SPSC channels, and what `wait_for_peer` costs while a peer forges joins.
+
+use std::{
+    io::{BufRead, BufReader},
+    os::unix::fs::FileExt,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use shmlane::{Deadline, OpenError, PeersLeave, RecvError, WaitPeerError};
+use shmlane_testkit::{Cleanup, child, child_role, unique};
+
+fn secs(n: u64) -> Option<Deadline> {
+    Some(Deadline::after(Duration::from_secs(n)))
+}
+
+#[test]
+fn child_entry() {
+    let Some((role, args)) = child_role() else {
+        return;
+    };
+    let name = args[0].as_str();
+    match role.as_str() {
+        // Sends `n` values on an SPSC channel, then hangs (holding the producer) until killed.
+        "spsc-send-hang" => {
+            let n: u64 = args[1].parse().unwrap();
+            let ch = shmlane::spsc::<u64>(name).open().unwrap();
+            let mut tx = ch.producer().unwrap();
+            for i in 0..n {
+                tx.send(i, secs(10)).unwrap();
+            }
+            println!("OUT:sent");
+            std::thread::sleep(Duration::from_secs(300));
+            drop((tx, ch));
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+fn wait_line(c: &mut std::process::Child, want: &str) {
+    let out = c.stdout.take().expect("piped stdout");
+    let want = format!("OUT:{want}");
+    let seen = BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l == want);
+    assert!(seen, "the child never printed {want}");
+}
+
+fn region(name: &str, which: &str) -> u64 {
+    let info = shmlane_segment::inspect(std::path::Path::new(&format!("/dev/shm/{name}")))
+        .unwrap()
+        .unwrap();
+    info.regions.iter().find(|r| r.name == which).unwrap().offset
+}
+
+/// Writes `v` at byte `off` of region `which`, as a hostile peer would.
+fn poke(name: &str, which: &str, off: u64, v: u64) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    f.write_all_at(&v.to_ne_bytes(), region(name, which) + off)
+        .unwrap();
+}
+
+fn cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer; the calling thread's CPU clock.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    assert_eq!(r, 0);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// An SPSC producer killed with values queued and nobody attached: the next open is refused
+/// (`Stale`, naming it), and `resume(true)` delivers them (not only MPMC and bytes).
+#[test]
+fn spsc_crashed_session_is_refused_until_resumed() {
+    let name = unique("revl-spsc-stale");
+    let _c = Cleanup(name.clone());
+    drop(shmlane::spsc::<u64>(&name).capacity(64).create().unwrap());
+    let mut c = child("spsc-send-hang", &[&name, "10"]).spawn().unwrap();
+    wait_line(&mut c, "sent");
+    let pid = c.id();
+    c.kill().unwrap();
+    c.wait().unwrap();
+    match shmlane::spsc::<u64>(&name).open() {
+        Err(OpenError::Stale {
+            pid: p,
+            role,
+            unread,
+            ..
+        }) => assert_eq!((p, role, unread), (pid, "sender", 10)),
+        other => panic!("spsc: a crashed session's values were not refused: {other:?}"),
+    }
+    let ch = shmlane::spsc::<u64>(&name).resume(true).open().unwrap();
+    let mut rx = ch.consumer().unwrap();
+    for i in 0..10 {
+        assert_eq!(rx.recv(secs(5)), Ok(i));
+    }
+    assert_eq!(
+        rx.recv(Some(Deadline::after(Duration::from_millis(100)))),
+        Err(RecvError::Timeout)
+    );
+}
+
+/// Forged ring positions behind a dead holder (head past the tail, both near `u64::MAX`): the
+/// stale check never panics and reports at most the ring's capacity.
+#[test]
+fn stale_unread_from_forged_positions_is_clamped() {
+    let name = unique("revl-forged");
+    let _c = Cleanup(name.clone());
+    drop(shmlane::spsc::<u64>(&name).capacity(64).create().unwrap());
+    let mut c = child("spsc-send-hang", &[&name, "3"]).spawn().unwrap();
+    wait_line(&mut c, "sent");
+    c.kill().unwrap();
+    c.wait().unwrap();
+    for (tail, head) in [(3, u64::MAX), (u64::MAX, 0), (0, 1), (u64::MAX - 1, u64::MAX)] {
+        poke(&name, "ring", 128, tail);
+        poke(&name, "ring", 256, head);
+        match shmlane::spsc::<u64>(&name).open() {
+            Err(OpenError::Stale { unread, .. }) => {
+                assert!(unread <= 64, "tail {tail} head {head}: unread {unread}");
+            }
+            other => panic!("tail {tail} head {head}: {other:?}"),
+        }
+    }
+}
+
+/// A hostile peer bumping the receivers' join counter as fast as it can: a sender's
+/// `wait_for_peer` still returns at its deadline, and parks instead of turning at full CPU
+/// (every turn a scan of the attachment table, syscalls included).
+#[test]
+fn wait_for_peer_is_not_spun_by_forged_joins() {
+    let name = unique("revl-joins");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::mpmc::<u64>(&name)
+        .capacity(8)
+        .when_peers_leave(PeersLeave::Wait)
+        .create()
+        .unwrap();
+    let mut tx = ch.sender().unwrap();
+    let stop = AtomicBool::new(false);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    let at = region(&name, "chan") + 64;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                f.write_all_at(&n.to_ne_bytes(), at).unwrap();
+            }
+        });
+        let d = Duration::from_millis(600);
+        let (t0, c0) = (Instant::now(), cpu_time());
+        let r = tx.wait_for_peer(Some(Deadline::after(d)));
+        let (waited, cpu) = (t0.elapsed(), cpu_time().saturating_sub(c0));
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(r, Err(WaitPeerError::Timeout));
+        assert!(
+            waited >= d - Duration::from_millis(5) && waited < d + Duration::from_millis(500),
+            "waited {waited:?} for {d:?}"
+        );
+        assert!(
+            cpu < d / 4,
+            "busy loop: {cpu:?} of CPU in a {waited:?} wait_for_peer"
+        );
+    });
+}
