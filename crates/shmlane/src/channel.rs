@@ -461,7 +461,7 @@ impl Inner {
     }
 
     fn leave(&self, side: Side) {
-        // ORDERING: Release; pairs with the Acquire load in `peer_left`: everything this
+        // ORDERING: Release; pairs with the Acquire load in `count`: everything this
         // endpoint published happens-before a peer sees it gone.
         self.hdr().counts[side as usize].fetch_sub(1, Ordering::Release);
         // ORDERING: Relaxed; local bookkeeping.

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shmlane::{Deadline, OpenError, PeersLeave, RecvError, WaitPeerError};
+use shmlane::{Deadline, OpenError, PeersLeave, RecvError, UnlinkPolicy, WaitPeerError};
 use shmlane_testkit::{Cleanup, child, child_role, unique};
 
 fn secs(n: u64) -> Option<Deadline> {
@@ -28,6 +28,21 @@ fn child_entry() {
             let n: u64 = args[1].parse().unwrap();
             let ch = shmlane::spsc::<u64>(name).open().unwrap();
             let mut tx = ch.producer().unwrap();
+            for i in 0..n {
+                tx.send(i, secs(10)).unwrap();
+            }
+            println!("OUT:sent");
+            std::thread::sleep(Duration::from_secs(300));
+            drop((tx, ch));
+        }
+        // Sends `n` values on an MPMC channel removed with its last endpoint, then hangs.
+        "last-detach-send-hang" => {
+            let n: u64 = args[1].parse().unwrap();
+            let ch = shmlane::mpmc::<u64>(name)
+                .unlink(UnlinkPolicy::LastDetach)
+                .open()
+                .unwrap();
+            let mut tx = ch.sender().unwrap();
             for i in 0..n {
                 tx.send(i, secs(10)).unwrap();
             }
@@ -175,4 +190,49 @@ fn wait_for_peer_is_not_spun_by_forged_joins() {
             "busy loop: {cpu:?} of CPU in a {waited:?} wait_for_peer"
         );
     });
+}
+
+/// The state table in docs/design.md ("Channel lifecycle"): a `LastDetach` channel whose
+/// sender was killed is stale (refused); resumed and drained by a receiver it keeps its name,
+/// and the segment lists as stale (the dead attachment) until `rm --stale`; reopening it is a
+/// first run (empty ring), not a refusal.
+#[test]
+fn last_detach_after_a_crash_is_stale_then_listed_stale_when_drained() {
+    let name = unique("revl-ld-crash");
+    let _c = Cleanup(name.clone());
+    let creator = shmlane::mpmc::<u64>(&name)
+        .capacity(64)
+        .unlink(UnlinkPolicy::LastDetach)
+        .create()
+        .unwrap();
+    let mut c = child("last-detach-send-hang", &[&name, "5"])
+        .spawn()
+        .unwrap();
+    wait_line(&mut c, "sent");
+    c.kill().unwrap();
+    c.wait().unwrap();
+    drop(creator);
+    let path = format!("/dev/shm/{name}");
+    assert!(std::path::Path::new(&path).exists(), "a dead holder keeps the name");
+    assert!(matches!(
+        shmlane::mpmc::<u64>(&name).open(),
+        Err(OpenError::Stale { unread: 5, .. })
+    ));
+    let ch = shmlane::mpmc::<u64>(&name)
+        .unlink(UnlinkPolicy::LastDetach)
+        .resume(true)
+        .open()
+        .unwrap();
+    let mut rx = ch.receiver().unwrap();
+    for i in 0..5 {
+        assert_eq!(rx.recv(secs(5)), Ok(i));
+    }
+    drop((rx, ch));
+    assert!(std::path::Path::new(&path).exists(), "the dead attachment is still listed");
+    let info = shmlane_segment::inspect(std::path::Path::new(&path))
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.state, shmlane_segment::SegmentState::Stale);
+    // Drained: opens like a first run.
+    drop(shmlane::mpmc::<u64>(&name).open().unwrap());
 }
