@@ -69,7 +69,11 @@ fn region(name: &str, which: &str) -> u64 {
     let info = shmlane_segment::inspect(std::path::Path::new(&format!("/dev/shm/{name}")))
         .unwrap()
         .unwrap();
-    info.regions.iter().find(|r| r.name == which).unwrap().offset
+    info.regions
+        .iter()
+        .find(|r| r.name == which)
+        .unwrap()
+        .offset
 }
 
 /// Writes `v` at byte `off` of region `which`, as a hostile peer would.
@@ -136,7 +140,12 @@ fn stale_unread_from_forged_positions_is_clamped() {
     wait_line(&mut c, "sent");
     c.kill().unwrap();
     c.wait().unwrap();
-    for (tail, head) in [(3, u64::MAX), (u64::MAX, 0), (0, 1), (u64::MAX - 1, u64::MAX)] {
+    for (tail, head) in [
+        (3, u64::MAX),
+        (u64::MAX, 0),
+        (0, 1),
+        (u64::MAX - 1, u64::MAX),
+    ] {
         poke(&name, "ring", 128, tail);
         poke(&name, "ring", 256, head);
         match shmlane::spsc::<u64>(&name).open() {
@@ -213,7 +222,10 @@ fn last_detach_after_a_crash_is_stale_then_listed_stale_when_drained() {
     c.wait().unwrap();
     drop(creator);
     let path = format!("/dev/shm/{name}");
-    assert!(std::path::Path::new(&path).exists(), "a dead holder keeps the name");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "a dead holder keeps the name"
+    );
     assert!(matches!(
         shmlane::mpmc::<u64>(&name).open(),
         Err(OpenError::Stale { unread: 5, .. })
@@ -228,7 +240,10 @@ fn last_detach_after_a_crash_is_stale_then_listed_stale_when_drained() {
         assert_eq!(rx.recv(secs(5)), Ok(i));
     }
     drop((rx, ch));
-    assert!(std::path::Path::new(&path).exists(), "the dead attachment is still listed");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "the dead attachment is still listed"
+    );
     let info = shmlane_segment::inspect(std::path::Path::new(&path))
         .unwrap()
         .unwrap();

@@ -6,6 +6,7 @@ use super::{
     PeersLeave, STATS_EVERY, Side, SideStats,
 };
 use crate::error::WaitPeerError;
+use shmlane_segment::Attachment;
 
 /// An attachment in the segment's table: its slot and process. A dead one in an endpoint's
 /// baseline is never reported to it (a later holder of the slot has another pid).
@@ -100,17 +101,7 @@ impl Life {
         if let Some(end) = self.ended {
             return end;
         }
-        let mut live = false;
-        self.unreported.clear();
-        for a in inner.seg.attachments() {
-            if a.role & self.peer.role() != 0 {
-                if a.alive {
-                    live = true;
-                } else if !self.baseline.contains(&(a.slot, a.pid)) {
-                    self.unreported.push((a.slot, a.pid));
-                }
-            }
-        }
+        let live = self.scan(&inner.seg.attachments());
         self.update_seen(inner);
         if live {
             self.seen = true;
@@ -122,6 +113,31 @@ impl Life {
         } else {
             Peers::NotYet
         }
+    }
+
+    /// Reads the attachment table: whether a live peer is attached; the peer side's dead
+    /// attachments outside the baseline go to `unreported`. The baseline keeps only entries
+    /// still in the table: a slot taken over never shows its old holder again, so without
+    /// this a `Wait` endpoint whose peers keep dying would grow it (and the cost of every
+    /// check) without bound.
+    fn scan(&mut self, table: &[Attachment]) -> bool {
+        let mut live = false;
+        self.unreported.clear();
+        for a in table {
+            if a.role & self.peer.role() != 0 {
+                if a.alive {
+                    live = true;
+                } else if !self.baseline.contains(&(a.slot, a.pid)) {
+                    self.unreported.push((a.slot, a.pid));
+                }
+            }
+        }
+        self.baseline.retain(|&(slot, pid)| {
+            table
+                .iter()
+                .any(|a| !a.alive && a.slot == slot && a.pid == pid)
+        });
+        live
     }
 
     /// The caller reports `p` (`PeerDied` for `Died`, `Disconnected` for `Left`): in `Wait` mode
@@ -453,6 +469,60 @@ impl<R> Drop for Owned<R> {
         if std::process::id() == self.pid {
             // SAFETY: dropped once, here; the field is never used again.
             unsafe { core::mem::ManuallyDrop::drop(&mut self.ring) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Attachment, Life, Peers, PeersLeave, Side};
+
+    fn dead(slot: u32, pid: u32) -> Attachment {
+        Attachment {
+            slot,
+            pid,
+            role: Side::Send.role(),
+            alive: false,
+        }
+    }
+
+    /// A `Wait` receiver whose senders keep dying (each death in a slot, the slots taken over
+    /// in turn as a full table makes them): every death is reported once, and the baseline
+    /// stays bounded by the table instead of growing by one per death.
+    #[test]
+    fn baseline_stays_bounded_while_peers_keep_dying() {
+        let mut life = Life {
+            mode: PeersLeave::Wait,
+            peer: Side::Send,
+            baseline: Vec::new(),
+            unreported: Vec::new(),
+            joins0: 0,
+            seen: false,
+            ended: None,
+        };
+        let slots = 8u32;
+        let mut table: Vec<Attachment> = Vec::new();
+        for death in 0..1000u32 {
+            let slot = death % slots;
+            table.retain(|a| a.slot != slot);
+            table.push(dead(slot, 10_000 + death));
+            let live = life.scan(&table);
+            assert!(!live);
+            assert_eq!(
+                life.unreported,
+                vec![(slot, 10_000 + death)],
+                "death {death}"
+            );
+            life.reported(Peers::Died);
+            assert!(
+                !life.scan(&table) && life.unreported.is_empty(),
+                "reported twice"
+            );
+            assert!(
+                life.baseline.len() <= slots as usize,
+                "baseline of {} entries after {death} deaths in {slots} slots",
+                life.baseline.len()
+            );
         }
     }
 }
