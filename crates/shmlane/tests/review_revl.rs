@@ -12,6 +12,7 @@ use std::{
 use shmlane::{Deadline, OpenError, PeersLeave, RecvError, UnlinkPolicy, WaitPeerError};
 use shmlane_testkit::{Cleanup, child, child_role, unique};
 
+#[allow(clippy::unnecessary_wraps)]
 fn secs(n: u64) -> Option<Deadline> {
     Some(Deadline::after(Duration::from_secs(n)))
 }
@@ -49,6 +50,23 @@ fn child_entry() {
             println!("OUT:sent");
             std::thread::sleep(Duration::from_secs(300));
             drop((tx, ch));
+        }
+        // On a 256-byte byte channel: one 16-byte message sent and received (the head moves
+        // to 24), then `n` 8-byte ones sent (16-byte records: the 15th does not fit before the
+        // end, so padding precedes it), then hangs holding both ends until killed.
+        "bytes-wrap-hang" => {
+            let n: u64 = args[1].parse().unwrap();
+            let ch = shmlane::bytes(name).open().unwrap();
+            let (mut tx, mut rx) = (ch.byte_sender().unwrap(), ch.byte_receiver().unwrap());
+            tx.send(&[7u8; 16], secs(10)).unwrap();
+            let mut buf = [0u8; 64];
+            assert_eq!(rx.recv(&mut buf, secs(10)), Ok(16));
+            for i in 0..n {
+                tx.send(&i.to_le_bytes(), secs(10)).unwrap();
+            }
+            println!("OUT:sent");
+            std::thread::sleep(Duration::from_secs(300));
+            drop((tx, rx, ch));
         }
         other => panic!("unknown role {other}"),
     }
@@ -191,7 +209,8 @@ fn wait_for_peer_is_not_spun_by_forged_joins() {
         stop.store(true, Ordering::Relaxed);
         assert_eq!(r, Err(WaitPeerError::Timeout));
         assert!(
-            waited >= d - Duration::from_millis(5) && waited < d + Duration::from_millis(500),
+            waited >= d.saturating_sub(Duration::from_millis(5))
+                && waited < d + Duration::from_millis(500),
             "waited {waited:?} for {d:?}"
         );
         assert!(
@@ -250,4 +269,51 @@ fn last_detach_after_a_crash_is_stale_then_listed_stale_when_drained() {
     assert_eq!(info.state, shmlane_segment::SegmentState::Stale);
     // Drained: opens like a first run.
     drop(shmlane::mpmc::<u64>(&name).open().unwrap());
+}
+
+/// A byte channel's `Stale.unread` counts messages, padding at the wrap not included (not the
+/// bytes their records take); forged record headers give a bounded count, never a panic.
+#[test]
+fn byte_stale_unread_counts_messages_across_the_wrap() {
+    let name = unique("revl-bytes-wrap");
+    let _c = Cleanup(name.clone());
+    drop(shmlane::bytes(&name).capacity(256).create().unwrap());
+    let mut c = child("bytes-wrap-hang", &[&name, "15"]).spawn().unwrap();
+    wait_line(&mut c, "sent");
+    let pid = c.id();
+    c.kill().unwrap();
+    c.wait().unwrap();
+    match shmlane::bytes(&name).open() {
+        Err(OpenError::Stale { pid: p, unread, .. }) => assert_eq!((p, unread), (pid, 15)),
+        other => panic!("{other:?}"),
+    }
+    // Forged headers at the head (data area after the ring header): each gives at least one.
+    let ring_hdr = shmlane_ring_data_offset(&name);
+    for forged in [
+        u64::MAX,
+        0,
+        0xffff_ffff | 2 << 32,
+        3 << 32 | 8,
+        1 << 40 | 2 << 32,
+    ] {
+        poke(&name, "ring", ring_hdr + 24, forged);
+        match shmlane::bytes(&name).open() {
+            Err(OpenError::Stale { unread, .. }) => {
+                assert!(
+                    (1..=32).contains(&unread),
+                    "header {forged:#x}: unread {unread}"
+                );
+            }
+            other => panic!("header {forged:#x}: {other:?}"),
+        }
+    }
+}
+
+/// Where a 256-byte record ring's data area starts in its region: the region's size less the
+/// data bytes (the events and other regions are separate).
+fn shmlane_ring_data_offset(name: &str) -> u64 {
+    let info = shmlane_segment::inspect(std::path::Path::new(&format!("/dev/shm/{name}")))
+        .unwrap()
+        .unwrap();
+    info.regions.iter().find(|r| r.name == "ring").unwrap().size - 256
 }

@@ -7,7 +7,7 @@ use super::{
     RING_IDENTITY_WORDS, ROLE_RECEIVER, ROLE_SENDER, RecordRing, Segment, SpscRing, UnlinkPolicy,
     WaitStrategy, chan_identity,
     elem::{self, BYTES_TYPE, ElemType, REGION_TYPE, TYPE_SIZE, TYPE_WORDS},
-    ring_identity, ring_unread,
+    record_messages, ring_identity, ring_unread,
 };
 
 /// Starts building an SPSC channel of `T` named `name` (a POSIX shared-memory name).
@@ -305,6 +305,13 @@ impl<T: Pod + Send> Builder<T> {
         if unread == 0 {
             return Ok(());
         }
+        // Byte rings: the positions count bytes; the error says how many messages.
+        let unread = if self.kind == Kind::Bytes {
+            // SAFETY: as above.
+            unsafe { record_messages(ring.0, ring.1, cap) }.max(1)
+        } else {
+            unread
+        };
         let role = match dead.role & roles {
             ROLE_SENDER => "sender",
             ROLE_RECEIVER => "receiver",

@@ -506,8 +506,7 @@ mod tests {
             let slot = death % slots;
             table.retain(|a| a.slot != slot);
             table.push(dead(slot, 10_000 + death));
-            let live = life.scan(&table);
-            assert!(!live);
+            assert!(!life.scan(&table), "no live peer");
             assert_eq!(
                 life.unreported,
                 vec![(slot, 10_000 + death)],
