@@ -68,6 +68,35 @@ fn child_entry() {
             std::thread::sleep(Duration::from_secs(300));
             drop((tx, rx, ch));
         }
+        // Holds a receiver of `kind` (spsc, mpmc, bytes) until killed.
+        "hold-receiver" => {
+            let held: Box<dyn std::any::Any> = match args[1].as_str() {
+                "spsc" => {
+                    let ch = shmlane::spsc::<u64>(name).open().unwrap();
+                    let rx = ch.consumer().unwrap();
+                    Box::new((ch, rx))
+                }
+                "mpmc" => {
+                    let ch = shmlane::mpmc::<u64>(name).open().unwrap();
+                    let rx = ch.receiver().unwrap();
+                    Box::new((ch, rx))
+                }
+                _ => {
+                    let ch = shmlane::bytes(name).open().unwrap();
+                    let rx = ch.byte_receiver().unwrap();
+                    Box::new((ch, rx))
+                }
+            };
+            println!("OUT:held");
+            std::thread::sleep(Duration::from_secs(300));
+            drop(held);
+        }
+        "hold-sender" => {
+            let ch = shmlane::mpmc::<u64>(name).open().unwrap();
+            let _tx = ch.sender().unwrap();
+            println!("OUT:held");
+            std::thread::sleep(Duration::from_secs(300));
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -316,4 +345,106 @@ fn shmlane_ring_data_offset(name: &str) -> u64 {
         .unwrap()
         .unwrap();
     info.regions.iter().find(|r| r.name == "ring").unwrap().size - 256
+}
+
+/// Runs `f` with a `d` deadline; checks it waited about `d` without a busy loop.
+fn waits_out<R: std::fmt::Debug>(d: Duration, f: impl FnOnce(Option<Deadline>) -> R) -> R {
+    let (t0, c0) = (Instant::now(), cpu_time());
+    let r = f(Some(Deadline::after(d)));
+    let (waited, cpu) = (t0.elapsed(), cpu_time().saturating_sub(c0));
+    assert!(
+        waited >= d.saturating_sub(Duration::from_millis(5))
+            && waited < d + Duration::from_millis(500),
+        "waited {waited:?} for a {d:?} deadline ({r:?})"
+    );
+    assert!(
+        cpu < d / 4,
+        "busy loop: {cpu:?} of CPU in {waited:?} ({r:?})"
+    );
+    r
+}
+
+/// Senders in `Wait` mode on a full ring whose receiver was killed after they attached: one
+/// `PeerDied`, then every later send waits out its deadline, parked (SPSC, MPMC, bytes).
+#[test]
+fn wait_mode_senders_report_a_receiver_death_once_then_wait() {
+    for kind in ["spsc", "mpmc", "bytes"] {
+        let name = unique(&format!("revl-wsend-{kind}"));
+        let _c = Cleanup(name.clone());
+        let (ch_b, ch_t);
+        let mut send: Box<dyn FnMut(Option<Deadline>) -> Result<(), String>> = match kind {
+            "bytes" => {
+                ch_b = shmlane::bytes(&name).capacity(256).create().unwrap();
+                let mut tx = ch_b.byte_sender().unwrap();
+                Box::new(move |d| tx.send(&[1u8; 8], d).map_err(|e| format!("{e:?}")))
+            }
+            "spsc" => {
+                ch_t = shmlane::spsc::<u64>(&name).capacity(8).create().unwrap();
+                let mut tx = ch_t.producer().unwrap();
+                Box::new(move |d| tx.send(1, d).map_err(|e| format!("{e:?}")))
+            }
+            _ => {
+                ch_t = shmlane::mpmc::<u64>(&name).capacity(8).create().unwrap();
+                let mut tx = ch_t.sender().unwrap();
+                Box::new(move |d| tx.send(1, d).map_err(|e| format!("{e:?}")))
+            }
+        };
+        let mut c = child("hold-receiver", &[&name, kind]).spawn().unwrap();
+        wait_line(&mut c, "held");
+        while send(Some(Deadline::after(Duration::from_millis(1)))).is_ok() {}
+        c.kill().unwrap();
+        c.wait().unwrap();
+        let r = send(secs(5));
+        assert!(
+            r.as_ref().is_err_and(|e| e.starts_with("PeerDied")),
+            "{kind}: {r:?}"
+        );
+        for _ in 0..2 {
+            let r = waits_out(Duration::from_millis(300), &mut send);
+            assert!(
+                r.as_ref().is_err_and(|e| e.starts_with("Timeout")),
+                "{kind}: {r:?}"
+            );
+        }
+    }
+}
+
+/// A sender killed between this handle's open and its receiver's creation (and a second
+/// receiver made later from the same handle, after the first saw the death): neither is told
+/// of a death before it attached; in `Disconnect` mode, never having seen a live sender, they
+/// wait out their deadline.
+#[test]
+fn a_death_between_open_and_endpoint_is_not_blamed() {
+    for mode in [PeersLeave::Wait, PeersLeave::Disconnect] {
+        let name = unique(&format!("revl-between-{mode:?}"));
+        let _c = Cleanup(name.clone());
+        let ch = shmlane::mpmc::<u64>(&name)
+            .capacity(8)
+            .when_peers_leave(mode)
+            .create()
+            .unwrap();
+        let mut c = child("hold-sender", &[&name]).spawn().unwrap();
+        wait_line(&mut c, "held");
+        c.kill().unwrap();
+        c.wait().unwrap();
+        let mut rx = ch.receiver().unwrap();
+        assert_eq!(
+            waits_out(Duration::from_millis(200), |d| rx.recv(d)),
+            Err(RecvError::Timeout),
+            "{mode:?}"
+        );
+        // A sender attaches and is killed while `rx` is there: reported to it, once.
+        let mut c = child("hold-sender", &[&name]).spawn().unwrap();
+        wait_line(&mut c, "held");
+        c.kill().unwrap();
+        c.wait().unwrap();
+        assert_eq!(rx.recv(secs(5)), Err(RecvError::PeerDied), "{mode:?}");
+        // A second receiver from the same handle, made after both deaths: neither is its.
+        let mut rx2 = ch.receiver().unwrap();
+        assert_eq!(
+            waits_out(Duration::from_millis(200), |d| rx2.recv(d)),
+            Err(RecvError::Timeout),
+            "{mode:?}: second receiver"
+        );
+    }
 }
