@@ -498,9 +498,11 @@ impl Inner {
         // ORDERING: Relaxed; the counters decide only disconnection, read after the ring's
         // own Acquire loads.
         h.counts[side as usize].fetch_add(1, Ordering::Relaxed);
-        // ORDERING: Relaxed; only compared with an earlier load of the same word ("a peer
-        // joined since"), and confirmed by the attachment table before anything is reported.
-        h.joins[side as usize].fetch_add(1, Ordering::Relaxed);
+        // ORDERING: Release, after the count and the role above; pairs with the Acquire load
+        // in `joins`: a peer that sees this join also sees the count it added (else its fast
+        // path, `Life::gone`, could read "seen, none attached" and report `Disconnected` for a
+        // peer still there) and this attachment's role (`wait_for_peer` finds it at once).
+        h.joins[side as usize].fetch_add(1, Ordering::Release);
         // Wake peers waiting for an endpoint of this side (`wait_for_peer`, a blocked call of an
         // endpoint that has not seen a peer yet).
         self.ev_data.notify();
@@ -517,8 +519,8 @@ impl Inner {
 
     /// Endpoints of `side` ever made.
     pub(crate) fn joins(&self, side: Side) -> u64 {
-        // ORDERING: Relaxed; compared with an earlier value only (see `join`).
-        self.hdr().joins[side as usize].load(Ordering::Relaxed)
+        // ORDERING: Acquire; pairs with the Release increment in `join` (see there).
+        self.hdr().joins[side as usize].load(Ordering::Acquire)
     }
 
     fn leave(&self, side: Side) {
