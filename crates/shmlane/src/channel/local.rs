@@ -34,6 +34,11 @@ impl Life {
     /// Called before the endpoint joins: records the peer side's dead attachments as the
     /// baseline and whether a live peer is attached now.
     pub(crate) fn new(inner: &Inner, peer: Side) -> Self {
+        // The join count before the table: a peer that joins while the table is read (its role
+        // not yet in it) moves the count past this value, so it is seen; read after the table,
+        // the count would already include it and a peer that then left without sending would
+        // never be seen (a `Disconnect` endpoint would wait for one instead of ending).
+        let joins0 = inner.joins(peer);
         let mut baseline = Vec::new();
         let mut seen = false;
         for a in inner.seg.attachments() {
@@ -50,7 +55,7 @@ impl Life {
             peer,
             baseline,
             unreported: Vec::new(),
-            joins0: inner.joins(peer),
+            joins0,
             seen,
             ended: None,
         }
