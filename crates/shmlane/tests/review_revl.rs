@@ -448,3 +448,54 @@ fn a_death_between_open_and_endpoint_is_not_blamed() {
         );
     }
 }
+
+/// A `LastDetach` channel kept idle with unread messages (its last sender left): an open that
+/// fails (another element type, another capacity) by a `LastDetach` handle, alone on the
+/// channel, must not remove the name with the messages; the right receiver still gets them.
+#[test]
+fn a_failed_open_does_not_remove_a_kept_channel() {
+    let name = unique("revl-failed-open");
+    let _c = Cleanup(name.clone());
+    {
+        let ch = shmlane::mpmc::<u64>(&name)
+            .capacity(64)
+            .unlink(UnlinkPolicy::LastDetach)
+            .create()
+            .unwrap();
+        let mut tx = ch.sender().unwrap();
+        for i in 0..5 {
+            tx.send(i, secs(5)).unwrap();
+        }
+    }
+    let path = format!("/dev/shm/{name}");
+    assert!(std::path::Path::new(&path).exists(), "kept with 5 unread");
+    let wrong_type = shmlane::mpmc::<u32>(&name)
+        .unlink(UnlinkPolicy::LastDetach)
+        .open();
+    assert!(wrong_type.is_err());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "an open that failed ({:?}) removed the channel and its 5 unread messages",
+        wrong_type.err()
+    );
+    let wrong_cap = shmlane::mpmc::<u64>(&name)
+        .capacity(128)
+        .unlink(UnlinkPolicy::LastDetach)
+        .open();
+    assert!(wrong_cap.is_err());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "an open that failed ({:?}) removed the channel and its 5 unread messages",
+        wrong_cap.err()
+    );
+    let ch = shmlane::mpmc::<u64>(&name)
+        .unlink(UnlinkPolicy::LastDetach)
+        .open()
+        .unwrap();
+    let mut rx = ch.receiver().unwrap();
+    for i in 0..5 {
+        assert_eq!(rx.recv(secs(5)), Ok(i));
+    }
+    drop((rx, ch));
+    assert!(!std::path::Path::new(&path).exists(), "drained: removed");
+}

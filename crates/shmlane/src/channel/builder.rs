@@ -715,6 +715,13 @@ impl<T: Pod + Send> Builder<T> {
     }
 
     fn finish(self, mut seg: Segment) -> Result<Channel<T>, OpenError> {
+        // Until this open succeeds the handle keeps the name: an open that fails (another
+        // type, capacity, kind, a stale channel) drops it, and with `LastDetach`, alone on an
+        // idle channel, it would remove the name and the unread messages with it. Replaced
+        // below by the real condition.
+        if self.unlink == UnlinkPolicy::LastDetach {
+            seg.keep_name_if(|| true);
+        }
         let chan = seg.find_region("chan")?;
         if chan.len() < CHAN_SIZE as usize {
             return Err(OpenError::NotAChannel(self.name));
