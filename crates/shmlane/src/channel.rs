@@ -321,6 +321,67 @@ pub(crate) unsafe fn ring_unread(kind: Kind, ring: *const u8, len: usize, cap: u
     tail.wrapping_sub(head).min(cap)
 }
 
+/// Messages a byte ring holds: the records between its head and tail (committed, or claimed by
+/// a sender that may yet commit: one message each; padding: none), by a walk of their headers
+/// from the head, without taking a role. Each step moves at least 8 bytes and never past the
+/// tail, so the walk ends within `cap / 8` steps whatever the shared words say; a header that
+/// makes no sense (or none written yet) counts as one message and ends it. `ring_unread` gives
+/// the bytes instead, which is what the stale check and the name keeping decide on.
+///
+/// # Safety
+/// As [`ring_unread`].
+pub(crate) unsafe fn record_messages(ring: *const u8, len: usize, cap: u64) -> u64 {
+    let word = |off: usize| {
+        // SAFETY: every caller passes `off + 8 <= len` (checked below), 8-aligned (the region
+        // is, the offsets are multiples of 8); a shared word, read atomically.
+        let w = unsafe { &*ring.add(off).cast::<AtomicU64>() };
+        // ORDERING: Acquire; pairs with the Release stores of the positions and the senders'
+        // commit CAS (Release) on the headers, as the receiver's own reads.
+        w.load(Ordering::Acquire)
+    };
+    let data = RecordRing::required_size(0);
+    let geometry_ok = len >= 384
+        && cap.is_power_of_two()
+        && cap >= 8
+        && usize::try_from(cap)
+            .ok()
+            .and_then(|c| c.checked_add(data))
+            .is_some_and(|end| end <= len);
+    if !geometry_ok {
+        return 0;
+    }
+    let head = word(256);
+    let tail = word(128);
+    let ahead = tail.wrapping_sub(head);
+    if ahead == 0 {
+        return 0;
+    }
+    if ahead > cap || head % 8 != 0 {
+        return 1;
+    }
+    let (mut pos, mut n) = (head, 0u64);
+    while pos != tail {
+        let off = pos & (cap - 1);
+        // `off + 8 <= cap` (a multiple of 8 below a power of two of at least 8), so in bounds.
+        let w = word(data + off as usize);
+        let (state, payload) = ((w >> 32) & 3, w & 0xffff_ffff);
+        let size = (8 + payload + 7) & !7;
+        let fits = off + size <= cap && size <= tail.wrapping_sub(pos);
+        if w == 0 || !fits {
+            // No header yet (a claim in progress, or a dead sender's), or nonsense: one more.
+            return n + 1;
+        }
+        // 3: padding; 0: an empty state with a length is nonsense, counted as above.
+        match state {
+            3 => {}
+            0 => return n + 1,
+            _ => n += 1,
+        }
+        pos = pos.wrapping_add(size);
+    }
+    n
+}
+
 mod builder;
 mod elem;
 mod endpoints;
@@ -437,9 +498,11 @@ impl Inner {
         // ORDERING: Relaxed; the counters decide only disconnection, read after the ring's
         // own Acquire loads.
         h.counts[side as usize].fetch_add(1, Ordering::Relaxed);
-        // ORDERING: Relaxed; only compared with an earlier load of the same word ("a peer
-        // joined since"), and confirmed by the attachment table before anything is reported.
-        h.joins[side as usize].fetch_add(1, Ordering::Relaxed);
+        // ORDERING: Release, after the count and the role above; pairs with the Acquire load
+        // in `joins`: a peer that sees this join also sees the count it added (else its fast
+        // path, `Life::gone`, could read "seen, none attached" and report `Disconnected` for a
+        // peer still there) and this attachment's role (`wait_for_peer` finds it at once).
+        h.joins[side as usize].fetch_add(1, Ordering::Release);
         // Wake peers waiting for an endpoint of this side (`wait_for_peer`, a blocked call of an
         // endpoint that has not seen a peer yet).
         self.ev_data.notify();
@@ -456,12 +519,12 @@ impl Inner {
 
     /// Endpoints of `side` ever made.
     pub(crate) fn joins(&self, side: Side) -> u64 {
-        // ORDERING: Relaxed; compared with an earlier value only (see `join`).
-        self.hdr().joins[side as usize].load(Ordering::Relaxed)
+        // ORDERING: Acquire; pairs with the Release increment in `join` (see there).
+        self.hdr().joins[side as usize].load(Ordering::Acquire)
     }
 
     fn leave(&self, side: Side) {
-        // ORDERING: Release; pairs with the Acquire load in `peer_left`: everything this
+        // ORDERING: Release; pairs with the Acquire load in `count`: everything this
         // endpoint published happens-before a peer sees it gone.
         self.hdr().counts[side as usize].fetch_sub(1, Ordering::Release);
         // ORDERING: Relaxed; local bookkeeping.

@@ -114,7 +114,8 @@ pub enum OpenError {
         pid: u32,
         /// What it held: `sender`, `receiver` or `sender and receiver`.
         role: &'static str,
-        /// Messages in the ring (byte channels: bytes of unread records).
+        /// Messages in the ring (byte channels: its records, a claim a sender never
+        /// committed counted as one).
         unread: u64,
     },
     /// A single role (SPSC producer or consumer, byte receiver, broadcast publisher) is held

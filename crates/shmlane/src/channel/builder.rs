@@ -7,7 +7,7 @@ use super::{
     RING_IDENTITY_WORDS, ROLE_RECEIVER, ROLE_SENDER, RecordRing, Segment, SpscRing, UnlinkPolicy,
     WaitStrategy, chan_identity,
     elem::{self, BYTES_TYPE, ElemType, REGION_TYPE, TYPE_SIZE, TYPE_WORDS},
-    ring_identity, ring_unread,
+    record_messages, ring_identity, ring_unread,
 };
 
 /// Starts building an SPSC channel of `T` named `name` (a POSIX shared-memory name).
@@ -305,6 +305,13 @@ impl<T: Pod + Send> Builder<T> {
         if unread == 0 {
             return Ok(());
         }
+        // Byte rings: the positions count bytes; the error says how many messages.
+        let unread = if self.kind == Kind::Bytes {
+            // SAFETY: as above.
+            unsafe { record_messages(ring.0, ring.1, cap) }.max(1)
+        } else {
+            unread
+        };
         let role = match dead.role & roles {
             ROLE_SENDER => "sender",
             ROLE_RECEIVER => "receiver",
@@ -708,6 +715,13 @@ impl<T: Pod + Send> Builder<T> {
     }
 
     fn finish(self, mut seg: Segment) -> Result<Channel<T>, OpenError> {
+        // Until this open succeeds the handle keeps the name: an open that fails (another
+        // type, capacity, kind, a stale channel) drops it, and with `LastDetach`, alone on an
+        // idle channel, it would remove the name and the unread messages with it. Replaced
+        // below by the real condition.
+        if self.unlink == UnlinkPolicy::LastDetach {
+            seg.keep_name_if(|| true);
+        }
         let chan = seg.find_region("chan")?;
         if chan.len() < CHAN_SIZE as usize {
             return Err(OpenError::NotAChannel(self.name));

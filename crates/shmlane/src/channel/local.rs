@@ -6,6 +6,7 @@ use super::{
     PeersLeave, STATS_EVERY, Side, SideStats,
 };
 use crate::error::WaitPeerError;
+use shmlane_segment::Attachment;
 
 /// An attachment in the segment's table: its slot and process. A dead one in an endpoint's
 /// baseline is never reported to it (a later holder of the slot has another pid).
@@ -33,6 +34,11 @@ impl Life {
     /// Called before the endpoint joins: records the peer side's dead attachments as the
     /// baseline and whether a live peer is attached now.
     pub(crate) fn new(inner: &Inner, peer: Side) -> Self {
+        // The join count before the table: a peer that joins while the table is read (its role
+        // not yet in it) moves the count past this value, so it is seen; read after the table,
+        // the count would already include it and a peer that then left without sending would
+        // never be seen (a `Disconnect` endpoint would wait for one instead of ending).
+        let joins0 = inner.joins(peer);
         let mut baseline = Vec::new();
         let mut seen = false;
         for a in inner.seg.attachments() {
@@ -49,7 +55,7 @@ impl Life {
             peer,
             baseline,
             unreported: Vec::new(),
-            joins0: inner.joins(peer),
+            joins0,
             seen,
             ended: None,
         }
@@ -100,17 +106,7 @@ impl Life {
         if let Some(end) = self.ended {
             return end;
         }
-        let mut live = false;
-        self.unreported.clear();
-        for a in inner.seg.attachments() {
-            if a.role & self.peer.role() != 0 {
-                if a.alive {
-                    live = true;
-                } else if !self.baseline.contains(&(a.slot, a.pid)) {
-                    self.unreported.push((a.slot, a.pid));
-                }
-            }
-        }
+        let live = self.scan(&inner.seg.attachments());
         self.update_seen(inner);
         if live {
             self.seen = true;
@@ -122,6 +118,31 @@ impl Life {
         } else {
             Peers::NotYet
         }
+    }
+
+    /// Reads the attachment table: whether a live peer is attached; the peer side's dead
+    /// attachments outside the baseline go to `unreported`. The baseline keeps only entries
+    /// still in the table: a slot taken over never shows its old holder again, so without
+    /// this a `Wait` endpoint whose peers keep dying would grow it (and the cost of every
+    /// check) without bound.
+    fn scan(&mut self, table: &[Attachment]) -> bool {
+        let mut live = false;
+        self.unreported.clear();
+        for a in table {
+            if a.role & self.peer.role() != 0 {
+                if a.alive {
+                    live = true;
+                } else if !self.baseline.contains(&(a.slot, a.pid)) {
+                    self.unreported.push((a.slot, a.pid));
+                }
+            }
+        }
+        self.baseline.retain(|&(slot, pid)| {
+            table
+                .iter()
+                .any(|a| !a.alive && a.slot == slot && a.pid == pid)
+        });
+        live
     }
 
     /// The caller reports `p` (`PeerDied` for `Died`, `Disconnected` for `Left`): in `Wait` mode
@@ -179,6 +200,10 @@ pub(crate) struct Local {
     /// counters alone when dropped (it would tell peers the parent's endpoint left).
     pub(super) pid: u32,
 }
+
+/// Wakes of `wait_for_peer` by a moved join count that found no live peer, after which the
+/// count is ignored until the next timed check (see there).
+const MAX_FRUITLESS_JOINS: u32 = 4;
 
 /// Longest pause `block` takes after repeated ready-but-failed waits.
 const MISS_SLEEP_MAX: Duration = Duration::from_millis(1);
@@ -364,6 +389,12 @@ impl Local {
             Side::Send => &inner.ev_space,
             Side::Recv => &inner.ev_data,
         };
+        // Wakes by a moved join count that then found no live peer, since the last timed check.
+        // A real join sets the attachment's role before it counts, so the first wake finds it;
+        // a count that keeps moving without a peer is forged: past `MAX_FRUITLESS_JOINS` such
+        // wakes the count is ignored until the next timed check (no full-CPU turns, each a scan
+        // of the attachment table, at a hostile peer's pace).
+        let mut fruitless = 0u32;
         loop {
             inner.intact().map_err(WaitPeerError::Corrupt)?;
             if self.life.live_peer(inner) {
@@ -379,9 +410,13 @@ impl Local {
                 inner.joins(self.side.peer()),
                 Instant::now(),
             );
+            let watch_joins = fruitless < MAX_FRUITLESS_JOINS;
+            let mut timed = false;
             ev.wait_checking(&inner.strategy, deadline, PEER_CHECK, || {
-                inner.joins(peer) != joins || since.elapsed() >= PEER_CHECK
+                timed = since.elapsed() >= PEER_CHECK;
+                timed || (watch_joins && inner.joins(peer) != joins)
             });
+            fruitless = if timed { 0 } else { fruitless + 1 };
         }
     }
 }
@@ -439,6 +474,59 @@ impl<R> Drop for Owned<R> {
         if std::process::id() == self.pid {
             // SAFETY: dropped once, here; the field is never used again.
             unsafe { core::mem::ManuallyDrop::drop(&mut self.ring) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Attachment, Life, Peers, PeersLeave, Side};
+
+    fn dead(slot: u32, pid: u32) -> Attachment {
+        Attachment {
+            slot,
+            pid,
+            role: Side::Send.role(),
+            alive: false,
+        }
+    }
+
+    /// A `Wait` receiver whose senders keep dying (each death in a slot, the slots taken over
+    /// in turn as a full table makes them): every death is reported once, and the baseline
+    /// stays bounded by the table instead of growing by one per death.
+    #[test]
+    fn baseline_stays_bounded_while_peers_keep_dying() {
+        let mut life = Life {
+            mode: PeersLeave::Wait,
+            peer: Side::Send,
+            baseline: Vec::new(),
+            unreported: Vec::new(),
+            joins0: 0,
+            seen: false,
+            ended: None,
+        };
+        let slots = 8u32;
+        let mut table: Vec<Attachment> = Vec::new();
+        for death in 0..1000u32 {
+            let slot = death % slots;
+            table.retain(|a| a.slot != slot);
+            table.push(dead(slot, 10_000 + death));
+            assert!(!life.scan(&table), "no live peer");
+            assert_eq!(
+                life.unreported,
+                vec![(slot, 10_000 + death)],
+                "death {death}"
+            );
+            life.reported(Peers::Died);
+            assert!(
+                !life.scan(&table) && life.unreported.is_empty(),
+                "reported twice"
+            );
+            assert!(
+                life.baseline.len() <= slots as usize,
+                "baseline of {} entries after {death} deaths in {slots} slots",
+                life.baseline.len()
+            );
         }
     }
 }
