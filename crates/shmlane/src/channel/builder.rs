@@ -241,6 +241,10 @@ impl<T: Pod + Send> Builder<T> {
     /// the last endpoint leaves cleanly, unless its ring still holds unread messages: then the
     /// channel stays, idle, for a later receiver, and `shmlane ls` shows it with its unread
     /// messages; a message accepted by `send` is never removed with the name).
+    /// `UnlinkPolicy::CreatorDrop` is the explicit exception: the creating handle removes the
+    /// name when it is dropped, whatever the ring holds (for a channel whose creator is its
+    /// receiver and decides when what is left no longer matters); senders still attached then
+    /// write into a segment nobody can open again, and their messages are lost with it.
     #[must_use]
     pub fn unlink(mut self, policy: UnlinkPolicy) -> Self {
         self.unlink = policy;
