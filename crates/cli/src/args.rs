@@ -38,7 +38,9 @@ pub enum KindArg {
   shmlane rm --stale                  remove segments whose users died
   cargo run --release -- bench        shmlane against pipes and Unix sockets
 
-Exit codes: 0 ok, 1 error, 3 a peer process died, 4 timeout."
+Exit codes: 0 ok, 1 error, 3 a peer process died, 4 timeout; send and recv: 130, 143, 129
+on SIGINT, SIGTERM, SIGHUP (they leave the channel cleanly first), 141 when recv's output
+pipe closes (quiet, like other Unix tools)."
 )]
 pub struct Cli {
     /// The subcommand.
@@ -89,15 +91,22 @@ pub enum Cmd {
         shape: ShapeArgs,
     },
     /// Send each stdin line (without its newline) as one message; creates the channel if
-    /// needed (then removed when its last user leaves cleanly).
+    /// needed (then removed when its last user leaves cleanly). At the end of the input it
+    /// waits until a receiver has taken every line. SIGINT, SIGTERM and SIGHUP end it
+    /// cleanly (exit 128 + the signal).
     Send {
         /// Channel name.
         name: String,
+        /// Give up (exit 4) when one wait for the channel lasts this long: for room in the
+        /// ring, or at the end for a receiver to take the last lines (e.g. 500ms, 5s, 2m).
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
         #[command(flatten)]
         shape: ShapeArgs,
     },
     /// Print each message as a line; exits 0 when the senders have left and the channel is
-    /// drained, 3 if a sender died, 4 on timeout.
+    /// drained, 3 if a sender died, 4 on timeout, 128 + the signal on SIGINT, SIGTERM or
+    /// SIGHUP, 141 when its output pipe is closed (`recv | head -1`), quietly.
     Recv {
         /// Channel name.
         name: String,

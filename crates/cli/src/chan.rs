@@ -15,7 +15,10 @@ use shmlane::{
 };
 use shmlane_segment::inspect as inspect_segment;
 
-use crate::CliError;
+use crate::{
+    CliError,
+    sig::{self, Stop},
+};
 use shmlane_cli::{
     args::KindArg,
     input::{LineError, Lines},
@@ -56,6 +59,17 @@ pub enum Ended {
     PeerGone(String),
     /// Exit 4: the timeout passed.
     Timeout(String),
+    /// Exit 128 + the signal: SIGINT, SIGTERM or SIGHUP asked the command to stop, or
+    /// (SIGPIPE) its output was closed. Quiet: nothing more is printed.
+    Signal(i32),
+}
+
+/// A failure that a signal (or a closed output) caused is the signal's exit, not an error.
+fn after_signal(r: Result<Ended, CliError>) -> Result<Ended, CliError> {
+    match r {
+        Err(e) => sig::caught().map_or(Err(e), |s| Ok(Ended::Signal(s))),
+        ok => ok,
+    }
 }
 
 fn elem_size(msg_size: u64) -> u64 {
@@ -305,10 +319,10 @@ impl<T: bytemuck::Pod + Send> Tx<T> {
         }
     }
 
-    fn send(&mut self, v: T) -> Result<(), SendError<T>> {
+    fn send(&mut self, v: T, d: Deadline) -> Result<(), SendError<T>> {
         match self {
-            Self::Spsc(p) => p.send(v, None),
-            Self::Mpmc(s) => s.send(v, None),
+            Self::Spsc(p) => p.send(v, Some(d)),
+            Self::Mpmc(s) => s.send(v, Some(d)),
         }
     }
 }
@@ -325,25 +339,31 @@ impl<T: bytemuck::Pod + Send> Rx<T> {
             Self::Mpmc(r) => r.try_recv(),
         }
     }
-    fn recv(&mut self, d: Option<Deadline>) -> Result<T, RecvError> {
+    fn recv(&mut self, d: Deadline) -> Result<T, RecvError> {
         match self {
-            Self::Spsc(c) => c.recv(d),
-            Self::Mpmc(r) => r.recv(d),
+            Self::Spsc(c) => c.recv(Some(d)),
+            Self::Mpmc(r) => r.recv(Some(d)),
         }
     }
 }
 
-/// `shmlane send`: each stdin line (without its newline) is one message.
-pub fn send(name: &str, wanted: Shape) -> Result<Ended, CliError> {
-    let stdin = std::io::stdin();
-    let mut input = stdin.lock();
-    retrying(|| send_once(name, wanted, &mut input))
+/// `shmlane send`: each stdin line (without its newline) is one message. `timeout` bounds
+/// each wait for the channel: for room in the ring, and at the end for a receiver to take
+/// the last lines.
+pub fn send(name: &str, wanted: Shape, timeout: Option<Duration>) -> Result<Ended, CliError> {
+    let mut input = std::io::BufReader::with_capacity(1 << 16, sig::Stdin);
+    after_signal(retrying(|| send_once(name, wanted, timeout, &mut input)))
 }
 
-fn send_once(name: &str, wanted: Shape, input: &mut impl BufRead) -> Result<Ended, CliError> {
+fn send_once(
+    name: &str,
+    wanted: Shape,
+    timeout: Option<Duration>,
+    input: &mut impl BufRead,
+) -> Result<Ended, CliError> {
     let (shape, unlink) = resolve(name, wanted)?;
     if is_bytes(&shape) {
-        return send_bytes(name, &shape, unlink, input);
+        return send_bytes(name, &shape, unlink, timeout, input);
     }
     with_elem!(elem_size(shape.msg_size), E, {
         let ch = open_channel::<E>(name, &shape, unlink)?;
@@ -356,10 +376,18 @@ fn send_once(name: &str, wanted: Shape, input: &mut impl BufRead) -> Result<Ende
             let mut m: E = bytemuck::Zeroable::zeroed();
             m[..4].copy_from_slice(&(line.len() as u32).to_le_bytes());
             m[4..4 + line.len()].copy_from_slice(line);
-            match tx.send(m) {
-                Ok(()) => Ok(true),
-                Err(SendError::PeerDied(_)) => Ok(false),
-                Err(e) => Err(CliError(format!("channel {name}: {e}"))),
+            let deadline = timeout.map(Deadline::after);
+            match sig::wait(deadline, false, |d| match tx.send(m, d) {
+                Err(SendError::Timeout(_)) => None,
+                r => Some(r),
+            }) {
+                Ok(Ok(())) => Ok(Sent::Yes),
+                Ok(Err(SendError::PeerDied(_))) => Ok(Sent::PeerGone),
+                Ok(Err(SendError::Timeout(_))) | Err(Stop::Timeout) => {
+                    Ok(Sent::Stopped(Stop::Timeout))
+                }
+                Err(stop) => Ok(Sent::Stopped(stop)),
+                Ok(Err(e)) => Err(CliError(format!("channel {name}: {e}"))),
             }
         })?;
         let failure = match pumped {
@@ -374,50 +402,102 @@ fn send_once(name: &str, wanted: Shape, input: &mut impl BufRead) -> Result<Ende
                     "peer gone: a receiver of {name} died; line {n} and later were not delivered"
                 )));
             }
+            // Reported while this sender is still attached (the channel as it is now).
+            Pumped::Stopped(stop, n) => return Ok(send_stopped(name, unlink, stop, timeout, n)),
         };
         // A channel this command created is removed when the last endpoint leaves: wait until
         // a receiver has taken everything, so leaving early loses nothing.
         tx.flush_stats();
-        let ended = linger(name)?;
+        let ended = linger(name, unlink, timeout);
         drop(tx);
         drop(ch);
         match failure {
             Some(e) => Err(e),
-            None => Ok(ended),
+            None => ended,
         }
     })
 }
 
-/// Waits until the ring is drained (or no receiver can drain it any more).
-fn linger(name: &str) -> Result<Ended, CliError> {
+/// The channel as `send` leaves it: messages queued, and whether a live receiver is
+/// attached (`None` if the channel cannot be read).
+fn queued(name: &str) -> Option<(u64, bool, bool)> {
+    let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
+    let info = inspect_segment(&path).ok()??;
+    let st = shmlane::inspect(&info)?;
+    let receiver = |alive: bool| {
+        info.attached
+            .iter()
+            .any(|a| a.role & shmlane::ROLE_RECEIVER != 0 && a.alive == alive)
+    };
+    Some((st.len, receiver(true), receiver(false)))
+}
+
+/// What becomes of the lines still queued when `send` stops early: a clause for its message.
+fn unread_clause(name: &str, unlink: UnlinkPolicy) -> String {
+    match queued(name) {
+        Some((0, _, _)) | None => String::new(),
+        Some((n, true, _)) => format!("; {n} messages still queued go to its receiver"),
+        Some((n, false, _)) if unlink == UnlinkPolicy::LastDetach => format!(
+            "; {n} messages sent were not received: no receiver came, and they go with the channel"
+        ),
+        Some((n, false, _)) => format!("; {n} messages stay queued in {name}"),
+    }
+}
+
+/// How `send` ends when a signal or its timeout stops it at line `line`.
+fn send_stopped(
+    name: &str,
+    unlink: UnlinkPolicy,
+    stop: Stop,
+    timeout: Option<Duration>,
+    line: u64,
+) -> Ended {
+    match stop {
+        Stop::Signal(s) => {
+            // Quiet, unless leaving now drops messages with the channel.
+            let lost = unread_clause(name, unlink);
+            if lost.contains("go with the channel") {
+                eprintln!("shmlane: interrupted{lost}");
+            }
+            Ended::Signal(s)
+        }
+        Stop::Timeout => Ended::Timeout(format!(
+            "timed out after {:?} waiting for room in {name} (is a receiver reading?); line {line} and later were not sent{}",
+            timeout.unwrap_or_default(),
+            unread_clause(name, unlink)
+        )),
+    }
+}
+
+/// Waits until the ring is drained (or no receiver can drain it any more), at most
+/// `timeout`, stopping for a signal.
+fn linger(name: &str, unlink: UnlinkPolicy, timeout: Option<Duration>) -> Result<Ended, CliError> {
+    let deadline = timeout.map(Deadline::after);
     let mut pause = Duration::from_millis(1);
     loop {
-        let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
-        let Ok(Some(info)) = inspect_segment(&path) else {
+        if let Some(s) = sig::caught() {
+            return Ok(send_stopped(name, unlink, Stop::Signal(s), timeout, 0));
+        }
+        let Some((len, receivers_alive, receivers_dead)) = queued(name) else {
             return Ok(Ended::Ok);
         };
-        let Some(st) = shmlane::inspect(&info) else {
-            return Ok(Ended::Ok);
-        };
-        if st.len == 0 {
+        if len == 0 {
             return Ok(Ended::Ok);
         }
-        let receivers_alive = info
-            .attached
-            .iter()
-            .any(|a| a.role & shmlane::ROLE_RECEIVER != 0 && a.alive);
-        let receivers_dead = info
-            .attached
-            .iter()
-            .any(|a| a.role & shmlane::ROLE_RECEIVER != 0 && !a.alive);
         if !receivers_alive && receivers_dead {
             return Ok(Ended::PeerGone(format!(
-                "peer gone: a receiver of {name} died with {} messages unread",
-                st.len
+                "peer gone: a receiver of {name} died with {len} messages unread"
+            )));
+        }
+        if deadline.is_some_and(|d| d.is_past()) {
+            return Ok(Ended::Timeout(format!(
+                "timed out after {:?} waiting for a receiver to take the last messages of {name}{}",
+                timeout.unwrap_or_default(),
+                unread_clause(name, unlink)
             )));
         }
         // Back off to 50 ms: a sender waiting for a receiver that has not come yet idles.
-        std::thread::sleep(pause);
+        sig::nap(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
@@ -429,7 +509,7 @@ pub fn recv(
     count: Option<u64>,
     timeout: Option<Duration>,
 ) -> Result<Ended, CliError> {
-    retrying(|| recv_once(name, wanted, count, timeout))
+    after_signal(retrying(|| recv_once(name, wanted, count, timeout)))
 }
 
 fn recv_once(
@@ -449,15 +529,17 @@ fn recv_once(
             KindArg::Mpmc => Rx::Mpmc(ch.receiver().map_err(|e| open_err(name, &e))?),
             KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use recv_bytes"),
         };
-        let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, sig::Stdout);
         let deadline = timeout.map(Deadline::after);
         let mut got = 0u64;
         // The largest message: the channel's, and never past the element.
         let max = usize::try_from(shape.msg_size)
             .unwrap_or(usize::MAX)
             .min(size_of::<E>() - 4);
-        let write = |out: &mut std::io::BufWriter<_>, m: &E, got: u64| -> Result<(), CliError> {
+        let write = |out: &mut std::io::BufWriter<sig::Stdout>,
+                     m: &E,
+                     got: u64|
+         -> Result<(), CliError> {
             let len = u32::from_le_bytes(m[..4].try_into().unwrap()) as usize;
             if len > max {
                 // No sender writes this: the segment was overwritten (or a peer is hostile).
@@ -471,6 +553,9 @@ fn recv_once(
                 .map_err(|e| CliError(format!("writing stdout: {e}")))
         };
         let ended = loop {
+            if let Some(s) = sig::caught() {
+                break Ended::Signal(s);
+            }
             if count.is_some_and(|c| got >= c) {
                 break Ended::Ok;
             }
@@ -480,21 +565,25 @@ fn recv_once(
                     // About to wait: let the reader see what arrived so far.
                     out.flush()
                         .map_err(|e| CliError(format!("writing stdout: {e}")))?;
-                    match rx.recv(deadline) {
-                        Ok(m) => m,
-                        Err(RecvError::Disconnected) => break Ended::Ok,
-                        Err(RecvError::PeerDied) => {
+                    match sig::wait(deadline, true, |d| match rx.recv(d) {
+                        Err(RecvError::Timeout) => None,
+                        r => Some(r),
+                    }) {
+                        Ok(Ok(m)) => m,
+                        Ok(Err(RecvError::Disconnected)) => break Ended::Ok,
+                        Ok(Err(RecvError::PeerDied)) => {
                             break Ended::PeerGone(format!(
                                 "peer gone: a sender of {name} died; {got} messages received"
                             ));
                         }
-                        Err(RecvError::Timeout) => {
+                        Ok(Err(RecvError::Timeout)) | Err(Stop::Timeout) => {
                             break Ended::Timeout(format!(
                                 "timed out after {:?} with {got} messages received",
                                 timeout.unwrap_or_default()
                             ));
                         }
-                        Err(RecvError::Corrupt) => {
+                        Err(Stop::Signal(s)) => break Ended::Signal(s),
+                        Ok(Err(RecvError::Corrupt)) => {
                             return Err(CliError(format!("channel {name}: ring is corrupt")));
                         }
                     }
@@ -521,14 +610,25 @@ enum Pumped {
     TooLong { line: u64, len: usize, max: usize },
     /// The receiver died; this line (counting from 1) and later ones were not delivered.
     PeerGone(u64),
+    /// A signal or the timeout stopped the command; this line and later ones were not sent.
+    Stopped(Stop, u64),
 }
 
-/// Sends each input line (one message a line, at most `max` bytes) through `send`, which
-/// returns `Ok(true)` once the message is sent and `Ok(false)` if the receiver died.
+/// What became of one line.
+enum Sent {
+    /// It is in the channel.
+    Yes,
+    /// The receiver died.
+    PeerGone,
+    /// A signal or the timeout came first.
+    Stopped(Stop),
+}
+
+/// Sends each input line (one message a line, at most `max` bytes) through `send`.
 fn pump(
     input: impl BufRead,
     max: usize,
-    mut send: impl FnMut(&[u8]) -> Result<bool, CliError>,
+    mut send: impl FnMut(&[u8]) -> Result<Sent, CliError>,
 ) -> Result<Pumped, CliError> {
     let mut lines = Lines::new(input, max);
     let mut line = Vec::with_capacity(256);
@@ -539,10 +639,17 @@ fn pump(
             Err(LineError::TooLong { line, len, max }) => {
                 return Ok(Pumped::TooLong { line, len, max });
             }
-            Err(LineError::Io(e)) => return Err(CliError(format!("reading stdin: {e}"))),
+            Err(LineError::Io(e)) => {
+                if let Some(s) = sig::caught() {
+                    return Ok(Pumped::Stopped(Stop::Signal(s), lines.count() + 1));
+                }
+                return Err(CliError(format!("reading stdin: {e}")));
+            }
         }
-        if !send(&line)? {
-            return Ok(Pumped::PeerGone(lines.count()));
+        match send(&line)? {
+            Sent::Yes => {}
+            Sent::PeerGone => return Ok(Pumped::PeerGone(lines.count())),
+            Sent::Stopped(stop) => return Ok(Pumped::Stopped(stop, lines.count())),
         }
     }
 }
@@ -568,6 +675,7 @@ fn send_bytes(
     name: &str,
     shape: &Shape,
     unlink: UnlinkPolicy,
+    timeout: Option<Duration>,
     input: &mut impl BufRead,
 ) -> Result<Ended, CliError> {
     let ch = open_byte_channel(name, shape, unlink)?;
@@ -590,14 +698,24 @@ fn send_bytes(
     );
     let pumped = pump(input, max, |line| {
         let sent = match (&mut tx, &mut publisher) {
-            (Some(tx), _) => tx.send(line, None),
-            (None, Some(p)) => p.send(line),
+            (Some(tx), _) => sig::wait(timeout.map(Deadline::after), false, |d| {
+                match tx.send(line, Some(d)) {
+                    Err(ByteSendError::Timeout) => None,
+                    r => Some(r),
+                }
+            }),
+            // A publisher never waits.
+            (None, Some(p)) => Ok(p.send(line)),
             (None, None) => unreachable!(),
         };
         match sent {
-            Ok(()) => Ok(true),
-            Err(ByteSendError::PeerDied) => Ok(false),
-            Err(e) => Err(CliError(format!("channel {name}: {e}"))),
+            Ok(Ok(())) => Ok(Sent::Yes),
+            Ok(Err(ByteSendError::PeerDied)) => Ok(Sent::PeerGone),
+            Ok(Err(ByteSendError::Timeout)) | Err(Stop::Timeout) => {
+                Ok(Sent::Stopped(Stop::Timeout))
+            }
+            Err(stop) => Ok(Sent::Stopped(stop)),
+            Ok(Err(e)) => Err(CliError(format!("channel {name}: {e}"))),
         }
     })?;
     let failure = match pumped {
@@ -610,6 +728,7 @@ fn send_bytes(
                 "peer gone: the receiver of {name} died; line {n} and later were not delivered"
             )));
         }
+        Pumped::Stopped(stop, n) => return Ok(send_stopped(name, unlink, stop, timeout, n)),
     };
     let ended = if broadcast {
         // A broadcast waits for nobody: receivers that keep up got everything.
@@ -617,7 +736,7 @@ fn send_bytes(
         Ended::Ok
     } else {
         let _ = tx.as_mut().map(shmlane::ByteSender::stats);
-        linger(name)?
+        linger(name, unlink, timeout)?
     };
     drop((tx, publisher, ch));
     match failure {
@@ -648,12 +767,14 @@ fn recv_bytes(
         shmlane::ByteReceiver::max_message,
     );
     let mut buf = vec![0u8; max];
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, sig::Stdout);
     let deadline = timeout.map(Deadline::after);
     let mut got = 0u64;
     let write_err = |e: std::io::Error| CliError(format!("writing stdout: {e}"));
     let ended = loop {
+        if let Some(s) = sig::caught() {
+            break Ended::Signal(s);
+        }
         if count.is_some_and(|c| got >= c) {
             break Ended::Ok;
         }
@@ -665,10 +786,18 @@ fn recv_bytes(
         if r == Err(ByteRecvError::Empty) {
             // About to wait: let the reader see what arrived so far.
             out.flush().map_err(write_err)?;
-            r = match (&mut rx, &mut sub) {
-                (Some(rx), _) => rx.recv(&mut buf, deadline),
-                (None, Some(s)) => s.recv(&mut buf, deadline),
-                (None, None) => unreachable!(),
+            let waited = sig::wait(deadline, true, |d| {
+                let r = match (&mut rx, &mut sub) {
+                    (Some(rx), _) => rx.recv(&mut buf, Some(d)),
+                    (None, Some(s)) => s.recv(&mut buf, Some(d)),
+                    (None, None) => unreachable!(),
+                };
+                (r != Err(ByteRecvError::Timeout)).then_some(r)
+            });
+            r = match waited {
+                Ok(r) => r,
+                Err(Stop::Timeout) => Err(ByteRecvError::Timeout),
+                Err(Stop::Signal(s)) => break Ended::Signal(s),
             };
         }
         match r {
