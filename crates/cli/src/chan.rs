@@ -41,7 +41,7 @@ fn retrying(mut attempt: impl FnMut() -> Result<Ended, CliError>) -> Result<Ende
 }
 
 /// Largest message size accepted (the 64 KiB element minus the length word).
-pub const MAX_MSG: u64 = 65536 - 4;
+pub const MAX_MSG: u64 = shmlane_cli::line::MAX_LINE;
 
 /// What send and recv create when the channel does not exist.
 #[derive(Clone, Copy, Debug)]
@@ -73,7 +73,7 @@ fn after_signal(r: Result<Ended, CliError>) -> Result<Ended, CliError> {
 }
 
 fn elem_size(msg_size: u64) -> u64 {
-    (msg_size + 4).next_power_of_two().max(64)
+    shmlane_cli::line::line_elem_size(msg_size)
 }
 
 /// The shape of an existing channel, if `name` exists and is one.
@@ -97,7 +97,8 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
     // Read from shared memory: checked before any size is computed from it (an overwritten
     // header must give an error, not an overflow: review rev2).
     let limit = match st.kind {
-        shmlane::Kind::Spsc | shmlane::Kind::Mpmc => MAX_MSG,
+        // Typed channels: the element size (the line limit is checked in `line_size`).
+        shmlane::Kind::Spsc | shmlane::Kind::Mpmc => MAX_MSG + 4,
         shmlane::Kind::Bytes | shmlane::Kind::Broadcast => u64::from(u32::MAX),
     };
     if st.msg_size == 0 && !matches!(st.kind, shmlane::Kind::Bytes | shmlane::Kind::Broadcast)
@@ -117,7 +118,21 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
                 shmlane::Kind::Broadcast => KindArg::Broadcast,
             },
             capacity: st.capacity,
-            msg_size: st.msg_size,
+            msg_size: match st.kind {
+                // The line limit is in the type name (the element type decides the header's).
+                shmlane::Kind::Spsc | shmlane::Kind::Mpmc => shmlane_cli::line::line_size(&st)
+                    .ok_or_else(|| {
+                        CliError(match st.elem_type {
+                            Some(t) => format!(
+                                "channel {name} holds {t}, not the lines shmlane's commands send; use the program that made it, or another name"
+                            ),
+                            None => format!(
+                                "channel {name} has no element type record: it was made by an older shmlane; remove it (shmlane rm {name}) and create it again"
+                            ),
+                        })
+                    })?,
+                shmlane::Kind::Bytes | shmlane::Kind::Broadcast => st.msg_size,
+            },
         },
         st.remove_on_last_leave,
     )))
@@ -226,7 +241,7 @@ fn builder<T: bytemuck::Pod + Send>(
         KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use byte_builder"),
     };
     b.capacity(shape.capacity)
-        .msg_size(shape.msg_size)
+        .type_name(&shmlane_cli::line::line_type(shape.msg_size))
         .unlink(unlink)
         .mode(0o600)
         .wait(WaitStrategy::SpinThenPark {
@@ -298,7 +313,9 @@ fn open_channel<T: bytemuck::Pod + Send>(
         .map_err(|e| match e {
             // Another command created the channel between our look and our open, with its
             // own shape: look again and use that one.
-            OpenError::Mismatch { .. } if unlink == UnlinkPolicy::LastDetach => {
+            OpenError::Mismatch { .. } | OpenError::WrongType { .. }
+                if unlink == UnlinkPolicy::LastDetach =>
+            {
                 CliError(RETRY.to_owned())
             }
             e => open_err(name, &e),
@@ -663,7 +680,9 @@ fn open_byte_channel(
     byte_builder(name, shape, unlink)
         .open_or_create()
         .map_err(|e| match e {
-            OpenError::Mismatch { .. } if unlink == UnlinkPolicy::LastDetach => {
+            OpenError::Mismatch { .. } | OpenError::WrongType { .. }
+                if unlink == UnlinkPolicy::LastDetach =>
+            {
                 CliError(RETRY.to_owned())
             }
             e => open_err(name, &e),

@@ -69,7 +69,7 @@ fn ls_json(list: &[SegmentInfo]) -> serde_json::Value {
                     "size": s.size,
                     "kind": ch.map(|c| c.kind.name()),
                     "capacity": ch.map(|c| c.capacity),
-                    "msg_size": ch.map(|c| c.msg_size),
+                    "msg_size": ch.as_ref().map(shmlane_cli::line::shown_msg_size),
                     "len": ch.map(|c| c.len),
                     "uid": s.uid,
                     "mode": format!("{:o}", s.mode),
@@ -112,7 +112,7 @@ fn print_table(list: &[SegmentInfo]) {
             s.size,
             ch.map_or("-", |c| c.kind.name()),
             ch.map_or_else(dash, |c| c.capacity.to_string()),
-            ch.map_or_else(dash, |c| c.msg_size.to_string()),
+            ch.map_or_else(dash, |c| shmlane_cli::line::shown_msg_size(&c).to_string()),
             ch.map_or_else(dash, |c| c.len.to_string()),
             s.uid,
             s.mode,
@@ -200,8 +200,17 @@ fn stat(name: &str, json: bool) -> Result<(), CliError> {
     if let Some(c) = ch {
         println!(
             "channel   {:?}, capacity {}, {}-byte elements, messages up to {} bytes",
-            c.kind, c.capacity, c.elem_size, c.msg_size
+            c.kind,
+            c.capacity,
+            c.elem_size,
+            shmlane_cli::line::shown_msg_size(&c)
         );
+        match c.elem_type {
+            Some(t) => println!("type      {t}"),
+            None => println!(
+                "type      none recorded (made by an older shmlane: remove it and create it again)"
+            ),
+        }
         println!(
             "ring      write position {}, read position {}, {} queued; {} senders, {} receivers attached",
             c.positions.0, c.positions.1, c.len, c.endpoints.0, c.endpoints.1

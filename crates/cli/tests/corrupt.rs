@@ -33,7 +33,7 @@ fn a_length_word_past_the_message_size_is_corrupt() {
         let _keep: Box<dyn std::any::Any> = if kind == "spsc" {
             let ch = shmlane::spsc::<[u8; 64]>(&name)
                 .capacity(64)
-                .msg_size(60)
+                .type_name(&shmlane_cli::line::line_type(60))
                 .create()
                 .unwrap();
             let mut tx = ch.producer().unwrap();
@@ -44,7 +44,7 @@ fn a_length_word_past_the_message_size_is_corrupt() {
         } else {
             let ch = shmlane::mpmc::<[u8; 64]>(&name)
                 .capacity(64)
-                .msg_size(60)
+                .type_name(&shmlane_cli::line::line_type(60))
                 .create()
                 .unwrap();
             let mut tx = ch.sender().unwrap();
@@ -72,7 +72,7 @@ fn a_message_of_the_message_size_is_delivered() {
     let _c = Cleanup(name.clone());
     let ch = shmlane::spsc::<[u8; 64]>(&name)
         .capacity(64)
-        .msg_size(60)
+        .type_name(&shmlane_cli::line::line_type(60))
         .create()
         .unwrap();
     let mut tx = ch.producer().unwrap();

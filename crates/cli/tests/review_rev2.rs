@@ -12,7 +12,7 @@ fn an_impossible_message_size_in_the_header_is_an_error_not_a_panic() {
         let _c = Cleanup(name.clone());
         let ch = shmlane::spsc::<[u8; 64]>(&name)
             .capacity(64)
-            .msg_size(60)
+            .type_name(&shmlane_cli::line::line_type(60))
             .create()
             .unwrap();
         drop(ch);

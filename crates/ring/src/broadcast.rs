@@ -6,7 +6,8 @@
 //! ```text
 //! CachePadded<Meta>        magic, kind = 5, elem = slot size in bytes (align 8), capacity in
 //!                          slots, role claims (the producer's)
-//! CachePadded<AtomicU64>   tail: the producer's position, published every 64 sends and on drop
+//! CachePadded<TailLine>   tail: the producer's position, published every 64 sends and on drop;
+//!                          first: the ring's first position (set at init, never changed)
 //! [Slot; capacity]         Slot = slot_bytes / 8 words:
 //!                            word 0  stamp: (position << 1) | busy
 //!                            word 1  length of the message in bytes
@@ -35,6 +36,8 @@
 //! held still is `Corrupt`. A hostile producer can make a reader wait or skip, never read out of
 //! bounds.
 
+mod cursors;
+
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
@@ -49,6 +52,8 @@ use crate::{
         bcast_writer_fence, fence,
     },
 };
+
+pub use cursors::{CursorEntry, CursorScan, CursorTable, DEFAULT_ENTRIES, MAX_ENTRIES};
 
 /// The producer publishes its position in the header every this many sends (and on drop):
 /// for readers that attach (they start there) and for lapped readers (who take the later of it
@@ -79,7 +84,16 @@ fn stamp(pos: u64, busy: u64) -> u64 {
 #[repr(C)]
 struct Header {
     meta: PaddedMeta,
-    tail: CachePadded<AtomicU64>,
+    tail: CachePadded<TailLine>,
+}
+
+/// The header's second cache line: the producer's published position, and the ring's first
+/// position (written once at init, never changed: where the oldest message a new ring can hold
+/// is; older slots hold init's stand-ins, which are no messages).
+#[repr(C)]
+struct TailLine {
+    pos: AtomicU64,
+    first: AtomicU64,
 }
 
 fn slots_offset() -> usize {
@@ -213,6 +227,19 @@ impl Raw {
         }
         pos
     }
+
+    /// The oldest position the ring holds messages for, given the producer's position `newest`:
+    /// a ring back, or the ring's first position if fewer were ever sent. `first` is checked:
+    /// one more than a ring behind (or ahead of) `newest` is not believed.
+    fn oldest(&self, newest: u64) -> u64 {
+        // ORDERING: Relaxed; written once at init, before the region was shared.
+        let first = self.hdr().tail.first.load(Ordering::Relaxed);
+        if newest.wrapping_sub(first) < self.cap {
+            first
+        } else {
+            newest.wrapping_sub(self.cap)
+        }
+    }
 }
 
 // Clone by hand: `KeepAlive` is an Arc.
@@ -275,7 +302,10 @@ impl BroadcastRing {
                 slot_bytes as u64 | (8 << 32),
                 capacity,
             )),
-            tail: CachePadded::new(AtomicU64::new(start)),
+            tail: CachePadded::new(TailLine {
+                pos: AtomicU64::new(start),
+                first: AtomicU64::new(start),
+            }),
         };
         // SAFETY: in bounds and aligned (checked); exclusive during init (caller).
         unsafe { ptr.cast::<Header>().write(hdr) };
@@ -345,7 +375,7 @@ impl BroadcastRing {
         let raw = unsafe { Self::attach(ptr, len)? };
         raw.hdr().meta.claim(Role::Producer, owner, is_alive)?;
         // ORDERING: Acquire; pairs with the previous producer's Release store of `tail`.
-        let tail = raw.hdr().tail.load(Ordering::Acquire);
+        let tail = raw.hdr().tail.pos.load(Ordering::Acquire);
         // After the last complete message; a message half-written by a producer that died is
         // written again.
         let pos = raw.producer_position(tail);
@@ -354,7 +384,7 @@ impl BroadcastRing {
         // publication left `tail` further behind): readers rely on it to tell a real lap from
         // an overwritten stamp (`lapped`). ORDERING: Release; pairs with the Acquire loads of
         // `tail` (attach, lapped), ordered before our first stamp store.
-        raw.hdr().tail.store(pos, Ordering::Release);
+        raw.hdr().tail.pos.store(pos, Ordering::Release);
         Ok(BroadcastProducer {
             raw,
             pos,
@@ -366,23 +396,79 @@ impl BroadcastRing {
     /// Attaches a reader, any number of them, at any time; it starts at the producer's
     /// position (found from the published one by the stamps), so it sees the messages sent from
     /// then on, and its deliveries plus its reported losses are what was sent after it
-    /// attached (a message sent while it attaches may count on either side).
+    /// attached (a message sent while it attaches may count on either side). The same as
+    /// [`reader_from`](Self::reader_from)`(ptr, len, Start::Newest)`.
     ///
     /// # Safety
     /// As for [`producer`](Self::producer).
     pub unsafe fn reader(ptr: *mut u8, len: usize) -> Result<BroadcastReader, AttachError> {
         // SAFETY: forwarded contract.
+        unsafe { Self::reader_from(ptr, len, Start::Newest) }
+    }
+
+    /// Attaches a reader that starts at `start` (see [`Start`]): the producer's position
+    /// (`Newest`), the oldest message the ring still holds (`Oldest`), or a sequence number
+    /// (`Seq`). A message's sequence number is its position: the first message of a ring is
+    /// number 0 (or its `init` start), numbers go on across producer restarts, and a reader's
+    /// reported losses are exactly the gaps in the numbers it reads
+    /// ([`recv_seq`](BroadcastReader::recv_seq)).
+    ///
+    /// # Safety
+    /// As for [`producer`](Self::producer).
+    pub unsafe fn reader_from(
+        ptr: *mut u8,
+        len: usize,
+        start: Start,
+    ) -> Result<BroadcastReader, AttachError> {
+        // SAFETY: forwarded contract.
         let raw = unsafe { Self::attach(ptr, len)? };
         // ORDERING: Acquire; pairs with the producer's Release store of `tail`.
-        let tail = raw.hdr().tail.load(Ordering::Acquire);
-        let cursor = raw.producer_position(tail);
+        let tail = raw.hdr().tail.pos.load(Ordering::Acquire);
+        let newest = raw.producer_position(tail);
+        let (cursor, pending) = match start {
+            Start::Newest => (newest, 0),
+            Start::Oldest => (raw.oldest(newest), 0),
+            Start::Seq(n) => {
+                let oldest = raw.oldest(newest);
+                let retained = newest.wrapping_sub(oldest);
+                let behind = newest.wrapping_sub(n);
+                if behind <= retained || behind.wrapping_neg() < HALF {
+                    // Still in the ring (or the next one), or not sent yet: the reader waits
+                    // for it (a slot holding an older message reads as empty).
+                    (n, 0)
+                } else {
+                    // Overwritten (or more than 2^62 ahead, which positions modulo 2^63
+                    // cannot tell from overwritten): from the oldest, the gap counted lost.
+                    (oldest, oldest.wrapping_sub(n))
+                }
+            }
+        };
         Ok(BroadcastReader {
             raw,
             cursor,
             lost: 0,
+            pending,
             _not_sync: PhantomData,
         })
     }
+}
+
+/// Where a new reader starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Start {
+    /// At the producer's position: only messages sent from now on (the default).
+    #[default]
+    Newest,
+    /// At the oldest message the ring still holds: up to a ring of earlier messages first
+    /// (fewer if fewer were ever sent). One the producer overwrites while the reader attaches
+    /// is reported lost like any lap.
+    Oldest,
+    /// At the message of this sequence number: one still in the ring is read first; one not
+    /// sent yet is waited for (a slot holding an older message reads as empty); one already
+    /// overwritten starts the reader at the oldest, and the first read reports the gap as
+    /// lost (`Lapped`). Sequence numbers compare modulo 2^64 like positions: a number more
+    /// than 2^62 ahead of the producer is taken as one overwritten long ago.
+    Seq(u64),
 }
 
 /// The producing end of a broadcast ring. `Send`, not `Sync`.
@@ -399,6 +485,9 @@ pub struct BroadcastReader {
     raw: Raw,
     cursor: u64,
     lost: u64,
+    /// Messages asked for at attach (`Start::Seq`) but already overwritten: reported by the
+    /// first `recv` as a lap (or taken by `take_start_gap`).
+    pending: u64,
     _not_sync: PhantomData<core::cell::Cell<()>>,
 }
 
@@ -408,6 +497,7 @@ impl Clone for BroadcastReader {
             raw: self.raw.clone(),
             cursor: self.cursor,
             lost: self.lost,
+            pending: self.pending,
             _not_sync: PhantomData,
         }
     }
@@ -442,7 +532,7 @@ impl Drop for BroadcastProducer {
     fn drop(&mut self) {
         // ORDERING: Release; pairs with the Acquire loads of `tail` in `reader`, `producer`
         // and the lapped path of `recv`.
-        self.raw.hdr().tail.store(self.pos, Ordering::Release);
+        self.raw.hdr().tail.pos.store(self.pos, Ordering::Release);
         self.raw.hdr().meta.release(Role::Producer, self.owner);
     }
 }
@@ -519,9 +609,148 @@ impl BroadcastProducer {
         self.pos = p.wrapping_add(1);
         if self.pos % PUBLISH_EVERY == 0 {
             // ORDERING: Release; pairs with the Acquire loads of `tail` (attach, lapped).
-            raw.hdr().tail.store(self.pos, Ordering::Release);
+            raw.hdr().tail.pos.store(self.pos, Ordering::Release);
         }
         Ok(())
+    }
+}
+
+impl BroadcastProducer {
+    /// Lends the slot of the next message, to write it in place ([`Loan::write`]) and
+    /// publish it ([`Loan::publish`]): no staging copy. The slot is marked busy at once (its
+    /// older message is gone: a reader still on it is told it was lapped). A loan dropped
+    /// without publishing leaves the slot busy and the position where it was: the next loan
+    /// or send writes that message (readers wait for it meanwhile, as for a message being
+    /// written).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmlane_ring::HeapRegion::broadcast(8, 64);
+    /// let mut loan = tx.loan();
+    /// loan.write(0, b"EURUSD").unwrap();
+    /// loan.write(6, b" 1.08").unwrap();
+    /// assert_eq!(loan.publish(11), Ok(0));
+    /// let mut buf = [0u8; 48];
+    /// assert_eq!(rx.recv_seq(&mut buf), Ok((11, 0)));
+    /// assert_eq!(&buf[..11], b"EURUSD 1.08");
+    /// ```
+    pub fn loan(&mut self) -> Loan<'_> {
+        let p = self.pos;
+        // ORDERING: Relaxed, then the Release fence, as in `send`: the busy stamp is ordered
+        // before every write into the slot.
+        self.raw.word(p, 0).store(stamp(p, BUSY), Ordering::Relaxed);
+        bcast_writer_fence();
+        Loan { prod: self, pos: p }
+    }
+}
+
+/// A slot lent by [`BroadcastProducer::loan`]: write the message in place, then publish it.
+/// The slot's words are written with atomic stores (other processes map them), never through
+/// a reference.
+pub struct Loan<'a> {
+    prod: &'a mut BroadcastProducer,
+    pos: u64,
+}
+
+impl core::fmt::Debug for Loan<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Loan")
+            .field("position", &self.pos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Loan<'_> {
+    /// The sequence number (position) the message will have.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// The largest message the slot holds.
+    pub fn max_message(&self) -> usize {
+        self.prod.raw.max()
+    }
+
+    /// Word `i` of the message area and the byte range `a..b` of it that `offset..end` covers.
+    fn words(offset: usize, end: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+        (offset / 8..end.div_ceil(8)).map(move |w| {
+            let a = offset.max(w * 8) - w * 8;
+            let b = end.min(w * 8 + 8) - w * 8;
+            (w, a, b)
+        })
+    }
+
+    /// Writes `bytes` at byte `offset` of the message. Bytes never written keep what the slot
+    /// held (an older message): write the whole message.
+    ///
+    /// # Errors
+    /// [`SendError::TooLong`] if `offset + bytes.len()` is past the slot; nothing is written.
+    pub fn write(&mut self, offset: usize, bytes: &[u8]) -> Result<(), SendError> {
+        let max = self.prod.raw.max();
+        let end = offset.saturating_add(bytes.len());
+        if end > max {
+            return Err(SendError::TooLong { len: end, max });
+        }
+        let raw = &self.prod.raw;
+        for (w, a, b) in Self::words(offset, end) {
+            let word = raw.word(self.pos, SLOT_HEADER_WORDS + w);
+            let src = &bytes[w * 8 + a - offset..w * 8 + b - offset];
+            let mut v = if b - a == 8 {
+                [0u8; 8]
+            } else {
+                // ORDERING: Relaxed; our own slot (marked busy), published by `publish`.
+                word.load(Ordering::Relaxed).to_le_bytes()
+            };
+            v[a..b].copy_from_slice(src);
+            // ORDERING: Relaxed; published by the Release stamp store in `publish`.
+            word.store(u64::from_le_bytes(v), Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Reads back bytes written at `offset` into `buf` (e.g. to checksum the message); bytes
+    /// past the slot read as zero.
+    pub fn read(&self, offset: usize, buf: &mut [u8]) {
+        let max = self.prod.raw.max();
+        let end = offset.saturating_add(buf.len()).min(max);
+        buf.fill(0);
+        if offset >= end {
+            return;
+        }
+        for (w, a, b) in Self::words(offset, end) {
+            // ORDERING: Relaxed; our own slot, written by this thread.
+            let v = self
+                .prod
+                .raw
+                .word(self.pos, SLOT_HEADER_WORDS + w)
+                .load(Ordering::Relaxed)
+                .to_le_bytes();
+            buf[w * 8 + a - offset..w * 8 + b - offset].copy_from_slice(&v[a..b]);
+        }
+    }
+
+    /// Publishes the first `len` bytes of the slot as the message; returns its sequence
+    /// number.
+    ///
+    /// # Errors
+    /// [`SendError::TooLong`] if `len` is past the slot; the loan is kept (the slot stays
+    /// busy, as if dropped).
+    pub fn publish(self, len: usize) -> Result<u64, SendError> {
+        let max = self.prod.raw.max();
+        if len > max {
+            return Err(SendError::TooLong { len, max });
+        }
+        let (p, raw) = (self.pos, &self.prod.raw);
+        // ORDERING: Relaxed; published by the stamp store (Release) below.
+        raw.word(p, 1).store(len as u64, Ordering::Relaxed);
+        // SYNC POINT: the message is complete. ORDERING: Release (`BCAST_DONE_STORE`), as in
+        // `send`; pairs with a reader's Acquire stamp load (`BCAST_STAMP_LOAD`).
+        raw.word(p, 0).store(stamp(p, 0), BCAST_DONE_STORE);
+        self.prod.pos = p.wrapping_add(1);
+        if self.prod.pos % PUBLISH_EVERY == 0 {
+            // ORDERING: Release; pairs with the Acquire loads of `tail` (attach, lapped).
+            raw.hdr().tail.pos.store(self.prod.pos, Ordering::Release);
+        }
+        Ok(p)
     }
 }
 
@@ -549,16 +778,48 @@ impl BroadcastReader {
         self.cursor
     }
 
-    /// Messages this reader lost to laps, in total.
+    /// Messages this reader lost to laps, in total (and to a start at an overwritten
+    /// sequence number, once reported).
     pub fn lost(&self) -> u64 {
         self.lost
+    }
+
+    /// Messages asked for at attach ([`Start::Seq`]) that were already overwritten, which the
+    /// next [`recv`](Self::recv) would report as a lap: taken (counted in [`lost`](Self::lost),
+    /// not reported by `recv` any more) for a caller that reports them itself.
+    pub fn take_start_gap(&mut self) -> u64 {
+        let gap = core::mem::take(&mut self.pending);
+        self.lost = self.lost.wrapping_add(gap);
+        gap
+    }
+
+    /// As [`recv`](Self::recv), with the message's sequence number (its position): numbers
+    /// increase by one from message to message, and a gap is exactly the loss reported by
+    /// the `Lapped` in between.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmlane_ring::HeapRegion::broadcast(4, 32);
+    /// let mut buf = [0u8; 16];
+    /// for i in 0..6u8 {
+    ///     tx.send(&[i]).unwrap();
+    /// }
+    /// // Six messages through four slots: the reader at 0 was lapped and goes on from the
+    /// // newest lap it saw (message 4).
+    /// assert_eq!(rx.recv_seq(&mut buf), Err(shmlane_ring::RecvError::Lapped { lost: 4 }));
+    /// assert_eq!(rx.recv_seq(&mut buf), Ok((1, 4)));
+    /// assert_eq!(rx.recv_seq(&mut buf), Ok((1, 5)));
+    /// assert_eq!(buf[0], 5);
+    /// ```
+    pub fn recv_seq(&mut self, buf: &mut [u8]) -> Result<(usize, u64), RecvError> {
+        let seq = self.cursor;
+        self.recv(buf).map(|n| (n, seq))
     }
 
     /// Messages published but not read yet, approximately (the producer publishes its position
     /// every 64 messages).
     pub fn backlog(&self) -> u64 {
         // ORDERING: Relaxed; informational.
-        let tail = self.raw.hdr().tail.load(Ordering::Relaxed);
+        let tail = self.raw.hdr().tail.pos.load(Ordering::Relaxed);
         let d = tail.wrapping_sub(self.cursor);
         if d > (1 << 63) { 0 } else { d }
     }
@@ -566,6 +827,9 @@ impl BroadcastReader {
     /// Whether [`recv`](Self::recv) would return something other than `Empty` now (a message,
     /// or the news of a lap): the condition a blocking wait polls.
     pub fn is_ready(&self) -> bool {
+        if self.pending != 0 {
+            return true;
+        }
         let c = self.cursor;
         // ORDERING: Acquire (`BCAST_STAMP_LOAD`), as in `recv`.
         let s = self.raw.word(c, 0).load(BCAST_STAMP_LOAD);
@@ -605,7 +869,7 @@ impl BroadcastReader {
         fence(Ordering::Acquire);
         // ORDERING: Acquire; pairs with the producer's Release store of `tail`, made before the
         // stamp of `seen` (ordered before this load by the fence above).
-        let tail = self.raw.hdr().tail.load(Ordering::Acquire);
+        let tail = self.raw.hdr().tail.pos.load(Ordering::Acquire);
         let stamp_past_tail = seen.wrapping_sub(tail) & POS_MASK;
         if (PUBLISH_EVERY..HALF).contains(&stamp_past_tail) {
             // No producer wrote it: an overwritten stamp. Nothing is counted.
@@ -627,6 +891,10 @@ impl BroadcastReader {
     /// Copies the next message into `buf` and returns its length; never waits. A reader a whole
     /// ring behind gets [`RecvError::Lapped`] once with the exact loss, then the newest messages.
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        if self.pending != 0 {
+            let lost = self.take_start_gap();
+            return Err(RecvError::Lapped { lost });
+        }
         let c = self.cursor;
         let raw = &self.raw;
         // SYNC POINT: is message `c` in its slot? ORDERING: Acquire (`BCAST_STAMP_LOAD`); pairs
@@ -713,7 +981,7 @@ mod tests {
         // ORDERING: as above.
         w.store(stamp(c + cap, 0), Ordering::Relaxed);
         // ORDERING: as above.
-        raw.hdr().tail.store(c + (1 << 41), Ordering::Relaxed);
+        raw.hdr().tail.pos.store(c + (1 << 41), Ordering::Relaxed);
         match rx.recv(&mut buf) {
             Err(RecvError::Lapped { lost }) => assert!(lost <= 2 * cap, "lost {lost}"),
             other => panic!("expected a bounded lap, got {other:?}"),
@@ -737,7 +1005,7 @@ mod tests {
             for i in 0..64u64 {
                 tx.send(&i.to_le_bytes()).unwrap();
             }
-            rx.raw.hdr().tail.store(0, Ordering::Relaxed);
+            rx.raw.hdr().tail.pos.store(0, Ordering::Relaxed);
             core::mem::forget(tx);
             let mut tx = BroadcastRing::producer(ptr, len, 2, &|t| t != 1).unwrap();
             assert_eq!(tx.position(), 64);
@@ -804,7 +1072,7 @@ mod tests {
                 tx.send(&[2; 8]).unwrap();
             }
             // Died just before its publication: `tail` still says `start`.
-            tx.raw.hdr().tail.store(start, Ordering::Relaxed);
+            tx.raw.hdr().tail.pos.store(start, Ordering::Relaxed);
             let raw = tx.raw.clone();
             // It dies: no drop (which would publish `tail` and free the role). Its share of
             // the region's keep-alive is let go first, so Miri's leak check sees nothing left.
@@ -823,6 +1091,148 @@ mod tests {
                 matches!(r, Err(RecvError::Lapped { .. })),
                 "start {start}: {r:?}"
             );
+        }
+    }
+
+    /// A reader at `start` on `tx`'s ring.
+    fn reader_at(tx: &BroadcastProducer, start: Start) -> BroadcastReader {
+        let ptr = tx.raw.hdr.as_ptr().cast::<u8>();
+        let len = BroadcastRing::required_size(tx.raw.cap, tx.raw.words * 8);
+        // SAFETY: the heap region lives as long as `tx` (its keep-alive), which outlives the
+        // reader in these tests.
+        unsafe { BroadcastRing::reader_from(ptr, len, start) }.unwrap()
+    }
+
+    /// Reads everything there is: (seq, first byte) per message, laps as (u64::MAX, lost).
+    fn drain(rx: &mut BroadcastReader) -> Vec<(u64, u64)> {
+        let mut buf = [0u8; 16];
+        let mut out = Vec::new();
+        loop {
+            match rx.recv_seq(&mut buf) {
+                Ok((n, seq)) => {
+                    assert_eq!(n, 8);
+                    out.push((seq, u64::from_le_bytes(buf[..8].try_into().unwrap())));
+                }
+                Err(RecvError::Lapped { lost }) => out.push((u64::MAX, lost)),
+                Err(RecvError::Empty) => return out,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// Issue 16: the start position chosen at attach. Newest sees nothing old; Oldest sees
+    /// exactly what the ring holds (only real messages on a ring not yet full); Seq(n) starts
+    /// at n, an overwritten n at the oldest with the gap reported, a future n waits for it.
+    #[test]
+    fn readers_start_where_asked() {
+        for start in STARTS {
+            let (mut tx, _) = HeapRegion::broadcast_at(8, 32, start);
+            let at = |i: u64| start.wrapping_add(i);
+            let send = |tx: &mut BroadcastProducer, n: u64| {
+                for _ in 0..n {
+                    let p = tx.position();
+                    tx.send(&p.to_le_bytes()).unwrap();
+                }
+            };
+            send(&mut tx, 5);
+            // Not yet full: the oldest is the ring's first message, no stand-in before it.
+            let want: Vec<_> = (0..5).map(|i| (at(i), at(i))).collect();
+            assert_eq!(
+                drain(&mut reader_at(&tx, Start::Oldest)),
+                want,
+                "start {start}"
+            );
+            send(&mut tx, 15);
+            assert!(drain(&mut reader_at(&tx, Start::Newest)).is_empty());
+            let want: Vec<_> = (12..20).map(|i| (at(i), at(i))).collect();
+            assert_eq!(
+                drain(&mut reader_at(&tx, Start::Oldest)),
+                want,
+                "start {start}"
+            );
+            let want: Vec<_> = (15..20).map(|i| (at(i), at(i))).collect();
+            assert_eq!(drain(&mut reader_at(&tx, Start::Seq(at(15)))), want);
+            // Overwritten: from the oldest, the gap (12 - 2) reported first and counted.
+            let mut old = reader_at(&tx, Start::Seq(at(2)));
+            let mut want = vec![(u64::MAX, 10)];
+            want.extend((12..20).map(|i| (at(i), at(i))));
+            assert_eq!(drain(&mut old), want, "start {start}");
+            assert_eq!(old.lost(), 10);
+            // The future: nothing until message 25, then from it.
+            let mut future = reader_at(&tx, Start::Seq(at(25)));
+            send(&mut tx, 5);
+            assert!(drain(&mut future).is_empty());
+            send(&mut tx, 2);
+            assert_eq!(drain(&mut future), vec![(at(25), at(25)), (at(26), at(26))]);
+            assert_eq!(future.lost(), 0);
+        }
+    }
+
+    /// Issue 16: sequence numbers go up by one per message, and every gap is exactly the
+    /// loss the `Lapped` in between reported, across the wrap of u64 and of 2^63.
+    #[test]
+    fn sequence_gaps_are_exactly_the_losses() {
+        for start in STARTS {
+            let (mut tx, mut rx) = HeapRegion::broadcast_at(4, 32, start);
+            let mut buf = [0u8; 16];
+            let (mut expect, mut lost, mut got) = (start, 0u64, 0u64);
+            for burst in [1u64, 3, 9, 2, 17, 4, 70, 5] {
+                for _ in 0..burst {
+                    let p = tx.position();
+                    tx.send(&p.to_le_bytes()).unwrap();
+                }
+                loop {
+                    match rx.recv_seq(&mut buf) {
+                        Ok((_, seq)) => {
+                            assert_eq!(seq, expect, "start {start}");
+                            assert_eq!(buf[..8], seq.to_le_bytes());
+                            expect = seq.wrapping_add(1);
+                            got += 1;
+                        }
+                        Err(RecvError::Lapped { lost: l }) => {
+                            lost += l;
+                            expect = expect.wrapping_add(l);
+                        }
+                        Err(RecvError::Empty) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            assert!(lost > 0);
+            assert_eq!(got + lost, tx.position().wrapping_sub(start));
+            assert_eq!(rx.lost(), lost);
+        }
+    }
+
+    /// Issue 16: a message written in place through a loan reads back whole; a loan dropped
+    /// unpublished leaves the position for the next message, and readers wait meanwhile.
+    #[test]
+    fn loans_publish_in_place() {
+        for start in STARTS {
+            let (mut tx, mut rx) = HeapRegion::broadcast_at(4, 64, start);
+            let mut buf = [0u8; 48];
+            for round in 0..10u8 {
+                let mut loan = tx.loan();
+                assert_eq!(loan.position(), start.wrapping_add(u64::from(round)));
+                let msg: Vec<u8> = (0..21).map(|i| round ^ i).collect();
+                // Odd pieces: a word written in parts, one across a word boundary.
+                loan.write(0, &msg[..3]).unwrap();
+                loan.write(3, &msg[3..13]).unwrap();
+                loan.write(13, &msg[13..]).unwrap();
+                let mut back = [0u8; 21];
+                loan.read(0, &mut back);
+                assert_eq!(back[..], msg[..]);
+                assert!(loan.write(40, &[0; 9]).is_err());
+                let seq = loan.publish(21).unwrap();
+                assert_eq!(rx.recv_seq(&mut buf), Ok((21, seq)));
+                assert_eq!(buf[..21], msg[..]);
+            }
+            // A loan given up unpublished.
+            let _ = tx.loan();
+            assert_eq!(rx.recv(&mut buf), Err(RecvError::Empty));
+            let p = tx.position();
+            tx.send(b"after").unwrap();
+            assert_eq!(rx.recv_seq(&mut buf), Ok((5, p)));
         }
     }
 
@@ -999,6 +1409,7 @@ mod tests {
             raw: tx.raw.clone(),
             cursor: tx.raw.producer_position(0),
             lost: 0,
+            pending: 0,
             _not_sync: PhantomData,
         };
         let mut buf = [0u8; 16];

@@ -51,7 +51,10 @@ pub mod spsc;
 pub mod stamped;
 mod sync;
 
-pub use broadcast::{BroadcastProducer, BroadcastReader, BroadcastRing, RecvError, SendError};
+pub use broadcast::{
+    BroadcastProducer, BroadcastReader, BroadcastRing, CursorEntry, CursorScan, CursorTable, Loan,
+    RecvError, SendError, Start,
+};
 pub use error::{AttachError, ChunkError, PopError, PushError};
 pub use header::{MAX_CAPACITY, REGION_ALIGN, RING_MAGIC};
 pub use mpmc::{Hole, MPMC_INTENTS, MpmcRing, Receiver, Sender};

@@ -183,6 +183,14 @@ pub(crate) const BCAST_STAMP_LOAD: O = if cfg!(shmlane_weaken = "bcast_stamp_loa
 } else {
     O::Acquire
 };
+/// Broadcast cursor table: a reader completes its claim of an entry (owner word "held") after
+/// storing its cursor there. Release: pairs with the producer's Acquire owner load in the
+/// scan, so a scan that sees the entry held sees this cursor, not the previous holder's.
+pub(crate) const BCAST_CURSOR_CLAIM: O = if cfg!(shmlane_weaken = "bcast_cursor_claim") {
+    O::Relaxed
+} else {
+    O::Release
+};
 
 /// Broadcast: the producer's Release fence between marking a slot busy and overwriting its
 /// message. Pairs with `bcast_reader_fence`: a reader whose copy saw any overwritten word then

@@ -9,8 +9,9 @@ use std::alloc::{Layout, alloc_zeroed, dealloc};
 
 use loom::thread;
 use shmlane_ring::{
-    BroadcastRing, Hole, MpmcRing, PopError, PushError, ReadError, Receiver, RecordConsumer,
-    RecordProducer, RecordRing, RecvError, Sender, SpscRing, StampedRing, Unblock,
+    BroadcastRing, CursorTable, Hole, MpmcRing, PopError, PushError, ReadError, Receiver,
+    RecordConsumer, RecordProducer, RecordRing, RecvError, Sender, SpscRing, StampedRing, Start,
+    Unblock,
 };
 
 /// Zeroed, 128-byte aligned memory for one model iteration.
@@ -1034,6 +1035,121 @@ fn broadcast_reader_lapped_never_torn() {
         assert_eq!(rx.lost(), lost);
         t.join().unwrap();
         drop(rx);
+        drop(mem);
+    });
+}
+
+/// Broadcast, the start position chosen at attach (issue 16): a reader attaches from `Oldest`
+/// (or a future `Seq`) while the producer sends 3 two-word messages through 2 slots, positions
+/// wrapping past u64::MAX. It must start at a real message (never one of init's stand-ins
+/// before the ring's first position, never before the number asked for), read every message
+/// whole and at its own number, and its sequence gaps must be exactly the losses reported.
+#[test]
+fn broadcast_start_oldest_and_seq() {
+    let start = u64::MAX - 1;
+    for from in [Start::Oldest, Start::Seq(start.wrapping_add(2))] {
+        loom::model(move || {
+            let len = BroadcastRing::required_size(2, 32);
+            let mem = std::sync::Arc::new(Mem::new(len));
+            let ptr = mem.0;
+            // SAFETY: the memory outlives the handles (dropped before it).
+            let mut tx = unsafe {
+                BroadcastRing::init(ptr, len, 2, 32, start).unwrap();
+                BroadcastRing::producer(ptr, len, 1, &alive).unwrap()
+            };
+            let msg = |seq: u64| {
+                let mut m = [0u8; 16];
+                m[..8].copy_from_slice(&seq.to_le_bytes());
+                m[8..].copy_from_slice(&(!seq).to_le_bytes());
+                m
+            };
+            let t = thread::spawn(move || {
+                for _ in 0..3u64 {
+                    let p = tx.position();
+                    tx.send(&msg(p)).unwrap();
+                }
+            });
+            // SAFETY: as above.
+            let mut rx = unsafe { BroadcastRing::reader_from(ptr, len, from).unwrap() };
+            let end = start.wrapping_add(3);
+            let mut expect = rx.position();
+            let first = expect.wrapping_sub(start);
+            assert!(
+                first <= 3,
+                "started before the ring's first message: {first}"
+            );
+            if let Start::Seq(n) = from {
+                assert_eq!(expect, n, "a future number is waited for");
+            }
+            let mut buf = [0u8; 16];
+            while expect != end {
+                match rx.recv_seq(&mut buf) {
+                    Ok((n, seq)) => {
+                        assert_eq!(n, 16, "a stand-in or torn message at {seq}");
+                        assert_eq!(seq, expect, "a gap without a reported loss");
+                        assert_eq!(buf, msg(seq), "torn or misplaced message at {seq}");
+                        expect = seq.wrapping_add(1);
+                    }
+                    Err(RecvError::Lapped { lost }) => {
+                        assert!(lost > 0 && lost <= 3);
+                        expect = expect.wrapping_add(lost);
+                    }
+                    Err(RecvError::Empty) => thread::yield_now(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            t.join().unwrap();
+            drop(rx);
+            drop(mem);
+        });
+    }
+}
+
+/// Broadcast cursor table (issue 16): a reader takes over the entry of a dead one (whose stale
+/// cursor is 0) while the producer scans; then a second reader tries to claim the entry.
+/// A scan that counts the new holder must see its cursor (100, or 101 after its first read),
+/// never the dead holder's; a second claimer is refused while the holder lives.
+#[test]
+fn broadcast_cursor_table_claim_and_scan() {
+    loom::model(|| {
+        let len = CursorTable::required_size(1);
+        let mem = std::sync::Arc::new(Mem::new(len));
+        let ptr = mem.0;
+        let live = |o: u64| o != 7;
+        // SAFETY: the memory outlives the table and its entries (dropped before it).
+        let table = unsafe {
+            CursorTable::init(ptr, len, 1).unwrap();
+            CursorTable::attach(ptr, len).unwrap()
+        };
+        // A reader that died holding the entry, its cursor at 0.
+        core::mem::forget(table.claim(7, 0, &live).unwrap());
+        let t2 = table.clone();
+        let t = thread::spawn(move || {
+            let e = t2.claim(1, 100, &|o| o != 7);
+            if let Some(e) = &e {
+                e.publish(101);
+            }
+            // Held until the scan and the other claim are done.
+            e
+        });
+        // The producer scans until it sees the new holder (as a real one does, now and then).
+        let lag = loop {
+            let scan = table.scan(110, &live);
+            if let Some(lag) = scan.slowest_lag {
+                assert_eq!(scan.readers, 1);
+                break lag;
+            }
+            assert_eq!(scan.readers, 0);
+            thread::yield_now();
+        };
+        assert!(lag == 10 || lag == 9, "stale cursor: lag {lag}");
+        // The entry is held by a live reader: a second claimer is refused.
+        let mine = table.claim(2, 105, &live);
+        assert!(mine.is_none(), "a live reader's entry was taken over");
+        let theirs = t.join().unwrap();
+        assert!(theirs.is_some());
+        drop((mine, theirs));
+        drop(table);
         drop(mem);
     });
 }

@@ -1,10 +1,18 @@
 //! Broadcast channels (a broadcast ring: one publisher that never waits, any number of
 //! subscribers), on the same segment layout, events and liveness as the other channels.
 
+mod position;
+mod typed;
+
 use std::time::{Duration, Instant};
 
-use shmlane_ring::{BroadcastProducer, BroadcastReader, BroadcastRing, RecvError as RingRecvError};
+pub use position::Start;
+use shmlane_ring::{
+    BroadcastProducer, BroadcastReader, BroadcastRing, CursorEntry, CursorTable,
+    RecvError as RingRecvError,
+};
 use shmlane_wake::Deadline;
+pub use typed::{TypedLoan, TypedPublisher, TypedSubscriber};
 
 use crate::{
     Channel, SideStats,
@@ -18,6 +26,7 @@ impl Channel<u8> {
     /// processes ([`OpenError::RoleTaken`] otherwise); one left by a dead process is taken
     /// over and continues after the last message.
     pub fn publisher(&self) -> Result<Publisher, OpenError> {
+        self.check_kind(crate::Kind::Broadcast, "publisher")?;
         self.check_here()?;
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
@@ -29,25 +38,16 @@ impl Channel<u8> {
             ring: Owned::new(ring),
             local: self.local(Side::Send),
             scratch: Vec::new(),
+            cursors: position::cursor_table(&self.inner),
         })
     }
 
     /// A subscriber to a broadcast channel (any number, at any time): it sees the messages
     /// published from now on (it starts at the publisher's position, found from the published
-    /// one by the slot stamps).
+    /// one by the slot stamps; no message published before it subscribed is delivered). The
+    /// same as [`subscriber_from`](Self::subscriber_from)`(Start::Newest)`.
     pub fn subscriber(&self) -> Result<Subscriber, OpenError> {
-        self.check_here()?;
-        let (ptr, len) = self.inner.ring;
-        // SAFETY: as in `byte_sender`.
-        let ring = unsafe { BroadcastRing::reader(ptr, len)? };
-        Ok(Subscriber {
-            ring,
-            local: self.local(Side::Recv),
-            since: Instant::now(),
-            lost: 0,
-            corrupt: None,
-            scratch: Vec::new(),
-        })
+        self.subscriber_from(Start::Newest)
     }
 }
 
@@ -57,6 +57,8 @@ pub struct Publisher {
     local: Local,
     /// Checksummed channels: the message and its checksum, sent as one.
     scratch: Vec<u8>,
+    /// The subscribers' cursor table (`None` in a channel made without one).
+    cursors: Option<CursorTable>,
 }
 
 /// A subscribing end of a broadcast channel. `Send`, not `Sync`.
@@ -74,6 +76,13 @@ pub struct Subscriber {
     /// Checksummed channels: a message and its checksum, when the caller's buffer has no
     /// room for the checksum too.
     scratch: Vec<u8>,
+    /// This subscriber's entry in the cursor table (`None`: the table was full or missing).
+    cursor: Option<CursorEntry>,
+    /// Messages asked for at subscribe (`Start::Seq`) but overwritten already: the first
+    /// receive reports them as a lap.
+    start_gap: u64,
+    /// The sequence number of the last message delivered.
+    last_seq: Option<u64>,
 }
 
 /// Faster than any publisher can send (about 2 messages a nanosecond: a send is several
@@ -95,9 +104,11 @@ fn max_plausible_loss(cap: u64, elapsed: Duration) -> u64 {
 crate::bytes::debug_endpoint!(Publisher, Subscriber);
 
 impl Publisher {
-    /// The largest message this channel takes.
+    /// The largest message this channel takes: the `msg_size` it was created with (its slots,
+    /// rounded up to 8 bytes, could hold a few more).
     pub fn max_message(&self) -> usize {
-        payload_max(self.ring.max_message(), self.local.inner.checksum)
+        let msg_max = usize::try_from(self.local.inner.msg_max).unwrap_or(usize::MAX);
+        payload_max(self.ring.max_message(), self.local.inner.checksum).min(msg_max)
     }
 
     /// Publishes `msg` to every subscriber; never waits for them (one a whole ring behind
@@ -118,14 +129,14 @@ impl Publisher {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send(&mut self, msg: &[u8]) -> Result<(), ByteSendError> {
+        let max = self.max_message();
+        if msg.len() > max {
+            return Err(ByteSendError::TooLong {
+                len: msg.len(),
+                max,
+            });
+        }
         let sent = if self.local.inner.checksum {
-            let max = self.max_message();
-            if msg.len() > max {
-                return Err(ByteSendError::TooLong {
-                    len: msg.len(),
-                    max,
-                });
-            }
             self.scratch.clear();
             self.scratch.extend_from_slice(msg);
             self.scratch.extend_from_slice(&checksum(msg));
@@ -206,8 +217,12 @@ impl Subscriber {
         if let Some(why) = self.corrupt {
             return Err(ByteRecvError::Corrupt(why));
         }
+        if let Some(gap) = self.report_start_gap() {
+            return Err(gap);
+        }
         match self.recv_checked(buf) {
             Ok(n) => {
+                self.delivered();
                 self.local.done(1, n as u64);
                 Ok(n)
             }
@@ -222,6 +237,7 @@ impl Subscriber {
                 self.since = now;
                 self.lost += lost;
                 self.local.stats.lost += lost;
+                self.publish_cursor();
                 Err(ByteRecvError::Lapped { lost })
             }
             Err(RingRecvError::BufferTooSmall { needed }) => {

@@ -26,6 +26,7 @@ const PENDING_RECHECK: Duration = Duration::from_millis(20);
 impl Channel<u8> {
     /// A sender on a byte channel (any number, in any process).
     pub fn byte_sender(&self) -> Result<ByteSender, OpenError> {
+        self.check_kind(crate::Kind::Bytes, "byte_sender")?;
         self.check_here()?;
         let (ptr, len) = self.inner.ring;
         let tag = u32::try_from(self.token()).map_err(|_| {
@@ -47,6 +48,7 @@ impl Channel<u8> {
     /// second, from any handle or thread, fails with [`OpenError::RoleTaken`] until the first
     /// is dropped); one left by a dead process is taken over.
     pub fn byte_receiver(&self) -> Result<ByteReceiver, OpenError> {
+        self.check_kind(crate::Kind::Bytes, "byte_receiver")?;
         self.check_here()?;
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
@@ -138,9 +140,20 @@ pub(crate) fn peers_gone(local: &Local, peer: Side) -> Option<Peers> {
 }
 
 impl ByteSender {
-    /// The largest message this channel takes.
+    /// The largest message this channel takes: the `msg_size` it was created with (at most
+    /// what the ring holds).
     pub fn max_message(&self) -> usize {
-        payload_max(self.ring.max_record(), self.local.inner.checksum)
+        let msg_max = usize::try_from(self.local.inner.msg_max).unwrap_or(usize::MAX);
+        payload_max(self.ring.max_record(), self.local.inner.checksum).min(msg_max)
+    }
+
+    /// `TooLong` for a message over the channel's `msg_size`.
+    fn check_len(&self, len: usize) -> Result<(), ByteSendError> {
+        let max = self.max_message();
+        if len > max {
+            return Err(ByteSendError::TooLong { len, max });
+        }
+        Ok(())
     }
 
     /// A checksummed message: claimed with room for its checksum, written, committed.
@@ -174,6 +187,7 @@ impl ByteSender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), ByteSendError> {
+        self.check_len(msg.len())?;
         let sent = if self.local.inner.checksum {
             self.send_checksummed(msg)
         } else {
@@ -214,6 +228,7 @@ impl ByteSender {
         if self.local.inner.checksum {
             return Err(ByteSendError::ChecksumClaim);
         }
+        self.check_len(len)?;
         let disconnected = self.local.inner.side_left(Side::Recv);
         match self.ring.claim(len) {
             Ok(claim) => Ok(ByteClaim {

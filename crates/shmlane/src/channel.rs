@@ -16,6 +16,8 @@
 //! region "ring"     the SPSC, MPMC, record or broadcast ring (shmlane-ring)
 //! region "ev-data"  event: receivers sleep on it, senders notify it
 //! region "ev-space" event: senders sleep on it (ring full), receivers notify it
+//! region "type"     the element type: size, alignment, name hash and length, the name's
+//!                   first 112 bytes (see `channel/elem.rs`)
 //! ```
 
 use core::{marker::PhantomData, ptr::NonNull};
@@ -91,6 +93,17 @@ impl Kind {
             Self::Mpmc => "mpmc",
             Self::Bytes => "bytes",
             Self::Broadcast => "broadcast",
+        }
+    }
+    /// The endpoints a channel of this kind has (for [`OpenError::WrongKind`]).
+    pub fn endpoints(self) -> &'static str {
+        match self {
+            Self::Spsc => "producer() and consumer()",
+            Self::Mpmc => "sender() and receiver()",
+            Self::Bytes => "byte_sender() and byte_receiver()",
+            Self::Broadcast => {
+                "publisher() and subscriber() (typed: typed_publisher() and typed_subscriber())"
+            }
         }
     }
     fn from_word(w: u64) -> Option<Self> {
@@ -187,6 +200,10 @@ pub struct ChannelStats {
     pub remove_on_last_leave: bool,
     /// Whether every message carries a CRC32C (byte and broadcast channels).
     pub checksum: bool,
+    /// The element type recorded at creation (`None`: no type record, a channel made before
+    /// shmlane recorded types, opening it fails with [`OpenError::NoTypeRecord`]; or a region
+    /// too small for the record, [`OpenError::DamagedTypeRecord`]).
+    pub elem_type: Option<ElemType>,
     /// Sender-side statistics.
     pub sent: SideStats,
     /// Receiver-side statistics.
@@ -230,6 +247,19 @@ pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
         second
     };
     let capacity = word(3);
+    let elem_type = info
+        .regions
+        .iter()
+        // As `open` reads it: the record's words, whatever the region's size beyond them.
+        .find(|r| r.name == "type" && r.size >= (TYPE_WORDS * 8) as u64)
+        .and_then(|r| {
+            let mut buf = [0u8; TYPE_WORDS * 8];
+            file.read_exact_at(&mut buf, r.offset).ok()?;
+            let words = core::array::from_fn(|i| {
+                u64::from_ne_bytes(buf[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]))
+            });
+            Some(ElemType::from_words(&words))
+        });
     Some(ChannelStats {
         kind,
         capacity,
@@ -240,16 +270,21 @@ pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
         endpoints: (word(5), word(6)),
         remove_on_last_leave: word(9) & FLAG_UNLINK != 0,
         checksum: word(9) & FLAG_CHECKSUM != 0,
+        elem_type,
         sent: side(16),
         received: side(32),
     })
 }
 
 mod builder;
+mod elem;
 mod endpoints;
 mod local;
 
-pub use builder::{Builder, broadcast, bytes, mpmc, spsc};
+use elem::TYPE_WORDS;
+pub use elem::{ElemType, TYPE_NAME_STORED, fnv1a64};
+
+pub use builder::{Builder, broadcast, broadcast_of, bytes, mpmc, spsc};
 pub use endpoints::{Consumer, Producer, Receiver, Sender};
 pub(crate) use local::{Local, Owned};
 
@@ -266,6 +301,8 @@ struct Identity {
     /// Channel header: magic, kind, element size, capacity, largest message, flags.
     chan: [u64; 6],
     ring: [u64; RING_IDENTITY_WORDS],
+    /// The type record (region `type`).
+    ty: [u64; TYPE_WORDS],
 }
 
 fn chan_identity(h: &Header) -> [u64; 6] {
@@ -303,6 +340,13 @@ pub(crate) struct Inner {
     ident: Identity,
     /// Every message carries a checksum (header flag, read once at open).
     pub(crate) checksum: bool,
+    /// The largest message (header `msg_size`, read once at open; byte channels refuse
+    /// longer ones, whatever the ring could hold).
+    pub(crate) msg_max: u64,
+    /// The element type recorded in the channel (read once at open, checked against `T`).
+    elem_type: ElemType,
+    /// Where the type record lives (in `seg`), for the identity re-check.
+    ty_at: *mut u8,
     pub(crate) ring: (*mut u8, usize),
     /// Endpoints of each side this process holds through this channel handle.
     roles: [AtomicU32; 2],
@@ -385,6 +429,11 @@ impl Inner {
         if unsafe { ring_identity(self.ring.0) } != self.ident.ring {
             return Err("the ring header changed");
         }
+        // SAFETY: checked at open: the type region is aligned and holds the words; it lives
+        // as long as `seg`.
+        if unsafe { elem::read_words(self.ty_at) } != self.ident.ty {
+            return Err("the type record changed");
+        }
         Ok(())
     }
 
@@ -462,6 +511,30 @@ impl<T: Pod + Send> Channel<T> {
         self.inner.seg.created()
     }
 
+    /// The channel's kind.
+    pub fn kind(&self) -> Kind {
+        self.inner.kind
+    }
+
+    /// The element type the channel records (checked against `T` and the builder's
+    /// [`type_name`](crate::Builder::type_name) when it was opened).
+    pub fn elem_type(&self) -> ElemType {
+        self.inner.elem_type
+    }
+
+    /// Endpoint constructors first check that the channel is of the kind that has them:
+    /// `wanted` names the endpoint asked for.
+    pub(crate) fn check_kind(&self, kind: Kind, wanted: &'static str) -> Result<(), OpenError> {
+        if self.inner.kind == kind {
+            return Ok(());
+        }
+        Err(OpenError::WrongKind {
+            name: self.inner.name.clone(),
+            kind: self.inner.kind,
+            wanted,
+        })
+    }
+
     /// Owner token for ring role claims: this attachment's slot and generation (a later
     /// holder of a dead process's slot is not taken for it).
     pub(crate) fn token(&self) -> u64 {
@@ -500,6 +573,7 @@ impl<T: Pod + Send> Channel<T> {
     /// call, from any handle or thread, fails with [`OpenError::RoleTaken`] until the first
     /// is dropped); one left by a dead process is taken over.
     pub fn producer(&self) -> Result<Producer<T>, OpenError> {
+        self.check_kind(Kind::Spsc, "producer")?;
         self.check_here()?;
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
@@ -516,6 +590,7 @@ impl<T: Pod + Send> Channel<T> {
 
     /// The SPSC consumer: at most one per channel, as for [`producer`](Self::producer).
     pub fn consumer(&self) -> Result<Consumer<T>, OpenError> {
+        self.check_kind(Kind::Spsc, "consumer")?;
         self.check_here()?;
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
@@ -531,6 +606,7 @@ impl<T: Pod + Send> Channel<T> {
 
     /// An MPMC sender (any number).
     pub fn sender(&self) -> Result<Sender<T>, OpenError> {
+        self.check_kind(Kind::Mpmc, "sender")?;
         self.check_here()?;
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;
@@ -545,6 +621,7 @@ impl<T: Pod + Send> Channel<T> {
 
     /// An MPMC receiver (any number).
     pub fn receiver(&self) -> Result<Receiver<T>, OpenError> {
+        self.check_kind(Kind::Mpmc, "receiver")?;
         self.check_here()?;
         let (ptr, len) = self.inner.ring;
         let seg = &self.inner.seg;

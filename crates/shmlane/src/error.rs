@@ -41,6 +41,51 @@ pub enum OpenError {
         /// What was asked for.
         wanted: String,
     },
+    /// The channel holds another element type than the one it was opened with: another size,
+    /// alignment or name (the name is `core::any::type_name::<T>()` unless the builder's
+    /// [`type_name`](crate::Builder::type_name) overrides it).
+    #[error(
+        "channel {name} holds {found}; opened as {wanted}: open it with the type it holds (or the same Builder::type_name), or remove it (shmlane rm {name})"
+    )]
+    WrongType {
+        /// Channel name.
+        name: String,
+        /// The type the channel records (`name (size bytes, align n)`).
+        found: String,
+        /// The type asked for, in the same form.
+        wanted: String,
+    },
+    /// An endpoint was asked of a channel of another kind (e.g. `byte_sender()` of an SPSC
+    /// channel).
+    #[error(
+        "channel {name} is a {} channel, which has no {wanted}: its endpoints are {}", .kind.name(), .kind.endpoints()
+    )]
+    WrongKind {
+        /// Channel name.
+        name: String,
+        /// The channel's kind.
+        kind: crate::Kind,
+        /// The endpoint asked for (`producer`, `consumer`, `sender`, `receiver`,
+        /// `byte_sender`, `byte_receiver`, `publisher`, `subscriber`).
+        wanted: &'static str,
+    },
+    /// The channel has no type record: it was made by a shmlane from before channels recorded
+    /// their element type (the segment layout changed).
+    #[error(
+        "channel {0} has no element type record: it was made by an older shmlane (the layout changed); remove it (shmlane rm {0}) and create it again"
+    )]
+    NoTypeRecord(String),
+    /// The channel's type record contradicts itself (its name's hash or length, its
+    /// alignment): no shmlane writes such a record, so it was overwritten.
+    #[error(
+        "channel {name}: its element type record is damaged ({what}); no shmlane writes such a record, so something overwrote it: remove the channel (shmlane rm {name}) and create it again"
+    )]
+    DamagedTypeRecord {
+        /// Channel name.
+        name: String,
+        /// What is wrong with the record.
+        what: &'static str,
+    },
     /// The ring inside is malformed or its role is taken.
     #[error("ring: {0}")]
     Ring(#[from] AttachError),
@@ -105,6 +150,22 @@ pub enum ConfigError {
         /// What to change.
         hint: &'static str,
     },
+    /// `msg_size` on a typed (SPSC, MPMC) channel other than the element's size: the element
+    /// type decides the message size there.
+    #[error(
+        "a {kind} channel's messages are its element type ({elem} bytes), so msg_size {msg_size} does not apply: leave msg_size unset, or use an element type of that size"
+    )]
+    FixedMsgSize {
+        /// The channel kind's name.
+        kind: &'static str,
+        /// The message size asked for.
+        msg_size: u64,
+        /// `size_of::<T>()`.
+        elem: u64,
+    },
+    /// `type_name("")`: a type needs a name.
+    #[error("an empty type name: give the element type a name other peers can check")]
+    EmptyTypeName,
     /// The setting is not available for this kind of channel.
     #[error("a {kind} channel has no {what}")]
     Unsupported {

@@ -17,11 +17,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! A channel is a shared-memory segment (`shmlane-segment`) holding four regions: `chan` (the
+//! A channel is a shared-memory segment (`shmlane-segment`) holding five regions: `chan` (the
 //! channel header and statistics, see [`ChannelStats`]), `ring` (an SPSC or MPMC ring from
-//! `shmlane-ring`), and two events from `shmlane-wake`: `ev-data` (consumers sleep on it,
-//! producers notify it) and `ev-space` (the reverse). A producer's notify costs a fence and a
-//! load when no consumer sleeps: no syscall.
+//! `shmlane-ring`), two events from `shmlane-wake`: `ev-data` (consumers sleep on it,
+//! producers notify it) and `ev-space` (the reverse), and `type` (the element type's size,
+//! alignment and name, see [`ElemType`]: opening with another type is
+//! [`OpenError::WrongType`]). A producer's notify costs a fence and a load when no consumer
+//! sleeps: no syscall.
 //!
 //! Dead peers: every endpoint's process holds an attachment slot in the segment, tagged with
 //! its role, whose liveness lock the kernel drops when the process dies. A blocking receive on
@@ -38,11 +40,11 @@ mod bytes;
 mod channel;
 mod error;
 
-pub use broadcast::{Publisher, Subscriber};
+pub use broadcast::{Publisher, Start, Subscriber, TypedLoan, TypedPublisher, TypedSubscriber};
 pub use bytes::{ByteClaim, ByteReceiver, ByteSender, DEFAULT_UNBLOCK_AFTER};
 pub use channel::{
-    Builder, Channel, ChannelStats, Kind, ROLE_RECEIVER, ROLE_SENDER, SideStats, broadcast, bytes,
-    inspect, mpmc, spsc,
+    Builder, Channel, ChannelStats, ElemType, Kind, ROLE_RECEIVER, ROLE_SENDER, SideStats,
+    TYPE_NAME_STORED, broadcast, broadcast_of, bytes, fnv1a64, inspect, mpmc, spsc,
 };
 pub use error::{
     ByteRecvError, ByteSendError, ConfigError, OpenError, RecvError, SendError, TryRecvError,

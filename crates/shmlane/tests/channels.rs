@@ -164,7 +164,11 @@ fn mismatched_open_is_a_clear_error() {
     let e = shmlane::mpmc::<u64>(&name).open().unwrap_err();
     assert!(e.to_string().contains("exists as spsc"), "{e}");
     let e = shmlane::spsc::<u32>(&name).open().unwrap_err();
-    assert!(e.to_string().contains("8-byte messages"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("holds u64 (8 bytes, align 8); opened as u32 (4 bytes, align 4)"),
+        "{e}"
+    );
 }
 
 #[test]

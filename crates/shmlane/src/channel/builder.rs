@@ -5,6 +5,7 @@ use super::{
     FLAG_CHECKSUM, FLAG_UNLINK, Header, Identity, Inner, Kind, Location, MpmcRing, NonNull,
     OpenError, Ordering, PhantomData, Pod, REGION_CHAN, REGION_EVENT, REGION_RING,
     RING_IDENTITY_WORDS, RecordRing, Segment, SpscRing, UnlinkPolicy, WaitStrategy, chan_identity,
+    elem::{self, BYTES_TYPE, ElemType, REGION_TYPE, TYPE_SIZE, TYPE_WORDS},
     ring_identity,
 };
 
@@ -31,8 +32,22 @@ pub fn bytes(name: &str) -> Builder<u8> {
 /// every message unless it falls a whole ring behind (then it is told exactly how many it
 /// lost). Capacity in messages (default 1024), `msg_size` the largest message (default 240).
 pub fn broadcast(name: &str) -> Builder<u8> {
-    Builder::new(name, Kind::Broadcast)
+    let mut b = Builder::new(name, Kind::Broadcast);
+    b.byte_form = true;
+    b
 }
+
+/// Starts building a typed broadcast channel of `T` named `name`: every message is one `T`
+/// (the largest message is `size_of::<T>()`); the endpoints are
+/// [`Channel::typed_publisher`] and [`Channel::typed_subscriber`] (see
+/// [`TypedPublisher`](crate::TypedPublisher) for why they are named apart from the byte
+/// form's). Capacity in messages (default 1024).
+pub fn broadcast_of<T: Pod + Send>(name: &str) -> Builder<T> {
+    Builder::new(name, Kind::Broadcast).msg_size(size_of::<T>() as u64)
+}
+
+/// Segment region of a broadcast channel's cursor table (`shmlane_ring::CursorTable`).
+pub(crate) const REGION_CURSORS: u32 = 0x4355;
 
 /// Default largest broadcast message: slots of 256 bytes.
 const BROADCAST_MSG: u64 = 240;
@@ -53,6 +68,15 @@ fn broadcast_slot(msg: u64) -> usize {
         .max(shmlane_ring::broadcast::MIN_SLOT_BYTES)
 }
 
+/// Bytes of the cursor table a channel of `kind` holds (broadcast only; 0 otherwise).
+fn cursors_size(kind: Kind) -> u64 {
+    if kind == Kind::Broadcast {
+        shmlane_ring::CursorTable::required_size(shmlane_ring::broadcast::DEFAULT_ENTRIES) as u64
+    } else {
+        0
+    }
+}
+
 /// What a builder creates, computed once from checked settings: capacity, largest message,
 /// broadcast slot size, ring and segment sizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +90,23 @@ struct Geometry {
 }
 
 /// Configures a channel, then creates or opens it.
+///
+/// Every option is applied or refused for the channel's kind, never ignored. On `open`, the
+/// options that describe the channel are checked against the one that exists (a difference is
+/// an error: [`OpenError::Mismatch`], [`OpenError::WrongType`]); the others are creation-only
+/// or apply to this handle only, as listed:
+///
+/// | option | spsc, mpmc | bytes, broadcast | on open |
+/// | --- | --- | --- | --- |
+/// | [`capacity`](Self::capacity) | slots | bytes / slots | checked if set |
+/// | [`msg_size`](Self::msg_size) | refused unless `size_of::<T>()` | applied: the largest message | checked if set |
+/// | [`type_name`](Self::type_name) | applied (default `type_name::<T>()`) | refused (records `bytes`) | checked (with size and alignment) |
+/// | [`checksum`](Self::checksum) | refused if `true` | applied | checked if set |
+/// | [`mode`](Self::mode) | applied | applied | creation-only (ignored by design: the segment exists) |
+/// | [`unlink`](Self::unlink) | applied | applied | this handle (the channel's creator also records `LastDetach` for every opener) |
+/// | [`populate`](Self::populate), [`mlock`](Self::mlock) | applied | applied | this handle's mapping |
+/// | [`location`](Self::location) | applied | applied | where to look |
+/// | [`wait`](Self::wait) | applied | applied | this handle's endpoints |
 #[derive(Debug)]
 pub struct Builder<T> {
     name: String,
@@ -79,6 +120,10 @@ pub struct Builder<T> {
     mlock: bool,
     unlink: UnlinkPolicy,
     checksum: Option<bool>,
+    /// `type_name` override.
+    type_name: Option<String>,
+    /// A byte or broadcast-byte channel: its element type is `bytes`.
+    byte_form: bool,
     _t: PhantomData<T>,
 }
 
@@ -96,6 +141,8 @@ impl<T: Pod + Send> Builder<T> {
             mlock: false,
             unlink: UnlinkPolicy::Never,
             checksum: None,
+            type_name: None,
+            byte_form: kind == Kind::Bytes,
             _t: PhantomData,
         }
     }
@@ -108,10 +155,31 @@ impl<T: Pod + Send> Builder<T> {
         self
     }
 
-    /// The largest message in bytes, recorded for byte channels (default: `size_of::<T>()`).
+    /// The largest message in bytes. Byte channels: applied, recorded in the channel, and
+    /// senders refuse longer messages ([`ByteSendError::TooLong`](crate::ByteSendError));
+    /// default and most an eighth of the capacity less 8 (less 4 more with checksums).
+    /// Broadcast: the largest message the publisher takes (default 240; the slot is 16 bytes
+    /// more, rounded up to 8). SPSC and MPMC: the element type decides, so
+    /// anything but `size_of::<T>()` is refused ([`ConfigError::FixedMsgSize`]). When opening,
+    /// a size set here must match the channel's.
     #[must_use]
     pub fn msg_size(mut self, bytes: u64) -> Self {
         self.msg_size = Some(bytes);
+        self
+    }
+
+    /// The element type's name, recorded in the channel with its size and alignment and
+    /// checked by every opener (default: `core::any::type_name::<T>()`, which names the type
+    /// as this compiler spells it, module path included: the same struct compiled into two
+    /// crates has two names, so programs built separately should agree on a name here). Set
+    /// it to share a channel with peers whose type has the
+    /// same layout under another name: another Rust type, or C or Python code (the record's
+    /// layout is in docs/design.md). Opening a channel recorded under another name, size or
+    /// alignment fails with [`OpenError::WrongType`]. Typed channels only: byte and broadcast
+    /// byte channels record `bytes` and refuse this option.
+    #[must_use]
+    pub fn type_name(mut self, name: &str) -> Self {
+        self.type_name = Some(name.to_owned());
         self
     }
 
@@ -129,7 +197,8 @@ impl<T: Pod + Send> Builder<T> {
         self
     }
 
-    /// Permission bits of a created segment (default 0600).
+    /// Permission bits of a created segment (default 0600); creation-only: opening an
+    /// existing channel leaves its permissions as they are.
     #[must_use]
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
@@ -233,6 +302,14 @@ impl<T: Pod + Send> Builder<T> {
                 " (the element size); use a larger element type",
             ),
         };
+        self.check_fixed_msg()?;
+        // A checksummed byte channel's records carry 4 more bytes than the message.
+        let (max, default) = if self.kind == Kind::Bytes && self.checksum == Some(true) {
+            let max = max.saturating_sub(super::CHECKSUM_BYTES as u64);
+            (max, max)
+        } else {
+            (max, default)
+        };
         let msg = self.msg_size.unwrap_or(default);
         if msg > max {
             return Err(self.config_err(ConfigError::MsgSize {
@@ -242,16 +319,16 @@ impl<T: Pod + Send> Builder<T> {
                 hint,
             }));
         }
-        // A byte channel records its largest message, whatever smaller one was asked for.
-        Ok(if self.kind == Kind::Bytes { max } else { msg })
+        Ok(msg)
     }
 
     /// Checks the settings and computes what `create` makes, with checked arithmetic
     /// throughout (no setting can overflow a size; finding 15 of issue 15).
     fn geometry(&self) -> Result<Geometry, OpenError> {
         let cap = self.checked_capacity()?;
-        let msg = self.checked_msg(cap)?;
         self.check_checksum()?;
+        let msg = self.checked_msg(cap)?;
+        self.elem_type()?;
         let elem = size_of::<T>() as u64;
         let too_large = |slot: u64| {
             self.config_err(ConfigError::TooLarge {
@@ -293,7 +370,12 @@ impl<T: Pod + Send> Builder<T> {
             .filter(|&b| b <= MAX_RING_BYTES)
             .ok_or_else(|| too_large(if self.kind == Kind::Bytes { 1 } else { per }))?;
         // <= 2^46 plus a few KiB: no overflow below.
-        let data = CHAN_SIZE + ring + 2 * EVENT_SIZE as u64 + 4 * 128;
+        let data = CHAN_SIZE
+            + ring
+            + 2 * EVENT_SIZE as u64
+            + TYPE_SIZE
+            + 5 * 128
+            + cursors_size(self.kind);
         let segment = (data + 64 * 1024).next_multiple_of(4096);
         Ok(Geometry {
             cap,
@@ -302,6 +384,46 @@ impl<T: Pod + Send> Builder<T> {
             ring,
             segment,
         })
+    }
+
+    /// SPSC and MPMC: a message is an element, so `msg_size` is refused unless it is the
+    /// element's size.
+    fn check_fixed_msg(&self) -> Result<(), OpenError> {
+        if let (Kind::Spsc | Kind::Mpmc, Some(m)) = (self.kind, self.msg_size)
+            && m != size_of::<T>() as u64
+        {
+            return Err(self.config_err(ConfigError::FixedMsgSize {
+                kind: self.kind.name(),
+                msg_size: m,
+                elem: size_of::<T>() as u64,
+            }));
+        }
+        Ok(())
+    }
+
+    /// The element type this builder creates or expects.
+    fn elem_type(&self) -> Result<ElemType, OpenError> {
+        if self.byte_form {
+            if self.type_name.is_some() {
+                return Err(self.config_err(ConfigError::Unsupported {
+                    kind: self.kind.name(),
+                    what: "type name (its messages are bytes, recorded as `bytes`; put a format tag in the messages instead)",
+                }));
+            }
+            return Ok(ElemType::new(BYTES_TYPE, 1, 1));
+        }
+        let name = self
+            .type_name
+            .as_deref()
+            .unwrap_or(core::any::type_name::<T>());
+        if name.is_empty() {
+            return Err(self.config_err(ConfigError::EmptyTypeName));
+        }
+        Ok(ElemType::new(
+            name,
+            size_of::<T>() as u64,
+            align_of::<T>() as u64,
+        ))
     }
 
     /// Checksums are for byte and broadcast channels.
@@ -319,12 +441,11 @@ impl<T: Pod + Send> Builder<T> {
     /// is reported as such, not as a mismatch).
     fn check_for_open(&self) -> Result<(), OpenError> {
         self.check_checksum()?;
+        self.elem_type()?;
         if self.capacity.is_some() {
-            let cap = self.checked_capacity()?;
-            if self.msg_size.is_some() && self.kind != Kind::Bytes {
-                self.checked_msg(cap)?;
-            }
+            self.checked_capacity()?;
         }
+        self.check_fixed_msg()?;
         Ok(())
     }
 
@@ -356,12 +477,20 @@ impl<T: Pod + Send> Builder<T> {
                 Kind::Bytes => RecordRing::init(ring.as_ptr(), ring.len(), cap, 0)?,
                 Kind::Broadcast => {
                     BroadcastRing::init(ring.as_ptr(), ring.len(), cap, g.slot, 0)?;
+                    let c = s.region("cursors", cursors_size(self.kind), REGION_CURSORS)?;
+                    shmlane_ring::CursorTable::init(
+                        c.as_ptr(),
+                        c.len(),
+                        shmlane_ring::broadcast::DEFAULT_ENTRIES,
+                    )?;
                 }
             }
             for ev in ["ev-data", "ev-space"] {
                 let r = s.region(ev, EVENT_SIZE as u64, REGION_EVENT)?;
                 Event::init(r.as_ptr(), r.len())?;
             }
+            let ty = s.region("type", TYPE_SIZE, REGION_TYPE)?;
+            elem::write_words(ty.as_ptr(), &self.elem_type()?);
             let h = &*chan.as_ptr().cast::<Header>();
             // ORDERING: Relaxed for all: published by the segment's init_state Release.
             h.kind.store(self.kind as u64, Ordering::Relaxed);
@@ -424,6 +553,53 @@ impl<T: Pod + Send> Builder<T> {
         }
     }
 
+    /// The channel's type record (where it is, its words, what they say), checked against
+    /// the type this builder expects: size, alignment and name.
+    fn check_type(
+        &self,
+        seg: &Segment,
+    ) -> Result<(*mut u8, [u64; TYPE_WORDS], ElemType), OpenError> {
+        let ty_region = match seg.find_region("type") {
+            Ok(r) => r,
+            Err(shmlane_segment::RegionError::NotFound(_)) => {
+                return Err(OpenError::NoTypeRecord(self.name.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if ty_region.len() < TYPE_WORDS * 8 {
+            return Err(OpenError::DamagedTypeRecord {
+                name: self.name.clone(),
+                what: "its region is too small",
+            });
+        }
+        let ty_at = ty_region.as_ptr();
+        // SAFETY: the region is 128-byte aligned and holds the words (checked); its words are
+        // accessed only atomically.
+        let ty_words = unsafe { elem::read_words(ty_at) };
+        let found = ElemType::from_words(&ty_words);
+        if let Some(what) = found.damage() {
+            return Err(OpenError::DamagedTypeRecord {
+                name: self.name.clone(),
+                what,
+            });
+        }
+        let wanted = self.elem_type()?;
+        if found != wanted {
+            let (mut found_s, mut wanted_s) = (found.to_string(), wanted.to_string());
+            // Names longer than the stored prefix and equal in it show the same: say what
+            // differs.
+            if found_s == wanted_s {
+                (found_s, wanted_s) = (found.detailed(), wanted.detailed());
+            }
+            return Err(OpenError::WrongType {
+                name: self.name.clone(),
+                found: found_s,
+                wanted: wanted_s,
+            });
+        }
+        Ok((ty_at, ty_words, found))
+    }
+
     fn finish(self, seg: Segment) -> Result<Channel<T>, OpenError> {
         let chan = seg.find_region("chan")?;
         if chan.len() < CHAN_SIZE as usize {
@@ -439,21 +615,40 @@ impl<T: Pod + Send> Builder<T> {
             return Err(OpenError::NotAChannel(self.name));
         }
         // ORDERING: as above.
-        let (kind, elem, cap) = (
+        let (kind, elem, cap, msg) = (
             h.kind.load(Ordering::Relaxed),
             h.elem.load(Ordering::Relaxed),
             h.capacity.load(Ordering::Relaxed),
+            h.msg_size.load(Ordering::Relaxed),
         );
-        let wanted_cap = self.capacity.unwrap_or(cap);
-        if kind != self.kind as u64 || elem != size_of::<T>() as u64 || cap != wanted_cap {
-            let found_kind = Kind::from_word(kind).map_or("unknown", Kind::name);
+        if kind != self.kind as u64 {
+            let found = Kind::from_word(kind).map_or_else(
+                || format!("an unknown kind ({kind})"),
+                |k| format!("{} (endpoints {})", k.name(), k.endpoints()),
+            );
             return Err(OpenError::Mismatch {
                 name: self.name,
-                found: format!("{found_kind}, {elem}-byte messages, capacity {cap}"),
+                found,
+                wanted: format!("{} (endpoints {})", self.kind.name(), self.kind.endpoints()),
+            });
+        }
+        let (ty_at, ty_words, found_ty) = self.check_type(&seg)?;
+        let wanted_cap = self.capacity.unwrap_or(cap);
+        let wanted_msg = self.msg_size.unwrap_or(msg);
+        // The header's element size and largest message agree with the type record (typed
+        // channels: a message is an element); a difference is an overwritten header.
+        let typed_msg_ok = matches!(self.kind, Kind::Bytes | Kind::Broadcast) || msg == elem;
+        if elem != found_ty.size() || !typed_msg_ok || cap != wanted_cap || msg != wanted_msg {
+            return Err(OpenError::Mismatch {
+                name: self.name,
+                found: format!(
+                    "{}, {elem}-byte elements, messages up to {msg} bytes, capacity {cap}",
+                    self.kind.name()
+                ),
                 wanted: format!(
-                    "{}, {}-byte messages, capacity {wanted_cap}",
+                    "{}, {}-byte elements, messages up to {wanted_msg} bytes, capacity {wanted_cap}",
                     self.kind.name(),
-                    size_of::<T>()
+                    found_ty.size(),
                 ),
             });
         }
@@ -484,6 +679,7 @@ impl<T: Pod + Send> Builder<T> {
             chan: chan_identity(h),
             // SAFETY: the ring region is 128-byte aligned and holds the words (checked).
             ring: unsafe { ring_identity(ring_ptr) },
+            ty: ty_words,
         };
         if ident.ring[0] != shmlane_ring::RING_MAGIC {
             return Err(OpenError::Ring(shmlane_ring::AttachError::NotARing));
@@ -495,6 +691,9 @@ impl<T: Pod + Send> Builder<T> {
                 ev_space,
                 ident,
                 checksum,
+                msg_max: msg,
+                elem_type: found_ty,
+                ty_at,
                 ring: (ring_ptr, ring_len),
                 roles: [AtomicU32::new(0), AtomicU32::new(0)],
                 name: self.name,
@@ -626,13 +825,17 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        match spsc::<u64>("t").msg_size(9).geometry() {
-            Err(OpenError::Config {
-                error: ConfigError::MsgSize { max: 8, .. },
-                ..
-            }) => {}
-            other => panic!("{other:?}"),
+        // Typed channels: the element decides; anything else is refused (issue 16).
+        for m in [0, 7, 9, u64::MAX] {
+            match spsc::<u64>("t").msg_size(m).geometry() {
+                Err(OpenError::Config {
+                    error: ConfigError::FixedMsgSize { elem: 8, .. },
+                    ..
+                }) => {}
+                other => panic!("{other:?}"),
+            }
         }
+        assert_eq!(spsc::<u64>("t").msg_size(8).geometry().unwrap().msg, 8);
         // At the limits: accepted.
         let g = broadcast("t").msg_size(slot_max).geometry().unwrap();
         assert_eq!(g.slot, shmlane_ring::broadcast::MAX_SLOT_BYTES);

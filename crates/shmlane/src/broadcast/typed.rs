@@ -1,0 +1,309 @@
+//! Typed broadcast: every message is one `T: Pod`, published in place through a loan.
+
+use core::marker::PhantomData;
+
+use bytemuck::Pod;
+use shmlane_wake::Deadline;
+
+use super::{
+    Publisher, Start, Subscriber,
+    position::{open_publisher, open_subscriber},
+};
+use crate::{
+    Channel, SideStats,
+    channel::CHECKSUM_BYTES,
+    error::{ByteRecvError, OpenError},
+};
+
+/// The publishing end of a typed broadcast channel ([`broadcast_of`](crate::broadcast_of)):
+/// each message is one `T`, written in place into its slot ([`loan`](Self::loan)) or copied
+/// there ([`publish`](Self::publish)). `Send`, not `Sync`.
+///
+/// Why `typed_publisher` and not `publisher`: the byte form, `Channel<u8>::publisher`, is an
+/// inherent method of `Channel<u8>`, and Rust cannot also give `Channel<T>` a `publisher` for
+/// every `T` (that includes `u8`). Rather than break the byte API, the typed endpoints carry a
+/// `typed_` prefix, which also makes the one-byte-per-message `Channel<u8>::typed_publisher`
+/// unmistakable.
+///
+/// ```
+/// # let name = format!("doc-typed-bcast-{}", std::process::id());
+/// #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+/// #[repr(C)]
+/// struct Quote { bid: f64, ask: f64, instrument: u32, _pad: u32 }
+///
+/// let ch = shmlane::broadcast_of::<Quote>(&name).capacity(1024).unlink(shmlane::UnlinkPolicy::LastDetach).create()?;
+/// let mut feed = ch.typed_publisher()?;
+/// let mut sub = ch.typed_subscriber()?;
+/// let mut loan = feed.loan();
+/// loan.write(&Quote { bid: 1.0841, ask: 1.0843, instrument: 7, _pad: 0 });
+/// let seq = loan.publish();
+/// let (q, n) = sub.try_recv_seq()?;
+/// assert_eq!((q.instrument, n), (7, seq));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct TypedPublisher<T> {
+    inner: Publisher,
+    _t: PhantomData<fn(T)>,
+}
+
+/// A receiving end of a typed broadcast channel: each message is copied out of its slot into a
+/// `T` (never a reference into shared memory), under the same stamp check as the byte form.
+/// `Send`, not `Sync`.
+pub struct TypedSubscriber<T> {
+    inner: Subscriber,
+    _t: PhantomData<fn() -> T>,
+}
+
+/// A slot lent by [`TypedPublisher::loan`]: write the value in place, then
+/// [`publish`](Self::publish) it. Dropped unpublished, the slot stays the next message's.
+pub struct TypedLoan<'a, T> {
+    loan: shmlane_ring::Loan<'a>,
+    local: &'a mut crate::channel::Local,
+    checksum: bool,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T> core::fmt::Debug for TypedPublisher<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TypedPublisher")
+            .field("channel", &self.inner.local.inner.name)
+            .field("type", &core::any::type_name::<T>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> core::fmt::Debug for TypedSubscriber<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TypedSubscriber")
+            .field("channel", &self.inner.local.inner.name)
+            .field("type", &core::any::type_name::<T>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> core::fmt::Debug for TypedLoan<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TypedLoan")
+            .field("seq", &self.loan.position())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `Mismatch` unless a slot of the channel holds one `T` (and its checksum, if any).
+fn check_fits<T>(ch_name: &str, max: usize) -> Result<(), OpenError> {
+    if max >= size_of::<T>() {
+        return Ok(());
+    }
+    Err(OpenError::Mismatch {
+        name: ch_name.to_owned(),
+        found: format!("broadcast with messages of up to {max} bytes"),
+        wanted: format!(
+            "broadcast of {} ({} bytes; on a checksummed channel create it with msg_size({}))",
+            core::any::type_name::<T>(),
+            size_of::<T>(),
+            size_of::<T>() + CHECKSUM_BYTES
+        ),
+    })
+}
+
+impl<T: Pod + Send> Channel<T> {
+    /// The publisher of a typed broadcast channel: one at a time, as for the byte form
+    /// ([`Channel::publisher`]). Fails with `Mismatch` if the channel's messages cannot hold
+    /// a `T`.
+    pub fn typed_publisher(&self) -> Result<TypedPublisher<T>, OpenError> {
+        let inner = open_publisher(self)?;
+        check_fits::<T>(&self.inner.name, inner.max_message())?;
+        Ok(TypedPublisher {
+            inner,
+            _t: PhantomData,
+        })
+    }
+
+    /// A subscriber of a typed broadcast channel starting at the newest message (it receives
+    /// only what is published from now on).
+    pub fn typed_subscriber(&self) -> Result<TypedSubscriber<T>, OpenError> {
+        self.typed_subscriber_from(Start::Newest)
+    }
+
+    /// A subscriber of a typed broadcast channel starting at `start` (see
+    /// [`Channel::subscriber_from`]).
+    pub fn typed_subscriber_from(&self, start: Start) -> Result<TypedSubscriber<T>, OpenError> {
+        let inner = open_subscriber(self, start)?;
+        check_fits::<T>(&self.inner.name, inner.max_message())?;
+        Ok(TypedSubscriber {
+            inner,
+            _t: PhantomData,
+        })
+    }
+}
+
+impl<T: Pod> TypedPublisher<T> {
+    /// Lends the next message's slot, to write the value in place: no staging copy (the
+    /// value's bytes go straight into the shared slot, with atomic stores). The slot's older
+    /// message is gone from the moment of the loan.
+    pub fn loan(&mut self) -> TypedLoan<'_, T> {
+        let checksum = self.inner.local.inner.checksum;
+        TypedLoan {
+            loan: self.inner.ring.loan(),
+            local: &mut self.inner.local,
+            checksum,
+            _t: PhantomData,
+        }
+    }
+
+    /// Publishes `value` to every subscriber (a loan, written and published); never waits.
+    /// Returns its sequence number.
+    pub fn publish(&mut self, value: &T) -> u64 {
+        let mut loan = self.loan();
+        loan.write(value);
+        loan.publish()
+    }
+
+    /// The sequence number the next message will have.
+    pub fn next_seq(&self) -> u64 {
+        self.inner.next_seq()
+    }
+
+    /// Live subscribers counted in the cursor table (see [`Publisher::subscribers`]).
+    pub fn subscribers(&self) -> u64 {
+        self.inner.subscribers()
+    }
+
+    /// The slowest counted subscriber's lag (see [`Publisher::slowest_lag`]).
+    pub fn slowest_lag(&self) -> Option<u64> {
+        self.inner.slowest_lag()
+    }
+
+    /// The channel's publisher-side statistics as stored now.
+    pub fn stats(&mut self) -> SideStats {
+        self.inner.stats()
+    }
+}
+
+impl<T: Pod> TypedLoan<'_, T> {
+    /// The sequence number the message will have.
+    pub fn seq(&self) -> u64 {
+        self.loan.position()
+    }
+
+    /// Writes the whole value into the slot.
+    pub fn write(&mut self, value: &T) {
+        // The slot holds a `T` (checked when the publisher was made): in bounds.
+        let fits = self.loan.write(0, bytemuck::bytes_of(value));
+        debug_assert!(fits.is_ok());
+    }
+
+    /// Writes `field` at byte `offset` of the value (e.g. `core::mem::offset_of!(Quote, bid)`),
+    /// to build a large value in place a field at a time. Bytes never written keep what the
+    /// slot held (an older message): write every field.
+    ///
+    /// # Panics
+    /// If the field does not lie inside `T`.
+    pub fn write_field<F: Pod>(&mut self, offset: usize, field: &F) {
+        assert!(
+            offset
+                .checked_add(size_of::<F>())
+                .is_some_and(|end| end <= size_of::<T>()),
+            "field at {offset}..+{} outside {} ({} bytes)",
+            size_of::<F>(),
+            core::any::type_name::<T>(),
+            size_of::<T>()
+        );
+        let fits = self.loan.write(offset, bytemuck::bytes_of(field));
+        debug_assert!(fits.is_ok());
+    }
+
+    /// Publishes the value; returns its sequence number. Never waits.
+    pub fn publish(mut self) -> u64 {
+        let n = size_of::<T>();
+        let len = if self.checksum {
+            // The checksum of the bytes as written, read back from the slot a chunk at a time
+            // (the same CRC32C of the length and the bytes as `channel::checksum`).
+            let len = u32::try_from(n).unwrap_or(u32::MAX);
+            let mut crc = crc32c::crc32c(&len.to_le_bytes());
+            let mut chunk = [0u8; 64];
+            for at in (0..n).step_by(chunk.len()) {
+                let part = &mut chunk[..(n - at).min(64)];
+                self.loan.read(at, part);
+                crc = crc32c::crc32c_append(crc, part);
+            }
+            let fits = self.loan.write(n, &crc.to_le_bytes());
+            debug_assert!(fits.is_ok());
+            n + CHECKSUM_BYTES
+        } else {
+            n
+        };
+        let seq = self.loan.position();
+        // The slot holds `len` (checked when the publisher was made): never `TooLong`.
+        let published = self.loan.publish(len);
+        debug_assert_eq!(published, Ok(seq));
+        self.local.done(1, n as u64);
+        seq
+    }
+}
+
+impl<T: Pod> TypedSubscriber<T> {
+    /// A received message as a `T`: anything but exactly one `T` is corrupt.
+    fn value(r: Result<usize, ByteRecvError>, v: T) -> Result<T, ByteRecvError> {
+        match r {
+            Ok(n) if n == size_of::<T>() => Ok(v),
+            Ok(_) | Err(ByteRecvError::BufferTooSmall { .. }) => Err(ByteRecvError::Corrupt(
+                "a message of another size than the channel's type",
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next message, copied out; never blocks (`Empty`, `Lapped` once with the exact
+    /// loss, `Disconnected`, `PeerDied`, `Corrupt` as for [`Subscriber::try_recv`]).
+    pub fn try_recv(&mut self) -> Result<T, ByteRecvError> {
+        let mut v = T::zeroed();
+        let r = self.inner.try_recv(bytemuck::bytes_of_mut(&mut v));
+        Self::value(r, v)
+    }
+
+    /// The next message, waiting until `deadline` (`None`: no limit).
+    pub fn recv(&mut self, deadline: Option<Deadline>) -> Result<T, ByteRecvError> {
+        let mut v = T::zeroed();
+        let r = self.inner.recv(bytemuck::bytes_of_mut(&mut v), deadline);
+        Self::value(r, v)
+    }
+
+    /// As [`try_recv`](Self::try_recv), with the message's sequence number.
+    pub fn try_recv_seq(&mut self) -> Result<(T, u64), ByteRecvError> {
+        let v = self.try_recv()?;
+        Ok((v, self.inner.last_seq().unwrap_or_default()))
+    }
+
+    /// As [`recv`](Self::recv), with the message's sequence number: numbers go up by one, and
+    /// a gap is exactly the loss reported by the `Lapped` in between.
+    pub fn recv_seq(&mut self, deadline: Option<Deadline>) -> Result<(T, u64), ByteRecvError> {
+        let v = self.recv(deadline)?;
+        Ok((v, self.inner.last_seq().unwrap_or_default()))
+    }
+
+    /// Messages lost to laps (and to a start at an overwritten sequence number), in total.
+    pub fn lost(&self) -> u64 {
+        self.inner.lost()
+    }
+
+    /// The sequence number of the last message received (`None` before the first).
+    pub fn last_seq(&self) -> Option<u64> {
+        self.inner.last_seq()
+    }
+
+    /// The sequence number of the next message this subscriber will receive.
+    pub fn next_seq(&self) -> u64 {
+        self.inner.next_seq()
+    }
+
+    /// Whether the publisher counts this subscriber (see [`Subscriber::is_counted`]).
+    pub fn is_counted(&self) -> bool {
+        self.inner.is_counted()
+    }
+
+    /// The channel's subscriber-side statistics as stored now.
+    pub fn stats(&mut self) -> SideStats {
+        self.inner.stats()
+    }
+}
