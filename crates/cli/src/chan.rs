@@ -243,6 +243,7 @@ fn builder<T: bytemuck::Pod + Send>(
     b.capacity(shape.capacity)
         .type_name(&shmlane_cli::line::line_type(shape.msg_size))
         .unlink(unlink)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .mode(0o600)
         .wait(WaitStrategy::SpinThenPark {
             spins: 2000,
@@ -260,6 +261,7 @@ fn byte_builder(name: &str, shape: &Shape, unlink: UnlinkPolicy) -> shmlane::Bui
             .msg_size(shape.msg_size)
     };
     b.unlink(unlink)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .mode(0o600)
         .wait(WaitStrategy::SpinThenPark {
             spins: 2000,

@@ -231,13 +231,25 @@ impl Raw {
     /// The oldest position the ring holds messages for, given the producer's position `newest`:
     /// a ring back, or the ring's first position if fewer were ever sent. `first` is checked:
     /// one more than a ring behind (or ahead of) `newest` is not believed.
+    ///
+    /// A ring back is the message in the slot of `newest` only while that slot still holds it:
+    /// a producer writing `newest` (or one that died writing it, or a loan given up unpublished)
+    /// has marked the slot busy, and then the oldest message is the one after (review revb: a
+    /// reader started on the busy slot was "lapped" by the whole ring at its first read).
     fn oldest(&self, newest: u64) -> u64 {
         // ORDERING: Relaxed; written once at init, before the region was shared.
         let first = self.hdr().tail.first.load(Ordering::Relaxed);
         if newest.wrapping_sub(first) < self.cap {
-            first
+            return first;
+        }
+        let back = newest.wrapping_sub(self.cap);
+        // ORDERING: Acquire (`BCAST_STAMP_LOAD`), as in `producer_position`: only the stamp
+        // is compared here (a reader starting at `back` checks it again before any copy).
+        let s = self.word(newest, 0).load(BCAST_STAMP_LOAD);
+        if s == stamp(back, 0) {
+            back
         } else {
-            newest.wrapping_sub(self.cap)
+            back.wrapping_add(1)
         }
     }
 }
@@ -438,8 +450,13 @@ impl BroadcastRing {
                     (n, 0)
                 } else {
                     // Overwritten (or more than 2^62 ahead, which positions modulo 2^63
-                    // cannot tell from overwritten): from the oldest, the gap counted lost.
-                    (oldest, oldest.wrapping_sub(n))
+                    // cannot tell from overwritten): from the oldest, the gap counted lost,
+                    // at most the messages this ring ever overwrote (those before its first
+                    // message, or a far-future number, never existed: not counted).
+                    // ORDERING: Relaxed; written once at init, before the region was shared.
+                    let first = raw.hdr().tail.first.load(Ordering::Relaxed);
+                    let overwritten = oldest.wrapping_sub(first).min(HALF);
+                    (oldest, oldest.wrapping_sub(n).min(overwritten))
                 }
             }
         };
@@ -460,8 +477,12 @@ pub enum Start {
     #[default]
     Newest,
     /// At the oldest message the ring still holds: up to a ring of earlier messages first
-    /// (fewer if fewer were ever sent). One the producer overwrites while the reader attaches
-    /// is reported lost like any lap.
+    /// (fewer if fewer were ever sent, or one fewer while the producer is writing the next
+    /// message: its slot's older message is gone). The oldest message's slot is the next one
+    /// the producer writes: if it overwrites it before the reader has read it, the reader is
+    /// lapped like any other (it goes on from the newest message, the ring's worth it skipped
+    /// reported lost), so on a busy ring read the backlog at once, or start from a `Seq` a
+    /// few messages later.
     Oldest,
     /// At the message of this sequence number: one still in the ring is read first; one not
     /// sent yet is waited for (a slot holding an older message reads as empty); one already
@@ -1233,6 +1254,117 @@ mod tests {
             let p = tx.position();
             tx.send(b"after").unwrap();
             assert_eq!(rx.recv_seq(&mut buf), Ok((5, p)));
+        }
+    }
+
+    /// Review revb: a loan given up unpublished (or a publisher killed mid-loan, or mid-send)
+    /// leaves the slot of the producer's position busy: the message a ring back, which that
+    /// slot held, is gone. `Oldest` started there and was told it was lapped by the whole ring
+    /// (the reader jumped to the busy slot), losing the `capacity - 1` messages still intact.
+    #[test]
+    fn revb_oldest_after_a_loan_given_up_reads_what_the_ring_still_holds() {
+        for start in STARTS {
+            let (mut tx, _) = HeapRegion::broadcast_at(8, 32, start);
+            let at = |i: u64| start.wrapping_add(i);
+            for _ in 0..20 {
+                let p = tx.position();
+                tx.send(&p.to_le_bytes()).unwrap();
+            }
+            // Message 20's slot (message 12's) marked busy, never published.
+            let _ = tx.loan();
+            let want: Vec<_> = (13..20).map(|i| (at(i), at(i))).collect();
+            assert_eq!(
+                drain(&mut reader_at(&tx, Start::Oldest)),
+                want,
+                "start {start}"
+            );
+            // Message 12 is gone: asking for it is a gap of one.
+            let mut want = vec![(u64::MAX, 1)];
+            want.extend((13..20).map(|i| (at(i), at(i))));
+            assert_eq!(
+                drain(&mut reader_at(&tx, Start::Seq(at(12)))),
+                want,
+                "start {start}"
+            );
+            // Publishing 20 then: every reader goes on with it.
+            let mut rx = reader_at(&tx, Start::Oldest);
+            let p = tx.position();
+            tx.send(&p.to_le_bytes()).unwrap();
+            let want: Vec<_> = (13..21).map(|i| (at(i), at(i))).collect();
+            assert_eq!(drain(&mut rx), want, "start {start}");
+        }
+    }
+
+    /// A start gap counts only messages that existed: a far-future number (taken as
+    /// overwritten) or one before the ring's first message is not reported as ~2^64 lost
+    /// (review revb left this: a gap of 1.38e19 reached the channel's shared lost statistic).
+    #[test]
+    fn a_start_gap_is_at_most_what_the_ring_overwrote() {
+        for start in STARTS {
+            let (mut tx, _) = HeapRegion::broadcast_at(8, 32, start);
+            for _ in 0..5 {
+                let p = tx.position();
+                tx.send(&p.to_le_bytes()).unwrap();
+            }
+            // Nothing overwritten yet: no gap whatever number is asked for.
+            for d in [HALF + 1, 1 << 63, u64::MAX - 7] {
+                let mut rx = reader_at(&tx, Start::Seq(tx.position().wrapping_add(d)));
+                assert_eq!(rx.take_start_gap(), 0, "start {start} d {d:#x}");
+            }
+            for _ in 0..15 {
+                let p = tx.position();
+                tx.send(&p.to_le_bytes()).unwrap();
+            }
+            // 20 sent through 8 slots: at most 13 overwritten, whatever number is asked for.
+            for n in [
+                start.wrapping_sub(100),
+                tx.position().wrapping_add(HALF + 1),
+            ] {
+                let mut rx = reader_at(&tx, Start::Seq(n));
+                let gap = rx.take_start_gap();
+                assert!(
+                    (12..=13).contains(&gap),
+                    "start {start} n {n:#x}: gap {gap}"
+                );
+            }
+            // A number really overwritten: exactly the messages between it and the oldest.
+            let mut rx = reader_at(&tx, Start::Seq(start.wrapping_add(3)));
+            let gap = rx.take_start_gap();
+            assert!((9..=10).contains(&gap), "start {start}: gap {gap}");
+        }
+    }
+
+    /// Review revb (a guard: it held on the code as reviewed): a sequence number ahead of the
+    /// producer by less than 2^62 is waited for (`Start::Seq`), one at least that far is taken
+    /// as overwritten. At the edge (just under 2^62 ahead) the slot of the cursor holds a
+    /// congruent older position at most 2^62 behind it, so it reads "behind" (empty), never a
+    /// lap or `Corrupt` (which a subscriber keeps for good) for a number the caller chose.
+    #[test]
+    fn revb_a_far_sequence_number_is_waited_for_or_a_gap_never_corrupt() {
+        for start in STARTS {
+            for d in (0..=10u64).map(|k| HALF - k).chain([
+                HALF + 1,
+                HALF + 8,
+                1 << 63,
+                u64::MAX,
+                u64::MAX - 7,
+            ]) {
+                let (mut tx, _) = HeapRegion::broadcast_at(8, 32, start);
+                for _ in 0..5 {
+                    let p = tx.position();
+                    tx.send(&p.to_le_bytes()).unwrap();
+                }
+                let mut rx = reader_at(&tx, Start::Seq(tx.position().wrapping_add(d)));
+                for _ in 0..3 {
+                    for (seq, v) in drain(&mut rx) {
+                        assert!(seq == u64::MAX || seq == v, "start {start} d {d:#x}");
+                    }
+                    for _ in 0..7 {
+                        let p = tx.position();
+                        tx.send(&p.to_le_bytes()).unwrap();
+                    }
+                }
+            }
         }
     }
 

@@ -1039,6 +1039,74 @@ fn broadcast_reader_lapped_never_torn() {
     });
 }
 
+/// Broadcast, in-place publish (issue 16, review revb): the producer writes each message into
+/// its slot through a loan, a word in two pieces (a read-modify-write of the slot word) and a
+/// whole word, after a loan it gave up unpublished, while a reader is lapped (3 messages
+/// through 2 slots, positions wrapping past u64::MAX). The stamp check must cover the loaned
+/// writes: the reader never returns a torn or half-written message, and its deliveries plus
+/// its losses are the 3 messages.
+#[test]
+fn broadcast_loan_lapped_never_torn() {
+    loom::model(|| {
+        let len = BroadcastRing::required_size(2, 32);
+        let mem = std::sync::Arc::new(Mem::new(len));
+        let ptr = mem.0;
+        let start = u64::MAX - 1;
+        // SAFETY: the memory outlives the handles (dropped before it).
+        let (mut tx, mut rx) = unsafe {
+            BroadcastRing::init(ptr, len, 2, 32, start).unwrap();
+            (
+                BroadcastRing::producer(ptr, len, 1, &alive).unwrap(),
+                BroadcastRing::reader(ptr, len).unwrap(),
+            )
+        };
+        let msg = |k: u64| {
+            let mut m = [0u8; 16];
+            m[..8].copy_from_slice(&(k + 10).to_le_bytes());
+            m[8..].copy_from_slice(&(k + 20).to_le_bytes());
+            m
+        };
+        let t = thread::spawn(move || {
+            for k in 0..3u64 {
+                let m = msg(k);
+                if k == 1 {
+                    // Given up half-written: the next loan writes this position again.
+                    let mut gone = tx.loan();
+                    gone.write(0, &[0xee; 5]).unwrap();
+                }
+                let mut loan = tx.loan();
+                loan.write(0, &m[..3]).unwrap();
+                loan.write(3, &m[3..8]).unwrap();
+                loan.write(8, &m[8..]).unwrap();
+                loan.publish(16).unwrap();
+            }
+        });
+        let (mut next, mut delivered, mut lost) = (0u64, 0u64, 0u64);
+        let mut buf = [0u8; 16];
+        while next < 3 {
+            match rx.recv(&mut buf) {
+                Ok(n) => {
+                    assert_eq!(n, 16);
+                    assert_eq!(buf, msg(next), "torn or misplaced message at {next}");
+                    next += 1;
+                    delivered += 1;
+                }
+                Err(RecvError::Lapped { lost: l }) => {
+                    assert!(l > 0);
+                    lost += l;
+                    next += l;
+                }
+                Err(RecvError::Empty) => thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(delivered + lost, 3);
+        t.join().unwrap();
+        drop(rx);
+        drop(mem);
+    });
+}
+
 /// Broadcast, the start position chosen at attach (issue 16): a reader attaches from `Oldest`
 /// (or a future `Seq`) while the producer sends 3 two-word messages through 2 slots, positions
 /// wrapping past u64::MAX. It must start at a real message (never one of init's stand-ins

@@ -358,6 +358,7 @@ impl SegmentBuilder {
             open_timeout: self.open_timeout,
             mlock: self.mlock,
             dir_local: AtomicU32::new(0),
+            keep_name: None,
         }
     }
 

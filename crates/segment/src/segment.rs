@@ -192,7 +192,13 @@ pub struct Segment {
     /// Process-local: 1 while a thread of this handle holds, or is taking, the shared region
     /// directory lock (see `lock_directory`).
     pub(crate) dir_local: AtomicU32,
+    /// With [`UnlinkPolicy::LastDetach`]: asked by the last handle to leave before it removes
+    /// the name; `true` keeps it (see [`keep_name_if`](Segment::keep_name_if)).
+    pub(crate) keep_name: Option<KeepName>,
 }
+
+/// The condition of [`Segment::keep_name_if`].
+pub(crate) type KeepName = Box<dyn Fn() -> bool + Send + Sync>;
 
 // SAFETY: the mapping is process-wide memory; every access goes through atomics or raw-pointer
 // copies, so sharing the handle between threads adds no data race the type does not already
@@ -504,6 +510,14 @@ impl Segment {
     pub fn data_capacity(&self) -> u64 {
         self.len as u64 - self.data_offset
     }
+    /// With [`UnlinkPolicy::LastDetach`]: the handle that leaves last asks `keep` (while it holds
+    /// the segment's gate exclusively, so nobody attaches or leaves meanwhile, and the memory is
+    /// still mapped) and keeps the name if it says `true`, e.g. a channel whose ring still holds
+    /// unread messages. Each handle asks its own condition; set it before sharing the handle.
+    pub fn keep_name_if(&mut self, keep: impl Fn() -> bool + Send + Sync + 'static) {
+        self.keep_name = Some(Box::new(keep));
+    }
+
     /// Times a slot left by a dead process was taken over.
     pub fn unclean_detaches(&self) -> u32 {
         // ORDERING: Relaxed; a statistic.
@@ -539,7 +553,13 @@ impl Drop for Segment {
                     // A process that died attached leaves its slot behind: keep the name
                     // then, so the segment shows as stale for inspection and
                     // `shmlane rm --stale`, instead of vanishing with the evidence.
-                    if last && self.attachments().is_empty() {
+                    // The user's condition last, asked only by the last handle (holding the gate
+                    // exclusively: nobody attaches meanwhile), e.g. a channel whose ring still
+                    // holds unread messages keeps its name.
+                    if last
+                        && self.attachments().is_empty()
+                        && !self.keep_name.as_ref().is_some_and(|keep| keep())
+                    {
                         self.remove_name();
                     }
                 }

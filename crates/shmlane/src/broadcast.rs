@@ -16,9 +16,9 @@ pub use typed::{TypedLoan, TypedPublisher, TypedSubscriber};
 
 use crate::{
     Channel, SideStats,
-    bytes::{CHECKSUM_MISMATCH, payload_max, peers_gone, verify},
+    bytes::{CHECKSUM_MISMATCH, payload_max, peers_gone, report_end, verify},
     channel::{Local, Owned, Peers, Side, checksum},
-    error::{ByteRecvError, ByteSendError, OpenError},
+    error::{ByteRecvError, ByteSendError, OpenError, WaitPeerError},
 };
 
 impl Channel<u8> {
@@ -159,6 +159,12 @@ impl Publisher {
     pub fn stats(&mut self) -> SideStats {
         self.local.shared_stats()
     }
+
+    /// Waits until a live subscriber is attached, bounded by `deadline` (`None`: no limit).
+    /// Publishing never waits for one.
+    pub fn wait_for_peer(&mut self, deadline: Option<Deadline>) -> Result<(), WaitPeerError> {
+        self.local.wait_for_peer(deadline)
+    }
 }
 
 impl Subscriber {
@@ -203,7 +209,7 @@ impl Subscriber {
     /// right, is `Corrupt` instead, counted nowhere, and so is every call after it.
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, ByteRecvError> {
         match self.poll(buf) {
-            Err(ByteRecvError::Empty) if self.local.inner.side_left(Side::Send) => {
+            Err(ByteRecvError::Empty) if self.local.life.gone(&self.local.inner) => {
                 match self.poll(buf) {
                     Err(ByteRecvError::Empty) => Err(ByteRecvError::Disconnected),
                     other => other,
@@ -258,9 +264,13 @@ impl Subscriber {
         }
     }
 
-    /// Receives the next message into `buf`, waiting until `deadline` (`None`: no limit);
-    /// `Disconnected` or `PeerDied` once the publisher left or died and everything it
-    /// published was read.
+    /// Receives the next message into `buf`, waiting until `deadline` (`None`: no limit).
+    /// Once the publisher is gone and everything it published was read: `PeerDied` once if it
+    /// died after this subscriber attached; in [`PeersLeave::Disconnect`](crate::PeersLeave)
+    /// mode `Disconnected` once it left, both final; in `Wait` mode (the default for a
+    /// persistent channel) the next call waits for a publisher to (re)start, and goes on with
+    /// its messages: a restarted publisher continues after the last message, so a subscriber
+    /// that waits through restarts receives every message of each.
     pub fn recv(
         &mut self,
         buf: &mut [u8],
@@ -270,17 +280,23 @@ impl Subscriber {
         loop {
             match self.try_recv(buf) {
                 Err(ByteRecvError::Empty) => {}
+                Err(ByteRecvError::Disconnected)
+                    if self.local.life.ended() == Some(Peers::Died) =>
+                {
+                    return Err(ByteRecvError::PeerDied);
+                }
                 other => return other,
             }
-            if woke && let Some(p) = peers_gone(&self.local, Side::Send) {
+            if woke && let Some(p) = peers_gone(&mut self.local) {
                 if let Peers::Corrupt(why) = p {
                     return Err(ByteRecvError::Corrupt(why));
                 }
                 return match self.poll(buf) {
-                    Err(ByteRecvError::Empty) if p == Peers::Left => {
-                        Err(ByteRecvError::Disconnected)
-                    }
-                    Err(ByteRecvError::Empty) => Err(ByteRecvError::PeerDied),
+                    Err(ByteRecvError::Empty) => Err(if report_end(&mut self.local, p) {
+                        ByteRecvError::PeerDied
+                    } else {
+                        ByteRecvError::Disconnected
+                    }),
                     other => other,
                 };
             }
@@ -295,5 +311,10 @@ impl Subscriber {
     /// The channel's subscriber-side statistics as stored now (all subscribers together).
     pub fn stats(&mut self) -> SideStats {
         self.local.shared_stats()
+    }
+
+    /// Waits until a live publisher is attached, bounded by `deadline` (`None`: no limit).
+    pub fn wait_for_peer(&mut self, deadline: Option<Deadline>) -> Result<(), WaitPeerError> {
+        self.local.wait_for_peer(deadline)
     }
 }

@@ -9,7 +9,7 @@ use shmlane_wake::Deadline;
 use crate::{
     Channel, SideStats,
     channel::{CHECKSUM_BYTES, Local, Owned, Peers, Side, checksum},
-    error::{ByteRecvError, ByteSendError, OpenError},
+    error::{ByteRecvError, ByteSendError, OpenError, WaitPeerError},
 };
 
 /// How long a byte receiver waits for a live sender that has claimed room but not committed
@@ -130,13 +130,20 @@ macro_rules! debug_endpoint {
 pub(crate) use debug_endpoint;
 debug_endpoint!(ByteSender, ByteReceiver);
 
-/// What a blocked endpoint's peers say after a wait that ended without progress.
+/// What a blocked endpoint has to report about its peers after a wait that ended without
+/// progress (`Died`, `Left` in `Disconnect` mode, `Corrupt`); `None`: wait on.
 /// `Peers::Corrupt` included: the callers report it before anything else.
-pub(crate) fn peers_gone(local: &Local, peer: Side) -> Option<Peers> {
-    match local.inner.peer_state(peer) {
+pub(crate) fn peers_gone(local: &mut Local) -> Option<Peers> {
+    match local.life.peers(&local.inner) {
         p @ (Peers::Died | Peers::Left | Peers::Corrupt(_)) => Some(p),
         Peers::Live | Peers::NotYet => None,
     }
+}
+
+/// The error a byte endpoint reports for the end `p` (`Died` or `Left`), recorded as reported.
+pub(crate) fn report_end(local: &mut Local, p: Peers) -> bool {
+    local.life.reported(p);
+    p == Peers::Died
 }
 
 impl ByteSender {
@@ -198,7 +205,7 @@ impl ByteSender {
                 self.local.done(1, msg.len() as u64);
                 Ok(())
             }
-            Err(ClaimError::Full) if self.local.inner.side_left(Side::Recv) => {
+            Err(ClaimError::Full) if self.local.life.gone(&self.local.inner) => {
                 Err(ByteSendError::Disconnected)
             }
             Err(ClaimError::Full) => Err(ByteSendError::Full),
@@ -229,7 +236,7 @@ impl ByteSender {
             return Err(ByteSendError::ChecksumClaim);
         }
         self.check_len(len)?;
-        let disconnected = self.local.inner.side_left(Side::Recv);
+        let disconnected = self.local.life.gone(&self.local.inner);
         match self.ring.claim(len) {
             Ok(claim) => Ok(ByteClaim {
                 claim,
@@ -242,8 +249,10 @@ impl ByteSender {
         }
     }
 
-    /// Sends `msg`, waiting for room until `deadline` (`None`: no limit). Fails if the
-    /// receiver left or died.
+    /// Sends `msg`, waiting for room until `deadline` (`None`: no limit). On a full ring:
+    /// `PeerDied` once when the receiver died since this endpoint attached; `Disconnected`
+    /// when it left, in [`PeersLeave::Disconnect`](crate::PeersLeave) mode only (`Wait`: waits
+    /// for a receiver until the deadline). See the lifecycle in docs/design.md.
     pub fn send(&mut self, msg: &[u8], deadline: Option<Deadline>) -> Result<(), ByteSendError> {
         let mut woke = false;
         loop {
@@ -252,10 +261,15 @@ impl ByteSender {
                 other => return other,
             }
             if woke {
-                match peers_gone(&self.local, Side::Recv) {
-                    Some(Peers::Died) => return Err(ByteSendError::PeerDied),
+                match peers_gone(&mut self.local) {
                     Some(Peers::Corrupt(_)) => return Err(ByteSendError::Corrupt),
-                    Some(_) => return Err(ByteSendError::Disconnected),
+                    Some(p) => {
+                        return Err(if report_end(&mut self.local, p) {
+                            ByteSendError::PeerDied
+                        } else {
+                            ByteSendError::Disconnected
+                        });
+                    }
                     None => {}
                 }
             }
@@ -276,6 +290,11 @@ impl ByteSender {
     /// The channel's sender-side statistics as stored now.
     pub fn stats(&mut self) -> SideStats {
         self.local.shared_stats()
+    }
+
+    /// Waits until a live receiver is attached, bounded by `deadline` (`None`: no limit).
+    pub fn wait_for_peer(&mut self, deadline: Option<Deadline>) -> Result<(), WaitPeerError> {
+        self.local.wait_for_peer(deadline)
     }
 }
 
@@ -373,7 +392,7 @@ impl ByteReceiver {
     /// and counted in the statistics (`lost`).
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, ByteRecvError> {
         let r = self.poll(buf);
-        if r == Err(ByteRecvError::Empty) && self.local.inner.side_left(Side::Send) {
+        if r == Err(ByteRecvError::Empty) && self.local.life.gone(&self.local.inner) {
             // Re-check: the last sender may have sent before leaving.
             return match self.poll(buf) {
                 Err(ByteRecvError::Empty) => Err(ByteRecvError::Disconnected),
@@ -489,8 +508,11 @@ impl ByteReceiver {
     }
 
     /// Receives the next message into `buf`, waiting until `deadline` (`None`: no limit).
-    /// After every sender left, what they sent is still delivered; then `Disconnected` (clean)
-    /// or `PeerDied` (a sender process died).
+    /// What senders sent is always delivered first. Then, with no live sender: `PeerDied` once
+    /// if a sender process died since this endpoint attached; in
+    /// [`PeersLeave::Disconnect`](crate::PeersLeave) mode `Disconnected` once every sender it
+    /// has seen left, both final; in `Wait` mode the next call waits for a sender (until its
+    /// deadline). See the lifecycle in docs/design.md.
     pub fn recv(
         &mut self,
         buf: &mut [u8],
@@ -500,9 +522,14 @@ impl ByteReceiver {
         loop {
             match self.try_recv(buf) {
                 Err(ByteRecvError::Empty) => {}
+                Err(ByteRecvError::Disconnected)
+                    if self.local.life.ended() == Some(Peers::Died) =>
+                {
+                    return Err(ByteRecvError::PeerDied);
+                }
                 other => return other,
             }
-            if woke && let Some(p) = peers_gone(&self.local, Side::Send) {
+            if woke && let Some(p) = peers_gone(&mut self.local) {
                 if let Peers::Corrupt(why) = p {
                     return Err(ByteRecvError::Corrupt(why));
                 }
@@ -510,10 +537,10 @@ impl ByteReceiver {
                 // pending claim is skipped when its check is due (waited for below).
                 match self.poll(buf) {
                     Err(ByteRecvError::Empty) if self.ring.is_empty() => {
-                        return Err(if p == Peers::Left {
-                            ByteRecvError::Disconnected
-                        } else {
+                        return Err(if report_end(&mut self.local, p) {
                             ByteRecvError::PeerDied
+                        } else {
+                            ByteRecvError::Disconnected
                         });
                     }
                     Err(ByteRecvError::Empty) => {}
@@ -542,5 +569,10 @@ impl ByteReceiver {
     /// The channel's receiver-side statistics as stored now.
     pub fn stats(&mut self) -> SideStats {
         self.local.shared_stats()
+    }
+
+    /// Waits until a live sender is attached, bounded by `deadline` (`None`: no limit).
+    pub fn wait_for_peer(&mut self, deadline: Option<Deadline>) -> Result<(), WaitPeerError> {
+        self.local.wait_for_peer(deadline)
     }
 }

@@ -6,7 +6,7 @@
 //!   16  element size (1 for bytes and broadcast)          24 capacity (bytes: ring bytes)
 //!   32  msg_size (the largest message in bytes, for byte channels; element size otherwise)
 //!   40  senders attached      48 receivers attached
-//!   56  senders ever (0/1)    64 receivers ever (0/1)
+//!   56  senders joined        64 receivers joined (endpoints ever made, counting up)
 //!   72  flags: bit 0 = remove the name when the last endpoint leaves cleanly,
 //!             bit 1 = every message carries a CRC32C (byte and broadcast channels)
 //!   128 sender statistics:    messages, bytes, full events, sleeps, wake-ups issued
@@ -125,7 +125,9 @@ pub(crate) struct Header {
     capacity: AtomicU64,
     msg_size: AtomicU64,
     counts: [AtomicU64; 2],
-    ever: [AtomicU64; 2],
+    /// Endpoints of each side ever made (counting up): an endpoint that sees its peer side's
+    /// count move knows a peer attached after it, however briefly.
+    joins: [AtomicU64; 2],
     /// Bit 0: created to be removed when its last endpoint leaves cleanly (so openers should
     /// open it with `UnlinkPolicy::LastDetach` too).
     flags: AtomicU64,
@@ -135,7 +137,25 @@ pub(crate) struct Header {
 
 const _: () = assert!(size_of::<Header>() as u64 == CHAN_SIZE);
 
-/// Which side an endpoint is on; indexes `counts`, `ever` and `stats`.
+/// What an endpoint does once its peers have all left ([`Builder::when_peers_leave`]).
+///
+/// Default: `Wait` for a persistent channel (`UnlinkPolicy::Never`), `Disconnect` for one
+/// removed when its last endpoint leaves (`UnlinkPolicy::LastDetach` or `CreatorDrop`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeersLeave {
+    /// Never `Disconnected`: a receiver whose senders all left waits (until its deadline) for
+    /// one to appear again, a sender whose receivers left keeps filling the ring and then
+    /// waits, a subscriber waits for a restarted publisher. A peer's death is reported once
+    /// (`PeerDied`, after what it sent was delivered); the next call waits again.
+    Wait,
+    /// Pipe-like: `Disconnected` once every peer this endpoint has seen (observed attached, or
+    /// received a message from) has left cleanly and the ring is drained; an endpoint that has
+    /// never seen a peer waits for one (until its deadline). `Disconnected` and `PeerDied` are
+    /// final: later calls return them at once (after delivering anything still in the ring).
+    Disconnect,
+}
+
+/// Which side an endpoint is on; indexes `counts`, `joins` and `stats`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Side {
     Send = 0,
@@ -276,6 +296,92 @@ pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
     })
 }
 
+/// Messages in a ring (byte rings: bytes its records take), from its positions, without
+/// taking a role: SPSC and record rings keep their tail at byte 128 and head at 256, MPMC rings
+/// their enqueue and dequeue positions there. Broadcast rings: 0 (subscribers start at the
+/// newest message, nothing is replayed). Hostile values are clamped to `cap`.
+///
+/// # Safety
+/// `ring` must be 8-byte aligned and valid for reads of `len` bytes, whose words others access
+/// only atomically.
+pub(crate) unsafe fn ring_unread(kind: Kind, ring: *const u8, len: usize, cap: u64) -> u64 {
+    if kind == Kind::Broadcast || len < 384 {
+        return 0;
+    }
+    let word = |off: usize| {
+        // SAFETY: in bounds (len >= 384) and aligned (caller); a shared word, read atomically.
+        let w = unsafe { &*ring.add(off).cast::<AtomicU64>() };
+        // ORDERING: Acquire; pairs with the Release stores of the positions by the ring's
+        // endpoints: a position read here includes what its endpoint did before moving it.
+        w.load(Ordering::Acquire)
+    };
+    // The head first: it never passes the tail, so a tail read after it is at least as far.
+    let head = word(256);
+    let tail = word(128);
+    tail.wrapping_sub(head).min(cap)
+}
+
+/// Messages a byte ring holds: the records between its head and tail (committed, or claimed by
+/// a sender that may yet commit: one message each; padding: none), by a walk of their headers
+/// from the head, without taking a role. Each step moves at least 8 bytes and never past the
+/// tail, so the walk ends within `cap / 8` steps whatever the shared words say; a header that
+/// makes no sense (or none written yet) counts as one message and ends it. `ring_unread` gives
+/// the bytes instead, which is what the stale check and the name keeping decide on.
+///
+/// # Safety
+/// As [`ring_unread`].
+pub(crate) unsafe fn record_messages(ring: *const u8, len: usize, cap: u64) -> u64 {
+    let word = |off: usize| {
+        // SAFETY: every caller passes `off + 8 <= len` (checked below), 8-aligned (the region
+        // is, the offsets are multiples of 8); a shared word, read atomically.
+        let w = unsafe { &*ring.add(off).cast::<AtomicU64>() };
+        // ORDERING: Acquire; pairs with the Release stores of the positions and the senders'
+        // commit CAS (Release) on the headers, as the receiver's own reads.
+        w.load(Ordering::Acquire)
+    };
+    let data = RecordRing::required_size(0);
+    let geometry_ok = len >= 384
+        && cap.is_power_of_two()
+        && cap >= 8
+        && usize::try_from(cap)
+            .ok()
+            .and_then(|c| c.checked_add(data))
+            .is_some_and(|end| end <= len);
+    if !geometry_ok {
+        return 0;
+    }
+    let head = word(256);
+    let tail = word(128);
+    let ahead = tail.wrapping_sub(head);
+    if ahead == 0 {
+        return 0;
+    }
+    if ahead > cap || head % 8 != 0 {
+        return 1;
+    }
+    let (mut pos, mut n) = (head, 0u64);
+    while pos != tail {
+        let off = pos & (cap - 1);
+        // `off + 8 <= cap` (a multiple of 8 below a power of two of at least 8), so in bounds.
+        let w = word(data + off as usize);
+        let (state, payload) = ((w >> 32) & 3, w & 0xffff_ffff);
+        let size = (8 + payload + 7) & !7;
+        let fits = off + size <= cap && size <= tail.wrapping_sub(pos);
+        if w == 0 || !fits {
+            // No header yet (a claim in progress, or a dead sender's), or nonsense: one more.
+            return n + 1;
+        }
+        // 3: padding; 0: an empty state with a length is nonsense, counted as above.
+        match state {
+            3 => {}
+            0 => return n + 1,
+            _ => n += 1,
+        }
+        pos = pos.wrapping_add(size);
+    }
+    n
+}
+
 mod builder;
 mod elem;
 mod endpoints;
@@ -286,7 +392,7 @@ pub use elem::{ElemType, TYPE_NAME_STORED, fnv1a64};
 
 pub use builder::{Builder, broadcast, broadcast_of, bytes, mpmc, spsc};
 pub use endpoints::{Consumer, Producer, Receiver, Sender};
-pub(crate) use local::{Local, Owned};
+pub(crate) use local::{Life, Local, Owned};
 
 /// Words at the start of every ring that never change once it is created: magic, kind,
 /// element word, capacity (`shmlane_ring`'s `Meta`, see docs/design.md).
@@ -353,6 +459,8 @@ pub(crate) struct Inner {
     pub(crate) name: String,
     kind: Kind,
     strategy: WaitStrategy,
+    /// What this handle's endpoints do once their peers left.
+    pub(crate) mode: PeersLeave,
     /// Declared last: dropped after the events and pointers into it.
     pub(crate) seg: Segment,
 }
@@ -390,12 +498,33 @@ impl Inner {
         // ORDERING: Relaxed; the counters decide only disconnection, read after the ring's
         // own Acquire loads.
         h.counts[side as usize].fetch_add(1, Ordering::Relaxed);
-        // ORDERING: as above.
-        h.ever[side as usize].store(1, Ordering::Relaxed);
+        // ORDERING: Release, after the count and the role above; pairs with the Acquire load
+        // in `joins`: a peer that sees this join also sees the count it added (else its fast
+        // path, `Life::gone`, could read "seen, none attached" and report `Disconnected` for a
+        // peer still there) and this attachment's role (`wait_for_peer` finds it at once).
+        h.joins[side as usize].fetch_add(1, Ordering::Release);
+        // Wake peers waiting for an endpoint of this side (`wait_for_peer`, a blocked call of an
+        // endpoint that has not seen a peer yet).
+        self.ev_data.notify();
+        self.ev_space.notify();
+    }
+
+    /// Endpoints of `side` attached now by the shared count (a process that died attached
+    /// stays counted: a hint for the fast path only, never a reason to report anything).
+    pub(crate) fn count(&self, side: Side) -> u64 {
+        // ORDERING: Acquire; pairs with the Release decrement in `leave`: everything a peer
+        // published before leaving is visible once its leave is.
+        self.hdr().counts[side as usize].load(Ordering::Acquire)
+    }
+
+    /// Endpoints of `side` ever made.
+    pub(crate) fn joins(&self, side: Side) -> u64 {
+        // ORDERING: Acquire; pairs with the Release increment in `join` (see there).
+        self.hdr().joins[side as usize].load(Ordering::Acquire)
     }
 
     fn leave(&self, side: Side) {
-        // ORDERING: Release; pairs with the Acquire load in `peer_left`: everything this
+        // ORDERING: Release; pairs with the Acquire load in `count`: everything this
         // endpoint published happens-before a peer sees it gone.
         self.hdr().counts[side as usize].fetch_sub(1, Ordering::Release);
         // ORDERING: Relaxed; local bookkeeping.
@@ -404,15 +533,6 @@ impl Inner {
         // Wake the other side so a blocked peer notices at once.
         self.ev_data.notify();
         self.ev_space.notify();
-    }
-
-    /// Whether every endpoint of `side` left cleanly (and at least one existed). Cheap.
-    pub(crate) fn side_left(&self, side: Side) -> bool {
-        let h = self.hdr();
-        // ORDERING: Relaxed; set once, long before it matters.
-        h.ever[side as usize].load(Ordering::Relaxed) == 1
-            // ORDERING: Acquire; pairs with the Release decrement in `leave`.
-            && h.counts[side as usize].load(Ordering::Acquire) == 0
     }
 
     /// Whether the segment, channel and ring headers still say what they said at open (they
@@ -436,41 +556,18 @@ impl Inner {
         }
         Ok(())
     }
-
-    /// The state of `side`'s endpoints across processes (reads attachment liveness:
-    /// syscalls, slow path only), after re-validating the headers: `Corrupt` if the segment
-    /// was overwritten, so a blocked call reports it instead of waiting on garbage.
-    pub(crate) fn peer_state(&self, side: Side) -> Peers {
-        if let Err(why) = self.intact() {
-            return Peers::Corrupt(why);
-        }
-        let (mut live, mut dead) = (0, 0);
-        for a in self.seg.attachments() {
-            if a.role & side.role() != 0 {
-                if a.alive {
-                    live += 1;
-                } else {
-                    dead += 1;
-                }
-            }
-        }
-        if live > 0 {
-            Peers::Live
-        } else if dead > 0 {
-            Peers::Died
-        } else if self.side_left(side) {
-            Peers::Left
-        } else {
-            Peers::NotYet
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Peers {
+    /// A live peer is attached.
     Live,
+    /// No live peer, and a peer died since this endpoint attached (or since the last death it
+    /// reported): report `PeerDied` once what the ring holds is delivered.
     Died,
+    /// `PeersLeave::Disconnect` only: every peer this endpoint has seen left cleanly.
     Left,
+    /// Nothing to report: no peer yet, or (`Wait`) peers left; keep waiting.
     NotYet,
     /// The headers changed under the channel: corrupt (what changed).
     Corrupt(&'static str),
@@ -554,8 +651,11 @@ impl<T: Pod + Send> Channel<T> {
     }
 
     pub(crate) fn local(&self, side: Side) -> Local {
+        // The baseline before joining: deaths already in the table are never this endpoint's.
+        let life = Box::new(Life::new(&self.inner, side.peer()));
         self.inner.join(side);
         Local {
+            life,
             inner: self.inner.clone(),
             side,
             stats: SideStats::default(),

@@ -101,6 +101,23 @@ pub enum OpenError {
         #[source]
         error: ConfigError,
     },
+    /// The channel holds unread messages from a session in which a process died, and no live
+    /// process holds an endpoint: opening it would replay them into a new session. Remove it
+    /// (`shmlane rm`) or resume it ([`Builder::resume`](crate::Builder::resume)).
+    #[error(
+        "channel {name} holds {unread} unread messages from a session in which process {pid} ({role}) died: remove it with `shmlane rm {name}` to start afresh, or resume it (`--resume`, `Builder::resume(true)`) to deliver them"
+    )]
+    Stale {
+        /// Channel name.
+        name: String,
+        /// The process that died holding an endpoint (a sender, if one did).
+        pid: u32,
+        /// What it held: `sender`, `receiver` or `sender and receiver`.
+        role: &'static str,
+        /// Messages in the ring (byte channels: its records, a claim a sender never
+        /// committed counted as one).
+        unread: u64,
+    },
     /// A single role (SPSC producer or consumer, byte receiver, broadcast publisher) is held
     /// by a live endpoint: of another process, or of this one (the same or another handle,
     /// any thread). One left by a dead process is taken over instead.
@@ -203,6 +220,18 @@ impl OpenError {
             e => Self::Ring(e),
         }
     }
+}
+
+/// Why [`wait_for_peer`](crate::Receiver::wait_for_peer) returned without a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitPeerError {
+    /// The deadline passed with no live peer attached.
+    #[error("timed out: no peer attached")]
+    Timeout,
+    /// The channel's headers changed under it (corrupt or hostile segment).
+    #[error("channel is corrupt ({0})")]
+    Corrupt(&'static str),
 }
 
 /// Why a non-blocking send failed; the message comes back.

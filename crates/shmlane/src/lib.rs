@@ -17,6 +17,23 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! A and B may start in either order (both ask for the same capacity; whichever comes first
+//! creates the channel). The channel is persistent, so B waits for A to (re)appear
+//! ([`PeersLeave::Wait`]); `.when_peers_leave(PeersLeave::Disconnect)` makes endpoints end like
+//! a pipe when their peers leave (the default with `UnlinkPolicy::LastDetach`).
+//!
+//! # Lifecycle
+//!
+//! A channel is *created*, *live* (a live process holds an endpoint), *idle* (nobody holds
+//! one; what its ring holds waits for the next receiver), *stale* (nobody holds one, a process
+//! died holding one, and its ring holds unread messages: opening fails with
+//! [`OpenError::Stale`] unless [`Builder::resume`]), or *corrupt* (its headers changed: every
+//! call reports `Corrupt`). An endpoint is never told of a death that happened before it
+//! attached; `PeerDied` is reported once per death after it (in `Wait` mode the next call
+//! waits again; in `Disconnect` mode it is final). With `UnlinkPolicy::LastDetach` the last
+//! endpoint to leave keeps the name while the ring holds unread messages. Details:
+//! docs/design.md, "Channel lifecycle".
+//!
 //! A channel is a shared-memory segment (`shmlane-segment`) holding five regions: `chan` (the
 //! channel header and statistics, see [`ChannelStats`]), `ring` (an SPSC or MPMC ring from
 //! `shmlane-ring`), two events from `shmlane-wake`: `ev-data` (consumers sleep on it,
@@ -29,7 +46,8 @@
 //! its role, whose liveness lock the kernel drops when the process dies. A blocking receive on
 //! an empty ring re-checks the senders at least every 50 ms, so it ends with
 //! [`RecvError::PeerDied`] within that time of a sender's death (after draining what the
-//! sender completed). A clean drop of the last sender gives [`RecvError::Disconnected`].
+//! sender completed). A clean drop of the last sender gives [`RecvError::Disconnected`] in
+//! [`PeersLeave::Disconnect`] mode; in `Wait` mode the receiver waits for a sender.
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 // Header casts are from 128-byte aligned regions (the segment's region allocator).
@@ -43,12 +61,12 @@ mod error;
 pub use broadcast::{Publisher, Start, Subscriber, TypedLoan, TypedPublisher, TypedSubscriber};
 pub use bytes::{ByteClaim, ByteReceiver, ByteSender, DEFAULT_UNBLOCK_AFTER};
 pub use channel::{
-    Builder, Channel, ChannelStats, ElemType, Kind, ROLE_RECEIVER, ROLE_SENDER, SideStats,
-    TYPE_NAME_STORED, broadcast, broadcast_of, bytes, fnv1a64, inspect, mpmc, spsc,
+    Builder, Channel, ChannelStats, ElemType, Kind, PeersLeave, ROLE_RECEIVER, ROLE_SENDER,
+    SideStats, TYPE_NAME_STORED, broadcast, broadcast_of, bytes, fnv1a64, inspect, mpmc, spsc,
 };
 pub use error::{
     ByteRecvError, ByteSendError, ConfigError, OpenError, RecvError, SendError, TryRecvError,
-    TrySendError,
+    TrySendError, WaitPeerError,
 };
 pub use shmlane_segment::{Location, UnlinkPolicy};
 pub use shmlane_wake::{Deadline, WaitStrategy};

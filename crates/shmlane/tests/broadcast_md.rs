@@ -118,6 +118,18 @@ fn child_entry() {
             }
             println!("OUT:published");
         }
+        "typed-loan-die" => {
+            // Publishes args[1] quotes, then dies holding a loan of the next one, half
+            // written (no destructor runs: the slot stays busy, the role claimed).
+            let ch = shmlane::broadcast_of::<Quote>(name).open().unwrap();
+            let mut p = ch.typed_publisher().unwrap();
+            for i in 0..args[1].parse::<u64>().unwrap() {
+                p.publish(&quote(i));
+            }
+            let mut loan = p.loan();
+            loan.write_field(core::mem::offset_of!(Quote, bid), &-1.0f64);
+            std::process::exit(0);
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -396,4 +408,174 @@ fn typed_loans_on_a_checksummed_channel() {
     let e = small.typed_publisher().unwrap_err().to_string();
     assert!(e.contains("msg_size(44)"), "{e}");
     assert!(small.typed_subscriber().is_err());
+}
+
+/// Review revb: a publisher process killed while it held a loan leaves the slot of its next
+/// message busy; that slot's older message (a ring back) is gone, the `capacity - 1` after it
+/// are intact. A late subscriber from `Oldest` receives those 7 (it was reported lapped by the
+/// whole ring, 8, and received nothing), and the next publisher takes over at the message the
+/// dead one was writing.
+#[test]
+fn revb_oldest_after_a_publisher_killed_mid_loan() {
+    let name = unique("md-loan-die");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::broadcast_of::<Quote>(&name)
+        .capacity(8)
+        .create()
+        .unwrap();
+    let (code, _) = finish(
+        child("typed-loan-die", &[&name, "20"]).spawn().unwrap(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0);
+    let mut sub = ch.typed_subscriber_from(Start::Oldest).unwrap();
+    let mut got = Vec::new();
+    let end = loop {
+        match sub.try_recv_seq() {
+            Ok((q, seq)) => got.push((q, seq)),
+            Err(ByteRecvError::Lapped { lost }) => panic!("lapped {lost} after {got:?}"),
+            Err(e) => break e,
+        }
+    };
+    let want: Vec<_> = (13..20).map(|i| (quote(i), i)).collect();
+    assert_eq!(got, want);
+    assert!(
+        matches!(end, ByteRecvError::Empty | ByteRecvError::Disconnected),
+        "{end:?}"
+    );
+    assert_eq!(sub.lost(), 0);
+    // The next publisher writes message 20 again, whole.
+    let mut p = ch.typed_publisher().unwrap();
+    assert_eq!(p.next_seq(), 20);
+    assert_eq!(p.publish(&quote(20)), 20);
+    assert_eq!(sub.try_recv_seq(), Ok((quote(20), 20)));
+}
+
+/// Review revb (a guard: held on the code as reviewed): `write_field` at the edges of the
+/// value (the last bytes, a zero-sized field at the end, the whole value as one field) writes
+/// exactly there; a field reaching past the value (by one byte, or at an offset near
+/// `usize::MAX`) panics before writing anything, and the loan given up by the unwinding leaves
+/// the position to the next loan, whose message every subscriber gets whole.
+#[test]
+fn revb_write_field_at_the_edges() {
+    use core::mem::offset_of;
+    let name = unique("md-edges");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::broadcast_of::<Quote>(&name)
+        .capacity(8)
+        .create()
+        .unwrap();
+    let mut p = ch.typed_publisher().unwrap();
+    let mut sub = ch.typed_subscriber().unwrap();
+    let size = size_of::<Quote>();
+    let q = quote(7);
+    let mut loan = p.loan();
+    loan.write(&quote(1));
+    loan.write_field(0, &q);
+    loan.write_field(size - 4, &q.venue);
+    loan.write_field(size, &());
+    loan.write_field(size - 8, &[q.instrument, q.venue]);
+    assert_eq!(loan.publish(), 0);
+    assert_eq!(sub.try_recv_seq(), Ok((q, 0)));
+    for (offset, what) in [
+        (size - 3, "one byte past"),
+        (usize::MAX - 1, "near usize::MAX"),
+    ] {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut loan = p.loan();
+            loan.write_field(offset_of!(Quote, bid), &-1.0f64);
+            loan.write_field(offset, &0u32);
+            loan.publish()
+        }));
+        assert!(r.is_err(), "{what}: no panic");
+        assert_eq!(sub.try_recv(), Err(ByteRecvError::Empty), "{what}");
+    }
+    assert_eq!(p.next_seq(), 1);
+    assert_eq!(p.publish(&quote(8)), 1);
+    assert_eq!(sub.try_recv_seq(), Ok((quote(8), 1)));
+}
+
+/// Review revb: a typed subscriber given a message of another size than its type (here a
+/// `Channel<u8>`'s one-byte typed subscriber and the byte publisher's 5-byte message; on a
+/// typed channel, a forged length) reported `Corrupt` but left the message in place (the ring
+/// consumes nothing on `BufferTooSmall`): every later call, blocking or not, returned the same
+/// `Corrupt` at once, for ever. The message is consumed (dropped as corrupt, counted in the
+/// sequence numbers) and the subscriber reads on, as on a checksummed channel.
+#[test]
+fn revb_a_typed_subscriber_reads_on_past_a_message_of_another_size() {
+    let (ch, _c) = channel("md-typed-size", 8);
+    let mut p = ch.publisher().unwrap();
+    let mut sub = ch.typed_subscriber().unwrap();
+    p.send(b"hello").unwrap();
+    p.send(b"x").unwrap();
+    p.send(b"long one").unwrap();
+    p.send(b"y").unwrap();
+    assert!(matches!(sub.try_recv(), Err(ByteRecvError::Corrupt(_))));
+    assert_eq!(sub.try_recv_seq(), Ok((b'x', 1)));
+    let wait = Some(Deadline::after(Duration::from_secs(5)));
+    assert!(matches!(sub.recv(wait), Err(ByteRecvError::Corrupt(_))));
+    assert_eq!(sub.recv_seq(wait), Ok((b'y', 3)));
+    assert_eq!(sub.try_recv(), Err(ByteRecvError::Empty));
+}
+
+/// Review revb (a guard: held on the code as reviewed): subscribers of one process share its
+/// owner tag, from one channel handle or two; each holds an entry of its own and lets go of
+/// its own only. A full table counts 64 and refuses the 65th, which is then not counted even
+/// when an entry frees up; the entries freed are claimed again.
+#[test]
+fn revb_subscribers_of_one_process_count_and_let_go_of_their_own() {
+    let (ch, _c) = channel("md-one-proc", 64);
+    let other = shmlane::broadcast(ch.name()).open().unwrap();
+    let mut p = ch.publisher().unwrap();
+    let mut a = ch.subscriber().unwrap();
+    let b = ch.subscriber().unwrap();
+    let c = other.subscriber().unwrap();
+    assert!(a.is_counted() && b.is_counted() && c.is_counted());
+    assert_eq!((p.subscribers(), p.slowest_lag()), (3, Some(0)));
+    for i in 0..5u8 {
+        p.send(&[i]).unwrap();
+    }
+    let mut buf = [0u8; 8];
+    for _ in 0..5 {
+        a.try_recv(&mut buf).unwrap();
+    }
+    assert_eq!(p.slowest_lag(), Some(5));
+    drop(b);
+    assert_eq!((p.subscribers(), p.slowest_lag()), (2, Some(5)));
+    drop(c);
+    assert_eq!((p.subscribers(), p.slowest_lag()), (1, Some(0)));
+    let mut many: Vec<_> = (0..64).map(|_| ch.subscriber().unwrap()).collect();
+    assert_eq!(many.iter().filter(|s| s.is_counted()).count(), 63);
+    assert!(!many.last().unwrap().is_counted());
+    assert_eq!(p.subscribers(), 64);
+    many.truncate(10);
+    assert_eq!(p.subscribers(), 11);
+    let again = other.subscriber().unwrap();
+    assert!(again.is_counted());
+    assert_eq!(p.subscribers(), 12);
+    drop((a, many, again));
+    assert_eq!((p.subscribers(), p.slowest_lag()), (0, None));
+}
+
+/// Review revb: the same on a checksummed channel, where the subscriber consumes a message
+/// before it finds it too long for the value: the message of another size is `Corrupt`, once
+/// (not skipped silently, nor taken for the next one).
+#[test]
+fn revb_a_typed_subscriber_on_a_checksummed_channel_reports_another_size_once() {
+    let name = unique("md-typed-size-crc");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::broadcast(&name)
+        .capacity(8)
+        .checksum(true)
+        .create()
+        .unwrap();
+    let mut p = ch.publisher().unwrap();
+    let mut sub = ch.typed_subscriber().unwrap();
+    p.send(b"hello").unwrap();
+    assert!(matches!(sub.try_recv(), Err(ByteRecvError::Corrupt(_))));
+    assert_eq!(sub.try_recv(), Err(ByteRecvError::Empty));
+    p.send(b"long one").unwrap();
+    p.send(b"x").unwrap();
+    assert!(matches!(sub.try_recv(), Err(ByteRecvError::Corrupt(_))));
+    assert_eq!(sub.try_recv_seq(), Ok((b'x', 2)));
 }

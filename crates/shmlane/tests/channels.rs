@@ -8,6 +8,8 @@ use std::{
 use shmlane::{ByteRecvError, ByteSendError, Deadline, RecvError, TryRecvError, UnlinkPolicy};
 use shmlane_testkit::{Cleanup, child, child_role, finish, unique};
 
+// One match arm per child role; each builder now names its `PeersLeave` explicitly.
+#[allow(clippy::too_many_lines)]
 #[test]
 fn child_entry() {
     let Some((role, args)) = child_role() else {
@@ -15,7 +17,10 @@ fn child_entry() {
     };
     match role.as_str() {
         "send-then-hang" => {
-            let ch = shmlane::spsc::<u64>(&args[0]).open().unwrap();
+            let ch = shmlane::spsc::<u64>(&args[0])
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .open()
+                .unwrap();
             let mut tx = ch.producer().unwrap();
             for i in 0..1000 {
                 tx.send(i, None).unwrap();
@@ -24,7 +29,10 @@ fn child_entry() {
             std::thread::sleep(Duration::from_secs(300));
         }
         "send-range" => {
-            let ch = shmlane::spsc::<u64>(&args[0]).open().unwrap();
+            let ch = shmlane::spsc::<u64>(&args[0])
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .open()
+                .unwrap();
             let mut tx = ch.producer().unwrap();
             let (from, to): (u64, u64) = (args[1].parse().unwrap(), args[2].parse().unwrap());
             for i in from..to {
@@ -37,7 +45,10 @@ fn child_entry() {
         }
         "bytes-send" => {
             // Messages `from..to` of the byte channel: length and bytes derive from the number.
-            let ch = shmlane::bytes(&args[0]).open().unwrap();
+            let ch = shmlane::bytes(&args[0])
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .open()
+                .unwrap();
             let mut tx = ch.byte_sender().unwrap();
             let (from, to): (u64, u64) = (args[1].parse().unwrap(), args[2].parse().unwrap());
             for i in from..to {
@@ -47,7 +58,10 @@ fn child_entry() {
         }
         "bytes-claim-hang" => {
             // Claims room for a message, writes half of it, and hangs there until killed.
-            let ch = shmlane::bytes(&args[0]).open().unwrap();
+            let ch = shmlane::bytes(&args[0])
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .open()
+                .unwrap();
             let mut tx = ch.byte_sender().unwrap();
             let mut claim = tx.claim(100).unwrap();
             claim.write(0, &[0xee; 50]);
@@ -61,7 +75,10 @@ fn child_entry() {
         "publish" => {
             // Waits for `args[1]` subscribers (the receiver count), then publishes `args[2]`
             // messages and leaves.
-            let ch = shmlane::broadcast(&args[0]).open().unwrap();
+            let ch = shmlane::broadcast(&args[0])
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .open()
+                .unwrap();
             let mut tx = ch.publisher().unwrap();
             let (subs, n): (u64, u64) = (args[1].parse().unwrap(), args[2].parse().unwrap());
             while shmlane::inspect(&info(&args[0])).unwrap().endpoints.1 < subs {
@@ -77,7 +94,10 @@ fn child_entry() {
             // stalls until the publisher has published two rings' worth past it (of the
             // args[2] messages in all), so it is lapped on any machine, then sleeps 1 ms per
             // 100 messages.
-            let ch = shmlane::broadcast(&args[0]).open().unwrap();
+            let ch = shmlane::broadcast(&args[0])
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .open()
+                .unwrap();
             let mut rx = ch.subscriber().unwrap();
             let slow = args[1] == "slow";
             let (mut next, mut got, mut lost) = (0u64, 0u64, 0u64);
@@ -122,7 +142,11 @@ fn child_entry() {
 fn spsc_in_order_then_disconnected() {
     let name = unique("chan-spsc");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::spsc::<u64>(&name).capacity(64).create().unwrap();
+    let ch = shmlane::spsc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(64)
+        .create()
+        .unwrap();
     let mut rx = ch.consumer().unwrap();
     let ch2 = ch.clone();
     let t = std::thread::spawn(move || {
@@ -148,7 +172,10 @@ fn spsc_in_order_then_disconnected() {
 fn recv_times_out_on_empty_channel() {
     let name = unique("chan-timeout");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::spsc::<u64>(&name).create().unwrap();
+    let ch = shmlane::spsc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .create()
+        .unwrap();
     let _tx = ch.producer().unwrap();
     let mut rx = ch.consumer().unwrap();
     let d = Deadline::after(Duration::from_millis(30));
@@ -160,10 +187,20 @@ fn recv_times_out_on_empty_channel() {
 fn mismatched_open_is_a_clear_error() {
     let name = unique("chan-mismatch");
     let _c = Cleanup(name.clone());
-    let _ch = shmlane::spsc::<u64>(&name).capacity(64).create().unwrap();
-    let e = shmlane::mpmc::<u64>(&name).open().unwrap_err();
+    let _ch = shmlane::spsc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(64)
+        .create()
+        .unwrap();
+    let e = shmlane::mpmc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .open()
+        .unwrap_err();
     assert!(e.to_string().contains("exists as spsc"), "{e}");
-    let e = shmlane::spsc::<u32>(&name).open().unwrap_err();
+    let e = shmlane::spsc::<u32>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .open()
+        .unwrap_err();
     assert!(
         e.to_string()
             .contains("holds u64 (8 bytes, align 8); opened as u32 (4 bytes, align 4)"),
@@ -175,6 +212,7 @@ fn mismatched_open_is_a_clear_error() {
 fn mpmc_two_senders_two_receivers_threads() {
     let name = unique("chan-mpmc");
     let ch = shmlane::mpmc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(128)
         .unlink(UnlinkPolicy::LastDetach)
         .create()
@@ -225,7 +263,11 @@ fn mpmc_two_senders_two_receivers_threads() {
 fn killed_producer_is_reported_to_a_parked_consumer() {
     let name = unique("chan-kill");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::spsc::<u64>(&name).capacity(4096).create().unwrap();
+    let ch = shmlane::spsc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(4096)
+        .create()
+        .unwrap();
     let mut rx = ch.consumer().unwrap();
     let mut prod = child("send-then-hang", &[&name]).spawn().unwrap();
     for i in 0..1000 {
@@ -253,6 +295,8 @@ fn killed_producer_is_reported_to_a_parked_consumer() {
 fn restarted_producer_reattaches() {
     let name = unique("chan-restart");
     let _c = Cleanup(name.clone());
+    // Persistent: the consumer waits for peers (`PeersLeave::Wait`), so after `PeerDied` it
+    // waits for the restarted producer.
     let ch = shmlane::spsc::<u64>(&name).capacity(4096).create().unwrap();
     let mut rx = ch.consumer().unwrap();
     let mut first = child("send-range", &[&name, "0", "500", "hang"])
@@ -301,7 +345,11 @@ fn info(name: &str) -> shmlane_segment::SegmentInfo {
 fn bytes_between_processes_and_a_killed_claim_is_skipped() {
     let name = unique("chan-bytes");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::bytes(&name).capacity(1 << 14).create().unwrap();
+    let ch = shmlane::bytes(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(1 << 14)
+        .create()
+        .unwrap();
     let mut rx = ch.byte_receiver().unwrap();
     assert_eq!(rx.max_message(), 2040);
     let senders: Vec<_> = [("0", "20000"), ("1000000", "1020000")]
@@ -362,7 +410,10 @@ fn bytes_between_processes_and_a_killed_claim_is_skipped() {
 /// Child role: claims room for a message, writes half of it, stalls for `ms` (past the
 /// receiver's unblock timeout), then writes the rest in place and commits: too late.
 fn claim_and_stall(name: &str, ms: u64) {
-    let ch = shmlane::bytes(name).open().unwrap();
+    let ch = shmlane::bytes(name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .open()
+        .unwrap();
     let mut tx = ch.byte_sender().unwrap();
     let mut claim = tx.claim(400).unwrap();
     claim.write(0, &[0xee; 200]);
@@ -388,7 +439,11 @@ fn stalled_and_sending(
     std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
     std::thread::JoinHandle<()>,
 ) {
-    let ch = shmlane::bytes(name).capacity(1 << 12).create().unwrap();
+    let ch = shmlane::bytes(name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(1 << 12)
+        .create()
+        .unwrap();
     let mut rx = ch.byte_receiver().unwrap();
     rx.set_unblock_after(Duration::from_millis(100));
     let mut stall = child("bytes-claim-stall", &[name, &ms.to_string()])
@@ -495,6 +550,7 @@ fn broadcast_publisher_and_subscribers_between_processes() {
     let name = unique("chan-bcast");
     let _c = Cleanup(name.clone());
     let _ch = shmlane::broadcast(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(BCAST_CAPACITY)
         .msg_size(64)
         .create()
@@ -558,7 +614,10 @@ fn thread_cpu() -> Duration {
 /// Child role: takes the next position of the MPMC channel as a sender (`send`) or a receiver
 /// (`recv`) and stops before publishing it, then hangs there until killed.
 fn mpmc_abandon(name: &str, side: &str) {
-    let ch = shmlane::mpmc::<u64>(name).open().unwrap();
+    let ch = shmlane::mpmc::<u64>(name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .open()
+        .unwrap();
     if side == "send" {
         ch.sender().unwrap().abandon_send_for_tests();
     } else {
@@ -570,7 +629,10 @@ fn mpmc_abandon(name: &str, side: &str) {
 
 /// Child role: attaches an MPMC sender, then hangs until killed.
 fn mpmc_sender_hang(name: &str) {
-    let ch = shmlane::mpmc::<u64>(name).open().unwrap();
+    let ch = shmlane::mpmc::<u64>(name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .open()
+        .unwrap();
     let _tx = ch.sender().unwrap();
     println!("attached");
     std::thread::sleep(Duration::from_secs(300));
@@ -597,7 +659,11 @@ fn abandoning_child(name: &str, side: &str) -> std::process::Child {
 fn mpmc_sender_killed_mid_send_is_skipped_and_counted() {
     let name = unique("mpmc-kill-send");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::mpmc::<u64>(&name).capacity(16).create().unwrap();
+    let ch = shmlane::mpmc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(16)
+        .create()
+        .unwrap();
     let rx = ch.receiver().unwrap();
     let mut dead = abandoning_child(&name, "send");
     let mut tx = ch.sender().unwrap();
@@ -649,7 +715,11 @@ fn mpmc_sender_killed_mid_send_is_skipped_and_counted() {
 fn mpmc_receiver_killed_mid_recv_gives_its_slot_back() {
     let name = unique("mpmc-kill-recv");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::mpmc::<u64>(&name).capacity(8).create().unwrap();
+    let ch = shmlane::mpmc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(8)
+        .create()
+        .unwrap();
     let mut tx = ch.sender().unwrap();
     tx.send(0, None).unwrap();
     let mut dead = abandoning_child(&name, "recv");
@@ -689,7 +759,11 @@ fn mpmc_receiver_killed_mid_recv_gives_its_slot_back() {
 fn mpmc_blocked_calls_end_at_their_deadline_at_a_hole() {
     let name = unique("mpmc-deadline");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::mpmc::<u64>(&name).capacity(4).create().unwrap();
+    let ch = shmlane::mpmc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(4)
+        .create()
+        .unwrap();
     ch.sender().unwrap().abandon_send_for_tests();
     let mut tx = ch.sender().unwrap();
     tx.send(1, None).unwrap();
@@ -711,7 +785,11 @@ fn mpmc_blocked_calls_end_at_their_deadline_at_a_hole() {
 
     let name = unique("mpmc-deadline-send");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::mpmc::<u64>(&name).capacity(4).create().unwrap();
+    let ch = shmlane::mpmc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(4)
+        .create()
+        .unwrap();
     let mut tx = ch.sender().unwrap();
     tx.send(0, None).unwrap();
     ch.receiver().unwrap().abandon_recv_for_tests();
@@ -743,7 +821,11 @@ fn mpmc_blocked_calls_end_at_their_deadline_at_a_hole() {
 fn rev1_mpmc_receiver_killed_on_a_skipped_position_loses_no_second_message() {
     let name = unique("mpmc-kill-skip");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::mpmc::<u64>(&name).capacity(2).create().unwrap();
+    let ch = shmlane::mpmc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(2)
+        .create()
+        .unwrap();
     let mut rx = ch.receiver().unwrap();
     let mut dead_tx = abandoning_child(&name, "send");
     dead_tx.kill().unwrap();
@@ -910,7 +992,11 @@ fn f5_forged_dead_holes_ahead_of_a_blocked_mpmc_recv_are_rate_limited() {
     const CAP: u64 = 8;
     let name = unique("mpmc-forged-holes");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::mpmc::<u64>(&name).capacity(CAP).create().unwrap();
+    let ch = shmlane::mpmc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(CAP)
+        .create()
+        .unwrap();
     let mut rx = ch.receiver().unwrap();
     let (((expired, lost_expired), (r, took, lost)), laps) = with_forged_holes(&name, CAP, || {
         let r = rx.recv(Some(Deadline::after(Duration::ZERO)));
@@ -952,7 +1038,11 @@ fn f5_forged_dead_holes_do_not_hold_a_recv_in_the_drain_after_a_sender_died() {
     const CAP: u64 = 32;
     let name = unique("mpmc-forged-drain");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::mpmc::<u64>(&name).capacity(CAP).create().unwrap();
+    let ch = shmlane::mpmc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(CAP)
+        .create()
+        .unwrap();
     let mut rx = ch.receiver().unwrap();
     let mut sender = child("mpmc-sender-hang", &[&name])
         .stdout(std::process::Stdio::piped())

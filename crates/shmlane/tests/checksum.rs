@@ -35,6 +35,7 @@ fn a_flipped_payload_bit_in_a_byte_channel_is_corrupt() {
             let name = unique("cksum-bytes");
             let _c = Cleanup(name.clone());
             let ch = shmlane::bytes(&name)
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
                 .capacity(4096)
                 .checksum(true)
                 .create()
@@ -76,6 +77,7 @@ fn a_flipped_payload_bit_in_a_broadcast_channel_is_corrupt() {
     let name = unique("cksum-bcast");
     let _c = Cleanup(name.clone());
     let ch = shmlane::broadcast(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(8)
         .msg_size(60)
         .checksum(true)
@@ -113,18 +115,26 @@ fn both_sides_agree_through_the_header() {
     let name = unique("cksum-agree");
     let _c = Cleanup(name.clone());
     let ch = shmlane::bytes(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(4096)
         .checksum(true)
         .create()
         .unwrap();
     // Unset: takes the channel's setting; set the other way: a mismatch.
-    let other = shmlane::bytes(&name).open().unwrap();
+    let other = shmlane::bytes(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .open()
+        .unwrap();
     let mut tx = other.byte_sender().unwrap();
     let mut rx = ch.byte_receiver().unwrap();
     tx.try_send(b"agreed").unwrap();
     let mut buf = [0u8; 16];
     assert_eq!(rx.try_recv(&mut buf), Ok(6));
-    let e = shmlane::bytes(&name).checksum(false).open().unwrap_err();
+    let e = shmlane::bytes(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .checksum(false)
+        .open()
+        .unwrap_err();
     assert!(e.to_string().contains("checksums on"), "{e}");
     // Zero-copy claims need the bytes: refused, with what to do.
     let e = tx.claim(4).unwrap_err();
@@ -133,10 +143,17 @@ fn both_sides_agree_through_the_header() {
     // Off by default, and not for typed channels.
     let plain = unique("cksum-plain");
     let _p = Cleanup(plain.clone());
-    let ch = shmlane::bytes(&plain).capacity(4096).create().unwrap();
+    let ch = shmlane::bytes(&plain)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(4096)
+        .create()
+        .unwrap();
     assert_eq!(ch.byte_sender().unwrap().max_message(), 4096 / 8 - 8);
     assert!(matches!(
-        shmlane::spsc::<u64>(&plain).checksum(true).create(),
+        shmlane::spsc::<u64>(&plain)
+            .when_peers_leave(shmlane::PeersLeave::Disconnect)
+            .checksum(true)
+            .create(),
         Err(OpenError::Config {
             error: ConfigError::Unsupported { .. },
             ..
@@ -153,7 +170,11 @@ fn both_sides_agree_through_the_header() {
 fn without_checksums_a_flipped_bit_is_delivered() {
     let name = unique("cksum-off");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::bytes(&name).capacity(4096).create().unwrap();
+    let ch = shmlane::bytes(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(4096)
+        .create()
+        .unwrap();
     let mut tx = ch.byte_sender().unwrap();
     let mut rx = ch.byte_receiver().unwrap();
     tx.try_send(b"0123456789").unwrap();

@@ -82,7 +82,11 @@ fn spsc_recv_and_send_report_an_overwritten_header() {
     ] {
         let name = unique("corrupt-spsc-recv");
         let _c = Cleanup(name.clone());
-        let ch = shmlane::spsc::<u64>(&name).capacity(4).create().unwrap();
+        let ch = shmlane::spsc::<u64>(&name)
+            .when_peers_leave(shmlane::PeersLeave::Disconnect)
+            .capacity(4)
+            .create()
+            .unwrap();
         let _tx = ch.producer().unwrap();
         let mut rx = ch.consumer().unwrap();
         corrupt_while_blocked(
@@ -95,7 +99,11 @@ fn spsc_recv_and_send_report_an_overwritten_header() {
     for spot in [Spot::Chan(2), Spot::Ring(2), Spot::Everything] {
         let name = unique("corrupt-spsc-send");
         let _c = Cleanup(name.clone());
-        let ch = shmlane::spsc::<u64>(&name).capacity(2).create().unwrap();
+        let ch = shmlane::spsc::<u64>(&name)
+            .when_peers_leave(shmlane::PeersLeave::Disconnect)
+            .capacity(2)
+            .create()
+            .unwrap();
         let mut tx = ch.producer().unwrap();
         let _rx = ch.consumer().unwrap();
         tx.try_send(1).unwrap();
@@ -114,7 +122,11 @@ fn mpmc_recv_reports_an_overwritten_header() {
     for spot in [Spot::Chan(1), Spot::Ring(1), Spot::Everything] {
         let name = unique("corrupt-mpmc");
         let _c = Cleanup(name.clone());
-        let ch = shmlane::mpmc::<u64>(&name).capacity(8).create().unwrap();
+        let ch = shmlane::mpmc::<u64>(&name)
+            .when_peers_leave(shmlane::PeersLeave::Disconnect)
+            .capacity(8)
+            .create()
+            .unwrap();
         let _tx = ch.sender().unwrap();
         let mut rx = ch.receiver().unwrap();
         corrupt_while_blocked(
@@ -131,7 +143,11 @@ fn byte_and_broadcast_receivers_report_an_overwritten_header() {
     for spot in [Spot::SegmentMagic, Spot::Chan(4), Spot::Ring(3)] {
         let name = unique("corrupt-bytes");
         let _c = Cleanup(name.clone());
-        let ch = shmlane::bytes(&name).capacity(4096).create().unwrap();
+        let ch = shmlane::bytes(&name)
+            .when_peers_leave(shmlane::PeersLeave::Disconnect)
+            .capacity(4096)
+            .create()
+            .unwrap();
         let _tx = ch.byte_sender().unwrap();
         let mut rx = ch.byte_receiver().unwrap();
         let mut buf = [0u8; 512];
@@ -145,7 +161,11 @@ fn byte_and_broadcast_receivers_report_an_overwritten_header() {
     // A byte sender waiting for room.
     let name = unique("corrupt-bytes-send");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::bytes(&name).capacity(256).create().unwrap();
+    let ch = shmlane::bytes(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(256)
+        .create()
+        .unwrap();
     let mut tx = ch.byte_sender().unwrap();
     let _rx = ch.byte_receiver().unwrap();
     while tx.try_send(&[1; 24]).is_ok() {}
@@ -158,7 +178,11 @@ fn byte_and_broadcast_receivers_report_an_overwritten_header() {
     for spot in [Spot::Chan(0), Spot::Ring(0), Spot::Ring(2)] {
         let name = unique("corrupt-bcast");
         let _c = Cleanup(name.clone());
-        let ch = shmlane::broadcast(&name).capacity(8).create().unwrap();
+        let ch = shmlane::broadcast(&name)
+            .when_peers_leave(shmlane::PeersLeave::Disconnect)
+            .capacity(8)
+            .create()
+            .unwrap();
         let _tx = ch.publisher().unwrap();
         let mut rx = ch.subscriber().unwrap();
         let mut buf = [0u8; 256];
@@ -191,7 +215,11 @@ fn write_stamp(name: &str, cap: u64, index: u64, stamp: u64) {
 fn a_broadcast_lap_beyond_what_was_sent_is_corrupt_not_a_loss() {
     let name = unique("corrupt-bcast-lap");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::broadcast(&name).capacity(8).create().unwrap();
+    let ch = shmlane::broadcast(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(8)
+        .create()
+        .unwrap();
     let mut tx = ch.publisher().unwrap();
     let mut rx = ch.subscriber().unwrap();
     let mut buf = [0u8; 256];
@@ -222,7 +250,11 @@ fn a_broadcast_lap_beyond_what_was_sent_is_corrupt_not_a_loss() {
 fn a_real_broadcast_lap_is_reported_exactly() {
     let name = unique("corrupt-bcast-reallap");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::broadcast(&name).capacity(8).create().unwrap();
+    let ch = shmlane::broadcast(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(8)
+        .create()
+        .unwrap();
     let mut tx = ch.publisher().unwrap();
     let mut rx = ch.subscriber().unwrap();
     let mut buf = [0u8; 256];

@@ -16,6 +16,7 @@ fn a_peer_bumping_our_slot_generation_does_not_free_our_producer_role() {
     let name = unique("rev2-gen");
     let _c = Cleanup(name.clone());
     let ch = shmlane::spsc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(64)
         .unlink(UnlinkPolicy::Never)
         .create()
@@ -67,7 +68,11 @@ fn write_stamp(name: &str, cap: u64, index: u64, stamp: u64) {
 fn a_subscriber_that_just_read_cannot_have_lost_a_hundred_million_messages() {
     let name = unique("rev2-bcast-age");
     let _c = Cleanup(name.clone());
-    let ch = shmlane::broadcast(&name).capacity(8).create().unwrap();
+    let ch = shmlane::broadcast(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(8)
+        .create()
+        .unwrap();
     let mut tx = ch.publisher().unwrap();
     let mut rx = ch.subscriber().unwrap();
     let mut buf = [0u8; 256];
@@ -99,6 +104,7 @@ fn a_forked_child_dropping_an_inherited_producer_leaves_the_parents_role() {
     let name = unique("rev2-fork");
     let _c = Cleanup(name.clone());
     let ch = shmlane::spsc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(64)
         .unlink(UnlinkPolicy::Never)
         .create()
@@ -180,6 +186,7 @@ fn spsc_blocked_calls_report_an_overwritten_position() {
     let name = unique("rev2-spsc-pos");
     let _c = Cleanup(name.clone());
     let ch = shmlane::spsc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(4)
         .unlink(UnlinkPolicy::Never)
         .create()
@@ -229,6 +236,7 @@ fn mpmc_blocked_recv_reports_an_overwritten_position() {
         let name = unique("rev2-mpmc-pos");
         let _c = Cleanup(name.clone());
         let ch = shmlane::mpmc::<u64>(&name)
+            .when_peers_leave(shmlane::PeersLeave::Disconnect)
             .capacity(4)
             .unlink(UnlinkPolicy::Never)
             .create()

@@ -16,22 +16,30 @@ macro_rules! for_each_role {
     ($m:ident) => {
         $m!(
             "producer",
-            |n: &str| shmlane::spsc::<u64>(n).capacity(64),
+            |n: &str| shmlane::spsc::<u64>(n)
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .capacity(64),
             |c: &shmlane::Channel<u64>| c.producer()
         );
         $m!(
             "consumer",
-            |n: &str| shmlane::spsc::<u64>(n).capacity(64),
+            |n: &str| shmlane::spsc::<u64>(n)
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .capacity(64),
             |c: &shmlane::Channel<u64>| c.consumer()
         );
         $m!(
             "byte receiver",
-            |n: &str| shmlane::bytes(n).capacity(4096),
+            |n: &str| shmlane::bytes(n)
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .capacity(4096),
             |c: &shmlane::Channel<u8>| c.byte_receiver()
         );
         $m!(
             "publisher",
-            |n: &str| shmlane::broadcast(n).capacity(16),
+            |n: &str| shmlane::broadcast(n)
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .capacity(16),
             |c: &shmlane::Channel<u8>| c.publisher()
         );
     };
@@ -144,6 +152,7 @@ fn endpoints_are_refused_in_a_forked_child() {
     let name = unique("roles-fork");
     let _c = Cleanup(name.clone());
     let ch = shmlane::spsc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(64)
         .unlink(UnlinkPolicy::LastDetach)
         .create()
@@ -152,6 +161,7 @@ fn endpoints_are_refused_in_a_forked_child() {
     let bytes_name = unique("roles-fork-bytes");
     let _cb = Cleanup(bytes_name.clone());
     let bch = shmlane::broadcast(&bytes_name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(16)
         .unlink(UnlinkPolicy::LastDetach)
         .create()

@@ -36,6 +36,7 @@ pub(crate) fn kills(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
     let _rm = Remove(vec![chan.clone(), ctl_name.clone()]);
     let ctl = Ctl::create(&ctl_name);
     let ch = shmlane::bytes(&chan)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(1 << 20)
         .create()
         .expect("create the byte channel");
@@ -188,7 +189,10 @@ pub(crate) fn bytes_producer(args: &[String]) {
         args[4].parse::<u64>().unwrap(),
     );
     let ctl = Ctl::open(ctl_name);
-    let ch = shmlane::bytes(chan).open().expect("open the byte channel");
+    let ch = shmlane::bytes(chan)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .open()
+        .expect("open the byte channel");
     let mut tx = ch.byte_sender().expect("sender");
     let mut rng = Rng(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let counter = ctl.word(CTL_FIRST_ID + id as usize);
@@ -245,6 +249,7 @@ pub(crate) fn soak(tag: &str, secs: u64, sum: &mut Summary) {
     let _rm = Remove(vec![chan.clone(), ctl_name.clone()]);
     let ctl = Ctl::create(&ctl_name);
     let ch = shmlane::bytes(&chan)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(1 << 20)
         .create()
         .expect("create");
@@ -326,7 +331,10 @@ pub(crate) fn soak_producer(args: &[String]) {
     let ctl = Ctl::open(&args[1]);
     let id: u64 = args[2].parse().unwrap();
     let secs: u64 = args[3].parse().unwrap();
-    let ch = shmlane::bytes(&args[0]).open().expect("open");
+    let ch = shmlane::bytes(&args[0])
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .open()
+        .expect("open");
     let mut tx = ch.byte_sender().expect("sender");
     let mut rng = Rng(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let counter = ctl.word(CTL_FIRST_ID + id as usize);
@@ -356,6 +364,7 @@ pub(crate) fn stop(tag: &str, secs: u64, sum: &mut Summary) {
     let _rm = Remove(vec![chan.clone(), ctl_name.clone()]);
     let ctl = Ctl::create(&ctl_name);
     let ch = shmlane::bytes(&chan)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(1 << 20)
         .create()
         .expect("create");
@@ -478,7 +487,10 @@ pub(crate) fn stop(tag: &str, secs: u64, sum: &mut Summary) {
 pub(crate) fn stopper(args: &[String]) {
     let ctl = Ctl::open(&args[1]);
     let id: u64 = args[2].parse().unwrap();
-    let ch = shmlane::bytes(&args[0]).open().expect("open");
+    let ch = shmlane::bytes(&args[0])
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .open()
+        .expect("open");
     let mut tx = ch.byte_sender().expect("sender");
     let mut rng = Rng(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut seq = 0;
@@ -521,6 +533,7 @@ pub(crate) fn receivers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
     let _rm = Remove(vec![chan.clone(), ctl_name.clone()]);
     let ctl = Ctl::create(&ctl_name);
     let ch = shmlane::bytes(&chan)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(1 << 16)
         .create()
         .expect("create the byte channel");
@@ -582,7 +595,10 @@ pub(crate) fn receivers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
 /// sender left and the ring is drained.
 pub(crate) fn receiver(args: &[String]) {
     let ctl = Ctl::open(&args[1]);
-    let ch = shmlane::bytes(&args[0]).open().expect("open");
+    let ch = shmlane::bytes(&args[0])
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .open()
+        .expect("open");
     let t0 = Instant::now();
     let mut rx = loop {
         match ch.byte_receiver() {

@@ -86,9 +86,9 @@ pub(crate) fn flips(tag: &str, k: K, secs: u64, rng: &mut Rng, sum: &mut Summary
     let mut recv: Receive = match k {
         K::Spsc | K::Mpmc => {
             let b = if k == K::Spsc {
-                shmlane::spsc::<[u64; 4]>(&name)
+                shmlane::spsc::<[u64; 4]>(&name).when_peers_leave(shmlane::PeersLeave::Disconnect)
             } else {
-                shmlane::mpmc::<[u64; 4]>(&name)
+                shmlane::mpmc::<[u64; 4]>(&name).when_peers_leave(shmlane::PeersLeave::Disconnect)
             };
             let ch = b.capacity(1024).create().expect("create");
             producer = Some(spawn("flip-producer", &[kind, &name, &ctl_name, &secs_s]));
@@ -112,6 +112,7 @@ pub(crate) fn flips(tag: &str, k: K, secs: u64, rng: &mut Rng, sum: &mut Summary
         }
         K::Bytes => {
             let ch = shmlane::bytes(&name)
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
                 .capacity(1 << 16)
                 .create()
                 .expect("create");
@@ -127,6 +128,7 @@ pub(crate) fn flips(tag: &str, k: K, secs: u64, rng: &mut Rng, sum: &mut Summary
         }
         K::Broadcast | K::Other => {
             let ch = shmlane::broadcast(&name)
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
                 .capacity(1024)
                 .msg_size(432)
                 .create()
@@ -283,22 +285,34 @@ pub(crate) fn producer(args: &[String]) {
     let d = || Some(Deadline::after(DEADLINE));
     let mut step: Step = match kind {
         "spsc" => {
-            let ch = shmlane::spsc::<[u64; 4]>(name).open().expect("open");
+            let ch = shmlane::spsc::<[u64; 4]>(name)
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .open()
+                .expect("open");
             let mut tx = ch.producer().expect("producer");
             Box::new(move |seq, _| tx.send(typed(1, seq), d()).is_ok())
         }
         "mpmc" => {
-            let ch = shmlane::mpmc::<[u64; 4]>(name).open().expect("open");
+            let ch = shmlane::mpmc::<[u64; 4]>(name)
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .open()
+                .expect("open");
             let mut tx = ch.sender().expect("sender");
             Box::new(move |seq, _| tx.send(typed(1, seq), d()).is_ok())
         }
         "bytes" => {
-            let ch = shmlane::bytes(name).open().expect("open");
+            let ch = shmlane::bytes(name)
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .open()
+                .expect("open");
             let mut tx = ch.byte_sender().expect("sender");
             Box::new(move |seq, rng| tx.send(&message(1, seq, rng), d()).is_ok())
         }
         _ => {
-            let ch = shmlane::broadcast(name).open().expect("open");
+            let ch = shmlane::broadcast(name)
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .open()
+                .expect("open");
             let mut tx = ch.publisher().expect("publisher");
             Box::new(move |seq, rng| {
                 let ok = tx.send(&message(1, seq, rng)).is_ok();

@@ -227,7 +227,10 @@ fn child(role: &str, args: &[String]) {
         "soak-producer" => bytes::soak_producer(args),
         "stamped-producer" => stamped::stamped_producer(args),
         "spsc-fill" => {
-            let ch = shmlane::spsc::<u64>(&args[0]).open().expect("open");
+            let ch = shmlane::spsc::<u64>(&args[0])
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .open()
+                .expect("open");
             let mut tx = ch.producer().expect("producer");
             for v in 0..1000u64 {
                 // Blocks (parked in a futex wait) once the 64 slots are full, until killed.
@@ -237,14 +240,20 @@ fn child(role: &str, args: &[String]) {
             }
         }
         "spsc-wait" => {
-            let ch = shmlane::spsc::<u64>(&args[0]).open().expect("open");
+            let ch = shmlane::spsc::<u64>(&args[0])
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .open()
+                .expect("open");
             let mut rx = ch.consumer().expect("consumer");
             println!("waiting");
             // Parked in a futex wait on the empty ring until killed.
             let _ = rx.recv(None);
         }
         "spsc-paced" => {
-            let ch = shmlane::spsc::<u64>(&args[0]).open().expect("open");
+            let ch = shmlane::spsc::<u64>(&args[0])
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .open()
+                .expect("open");
             let mut tx = ch.producer().expect("producer");
             let n: u64 = args[1].parse().unwrap();
             for v in 0..n {
@@ -254,6 +263,7 @@ fn child(role: &str, args: &[String]) {
         }
         "race" => {
             let ch = shmlane::spsc::<u64>(&args[0])
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
                 .capacity(1024)
                 .open_or_create()
                 .expect("open_or_create");
@@ -263,8 +273,16 @@ fn child(role: &str, args: &[String]) {
         }
         "echo" => {
             let park = WaitStrategy::Park;
-            let a = shmlane::spsc::<u64>(&args[0]).wait(park).open().expect("a");
-            let b = shmlane::spsc::<u64>(&args[1]).wait(park).open().expect("b");
+            let a = shmlane::spsc::<u64>(&args[0])
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .wait(park)
+                .open()
+                .expect("a");
+            let b = shmlane::spsc::<u64>(&args[1])
+                .when_peers_leave(shmlane::PeersLeave::Disconnect)
+                .wait(park)
+                .open()
+                .expect("b");
             let (mut rx, mut tx) = (
                 a.consumer().expect("consumer"),
                 b.producer().expect("producer"),

@@ -37,6 +37,7 @@ fn setup(tag: &str, what: &str) -> (Run, shmlane::Channel<[u64; 4]>) {
     let rm = Remove(vec![chan.clone(), ctl_name.clone()]);
     let ctl = Ctl::create(&ctl_name);
     let ch = shmlane::mpmc::<[u64; 4]>(&chan)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(1024)
         .create()
         .expect("create the MPMC channel");
@@ -286,7 +287,10 @@ pub(crate) fn sender(args: &[String]) {
     );
     let stride: u64 = args.get(5).map_or(0, |s| s.parse().unwrap());
     let ctl = &Ctl::open(ctl_name);
-    let ch = shmlane::mpmc::<[u64; 4]>(chan).open().expect("open");
+    let ch = shmlane::mpmc::<[u64; 4]>(chan)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .open()
+        .expect("open");
     let mut tx = ch.sender().expect("sender");
     let mut id = first;
     while id < IDS {
@@ -392,7 +396,10 @@ fn send_range(
 /// (stop flag 2), at its first empty wait.
 pub(crate) fn receiver(args: &[String]) {
     let ctl = &Ctl::open(&args[1]);
-    let ch = shmlane::mpmc::<[u64; 4]>(&args[0]).open().expect("open");
+    let ch = shmlane::mpmc::<[u64; 4]>(&args[0])
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .open()
+        .expect("open");
     let mut rx = ch.receiver().expect("receiver");
     println!("receiving");
     let _ = std::io::Write::flush(&mut std::io::stdout());

@@ -31,6 +31,7 @@ pub(crate) fn consumers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
     let _rm = Remove(vec![chan.clone(), ctl_name.clone()]);
     let ctl = Ctl::create(&ctl_name);
     let ch = shmlane::spsc::<u64>(&chan)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(1024)
         .create()
         .expect("create the SPSC channel");
@@ -136,7 +137,13 @@ pub(crate) fn spsc_consumer(args: &[String]) {
     let total: u64 = args[2].parse().unwrap();
     let die_after: Option<u64> = args.get(3).map(|a| a.parse().unwrap());
     let mut processed = 0u64;
-    let ch = shmlane::spsc::<u64>(&args[0]).open().expect("open");
+    // A successor of a killed consumer: it resumes the dead one's unread values on purpose
+    // (else, with the producer gone, the channel is stale and refused).
+    let ch = shmlane::spsc::<u64>(&args[0])
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .resume(true)
+        .open()
+        .expect("open");
     // The previous consumer may still be dying: its role is taken over once it is dead.
     let t0 = Instant::now();
     let mut rx = loop {
@@ -196,6 +203,7 @@ pub(crate) fn futex(tag: &str, n: u64, sum: &mut Summary) {
         let chan = format!("{tag}-futex-{i}");
         let _rm = Remove(vec![chan.clone()]);
         let ch = shmlane::spsc::<u64>(&chan)
+            .when_peers_leave(shmlane::PeersLeave::Disconnect)
             .capacity(64)
             .wait(park)
             .create()
@@ -277,6 +285,7 @@ pub(crate) fn stop(tag: &str, secs: u64, sum: &mut Summary) {
     let chan = format!("{tag}-stop");
     let _rm = Remove(vec![chan.clone()]);
     let ch = shmlane::spsc::<u64>(&chan)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(1024)
         .create()
         .expect("create");
@@ -362,8 +371,16 @@ pub(crate) fn wrap(tag: &str, sum: &mut Summary) {
     let (a, b) = (format!("{tag}-wrap-a"), format!("{tag}-wrap-b"));
     let _rm = Remove(vec![a.clone(), b.clone()]);
     let park = WaitStrategy::Park;
-    let cha = shmlane::spsc::<u64>(&a).wait(park).create().expect("a");
-    let chb = shmlane::spsc::<u64>(&b).wait(park).create().expect("b");
+    let cha = shmlane::spsc::<u64>(&a)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .wait(park)
+        .create()
+        .expect("a");
+    let chb = shmlane::spsc::<u64>(&b)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .wait(park)
+        .create()
+        .expect("b");
     near_wrap(&a);
     near_wrap(&b);
     let mut tx = cha.producer().expect("producer");
@@ -408,6 +425,7 @@ pub(crate) fn producers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
     let _rm = Remove(vec![chan.clone(), ctl_name.clone()]);
     let ctl = Ctl::create(&ctl_name);
     let ch = shmlane::spsc::<[u64; 4]>(&chan)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(1024)
         .create()
         .expect("create the SPSC channel");
@@ -574,7 +592,10 @@ pub(crate) fn spsc_producer(args: &[String]) {
         args[4].parse::<u64>().unwrap(),
     );
     let ctl = Ctl::open(ctl_name);
-    let ch = shmlane::spsc::<[u64; 4]>(chan).open().expect("open");
+    let ch = shmlane::spsc::<[u64; 4]>(chan)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .open()
+        .expect("open");
     // The previous producer was killed: its role is taken over once it is seen dead.
     let t0 = Instant::now();
     let mut tx = loop {
@@ -629,6 +650,7 @@ pub(crate) fn soak(tag: &str, secs: u64, sum: &mut Summary) {
     let _rm = Remove(vec![chan.clone(), ctl_name.clone()]);
     let ctl = Ctl::create(&ctl_name);
     let ch = shmlane::spsc::<[u64; 4]>(&chan)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .capacity(4096)
         .create()
         .expect("create");
@@ -681,7 +703,10 @@ pub(crate) fn soak(tag: &str, secs: u64, sum: &mut Summary) {
 pub(crate) fn soak_producer(args: &[String]) {
     let ctl = Ctl::open(&args[1]);
     let secs: u64 = args[2].parse().unwrap();
-    let ch = shmlane::spsc::<[u64; 4]>(&args[0]).open().expect("open");
+    let ch = shmlane::spsc::<[u64; 4]>(&args[0])
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .open()
+        .expect("open");
     let mut tx = ch.producer().expect("producer");
     let t0 = Instant::now();
     let mut seq = 0;

@@ -354,13 +354,14 @@ mod tests {
                 continue; // the header is read at attach only
             }
             // SAFETY: in the region; a test playing a hostile peer, atomically.
+            // ORDERING: Relaxed; a hostile peer's store, paired with nothing.
             unsafe { (*words.add(i)).store(x.rotate_left(7), Ordering::Relaxed) };
             let s = t.scan(x, &|o| o % 3 != 0);
             assert!(s.readers <= 4);
             let _ = t.claim(7, x, &|o| o % 2 == 0);
         }
         // A forged entry count is refused at attach.
-        // SAFETY: as above.
+        // SAFETY: as above. ORDERING: as above.
         unsafe { (*words.add(1)).store(1 << 40, Ordering::Relaxed) };
         // SAFETY: the region lives.
         assert!(unsafe { CursorTable::attach(r.as_ptr(), r.len()) }.is_err());

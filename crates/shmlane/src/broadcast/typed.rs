@@ -51,6 +51,9 @@ pub struct TypedPublisher<T> {
 /// `Send`, not `Sync`.
 pub struct TypedSubscriber<T> {
     inner: Subscriber,
+    /// A message of another size than `T` is taken through this (sized for the largest), so
+    /// that it is consumed rather than left in place.
+    scratch: Vec<u8>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -132,6 +135,7 @@ impl<T: Pod + Send> Channel<T> {
         check_fits::<T>(&self.inner.name, inner.max_message())?;
         Ok(TypedSubscriber {
             inner,
+            scratch: Vec::new(),
             _t: PhantomData,
         })
     }
@@ -242,31 +246,64 @@ impl<T: Pod> TypedLoan<'_, T> {
     }
 }
 
+/// What a typed subscriber says of a message that is not exactly one `T`.
+const WRONG_SIZE: &str = "a message of another size than the channel's type";
+
 impl<T: Pod> TypedSubscriber<T> {
-    /// A received message as a `T`: anything but exactly one `T` is corrupt.
-    fn value(r: Result<usize, ByteRecvError>, v: T) -> Result<T, ByteRecvError> {
+    /// A received message as a `T`: anything but exactly one `T` is corrupt, and consumed.
+    ///
+    /// A message longer than `T` did not fit the value. On a channel without checksums it is
+    /// still in its slot (the ring consumes nothing on `BufferTooSmall`; a checksummed one
+    /// consumed it, through its scratch buffer: `before`, the position before the read, tells
+    /// which): it is taken again through a buffer that holds any message, so that it is
+    /// consumed (review revb: it was left in place, and every later call returned the same
+    /// `Corrupt` for ever). If the message changed meanwhile (a lap), what that read returns
+    /// is the answer: a `T` is still delivered whole.
+    fn value(
+        &mut self,
+        r: Result<usize, ByteRecvError>,
+        mut v: T,
+        before: u64,
+    ) -> Result<T, ByteRecvError> {
         match r {
             Ok(n) if n == size_of::<T>() => Ok(v),
-            Ok(_) | Err(ByteRecvError::BufferTooSmall { .. }) => Err(ByteRecvError::Corrupt(
-                "a message of another size than the channel's type",
-            )),
+            Ok(_) => Err(ByteRecvError::Corrupt(WRONG_SIZE)),
+            Err(ByteRecvError::BufferTooSmall { .. }) if self.inner.next_seq() != before => {
+                Err(ByteRecvError::Corrupt(WRONG_SIZE))
+            }
+            Err(ByteRecvError::BufferTooSmall { .. }) => {
+                self.scratch.resize(self.inner.max_message(), 0);
+                match self.inner.try_recv(&mut self.scratch) {
+                    Ok(n) if n == size_of::<T>() => {
+                        bytemuck::bytes_of_mut(&mut v).copy_from_slice(&self.scratch[..n]);
+                        Ok(v)
+                    }
+                    Ok(_) | Err(ByteRecvError::BufferTooSmall { .. }) => {
+                        Err(ByteRecvError::Corrupt(WRONG_SIZE))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Err(e) => Err(e),
         }
     }
 
     /// The next message, copied out; never blocks (`Empty`, `Lapped` once with the exact
-    /// loss, `Disconnected`, `PeerDied`, `Corrupt` as for [`Subscriber::try_recv`]).
+    /// loss, `Disconnected`, `PeerDied`, `Corrupt` as for [`Subscriber::try_recv`]; a message
+    /// of another size than `T` is `Corrupt` and consumed).
     pub fn try_recv(&mut self) -> Result<T, ByteRecvError> {
         let mut v = T::zeroed();
+        let before = self.inner.next_seq();
         let r = self.inner.try_recv(bytemuck::bytes_of_mut(&mut v));
-        Self::value(r, v)
+        self.value(r, v, before)
     }
 
     /// The next message, waiting until `deadline` (`None`: no limit).
     pub fn recv(&mut self, deadline: Option<Deadline>) -> Result<T, ByteRecvError> {
         let mut v = T::zeroed();
+        let before = self.inner.next_seq();
         let r = self.inner.recv(bytemuck::bytes_of_mut(&mut v), deadline);
-        Self::value(r, v)
+        self.value(r, v, before)
     }
 
     /// As [`try_recv`](Self::try_recv), with the message's sequence number.

@@ -3,10 +3,11 @@
 use super::{
     Arc, AtomicU32, BroadcastRing, CHAN_MAGIC, CHAN_SIZE, Channel, ConfigError, EVENT_SIZE, Event,
     FLAG_CHECKSUM, FLAG_UNLINK, Header, Identity, Inner, Kind, Location, MpmcRing, NonNull,
-    OpenError, Ordering, PhantomData, Pod, REGION_CHAN, REGION_EVENT, REGION_RING,
-    RING_IDENTITY_WORDS, RecordRing, Segment, SpscRing, UnlinkPolicy, WaitStrategy, chan_identity,
+    OpenError, Ordering, PeersLeave, PhantomData, Pod, REGION_CHAN, REGION_EVENT, REGION_RING,
+    RING_IDENTITY_WORDS, ROLE_RECEIVER, ROLE_SENDER, RecordRing, Segment, SpscRing, UnlinkPolicy,
+    WaitStrategy, chan_identity,
     elem::{self, BYTES_TYPE, ElemType, REGION_TYPE, TYPE_SIZE, TYPE_WORDS},
-    ring_identity,
+    record_messages, ring_identity, ring_unread,
 };
 
 /// Starts building an SPSC channel of `T` named `name` (a POSIX shared-memory name).
@@ -107,7 +108,20 @@ struct Geometry {
 /// | [`populate`](Self::populate), [`mlock`](Self::mlock) | applied | applied | this handle's mapping |
 /// | [`location`](Self::location) | applied | applied | where to look |
 /// | [`wait`](Self::wait) | applied | applied | this handle's endpoints |
+///
+/// Lifecycle (docs/design.md, "Channel lifecycle"): a channel is *created*, *live* (a live
+/// process holds an endpoint), *idle* (nobody does; its unread messages wait for the next
+/// receiver), *stale* (nobody does, a process died holding one, and unread messages remain) or
+/// *corrupt*. `create`, `open` and `open_or_create` open every state but stale, which fails with
+/// [`OpenError::Stale`] naming the dead process unless [`resume`](Self::resume)`(true)`; a
+/// dead holder with an empty ring opens like a first run. Endpoints are never told of a death
+/// before they attached; what they report once their peers leave is set by
+/// [`when_peers_leave`](Self::when_peers_leave) ([`PeersLeave`]).
 #[derive(Debug)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent options of a builder, each set by its own method"
+)]
 pub struct Builder<T> {
     name: String,
     kind: Kind,
@@ -124,6 +138,8 @@ pub struct Builder<T> {
     type_name: Option<String>,
     /// A byte or broadcast-byte channel: its element type is `bytes`.
     byte_form: bool,
+    peers_leave: Option<PeersLeave>,
+    resume: bool,
     _t: PhantomData<T>,
 }
 
@@ -143,6 +159,8 @@ impl<T: Pod + Send> Builder<T> {
             checksum: None,
             type_name: None,
             byte_form: kind == Kind::Bytes,
+            peers_leave: None,
+            resume: false,
             _t: PhantomData,
         }
     }
@@ -220,11 +238,91 @@ impl<T: Pod + Send> Builder<T> {
     }
 
     /// When the name is removed (default: never; `UnlinkPolicy::LastDetach` removes it when
-    /// the last endpoint leaves cleanly).
+    /// the last endpoint leaves cleanly, unless its ring still holds unread messages: then the
+    /// channel stays, idle, for a later receiver, and `shmlane ls` shows it with its unread
+    /// messages; a message accepted by `send` is never removed with the name).
     #[must_use]
     pub fn unlink(mut self, policy: UnlinkPolicy) -> Self {
         self.unlink = policy;
         self
+    }
+
+    /// What this handle's endpoints do once their peers have all left: wait for peers to
+    /// (re)appear ([`PeersLeave::Wait`]) or end like a pipe ([`PeersLeave::Disconnect`]).
+    /// Default: `Wait` for a persistent channel (`UnlinkPolicy::Never`, the default), and
+    /// `Disconnect` when the name is removed with its endpoints (`UnlinkPolicy::LastDetach` or
+    /// `CreatorDrop`). Per handle: endpoints on the same channel may differ.
+    #[must_use]
+    pub fn when_peers_leave(mut self, what: PeersLeave) -> Self {
+        self.peers_leave = Some(what);
+        self
+    }
+
+    /// Open a stale channel anyway: one with no live endpoint, a process that died holding an
+    /// endpoint, and unread messages in its ring (messages of a session that crashed). Without
+    /// it (the default) opening such a channel fails with [`OpenError::Stale`], so they are
+    /// never replayed into a new session unasked. With it they are delivered, and the deaths
+    /// before this handle's endpoints attached are not reported to them. Broadcast channels are
+    /// never stale (subscribers start at the newest message).
+    #[must_use]
+    pub fn resume(mut self, yes: bool) -> Self {
+        self.resume = yes;
+        self
+    }
+
+    /// The `PeersLeave` this handle uses.
+    fn peers_leave(&self) -> PeersLeave {
+        self.peers_leave.unwrap_or(match self.unlink {
+            UnlinkPolicy::Never => PeersLeave::Wait,
+            UnlinkPolicy::LastDetach | UnlinkPolicy::CreatorDrop => PeersLeave::Disconnect,
+        })
+    }
+
+    /// Refuses a stale channel (see [`resume`](Self::resume)): no live endpoint holder, a dead
+    /// one, unread messages.
+    fn check_stale(
+        &self,
+        seg: &Segment,
+        ring: (*mut u8, usize),
+        cap: u64,
+    ) -> Result<(), OpenError> {
+        if self.resume || self.kind == Kind::Broadcast {
+            return Ok(());
+        }
+        let roles = ROLE_SENDER | ROLE_RECEIVER;
+        let attached = seg.attachments();
+        if attached.iter().any(|a| a.alive && a.role & roles != 0) {
+            return Ok(());
+        }
+        // The dead sender first: it left the messages.
+        let dead = |r: u32| attached.iter().find(|a| !a.alive && a.role & r != 0);
+        let Some(dead) = dead(ROLE_SENDER).or_else(|| dead(ROLE_RECEIVER)) else {
+            return Ok(());
+        };
+        // SAFETY: the ring region is 128-byte aligned, `ring.1` bytes long, and lives as long
+        // as `seg`.
+        let unread = unsafe { ring_unread(self.kind, ring.0, ring.1, cap) };
+        if unread == 0 {
+            return Ok(());
+        }
+        // Byte rings: the positions count bytes; the error says how many messages.
+        let unread = if self.kind == Kind::Bytes {
+            // SAFETY: as above.
+            unsafe { record_messages(ring.0, ring.1, cap) }.max(1)
+        } else {
+            unread
+        };
+        let role = match dead.role & roles {
+            ROLE_SENDER => "sender",
+            ROLE_RECEIVER => "receiver",
+            _ => "sender and receiver",
+        };
+        Err(OpenError::Stale {
+            name: self.name.clone(),
+            pid: dead.pid,
+            role,
+            unread,
+        })
     }
 
     /// Byte and broadcast channels: every message carries a CRC32C of its length and bytes,
@@ -600,7 +698,30 @@ impl<T: Pod + Send> Builder<T> {
         Ok((ty_at, ty_words, found))
     }
 
-    fn finish(self, seg: Segment) -> Result<Channel<T>, OpenError> {
+    /// The channel's checksum flag, checked against what this builder asked for.
+    fn check_checksum_flag(&self, h: &Header) -> Result<bool, OpenError> {
+        // ORDERING: Relaxed; written before the segment was published (the segment's open
+        // Acquire-loads init_state).
+        let checksum = h.flags.load(Ordering::Relaxed) & FLAG_CHECKSUM != 0;
+        if self.checksum.is_some_and(|want| want != checksum) {
+            let on_off = |b: bool| if b { "on" } else { "off" };
+            return Err(OpenError::Mismatch {
+                found: format!("{} with checksums {}", self.kind.name(), on_off(checksum)),
+                wanted: format!("{} with checksums {}", self.kind.name(), on_off(!checksum)),
+                name: self.name.clone(),
+            });
+        }
+        Ok(checksum)
+    }
+
+    fn finish(self, mut seg: Segment) -> Result<Channel<T>, OpenError> {
+        // Until this open succeeds the handle keeps the name: an open that fails (another
+        // type, capacity, kind, a stale channel) drops it, and with `LastDetach`, alone on an
+        // idle channel, it would remove the name and the unread messages with it. Replaced
+        // below by the real condition.
+        if self.unlink == UnlinkPolicy::LastDetach {
+            seg.keep_name_if(|| true);
+        }
         let chan = seg.find_region("chan")?;
         if chan.len() < CHAN_SIZE as usize {
             return Err(OpenError::NotAChannel(self.name));
@@ -652,16 +773,7 @@ impl<T: Pod + Send> Builder<T> {
                 ),
             });
         }
-        // ORDERING: Relaxed; written before the segment was published, as above.
-        let checksum = h.flags.load(Ordering::Relaxed) & FLAG_CHECKSUM != 0;
-        if self.checksum.is_some_and(|want| want != checksum) {
-            let on_off = |b: bool| if b { "on" } else { "off" };
-            return Err(OpenError::Mismatch {
-                found: format!("{} with checksums {}", self.kind.name(), on_off(checksum)),
-                wanted: format!("{} with checksums {}", self.kind.name(), on_off(!checksum)),
-                name: self.name,
-            });
-        }
+        let checksum = self.check_checksum_flag(h)?;
         let event = |name: &str| -> Result<Event, OpenError> {
             let r = seg.find_region(name)?;
             // SAFETY: the region lives as long as the segment, which every handle keeps alive
@@ -684,6 +796,18 @@ impl<T: Pod + Send> Builder<T> {
         if ident.ring[0] != shmlane_ring::RING_MAGIC {
             return Err(OpenError::Ring(shmlane_ring::AttachError::NotARing));
         }
+        self.check_stale(&seg, (ring_ptr, ring_len), cap)?;
+        if self.unlink == UnlinkPolicy::LastDetach {
+            // The last endpoint to leave keeps the name while the ring holds unread messages:
+            // sent is delivered (to a later receiver) or counted, never removed with the name.
+            let (kind, addr) = (self.kind, ring_ptr as usize);
+            seg.keep_name_if(move || {
+                // SAFETY: asked by the segment's drop while the mapping (and so the ring
+                // region, 128-byte aligned and `ring_len` bytes) is still mapped.
+                unsafe { ring_unread(kind, addr as *const u8, ring_len, cap) > 0 }
+            });
+        }
+        let mode = self.peers_leave();
         Ok(Channel {
             inner: Arc::new(Inner {
                 hdr,
@@ -699,6 +823,7 @@ impl<T: Pod + Send> Builder<T> {
                 name: self.name,
                 kind: self.kind,
                 strategy: self.strategy,
+                mode,
                 seg,
             }),
             _t: PhantomData,

@@ -2,28 +2,37 @@
 
 use super::{
     Deadline, Hole, Instant, Local, Owned, Peers, Pod, PopError, PushError, RecvError, SendError,
-    Side, SideStats, TryRecvError, TrySendError,
+    SideStats, TryRecvError, TrySendError,
 };
+use crate::error::WaitPeerError;
 
-/// The sending end of an SPSC channel.
+/// The sending end of an SPSC channel. `PeerDied` and `Disconnected` follow the channel lifecycle: a
+/// death before it attached is never reported to it; once its peers leave it waits for new
+/// ones ([`PeersLeave::Wait`](crate::PeersLeave)) or ends ([`PeersLeave::Disconnect`](crate::PeersLeave)).
 pub struct Producer<T> {
     pub(super) ring: Owned<shmlane_ring::Producer<T>>,
     pub(super) local: Local,
 }
 
-/// The receiving end of an SPSC channel.
+/// The receiving end of an SPSC channel. `PeerDied` and `Disconnected` follow the channel lifecycle: a
+/// death before it attached is never reported to it; once its peers leave it waits for new
+/// ones ([`PeersLeave::Wait`](crate::PeersLeave)) or ends ([`PeersLeave::Disconnect`](crate::PeersLeave)).
 pub struct Consumer<T> {
     pub(super) ring: Owned<shmlane_ring::Consumer<T>>,
     pub(super) local: Local,
 }
 
-/// A sending end of an MPMC channel.
+/// A sending end of an MPMC channel. `PeerDied` and `Disconnected` follow the channel lifecycle: a
+/// death before it attached is never reported to it; once its peers leave it waits for new
+/// ones ([`PeersLeave::Wait`](crate::PeersLeave)) or ends ([`PeersLeave::Disconnect`](crate::PeersLeave)).
 pub struct Sender<T> {
     pub(super) ring: Owned<shmlane_ring::Sender<T>>,
     pub(super) local: Local,
 }
 
-/// A receiving end of an MPMC channel.
+/// A receiving end of an MPMC channel. `PeerDied` and `Disconnected` follow the channel lifecycle: a
+/// death before it attached is never reported to it; once its peers leave it waits for new
+/// ones ([`PeersLeave::Wait`](crate::PeersLeave)) or ends ([`PeersLeave::Disconnect`](crate::PeersLeave)).
 pub struct Receiver<T> {
     pub(super) ring: Owned<shmlane_ring::Receiver<T>>,
     pub(super) local: Local,
@@ -53,14 +62,16 @@ fn push_err<T>(e: PushError<T>) -> Result<(), TrySendError<T>> {
 macro_rules! send_impl {
     () => {
         /// Sends `value` if there is room; never blocks. Wakes a sleeping receiver (with no
-        /// receiver asleep this is a fence and a load: no syscall).
+        /// receiver asleep this is a fence and a load: no syscall). `Disconnected` only in
+        /// [`PeersLeave::Disconnect`](crate::PeersLeave) mode, on a full ring whose receivers
+        /// all left.
         pub fn try_send(&mut self, value: T) -> Result<(), TrySendError<T>> {
             match self.ring.push(value) {
                 Ok(()) => {
                     self.local.done(1, size_of::<T>() as u64);
                     Ok(())
                 }
-                Err(PushError::Full(v)) if self.local.inner.side_left(Side::Recv) => {
+                Err(PushError::Full(v)) if self.local.life.gone(&self.local.inner) => {
                     Err(TrySendError::Disconnected(v))
                 }
                 Err(e) => push_err(e),
@@ -68,7 +79,11 @@ macro_rules! send_impl {
         }
 
         /// Sends `value`, waiting for room until `deadline` (`None`: no limit) with the
-        /// channel's wait strategy. Fails if every receiver left or died.
+        /// channel's wait strategy. While there is room it sends whether or not a receiver is
+        /// attached. On a full ring: `PeerDied` once when a receiver died since this endpoint
+        /// attached and none is left; `Disconnected` when every receiver left, in
+        /// [`PeersLeave::Disconnect`](crate::PeersLeave) mode only (in `Wait` mode it waits
+        /// for a receiver until the deadline). See the lifecycle in docs/design.md.
         pub fn send(&mut self, value: T, deadline: Option<Deadline>) -> Result<(), SendError<T>> {
             let mut v = value;
             let mut woke = false;
@@ -94,10 +109,17 @@ macro_rules! send_impl {
                 // Peers are checked (syscalls) only after a wait that ended without room,
                 // never on the way into the first wait: the fast path stays syscall-free.
                 if woke {
-                    match self.local.inner.peer_state(Side::Recv) {
-                        Peers::Died => return Err(SendError::PeerDied(v)),
+                    match self.local.life.peers(&self.local.inner) {
+                        p @ Peers::Died => {
+                            self.local.life.reported(p);
+                            return Err(SendError::PeerDied(v));
+                        }
+                        p @ Peers::Left => {
+                            self.local.life.reported(p);
+                            return Err(SendError::Disconnected(v));
+                        }
                         Peers::Corrupt(_) => return Err(SendError::Corrupt(v)),
-                        _ => {}
+                        Peers::Live | Peers::NotYet => {}
                     }
                 }
                 let (ring, next) = (&mut *self.ring, self.local.next_hole_check);
@@ -113,6 +135,11 @@ macro_rules! send_impl {
         pub fn stats(&mut self) -> SideStats {
             self.local.shared_stats()
         }
+
+        /// Waits until a live receiver is attached, bounded by `deadline` (`None`: no limit).
+        pub fn wait_for_peer(&mut self, deadline: Option<Deadline>) -> Result<(), WaitPeerError> {
+            self.local.wait_for_peer(deadline)
+        }
     };
 }
 
@@ -120,8 +147,9 @@ macro_rules! send_impl {
 macro_rules! recv_impl {
     () => {
         /// Receives a message if one is there; never blocks, never makes a syscall unless it
-        /// wakes a blocked sender. `Disconnected` once every sender left cleanly and the ring
-        /// is drained; a sender's death is reported by [`recv`](Self::recv).
+        /// wakes a blocked sender. `Disconnected` ([`PeersLeave::Disconnect`](crate::PeersLeave)
+        /// mode only) once every sender this endpoint has seen left cleanly and the ring is
+        /// drained; a sender's death is reported by [`recv`](Self::recv).
         pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
             match self.ring.pop() {
                 Ok(v) => {
@@ -129,7 +157,7 @@ macro_rules! recv_impl {
                     Ok(v)
                 }
                 Err(PopError::Empty) => {
-                    if self.local.inner.side_left(Side::Send) {
+                    if self.local.life.gone(&self.local.inner) {
                         // Re-check: the last sender may have pushed before leaving.
                         match self.ring.pop() {
                             Ok(v) => {
@@ -148,16 +176,26 @@ macro_rules! recv_impl {
         }
 
         /// Receives a message, waiting until `deadline` (`None`: no limit) with the channel's
-        /// wait strategy. After every sender left, what they sent is still delivered; then
-        /// `Disconnected` (clean) or `PeerDied` (a sender process died), within 50 ms of the
-        /// death even while parked.
+        /// wait strategy. What senders sent is always delivered first. Then, with no live
+        /// sender: `PeerDied` once if a sender process died since this endpoint attached
+        /// (within 50 ms of the death even while parked; deaths before it attached are never
+        /// reported to it); in [`PeersLeave::Disconnect`](crate::PeersLeave) mode
+        /// `Disconnected` once every sender it has seen left cleanly, and both are final; in
+        /// `Wait` mode the next call waits for a sender (until its deadline, without a busy
+        /// loop). See the lifecycle in docs/design.md.
         pub fn recv(&mut self, deadline: Option<Deadline>) -> Result<T, RecvError> {
             let mut woke = false;
             loop {
                 match self.try_recv() {
                     Ok(v) => return Ok(v),
                     Err(TryRecvError::Empty) => {}
-                    Err(TryRecvError::Disconnected) => return Err(RecvError::Disconnected),
+                    Err(TryRecvError::Disconnected) => {
+                        return Err(if self.local.life.ended() == Some(Peers::Died) {
+                            RecvError::PeerDied
+                        } else {
+                            RecvError::Disconnected
+                        });
+                    }
                     Err(TryRecvError::Corrupt) => return Err(RecvError::Corrupt),
                 }
                 // A position a dead sender took and never filled (MPMC): skipped, try again (by
@@ -173,7 +211,7 @@ macro_rules! recv_impl {
                 }
                 // Peers are checked (syscalls) only after a wait that ended without data.
                 let peers = if woke {
-                    self.local.inner.peer_state(Side::Send)
+                    self.local.life.peers(&self.local.inner)
                 } else {
                     Peers::NotYet
                 };
@@ -200,8 +238,8 @@ macro_rules! recv_impl {
                                     if self.local.positions_corrupt {
                                         return Err(RecvError::Corrupt);
                                     }
-                                    return if self.local.inner.peer_state(Side::Send) == Peers::Left
-                                    {
+                                    self.local.life.reported(peers);
+                                    return if peers == Peers::Left {
                                         Err(RecvError::Disconnected)
                                     } else {
                                         Err(RecvError::PeerDied)
@@ -225,6 +263,11 @@ macro_rules! recv_impl {
         /// The channel's receiver-side statistics as stored now.
         pub fn stats(&mut self) -> SideStats {
             self.local.shared_stats()
+        }
+
+        /// Waits until a live sender is attached, bounded by `deadline` (`None`: no limit).
+        pub fn wait_for_peer(&mut self, deadline: Option<Deadline>) -> Result<(), WaitPeerError> {
+            self.local.wait_for_peer(deadline)
         }
     };
 }
@@ -354,7 +397,7 @@ impl<T: Pod + Send> Producer<T> {
             .map_err(|_| TrySendError::Corrupt(()))?;
         if n > 0 {
             self.local.done(n as u64, (n * size_of::<T>()) as u64);
-        } else if self.local.inner.side_left(Side::Recv) {
+        } else if self.local.life.gone(&self.local.inner) {
             return Err(TrySendError::Disconnected(()));
         }
         Ok(n)
@@ -391,7 +434,7 @@ impl<T: Pod + Send> Consumer<T> {
             .map_err(|_| TryRecvError::Corrupt)?;
         if n > 0 {
             self.local.done(n as u64, (n * size_of::<T>()) as u64);
-        } else if self.local.inner.side_left(Side::Send) && self.ring.is_empty() {
+        } else if self.ring.is_empty() && self.local.life.gone(&self.local.inner) {
             return Err(TryRecvError::Disconnected);
         }
         Ok(n)

@@ -3,11 +3,180 @@
 use super::endpoints::Holes;
 use super::{
     Arc, Deadline, Duration, HOLE_CHECK, Hole, Inner, Instant, Ordering, PEER_CHECK, Peers,
-    STATS_EVERY, Side, SideStats,
+    PeersLeave, STATS_EVERY, Side, SideStats,
 };
+use crate::error::WaitPeerError;
+use shmlane_segment::Attachment;
+
+/// An attachment in the segment's table: its slot and process. A dead one in an endpoint's
+/// baseline is never reported to it (a later holder of the slot has another pid).
+type Attached = (u32, u32);
+
+/// What an endpoint knows about its peers' comings and goings (the lifecycle in
+/// docs/design.md, "Channel lifecycle").
+pub(crate) struct Life {
+    pub(crate) mode: PeersLeave,
+    peer: Side,
+    /// Dead attachments of the peer side that are not this endpoint's to report: those in the
+    /// table when it attached, and (`Wait`) deaths it has reported already.
+    baseline: Vec<Attached>,
+    /// Dead attachments of the peer side found by the last check and not in the baseline.
+    unreported: Vec<Attached>,
+    /// The peer side's join count when this endpoint attached.
+    joins0: u64,
+    /// A peer was seen: attached when this endpoint attached or later, or a message received.
+    seen: bool,
+    /// `Disconnect` only: the end already reported (`Left` or `Died`), final.
+    ended: Option<Peers>,
+}
+
+impl Life {
+    /// Called before the endpoint joins: records the peer side's dead attachments as the
+    /// baseline and whether a live peer is attached now.
+    pub(crate) fn new(inner: &Inner, peer: Side) -> Self {
+        // The join count before the table: a peer that joins while the table is read (its role
+        // not yet in it) moves the count past this value, so it is seen; read after the table,
+        // the count would already include it and a peer that then left without sending would
+        // never be seen (a `Disconnect` endpoint would wait for one instead of ending).
+        let joins0 = inner.joins(peer);
+        let mut baseline = Vec::new();
+        let mut seen = false;
+        for a in inner.seg.attachments() {
+            if a.role & peer.role() != 0 {
+                if a.alive {
+                    seen = true;
+                } else {
+                    baseline.push((a.slot, a.pid));
+                }
+            }
+        }
+        Self {
+            mode: inner.mode,
+            peer,
+            baseline,
+            unreported: Vec::new(),
+            joins0,
+            seen,
+            ended: None,
+        }
+    }
+
+    /// A message arrived: its sender is a peer this endpoint has seen.
+    pub(crate) fn got_message(&mut self) {
+        self.seen = true;
+    }
+
+    fn update_seen(&mut self, inner: &Inner) {
+        if !self.seen && inner.joins(self.peer) != self.joins0 {
+            self.seen = true;
+        }
+    }
+
+    /// Fast path (no syscall): whether a non-blocking call reports `Disconnected` when it finds
+    /// nothing to do. `Disconnect` mode only: the end was reported already, or every peer seen
+    /// has left cleanly by the shared count (a count a dead process left behind never reaches
+    /// 0 here; the slow check [`peers`](Self::peers) finds that end).
+    pub(crate) fn gone(&mut self, inner: &Inner) -> bool {
+        if self.mode == PeersLeave::Wait {
+            return false;
+        }
+        if self.ended.is_some() {
+            return true;
+        }
+        self.update_seen(inner);
+        let gone = self.seen && inner.count(self.peer) == 0;
+        if gone {
+            self.ended = Some(Peers::Left);
+        }
+        gone
+    }
+
+    /// The ended state, if final (`Disconnect` mode after a report).
+    pub(crate) fn ended(&self) -> Option<Peers> {
+        self.ended
+    }
+
+    /// Slow path (reads attachment liveness: syscalls): what there is to report about the
+    /// peers, after re-validating the headers (`Corrupt` if the segment was overwritten, so a
+    /// blocked call reports it instead of waiting on garbage).
+    pub(crate) fn peers(&mut self, inner: &Inner) -> Peers {
+        if let Err(why) = inner.intact() {
+            return Peers::Corrupt(why);
+        }
+        if let Some(end) = self.ended {
+            return end;
+        }
+        let live = self.scan(&inner.seg.attachments());
+        self.update_seen(inner);
+        if live {
+            self.seen = true;
+            Peers::Live
+        } else if !self.unreported.is_empty() {
+            Peers::Died
+        } else if self.mode == PeersLeave::Disconnect && self.seen {
+            Peers::Left
+        } else {
+            Peers::NotYet
+        }
+    }
+
+    /// Reads the attachment table: whether a live peer is attached; the peer side's dead
+    /// attachments outside the baseline go to `unreported`. The baseline keeps only entries
+    /// still in the table: a slot taken over never shows its old holder again, so without
+    /// this a `Wait` endpoint whose peers keep dying would grow it (and the cost of every
+    /// check) without bound.
+    fn scan(&mut self, table: &[Attachment]) -> bool {
+        let mut live = false;
+        self.unreported.clear();
+        for a in table {
+            if a.role & self.peer.role() != 0 {
+                if a.alive {
+                    live = true;
+                } else if !self.baseline.contains(&(a.slot, a.pid)) {
+                    self.unreported.push((a.slot, a.pid));
+                }
+            }
+        }
+        self.baseline.retain(|&(slot, pid)| {
+            table
+                .iter()
+                .any(|a| !a.alive && a.slot == slot && a.pid == pid)
+        });
+        live
+    }
+
+    /// The caller reports `p` (`PeerDied` for `Died`, `Disconnected` for `Left`): in `Wait` mode
+    /// the deaths found are never reported again; in `Disconnect` mode the end is final.
+    pub(crate) fn reported(&mut self, p: Peers) {
+        match (self.mode, p) {
+            (PeersLeave::Wait, Peers::Died) => self.baseline.append(&mut self.unreported),
+            (PeersLeave::Disconnect, Peers::Died | Peers::Left) => self.ended = Some(p),
+            _ => {}
+        }
+    }
+
+    /// Whether a blocked call should wake to report `p`.
+    fn reportable(p: Peers) -> bool {
+        matches!(p, Peers::Died | Peers::Left | Peers::Corrupt(_))
+    }
+
+    /// Whether a live peer is attached now (slow path).
+    fn live_peer(&mut self, inner: &Inner) -> bool {
+        let live = inner
+            .seg
+            .attachments()
+            .iter()
+            .any(|a| a.alive && a.role & self.peer.role() != 0);
+        self.seen |= live;
+        live
+    }
+}
 
 /// Per-endpoint state: the channel, the side, and statistics not yet published.
 pub(crate) struct Local {
+    /// Peers seen, deaths reported, the end (`PeersLeave`). Boxed: used on the slow path
+    /// only, kept out of the endpoint's hot fields.
+    pub(crate) life: Box<Life>,
     pub(crate) inner: Arc<Inner>,
     pub(super) side: Side,
     pub(crate) stats: SideStats,
@@ -32,6 +201,10 @@ pub(crate) struct Local {
     pub(super) pid: u32,
 }
 
+/// Wakes of `wait_for_peer` by a moved join count that found no live peer, after which the
+/// count is ignored until the next timed check (see there).
+const MAX_FRUITLESS_JOINS: u32 = 4;
+
 /// Longest pause `block` takes after repeated ready-but-failed waits.
 const MISS_SLEEP_MAX: Duration = Duration::from_millis(1);
 
@@ -40,6 +213,9 @@ impl Local {
     pub(crate) fn done(&mut self, n: u64, bytes: u64) {
         self.misses = 0;
         self.holes_in_a_row = 0;
+        if self.side == Side::Recv && n > 0 {
+            self.life.got_message();
+        }
         self.stats.messages += n;
         self.stats.bytes += bytes;
         self.pending += n;
@@ -178,25 +354,70 @@ impl Local {
         if self.last_flush.elapsed() >= Duration::from_millis(10) {
             self.flush();
         }
-        let inner = &self.inner;
+        let (inner, life) = (&self.inner, &mut self.life);
         let ev = match self.side {
             Side::Send => &inner.ev_space,
             Side::Recv => &inner.ev_data,
         };
-        let peer = self.side.peer();
         let mut last = Instant::now();
+        // Wakes for what the endpoint reports (a death not reported yet, `Disconnect`'s end,
+        // corruption), never for peers that left in `Wait` mode: that waits, without a turn.
         let outcome = ev.wait_checking(&inner.strategy, deadline, PEER_CHECK, || {
             ready()
-                || inner.side_left(peer)
+                || life.gone(inner)
                 || (last.elapsed() >= PEER_CHECK && {
                     last = Instant::now();
-                    !matches!(inner.peer_state(peer), Peers::Live | Peers::NotYet)
+                    Life::reportable(life.peers(inner))
                 })
         });
         let ready = outcome == shmlane_wake::WaitOutcome::Ready;
         // Counted as a miss until the operation succeeds (`done` resets it).
         self.misses = self.misses.saturating_add(u32::from(ready));
         ready
+    }
+}
+
+impl Local {
+    /// Waits until a live peer is attached (receivers: a sender; senders: a receiver;
+    /// subscribers: a publisher; the publisher: a subscriber), bounded by `deadline`.
+    pub(crate) fn wait_for_peer(
+        &mut self,
+        deadline: Option<Deadline>,
+    ) -> Result<(), WaitPeerError> {
+        let inner = &self.inner;
+        let ev = match self.side {
+            Side::Send => &inner.ev_space,
+            Side::Recv => &inner.ev_data,
+        };
+        // Wakes by a moved join count that then found no live peer, since the last timed check.
+        // A real join sets the attachment's role before it counts, so the first wake finds it;
+        // a count that keeps moving without a peer is forged: past `MAX_FRUITLESS_JOINS` such
+        // wakes the count is ignored until the next timed check (no full-CPU turns, each a scan
+        // of the attachment table, at a hostile peer's pace).
+        let mut fruitless = 0u32;
+        loop {
+            inner.intact().map_err(WaitPeerError::Corrupt)?;
+            if self.life.live_peer(inner) {
+                return Ok(());
+            }
+            if deadline.as_ref().is_some_and(Deadline::is_past) {
+                return Err(WaitPeerError::Timeout);
+            }
+            // A joining peer notifies both events; a peer's process is checked every
+            // `PEER_CHECK` regardless (a join is seen by the count moving).
+            let (peer, joins, since) = (
+                self.side.peer(),
+                inner.joins(self.side.peer()),
+                Instant::now(),
+            );
+            let watch_joins = fruitless < MAX_FRUITLESS_JOINS;
+            let mut timed = false;
+            ev.wait_checking(&inner.strategy, deadline, PEER_CHECK, || {
+                timed = since.elapsed() >= PEER_CHECK;
+                timed || (watch_joins && inner.joins(peer) != joins)
+            });
+            fruitless = if timed { 0 } else { fruitless + 1 };
+        }
     }
 }
 
@@ -253,6 +474,59 @@ impl<R> Drop for Owned<R> {
         if std::process::id() == self.pid {
             // SAFETY: dropped once, here; the field is never used again.
             unsafe { core::mem::ManuallyDrop::drop(&mut self.ring) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Attachment, Life, Peers, PeersLeave, Side};
+
+    fn dead(slot: u32, pid: u32) -> Attachment {
+        Attachment {
+            slot,
+            pid,
+            role: Side::Send.role(),
+            alive: false,
+        }
+    }
+
+    /// A `Wait` receiver whose senders keep dying (each death in a slot, the slots taken over
+    /// in turn as a full table makes them): every death is reported once, and the baseline
+    /// stays bounded by the table instead of growing by one per death.
+    #[test]
+    fn baseline_stays_bounded_while_peers_keep_dying() {
+        let mut life = Life {
+            mode: PeersLeave::Wait,
+            peer: Side::Send,
+            baseline: Vec::new(),
+            unreported: Vec::new(),
+            joins0: 0,
+            seen: false,
+            ended: None,
+        };
+        let slots = 8u32;
+        let mut table: Vec<Attachment> = Vec::new();
+        for death in 0..1000u32 {
+            let slot = death % slots;
+            table.retain(|a| a.slot != slot);
+            table.push(dead(slot, 10_000 + death));
+            assert!(!life.scan(&table), "no live peer");
+            assert_eq!(
+                life.unreported,
+                vec![(slot, 10_000 + death)],
+                "death {death}"
+            );
+            life.reported(Peers::Died);
+            assert!(
+                !life.scan(&table) && life.unreported.is_empty(),
+                "reported twice"
+            );
+            assert!(
+                life.baseline.len() <= slots as usize,
+                "baseline of {} entries after {death} deaths in {slots} slots",
+                life.baseline.len()
+            );
         }
     }
 }
