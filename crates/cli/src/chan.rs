@@ -51,6 +51,30 @@ pub struct Shape {
     pub msg_size: u64,
 }
 
+/// How `send` or `recv` joins the channel.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Join {
+    /// Keep going when the senders leave, waiting for new ones (`recv --follow`):
+    /// `PeersLeave::Wait`; else the command ends like a pipe once the peers it saw have left.
+    pub follow: bool,
+    /// Deliver the unread messages of a session in which a process died (`--resume`).
+    pub resume: bool,
+}
+
+impl Join {
+    fn apply<T: bytemuck::Pod + Send>(self, b: shmlane::Builder<T>) -> shmlane::Builder<T> {
+        b.when_peers_leave(if self.follow {
+            shmlane::PeersLeave::Wait
+        } else {
+            shmlane::PeersLeave::Disconnect
+        })
+        .resume(self.resume)
+    }
+}
+
+/// Marks the one-line refusal of a stale channel (exit 5).
+pub const STALE: &str = "\u{0}stale";
+
 /// How a command ended, beyond success: the exit codes of the contract.
 pub enum Ended {
     /// Exit 0.
@@ -226,7 +250,11 @@ macro_rules! with_elem {
 }
 
 fn open_err(name: &str, e: &OpenError) -> CliError {
-    CliError(format!("channel {name}: {e}"))
+    match e {
+        // Names the channel, the dead process and both ways out already.
+        OpenError::Stale { .. } => CliError(format!("{STALE}{e}")),
+        e => CliError(format!("channel {name}: {e}")),
+    }
 }
 
 /// Opens (or, if `create`, creates) the channel with `shape`.
@@ -234,16 +262,16 @@ fn builder<T: bytemuck::Pod + Send>(
     name: &str,
     shape: &Shape,
     unlink: UnlinkPolicy,
+    join: Join,
 ) -> shmlane::Builder<T> {
     let b = match shape.kind {
         KindArg::Spsc => shmlane::spsc::<T>(name),
         KindArg::Mpmc => shmlane::mpmc::<T>(name),
         KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use byte_builder"),
     };
-    b.capacity(shape.capacity)
+    join.apply(b.capacity(shape.capacity))
         .type_name(&shmlane_cli::line::line_type(shape.msg_size))
         .unlink(unlink)
-        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .mode(0o600)
         .wait(WaitStrategy::SpinThenPark {
             spins: 2000,
@@ -252,7 +280,12 @@ fn builder<T: bytemuck::Pod + Send>(
 }
 
 /// The builder of a byte or broadcast channel with `shape`.
-fn byte_builder(name: &str, shape: &Shape, unlink: UnlinkPolicy) -> shmlane::Builder<u8> {
+fn byte_builder(
+    name: &str,
+    shape: &Shape,
+    unlink: UnlinkPolicy,
+    join: Join,
+) -> shmlane::Builder<u8> {
     let b = if shape.kind == KindArg::Bytes {
         shmlane::bytes(name).capacity(bytes_capacity(shape))
     } else {
@@ -260,8 +293,8 @@ fn byte_builder(name: &str, shape: &Shape, unlink: UnlinkPolicy) -> shmlane::Bui
             .capacity(shape.capacity)
             .msg_size(shape.msg_size)
     };
-    b.unlink(unlink)
-        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+    join.apply(b)
+        .unlink(unlink)
         .mode(0o600)
         .wait(WaitStrategy::SpinThenPark {
             spins: 2000,
@@ -277,13 +310,13 @@ fn is_bytes(shape: &Shape) -> bool {
 pub fn create(name: &str, shape: Shape) -> Result<(), CliError> {
     check_shape(&shape)?;
     if is_bytes(&shape) {
-        byte_builder(name, &shape, UnlinkPolicy::Never)
+        byte_builder(name, &shape, UnlinkPolicy::Never, Join::default())
             .create()
             .map_err(|e| open_err(name, &e))?;
         return Ok(());
     }
     with_elem!(elem_size(shape.msg_size), E, {
-        builder::<E>(name, &shape, UnlinkPolicy::Never)
+        builder::<E>(name, &shape, UnlinkPolicy::Never, Join::default())
             .create()
             .map_err(|e| open_err(name, &e))?;
         Ok(())
@@ -307,10 +340,11 @@ fn open_channel<T: bytemuck::Pod + Send>(
     name: &str,
     shape: &Shape,
     unlink: UnlinkPolicy,
+    join: Join,
 ) -> Result<shmlane::Channel<T>, CliError> {
     // open_or_create even for a channel seen a moment ago: an implicit one may have been
     // removed by its last user since.
-    builder::<T>(name, shape, unlink)
+    builder::<T>(name, shape, unlink, join)
         .open_or_create()
         .map_err(|e| match e {
             // Another command created the channel between our look and our open, with its
@@ -369,23 +403,31 @@ impl<T: bytemuck::Pod + Send> Rx<T> {
 /// `shmlane send`: each stdin line (without its newline) is one message. `timeout` bounds
 /// each wait for the channel: for room in the ring, and at the end for a receiver to take
 /// the last lines.
-pub fn send(name: &str, wanted: Shape, timeout: Option<Duration>) -> Result<Ended, CliError> {
+pub fn send(
+    name: &str,
+    wanted: Shape,
+    join: Join,
+    timeout: Option<Duration>,
+) -> Result<Ended, CliError> {
     let mut input = std::io::BufReader::with_capacity(1 << 16, sig::Stdin);
-    after_signal(retrying(|| send_once(name, wanted, timeout, &mut input)))
+    after_signal(retrying(|| {
+        send_once(name, wanted, join, timeout, &mut input)
+    }))
 }
 
 fn send_once(
     name: &str,
     wanted: Shape,
+    join: Join,
     timeout: Option<Duration>,
     input: &mut impl BufRead,
 ) -> Result<Ended, CliError> {
     let (shape, unlink) = resolve(name, wanted)?;
     if is_bytes(&shape) {
-        return send_bytes(name, &shape, unlink, timeout, input);
+        return send_bytes(name, &shape, unlink, join, timeout, input);
     }
     with_elem!(elem_size(shape.msg_size), E, {
-        let ch = open_channel::<E>(name, &shape, unlink)?;
+        let ch = open_channel::<E>(name, &shape, unlink, join)?;
         let mut tx = match shape.kind {
             KindArg::Spsc => Tx::Spsc(ch.producer().map_err(|e| open_err(name, &e))?),
             KindArg::Mpmc => Tx::Mpmc(ch.sender().map_err(|e| open_err(name, &e))?),
@@ -452,14 +494,14 @@ fn queued(name: &str) -> Option<(u64, bool, bool)> {
 }
 
 /// What becomes of the lines still queued when `send` stops early: a clause for its message.
-fn unread_clause(name: &str, unlink: UnlinkPolicy) -> String {
+fn unread_clause(name: &str, _unlink: UnlinkPolicy) -> String {
     match queued(name) {
         Some((0, _, _)) | None => String::new(),
         Some((n, true, _)) => format!("; {n} messages still queued go to its receiver"),
-        Some((n, false, _)) if unlink == UnlinkPolicy::LastDetach => format!(
-            "; {n} messages sent were not received: no receiver came, and they go with the channel"
+        // The channel keeps them (even one created here, removed only once drained).
+        Some((n, false, _)) => format!(
+            "; {n} messages stay queued in {name} for its next receiver (`shmlane rm {name}` drops them)"
         ),
-        Some((n, false, _)) => format!("; {n} messages stay queued in {name}"),
     }
 }
 
@@ -473,10 +515,10 @@ fn send_stopped(
 ) -> Ended {
     match stop {
         Stop::Signal(s) => {
-            // Quiet, unless leaving now drops messages with the channel.
-            let lost = unread_clause(name, unlink);
-            if lost.contains("go with the channel") {
-                eprintln!("shmlane: interrupted{lost}");
+            // Quiet, unless lines stay behind with nobody to read them.
+            let left = unread_clause(name, unlink);
+            if left.contains("for its next receiver") {
+                eprintln!("shmlane: interrupted{left}");
             }
             Ended::Signal(s)
         }
@@ -525,24 +567,26 @@ fn linger(name: &str, unlink: UnlinkPolicy, timeout: Option<Duration>) -> Result
 pub fn recv(
     name: &str,
     wanted: Shape,
+    join: Join,
     count: Option<u64>,
     timeout: Option<Duration>,
 ) -> Result<Ended, CliError> {
-    after_signal(retrying(|| recv_once(name, wanted, count, timeout)))
+    after_signal(retrying(|| recv_once(name, wanted, join, count, timeout)))
 }
 
 fn recv_once(
     name: &str,
     wanted: Shape,
+    join: Join,
     count: Option<u64>,
     timeout: Option<Duration>,
 ) -> Result<Ended, CliError> {
     let (shape, unlink) = resolve(name, wanted)?;
     if is_bytes(&shape) {
-        return recv_bytes(name, &shape, unlink, count, timeout);
+        return recv_bytes(name, &shape, unlink, join, count, timeout);
     }
     with_elem!(elem_size(shape.msg_size), E, {
-        let ch = open_channel::<E>(name, &shape, unlink)?;
+        let ch = open_channel::<E>(name, &shape, unlink, join)?;
         let mut rx = match shape.kind {
             KindArg::Spsc => Rx::Spsc(ch.consumer().map_err(|e| open_err(name, &e))?),
             KindArg::Mpmc => Rx::Mpmc(ch.receiver().map_err(|e| open_err(name, &e))?),
@@ -677,9 +721,10 @@ fn open_byte_channel(
     name: &str,
     shape: &Shape,
     unlink: UnlinkPolicy,
+    join: Join,
 ) -> Result<shmlane::Channel<u8>, CliError> {
     // An existing channel's shape (from `resolve`) gives back the same capacity.
-    byte_builder(name, shape, unlink)
+    byte_builder(name, shape, unlink, join)
         .open_or_create()
         .map_err(|e| match e {
             OpenError::Mismatch { .. } | OpenError::WrongType { .. }
@@ -696,10 +741,11 @@ fn send_bytes(
     name: &str,
     shape: &Shape,
     unlink: UnlinkPolicy,
+    join: Join,
     timeout: Option<Duration>,
     input: &mut impl BufRead,
 ) -> Result<Ended, CliError> {
-    let ch = open_byte_channel(name, shape, unlink)?;
+    let ch = open_byte_channel(name, shape, unlink, join)?;
     let broadcast = shape.kind == KindArg::Broadcast;
     let (mut tx, mut publisher) = if broadcast {
         (None, Some(ch.publisher().map_err(|e| open_err(name, &e))?))
@@ -771,10 +817,11 @@ fn recv_bytes(
     name: &str,
     shape: &Shape,
     unlink: UnlinkPolicy,
+    join: Join,
     count: Option<u64>,
     timeout: Option<Duration>,
 ) -> Result<Ended, CliError> {
-    let ch = open_byte_channel(name, shape, unlink)?;
+    let ch = open_byte_channel(name, shape, unlink, join)?;
     let (mut rx, mut sub) = if shape.kind == KindArg::Broadcast {
         (None, Some(ch.subscriber().map_err(|e| open_err(name, &e))?))
     } else {

@@ -1,7 +1,8 @@
 //! `shmlane`: see, use and clean up shared-memory channels, and compare transports.
 //!
 //! Exit codes: 0 success; 1 an error (one line on stderr); 3 a peer process died (`send`,
-//! `recv`); 4 the timeout passed (`send`, `recv`); 128 + the signal when SIGINT, SIGTERM or
+//! `recv`); 4 the timeout passed (`send`, `recv`); 5 the channel is stale (unread messages of
+//! a session in which a process died: `shmlane rm` or `--resume`); 128 + the signal when SIGINT, SIGTERM or
 //! SIGHUP stopped `send` or `recv` (after a clean leave), 141 (SIGPIPE) when `recv`'s output
 //! was closed.
 
@@ -276,19 +277,27 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
         Cmd::Send {
             name,
             timeout,
+            resume,
             shape,
         } => {
             sig::install()?;
-            return chan::send(&name, shape.into(), timeout);
+            let join = chan::Join {
+                follow: false,
+                resume,
+            };
+            return chan::send(&name, shape.into(), join, timeout);
         }
         Cmd::Recv {
             name,
             count,
             timeout,
+            follow,
+            resume,
             shape,
         } => {
             sig::install()?;
-            return chan::recv(&name, shape.into(), count, timeout);
+            let join = chan::Join { follow, resume };
+            return chan::recv(&name, shape.into(), join, count, timeout);
         }
         Cmd::Rm { name, stale, force } => rm(name, stale, force)?,
         Cmd::Bench {
@@ -359,9 +368,15 @@ fn main() -> ExitCode {
             ExitCode::from(4)
         }
         Ok(chan::Ended::Signal(s)) => ExitCode::from(128u8.saturating_add(s as u8)),
-        Err(CliError(e)) => {
-            eprintln!("shmlane: {e}");
-            ExitCode::from(1)
-        }
+        Err(CliError(e)) => match e.strip_prefix(chan::STALE) {
+            Some(stale) => {
+                eprintln!("shmlane: {stale}");
+                ExitCode::from(5)
+            }
+            None => {
+                eprintln!("shmlane: {e}");
+                ExitCode::from(1)
+            }
+        },
     }
 }

@@ -148,6 +148,15 @@ fn kept_clean(name: &str) {
     assert_eq!(i.state.to_string(), "idle", "{name}");
 }
 
+/// Gone, or kept only for unread messages with nothing attached (never stale); removed.
+fn no_stale(name: &str) {
+    if let Some(i) = info(name) {
+        assert!(i.attached.is_empty(), "{name}: {:?}", i.attached);
+        assert!(shmlane::inspect(&i).is_some_and(|c| c.len > 0), "{name}");
+        assert!(run(&["rm", name]).status.success());
+    }
+}
+
 /// A first run on `name`: `send` of ten lines and `recv` get every line, both exit 0 with
 /// nothing on stderr (no blame for an earlier process).
 fn first_run(name: &str) {
@@ -242,8 +251,9 @@ fn signal_on_send_waiting_for_input_leaves_nothing() {
 }
 
 /// A `send` whose input ended, waiting for a receiver to take its ten lines: a signal ends
-/// it with 128+signal; on an implicit channel it says that the ten lines go with the
-/// channel, and the channel is gone; the next pair behaves like a first run.
+/// it with 128+signal; it says that the ten lines stay queued (the channel keeps unread
+/// messages), with nothing attached; the next `recv` gets them and the channel goes; the
+/// next pair behaves like a first run.
 #[test]
 fn signal_on_send_waiting_for_a_receiver() {
     for sig in SIGNALS {
@@ -267,9 +277,16 @@ fn signal_on_send_waiting_for_a_receiver() {
         assert!(took < Duration::from_secs(1), "{sig}: took {took:?}");
         let err = stderr(&out);
         assert!(
-            err.contains("10 messages sent were not received") && err.lines().count() == 1,
+            err.contains("10 messages stay queued") && err.lines().count() == 1,
             "{sig}: {err}"
         );
+        kept_clean(&name);
+        let (r, _) = finish(
+            spawn_recv(&name, &["--timeout", "10s"]),
+            Duration::from_secs(20),
+        );
+        assert_eq!(r.status.code(), Some(0), "{sig}: {}", stderr(&r));
+        assert_eq!(String::from_utf8_lossy(&r.stdout), lines(10, "old"));
         assert!(gone(&name), "{sig}: implicit channel {name} left behind");
         first_run(&name);
     }
@@ -305,7 +322,7 @@ fn signal_on_recv_blocked_writing_its_output() {
         assert_eq!(status.code(), Some(code(sig)), "{sig}: {status:?}");
         let s = send.join().unwrap();
         assert_ne!(s.status.code(), Some(0), "send cannot have delivered it all");
-        assert!(gone(&name), "{sig}: implicit channel {name} left behind");
+        no_stale(&name);
     }
 }
 
@@ -328,7 +345,7 @@ fn recv_into_a_closed_pipe_is_quiet() {
     assert_eq!(out.status.code(), Some(141), "{}", stderr(&out));
     assert_eq!(stderr(&out), "", "quiet");
     let _ = send.join().unwrap();
-    assert!(gone(&name), "implicit channel left behind");
+    no_stale(&name);
 
     // Waiting: one line arrives, `head` takes it and leaves; no further message comes.
     let name = unique("life-pipe-idle");
@@ -435,4 +452,93 @@ fn broadcast_late_joiner_waits_for_a_new_publisher() {
         stderr(&out)
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// `kill -9` of a waiting `recv`, then a new `seq 10 | send` + `recv` pair on the name: all
+/// ten lines, both exit 0, nothing on stderr (no blame for the earlier process).
+#[test]
+fn killed_recv_then_a_new_pair_is_not_blamed() {
+    let name = unique("life-kill9-recv");
+    let _c = Cleanup(name.clone());
+    let recv = spawn_recv(&name, &[]);
+    wait_attached(&name, recv.id(), shmlane::ROLE_RECEIVER, |_| true);
+    kill(&recv, Signal::SIGKILL);
+    let (out, _) = finish(recv, Duration::from_secs(10));
+    assert_eq!(out.status.signal(), Some(9));
+    let send = send_lines(&name, &["--timeout", "10s"], lines(10, ""));
+    std::thread::sleep(Duration::from_millis(100));
+    let (r, _) = finish(
+        spawn_recv(&name, &["--timeout", "10s"]),
+        Duration::from_secs(20),
+    );
+    let s = send.join().unwrap();
+    assert_eq!(String::from_utf8_lossy(&r.stdout), lines(10, ""));
+    assert_eq!(s.status.code(), Some(0), "send: {}", stderr(&s));
+    assert_eq!(r.status.code(), Some(0), "recv: {}", stderr(&r));
+    assert_eq!(stderr(&s), "");
+    assert_eq!(stderr(&r), "");
+}
+
+/// `kill -9` of a `send` with ten lines queued: the next `recv` replays nothing, it exits 5
+/// with one line naming the dead process and the fixes; `recv --resume` delivers the ten.
+#[test]
+fn killed_send_leaves_a_stale_channel_refused_or_resumed() {
+    let name = unique("life-kill9-send");
+    let _c = Cleanup(name.clone());
+    let mut send = spawn_send(&name, &[]);
+    let mut stdin = send.stdin.take().unwrap();
+    stdin.write_all(lines(10, "old").as_bytes()).unwrap();
+    wait_attached(&name, send.id(), shmlane::ROLE_SENDER, |c| c.len == 10);
+    let pid = send.id();
+    kill(&send, Signal::SIGKILL);
+    drop(stdin);
+    let _ = finish(send, Duration::from_secs(10));
+    let (r, _) = finish(
+        spawn_recv(&name, &["--timeout", "5s"]),
+        Duration::from_secs(20),
+    );
+    let err = stderr(&r);
+    assert_eq!(r.status.code(), Some(5), "{err}");
+    assert!(r.stdout.is_empty(), "replayed: {:?}", r.stdout);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("process {pid}"))
+            && err.contains(&format!("shmlane rm {name}"))
+            && err.contains("--resume"),
+        "{err}"
+    );
+    let (r, _) = finish(
+        spawn_recv(&name, &["--resume", "--timeout", "5s"]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(String::from_utf8_lossy(&r.stdout), lines(10, "old"), "{}", stderr(&r));
+}
+
+/// `recv --follow` on a created channel keeps receiving across two sender runs, one after the
+/// other, and ends at its timeout (exit 4) with every line of both.
+#[test]
+fn recv_follow_spans_sender_restarts() {
+    for kind in KINDS {
+        let name = unique(&format!("life-follow-{kind}"));
+        let _c = Cleanup(name.clone());
+        assert!(run(&["create", &name, "--kind", kind]).status.success());
+        let t0 = Instant::now();
+        let recv = spawn_recv(&name, &["--follow", "--timeout", "4s"]);
+        wait_attached(&name, recv.id(), shmlane::ROLE_RECEIVER, |_| true);
+        for run_no in ["a", "b"] {
+            let s = send_lines(&name, &["--timeout", "10s"], lines(100, run_no))
+                .join()
+                .unwrap();
+            assert_eq!(s.status.code(), Some(0), "{kind}: {}", stderr(&s));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let (out, _) = finish(recv, Duration::from_secs(20));
+        assert_eq!(out.status.code(), Some(4), "{kind}: {}", stderr(&out));
+        assert!(t0.elapsed() >= Duration::from_millis(3500), "{kind}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            lines(100, "a") + &lines(100, "b"),
+            "{kind}"
+        );
+    }
 }
