@@ -433,6 +433,7 @@ fn send_once(
             KindArg::Mpmc => Tx::Mpmc(ch.sender().map_err(|e| open_err(name, &e))?),
             KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use send_bytes"),
         };
+        let before = dead_receivers(name);
         let pumped = pump(&mut *input, shape.msg_size as usize, |line| {
             let mut m: E = bytemuck::Zeroable::zeroed();
             m[..4].copy_from_slice(&(line.len() as u32).to_le_bytes());
@@ -469,7 +470,7 @@ fn send_once(
         // A channel this command created is removed when the last endpoint leaves: wait until
         // a receiver has taken everything, so leaving early loses nothing.
         tx.flush_stats();
-        let ended = linger(name, unlink, timeout);
+        let ended = linger(name, unlink, timeout, &before);
         drop(tx);
         drop(ch);
         match failure {
@@ -481,21 +482,41 @@ fn send_once(
 
 /// The channel as `send` leaves it: messages queued, and whether a live receiver is
 /// attached (`None` if the channel cannot be read).
-fn queued(name: &str) -> Option<(u64, bool, bool)> {
+/// (`len`, a live receiver, a receiver that died and is not in `before`: the dead receivers
+/// found when this sender attached, whose deaths are not its peers' to report.)
+fn queued(name: &str, before: &[(u32, u32)]) -> Option<(u64, bool, bool)> {
     let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
     let info = inspect_segment(&path).ok()??;
     let st = shmlane::inspect(&info)?;
-    let receiver = |alive: bool| {
+    let receivers = || {
         info.attached
             .iter()
-            .any(|a| a.role & shmlane::ROLE_RECEIVER != 0 && a.alive == alive)
+            .filter(|a| a.role & shmlane::ROLE_RECEIVER != 0)
     };
-    Some((st.len, receiver(true), receiver(false)))
+    Some((
+        st.len,
+        receivers().any(|a| a.alive),
+        receivers().any(|a| !a.alive && !before.contains(&(a.slot, a.pid))),
+    ))
+}
+
+/// The receivers found dead in `name`'s attachment table (slot, pid): deaths before this
+/// sender attached, never blamed on its peers.
+fn dead_receivers(name: &str) -> Vec<(u32, u32)> {
+    let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
+    let Ok(Some(info)) = inspect_segment(&path) else {
+        return Vec::new();
+    };
+    info.attached
+        .iter()
+        .filter(|a| a.role & shmlane::ROLE_RECEIVER != 0 && !a.alive)
+        .map(|a| (a.slot, a.pid))
+        .collect()
 }
 
 /// What becomes of the lines still queued when `send` stops early: a clause for its message.
 fn unread_clause(name: &str, _unlink: UnlinkPolicy) -> String {
-    match queued(name) {
+    match queued(name, &[]) {
         Some((0, _, _)) | None => String::new(),
         Some((n, true, _)) => format!("; {n} messages still queued go to its receiver"),
         // The channel keeps them (even one created here, removed only once drained).
@@ -532,14 +553,19 @@ fn send_stopped(
 
 /// Waits until the ring is drained (or no receiver can drain it any more), at most
 /// `timeout`, stopping for a signal.
-fn linger(name: &str, unlink: UnlinkPolicy, timeout: Option<Duration>) -> Result<Ended, CliError> {
+fn linger(
+    name: &str,
+    unlink: UnlinkPolicy,
+    timeout: Option<Duration>,
+    before: &[(u32, u32)],
+) -> Result<Ended, CliError> {
     let deadline = timeout.map(Deadline::after);
     let mut pause = Duration::from_millis(1);
     loop {
         if let Some(s) = sig::caught() {
             return Ok(send_stopped(name, unlink, Stop::Signal(s), timeout, 0));
         }
-        let Some((len, receivers_alive, receivers_dead)) = queued(name) else {
+        let Some((len, receivers_alive, receivers_dead)) = queued(name, before) else {
             return Ok(Ended::Ok);
         };
         if len == 0 {
@@ -755,6 +781,7 @@ fn send_bytes(
             None,
         )
     };
+    let before = dead_receivers(name);
     let max = tx.as_ref().map_or_else(
         || {
             publisher
@@ -803,7 +830,7 @@ fn send_bytes(
         Ended::Ok
     } else {
         let _ = tx.as_mut().map(shmlane::ByteSender::stats);
-        linger(name, unlink, timeout)?
+        linger(name, unlink, timeout, &before)?
     };
     drop((tx, publisher, ch));
     match failure {

@@ -103,12 +103,7 @@ fn info(name: &str) -> Option<shmlane_segment::SegmentInfo> {
 
 /// Waits until process `pid` holds an endpoint of `role` on `name`, and `until` holds for
 /// the channel (e.g. a number of queued messages).
-fn wait_attached(
-    name: &str,
-    pid: u32,
-    role: u32,
-    until: impl Fn(&shmlane::ChannelStats) -> bool,
-) {
+fn wait_attached(name: &str, pid: u32, role: u32, until: impl Fn(&shmlane::ChannelStats) -> bool) {
     let t0 = Instant::now();
     loop {
         if let Some(i) = info(name) {
@@ -321,7 +316,11 @@ fn signal_on_recv_blocked_writing_its_output() {
         };
         assert_eq!(status.code(), Some(code(sig)), "{sig}: {status:?}");
         let s = send.join().unwrap();
-        assert_ne!(s.status.code(), Some(0), "send cannot have delivered it all");
+        assert_ne!(
+            s.status.code(),
+            Some(0),
+            "send cannot have delivered it all"
+        );
         no_stale(&name);
     }
 }
@@ -395,7 +394,11 @@ fn recv_timeout_waits_for_a_sender() {
         let s = send_lines(&name, &[], lines(3, "old")).join().unwrap();
         assert!(s.status.success(), "{kind}: {}", stderr(&s));
         let (r, _) = finish(recv, Duration::from_secs(30));
-        assert_eq!(String::from_utf8_lossy(&r.stdout), lines(3, "old"), "{kind}");
+        assert_eq!(
+            String::from_utf8_lossy(&r.stdout),
+            lines(3, "old"),
+            "{kind}"
+        );
 
         // Nobody sends: waits ~3 s, exits 4.
         let (out, took) = finish(
@@ -418,7 +421,11 @@ fn recv_timeout_waits_for_a_sender() {
         let s = s.join().unwrap();
         assert_eq!(s.status.code(), Some(0), "{kind}: send {}", stderr(&s));
         assert_eq!(out.status.code(), Some(0), "{kind}: recv {}", stderr(&out));
-        assert_eq!(String::from_utf8_lossy(&out.stdout), lines(10, "new"), "{kind}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            lines(10, "new"),
+            "{kind}"
+        );
         kept_clean(&name);
     }
 }
@@ -511,7 +518,12 @@ fn killed_send_leaves_a_stale_channel_refused_or_resumed() {
         spawn_recv(&name, &["--resume", "--timeout", "5s"]),
         Duration::from_secs(20),
     );
-    assert_eq!(String::from_utf8_lossy(&r.stdout), lines(10, "old"), "{}", stderr(&r));
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        lines(10, "old"),
+        "{}",
+        stderr(&r)
+    );
 }
 
 /// `recv --follow` on a created channel keeps receiving across two sender runs, one after the
