@@ -30,8 +30,11 @@ use shmlane::Deadline;
 
 use crate::CliError;
 
-/// The longest any wait goes without looking for a signal.
-pub const SLICE: Duration = Duration::from_millis(50);
+/// The longest any wait goes without looking for a signal. Longer than the library's peer
+/// check (every 50 ms within one blocking call, from its start): a slice of 50 ms or less
+/// would end every call before it looks, and a dead sender would never be reported
+/// (`killed_sender_gives_peer_gone_and_a_stale_segment` in tests/cli.rs caught that).
+pub const SLICE: Duration = Duration::from_millis(100);
 
 /// The signals that end `send` and `recv` cleanly.
 const HANDLED: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
