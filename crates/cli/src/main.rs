@@ -368,15 +368,13 @@ fn main() -> ExitCode {
             ExitCode::from(4)
         }
         Ok(chan::Ended::Signal(s)) => ExitCode::from(128u8.saturating_add(s as u8)),
-        Err(CliError(e)) => match e.strip_prefix(chan::STALE) {
-            Some(stale) => {
+        Err(CliError(e)) => {
+            if let Some(stale) = e.strip_prefix(chan::STALE) {
                 eprintln!("shmlane: {stale}");
-                ExitCode::from(5)
+                return ExitCode::from(5);
             }
-            None => {
-                eprintln!("shmlane: {e}");
-                ExitCode::from(1)
-            }
-        },
+            eprintln!("shmlane: {e}");
+            ExitCode::from(1)
+        }
     }
 }
