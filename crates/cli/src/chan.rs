@@ -449,6 +449,7 @@ fn send_once(
                     Ok(Sent::Stopped(Stop::Timeout))
                 }
                 Err(stop) => Ok(Sent::Stopped(stop)),
+                Ok(Err(SendError::Disconnected(_))) => Err(receivers_left(name, unlink)),
                 Ok(Err(e)) => Err(CliError(format!("channel {name}: {e}"))),
             }
         })?;
@@ -524,6 +525,14 @@ fn unread_clause(name: &str, _unlink: UnlinkPolicy) -> String {
             "; {n} messages stay queued in {name} for its next receiver (`shmlane rm {name}` drops them)"
         ),
     }
+}
+
+/// `send`'s error when every receiver left (`recv | head -1`): what stays queued, and the fix.
+fn receivers_left(name: &str, unlink: UnlinkPolicy) -> CliError {
+    CliError(format!(
+        "every receiver of {name} has left; the rest of the input was not sent{}",
+        unread_clause(name, unlink)
+    ))
 }
 
 /// How `send` ends when a signal or its timeout stops it at line `line`.
@@ -809,6 +818,7 @@ fn send_bytes(
                 Ok(Sent::Stopped(Stop::Timeout))
             }
             Err(stop) => Ok(Sent::Stopped(stop)),
+            Ok(Err(ByteSendError::Disconnected)) => Err(receivers_left(name, unlink)),
             Ok(Err(e)) => Err(CliError(format!("channel {name}: {e}"))),
         }
     })?;

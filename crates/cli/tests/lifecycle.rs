@@ -343,7 +343,15 @@ fn recv_into_a_closed_pipe_is_quiet() {
     let (out, _) = finish(recv, Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(141), "{}", stderr(&out));
     assert_eq!(stderr(&out), "", "quiet");
-    let _ = send.join().unwrap();
+    let s = send.join().unwrap();
+    if !gone(&name) {
+        // The lines it sent that nobody read stay, and it says so (and how to drop them).
+        assert!(
+            stderr(&s).contains(&format!("stay queued in {name}")),
+            "{}",
+            stderr(&s)
+        );
+    }
     no_stale(&name);
 
     // Waiting: one line arrives, `head` takes it and leaves; no further message comes.
