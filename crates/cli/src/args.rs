@@ -30,6 +30,7 @@ pub enum KindArg {
   seq 1000000 | shmlane send q        send each line as a message (creates q if needed)
   shmlane recv q > out                print messages until the senders leave
   shmlane recv q --count 10 --timeout 5s
+  shmlane recv ticks --follow         keep receiving across publisher restarts
   shmlane create feed --kind mpmc --capacity 4096 --msg-size 128
   shmlane create ticks --kind broadcast --capacity 65536 --msg-size 64
   shmlane create orders --kind bytes --capacity 1048576   lines up to 131064 bytes
@@ -38,7 +39,11 @@ pub enum KindArg {
   shmlane rm --stale                  remove segments whose users died
   cargo run --release -- bench        shmlane against pipes and Unix sockets
 
-Exit codes: 0 ok, 1 error, 3 a peer process died, 4 timeout."
+Exit codes: 0 ok, 1 error, 3 a peer process died, 4 timeout, 5 the channel holds unread
+messages of a session in which a process died (`shmlane rm NAME`, or --resume); send and
+recv: 130, 143, 129
+on SIGINT, SIGTERM, SIGHUP (they leave the channel cleanly first), 141 when recv's output
+pipe closes (quiet, like other Unix tools)."
 )]
 pub struct Cli {
     /// The subcommand.
@@ -89,24 +94,45 @@ pub enum Cmd {
         shape: ShapeArgs,
     },
     /// Send each stdin line (without its newline) as one message; creates the channel if
-    /// needed (then removed when its last user leaves cleanly).
+    /// needed (then removed when its last user leaves cleanly). At the end of the input it
+    /// waits until a receiver has taken every line. SIGINT, SIGTERM and SIGHUP end it
+    /// cleanly (exit 128 + the signal).
     Send {
         /// Channel name.
         name: String,
+        /// Give up (exit 4) when one wait for the channel lasts this long: for room in the
+        /// ring, or at the end for a receiver to take the last lines (e.g. 500ms, 5s, 2m).
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        /// Open a channel left with unread messages by a session in which a process died
+        /// (refused otherwise, exit 5), and add to them.
+        #[arg(long)]
+        resume: bool,
         #[command(flatten)]
         shape: ShapeArgs,
     },
     /// Print each message as a line; exits 0 when the senders have left and the channel is
-    /// drained, 3 if a sender died, 4 on timeout.
+    /// drained (with --follow: waits for new senders), 3 if a sender died, 4 on timeout, 5 if
+    /// the channel is stale (see --resume), 128 + the signal on SIGINT, SIGTERM or
+    /// SIGHUP, 141 when its output pipe is closed (`recv | head -1`), quietly.
     Recv {
         /// Channel name.
         name: String,
         /// Stop after this many messages.
         #[arg(long)]
         count: Option<u64>,
-        /// Give up after this long without finishing (e.g. 500ms, 5s, 2m).
+        /// Give up after this long without finishing (e.g. 500ms, 5s, 2m). Until then it
+        /// waits for a sender to come, even on a channel whose earlier senders have left.
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<Duration>,
+        /// Keep receiving across sender restarts: when the senders leave, wait for new ones
+        /// (until --timeout, --count or a signal) instead of exiting 0.
+        #[arg(long)]
+        follow: bool,
+        /// Deliver the unread messages left by a session in which a process died (without
+        /// it such a channel is refused with exit 5, naming the dead process).
+        #[arg(long)]
+        resume: bool,
         #[command(flatten)]
         shape: ShapeArgs,
     },

@@ -15,7 +15,10 @@ use shmlane::{
 };
 use shmlane_segment::inspect as inspect_segment;
 
-use crate::CliError;
+use crate::{
+    CliError,
+    sig::{self, Stop},
+};
 use shmlane_cli::{
     args::KindArg,
     input::{LineError, Lines},
@@ -48,6 +51,30 @@ pub struct Shape {
     pub msg_size: u64,
 }
 
+/// How `send` or `recv` joins the channel.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Join {
+    /// Keep going when the senders leave, waiting for new ones (`recv --follow`):
+    /// `PeersLeave::Wait`; else the command ends like a pipe once the peers it saw have left.
+    pub follow: bool,
+    /// Deliver the unread messages of a session in which a process died (`--resume`).
+    pub resume: bool,
+}
+
+impl Join {
+    fn apply<T: bytemuck::Pod + Send>(self, b: shmlane::Builder<T>) -> shmlane::Builder<T> {
+        b.when_peers_leave(if self.follow {
+            shmlane::PeersLeave::Wait
+        } else {
+            shmlane::PeersLeave::Disconnect
+        })
+        .resume(self.resume)
+    }
+}
+
+/// Marks the one-line refusal of a stale channel (exit 5).
+pub const STALE: &str = "\u{0}stale";
+
 /// How a command ended, beyond success: the exit codes of the contract.
 pub enum Ended {
     /// Exit 0.
@@ -56,6 +83,17 @@ pub enum Ended {
     PeerGone(String),
     /// Exit 4: the timeout passed.
     Timeout(String),
+    /// Exit 128 + the signal: SIGINT, SIGTERM or SIGHUP asked the command to stop, or
+    /// (SIGPIPE) its output was closed. Quiet: nothing more is printed.
+    Signal(i32),
+}
+
+/// A failure that a signal (or a closed output) caused is the signal's exit, not an error.
+fn after_signal(r: Result<Ended, CliError>) -> Result<Ended, CliError> {
+    match r {
+        Err(e) => sig::caught().map_or(Err(e), |s| Ok(Ended::Signal(s))),
+        ok => ok,
+    }
 }
 
 fn elem_size(msg_size: u64) -> u64 {
@@ -212,7 +250,11 @@ macro_rules! with_elem {
 }
 
 fn open_err(name: &str, e: &OpenError) -> CliError {
-    CliError(format!("channel {name}: {e}"))
+    match e {
+        // Names the channel, the dead process and both ways out already.
+        OpenError::Stale { .. } => CliError(format!("{STALE}{e}")),
+        e => CliError(format!("channel {name}: {e}")),
+    }
 }
 
 /// Opens (or, if `create`, creates) the channel with `shape`.
@@ -220,16 +262,16 @@ fn builder<T: bytemuck::Pod + Send>(
     name: &str,
     shape: &Shape,
     unlink: UnlinkPolicy,
+    join: Join,
 ) -> shmlane::Builder<T> {
     let b = match shape.kind {
         KindArg::Spsc => shmlane::spsc::<T>(name),
         KindArg::Mpmc => shmlane::mpmc::<T>(name),
         KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use byte_builder"),
     };
-    b.capacity(shape.capacity)
+    join.apply(b.capacity(shape.capacity))
         .type_name(&shmlane_cli::line::line_type(shape.msg_size))
         .unlink(unlink)
-        .when_peers_leave(shmlane::PeersLeave::Disconnect)
         .mode(0o600)
         .wait(WaitStrategy::SpinThenPark {
             spins: 2000,
@@ -238,7 +280,12 @@ fn builder<T: bytemuck::Pod + Send>(
 }
 
 /// The builder of a byte or broadcast channel with `shape`.
-fn byte_builder(name: &str, shape: &Shape, unlink: UnlinkPolicy) -> shmlane::Builder<u8> {
+fn byte_builder(
+    name: &str,
+    shape: &Shape,
+    unlink: UnlinkPolicy,
+    join: Join,
+) -> shmlane::Builder<u8> {
     let b = if shape.kind == KindArg::Bytes {
         shmlane::bytes(name).capacity(bytes_capacity(shape))
     } else {
@@ -246,8 +293,8 @@ fn byte_builder(name: &str, shape: &Shape, unlink: UnlinkPolicy) -> shmlane::Bui
             .capacity(shape.capacity)
             .msg_size(shape.msg_size)
     };
-    b.unlink(unlink)
-        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+    join.apply(b)
+        .unlink(unlink)
         .mode(0o600)
         .wait(WaitStrategy::SpinThenPark {
             spins: 2000,
@@ -263,13 +310,13 @@ fn is_bytes(shape: &Shape) -> bool {
 pub fn create(name: &str, shape: Shape) -> Result<(), CliError> {
     check_shape(&shape)?;
     if is_bytes(&shape) {
-        byte_builder(name, &shape, UnlinkPolicy::Never)
+        byte_builder(name, &shape, UnlinkPolicy::Never, Join::default())
             .create()
             .map_err(|e| open_err(name, &e))?;
         return Ok(());
     }
     with_elem!(elem_size(shape.msg_size), E, {
-        builder::<E>(name, &shape, UnlinkPolicy::Never)
+        builder::<E>(name, &shape, UnlinkPolicy::Never, Join::default())
             .create()
             .map_err(|e| open_err(name, &e))?;
         Ok(())
@@ -293,10 +340,11 @@ fn open_channel<T: bytemuck::Pod + Send>(
     name: &str,
     shape: &Shape,
     unlink: UnlinkPolicy,
+    join: Join,
 ) -> Result<shmlane::Channel<T>, CliError> {
     // open_or_create even for a channel seen a moment ago: an implicit one may have been
     // removed by its last user since.
-    builder::<T>(name, shape, unlink)
+    builder::<T>(name, shape, unlink, join)
         .open_or_create()
         .map_err(|e| match e {
             // Another command created the channel between our look and our open, with its
@@ -324,10 +372,10 @@ impl<T: bytemuck::Pod + Send> Tx<T> {
         }
     }
 
-    fn send(&mut self, v: T) -> Result<(), SendError<T>> {
+    fn send(&mut self, v: T, d: Deadline) -> Result<(), SendError<T>> {
         match self {
-            Self::Spsc(p) => p.send(v, None),
-            Self::Mpmc(s) => s.send(v, None),
+            Self::Spsc(p) => p.send(v, Some(d)),
+            Self::Mpmc(s) => s.send(v, Some(d)),
         }
     }
 }
@@ -344,41 +392,65 @@ impl<T: bytemuck::Pod + Send> Rx<T> {
             Self::Mpmc(r) => r.try_recv(),
         }
     }
-    fn recv(&mut self, d: Option<Deadline>) -> Result<T, RecvError> {
+    fn recv(&mut self, d: Deadline) -> Result<T, RecvError> {
         match self {
-            Self::Spsc(c) => c.recv(d),
-            Self::Mpmc(r) => r.recv(d),
+            Self::Spsc(c) => c.recv(Some(d)),
+            Self::Mpmc(r) => r.recv(Some(d)),
         }
     }
 }
 
-/// `shmlane send`: each stdin line (without its newline) is one message.
-pub fn send(name: &str, wanted: Shape) -> Result<Ended, CliError> {
-    let stdin = std::io::stdin();
-    let mut input = stdin.lock();
-    retrying(|| send_once(name, wanted, &mut input))
+/// `shmlane send`: each stdin line (without its newline) is one message. `timeout` bounds
+/// each wait for the channel: for room in the ring, and at the end for a receiver to take
+/// the last lines.
+pub fn send(
+    name: &str,
+    wanted: Shape,
+    join: Join,
+    timeout: Option<Duration>,
+) -> Result<Ended, CliError> {
+    let mut input = std::io::BufReader::with_capacity(1 << 16, sig::Stdin);
+    after_signal(retrying(|| {
+        send_once(name, wanted, join, timeout, &mut input)
+    }))
 }
 
-fn send_once(name: &str, wanted: Shape, input: &mut impl BufRead) -> Result<Ended, CliError> {
+fn send_once(
+    name: &str,
+    wanted: Shape,
+    join: Join,
+    timeout: Option<Duration>,
+    input: &mut impl BufRead,
+) -> Result<Ended, CliError> {
     let (shape, unlink) = resolve(name, wanted)?;
     if is_bytes(&shape) {
-        return send_bytes(name, &shape, unlink, input);
+        return send_bytes(name, &shape, unlink, join, timeout, input);
     }
     with_elem!(elem_size(shape.msg_size), E, {
-        let ch = open_channel::<E>(name, &shape, unlink)?;
+        let ch = open_channel::<E>(name, &shape, unlink, join)?;
         let mut tx = match shape.kind {
             KindArg::Spsc => Tx::Spsc(ch.producer().map_err(|e| open_err(name, &e))?),
             KindArg::Mpmc => Tx::Mpmc(ch.sender().map_err(|e| open_err(name, &e))?),
             KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use send_bytes"),
         };
+        let before = dead_receivers(name);
         let pumped = pump(&mut *input, shape.msg_size as usize, |line| {
             let mut m: E = bytemuck::Zeroable::zeroed();
             m[..4].copy_from_slice(&(line.len() as u32).to_le_bytes());
             m[4..4 + line.len()].copy_from_slice(line);
-            match tx.send(m) {
-                Ok(()) => Ok(true),
-                Err(SendError::PeerDied(_)) => Ok(false),
-                Err(e) => Err(CliError(format!("channel {name}: {e}"))),
+            let deadline = timeout.map(Deadline::after);
+            match sig::wait(deadline, false, |d| match tx.send(m, d) {
+                Err(SendError::Timeout(_)) => None,
+                r => Some(r),
+            }) {
+                Ok(Ok(())) => Ok(Sent::Yes),
+                Ok(Err(SendError::PeerDied(_))) => Ok(Sent::PeerGone),
+                Ok(Err(SendError::Timeout(_))) | Err(Stop::Timeout) => {
+                    Ok(Sent::Stopped(Stop::Timeout))
+                }
+                Err(stop) => Ok(Sent::Stopped(stop)),
+                Ok(Err(SendError::Disconnected(_))) => Err(receivers_left(name, unlink)),
+                Ok(Err(e)) => Err(CliError(format!("channel {name}: {e}"))),
             }
         })?;
         let failure = match pumped {
@@ -393,50 +465,135 @@ fn send_once(name: &str, wanted: Shape, input: &mut impl BufRead) -> Result<Ende
                     "peer gone: a receiver of {name} died; line {n} and later were not delivered"
                 )));
             }
+            // Reported while this sender is still attached (the channel as it is now).
+            Pumped::Stopped(stop, n) => return Ok(send_stopped(name, unlink, stop, timeout, n)),
         };
         // A channel this command created is removed when the last endpoint leaves: wait until
         // a receiver has taken everything, so leaving early loses nothing.
         tx.flush_stats();
-        let ended = linger(name)?;
+        let ended = linger(name, unlink, timeout, &before);
         drop(tx);
         drop(ch);
         match failure {
             Some(e) => Err(e),
-            None => Ok(ended),
+            None => ended,
         }
     })
 }
 
-/// Waits until the ring is drained (or no receiver can drain it any more).
-fn linger(name: &str) -> Result<Ended, CliError> {
+/// The channel as `send` leaves it: messages queued, and whether a live receiver is
+/// attached (`None` if the channel cannot be read).
+/// (`len`, a live receiver, a receiver that died and is not in `before`: the dead receivers
+/// found when this sender attached, whose deaths are not its peers' to report.)
+fn queued(name: &str, before: &[(u32, u32)]) -> Option<(u64, bool, bool)> {
+    let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
+    let info = inspect_segment(&path).ok()??;
+    let st = shmlane::inspect(&info)?;
+    let receivers = || {
+        info.attached
+            .iter()
+            .filter(|a| a.role & shmlane::ROLE_RECEIVER != 0)
+    };
+    Some((
+        st.len,
+        receivers().any(|a| a.alive),
+        receivers().any(|a| !a.alive && !before.contains(&(a.slot, a.pid))),
+    ))
+}
+
+/// The receivers found dead in `name`'s attachment table (slot, pid): deaths before this
+/// sender attached, never blamed on its peers.
+fn dead_receivers(name: &str) -> Vec<(u32, u32)> {
+    let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
+    let Ok(Some(info)) = inspect_segment(&path) else {
+        return Vec::new();
+    };
+    info.attached
+        .iter()
+        .filter(|a| a.role & shmlane::ROLE_RECEIVER != 0 && !a.alive)
+        .map(|a| (a.slot, a.pid))
+        .collect()
+}
+
+/// What becomes of the lines still queued when `send` stops early: a clause for its message.
+fn unread_clause(name: &str, _unlink: UnlinkPolicy) -> String {
+    match queued(name, &[]) {
+        Some((0, _, _)) | None => String::new(),
+        Some((n, true, _)) => format!("; {n} messages still queued go to its receiver"),
+        // The channel keeps them (even one created here, removed only once drained).
+        Some((n, false, _)) => format!(
+            "; {n} messages stay queued in {name} for its next receiver (`shmlane rm {name}` drops them)"
+        ),
+    }
+}
+
+/// `send`'s error when every receiver left (`recv | head -1`): what stays queued, and the fix.
+fn receivers_left(name: &str, unlink: UnlinkPolicy) -> CliError {
+    CliError(format!(
+        "every receiver of {name} has left; the rest of the input was not sent{}",
+        unread_clause(name, unlink)
+    ))
+}
+
+/// How `send` ends when a signal or its timeout stops it at line `line`.
+fn send_stopped(
+    name: &str,
+    unlink: UnlinkPolicy,
+    stop: Stop,
+    timeout: Option<Duration>,
+    line: u64,
+) -> Ended {
+    match stop {
+        Stop::Signal(s) => {
+            // Quiet, unless lines stay behind with nobody to read them.
+            let left = unread_clause(name, unlink);
+            if left.contains("for its next receiver") {
+                eprintln!("shmlane: interrupted{left}");
+            }
+            Ended::Signal(s)
+        }
+        Stop::Timeout => Ended::Timeout(format!(
+            "timed out after {:?} waiting for room in {name} (is a receiver reading?); line {line} and later were not sent{}",
+            timeout.unwrap_or_default(),
+            unread_clause(name, unlink)
+        )),
+    }
+}
+
+/// Waits until the ring is drained (or no receiver can drain it any more), at most
+/// `timeout`, stopping for a signal.
+fn linger(
+    name: &str,
+    unlink: UnlinkPolicy,
+    timeout: Option<Duration>,
+    before: &[(u32, u32)],
+) -> Result<Ended, CliError> {
+    let deadline = timeout.map(Deadline::after);
     let mut pause = Duration::from_millis(1);
     loop {
-        let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
-        let Ok(Some(info)) = inspect_segment(&path) else {
+        if let Some(s) = sig::caught() {
+            return Ok(send_stopped(name, unlink, Stop::Signal(s), timeout, 0));
+        }
+        let Some((len, receivers_alive, receivers_dead)) = queued(name, before) else {
             return Ok(Ended::Ok);
         };
-        let Some(st) = shmlane::inspect(&info) else {
-            return Ok(Ended::Ok);
-        };
-        if st.len == 0 {
+        if len == 0 {
             return Ok(Ended::Ok);
         }
-        let receivers_alive = info
-            .attached
-            .iter()
-            .any(|a| a.role & shmlane::ROLE_RECEIVER != 0 && a.alive);
-        let receivers_dead = info
-            .attached
-            .iter()
-            .any(|a| a.role & shmlane::ROLE_RECEIVER != 0 && !a.alive);
         if !receivers_alive && receivers_dead {
             return Ok(Ended::PeerGone(format!(
-                "peer gone: a receiver of {name} died with {} messages unread",
-                st.len
+                "peer gone: a receiver of {name} died with {len} messages unread"
+            )));
+        }
+        if deadline.is_some_and(|d| d.is_past()) {
+            return Ok(Ended::Timeout(format!(
+                "timed out after {:?} waiting for a receiver to take the last messages of {name}{}",
+                timeout.unwrap_or_default(),
+                unread_clause(name, unlink)
             )));
         }
         // Back off to 50 ms: a sender waiting for a receiver that has not come yet idles.
-        std::thread::sleep(pause);
+        sig::nap(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
@@ -445,38 +602,42 @@ fn linger(name: &str) -> Result<Ended, CliError> {
 pub fn recv(
     name: &str,
     wanted: Shape,
+    join: Join,
     count: Option<u64>,
     timeout: Option<Duration>,
 ) -> Result<Ended, CliError> {
-    retrying(|| recv_once(name, wanted, count, timeout))
+    after_signal(retrying(|| recv_once(name, wanted, join, count, timeout)))
 }
 
 fn recv_once(
     name: &str,
     wanted: Shape,
+    join: Join,
     count: Option<u64>,
     timeout: Option<Duration>,
 ) -> Result<Ended, CliError> {
     let (shape, unlink) = resolve(name, wanted)?;
     if is_bytes(&shape) {
-        return recv_bytes(name, &shape, unlink, count, timeout);
+        return recv_bytes(name, &shape, unlink, join, count, timeout);
     }
     with_elem!(elem_size(shape.msg_size), E, {
-        let ch = open_channel::<E>(name, &shape, unlink)?;
+        let ch = open_channel::<E>(name, &shape, unlink, join)?;
         let mut rx = match shape.kind {
             KindArg::Spsc => Rx::Spsc(ch.consumer().map_err(|e| open_err(name, &e))?),
             KindArg::Mpmc => Rx::Mpmc(ch.receiver().map_err(|e| open_err(name, &e))?),
             KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use recv_bytes"),
         };
-        let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, sig::Stdout);
         let deadline = timeout.map(Deadline::after);
         let mut got = 0u64;
         // The largest message: the channel's, and never past the element.
         let max = usize::try_from(shape.msg_size)
             .unwrap_or(usize::MAX)
             .min(size_of::<E>() - 4);
-        let write = |out: &mut std::io::BufWriter<_>, m: &E, got: u64| -> Result<(), CliError> {
+        let write = |out: &mut std::io::BufWriter<sig::Stdout>,
+                     m: &E,
+                     got: u64|
+         -> Result<(), CliError> {
             let len = u32::from_le_bytes(m[..4].try_into().unwrap()) as usize;
             if len > max {
                 // No sender writes this: the segment was overwritten (or a peer is hostile).
@@ -490,6 +651,9 @@ fn recv_once(
                 .map_err(|e| CliError(format!("writing stdout: {e}")))
         };
         let ended = loop {
+            if let Some(s) = sig::caught() {
+                break Ended::Signal(s);
+            }
             if count.is_some_and(|c| got >= c) {
                 break Ended::Ok;
             }
@@ -499,21 +663,25 @@ fn recv_once(
                     // About to wait: let the reader see what arrived so far.
                     out.flush()
                         .map_err(|e| CliError(format!("writing stdout: {e}")))?;
-                    match rx.recv(deadline) {
-                        Ok(m) => m,
-                        Err(RecvError::Disconnected) => break Ended::Ok,
-                        Err(RecvError::PeerDied) => {
+                    match sig::wait(deadline, true, |d| match rx.recv(d) {
+                        Err(RecvError::Timeout) => None,
+                        r => Some(r),
+                    }) {
+                        Ok(Ok(m)) => m,
+                        Ok(Err(RecvError::Disconnected)) => break Ended::Ok,
+                        Ok(Err(RecvError::PeerDied)) => {
                             break Ended::PeerGone(format!(
                                 "peer gone: a sender of {name} died; {got} messages received"
                             ));
                         }
-                        Err(RecvError::Timeout) => {
+                        Ok(Err(RecvError::Timeout)) | Err(Stop::Timeout) => {
                             break Ended::Timeout(format!(
                                 "timed out after {:?} with {got} messages received",
                                 timeout.unwrap_or_default()
                             ));
                         }
-                        Err(RecvError::Corrupt) => {
+                        Err(Stop::Signal(s)) => break Ended::Signal(s),
+                        Ok(Err(RecvError::Corrupt)) => {
                             return Err(CliError(format!("channel {name}: ring is corrupt")));
                         }
                     }
@@ -540,14 +708,25 @@ enum Pumped {
     TooLong { line: u64, len: usize, max: usize },
     /// The receiver died; this line (counting from 1) and later ones were not delivered.
     PeerGone(u64),
+    /// A signal or the timeout stopped the command; this line and later ones were not sent.
+    Stopped(Stop, u64),
 }
 
-/// Sends each input line (one message a line, at most `max` bytes) through `send`, which
-/// returns `Ok(true)` once the message is sent and `Ok(false)` if the receiver died.
+/// What became of one line.
+enum Sent {
+    /// It is in the channel.
+    Yes,
+    /// The receiver died.
+    PeerGone,
+    /// A signal or the timeout came first.
+    Stopped(Stop),
+}
+
+/// Sends each input line (one message a line, at most `max` bytes) through `send`.
 fn pump(
     input: impl BufRead,
     max: usize,
-    mut send: impl FnMut(&[u8]) -> Result<bool, CliError>,
+    mut send: impl FnMut(&[u8]) -> Result<Sent, CliError>,
 ) -> Result<Pumped, CliError> {
     let mut lines = Lines::new(input, max);
     let mut line = Vec::with_capacity(256);
@@ -558,10 +737,17 @@ fn pump(
             Err(LineError::TooLong { line, len, max }) => {
                 return Ok(Pumped::TooLong { line, len, max });
             }
-            Err(LineError::Io(e)) => return Err(CliError(format!("reading stdin: {e}"))),
+            Err(LineError::Io(e)) => {
+                if let Some(s) = sig::caught() {
+                    return Ok(Pumped::Stopped(Stop::Signal(s), lines.count() + 1));
+                }
+                return Err(CliError(format!("reading stdin: {e}")));
+            }
         }
-        if !send(&line)? {
-            return Ok(Pumped::PeerGone(lines.count()));
+        match send(&line)? {
+            Sent::Yes => {}
+            Sent::PeerGone => return Ok(Pumped::PeerGone(lines.count())),
+            Sent::Stopped(stop) => return Ok(Pumped::Stopped(stop, lines.count())),
         }
     }
 }
@@ -570,9 +756,10 @@ fn open_byte_channel(
     name: &str,
     shape: &Shape,
     unlink: UnlinkPolicy,
+    join: Join,
 ) -> Result<shmlane::Channel<u8>, CliError> {
     // An existing channel's shape (from `resolve`) gives back the same capacity.
-    byte_builder(name, shape, unlink)
+    byte_builder(name, shape, unlink, join)
         .open_or_create()
         .map_err(|e| match e {
             OpenError::Mismatch { .. } | OpenError::WrongType { .. }
@@ -589,9 +776,11 @@ fn send_bytes(
     name: &str,
     shape: &Shape,
     unlink: UnlinkPolicy,
+    join: Join,
+    timeout: Option<Duration>,
     input: &mut impl BufRead,
 ) -> Result<Ended, CliError> {
-    let ch = open_byte_channel(name, shape, unlink)?;
+    let ch = open_byte_channel(name, shape, unlink, join)?;
     let broadcast = shape.kind == KindArg::Broadcast;
     let (mut tx, mut publisher) = if broadcast {
         (None, Some(ch.publisher().map_err(|e| open_err(name, &e))?))
@@ -601,6 +790,7 @@ fn send_bytes(
             None,
         )
     };
+    let before = dead_receivers(name);
     let max = tx.as_ref().map_or_else(
         || {
             publisher
@@ -611,14 +801,25 @@ fn send_bytes(
     );
     let pumped = pump(input, max, |line| {
         let sent = match (&mut tx, &mut publisher) {
-            (Some(tx), _) => tx.send(line, None),
-            (None, Some(p)) => p.send(line),
+            (Some(tx), _) => sig::wait(timeout.map(Deadline::after), false, |d| {
+                match tx.send(line, Some(d)) {
+                    Err(ByteSendError::Timeout) => None,
+                    r => Some(r),
+                }
+            }),
+            // A publisher never waits.
+            (None, Some(p)) => Ok(p.send(line)),
             (None, None) => unreachable!(),
         };
         match sent {
-            Ok(()) => Ok(true),
-            Err(ByteSendError::PeerDied) => Ok(false),
-            Err(e) => Err(CliError(format!("channel {name}: {e}"))),
+            Ok(Ok(())) => Ok(Sent::Yes),
+            Ok(Err(ByteSendError::PeerDied)) => Ok(Sent::PeerGone),
+            Ok(Err(ByteSendError::Timeout)) | Err(Stop::Timeout) => {
+                Ok(Sent::Stopped(Stop::Timeout))
+            }
+            Err(stop) => Ok(Sent::Stopped(stop)),
+            Ok(Err(ByteSendError::Disconnected)) => Err(receivers_left(name, unlink)),
+            Ok(Err(e)) => Err(CliError(format!("channel {name}: {e}"))),
         }
     })?;
     let failure = match pumped {
@@ -631,6 +832,7 @@ fn send_bytes(
                 "peer gone: the receiver of {name} died; line {n} and later were not delivered"
             )));
         }
+        Pumped::Stopped(stop, n) => return Ok(send_stopped(name, unlink, stop, timeout, n)),
     };
     let ended = if broadcast {
         // A broadcast waits for nobody: receivers that keep up got everything.
@@ -638,7 +840,7 @@ fn send_bytes(
         Ended::Ok
     } else {
         let _ = tx.as_mut().map(shmlane::ByteSender::stats);
-        linger(name)?
+        linger(name, unlink, timeout, &before)?
     };
     drop((tx, publisher, ch));
     match failure {
@@ -652,10 +854,11 @@ fn recv_bytes(
     name: &str,
     shape: &Shape,
     unlink: UnlinkPolicy,
+    join: Join,
     count: Option<u64>,
     timeout: Option<Duration>,
 ) -> Result<Ended, CliError> {
-    let ch = open_byte_channel(name, shape, unlink)?;
+    let ch = open_byte_channel(name, shape, unlink, join)?;
     let (mut rx, mut sub) = if shape.kind == KindArg::Broadcast {
         (None, Some(ch.subscriber().map_err(|e| open_err(name, &e))?))
     } else {
@@ -669,12 +872,14 @@ fn recv_bytes(
         shmlane::ByteReceiver::max_message,
     );
     let mut buf = vec![0u8; max];
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, sig::Stdout);
     let deadline = timeout.map(Deadline::after);
     let mut got = 0u64;
     let write_err = |e: std::io::Error| CliError(format!("writing stdout: {e}"));
     let ended = loop {
+        if let Some(s) = sig::caught() {
+            break Ended::Signal(s);
+        }
         if count.is_some_and(|c| got >= c) {
             break Ended::Ok;
         }
@@ -686,10 +891,18 @@ fn recv_bytes(
         if r == Err(ByteRecvError::Empty) {
             // About to wait: let the reader see what arrived so far.
             out.flush().map_err(write_err)?;
-            r = match (&mut rx, &mut sub) {
-                (Some(rx), _) => rx.recv(&mut buf, deadline),
-                (None, Some(s)) => s.recv(&mut buf, deadline),
-                (None, None) => unreachable!(),
+            let waited = sig::wait(deadline, true, |d| {
+                let r = match (&mut rx, &mut sub) {
+                    (Some(rx), _) => rx.recv(&mut buf, Some(d)),
+                    (None, Some(s)) => s.recv(&mut buf, Some(d)),
+                    (None, None) => unreachable!(),
+                };
+                (r != Err(ByteRecvError::Timeout)).then_some(r)
+            });
+            r = match waited {
+                Ok(r) => r,
+                Err(Stop::Timeout) => Err(ByteRecvError::Timeout),
+                Err(Stop::Signal(s)) => break Ended::Signal(s),
             };
         }
         match r {

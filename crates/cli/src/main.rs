@@ -1,9 +1,13 @@
 //! `shmlane`: see, use and clean up shared-memory channels, and compare transports.
 //!
 //! Exit codes: 0 success; 1 an error (one line on stderr); 3 a peer process died (`send`,
-//! `recv`); 4 the timeout passed (`recv`).
+//! `recv`); 4 the timeout passed (`send`, `recv`); 5 the channel is stale (unread messages of
+//! a session in which a process died: `shmlane rm` or `--resume`); 128 + the signal when SIGINT, SIGTERM or
+//! SIGHUP stopped `send` or `recv` (after a clean leave), 141 (SIGPIPE) when `recv`'s output
+//! was closed.
 
 mod chan;
+mod sig;
 
 use shmlane_cli::args::{Cli, Cmd, ShapeArgs};
 
@@ -270,13 +274,31 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
         }
         Cmd::Stat { name, json } => stat(&name, json)?,
         Cmd::Create { name, shape } => chan::create(&name, shape.into())?,
-        Cmd::Send { name, shape } => return chan::send(&name, shape.into()),
+        Cmd::Send {
+            name,
+            timeout,
+            resume,
+            shape,
+        } => {
+            sig::install()?;
+            let join = chan::Join {
+                follow: false,
+                resume,
+            };
+            return chan::send(&name, shape.into(), join, timeout);
+        }
         Cmd::Recv {
             name,
             count,
             timeout,
+            follow,
+            resume,
             shape,
-        } => return chan::recv(&name, shape.into(), count, timeout),
+        } => {
+            sig::install()?;
+            let join = chan::Join { follow, resume };
+            return chan::recv(&name, shape.into(), join, count, timeout);
+        }
         Cmd::Rm { name, stale, force } => rm(name, stale, force)?,
         Cmd::Bench {
             quick,
@@ -345,7 +367,12 @@ fn main() -> ExitCode {
             eprintln!("shmlane: {msg}");
             ExitCode::from(4)
         }
+        Ok(chan::Ended::Signal(s)) => ExitCode::from(128u8.saturating_add(s as u8)),
         Err(CliError(e)) => {
+            if let Some(stale) = e.strip_prefix(chan::STALE) {
+                eprintln!("shmlane: {stale}");
+                return ExitCode::from(5);
+            }
             eprintln!("shmlane: {e}");
             ExitCode::from(1)
         }
