@@ -255,7 +255,22 @@ fn rm(name: Option<String>, stale: bool, force: bool) -> Result<(), CliError> {
     }
 }
 
+/// `ls` and `stat` only read (they attach to nothing): a closed output ends them as it ends
+/// any Unix tool, killed by SIGPIPE (Rust ignores it, so `println!` would panic instead).
+fn die_on_sigpipe() {
+    // SAFETY: installs the default action, no handler code runs; called before any output.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
+}
+
 fn run(cli: Cli) -> Result<chan::Ended, CliError> {
+    if matches!(cli.cmd, Cmd::Ls { .. } | Cmd::Stat { .. }) {
+        die_on_sigpipe();
+    }
     match cli.cmd {
         Cmd::Ls { dir, json } => {
             let list = match &dir {

@@ -562,3 +562,36 @@ fn recv_follow_spans_sender_restarts() {
         );
     }
 }
+
+/// `shmlane ls | head -1` and `shmlane stat x | head -1`: a closed output ends them quietly, as
+/// it does any Unix tool (killed by SIGPIPE), never with a panic ("failed printing to stdout").
+#[test]
+fn ls_and_stat_into_a_closed_pipe_are_quiet() {
+    let name = unique("cli-life-lspipe");
+    let _c = Cleanup(name.clone());
+    let o = run(&["create", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for args in [
+        vec!["ls"],
+        vec!["ls", "--json"],
+        vec!["stat", name.as_str()],
+    ] {
+        // The reading end is closed before the command starts: its first write fails.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let o = bin()
+            .args(&args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run shmlane");
+        assert_eq!(
+            o.status.signal(),
+            Some(Signal::SIGPIPE as i32),
+            "{args:?}: {:?}, stderr: {}",
+            o.status,
+            stderr(&o)
+        );
+        assert!(o.stderr.is_empty(), "{args:?}: {}", stderr(&o));
+    }
+}
