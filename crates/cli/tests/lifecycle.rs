@@ -12,8 +12,24 @@ use std::{
 use nix::{sys::signal::Signal, unistd::Pid};
 use shmlane_testkit::{Cleanup, unique};
 
+/// The command, with SIGINT, SIGTERM and SIGHUP at their default disposition: `shmlane` keeps
+/// signals it inherits as ignored (as `nohup` and `cmd &` in a script ask), and a test harness
+/// started that way (CI under `nohup`) would otherwise pass that on to every child it spawns.
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shmlane"))
+    use std::os::unix::process::CommandExt as _;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_shmlane"));
+    // SAFETY: between fork and exec the closure only calls sigaction (async-signal-safe) and
+    // allocates nothing.
+    unsafe {
+        c.pre_exec(|| {
+            for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+                nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl)
+                    .map_err(std::io::Error::from)?;
+            }
+            Ok(())
+        });
+    }
+    c
 }
 
 fn run(args: &[&str]) -> Output {
