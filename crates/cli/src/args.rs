@@ -126,7 +126,8 @@ pub enum Cmd {
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<Duration>,
         /// Keep receiving across sender restarts: when the senders leave, wait for new ones
-        /// (until --timeout, --count or a signal) instead of exiting 0.
+        /// (until --timeout, --count or a signal) instead of exiting 0; a sender that dies is
+        /// reported on stderr and waited for too (instead of exit 3).
         #[arg(long)]
         follow: bool,
         /// Deliver the unread messages left by a session in which a process died (without

@@ -669,6 +669,12 @@ fn recv_once(
                     }) {
                         Ok(Ok(m)) => m,
                         Ok(Err(RecvError::Disconnected)) => break Ended::Ok,
+                        Ok(Err(RecvError::PeerDied)) if join.follow => {
+                            out.flush()
+                                .map_err(|e| CliError(format!("writing stdout: {e}")))?;
+                            eprintln!("{}", follow_past_death(name, got));
+                            continue;
+                        }
                         Ok(Err(RecvError::PeerDied)) => {
                             break Ended::PeerGone(format!(
                                 "peer gone: a sender of {name} died; {got} messages received"
@@ -698,6 +704,15 @@ fn recv_once(
             .map_err(|e| CliError(format!("writing stdout: {e}")))?;
         Ok(ended)
     })
+}
+
+/// `recv --follow`'s note when a sender dies: the death is reported (the library reports each
+/// once) and the command goes on waiting for the next sender, as after a clean leave (a
+/// crashed feed handler is restarted like a redeployed one).
+fn follow_past_death(name: &str, got: u64) -> String {
+    format!(
+        "shmlane: a sender of {name} died ({got} messages received so far); waiting for the next one (--follow)"
+    )
 }
 
 /// How feeding the input lines to a channel ended.
@@ -919,6 +934,10 @@ fn recv_bytes(
                 );
             }
             Err(ByteRecvError::Disconnected) => break Ended::Ok,
+            Err(ByteRecvError::PeerDied) if join.follow => {
+                out.flush().map_err(write_err)?;
+                eprintln!("{}", follow_past_death(name, got));
+            }
             Err(ByteRecvError::PeerDied) => {
                 break Ended::PeerGone(format!(
                     "peer gone: a sender of {name} died; {got} messages received"

@@ -1,0 +1,109 @@
+//! Review of issue 16's command lifecycle (reviewer "revc"), with real processes: `recv
+//! --follow` goes on past a sender killed with SIGKILL; `send` stops reading a line as soon as
+//! it is longer than the channel takes (no unbounded buffering of an input without newlines);
+//! what `send` says stays queued in a bytes channel counts messages, not bytes.
+
+use std::{
+    io::Write,
+    os::unix::process::ExitStatusExt,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use shmlane_testkit::{Cleanup, unique};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shmlane"))
+}
+
+fn spawn(args: &[&str]) -> Child {
+    bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shmlane")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Waits for `child` at most `limit` (then kills it and fails).
+fn finish(mut child: Child, limit: Duration) -> Output {
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "process still running after {limit:?}; killed: {}",
+                stderr(&o)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Waits until `name`'s ring holds `n` messages (`ls` LEN) and `pid` is attached alive.
+fn wait_len(name: &str, pid: u32, n: u64) {
+    let t0 = Instant::now();
+    loop {
+        let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
+        if let Ok(Some(i)) = shmlane_segment::inspect(&path) {
+            let attached = i.attached.iter().any(|a| a.pid == pid && a.alive);
+            if attached && shmlane::inspect(&i).is_some_and(|c| c.len == n) {
+                return;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{name}: {pid} never queued {n}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `recv --follow` on a created channel, every kind: the first sender is killed (SIGKILL)
+/// after its two lines were read; the command says so on stderr and goes on: the next
+/// sender's lines arrive too, and it ends at its timeout (exit 4), not at the death (exit 3).
+#[test]
+fn follow_goes_on_past_a_killed_sender() {
+    for kind in ["spsc", "mpmc", "bytes", "broadcast"] {
+        let name = unique(&format!("revc-follow9-{kind}"));
+        let _c = Cleanup(name.clone());
+        let o = bin().args(["create", &name, "--kind", kind]).output().unwrap();
+        assert!(o.status.success(), "{kind}: {}", stderr(&o));
+        let recv = spawn(&["recv", &name, "--follow", "--timeout", "5s"]);
+        std::thread::sleep(Duration::from_millis(300));
+        let mut a = spawn(&["send", &name]);
+        let mut stdin = a.stdin.take().unwrap();
+        stdin.write_all(b"a1\na2\n").unwrap();
+        stdin.flush().unwrap();
+        // Read by recv (the ring is empty again), then the sender dies.
+        std::thread::sleep(Duration::from_millis(500));
+        a.kill().unwrap();
+        assert_eq!(a.wait().unwrap().signal(), Some(9));
+        drop(stdin);
+        std::thread::sleep(Duration::from_millis(300));
+        let mut b = spawn(&["send", &name, "--timeout", "10s"]);
+        b.stdin.take().unwrap().write_all(b"b1\nb2\n").unwrap();
+        let b = finish(b, Duration::from_secs(20));
+        assert_eq!(b.status.code(), Some(0), "{kind}: send b: {}", stderr(&b));
+        let r = finish(recv, Duration::from_secs(20));
+        assert_eq!(
+            String::from_utf8_lossy(&r.stdout),
+            "a1\na2\nb1\nb2\n",
+            "{kind}: {}",
+            stderr(&r)
+        );
+        assert_eq!(r.status.code(), Some(4), "{kind}: {}", stderr(&r));
+        assert!(
+            stderr(&r).contains("a sender of") && stderr(&r).contains("died"),
+            "{kind}: {}",
+            stderr(&r)
+        );
+    }
+}
