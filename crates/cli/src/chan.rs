@@ -457,8 +457,8 @@ fn send_once(
             Pumped::Done => None,
             // What was sent before still reaches the receivers (the linger below), then the
             // error is reported.
-            Pumped::TooLong { line: n, len, max } => Some(CliError(format!(
-                "line {n} is {len} bytes, longer than the channel's message size of {max} bytes; create the channel with a larger --msg-size"
+            Pumped::TooLong { line: n, max } => Some(CliError(format!(
+                "line {n} has more than {max} bytes (the channel's largest message); it and the lines after it were not sent; create the channel with a larger --msg-size"
             ))),
             Pumped::PeerGone(n) => {
                 return Ok(Ended::PeerGone(format!(
@@ -472,10 +472,15 @@ fn send_once(
         // a receiver has taken everything, so leaving early loses nothing.
         tx.flush_stats();
         let ended = linger(name, unlink, timeout, &before);
+        // The error replaces the linger's own report: say what it would have (lines that
+        // no receiver took before the timeout stay queued).
+        let left = failure
+            .as_ref()
+            .map_or_else(String::new, |_| unread_clause(name, unlink));
         drop(tx);
         drop(ch);
         match failure {
-            Some(e) => Err(e),
+            Some(CliError(e)) => Err(CliError(format!("{e}{left}"))),
             None => ended,
         }
     })
@@ -719,8 +724,8 @@ fn follow_past_death(name: &str, got: u64) -> String {
 enum Pumped {
     /// Every line was sent.
     Done,
-    /// Line `line` (of `len` bytes) is longer than `max`; the lines before it were sent.
-    TooLong { line: u64, len: usize, max: usize },
+    /// Line `line` is longer than `max`; the lines before it were sent.
+    TooLong { line: u64, max: usize },
     /// The receiver died; this line (counting from 1) and later ones were not delivered.
     PeerGone(u64),
     /// A signal or the timeout stopped the command; this line and later ones were not sent.
@@ -749,8 +754,8 @@ fn pump(
         match lines.next_into(&mut line) {
             Ok(true) => {}
             Ok(false) => return Ok(Pumped::Done),
-            Err(LineError::TooLong { line, len, max }) => {
-                return Ok(Pumped::TooLong { line, len, max });
+            Err(LineError::TooLong { line, max, .. }) => {
+                return Ok(Pumped::TooLong { line, max });
             }
             Err(LineError::Io(e)) => {
                 if let Some(s) = sig::caught() {
@@ -839,8 +844,8 @@ fn send_bytes(
     })?;
     let failure = match pumped {
         Pumped::Done => None,
-        Pumped::TooLong { line: n, len, max } => Some(CliError(format!(
-            "line {n} is {len} bytes, longer than the channel's largest message of {max} bytes; create the channel with a larger --msg-size"
+        Pumped::TooLong { line: n, max } => Some(CliError(format!(
+            "line {n} has more than {max} bytes (the channel's largest message); it and the lines after it were not sent; create the channel with a larger --msg-size"
         ))),
         Pumped::PeerGone(n) => {
             return Ok(Ended::PeerGone(format!(
@@ -857,9 +862,13 @@ fn send_bytes(
         let _ = tx.as_mut().map(shmlane::ByteSender::stats);
         linger(name, unlink, timeout, &before)?
     };
+    // As in `send_once`: the error says what stays queued.
+    let left = failure
+        .as_ref()
+        .map_or_else(String::new, |_| unread_clause(name, unlink));
     drop((tx, publisher, ch));
     match failure {
-        Some(e) => Err(e),
+        Some(CliError(e)) => Err(CliError(format!("{e}{left}"))),
         None => Ok(ended),
     }
 }

@@ -107,3 +107,34 @@ fn follow_goes_on_past_a_killed_sender() {
         );
     }
 }
+
+/// A line longer than the channel takes, with no newline after it and the input left open
+/// (`cat /dev/zero`, a producer that hangs): `send` refuses it as soon as it has read more
+/// than the largest message, instead of buffering the line whole (its memory grew with the
+/// input) or waiting for a newline; the two lines before it stay queued, the error says so,
+/// and a later `recv` gets them.
+#[test]
+fn an_overlong_line_is_refused_before_its_end() {
+    let name = unique("revc-longline");
+    let _c = Cleanup(name.clone());
+    let mut send = spawn(&["send", &name, "--msg-size", "64", "--timeout", "1s"]);
+    let mut stdin = send.stdin.take().unwrap();
+    stdin.write_all(b"a\nb\n").unwrap();
+    stdin.write_all(&[b'x'; 1000]).unwrap();
+    stdin.flush().unwrap();
+    // `stdin` stays open: only the length can end the line.
+    let o = finish(send, Duration::from_secs(10));
+    drop(stdin);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("line 3 has more than 64 bytes") && err.contains("2 messages stay queued"),
+        "{err}"
+    );
+    let r = finish(
+        spawn(&["recv", &name, "--timeout", "5s"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "a\nb\n", "{}", stderr(&r));
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+}
