@@ -490,7 +490,8 @@ fn send_once(
 /// attached (`None` if the channel cannot be read).
 /// (`len`, a live receiver, a receiver that died and is not in `before`: the dead receivers
 /// found when this sender attached, whose deaths are not its peers' to report.)
-fn queued(name: &str, before: &[(u32, u32)]) -> Option<(u64, bool, bool)> {
+/// `len` is what [`unread`] words: messages, or for a bytes channel the bytes they take.
+fn queued(name: &str, before: &[(u32, u32)]) -> Option<(Unread, bool, bool)> {
     let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
     let info = inspect_segment(&path).ok()??;
     let st = shmlane::inspect(&info)?;
@@ -500,10 +501,39 @@ fn queued(name: &str, before: &[(u32, u32)]) -> Option<(u64, bool, bool)> {
             .filter(|a| a.role & shmlane::ROLE_RECEIVER != 0)
     };
     Some((
-        st.len,
+        Unread {
+            len: st.len,
+            bytes: st.kind == shmlane::Kind::Bytes,
+        },
         receivers().any(|a| a.alive),
         receivers().any(|a| !a.alive && !before.contains(&(a.slot, a.pid))),
     ))
+}
+
+/// What a channel holds unread, as `shmlane::inspect` gives it: a number of messages, or for
+/// a bytes channel the bytes its queued records take (its messages have no fixed size, so the
+/// positions say only that). Displayed as such: "10 messages", "messages taking 160 bytes"
+/// (a bytes channel's 10 short lines were reported as "160 messages").
+#[derive(Clone, Copy, Debug)]
+struct Unread {
+    len: u64,
+    bytes: bool,
+}
+
+impl Unread {
+    fn is_empty(self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::fmt::Display for Unread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.bytes {
+            write!(f, "messages taking {} bytes", self.len)
+        } else {
+            write!(f, "{} messages", self.len)
+        }
+    }
 }
 
 /// The receivers found dead in `name`'s attachment table (slot, pid): deaths before this
@@ -523,11 +553,12 @@ fn dead_receivers(name: &str) -> Vec<(u32, u32)> {
 /// What becomes of the lines still queued when `send` stops early: a clause for its message.
 fn unread_clause(name: &str, _unlink: UnlinkPolicy) -> String {
     match queued(name, &[]) {
-        Some((0, _, _)) | None => String::new(),
-        Some((n, true, _)) => format!("; {n} messages still queued go to its receiver"),
+        None => String::new(),
+        Some((n, _, _)) if n.is_empty() => String::new(),
+        Some((n, true, _)) => format!("; {n} still queued go to its receiver"),
         // The channel keeps them (even one created here, removed only once drained).
         Some((n, false, _)) => format!(
-            "; {n} messages stay queued in {name} for its next receiver (`shmlane rm {name}` drops them)"
+            "; {n} stay queued in {name} for its next receiver (`shmlane rm {name}` drops them)"
         ),
     }
 }
@@ -582,12 +613,12 @@ fn linger(
         let Some((len, receivers_alive, receivers_dead)) = queued(name, before) else {
             return Ok(Ended::Ok);
         };
-        if len == 0 {
+        if len.is_empty() {
             return Ok(Ended::Ok);
         }
         if !receivers_alive && receivers_dead {
             return Ok(Ended::PeerGone(format!(
-                "peer gone: a receiver of {name} died with {len} messages unread"
+                "peer gone: a receiver of {name} died with {len} unread"
             )));
         }
         if deadline.is_some_and(|d| d.is_past()) {

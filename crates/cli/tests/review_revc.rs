@@ -138,3 +138,39 @@ fn an_overlong_line_is_refused_before_its_end() {
     assert_eq!(String::from_utf8_lossy(&r.stdout), "a\nb\n", "{}", stderr(&r));
     assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
 }
+
+/// A `send` of ten short lines into a bytes channel, interrupted while it waits for a
+/// receiver: what it says stays queued is not a byte count passed off as messages (it said
+/// "160 messages stay queued" for 10 lines).
+#[test]
+fn bytes_channel_queued_is_not_bytes_called_messages() {
+    let name = unique("revc-bytes-left");
+    let _c = Cleanup(name.clone());
+    let mut send = spawn(&["send", &name, "--kind", "bytes"]);
+    let mut stdin = send.stdin.take().unwrap();
+    for i in 1..=10 {
+        writeln!(stdin, "{i}").unwrap();
+    }
+    drop(stdin);
+    // The ten records (8-byte header, padded to 8) take 160 bytes.
+    wait_len(&name, send.id(), 160);
+    std::thread::sleep(Duration::from_millis(100));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(send.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = finish(send, Duration::from_secs(10));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(143), "{err}");
+    assert!(!err.contains("160 messages"), "{err}");
+    assert!(err.contains("taking 160 bytes stay queued"), "{err}");
+    let r = finish(
+        spawn(&["recv", &name, "--timeout", "5s"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n"
+    );
+}
