@@ -642,7 +642,16 @@ pub fn recv(
     count: Option<u64>,
     timeout: Option<Duration>,
 ) -> Result<Ended, CliError> {
-    after_signal(retrying(|| recv_once(name, wanted, join, count, timeout)))
+    after_signal(retrying(|| recv_once(name, wanted, join, count, timeout))).or_else(
+        |CliError(m)| match m.strip_prefix(OUT_TIMEOUT) {
+            // `--timeout` bounds the whole command, writing its output too.
+            Some(m) => Ok(Ended::Timeout(format!(
+                "timed out after {:?}: {m}",
+                timeout.unwrap_or_default()
+            ))),
+            None => Err(CliError(m)),
+        },
+    )
 }
 
 fn recv_once(
@@ -663,8 +672,8 @@ fn recv_once(
             KindArg::Mpmc => Rx::Mpmc(ch.receiver().map_err(|e| open_err(name, &e))?),
             KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use recv_bytes"),
         };
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, sig::Stdout);
         let deadline = timeout.map(Deadline::after);
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, sig::Stdout::until(deadline));
         let mut got = 0u64;
         // The largest message: the channel's, and never past the element.
         let max = usize::try_from(shape.msg_size)
@@ -684,7 +693,7 @@ fn recv_once(
             }
             out.write_all(&m[4..4 + len])
                 .and_then(|()| out.write_all(b"\n"))
-                .map_err(|e| CliError(format!("writing stdout: {e}")))
+                .map_err(out_err)
         };
         let ended = loop {
             if let Some(s) = sig::caught() {
@@ -693,12 +702,15 @@ fn recv_once(
             if count.is_some_and(|c| got >= c) {
                 break Ended::Ok;
             }
+            // Also while messages keep coming (the waits below look at it too).
+            if deadline.is_some_and(|d| d.is_past()) {
+                break recv_timed_out(timeout, got);
+            }
             let m = match rx.try_recv() {
                 Ok(m) => m,
                 Err(TryRecvError::Empty) => {
                     // About to wait: let the reader see what arrived so far.
-                    out.flush()
-                        .map_err(|e| CliError(format!("writing stdout: {e}")))?;
+                    out.flush().map_err(out_err)?;
                     match sig::wait(deadline, true, |d| match rx.recv(d) {
                         Err(RecvError::Timeout) => None,
                         r => Some(r),
@@ -706,8 +718,7 @@ fn recv_once(
                         Ok(Ok(m)) => m,
                         Ok(Err(RecvError::Disconnected)) => break Ended::Ok,
                         Ok(Err(RecvError::PeerDied)) if join.follow => {
-                            out.flush()
-                                .map_err(|e| CliError(format!("writing stdout: {e}")))?;
+                            out.flush().map_err(out_err)?;
                             eprintln!("{}", follow_past_death(name, got));
                             continue;
                         }
@@ -736,10 +747,32 @@ fn recv_once(
             write(&mut out, &m, got)?;
             got += 1;
         };
-        out.flush()
-            .map_err(|e| CliError(format!("writing stdout: {e}")))?;
+        out.flush().map_err(out_err)?;
         Ok(ended)
     })
+}
+
+/// Marks a write to the output that `recv --timeout` ended (its reader stopped reading).
+const OUT_TIMEOUT: &str = "\u{0}out-timeout";
+
+/// A failed write of `recv`'s output as an error; past `--timeout`, marked to end as a
+/// timeout (exit 4, see `recv`).
+fn out_err(e: std::io::Error) -> CliError {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        CliError(format!(
+            "{OUT_TIMEOUT}its output is not being read; the last messages received were not written"
+        ))
+    } else {
+        CliError(format!("writing stdout: {e}"))
+    }
+}
+
+/// `recv`'s timeout.
+fn recv_timed_out(timeout: Option<Duration>, got: u64) -> Ended {
+    Ended::Timeout(format!(
+        "timed out after {:?} with {got} messages received",
+        timeout.unwrap_or_default()
+    ))
 }
 
 /// `recv --follow`'s note when a sender dies: the death is reported (the library reports each
@@ -927,16 +960,20 @@ fn recv_bytes(
         shmlane::ByteReceiver::max_message,
     );
     let mut buf = vec![0u8; max];
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, sig::Stdout);
     let deadline = timeout.map(Deadline::after);
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, sig::Stdout::until(deadline));
     let mut got = 0u64;
-    let write_err = |e: std::io::Error| CliError(format!("writing stdout: {e}"));
+    let write_err = out_err;
     let ended = loop {
         if let Some(s) = sig::caught() {
             break Ended::Signal(s);
         }
         if count.is_some_and(|c| got >= c) {
             break Ended::Ok;
+        }
+        // Also while messages keep coming (the waits below look at it too).
+        if deadline.is_some_and(|d| d.is_past()) {
+            break recv_timed_out(timeout, got);
         }
         let mut r = match (&mut rx, &mut sub) {
             (Some(rx), _) => rx.try_recv(&mut buf),

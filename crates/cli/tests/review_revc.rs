@@ -66,6 +66,13 @@ fn wait_len(name: &str, pid: u32, n: u64) {
     }
 }
 
+/// Messages queued in `name` (`ls` LEN).
+fn queued(name: &str) -> u64 {
+    let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
+    let info = shmlane_segment::inspect(&path).unwrap().unwrap();
+    shmlane::inspect(&info).unwrap().len
+}
+
 /// `recv --follow` on a created channel, every kind: the first sender is killed (SIGKILL)
 /// after its two lines were read; the command says so on stderr and goes on: the next
 /// sender's lines arrive too, and it ends at its timeout (exit 4), not at the death (exit 3).
@@ -74,7 +81,10 @@ fn follow_goes_on_past_a_killed_sender() {
     for kind in ["spsc", "mpmc", "bytes", "broadcast"] {
         let name = unique(&format!("revc-follow9-{kind}"));
         let _c = Cleanup(name.clone());
-        let o = bin().args(["create", &name, "--kind", kind]).output().unwrap();
+        let o = bin()
+            .args(["create", &name, "--kind", kind])
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{kind}: {}", stderr(&o));
         let recv = spawn(&["recv", &name, "--follow", "--timeout", "5s"]);
         std::thread::sleep(Duration::from_millis(300));
@@ -135,7 +145,12 @@ fn an_overlong_line_is_refused_before_its_end() {
         spawn(&["recv", &name, "--timeout", "5s"]),
         Duration::from_secs(10),
     );
-    assert_eq!(String::from_utf8_lossy(&r.stdout), "a\nb\n", "{}", stderr(&r));
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        "a\nb\n",
+        "{}",
+        stderr(&r)
+    );
     assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
 }
 
@@ -173,4 +188,63 @@ fn bytes_channel_queued_is_not_bytes_called_messages() {
         String::from_utf8_lossy(&r.stdout),
         "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n"
     );
+}
+
+/// `recv --timeout` bounds the whole command: writing into a pipe whose reader stopped
+/// reading (it stays open) ends at the timeout with exit 4 and says why, instead of waiting
+/// for the reader forever; and a timeout that passes while messages are still coming ends it
+/// too (it drained a full ring past a 1 µs timeout and exited 0).
+#[test]
+fn recv_timeout_bounds_writing_and_streaming() {
+    let name = unique("revc-outwait");
+    let _c = Cleanup(name.clone());
+    let o = bin().args(["create", &name]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut send = spawn(&["send", &name, "--timeout", "10s"]);
+    let mut stdin = send.stdin.take().unwrap();
+    let input: String = (1..=60_000).map(|i| format!("{i}\n")).collect();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    wait_len(&name, send.id(), 60_000);
+
+    // Its output a pipe nobody reads: ends at the 1 s timeout, not when the reader reads.
+    let (reader, writer) = std::io::pipe().unwrap();
+    let t0 = Instant::now();
+    let r = finish(
+        bin()
+            .args(["recv", &name, "--timeout", "1s"])
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(10),
+    );
+    let took = t0.elapsed();
+    drop(reader);
+    let err = stderr(&r);
+    assert_eq!(r.status.code(), Some(4), "{err}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(err.contains("not being read"), "{err}");
+    // Past the deadline with thousands of messages queued: ends at once, having taken next
+    // to nothing.
+    let before = queued(&name);
+    let r = finish(
+        bin()
+            .args(["recv", &name, "--timeout", "1us"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(10),
+    );
+    assert_eq!(r.status.code(), Some(4), "{}", stderr(&r));
+    let left = queued(&name);
+    assert!(
+        before > 20_000 && left + 1000 > before,
+        "recv --timeout 1us drained {} of {before} messages",
+        before - left
+    );
+
+    let _ = send.kill();
+    let _ = send.wait();
 }
