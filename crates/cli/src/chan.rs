@@ -693,7 +693,7 @@ fn recv_once(
             }
             out.write_all(&m[4..4 + len])
                 .and_then(|()| out.write_all(b"\n"))
-                .map_err(out_err)
+                .map_err(|e| out_err(&e))
         };
         let ended = loop {
             if let Some(s) = sig::caught() {
@@ -710,7 +710,7 @@ fn recv_once(
                 Ok(m) => m,
                 Err(TryRecvError::Empty) => {
                     // About to wait: let the reader see what arrived so far.
-                    out.flush().map_err(out_err)?;
+                    out.flush().map_err(|e| out_err(&e))?;
                     match sig::wait(deadline, true, |d| match rx.recv(d) {
                         Err(RecvError::Timeout) => None,
                         r => Some(r),
@@ -718,7 +718,7 @@ fn recv_once(
                         Ok(Ok(m)) => m,
                         Ok(Err(RecvError::Disconnected)) => break Ended::Ok,
                         Ok(Err(RecvError::PeerDied)) if join.follow => {
-                            out.flush().map_err(out_err)?;
+                            out.flush().map_err(|e| out_err(&e))?;
                             eprintln!("{}", follow_past_death(name, got));
                             continue;
                         }
@@ -747,7 +747,7 @@ fn recv_once(
             write(&mut out, &m, got)?;
             got += 1;
         };
-        out.flush().map_err(out_err)?;
+        out.flush().map_err(|e| out_err(&e))?;
         Ok(ended)
     })
 }
@@ -757,7 +757,7 @@ const OUT_TIMEOUT: &str = "\u{0}out-timeout";
 
 /// A failed write of `recv`'s output as an error; past `--timeout`, marked to end as a
 /// timeout (exit 4, see `recv`).
-fn out_err(e: std::io::Error) -> CliError {
+fn out_err(e: &std::io::Error) -> CliError {
     if e.kind() == std::io::ErrorKind::TimedOut {
         CliError(format!(
             "{OUT_TIMEOUT}its output is not being read; the last messages received were not written"
@@ -963,7 +963,7 @@ fn recv_bytes(
     let deadline = timeout.map(Deadline::after);
     let mut out = std::io::BufWriter::with_capacity(1 << 16, sig::Stdout::until(deadline));
     let mut got = 0u64;
-    let write_err = out_err;
+    let write_err = |e: std::io::Error| out_err(&e);
     let ended = loop {
         if let Some(s) = sig::caught() {
             break Ended::Signal(s);

@@ -202,7 +202,11 @@ fn recv_timeout_bounds_writing_and_streaming() {
     assert!(o.status.success(), "{}", stderr(&o));
     let mut send = spawn(&["send", &name, "--timeout", "10s"]);
     let mut stdin = send.stdin.take().unwrap();
-    let input: String = (1..=60_000).map(|i| format!("{i}\n")).collect();
+    let input = (1..=60_000).fold(String::new(), |mut s, i| {
+        use std::fmt::Write as _;
+        let _ = writeln!(s, "{i}");
+        s
+    });
     stdin.write_all(input.as_bytes()).unwrap();
     drop(stdin);
     wait_len(&name, send.id(), 60_000);
