@@ -151,8 +151,8 @@ pub fn stdout_closed() -> bool {
 
 /// Waits until `fd` is ready for `events`, in slices: `Ok(true)` when ready (or in error or
 /// hung up: the read or write itself reports that). Once a signal has been caught it only
-/// looks (no wait): `Ok(false)` if not ready then. Past `deadline` (not ready by then): an
-/// error of kind `TimedOut`.
+/// looks (no wait): `Ok(false)` if not ready then. Past `deadline`: an error of kind
+/// `TimedOut` if not ready within one more slice.
 fn ready(
     fd: std::os::fd::BorrowedFd<'_>,
     events: PollFlags,
@@ -163,9 +163,13 @@ fn ready(
         let wait = match deadline {
             _ if signalled => Duration::ZERO,
             Some(d) if d.is_past() => {
-                // One last look, then the user's timeout ends the wait.
+                // One last slice, then the user's timeout ends the wait: a reader that is
+                // still reading takes what was already received (each write that goes on
+                // gets another slice, and nothing new is received past the deadline); one
+                // that stopped ends the command a slice after its deadline.
+                let slice = PollTimeout::try_from(SLICE).unwrap_or(PollTimeout::MAX);
                 let mut fds = [PollFd::new(fd, events)];
-                return match poll(&mut fds, PollTimeout::ZERO) {
+                return match poll(&mut fds, slice) {
                     Ok(n) if n > 0 => Ok(true),
                     _ => Err(io::Error::new(
                         io::ErrorKind::TimedOut,

@@ -252,3 +252,61 @@ fn recv_timeout_bounds_writing_and_streaming() {
     let _ = send.kill();
     let _ = send.wait();
 }
+
+/// `recv --timeout 1s` into a slow reader that keeps reading: at the timeout it stops
+/// receiving, but every message it took reaches the reader (a stalled reader ends it, a slow
+/// one does not lose the buffered lines), and it says how many it received.
+#[test]
+fn recv_timeout_delivers_what_it_took_to_a_slow_reader() {
+    use std::io::Read;
+    let name = unique("revc-slowread");
+    let _c = Cleanup(name.clone());
+    let o = bin().args(["create", &name]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut send = spawn(&["send", &name, "--timeout", "20s"]);
+    let mut stdin = send.stdin.take().unwrap();
+    let input = (1..=60_000).fold(String::new(), |mut s, i| {
+        use std::fmt::Write as _;
+        let _ = writeln!(s, "{i}");
+        s
+    });
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    wait_len(&name, send.id(), 60_000);
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let recv = bin()
+        .args(["recv", &name, "--timeout", "1s"])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // 4 KiB every 20 ms: about 200 KB/s, so still reading well past the 1 s timeout.
+    let slow = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let r = finish(recv, Duration::from_secs(20));
+    let got = slow.join().unwrap();
+    let err = stderr(&r);
+    assert_eq!(r.status.code(), Some(4), "{err}");
+    let text = String::from_utf8(got).unwrap();
+    let n = text.lines().count();
+    assert!(
+        err.contains(&format!("with {n} messages received")),
+        "the reader got {n} lines: {err}"
+    );
+    assert!(
+        text.lines()
+            .enumerate()
+            .all(|(i, l)| l == (i + 1).to_string())
+    );
+    let _ = send.kill();
+    let _ = send.wait();
+}
