@@ -121,12 +121,14 @@ pub enum Cmd {
         /// Stop after this many messages.
         #[arg(long)]
         count: Option<u64>,
-        /// Give up after this long without finishing (e.g. 500ms, 5s, 2m). Until then it
-        /// waits for a sender to come, even on a channel whose earlier senders have left.
+        /// Give up after this long without finishing (e.g. 500ms, 5s, 2m), also while
+        /// messages keep coming or its output is not being read. Until then it waits for a
+        /// sender to come, even on a channel whose earlier senders have left.
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<Duration>,
         /// Keep receiving across sender restarts: when the senders leave, wait for new ones
-        /// (until --timeout, --count or a signal) instead of exiting 0.
+        /// (until --timeout, --count or a signal) instead of exiting 0; a sender that dies is
+        /// reported on stderr and waited for too (instead of exit 3).
         #[arg(long)]
         follow: bool,
         /// Deliver the unread messages left by a session in which a process died (without

@@ -457,8 +457,8 @@ fn send_once(
             Pumped::Done => None,
             // What was sent before still reaches the receivers (the linger below), then the
             // error is reported.
-            Pumped::TooLong { line: n, len, max } => Some(CliError(format!(
-                "line {n} is {len} bytes, longer than the channel's message size of {max} bytes; create the channel with a larger --msg-size"
+            Pumped::TooLong { line: n, max } => Some(CliError(format!(
+                "line {n} has more than {max} bytes (the channel's largest message); it and the lines after it were not sent; create the channel with a larger --msg-size"
             ))),
             Pumped::PeerGone(n) => {
                 return Ok(Ended::PeerGone(format!(
@@ -472,10 +472,15 @@ fn send_once(
         // a receiver has taken everything, so leaving early loses nothing.
         tx.flush_stats();
         let ended = linger(name, unlink, timeout, &before);
+        // The error replaces the linger's own report: say what it would have (lines that
+        // no receiver took before the timeout stay queued).
+        let left = failure
+            .as_ref()
+            .map_or_else(String::new, |_| unread_clause(name, unlink));
         drop(tx);
         drop(ch);
         match failure {
-            Some(e) => Err(e),
+            Some(CliError(e)) => Err(CliError(format!("{e}{left}"))),
             None => ended,
         }
     })
@@ -485,7 +490,8 @@ fn send_once(
 /// attached (`None` if the channel cannot be read).
 /// (`len`, a live receiver, a receiver that died and is not in `before`: the dead receivers
 /// found when this sender attached, whose deaths are not its peers' to report.)
-fn queued(name: &str, before: &[(u32, u32)]) -> Option<(u64, bool, bool)> {
+/// `len` is what [`unread`] words: messages, or for a bytes channel the bytes they take.
+fn queued(name: &str, before: &[(u32, u32)]) -> Option<(Unread, bool, bool)> {
     let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
     let info = inspect_segment(&path).ok()??;
     let st = shmlane::inspect(&info)?;
@@ -495,10 +501,39 @@ fn queued(name: &str, before: &[(u32, u32)]) -> Option<(u64, bool, bool)> {
             .filter(|a| a.role & shmlane::ROLE_RECEIVER != 0)
     };
     Some((
-        st.len,
+        Unread {
+            len: st.len,
+            bytes: st.kind == shmlane::Kind::Bytes,
+        },
         receivers().any(|a| a.alive),
         receivers().any(|a| !a.alive && !before.contains(&(a.slot, a.pid))),
     ))
+}
+
+/// What a channel holds unread, as `shmlane::inspect` gives it: a number of messages, or for
+/// a bytes channel the bytes its queued records take (its messages have no fixed size, so the
+/// positions say only that). Displayed as such: "10 messages", "messages taking 160 bytes"
+/// (a bytes channel's 10 short lines were reported as "160 messages").
+#[derive(Clone, Copy, Debug)]
+struct Unread {
+    len: u64,
+    bytes: bool,
+}
+
+impl Unread {
+    fn is_empty(self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::fmt::Display for Unread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.bytes {
+            write!(f, "messages taking {} bytes", self.len)
+        } else {
+            write!(f, "{} messages", self.len)
+        }
+    }
 }
 
 /// The receivers found dead in `name`'s attachment table (slot, pid): deaths before this
@@ -518,11 +553,12 @@ fn dead_receivers(name: &str) -> Vec<(u32, u32)> {
 /// What becomes of the lines still queued when `send` stops early: a clause for its message.
 fn unread_clause(name: &str, _unlink: UnlinkPolicy) -> String {
     match queued(name, &[]) {
-        Some((0, _, _)) | None => String::new(),
-        Some((n, true, _)) => format!("; {n} messages still queued go to its receiver"),
+        None => String::new(),
+        Some((n, _, _)) if n.is_empty() => String::new(),
+        Some((n, true, _)) => format!("; {n} still queued go to its receiver"),
         // The channel keeps them (even one created here, removed only once drained).
         Some((n, false, _)) => format!(
-            "; {n} messages stay queued in {name} for its next receiver (`shmlane rm {name}` drops them)"
+            "; {n} stay queued in {name} for its next receiver (`shmlane rm {name}` drops them)"
         ),
     }
 }
@@ -577,12 +613,12 @@ fn linger(
         let Some((len, receivers_alive, receivers_dead)) = queued(name, before) else {
             return Ok(Ended::Ok);
         };
-        if len == 0 {
+        if len.is_empty() {
             return Ok(Ended::Ok);
         }
         if !receivers_alive && receivers_dead {
             return Ok(Ended::PeerGone(format!(
-                "peer gone: a receiver of {name} died with {len} messages unread"
+                "peer gone: a receiver of {name} died with {len} unread"
             )));
         }
         if deadline.is_some_and(|d| d.is_past()) {
@@ -606,7 +642,16 @@ pub fn recv(
     count: Option<u64>,
     timeout: Option<Duration>,
 ) -> Result<Ended, CliError> {
-    after_signal(retrying(|| recv_once(name, wanted, join, count, timeout)))
+    after_signal(retrying(|| recv_once(name, wanted, join, count, timeout))).or_else(
+        |CliError(m)| match m.strip_prefix(OUT_TIMEOUT) {
+            // `--timeout` bounds the whole command, writing its output too.
+            Some(m) => Ok(Ended::Timeout(format!(
+                "timed out after {:?}: {m}",
+                timeout.unwrap_or_default()
+            ))),
+            None => Err(CliError(m)),
+        },
+    )
 }
 
 fn recv_once(
@@ -627,8 +672,8 @@ fn recv_once(
             KindArg::Mpmc => Rx::Mpmc(ch.receiver().map_err(|e| open_err(name, &e))?),
             KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use recv_bytes"),
         };
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, sig::Stdout);
         let deadline = timeout.map(Deadline::after);
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, sig::Stdout::until(deadline));
         let mut got = 0u64;
         // The largest message: the channel's, and never past the element.
         let max = usize::try_from(shape.msg_size)
@@ -648,7 +693,7 @@ fn recv_once(
             }
             out.write_all(&m[4..4 + len])
                 .and_then(|()| out.write_all(b"\n"))
-                .map_err(|e| CliError(format!("writing stdout: {e}")))
+                .map_err(|e| out_err(&e))
         };
         let ended = loop {
             if let Some(s) = sig::caught() {
@@ -657,18 +702,26 @@ fn recv_once(
             if count.is_some_and(|c| got >= c) {
                 break Ended::Ok;
             }
+            // Also while messages keep coming (the waits below look at it too).
+            if deadline.is_some_and(|d| d.is_past()) {
+                break recv_timed_out(timeout, got);
+            }
             let m = match rx.try_recv() {
                 Ok(m) => m,
                 Err(TryRecvError::Empty) => {
                     // About to wait: let the reader see what arrived so far.
-                    out.flush()
-                        .map_err(|e| CliError(format!("writing stdout: {e}")))?;
+                    out.flush().map_err(|e| out_err(&e))?;
                     match sig::wait(deadline, true, |d| match rx.recv(d) {
                         Err(RecvError::Timeout) => None,
                         r => Some(r),
                     }) {
                         Ok(Ok(m)) => m,
                         Ok(Err(RecvError::Disconnected)) => break Ended::Ok,
+                        Ok(Err(RecvError::PeerDied)) if join.follow => {
+                            out.flush().map_err(|e| out_err(&e))?;
+                            eprintln!("{}", follow_past_death(name, got));
+                            continue;
+                        }
                         Ok(Err(RecvError::PeerDied)) => {
                             break Ended::PeerGone(format!(
                                 "peer gone: a sender of {name} died; {got} messages received"
@@ -694,18 +747,49 @@ fn recv_once(
             write(&mut out, &m, got)?;
             got += 1;
         };
-        out.flush()
-            .map_err(|e| CliError(format!("writing stdout: {e}")))?;
+        out.flush().map_err(|e| out_err(&e))?;
         Ok(ended)
     })
+}
+
+/// Marks a write to the output that `recv --timeout` ended (its reader stopped reading).
+const OUT_TIMEOUT: &str = "\u{0}out-timeout";
+
+/// A failed write of `recv`'s output as an error; past `--timeout`, marked to end as a
+/// timeout (exit 4, see `recv`).
+fn out_err(e: &std::io::Error) -> CliError {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        CliError(format!(
+            "{OUT_TIMEOUT}its output is not being read; the last messages received were not written"
+        ))
+    } else {
+        CliError(format!("writing stdout: {e}"))
+    }
+}
+
+/// `recv`'s timeout.
+fn recv_timed_out(timeout: Option<Duration>, got: u64) -> Ended {
+    Ended::Timeout(format!(
+        "timed out after {:?} with {got} messages received",
+        timeout.unwrap_or_default()
+    ))
+}
+
+/// `recv --follow`'s note when a sender dies: the death is reported (the library reports each
+/// once) and the command goes on waiting for the next sender, as after a clean leave (a
+/// crashed feed handler is restarted like a redeployed one).
+fn follow_past_death(name: &str, got: u64) -> String {
+    format!(
+        "shmlane: a sender of {name} died ({got} messages received so far); waiting for the next one (--follow)"
+    )
 }
 
 /// How feeding the input lines to a channel ended.
 enum Pumped {
     /// Every line was sent.
     Done,
-    /// Line `line` (of `len` bytes) is longer than `max`; the lines before it were sent.
-    TooLong { line: u64, len: usize, max: usize },
+    /// Line `line` is longer than `max`; the lines before it were sent.
+    TooLong { line: u64, max: usize },
     /// The receiver died; this line (counting from 1) and later ones were not delivered.
     PeerGone(u64),
     /// A signal or the timeout stopped the command; this line and later ones were not sent.
@@ -734,8 +818,8 @@ fn pump(
         match lines.next_into(&mut line) {
             Ok(true) => {}
             Ok(false) => return Ok(Pumped::Done),
-            Err(LineError::TooLong { line, len, max }) => {
-                return Ok(Pumped::TooLong { line, len, max });
+            Err(LineError::TooLong { line, max, .. }) => {
+                return Ok(Pumped::TooLong { line, max });
             }
             Err(LineError::Io(e)) => {
                 if let Some(s) = sig::caught() {
@@ -824,8 +908,8 @@ fn send_bytes(
     })?;
     let failure = match pumped {
         Pumped::Done => None,
-        Pumped::TooLong { line: n, len, max } => Some(CliError(format!(
-            "line {n} is {len} bytes, longer than the channel's largest message of {max} bytes; create the channel with a larger --msg-size"
+        Pumped::TooLong { line: n, max } => Some(CliError(format!(
+            "line {n} has more than {max} bytes (the channel's largest message); it and the lines after it were not sent; create the channel with a larger --msg-size"
         ))),
         Pumped::PeerGone(n) => {
             return Ok(Ended::PeerGone(format!(
@@ -842,9 +926,13 @@ fn send_bytes(
         let _ = tx.as_mut().map(shmlane::ByteSender::stats);
         linger(name, unlink, timeout, &before)?
     };
+    // As in `send_once`: the error says what stays queued.
+    let left = failure
+        .as_ref()
+        .map_or_else(String::new, |_| unread_clause(name, unlink));
     drop((tx, publisher, ch));
     match failure {
-        Some(e) => Err(e),
+        Some(CliError(e)) => Err(CliError(format!("{e}{left}"))),
         None => Ok(ended),
     }
 }
@@ -872,16 +960,20 @@ fn recv_bytes(
         shmlane::ByteReceiver::max_message,
     );
     let mut buf = vec![0u8; max];
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, sig::Stdout);
     let deadline = timeout.map(Deadline::after);
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, sig::Stdout::until(deadline));
     let mut got = 0u64;
-    let write_err = |e: std::io::Error| CliError(format!("writing stdout: {e}"));
+    let write_err = |e: std::io::Error| out_err(&e);
     let ended = loop {
         if let Some(s) = sig::caught() {
             break Ended::Signal(s);
         }
         if count.is_some_and(|c| got >= c) {
             break Ended::Ok;
+        }
+        // Also while messages keep coming (the waits below look at it too).
+        if deadline.is_some_and(|d| d.is_past()) {
+            break recv_timed_out(timeout, got);
         }
         let mut r = match (&mut rx, &mut sub) {
             (Some(rx), _) => rx.try_recv(&mut buf),
@@ -919,6 +1011,10 @@ fn recv_bytes(
                 );
             }
             Err(ByteRecvError::Disconnected) => break Ended::Ok,
+            Err(ByteRecvError::PeerDied) if join.follow => {
+                out.flush().map_err(write_err)?;
+                eprintln!("{}", follow_past_death(name, got));
+            }
             Err(ByteRecvError::PeerDied) => {
                 break Ended::PeerGone(format!(
                     "peer gone: a sender of {name} died; {got} messages received"

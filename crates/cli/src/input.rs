@@ -8,7 +8,8 @@ use std::io::BufRead;
 pub enum LineError {
     /// Reading the input failed.
     Io(std::io::Error),
-    /// Line `line` (counting from 1) has `len` bytes, more than `max`.
+    /// Line `line` (counting from 1) has more than `max` bytes: `len` of them were read (the
+    /// rest of it is left unread).
     TooLong {
         /// Which line.
         line: u64,
@@ -44,23 +45,51 @@ impl<R: BufRead> Lines<R> {
 
     /// Puts the next line, without its newline, into `line`: `Ok(true)`, or `Ok(false)` at the
     /// end of the input. A last line without a newline is a line; an empty line is a message.
+    /// A line longer than `max` is refused as soon as `max + 1` of its bytes have been read
+    /// (its `len` is then that much: "more than `max`"), never buffered whole: an input with
+    /// no newline (`cat /dev/zero`, or a pipe that stays open) ends the command at once
+    /// instead of growing its memory or waiting for a newline that may never come.
     pub fn next_into(&mut self, line: &mut Vec<u8>) -> Result<bool, LineError> {
         line.clear();
-        let got = self.input.read_until(b'\n', line).map_err(LineError::Io)?;
-        if got == 0 {
+        let mut any = false;
+        loop {
+            let buf = match self.input.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(LineError::Io(e)),
+            };
+            if buf.is_empty() {
+                break;
+            }
+            any = true;
+            // Enough to hold a line of `max` bytes and its newline, or to know it is longer.
+            let room = self.max + 1 - line.len();
+            let (take, ended) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) if i < room => (i + 1, true),
+                _ => (buf.len().min(room), false),
+            };
+            line.extend_from_slice(&buf[..take]);
+            self.input.consume(take);
+            if ended {
+                break;
+            }
+            if line.len() > self.max {
+                self.count += 1;
+                return Err(LineError::TooLong {
+                    line: self.count,
+                    len: line.len(),
+                    max: self.max,
+                });
+            }
+        }
+        if !any {
             return Ok(false);
         }
         self.count += 1;
         if line.last() == Some(&b'\n') {
             line.pop();
         }
-        if line.len() > self.max {
-            return Err(LineError::TooLong {
-                line: self.count,
-                len: line.len(),
-                max: self.max,
-            });
-        }
+        debug_assert!(line.len() <= self.max);
         Ok(true)
     }
 }

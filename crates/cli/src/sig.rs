@@ -151,13 +151,38 @@ pub fn stdout_closed() -> bool {
 
 /// Waits until `fd` is ready for `events`, in slices: `Ok(true)` when ready (or in error or
 /// hung up: the read or write itself reports that). Once a signal has been caught it only
-/// looks (no wait): `Ok(false)` if not ready then.
-fn ready(fd: std::os::fd::BorrowedFd<'_>, events: PollFlags) -> io::Result<bool> {
-    let slice = PollTimeout::try_from(SLICE).unwrap_or(PollTimeout::MAX);
+/// looks (no wait): `Ok(false)` if not ready then. Past `deadline`: an error of kind
+/// `TimedOut` if not ready within one more slice.
+fn ready(
+    fd: std::os::fd::BorrowedFd<'_>,
+    events: PollFlags,
+    deadline: Option<Deadline>,
+) -> io::Result<bool> {
     loop {
         let signalled = caught().is_some();
+        let wait = match deadline {
+            _ if signalled => Duration::ZERO,
+            Some(d) if d.is_past() => {
+                // One last slice, then the user's timeout ends the wait: a reader that is
+                // still reading takes what was already received (each write that goes on
+                // gets another slice, and nothing new is received past the deadline); one
+                // that stopped ends the command a slice after its deadline.
+                let slice = PollTimeout::try_from(SLICE).unwrap_or(PollTimeout::MAX);
+                let mut fds = [PollFd::new(fd, events)];
+                return match poll(&mut fds, slice) {
+                    Ok(n) if n > 0 => Ok(true),
+                    _ => Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the output is not being read",
+                    )),
+                };
+            }
+            Some(d) => d.remaining().min(SLICE),
+            None => SLICE,
+        };
+        let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(fd, events)];
-        match poll(&mut fds, if signalled { PollTimeout::ZERO } else { slice }) {
+        match poll(&mut fds, timeout) {
             Ok(n) if n > 0 => return Ok(true),
             Ok(_) | Err(Errno::EINTR) if signalled => return Ok(false),
             Ok(_) | Err(Errno::EINTR) => {}
@@ -180,7 +205,7 @@ impl Read for Stdin {
         let stdin = io::stdin();
         loop {
             // Once a signal has been caught no more input is wanted.
-            if caught().is_some() || !ready(stdin.as_fd(), PollFlags::POLLIN)? {
+            if caught().is_some() || !ready(stdin.as_fd(), PollFlags::POLLIN, None)? {
                 return Err(stopped());
             }
             match nix::unistd::read(stdin.as_fd(), buf) {
@@ -195,15 +220,26 @@ impl Read for Stdin {
 /// Standard output, written straight to the descriptor, in waits that stop for a signal: once
 /// one has been caught, whatever can be written without blocking still is (so the messages
 /// taken from the channel reach the reader if it keeps up), then the write fails. A closed
-/// pipe (EPIPE) is recorded as SIGPIPE.
+/// pipe (EPIPE) is recorded as SIGPIPE. With a deadline (`recv --timeout`), a write that
+/// cannot go on by then fails with `TimedOut`: a reader that stops reading does not hold the
+/// command past its timeout.
 #[derive(Debug)]
-pub struct Stdout;
+pub struct Stdout {
+    deadline: Option<Deadline>,
+}
+
+impl Stdout {
+    /// Standard output, its writes waiting at most until `deadline`.
+    pub fn until(deadline: Option<Deadline>) -> Self {
+        Self { deadline }
+    }
+}
 
 impl Write for Stdout {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let stdout = io::stdout();
         loop {
-            if !ready(stdout.as_fd(), PollFlags::POLLOUT)? {
+            if !ready(stdout.as_fd(), PollFlags::POLLOUT, self.deadline)? {
                 return Err(stopped());
             }
             let part = if caught().is_some() {
