@@ -272,6 +272,8 @@ fn builder<T: bytemuck::Pod + Send>(
     join.apply(b.capacity(shape.capacity))
         .type_name(&shmlane_cli::line::line_type(shape.msg_size))
         .unlink(unlink)
+        // Implicit channels are pipe-like: what nobody read goes with them (reported by send).
+        .keep_unread(false)
         .mode(0o600)
         .wait(WaitStrategy::SpinThenPark {
             spins: 2000,
@@ -295,6 +297,8 @@ fn byte_builder(
     };
     join.apply(b)
         .unlink(unlink)
+        // Implicit channels are pipe-like: what nobody read goes with them (reported by send).
+        .keep_unread(false)
         .mode(0o600)
         .wait(WaitStrategy::SpinThenPark {
             spins: 2000,
@@ -551,12 +555,17 @@ fn dead_receivers(name: &str) -> Vec<(u32, u32)> {
 }
 
 /// What becomes of the lines still queued when `send` stops early: a clause for its message.
-fn unread_clause(name: &str, _unlink: UnlinkPolicy) -> String {
+fn unread_clause(name: &str, unlink: UnlinkPolicy) -> String {
     match queued(name, &[]) {
         None => String::new(),
         Some((n, _, _)) if n.is_empty() => String::new(),
         Some((n, true, _)) => format!("; {n} still queued go to its receiver"),
-        // The channel keeps them (even one created here, removed only once drained).
+        // An implicit channel is pipe-like (`keep_unread(false)`): the last to leave removes
+        // it with what nobody read, so the next run on the name is a first run.
+        Some((n, false, _)) if unlink == UnlinkPolicy::LastDetach => format!(
+            "; {n} were not delivered: no receiver took them, and they go with the channel this command made (`shmlane create {name}` first keeps them for a later receiver)"
+        ),
+        // A created channel keeps them for its next receiver.
         Some((n, false, _)) => format!(
             "; {n} stay queued in {name} for its next receiver (`shmlane rm {name}` drops them)"
         ),
@@ -583,7 +592,7 @@ fn send_stopped(
         Stop::Signal(s) => {
             // Quiet, unless lines stay behind with nobody to read them.
             let left = unread_clause(name, unlink);
-            if left.contains("for its next receiver") {
+            if left.contains("for its next receiver") || left.contains("were not delivered") {
                 eprintln!("shmlane: interrupted{left}");
             }
             Ended::Signal(s)

@@ -127,7 +127,13 @@ fn follow_goes_on_past_a_killed_sender() {
 fn an_overlong_line_is_refused_before_its_end() {
     let name = unique("revc-longline");
     let _c = Cleanup(name.clone());
-    let mut send = spawn(&["send", &name, "--msg-size", "64", "--timeout", "1s"]);
+    // A created channel keeps what its sender queued for a later receiver.
+    let c = finish(
+        spawn(&["create", &name, "--msg-size", "64"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(c.status.code(), Some(0), "{}", stderr(&c));
+    let mut send = spawn(&["send", &name, "--timeout", "1s"]);
     let mut stdin = send.stdin.take().unwrap();
     stdin.write_all(b"a\nb\n").unwrap();
     stdin.write_all(&[b'x'; 1000]).unwrap();
@@ -161,7 +167,13 @@ fn an_overlong_line_is_refused_before_its_end() {
 fn bytes_channel_queued_is_not_bytes_called_messages() {
     let name = unique("revc-bytes-left");
     let _c = Cleanup(name.clone());
-    let mut send = spawn(&["send", &name, "--kind", "bytes"]);
+    // A created channel keeps what its sender queued for a later receiver.
+    let c = finish(
+        spawn(&["create", &name, "--kind", "bytes"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(c.status.code(), Some(0), "{}", stderr(&c));
+    let mut send = spawn(&["send", &name]);
     let mut stdin = send.stdin.take().unwrap();
     for i in 1..=10 {
         writeln!(stdin, "{i}").unwrap();

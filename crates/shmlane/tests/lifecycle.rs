@@ -419,6 +419,40 @@ fn last_detach_keeps_a_channel_with_unread_messages() {
     );
 }
 
+/// `keep_unread(false)` (pipe-like, the `shmlane` command's implicit channels): the last to
+/// leave removes the name with its unread messages, so the next open is a first run; without
+/// it the name stays with them (the default above).
+#[test]
+fn keep_unread_false_is_pipe_like() {
+    for keep in [false, true] {
+        let name = unique(&format!("life-nokeep-{keep}"));
+        let _c = Cleanup(name.clone());
+        let open = || {
+            shmlane::spsc::<u64>(&name)
+                .capacity(64)
+                .unlink(UnlinkPolicy::LastDetach)
+                .keep_unread(keep)
+                .open_or_create()
+                .unwrap()
+        };
+        let ch = open();
+        let mut tx = ch.producer().unwrap();
+        for i in 0..10 {
+            tx.try_send(i).unwrap();
+        }
+        drop((tx, ch));
+        assert_eq!(shm_path(&name).exists(), keep, "keep_unread({keep})");
+        let ch = open();
+        assert_eq!(
+            ch.created(),
+            !keep,
+            "keep_unread({keep}): a first run iff removed"
+        );
+        let mut rx = ch.consumer().unwrap();
+        assert_eq!(rx.try_recv().is_ok(), keep, "keep_unread({keep})");
+    }
+}
+
 /// `PeersLeave::Wait`: after the senders left (cleanly or killed), `recv` waits until its
 /// deadline every time it is called (no busy loop), reporting a death once. `Disconnect`:
 /// `Disconnected` is final and returned at once.

@@ -105,6 +105,7 @@ struct Geometry {
 /// | [`checksum`](Self::checksum) | refused if `true` | applied | checked if set |
 /// | [`mode`](Self::mode) | applied | applied | creation-only (ignored by design: the segment exists) |
 /// | [`unlink`](Self::unlink) | applied | applied | this handle (the channel's creator also records `LastDetach` for every opener) |
+/// | [`keep_unread`](Self::keep_unread) | applied (with `LastDetach`) | applied (with `LastDetach`) | this handle |
 /// | [`populate`](Self::populate), [`mlock`](Self::mlock) | applied | applied | this handle's mapping |
 /// | [`location`](Self::location) | applied | applied | where to look |
 /// | [`wait`](Self::wait) | applied | applied | this handle's endpoints |
@@ -140,6 +141,7 @@ pub struct Builder<T> {
     byte_form: bool,
     peers_leave: Option<PeersLeave>,
     resume: bool,
+    keep_unread: bool,
     _t: PhantomData<T>,
 }
 
@@ -161,6 +163,7 @@ impl<T: Pod + Send> Builder<T> {
             byte_form: kind == Kind::Bytes,
             peers_leave: None,
             resume: false,
+            keep_unread: true,
             _t: PhantomData,
         }
     }
@@ -271,6 +274,19 @@ impl<T: Pod + Send> Builder<T> {
     #[must_use]
     pub fn resume(mut self, yes: bool) -> Self {
         self.resume = yes;
+        self
+    }
+
+    /// With `UnlinkPolicy::LastDetach`: whether this handle, leaving last, keeps the name while
+    /// the ring holds unread messages (default `true`: they wait for a later receiver). `false`
+    /// is pipe-like: the last to leave removes the name and the unread messages with it, as a
+    /// pipe drops what its reader never read; a caller that asks for it must report that loss
+    /// itself (the `shmlane` command's implicit channels do: `send` says how many lines were
+    /// not delivered, and the next run on the name is a first run). No effect with other
+    /// policies.
+    #[must_use]
+    pub fn keep_unread(mut self, yes: bool) -> Self {
+        self.keep_unread = yes;
         self
     }
 
@@ -801,7 +817,11 @@ impl<T: Pod + Send> Builder<T> {
             return Err(OpenError::Ring(shmlane_ring::AttachError::NotARing));
         }
         self.check_stale(&seg, (ring_ptr, ring_len), cap)?;
-        if self.unlink == UnlinkPolicy::LastDetach {
+        if self.unlink == UnlinkPolicy::LastDetach && !self.keep_unread {
+            // Pipe-like (`keep_unread(false)`): the last to leave removes the name whatever the
+            // ring holds; the caller reports the loss.
+            seg.keep_name_if(|| false);
+        } else if self.unlink == UnlinkPolicy::LastDetach {
             // The last endpoint to leave keeps the name while the ring holds unread messages:
             // sent is delivered (to a later receiver) or counted, never removed with the name.
             let (kind, addr) = (self.kind, ring_ptr as usize);
