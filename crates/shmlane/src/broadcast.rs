@@ -54,16 +54,23 @@ impl Channel<u8> {
 /// The publishing end of a broadcast channel. `Send`, not `Sync`.
 pub struct Publisher {
     ring: Owned<BroadcastProducer>,
+    /// The subscribers' cursor table (`None` in a channel made without one). Like every
+    /// handle into the segment, declared before `local`, which may hold the segment's last
+    /// reference (fields drop in order).
+    cursors: Option<CursorTable>,
     local: Local,
     /// Checksummed channels: the message and its checksum, sent as one.
     scratch: Vec<u8>,
-    /// The subscribers' cursor table (`None` in a channel made without one).
-    cursors: Option<CursorTable>,
 }
 
 /// A subscribing end of a broadcast channel. `Send`, not `Sync`.
 pub struct Subscriber {
     ring: BroadcastReader,
+    /// This subscriber's entry in the cursor table (`None`: the table was full or missing).
+    /// Declared before `local`: fields drop in order, and its drop writes the table, in the
+    /// segment `local` may hold the last reference to (declared after it, the entry was freed
+    /// in an unmapped segment when the subscriber outlived its `Channel`: a segfault).
+    cursor: Option<CursorEntry>,
     local: Local,
     /// When the cursor was last known good (attach, or the last lap accepted): a lap cannot
     /// have lost more than the ring held then plus what a publisher can send since.
@@ -76,8 +83,6 @@ pub struct Subscriber {
     /// Checksummed channels: a message and its checksum, when the caller's buffer has no
     /// room for the checksum too.
     scratch: Vec<u8>,
-    /// This subscriber's entry in the cursor table (`None`: the table was full or missing).
-    cursor: Option<CursorEntry>,
     /// Messages asked for at subscribe (`Start::Seq`) but overwritten already: the first
     /// receive reports them as a lap.
     start_gap: u64,

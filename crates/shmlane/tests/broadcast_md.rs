@@ -579,3 +579,49 @@ fn revb_a_typed_subscriber_on_a_checksummed_channel_reports_another_size_once() 
     assert!(matches!(sub.try_recv(), Err(ByteRecvError::Corrupt(_))));
     assert_eq!(sub.try_recv_seq(), Ok((b'x', 2)));
 }
+
+/// Endpoints outlive the `Channel` they came from: the last one dropped unmaps the segment.
+/// A subscriber freed its cursor-table entry after its `Local` (the last reference to the
+/// segment) was dropped, writing into an unmapped segment: the torture run in CI died with
+/// SIGSEGV in `CursorEntry::drop` (flips scenario). Run here in a child process, so a crash
+/// is this test's failure, not the harness's.
+#[test]
+fn endpoints_outliving_their_channel_drop_cleanly() {
+    if std::env::var_os("BCAST_OUTLIVE_CHILD").is_some() {
+        let (ch, _c) = channel("outlive", 64);
+        let mut publisher = ch.publisher().unwrap();
+        let sub = ch.subscriber().unwrap();
+        let typed_name = unique("outlive-typed");
+        let _ct = Cleanup(typed_name.clone());
+        let typed = shmlane::broadcast_of::<Quote>(&typed_name)
+            .capacity(64)
+            .create()
+            .unwrap();
+        let typed_subscriber = typed.typed_subscriber().unwrap();
+        let typed_publisher = typed.typed_publisher().unwrap();
+        drop((ch, typed));
+        publisher.send(b"x").unwrap();
+        // The subscribers hold the last references: their drops unmap the segments.
+        drop(sub);
+        drop(publisher);
+        drop(typed_publisher);
+        drop(typed_subscriber);
+        println!("dropped");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "endpoints_outliving_their_channel_drop_cleanly",
+            "--nocapture",
+        ])
+        .env("BCAST_OUTLIVE_CHILD", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("dropped"),
+        "{:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
