@@ -494,7 +494,7 @@ fn send_once(
 /// attached (`None` if the channel cannot be read).
 /// (`len`, a live receiver, a receiver that died and is not in `before`: the dead receivers
 /// found when this sender attached, whose deaths are not its peers' to report.)
-/// `len` is what [`unread`] words: messages, or for a bytes channel the bytes they take.
+/// `len` is what [`Unread`] counts: messages, or for a bytes channel the bytes they take.
 fn queued(name: &str, before: &[(u32, u32)]) -> Option<(Unread, bool, bool)> {
     let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
     let info = inspect_segment(&path).ok()??;
