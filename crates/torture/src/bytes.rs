@@ -553,6 +553,9 @@ pub(crate) fn receivers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
                 }
             }
         }
+        // Kept until the last receiver has seen it: a receiver that never saw a sender waits
+        // for one (the lifecycle), so one attaching after the sender left would never end.
+        tx
     });
     for _ in 0..n {
         let mut c = spawn("bytes-receiver", &[&chan, &ctl_name]);
@@ -560,7 +563,24 @@ pub(crate) fn receivers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
         sigkill(&mut c);
     }
     let mut last = spawn("bytes-receiver", &[&chan, &ctl_name]);
-    sending.join().expect("sender thread");
+    let tx = sending.join().expect("sender thread");
+    // The sender leaves only once the last receiver is attached (it has seen the sender).
+    let pid = last.id();
+    let attached = || {
+        shmlane_segment::inspect(std::path::Path::new(&format!("/dev/shm/{chan}")))
+            .ok()
+            .flatten()
+            .is_some_and(|info| {
+                info.attached
+                    .iter()
+                    .any(|a| a.pid == pid && a.alive && a.role & shmlane::ROLE_RECEIVER != 0)
+            })
+    };
+    let t0 = Instant::now();
+    while !attached() && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(tx);
     drop(ch);
     if wait_or_kill(&mut last, 60) != Ok(true) {
         sum.fail("bytes receivers: the last receiver failed or did not end".to_owned());
@@ -595,8 +615,12 @@ pub(crate) fn receivers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
 /// sender left and the ring is drained.
 pub(crate) fn receiver(args: &[String]) {
     let ctl = Ctl::open(&args[1]);
+    // A successor of a killed receiver: it resumes the dead one's unread messages on purpose
+    // (else, once the sender has finished and dropped its endpoint, the channel is stale and
+    // refused: CI's torture run failed "the last receiver failed" that way).
     let ch = shmlane::bytes(&args[0])
         .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .resume(true)
         .open()
         .expect("open");
     let t0 = Instant::now();
