@@ -540,13 +540,20 @@ pub(crate) fn receivers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
     let mut tx = ch.byte_sender().expect("sender");
     let sending = std::thread::spawn(move || {
         let mut rng = Rng(0x5eed);
-        for seq in 0..TOTAL {
+        'sending: for seq in 0..TOTAL {
             let m = message(1, seq, &mut rng);
+            let mut no_receiver_since = None::<Instant>;
             loop {
                 match tx.send(&m, Some(Deadline::after(Duration::from_secs(60)))) {
                     Ok(()) => break,
-                    // The receiver died (or left): wait for its successor, send it again.
+                    // The receiver died (or left): wait for its successor, send it again;
+                    // bounded, so a successor that failed ends the scenario (reported as
+                    // messages never received) instead of hanging the run.
                     Err(ByteSendError::PeerDied | ByteSendError::Disconnected) => {
+                        let since = *no_receiver_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > Duration::from_secs(30) {
+                            break 'sending;
+                        }
                         std::thread::sleep(Duration::from_millis(1));
                     }
                     Err(e) => panic!("send: {e}"),
