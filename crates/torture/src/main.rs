@@ -65,6 +65,7 @@ mod race;
 mod spsc;
 mod stamped;
 mod summary;
+mod watchdog;
 
 use std::time::{Duration, Instant};
 
@@ -107,6 +108,9 @@ struct Cli {
     /// Seed of the random timings (default: from the clock; printed).
     #[arg(long)]
     seed: Option<u64>,
+    /// Seconds a scenario may run before the run fails as hung (with every process's stack).
+    #[arg(long, default_value_t = 300)]
+    budget_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -149,6 +153,7 @@ fn main() -> std::process::ExitCode {
     let mut rng = Rng(seed);
     let t0 = Instant::now();
     println!("shmlane-torture: seed {seed}");
+    let dog = watchdog::Watchdog::start(Duration::from_secs(cli.budget_secs));
     // Kills split: bytes producers 20 % and receivers 5 %, SPSC producers 15 % and consumers
     // 10 %, MPMC senders and receivers 15 % and last peers 5 %, broadcast publishers and
     // subscribers 15 %, processes in futex waits 15 %.
@@ -164,43 +169,64 @@ fn main() -> std::process::ExitCode {
     );
     let k_futex = cli.kills - k_bytes - k_brx - k_spsc - k_cons - k_mpmc - k_mdeath - k_bcast;
     if run("kills") {
+        dog.enter("bytes::kills");
         bytes::kills(&tag, k_bytes, &mut rng, &mut sum);
+        dog.enter("bytes::receivers");
         bytes::receivers(&tag, k_brx, &mut rng, &mut sum);
+        dog.enter("spsc::producers");
         spsc::producers(&tag, k_spsc, &mut rng, &mut sum);
+        dog.enter("mpmc::kills");
         mpmc::kills(&tag, k_mpmc, &mut rng, &mut sum);
+        dog.enter("mpmc::deaths");
         mpmc::deaths(&tag, k_mdeath, &mut rng, &mut sum);
+        dog.enter("broadcast::kills");
         broadcast::kills(&tag, k_bcast, &mut rng, &mut sum);
     }
     if run("consumers") {
+        dog.enter("spsc::consumers");
         spsc::consumers(&tag, k_cons, &mut rng, &mut sum);
     }
     if run("futex") {
+        dog.enter("spsc::futex");
         spsc::futex(&tag, k_futex, &mut sum);
     }
     if run("stop") {
+        dog.enter("spsc::stop");
         spsc::stop(&tag, cli.stop_secs, &mut sum);
+        dog.enter("mpmc::stop");
         mpmc::stop(&tag, cli.stop_secs, &mut sum);
+        dog.enter("bytes::stop");
         bytes::stop(&tag, cli.stop_secs, &mut sum);
+        dog.enter("broadcast::stop");
         broadcast::stop(&tag, cli.stop_secs, &mut sum);
     }
     if run("race") {
+        dog.enter("race::race");
         race::race(&tag, cli.race, &mut sum);
     }
     if run("wrap") {
+        dog.enter("spsc::wrap");
         spsc::wrap(&tag, &mut sum);
     }
     if run("flips") {
+        dog.enter("stamped::flips");
         stamped::flips(&tag, cli.flip_secs, &mut rng, &mut sum);
         for k in [K::Spsc, K::Mpmc, K::Bytes, K::Broadcast] {
+            dog.enter(&format!("flips::flips {k:?}"));
             flips::flips(&tag, k, cli.flip_secs, &mut rng, &mut sum);
         }
     }
     if run("soak") {
+        dog.enter("bytes::soak");
         bytes::soak(&tag, cli.soak_secs, &mut sum);
+        dog.enter("mpmc::soak");
         mpmc::soak(&tag, cli.soak_secs, &mut sum);
+        dog.enter("spsc::soak");
         spsc::soak(&tag, cli.soak_secs, &mut sum);
+        dog.enter("broadcast::soak");
         broadcast::soak(&tag, cli.soak_secs, &mut sum);
     }
+    dog.enter("report");
     report(&sum, t0.elapsed());
     if sum.failures.is_empty() {
         std::process::ExitCode::SUCCESS
