@@ -572,21 +572,7 @@ pub(crate) fn receivers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
     let mut last = spawn("bytes-receiver", &[&chan, &ctl_name]);
     let tx = sending.join().expect("sender thread");
     // The sender leaves only once the last receiver is attached (it has seen the sender).
-    let pid = last.id();
-    let attached = || {
-        shmlane_segment::inspect(std::path::Path::new(&format!("/dev/shm/{chan}")))
-            .ok()
-            .flatten()
-            .is_some_and(|info| {
-                info.attached
-                    .iter()
-                    .any(|a| a.pid == pid && a.alive && a.role & shmlane::ROLE_RECEIVER != 0)
-            })
-    };
-    let t0 = Instant::now();
-    while !attached() && t0.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    crate::proc::wait_attached(&chan, last.id(), shmlane::ROLE_RECEIVER);
     drop(tx);
     drop(ch);
     if wait_or_kill(&mut last, 60) != Ok(true) {

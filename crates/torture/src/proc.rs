@@ -163,6 +163,32 @@ pub(crate) fn spawn(role: &str, args: &[&str]) -> Child {
         .expect("spawn child")
 }
 
+/// Waits (up to 20 s) until process `pid` is attached to channel `chan` with a role in `role`
+/// (e.g. `shmlane::ROLE_RECEIVER`): a peer that leaves only after its successor attached is
+/// one the successor has seen, so the successor reports `Disconnected` once the ring is
+/// drained instead of waiting for a peer (the lifecycle's rule for an endpoint that never saw
+/// one). Whether it attached.
+pub(crate) fn wait_attached(chan: &str, pid: u32, role: u32) -> bool {
+    let attached = || {
+        shmlane_segment::inspect(std::path::Path::new(&format!("/dev/shm/{chan}")))
+            .ok()
+            .flatten()
+            .is_some_and(|info| {
+                info.attached
+                    .iter()
+                    .any(|a| a.pid == pid && a.alive && a.role & role != 0)
+            })
+    };
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(20) {
+        if attached() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    false
+}
+
 pub(crate) fn sigkill(c: &mut Child) {
     let _ = c.kill();
     let _ = c.wait();

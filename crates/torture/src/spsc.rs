@@ -69,7 +69,10 @@ pub(crate) fn consumers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
                     std::thread::sleep(Duration::from_micros(500));
                 }
             }
-            sent
+            // Kept until the last consumer has seen it: a consumer that never saw a producer
+            // waits for one (the lifecycle), so a last consumer that attached after the
+            // producer left and found every value taken never ended (the run hung).
+            (sent, tx)
         })
     };
     let unbounded = u64::MAX.to_string();
@@ -82,13 +85,26 @@ pub(crate) fn consumers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
             let mut c = spawn("spsc-consumer", &[&chan, &ctl_name, &unbounded, &after]);
             // Counted only if it got there (late generations may find every value taken:
             // then it ends cleanly without a kill).
-            let landed = c
-                .wait()
-                .is_ok_and(|st| std::os::unix::process::ExitStatusExt::signal(&st) == Some(9));
-            if landed {
-                fixed += 1;
-            } else {
-                idle += 1;
+            // Bounded: a generation that neither reaches its kill nor ends is a failure.
+            let t0 = Instant::now();
+            let st = loop {
+                match c.try_wait() {
+                    Ok(Some(st)) => break Some(st),
+                    _ if t0.elapsed() > Duration::from_secs(60) => break None,
+                    _ => std::thread::sleep(Duration::from_millis(2)),
+                }
+            };
+            match st {
+                Some(st) if std::os::unix::process::ExitStatusExt::signal(&st) == Some(9) => {
+                    fixed += 1;
+                }
+                Some(_) => idle += 1,
+                None => {
+                    sigkill(&mut c);
+                    sum.fail(format!(
+                        "consumers: generation {g} neither killed itself nor ended in 60 s"
+                    ));
+                }
             }
             continue;
         }
@@ -98,11 +114,12 @@ pub(crate) fn consumers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
     }
     // ORDERING: Release; pairs with the producer's Acquire load.
     stop.store(true, Ordering::Release);
-    let total = producing.join().expect("producer thread");
+    let (total, tx) = producing.join().expect("producer thread");
     let mut last = spawn("spsc-consumer", &[&chan, &ctl_name, &total.to_string()]);
-    let ok = last.wait().is_ok_and(|s| s.success());
-    if !ok {
-        sum.fail("consumers: the last consumer failed".to_owned());
+    crate::proc::wait_attached(&chan, last.id(), shmlane::ROLE_RECEIVER);
+    drop(tx);
+    if crate::proc::wait_or_kill(&mut last, 60) != Ok(true) {
+        sum.fail("consumers: the last consumer failed or did not end".to_owned());
     }
     let missing = ctl.unmarked(total);
     // ORDERING: Relaxed; the consumers have exited.
