@@ -74,7 +74,8 @@ use crate::{
     header::{Kind, Meta, PaddedMeta, Role, check_region, open_ring},
     sync::{
         AtomicU64, Ordering, RECORD_COMMIT, RECORD_FENCE_RELEASE, RECORD_HDR_LOAD,
-        RECORD_HEAD_LOAD, RECORD_HEAD_STORE, RECORD_INTENT_CLEAR, RECORD_TAIL_CAS, spin_hint,
+        RECORD_HEAD_LOAD, RECORD_HEAD_STORE, RECORD_INTENT_CLEAR, RECORD_TAIL_CAS, compiler_fence,
+        spin_hint,
     },
 };
 
