@@ -704,3 +704,41 @@ fn a_consumer_killed_while_lifting_a_fence_leaves_a_readable_ring() {
         }
     }
 }
+
+#[test]
+fn a_successor_lifting_what_a_killed_consumer_zeroed_stops_at_its_read_position() {
+    // As above, with three records read past the fence, not seven: the free space after the
+    // read position is zero too, and the zeroes the dead consumer left end there, not at the
+    // next header (a lift running past the read position would never find it again: run in a
+    // thread, so that shows as a failure, not a hang).
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let region = HeapRegion::new(RecordRing::required_size(1024));
+        let (mut ps, mut c) = owned_ring(&region, &[1, 2], &|_| true);
+        let mut other = ps.pop().unwrap();
+        let mut slow = ps.pop().unwrap();
+        let claim = slow.claim(120).unwrap();
+        assert_eq!(c.read().err(), Some(ReadError::Pending));
+        assert_eq!(c.unblock(&|_| true, true), Unblock::Skipped);
+        for k in 0..3 {
+            other.send(&full_record(k)).unwrap();
+            assert_eq!(c.read().unwrap().to_vec(), full_record(k));
+        }
+        drop(claim);
+        // Killed once it had given all four back, before its `head` store.
+        for k in 0..4 {
+            c.raw.zero(k * 128, 128);
+        }
+        core::mem::forget(c);
+        let mut c2 = take_over(&region);
+        assert_eq!(c2.read().err(), Some(ReadError::Empty));
+        assert!(!c2.has_fence());
+        assert_eq!(c2.raw.hdr().head.load(Ordering::Relaxed), 512);
+        other.send(b"after").unwrap();
+        assert_eq!(c2.read().unwrap().to_vec(), b"after");
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the successor's lift ended and the ring went on");
+}
