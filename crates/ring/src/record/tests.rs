@@ -672,7 +672,12 @@ fn a_consumer_killed_while_lifting_a_fence_leaves_a_readable_ring() {
     // past it), the producer lets go, and the consumer dies while it gives the space back:
     // `records` of the eight records and padding zeroed whole, the next one after `stores`
     // stores, nothing published.
-    for records in 0..8u64 {
+    let records: &[u64] = if cfg!(miri) {
+        &[0, 3, 7]
+    } else {
+        &[0, 1, 2, 3, 4, 5, 6, 7]
+    };
+    for &records in records {
         for stores in 0..=128 / 8 + 1 {
             let what = format!(
                 "killed lifting a fence: {records} records given back, {stores} stores into the next"
@@ -712,7 +717,7 @@ fn a_successor_lifting_what_a_killed_consumer_zeroed_stops_at_its_read_position(
     // next header (a lift running past the read position would never find it again: run in a
     // thread, so that shows as a failure, not a hang).
     let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let successor = std::thread::spawn(move || {
         let region = HeapRegion::new(RecordRing::required_size(1024));
         let (mut ps, mut c) = owned_ring(&region, &[1, 2], &|_| true);
         let mut other = ps.pop().unwrap();
@@ -741,4 +746,5 @@ fn a_successor_lifting_what_a_killed_consumer_zeroed_stops_at_its_read_position(
     finished
         .recv_timeout(std::time::Duration::from_secs(20))
         .expect("the successor's lift ended and the ring went on");
+    successor.join().unwrap();
 }
