@@ -51,6 +51,12 @@ mod imp {
 
 pub(crate) use imp::*;
 
+/// Keeps the compiler from moving memory accesses across it (no CPU fence): for an order that
+/// matters only to whoever looks after this process died, e.g. at a SIGKILL (a process is
+/// stopped between two instructions; the stores before that point all land, none after).
+/// The same in loom builds: a thread's own program order needs no modelling.
+pub(crate) use core::sync::atomic::compiler_fence;
+
 use core::sync::atomic::Ordering as O;
 
 /// SPSC: the producer publishes its tail. Release: pairs with `SPSC_TAIL_LOAD`.

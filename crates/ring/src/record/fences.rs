@@ -44,6 +44,22 @@ impl RecordConsumer {
             // ORDERING: Acquire (RECORD_HDR_LOAD); pairs with the producer's
             // RECORD_FENCE_RELEASE: its last writes into the space happen-before our zeroing.
             let w = self.raw.header(off).load(RECORD_HDR_LOAD);
+            if w == EMPTY {
+                // Zeroed and not given back: a consumer killed while it gave this space back
+                // (`Raw::zero` empties a header last, so the record is all zero). Its zeroes,
+                // up to the next header, are what it read.
+                let room = self
+                    .head
+                    .wrapping_sub(self.released)
+                    .min(self.raw.cap - off);
+                let mut end = RECORD_HEADER as u64;
+                // ORDERING: Acquire (RECORD_HDR_LOAD); as above.
+                while end < room && self.raw.header(off + end).load(RECORD_HDR_LOAD) == EMPTY {
+                    end += 8;
+                }
+                self.released = self.released.wrapping_add(end);
+                continue;
+            }
             let (state, len, owner) = self.decode(off, w)?;
             let size = match state {
                 COMMITTED => align8(RECORD_HEADER as u64 + len),

@@ -1,9 +1,10 @@
 //! The record ring's memory: the header words of a record, the ring header, the data words,
 //! and `Raw`, a handle's checked geometry with the accesses to the data area.
 
-#[cfg(loom)]
-use super::Ordering;
-use super::{AtomicU64, CachePadded, INTENTS, Intent, KeepAlive, NonNull, PaddedMeta};
+use super::{
+    AtomicU64, CachePadded, INTENTS, Intent, KeepAlive, NonNull, Ordering, PaddedMeta,
+    compiler_fence,
+};
 
 /// Bytes of a record header.
 pub const RECORD_HEADER: usize = 8;
@@ -185,26 +186,64 @@ impl Raw {
         }
     }
 
-    /// Zeroes `[off, off + len)` (8-aligned, inside the buffer): the consumer, before it gives
-    /// the space back.
+    /// Zeroes the record or padding `[off, off + len)` (8-aligned, inside the buffer, `len` at
+    /// most [`largest_claim`](Self::largest_claim)): the consumer, before it gives the space
+    /// back.
+    ///
+    /// In an order a consumer that takes over from one killed part-way through can follow
+    /// (nothing is published until `head` moves): first the header becomes padding over the
+    /// whole record, then the payload is zeroed, then the header. Wherever the kill falls, the
+    /// record is whole, or padding of its exact size (skipped: a record being given back is
+    /// never delivered torn), or all zero (a forced skip scans zeroes up to the next header:
+    /// exactly this record). Zeroed from the header on, a kill part-way left an empty header
+    /// over a partly zeroed payload, and the successor's forced skip ended in the middle of
+    /// the payload (CI's torture: "channel ring is corrupt (reserved header bits set)").
     pub(super) fn zero(&self, off: u64, len: u64) {
+        self.zero_until(off, len, u64::MAX);
+    }
+
+    /// [`zero`](Self::zero), stopped after `stores` of its 8-byte stores (the header, each
+    /// payload word in order, the header again), as by a kill; `u64::MAX`: all of them.
+    pub(super) fn zero_until(&self, off: u64, len: u64, stores: u64) {
+        debug_assert!(len >= RECORD_HEADER as u64 && len % 8 == 0);
+        if stores == 0 {
+            return;
+        }
+        let hdr = self.header(off);
+        // ORDERING: Relaxed; no other live process reads the space before `head` moves (the
+        // consumer's Release store of it orders all of this before the producers' reuse). The
+        // order of these stores matters only to a consumer that takes over after we were
+        // killed, which reads them after our death: the compiler fences keep program order.
+        hdr.store(
+            word(len - RECORD_HEADER as u64, PADDING, 0),
+            Ordering::Relaxed,
+        );
+        compiler_fence(Ordering::SeqCst);
+        let body = (len - RECORD_HEADER as u64).min((stores - 1).saturating_mul(8));
+        let payload = off + RECORD_HEADER as u64;
         #[cfg(not(loom))]
         // SAFETY: in bounds (validated); the space is the consumer's until it advances `head`
         // (Release), which orders these writes before any producer's next claim of it.
         unsafe {
             core::ptr::write_bytes(
-                self.data.as_ptr().cast::<u8>().add(off as usize),
+                self.data.as_ptr().cast::<u8>().add(payload as usize),
                 0,
-                len as usize,
+                body as usize,
             );
         }
         #[cfg(loom)]
-        for i in (0..len).step_by(8) {
-            let w = self.word(off + i);
+        for i in (0..body).step_by(8) {
+            let w = self.word(payload + i);
             // ORDERING: Relaxed; ordered by the consumer's Release store of `head`.
             w.hdr.store(0, Ordering::Relaxed);
             // SAFETY: as above.
             w.val.with_mut(|p| unsafe { *p = 0 });
+        }
+        compiler_fence(Ordering::SeqCst);
+        if stores - 1 > (len - RECORD_HEADER as u64) / 8 {
+            // ORDERING: Relaxed; as the first store (and under loom the header word's payload
+            // half is never written: zero already).
+            hdr.store(0, Ordering::Relaxed);
         }
     }
 }

@@ -27,7 +27,10 @@
 //! consumer reads the header at `head` (Acquire): committed → the record is delivered; padding
 //! → skipped; claimed, or empty while `tail` is ahead → pending (a producer is between its claim
 //! and its commit). After reading, the consumer zeroes the record's bytes and advances `head`
-//! (Release): free space is always zero, so an empty header means "not written yet".
+//! (Release): free space is always zero, so an empty header means "not written yet". It zeroes
+//! the header last, after turning it into padding over the record: a consumer killed part-way
+//! leaves the record whole, padding of its size, or all zero, which one that takes over skips
+//! exactly (`Raw::zero`).
 //!
 //! Unblocking (Agrona's idea): if the producer at `head` is dead (its owner tag fails the
 //! liveness check) or has been pending longer than the caller's timeout, the consumer replaces
@@ -74,7 +77,8 @@ use crate::{
     header::{Kind, Meta, PaddedMeta, Role, check_region, open_ring},
     sync::{
         AtomicU64, Ordering, RECORD_COMMIT, RECORD_FENCE_RELEASE, RECORD_HDR_LOAD,
-        RECORD_HEAD_LOAD, RECORD_HEAD_STORE, RECORD_INTENT_CLEAR, RECORD_TAIL_CAS, spin_hint,
+        RECORD_HEAD_LOAD, RECORD_HEAD_STORE, RECORD_INTENT_CLEAR, RECORD_TAIL_CAS, compiler_fence,
+        spin_hint,
     },
 };
 

@@ -604,3 +604,147 @@ fn a_consumer_taking_over_behind_a_fence_delivers_nothing_twice() {
     other.send(b"after").unwrap();
     assert_eq!(c2.read().unwrap().to_vec(), b"after");
 }
+
+/// What a consumer that took over delivers until the ring is empty, forcing every pending
+/// claim's skip (as it does once its timeout has passed).
+fn drain_forcing(c: &mut RecordConsumer, what: &str) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        let read = c.read().map(|r| r.to_vec());
+        match read {
+            Ok(r) => got.push(r),
+            Err(ReadError::Pending) => {
+                assert_eq!(c.unblock(&|_| true, true), Unblock::Skipped, "{what}");
+            }
+            Err(ReadError::Empty) => return got,
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+    }
+    panic!("{what}: the ring never ran empty");
+}
+
+/// A consumer taking over from one that was killed at the given point of giving back the
+/// space of the record it had just read (CI's torture killed byte receivers at random).
+fn take_over(region: &HeapRegion) -> RecordConsumer {
+    // SAFETY: the region outlives the handle.
+    unsafe { RecordRing::consumer(region.as_ptr(), region.len(), 100, &|o| o != 99) }.unwrap()
+}
+
+#[test]
+fn a_consumer_killed_while_giving_a_record_back_leaves_a_readable_ring() {
+    // No zero byte in the payload: a forced skip scanning for the next header stops at any
+    // payload word left unzeroed.
+    let first: Vec<u8> = (0..100u8).map(|i| 0x80 | i).collect();
+    let rest = [vec![0xbb; 40], vec![0xdd; 7]];
+    let size = align8(RECORD_HEADER as u64 + first.len() as u64);
+    for stores in 0..=size / 8 + 1 {
+        let what = format!("consumer killed after {stores} stores of its give-back");
+        let region = HeapRegion::new(RecordRing::required_size(1024));
+        let (mut ps, mut c) = owned_ring(&region, &[1], &|_| true);
+        for m in [&first, &rest[0], &rest[1]] {
+            ps[0].send(m).unwrap();
+        }
+        let rec = c.read().unwrap();
+        assert_eq!(rec.to_vec(), first);
+        let off = rec.off;
+        rec.keep();
+        // Killed part-way through consuming it: no `head` published, no drop.
+        c.raw.zero_until(off, size, stores);
+        core::mem::forget(c);
+        let mut c2 = take_over(&region);
+        let got = drain_forcing(&mut c2, &what);
+        // Delivered again only if untouched; otherwise gone with its consumer, never torn,
+        // and what follows comes whole.
+        let want = if stores == 0 {
+            vec![first.clone(), rest[0].clone(), rest[1].clone()]
+        } else {
+            rest.to_vec()
+        };
+        assert_eq!(got, want, "{what}");
+        ps[0].send(b"on").unwrap();
+        assert_eq!(c2.read().unwrap().to_vec(), b"on", "{what}");
+    }
+}
+
+#[test]
+fn a_consumer_killed_while_lifting_a_fence_leaves_a_readable_ring() {
+    // The fence scenario (a claim at 0 skipped while its producer lived, seven records read
+    // past it), the producer lets go, and the consumer dies while it gives the space back:
+    // `records` of the eight records and padding zeroed whole, the next one after `stores`
+    // stores, nothing published.
+    let records: &[u64] = if cfg!(miri) {
+        &[0, 3, 7]
+    } else {
+        &[0, 1, 2, 3, 4, 5, 6, 7]
+    };
+    for &records in records {
+        for stores in 0..=128 / 8 + 1 {
+            let what = format!(
+                "killed lifting a fence: {records} records given back, {stores} stores into the next"
+            );
+            let region = HeapRegion::new(RecordRing::required_size(1024));
+            let (mut ps, mut c) = owned_ring(&region, &[1, 2], &|_| true);
+            let mut other = ps.pop().unwrap();
+            let mut slow = ps.pop().unwrap();
+            let claim = slow.claim(120).unwrap();
+            stall_past_the_timeout(&mut other, &mut c);
+            drop(claim);
+            for k in 0..records {
+                c.raw.zero(k * 128, 128);
+            }
+            c.raw.zero_until(records * 128, 128, stores);
+            core::mem::forget(c);
+            let mut c2 = take_over(&region);
+            // Nothing is delivered again, the space comes back, the ring goes on.
+            assert_eq!(
+                drain_forcing(&mut c2, &what),
+                Vec::<Vec<u8>>::new(),
+                "{what}"
+            );
+            assert!(!c2.has_fence(), "{what}");
+            for k in 0..8 {
+                other.send(&full_record(k)).unwrap();
+                assert_eq!(c2.read().unwrap().to_vec(), full_record(k), "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_successor_lifting_what_a_killed_consumer_zeroed_stops_at_its_read_position() {
+    // As above, with three records read past the fence, not seven: the free space after the
+    // read position is zero too, and the zeroes the dead consumer left end there, not at the
+    // next header (a lift running past the read position would never find it again: run in a
+    // thread, so that shows as a failure, not a hang).
+    let (done, finished) = std::sync::mpsc::channel();
+    let successor = std::thread::spawn(move || {
+        let region = HeapRegion::new(RecordRing::required_size(1024));
+        let (mut ps, mut c) = owned_ring(&region, &[1, 2], &|_| true);
+        let mut other = ps.pop().unwrap();
+        let mut slow = ps.pop().unwrap();
+        let claim = slow.claim(120).unwrap();
+        assert_eq!(c.read().err(), Some(ReadError::Pending));
+        assert_eq!(c.unblock(&|_| true, true), Unblock::Skipped);
+        for k in 0..3 {
+            other.send(&full_record(k)).unwrap();
+            assert_eq!(c.read().unwrap().to_vec(), full_record(k));
+        }
+        drop(claim);
+        // Killed once it had given all four back, before its `head` store.
+        for k in 0..4 {
+            c.raw.zero(k * 128, 128);
+        }
+        core::mem::forget(c);
+        let mut c2 = take_over(&region);
+        assert_eq!(c2.read().err(), Some(ReadError::Empty));
+        assert!(!c2.has_fence());
+        assert_eq!(c2.raw.hdr().head.load(Ordering::Relaxed), 512);
+        other.send(b"after").unwrap();
+        assert_eq!(c2.read().unwrap().to_vec(), b"after");
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the successor's lift ended and the ring went on");
+    successor.join().unwrap();
+}
