@@ -39,7 +39,8 @@ pub enum KindArg {
   shmlane rm --stale                  remove segments whose users died
   cargo run --release -- bench        shmlane against pipes and Unix sockets
 
-Exit codes: 0 ok, 1 error, 3 a peer process died, 4 timeout, 5 the channel holds unread
+Exit codes: 0 ok, 1 error, 2 usage (a bad argument or name), 3 a peer process died,
+4 timeout, 5 the channel holds unread
 messages of a session in which a process died (`shmlane rm NAME`, or --resume); send and
 recv: 130, 143, 129
 on SIGINT, SIGTERM, SIGHUP (they leave the channel cleanly first), 141 when recv's output
@@ -80,8 +81,12 @@ pub enum Cmd {
     },
     /// Show one segment: header, regions, ring positions and channel statistics.
     Stat {
-        /// Segment name (under /dev/shm).
+        /// Segment name (under /dev/shm, or --dir).
+        #[arg(value_parser = crate::names::NameParser)]
         name: String,
+        /// Directory that holds the segment instead of /dev/shm (as for `ls --dir`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -89,6 +94,7 @@ pub enum Cmd {
     /// Create a channel that persists until removed.
     Create {
         /// Channel name.
+        #[arg(value_parser = crate::names::NameParser)]
         name: String,
         #[command(flatten)]
         shape: ShapeArgs,
@@ -99,6 +105,7 @@ pub enum Cmd {
     /// cleanly (exit 128 + the signal).
     Send {
         /// Channel name.
+        #[arg(value_parser = crate::names::NameParser)]
         name: String,
         /// Give up (exit 4) when one wait for the channel lasts this long: for room in the
         /// ring, or at the end for a receiver to take the last lines (e.g. 500ms, 5s, 2m).
@@ -117,6 +124,7 @@ pub enum Cmd {
     /// SIGHUP, 141 when its output pipe is closed (`recv | head -1`), quietly.
     Recv {
         /// Channel name.
+        #[arg(value_parser = crate::names::NameParser)]
         name: String,
         /// Stop after this many messages.
         #[arg(long)]
@@ -141,8 +149,12 @@ pub enum Cmd {
     /// Remove a segment (refused while a live process has it, unless --force), or every
     /// stale one.
     Rm {
-        /// Segment name (under /dev/shm).
+        /// Segment name (under /dev/shm, or --dir).
+        #[arg(value_parser = crate::names::NameParser)]
         name: Option<String>,
+        /// Directory that holds the segments instead of /dev/shm (as for `ls --dir`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Remove only segments whose users died, and print what was removed.
         #[arg(long, conflicts_with = "name")]
         stale: bool,

@@ -13,7 +13,7 @@ use shmlane::{
     ByteRecvError, ByteSendError, Deadline, OpenError, RecvError, SendError, TryRecvError,
     UnlinkPolicy, WaitStrategy,
 };
-use shmlane_segment::inspect as inspect_segment;
+use shmlane_segment::inspect_at as inspect_segment;
 
 use crate::{
     CliError,
@@ -102,17 +102,16 @@ fn elem_size(msg_size: u64) -> u64 {
 
 /// The shape of an existing channel, if `name` exists and is one.
 fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
-    let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
-    if !path.exists() {
-        return Ok(None);
+    let info = match inspect_segment(&shmlane_segment::Location::Posix(name.to_owned())) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        r => r,
     }
-    let info = inspect_segment(&path)
-        .map_err(|e| CliError(format!("reading segment {name}: {e}")))?
-        .ok_or_else(|| {
-            CliError(format!(
-                "segment {name} exists but is not a shmlane segment; pick another name"
-            ))
-        })?;
+    .map_err(|e| CliError(format!("reading segment {name}: {e}")))?
+    .ok_or_else(|| {
+        CliError(format!(
+            "segment {name} exists but is not a shmlane segment; pick another name"
+        ))
+    })?;
     let st = shmlane::inspect(&info).ok_or_else(|| {
         CliError(format!(
             "segment {name} exists but is not a shmlane channel; pick another name or remove it (shmlane rm {name})"
@@ -496,8 +495,7 @@ fn send_once(
 /// found when this sender attached, whose deaths are not its peers' to report.)
 /// `len` is what [`Unread`] counts: messages, or for a bytes channel the bytes they take.
 fn queued(name: &str, before: &[(u32, u32)]) -> Option<(Unread, bool, bool)> {
-    let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
-    let info = inspect_segment(&path).ok()??;
+    let info = inspect_segment(&shmlane_segment::Location::Posix(name.to_owned())).ok()??;
     let st = shmlane::inspect(&info)?;
     let receivers = || {
         info.attached
@@ -543,8 +541,7 @@ impl std::fmt::Display for Unread {
 /// The receivers found dead in `name`'s attachment table (slot, pid): deaths before this
 /// sender attached, never blamed on its peers.
 fn dead_receivers(name: &str) -> Vec<(u32, u32)> {
-    let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
-    let Ok(Some(info)) = inspect_segment(&path) else {
+    let Ok(Some(info)) = inspect_segment(&shmlane_segment::Location::Posix(name.to_owned())) else {
         return Vec::new();
     };
     info.attached

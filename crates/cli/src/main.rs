@@ -1,6 +1,7 @@
 //! `shmlane`: see, use and clean up shared-memory channels, and compare transports.
 //!
-//! Exit codes: 0 success; 1 an error (one line on stderr); 3 a peer process died (`send`,
+//! Exit codes: 0 success; 1 an error (one line on stderr); 2 a usage error (a bad argument or
+//! segment name, reported by clap); 3 a peer process died (`send`,
 //! `recv`); 4 the timeout passed (`send`, `recv`); 5 the channel is stale (unread messages of
 //! a session in which a process died: `shmlane rm` or `--resume`); 128 + the signal when SIGINT, SIGTERM or
 //! SIGHUP stopped `send` or `recv` (after a clean leave), 141 (SIGPIPE) when `recv`'s output
@@ -11,11 +12,11 @@ mod sig;
 
 use shmlane_cli::args::{Cli, Cmd, ShapeArgs};
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::Path, process::ExitCode};
 
 use clap::Parser;
 use shmlane_segment::{
-    Location, RemoveOutcome, SegmentInfo, SegmentState, inspect, list_dir, list_posix, remove,
+    Location, RemoveOutcome, SegmentInfo, SegmentState, inspect_at, list_dir, list_posix, remove,
     remove_if_stale,
 };
 
@@ -126,9 +127,8 @@ fn print_table(list: &[SegmentInfo]) {
     }
 }
 
-fn stat(name: &str, json: bool) -> Result<(), CliError> {
-    let path = PathBuf::from(format!("/dev/shm/{name}"));
-    let info = match inspect(&path) {
+fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
+    let info = match inspect_at(&shmlane_cli::names::location(name, dir)) {
         Ok(Some(info)) => info,
         Ok(None) => {
             return Err(CliError(format!(
@@ -226,9 +226,13 @@ fn stat(name: &str, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn rm(name: Option<String>, stale: bool, force: bool) -> Result<(), CliError> {
+fn rm(name: Option<String>, dir: Option<&Path>, stale: bool, force: bool) -> Result<(), CliError> {
     if stale {
-        for s in list_posix().map_err(|e| CliError(e.to_string()))? {
+        let list = match dir {
+            Some(d) => list_dir(d),
+            None => list_posix(),
+        };
+        for s in list.map_err(|e| CliError(e.to_string()))? {
             if s.state != SegmentState::Stale {
                 continue;
             }
@@ -239,7 +243,7 @@ fn rm(name: Option<String>, stale: bool, force: bool) -> Result<(), CliError> {
         return Ok(());
     }
     let name = name.ok_or("give a segment name, or --stale")?;
-    let loc = Location::Posix(name.clone());
+    let loc = shmlane_cli::names::location(&name, dir);
     if force {
         return remove(&loc).map_err(|e| CliError(e.to_string()));
     }
@@ -287,7 +291,7 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
                 print_table(&list);
             }
         }
-        Cmd::Stat { name, json } => stat(&name, json)?,
+        Cmd::Stat { name, dir, json } => stat(&name, dir.as_deref(), json)?,
         Cmd::Create { name, shape } => chan::create(&name, shape.into())?,
         Cmd::Send {
             name,
@@ -314,7 +318,12 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
             let join = chan::Join { follow, resume };
             return chan::recv(&name, shape.into(), join, count, timeout);
         }
-        Cmd::Rm { name, stale, force } => rm(name, stale, force)?,
+        Cmd::Rm {
+            name,
+            dir,
+            stale,
+            force,
+        } => rm(name, dir.as_deref(), stale, force)?,
         Cmd::Bench {
             quick,
             full,

@@ -286,7 +286,10 @@ pub enum RegionError {
 #[non_exhaustive]
 pub enum RemoveError {
     /// The name is invalid.
-    #[error("invalid segment name {name:?}: {reason}")]
+    #[error(
+        "invalid segment name {name:?}: {reason}; {}",
+        crate::segment::NAME_RULE
+    )]
     InvalidName {
         /// The name as given.
         name: String,

@@ -267,6 +267,25 @@ pub fn inspect(path: &Path) -> io::Result<Option<SegmentInfo>> {
     inspect_file(path, &file, false)
 }
 
+/// Inspects the named segment at `loc` (a POSIX name, or a file in a directory): the name is
+/// checked first, so a name such as `../../etc/passwd` is refused (`InvalidInput`, the message
+/// says what a valid name is) before any file is opened. `Ok(None)` if it is not a shmlane
+/// segment.
+pub fn inspect_at(loc: &Location) -> io::Result<Option<SegmentInfo>> {
+    let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+    loc.check_name().map_err(|reason| {
+        invalid(format!(
+            "invalid segment name {:?}: {reason}; {}",
+            loc.display_name(),
+            crate::segment::NAME_RULE
+        ))
+    })?;
+    let path = loc
+        .path()
+        .ok_or_else(|| invalid(format!("{} has no file to inspect", loc.display_name())))?;
+    inspect(&path)
+}
+
 /// Lists the shmlane segments in `dir` (files whose header is shmlane's, and creators'
 /// private files), sorted by name. Files we may not read are skipped.
 pub fn list_dir(dir: &Path) -> Result<Vec<SegmentInfo>, ListError> {
@@ -316,11 +335,10 @@ fn remove_error(name: String, op: &'static str, e: io::Error) -> RemoveError {
 }
 
 fn named_path(loc: &Location) -> Result<PathBuf, RemoveError> {
-    if let Location::Posix(n) = loc
-        && let Err(reason) = crate::segment::validate_name(n)
-    {
+    // A file's name is checked as a POSIX name is: `rm` of `dir/..` never unlinks elsewhere.
+    if let Err(reason) = loc.check_name() {
         return Err(RemoveError::InvalidName {
-            name: n.clone(),
+            name: loc.display_name(),
             reason,
         });
     }
