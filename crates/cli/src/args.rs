@@ -69,13 +69,14 @@ pub struct ShapeArgs {
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// List shmlane segments: backend, size, kind, capacity, occupancy, owner, state (live,
-    /// idle, stale) and attached processes.
+    /// idle, stale, corrupt: its header is damaged, unreadable: another user's) and attached
+    /// processes.
     Ls {
         /// Directory to scan instead of /dev/shm (a custom tmpfs or hugetlbfs mount).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Print a JSON array of objects (name, backend, path, size, kind, capacity, msg_size,
-        /// len, uid, mode, state, attached).
+        /// len, uid, mode, state, problem, attached).
         #[arg(long)]
         json: bool,
     },
@@ -146,8 +147,8 @@ pub enum Cmd {
         #[command(flatten)]
         shape: ShapeArgs,
     },
-    /// Remove a segment (refused while a live process has it, unless --force), or every
-    /// stale one.
+    /// Remove a segment (idle, stale or corrupt; refused while a live process has it, unless
+    /// --force), or every stale or corrupt one.
     Rm {
         /// Segment name (under /dev/shm, or --dir).
         #[arg(value_parser = crate::names::NameParser)]
@@ -158,6 +159,10 @@ pub enum Cmd {
         /// Remove only segments whose users died, and print what was removed.
         #[arg(long, conflicts_with = "name")]
         stale: bool,
+        /// Remove segments whose header is damaged (`ls` shows them as corrupt), and print
+        /// what was removed; with --stale, both kinds.
+        #[arg(long, conflicts_with = "name")]
+        corrupt: bool,
         /// Remove even if live or idle.
         #[arg(long)]
         force: bool,

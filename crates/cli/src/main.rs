@@ -17,7 +17,7 @@ use std::{path::Path, process::ExitCode};
 use clap::Parser;
 use shmlane_segment::{
     Location, RemoveOutcome, SegmentInfo, SegmentState, inspect_at, list_dir, list_posix, remove,
-    remove_if_stale,
+    remove_if_state,
 };
 
 /// An error for the user: printed as one line, exit code 1.
@@ -76,6 +76,7 @@ fn ls_json(list: &[SegmentInfo]) -> serde_json::Value {
                     "uid": s.uid,
                     "mode": format!("{:o}", s.mode),
                     "state": state_str(s.state),
+                    "problem": s.problem,
                     "attached": s.attached.iter().map(|a| serde_json::json!({
                         "pid": a.pid,
                         "role": role_str(a.role),
@@ -88,8 +89,14 @@ fn ls_json(list: &[SegmentInfo]) -> serde_json::Value {
 }
 
 fn print_table(list: &[SegmentInfo]) {
+    // Columns as wide as their longest value (a long name shifted every column after it).
+    let nw = list.iter().map(|s| s.name.len()).fold(28, usize::max);
+    let sw = list
+        .iter()
+        .map(|s| s.state.as_str().len())
+        .fold(6, usize::max);
     println!(
-        "{:<28} {:<7} {:>10} {:<5} {:>8} {:>6} {:>8} {:>6} {:>5} {:<6} ATTACHED",
+        "{:<nw$} {:<7} {:>10} {:<9} {:>8} {:>6} {:>8} {:>6} {:>5} {:<sw$} ATTACHED",
         "NAME", "BACKEND", "SIZE", "KIND", "CAPACITY", "MSG", "LEN", "UID", "MODE", "STATE"
     );
     for s in list {
@@ -108,7 +115,7 @@ fn print_table(list: &[SegmentInfo]) {
         let ch = shmlane::inspect(s);
         let dash = || "-".to_owned();
         println!(
-            "{:<28} {:<7} {:>10} {:<5} {:>8} {:>6} {:>8} {:>6} {:>5o} {:<6} {}",
+            "{:<nw$} {:<7} {:>10} {:<9} {:>8} {:>6} {:>8} {:>6} {:>5o} {:<sw$} {}",
             s.name,
             s.backend.as_str(),
             s.size,
@@ -226,33 +233,48 @@ fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn rm(name: Option<String>, dir: Option<&Path>, stale: bool, force: bool) -> Result<(), CliError> {
-    if stale {
+fn rm(
+    name: Option<String>,
+    dir: Option<&Path>,
+    stale: bool,
+    corrupt: bool,
+    force: bool,
+) -> Result<(), CliError> {
+    if stale || corrupt {
+        let wanted = [
+            Some(SegmentState::Stale).filter(|_| stale),
+            Some(SegmentState::Corrupt).filter(|_| corrupt),
+        ];
         let list = match dir {
             Some(d) => list_dir(d),
             None => list_posix(),
         };
         for s in list.map_err(|e| CliError(e.to_string()))? {
-            if s.state != SegmentState::Stale {
+            if !wanted.contains(&Some(s.state)) {
                 continue;
             }
-            if let Ok(RemoveOutcome::Removed) = remove_if_stale(&Location::File(s.path.clone())) {
+            let states: Vec<SegmentState> = wanted.into_iter().flatten().collect();
+            if let Ok(RemoveOutcome::Removed) =
+                remove_if_state(&Location::File(s.path.clone()), &states)
+            {
                 println!("removed {}", s.name);
             }
         }
         return Ok(());
     }
-    let name = name.ok_or("give a segment name, or --stale")?;
+    let name = name.ok_or("give a segment name, or --stale, or --corrupt")?;
     let loc = shmlane_cli::names::location(&name, dir);
     if force {
         return remove(&loc).map_err(|e| CliError(e.to_string()));
     }
-    match remove_if_stale(&loc).map_err(|e| CliError(e.to_string()))? {
+    // Idle, stale or corrupt (a damaged header): nobody uses it, so it goes.
+    let unused = [
+        SegmentState::Idle,
+        SegmentState::Stale,
+        SegmentState::Corrupt,
+    ];
+    match remove_if_state(&loc, &unused).map_err(|e| CliError(e.to_string()))? {
         RemoveOutcome::Removed => Ok(()),
-        RemoveOutcome::NotStale(SegmentState::Idle) => remove(&loc).or_else(|e| match e {
-            shmlane_segment::RemoveError::NotFound { .. } => Ok(()),
-            e => Err(CliError(e.to_string())),
-        }),
         RemoveOutcome::NotStale(now) => Err(CliError(format!(
             "segment {name} is {now}: a live process has it attached; stop it first, or use --force"
         ))),
@@ -322,8 +344,9 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
             name,
             dir,
             stale,
+            corrupt,
             force,
-        } => rm(name, dir.as_deref(), stale, force)?,
+        } => rm(name, dir.as_deref(), stale, corrupt, force)?,
         Cmd::Bench {
             quick,
             full,

@@ -159,3 +159,222 @@ fn stat_and_rm_take_dir() {
     assert_eq!(o.status.code(), Some(1));
     assert!(Path::new("/dev/shm").join(&name).exists());
 }
+
+/// Overwrites the first `header.len()` bytes of the file at `path`.
+fn damage(path: &Path, header: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(header, 0).unwrap();
+}
+
+/// Pseudo-random bytes (no magic number by chance: the first byte is never 'S').
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v: Vec<u8> = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    v[0] = b'!';
+    v
+}
+
+fn ls_json(dir: Option<&str>) -> Vec<serde_json::Value> {
+    let mut args = vec!["ls", "--json"];
+    if let Some(d) = dir {
+        args.extend(["--dir", d]);
+    }
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    serde_json::from_slice::<serde_json::Value>(&o.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn entry<'a>(list: &'a [serde_json::Value], name: &str) -> Option<&'a serde_json::Value> {
+    list.iter().find(|v| v["name"] == name)
+}
+
+/// On main a segment whose header was zeroed or overwritten was not listed at all, and
+/// `rm NAME` failed ("not a shmlane segment").
+#[test]
+fn a_damaged_header_is_listed_as_corrupt_and_rm_removes_it() {
+    for (how, header) in [("zeroed", vec![0u8; 128]), ("random", noise(128, 17))] {
+        for kind in ["spsc", "bytes", "broadcast"] {
+            let name = unique(&format!("names-corrupt-{how}-{kind}"));
+            let _c = Cleanup(name.clone());
+            let o = run(&["create", &name, "--kind", kind, "--capacity", "1024"]);
+            assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+            let path = Path::new("/dev/shm").join(&name);
+            damage(&path, &header);
+
+            let list = ls_json(None);
+            let e = entry(&list, &name).unwrap_or_else(|| panic!("{how} {kind}: not listed"));
+            assert_eq!(e["state"], "corrupt", "{how} {kind}: {e}");
+            assert!(
+                e["problem"]
+                    .as_str()
+                    .is_some_and(|p| p.contains("header overwritten")),
+                "{how} {kind}: {e}"
+            );
+            let o = run(&["ls"]);
+            let table = text(&o.stdout);
+            let line = table
+                .lines()
+                .position(|l| l.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{how} {kind}: not in the table:\n{table}"));
+            let lines: Vec<&str> = table.lines().collect();
+            assert!(lines[line].contains(" corrupt "), "{}", lines[line]);
+            assert!(
+                lines[line + 1].contains("problem: header overwritten"),
+                "{table}"
+            );
+            let o = run(&["stat", &name]);
+            assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+            assert!(
+                text(&o.stdout).contains("state     corrupt"),
+                "{}",
+                text(&o.stdout)
+            );
+
+            let o = run(&["rm", &name]);
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{how} {kind}: {}",
+                text(&o.stderr)
+            );
+            assert!(!path.exists(), "{how} {kind}");
+        }
+    }
+}
+
+/// `rm --corrupt` (with or without --stale) removes the corrupt segments of a directory and
+/// nothing else; `rm --stale` alone leaves them. A foreign file is neither listed nor removed.
+#[test]
+fn rm_stale_corrupt_removes_every_corrupt_segment() {
+    let dir = TmpDir::new("names-rm-corrupt");
+    let d = dir.0.to_str().unwrap();
+    for n in ["bad1", "bad2", "fine"] {
+        drop(Segment::file(dir.0.join(n)).size(1 << 16).create().unwrap());
+    }
+    damage(&dir.0.join("bad1"), &[0; 128]);
+    damage(&dir.0.join("bad2"), &noise(128, 99));
+    std::fs::write(dir.0.join("foreign"), vec![0u8; 8192]).unwrap();
+
+    let list = ls_json(Some(d));
+    let names: Vec<&str> = list.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["bad1", "bad2", "fine"]);
+    assert_eq!(entry(&list, "fine").unwrap()["state"], "idle");
+
+    let o = run(&["rm", "--dir", d, "--stale"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(dir.0.join("bad1").exists() && dir.0.join("bad2").exists());
+
+    let o = run(&["rm", "--dir", d, "--stale", "--corrupt"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "removed bad1\nremoved bad2\n");
+    assert!(!dir.0.join("bad1").exists() && !dir.0.join("bad2").exists());
+    assert!(dir.0.join("fine").exists() && dir.0.join("foreign").exists());
+
+    // A file that is not a segment: refused by name, with the way out.
+    let o = run(&["rm", "--dir", d, "foreign"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("is not a shmlane segment") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(dir.0.join("foreign").exists());
+}
+
+/// A segment in use whose header is damaged is listed (live, with the problem), not hidden,
+/// and `rm` leaves it to its users.
+#[test]
+fn a_live_segment_with_a_damaged_header_is_listed() {
+    let dir = TmpDir::new("names-live-corrupt");
+    let d = dir.0.to_str().unwrap();
+    let path = dir.0.join("inuse");
+    let seg = Segment::file(&path).size(1 << 16).create().unwrap();
+    damage(&path, &[0; 128]);
+    let list = ls_json(Some(d));
+    let e = entry(&list, "inuse").expect("listed");
+    assert_eq!(e["state"], "live", "{e}");
+    assert!(
+        e["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("header overwritten"))
+    );
+    let o = run(&["rm", "--dir", d, "inuse"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(path.exists());
+    drop(seg);
+}
+
+/// On main `ls --dir` gave a segment made by `shm_open` and found in another directory the
+/// backend `posix`; it is opened there as a file.
+#[test]
+fn ls_dir_reports_the_file_backend() {
+    let dir = TmpDir::new("names-backend");
+    let name = unique("names-backend");
+    let _c = Cleanup(name.clone());
+    let o = run(&["create", &name, "--capacity", "64"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    std::fs::copy(Path::new("/dev/shm").join(&name), dir.0.join("copy")).unwrap();
+    let list = ls_json(Some(dir.0.to_str().unwrap()));
+    assert_eq!(entry(&list, "copy").expect("listed")["backend"], "file");
+    assert_eq!(
+        entry(&ls_json(None), &name).expect("listed")["backend"],
+        "posix"
+    );
+    let o = run(&["ls", "--dir", dir.0.to_str().unwrap()]);
+    assert!(
+        text(&o.stdout)
+            .lines()
+            .any(|l| l.starts_with("copy ") && l.contains(" file "))
+    );
+}
+
+/// As another user, `ls` lists what it cannot read (it was hidden on main).
+#[test]
+fn ls_lists_segments_it_cannot_read() {
+    if !shmlane_testkit::is_root() {
+        eprintln!("skipped: needs root to run ls as another user");
+        return;
+    }
+    let dir = TmpDir::new("names-unreadable");
+    let d = dir.0.to_str().unwrap();
+    drop(
+        Segment::file(dir.0.join("private"))
+            .size(1 << 16)
+            .mode(0o600)
+            .create()
+            .unwrap(),
+    );
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_shmlane"))
+        .args(["ls", "--json", "--dir", d])
+        .output()
+        .expect("setpriv");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let list: Vec<serde_json::Value> = serde_json::from_slice::<serde_json::Value>(&o.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    let e = entry(&list, "private").expect("listed");
+    assert_eq!(e["state"], "unreadable", "{e}");
+    assert_eq!(e["uid"], 0);
+    assert!(
+        e["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("cannot read it")),
+        "{e}"
+    );
+}

@@ -302,6 +302,14 @@ pub enum RemoveError {
         /// The name or path.
         name: String,
     },
+    /// The file is not a shmlane segment (nor one whose header was overwritten).
+    #[error(
+        "{name} is not a shmlane segment (neither its header nor its control block is shmlane's); if it is yours, remove the file itself, or `shmlane rm --force {name}`"
+    )]
+    NotASegment {
+        /// The name or path.
+        name: String,
+    },
     /// The OS refused.
     #[error("permission denied removing segment {name}; only its owner (or root) can remove it")]
     PermissionDenied {

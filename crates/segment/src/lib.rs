@@ -58,7 +58,7 @@ pub use fdpass::{recv_fd, send_fd};
 pub use layout::{BackendKind, SegmentHeader};
 pub use list::{
     RemoveOutcome, SegmentInfo, SegmentState, inspect, inspect_at, list_dir, list_posix, remove,
-    remove_if_stale,
+    remove_if_stale, remove_if_state,
 };
 pub use segment::{
     Attachment, Location, NAME_MAX, NAME_RULE, Region, RegionInfo, SHM_DIR, Segment,

@@ -42,3 +42,48 @@ fn a_name_that_climbs_out_is_refused_before_opening() {
     drop(seg);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A segment whose header was overwritten is listed as corrupt (it was skipped as foreign) and
+/// removed by `remove_if_state(.., [Corrupt])`, not by `remove_if_stale`.
+#[test]
+fn a_damaged_header_is_corrupt_and_removable() {
+    use std::os::unix::fs::FileExt;
+
+    use shmlane_segment::{RemoveOutcome, SegmentState, list_dir, remove_if_state};
+    let dir = tmp("seg-corrupt");
+    let path = dir.join("damaged");
+    drop(Segment::file(&path).size(1 << 16).create().unwrap());
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&[0u8; 128], 0).unwrap();
+    std::fs::write(dir.join("foreign"), vec![0u8; 8192]).unwrap();
+    let list = list_dir(&dir).unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0].name, "damaged");
+    assert_eq!(list[0].state, SegmentState::Corrupt);
+    assert_eq!(list[0].backend, shmlane_segment::BackendKind::File);
+    assert!(
+        list[0]
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("header overwritten")
+    );
+    let loc = Location::File(path.clone());
+    assert_eq!(
+        remove_if_stale(&loc).unwrap(),
+        RemoveOutcome::NotStale(SegmentState::Corrupt)
+    );
+    assert!(matches!(
+        remove_if_state(
+            &Location::File(dir.join("foreign")),
+            &[SegmentState::Corrupt]
+        ),
+        Err(RemoveError::NotASegment { .. })
+    ));
+    assert_eq!(
+        remove_if_state(&loc, &[SegmentState::Corrupt]).unwrap(),
+        RemoveOutcome::Removed
+    );
+    assert!(!path.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
