@@ -150,6 +150,16 @@ fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
         Err(e) => return Err(CliError(format!("reading segment {name}: {e}"))),
     };
     let ch = shmlane::inspect(&info);
+    // Attached now: live processes in the attachment table (the channel header's endpoint
+    // counts still include endpoints of processes that died).
+    let live = |role: u32| {
+        info.attached
+            .iter()
+            .filter(|a| a.alive && a.role & role != 0)
+            .count()
+    };
+    let (senders, receivers) = (live(shmlane::ROLE_SENDER), live(shmlane::ROLE_RECEIVER));
+    let dead = info.attached.iter().filter(|a| !a.alive).count();
     if json {
         let mut v = ls_json(std::slice::from_ref(&info));
         let obj = v[0].as_object_mut().expect("object");
@@ -161,11 +171,12 @@ fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
                 .collect(),
         );
         if let Some(c) = ch {
-            let side = |s: shmlane::SideStats| serde_json::json!({"messages": s.messages, "bytes": s.bytes, "stalls": s.stalls, "sleeps": s.sleeps, "wakeups": s.wakeups});
+            let side = |s: shmlane::SideStats| serde_json::json!({"messages": s.messages, "bytes": s.bytes, "stalls": s.stalls, "sleeps": s.sleeps, "wakeups": s.wakeups, "lost": s.lost});
             obj.insert("write_position".into(), c.positions.0.into());
             obj.insert("read_position".into(), c.positions.1.into());
-            obj.insert("senders".into(), c.endpoints.0.into());
-            obj.insert("receivers".into(), c.endpoints.1.into());
+            obj.insert("senders".into(), senders.into());
+            obj.insert("receivers".into(), receivers.into());
+            obj.insert("dead_attachments".into(), dead.into());
             obj.insert("sent".into(), side(c.sent));
             obj.insert("received".into(), side(c.received));
         }
@@ -220,8 +231,15 @@ fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
             ),
         }
         println!(
-            "ring      write position {}, read position {}, {} queued; {} senders, {} receivers attached",
-            c.positions.0, c.positions.1, c.len, c.endpoints.0, c.endpoints.1
+            "ring      write position {}, read position {}, {} queued; {senders} senders, {receivers} receivers attached{}",
+            c.positions.0,
+            c.positions.1,
+            c.len,
+            if dead > 0 {
+                format!(" ({dead} attachments of processes that died)")
+            } else {
+                String::new()
+            }
         );
         for (what, s) in [("sent", c.sent), ("received", c.received)] {
             println!(

@@ -378,3 +378,56 @@ fn ls_lists_segments_it_cannot_read() {
         "{e}"
     );
 }
+
+/// On main `stat` counted a sender that was killed as attached ("1 senders"), and its JSON had
+/// no `lost`.
+#[test]
+fn stat_counts_only_live_attachments_and_shows_lost() {
+    let name = unique("names-stat-live");
+    let _c = Cleanup(name.clone());
+    let o = run(&["create", &name, "--capacity", "64"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    // A sender that attaches, sends one line, and waits for more input; then is killed.
+    let mut tx = Command::new(env!("CARGO_BIN_EXE_shmlane"))
+        .args(["send", &name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        tx.stdin.as_mut().unwrap().write_all(b"one\n").unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let stat_json = || -> serde_json::Value {
+        let o = run(&["stat", "--json", &name]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    while stat_json()["write_position"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sender did not send"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let v = stat_json();
+    assert_eq!(
+        (v["senders"].clone(), v["receivers"].clone()),
+        (1.into(), 0.into())
+    );
+    tx.kill().unwrap();
+    tx.wait().unwrap();
+    let v = stat_json();
+    assert_eq!(v["senders"], 0, "{v}");
+    assert_eq!(v["dead_attachments"], 1, "{v}");
+    assert_eq!(v["sent"]["lost"], 0, "{v}");
+    assert_eq!(v["received"]["lost"], 0, "{v}");
+    let o = run(&["stat", &name]);
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("0 senders, 0 receivers attached (1 attachments of processes that died)"),
+        "{out}"
+    );
+}
