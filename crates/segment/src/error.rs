@@ -57,8 +57,8 @@ pub enum CreateError {
         name: String,
         /// The size that was asked for.
         size: u64,
-        /// What to do.
-        hint: &'static str,
+        /// How much that is against what is free, and what to do.
+        hint: String,
         /// The OS error.
         #[source]
         source: io::Error,
