@@ -52,18 +52,25 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
+/// The shape of a channel the command creates; on an existing channel, each flag given must
+/// match it (an error otherwise).
 #[derive(clap::Args, Clone, Copy, Debug)]
 pub struct ShapeArgs {
-    /// Channel kind, when this command creates the channel.
-    #[arg(long, value_enum, default_value = "spsc")]
-    pub kind: KindArg,
-    /// Ring capacity in messages (a power of two; bytes: the ring's size in bytes, grown to
-    /// hold eight records of --msg-size), when this command creates the channel.
-    #[arg(long, default_value_t = 65536)]
-    pub capacity: u64,
-    /// Largest message in bytes, when this command creates the channel.
-    #[arg(long = "msg-size", default_value_t = 256)]
-    pub msg_size: u64,
+    /// Channel kind [default: spsc].
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
+    /// Ring capacity in messages, a power of two [default: 2048, a 1 MiB ring with 256-byte
+    /// lines]; bytes: the ring's size in bytes, grown to hold eight records of --msg-size
+    /// [default: 1048576].
+    #[arg(long)]
+    pub capacity: Option<u64>,
+    /// Largest message in bytes [default: 256].
+    #[arg(long = "msg-size")]
+    pub msg_size: Option<u64>,
+    /// Create a channel that reserves more than 1 GiB of shared memory (refused without it,
+    /// saying how much it would take).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -49,6 +49,8 @@ pub struct Shape {
     pub kind: KindArg,
     pub capacity: u64,
     pub msg_size: u64,
+    /// Which of these the command line gave (an existing channel must match them).
+    pub given: crate::shape::Given,
 }
 
 /// How `send` or `recv` joins the channel.
@@ -156,13 +158,14 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
                     })?,
                 shmlane::Kind::Bytes | shmlane::Kind::Broadcast => st.msg_size,
             },
+            given: crate::shape::Given::default(),
         },
         st.remove_on_last_leave,
     )))
 }
 
 /// A byte channel's ring: `--capacity` bytes, grown to hold eight records of `--msg-size`.
-fn bytes_capacity(shape: &Shape) -> u64 {
+pub fn bytes_capacity(shape: &Shape) -> u64 {
     shape
         .capacity
         .max(8 * (shape.msg_size + 8))
@@ -170,15 +173,15 @@ fn bytes_capacity(shape: &Shape) -> u64 {
         .max(256)
 }
 
-fn check_shape(shape: &Shape) -> Result<(), CliError> {
+fn check_shape(name: &str, shape: &Shape) -> Result<(), CliError> {
     if shape.kind == KindArg::Bytes {
         if shape.msg_size == 0 || shape.msg_size > 1 << 27 || shape.capacity > 1 << 30 {
             return Err(CliError(format!(
-                "--msg-size {} / --capacity {} out of range for a bytes channel: messages up to 128 MiB, rings up to 1 GiB",
+                "--msg-size {} / --capacity {} out of range for a bytes channel: --msg-size is 1 to 134217728 bytes; --capacity is the ring's size in bytes, at most 1073741824 (grown to a power of two of at least 256 that holds eight records of --msg-size)",
                 shape.msg_size, shape.capacity
             )));
         }
-        return Ok(());
+        return crate::shape::check_size(name, shape, reserved(name, shape)?);
     }
     if shape.msg_size == 0 || shape.msg_size > MAX_MSG {
         return Err(CliError(format!(
@@ -192,7 +195,7 @@ fn check_shape(shape: &Shape) -> Result<(), CliError> {
             shape.capacity
         )));
     }
-    Ok(())
+    crate::shape::check_size(name, shape, reserved(name, shape)?)
 }
 
 /// Runs `$body` with `$t` bound to the element type for `$elem` bytes.
@@ -252,6 +255,8 @@ fn open_err(name: &str, e: &OpenError) -> CliError {
     match e {
         // Names the channel, the dead process and both ways out already.
         OpenError::Stale { .. } => CliError(format!("{STALE}{e}")),
+        // Most errors name the channel already: say it once.
+        e if e.to_string().contains(name) => CliError(e.to_string()),
         e => CliError(format!("channel {name}: {e}")),
     }
 }
@@ -309,9 +314,23 @@ fn is_bytes(shape: &Shape) -> bool {
     matches!(shape.kind, KindArg::Bytes | KindArg::Broadcast)
 }
 
+/// The bytes a new channel of `shape` reserves, as the library computes them.
+fn reserved(name: &str, shape: &Shape) -> Result<u64, CliError> {
+    if is_bytes(shape) {
+        return byte_builder(name, shape, UnlinkPolicy::Never, Join::default())
+            .segment_size()
+            .map_err(|e| open_err(name, &e));
+    }
+    with_elem!(elem_size(shape.msg_size), E, {
+        builder::<E>(name, shape, UnlinkPolicy::Never, Join::default())
+            .segment_size()
+            .map_err(|e| open_err(name, &e))
+    })
+}
+
 /// `shmlane create`: a persistent channel.
 pub fn create(name: &str, shape: Shape) -> Result<(), CliError> {
-    check_shape(&shape)?;
+    check_shape(name, &shape)?;
     if is_bytes(&shape) {
         byte_builder(name, &shape, UnlinkPolicy::Never, Join::default())
             .create()
@@ -330,10 +349,16 @@ pub fn create(name: &str, shape: Shape) -> Result<(), CliError> {
 /// removed when its last endpoint leaves cleanly).
 fn resolve(name: &str, wanted: Shape) -> Result<(Shape, UnlinkPolicy), CliError> {
     match existing(name)? {
-        Some((shape, true)) => Ok((shape, UnlinkPolicy::LastDetach)),
-        Some((shape, false)) => Ok((shape, UnlinkPolicy::Never)),
+        Some((shape, true)) => {
+            crate::shape::check_matches(name, &shape, &wanted, bytes_capacity)?;
+            Ok((shape, UnlinkPolicy::LastDetach))
+        }
+        Some((shape, false)) => {
+            crate::shape::check_matches(name, &shape, &wanted, bytes_capacity)?;
+            Ok((shape, UnlinkPolicy::Never))
+        }
         None => {
-            check_shape(&wanted)?;
+            check_shape(name, &wanted)?;
             Ok((wanted, UnlinkPolicy::LastDetach))
         }
     }
@@ -465,7 +490,8 @@ fn send_once(
             ))),
             Pumped::PeerGone(n) => {
                 return Ok(Ended::PeerGone(format!(
-                    "peer gone: a receiver of {name} died; line {n} and later were not delivered"
+                    "peer gone: a receiver of {name} died; {}",
+                    undelivered(name, n)
                 )));
             }
             // Reported while this sender is still attached (the channel as it is now).
@@ -535,6 +561,22 @@ impl std::fmt::Display for Unread {
         } else {
             write!(f, "{} messages", self.len)
         }
+    }
+}
+
+/// What a receiver's death cost, when line `n` could not be sent: the lines still in the ring
+/// were not consumed either (it said "line 29500 and later" when the receiver had taken 28476).
+fn undelivered(name: &str, n: u64) -> String {
+    match queued(name, &[]) {
+        Some((q, _, _)) if q.bytes && !q.is_empty() => format!(
+            "line {n} and later were not sent, and the lines queued before it ({q}) were not delivered"
+        ),
+        // This sender's lines are the newest in the ring: the unread ones are its last.
+        Some((q, _, _)) => format!(
+            "line {} and later were not delivered",
+            n.saturating_sub(q.len).max(1)
+        ),
+        None => format!("line {n} and later were not sent"),
     }
 }
 
@@ -919,7 +961,8 @@ fn send_bytes(
         ))),
         Pumped::PeerGone(n) => {
             return Ok(Ended::PeerGone(format!(
-                "peer gone: the receiver of {name} died; line {n} and later were not delivered"
+                "peer gone: the receiver of {name} died; {}",
+                undelivered(name, n)
             )));
         }
         Pumped::Stopped(stop, n) => return Ok(send_stopped(name, unlink, stop, timeout, n)),

@@ -8,9 +8,10 @@
 //! was closed.
 
 mod chan;
+mod shape;
 mod sig;
 
-use shmlane_cli::args::{Cli, Cmd, ShapeArgs};
+use shmlane_cli::args::{Cli, Cmd};
 
 use std::{path::Path, process::ExitCode};
 
@@ -33,16 +34,6 @@ impl From<String> for CliError {
 impl From<&str> for CliError {
     fn from(s: &str) -> Self {
         Self(s.to_owned())
-    }
-}
-
-impl From<ShapeArgs> for chan::Shape {
-    fn from(a: ShapeArgs) -> Self {
-        Self {
-            kind: a.kind,
-            capacity: a.capacity,
-            msg_size: a.msg_size,
-        }
     }
 }
 
@@ -134,32 +125,42 @@ fn print_table(list: &[SegmentInfo]) {
     }
 }
 
-fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
-    let info = match inspect_at(&shmlane_cli::names::location(name, dir)) {
-        Ok(Some(info)) => info,
-        Ok(None) => {
-            return Err(CliError(format!(
-                "{name} is not a shmlane segment; `shmlane ls` lists the ones that exist"
-            )));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(CliError(format!(
-                "no segment named {name}; `shmlane ls` lists the ones that exist"
-            )));
-        }
-        Err(e) => return Err(CliError(format!("reading segment {name}: {e}"))),
-    };
-    let ch = shmlane::inspect(&info);
-    // Attached now: live processes in the attachment table (the channel header's endpoint
-    // counts still include endpoints of processes that died).
+/// Senders and receivers attached now (live processes in the attachment table: the channel
+/// header's endpoint counts still include those of processes that died), and the attachments
+/// of dead processes.
+fn attached_now(info: &SegmentInfo) -> (usize, usize, usize) {
     let live = |role: u32| {
         info.attached
             .iter()
             .filter(|a| a.alive && a.role & role != 0)
             .count()
     };
-    let (senders, receivers) = (live(shmlane::ROLE_SENDER), live(shmlane::ROLE_RECEIVER));
     let dead = info.attached.iter().filter(|a| !a.alive).count();
+    (
+        live(shmlane::ROLE_SENDER),
+        live(shmlane::ROLE_RECEIVER),
+        dead,
+    )
+}
+
+/// The segment `stat` shows.
+fn find(name: &str, dir: Option<&Path>) -> Result<SegmentInfo, CliError> {
+    match inspect_at(&shmlane_cli::names::location(name, dir)) {
+        Ok(Some(info)) => Ok(info),
+        Ok(None) => Err(CliError(format!(
+            "{name} is not a shmlane segment; `shmlane ls` lists the ones that exist"
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError(format!(
+            "no segment named {name}; `shmlane ls` lists the ones that exist"
+        ))),
+        Err(e) => Err(CliError(format!("reading segment {name}: {e}"))),
+    }
+}
+
+fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
+    let info = find(name, dir)?;
+    let ch = shmlane::inspect(&info);
+    let (senders, receivers, dead) = attached_now(&info);
     if json {
         let mut v = ls_json(std::slice::from_ref(&info));
         let obj = v[0].as_object_mut().expect("object");

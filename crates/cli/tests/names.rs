@@ -431,3 +431,273 @@ fn stat_counts_only_live_attachments_and_shows_lost() {
         "{out}"
     );
 }
+
+fn create(args: &[&str]) {
+    let mut a = vec!["create"];
+    a.extend(args);
+    let o = run(&a);
+    assert_eq!(o.status.code(), Some(0), "{a:?}: {}", text(&o.stderr));
+}
+
+/// A second receiver on a byte channel: the message names the holding process, once (it said
+/// "channel q: channel q: ..." and gave an owner tag).
+#[test]
+fn a_second_byte_receiver_names_the_holding_pid() {
+    let name = unique("names-second-rx");
+    let _c = Cleanup(name.clone());
+    create(&[&name, "--kind", "bytes", "--capacity", "4096"]);
+    let mut first = Command::new(env!("CARGO_BIN_EXE_shmlane"))
+        .args(["recv", &name, "--timeout", "20s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Until the first holds the role (attached as a receiver).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let v: serde_json::Value =
+            serde_json::from_slice(&run(&["stat", "--json", &name]).stdout).unwrap();
+        if v["receivers"] == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never attached: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let o = run(&["recv", &name, "--timeout", "1s"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(
+        err.contains(&format!(
+            "its byte receiver is already held by process {}",
+            first.id()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.matches(&name).count(), 1, "{err}");
+    assert!(!err.contains("SPSC"), "{err}");
+}
+
+/// `--kind`, `--capacity` or `--msg-size` that do not match an existing channel are an error
+/// (they were silently ignored); matching ones are fine.
+#[test]
+fn conflicting_shape_flags_on_an_existing_channel_are_an_error() {
+    let name = unique("names-conflict");
+    let _c = Cleanup(name.clone());
+    create(&[&name, "--msg-size", "60", "--capacity", "64"]);
+    for (flags, named) in [
+        (vec!["--kind", "mpmc"], "--kind mpmc"),
+        (vec!["--capacity", "128"], "--capacity 128"),
+        (vec!["--msg-size", "1000"], "--msg-size 1000"),
+    ] {
+        for cmd in ["send", "recv"] {
+            let mut a = vec![cmd, name.as_str(), "--timeout", "1s"];
+            a.extend(&flags);
+            let o = run(&a);
+            let err = text(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "{a:?}: {err}");
+            assert!(
+                err.contains(&format!(
+                    "channel {name} exists as spsc (capacity 64, messages up to 60 bytes), so {named} does not apply"
+                )),
+                "{a:?}: {err}"
+            );
+        }
+    }
+    let o = run(&[
+        "send",
+        &name,
+        "--kind",
+        "spsc",
+        "--capacity",
+        "64",
+        "--msg-size",
+        "60",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+}
+
+/// Over 1 GiB only with --yes (it reserved whatever was asked); without it the error says how
+/// much it would take. With --yes, a segment larger than the free space says how much is free.
+#[test]
+fn a_reservation_over_1_gib_asks_for_yes() {
+    let name = unique("names-large");
+    let _c = Cleanup(name.clone());
+    let o = run(&[
+        "create",
+        &name,
+        "--kind",
+        "mpmc",
+        "--capacity",
+        "1048576",
+        "--msg-size",
+        "4000",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("would reserve 4.0 GiB of shared memory") && err.contains("--yes"),
+        "{err}"
+    );
+    assert!(!Path::new("/dev/shm").join(&name).exists());
+    // 256 GiB: more than a test machine's /dev/shm (the limit on a segment is 512 GiB).
+    let o = run(&[
+        "create",
+        &name,
+        "--kind",
+        "spsc",
+        "--capacity",
+        "4194304",
+        "--msg-size",
+        "65000",
+        "--yes",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("it needs 256.0 GiB and its filesystem has") && !err.contains("is full"),
+        "{err}"
+    );
+    assert!(!Path::new("/dev/shm").join(&name).exists());
+}
+
+/// The implicit channel of `send` takes about 1 MiB of /dev/shm (32 MiB on main).
+#[test]
+fn the_implicit_channel_is_small() {
+    let name = unique("names-implicit");
+    let _c = Cleanup(name.clone());
+    let mut tx = Command::new(env!("CARGO_BIN_EXE_shmlane"))
+        .args(["send", &name, "--timeout", "20s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        tx.stdin.as_mut().unwrap().write_all(b"x\n").unwrap();
+    }
+    let path = Path::new("/dev/shm").join(&name);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "no channel");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&run(&["stat", "--json", &name]).stdout).unwrap();
+    let size = v["size"].as_u64().unwrap();
+    assert!(size <= 2 << 20, "the implicit channel takes {size} bytes");
+    assert_eq!(v["msg_size"], 256);
+    let o = run(&["recv", &name, "--count", "1", "--timeout", "20s"]);
+    assert_eq!(text(&o.stdout), "x\n");
+    drop(tx.stdin.take());
+    assert_eq!(tx.wait().unwrap().code(), Some(0));
+}
+
+/// "line N and later were not delivered" counts what the receiver consumed (it counted what
+/// was sent, the unread lines in the ring too).
+#[test]
+fn a_dead_receiver_is_reported_from_the_first_line_it_did_not_take() {
+    let name = unique("names-undelivered");
+    let _c = Cleanup(name.clone());
+    create(&[&name, "--capacity", "64", "--msg-size", "60"]);
+    // The receiver's output is not read past its first lines: it stops taking lines once its
+    // output pipe and buffer are full, then it is killed.
+    let mut rx = Command::new(env!("CARGO_BIN_EXE_shmlane"))
+        .args(["recv", &name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut tx = Command::new(env!("CARGO_BIN_EXE_shmlane"))
+        .args(["send", &name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = tx.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        for i in 0..400_000u32 {
+            if writeln!(input, "{i:040}").is_err() {
+                return;
+            }
+        }
+    });
+    // Wait until the ring is full (the receiver is stuck on its output).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let stat = || -> serde_json::Value {
+        serde_json::from_slice(&run(&["stat", "--json", &name]).stdout).unwrap()
+    };
+    loop {
+        let v = stat();
+        if v["len"] == 64 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            if stat()["len"] == 64 {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ring never filled: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    rx.kill().unwrap();
+    rx.wait().unwrap();
+    let out = tx.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let v = stat();
+    let consumed = v["read_position"].as_u64().unwrap();
+    assert_eq!(v["write_position"].as_u64().unwrap(), consumed + 64, "{v}");
+    assert!(
+        err.contains(&format!(
+            "line {} and later were not delivered",
+            consumed + 1
+        )),
+        "consumed {consumed}: {err}"
+    );
+}
+
+/// The usage error's exit code is in --help with the others.
+#[test]
+fn help_documents_exit_code_2() {
+    let o = run(&["--help"]);
+    let help = text(&o.stdout);
+    assert!(
+        help.contains("0 ok, 1 error, 2 usage (a bad argument or name), 3 a peer process died"),
+        "{help}"
+    );
+}
+
+/// Capacity errors state the kind's real rule (bytes: a size in bytes, at least 256 once grown).
+#[test]
+fn capacity_errors_state_the_kinds_rule() {
+    let name = unique("names-capacity");
+    let _c = Cleanup(name.clone());
+    let o = run(&[
+        "create",
+        &name,
+        "--kind",
+        "bytes",
+        "--capacity",
+        "2147483648",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--capacity is the ring's size in bytes, at most 1073741824 (grown to a power of two of at least 256"),
+        "{err}"
+    );
+    assert!(!err.contains("1..=2^40"), "{err}");
+    let o = run(&["create", &name, "--kind", "mpmc", "--capacity", "100"]);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("--capacity 100 must be a power of two between 2 and 16777216"),
+        "{err}"
+    );
+}
