@@ -503,6 +503,9 @@ fn conflicting_shape_flags_on_an_existing_channel_are_an_error() {
                 )),
                 "{a:?}: {err}"
             );
+            // Said once, in the command's terms (not the ring's element size).
+            assert_eq!(err.matches(name.as_str()).count(), 2, "{err}");
+            assert!(!err.contains("-byte elements"), "{err}");
         }
     }
     let o = run(&[
