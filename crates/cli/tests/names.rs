@@ -704,3 +704,31 @@ fn capacity_errors_state_the_kinds_rule() {
         "{err}"
     );
 }
+
+/// `ls` columns stay aligned with long names (a name past 28 characters shifted its row).
+#[test]
+fn ls_columns_stay_aligned_with_long_names() {
+    let dir = TmpDir::new("names-columns");
+    let long = format!("orders-{}", "x".repeat(60));
+    for n in ["q", long.as_str()] {
+        drop(Segment::file(dir.0.join(n)).size(1 << 16).create().unwrap());
+    }
+    let o = run(&["ls", "--dir", dir.0.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    for col in ["BACKEND", "SIZE", "STATE"] {
+        let at = lines[0].find(col).unwrap();
+        let end = at + col.len();
+        for l in &lines[1..] {
+            let cell = match col {
+                "BACKEND" => l.get(at..at + 4) == Some("file"),
+                // Right-aligned: the number ends where the heading does.
+                "SIZE" => l.as_bytes()[end - 1].is_ascii_digit() && l.as_bytes()[end] == b' ',
+                _ => l.get(at..at + 4) == Some("idle"),
+            };
+            assert!(cell, "{col} misaligned:\n{out}");
+        }
+    }
+}
