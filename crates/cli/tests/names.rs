@@ -458,6 +458,8 @@ fn a_second_byte_receiver_names_the_holding_pid() {
         let v: serde_json::Value =
             serde_json::from_slice(&run(&["stat", "--json", &name]).stdout).unwrap();
         if v["receivers"] == 1 {
+            // Attached; its claim of the role follows within microseconds.
+            std::thread::sleep(std::time::Duration::from_millis(200));
             break;
         }
         assert!(std::time::Instant::now() < deadline, "never attached: {v}");
