@@ -88,8 +88,11 @@ pub fn check_matches(
             wrong.push(format!("--capacity {}", wanted.capacity));
         }
     }
-    // A bytes channel takes any message up to its largest; the others have one line limit.
-    if g.msg_size && (wanted.msg_size > have.msg_size || !bytes && wanted.msg_size != have.msg_size)
+    // Bytes and broadcast channels take any message up to their largest; typed ones have one
+    // line limit (their element type).
+    let any_up_to = bytes || have.kind == KindArg::Broadcast;
+    if g.msg_size
+        && (wanted.msg_size > have.msg_size || !any_up_to && wanted.msg_size != have.msg_size)
     {
         wrong.push(format!("--msg-size {}", wanted.msg_size));
     }

@@ -734,3 +734,23 @@ fn ls_columns_stay_aligned_with_long_names() {
         }
     }
 }
+
+/// A broadcast or bytes channel takes any message up to its largest: a smaller --msg-size
+/// matches it, a larger one is an error.
+#[test]
+fn msg_size_up_to_the_largest_matches_a_byte_or_broadcast_channel() {
+    for kind in ["broadcast", "bytes"] {
+        let name = unique(&format!("names-upto-{kind}"));
+        let _c = Cleanup(name.clone());
+        create(&[&name, "--kind", kind, "--msg-size", "256"]);
+        let o = run(&["send", &name, "--msg-size", "100"]);
+        assert_eq!(o.status.code(), Some(0), "{kind}: {}", text(&o.stderr));
+        let o = run(&["send", &name, "--msg-size", "1000000"]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{kind}: {err}");
+        assert!(
+            err.contains("so --msg-size 1000000 does not apply"),
+            "{kind}: {err}"
+        );
+    }
+}
