@@ -39,7 +39,8 @@ pub enum KindArg {
   shmlane rm --stale                  remove segments whose users died
   cargo run --release -- bench        shmlane against pipes and Unix sockets
 
-Exit codes: 0 ok, 1 error, 3 a peer process died, 4 timeout, 5 the channel holds unread
+Exit codes: 0 ok, 1 error, 2 usage (a bad argument or name), 3 a peer process died,
+4 timeout, 5 the channel holds unread
 messages of a session in which a process died (`shmlane rm NAME`, or --resume); send and
 recv: 130, 143, 129
 on SIGINT, SIGTERM, SIGHUP (they leave the channel cleanly first), 141 when recv's output
@@ -51,37 +52,49 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
+/// The shape of a channel the command creates; on an existing channel, each flag given must
+/// match it (an error otherwise).
 #[derive(clap::Args, Clone, Copy, Debug)]
 pub struct ShapeArgs {
-    /// Channel kind, when this command creates the channel.
-    #[arg(long, value_enum, default_value = "spsc")]
-    pub kind: KindArg,
-    /// Ring capacity in messages (a power of two; bytes: the ring's size in bytes, grown to
-    /// hold eight records of --msg-size), when this command creates the channel.
-    #[arg(long, default_value_t = 65536)]
-    pub capacity: u64,
-    /// Largest message in bytes, when this command creates the channel.
-    #[arg(long = "msg-size", default_value_t = 256)]
-    pub msg_size: u64,
+    /// Channel kind [default: spsc].
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
+    /// Ring capacity in messages, a power of two [default: 2048, a 1 MiB ring with 256-byte
+    /// lines]; bytes: the ring's size in bytes, grown to hold eight records of --msg-size
+    /// [default: 1048576].
+    #[arg(long)]
+    pub capacity: Option<u64>,
+    /// Largest message in bytes [default: 256].
+    #[arg(long = "msg-size")]
+    pub msg_size: Option<u64>,
+    /// Create a channel that reserves more than 1 GiB of shared memory (refused without it,
+    /// saying how much it would take).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// List shmlane segments: backend, size, kind, capacity, occupancy, owner, state (live,
-    /// idle, stale) and attached processes.
+    /// idle, stale, corrupt: its header is damaged, unreadable: another user's) and attached
+    /// processes.
     Ls {
         /// Directory to scan instead of /dev/shm (a custom tmpfs or hugetlbfs mount).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Print a JSON array of objects (name, backend, path, size, kind, capacity, msg_size,
-        /// len, uid, mode, state, attached).
+        /// len, uid, mode, state, problem, attached).
         #[arg(long)]
         json: bool,
     },
     /// Show one segment: header, regions, ring positions and channel statistics.
     Stat {
-        /// Segment name (under /dev/shm).
+        /// Segment name (under /dev/shm, or --dir).
+        #[arg(value_parser = crate::names::NameParser)]
         name: String,
+        /// Directory that holds the segment instead of /dev/shm (as for `ls --dir`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -89,6 +102,7 @@ pub enum Cmd {
     /// Create a channel that persists until removed.
     Create {
         /// Channel name.
+        #[arg(value_parser = crate::names::NameParser)]
         name: String,
         #[command(flatten)]
         shape: ShapeArgs,
@@ -99,6 +113,7 @@ pub enum Cmd {
     /// cleanly (exit 128 + the signal).
     Send {
         /// Channel name.
+        #[arg(value_parser = crate::names::NameParser)]
         name: String,
         /// Give up (exit 4) when one wait for the channel lasts this long: for room in the
         /// ring, or at the end for a receiver to take the last lines (e.g. 500ms, 5s, 2m).
@@ -117,6 +132,7 @@ pub enum Cmd {
     /// SIGHUP, 141 when its output pipe is closed (`recv | head -1`), quietly.
     Recv {
         /// Channel name.
+        #[arg(value_parser = crate::names::NameParser)]
         name: String,
         /// Stop after this many messages.
         #[arg(long)]
@@ -138,14 +154,22 @@ pub enum Cmd {
         #[command(flatten)]
         shape: ShapeArgs,
     },
-    /// Remove a segment (refused while a live process has it, unless --force), or every
-    /// stale one.
+    /// Remove a segment (idle, stale or corrupt; refused while a live process has it, unless
+    /// --force), or every stale or corrupt one.
     Rm {
-        /// Segment name (under /dev/shm).
+        /// Segment name (under /dev/shm, or --dir).
+        #[arg(value_parser = crate::names::NameParser)]
         name: Option<String>,
+        /// Directory that holds the segments instead of /dev/shm (as for `ls --dir`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Remove only segments whose users died, and print what was removed.
         #[arg(long, conflicts_with = "name")]
         stale: bool,
+        /// Remove segments whose header is damaged (`ls` shows them as corrupt), and print
+        /// what was removed; with --stale, both kinds.
+        #[arg(long, conflicts_with = "name")]
+        corrupt: bool,
         /// Remove even if live or idle.
         #[arg(long)]
         force: bool,

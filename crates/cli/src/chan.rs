@@ -13,7 +13,7 @@ use shmlane::{
     ByteRecvError, ByteSendError, Deadline, OpenError, RecvError, SendError, TryRecvError,
     UnlinkPolicy, WaitStrategy,
 };
-use shmlane_segment::inspect as inspect_segment;
+use shmlane_segment::inspect_at as inspect_segment;
 
 use crate::{
     CliError,
@@ -49,6 +49,8 @@ pub struct Shape {
     pub kind: KindArg,
     pub capacity: u64,
     pub msg_size: u64,
+    /// Which of these the command line gave (an existing channel must match them).
+    pub given: crate::shape::Given,
 }
 
 /// How `send` or `recv` joins the channel.
@@ -102,17 +104,16 @@ fn elem_size(msg_size: u64) -> u64 {
 
 /// The shape of an existing channel, if `name` exists and is one.
 fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
-    let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
-    if !path.exists() {
-        return Ok(None);
+    let info = match inspect_segment(&shmlane_segment::Location::Posix(name.to_owned())) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        r => r,
     }
-    let info = inspect_segment(&path)
-        .map_err(|e| CliError(format!("reading segment {name}: {e}")))?
-        .ok_or_else(|| {
-            CliError(format!(
-                "segment {name} exists but is not a shmlane segment; pick another name"
-            ))
-        })?;
+    .map_err(|e| CliError(format!("reading segment {name}: {e}")))?
+    .ok_or_else(|| {
+        CliError(format!(
+            "segment {name} exists but is not a shmlane segment; pick another name"
+        ))
+    })?;
     let st = shmlane::inspect(&info).ok_or_else(|| {
         CliError(format!(
             "segment {name} exists but is not a shmlane channel; pick another name or remove it (shmlane rm {name})"
@@ -157,13 +158,14 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
                     })?,
                 shmlane::Kind::Bytes | shmlane::Kind::Broadcast => st.msg_size,
             },
+            given: crate::shape::Given::default(),
         },
         st.remove_on_last_leave,
     )))
 }
 
 /// A byte channel's ring: `--capacity` bytes, grown to hold eight records of `--msg-size`.
-fn bytes_capacity(shape: &Shape) -> u64 {
+pub fn bytes_capacity(shape: &Shape) -> u64 {
     shape
         .capacity
         .max(8 * (shape.msg_size + 8))
@@ -171,15 +173,15 @@ fn bytes_capacity(shape: &Shape) -> u64 {
         .max(256)
 }
 
-fn check_shape(shape: &Shape) -> Result<(), CliError> {
+fn check_shape(name: &str, shape: &Shape) -> Result<(), CliError> {
     if shape.kind == KindArg::Bytes {
         if shape.msg_size == 0 || shape.msg_size > 1 << 27 || shape.capacity > 1 << 30 {
             return Err(CliError(format!(
-                "--msg-size {} / --capacity {} out of range for a bytes channel: messages up to 128 MiB, rings up to 1 GiB",
+                "--msg-size {} / --capacity {} out of range for a bytes channel: --msg-size is 1 to 134217728 bytes; --capacity is the ring's size in bytes, at most 1073741824 (grown to a power of two of at least 256 that holds eight records of --msg-size)",
                 shape.msg_size, shape.capacity
             )));
         }
-        return Ok(());
+        return crate::shape::check_size(name, shape, reserved(name, shape)?);
     }
     if shape.msg_size == 0 || shape.msg_size > MAX_MSG {
         return Err(CliError(format!(
@@ -193,7 +195,7 @@ fn check_shape(shape: &Shape) -> Result<(), CliError> {
             shape.capacity
         )));
     }
-    Ok(())
+    crate::shape::check_size(name, shape, reserved(name, shape)?)
 }
 
 /// Runs `$body` with `$t` bound to the element type for `$elem` bytes.
@@ -253,6 +255,8 @@ fn open_err(name: &str, e: &OpenError) -> CliError {
     match e {
         // Names the channel, the dead process and both ways out already.
         OpenError::Stale { .. } => CliError(format!("{STALE}{e}")),
+        // Most errors name the channel already: say it once.
+        e if e.to_string().contains(name) => CliError(e.to_string()),
         e => CliError(format!("channel {name}: {e}")),
     }
 }
@@ -310,9 +314,23 @@ fn is_bytes(shape: &Shape) -> bool {
     matches!(shape.kind, KindArg::Bytes | KindArg::Broadcast)
 }
 
+/// The bytes a new channel of `shape` reserves, as the library computes them.
+fn reserved(name: &str, shape: &Shape) -> Result<u64, CliError> {
+    if is_bytes(shape) {
+        return byte_builder(name, shape, UnlinkPolicy::Never, Join::default())
+            .segment_size()
+            .map_err(|e| open_err(name, &e));
+    }
+    with_elem!(elem_size(shape.msg_size), E, {
+        builder::<E>(name, shape, UnlinkPolicy::Never, Join::default())
+            .segment_size()
+            .map_err(|e| open_err(name, &e))
+    })
+}
+
 /// `shmlane create`: a persistent channel.
 pub fn create(name: &str, shape: Shape) -> Result<(), CliError> {
-    check_shape(&shape)?;
+    check_shape(name, &shape)?;
     if is_bytes(&shape) {
         byte_builder(name, &shape, UnlinkPolicy::Never, Join::default())
             .create()
@@ -331,10 +349,16 @@ pub fn create(name: &str, shape: Shape) -> Result<(), CliError> {
 /// removed when its last endpoint leaves cleanly).
 fn resolve(name: &str, wanted: Shape) -> Result<(Shape, UnlinkPolicy), CliError> {
     match existing(name)? {
-        Some((shape, true)) => Ok((shape, UnlinkPolicy::LastDetach)),
-        Some((shape, false)) => Ok((shape, UnlinkPolicy::Never)),
+        Some((shape, true)) => {
+            crate::shape::check_matches(name, &shape, &wanted, bytes_capacity)?;
+            Ok((shape, UnlinkPolicy::LastDetach))
+        }
+        Some((shape, false)) => {
+            crate::shape::check_matches(name, &shape, &wanted, bytes_capacity)?;
+            Ok((shape, UnlinkPolicy::Never))
+        }
         None => {
-            check_shape(&wanted)?;
+            check_shape(name, &wanted)?;
             Ok((wanted, UnlinkPolicy::LastDetach))
         }
     }
@@ -466,7 +490,8 @@ fn send_once(
             ))),
             Pumped::PeerGone(n) => {
                 return Ok(Ended::PeerGone(format!(
-                    "peer gone: a receiver of {name} died; line {n} and later were not delivered"
+                    "peer gone: a receiver of {name} died; {}",
+                    undelivered(name, n)
                 )));
             }
             // Reported while this sender is still attached (the channel as it is now).
@@ -496,8 +521,7 @@ fn send_once(
 /// found when this sender attached, whose deaths are not its peers' to report.)
 /// `len` is what [`Unread`] counts: messages, or for a bytes channel the bytes they take.
 fn queued(name: &str, before: &[(u32, u32)]) -> Option<(Unread, bool, bool)> {
-    let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
-    let info = inspect_segment(&path).ok()??;
+    let info = inspect_segment(&shmlane_segment::Location::Posix(name.to_owned())).ok()??;
     let st = shmlane::inspect(&info)?;
     let receivers = || {
         info.attached
@@ -540,11 +564,26 @@ impl std::fmt::Display for Unread {
     }
 }
 
+/// What a receiver's death cost, when line `n` could not be sent: the lines still in the ring
+/// were not consumed either (it said "line 29500 and later" when the receiver had taken 28476).
+fn undelivered(name: &str, n: u64) -> String {
+    match queued(name, &[]) {
+        Some((q, _, _)) if q.bytes && !q.is_empty() => format!(
+            "line {n} and later were not sent, and the lines queued before it ({q}) were not delivered"
+        ),
+        // This sender's lines are the newest in the ring: the unread ones are its last.
+        Some((q, _, _)) => format!(
+            "line {} and later were not delivered",
+            n.saturating_sub(q.len).max(1)
+        ),
+        None => format!("line {n} and later were not sent"),
+    }
+}
+
 /// The receivers found dead in `name`'s attachment table (slot, pid): deaths before this
 /// sender attached, never blamed on its peers.
 fn dead_receivers(name: &str) -> Vec<(u32, u32)> {
-    let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
-    let Ok(Some(info)) = inspect_segment(&path) else {
+    let Ok(Some(info)) = inspect_segment(&shmlane_segment::Location::Posix(name.to_owned())) else {
         return Vec::new();
     };
     info.attached
@@ -922,7 +961,8 @@ fn send_bytes(
         ))),
         Pumped::PeerGone(n) => {
             return Ok(Ended::PeerGone(format!(
-                "peer gone: the receiver of {name} died; line {n} and later were not delivered"
+                "peer gone: the receiver of {name} died; {}",
+                undelivered(name, n)
             )));
         }
         Pumped::Stopped(stop, n) => return Ok(send_stopped(name, unlink, stop, timeout, n)),

@@ -1,22 +1,24 @@
 //! `shmlane`: see, use and clean up shared-memory channels, and compare transports.
 //!
-//! Exit codes: 0 success; 1 an error (one line on stderr); 3 a peer process died (`send`,
+//! Exit codes: 0 success; 1 an error (one line on stderr); 2 a usage error (a bad argument or
+//! segment name, reported by clap); 3 a peer process died (`send`,
 //! `recv`); 4 the timeout passed (`send`, `recv`); 5 the channel is stale (unread messages of
 //! a session in which a process died: `shmlane rm` or `--resume`); 128 + the signal when SIGINT, SIGTERM or
 //! SIGHUP stopped `send` or `recv` (after a clean leave), 141 (SIGPIPE) when `recv`'s output
 //! was closed.
 
 mod chan;
+mod shape;
 mod sig;
 
-use shmlane_cli::args::{Cli, Cmd, ShapeArgs};
+use shmlane_cli::args::{Cli, Cmd};
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::Path, process::ExitCode};
 
 use clap::Parser;
 use shmlane_segment::{
-    Location, RemoveOutcome, SegmentInfo, SegmentState, inspect, list_dir, list_posix, remove,
-    remove_if_stale,
+    Location, RemoveOutcome, SegmentInfo, SegmentState, inspect_at, list_dir, list_posix, remove,
+    remove_if_state,
 };
 
 /// An error for the user: printed as one line, exit code 1.
@@ -32,16 +34,6 @@ impl From<String> for CliError {
 impl From<&str> for CliError {
     fn from(s: &str) -> Self {
         Self(s.to_owned())
-    }
-}
-
-impl From<ShapeArgs> for chan::Shape {
-    fn from(a: ShapeArgs) -> Self {
-        Self {
-            kind: a.kind,
-            capacity: a.capacity,
-            msg_size: a.msg_size,
-        }
     }
 }
 
@@ -75,6 +67,7 @@ fn ls_json(list: &[SegmentInfo]) -> serde_json::Value {
                     "uid": s.uid,
                     "mode": format!("{:o}", s.mode),
                     "state": state_str(s.state),
+                    "problem": s.problem,
                     "attached": s.attached.iter().map(|a| serde_json::json!({
                         "pid": a.pid,
                         "role": role_str(a.role),
@@ -87,8 +80,14 @@ fn ls_json(list: &[SegmentInfo]) -> serde_json::Value {
 }
 
 fn print_table(list: &[SegmentInfo]) {
+    // Columns as wide as their longest value (a long name shifted every column after it).
+    let nw = list.iter().map(|s| s.name.len()).fold(28, usize::max);
+    let sw = list
+        .iter()
+        .map(|s| s.state.as_str().len())
+        .fold(6, usize::max);
     println!(
-        "{:<28} {:<7} {:>10} {:<5} {:>8} {:>6} {:>8} {:>6} {:>5} {:<6} ATTACHED",
+        "{:<nw$} {:<7} {:>10} {:<9} {:>8} {:>6} {:>8} {:>6} {:>5} {:<sw$} ATTACHED",
         "NAME", "BACKEND", "SIZE", "KIND", "CAPACITY", "MSG", "LEN", "UID", "MODE", "STATE"
     );
     for s in list {
@@ -107,7 +106,7 @@ fn print_table(list: &[SegmentInfo]) {
         let ch = shmlane::inspect(s);
         let dash = || "-".to_owned();
         println!(
-            "{:<28} {:<7} {:>10} {:<5} {:>8} {:>6} {:>8} {:>6} {:>5o} {:<6} {}",
+            "{:<nw$} {:<7} {:>10} {:<9} {:>8} {:>6} {:>8} {:>6} {:>5o} {:<sw$} {}",
             s.name,
             s.backend.as_str(),
             s.size,
@@ -126,23 +125,42 @@ fn print_table(list: &[SegmentInfo]) {
     }
 }
 
-fn stat(name: &str, json: bool) -> Result<(), CliError> {
-    let path = PathBuf::from(format!("/dev/shm/{name}"));
-    let info = match inspect(&path) {
-        Ok(Some(info)) => info,
-        Ok(None) => {
-            return Err(CliError(format!(
-                "{name} is not a shmlane segment; `shmlane ls` lists the ones that exist"
-            )));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(CliError(format!(
-                "no segment named {name}; `shmlane ls` lists the ones that exist"
-            )));
-        }
-        Err(e) => return Err(CliError(format!("reading segment {name}: {e}"))),
+/// Senders and receivers attached now (live processes in the attachment table: the channel
+/// header's endpoint counts still include those of processes that died), and the attachments
+/// of dead processes.
+fn attached_now(info: &SegmentInfo) -> (usize, usize, usize) {
+    let live = |role: u32| {
+        info.attached
+            .iter()
+            .filter(|a| a.alive && a.role & role != 0)
+            .count()
     };
+    let dead = info.attached.iter().filter(|a| !a.alive).count();
+    (
+        live(shmlane::ROLE_SENDER),
+        live(shmlane::ROLE_RECEIVER),
+        dead,
+    )
+}
+
+/// The segment `stat` shows.
+fn find(name: &str, dir: Option<&Path>) -> Result<SegmentInfo, CliError> {
+    match inspect_at(&shmlane_cli::names::location(name, dir)) {
+        Ok(Some(info)) => Ok(info),
+        Ok(None) => Err(CliError(format!(
+            "{name} is not a shmlane segment; `shmlane ls` lists the ones that exist"
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError(format!(
+            "no segment named {name}; `shmlane ls` lists the ones that exist"
+        ))),
+        Err(e) => Err(CliError(format!("reading segment {name}: {e}"))),
+    }
+}
+
+fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
+    let info = find(name, dir)?;
     let ch = shmlane::inspect(&info);
+    let (senders, receivers, dead) = attached_now(&info);
     if json {
         let mut v = ls_json(std::slice::from_ref(&info));
         let obj = v[0].as_object_mut().expect("object");
@@ -154,11 +172,12 @@ fn stat(name: &str, json: bool) -> Result<(), CliError> {
                 .collect(),
         );
         if let Some(c) = ch {
-            let side = |s: shmlane::SideStats| serde_json::json!({"messages": s.messages, "bytes": s.bytes, "stalls": s.stalls, "sleeps": s.sleeps, "wakeups": s.wakeups});
+            let side = |s: shmlane::SideStats| serde_json::json!({"messages": s.messages, "bytes": s.bytes, "stalls": s.stalls, "sleeps": s.sleeps, "wakeups": s.wakeups, "lost": s.lost});
             obj.insert("write_position".into(), c.positions.0.into());
             obj.insert("read_position".into(), c.positions.1.into());
-            obj.insert("senders".into(), c.endpoints.0.into());
-            obj.insert("receivers".into(), c.endpoints.1.into());
+            obj.insert("senders".into(), senders.into());
+            obj.insert("receivers".into(), receivers.into());
+            obj.insert("dead_attachments".into(), dead.into());
             obj.insert("sent".into(), side(c.sent));
             obj.insert("received".into(), side(c.received));
         }
@@ -213,8 +232,15 @@ fn stat(name: &str, json: bool) -> Result<(), CliError> {
             ),
         }
         println!(
-            "ring      write position {}, read position {}, {} queued; {} senders, {} receivers attached",
-            c.positions.0, c.positions.1, c.len, c.endpoints.0, c.endpoints.1
+            "ring      write position {}, read position {}, {} queued; {senders} senders, {receivers} receivers attached{}",
+            c.positions.0,
+            c.positions.1,
+            c.len,
+            if dead > 0 {
+                format!(" ({dead} attachments of processes that died)")
+            } else {
+                String::new()
+            }
         );
         for (what, s) in [("sent", c.sent), ("received", c.received)] {
             println!(
@@ -226,29 +252,48 @@ fn stat(name: &str, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn rm(name: Option<String>, stale: bool, force: bool) -> Result<(), CliError> {
-    if stale {
-        for s in list_posix().map_err(|e| CliError(e.to_string()))? {
-            if s.state != SegmentState::Stale {
+fn rm(
+    name: Option<String>,
+    dir: Option<&Path>,
+    stale: bool,
+    corrupt: bool,
+    force: bool,
+) -> Result<(), CliError> {
+    if stale || corrupt {
+        let wanted = [
+            Some(SegmentState::Stale).filter(|_| stale),
+            Some(SegmentState::Corrupt).filter(|_| corrupt),
+        ];
+        let list = match dir {
+            Some(d) => list_dir(d),
+            None => list_posix(),
+        };
+        for s in list.map_err(|e| CliError(e.to_string()))? {
+            if !wanted.contains(&Some(s.state)) {
                 continue;
             }
-            if let Ok(RemoveOutcome::Removed) = remove_if_stale(&Location::File(s.path.clone())) {
+            let states: Vec<SegmentState> = wanted.into_iter().flatten().collect();
+            if let Ok(RemoveOutcome::Removed) =
+                remove_if_state(&Location::File(s.path.clone()), &states)
+            {
                 println!("removed {}", s.name);
             }
         }
         return Ok(());
     }
-    let name = name.ok_or("give a segment name, or --stale")?;
-    let loc = Location::Posix(name.clone());
+    let name = name.ok_or("give a segment name, or --stale, or --corrupt")?;
+    let loc = shmlane_cli::names::location(&name, dir);
     if force {
         return remove(&loc).map_err(|e| CliError(e.to_string()));
     }
-    match remove_if_stale(&loc).map_err(|e| CliError(e.to_string()))? {
+    // Idle, stale or corrupt (a damaged header): nobody uses it, so it goes.
+    let unused = [
+        SegmentState::Idle,
+        SegmentState::Stale,
+        SegmentState::Corrupt,
+    ];
+    match remove_if_state(&loc, &unused).map_err(|e| CliError(e.to_string()))? {
         RemoveOutcome::Removed => Ok(()),
-        RemoveOutcome::NotStale(SegmentState::Idle) => remove(&loc).or_else(|e| match e {
-            shmlane_segment::RemoveError::NotFound { .. } => Ok(()),
-            e => Err(CliError(e.to_string())),
-        }),
         RemoveOutcome::NotStale(now) => Err(CliError(format!(
             "segment {name} is {now}: a live process has it attached; stop it first, or use --force"
         ))),
@@ -287,7 +332,7 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
                 print_table(&list);
             }
         }
-        Cmd::Stat { name, json } => stat(&name, json)?,
+        Cmd::Stat { name, dir, json } => stat(&name, dir.as_deref(), json)?,
         Cmd::Create { name, shape } => chan::create(&name, shape.into())?,
         Cmd::Send {
             name,
@@ -314,7 +359,13 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
             let join = chan::Join { follow, resume };
             return chan::recv(&name, shape.into(), join, count, timeout);
         }
-        Cmd::Rm { name, stale, force } => rm(name, stale, force)?,
+        Cmd::Rm {
+            name,
+            dir,
+            stale,
+            corrupt,
+            force,
+        } => rm(name, dir.as_deref(), stale, corrupt, force)?,
         Cmd::Bench {
             quick,
             full,

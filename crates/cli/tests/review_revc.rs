@@ -210,7 +210,11 @@ fn bytes_channel_queued_is_not_bytes_called_messages() {
 fn recv_timeout_bounds_writing_and_streaming() {
     let name = unique("revc-outwait");
     let _c = Cleanup(name.clone());
-    let o = bin().args(["create", &name]).output().unwrap();
+    // Room for the 60,000 lines below (the default ring holds 2048).
+    let o = bin()
+        .args(["create", &name, "--capacity", "65536"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let mut send = spawn(&["send", &name, "--timeout", "10s"]);
     let mut stdin = send.stdin.take().unwrap();
@@ -273,7 +277,11 @@ fn recv_timeout_delivers_what_it_took_to_a_slow_reader() {
     use std::io::Read;
     let name = unique("revc-slowread");
     let _c = Cleanup(name.clone());
-    let o = bin().args(["create", &name]).output().unwrap();
+    // Room for the 60,000 lines below (the default ring holds 2048).
+    let o = bin()
+        .args(["create", &name, "--capacity", "65536"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let mut send = spawn(&["send", &name, "--timeout", "20s"]);
     let mut stdin = send.stdin.take().unwrap();

@@ -47,9 +47,10 @@ impl fmt::Display for AttachError {
                 "region of {given} bytes is too small for this ring ({needed} needed); make the region larger or the capacity smaller"
             ),
             Self::Misaligned => f.write_str("region is not 128-byte aligned"),
+            // Each kind's rule: this error does not know which ring refused.
             Self::BadCapacity(c) => write!(
                 f,
-                "capacity {c} is not a power of two in 1..=2^40 (2..=2^40 for MPMC rings)"
+                "capacity {c} is out of range for this ring: a power of two up to 2^40 and at least 1 (SPSC), 2 (MPMC, stamped SPSC, broadcast) or 256 bytes (byte rings)"
             ),
             Self::NotARing => f.write_str("region does not hold a shmlane ring (bad magic)"),
             Self::WrongKind => f.write_str("region holds another kind of ring"),
@@ -152,3 +153,18 @@ impl fmt::Display for ChunkError {
 }
 
 impl std::error::Error for ChunkError {}
+
+#[cfg(test)]
+mod tests {
+    use super::AttachError;
+
+    /// It said "a power of two in 1..=2^40" of a byte ring, whose minimum is 256 (issue 17).
+    #[test]
+    fn a_bad_capacity_states_each_kinds_rule() {
+        let m = AttachError::BadCapacity(100).to_string();
+        assert!(
+            m.contains("256 bytes (byte rings)") && m.contains("2 (MPMC") && m.contains("1 (SPSC)"),
+            "{m}"
+        );
+    }
+}

@@ -156,7 +156,7 @@ impl SegmentBuilder {
             Some(libc::ENOSPC) => CreateError::NoSpace {
                 name: self.name(),
                 size,
-                hint: "the filesystem has no free inodes or space",
+                hint: "the filesystem has no free inodes or space".to_owned(),
                 source: e,
             },
             _ => os("open(O_CREAT|O_EXCL)", e),
@@ -251,7 +251,7 @@ impl SegmentBuilder {
             nix::errno::Errno::ENOMEM => CreateError::NoSpace {
                 name: self.name(),
                 size,
-                hint: "the system is out of memory",
+                hint: "the system is out of memory".to_owned(),
                 source: io_err(e),
             },
             e => CreateError::Os {
@@ -295,7 +295,8 @@ impl SegmentBuilder {
                 Some(libc::ENOSPC | libc::ENOMEM) => CreateError::NoSpace {
                     name: self.name(),
                     size,
-                    hint: "raise kernel.shmall / kernel.shmmni or remove unused SysV segments (ipcs -m)",
+                    hint: "raise kernel.shmall / kernel.shmmni or remove unused SysV segments (ipcs -m)"
+                        .to_owned(),
                     source: e,
                 },
                 Some(libc::EINVAL) => CreateError::InvalidSize {
@@ -363,11 +364,12 @@ impl SegmentBuilder {
     }
 
     /// Sizes, reserves and maps a freshly created descriptor.
-    fn map_new_fd(&self, fd: OwnedFd, total: u64, size: u64) -> Result<Segment, CreateError> {
+    fn map_new_fd(&self, fd: OwnedFd, total: u64, _size: u64) -> Result<Segment, CreateError> {
         let file = File::from(fd);
         file.set_len(total)
-            .map_err(|e| self.space_or_os("ftruncate", size, e))?;
-        sys::reserve(file.as_fd(), total).map_err(|e| self.space_or_os("fallocate", size, e))?;
+            .map_err(|e| self.space_or_os("ftruncate", total, &file, e))?;
+        sys::reserve(file.as_fd(), total)
+            .map_err(|e| self.space_or_os("fallocate", total, &file, e))?;
         let mut opts = MmapOptions::new();
         opts.len(total as usize);
         if self.populate {
@@ -375,21 +377,47 @@ impl SegmentBuilder {
         }
         let map = opts
             .map_raw(&file)
-            .map_err(|e| self.space_or_os("mmap", size, e))?;
+            .map_err(|e| self.space_or_os("mmap", total, &file, e))?;
         let seg = self.segment(Mapping::Raw(map), total as usize, Some(OwnedFd::from(file)));
         seg.lock_memory().map_err(|e| self.os_create("mlock", e))?;
         Ok(seg)
     }
 
-    fn space_or_os(&self, op: &'static str, size: u64, e: io::Error) -> CreateError {
-        match e.raw_os_error() {
-            Some(libc::ENOSPC | libc::ENOMEM | libc::EFBIG) => CreateError::NoSpace {
-                name: self.name(),
-                size,
-                hint: "the filesystem is full: enlarge it (Docker: --shm-size; tmpfs: mount -o remount,size=...; hugetlbfs: raise vm.nr_hugepages) or remove unused segments (`shmlane rm --stale`)",
-                source: e,
-            },
-            _ => self.os_create(op, e),
+    /// `total` bytes did not fit in `file`'s filesystem: the error says how much was asked
+    /// and how much is free (a segment larger than the free space is not "a full
+    /// filesystem").
+    fn space_or_os(&self, op: &'static str, total: u64, file: &File, e: io::Error) -> CreateError {
+        const FIX: &str = "enlarge the filesystem (Docker: --shm-size; tmpfs: mount -o remount,size=...; hugetlbfs: raise vm.nr_hugepages) or remove unused segments (`shmlane rm --stale`)";
+        let Some(libc::ENOSPC | libc::ENOMEM | libc::EFBIG) = e.raw_os_error() else {
+            return self.os_create(op, e);
+        };
+        let hint = match nix::sys::statvfs::fstatvfs(file) {
+            Ok(st) => {
+                let unit = st.fragment_size();
+                let free = st.blocks_available().saturating_mul(unit);
+                let size = st.blocks().saturating_mul(unit);
+                if free < total {
+                    format!(
+                        "it needs {} and its filesystem has {} free (of {}): ask for a smaller capacity or message size, or {FIX}",
+                        human(total),
+                        human(free),
+                        human(size)
+                    )
+                } else {
+                    format!(
+                        "it needs {}; its filesystem has {} free, but the kernel refused ({e}): a memory limit (cgroup, huge pages) may be lower than the filesystem's size",
+                        human(total),
+                        human(free)
+                    )
+                }
+            }
+            Err(_) => format!("the filesystem has no room for it: {FIX}"),
+        };
+        CreateError::NoSpace {
+            name: self.name(),
+            size: total,
+            hint,
+            source: e,
         }
     }
 }
@@ -466,5 +494,25 @@ impl Segment {
             .init_state
             .store(INIT_READY, Ordering::Release);
         Ok(())
+    }
+}
+
+/// `n` bytes for people: "64.0 GiB", or "4096 bytes".
+fn human(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    // A display value: one decimal is all it keeps.
+    #[allow(clippy::cast_precision_loss)]
+    let mut v = n as f64;
+    let mut unit = None;
+    for u in UNITS {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = Some(u);
+    }
+    match unit {
+        Some(u) => format!("{v:.1} {u}"),
+        None => format!("{n} bytes"),
     }
 }

@@ -57,8 +57,8 @@ pub enum CreateError {
         name: String,
         /// The size that was asked for.
         size: u64,
-        /// What to do.
-        hint: &'static str,
+        /// How much that is against what is free, and what to do.
+        hint: String,
         /// The OS error.
         #[source]
         source: io::Error,
@@ -286,7 +286,10 @@ pub enum RegionError {
 #[non_exhaustive]
 pub enum RemoveError {
     /// The name is invalid.
-    #[error("invalid segment name {name:?}: {reason}")]
+    #[error(
+        "invalid segment name {name:?}: {reason}; {}",
+        crate::segment::NAME_RULE
+    )]
     InvalidName {
         /// The name as given.
         name: String,
@@ -296,6 +299,14 @@ pub enum RemoveError {
     /// No segment of that name.
     #[error("no segment named {name}")]
     NotFound {
+        /// The name or path.
+        name: String,
+    },
+    /// The file is not a shmlane segment (nor one whose header was overwritten).
+    #[error(
+        "{name} is not a shmlane segment (neither its header nor its control block is shmlane's); if it is yours, remove the file itself, or `shmlane rm --force {name}`"
+    )]
+    NotASegment {
         /// The name or path.
         name: String,
     },

@@ -57,12 +57,12 @@ pub use error::{CreateError, ListError, OpenError, OpenOrCreateError, RegionErro
 pub use fdpass::{recv_fd, send_fd};
 pub use layout::{BackendKind, SegmentHeader};
 pub use list::{
-    RemoveOutcome, SegmentInfo, SegmentState, inspect, list_dir, list_posix, remove,
-    remove_if_stale,
+    RemoveOutcome, SegmentInfo, SegmentState, inspect, inspect_at, list_dir, list_posix, remove,
+    remove_if_stale, remove_if_state,
 };
 pub use segment::{
-    Attachment, Location, NAME_MAX, Region, RegionInfo, SHM_DIR, Segment, SegmentBuilder,
-    UnlinkPolicy, validate_name,
+    Attachment, Location, NAME_MAX, NAME_RULE, Region, RegionInfo, SHM_DIR, Segment,
+    SegmentBuilder, UnlinkPolicy, validate_name,
 };
 
 /// Liveness helpers shared with the layers above (the rings use them to take over a role

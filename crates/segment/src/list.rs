@@ -39,17 +39,26 @@ pub enum SegmentState {
     /// Nobody has it attached and everybody left cleanly: a persistent segment at rest.
     Idle,
     /// Nobody has it attached and someone died holding it, or its creator died before
-    /// finishing, or its header is unusable. Safe to remove.
+    /// finishing. Safe to remove.
     Stale,
+    /// Nobody has it attached and its header or tables are unusable (overwritten, another
+    /// layout version): [`SegmentInfo::problem`] says why. Nothing can open it; removing it
+    /// loses nothing that could be read.
+    Corrupt,
+    /// The file could not be read (permission denied): it may be another user's segment, or
+    /// not a segment at all. Listed so that nothing in the directory is hidden.
+    Unreadable,
 }
 
 impl SegmentState {
-    /// `live`, `idle` or `stale`.
+    /// `live`, `idle`, `stale`, `corrupt` or `unreadable`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Live => "live",
             Self::Idle => "idle",
             Self::Stale => "stale",
+            Self::Corrupt => "corrupt",
+            Self::Unreadable => "unreadable",
         }
     }
 }
@@ -67,7 +76,8 @@ pub struct SegmentInfo {
     pub name: String,
     /// Full path.
     pub path: PathBuf,
-    /// Backend recorded in the header (`Posix` for files under /dev/shm without a header).
+    /// `Posix` for a file directly under /dev/shm, `File` elsewhere (whatever the header
+    /// recorded: that is how it was made, not how it is reached).
     pub backend: BackendKind,
     /// File size in bytes.
     pub size: u64,
@@ -75,7 +85,7 @@ pub struct SegmentInfo {
     pub uid: u32,
     /// Permission bits.
     pub mode: u32,
-    /// Live, idle or stale.
+    /// Live, idle, stale, corrupt or unreadable.
     pub state: SegmentState,
     /// The header, if it was valid.
     pub header: Option<SegmentHeader>,
@@ -99,7 +109,9 @@ fn read_u32(buf: &[u8], off: usize) -> u32 {
 
 fn describe(p: HeaderProblem) -> String {
     match p {
-        HeaderProblem::BadMagic => "wrong magic".to_owned(),
+        HeaderProblem::BadMagic => {
+            "header overwritten: its first bytes are not shmlane's magic number".to_owned()
+        }
         HeaderProblem::Version(v) => format!("layout version {v}"),
         HeaderProblem::Layout(f) => format!("layout fingerprint {f:#x}"),
         HeaderProblem::Size { header, actual } => {
@@ -125,13 +137,22 @@ fn inspect_file(path: &Path, file: &File, skip_gate: bool) -> io::Result<Option<
     let mut head = vec![0u8; HEADER_SIZE + crate::layout::CONTROL_SIZE];
     let got = read_full(file, &mut head, 0)?;
     let magic_ok = got >= HEADER_SIZE && head[..8] == crate::layout::MAGIC;
-    if !magic_ok && !in_progress {
+    let fd = file.as_fd();
+    let gate_held =
+        !skip_gate && sys::is_locked_by_other(fd, GATE_LOCK, LockKind::Exclusive).unwrap_or(false);
+    // A header that was overwritten (zeroed, random bytes) still leaves a shmlane segment
+    // recognisable by its control block (a finished creation) or by its users' gate locks: it
+    // is listed as corrupt, so that it can be seen and removed (it was skipped as foreign).
+    let damaged = !magic_ok
+        && (gate_held
+            || got >= CONTROL_OFFSET + 4 && read_u32(&head, CONTROL_OFFSET) == INIT_READY);
+    if !magic_ok && !in_progress && !damaged {
         return Ok(None);
     }
     let mut info = SegmentInfo {
         name,
         path: path.to_path_buf(),
-        backend: if path.starts_with(SHM_DIR) {
+        backend: if path.parent() == Some(Path::new(SHM_DIR)) {
             BackendKind::Posix
         } else {
             BackendKind::File
@@ -148,24 +169,22 @@ fn inspect_file(path: &Path, file: &File, skip_gate: bool) -> io::Result<Option<
         attached: Vec::new(),
         regions: Vec::new(),
     };
-    let fd = file.as_fd();
-    let gate_held =
-        !skip_gate && sys::is_locked_by_other(fd, GATE_LOCK, LockKind::Exclusive).unwrap_or(false);
     if got == head.len() && magic_ok {
         let h: SegmentHeader = bytemuck::pod_read_unaligned(&head[..HEADER_SIZE]);
         info.ready = read_u32(&head, CONTROL_OFFSET) == INIT_READY;
         info.unclean_detaches = read_u32(&head, CONTROL_OFFSET + 12);
         match h.validate(size) {
             Ok(()) => {
-                if let Some(b) = BackendKind::from_u32(h.backend) {
-                    info.backend = b;
-                }
+                // The backend is where the file is (a segment made by `shm_open` and found
+                // with `ls --dir` is opened as a file there), not what its header recorded.
                 info.header = Some(h);
                 let region_count = read_u32(&head, CONTROL_OFFSET + 8);
                 read_tables(file, &h, region_count, &mut info)?;
             }
             Err(p) => info.problem = Some(describe(p)),
         }
+    } else if damaged {
+        info.problem = Some(describe(HeaderProblem::BadMagic));
     } else if !in_progress {
         info.problem = Some("file shorter than a shmlane header".to_owned());
     }
@@ -184,7 +203,9 @@ fn inspect_file(path: &Path, file: &File, skip_gate: bool) -> io::Result<Option<
         } else {
             SegmentState::Stale
         }
-    } else if info.problem.is_some() || !info.ready || !info.attached.is_empty() {
+    } else if info.problem.is_some() {
+        SegmentState::Corrupt
+    } else if !info.ready || !info.attached.is_empty() {
         SegmentState::Stale
     } else {
         SegmentState::Idle
@@ -267,8 +288,59 @@ pub fn inspect(path: &Path) -> io::Result<Option<SegmentInfo>> {
     inspect_file(path, &file, false)
 }
 
-/// Lists the shmlane segments in `dir` (files whose header is shmlane's, and creators'
-/// private files), sorted by name. Files we may not read are skipped.
+/// Inspects the named segment at `loc` (a POSIX name, or a file in a directory): the name is
+/// checked first, so a name such as `../../etc/passwd` is refused (`InvalidInput`, the message
+/// says what a valid name is) before any file is opened. `Ok(None)` if it is not a shmlane
+/// segment.
+pub fn inspect_at(loc: &Location) -> io::Result<Option<SegmentInfo>> {
+    let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+    loc.check_name().map_err(|reason| {
+        invalid(format!(
+            "invalid segment name {:?}: {reason}; {}",
+            loc.display_name(),
+            crate::segment::NAME_RULE
+        ))
+    })?;
+    let path = loc
+        .path()
+        .ok_or_else(|| invalid(format!("{} has no file to inspect", loc.display_name())))?;
+    inspect(&path)
+}
+
+/// A file that we may not read: what its metadata says.
+fn unreadable(path: &Path, meta: &fs::Metadata, e: &io::Error) -> SegmentInfo {
+    SegmentInfo {
+        name: path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        path: path.to_path_buf(),
+        backend: if path.parent() == Some(Path::new(SHM_DIR)) {
+            BackendKind::Posix
+        } else {
+            BackendKind::File
+        },
+        size: meta.len(),
+        uid: meta.uid(),
+        mode: meta.mode() & 0o7777,
+        state: SegmentState::Unreadable,
+        header: None,
+        problem: Some(format!(
+            "cannot read it ({e}): owned by uid {}, mode {:o}; it may not be a shmlane segment",
+            meta.uid(),
+            meta.mode() & 0o7777
+        )),
+        ready: false,
+        in_progress: false,
+        unclean_detaches: 0,
+        attached: Vec::new(),
+        regions: Vec::new(),
+    }
+}
+
+/// Lists the shmlane segments in `dir` (files whose header is shmlane's, segments whose header
+/// was overwritten, and creators' private files), sorted by name. Regular files we may not
+/// read are listed as [`SegmentState::Unreadable`] (they may be another user's segments).
 pub fn list_dir(dir: &Path) -> Result<Vec<SegmentInfo>, ListError> {
     let err = |source| ListError {
         dir: dir.to_path_buf(),
@@ -278,8 +350,17 @@ pub fn list_dir(dir: &Path) -> Result<Vec<SegmentInfo>, ListError> {
     for entry in fs::read_dir(dir).map_err(err)? {
         let entry = entry.map_err(err)?;
         let path = entry.path();
-        let Ok(file) = open_for_inspect(&path, false) else {
-            continue;
+        let file = match open_for_inspect(&path, false) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                if let Ok(meta) = fs::symlink_metadata(&path)
+                    && meta.file_type().is_file()
+                {
+                    out.push(unreadable(&path, &meta, &e));
+                }
+                continue;
+            }
+            Err(_) => continue,
         };
         if let Ok(Some(info)) = inspect_file(&path, &file, false) {
             out.push(info);
@@ -316,11 +397,10 @@ fn remove_error(name: String, op: &'static str, e: io::Error) -> RemoveError {
 }
 
 fn named_path(loc: &Location) -> Result<PathBuf, RemoveError> {
-    if let Location::Posix(n) = loc
-        && let Err(reason) = crate::segment::validate_name(n)
-    {
+    // A file's name is checked as a POSIX name is: `rm` of `dir/..` never unlinks elsewhere.
+    if let Err(reason) = loc.check_name() {
         return Err(RemoveError::InvalidName {
-            name: n.clone(),
+            name: loc.display_name(),
             reason,
         });
     }
@@ -359,10 +439,21 @@ pub fn remove(loc: &Location) -> Result<(), RemoveError> {
 /// The attachment count is read again just before the removal, so only a process attaching in
 /// between those two system calls can lose the key (it keeps its mapping).
 pub fn remove_if_stale(loc: &Location) -> Result<RemoveOutcome, RemoveError> {
-    let name = loc.display_name();
     if let Location::SysV(key) = loc {
-        return remove_sysv_if_stale(*key, name);
+        return remove_sysv_if_stale(*key, loc.display_name());
     }
+    remove_if_state(loc, &[SegmentState::Stale])
+}
+
+/// Removes a named segment if its state is one of `states` (e.g. stale or corrupt), deciding
+/// under the gate lock as [`remove_if_stale`] does. A file that is not a shmlane segment
+/// (neither header nor control block nor users' locks are shmlane's) is refused with
+/// [`RemoveError::NotASegment`]. Not for System V segments (they have no state to lock).
+pub fn remove_if_state(
+    loc: &Location,
+    states: &[SegmentState],
+) -> Result<RemoveOutcome, RemoveError> {
+    let name = loc.display_name();
     let path = named_path(loc)?;
     let file = open_for_inspect(&path, true).map_err(|e| remove_error(name.clone(), "open", e))?;
     if !sys::try_lock(file.as_fd(), GATE_LOCK, LockKind::Exclusive)
@@ -372,12 +463,8 @@ pub fn remove_if_stale(loc: &Location) -> Result<RemoveOutcome, RemoveError> {
     }
     let info = inspect_file(&path, &file, true)
         .map_err(|e| remove_error(name.clone(), "read", e))?
-        .ok_or_else(|| RemoveError::Os {
-            name: name.clone(),
-            op: "inspect",
-            source: io::Error::new(io::ErrorKind::InvalidData, "not a shmlane segment"),
-        })?;
-    if info.state != SegmentState::Stale {
+        .ok_or_else(|| RemoveError::NotASegment { name: name.clone() })?;
+    if !states.contains(&info.state) {
         return Ok(RemoveOutcome::NotStale(info.state));
     }
     // Remove the name only if it still refers to the file we inspected.

@@ -33,6 +33,10 @@ pub const NAME_MAX: usize = 200;
 /// Prefix of the private file a creator builds before publishing it under its name.
 pub const TMP_PREFIX: &str = ".shmlane-tmp.";
 
+/// What a valid segment name is, as error messages say it (see [`validate_name`]).
+pub const NAME_RULE: &str =
+    "a name is 1 to 200 characters from A-Z a-z 0-9 . _ - (no '/', not starting with '.')";
+
 /// Checks a segment name: 1 to 200 bytes of `A-Za-z0-9._-`, not starting with '.'.
 pub fn validate_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {

@@ -289,6 +289,19 @@ impl Segment {
         ((self.tag_gen & TAG_GEN_MASK) << TAG_SLOT_BITS) | (self.slot + 1)
     }
 
+    /// The process id recorded in the slot of the live attachment that `tag` names (`None`
+    /// if it is not alive). Informational (error messages): the pid is a word peers can write.
+    pub fn tag_pid(&self, tag: u32) -> Option<u32> {
+        if !self.tag_alive(tag) {
+            return None;
+        }
+        let slot = (tag & ((1 << TAG_SLOT_BITS) - 1)) - 1;
+        self.attachments()
+            .into_iter()
+            .find(|a| a.slot == slot)
+            .map(|a| a.pid)
+    }
+
     /// Whether the attachment that `tag` ([`owner_tag`](Self::owner_tag)) names is alive: its
     /// slot is held by a live process *and* still at the tag's generation. 0 is never alive.
     pub fn tag_alive(&self, tag: u32) -> bool {

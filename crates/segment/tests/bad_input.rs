@@ -320,6 +320,14 @@ fn full_tmpfs_fails_at_creation_with_no_space_and_no_sigbus() {
         e.to_string().contains("shm-size"),
         "message says what to do: {e}"
     );
+    // How much was asked and how much is free (it said "the filesystem is full" of an
+    // empty filesystem: issue 17).
+    assert!(
+        e.to_string()
+            .contains("it needs 4.0 MiB and its filesystem has 1.0 MiB free (of 1.0 MiB)")
+            && !e.to_string().contains("is full"),
+        "{e}"
+    );
     // Nothing left behind, not even the private file.
     assert_eq!(fs::read_dir(m.path()).unwrap().count(), 0);
     // What fits is created, and touching every byte raises no SIGBUS.

@@ -33,7 +33,7 @@ impl Channel<u8> {
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
         // SAFETY: as in `byte_sender`.
         let ring = unsafe { BroadcastRing::producer(ptr, len, self.token(), &alive) }
-            .map_err(|e| OpenError::for_role(e, &self.inner.name, "publisher"))?;
+            .map_err(|e| OpenError::for_role(e, &self.inner.name, "publisher", seg))?;
         Ok(Publisher {
             ring: Owned::new(ring),
             local: self.local(Side::Send),

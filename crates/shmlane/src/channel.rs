@@ -681,7 +681,7 @@ impl<T: Pod + Send> Channel<T> {
         // SAFETY: the ring region lives as long as the segment, which the endpoint keeps
         // alive through `Local::inner`.
         let ring = unsafe { SpscRing::<T>::producer(ptr, len, self.token(), &alive) }
-            .map_err(|e| OpenError::for_role(e, &self.inner.name, "producer"))?;
+            .map_err(|e| OpenError::for_role(e, &self.inner.name, "producer", seg))?;
         Ok(Producer {
             ring: Owned::new(ring),
             local: self.local(Side::Send),
@@ -697,7 +697,7 @@ impl<T: Pod + Send> Channel<T> {
         let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
         // SAFETY: as in `producer`.
         let ring = unsafe { SpscRing::<T>::consumer(ptr, len, self.token(), &alive) }
-            .map_err(|e| OpenError::for_role(e, &self.inner.name, "consumer"))?;
+            .map_err(|e| OpenError::for_role(e, &self.inner.name, "consumer", seg))?;
         Ok(Consumer {
             ring: Owned::new(ring),
             local: self.local(Side::Recv),

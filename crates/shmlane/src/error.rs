@@ -122,7 +122,8 @@ pub enum OpenError {
     /// by a live endpoint: of another process, or of this one (the same or another handle,
     /// any thread). One left by a dead process is taken over instead.
     #[error(
-        "channel {name}: its {role} is already held by a live endpoint (owner {holder:#x}, maybe in this process); there is one {role} at a time: drop that endpoint first, or use a channel kind with any number of them (mpmc, or a byte channel's senders)"
+        "channel {name}: its {role} is already held by {}; a channel has one {role} at a time: stop that process or drop that endpoint first, or use a kind with any number of them (mpmc: senders and receivers; bytes: senders; broadcast: subscribers)",
+        held_by(*.pid, *.holder)
     )]
     RoleTaken {
         /// Channel name.
@@ -131,6 +132,8 @@ pub enum OpenError {
         role: &'static str,
         /// The holder's owner tag (its attachment slot and generation).
         holder: u64,
+        /// The holder's process id, as its attachment slot records it (0 if unknown).
+        pid: u32,
     },
 }
 
@@ -208,14 +211,32 @@ pub enum ConfigError {
     },
 }
 
+/// Who holds a role, for [`OpenError::RoleTaken`]: the process, when its slot says.
+fn held_by(pid: u32, holder: u64) -> String {
+    if pid == 0 {
+        format!("a live endpoint (owner {holder:#x})")
+    } else if pid == std::process::id() {
+        format!("this process (pid {pid}: another endpoint or handle of it)")
+    } else {
+        format!("process {pid}")
+    }
+}
+
 impl OpenError {
-    /// Names the channel and role in a refused role claim; other errors pass through.
-    pub(crate) fn for_role(e: AttachError, name: &str, role: &'static str) -> Self {
+    /// Names the channel, the role and the holding process in a refused role claim; other
+    /// errors pass through.
+    pub(crate) fn for_role(
+        e: AttachError,
+        name: &str,
+        role: &'static str,
+        seg: &shmlane_segment::Segment,
+    ) -> Self {
         match e {
             AttachError::RoleTaken { holder } => Self::RoleTaken {
                 name: name.to_owned(),
                 role,
                 holder,
+                pid: u32::try_from(holder).map_or(0, |t| seg.tag_pid(t).unwrap_or(0)),
             },
             e => Self::Ring(e),
         }

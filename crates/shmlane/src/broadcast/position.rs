@@ -77,7 +77,7 @@ pub(super) fn open_publisher<T: Pod + Send>(ch: &Channel<T>) -> Result<Publisher
     let (ptr, len) = ch.inner.ring;
     // SAFETY: as in `open_subscriber`.
     let ring = unsafe { BroadcastRing::producer(ptr, len, ch.token(), &alive(&ch.inner)) }
-        .map_err(|e| OpenError::for_role(e, &ch.inner.name, "publisher"))?;
+        .map_err(|e| OpenError::for_role(e, &ch.inner.name, "publisher", &ch.inner.seg))?;
     Ok(Publisher {
         ring: Owned::new(ring),
         local: ch.local(Side::Send),

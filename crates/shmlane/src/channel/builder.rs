@@ -633,6 +633,12 @@ impl<T: Pod + Send> Builder<T> {
         Ok(())
     }
 
+    /// The bytes of shared memory `create` would reserve with these settings (checked as
+    /// `create` checks them): for asking before a large reservation (`shmlane create --yes`).
+    pub fn segment_size(&self) -> Result<u64, OpenError> {
+        Ok(self.geometry()?.segment)
+    }
+
     /// Creates the channel; fails if the name exists.
     pub fn create(self) -> Result<Channel<T>, OpenError> {
         let g = self.geometry()?;
