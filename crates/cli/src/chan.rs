@@ -59,16 +59,23 @@ pub struct Join {
     pub follow: bool,
     /// Deliver the unread messages of a session in which a process died (`--resume`).
     pub resume: bool,
+    /// Accept a channel owned by this user too (`--trust-owner`).
+    pub trust_owner: Option<u32>,
 }
 
 impl Join {
     fn apply<T: bytemuck::Pod + Send>(self, b: shmlane::Builder<T>) -> shmlane::Builder<T> {
-        b.when_peers_leave(if self.follow {
-            shmlane::PeersLeave::Wait
-        } else {
-            shmlane::PeersLeave::Disconnect
-        })
-        .resume(self.resume)
+        let b = b
+            .when_peers_leave(if self.follow {
+                shmlane::PeersLeave::Wait
+            } else {
+                shmlane::PeersLeave::Disconnect
+            })
+            .resume(self.resume);
+        match self.trust_owner {
+            Some(uid) => b.trust_owner(uid),
+            None => b,
+        }
     }
 }
 
@@ -105,6 +112,9 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
     let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
     if !path.exists() {
         return Ok(None);
+    }
+    if let Some(refusal) = shmlane_cli::share::truncated(name, &path) {
+        return Err(CliError(refusal));
     }
     let info = inspect_segment(&path)
         .map_err(|e| CliError(format!("reading segment {name}: {e}")))?
@@ -310,19 +320,40 @@ fn is_bytes(shape: &Shape) -> bool {
     matches!(shape.kind, KindArg::Bytes | KindArg::Broadcast)
 }
 
-/// `shmlane create`: a persistent channel.
-pub fn create(name: &str, shape: Shape) -> Result<(), CliError> {
+/// `shmlane create`: a persistent channel, with the permissions of `perms` (`--mode`,
+/// `--group`: see `share`).
+pub fn create(
+    name: &str,
+    shape: Shape,
+    perms: shmlane_cli::share::PermArgs,
+) -> Result<(), CliError> {
+    fn with_perms<T: bytemuck::Pod + Send>(
+        b: shmlane::Builder<T>,
+        perms: shmlane_cli::share::PermArgs,
+    ) -> shmlane::Builder<T> {
+        let b = b.mode(perms.mode);
+        match perms.group {
+            Some(gid) => b.group(gid),
+            None => b,
+        }
+    }
     check_shape(&shape)?;
     if is_bytes(&shape) {
-        byte_builder(name, &shape, UnlinkPolicy::Never, Join::default())
-            .create()
-            .map_err(|e| open_err(name, &e))?;
+        with_perms(
+            byte_builder(name, &shape, UnlinkPolicy::Never, Join::default()),
+            perms,
+        )
+        .create()
+        .map_err(|e| open_err(name, &e))?;
         return Ok(());
     }
     with_elem!(elem_size(shape.msg_size), E, {
-        builder::<E>(name, &shape, UnlinkPolicy::Never, Join::default())
-            .create()
-            .map_err(|e| open_err(name, &e))?;
+        with_perms(
+            builder::<E>(name, &shape, UnlinkPolicy::Never, Join::default()),
+            perms,
+        )
+        .create()
+        .map_err(|e| open_err(name, &e))?;
         Ok(())
     })
 }
