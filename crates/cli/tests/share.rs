@@ -128,7 +128,9 @@ fn sh(who: Who, script: &str) -> Command {
             Ok(())
         });
     }
-    c.stdin(Stdio::null())
+    // Its own process group: a timeout kills the shell and every process it started.
+    c.process_group(0)
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     c
@@ -143,7 +145,7 @@ fn shmlane(b: &Bin, who: Who, args: &[&str]) -> Command {
     )
 }
 
-/// Waits for `child` at most `limit`, then kills it and fails.
+/// Waits for `child` at most `limit`, then kills it (with its process group) and fails.
 fn finish(mut child: Child, limit: Duration) -> Output {
     let t0 = Instant::now();
     loop {
@@ -151,7 +153,8 @@ fn finish(mut child: Child, limit: Duration) -> Output {
             return child.wait_with_output().unwrap();
         }
         if t0.elapsed() > limit {
-            let _ = child.kill();
+            let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(pgid, Signal::SIGKILL);
             let out = child.wait_with_output().unwrap();
             panic!(
                 "process still running after {limit:?}; killed: {}",
