@@ -203,7 +203,7 @@ pub enum OpenError {
     },
     /// The size is not what the header says, or smaller than the caller requires.
     #[error(
-        "segment {name}: expected {expected} bytes, found {actual}; it was truncated, is not a shmlane segment, or was created with another size: remove and recreate it"
+        "segment {name}: expected {expected} bytes, found {actual}; it was resized, is not a shmlane segment, or was created with another size: remove and recreate it"
     )]
     SizeMismatch {
         /// The name or path.
