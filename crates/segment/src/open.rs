@@ -252,9 +252,19 @@ impl SegmentBuilder {
 impl Segment {
     /// Opens a memfd segment received from another process. The fd must be sealed against
     /// shrinking and growing; it is reopened through /proc so that this process's liveness
-    /// lock is its own.
+    /// lock is its own. A memfd owned by another user is refused
+    /// ([`OpenError::UntrustedOwner`]); to accept one, use
+    /// `Segment::memfd("label").role(role).trust_owner(uid).open_memfd(fd)`.
     pub fn from_memfd(fd: OwnedFd, role: u32) -> Result<Segment, OpenError> {
-        let b = Segment::memfd("received").role(role);
+        Segment::memfd("received").role(role).open_memfd(fd)
+    }
+}
+
+impl SegmentBuilder {
+    /// Opens a memfd segment received from another process with this builder's role, open
+    /// timeout and [`trust_owner`](Self::trust_owner) (see [`Segment::from_memfd`]).
+    pub fn open_memfd(self, fd: OwnedFd) -> Result<Segment, OpenError> {
+        let b = self;
         let os = |op, source| OpenError::Os {
             name: "memfd".to_owned(),
             op,
@@ -302,7 +312,9 @@ impl Segment {
         seg.finish_open(&b, deadline)?;
         Ok(seg)
     }
+}
 
+impl Segment {
     /// Waits for `INIT_READY`, validates the header, claims a slot.
     fn finish_open(&mut self, b: &SegmentBuilder, deadline: Instant) -> Result<(), OpenError> {
         let name = b.name();

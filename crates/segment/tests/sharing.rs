@@ -320,3 +320,30 @@ fn an_unsealed_memfd_is_refused() {
         Err(OpenError::Unsealed)
     ));
 }
+
+#[test]
+fn a_memfd_of_another_user_is_accepted_only_when_that_owner_is_trusted() {
+    if !is_root() {
+        println!("skipped: needs root to give a memfd to another user");
+        return;
+    }
+    let seg = Segment::memfd("given").size(64 * 1024).create().unwrap();
+    nix::unistd::fchown(seg.fd().unwrap(), Some(65534.into()), None).unwrap();
+    let dup = || seg.fd().unwrap().try_clone_to_owned().unwrap();
+    let e = Segment::from_memfd(dup(), 0).unwrap_err();
+    assert!(
+        matches!(&e, OpenError::UntrustedOwner { owner: 65534, .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("trust_owner(65534)"), "{e}");
+    assert!(matches!(
+        Segment::memfd("given").trust_owner(1234).open_memfd(dup()),
+        Err(OpenError::UntrustedOwner { .. })
+    ));
+    let peer = Segment::memfd("given")
+        .role(2)
+        .trust_owner(65534)
+        .open_memfd(dup())
+        .unwrap();
+    assert_eq!(peer.len(), seg.len());
+}
