@@ -33,6 +33,7 @@ pub enum KindArg {
   shmlane recv ticks --follow         keep receiving across publisher restarts
   shmlane create feed --kind mpmc --capacity 4096 --msg-size 128
   shmlane create ticks --kind broadcast --capacity 65536 --msg-size 64
+  shmlane create jobs --mode 0660 --group staff   for group staff (they pass --trust-owner YOU)
   shmlane create orders --kind bytes --capacity 1048576   lines up to 131064 bytes
   shmlane ls --json                   every channel, with state and attached processes
   shmlane stat feed                   header, regions, positions, statistics
@@ -106,6 +107,8 @@ pub enum Cmd {
         name: String,
         #[command(flatten)]
         shape: ShapeArgs,
+        #[command(flatten)]
+        perms: crate::share::PermArgs,
     },
     /// Send each stdin line (without its newline) as one message; creates the channel if
     /// needed (then removed when its last user leaves cleanly). At the end of the input it
@@ -125,6 +128,8 @@ pub enum Cmd {
         resume: bool,
         #[command(flatten)]
         shape: ShapeArgs,
+        #[command(flatten)]
+        trust: crate::share::TrustArgs,
     },
     /// Print each message as a line; exits 0 when the senders have left and the channel is
     /// drained (with --follow: waits for new senders), 3 if a sender died, 4 on timeout, 5 if
@@ -153,6 +158,8 @@ pub enum Cmd {
         resume: bool,
         #[command(flatten)]
         shape: ShapeArgs,
+        #[command(flatten)]
+        trust: crate::share::TrustArgs,
     },
     /// Remove a segment (idle, stale or corrupt; refused while a live process has it, unless
     /// --force), or every stale or corrupt one.

@@ -61,16 +61,23 @@ pub struct Join {
     pub follow: bool,
     /// Deliver the unread messages of a session in which a process died (`--resume`).
     pub resume: bool,
+    /// Accept a channel owned by this user too (`--trust-owner`).
+    pub trust_owner: Option<u32>,
 }
 
 impl Join {
     fn apply<T: bytemuck::Pod + Send>(self, b: shmlane::Builder<T>) -> shmlane::Builder<T> {
-        b.when_peers_leave(if self.follow {
-            shmlane::PeersLeave::Wait
-        } else {
-            shmlane::PeersLeave::Disconnect
-        })
-        .resume(self.resume)
+        let b = b
+            .when_peers_leave(if self.follow {
+                shmlane::PeersLeave::Wait
+            } else {
+                shmlane::PeersLeave::Disconnect
+            })
+            .resume(self.resume);
+        match self.trust_owner {
+            Some(uid) => b.trust_owner(uid),
+            None => b,
+        }
     }
 }
 
@@ -114,6 +121,11 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
             "segment {name} exists but is not a shmlane segment; pick another name"
         ))
     })?;
+    if let Some(refusal) =
+        shmlane_cli::share::truncated(name, std::path::Path::new(&format!("/dev/shm/{name}")))
+    {
+        return Err(CliError(refusal));
+    }
     let st = shmlane::inspect(&info).ok_or_else(|| {
         CliError(format!(
             "segment {name} exists but is not a shmlane channel; pick another name or remove it (shmlane rm {name})"
@@ -328,19 +340,40 @@ fn reserved(name: &str, shape: &Shape) -> Result<u64, CliError> {
     })
 }
 
-/// `shmlane create`: a persistent channel.
-pub fn create(name: &str, shape: Shape) -> Result<(), CliError> {
+/// `shmlane create`: a persistent channel, with the permissions of `perms` (`--mode`,
+/// `--group`: see `share`).
+pub fn create(
+    name: &str,
+    shape: Shape,
+    perms: shmlane_cli::share::PermArgs,
+) -> Result<(), CliError> {
+    fn with_perms<T: bytemuck::Pod + Send>(
+        b: shmlane::Builder<T>,
+        perms: shmlane_cli::share::PermArgs,
+    ) -> shmlane::Builder<T> {
+        let b = b.mode(perms.mode);
+        match perms.group {
+            Some(gid) => b.group(gid),
+            None => b,
+        }
+    }
     check_shape(name, &shape)?;
     if is_bytes(&shape) {
-        byte_builder(name, &shape, UnlinkPolicy::Never, Join::default())
-            .create()
-            .map_err(|e| open_err(name, &e))?;
+        with_perms(
+            byte_builder(name, &shape, UnlinkPolicy::Never, Join::default()),
+            perms,
+        )
+        .create()
+        .map_err(|e| open_err(name, &e))?;
         return Ok(());
     }
     with_elem!(elem_size(shape.msg_size), E, {
-        builder::<E>(name, &shape, UnlinkPolicy::Never, Join::default())
-            .create()
-            .map_err(|e| open_err(name, &e))?;
+        with_perms(
+            builder::<E>(name, &shape, UnlinkPolicy::Never, Join::default()),
+            perms,
+        )
+        .create()
+        .map_err(|e| open_err(name, &e))?;
         Ok(())
     })
 }

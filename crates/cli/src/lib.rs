@@ -5,6 +5,7 @@ pub mod args;
 pub mod input;
 pub mod line;
 pub mod names;
+pub mod share;
 
 /// Fuzz entry point: parses arbitrary bytes as a command line (arguments separated by NUL
 /// bytes) and every argument as a duration: an error or a parsed command, never a panic.

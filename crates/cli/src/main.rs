@@ -333,17 +333,19 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
             }
         }
         Cmd::Stat { name, dir, json } => stat(&name, dir.as_deref(), json)?,
-        Cmd::Create { name, shape } => chan::create(&name, shape.into())?,
+        Cmd::Create { name, shape, perms } => chan::create(&name, shape.into(), perms)?,
         Cmd::Send {
             name,
             timeout,
             resume,
             shape,
+            trust,
         } => {
             sig::install()?;
             let join = chan::Join {
                 follow: false,
                 resume,
+                trust_owner: trust.trust_owner,
             };
             return chan::send(&name, shape.into(), join, timeout);
         }
@@ -354,9 +356,14 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
             follow,
             resume,
             shape,
+            trust,
         } => {
             sig::install()?;
-            let join = chan::Join { follow, resume };
+            let join = chan::Join {
+                follow,
+                resume,
+                trust_owner: trust.trust_owner,
+            };
             return chan::recv(&name, shape.into(), join, count, timeout);
         }
         Cmd::Rm {

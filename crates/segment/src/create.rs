@@ -8,7 +8,7 @@ use std::{
     io,
     num::NonZeroUsize,
     os::{
-        fd::{AsFd, AsRawFd, OwnedFd},
+        fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
         unix::fs::OpenOptionsExt,
     },
     path::{Path, PathBuf},
@@ -66,6 +66,7 @@ impl SegmentBuilder {
             });
         }
         let size = self.check_create_params()?;
+        self.check_mode()?;
         match self.loc.clone() {
             Location::Posix(_) | Location::File(_) => self.create_named(size, init),
             Location::Memfd(label) => self.create_memfd(&label, size, init),
@@ -92,6 +93,58 @@ impl SegmentBuilder {
             return Err(invalid(size, "max_regions must be 1..=4096"));
         }
         Ok(size)
+    }
+
+    /// The mode rules of [`SegmentBuilder::mode`].
+    fn check_mode(&self) -> Result<(), CreateError> {
+        let mode = self.mode;
+        let reason = if mode & !0o7777 != 0 {
+            Some("it has bits beyond the permission bits (0o7777); use 0600, or 0660 with a group")
+        } else if mode & 0o7000 != 0 {
+            Some(
+                "the setuid, setgid and sticky bits are refused (they mean nothing for a segment); use 0600, or 0660 with a group",
+            )
+        } else if mode & 0o002 != 0 {
+            Some(
+                "it lets every user write the segment (o+w), so anyone could change it under its users, and openers refuse such a segment; share it with a group instead (0660 and --group / SegmentBuilder::group)",
+            )
+        } else if mode & 0o600 != 0o600 {
+            Some(
+                "its owner could not read and write it, so its creator could not open it again; the owner needs rw (0600, or 0660 with a group)",
+            )
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(CreateError::InvalidMode {
+                name: self.name(),
+                mode,
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Gives a new segment's descriptor its group and then its mode, before anyone else can
+    /// open it (the private file is 0600 until here).
+    fn apply_owner_mode(&self, fd: BorrowedFd<'_>) -> Result<(), CreateError> {
+        if let Some(gid) = self.group {
+            nix::unistd::fchown(fd, None, Some(nix::unistd::Gid::from_raw(gid))).map_err(|e| {
+                CreateError::Group {
+                    name: self.name(),
+                    gid,
+                    source: io_err(e),
+                }
+            })?;
+        }
+        // After fchown: a chown by a process that is not root may clear mode bits.
+        nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(self.mode)).map_err(|e| {
+            CreateError::Os {
+                name: self.name(),
+                op: "fchmod",
+                source: io_err(e),
+            }
+        })
     }
 
     fn total_size(&self, size: u64, page: u64) -> u64 {
@@ -135,14 +188,15 @@ impl SegmentBuilder {
             Location::Posix(_) => nix::sys::mman::shm_open(
                 format!("/{tmp_name}").as_str(),
                 OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(self.mode),
+                // Private until `apply_owner_mode`: group and mode come before the name.
+                Mode::from_bits_truncate(0o600),
             )
             .map_err(io_err),
             _ => OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create_new(true)
-                .mode(self.mode)
+                .mode(0o600)
                 .custom_flags(libc::O_CLOEXEC)
                 .open(&tmp_path)
                 .map(OwnedFd::from),
@@ -163,8 +217,9 @@ impl SegmentBuilder {
         })?;
         // From here on the private file is removed on every error path.
         let tmp_guard = TmpFile(Some(tmp_path.clone()));
-        nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(self.mode))
-            .map_err(|e| os("fchmod", io_err(e)))?;
+        // SYNC POINT (permissions): the group and mode are set on the descriptor while only
+        // the private name exists, so the published name never carries other permissions.
+        self.apply_owner_mode(fd.as_fd())?;
         // The gate lock marks the file live (initialising) to `shmlane ls` and cleaners.
         sys::try_lock(fd.as_fd(), GATE_LOCK, LockKind::Shared)
             .map_err(|e| os("fcntl(F_OFD_SETLK)", e))?;
@@ -209,8 +264,7 @@ impl SegmentBuilder {
             nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING,
         )
         .map_err(|e| os("memfd_create", io_err(e)))?;
-        nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(self.mode))
-            .map_err(|e| os("fchmod", io_err(e)))?;
+        self.apply_owner_mode(fd.as_fd())?;
         sys::try_lock(fd.as_fd(), GATE_LOCK, LockKind::Shared)
             .map_err(|e| os("fcntl(F_OFD_SETLK)", e))?;
         let total = self.total_size(size, page_size());
@@ -322,6 +376,15 @@ impl SegmentBuilder {
         // Until initialisation succeeds, a failure removes the half-built segment.
         seg.unlink = UnlinkPolicy::CreatorDrop;
         seg.published = true;
+        // The key is visible from `shmget` on, but openers wait for INIT_READY, which comes
+        // after the group is set (the mode was given to `shmget`).
+        if let Some(gid) = self.group {
+            sys::sysv_set_group(id, gid).map_err(|source| CreateError::Group {
+                name: self.name(),
+                gid,
+                source,
+            })?;
+        }
         seg.prefault();
         seg.lock_memory().map_err(|e| self.os_create("mlock", e))?;
         seg.initialise(self.role, init)?;

@@ -25,6 +25,30 @@ pub enum CreateError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The permission bits asked for are refused (see `SegmentBuilder::mode`); nothing was
+    /// created.
+    #[error("mode {mode:#o} refused for segment {name}: {reason}")]
+    InvalidMode {
+        /// The name or path.
+        name: String,
+        /// The mode as given.
+        mode: u32,
+        /// What is wrong with it and what to use instead.
+        reason: &'static str,
+    },
+    /// The segment could not be given to the group asked for; nothing was left behind.
+    #[error(
+        "cannot give segment {name} to group {gid}: {source}; a process that is not root can only give it to a group it belongs to (see `id`)"
+    )]
+    Group {
+        /// The name or path.
+        name: String,
+        /// The group asked for.
+        gid: u32,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// A segment of that name exists already; it was left untouched.
     #[error(
         "segment {name} already exists; open it instead, or remove it first (`shmlane rm {name}`, or `shmlane rm --stale` if its users died)"
@@ -105,7 +129,37 @@ pub enum OpenError {
         /// The name or path.
         name: String,
     },
-    /// The OS refused, or the segment belongs to another user or is writable by everyone.
+    /// The segment belongs to another user, and the opener did not say it trusts that user
+    /// (`SegmentBuilder::trust_owner`, `shmlane ... --trust-owner USER`).
+    #[error(
+        "segment {name} is owned by uid {owner}{}, not by you (uid {me}): if you trust that user, pass --trust-owner {} (Builder::trust_owner({owner}))",
+        .owner_name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
+        .owner_name.clone().unwrap_or_else(|| owner.to_string())
+    )]
+    UntrustedOwner {
+        /// The name or path.
+        name: String,
+        /// The segment's owner (uid).
+        owner: u32,
+        /// The owner's user name, if the user database knows it.
+        owner_name: Option<String>,
+        /// This process's effective uid.
+        me: u32,
+    },
+    /// The file is smaller than its header says: another process shrank (truncated) it.
+    /// Mapping it whole would crash with SIGBUS on the missing pages, so it is refused.
+    #[error(
+        "segment {name} was truncated: its file has {actual} bytes but its header says {recorded}; a process with write access shrank it, and touching the missing pages would crash (SIGBUS): remove it (`shmlane rm {name}`) and create it again"
+    )]
+    Truncated {
+        /// The name or path.
+        name: String,
+        /// The size recorded in the header at creation.
+        recorded: u64,
+        /// The file's size now.
+        actual: u64,
+    },
+    /// The OS refused, or the segment is writable by everyone.
     #[error("permission denied opening segment {name}: {reason}")]
     PermissionDenied {
         /// The name or path.
@@ -149,7 +203,7 @@ pub enum OpenError {
     },
     /// The size is not what the header says, or smaller than the caller requires.
     #[error(
-        "segment {name}: expected {expected} bytes, found {actual}; it was truncated, is not a shmlane segment, or was created with another size: remove and recreate it"
+        "segment {name}: expected {expected} bytes, found {actual}; it was resized, is not a shmlane segment, or was created with another size: remove and recreate it"
     )]
     SizeMismatch {
         /// The name or path.

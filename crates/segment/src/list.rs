@@ -498,7 +498,6 @@ fn remove_sysv_if_stale(key: i32, name: String) -> Result<RemoveOutcome, RemoveE
     }
     let seg = match crate::Segment::sysv(key)
         .open_timeout(Duration::ZERO)
-        .trust_foreign(false)
         .open()
     {
         Ok(s) => s,

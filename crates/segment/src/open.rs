@@ -87,24 +87,24 @@ impl SegmentBuilder {
         }
     }
 
+    /// Refuses a segment owned by a user other than us and the one trusted with
+    /// [`trust_owner`](SegmentBuilder::trust_owner), and one that every user may write.
     fn check_owner(&self, uid: u32, mode: u32) -> Result<(), OpenError> {
-        if self.trust_foreign {
-            return Ok(());
-        }
         let me = sys::geteuid();
-        if uid != me {
-            return Err(OpenError::PermissionDenied {
+        if uid != me && self.trust_owner != Some(uid) {
+            return Err(OpenError::UntrustedOwner {
                 name: self.name(),
-                reason: format!(
-                    "it is owned by uid {uid}, not by you (uid {me}); if you trust that user, open it with trust_foreign(true)"
-                ),
+                owner: uid,
+                owner_name: sys::user_name(uid),
+                me,
             });
         }
+        // Trusting the owner does not cover this: any user could have written it.
         if mode & 0o002 != 0 {
             return Err(OpenError::PermissionDenied {
                 name: self.name(),
                 reason: format!(
-                    "its mode {mode:#o} lets every user write it; chmod o-w it, or open it with trust_foreign(true)"
+                    "its mode {mode:#o} lets every user write it, so anyone could have changed it (trusting its owner does not cover that); its owner should `chmod o-w` it"
                 ),
             });
         }
@@ -252,9 +252,19 @@ impl SegmentBuilder {
 impl Segment {
     /// Opens a memfd segment received from another process. The fd must be sealed against
     /// shrinking and growing; it is reopened through /proc so that this process's liveness
-    /// lock is its own.
+    /// lock is its own. A memfd owned by another user is refused
+    /// ([`OpenError::UntrustedOwner`]); to accept one, use
+    /// `Segment::memfd("label").role(role).trust_owner(uid).open_memfd(fd)`.
     pub fn from_memfd(fd: OwnedFd, role: u32) -> Result<Segment, OpenError> {
-        let b = Segment::memfd("received").role(role);
+        Segment::memfd("received").role(role).open_memfd(fd)
+    }
+}
+
+impl SegmentBuilder {
+    /// Opens a memfd segment received from another process with this builder's role, open
+    /// timeout and [`trust_owner`](Self::trust_owner) (see [`Segment::from_memfd`]).
+    pub fn open_memfd(self, fd: OwnedFd) -> Result<Segment, OpenError> {
+        let b = self;
         let os = |op, source| OpenError::Os {
             name: "memfd".to_owned(),
             op,
@@ -302,7 +312,9 @@ impl Segment {
         seg.finish_open(&b, deadline)?;
         Ok(seg)
     }
+}
 
+impl Segment {
     /// Waits for `INIT_READY`, validates the header, claims a slot.
     fn finish_open(&mut self, b: &SegmentBuilder, deadline: Instant) -> Result<(), OpenError> {
         let name = b.name();
@@ -348,6 +360,12 @@ impl Segment {
                 name: name.clone(),
                 found,
                 expected: fingerprint(),
+            },
+            // Shrunk under its header: mapping the recorded size would SIGBUS.
+            HeaderProblem::Size { header, actual } if actual < header => OpenError::Truncated {
+                name: name.clone(),
+                recorded: header,
+                actual,
             },
             HeaderProblem::Size { header, actual } => OpenError::SizeMismatch {
                 name: name.clone(),

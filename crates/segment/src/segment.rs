@@ -157,7 +157,10 @@ pub struct SegmentBuilder {
     pub(crate) role: u32,
     pub(crate) max_attach: u32,
     pub(crate) max_regions: u32,
-    pub(crate) trust_foreign: bool,
+    /// Group given to a created segment (`None`: the creator's).
+    pub(crate) group: Option<u32>,
+    /// Another user whose segments this opener accepts (`trust_owner`).
+    pub(crate) trust_owner: Option<u32>,
 }
 
 /// The mapping, by how it was made.
@@ -321,7 +324,8 @@ impl SegmentBuilder {
             role: 0,
             max_attach: 64,
             max_regions: 32,
-            trust_foreign: false,
+            group: None,
+            trust_owner: None,
         }
     }
 
@@ -332,9 +336,24 @@ impl SegmentBuilder {
         self
     }
     /// Permission bits of a created segment (default 0600), applied exactly (not masked by
-    /// the umask).
+    /// the umask) before anyone else can open the segment. Checked at creation
+    /// ([`CreateError::InvalidMode`](crate::CreateError::InvalidMode)): the owner must be able
+    /// to read and write it (so its creator can always reopen it; mode 0 is refused), other
+    /// users may not write it (`o+w`: anyone could change it under its users), and the
+    /// setuid, setgid and sticky bits are refused. To share with a group, use 0660 with
+    /// [`group`](Self::group).
     pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode & 0o777;
+        self.mode = mode;
+        self
+    }
+    /// Group of a created segment (a gid; default: the creator's group), set with `fchown`
+    /// before anyone else can open it (named backends: before the name is published; SysV:
+    /// before initialisation completes, which openers wait for; ignored for anonymous
+    /// segments, which have no owner). The creator must belong to the group unless it is root.
+    /// Openers in that group still have to trust the owner: see
+    /// [`trust_owner`](Self::trust_owner).
+    pub fn group(mut self, gid: u32) -> Self {
+        self.group = Some(gid);
         self
     }
     /// Pre-fault every page at map time (`MAP_POPULATE` or a touch loop), so that nothing timed
@@ -373,10 +392,15 @@ impl SegmentBuilder {
         self.max_regions = n;
         self
     }
-    /// Accept a segment owned by another user or writable by everyone. Off by default: such a
-    /// segment can be changed under us by someone we may not trust.
-    pub fn trust_foreign(mut self, yes: bool) -> Self {
-        self.trust_foreign = yes;
+    /// Accept a segment owned by user `uid` as well as this process's own (its effective uid).
+    /// By default opening refuses a segment owned by another user
+    /// ([`OpenError::UntrustedOwner`](crate::OpenError::UntrustedOwner)): its owner, and
+    /// whoever the owner let write it (its group, with mode 0660), can change it under us or
+    /// shrink it (SIGBUS). Trusting the owner trusts them. A segment writable by every user
+    /// (`o+w`) is refused whatever is trusted: anyone could have written it; its owner should
+    /// `chmod o-w` it. Calling it again replaces the trusted user.
+    pub fn trust_owner(mut self, uid: u32) -> Self {
+        self.trust_owner = Some(uid);
         self
     }
 

@@ -359,6 +359,14 @@ pub fn geteuid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
+/// The user name of `uid` in the user database, if it has one (for messages).
+pub fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
 /// Nanoseconds since the Unix epoch (informational fields only).
 pub fn now_unix_ns() -> u64 {
     SystemTime::now()
@@ -388,6 +396,18 @@ pub(crate) fn sysv_stat(id: i32) -> io::Result<libc::shmid_ds> {
         return Err(io::Error::last_os_error());
     }
     Ok(ds)
+}
+
+/// Gives a SysV segment the group `gid` (`IPC_SET`; uid and mode unchanged).
+pub(crate) fn sysv_set_group(id: i32, gid: u32) -> io::Result<()> {
+    let mut ds = sysv_stat(id)?;
+    ds.shm_perm.gid = gid;
+    // SAFETY: the pointer is valid for reads of one shmid_ds; IPC_SET takes uid, gid and mode
+    // from it.
+    if unsafe { libc::shmctl(id, libc::IPC_SET, &raw mut ds) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Marks a SysV segment for destruction once the last process detaches.

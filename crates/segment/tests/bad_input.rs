@@ -159,7 +159,7 @@ fn wrong_magic_is_corrupt() {
 }
 
 #[test]
-fn header_claiming_more_bytes_than_the_file_is_a_size_mismatch() {
+fn header_claiming_more_bytes_than_the_file_is_truncated() {
     let name = unique("claim");
     let _c = Cleanup(name.clone());
     let before = make_idle(&name);
@@ -167,7 +167,20 @@ fn header_claiming_more_bytes_than_the_file_is_a_size_mismatch() {
     patch(&name, 24, &(real * 16).to_ne_bytes());
     assert_open_fails_untouched(
         &name,
-        |e| matches!(e, OpenError::SizeMismatch { expected, actual, .. } if *expected == real * 16 && *actual == real),
+        |e| matches!(e, OpenError::Truncated { recorded, actual, .. } if *recorded == real * 16 && *actual == real),
+    );
+}
+
+#[test]
+fn header_claiming_fewer_bytes_than_the_file_is_a_size_mismatch() {
+    let name = unique("claimless");
+    let _c = Cleanup(name.clone());
+    let before = make_idle(&name);
+    let real = before.len() as u64;
+    patch(&name, 24, &(real - 4096).to_ne_bytes());
+    assert_open_fails_untouched(
+        &name,
+        |e| matches!(e, OpenError::SizeMismatch { expected, actual, .. } if *expected == real - 4096 && *actual == real),
     );
 }
 
@@ -223,13 +236,20 @@ fn too_small_for_the_caller_is_a_size_mismatch() {
 }
 
 #[test]
-fn world_writable_segment_is_refused_unless_trusted() {
+fn world_writable_segment_is_refused_even_when_its_owner_is_trusted() {
     let name = unique("worldw");
     let _c = Cleanup(name.clone());
     make_idle(&name);
     fs::set_permissions(shm_path(&name), fs::Permissions::from_mode(0o666)).unwrap();
     assert_open_fails_untouched(&name, |e| matches!(e, OpenError::PermissionDenied { .. }));
-    Segment::posix(&name).trust_foreign(true).open().unwrap();
+    let me = nix::unistd::geteuid().as_raw();
+    let e = Segment::posix(&name).trust_owner(me).open().unwrap_err();
+    assert!(
+        matches!(&e, OpenError::PermissionDenied { reason, .. } if reason.contains("chmod o-w")),
+        "{e}"
+    );
+    fs::set_permissions(shm_path(&name), fs::Permissions::from_mode(0o660)).unwrap();
+    Segment::posix(&name).open().unwrap();
 }
 
 #[test]
@@ -242,11 +262,10 @@ fn segment_of_another_user_is_refused_unless_trusted() {
     let _c = Cleanup(name.clone());
     make_idle(&name);
     std::os::unix::fs::chown(shm_path(&name), Some(65534), Some(65534)).unwrap();
-    assert_open_fails_untouched(
-        &name,
-        |e| matches!(e, OpenError::PermissionDenied { reason, .. } if reason.contains("uid 65534")),
-    );
-    Segment::posix(&name).trust_foreign(true).open().unwrap();
+    assert_open_fails_untouched(&name, |e| {
+        matches!(e, OpenError::UntrustedOwner { owner: 65534, .. })
+    });
+    Segment::posix(&name).trust_owner(65534).open().unwrap();
 }
 
 #[test]

@@ -131,6 +131,8 @@ pub struct Builder<T> {
     location: Location,
     strategy: WaitStrategy,
     mode: u32,
+    group: Option<u32>,
+    trust_owner: Option<u32>,
     populate: bool,
     mlock: bool,
     unlink: UnlinkPolicy,
@@ -155,6 +157,8 @@ impl<T: Pod + Send> Builder<T> {
             location: Location::Posix(name.to_owned()),
             strategy: WaitStrategy::default(),
             mode: 0o600,
+            group: None,
+            trust_owner: None,
             populate: true,
             mlock: false,
             unlink: UnlinkPolicy::Never,
@@ -219,10 +223,33 @@ impl<T: Pod + Send> Builder<T> {
     }
 
     /// Permission bits of a created segment (default 0600); creation-only: opening an
-    /// existing channel leaves its permissions as they are.
+    /// existing channel leaves its permissions as they are. Refused at creation
+    /// (`CreateError::InvalidMode`): modes other users may write (`o+w`), the setuid, setgid
+    /// and sticky bits, and modes without read and write for the owner (mode 0). To share with
+    /// a group: `.mode(0o660).group(gid)`, and openers of other users pass
+    /// [`trust_owner`](Self::trust_owner).
     #[must_use]
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Group of a created segment (a gid; default the creator's), set before anyone else can
+    /// open it; creation-only. The creator must belong to it unless it is root.
+    #[must_use]
+    pub fn group(mut self, gid: u32) -> Self {
+        self.group = Some(gid);
+        self
+    }
+
+    /// Accept a channel owned by user `uid` as well as this process's own. Opening a channel
+    /// another user owns fails without it ([`OpenError::Open`] holding
+    /// `shmlane_segment::OpenError::UntrustedOwner`): its owner, and whoever the owner let
+    /// write it, can change it under this handle. A channel every user may write (`o+w`) is
+    /// refused whatever is trusted.
+    #[must_use]
+    pub fn trust_owner(mut self, uid: u32) -> Self {
+        self.trust_owner = Some(uid);
         self
     }
 
@@ -573,6 +600,14 @@ impl<T: Pod + Send> Builder<T> {
         let b = Segment::at(self.location.clone());
         let b = match size {
             Some(bytes) => b.size(bytes),
+            None => b,
+        };
+        let b = match self.group {
+            Some(gid) => b.group(gid),
+            None => b,
+        };
+        let b = match self.trust_owner {
+            Some(uid) => b.trust_owner(uid),
             None => b,
         };
         b.mode(self.mode)
