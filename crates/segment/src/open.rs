@@ -227,7 +227,14 @@ impl SegmentBuilder {
             op: "shmctl(IPC_STAT)",
             source: e,
         })?;
-        self.check_owner(ds.shm_perm.uid, u32::from(ds.shm_perm.mode) & 0o777)?;
+        let mode = u32::from(ds.shm_perm.mode) & 0o777;
+        self.check_owner(ds.shm_perm.uid, mode)?;
+        // Its creator keeps the owner's rights (IPC_SET, IPC_RMID) and may give the segment
+        // to any uid, keeping its own mapping: a segment another user created is that user's
+        // even when it names us its owner (review revn).
+        if ds.shm_perm.cuid != ds.shm_perm.uid {
+            self.check_owner(ds.shm_perm.cuid, mode)?;
+        }
         let actual = ds.shm_segsz as u64;
         if actual < (HEADER_SIZE + crate::layout::CONTROL_SIZE) as u64 {
             return Err(OpenError::Corrupt {

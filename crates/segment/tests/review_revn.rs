@@ -1,0 +1,168 @@
+//! Review "revn" of issue 17's sharing rules (System V segments): a segment whose creator
+//! is another user is that user's (the kernel lets its creator change its owner, mode and
+//! group at any time), and the mode and group a creator asks for are the only ones the key
+//! ever carries.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use shmlane_segment::{OpenError, Segment, UnlinkPolicy};
+use shmlane_testkit::is_root;
+
+fn stat(id: i32) -> Option<libc::shmid_ds> {
+    // SAFETY: shmid_ds is plain data; IPC_STAT fills it.
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to one shmid_ds.
+    (unsafe { libc::shmctl(id, libc::IPC_STAT, &raw mut ds) } == 0).then_some(ds)
+}
+
+fn rmid(key: i32) {
+    // SAFETY: plain syscalls.
+    unsafe {
+        let id = libc::shmget(key, 0, 0);
+        if id >= 0 {
+            libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Removes the key when the test ends, passed or not.
+struct RmKey(i32);
+
+impl Drop for RmKey {
+    fn drop(&mut self) {
+        rmid(self.0);
+    }
+}
+
+const HELPER: &str = "REVN_SYSV_GIVEAWAY_KEY";
+
+/// As the helper (uid 65534): creates a shmlane SysV segment under `key`, then gives its
+/// ownership to root with `IPC_SET` (allowed to its creator, unlike `chown` of a file), as a
+/// user preparing a segment that root will take for its own would.
+fn give_away(key: i32) {
+    let s = Segment::sysv(key).size(4096).mode(0o600).create().unwrap();
+    // SAFETY: plain syscall.
+    let id = unsafe { libc::shmget(key, 0, 0) };
+    let mut ds = stat(id).unwrap();
+    ds.shm_perm.uid = 0;
+    // SAFETY: valid pointer to one shmid_ds.
+    assert_eq!(
+        unsafe { libc::shmctl(id, libc::IPC_SET, &raw mut ds) },
+        0,
+        "IPC_SET uid 0 by the creator: {}",
+        std::io::Error::last_os_error()
+    );
+    drop(s);
+}
+
+#[test]
+fn a_sysv_segment_created_by_another_user_is_untrusted_even_when_it_names_me_its_owner() {
+    if let Ok(k) = std::env::var(HELPER) {
+        give_away(k.parse().unwrap());
+        return;
+    }
+    if !is_root() {
+        println!("skipped: needs root to run the other user");
+        return;
+    }
+    let key = 0x5256_0000 | (std::process::id() as i32 & 0xffff);
+    rmid(key);
+    let _k = RmKey(key);
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_sysv_segment_created_by_another_user_is_untrusted_even_when_it_names_me_its_owner",
+            "--nocapture",
+            "-q",
+        ])
+        .env(HELPER, key.to_string())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && text.contains("failed to execute") {
+        println!("skipped: the test binary is not executable by uid 65534: {text}");
+        return;
+    }
+    assert!(out.status.success(), "helper as uid 65534: {text}");
+    // SAFETY: plain syscall.
+    let id = unsafe { libc::shmget(key, 0, 0) };
+    let ds = stat(id).expect("the helper's segment exists");
+    assert_eq!((ds.shm_perm.uid, ds.shm_perm.cuid), (0, 65534));
+    // Its creator can still change it (IPC_SET, IPC_RMID) and may have kept a mapping: it is
+    // as much that user's as a file owned by it, so it needs trust_owner(65534).
+    let r = Segment::sysv(key)
+        .open_timeout(Duration::from_millis(50))
+        .open();
+    assert!(
+        matches!(&r, Err(OpenError::UntrustedOwner { owner: 65534, .. })),
+        "a segment created by uid 65534 opened without trusting it: {:?}",
+        r.as_ref().map(|_| "opened")
+    );
+    Segment::sysv(key)
+        .trust_owner(65534)
+        .open_timeout(Duration::from_millis(50))
+        .open()
+        .unwrap();
+}
+
+#[test]
+fn a_sysv_segment_never_carries_its_creators_group_with_group_access() {
+    if !is_root() {
+        println!("skipped: needs root to give a segment group 65534");
+        return;
+    }
+    // The creator's group is 0 here; the segment is meant for group 65534 only. A member of
+    // group 0 that attached while the key carried 0660 and group 0 would keep its mapping.
+    let key = 0x5257_0000 | (std::process::id() as i32 & 0xffff);
+    rmid(key);
+    let _k = RmKey(key);
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: plain syscall.
+                let id = unsafe { libc::shmget(key, 0, 0) };
+                if id < 0 {
+                    continue;
+                }
+                if let Some(ds) = stat(id) {
+                    let mode = u32::from(ds.shm_perm.mode) & 0o777;
+                    if ds.shm_perm.gid != 65534 && mode & 0o070 != 0 {
+                        seen.push((ds.shm_perm.gid, mode));
+                    }
+                }
+            }
+            seen
+        })
+    };
+    for _ in 0..300 {
+        let s = Segment::sysv(key)
+            .size(4096)
+            .mode(0o660)
+            .group(65534)
+            .unlink(UnlinkPolicy::CreatorDrop)
+            .create()
+            .unwrap();
+        drop(s);
+        rmid(key);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seen = watcher.join().unwrap();
+    assert!(
+        seen.is_empty(),
+        "the key carried group access for the creator's group before its own group was set: {} times, e.g. (gid, mode) {:?}",
+        seen.len(),
+        seen.first().map(|&(g, m)| (g, format!("{m:o}")))
+    );
+}
