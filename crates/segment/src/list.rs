@@ -396,9 +396,21 @@ fn remove_error(name: String, op: &'static str, e: io::Error) -> RemoveError {
     }
 }
 
+/// A creator's private file (`.shmlane-tmp.` and a valid name after it): `ls` lists it, stale
+/// once its creator is gone, so a cleaner must be able to name it (review revn).
+fn is_private_file(loc: &Location) -> bool {
+    matches!(loc, Location::File(p) if p
+        .file_name()
+        .and_then(|f| f.to_str())
+        .and_then(|f| f.strip_prefix(TMP_PREFIX))
+        .is_some_and(|rest| crate::segment::validate_name(rest).is_ok()))
+}
+
 fn named_path(loc: &Location) -> Result<PathBuf, RemoveError> {
     // A file's name is checked as a POSIX name is: `rm` of `dir/..` never unlinks elsewhere.
-    if let Err(reason) = loc.check_name() {
+    if let Err(reason) = loc.check_name()
+        && !is_private_file(loc)
+    {
         return Err(RemoveError::InvalidName {
             name: loc.display_name(),
             reason,

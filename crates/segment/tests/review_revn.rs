@@ -40,6 +40,28 @@ impl Drop for RmKey {
     }
 }
 
+/// A private directory, removed when the test ends.
+struct TmpDir(std::path::PathBuf);
+
+impl TmpDir {
+    fn new(label: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("shmlane-test-{}-{label}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir(&p).unwrap();
+        Self(p)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 const HELPER: &str = "REVN_SYSV_GIVEAWAY_KEY";
 
 /// As the helper (uid 65534): creates a shmlane SysV segment under `key`, then gives its
@@ -165,4 +187,44 @@ fn a_sysv_segment_never_carries_its_creators_group_with_group_access() {
         seen.len(),
         seen.first().map(|&(g, m)| (g, format!("{m:o}")))
     );
+}
+
+#[test]
+fn a_stale_private_file_of_a_dead_creator_is_removed_by_remove_if_stale() {
+    // A creator that died before publishing leaves `.shmlane-tmp.NAME.PID.N`; `ls` lists it as
+    // stale once it is older than the grace period, and `rm --stale` must be able to remove
+    // it (the name check refused every name starting with '.').
+    let dir = TmpDir::new("revn-private");
+    let path = dir.path().join(".shmlane-tmp.job.99999.0");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(4096).unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
+    drop(f);
+    let list = shmlane_segment::list_dir(dir.path()).unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0].state, shmlane_segment::SegmentState::Stale);
+    assert!(list[0].in_progress);
+    let r = shmlane_segment::remove_if_stale(&shmlane_segment::Location::File(path.clone()));
+    assert!(
+        matches!(r, Ok(shmlane_segment::RemoveOutcome::Removed)),
+        "a stale private file must be removable: {r:?}"
+    );
+    assert!(!path.exists());
+    // The exception is for shmlane's private names only.
+    for bad in [
+        ".x",
+        "..",
+        ".shmlane-tmp.",
+        ".shmlane-tmp..x",
+        ".shmlane-tmp.a b",
+    ] {
+        let r = shmlane_segment::remove_if_stale(&shmlane_segment::Location::File(
+            dir.path().join(bad),
+        ));
+        assert!(
+            matches!(r, Err(shmlane_segment::RemoveError::InvalidName { .. })),
+            "{bad:?}: {r:?}"
+        );
+    }
 }
