@@ -292,7 +292,15 @@ fn rm(
         SegmentState::Stale,
         SegmentState::Corrupt,
     ];
-    match remove_if_state(&loc, &unused).map_err(|e| CliError(e.to_string()))? {
+    let outcome = remove_if_state(&loc, &unused).map_err(|e| match (e, dir) {
+        // The library names the path, which is not a NAME: say the command that works.
+        (shmlane_segment::RemoveError::NotASegment { name: path }, Some(d)) => CliError(format!(
+            "{path} is not a shmlane segment (neither its header nor its control block is shmlane's); if it is yours, remove the file itself, or `shmlane rm --dir {} --force {name}`",
+            d.display()
+        )),
+        (e, _) => CliError(e.to_string()),
+    })?;
+    match outcome {
         RemoveOutcome::Removed => Ok(()),
         RemoveOutcome::NotStale(now) => Err(CliError(format!(
             "segment {name} is {now}: a live process has it attached; stop it first, or use --force"

@@ -2,7 +2,10 @@
 //! commands that open a channel (issue 17). The rules themselves are the segment layer's
 //! (`SegmentBuilder::mode`, `group`, `trust_owner`); this module parses the arguments.
 
-use std::{fs::File, os::unix::fs::FileExt, path::Path};
+use std::{
+    os::unix::fs::{FileExt, OpenOptionsExt},
+    path::Path,
+};
 
 use nix::unistd::{Group, User};
 use shmlane_segment::layout::{HEADER_SIZE, MAGIC, SegmentHeader};
@@ -81,8 +84,18 @@ pub fn parse_group(s: &str) -> Result<u32, String> {
 /// header with `pread`, maps nothing; the same message as opening it gives
 /// (`OpenError::Truncated`).
 pub fn truncated(name: &str, path: &Path) -> Option<String> {
-    let file = File::open(path).ok()?;
-    let actual = file.metadata().ok()?.len();
+    // As `inspect` opens it: a FIFO put in its place must not block us, nor a link lead
+    // elsewhere (review revn).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_CLOEXEC | nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.file_type().is_file() {
+        return None;
+    }
+    let actual = meta.len();
     let mut buf = [0u8; HEADER_SIZE];
     file.read_exact_at(&mut buf, 0).ok()?;
     let h: SegmentHeader = bytemuck::pod_read_unaligned(&buf[..size_of::<SegmentHeader>()]);

@@ -1,0 +1,98 @@
+//! Review "revn" of issue 17 ("names" and "share"): the advice in the command's messages
+//! works as written, and nothing the command reads can make it wait forever.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Output},
+    sync::mpsc,
+    time::Duration,
+};
+
+use shmlane_testkit::unique;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shmlane"))
+        .args(args)
+        .output()
+        .expect("run shmlane")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A directory of its own under /tmp, removed on drop.
+struct TmpDir(PathBuf);
+
+impl TmpDir {
+    fn new(label: &str) -> Self {
+        let p = std::env::temp_dir().join(unique(label));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("mkdir");
+        Self(p)
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn rm_dir_of_a_foreign_file_suggests_a_command_that_works() {
+    let dir = TmpDir::new("revn-foreign");
+    let d = dir.0.to_str().expect("utf-8 temp dir");
+    let file = dir.0.join("foreign");
+    std::fs::write(&file, vec![0u8; 8192]).unwrap();
+    let out = run(&["rm", "--dir", d, "foreign"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(file.exists(), "a file that is not a segment is left alone");
+    // The message ends with the command to run: it must be one that the command accepts.
+    let cmd = err
+        .split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command in the message: {err}"));
+    let words: Vec<&str> = cmd.split_whitespace().collect();
+    assert_eq!(words[0], "shmlane", "{err}");
+    let again = run(&words[1..]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "the suggested `{cmd}` failed: {}",
+        text(&again.stderr)
+    );
+    assert!(!file.exists(), "the suggested command removes it");
+}
+
+#[test]
+fn the_truncation_check_does_not_wait_for_a_fifo_writer() {
+    // `send`/`recv` inspect the segment (O_NONBLOCK, a regular file) and then read its header
+    // again by path to refuse a truncated one: a FIFO put there in between must not block.
+    let dir = TmpDir::new("revn-fifo");
+    let fifo = dir.0.join("swapped");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let p = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(shmlane_cli::share::truncated("swapped", &p));
+    });
+    let r = rx.recv_timeout(Duration::from_secs(5));
+    assert!(
+        matches!(r, Ok(None)),
+        "truncated() on a FIFO: {r:?} (Err: still blocked in open after 5 s)"
+    );
+    // Nor follows a symbolic link to another file.
+    let target = dir.0.join("target");
+    std::os::unix::fs::symlink(&target, dir.0.join("link")).unwrap();
+    let mut header = vec![0u8; 128];
+    header[..8].copy_from_slice(b"SHMLANE\0");
+    // total_size (offset 24): larger than the file, so a followed link would say "truncated".
+    header[24..32].copy_from_slice(&(1u64 << 20).to_ne_bytes());
+    std::fs::write(&target, &header).unwrap();
+    assert_eq!(
+        shmlane_cli::share::truncated("link", &dir.0.join("link")),
+        None
+    );
+}
