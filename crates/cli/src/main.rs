@@ -153,6 +153,11 @@ fn find(name: &str, dir: Option<&Path>) -> Result<SegmentInfo, CliError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError(format!(
             "no segment named {name}; `shmlane ls` lists the ones that exist"
         ))),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let loc = shmlane_cli::names::location(name, dir);
+            let path = loc.path().unwrap_or_default();
+            Err(CliError(shmlane_cli::share::unreadable(name, &path)))
+        }
         Err(e) => Err(CliError(format!("reading segment {name}: {e}"))),
     }
 }

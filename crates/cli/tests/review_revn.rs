@@ -96,3 +96,64 @@ fn the_truncation_check_does_not_wait_for_a_fifo_writer() {
         None
     );
 }
+
+/// Runs the command as uid 65534 (groups cleared); `None` when this is not root or the
+/// binary is not reachable by that user.
+fn run_as_nobody(args: &[&str], stdin: &[u8]) -> Option<Output> {
+    use std::io::Write;
+    if !shmlane_testkit::is_root() {
+        return None;
+    }
+    let spawn = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_shmlane"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("setpriv")
+    };
+    if !spawn(&["--version"])
+        .wait_with_output()
+        .ok()?
+        .status
+        .success()
+    {
+        return None;
+    }
+    let mut c = spawn(args);
+    let _ = c.stdin.take().expect("stdin").write_all(stdin);
+    Some(c.wait_with_output().expect("wait"))
+}
+
+#[test]
+fn another_users_private_channel_is_refused_with_what_to_do() {
+    let name = unique("revn-private");
+    let _c = shmlane_testkit::Cleanup(name.clone());
+    if !shmlane_testkit::is_root() {
+        println!("skipped: needs root to run a second user");
+        return;
+    }
+    let out = run(&["create", &name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for args in [
+        vec!["stat", name.as_str()],
+        vec!["send", name.as_str(), "--timeout", "1s"],
+        vec!["recv", name.as_str(), "--timeout", "1s"],
+    ] {
+        let Some(out) = run_as_nobody(&args, b"x\n") else {
+            println!("skipped: the binary is not executable by uid 65534");
+            return;
+        };
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        // Who owns it, its mode, and how its owner can share it: not a bare errno.
+        assert!(
+            err.contains("owned by uid 0") && err.contains("mode 600") && err.contains("--group"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("os error"), "{args:?}: {err}");
+    }
+}

@@ -74,8 +74,9 @@ fn give_away(key: i32) {
     let mut ds = stat(id).unwrap();
     ds.shm_perm.uid = 0;
     // SAFETY: valid pointer to one shmid_ds.
+    let r = unsafe { libc::shmctl(id, libc::IPC_SET, &raw mut ds) };
     assert_eq!(
-        unsafe { libc::shmctl(id, libc::IPC_SET, &raw mut ds) },
+        r,
         0,
         "IPC_SET uid 0 by the creator: {}",
         std::io::Error::last_os_error()
