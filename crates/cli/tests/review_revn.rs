@@ -157,3 +157,71 @@ fn another_users_private_channel_is_refused_with_what_to_do() {
         assert!(!err.contains("os error"), "{args:?}: {err}");
     }
 }
+
+/// The names of the files in `dir` opened while `f` ran (inotify `IN_OPEN`).
+fn opened_in(dir: &std::path::Path, f: impl FnOnce()) -> Vec<String> {
+    use nix::libc;
+    use std::os::unix::ffi::OsStrExt;
+    let cdir = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    // SAFETY: plain syscalls on a descriptor we own; the buffer outlives the reads.
+    unsafe {
+        let fd = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
+        assert!(fd >= 0, "inotify_init1");
+        assert!(libc::inotify_add_watch(fd, cdir.as_ptr(), libc::IN_OPEN) >= 0);
+        f();
+        let mut names = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+            if n <= 0 {
+                break;
+            }
+            let mut off = 0;
+            while off < n as usize {
+                let ev = buf
+                    .as_ptr()
+                    .add(off)
+                    .cast::<libc::inotify_event>()
+                    .read_unaligned();
+                let start = off + size_of::<libc::inotify_event>();
+                let raw = &buf[start..start + ev.len as usize];
+                let name = raw.split(|&b| b == 0).next().unwrap_or_default();
+                if !name.is_empty() {
+                    names.push(String::from_utf8_lossy(name).into_owned());
+                }
+                off = start + ev.len as usize;
+            }
+        }
+        libc::close(fd);
+        names
+    }
+}
+
+#[test]
+fn ls_stat_and_rm_open_no_fifo_nor_device() {
+    // `ls --dir /dev` must not open every device (a watchdog, a tape, a terminal); a FIFO
+    // stands in for them here: its opens are seen by inotify.
+    let dir = TmpDir::new("revn-nodes");
+    let d = dir.0.to_str().expect("utf-8 temp dir");
+    nix::unistd::mkfifo(
+        &dir.0.join("shmlane-x"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let opened = opened_in(&dir.0, || {
+        assert!(run(&["ls", "--dir", d]).status.success());
+        assert!(run(&["ls", "--dir", d, "--json"]).status.success());
+        assert_eq!(
+            run(&["stat", "--dir", d, "shmlane-x"]).status.code(),
+            Some(1)
+        );
+        assert_eq!(run(&["rm", "--dir", d, "shmlane-x"]).status.code(), Some(1));
+        assert!(
+            run(&["rm", "--dir", d, "--stale", "--corrupt"])
+                .status
+                .success()
+        );
+    });
+    assert!(opened.is_empty(), "opened: {opened:?}");
+    assert!(dir.0.join("shmlane-x").exists());
+}
