@@ -292,7 +292,22 @@ impl SegmentBuilder {
             .write(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-            .map_err(|e| os("open(/proc/self/fd)", e))?;
+            .map_err(|e| match e.raw_os_error() {
+                // Reopening checks the memfd's mode against this user (review revn): a memfd
+                // created 0600 by another user cannot be opened here, trusted or not.
+                Some(libc::EACCES | libc::EPERM) => {
+                    let (uid, mode) = sys::fstat(fd.as_fd())
+                        .map_or((u32::MAX, 0), |st| (st.st_uid, st.st_mode & 0o7777));
+                    OpenError::PermissionDenied {
+                        name: "memfd".to_owned(),
+                        reason: format!(
+                            "it belongs to uid {uid} with mode {mode:o}, which does not let this user (uid {}) read and write it; its creator must give it a group of this user's and mode 0660 (Segment::memfd(..).mode(0o660).group(gid))",
+                            sys::geteuid()
+                        ),
+                    }
+                }
+                _ => os("open(/proc/self/fd)", e),
+            })?;
         drop(fd);
         let st = sys::fstat(file.as_fd()).map_err(|e| os("fstat", e))?;
         // Only the owner matters: a memfd has no name, so its mode grants nothing to anyone

@@ -229,3 +229,80 @@ fn a_stale_private_file_of_a_dead_creator_is_removed_by_remove_if_stale() {
         );
     }
 }
+
+const MEMFD_HELPER: &str = "REVN_MEMFD_FD";
+
+#[test]
+fn a_memfd_given_to_another_user_opens_there_when_its_owner_is_trusted() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    if let Ok(n) = std::env::var(MEMFD_HELPER) {
+        // As uid 65534, with the descriptor inherited: trust the owner (root) as
+        // docs/operations.md says.
+        let (n, shared) = n.split_once(',').unwrap();
+        // SAFETY: the parent left this descriptor open for us; nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(n.parse().unwrap()) };
+        let r = Segment::memfd("given")
+            .role(2)
+            .trust_owner(0)
+            .open_memfd(fd);
+        if shared == "1" {
+            assert!(
+                r.is_ok(),
+                "open_memfd as uid 65534 trusting root: {:?}",
+                r.err()
+            );
+        } else {
+            // Mode 0600: refused, typed, and the message says what its creator must do.
+            let Err(e) = r else {
+                panic!("a 0600 memfd of root cannot be reopened by uid 65534");
+            };
+            assert!(
+                matches!(&e, OpenError::PermissionDenied { .. }) && e.to_string().contains("0660"),
+                "{e}"
+            );
+        }
+        return;
+    }
+    if !is_root() {
+        println!("skipped: needs root to run the other user");
+        return;
+    }
+    // Shared as docs/operations.md says (a group of the receiver's, 0660), and private.
+    for shared in [true, false] {
+        let b = Segment::memfd("given").size(64 * 1024);
+        let seg = if shared {
+            b.mode(0o660).group(65534)
+        } else {
+            b
+        }
+        .create()
+        .unwrap();
+        // SAFETY: plain syscall; dup's copy is not close-on-exec, so the child inherits it.
+        let n = unsafe { libc::dup(std::os::fd::AsRawFd::as_raw_fd(&seg.fd().unwrap())) };
+        assert!(n >= 0);
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_memfd_given_to_another_user_opens_there_when_its_owner_is_trusted",
+                "--nocapture",
+                "-q",
+            ])
+            .env(MEMFD_HELPER, format!("{n},{}", u8::from(shared)))
+            .output()
+            .unwrap();
+        // SAFETY: our copy, no longer needed.
+        unsafe { libc::close(n) };
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && text.contains("failed to execute") {
+            println!("skipped: the test binary is not executable by uid 65534: {text}");
+            return;
+        }
+        assert!(
+            out.status.success(),
+            "as uid 65534 (shared {shared}): {text}"
+        );
+    }
+}
