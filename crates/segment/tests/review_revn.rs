@@ -182,6 +182,17 @@ fn a_sysv_segment_never_carries_its_creators_group_with_group_access() {
     }
     stop.store(true, Ordering::Relaxed);
     let seen = watcher.join().unwrap();
+    // The mode asked for is the mode it ends with, with or without a group.
+    let s = Segment::sysv(key)
+        .size(4096)
+        .mode(0o640)
+        .unlink(UnlinkPolicy::CreatorDrop)
+        .create()
+        .unwrap();
+    // SAFETY: plain syscall.
+    let ds = stat(unsafe { libc::shmget(key, 0, 0) }).unwrap();
+    assert_eq!(u32::from(ds.shm_perm.mode) & 0o777, 0o640);
+    drop(s);
     assert!(
         seen.is_empty(),
         "the key carried group access for the creator's group before its own group was set: {} times, e.g. (gid, mode) {:?}",
