@@ -317,3 +317,20 @@ fn a_memfd_given_to_another_user_opens_there_when_its_owner_is_trusted() {
         );
     }
 }
+
+#[test]
+fn an_overlong_memfd_label_is_an_invalid_name_not_an_os_error() {
+    // memfd_create takes at most 249 bytes of name; the segment adds "shmlane:" to the label.
+    for len in [241, 242, 245, 249, 250] {
+        let label = "a".repeat(len);
+        let r = Segment::memfd(&label).size(4096).create();
+        match r {
+            Ok(_) => assert!(len <= 241, "{len}-byte label accepted"),
+            Err(shmlane_segment::CreateError::InvalidName { reason, .. }) => {
+                assert!(len > 241, "{len}-byte label refused: {reason}");
+                assert!(reason.contains("241"), "{reason}");
+            }
+            Err(e) => panic!("{len}-byte label: {e:?}"),
+        }
+    }
+}
