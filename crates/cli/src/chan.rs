@@ -113,6 +113,12 @@ fn elem_size(msg_size: u64) -> u64 {
 fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
     let info = match inspect_segment(&shmlane_segment::Location::Posix(name.to_owned())) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(CliError(shmlane_cli::share::unreadable(
+                name,
+                std::path::Path::new(&format!("/dev/shm/{name}")),
+            )));
+        }
         r => r,
     }
     .map_err(|e| CliError(format!("reading segment {name}: {e}")))?

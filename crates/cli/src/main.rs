@@ -153,6 +153,11 @@ fn find(name: &str, dir: Option<&Path>) -> Result<SegmentInfo, CliError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError(format!(
             "no segment named {name}; `shmlane ls` lists the ones that exist"
         ))),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let loc = shmlane_cli::names::location(name, dir);
+            let path = loc.path().unwrap_or_default();
+            Err(CliError(shmlane_cli::share::unreadable(name, &path)))
+        }
         Err(e) => Err(CliError(format!("reading segment {name}: {e}"))),
     }
 }
@@ -292,7 +297,15 @@ fn rm(
         SegmentState::Stale,
         SegmentState::Corrupt,
     ];
-    match remove_if_state(&loc, &unused).map_err(|e| CliError(e.to_string()))? {
+    let outcome = remove_if_state(&loc, &unused).map_err(|e| match (e, dir) {
+        // The library names the path, which is not a NAME: say the command that works.
+        (shmlane_segment::RemoveError::NotASegment { name: path }, Some(d)) => CliError(format!(
+            "{path} is not a shmlane segment (neither its header nor its control block is shmlane's); if it is yours, remove the file itself, or `shmlane rm --dir {} --force {name}`",
+            d.display()
+        )),
+        (e, _) => CliError(e.to_string()),
+    })?;
+    match outcome {
         RemoveOutcome::Removed => Ok(()),
         RemoveOutcome::NotStale(now) => Err(CliError(format!(
             "segment {name} is {now}: a live process has it attached; stop it first, or use --force"

@@ -2,7 +2,10 @@
 //! commands that open a channel (issue 17). The rules themselves are the segment layer's
 //! (`SegmentBuilder::mode`, `group`, `trust_owner`); this module parses the arguments.
 
-use std::{fs::File, os::unix::fs::FileExt, path::Path};
+use std::{
+    os::unix::fs::{FileExt, OpenOptionsExt},
+    path::Path,
+};
 
 use nix::unistd::{Group, User};
 use shmlane_segment::layout::{HEADER_SIZE, MAGIC, SegmentHeader};
@@ -76,13 +79,45 @@ pub fn parse_group(s: &str) -> Result<u32, String> {
     }
 }
 
+/// The refusal of a segment this user may not read (`EACCES` opening it): who owns it, its
+/// mode, and how it can be shared, instead of a bare "Permission denied" (review revn).
+pub fn unreadable(name: &str, path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => {
+            let owner = User::from_uid(m.uid().into())
+                .ok()
+                .flatten()
+                .map_or_else(|| m.uid().to_string(), |u| u.name);
+            format!(
+                "segment {name} is owned by uid {} ({owner}) with mode {:o}, so you (uid {me}) may not open it: its owner can share it with a group of yours (`chgrp GROUP {p}; chmod 0660 {p}`, or create it with `--mode 0660 --group GROUP`), and you then pass --trust-owner {owner}",
+                m.uid(),
+                m.mode() & 0o7777,
+                p = path.display()
+            )
+        }
+        Err(e) => format!("segment {name}: {e}"),
+    }
+}
+
 /// The refusal of a shmlane segment whose file is smaller than its header says (another
 /// process shrank it: touching the lost pages would raise SIGBUS), or `None`. Reads the
 /// header with `pread`, maps nothing; the same message as opening it gives
 /// (`OpenError::Truncated`).
 pub fn truncated(name: &str, path: &Path) -> Option<String> {
-    let file = File::open(path).ok()?;
-    let actual = file.metadata().ok()?.len();
+    // As `inspect` opens it: a FIFO put in its place must not block us, nor a link lead
+    // elsewhere (review revn).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_CLOEXEC | nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.file_type().is_file() {
+        return None;
+    }
+    let actual = meta.len();
     let mut buf = [0u8; HEADER_SIZE];
     file.read_exact_at(&mut buf, 0).ok()?;
     let h: SegmentHeader = bytemuck::pod_read_unaligned(&buf[..size_of::<SegmentHeader>()]);

@@ -339,7 +339,10 @@ impl SegmentBuilder {
             libc::shmget(
                 key,
                 total as usize,
-                libc::IPC_CREAT | libc::IPC_EXCL | self.mode as libc::c_int,
+                // Private until the group and mode are set below (review revn: with the final
+                // mode here, members of the creator's own group could attach in between and
+                // keep their mapping).
+                libc::IPC_CREAT | libc::IPC_EXCL | 0o600,
             )
         };
         if id < 0 {
@@ -376,13 +379,17 @@ impl SegmentBuilder {
         // Until initialisation succeeds, a failure removes the half-built segment.
         seg.unlink = UnlinkPolicy::CreatorDrop;
         seg.published = true;
-        // The key is visible from `shmget` on, but openers wait for INIT_READY, which comes
-        // after the group is set (the mode was given to `shmget`).
-        if let Some(gid) = self.group {
-            sys::sysv_set_group(id, gid).map_err(|source| CreateError::Group {
-                name: self.name(),
-                gid,
-                source,
+        // SYNC POINT (permissions): the key is visible from `shmget` on, with mode 0600 (only
+        // its creator may attach) until its group and mode are set together here; openers
+        // also wait for INIT_READY, which comes after.
+        if self.group.is_some() || self.mode & 0o777 != 0o600 {
+            sys::sysv_set_perm(id, self.group, self.mode).map_err(|source| match self.group {
+                Some(gid) => CreateError::Group {
+                    name: self.name(),
+                    gid,
+                    source,
+                },
+                None => self.os_create("shmctl(IPC_SET)", source),
             })?;
         }
         seg.prefault();

@@ -282,8 +282,18 @@ fn open_for_inspect(path: &Path, write: bool) -> io::Result<File> {
         .open(path)
 }
 
+/// Whether `path` is a regular file (not followed if a link), asked before opening it:
+/// opening a device can act (a watchdog, a tape, a terminal), and a FIFO or device in a
+/// listed directory is never a segment (review revn). Its `fstat` is checked again after.
+fn is_regular(path: &Path) -> io::Result<bool> {
+    Ok(fs::symlink_metadata(path)?.file_type().is_file())
+}
+
 /// Inspects the segment at `path`; `Ok(None)` if it is not a shmlane segment.
 pub fn inspect(path: &Path) -> io::Result<Option<SegmentInfo>> {
+    if !is_regular(path)? {
+        return Ok(None);
+    }
     let file = open_for_inspect(path, false)?;
     inspect_file(path, &file, false)
 }
@@ -350,6 +360,9 @@ pub fn list_dir(dir: &Path) -> Result<Vec<SegmentInfo>, ListError> {
     for entry in fs::read_dir(dir).map_err(err)? {
         let entry = entry.map_err(err)?;
         let path = entry.path();
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
         let file = match open_for_inspect(&path, false) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
@@ -396,9 +409,21 @@ fn remove_error(name: String, op: &'static str, e: io::Error) -> RemoveError {
     }
 }
 
+/// A creator's private file (`.shmlane-tmp.` and a valid name after it): `ls` lists it, stale
+/// once its creator is gone, so a cleaner must be able to name it (review revn).
+fn is_private_file(loc: &Location) -> bool {
+    matches!(loc, Location::File(p) if p
+        .file_name()
+        .and_then(|f| f.to_str())
+        .and_then(|f| f.strip_prefix(TMP_PREFIX))
+        .is_some_and(|rest| crate::segment::validate_name(rest).is_ok()))
+}
+
 fn named_path(loc: &Location) -> Result<PathBuf, RemoveError> {
     // A file's name is checked as a POSIX name is: `rm` of `dir/..` never unlinks elsewhere.
-    if let Err(reason) = loc.check_name() {
+    if let Err(reason) = loc.check_name()
+        && !is_private_file(loc)
+    {
         return Err(RemoveError::InvalidName {
             name: loc.display_name(),
             reason,
@@ -455,6 +480,9 @@ pub fn remove_if_state(
 ) -> Result<RemoveOutcome, RemoveError> {
     let name = loc.display_name();
     let path = named_path(loc)?;
+    if !is_regular(&path).map_err(|e| remove_error(name.clone(), "stat", e))? {
+        return Err(RemoveError::NotASegment { name });
+    }
     let file = open_for_inspect(&path, true).map_err(|e| remove_error(name.clone(), "open", e))?;
     if !sys::try_lock(file.as_fd(), GATE_LOCK, LockKind::Exclusive)
         .map_err(|e| remove_error(name.clone(), "fcntl(F_OFD_SETLK)", e))?

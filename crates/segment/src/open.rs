@@ -227,7 +227,14 @@ impl SegmentBuilder {
             op: "shmctl(IPC_STAT)",
             source: e,
         })?;
-        self.check_owner(ds.shm_perm.uid, u32::from(ds.shm_perm.mode) & 0o777)?;
+        let mode = u32::from(ds.shm_perm.mode) & 0o777;
+        self.check_owner(ds.shm_perm.uid, mode)?;
+        // Its creator keeps the owner's rights (IPC_SET, IPC_RMID) and may give the segment
+        // to any uid, keeping its own mapping: a segment another user created is that user's
+        // even when it names us its owner (review revn).
+        if ds.shm_perm.cuid != ds.shm_perm.uid {
+            self.check_owner(ds.shm_perm.cuid, mode)?;
+        }
         let actual = ds.shm_segsz as u64;
         if actual < (HEADER_SIZE + crate::layout::CONTROL_SIZE) as u64 {
             return Err(OpenError::Corrupt {
@@ -285,7 +292,22 @@ impl SegmentBuilder {
             .write(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-            .map_err(|e| os("open(/proc/self/fd)", e))?;
+            .map_err(|e| match e.raw_os_error() {
+                // Reopening checks the memfd's mode against this user (review revn): a memfd
+                // created 0600 by another user cannot be opened here, trusted or not.
+                Some(libc::EACCES | libc::EPERM) => {
+                    let (uid, mode) = sys::fstat(fd.as_fd())
+                        .map_or((u32::MAX, 0), |st| (st.st_uid, st.st_mode & 0o7777));
+                    OpenError::PermissionDenied {
+                        name: "memfd".to_owned(),
+                        reason: format!(
+                            "it belongs to uid {uid} with mode {mode:o}, which does not let this user (uid {}) read and write it; its creator must give it a group of this user's and mode 0660 (Segment::memfd(..).mode(0o660).group(gid))",
+                            sys::geteuid()
+                        ),
+                    }
+                }
+                _ => os("open(/proc/self/fd)", e),
+            })?;
         drop(fd);
         let st = sys::fstat(file.as_fd()).map_err(|e| os("fstat", e))?;
         // Only the owner matters: a memfd has no name, so its mode grants nothing to anyone

@@ -114,8 +114,9 @@ impl Location {
                 Some(f) => validate_name(f),
                 None => Err("the path has no valid file name"),
             },
-            Self::Memfd(n) if n.len() > 249 || n.contains('\0') => {
-                Err("a memfd label is at most 249 bytes without NUL")
+            // memfd_create takes 249 bytes of name, and the label follows "shmlane:" (8).
+            Self::Memfd(n) if n.len() > 241 || n.contains('\0') => {
+                Err("a memfd label is at most 241 bytes without NUL")
             }
             _ => Ok(()),
         }

@@ -398,10 +398,14 @@ pub(crate) fn sysv_stat(id: i32) -> io::Result<libc::shmid_ds> {
     Ok(ds)
 }
 
-/// Gives a SysV segment the group `gid` (`IPC_SET`; uid and mode unchanged).
-pub(crate) fn sysv_set_group(id: i32, gid: u32) -> io::Result<()> {
+/// Gives a SysV segment its group (`gid`, or unchanged) and its mode, in one `IPC_SET`
+/// (uid unchanged).
+pub(crate) fn sysv_set_perm(id: i32, gid: Option<u32>, mode: u32) -> io::Result<()> {
     let mut ds = sysv_stat(id)?;
-    ds.shm_perm.gid = gid;
+    if let Some(gid) = gid {
+        ds.shm_perm.gid = gid;
+    }
+    ds.shm_perm.mode = (u32::from(ds.shm_perm.mode) & !0o777 | mode & 0o777) as _;
     // SAFETY: the pointer is valid for reads of one shmid_ds; IPC_SET takes uid, gid and mode
     // from it.
     if unsafe { libc::shmctl(id, libc::IPC_SET, &raw mut ds) } != 0 {
