@@ -115,7 +115,14 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         r => r,
     }
-    .map_err(|e| CliError(format!("reading segment {name}: {e}")))?
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => CliError(shmlane_cli::errs::denied(
+            name,
+            &shmlane_cli::names::path(name, None),
+            &e,
+        )),
+        _ => CliError(format!("reading segment {name}: {e}")),
+    })?
     .ok_or_else(|| {
         CliError(format!(
             "segment {name} exists but is not a shmlane segment; pick another name"
@@ -267,9 +274,9 @@ fn open_err(name: &str, e: &OpenError) -> CliError {
     match e {
         // Names the channel, the dead process and both ways out already.
         OpenError::Stale { .. } => CliError(format!("{STALE}{e}")),
-        // Most errors name the channel already: say it once.
-        e if e.to_string().contains(name) => CliError(e.to_string()),
-        e => CliError(format!("channel {name}: {e}")),
+        // Most errors name the channel already: say it once (a name that only occurs in the
+        // text, as `ring` in a ring error, is not naming it).
+        e => CliError(shmlane_cli::errs::once(name, &e.to_string())),
     }
 }
 
