@@ -104,7 +104,10 @@ fn stat_says_what_it_counts_as_bytes_for_each_kind() {
         if kind == "broadcast" {
             // A subscriber gets only what is published after it attached.
             let t0 = Instant::now();
-            while !ok(&["stat", &name, "--json"]).contains("receiver") {
+            while serde_json::from_str::<serde_json::Value>(&ok(&["stat", &name, "--json"]))
+                .unwrap()["receivers"]
+                != 1
+            {
                 assert!(t0.elapsed() < LIMIT, "the subscriber never attached");
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -285,17 +288,24 @@ fn refusals_name_the_channel_once() {
     assert!(err.contains("does not apply"), "{err}");
     assert_eq!(named(&err, &name), 1, "{err}");
     // Roles: a second consumer of an spsc channel.
+    // The first holds the consumer before the second tries (else the second may take it).
     let first = spawn(&["recv", &name, "--timeout", "20"], None);
     let t0 = Instant::now();
-    let err = loop {
-        let out = run(&["recv", &name, "--timeout", "1"]);
-        let err = text(&out.stderr);
-        if err.contains("already held") {
-            break err;
+    loop {
+        let v: serde_json::Value = serde_json::from_str(&ok(&["stat", &name, "--json"])).unwrap();
+        if v["receivers"] == 1 {
+            break;
         }
-        assert!(t0.elapsed() < LIMIT, "no role refusal: {err}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        assert!(
+            t0.elapsed() < LIMIT,
+            "the first receiver never attached: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = run(&["recv", &name, "--timeout", "1"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("already held"), "{err}");
     assert_eq!(named(&err, &name), 1, "{err}");
     let mut first = first;
     let _ = first.kill();
