@@ -89,6 +89,11 @@ pub enum Cmd {
         json: bool,
     },
     /// Show one segment: header, regions, ring positions and channel statistics.
+    ///
+    /// Each side's bytes are counted by kind: a bytes or broadcast channel counts its
+    /// messages' lengths ("payload bytes", JSON `payload_bytes`); an spsc or mpmc channel
+    /// counts whole elements, messages × element size ("slot bytes", JSON `slot_bytes`),
+    /// since it does not know what part of an element a message used.
     Stat {
         /// Segment name (under /dev/shm, or --dir).
         #[arg(value_parser = crate::names::NameParser)]
@@ -99,6 +104,10 @@ pub enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Accepted as on send and recv, for scripts that pass it to every command; changes
+        /// nothing here: stat only reads (every value checked) and attaches nothing.
+        #[arg(long = "trust-owner", value_name = "USER", value_parser = crate::share::parse_user)]
+        trust_owner: Option<u32>,
     },
     /// Create a channel that persists until removed.
     Create {

@@ -273,9 +273,9 @@ fn open_err(name: &str, e: &OpenError) -> CliError {
     match e {
         // Names the channel, the dead process and both ways out already.
         OpenError::Stale { .. } => CliError(format!("{STALE}{e}")),
-        // Most errors name the channel already: say it once.
-        e if e.to_string().contains(name) => CliError(e.to_string()),
-        e => CliError(format!("channel {name}: {e}")),
+        // Most errors name the channel already: say it once (a name that only occurs in the
+        // text, as `ring` in a ring error, is not naming it).
+        e => CliError(shmlane_cli::errs::once(name, &e.to_string())),
     }
 }
 

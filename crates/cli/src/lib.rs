@@ -2,6 +2,7 @@
 //! fuzz targets exercise exactly what the binary runs.
 
 pub mod args;
+pub mod errs;
 pub mod input;
 pub mod line;
 pub mod names;

@@ -153,11 +153,9 @@ fn find(name: &str, dir: Option<&Path>) -> Result<SegmentInfo, CliError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError(format!(
             "no segment named {name}; `shmlane ls` lists the ones that exist"
         ))),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            let loc = shmlane_cli::names::location(name, dir);
-            let path = loc.path().unwrap_or_default();
-            Err(CliError(shmlane_cli::share::unreadable(name, &path)))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(CliError(
+            shmlane_cli::errs::denied(name, &shmlane_cli::names::path(name, dir), &e),
+        )),
         Err(e) => Err(CliError(format!("reading segment {name}: {e}"))),
     }
 }
@@ -177,7 +175,9 @@ fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
                 .collect(),
         );
         if let Some(c) = ch {
-            let side = |s: shmlane::SideStats| serde_json::json!({"messages": s.messages, "bytes": s.bytes, "stalls": s.stalls, "sleeps": s.sleeps, "wakeups": s.wakeups, "lost": s.lost});
+            // Named for what it counts, which differs by kind (see `errs::bytes_counted`).
+            let key = shmlane_cli::errs::bytes_counted(c.kind).0;
+            let side = |s: shmlane::SideStats| serde_json::json!({"messages": s.messages, key: s.bytes, "stalls": s.stalls, "sleeps": s.sleeps, "wakeups": s.wakeups, "lost": s.lost});
             obj.insert("write_position".into(), c.positions.0.into());
             obj.insert("read_position".into(), c.positions.1.into());
             obj.insert("senders".into(), senders.into());
@@ -247,9 +247,10 @@ fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
                 String::new()
             }
         );
+        let counted = shmlane_cli::errs::bytes_counted(c.kind).1;
         for (what, s) in [("sent", c.sent), ("received", c.received)] {
             println!(
-                "{what:<9} {} messages, {} bytes, {} stalls, {} sleeps, {} wake-ups issued, {} lost",
+                "{what:<9} {} messages, {} {counted}, {} stalls, {} sleeps, {} wake-ups issued, {} lost",
                 s.messages, s.bytes, s.stalls, s.sleeps, s.wakeups, s.lost
             );
         }
@@ -345,7 +346,9 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
                 print_table(&list);
             }
         }
-        Cmd::Stat { name, dir, json } => stat(&name, dir.as_deref(), json)?,
+        Cmd::Stat {
+            name, dir, json, ..
+        } => stat(&name, dir.as_deref(), json)?,
         Cmd::Create { name, shape, perms } => chan::create(&name, shape.into(), perms)?,
         Cmd::Send {
             name,

@@ -82,23 +82,12 @@ pub fn parse_group(s: &str) -> Result<u32, String> {
 /// The refusal of a segment this user may not read (`EACCES` opening it): who owns it, its
 /// mode, and how it can be shared, instead of a bare "Permission denied" (review revn).
 pub fn unreadable(name: &str, path: &Path) -> String {
-    use std::os::unix::fs::MetadataExt;
-    let me = nix::unistd::geteuid().as_raw();
-    match std::fs::symlink_metadata(path) {
-        Ok(m) => {
-            let owner = User::from_uid(m.uid().into())
-                .ok()
-                .flatten()
-                .map_or_else(|| m.uid().to_string(), |u| u.name);
-            format!(
-                "segment {name} is owned by uid {} ({owner}) with mode {:o}, so you (uid {me}) may not open it: its owner can share it with a group of yours (`chgrp GROUP {p}; chmod 0660 {p}`, or create it with `--mode 0660 --group GROUP`), and you then pass --trust-owner {owner}",
-                m.uid(),
-                m.mode() & 0o7777,
-                p = path.display()
-            )
-        }
-        Err(e) => format!("segment {name}: {e}"),
-    }
+    // One wording for every refusal of this kind (`errs::denied`: owner, group, mode, the way on).
+    crate::errs::denied(
+        name,
+        path,
+        &std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+    )
 }
 
 /// The refusal of a shmlane segment whose file is smaller than its header says (another

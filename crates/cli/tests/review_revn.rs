@@ -151,7 +151,9 @@ fn another_users_private_channel_is_refused_with_what_to_do() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         // Who owns it, its mode, and how its owner can share it: not a bare errno.
         assert!(
-            err.contains("owned by uid 0") && err.contains("mode 600") && err.contains("--group"),
+            err.contains("belongs to uid 0")
+                && err.contains("mode 0600")
+                && err.contains("--group"),
             "{args:?}: {err}"
         );
         assert!(!err.contains("os error"), "{args:?}: {err}");

@@ -182,7 +182,10 @@ impl Side {
 pub struct SideStats {
     /// Messages sent (or received).
     pub messages: u64,
-    /// Bytes sent (or received): messages × element size.
+    /// Bytes sent (or received). Byte and broadcast channels: the messages' lengths (their
+    /// payload, without record headers or padding; a typed broadcast's messages are one element
+    /// each). Typed channels (SPSC, MPMC): messages × element size, whole elements, whatever
+    /// part of one a message uses (`shmlane stat` names them `payload_bytes` and `slot_bytes`).
     pub bytes: u64,
     /// Times an operation found the ring full (senders) or empty (receivers).
     pub stalls: u64,
