@@ -852,8 +852,34 @@ fn successor_goes_on(region: &HeapRegion, p: &mut RecordProducer, want: &[Vec<u8
     assert_eq!(c2.read().err(), Some(ReadError::Empty), "{what}");
 }
 
+/// Runs `f` on a thread and fails if it has not ended within 60 s: a successor's lift or
+/// drain that runs away fails the test instead of hanging it.
+fn within_a_minute(f: impl FnOnce() + Send + 'static) {
+    let (done, finished) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        f();
+        done.send(()).unwrap();
+    });
+    match finished.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(()) => t.join().unwrap(),
+        // Panicked: its message is the failure.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(e) = t.join() {
+                std::panic::resume_unwind(e);
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("a successor ran away: not done within 60 s")
+        }
+    }
+}
+
 #[test]
 fn a_consumer_killed_at_any_store_of_any_give_back_leaves_a_readable_ring() {
+    within_a_minute(kill_sweep_give_back);
+}
+
+fn kill_sweep_give_back() {
     // Payloads without a zero byte (a forced skip stops at any word left unzeroed). `None`:
     // a claim of that many bytes aborted (padding with the skip bit).
     let msg = |len: usize, tag: u8| Some(vec![0x80 | tag; len]);
@@ -973,6 +999,10 @@ fn setup_give_back(
 
 #[test]
 fn a_consumer_killed_lifting_a_fence_in_the_middle_of_the_ring_leaves_a_readable_ring() {
+    within_a_minute(kill_sweep_lift_mid_ring);
+}
+
+fn kill_sweep_lift_mid_ring() {
     // A claim at 512 skipped while its producer lived; the consumer reads on past it to the
     // end of the buffer and round to 512 again (zero-length and largest records, padding at
     // the end), the producer lets go, and the consumer dies giving all that back: the zeroes
