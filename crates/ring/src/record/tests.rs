@@ -1070,3 +1070,33 @@ fn kill_sweep_lift_mid_ring() {
         }
     }
 }
+
+#[test]
+fn a_record_half_given_back_is_skipped_at_once_and_not_counted() {
+    // Killed after its header became padding over the record (and any part of the payload
+    // was zeroed): the successor skips it without a timeout, and does not count it skipped
+    // (it was delivered; design.md, "padding of its exact size (skipped, not counted)").
+    let first = vec![0x81u8; 120];
+    let size = align8(RECORD_HEADER as u64 + first.len() as u64);
+    for stores in 1..=size / 8 {
+        let what = format!("consumer killed after {stores} stores of its give-back");
+        let region = HeapRegion::new(RecordRing::required_size(1024));
+        let (mut p, mut c) = ring_at(&region, 0);
+        p.send(&first).unwrap();
+        p.send(b"next").unwrap();
+        let rec = c.read().unwrap();
+        let off = rec.off;
+        rec.keep();
+        c.raw.zero_until(off, size, stores);
+        core::mem::forget(c);
+        let mut c2 = take_over(&region);
+        let skipped = c2.skipped();
+        assert_eq!(
+            c2.read().map(|r| r.to_vec()),
+            Ok(b"next".to_vec()),
+            "{what}"
+        );
+        assert_eq!(c2.skipped(), skipped, "{what}");
+        assert_eq!(c2.read().err(), Some(ReadError::Empty), "{what}");
+    }
+}
