@@ -1100,3 +1100,51 @@ fn a_record_half_given_back_is_skipped_at_once_and_not_counted() {
         assert_eq!(c2.read().err(), Some(ReadError::Empty), "{what}");
     }
 }
+
+#[test]
+fn a_lift_over_zeroes_from_any_offset_stays_in_the_buffer_and_stops_at_the_read_position() {
+    within_a_minute(lift_over_zeroes_from_any_offset);
+}
+
+fn lift_over_zeroes_from_any_offset() {
+    // A consumer killed once it had zeroed everything between its release position (at any
+    // offset) and its read position (any distance up to a whole ring ahead): its successor's
+    // lift wraps at the end of the buffer, never reads past it, and ends exactly at the read
+    // position.
+    let step = if cfg!(miri) { 136 } else { 8 };
+    for off in (0..1024u64).step_by(step) {
+        for ahead in [8, 16, 1024 - off, 1024 - off + 8, 1016, 1024] {
+            if !(8..=1024).contains(&ahead) {
+                continue;
+            }
+            let what = format!("released at {off}, read {ahead} bytes ahead");
+            let region = HeapRegion::new(RecordRing::required_size(1024));
+            let (p, c) = ring_at(&region, 0);
+            drop(p);
+            let released = 2048 + off;
+            let h = c.raw.hdr();
+            h.head.store(released, Ordering::Relaxed);
+            h.tail.store(released + ahead, Ordering::Relaxed);
+            h.read.store(released + ahead, Ordering::Relaxed);
+            core::mem::forget(c);
+            let mut c2 = take_over(&region);
+            assert!(c2.has_fence(), "{what}");
+            assert_eq!(c2.read().err(), Some(ReadError::Empty), "{what}");
+            assert!(!c2.has_fence(), "{what}");
+            assert_eq!(c2.position(), released + ahead, "{what}");
+            assert_eq!(
+                c2.raw.hdr().head.load(Ordering::Relaxed),
+                released + ahead,
+                "{what}"
+            );
+            // SAFETY: the region outlives the handle.
+            let mut p =
+                unsafe { RecordRing::producer(region.as_ptr(), region.len(), 1, &|_| true) }
+                    .unwrap();
+            for k in 0..10u8 {
+                p.send(&[k; 100]).unwrap();
+                assert_eq!(c2.read().unwrap().to_vec(), [k; 100], "{what}");
+            }
+        }
+    }
+}
