@@ -748,3 +748,407 @@ fn a_successor_lifting_what_a_killed_consumer_zeroed_stops_at_its_read_position(
         .expect("the successor's lift ended and the ring went on");
     successor.join().unwrap();
 }
+
+/// A ring of 1024 bytes whose first position is `start`, a producer (owner 1) and the
+/// consumer (owner 99), on `region`.
+fn ring_at(region: &HeapRegion, start: u64) -> (RecordProducer, RecordConsumer) {
+    // SAFETY: the caller keeps the region alive longer than the handles.
+    unsafe {
+        RecordRing::init(region.as_ptr(), region.len(), 1024, start).unwrap();
+        let p = RecordRing::producer(region.as_ptr(), region.len(), 1, &|_| true).unwrap();
+        let c = RecordRing::consumer(region.as_ptr(), region.len(), 99, &|_| true).unwrap();
+        (p, c)
+    }
+}
+
+/// One record or padding a consumer gives back: where, how many bytes, and the payload of a
+/// committed record (what a successor delivers again if its give-back had not begun).
+struct GiveBack {
+    off: u64,
+    size: u64,
+    payload: Option<Vec<u8>>,
+}
+
+/// The records and paddings from position `from` on, in ring order, up to and including the
+/// `records`-th committed record (`usize::MAX`: up to position `to`).
+fn give_backs(c: &RecordConsumer, from: u64, to: u64, records: usize) -> Vec<GiveBack> {
+    let mut out = Vec::new();
+    let (mut pos, mut seen) = (from, 0);
+    while pos != to && seen < records {
+        let off = pos & c.raw.mask;
+        let w = c.raw.header(off).load(Ordering::Relaxed);
+        let (state, len, _) = c.decode(off, w).unwrap();
+        let (size, payload) = match state {
+            COMMITTED => {
+                let mut v = vec![0u8; len as usize];
+                c.raw.read(off + RECORD_HEADER as u64, &mut v);
+                seen += 1;
+                (align8(RECORD_HEADER as u64 + len), Some(v))
+            }
+            PADDING => (RECORD_HEADER as u64 + len, None),
+            s => panic!("state {s} at {off}"),
+        };
+        out.push(GiveBack { off, size, payload });
+        pos = pos.wrapping_add(size);
+    }
+    out
+}
+
+/// Gives `spans` back in order as `Raw::zero` does, killed after `stores` of its stores (each
+/// span takes `size / 8 + 1`); `publish`: `head` is stored after each span given back whole
+/// (one record at a time; a batch or a lift publishes only at its end, which a kill prevents).
+/// Returns the payloads of the records whose give-back had not begun.
+fn give_back_until(
+    c: &RecordConsumer,
+    spans: &[GiveBack],
+    mut head: u64,
+    mut stores: u64,
+    publish: bool,
+) -> Vec<Vec<u8>> {
+    let mut untouched = Vec::new();
+    for s in spans {
+        let n = s.size / 8 + 1;
+        if stores == 0 {
+            untouched.extend(s.payload.clone());
+        } else if stores >= n {
+            c.raw.zero(s.off, s.size);
+            stores -= n;
+            head = head.wrapping_add(s.size);
+            if publish {
+                c.raw.hdr().head.store(head, Ordering::Release);
+            }
+        } else {
+            c.raw.zero_until(s.off, s.size, stores);
+            stores = 0;
+        }
+    }
+    untouched
+}
+
+/// A successor's drain (`drain_forcing`) after a kill, then the checks that nothing of the
+/// ring was lost or overrun: it stands at the tail, holds no fence, and a producer fills and
+/// a consumer empties the whole ring twice over, record by record.
+fn successor_goes_on(region: &HeapRegion, p: &mut RecordProducer, want: &[Vec<u8>], what: &str) {
+    let mut c2 = take_over(region);
+    assert_eq!(drain_forcing(&mut c2, what), want, "{what}");
+    assert!(!c2.has_fence(), "{what}");
+    let tail = c2.raw.hdr().tail.load(Ordering::Relaxed);
+    assert_eq!(
+        c2.position(),
+        tail,
+        "{what}: the successor is not at the tail"
+    );
+    assert_eq!(
+        c2.raw.hdr().head.load(Ordering::Relaxed),
+        tail,
+        "{what}: space not given back"
+    );
+    for k in 0..24u8 {
+        let m = vec![k; 1 + usize::from(k) * 5 % 120];
+        p.send(&m)
+            .unwrap_or_else(|e| panic!("{what}: send {k}: {e:?}"));
+        assert_eq!(c2.read().map(|r| r.to_vec()), Ok(m), "{what}: record {k}");
+    }
+    assert_eq!(c2.read().err(), Some(ReadError::Empty), "{what}");
+}
+
+/// Runs `f` on a thread and fails if it has not ended within 60 s: a successor's lift or
+/// drain that runs away fails the test instead of hanging it.
+fn within_a_minute(f: impl FnOnce() + Send + 'static) {
+    if cfg!(miri) {
+        // Miri's clock is not the wall clock, and mutations are tried natively.
+        return f();
+    }
+    let (done, finished) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        f();
+        done.send(()).unwrap();
+    });
+    match finished.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(()) => t.join().unwrap(),
+        // Panicked: its message is the failure.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(e) = t.join() {
+                std::panic::resume_unwind(e);
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("a successor ran away: not done within 60 s")
+        }
+    }
+}
+
+#[test]
+fn a_consumer_killed_at_any_store_of_any_give_back_leaves_a_readable_ring() {
+    within_a_minute(kill_sweep_give_back);
+}
+
+fn kill_sweep_give_back() {
+    // Payloads without a zero byte (a forced skip stops at any word left unzeroed). `None`:
+    // a claim of that many bytes aborted (padding with the skip bit).
+    let msg = |len: usize, tag: u8| Some(vec![0x80 | tag; len]);
+    let at_end = [120usize; 7]; // seven records of 128 bytes: the next one starts at 896
+    let before_wrap = [120, 120, 120, 120, 120, 120, 120, 96]; // the next starts at 1000
+    #[allow(clippy::type_complexity)]
+    let scenarios: [(&str, &[usize], Vec<Option<Vec<u8>>>, usize); 7] = [
+        (
+            "a zero-length record",
+            &[],
+            vec![msg(0, 1), msg(40, 2), msg(7, 3)],
+            1,
+        ),
+        (
+            "a record of the largest size",
+            &[],
+            vec![msg(120, 1), msg(40, 2), msg(0, 3)],
+            1,
+        ),
+        (
+            "a record of exactly the space left before the end",
+            &at_end,
+            vec![msg(120, 1), msg(40, 2), msg(9, 3)],
+            1,
+        ),
+        (
+            "the padding at the end and the record after it",
+            &before_wrap,
+            vec![msg(100, 1), msg(40, 2), msg(0, 3)],
+            1,
+        ),
+        (
+            "an aborted record",
+            &[],
+            vec![None, msg(33, 2), msg(0, 3)],
+            1,
+        ),
+        (
+            "records across the end",
+            &at_end,
+            vec![
+                msg(0, 1),
+                msg(110, 2),
+                msg(0, 3),
+                msg(120, 4),
+                msg(5, 5),
+                msg(6, 6),
+            ],
+            4,
+        ),
+        (
+            "records and padding across the end",
+            &before_wrap,
+            vec![
+                msg(0, 1),
+                msg(100, 2),
+                None,
+                msg(120, 4),
+                msg(1, 5),
+                msg(8, 6),
+            ],
+            4,
+        ),
+    ];
+    let starts = [0u64, (u64::MAX - 1023) & !7];
+    for (name, prefill, msgs, records) in &scenarios {
+        for &start in &starts {
+            for publish in [true, false] {
+                let total = {
+                    let region = HeapRegion::new(RecordRing::required_size(1024));
+                    let (p, c) = setup_give_back(&region, start, prefill, msgs);
+                    let spans = give_backs(&c, c.head, u64::MAX, *records);
+                    drop(p);
+                    spans.iter().map(|s| s.size / 8 + 1).sum::<u64>()
+                };
+                let step = if cfg!(miri) { 7 } else { 1 };
+                for stores in (0..=total).step_by(step) {
+                    let what = format!(
+                        "{name} (start {start:#x}, {}): consumer killed after {stores} of {total} stores",
+                        if publish { "one by one" } else { "in a batch" }
+                    );
+                    let region = HeapRegion::new(RecordRing::required_size(1024));
+                    let (mut p, c) = setup_give_back(&region, start, prefill, msgs);
+                    let spans = give_backs(&c, c.head, u64::MAX, *records);
+                    let read = spans.iter().filter(|s| s.payload.is_some()).count();
+                    let mut want = give_back_until(&c, &spans, c.head, stores, publish);
+                    want.extend(msgs.iter().flatten().skip(read).cloned());
+                    core::mem::forget(c);
+                    successor_goes_on(&region, &mut p, &want, &what);
+                }
+            }
+        }
+    }
+}
+
+/// A ring at `start` whose consumer has read and given back records of the `prefill`
+/// lengths, with `msgs` sent after them (`None`: a claim aborted).
+fn setup_give_back(
+    region: &HeapRegion,
+    start: u64,
+    prefill: &[usize],
+    msgs: &[Option<Vec<u8>>],
+) -> (RecordProducer, RecordConsumer) {
+    let (mut p, mut c) = ring_at(region, start);
+    for &len in prefill {
+        p.send(&vec![0x11; len]).unwrap();
+        assert_eq!(c.read().unwrap().len(), len);
+    }
+    for m in msgs {
+        match m {
+            Some(m) => p.send(m).unwrap(),
+            None => p.claim(30).unwrap().abort(),
+        }
+    }
+    (p, c)
+}
+
+#[test]
+fn a_consumer_killed_lifting_a_fence_in_the_middle_of_the_ring_leaves_a_readable_ring() {
+    within_a_minute(kill_sweep_lift_mid_ring);
+}
+
+fn kill_sweep_lift_mid_ring() {
+    // A claim at 512 skipped while its producer lived; the consumer reads on past it to the
+    // end of the buffer and round to 512 again (zero-length and largest records, padding at
+    // the end), the producer lets go, and the consumer dies giving all that back: the zeroes
+    // it leaves run to the end of the buffer and on from its start.
+    let starts = [0u64, (u64::MAX - 1023) & !7];
+    for &start in &starts {
+        let setup = |region: &HeapRegion| {
+            let (mut p, mut c) = ring_at(region, start);
+            for _ in 0..4 {
+                p.send(&[0x11; 120]).unwrap();
+                assert_eq!(c.read().unwrap().len(), 120);
+            }
+            // SAFETY: the region outlives the handle.
+            let mut slow =
+                unsafe { RecordRing::producer(region.as_ptr(), region.len(), 2, &|_| true) }
+                    .unwrap();
+            let claim = slow.claim(120).unwrap();
+            assert_eq!(c.read().err(), Some(ReadError::Pending));
+            assert_eq!(c.unblock(&|_| true, true), Unblock::Skipped);
+            // From 640: records of 0, 120, 100, 0 and 100 bytes, padding at 1008 (the next
+            // does not fit), then on the next lap 120, 120, 120, 96, 0 and 8: the ring is full
+            // up to the fence (a whole capacity read past it).
+            let msgs: [&[u8]; 11] = [
+                &[],
+                &[0x82; 120],
+                &[0x83; 100],
+                &[],
+                &[0x85; 100],
+                &[0x86; 120],
+                &[0x87; 120],
+                &[0x88; 120],
+                &[0x89; 96],
+                &[],
+                &[0x8b; 8],
+            ];
+            for m in msgs {
+                p.send(m).unwrap();
+                assert_eq!(c.read().unwrap().to_vec(), m);
+            }
+            assert!(c.has_fence());
+            drop(claim);
+            (p, c)
+        };
+        let total = {
+            let region = HeapRegion::new(RecordRing::required_size(1024));
+            let (_p, c) = setup(&region);
+            let spans = give_backs(&c, c.released, c.head, usize::MAX);
+            // The fence, eleven records and the padding at the end.
+            assert_eq!(spans.len(), 13);
+            assert!(spans.iter().any(|s| s.payload.is_none() && s.off == 1008));
+            assert!(c.head_wrapped_onto_fence());
+            spans.iter().map(|s| s.size / 8 + 1).sum::<u64>()
+        };
+        let step = if cfg!(miri) { 11 } else { 1 };
+        for stores in (0..=total).step_by(step) {
+            let what = format!(
+                "start {start:#x}: killed lifting a fence after {stores} of {total} stores"
+            );
+            let region = HeapRegion::new(RecordRing::required_size(1024));
+            let (mut p, c) = setup(&region);
+            let spans = give_backs(&c, c.released, c.head, usize::MAX);
+            give_back_until(&c, &spans, c.released, stores, false);
+            core::mem::forget(c);
+            successor_goes_on(&region, &mut p, &[], &what);
+        }
+    }
+}
+
+#[test]
+fn a_record_half_given_back_is_skipped_at_once_and_not_counted() {
+    // Killed after its header became padding over the record (and any part of the payload
+    // was zeroed): the successor skips it without a timeout, and does not count it skipped
+    // (it was delivered; design.md, "padding of its exact size (skipped, not counted)").
+    let first = vec![0x81u8; 120];
+    let size = align8(RECORD_HEADER as u64 + first.len() as u64);
+    for stores in 1..=size / 8 {
+        let what = format!("consumer killed after {stores} stores of its give-back");
+        let region = HeapRegion::new(RecordRing::required_size(1024));
+        let (mut p, mut c) = ring_at(&region, 0);
+        p.send(&first).unwrap();
+        p.send(b"next").unwrap();
+        let rec = c.read().unwrap();
+        let off = rec.off;
+        rec.keep();
+        c.raw.zero_until(off, size, stores);
+        core::mem::forget(c);
+        let mut c2 = take_over(&region);
+        let skipped = c2.skipped();
+        assert_eq!(
+            c2.read().map(|r| r.to_vec()),
+            Ok(b"next".to_vec()),
+            "{what}"
+        );
+        assert_eq!(c2.skipped(), skipped, "{what}");
+        assert_eq!(c2.read().err(), Some(ReadError::Empty), "{what}");
+    }
+}
+
+#[test]
+fn a_lift_over_zeroes_from_any_offset_stays_in_the_buffer_and_stops_at_the_read_position() {
+    within_a_minute(lift_over_zeroes_from_any_offset);
+}
+
+fn lift_over_zeroes_from_any_offset() {
+    // A consumer killed once it had zeroed everything between its release position (at any
+    // offset) and its read position (any distance up to a whole ring ahead): its successor's
+    // lift wraps at the end of the buffer, never reads past it, and ends exactly at the read
+    // position.
+    let step = if cfg!(miri) { 136 } else { 8 };
+    for off in (0..1024u64).step_by(step) {
+        for ahead in [8, 16, 1024 - off, 1024 - off + 8, 1016, 1024] {
+            if !(8..=1024).contains(&ahead) {
+                continue;
+            }
+            let what = format!("released at {off}, read {ahead} bytes ahead");
+            let region = HeapRegion::new(RecordRing::required_size(1024));
+            let (p, c) = ring_at(&region, 0);
+            drop(p);
+            let released = 2048 + off;
+            let h = c.raw.hdr();
+            h.head.store(released, Ordering::Relaxed);
+            h.tail.store(released + ahead, Ordering::Relaxed);
+            h.read.store(released + ahead, Ordering::Relaxed);
+            core::mem::forget(c);
+            let mut c2 = take_over(&region);
+            assert!(c2.has_fence(), "{what}");
+            assert_eq!(c2.read().err(), Some(ReadError::Empty), "{what}");
+            assert!(!c2.has_fence(), "{what}");
+            assert_eq!(c2.position(), released + ahead, "{what}");
+            assert_eq!(
+                c2.raw.hdr().head.load(Ordering::Relaxed),
+                released + ahead,
+                "{what}"
+            );
+            // SAFETY: the region outlives the handle.
+            let mut p =
+                unsafe { RecordRing::producer(region.as_ptr(), region.len(), 1, &|_| true) }
+                    .unwrap();
+            for k in 0..10u8 {
+                p.send(&[k; 100]).unwrap();
+                assert_eq!(c2.read().unwrap().to_vec(), [k; 100], "{what}");
+            }
+        }
+    }
+}
