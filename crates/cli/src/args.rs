@@ -65,6 +65,25 @@ pub struct ShapeArgs {
     pub msg_size: u64,
 }
 
+/// How `send` reads its input and `recv` writes its output (the mode is the channel's: both
+/// must use the same, `recv` refuses another naming both).
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct StreamArgs {
+    /// Move a byte stream byte for byte (any bytes, no line splitting; message boundaries
+    /// are not kept): stdin is read in chunks of up to 64 KiB into an spsc channel of 64 such
+    /// chunks (4 MiB). Sets the channel's kind, capacity and message size itself.
+    #[arg(long, conflicts_with_all = ["framed", "null", "kind", "capacity", "msg_size"])]
+    pub raw: bool,
+    /// Messages as frames: each is a 4-byte little-endian length followed by that many bytes
+    /// (empty ones too), on stdin and stdout alike; a frame cut short at the end of the input
+    /// is an error (the frames before it are delivered). spsc or mpmc channels.
+    #[arg(long, conflicts_with = "null")]
+    pub framed: bool,
+    /// Lines end with NUL instead of newline (like `find -print0`, `xargs -0`).
+    #[arg(short = '0', long)]
+    pub null: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// List shmlane segments: backend, size, kind, capacity, occupancy, owner, state (live,
@@ -110,6 +129,8 @@ pub enum Cmd {
         resume: bool,
         #[command(flatten)]
         shape: ShapeArgs,
+        #[command(flatten)]
+        stream: StreamArgs,
     },
     /// Print each message as a line; exits 0 when the senders have left and the channel is
     /// drained (with --follow: waits for new senders), 3 if a sender died, 4 on timeout, 5 if
@@ -137,6 +158,8 @@ pub enum Cmd {
         resume: bool,
         #[command(flatten)]
         shape: ShapeArgs,
+        #[command(flatten)]
+        stream: StreamArgs,
     },
     /// Remove a segment (refused while a live process has it, unless --force), or every
     /// stale one.

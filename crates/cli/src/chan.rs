@@ -21,7 +21,8 @@ use crate::{
 };
 use shmlane_cli::{
     args::KindArg,
-    input::{LineError, Lines},
+    input::{FrameError, Frames, LineError, Lines},
+    line::{FAILED, LEN_MASK, Mode, UNTERMINATED},
 };
 
 /// Marks an open that lost a creation race: resolve the shape again.
@@ -49,6 +50,10 @@ pub struct Shape {
     pub kind: KindArg,
     pub capacity: u64,
     pub msg_size: u64,
+    /// What the messages carry (recorded in a typed channel's type name).
+    pub mode: Mode,
+    /// The line delimiter of this command's input or output (`-0`: NUL), for `Mode::Lines`.
+    pub delim: u8,
 }
 
 /// How `send` or `recv` joins the channel.
@@ -83,6 +88,9 @@ pub enum Ended {
     PeerGone(String),
     /// Exit 4: the timeout passed.
     Timeout(String),
+    /// Exit 6: the sender reported that it failed (its input could not be read, ended inside
+    /// a frame, held a line too long): what was received is incomplete.
+    PeerFailed(String),
     /// Exit 128 + the signal: SIGINT, SIGTERM or SIGHUP asked the command to stop, or
     /// (SIGPIPE) its output was closed. Quiet: nothing more is printed.
     Signal(i32),
@@ -133,8 +141,11 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
             st.msg_size
         )));
     }
+    let mode = shmlane_cli::line::channel_mode(&st).map_or(Mode::Lines, |(m, _)| m);
     Ok(Some((
         Shape {
+            mode,
+            delim: b'\n',
             kind: match st.kind {
                 shmlane::Kind::Spsc => KindArg::Spsc,
                 shmlane::Kind::Mpmc => KindArg::Mpmc,
@@ -172,6 +183,13 @@ fn bytes_capacity(shape: &Shape) -> u64 {
 }
 
 fn check_shape(shape: &Shape) -> Result<(), CliError> {
+    if shape.mode != Mode::Lines && matches!(shape.kind, KindArg::Bytes | KindArg::Broadcast) {
+        return Err(CliError(format!(
+            "{} need an spsc or mpmc channel (--kind spsc or mpmc), not {:?}",
+            shape.mode.describe(),
+            shape.kind
+        )));
+    }
     if shape.kind == KindArg::Bytes {
         if shape.msg_size == 0 || shape.msg_size > 1 << 27 || shape.capacity > 1 << 30 {
             return Err(CliError(format!(
@@ -249,7 +267,7 @@ macro_rules! with_elem {
     };
 }
 
-fn open_err(name: &str, e: &OpenError) -> CliError {
+pub(crate) fn open_err(name: &str, e: &OpenError) -> CliError {
     match e {
         // Names the channel, the dead process and both ways out already.
         OpenError::Stale { .. } => CliError(format!("{STALE}{e}")),
@@ -270,7 +288,7 @@ fn builder<T: bytemuck::Pod + Send>(
         KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use byte_builder"),
     };
     join.apply(b.capacity(shape.capacity))
-        .type_name(&shmlane_cli::line::line_type(shape.msg_size))
+        .type_name(&shmlane_cli::line::mode_type(shape.mode, shape.msg_size))
         .unlink(unlink)
         // Implicit channels are pipe-like: what nobody read goes with them (reported by send).
         .keep_unread(false)
@@ -331,8 +349,27 @@ pub fn create(name: &str, shape: Shape) -> Result<(), CliError> {
 /// removed when its last endpoint leaves cleanly).
 fn resolve(name: &str, wanted: Shape) -> Result<(Shape, UnlinkPolicy), CliError> {
     match existing(name)? {
-        Some((shape, true)) => Ok((shape, UnlinkPolicy::LastDetach)),
-        Some((shape, false)) => Ok((shape, UnlinkPolicy::Never)),
+        Some((shape, _)) if shape.mode != wanted.mode => Err(CliError(format!(
+            "channel {name} carries {}, but this command was asked for {}: use the same mode on both sides ({}), or another name",
+            shape.mode.describe(),
+            wanted.mode.describe(),
+            match shape.mode {
+                Mode::Lines => "no --raw or --framed",
+                Mode::Framed => "--framed",
+                Mode::Raw => "--raw",
+            }
+        ))),
+        Some((shape, keep)) => Ok((
+            Shape {
+                delim: wanted.delim,
+                ..shape
+            },
+            if keep {
+                UnlinkPolicy::LastDetach
+            } else {
+                UnlinkPolicy::Never
+            },
+        )),
         None => {
             check_shape(&wanted)?;
             Ok((wanted, UnlinkPolicy::LastDetach))
@@ -430,6 +467,10 @@ fn send_once(
     if is_bytes(&shape) {
         return send_bytes(name, &shape, unlink, join, timeout, input);
     }
+    if shape.mode == Mode::Raw {
+        let ch = open_channel::<crate::stream::Chunk>(name, &shape, unlink, join)?;
+        return crate::stream::send_raw(name, &ch, unlink, timeout);
+    }
     with_elem!(elem_size(shape.msg_size), E, {
         let ch = open_channel::<E>(name, &shape, unlink, join)?;
         let mut tx = match shape.kind {
@@ -438,9 +479,9 @@ fn send_once(
             KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use send_bytes"),
         };
         let before = dead_receivers(name);
-        let pumped = pump(&mut *input, shape.msg_size as usize, |line| {
+        let mut send_one = |line: &[u8], flags: u32| {
             let mut m: E = bytemuck::Zeroable::zeroed();
-            m[..4].copy_from_slice(&(line.len() as u32).to_le_bytes());
+            m[..4].copy_from_slice(&(line.len() as u32 | flags).to_le_bytes());
             m[4..4 + line.len()].copy_from_slice(line);
             let deadline = timeout.map(Deadline::after);
             match sig::wait(deadline, false, |d| match tx.send(m, d) {
@@ -456,14 +497,29 @@ fn send_once(
                 Ok(Err(SendError::Disconnected(_))) => Err(receivers_left(name, unlink)),
                 Ok(Err(e)) => Err(CliError(format!("channel {name}: {e}"))),
             }
+        };
+        let pumped = pump(&mut *input, shape.msg_size as usize, &shape, |line, flags| {
+            send_one(line, flags)
         })?;
         let failure = match pumped {
             Pumped::Done => None,
             // What was sent before still reaches the receivers (the linger below), then the
-            // error is reported.
-            Pumped::TooLong { line: n, max } => Some(CliError(format!(
-                "line {n} has more than {max} bytes (the channel's largest message); it and the lines after it were not sent; create the channel with a larger --msg-size"
-            ))),
+            // error is reported; the receiver is told first (it exits non-zero too).
+            Pumped::Failed(why) => {
+                let max = shape.msg_size as usize;
+                let reason = &why.as_bytes()[..why.len().min(max)];
+                match send_one(reason, FAILED)? {
+                    Sent::Yes => Some(CliError(why)),
+                    Sent::PeerGone => {
+                        return Ok(Ended::PeerGone(format!(
+                            "peer gone: a receiver of {name} died; then: {why}"
+                        )));
+                    }
+                    Sent::Stopped(stop) => {
+                        return Ok(send_stopped(name, unlink, stop, timeout, 0));
+                    }
+                }
+            }
             Pumped::PeerGone(n) => {
                 return Ok(Ended::PeerGone(format!(
                     "peer gone: a receiver of {name} died; line {n} and later were not delivered"
@@ -542,7 +598,7 @@ impl std::fmt::Display for Unread {
 
 /// The receivers found dead in `name`'s attachment table (slot, pid): deaths before this
 /// sender attached, never blamed on its peers.
-fn dead_receivers(name: &str) -> Vec<(u32, u32)> {
+pub(crate) fn dead_receivers(name: &str) -> Vec<(u32, u32)> {
     let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
     let Ok(Some(info)) = inspect_segment(&path) else {
         return Vec::new();
@@ -555,7 +611,7 @@ fn dead_receivers(name: &str) -> Vec<(u32, u32)> {
 }
 
 /// What becomes of the lines still queued when `send` stops early: a clause for its message.
-fn unread_clause(name: &str, unlink: UnlinkPolicy) -> String {
+pub(crate) fn unread_clause(name: &str, unlink: UnlinkPolicy) -> String {
     match queued(name, &[]) {
         None => String::new(),
         Some((n, _, _)) if n.is_empty() => String::new(),
@@ -573,7 +629,7 @@ fn unread_clause(name: &str, unlink: UnlinkPolicy) -> String {
 }
 
 /// `send`'s error when every receiver left (`recv | head -1`): what stays queued, and the fix.
-fn receivers_left(name: &str, unlink: UnlinkPolicy) -> CliError {
+pub(crate) fn receivers_left(name: &str, unlink: UnlinkPolicy) -> CliError {
     CliError(format!(
         "every receiver of {name} has left; the rest of the input was not sent{}",
         unread_clause(name, unlink)
@@ -581,7 +637,7 @@ fn receivers_left(name: &str, unlink: UnlinkPolicy) -> CliError {
 }
 
 /// How `send` ends when a signal or its timeout stops it at line `line`.
-fn send_stopped(
+pub(crate) fn send_stopped(
     name: &str,
     unlink: UnlinkPolicy,
     stop: Stop,
@@ -607,7 +663,7 @@ fn send_stopped(
 
 /// Waits until the ring is drained (or no receiver can drain it any more), at most
 /// `timeout`, stopping for a signal.
-fn linger(
+pub(crate) fn linger(
     name: &str,
     unlink: UnlinkPolicy,
     timeout: Option<Duration>,
@@ -674,6 +730,10 @@ fn recv_once(
     if is_bytes(&shape) {
         return recv_bytes(name, &shape, unlink, join, count, timeout);
     }
+    if shape.mode == Mode::Raw {
+        let ch = open_channel::<crate::stream::Chunk>(name, &shape, unlink, join)?;
+        return crate::stream::recv_raw(name, &ch, join, timeout);
+    }
     with_elem!(elem_size(shape.msg_size), E, {
         let ch = open_channel::<E>(name, &shape, unlink, join)?;
         let mut rx = match shape.kind {
@@ -691,8 +751,9 @@ fn recv_once(
         let write = |out: &mut std::io::BufWriter<sig::Stdout>,
                      m: &E,
                      got: u64|
-         -> Result<(), CliError> {
-            let len = u32::from_le_bytes(m[..4].try_into().unwrap()) as usize;
+         -> Result<Option<Ended>, CliError> {
+            let word = u32::from_le_bytes(m[..4].try_into().unwrap());
+            let len = (word & LEN_MASK) as usize;
             if len > max {
                 // No sender writes this: the segment was overwritten (or a peer is hostile).
                 return Err(CliError(format!(
@@ -700,9 +761,22 @@ fn recv_once(
                     got + 1
                 )));
             }
-            out.write_all(&m[4..4 + len])
-                .and_then(|()| out.write_all(b"\n"))
-                .map_err(|e| out_err(&e))
+            let body = &m[4..4 + len];
+            if word & FAILED != 0 {
+                out.flush().map_err(|e| out_err(&e))?;
+                return Ok(Some(sender_failed(name, body, got)));
+            }
+            match shape.mode {
+                Mode::Framed => out
+                    .write_all(&(len as u32).to_le_bytes())
+                    .and_then(|()| out.write_all(body)),
+                _ if word & UNTERMINATED != 0 => out.write_all(body),
+                _ => out
+                    .write_all(body)
+                    .and_then(|()| out.write_all(&[shape.delim])),
+            }
+            .map_err(|e| out_err(&e))?;
+            Ok(None)
         };
         let ended = loop {
             if let Some(s) = sig::caught() {
@@ -753,7 +827,9 @@ fn recv_once(
                     return Err(CliError(format!("channel {name}: ring is corrupt")));
                 }
             };
-            write(&mut out, &m, got)?;
+            if let Some(failed) = write(&mut out, &m, got)? {
+                break failed;
+            }
             got += 1;
         };
         out.flush().map_err(|e| out_err(&e))?;
@@ -761,12 +837,20 @@ fn recv_once(
     })
 }
 
+/// How `recv` ends when its sender reports that it failed.
+pub(crate) fn sender_failed(name: &str, reason: &[u8], got: u64) -> Ended {
+    Ended::PeerFailed(format!(
+        "the sender of {name} failed: {}; {got} messages received before it (the output is incomplete)",
+        String::from_utf8_lossy(reason)
+    ))
+}
+
 /// Marks a write to the output that `recv --timeout` ended (its reader stopped reading).
 const OUT_TIMEOUT: &str = "\u{0}out-timeout";
 
 /// A failed write of `recv`'s output as an error; past `--timeout`, marked to end as a
 /// timeout (exit 4, see `recv`).
-fn out_err(e: &std::io::Error) -> CliError {
+pub(crate) fn out_err(e: &std::io::Error) -> CliError {
     if e.kind() == std::io::ErrorKind::TimedOut {
         CliError(format!(
             "{OUT_TIMEOUT}its output is not being read; the last messages received were not written"
@@ -777,7 +861,7 @@ fn out_err(e: &std::io::Error) -> CliError {
 }
 
 /// `recv`'s timeout.
-fn recv_timed_out(timeout: Option<Duration>, got: u64) -> Ended {
+pub(crate) fn recv_timed_out(timeout: Option<Duration>, got: u64) -> Ended {
     Ended::Timeout(format!(
         "timed out after {:?} with {got} messages received",
         timeout.unwrap_or_default()
@@ -787,18 +871,59 @@ fn recv_timed_out(timeout: Option<Duration>, got: u64) -> Ended {
 /// `recv --follow`'s note when a sender dies: the death is reported (the library reports each
 /// once) and the command goes on waiting for the next sender, as after a clean leave (a
 /// crashed feed handler is restarted like a redeployed one).
-fn follow_past_death(name: &str, got: u64) -> String {
+pub(crate) fn follow_past_death(name: &str, got: u64) -> String {
     format!(
         "shmlane: a sender of {name} died ({got} messages received so far); waiting for the next one (--follow)"
     )
+}
+
+/// Sends each input frame through `send`.
+fn pump_frames(
+    input: impl BufRead,
+    max: usize,
+    mut send: impl FnMut(&[u8], u32) -> Result<Sent, CliError>,
+) -> Result<Pumped, CliError> {
+    let mut frames = Frames::new(input, max);
+    let mut msg = Vec::with_capacity(256);
+    loop {
+        match frames.next_into(&mut msg) {
+            Ok(true) => {}
+            Ok(false) => return Ok(Pumped::Done),
+            Err(FrameError::TooLong { frame, len, max }) => {
+                return Ok(Pumped::Failed(format!(
+                    "frame {frame} says it has {len} bytes, more than {max} (the channel's largest message); it and the frames after it were not sent; create the channel with a larger --msg-size (up to {MAX_MSG})"
+                )));
+            }
+            Err(FrameError::Truncated { frame, got, want }) => {
+                return Ok(Pumped::Failed(format!(
+                    "the input ends inside frame {frame}: {got} of its {want} bytes (4-byte length included) are there; it was not sent"
+                )));
+            }
+            Err(FrameError::Io(e)) => {
+                if let Some(s) = sig::caught() {
+                    return Ok(Pumped::Stopped(Stop::Signal(s), frames.count() + 1));
+                }
+                return Ok(Pumped::Failed(format!(
+                    "reading stdin: {e}; frame {} and later were not sent",
+                    frames.count() + 1
+                )));
+            }
+        }
+        match send(&msg, 0)? {
+            Sent::Yes => {}
+            Sent::PeerGone => return Ok(Pumped::PeerGone(frames.count())),
+            Sent::Stopped(stop) => return Ok(Pumped::Stopped(stop, frames.count())),
+        }
+    }
 }
 
 /// How feeding the input lines to a channel ended.
 enum Pumped {
     /// Every line was sent.
     Done,
-    /// Line `line` is longer than `max`; the lines before it were sent.
-    TooLong { line: u64, max: usize },
+    /// The input failed (a line too long, a frame cut short, a read error): the message says
+    /// which; what came before it was sent.
+    Failed(String),
     /// The receiver died; this line (counting from 1) and later ones were not delivered.
     PeerGone(u64),
     /// A signal or the timeout stopped the command; this line and later ones were not sent.
@@ -815,29 +940,41 @@ enum Sent {
     Stopped(Stop),
 }
 
-/// Sends each input line (one message a line, at most `max` bytes) through `send`.
+/// Sends each input line (one message a line, at most `max` bytes; with `Mode::Framed` each
+/// frame) through `send`, with the flags of its length word (`UNTERMINATED` for a last line
+/// without its delimiter).
 fn pump(
     input: impl BufRead,
     max: usize,
-    mut send: impl FnMut(&[u8]) -> Result<Sent, CliError>,
+    shape: &Shape,
+    mut send: impl FnMut(&[u8], u32) -> Result<Sent, CliError>,
 ) -> Result<Pumped, CliError> {
-    let mut lines = Lines::new(input, max);
+    if shape.mode == Mode::Framed {
+        return pump_frames(input, max, send);
+    }
+    let mut lines = Lines::with_delimiter(input, max, shape.delim);
     let mut line = Vec::with_capacity(256);
     loop {
         match lines.next_into(&mut line) {
             Ok(true) => {}
             Ok(false) => return Ok(Pumped::Done),
-            Err(LineError::TooLong { line, max, .. }) => {
-                return Ok(Pumped::TooLong { line, max });
+            Err(LineError::TooLong { line: n, max, .. }) => {
+                return Ok(Pumped::Failed(format!(
+                    "line {n} has more than {max} bytes (the channel's largest message); it and the lines after it were not sent; create the channel with a larger --msg-size"
+                )));
             }
             Err(LineError::Io(e)) => {
                 if let Some(s) = sig::caught() {
                     return Ok(Pumped::Stopped(Stop::Signal(s), lines.count() + 1));
                 }
-                return Err(CliError(format!("reading stdin: {e}")));
+                return Ok(Pumped::Failed(format!(
+                    "reading stdin: {e}; line {} and later were not sent",
+                    lines.count() + 1
+                )));
             }
         }
-        match send(&line)? {
+        let flags = if lines.terminated() { 0 } else { UNTERMINATED };
+        match send(&line, flags)? {
             Sent::Yes => {}
             Sent::PeerGone => return Ok(Pumped::PeerGone(lines.count())),
             Sent::Stopped(stop) => return Ok(Pumped::Stopped(stop, lines.count())),
@@ -892,7 +1029,11 @@ fn send_bytes(
         },
         shmlane::ByteSender::max_message,
     );
-    let pumped = pump(input, max, |line| {
+    let delim = shape.delim;
+    let mut marked = Vec::new();
+    let mut send_one = |line: &[u8], flags: u32| {
+        // A byte channel has no length word for the flags: see `bytes_message`.
+        let line = bytes_message(&mut marked, line, flags, delim);
         let sent = match (&mut tx, &mut publisher) {
             (Some(tx), _) => sig::wait(timeout.map(Deadline::after), false, |d| {
                 match tx.send(line, Some(d)) {
@@ -914,12 +1055,23 @@ fn send_bytes(
             Ok(Err(ByteSendError::Disconnected)) => Err(receivers_left(name, unlink)),
             Ok(Err(e)) => Err(CliError(format!("channel {name}: {e}"))),
         }
-    })?;
+    };
+    // One byte for the marker (see `bytes_message`).
+    let pumped = pump(input, max.saturating_sub(1), shape, &mut send_one)?;
     let failure = match pumped {
         Pumped::Done => None,
-        Pumped::TooLong { line: n, max } => Some(CliError(format!(
-            "line {n} has more than {max} bytes (the channel's largest message); it and the lines after it were not sent; create the channel with a larger --msg-size"
-        ))),
+        Pumped::Failed(why) => {
+            let reason = &why.as_bytes()[..why.len().min(max.saturating_sub(1))];
+            match send_one(reason, FAILED)? {
+                Sent::Yes => Some(CliError(why)),
+                Sent::PeerGone => {
+                    return Ok(Ended::PeerGone(format!(
+                        "peer gone: the receiver of {name} died; then: {why}"
+                    )));
+                }
+                Sent::Stopped(stop) => return Ok(send_stopped(name, unlink, stop, timeout, 0)),
+            }
+        }
         Pumped::PeerGone(n) => {
             return Ok(Ended::PeerGone(format!(
                 "peer gone: the receiver of {name} died; line {n} and later were not delivered"
@@ -943,6 +1095,40 @@ fn send_bytes(
     match failure {
         Some(CliError(e)) => Err(CliError(format!("{e}{left}"))),
         None => Ok(ended),
+    }
+}
+
+/// A line for a bytes or broadcast channel, whose messages have no room for flags: a line
+/// never holds its delimiter, so a message that does is a marker. A line followed by its
+/// delimiter is sent as is; the last line of an input without one is sent with the delimiter
+/// after it (`abc` + `\n`: the receiver writes `abc` and no delimiter); a failed sender's
+/// reason is sent after a delimiter (`\n` + reason, which does not end with one).
+/// (Messages other programs send with the delimiter inside them are read the same way.)
+fn bytes_message<'a>(buf: &'a mut Vec<u8>, line: &'a [u8], flags: u32, delim: u8) -> &'a [u8] {
+    if flags == 0 {
+        return line;
+    }
+    buf.clear();
+    if flags & FAILED != 0 {
+        buf.push(delim);
+        buf.extend(line.iter().map(|&b| if b == delim { b' ' } else { b }));
+        if buf.len() < 2 {
+            buf.push(b'?');
+        }
+    } else {
+        buf.extend_from_slice(line);
+        buf.push(delim);
+    }
+    buf
+}
+
+/// What a message of a bytes or broadcast channel is (see `bytes_message`): a line (whether
+/// to write the delimiter after it), or a failed sender's reason.
+fn bytes_unmark(msg: &[u8], delim: u8) -> Result<(&[u8], bool), &[u8]> {
+    match msg {
+        [d, .., last] if *d == delim && *last != delim => Err(&msg[1..]),
+        [line @ .., last] if *last == delim => Ok((line, false)),
+        _ => Ok((msg, true)),
     }
 }
 
@@ -1008,8 +1194,21 @@ fn recv_bytes(
         }
         match r {
             Ok(n) => {
-                out.write_all(&buf[..n])
-                    .and_then(|()| out.write_all(b"\n"))
+                let (line, terminated) = match bytes_unmark(&buf[..n], shape.delim) {
+                    Ok(l) => l,
+                    Err(reason) => {
+                        out.flush().map_err(write_err)?;
+                        break sender_failed(name, reason, got);
+                    }
+                };
+                out.write_all(line)
+                    .and_then(|()| {
+                        if terminated {
+                            out.write_all(&[shape.delim])
+                        } else {
+                            Ok(())
+                        }
+                    })
                     .map_err(write_err)?;
                 got += 1;
             }

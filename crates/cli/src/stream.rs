@@ -1,0 +1,211 @@
+//! `shmlane send --raw` and `recv --raw`: a byte stream, byte for byte, over an spsc channel of
+//! 64 KiB chunks (a little-endian `u32` word, the chunk's length and flags as for lines, then
+//! the bytes). The sender sends what each read of its input gives (up to a chunk: a slow,
+//! interactive input is not held back to fill one); the receiver takes every chunk the ring
+//! holds at once (up to `BATCH`) and writes each with one write. A sender that fails (its input
+//! cannot be read) sends a last chunk flagged `FAILED` with the reason, so its receiver exits
+//! non-zero instead of ending as if the stream were complete.
+
+use std::{io::Write, time::Duration};
+
+use shmlane::{Deadline, RecvError, SendError, UnlinkPolicy};
+use shmlane_cli::line::{FAILED, LEN_MASK};
+
+use crate::{
+    CliError,
+    chan::{
+        Ended, dead_receivers, follow_past_death, linger, open_err, out_err, receivers_left,
+        recv_timed_out, sender_failed, send_stopped, unread_clause, Join,
+    },
+    sig::{self, Stop},
+};
+
+/// The element of a raw channel: a 64 KiB chunk.
+pub type Chunk = [u8; 65536];
+
+/// Bytes of data a chunk holds (after its length word).
+pub const DATA: usize = 65536 - 4;
+
+/// Chunks in a raw channel's ring: 4 MiB.
+pub const CHUNKS: u64 = 64;
+
+/// Chunks the receiver takes from the ring at once.
+const BATCH: usize = 16;
+
+/// `send --raw`: stdin, as it comes, into the channel.
+pub fn send_raw(
+    name: &str,
+    ch: &shmlane::Channel<Chunk>,
+    unlink: UnlinkPolicy,
+    timeout: Option<Duration>,
+) -> Result<Ended, CliError> {
+    let mut tx = ch.producer().map_err(|e| open_err(name, &e))?;
+    let before = dead_receivers(name);
+    let mut chunk: Box<Chunk> = vec![0u8; 65536]
+        .into_boxed_slice()
+        .try_into()
+        .expect("65536 bytes");
+    let mut stdin = sig::Stdin;
+    let mut sent = 0u64;
+    let failure = loop {
+        let n = match std::io::Read::read(&mut stdin, &mut chunk[4..]) {
+            Ok(0) => break None,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                if let Some(s) = sig::caught() {
+                    return Ok(send_stopped(name, unlink, Stop::Signal(s), timeout, 0));
+                }
+                break Some(format!(
+                    "reading stdin: {e}; the {sent} bytes before were sent, nothing after"
+                ));
+            }
+        };
+        chunk[..4].copy_from_slice(&(n as u32).to_le_bytes());
+        match put(name, unlink, &mut tx, &chunk, timeout)? {
+            Sent::Yes => sent += n as u64,
+            Sent::Ended(e) => return Ok(e),
+        }
+    };
+    if let Some(why) = &failure {
+        let reason = &why.as_bytes()[..why.len().min(DATA)];
+        chunk[..4].copy_from_slice(&(reason.len() as u32 | FAILED).to_le_bytes());
+        chunk[4..4 + reason.len()].copy_from_slice(reason);
+        if let Sent::Ended(e) = put(name, unlink, &mut tx, &chunk, timeout)? {
+            return Ok(e);
+        }
+    }
+    // Everything is in the ring: stay until a receiver has taken it (see `linger`).
+    let _ = tx.stats();
+    let ended = linger(name, unlink, timeout, &before);
+    match failure {
+        Some(why) => Err(CliError(format!("{why}{}", unread_clause(name, unlink)))),
+        None => ended,
+    }
+}
+
+/// What became of one chunk.
+enum Sent {
+    Yes,
+    /// The command ends so (the receiver died, a signal, the timeout).
+    Ended(Ended),
+}
+
+/// Puts `chunk` in the ring: straight into a free slot (one copy), or when the ring is full by
+/// a send that waits for room (in slices, stopping for a signal or the timeout).
+fn put(
+    name: &str,
+    unlink: UnlinkPolicy,
+    tx: &mut shmlane::Producer<Chunk>,
+    chunk: &Chunk,
+    timeout: Option<Duration>,
+) -> Result<Sent, CliError> {
+    if let Ok(mut w) = tx.write_chunk(1) {
+        w.copy_from_slice(std::slice::from_ref(chunk));
+        w.commit_all();
+        tx.notify(1);
+        return Ok(Sent::Yes);
+    }
+    let deadline = timeout.map(Deadline::after);
+    match sig::wait(deadline, false, |d| match tx.send(*chunk, Some(d)) {
+        Err(SendError::Timeout(_)) => None,
+        r => Some(r),
+    }) {
+        Ok(Ok(())) => Ok(Sent::Yes),
+        Ok(Err(SendError::PeerDied(_))) => Ok(Sent::Ended(Ended::PeerGone(format!(
+            "peer gone: the receiver of {name} died; the rest of the stream was not delivered"
+        )))),
+        Ok(Err(SendError::Timeout(_))) | Err(Stop::Timeout) => {
+            Ok(Sent::Ended(Ended::Timeout(format!(
+                "timed out after {:?} waiting for room in {name} (is a receiver reading?); the rest of the stream was not sent{}",
+                timeout.unwrap_or_default(),
+                unread_clause(name, unlink)
+            ))))
+        }
+        Err(stop) => Ok(Sent::Ended(send_stopped(name, unlink, stop, timeout, 0))),
+        Ok(Err(SendError::Disconnected(_))) => Err(receivers_left(name, unlink)),
+        Ok(Err(e)) => Err(CliError(format!("channel {name}: {e}"))),
+    }
+}
+
+/// `recv --raw`: the stream, to stdout.
+pub fn recv_raw(
+    name: &str,
+    ch: &shmlane::Channel<Chunk>,
+    join: Join,
+    timeout: Option<Duration>,
+) -> Result<Ended, CliError> {
+    let mut rx = ch.consumer().map_err(|e| open_err(name, &e))?;
+    let deadline = timeout.map(Deadline::after);
+    let mut out = sig::Stdout::until(deadline);
+    let mut local: Vec<Chunk> = vec![[0u8; 65536]; BATCH];
+    // Chunks received so far (for the messages).
+    let mut got = 0u64;
+    let ended = loop {
+        if let Some(s) = sig::caught() {
+            break Ended::Signal(s);
+        }
+        if deadline.is_some_and(|d| d.is_past()) {
+            break recv_timed_out(timeout, got);
+        }
+        let ready = rx.len().min(BATCH);
+        let n = if ready > 0 {
+            let c = rx
+                .read_chunk(ready)
+                .map_err(|e| CliError(format!("channel {name}: ring is corrupt: {e}")))?;
+            c.copy_to_slice(&mut local[..ready]);
+            c.commit_all();
+            rx.notify(ready);
+            ready
+        } else {
+            match sig::wait(deadline, true, |d| match rx.recv(Some(d)) {
+                Err(RecvError::Timeout) => None,
+                r => Some(r),
+            }) {
+                Ok(Ok(m)) => {
+                    local[0] = m;
+                    1
+                }
+                Ok(Err(RecvError::Disconnected)) => break Ended::Ok,
+                Ok(Err(RecvError::PeerDied)) if join.follow => {
+                    eprintln!("{}", follow_past_death(name, got));
+                    continue;
+                }
+                Ok(Err(RecvError::PeerDied)) => {
+                    break Ended::PeerGone(format!(
+                        "peer gone: the sender of {name} died; the stream is incomplete ({got} chunks received)"
+                    ));
+                }
+                Ok(Err(RecvError::Timeout)) | Err(Stop::Timeout) => {
+                    break recv_timed_out(timeout, got);
+                }
+                Err(Stop::Signal(s)) => break Ended::Signal(s),
+                Ok(Err(RecvError::Corrupt)) => {
+                    return Err(CliError(format!("channel {name}: ring is corrupt")));
+                }
+            }
+        };
+        let mut failed = None;
+        for c in &local[..n] {
+            // Read from shared memory (copied out): checked here, used once.
+            let word = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            let len = (word & LEN_MASK) as usize;
+            if len > DATA {
+                return Err(CliError(format!(
+                    "channel {name}: ring is corrupt: chunk {} says it has {len} bytes, more than {DATA}; the segment was overwritten: remove it (shmlane rm {name}) and send again",
+                    got + 1
+                )));
+            }
+            if word & FAILED != 0 {
+                failed = Some(sender_failed(name, &c[4..4 + len], got));
+                break;
+            }
+            out.write_all(&c[4..4 + len]).map_err(|e| out_err(&e))?;
+            got += 1;
+        }
+        if let Some(f) = failed {
+            break f;
+        }
+    };
+    Ok(ended)
+}
