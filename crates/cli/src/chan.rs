@@ -506,9 +506,9 @@ fn send_once(
             // What was sent before still reaches the receivers (the linger below), then the
             // error is reported; the receiver is told first (it exits non-zero too).
             Pumped::Failed(why) => {
-                let max = shape.msg_size as usize;
-                let reason = &why.as_bytes()[..why.len().min(max)];
-                match send_one(reason, FAILED)? {
+                // The whole element if need be (the receiver allows it for this message).
+                let reason = failure_reason(&why, size_of::<E>() - 4);
+                match send_one(&reason, FAILED)? {
                     Sent::Yes => Some(CliError(why)),
                     Sent::PeerGone => {
                         return Ok(Ended::PeerGone(format!(
@@ -754,7 +754,13 @@ fn recv_once(
          -> Result<Option<Ended>, CliError> {
             let word = u32::from_le_bytes(m[..4].try_into().unwrap());
             let len = (word & LEN_MASK) as usize;
-            if len > max {
+            // A failed sender's reason may take the whole element.
+            let limit = if word & FAILED != 0 {
+                size_of::<E>() - 4
+            } else {
+                max
+            };
+            if len > limit {
                 // No sender writes this: the segment was overwritten (or a peer is hostile).
                 return Err(CliError(format!(
                     "channel {name}: ring is corrupt: message {} says it has {len} bytes, more than the channel's message size of {max}; the segment was overwritten: remove it (shmlane rm {name}) and send again",
@@ -835,6 +841,19 @@ fn recv_once(
         out.flush().map_err(|e| out_err(&e))?;
         Ok(ended)
     })
+}
+
+/// A failed sender's reason as it fits in a message of `room` bytes: cut at a character
+/// boundary with an ellipsis when it does not (its stderr has all of it).
+pub(crate) fn failure_reason(why: &str, room: usize) -> Vec<u8> {
+    if why.len() <= room {
+        return why.as_bytes().to_vec();
+    }
+    let mut end = room.saturating_sub(3);
+    while !why.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &why[..end]).into_bytes()
 }
 
 /// How `recv` ends when its sender reports that it failed.
@@ -1032,6 +1051,12 @@ fn send_bytes(
     let delim = shape.delim;
     let mut marked = Vec::new();
     let mut send_one = |line: &[u8], flags: u32| {
+        if flags & UNTERMINATED != 0 && line.len() >= max {
+            return Err(CliError(format!(
+                "the last line has {} bytes and no delimiter after it: marking it so takes one byte more than the channel's largest message ({max}); end the input with a delimiter, or use a channel with a larger --capacity",
+                line.len()
+            )));
+        }
         // A byte channel has no length word for the flags: see `bytes_message`.
         let line = bytes_message(&mut marked, line, flags, delim);
         let sent = match (&mut tx, &mut publisher) {
@@ -1056,13 +1081,12 @@ fn send_bytes(
             Ok(Err(e)) => Err(CliError(format!("channel {name}: {e}"))),
         }
     };
-    // One byte for the marker (see `bytes_message`).
-    let pumped = pump(input, max.saturating_sub(1), shape, &mut send_one)?;
+    let pumped = pump(input, max, shape, &mut send_one)?;
     let failure = match pumped {
         Pumped::Done => None,
         Pumped::Failed(why) => {
-            let reason = &why.as_bytes()[..why.len().min(max.saturating_sub(1))];
-            match send_one(reason, FAILED)? {
+            let reason = failure_reason(&why, max.saturating_sub(1));
+            match send_one(&reason, FAILED)? {
                 Sent::Yes => Some(CliError(why)),
                 Sent::PeerGone => {
                     return Ok(Ended::PeerGone(format!(

@@ -68,9 +68,9 @@ pub fn send_raw(
         }
     };
     if let Some(why) = &failure {
-        let reason = &why.as_bytes()[..why.len().min(DATA)];
+        let reason = crate::chan::failure_reason(why, DATA);
         chunk[..4].copy_from_slice(&(reason.len() as u32 | FAILED).to_le_bytes());
-        chunk[4..4 + reason.len()].copy_from_slice(reason);
+        chunk[4..4 + reason.len()].copy_from_slice(&reason);
         if let Sent::Ended(e) = put(name, unlink, &mut tx, &chunk, timeout)? {
             return Ok(e);
         }
