@@ -531,12 +531,14 @@ fn send_once(
         // A channel this command created is removed when the last endpoint leaves: wait until
         // a receiver has taken everything, so leaving early loses nothing.
         tx.flush_stats();
-        let ended = linger(name, unlink, timeout, &before);
+        // After a failure: the mark of it, the last message, need not be taken first.
+        let spare = u64::from(failure.is_some());
+        let ended = linger(name, unlink, timeout, &before, spare);
         // The error replaces the linger's own report: say what it would have (lines that
         // no receiver took before the timeout stay queued).
         let left = failure
             .as_ref()
-            .map_or_else(String::new, |_| unread_clause(name, unlink));
+            .map_or_else(String::new, |_| unread_clause_past(name, unlink, spare));
         drop(tx);
         drop(ch);
         match failure {
@@ -612,7 +614,23 @@ pub(crate) fn dead_receivers(name: &str) -> Vec<(u32, u32)> {
 
 /// What becomes of the lines still queued when `send` stops early: a clause for its message.
 pub(crate) fn unread_clause(name: &str, unlink: UnlinkPolicy) -> String {
-    match queued(name, &[]) {
+    unread_clause_past(name, unlink, 0)
+}
+
+/// As `unread_clause`, after a failure whose mark (the last message sent) takes `spare` of
+/// what is queued: the lines are counted without it.
+pub(crate) fn unread_clause_past(name: &str, unlink: UnlinkPolicy, spare: u64) -> String {
+    let queued = queued(name, &[]).map(|(n, a, d)| {
+        (
+            Unread {
+                len: n.len.saturating_sub(spare),
+                ..n
+            },
+            a,
+            d,
+        )
+    });
+    match queued {
         None => String::new(),
         Some((n, _, _)) if n.is_empty() => String::new(),
         Some((n, true, _)) => format!("; {n} still queued go to its receiver"),
@@ -663,11 +681,14 @@ pub(crate) fn send_stopped(
 
 /// Waits until the ring is drained (or no receiver can drain it any more), at most
 /// `timeout`, stopping for a signal.
+/// `spare`: what may stay queued when it is done (the mark of a failure, which a receiver that
+/// stopped early, `recv --count`, need not take).
 pub(crate) fn linger(
     name: &str,
     unlink: UnlinkPolicy,
     timeout: Option<Duration>,
     before: &[(u32, u32)],
+    spare: u64,
 ) -> Result<Ended, CliError> {
     let deadline = timeout.map(Deadline::after);
     let mut pause = Duration::from_millis(1);
@@ -678,7 +699,7 @@ pub(crate) fn linger(
         let Some((len, receivers_alive, receivers_dead)) = queued(name, before) else {
             return Ok(Ended::Ok);
         };
-        if len.is_empty() {
+        if len.len <= spare {
             return Ok(Ended::Ok);
         }
         if !receivers_alive && receivers_dead {
@@ -690,7 +711,7 @@ pub(crate) fn linger(
             return Ok(Ended::Timeout(format!(
                 "timed out after {:?} waiting for a receiver to take the last messages of {name}{}",
                 timeout.unwrap_or_default(),
-                unread_clause(name, unlink)
+                unread_clause_past(name, unlink, spare)
             )));
         }
         // Back off to 50 ms: a sender waiting for a receiver that has not come yet idles.
@@ -1082,10 +1103,13 @@ fn send_bytes(
         }
     };
     let pumped = pump(input, max, shape, &mut send_one)?;
+    // The ring bytes the mark of a failure takes (an 8-byte header, padded to 8).
+    let mut spare = 0;
     let failure = match pumped {
         Pumped::Done => None,
         Pumped::Failed(why) => {
             let reason = failure_reason(&why, max.saturating_sub(1));
+            spare = 8 + (reason.len() as u64 + 1).next_multiple_of(8);
             match send_one(&reason, FAILED)? {
                 Sent::Yes => Some(CliError(why)),
                 Sent::PeerGone => {
@@ -1109,12 +1133,12 @@ fn send_bytes(
         Ended::Ok
     } else {
         let _ = tx.as_mut().map(shmlane::ByteSender::stats);
-        linger(name, unlink, timeout, &before)?
+        linger(name, unlink, timeout, &before, spare)?
     };
     // As in `send_once`: the error says what stays queued.
     let left = failure
         .as_ref()
-        .map_or_else(String::new, |_| unread_clause(name, unlink));
+        .map_or_else(String::new, |_| unread_clause_past(name, unlink, spare));
     drop((tx, publisher, ch));
     match failure {
         Some(CliError(e)) => Err(CliError(format!("{e}{left}"))),

@@ -77,9 +77,13 @@ pub fn send_raw(
     }
     // Everything is in the ring: stay until a receiver has taken it (see `linger`).
     let _ = tx.stats();
-    let ended = linger(name, unlink, timeout, &before);
+    let spare = u64::from(failure.is_some());
+    let ended = linger(name, unlink, timeout, &before, spare);
     match failure {
-        Some(why) => Err(CliError(format!("{why}{}", unread_clause(name, unlink)))),
+        Some(why) => Err(CliError(format!(
+            "{why}{}",
+            crate::chan::unread_clause_past(name, unlink, spare)
+        ))),
         None => ended,
     }
 }
