@@ -38,10 +38,14 @@ pub enum KindArg {
   shmlane stat feed                   header, regions, positions, statistics
   shmlane rm --stale                  remove segments whose users died
   cargo run --release -- bench        shmlane against pipes and Unix sockets
+  shmlane send img --raw < a.iso      any bytes, byte for byte (recv img --raw > b.iso)
+  shmlane send m --framed < frames    4-byte little-endian length + bytes per message
+  find . -print0 | shmlane send f -0  NUL-terminated lines
 
 Exit codes: 0 ok, 1 error, 3 a peer process died, 4 timeout, 5 the channel holds unread
-messages of a session in which a process died (`shmlane rm NAME`, or --resume); send and
-recv: 130, 143, 129
+messages of a session in which a process died (`shmlane rm NAME`, or --resume), 6 (recv) the
+sender failed (unreadable input, a frame cut short, a line too long: the output is
+incomplete); send and recv: 130, 143, 129
 on SIGINT, SIGTERM, SIGHUP (they leave the channel cleanly first), 141 when recv's output
 pipe closes (quiet, like other Unix tools)."
 )]
@@ -112,10 +116,12 @@ pub enum Cmd {
         #[command(flatten)]
         shape: ShapeArgs,
     },
-    /// Send each stdin line (without its newline) as one message; creates the channel if
-    /// needed (then removed when its last user leaves cleanly). At the end of the input it
-    /// waits until a receiver has taken every line. SIGINT, SIGTERM and SIGHUP end it
-    /// cleanly (exit 128 + the signal).
+    /// Send each stdin line (without its newline) as one message (--raw: the bytes as they
+    /// come; --framed: length-prefixed messages); creates the channel if needed (then removed
+    /// when its last user leaves cleanly). At the end of the input it waits until a receiver
+    /// has taken every line. If its input fails (unreadable, a frame cut short, a line too
+    /// long) it tells the receiver (which exits 6) and exits 1. SIGINT, SIGTERM and SIGHUP end
+    /// it cleanly (exit 128 + the signal).
     Send {
         /// Channel name.
         name: String,
@@ -132,9 +138,11 @@ pub enum Cmd {
         #[command(flatten)]
         stream: StreamArgs,
     },
-    /// Print each message as a line; exits 0 when the senders have left and the channel is
-    /// drained (with --follow: waits for new senders), 3 if a sender died, 4 on timeout, 5 if
-    /// the channel is stale (see --resume), 128 + the signal on SIGINT, SIGTERM or
+    /// Print each message as a line (a last line sent without a newline comes out without
+    /// one; --raw: the byte stream; --framed: length-prefixed messages); exits 0 when the
+    /// senders have left and the channel is drained (with --follow: waits for new senders), 3
+    /// if a sender died, 4 on timeout, 5 if the channel is stale (see --resume), 6 if the
+    /// sender failed (what came before is written), 128 + the signal on SIGINT, SIGTERM or
     /// SIGHUP, 141 when its output pipe is closed (`recv | head -1`), quietly.
     Recv {
         /// Channel name.

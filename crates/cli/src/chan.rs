@@ -498,9 +498,12 @@ fn send_once(
                 Ok(Err(e)) => Err(CliError(format!("channel {name}: {e}"))),
             }
         };
-        let pumped = pump(&mut *input, shape.msg_size as usize, &shape, |line, flags| {
-            send_one(line, flags)
-        })?;
+        let pumped = pump(
+            &mut *input,
+            shape.msg_size as usize,
+            &shape,
+            |line, flags| send_one(line, flags),
+        )?;
         let failure = match pumped {
             Pumped::Done => None,
             // What was sent before still reaches the receivers (the linger below), then the
@@ -755,8 +758,20 @@ fn recv_once(
         let ch = open_channel::<crate::stream::Chunk>(name, &shape, unlink, join)?;
         return crate::stream::recv_raw(name, &ch, join, timeout);
     }
+    recv_typed(name, &shape, unlink, join, count, timeout)
+}
+
+/// `recv` of lines or frames from an spsc or mpmc channel.
+fn recv_typed(
+    name: &str,
+    shape: &Shape,
+    unlink: UnlinkPolicy,
+    join: Join,
+    count: Option<u64>,
+    timeout: Option<Duration>,
+) -> Result<Ended, CliError> {
     with_elem!(elem_size(shape.msg_size), E, {
-        let ch = open_channel::<E>(name, &shape, unlink, join)?;
+        let ch = open_channel::<E>(name, shape, unlink, join)?;
         let mut rx = match shape.kind {
             KindArg::Spsc => Rx::Spsc(ch.consumer().map_err(|e| open_err(name, &e))?),
             KindArg::Mpmc => Rx::Mpmc(ch.receiver().map_err(|e| open_err(name, &e))?),
@@ -788,22 +803,7 @@ fn recv_once(
                     got + 1
                 )));
             }
-            let body = &m[4..4 + len];
-            if word & FAILED != 0 {
-                out.flush().map_err(|e| out_err(&e))?;
-                return Ok(Some(sender_failed(name, body, got)));
-            }
-            match shape.mode {
-                Mode::Framed => out
-                    .write_all(&(len as u32).to_le_bytes())
-                    .and_then(|()| out.write_all(body)),
-                _ if word & UNTERMINATED != 0 => out.write_all(body),
-                _ => out
-                    .write_all(body)
-                    .and_then(|()| out.write_all(&[shape.delim])),
-            }
-            .map_err(|e| out_err(&e))?;
-            Ok(None)
+            write_typed(out, name, shape, word, &m[4..4 + len], got)
         };
         let ended = loop {
             if let Some(s) = sig::caught() {
@@ -862,6 +862,34 @@ fn recv_once(
         out.flush().map_err(|e| out_err(&e))?;
         Ok(ended)
     })
+}
+
+/// Writes one message of a typed channel (`word`: its length word, checked) as `shape`'s mode
+/// says: a frame, or a line with its delimiter unless the sender had none; the mark of a
+/// failed sender ends `recv` (`Some`).
+fn write_typed(
+    out: &mut std::io::BufWriter<sig::Stdout>,
+    name: &str,
+    shape: &Shape,
+    word: u32,
+    body: &[u8],
+    got: u64,
+) -> Result<Option<Ended>, CliError> {
+    if word & FAILED != 0 {
+        out.flush().map_err(|e| out_err(&e))?;
+        return Ok(Some(sender_failed(name, body, got)));
+    }
+    match shape.mode {
+        Mode::Framed => out
+            .write_all(&(body.len() as u32).to_le_bytes())
+            .and_then(|()| out.write_all(body)),
+        _ if word & UNTERMINATED != 0 => out.write_all(body),
+        _ => out
+            .write_all(body)
+            .and_then(|()| out.write_all(&[shape.delim])),
+    }
+    .map_err(|e| out_err(&e))?;
+    Ok(None)
 }
 
 /// A failed sender's reason as it fits in a message of `room` bytes: cut at a character

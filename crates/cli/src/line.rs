@@ -94,8 +94,7 @@ pub fn channel_mode(st: &ChannelStats) -> Option<(Mode, u64)> {
         .ok()?;
     let canonical = (1..=MAX_LINE).contains(&n) && name == mode_type(mode, n);
     let size = line_elem_size(n);
-    (canonical && ty.align() == 1 && ty.size() == size && st.elem_size == size)
-        .then_some((mode, n))
+    (canonical && ty.align() == 1 && ty.size() == size && st.elem_size == size).then_some((mode, n))
 }
 
 /// The largest message to show for a channel: the line limit of the commands' typed channels,

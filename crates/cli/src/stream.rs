@@ -14,8 +14,8 @@ use shmlane_cli::line::{FAILED, LEN_MASK};
 use crate::{
     CliError,
     chan::{
-        Ended, dead_receivers, follow_past_death, linger, open_err, out_err, receivers_left,
-        recv_timed_out, sender_failed, send_stopped, unread_clause, Join,
+        Ended, Join, dead_receivers, follow_past_death, linger, open_err, out_err, receivers_left,
+        recv_timed_out, send_stopped, sender_failed, unread_clause,
     },
     sig::{self, Stop},
 };
@@ -142,7 +142,8 @@ pub fn recv_raw(
     let mut rx = ch.consumer().map_err(|e| open_err(name, &e))?;
     let deadline = timeout.map(Deadline::after);
     let mut out = sig::Stdout::until(deadline);
-    let mut local: Vec<Chunk> = vec![[0u8; 65536]; BATCH];
+    let mut store = vec![0u8; BATCH * size_of::<Chunk>()];
+    let local: &mut [Chunk] = bytemuck::cast_slice_mut(&mut store);
     // Chunks received so far (for the messages).
     let mut got = 0u64;
     let ended = loop {

@@ -284,7 +284,10 @@ fn failed_sender_makes_the_receiver_fail() {
     // output cut short).
     for (label, args) in [
         ("typed", &["--msg-size", "8"][..]),
-        ("bytes", &["--kind", "bytes", "--msg-size", "8", "--capacity", "256"][..]),
+        (
+            "bytes",
+            &["--kind", "bytes", "--msg-size", "8", "--capacity", "256"][..],
+        ),
     ] {
         let name = unique(&format!("raw-long-{label}"));
         let _c = Cleanup(name.clone());
@@ -348,7 +351,10 @@ fn killed_raw_sender_is_reported() {
         .write_all(b"some bytes")
         .unwrap();
     wait_attached(&name, shmlane::ROLE_SENDER);
-    let r = spawn(&["recv", &name, "--raw", "--resume", "--timeout", "30s"], None);
+    let r = spawn(
+        &["recv", &name, "--raw", "--resume", "--timeout", "30s"],
+        None,
+    );
     wait_attached(&name, shmlane::ROLE_RECEIVER);
     s.child.kill().unwrap();
     let _ = s.finish(Duration::from_secs(10));
