@@ -601,6 +601,16 @@ impl std::fmt::Display for Unread {
     }
 }
 
+/// Whether a receiver of `name` has taken any message (the channel's statistics).
+fn received_any(name: &str) -> bool {
+    let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
+    inspect_segment(&path)
+        .ok()
+        .flatten()
+        .and_then(|info| shmlane::inspect(&info))
+        .is_some_and(|st| st.received.messages > 0)
+}
+
 /// The receivers found dead in `name`'s attachment table (slot, pid): deaths before this
 /// sender attached, never blamed on its peers.
 pub(crate) fn dead_receivers(name: &str) -> Vec<(u32, u32)> {
@@ -702,7 +712,9 @@ pub(crate) fn linger(
         let Some((len, receivers_alive, receivers_dead)) = queued(name, before) else {
             return Ok(Ended::Ok);
         };
-        if len.len <= spare {
+        // The mark of a failure may stay only once a receiver has been at work (one that
+        // stopped early, `recv --count`); before, it waits for one like any message.
+        if len.is_empty() || len.len <= spare && received_any(name) {
             return Ok(Ended::Ok);
         }
         if !receivers_alive && receivers_dead {

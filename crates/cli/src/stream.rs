@@ -6,7 +6,7 @@
 //! cannot be read) sends a last chunk flagged `FAILED` with the reason, so its receiver exits
 //! non-zero instead of ending as if the stream were complete.
 
-use std::{io::Write, time::Duration};
+use std::time::Duration;
 
 use shmlane::{Deadline, RecvError, SendError, UnlinkPolicy};
 use shmlane_cli::line::{FAILED, LEN_MASK};
@@ -48,7 +48,41 @@ pub fn send_raw(
     let mut stdin = sig::Stdin;
     let mut sent = 0u64;
     let failure = loop {
-        let n = match std::io::Read::read(&mut stdin, &mut chunk[4..]) {
+        // Straight into a free slot when there is one (read(2) into the ring: no copy of
+        // ours); into `chunk`, then a send that waits for room, when the ring is full.
+        let read = if tx.free() == 0 {
+            std::io::Read::read(&mut stdin, &mut chunk[4..]).map(|n| {
+                chunk[..4].copy_from_slice(&(n as u32).to_le_bytes());
+                n
+            })
+        } else {
+            // Free slots are only ever added to by the receiver: this one stays free.
+            let mut w = tx
+                .write_chunk(1)
+                .map_err(|e| CliError(format!("channel {name}: ring is corrupt: {e}")))?;
+            {
+                let [(slot, _), _] = w.as_mut_ptrs();
+                let slot = slot.cast::<u8>();
+                // SAFETY: the slot is reserved for this chunk until its commit: 65536 bytes,
+                // of which the 65532 after the length word are read into; no reference to the
+                // ring is made.
+                let r = unsafe { stdin.read_into(slot.add(4), DATA) };
+                match r {
+                    Ok(n) if n > 0 => {
+                        let word = (n as u32).to_le_bytes();
+                        // SAFETY: the slot's first 4 bytes, reserved as above.
+                        unsafe { std::ptr::copy_nonoverlapping(word.as_ptr(), slot, 4) };
+                        w.commit_all();
+                        tx.notify(1);
+                        sent += n as u64;
+                        continue;
+                    }
+                    // Nothing read: the chunk is dropped uncommitted (the slot stays free).
+                    other => other,
+                }
+            }
+        };
+        let n = match read {
             Ok(0) => break None,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -61,7 +95,6 @@ pub fn send_raw(
                 ));
             }
         };
-        chunk[..4].copy_from_slice(&(n as u32).to_le_bytes());
         match put(name, unlink, &mut tx, &chunk, timeout)? {
             Sent::Yes => sent += n as u64,
             Sent::Ended(e) => return Ok(e),
@@ -132,6 +165,42 @@ fn put(
     }
 }
 
+/// Writes the chunk at `elem` (its length word, checked, then its bytes) to `out`; the mark of
+/// a failed sender ends `recv` (`Some`). The chunk may be in the ring, which another process
+/// maps: it is read through the pointer only (the length word copied out once, then used).
+///
+/// # Safety
+/// `elem` must be valid for reads of a whole chunk (65536 bytes) for the call.
+unsafe fn emit(
+    out: &mut sig::Stdout,
+    name: &str,
+    elem: *const u8,
+    got: u64,
+) -> Result<Option<Ended>, CliError> {
+    let mut w = [0u8; 4];
+    // SAFETY: the first 4 bytes of the chunk (caller's promise); `w` is ours.
+    unsafe { std::ptr::copy_nonoverlapping(elem, w.as_mut_ptr(), 4) };
+    let word = u32::from_le_bytes(w);
+    let len = (word & LEN_MASK) as usize;
+    if len > DATA {
+        return Err(CliError(format!(
+            "channel {name}: ring is corrupt: chunk {} says it has {len} bytes, more than {DATA}; the segment was overwritten: remove it (shmlane rm {name}) and send again",
+            got + 1
+        )));
+    }
+    // SAFETY: `4 + len <= 65536`, checked above: within the chunk.
+    let data = unsafe { elem.add(4) };
+    if word & FAILED != 0 {
+        let mut reason = vec![0u8; len];
+        // SAFETY: as above; `reason` is ours, `len` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(data, reason.as_mut_ptr(), len) };
+        return Ok(Some(sender_failed(name, &reason, got)));
+    }
+    // SAFETY: as above.
+    unsafe { out.write_all_from(data, len) }.map_err(|e| out_err(&e))?;
+    Ok(None)
+}
+
 /// `recv --raw`: the stream, to stdout.
 pub fn recv_raw(
     name: &str,
@@ -142,8 +211,6 @@ pub fn recv_raw(
     let mut rx = ch.consumer().map_err(|e| open_err(name, &e))?;
     let deadline = timeout.map(Deadline::after);
     let mut out = sig::Stdout::until(deadline);
-    let mut store = vec![0u8; BATCH * size_of::<Chunk>()];
-    let local: &mut [Chunk] = bytemuck::cast_slice_mut(&mut store);
     // Chunks received so far (for the messages).
     let mut got = 0u64;
     let ended = loop {
@@ -154,63 +221,61 @@ pub fn recv_raw(
             break recv_timed_out(timeout, got);
         }
         let ready = rx.len().min(BATCH);
-        let n = if ready > 0 {
+        if ready > 0 {
+            // Written straight from the ring (write(2) from the slots: no copy of ours), then
+            // given back.
             let c = rx
                 .read_chunk(ready)
                 .map_err(|e| CliError(format!("channel {name}: ring is corrupt: {e}")))?;
-            c.copy_to_slice(&mut local[..ready]);
+            let mut failed = None;
+            'runs: for (first, k) in c.as_ptrs() {
+                for i in 0..k {
+                    // SAFETY: element `i` of a run of `k` borrowed elements: in the ring,
+                    // published, not given back before `c` is committed below.
+                    let elem = unsafe { first.add(i) }.cast::<u8>();
+                    // SAFETY: as above; the whole element is readable for the call.
+                    failed = unsafe { emit(&mut out, name, elem, got) }?;
+                    if failed.is_some() {
+                        break 'runs;
+                    }
+                    got += 1;
+                }
+            }
             c.commit_all();
             rx.notify(ready);
-            ready
-        } else {
-            match sig::wait(deadline, true, |d| match rx.recv(Some(d)) {
-                Err(RecvError::Timeout) => None,
-                r => Some(r),
-            }) {
-                Ok(Ok(m)) => {
-                    local[0] = m;
-                    1
-                }
-                Ok(Err(RecvError::Disconnected)) => break Ended::Ok,
-                Ok(Err(RecvError::PeerDied)) if join.follow => {
-                    eprintln!("{}", follow_past_death(name, got));
-                    continue;
-                }
-                Ok(Err(RecvError::PeerDied)) => {
-                    break Ended::PeerGone(format!(
-                        "peer gone: the sender of {name} died; the stream is incomplete ({got} chunks received)"
-                    ));
-                }
-                Ok(Err(RecvError::Timeout)) | Err(Stop::Timeout) => {
-                    break recv_timed_out(timeout, got);
-                }
-                Err(Stop::Signal(s)) => break Ended::Signal(s),
-                Ok(Err(RecvError::Corrupt)) => {
-                    return Err(CliError(format!("channel {name}: ring is corrupt")));
-                }
+            if let Some(f) = failed {
+                break f;
+            }
+            continue;
+        }
+        let m = match sig::wait(deadline, true, |d| match rx.recv(Some(d)) {
+            Err(RecvError::Timeout) => None,
+            r => Some(r),
+        }) {
+            Ok(Ok(m)) => m,
+            Ok(Err(RecvError::Disconnected)) => break Ended::Ok,
+            Ok(Err(RecvError::PeerDied)) if join.follow => {
+                eprintln!("{}", follow_past_death(name, got));
+                continue;
+            }
+            Ok(Err(RecvError::PeerDied)) => {
+                break Ended::PeerGone(format!(
+                    "peer gone: the sender of {name} died; the stream is incomplete ({got} chunks received)"
+                ));
+            }
+            Ok(Err(RecvError::Timeout)) | Err(Stop::Timeout) => {
+                break recv_timed_out(timeout, got);
+            }
+            Err(Stop::Signal(s)) => break Ended::Signal(s),
+            Ok(Err(RecvError::Corrupt)) => {
+                return Err(CliError(format!("channel {name}: ring is corrupt")));
             }
         };
-        let mut failed = None;
-        for c in &local[..n] {
-            // Read from shared memory (copied out): checked here, used once.
-            let word = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            let len = (word & LEN_MASK) as usize;
-            if len > DATA {
-                return Err(CliError(format!(
-                    "channel {name}: ring is corrupt: chunk {} says it has {len} bytes, more than {DATA}; the segment was overwritten: remove it (shmlane rm {name}) and send again",
-                    got + 1
-                )));
-            }
-            if word & FAILED != 0 {
-                failed = Some(sender_failed(name, &c[4..4 + len], got));
-                break;
-            }
-            out.write_all(&c[4..4 + len]).map_err(|e| out_err(&e))?;
-            got += 1;
-        }
-        if let Some(f) = failed {
+        // SAFETY: `m` is our own copy of the element.
+        if let Some(f) = unsafe { emit(&mut out, name, m.as_ptr(), got) }? {
             break f;
         }
+        got += 1;
     };
     Ok(ended)
 }

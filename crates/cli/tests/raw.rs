@@ -125,6 +125,9 @@ fn through(name: &str, send_args: &[&str], recv_args: &[&str], input: Vec<u8>) -
         .chain(send_args.iter().copied())
         .collect();
     let r = spawn(&recv, None);
+    // (A sender that is done before its receiver attaches takes the channel it made with it,
+    // and the receiver then waits for another.)
+    wait_attached(name, shmlane::ROLE_RECEIVER);
     let s = spawn(&send, Some(input));
     let s = s.finish(Duration::from_secs(60));
     let r = r.finish(Duration::from_secs(60));
@@ -220,7 +223,7 @@ fn framed_round_trip_of_random_messages() {
     }
     assert!(empties >= 2000);
     let shape = ["--framed", "--msg-size", "300", "--capacity", "4096"];
-    let (s, r) = through(&name, &shape, &["--framed"], input.clone());
+    let (s, r) = through(&name, &shape, &shape, input.clone());
     ok(&s, "send");
     ok(&r, "recv");
     same(&r.out, &input, "100,000 frames");
