@@ -223,6 +223,7 @@ impl Stdin {
     ///
     /// # Safety
     /// `ptr` must be valid for writes of `len` bytes for the duration of the call.
+    #[allow(clippy::unused_self)] // Reads this handle's descriptor (as `read`).
     pub unsafe fn read_into(&mut self, ptr: *mut u8, len: usize) -> io::Result<usize> {
         let stdin = io::stdin();
         loop {

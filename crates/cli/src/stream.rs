@@ -51,10 +51,8 @@ pub fn send_raw(
         // Straight into a free slot when there is one (read(2) into the ring: no copy of
         // ours); into `chunk`, then a send that waits for room, when the ring is full.
         let read = if tx.free() == 0 {
-            std::io::Read::read(&mut stdin, &mut chunk[4..]).map(|n| {
-                chunk[..4].copy_from_slice(&(n as u32).to_le_bytes());
-                n
-            })
+            std::io::Read::read(&mut stdin, &mut chunk[4..])
+                .inspect(|&n| chunk[..4].copy_from_slice(&(n as u32).to_le_bytes()))
         } else {
             // Free slots are only ever added to by the receiver: this one stays free.
             let mut w = tx
