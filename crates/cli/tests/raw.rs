@@ -431,3 +431,45 @@ fn frame_reader_on_edge_inputs() {
         shmlane_cli::input::fuzz_lines(&data);
     }
 }
+
+/// A chunk whose length word was overwritten (a hostile or broken peer) is refused as corrupt,
+/// never written past its element.
+#[test]
+fn overwritten_chunk_length_is_corrupt() {
+    use std::os::unix::fs::FileExt as _;
+    let name = unique("raw-corrupt");
+    let _c = Cleanup(name.clone());
+    let mut s = spawn(&["send", &name, "--raw"], None);
+    let mark = b"raw-corrupt-test-mark-0123456789";
+    s.child.stdin.as_mut().unwrap().write_all(mark).unwrap();
+    s.child.stdin.as_mut().unwrap().flush().unwrap();
+    let path = format!("/dev/shm/{name}");
+    let t0 = Instant::now();
+    let at = loop {
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Some(i) = bytes.windows(mark.len()).position(|w| w == mark)
+        {
+            break i;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the chunk never came"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // The length word before the bytes: one more than a chunk holds.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&65533u32.to_le_bytes(), (at - 4) as u64)
+        .unwrap();
+    let r =
+        spawn(&["recv", &name, "--raw", "--timeout", "10s"], None).finish(Duration::from_secs(20));
+    assert_eq!(r.code, Some(1), "{}", r.err);
+    assert!(
+        r.err.contains("ring is corrupt") && r.err.contains("65533 bytes, more than 65532"),
+        "{}",
+        r.err
+    );
+    assert!(r.out.is_empty());
+    s.child.kill().unwrap();
+    let _ = s.finish(Duration::from_secs(10));
+}
