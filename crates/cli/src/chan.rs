@@ -293,9 +293,18 @@ fn builder<T: bytemuck::Pod + Send>(
         // Implicit channels are pipe-like: what nobody read goes with them (reported by send).
         .keep_unread(false)
         .mode(0o600)
-        .wait(WaitStrategy::SpinThenPark {
-            spins: 2000,
-            yields: 10,
+        .wait(if shape.mode == Mode::Raw {
+            // A stream's three processes (its writer, send, recv) share the cores: a wait
+            // sleeps at once instead of spinning on a core the others need.
+            WaitStrategy::SpinThenPark {
+                spins: 0,
+                yields: 0,
+            }
+        } else {
+            WaitStrategy::SpinThenPark {
+                spins: 2000,
+                yields: 10,
+            }
         })
 }
 
