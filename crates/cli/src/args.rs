@@ -39,11 +39,14 @@ pub enum KindArg {
   shmlane stat feed                   header, regions, positions, statistics
   shmlane rm --stale                  remove segments whose users died
   cargo run --release -- bench        shmlane against pipes and Unix sockets
+  shmlane send img --raw < a.iso      any bytes, byte for byte (recv img --raw > b.iso)
+  shmlane send m --framed < frames    4-byte little-endian length + bytes per message
+  find . -print0 | shmlane send f -0  NUL-terminated lines
 
-Exit codes: 0 ok, 1 error, 2 usage (a bad argument or name), 3 a peer process died,
-4 timeout, 5 the channel holds unread
-messages of a session in which a process died (`shmlane rm NAME`, or --resume); send and
-recv: 130, 143, 129
+Exit codes: 0 ok, 1 error, 2 usage (a bad argument or name), 3 a peer process died, 4 timeout, 5 the channel holds unread
+messages of a session in which a process died (`shmlane rm NAME`, or --resume), 6 (recv) the
+sender failed (unreadable input, a frame cut short, a line too long: the output is
+incomplete); send and recv: 130, 143, 129
 on SIGINT, SIGTERM, SIGHUP (they leave the channel cleanly first), 141 when recv's output
 pipe closes (quiet, like other Unix tools)."
 )]
@@ -72,6 +75,25 @@ pub struct ShapeArgs {
     /// saying how much it would take).
     #[arg(long)]
     pub yes: bool,
+}
+
+/// How `send` reads its input and `recv` writes its output (the mode is the channel's: both
+/// must use the same, `recv` refuses another naming both).
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct StreamArgs {
+    /// Move a byte stream byte for byte (any bytes, no line splitting; message boundaries
+    /// are not kept): stdin is read in chunks of up to 64 KiB into an spsc channel of 64 such
+    /// chunks (4 MiB). Sets the channel's kind, capacity and message size itself.
+    #[arg(long, conflicts_with_all = ["framed", "null", "kind", "capacity", "msg_size"])]
+    pub raw: bool,
+    /// Messages as frames: each is a 4-byte little-endian length followed by that many bytes
+    /// (empty ones too), on stdin and stdout alike; a frame cut short at the end of the input
+    /// is an error (the frames before it are delivered). spsc or mpmc channels.
+    #[arg(long, conflicts_with = "null")]
+    pub framed: bool,
+    /// Lines end with NUL instead of newline (like `find -print0`, `xargs -0`).
+    #[arg(short = '0', long)]
+    pub null: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -119,10 +141,12 @@ pub enum Cmd {
         #[command(flatten)]
         perms: crate::share::PermArgs,
     },
-    /// Send each stdin line (without its newline) as one message; creates the channel if
-    /// needed (then removed when its last user leaves cleanly). At the end of the input it
-    /// waits until a receiver has taken every line. SIGINT, SIGTERM and SIGHUP end it
-    /// cleanly (exit 128 + the signal).
+    /// Send each stdin line (without its newline) as one message (--raw: the bytes as they
+    /// come; --framed: length-prefixed messages); creates the channel if needed (then removed
+    /// when its last user leaves cleanly). At the end of the input it waits until a receiver
+    /// has taken every line. If its input fails (unreadable, a frame cut short, a line too
+    /// long) it tells the receiver (which exits 6) and exits 1. SIGINT, SIGTERM and SIGHUP end
+    /// it cleanly (exit 128 + the signal).
     Send {
         /// Channel name.
         #[arg(value_parser = crate::names::NameParser)]
@@ -139,10 +163,14 @@ pub enum Cmd {
         shape: ShapeArgs,
         #[command(flatten)]
         trust: crate::share::TrustArgs,
+        #[command(flatten)]
+        stream: StreamArgs,
     },
-    /// Print each message as a line; exits 0 when the senders have left and the channel is
-    /// drained (with --follow: waits for new senders), 3 if a sender died, 4 on timeout, 5 if
-    /// the channel is stale (see --resume), 128 + the signal on SIGINT, SIGTERM or
+    /// Print each message as a line (a last line sent without a newline comes out without
+    /// one; --raw: the byte stream; --framed: length-prefixed messages); exits 0 when the
+    /// senders have left and the channel is drained (with --follow: waits for new senders), 3
+    /// if a sender died, 4 on timeout, 5 if the channel is stale (see --resume), 6 if the
+    /// sender failed (what came before is written), 128 + the signal on SIGINT, SIGTERM or
     /// SIGHUP, 141 when its output pipe is closed (`recv | head -1`), quietly.
     Recv {
         /// Channel name.
@@ -169,6 +197,8 @@ pub enum Cmd {
         shape: ShapeArgs,
         #[command(flatten)]
         trust: crate::share::TrustArgs,
+        #[command(flatten)]
+        stream: StreamArgs,
     },
     /// Remove a segment (idle, stale or corrupt; refused while a live process has it, unless
     /// --force), or every stale or corrupt one.

@@ -21,7 +21,8 @@ use crate::{
 };
 use shmlane_cli::{
     args::KindArg,
-    input::{LineError, Lines},
+    input::{FrameError, Frames, LineError, Lines},
+    line::{FAILED, LEN_MASK, Mode, UNTERMINATED},
 };
 
 /// Marks an open that lost a creation race: resolve the shape again.
@@ -51,6 +52,10 @@ pub struct Shape {
     pub msg_size: u64,
     /// Which of these the command line gave (an existing channel must match them).
     pub given: crate::shape::Given,
+    /// What the messages carry (recorded in a typed channel's type name).
+    pub mode: Mode,
+    /// The line delimiter of this command's input or output (`-0`: NUL), for `Mode::Lines`.
+    pub delim: u8,
 }
 
 /// How `send` or `recv` joins the channel.
@@ -92,6 +97,9 @@ pub enum Ended {
     PeerGone(String),
     /// Exit 4: the timeout passed.
     Timeout(String),
+    /// Exit 6: the sender reported that it failed (its input could not be read, ended inside
+    /// a frame, held a line too long): what was received is incomplete.
+    PeerFailed(String),
     /// Exit 128 + the signal: SIGINT, SIGTERM or SIGHUP asked the command to stop, or
     /// (SIGPIPE) its output was closed. Quiet: nothing more is printed.
     Signal(i32),
@@ -152,8 +160,11 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
             st.msg_size
         )));
     }
+    let mode = shmlane_cli::line::channel_mode(&st).map_or(Mode::Lines, |(m, _)| m);
     Ok(Some((
         Shape {
+            mode,
+            delim: b'\n',
             kind: match st.kind {
                 shmlane::Kind::Spsc => KindArg::Spsc,
                 shmlane::Kind::Mpmc => KindArg::Mpmc,
@@ -192,6 +203,13 @@ pub fn bytes_capacity(shape: &Shape) -> u64 {
 }
 
 fn check_shape(name: &str, shape: &Shape) -> Result<(), CliError> {
+    if shape.mode != Mode::Lines && matches!(shape.kind, KindArg::Bytes | KindArg::Broadcast) {
+        return Err(CliError(format!(
+            "{} need an spsc or mpmc channel (--kind spsc or mpmc), not {:?}",
+            shape.mode.describe(),
+            shape.kind
+        )));
+    }
     if shape.kind == KindArg::Bytes {
         if shape.msg_size == 0 || shape.msg_size > 1 << 27 || shape.capacity > 1 << 30 {
             return Err(CliError(format!(
@@ -269,7 +287,7 @@ macro_rules! with_elem {
     };
 }
 
-fn open_err(name: &str, e: &OpenError) -> CliError {
+pub(crate) fn open_err(name: &str, e: &OpenError) -> CliError {
     match e {
         // Names the channel, the dead process and both ways out already.
         OpenError::Stale { .. } => CliError(format!("{STALE}{e}")),
@@ -292,14 +310,23 @@ fn builder<T: bytemuck::Pod + Send>(
         KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use byte_builder"),
     };
     join.apply(b.capacity(shape.capacity))
-        .type_name(&shmlane_cli::line::line_type(shape.msg_size))
+        .type_name(&shmlane_cli::line::mode_type(shape.mode, shape.msg_size))
         .unlink(unlink)
         // Implicit channels are pipe-like: what nobody read goes with them (reported by send).
         .keep_unread(false)
         .mode(0o600)
-        .wait(WaitStrategy::SpinThenPark {
-            spins: 2000,
-            yields: 10,
+        .wait(if shape.mode == Mode::Raw {
+            // A stream's three processes (its writer, send, recv) share the cores: a wait
+            // sleeps at once instead of spinning on a core the others need.
+            WaitStrategy::SpinThenPark {
+                spins: 0,
+                yields: 0,
+            }
+        } else {
+            WaitStrategy::SpinThenPark {
+                spins: 2000,
+                yields: 10,
+            }
         })
 }
 
@@ -388,13 +415,29 @@ pub fn create(
 /// removed when its last endpoint leaves cleanly).
 fn resolve(name: &str, wanted: Shape) -> Result<(Shape, UnlinkPolicy), CliError> {
     match existing(name)? {
-        Some((shape, true)) => {
+        Some((shape, _)) if shape.mode != wanted.mode => Err(CliError(format!(
+            "channel {name} carries {}, but this command was asked for {}: use the same mode on both sides ({}), or another name",
+            shape.mode.describe(),
+            wanted.mode.describe(),
+            match shape.mode {
+                Mode::Lines => "no --raw or --framed",
+                Mode::Framed => "--framed",
+                Mode::Raw => "--raw",
+            }
+        ))),
+        Some((shape, keep)) => {
             crate::shape::check_matches(name, &shape, &wanted, bytes_capacity)?;
-            Ok((shape, UnlinkPolicy::LastDetach))
-        }
-        Some((shape, false)) => {
-            crate::shape::check_matches(name, &shape, &wanted, bytes_capacity)?;
-            Ok((shape, UnlinkPolicy::Never))
+            Ok((
+                Shape {
+                    delim: wanted.delim,
+                    ..shape
+                },
+                if keep {
+                    UnlinkPolicy::LastDetach
+                } else {
+                    UnlinkPolicy::Never
+                },
+            ))
         }
         None => {
             check_shape(name, &wanted)?;
@@ -493,6 +536,10 @@ fn send_once(
     if is_bytes(&shape) {
         return send_bytes(name, &shape, unlink, join, timeout, input);
     }
+    if shape.mode == Mode::Raw {
+        let ch = open_channel::<crate::stream::Chunk>(name, &shape, unlink, join)?;
+        return crate::stream::send_raw(name, &ch, unlink, timeout);
+    }
     with_elem!(elem_size(shape.msg_size), E, {
         let ch = open_channel::<E>(name, &shape, unlink, join)?;
         let mut tx = match shape.kind {
@@ -501,9 +548,9 @@ fn send_once(
             KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use send_bytes"),
         };
         let before = dead_receivers(name);
-        let pumped = pump(&mut *input, shape.msg_size as usize, |line| {
+        let mut send_one = |line: &[u8], flags: u32| {
             let mut m: E = bytemuck::Zeroable::zeroed();
-            m[..4].copy_from_slice(&(line.len() as u32).to_le_bytes());
+            m[..4].copy_from_slice(&(line.len() as u32 | flags).to_le_bytes());
             m[4..4 + line.len()].copy_from_slice(line);
             let deadline = timeout.map(Deadline::after);
             match sig::wait(deadline, false, |d| match tx.send(m, d) {
@@ -519,14 +566,32 @@ fn send_once(
                 Ok(Err(SendError::Disconnected(_))) => Err(receivers_left(name, unlink)),
                 Ok(Err(e)) => Err(CliError(format!("channel {name}: {e}"))),
             }
-        })?;
+        };
+        let pumped = pump(
+            &mut *input,
+            shape.msg_size as usize,
+            &shape,
+            |line, flags| send_one(line, flags),
+        )?;
         let failure = match pumped {
             Pumped::Done => None,
             // What was sent before still reaches the receivers (the linger below), then the
-            // error is reported.
-            Pumped::TooLong { line: n, max } => Some(CliError(format!(
-                "line {n} has more than {max} bytes (the channel's largest message); it and the lines after it were not sent; create the channel with a larger --msg-size"
-            ))),
+            // error is reported; the receiver is told first (it exits non-zero too).
+            Pumped::Failed(why) => {
+                // The whole element if need be (the receiver allows it for this message).
+                let reason = failure_reason(&why, size_of::<E>() - 4);
+                match send_one(&reason, FAILED)? {
+                    Sent::Yes => Some(CliError(why)),
+                    Sent::PeerGone => {
+                        return Ok(Ended::PeerGone(format!(
+                            "peer gone: a receiver of {name} died; then: {why}"
+                        )));
+                    }
+                    Sent::Stopped(stop) => {
+                        return Ok(send_stopped(name, unlink, stop, timeout, 0));
+                    }
+                }
+            }
             Pumped::PeerGone(n) => {
                 return Ok(Ended::PeerGone(format!(
                     "peer gone: a receiver of {name} died; {}",
@@ -539,12 +604,14 @@ fn send_once(
         // A channel this command created is removed when the last endpoint leaves: wait until
         // a receiver has taken everything, so leaving early loses nothing.
         tx.flush_stats();
-        let ended = linger(name, unlink, timeout, &before);
+        // After a failure: the mark of it, the last message, need not be taken first.
+        let spare = u64::from(failure.is_some());
+        let ended = linger(name, unlink, timeout, &before, spare);
         // The error replaces the linger's own report: say what it would have (lines that
         // no receiver took before the timeout stay queued).
         let left = failure
             .as_ref()
-            .map_or_else(String::new, |_| unread_clause(name, unlink));
+            .map_or_else(String::new, |_| unread_clause_past(name, unlink, spare));
         drop(tx);
         drop(ch);
         match failure {
@@ -619,9 +686,18 @@ fn undelivered(name: &str, n: u64) -> String {
     }
 }
 
+/// Whether a receiver of `name` has taken any message (the channel's statistics).
+fn received_any(name: &str) -> bool {
+    inspect_segment(&shmlane_segment::Location::Posix(name.to_owned()))
+        .ok()
+        .flatten()
+        .and_then(|info| shmlane::inspect(&info))
+        .is_some_and(|st| st.received.messages > 0)
+}
+
 /// The receivers found dead in `name`'s attachment table (slot, pid): deaths before this
 /// sender attached, never blamed on its peers.
-fn dead_receivers(name: &str) -> Vec<(u32, u32)> {
+pub(crate) fn dead_receivers(name: &str) -> Vec<(u32, u32)> {
     let Ok(Some(info)) = inspect_segment(&shmlane_segment::Location::Posix(name.to_owned())) else {
         return Vec::new();
     };
@@ -633,8 +709,24 @@ fn dead_receivers(name: &str) -> Vec<(u32, u32)> {
 }
 
 /// What becomes of the lines still queued when `send` stops early: a clause for its message.
-fn unread_clause(name: &str, unlink: UnlinkPolicy) -> String {
-    match queued(name, &[]) {
+pub(crate) fn unread_clause(name: &str, unlink: UnlinkPolicy) -> String {
+    unread_clause_past(name, unlink, 0)
+}
+
+/// As `unread_clause`, after a failure whose mark (the last message sent) takes `spare` of
+/// what is queued: the lines are counted without it.
+pub(crate) fn unread_clause_past(name: &str, unlink: UnlinkPolicy, spare: u64) -> String {
+    let queued = queued(name, &[]).map(|(n, a, d)| {
+        (
+            Unread {
+                len: n.len.saturating_sub(spare),
+                ..n
+            },
+            a,
+            d,
+        )
+    });
+    match queued {
         None => String::new(),
         Some((n, _, _)) if n.is_empty() => String::new(),
         Some((n, true, _)) => format!("; {n} still queued go to its receiver"),
@@ -651,7 +743,7 @@ fn unread_clause(name: &str, unlink: UnlinkPolicy) -> String {
 }
 
 /// `send`'s error when every receiver left (`recv | head -1`): what stays queued, and the fix.
-fn receivers_left(name: &str, unlink: UnlinkPolicy) -> CliError {
+pub(crate) fn receivers_left(name: &str, unlink: UnlinkPolicy) -> CliError {
     CliError(format!(
         "every receiver of {name} has left; the rest of the input was not sent{}",
         unread_clause(name, unlink)
@@ -659,7 +751,7 @@ fn receivers_left(name: &str, unlink: UnlinkPolicy) -> CliError {
 }
 
 /// How `send` ends when a signal or its timeout stops it at line `line`.
-fn send_stopped(
+pub(crate) fn send_stopped(
     name: &str,
     unlink: UnlinkPolicy,
     stop: Stop,
@@ -685,11 +777,14 @@ fn send_stopped(
 
 /// Waits until the ring is drained (or no receiver can drain it any more), at most
 /// `timeout`, stopping for a signal.
-fn linger(
+/// `spare`: what may stay queued when it is done (the mark of a failure, which a receiver that
+/// stopped early, `recv --count`, need not take).
+pub(crate) fn linger(
     name: &str,
     unlink: UnlinkPolicy,
     timeout: Option<Duration>,
     before: &[(u32, u32)],
+    spare: u64,
 ) -> Result<Ended, CliError> {
     let deadline = timeout.map(Deadline::after);
     let mut pause = Duration::from_millis(1);
@@ -700,7 +795,9 @@ fn linger(
         let Some((len, receivers_alive, receivers_dead)) = queued(name, before) else {
             return Ok(Ended::Ok);
         };
-        if len.is_empty() {
+        // The mark of a failure may stay only once a receiver has been at work (one that
+        // stopped early, `recv --count`); before, it waits for one like any message.
+        if len.is_empty() || len.len <= spare && received_any(name) {
             return Ok(Ended::Ok);
         }
         if !receivers_alive && receivers_dead {
@@ -712,7 +809,7 @@ fn linger(
             return Ok(Ended::Timeout(format!(
                 "timed out after {:?} waiting for a receiver to take the last messages of {name}{}",
                 timeout.unwrap_or_default(),
-                unread_clause(name, unlink)
+                unread_clause_past(name, unlink, spare)
             )));
         }
         // Back off to 50 ms: a sender waiting for a receiver that has not come yet idles.
@@ -752,8 +849,24 @@ fn recv_once(
     if is_bytes(&shape) {
         return recv_bytes(name, &shape, unlink, join, count, timeout);
     }
+    if shape.mode == Mode::Raw {
+        let ch = open_channel::<crate::stream::Chunk>(name, &shape, unlink, join)?;
+        return crate::stream::recv_raw(name, &ch, join, timeout);
+    }
+    recv_typed(name, &shape, unlink, join, count, timeout)
+}
+
+/// `recv` of lines or frames from an spsc or mpmc channel.
+fn recv_typed(
+    name: &str,
+    shape: &Shape,
+    unlink: UnlinkPolicy,
+    join: Join,
+    count: Option<u64>,
+    timeout: Option<Duration>,
+) -> Result<Ended, CliError> {
     with_elem!(elem_size(shape.msg_size), E, {
-        let ch = open_channel::<E>(name, &shape, unlink, join)?;
+        let ch = open_channel::<E>(name, shape, unlink, join)?;
         let mut rx = match shape.kind {
             KindArg::Spsc => Rx::Spsc(ch.consumer().map_err(|e| open_err(name, &e))?),
             KindArg::Mpmc => Rx::Mpmc(ch.receiver().map_err(|e| open_err(name, &e))?),
@@ -769,18 +882,23 @@ fn recv_once(
         let write = |out: &mut std::io::BufWriter<sig::Stdout>,
                      m: &E,
                      got: u64|
-         -> Result<(), CliError> {
-            let len = u32::from_le_bytes(m[..4].try_into().unwrap()) as usize;
-            if len > max {
+         -> Result<Option<Ended>, CliError> {
+            let word = u32::from_le_bytes(m[..4].try_into().unwrap());
+            let len = (word & LEN_MASK) as usize;
+            // A failed sender's reason may take the whole element.
+            let limit = if word & FAILED != 0 {
+                size_of::<E>() - 4
+            } else {
+                max
+            };
+            if len > limit {
                 // No sender writes this: the segment was overwritten (or a peer is hostile).
                 return Err(CliError(format!(
                     "channel {name}: ring is corrupt: message {} says it has {len} bytes, more than the channel's message size of {max}; the segment was overwritten: remove it (shmlane rm {name}) and send again",
                     got + 1
                 )));
             }
-            out.write_all(&m[4..4 + len])
-                .and_then(|()| out.write_all(b"\n"))
-                .map_err(|e| out_err(&e))
+            write_typed(out, name, shape, word, &m[4..4 + len], got)
         };
         let ended = loop {
             if let Some(s) = sig::caught() {
@@ -831,7 +949,9 @@ fn recv_once(
                     return Err(CliError(format!("channel {name}: ring is corrupt")));
                 }
             };
-            write(&mut out, &m, got)?;
+            if let Some(failed) = write(&mut out, &m, got)? {
+                break failed;
+            }
             got += 1;
         };
         out.flush().map_err(|e| out_err(&e))?;
@@ -839,12 +959,61 @@ fn recv_once(
     })
 }
 
+/// Writes one message of a typed channel (`word`: its length word, checked) as `shape`'s mode
+/// says: a frame, or a line with its delimiter unless the sender had none; the mark of a
+/// failed sender ends `recv` (`Some`).
+fn write_typed(
+    out: &mut std::io::BufWriter<sig::Stdout>,
+    name: &str,
+    shape: &Shape,
+    word: u32,
+    body: &[u8],
+    got: u64,
+) -> Result<Option<Ended>, CliError> {
+    if word & FAILED != 0 {
+        out.flush().map_err(|e| out_err(&e))?;
+        return Ok(Some(sender_failed(name, body, got)));
+    }
+    match shape.mode {
+        Mode::Framed => out
+            .write_all(&(body.len() as u32).to_le_bytes())
+            .and_then(|()| out.write_all(body)),
+        _ if word & UNTERMINATED != 0 => out.write_all(body),
+        _ => out
+            .write_all(body)
+            .and_then(|()| out.write_all(&[shape.delim])),
+    }
+    .map_err(|e| out_err(&e))?;
+    Ok(None)
+}
+
+/// A failed sender's reason as it fits in a message of `room` bytes: cut at a character
+/// boundary with an ellipsis when it does not (its stderr has all of it).
+pub(crate) fn failure_reason(why: &str, room: usize) -> Vec<u8> {
+    if why.len() <= room {
+        return why.as_bytes().to_vec();
+    }
+    let mut end = room.saturating_sub(3);
+    while !why.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &why[..end]).into_bytes()
+}
+
+/// How `recv` ends when its sender reports that it failed.
+pub(crate) fn sender_failed(name: &str, reason: &[u8], got: u64) -> Ended {
+    Ended::PeerFailed(format!(
+        "the sender of {name} failed: {}; {got} messages received before it (the output is incomplete)",
+        String::from_utf8_lossy(reason)
+    ))
+}
+
 /// Marks a write to the output that `recv --timeout` ended (its reader stopped reading).
 const OUT_TIMEOUT: &str = "\u{0}out-timeout";
 
 /// A failed write of `recv`'s output as an error; past `--timeout`, marked to end as a
 /// timeout (exit 4, see `recv`).
-fn out_err(e: &std::io::Error) -> CliError {
+pub(crate) fn out_err(e: &std::io::Error) -> CliError {
     if e.kind() == std::io::ErrorKind::TimedOut {
         CliError(format!(
             "{OUT_TIMEOUT}its output is not being read; the last messages received were not written"
@@ -855,7 +1024,7 @@ fn out_err(e: &std::io::Error) -> CliError {
 }
 
 /// `recv`'s timeout.
-fn recv_timed_out(timeout: Option<Duration>, got: u64) -> Ended {
+pub(crate) fn recv_timed_out(timeout: Option<Duration>, got: u64) -> Ended {
     Ended::Timeout(format!(
         "timed out after {:?} with {got} messages received",
         timeout.unwrap_or_default()
@@ -865,18 +1034,59 @@ fn recv_timed_out(timeout: Option<Duration>, got: u64) -> Ended {
 /// `recv --follow`'s note when a sender dies: the death is reported (the library reports each
 /// once) and the command goes on waiting for the next sender, as after a clean leave (a
 /// crashed feed handler is restarted like a redeployed one).
-fn follow_past_death(name: &str, got: u64) -> String {
+pub(crate) fn follow_past_death(name: &str, got: u64) -> String {
     format!(
         "shmlane: a sender of {name} died ({got} messages received so far); waiting for the next one (--follow)"
     )
+}
+
+/// Sends each input frame through `send`.
+fn pump_frames(
+    input: impl BufRead,
+    max: usize,
+    mut send: impl FnMut(&[u8], u32) -> Result<Sent, CliError>,
+) -> Result<Pumped, CliError> {
+    let mut frames = Frames::new(input, max);
+    let mut msg = Vec::with_capacity(256);
+    loop {
+        match frames.next_into(&mut msg) {
+            Ok(true) => {}
+            Ok(false) => return Ok(Pumped::Done),
+            Err(FrameError::TooLong { frame, len, max }) => {
+                return Ok(Pumped::Failed(format!(
+                    "frame {frame} says it has {len} bytes, more than {max} (the channel's largest message); it and the frames after it were not sent; create the channel with a larger --msg-size (up to {MAX_MSG})"
+                )));
+            }
+            Err(FrameError::Truncated { frame, got, want }) => {
+                return Ok(Pumped::Failed(format!(
+                    "the input ends inside frame {frame}: {got} of its {want} bytes (4-byte length included) are there; it was not sent"
+                )));
+            }
+            Err(FrameError::Io(e)) => {
+                if let Some(s) = sig::caught() {
+                    return Ok(Pumped::Stopped(Stop::Signal(s), frames.count() + 1));
+                }
+                return Ok(Pumped::Failed(format!(
+                    "reading stdin: {e}; frame {} and later were not sent",
+                    frames.count() + 1
+                )));
+            }
+        }
+        match send(&msg, 0)? {
+            Sent::Yes => {}
+            Sent::PeerGone => return Ok(Pumped::PeerGone(frames.count())),
+            Sent::Stopped(stop) => return Ok(Pumped::Stopped(stop, frames.count())),
+        }
+    }
 }
 
 /// How feeding the input lines to a channel ended.
 enum Pumped {
     /// Every line was sent.
     Done,
-    /// Line `line` is longer than `max`; the lines before it were sent.
-    TooLong { line: u64, max: usize },
+    /// The input failed (a line too long, a frame cut short, a read error): the message says
+    /// which; what came before it was sent.
+    Failed(String),
     /// The receiver died; this line (counting from 1) and later ones were not delivered.
     PeerGone(u64),
     /// A signal or the timeout stopped the command; this line and later ones were not sent.
@@ -893,29 +1103,41 @@ enum Sent {
     Stopped(Stop),
 }
 
-/// Sends each input line (one message a line, at most `max` bytes) through `send`.
+/// Sends each input line (one message a line, at most `max` bytes; with `Mode::Framed` each
+/// frame) through `send`, with the flags of its length word (`UNTERMINATED` for a last line
+/// without its delimiter).
 fn pump(
     input: impl BufRead,
     max: usize,
-    mut send: impl FnMut(&[u8]) -> Result<Sent, CliError>,
+    shape: &Shape,
+    mut send: impl FnMut(&[u8], u32) -> Result<Sent, CliError>,
 ) -> Result<Pumped, CliError> {
-    let mut lines = Lines::new(input, max);
+    if shape.mode == Mode::Framed {
+        return pump_frames(input, max, send);
+    }
+    let mut lines = Lines::with_delimiter(input, max, shape.delim);
     let mut line = Vec::with_capacity(256);
     loop {
         match lines.next_into(&mut line) {
             Ok(true) => {}
             Ok(false) => return Ok(Pumped::Done),
-            Err(LineError::TooLong { line, max, .. }) => {
-                return Ok(Pumped::TooLong { line, max });
+            Err(LineError::TooLong { line: n, max, .. }) => {
+                return Ok(Pumped::Failed(format!(
+                    "line {n} has more than {max} bytes (the channel's largest message); it and the lines after it were not sent; create the channel with a larger --msg-size"
+                )));
             }
             Err(LineError::Io(e)) => {
                 if let Some(s) = sig::caught() {
                     return Ok(Pumped::Stopped(Stop::Signal(s), lines.count() + 1));
                 }
-                return Err(CliError(format!("reading stdin: {e}")));
+                return Ok(Pumped::Failed(format!(
+                    "reading stdin: {e}; line {} and later were not sent",
+                    lines.count() + 1
+                )));
             }
         }
-        match send(&line)? {
+        let flags = if lines.terminated() { 0 } else { UNTERMINATED };
+        match send(&line, flags)? {
             Sent::Yes => {}
             Sent::PeerGone => return Ok(Pumped::PeerGone(lines.count())),
             Sent::Stopped(stop) => return Ok(Pumped::Stopped(stop, lines.count())),
@@ -970,7 +1192,17 @@ fn send_bytes(
         },
         shmlane::ByteSender::max_message,
     );
-    let pumped = pump(input, max, |line| {
+    let delim = shape.delim;
+    let mut marked = Vec::new();
+    let mut send_one = |line: &[u8], flags: u32| {
+        if flags & UNTERMINATED != 0 && line.len() >= max {
+            return Err(CliError(format!(
+                "the last line has {} bytes and no delimiter after it: marking it so takes one byte more than the channel's largest message ({max}); end the input with a delimiter, or use a channel with a larger --capacity",
+                line.len()
+            )));
+        }
+        // A byte channel has no length word for the flags: see `bytes_message`.
+        let line = bytes_message(&mut marked, line, flags, delim);
         let sent = match (&mut tx, &mut publisher) {
             (Some(tx), _) => sig::wait(timeout.map(Deadline::after), false, |d| {
                 match tx.send(line, Some(d)) {
@@ -992,12 +1224,25 @@ fn send_bytes(
             Ok(Err(ByteSendError::Disconnected)) => Err(receivers_left(name, unlink)),
             Ok(Err(e)) => Err(CliError(format!("channel {name}: {e}"))),
         }
-    })?;
+    };
+    let pumped = pump(input, max, shape, &mut send_one)?;
+    // The ring bytes the mark of a failure takes (an 8-byte header, padded to 8).
+    let mut spare = 0;
     let failure = match pumped {
         Pumped::Done => None,
-        Pumped::TooLong { line: n, max } => Some(CliError(format!(
-            "line {n} has more than {max} bytes (the channel's largest message); it and the lines after it were not sent; create the channel with a larger --msg-size"
-        ))),
+        Pumped::Failed(why) => {
+            let reason = failure_reason(&why, max.saturating_sub(1));
+            spare = 8 + (reason.len() as u64 + 1).next_multiple_of(8);
+            match send_one(&reason, FAILED)? {
+                Sent::Yes => Some(CliError(why)),
+                Sent::PeerGone => {
+                    return Ok(Ended::PeerGone(format!(
+                        "peer gone: the receiver of {name} died; then: {why}"
+                    )));
+                }
+                Sent::Stopped(stop) => return Ok(send_stopped(name, unlink, stop, timeout, 0)),
+            }
+        }
         Pumped::PeerGone(n) => {
             return Ok(Ended::PeerGone(format!(
                 "peer gone: the receiver of {name} died; {}",
@@ -1012,16 +1257,50 @@ fn send_bytes(
         Ended::Ok
     } else {
         let _ = tx.as_mut().map(shmlane::ByteSender::stats);
-        linger(name, unlink, timeout, &before)?
+        linger(name, unlink, timeout, &before, spare)?
     };
     // As in `send_once`: the error says what stays queued.
     let left = failure
         .as_ref()
-        .map_or_else(String::new, |_| unread_clause(name, unlink));
+        .map_or_else(String::new, |_| unread_clause_past(name, unlink, spare));
     drop((tx, publisher, ch));
     match failure {
         Some(CliError(e)) => Err(CliError(format!("{e}{left}"))),
         None => Ok(ended),
+    }
+}
+
+/// A line for a bytes or broadcast channel, whose messages have no room for flags: a line
+/// never holds its delimiter, so a message that does is a marker. A line followed by its
+/// delimiter is sent as is; the last line of an input without one is sent with the delimiter
+/// after it (`abc` + `\n`: the receiver writes `abc` and no delimiter); a failed sender's
+/// reason is sent after a delimiter (`\n` + reason, which does not end with one).
+/// (Messages other programs send with the delimiter inside them are read the same way.)
+fn bytes_message<'a>(buf: &'a mut Vec<u8>, line: &'a [u8], flags: u32, delim: u8) -> &'a [u8] {
+    if flags == 0 {
+        return line;
+    }
+    buf.clear();
+    if flags & FAILED != 0 {
+        buf.push(delim);
+        buf.extend(line.iter().map(|&b| if b == delim { b' ' } else { b }));
+        if buf.len() < 2 {
+            buf.push(b'?');
+        }
+    } else {
+        buf.extend_from_slice(line);
+        buf.push(delim);
+    }
+    buf
+}
+
+/// What a message of a bytes or broadcast channel is (see `bytes_message`): a line (whether
+/// to write the delimiter after it), or a failed sender's reason.
+fn bytes_unmark(msg: &[u8], delim: u8) -> Result<(&[u8], bool), &[u8]> {
+    match msg {
+        [d, .., last] if *d == delim && *last != delim => Err(&msg[1..]),
+        [line @ .., last] if *last == delim => Ok((line, false)),
+        _ => Ok((msg, true)),
     }
 }
 
@@ -1087,8 +1366,21 @@ fn recv_bytes(
         }
         match r {
             Ok(n) => {
-                out.write_all(&buf[..n])
-                    .and_then(|()| out.write_all(b"\n"))
+                let (line, terminated) = match bytes_unmark(&buf[..n], shape.delim) {
+                    Ok(l) => l,
+                    Err(reason) => {
+                        out.flush().map_err(write_err)?;
+                        break sender_failed(name, reason, got);
+                    }
+                };
+                out.write_all(line)
+                    .and_then(|()| {
+                        if terminated {
+                            out.write_all(&[shape.delim])
+                        } else {
+                            Ok(())
+                        }
+                    })
                     .map_err(write_err)?;
                 got += 1;
             }

@@ -3,13 +3,16 @@
 //! Exit codes: 0 success; 1 an error (one line on stderr); 2 a usage error (a bad argument or
 //! segment name, reported by clap); 3 a peer process died (`send`,
 //! `recv`); 4 the timeout passed (`send`, `recv`); 5 the channel is stale (unread messages of
-//! a session in which a process died: `shmlane rm` or `--resume`); 128 + the signal when SIGINT, SIGTERM or
+//! a session in which a process died: `shmlane rm` or `--resume`); 6 the sender failed (`recv`:
+//! its input could not be read, ended inside a frame or held a line too long; what was received
+//! is incomplete); 128 + the signal when SIGINT, SIGTERM or
 //! SIGHUP stopped `send` or `recv` (after a clean leave), 141 (SIGPIPE) when `recv`'s output
 //! was closed.
 
 mod chan;
 mod shape;
 mod sig;
+mod stream;
 
 use shmlane_cli::args::{Cli, Cmd};
 
@@ -34,6 +37,34 @@ impl From<String> for CliError {
 impl From<&str> for CliError {
     fn from(s: &str) -> Self {
         Self(s.to_owned())
+    }
+}
+
+/// The shape `send` and `recv` ask for with `stream`'s mode (`--raw` sets its own).
+fn stream_shape(
+    shape: shmlane_cli::args::ShapeArgs,
+    stream: shmlane_cli::args::StreamArgs,
+) -> chan::Shape {
+    use shmlane_cli::line::Mode;
+    let shape = chan::Shape {
+        delim: if stream.null { 0 } else { b'\n' },
+        ..shape.into()
+    };
+    if stream.raw {
+        chan::Shape {
+            kind: shmlane_cli::args::KindArg::Spsc,
+            capacity: stream::CHUNKS,
+            msg_size: stream::DATA as u64,
+            mode: Mode::Raw,
+            ..shape
+        }
+    } else if stream.framed {
+        chan::Shape {
+            mode: Mode::Framed,
+            ..shape
+        }
+    } else {
+        shape
     }
 }
 
@@ -356,6 +387,7 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
             resume,
             shape,
             trust,
+            stream,
         } => {
             sig::install()?;
             let join = chan::Join {
@@ -363,7 +395,7 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
                 resume,
                 trust_owner: trust.trust_owner,
             };
-            return chan::send(&name, shape.into(), join, timeout);
+            return chan::send(&name, stream_shape(shape, stream), join, timeout);
         }
         Cmd::Recv {
             name,
@@ -373,14 +405,20 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
             resume,
             shape,
             trust,
+            stream,
         } => {
+            if stream.raw && count.is_some() {
+                return Err(CliError(
+                    "--count counts messages, which a --raw stream does not keep; use head -c on its output".to_owned(),
+                ));
+            }
             sig::install()?;
             let join = chan::Join {
                 follow,
                 resume,
                 trust_owner: trust.trust_owner,
             };
-            return chan::recv(&name, shape.into(), join, count, timeout);
+            return chan::recv(&name, stream_shape(shape, stream), join, count, timeout);
         }
         Cmd::Rm {
             name,
@@ -455,6 +493,10 @@ fn main() -> ExitCode {
         Ok(chan::Ended::Timeout(msg)) => {
             eprintln!("shmlane: {msg}");
             ExitCode::from(4)
+        }
+        Ok(chan::Ended::PeerFailed(msg)) => {
+            eprintln!("shmlane: {msg}");
+            ExitCode::from(6)
         }
         Ok(chan::Ended::Signal(s)) => ExitCode::from(128u8.saturating_add(s as u8)),
         Err(CliError(e)) => {

@@ -47,6 +47,8 @@ impl From<ShapeArgs> for Shape {
                 msg_size: a.msg_size.is_some(),
                 yes: a.yes,
             },
+            mode: shmlane_cli::line::Mode::Lines,
+            delim: b'\n',
         }
     }
 }

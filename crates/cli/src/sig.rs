@@ -16,7 +16,7 @@
 use std::{
     ffi::c_int,
     io::{self, Read, Write},
-    os::fd::AsFd,
+    os::fd::{AsFd, AsRawFd},
     sync::atomic::{AtomicI32, Ordering},
     time::Duration,
 };
@@ -217,6 +217,33 @@ impl Read for Stdin {
     }
 }
 
+impl Stdin {
+    /// As `read`, into memory given by a pointer (a slot of a ring another process maps: no
+    /// reference to it is made): the bytes read, 0 at the end of the input.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for writes of `len` bytes for the duration of the call.
+    #[allow(clippy::unused_self)] // Reads this handle's descriptor (as `read`).
+    pub unsafe fn read_into(&mut self, ptr: *mut u8, len: usize) -> io::Result<usize> {
+        let stdin = io::stdin();
+        loop {
+            if caught().is_some() || !ready(stdin.as_fd(), PollFlags::POLLIN, None)? {
+                return Err(stopped());
+            }
+            // SAFETY: the caller vouches for `ptr..ptr + len`; the kernel writes it, no
+            // reference to it exists here.
+            let n = unsafe { libc::read(stdin.as_raw_fd(), ptr.cast(), len) };
+            if let Ok(n) = usize::try_from(n) {
+                return Ok(n);
+            }
+            match Errno::last() {
+                Errno::EINTR | Errno::EAGAIN => {}
+                e => return Err(e.into()),
+            }
+        }
+    }
+}
+
 /// Standard output, written straight to the descriptor, in waits that stop for a signal: once
 /// one has been caught, whatever can be written without blocking still is (so the messages
 /// taken from the channel reach the reader if it keeps up), then the write fails. A closed
@@ -232,6 +259,45 @@ impl Stdout {
     /// Standard output, its writes waiting at most until `deadline`.
     pub fn until(deadline: Option<Deadline>) -> Self {
         Self { deadline }
+    }
+}
+
+impl Stdout {
+    /// As `write_all`, from memory given by a pointer (a slot of a ring another process maps:
+    /// no reference to it is made).
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads of `len` bytes for the duration of the call.
+    pub unsafe fn write_all_from(&mut self, mut ptr: *const u8, mut len: usize) -> io::Result<()> {
+        let stdout = io::stdout();
+        while len > 0 {
+            if !ready(stdout.as_fd(), PollFlags::POLLOUT, self.deadline)? {
+                return Err(stopped());
+            }
+            let part = if caught().is_some() {
+                len.min(PIPE_BUF)
+            } else {
+                len
+            };
+            // SAFETY: the caller vouches for `ptr..ptr + len` (`part <= len`); the kernel reads
+            // it, no reference to it exists here.
+            let n = unsafe { libc::write(stdout.as_raw_fd(), ptr.cast(), part) };
+            if let Ok(n) = usize::try_from(n) {
+                // SAFETY: `n <= part <= len`: still within (or one past) the caller's range.
+                ptr = unsafe { ptr.add(n) };
+                len -= n;
+                continue;
+            }
+            match Errno::last() {
+                Errno::EINTR | Errno::EAGAIN => {}
+                Errno::EPIPE => {
+                    note_pipe_closed();
+                    return Err(stopped());
+                }
+                e => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 }
 

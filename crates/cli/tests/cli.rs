@@ -511,7 +511,8 @@ fn bytes_channel_lines_of_any_length() {
     // that finds every earlier sender gone and the ring empty ends at once, Disconnected.)
     let tx = spawn_send(&name, &[], format!("ok\n{}\n", "y".repeat(8185)));
     let t0 = Instant::now();
-    while !String::from_utf8_lossy(&run(&["stat", &name]).stdout).contains("sent      7 messages") {
+    // 6 lines, "ok", and the mark of the failure (the too-long line) for its receiver.
+    while !String::from_utf8_lossy(&run(&["stat", &name]).stdout).contains("sent      8 messages") {
         assert!(
             t0.elapsed() < Duration::from_secs(30),
             "the sender did not send"

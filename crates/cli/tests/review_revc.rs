@@ -157,7 +157,13 @@ fn an_overlong_line_is_refused_before_its_end() {
         "{}",
         stderr(&r)
     );
-    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    // The sender failed: its receiver says so (it exited 0, as if the input were whole).
+    assert_eq!(r.status.code(), Some(6), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("failed: line 3 has more than 64 bytes"),
+        "{}",
+        stderr(&r)
+    );
 }
 
 /// A `send` of ten short lines into a bytes channel, interrupted while it waits for a

@@ -590,6 +590,21 @@ impl<T: Pod> WriteChunk<'_, T> {
         }
     }
 
+    /// The reserved slots as raw pointers, each with its number of slots (the second run is
+    /// non-empty when the chunk wraps): to fill them in place without a reference, e.g. by a
+    /// `read(2)` straight into the ring. Safe to call; writing through the pointers is the
+    /// caller's `unsafe`: at most the given number of slots from each, before the commit. Safe
+    /// against a hostile peer as [`copy_from_slice`](Self::copy_from_slice) is, as long as no
+    /// reference into the slots is made.
+    #[cfg(not(loom))]
+    pub fn as_mut_ptrs(&mut self) -> [(*mut T, usize); 2] {
+        let (first, second) = self.p.raw.runs(self.p.tail, self.n);
+        [
+            (self.p.raw.slot_ptr(self.p.tail), first),
+            (self.p.raw.slot_ptr(0), second),
+        ]
+    }
+
     /// Makes the first `k` reserved slots visible to the consumer.
     ///
     /// # Panics
@@ -785,6 +800,21 @@ impl<T: Pod> ReadChunk<'_, T> {
         for (i, d) in dst.iter_mut().enumerate() {
             *d = self.get(i);
         }
+    }
+
+    /// The borrowed elements as raw pointers, each with its number of elements (the second
+    /// run is non-empty when the chunk wraps): to hand them to the kernel in place without a
+    /// reference, e.g. a `write(2)` straight from the ring. Safe to call; reading through the
+    /// pointers is the caller's `unsafe`: at most the given number of elements from each,
+    /// before the commit. A hostile peer writing them meanwhile changes the data only, as for
+    /// [`copy_to_slice`](Self::copy_to_slice), as long as no reference into them is made.
+    #[cfg(not(loom))]
+    pub fn as_ptrs(&self) -> [(*const T, usize); 2] {
+        let (first, second) = self.c.raw.runs(self.c.head, self.n);
+        [
+            (self.c.raw.slot_ptr(self.c.head).cast_const(), first),
+            (self.c.raw.slot_ptr(0).cast_const(), second),
+        ]
     }
 
     /// The borrowed elements as two slices (the second is non-empty when the chunk wraps):

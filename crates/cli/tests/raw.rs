@@ -1,0 +1,475 @@
+//! Binary streams through the `shmlane` command, run as real processes against real segments
+//! (issue 17): `--raw` byte for byte, `--framed` messages, text that keeps its last line
+//! without a newline, a failed sender reported by its receiver, and modes that must match.
+
+use std::{
+    io::{Read, Write},
+    os::unix::process::CommandExt as _,
+    process::{Child, Command, Stdio},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use nix::sys::signal::Signal;
+use shmlane_testkit::{Cleanup, unique};
+
+/// The command, with SIGINT, SIGTERM and SIGHUP at their default disposition (as in
+/// tests/lifecycle.rs: a harness started under `nohup` would pass them on ignored).
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_shmlane"));
+    // SAFETY: between fork and exec the closure only calls sigaction (async-signal-safe) and
+    // allocates nothing.
+    unsafe {
+        c.pre_exec(|| {
+            for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+                nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl)
+                    .map_err(std::io::Error::from)?;
+            }
+            Ok(())
+        });
+    }
+    c
+}
+
+/// A running command: its input fed and its output collected on threads (a large output must
+/// be read while it runs, or it blocks on a full pipe).
+struct Proc {
+    child: Child,
+    feed: Option<JoinHandle<()>>,
+    out: JoinHandle<Vec<u8>>,
+    err: JoinHandle<Vec<u8>>,
+}
+
+/// How a command ended.
+struct Done {
+    code: Option<i32>,
+    out: Vec<u8>,
+    err: String,
+}
+
+fn collect(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        v
+    })
+}
+
+/// `shmlane ARGS` with `input` written to its stdin (then closed); `None`: stdin left open
+/// (closed when the returned `Proc` is finished) or taken from `stdin`.
+fn spawn(args: &[&str], input: Option<Vec<u8>>) -> Proc {
+    spawn_with(args, input, Stdio::piped())
+}
+
+fn spawn_with(args: &[&str], input: Option<Vec<u8>>, stdin: Stdio) -> Proc {
+    let mut child = bin()
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shmlane");
+    let feed = input.map(|data| {
+        let mut w = child.stdin.take().expect("stdin piped");
+        std::thread::spawn(move || {
+            // The command may leave early (some tests check that): ignore EPIPE.
+            let _ = w.write_all(&data);
+        })
+    });
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    Proc {
+        child,
+        feed,
+        out,
+        err,
+    }
+}
+
+impl Proc {
+    /// Waits at most `limit` for the command to end (killed and failed past it).
+    fn finish(mut self, limit: Duration) -> Done {
+        drop(self.child.stdin.take());
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let err = String::from_utf8_lossy(&self.err.join().unwrap()).into_owned();
+                panic!("process still running after {limit:?}; killed: {err}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if let Some(f) = self.feed.take() {
+            f.join().unwrap();
+        }
+        Done {
+            code: status.code(),
+            out: self.out.join().unwrap(),
+            err: String::from_utf8_lossy(&self.err.join().unwrap()).into_owned(),
+        }
+    }
+}
+
+/// `recv NAME RECV_ARGS` and `send NAME SEND_ARGS` fed with `input`, both finished.
+fn through(name: &str, send_args: &[&str], recv_args: &[&str], input: Vec<u8>) -> (Done, Done) {
+    let recv: Vec<&str> = ["recv", name, "--timeout", "60s"]
+        .into_iter()
+        .chain(recv_args.iter().copied())
+        .collect();
+    let send: Vec<&str> = ["send", name, "--timeout", "60s"]
+        .into_iter()
+        .chain(send_args.iter().copied())
+        .collect();
+    let r = spawn(&recv, None);
+    // (A sender that is done before its receiver attaches takes the channel it made with it,
+    // and the receiver then waits for another.)
+    wait_attached(name, shmlane::ROLE_RECEIVER);
+    let s = spawn(&send, Some(input));
+    let s = s.finish(Duration::from_secs(60));
+    let r = r.finish(Duration::from_secs(60));
+    (s, r)
+}
+
+/// Asserts two byte strings are equal without printing megabytes when they are not.
+fn same(got: &[u8], want: &[u8], what: &str) {
+    if got != want {
+        let at = got.iter().zip(want).position(|(a, b)| a != b);
+        panic!(
+            "{what}: {} bytes came back for {} sent; first difference at {at:?}",
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+/// A small deterministic generator (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+fn ok(d: &Done, what: &str) {
+    assert_eq!(d.code, Some(0), "{what}: {}", d.err);
+}
+
+/// 100 MB of random bytes (not a multiple of the chunk: the last partial chunk counts).
+#[test]
+fn raw_round_trip_of_random_bytes() {
+    let name = unique("raw-random");
+    let _c = Cleanup(name.clone());
+    let input = Rng(17).bytes(100_000_000 + 12_345);
+    let (s, r) = through(&name, &["--raw"], &["--raw"], input.clone());
+    ok(&s, "send");
+    ok(&r, "recv");
+    same(&r.out, &input, "100 MB through --raw");
+}
+
+/// A binary executable (the command itself: NULs, newlines, every byte value).
+#[test]
+fn raw_round_trip_of_an_executable() {
+    let name = unique("raw-exe");
+    let _c = Cleanup(name.clone());
+    let input = std::fs::read(env!("CARGO_BIN_EXE_shmlane")).unwrap();
+    assert!(input.contains(&0) && input.contains(&b'\n'));
+    let (s, r) = through(&name, &["--raw"], &["--raw"], input.clone());
+    ok(&s, "send");
+    ok(&r, "recv");
+    same(&r.out, &input, "the shmlane binary through --raw");
+    // An empty input is an empty stream.
+    let (s, r) = through(&name, &["--raw"], &["--raw"], Vec::new());
+    ok(&s, "send");
+    ok(&r, "recv");
+    assert!(r.out.is_empty());
+}
+
+/// 100,000 frames of random lengths, empty ones included, come back frame for frame.
+#[test]
+fn framed_round_trip_of_random_messages() {
+    let name = unique("raw-framed");
+    let _c = Cleanup(name.clone());
+    let mut rng = Rng(4);
+    let mut input = Vec::new();
+    let mut empties = 0;
+    for i in 0..100_000u32 {
+        // Every length 0..=300, empty ones more often than the rest.
+        let len = if i % 50 == 0 {
+            0
+        } else {
+            (rng.next() % 301) as usize
+        };
+        empties += usize::from(len == 0);
+        input.extend_from_slice(&(len as u32).to_le_bytes());
+        input.extend_from_slice(&rng.bytes(len));
+    }
+    assert!(empties >= 2000);
+    let shape = ["--framed", "--msg-size", "300", "--capacity", "4096"];
+    let (s, r) = through(&name, &shape, &shape, input.clone());
+    ok(&s, "send");
+    ok(&r, "recv");
+    same(&r.out, &input, "100,000 frames");
+}
+
+/// Text mode gives back exactly what it was given: a last line without a newline comes back
+/// without one, for the typed kinds and a bytes channel, with newlines and with `-0`.
+#[test]
+fn text_without_final_newline_comes_back_identical() {
+    let cases: [(&str, &[&str], &[u8]); 7] = [
+        ("spsc", &[], b"one\n\nthree\nno newline at the end"),
+        ("mpmc", &["--kind", "mpmc"], b"a\nb\nlast"),
+        ("bytes", &["--kind", "bytes"], b"one\n\nthree\nno newline"),
+        ("bytes-nl", &["--kind", "bytes"], b"ends\nwith one\n"),
+        ("null", &["-0"], b"a\0b c\nd\0last"),
+        ("bytes-null", &["--kind", "bytes", "-0"], b"x\0y\ny\0z"),
+        ("single", &[], b"x"),
+    ];
+    for (label, args, input) in cases {
+        let name = unique(&format!("raw-text-{label}"));
+        let _c = Cleanup(name.clone());
+        let (s, r) = through(&name, args, args, input.to_vec());
+        ok(&s, label);
+        ok(&r, label);
+        assert_eq!(
+            String::from_utf8_lossy(&r.out),
+            String::from_utf8_lossy(input),
+            "{label}"
+        );
+    }
+}
+
+/// A sender that fails part way (a frame cut short, a line too long, input that cannot be
+/// read) tells its receiver, which delivers what came before, says so and exits 6; the
+/// sender exits 1 with its reason.
+#[test]
+fn failed_sender_makes_the_receiver_fail() {
+    // A frame cut short after two good ones.
+    let name = unique("raw-trunc");
+    let _c = Cleanup(name.clone());
+    let mut input = Vec::new();
+    for m in [&b"abc"[..], b""] {
+        input.extend_from_slice(&(m.len() as u32).to_le_bytes());
+        input.extend_from_slice(m);
+    }
+    let good = input.clone();
+    input.extend_from_slice(&5u32.to_le_bytes());
+    input.extend_from_slice(b"xy");
+    let (s, r) = through(&name, &["--framed"], &["--framed"], input);
+    assert_eq!(s.code, Some(1), "{}", s.err);
+    assert!(s.err.contains("the input ends inside frame 3"), "{}", s.err);
+    assert_eq!(r.code, Some(6), "{}", r.err);
+    assert!(
+        r.err.contains("the sender of") && r.err.contains("failed: the input ends inside frame 3"),
+        "{}",
+        r.err
+    );
+    assert_eq!(r.out, good, "the frames before the cut one");
+
+    // A line too long, on a typed and on a bytes channel (the receiver exited 0 with the
+    // output cut short).
+    for (label, args) in [
+        ("typed", &["--msg-size", "8"][..]),
+        (
+            "bytes",
+            &["--kind", "bytes", "--msg-size", "8", "--capacity", "256"][..],
+        ),
+    ] {
+        let name = unique(&format!("raw-long-{label}"));
+        let _c = Cleanup(name.clone());
+        let input = format!("ok\nfine\n{}\nnever\n", "z".repeat(5000)).into_bytes();
+        let (s, r) = through(&name, args, args, input);
+        assert_eq!(s.code, Some(1), "{label}: {}", s.err);
+        assert!(s.err.contains("line 3 has more than"), "{label}: {}", s.err);
+        assert_eq!(r.code, Some(6), "{label}: {}", r.err);
+        assert!(
+            r.err.contains("failed: line 3 has more than"),
+            "{label}: {}",
+            r.err
+        );
+        assert_eq!(r.out, b"ok\nfine\n", "{label}");
+    }
+
+    // Input that cannot be read (a directory): the raw receiver fails too.
+    let name = unique("raw-eisdir");
+    let _c = Cleanup(name.clone());
+    let r = spawn(&["recv", &name, "--raw", "--timeout", "30s"], None);
+    let dir = std::fs::File::open("/").unwrap();
+    let s = spawn_with(
+        &["send", &name, "--raw", "--timeout", "30s"],
+        None,
+        Stdio::from(dir),
+    )
+    .finish(Duration::from_secs(30));
+    let r = r.finish(Duration::from_secs(30));
+    assert_eq!(s.code, Some(1), "{}", s.err);
+    assert!(s.err.contains("reading stdin"), "{}", s.err);
+    assert_eq!(r.code, Some(6), "{}", r.err);
+    assert!(r.err.contains("failed: reading stdin"), "{}", r.err);
+}
+
+/// Waits until a live process holds an endpoint of `name` in `role`.
+fn wait_attached(name: &str, role: u32) {
+    let t0 = Instant::now();
+    loop {
+        let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
+        if let Ok(Some(i)) = shmlane_segment::inspect(&path)
+            && i.attached.iter().any(|a| a.alive && a.role & role != 0)
+        {
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "nobody attached");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A raw sender killed with SIGKILL mid-stream: its receiver reports the death (exit 3), it
+/// does not end as if the stream were complete.
+#[test]
+fn killed_raw_sender_is_reported() {
+    let name = unique("raw-killed");
+    let _c = Cleanup(name.clone());
+    let mut s = spawn(&["send", &name, "--raw"], None);
+    s.child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"some bytes")
+        .unwrap();
+    wait_attached(&name, shmlane::ROLE_SENDER);
+    let r = spawn(
+        &["recv", &name, "--raw", "--resume", "--timeout", "30s"],
+        None,
+    );
+    wait_attached(&name, shmlane::ROLE_RECEIVER);
+    s.child.kill().unwrap();
+    let _ = s.finish(Duration::from_secs(10));
+    let r = r.finish(Duration::from_secs(30));
+    assert_eq!(r.code, Some(3), "{}", r.err);
+    assert!(r.err.contains("died"), "{}", r.err);
+    assert_eq!(r.out, b"some bytes");
+}
+
+/// A channel's mode is its type: `recv --raw` on a channel of lines (and the other ways round)
+/// is refused, naming both modes.
+#[test]
+fn mode_mismatch_is_refused() {
+    let name = unique("raw-mismatch");
+    let _c = Cleanup(name.clone());
+    let c = spawn(&["create", &name], None).finish(Duration::from_secs(10));
+    ok(&c, "create");
+    for (args, asked) in [
+        (&["--raw"][..], "a raw byte stream (--raw)"),
+        (&["--framed"][..], "length-prefixed messages (--framed)"),
+    ] {
+        for cmd in ["recv", "send"] {
+            let a: Vec<&str> = [cmd, &name, "--timeout", "2s"]
+                .into_iter()
+                .chain(args.iter().copied())
+                .collect();
+            let d = spawn(&a, Some(b"x\n".to_vec())).finish(Duration::from_secs(10));
+            assert_eq!(d.code, Some(1), "{cmd} {args:?}: {}", d.err);
+            assert!(
+                d.err.contains("carries lines (text mode)") && d.err.contains(asked),
+                "{cmd} {args:?}: {}",
+                d.err
+            );
+        }
+    }
+    // A raw stream read as lines.
+    let raw = unique("raw-mismatch-raw");
+    let _c2 = Cleanup(raw.clone());
+    let s = spawn(&["send", &raw, "--raw", "--timeout", "20s"], None);
+    wait_attached(&raw, shmlane::ROLE_SENDER);
+    let d = spawn(&["recv", &raw, "--timeout", "2s"], None).finish(Duration::from_secs(10));
+    assert_eq!(d.code, Some(1), "{}", d.err);
+    assert!(
+        d.err.contains("carries a raw byte stream (--raw)")
+            && d.err.contains("asked for lines (text mode)"),
+        "{}",
+        d.err
+    );
+    let r = spawn(&["recv", &raw, "--raw", "--timeout", "20s"], None);
+    // (A sender that ends before its receiver attaches takes the channel it made with it.)
+    wait_attached(&raw, shmlane::ROLE_RECEIVER);
+    let s = s.finish(Duration::from_secs(20));
+    ok(&s, "send --raw");
+    let r = r.finish(Duration::from_secs(20));
+    ok(&r, "recv --raw");
+    // --raw refuses the shape options it sets itself.
+    let d = spawn(&["send", &raw, "--raw", "--kind", "mpmc"], Some(Vec::new()))
+        .finish(Duration::from_secs(10));
+    assert_eq!(d.code, Some(2), "{}", d.err);
+}
+
+/// The frame reader on its own: every input splits into the frames it holds, and a cut or
+/// oversized frame is reported, never a panic.
+#[test]
+fn frame_reader_on_edge_inputs() {
+    let mut rng = Rng(9);
+    for n in 0..2000usize {
+        let mut data = vec![(n % 7) as u8, 0];
+        data.extend(rng.bytes(n % 40));
+        shmlane_cli::input::fuzz_frames(&data);
+        shmlane_cli::input::fuzz_lines(&data);
+    }
+}
+
+/// A chunk whose length word was overwritten (a hostile or broken peer) is refused as corrupt,
+/// never written past its element.
+#[test]
+fn overwritten_chunk_length_is_corrupt() {
+    use std::os::unix::fs::FileExt as _;
+    let name = unique("raw-corrupt");
+    let _c = Cleanup(name.clone());
+    let mut s = spawn(&["send", &name, "--raw"], None);
+    let mark = b"raw-corrupt-test-mark-0123456789";
+    s.child.stdin.as_mut().unwrap().write_all(mark).unwrap();
+    s.child.stdin.as_mut().unwrap().flush().unwrap();
+    let path = format!("/dev/shm/{name}");
+    let t0 = Instant::now();
+    let at = loop {
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Some(i) = bytes.windows(mark.len()).position(|w| w == mark)
+        {
+            break i;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the chunk never came"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // The length word before the bytes: one more than a chunk holds.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&65533u32.to_le_bytes(), (at - 4) as u64)
+        .unwrap();
+    let r =
+        spawn(&["recv", &name, "--raw", "--timeout", "10s"], None).finish(Duration::from_secs(20));
+    assert_eq!(r.code, Some(1), "{}", r.err);
+    assert!(
+        r.err.contains("ring is corrupt") && r.err.contains("65533 bytes, more than 65532"),
+        "{}",
+        r.err
+    );
+    assert!(r.out.is_empty());
+    s.child.kill().unwrap();
+    let _ = s.finish(Duration::from_secs(10));
+}
