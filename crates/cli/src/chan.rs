@@ -581,7 +581,7 @@ fn send_once(
                 // The whole element if need be (the receiver allows it for this message).
                 let reason = failure_reason(&why, size_of::<E>() - 4);
                 match send_one(&reason, FAILED)? {
-                    Sent::Yes => Some(CliError(why)),
+                    Sent::Yes | Sent::Refused(_) => Some(CliError(why)),
                     Sent::PeerGone => {
                         return Ok(Ended::PeerGone(format!(
                             "peer gone: a receiver of {name} died; then: {why}"
@@ -1076,6 +1076,7 @@ fn pump_frames(
             Sent::Yes => {}
             Sent::PeerGone => return Ok(Pumped::PeerGone(frames.count())),
             Sent::Stopped(stop) => return Ok(Pumped::Stopped(stop, frames.count())),
+            Sent::Refused(why) => return Ok(Pumped::Failed(why)),
         }
     }
 }
@@ -1101,6 +1102,8 @@ enum Sent {
     PeerGone,
     /// A signal or the timeout came first.
     Stopped(Stop),
+    /// It cannot be sent (the reason): the sender fails, and tells its receiver.
+    Refused(String),
 }
 
 /// Sends each input line (one message a line, at most `max` bytes; with `Mode::Framed` each
@@ -1141,6 +1144,7 @@ fn pump(
             Sent::Yes => {}
             Sent::PeerGone => return Ok(Pumped::PeerGone(lines.count())),
             Sent::Stopped(stop) => return Ok(Pumped::Stopped(stop, lines.count())),
+            Sent::Refused(why) => return Ok(Pumped::Failed(why)),
         }
     }
 }
@@ -1196,7 +1200,8 @@ fn send_bytes(
     let mut marked = Vec::new();
     let mut send_one = |line: &[u8], flags: u32| {
         if flags & UNTERMINATED != 0 && line.len() >= max {
-            return Err(CliError(format!(
+            // A failure like a line too long: its receiver is told (it exits 6).
+            return Ok(Sent::Refused(format!(
                 "the last line has {} bytes and no delimiter after it: marking it so takes one byte more than the channel's largest message ({max}); end the input with a delimiter, or use a channel with a larger --capacity",
                 line.len()
             )));
@@ -1234,7 +1239,7 @@ fn send_bytes(
             let reason = failure_reason(&why, max.saturating_sub(1));
             spare = 8 + (reason.len() as u64 + 1).next_multiple_of(8);
             match send_one(&reason, FAILED)? {
-                Sent::Yes => Some(CliError(why)),
+                Sent::Yes | Sent::Refused(_) => Some(CliError(why)),
                 Sent::PeerGone => {
                     return Ok(Ended::PeerGone(format!(
                         "peer gone: the receiver of {name} died; then: {why}"

@@ -473,3 +473,22 @@ fn overwritten_chunk_length_is_corrupt() {
     s.child.kill().unwrap();
     let _ = s.finish(Duration::from_secs(10));
 }
+
+/// revr: a sender that cannot mark its last line as unterminated (a broadcast channel whose
+/// largest message is the line's length: the mark takes one byte more) fails, and its
+/// receiver must say so (exit 6) instead of ending as if the stream were complete.
+#[test]
+fn unmarkable_last_line_makes_the_receiver_fail() {
+    let name = unique("revr-unmarkable");
+    let _c = Cleanup(name.clone());
+    let mut input = vec![b'a'; 16];
+    input.push(b'\n');
+    input.extend([b'b'; 16]);
+    let shape = ["--kind", "broadcast", "--msg-size", "16"];
+    let (s, r) = through(&name, &shape, &shape, input);
+    assert_eq!(s.code, Some(1), "{}", s.err);
+    assert!(s.err.contains("no delimiter after it"), "{}", s.err);
+    assert_eq!(r.code, Some(6), "{}", r.err);
+    assert!(r.err.contains("failed: the last lin"), "{}", r.err);
+    assert_eq!(r.out, [[b'a'; 16].as_slice(), b"\n"].concat());
+}
