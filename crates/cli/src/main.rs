@@ -380,7 +380,20 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
         Cmd::Stat {
             name, dir, json, ..
         } => stat(&name, dir.as_deref(), json)?,
-        Cmd::Create { name, shape, perms } => chan::create(&name, shape.into(), perms)?,
+        Cmd::Create {
+            name,
+            shape,
+            perms,
+            raw,
+            framed,
+        } => {
+            let stream = shmlane_cli::args::StreamArgs {
+                raw,
+                framed,
+                null: false,
+            };
+            chan::create(&name, stream_shape(shape, stream), perms)?;
+        }
         Cmd::Send {
             name,
             timeout,

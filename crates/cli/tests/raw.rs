@@ -492,3 +492,36 @@ fn unmarkable_last_line_makes_the_receiver_fail() {
     assert!(r.err.contains("failed: the last lin"), "{}", r.err);
     assert_eq!(r.out, [[b'a'; 16].as_slice(), b"\n"].concat());
 }
+
+/// revr: `shmlane create NAME --raw` / `--framed` make the channel a later `send --raw` /
+/// `--framed` uses (the senders' messages advise `shmlane create NAME` first to keep a stream
+/// for a later receiver; a channel created without the mode carries lines and is refused).
+#[test]
+fn create_makes_raw_and_framed_channels() {
+    for (mode, input) in [
+        ("--raw", Rng(5).bytes(300_000)),
+        ("--framed", b"\x03\0\0\0abc\0\0\0\0".to_vec()),
+    ] {
+        let name = unique("revr-create-mode");
+        let _c = Cleanup(name.clone());
+        let c = spawn(&["create", &name, mode], None).finish(Duration::from_secs(10));
+        ok(&c, "create");
+        // The sender fills the channel and waits for a receiver, which comes later.
+        let s = spawn(
+            &["send", &name, mode, "--timeout", "30s"],
+            Some(input.clone()),
+        );
+        wait_attached(&name, shmlane::ROLE_SENDER);
+        std::thread::sleep(Duration::from_millis(200));
+        let r = spawn(&["recv", &name, mode, "--timeout", "30s"], None);
+        let s = s.finish(Duration::from_secs(30));
+        ok(&s, mode);
+        let r = r.finish(Duration::from_secs(30));
+        ok(&r, mode);
+        same(&r.out, &input, mode);
+        // -0 is how send and recv split lines, not a channel's mode.
+        let d = spawn(&["create", &unique("revr-create-0"), "-0"], None)
+            .finish(Duration::from_secs(10));
+        assert_ne!(d.code, Some(0), "{}", d.err);
+    }
+}
