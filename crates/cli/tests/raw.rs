@@ -525,3 +525,35 @@ fn create_makes_raw_and_framed_channels() {
         assert_ne!(d.code, Some(0), "{}", d.err);
     }
 }
+
+/// revr: a raw sender stopped by a signal before the end of its input (`timeout 60 shmlane
+/// send x --raw < big`) leaves cleanly (exit 128 + the signal), and its receiver must not end
+/// with exit 0 as if the stream were complete: it says the sender was interrupted (exit 6).
+#[test]
+fn interrupted_raw_sender_makes_the_receiver_fail() {
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        let name = unique("revr-raw-int");
+        let _c = Cleanup(name.clone());
+        let r = spawn(&["recv", &name, "--raw", "--timeout", "30s"], None);
+        wait_attached(&name, shmlane::ROLE_RECEIVER);
+        let mut s = spawn(&["send", &name, "--raw", "--timeout", "30s"], None);
+        // Its input stays open (more is to come) until it has ended.
+        let mut w = s.child.stdin.take().unwrap();
+        w.write_all(b"the first part").unwrap();
+        w.flush().unwrap();
+        wait_attached(&name, shmlane::ROLE_SENDER);
+        std::thread::sleep(Duration::from_millis(200));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.child.id() as i32), sig).unwrap();
+        let s = s.finish(Duration::from_secs(10));
+        drop(w);
+        assert_eq!(s.code, Some(128 + sig as i32), "{sig}: {}", s.err);
+        let r = r.finish(Duration::from_secs(30));
+        assert_eq!(r.code, Some(6), "{sig}: {}", r.err);
+        assert!(
+            r.err.contains("failed: interrupted by") && r.err.contains("incomplete"),
+            "{sig}: {}",
+            r.err
+        );
+        assert_eq!(r.out, b"the first part", "{sig}");
+    }
+}
