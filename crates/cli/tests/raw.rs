@@ -557,3 +557,48 @@ fn interrupted_raw_sender_makes_the_receiver_fail() {
         assert_eq!(r.out, b"the first part", "{sig}");
     }
 }
+
+/// revr: two senders on one channel, the first without a final newline: its line must not be
+/// glued to the next sender's (`foo` + `bar\n` came out as `foobar\n`). A last line without a
+/// delimiter gets none only when nothing follows it.
+#[test]
+fn unterminated_line_is_not_glued_to_the_next_senders() {
+    for kind in ["mpmc", "bytes"] {
+        for (delim, extra) in [(b'\n', &[][..]), (0u8, &["-0"][..])] {
+            let name = unique("revr-glue");
+            let _c = Cleanup(name.clone());
+            let mut create = vec!["create", &name, "--kind", kind];
+            if kind == "bytes" {
+                create.extend(["--capacity", "4096"]);
+            }
+            ok(
+                &spawn(&create, None).finish(Duration::from_secs(10)),
+                "create",
+            );
+            for input in [&b"foo"[..], b"bar\x01"] {
+                let input: Vec<u8> = input
+                    .iter()
+                    .map(|&b| if b == 1 { delim } else { b })
+                    .collect();
+                let args: Vec<&str> = ["send", &name, "--kind", kind, "--timeout", "1s"]
+                    .into_iter()
+                    .chain(extra.iter().copied())
+                    .collect();
+                // No receiver yet: each ends at its timeout, its line queued (exit 4).
+                let s = spawn(&args, Some(input)).finish(Duration::from_secs(10));
+                assert_eq!(s.code, Some(4), "{kind}: {}", s.err);
+            }
+            let args: Vec<&str> = ["recv", &name, "--kind", kind, "--count", "2"]
+                .into_iter()
+                .chain(extra.iter().copied())
+                .collect();
+            let r = spawn(&args, None).finish(Duration::from_secs(10));
+            ok(&r, kind);
+            assert_eq!(
+                r.out,
+                [b"foo", &[delim][..], b"bar", &[delim]].concat(),
+                "{kind} {extra:?}"
+            );
+        }
+    }
+}
