@@ -140,6 +140,13 @@ pub enum Cmd {
         shape: ShapeArgs,
         #[command(flatten)]
         perms: crate::share::PermArgs,
+        /// A channel for `send --raw` / `recv --raw` (a byte stream: its own kind, capacity
+        /// and message size), kept for a later receiver like any created channel.
+        #[arg(long, conflicts_with_all = ["framed", "kind", "capacity", "msg_size"])]
+        raw: bool,
+        /// A channel for `send --framed` / `recv --framed` (length-prefixed messages).
+        #[arg(long)]
+        framed: bool,
     },
     /// Send each stdin line (without its newline) as one message (--raw: the bytes as they
     /// come; --framed: length-prefixed messages); creates the channel if needed (then removed

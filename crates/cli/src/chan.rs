@@ -581,7 +581,7 @@ fn send_once(
                 // The whole element if need be (the receiver allows it for this message).
                 let reason = failure_reason(&why, size_of::<E>() - 4);
                 match send_one(&reason, FAILED)? {
-                    Sent::Yes => Some(CliError(why)),
+                    Sent::Yes | Sent::Refused(_) => Some(CliError(why)),
                     Sent::PeerGone => {
                         return Ok(Ended::PeerGone(format!(
                             "peer gone: a receiver of {name} died; then: {why}"
@@ -879,9 +879,11 @@ fn recv_typed(
         let max = usize::try_from(shape.msg_size)
             .unwrap_or(usize::MAX)
             .min(size_of::<E>() - 4);
-        let write = |out: &mut std::io::BufWriter<sig::Stdout>,
-                     m: &E,
-                     got: u64|
+        // A delimiter owed to the last line written (see `write_typed`).
+        let mut owed = false;
+        let mut write = |out: &mut std::io::BufWriter<sig::Stdout>,
+                         m: &E,
+                         got: u64|
          -> Result<Option<Ended>, CliError> {
             let word = u32::from_le_bytes(m[..4].try_into().unwrap());
             let len = (word & LEN_MASK) as usize;
@@ -898,7 +900,7 @@ fn recv_typed(
                     got + 1
                 )));
             }
-            write_typed(out, name, shape, word, &m[4..4 + len], got)
+            write_typed(out, name, shape, word, &m[4..4 + len], got, &mut owed)
         };
         let ended = loop {
             if let Some(s) = sig::caught() {
@@ -962,6 +964,9 @@ fn recv_typed(
 /// Writes one message of a typed channel (`word`: its length word, checked) as `shape`'s mode
 /// says: a frame, or a line with its delimiter unless the sender had none; the mark of a
 /// failed sender ends `recv` (`Some`).
+/// `owed`: the last line written was a sender's last line without a delimiter; a line that
+/// still follows comes from another sender (on an mpmc channel, or a later sender), and gets
+/// that delimiter first, so two senders' lines are not glued together.
 fn write_typed(
     out: &mut std::io::BufWriter<sig::Stdout>,
     name: &str,
@@ -969,16 +974,23 @@ fn write_typed(
     word: u32,
     body: &[u8],
     got: u64,
+    owed: &mut bool,
 ) -> Result<Option<Ended>, CliError> {
     if word & FAILED != 0 {
         out.flush().map_err(|e| out_err(&e))?;
         return Ok(Some(sender_failed(name, body, got)));
     }
+    if std::mem::take(owed) {
+        out.write_all(&[shape.delim]).map_err(|e| out_err(&e))?;
+    }
     match shape.mode {
         Mode::Framed => out
             .write_all(&(body.len() as u32).to_le_bytes())
             .and_then(|()| out.write_all(body)),
-        _ if word & UNTERMINATED != 0 => out.write_all(body),
+        _ if word & UNTERMINATED != 0 => {
+            *owed = true;
+            out.write_all(body)
+        }
         _ => out
             .write_all(body)
             .and_then(|()| out.write_all(&[shape.delim])),
@@ -1076,6 +1088,7 @@ fn pump_frames(
             Sent::Yes => {}
             Sent::PeerGone => return Ok(Pumped::PeerGone(frames.count())),
             Sent::Stopped(stop) => return Ok(Pumped::Stopped(stop, frames.count())),
+            Sent::Refused(why) => return Ok(Pumped::Failed(why)),
         }
     }
 }
@@ -1101,6 +1114,8 @@ enum Sent {
     PeerGone,
     /// A signal or the timeout came first.
     Stopped(Stop),
+    /// It cannot be sent (the reason): the sender fails, and tells its receiver.
+    Refused(String),
 }
 
 /// Sends each input line (one message a line, at most `max` bytes; with `Mode::Framed` each
@@ -1141,6 +1156,7 @@ fn pump(
             Sent::Yes => {}
             Sent::PeerGone => return Ok(Pumped::PeerGone(lines.count())),
             Sent::Stopped(stop) => return Ok(Pumped::Stopped(stop, lines.count())),
+            Sent::Refused(why) => return Ok(Pumped::Failed(why)),
         }
     }
 }
@@ -1196,7 +1212,8 @@ fn send_bytes(
     let mut marked = Vec::new();
     let mut send_one = |line: &[u8], flags: u32| {
         if flags & UNTERMINATED != 0 && line.len() >= max {
-            return Err(CliError(format!(
+            // A failure like a line too long: its receiver is told (it exits 6).
+            return Ok(Sent::Refused(format!(
                 "the last line has {} bytes and no delimiter after it: marking it so takes one byte more than the channel's largest message ({max}); end the input with a delimiter, or use a channel with a larger --capacity",
                 line.len()
             )));
@@ -1234,7 +1251,7 @@ fn send_bytes(
             let reason = failure_reason(&why, max.saturating_sub(1));
             spare = 8 + (reason.len() as u64 + 1).next_multiple_of(8);
             match send_one(&reason, FAILED)? {
-                Sent::Yes => Some(CliError(why)),
+                Sent::Yes | Sent::Refused(_) => Some(CliError(why)),
                 Sent::PeerGone => {
                     return Ok(Ended::PeerGone(format!(
                         "peer gone: the receiver of {name} died; then: {why}"
@@ -1327,6 +1344,8 @@ fn recv_bytes(
         shmlane::ByteReceiver::max_message,
     );
     let mut buf = vec![0u8; max];
+    // A delimiter owed to the last line written (see `write_typed`).
+    let mut owed = false;
     let deadline = timeout.map(Deadline::after);
     let mut out = std::io::BufWriter::with_capacity(1 << 16, sig::Stdout::until(deadline));
     let mut got = 0u64;
@@ -1373,6 +1392,11 @@ fn recv_bytes(
                         break sender_failed(name, reason, got);
                     }
                 };
+                // As in `write_typed`: a line after another sender's unterminated last line
+                // gets that delimiter first.
+                if std::mem::replace(&mut owed, !terminated) {
+                    out.write_all(&[shape.delim]).map_err(write_err)?;
+                }
                 out.write_all(line)
                     .and_then(|()| {
                         if terminated {

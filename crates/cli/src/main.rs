@@ -68,6 +68,22 @@ fn stream_shape(
     }
 }
 
+/// `create`, with the mode `--raw` or `--framed` asks for (the channel's, as `send` makes it).
+fn create(
+    name: &str,
+    shape: shmlane_cli::args::ShapeArgs,
+    perms: shmlane_cli::share::PermArgs,
+    raw: bool,
+    framed: bool,
+) -> Result<(), CliError> {
+    let stream = shmlane_cli::args::StreamArgs {
+        raw,
+        framed,
+        null: false,
+    };
+    chan::create(name, stream_shape(shape, stream), perms)
+}
+
 fn state_str(s: SegmentState) -> String {
     s.to_string()
 }
@@ -380,7 +396,13 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
         Cmd::Stat {
             name, dir, json, ..
         } => stat(&name, dir.as_deref(), json)?,
-        Cmd::Create { name, shape, perms } => chan::create(&name, shape.into(), perms)?,
+        Cmd::Create {
+            name,
+            shape,
+            perms,
+            raw,
+            framed,
+        } => create(&name, shape, perms, raw, framed)?,
         Cmd::Send {
             name,
             timeout,

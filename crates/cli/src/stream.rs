@@ -90,7 +90,9 @@ pub fn send_raw(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 if let Some(s) = sig::caught() {
-                    return Ok(send_stopped(name, unlink, Stop::Signal(s), timeout, 0));
+                    return Ok(interrupted(
+                        name, unlink, &mut tx, &mut chunk, s, sent, timeout,
+                    ));
                 }
                 break Some(format!(
                     "reading stdin: {e}; the {sent} bytes before were sent, nothing after"
@@ -99,6 +101,11 @@ pub fn send_raw(
         };
         match put(name, unlink, &mut tx, &chunk, timeout)? {
             Sent::Yes => sent += n as u64,
+            Sent::Ended(Ended::Signal(s)) => {
+                return Ok(interrupted(
+                    name, unlink, &mut tx, &mut chunk, s, sent, timeout,
+                ));
+            }
             Sent::Ended(e) => return Ok(e),
         }
     };
@@ -122,6 +129,36 @@ pub fn send_raw(
         None => ended,
     }
 }
+
+/// A sender stopped by a signal before the end of its input: its receiver is told that the
+/// stream is incomplete (a `FAILED` chunk, so it does not end with exit 0 as if the stream were
+/// whole), if the mark finds room within a short wait (at once when the ring has room, or
+/// as soon as a receiver that is reading frees a chunk); then the command ends as any
+/// interrupted `send` (exit 128 + the signal).
+fn interrupted(
+    name: &str,
+    unlink: UnlinkPolicy,
+    tx: &mut shmlane::Producer<Chunk>,
+    chunk: &mut Chunk,
+    signal: i32,
+    sent: u64,
+    timeout: Option<Duration>,
+) -> Ended {
+    let what = nix::sys::signal::Signal::try_from(signal).map_or("a signal", |s| s.as_str());
+    let reason = format!(
+        "interrupted by {what} after {sent} bytes; the rest of its input was not sent (the stream is incomplete)"
+    );
+    let reason = crate::chan::failure_reason(&reason, DATA);
+    chunk[..4].copy_from_slice(&(reason.len() as u32 | FAILED).to_le_bytes());
+    chunk[4..4 + reason.len()].copy_from_slice(&reason);
+    // Not a wait for the user (no signal stops it): it returns by its deadline whatever the
+    // receiver does; a dead or absent receiver only means nobody is told.
+    let _ = tx.send(*chunk, Some(Deadline::after(MARK_WAIT)));
+    send_stopped(name, unlink, Stop::Signal(signal), timeout, 0)
+}
+
+/// How long an interrupted sender waits for room for its mark.
+const MARK_WAIT: Duration = Duration::from_millis(500);
 
 /// What became of one chunk.
 enum Sent {

@@ -473,3 +473,132 @@ fn overwritten_chunk_length_is_corrupt() {
     s.child.kill().unwrap();
     let _ = s.finish(Duration::from_secs(10));
 }
+
+/// revr: a sender that cannot mark its last line as unterminated (a broadcast channel whose
+/// largest message is the line's length: the mark takes one byte more) fails, and its
+/// receiver must say so (exit 6) instead of ending as if the stream were complete.
+#[test]
+fn unmarkable_last_line_makes_the_receiver_fail() {
+    let name = unique("revr-unmarkable");
+    let _c = Cleanup(name.clone());
+    let mut input = vec![b'a'; 16];
+    input.push(b'\n');
+    input.extend([b'b'; 16]);
+    let shape = ["--kind", "broadcast", "--msg-size", "16"];
+    let (s, r) = through(&name, &shape, &shape, input);
+    assert_eq!(s.code, Some(1), "{}", s.err);
+    assert!(s.err.contains("no delimiter after it"), "{}", s.err);
+    assert_eq!(r.code, Some(6), "{}", r.err);
+    assert!(r.err.contains("failed: the last lin"), "{}", r.err);
+    assert_eq!(r.out, [[b'a'; 16].as_slice(), b"\n"].concat());
+}
+
+/// revr: `shmlane create NAME --raw` / `--framed` make the channel a later `send --raw` /
+/// `--framed` uses (the senders' messages advise `shmlane create NAME` first to keep a stream
+/// for a later receiver; a channel created without the mode carries lines and is refused).
+#[test]
+fn create_makes_raw_and_framed_channels() {
+    for (mode, input) in [
+        ("--raw", Rng(5).bytes(300_000)),
+        ("--framed", b"\x03\0\0\0abc\0\0\0\0".to_vec()),
+    ] {
+        let name = unique("revr-create-mode");
+        let _c = Cleanup(name.clone());
+        let c = spawn(&["create", &name, mode], None).finish(Duration::from_secs(10));
+        ok(&c, "create");
+        // The sender fills the channel and waits for a receiver, which comes later.
+        let s = spawn(
+            &["send", &name, mode, "--timeout", "30s"],
+            Some(input.clone()),
+        );
+        wait_attached(&name, shmlane::ROLE_SENDER);
+        std::thread::sleep(Duration::from_millis(200));
+        let r = spawn(&["recv", &name, mode, "--timeout", "30s"], None);
+        let s = s.finish(Duration::from_secs(30));
+        ok(&s, mode);
+        let r = r.finish(Duration::from_secs(30));
+        ok(&r, mode);
+        same(&r.out, &input, mode);
+        // -0 is how send and recv split lines, not a channel's mode.
+        let d = spawn(&["create", &unique("revr-create-0"), "-0"], None)
+            .finish(Duration::from_secs(10));
+        assert_ne!(d.code, Some(0), "{}", d.err);
+    }
+}
+
+/// revr: a raw sender stopped by a signal before the end of its input (`timeout 60 shmlane
+/// send x --raw < big`) leaves cleanly (exit 128 + the signal), and its receiver must not end
+/// with exit 0 as if the stream were complete: it says the sender was interrupted (exit 6).
+#[test]
+fn interrupted_raw_sender_makes_the_receiver_fail() {
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        let name = unique("revr-raw-int");
+        let _c = Cleanup(name.clone());
+        let r = spawn(&["recv", &name, "--raw", "--timeout", "30s"], None);
+        wait_attached(&name, shmlane::ROLE_RECEIVER);
+        let mut s = spawn(&["send", &name, "--raw", "--timeout", "30s"], None);
+        // Its input stays open (more is to come) until it has ended.
+        let mut w = s.child.stdin.take().unwrap();
+        w.write_all(b"the first part").unwrap();
+        w.flush().unwrap();
+        wait_attached(&name, shmlane::ROLE_SENDER);
+        std::thread::sleep(Duration::from_millis(200));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.child.id() as i32), sig).unwrap();
+        let s = s.finish(Duration::from_secs(10));
+        drop(w);
+        assert_eq!(s.code, Some(128 + sig as i32), "{sig}: {}", s.err);
+        let r = r.finish(Duration::from_secs(30));
+        assert_eq!(r.code, Some(6), "{sig}: {}", r.err);
+        assert!(
+            r.err.contains("failed: interrupted by") && r.err.contains("incomplete"),
+            "{sig}: {}",
+            r.err
+        );
+        assert_eq!(r.out, b"the first part", "{sig}");
+    }
+}
+
+/// revr: two senders on one channel, the first without a final newline: its line must not be
+/// glued to the next sender's (`foo` + `bar\n` came out as `foobar\n`). A last line without a
+/// delimiter gets none only when nothing follows it.
+#[test]
+fn unterminated_line_is_not_glued_to_the_next_senders() {
+    for kind in ["mpmc", "bytes"] {
+        for (delim, extra) in [(b'\n', &[][..]), (0u8, &["-0"][..])] {
+            let name = unique("revr-glue");
+            let _c = Cleanup(name.clone());
+            let mut create = vec!["create", &name, "--kind", kind];
+            if kind == "bytes" {
+                create.extend(["--capacity", "4096"]);
+            }
+            ok(
+                &spawn(&create, None).finish(Duration::from_secs(10)),
+                "create",
+            );
+            for input in [&b"foo"[..], b"bar\x01"] {
+                let input: Vec<u8> = input
+                    .iter()
+                    .map(|&b| if b == 1 { delim } else { b })
+                    .collect();
+                let args: Vec<&str> = ["send", &name, "--kind", kind, "--timeout", "1s"]
+                    .into_iter()
+                    .chain(extra.iter().copied())
+                    .collect();
+                // No receiver yet: each ends at its timeout, its line queued (exit 4).
+                let s = spawn(&args, Some(input)).finish(Duration::from_secs(10));
+                assert_eq!(s.code, Some(4), "{kind}: {}", s.err);
+            }
+            let args: Vec<&str> = ["recv", &name, "--kind", kind, "--count", "2"]
+                .into_iter()
+                .chain(extra.iter().copied())
+                .collect();
+            let r = spawn(&args, None).finish(Duration::from_secs(10));
+            ok(&r, kind);
+            assert_eq!(
+                r.out,
+                [b"foo", &[delim][..], b"bar", &[delim]].concat(),
+                "{kind} {extra:?}"
+            );
+        }
+    }
+}
