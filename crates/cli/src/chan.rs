@@ -1074,22 +1074,32 @@ fn pump_frames(
                     "the input ends inside frame {frame}: {got} of its {want} bytes (4-byte length included) are there; it was not sent"
                 )));
             }
-            Err(FrameError::Io(e)) => {
-                if let Some(s) = sig::caught() {
-                    return Ok(Pumped::Stopped(Stop::Signal(s), frames.count() + 1));
-                }
-                return Ok(Pumped::Failed(format!(
-                    "reading stdin: {e}; frame {} and later were not sent",
-                    frames.count() + 1
-                )));
-            }
+            Err(FrameError::Io(e)) => return Ok(read_failed(&e, "frame", frames.count() + 1)),
         }
-        match send(&msg, 0)? {
-            Sent::Yes => {}
-            Sent::PeerGone => return Ok(Pumped::PeerGone(frames.count())),
-            Sent::Stopped(stop) => return Ok(Pumped::Stopped(stop, frames.count())),
-            Sent::Refused(why) => return Ok(Pumped::Failed(why)),
+        if let Some(end) = after_send(send(&msg, 0)?, frames.count()) {
+            return Ok(end);
         }
+    }
+}
+
+/// How pumping ends when reading the input fails before item `next` (a line or a frame,
+/// counting from 1): stopped if a signal interrupted the read, else failed.
+fn read_failed(e: &std::io::Error, what: &str, next: u64) -> Pumped {
+    if let Some(s) = sig::caught() {
+        return Pumped::Stopped(Stop::Signal(s), next);
+    }
+    Pumped::Failed(format!(
+        "reading stdin: {e}; {what} {next} and later were not sent"
+    ))
+}
+
+/// How pumping ends after the send of item `count` (counting from 1), or `None` to go on.
+fn after_send(sent: Sent, count: u64) -> Option<Pumped> {
+    match sent {
+        Sent::Yes => None,
+        Sent::PeerGone => Some(Pumped::PeerGone(count)),
+        Sent::Stopped(stop) => Some(Pumped::Stopped(stop, count)),
+        Sent::Refused(why) => Some(Pumped::Failed(why)),
     }
 }
 
@@ -1141,22 +1151,11 @@ fn pump(
                     "line {n} has more than {max} bytes (the channel's largest message); it and the lines after it were not sent; create the channel with a larger --msg-size"
                 )));
             }
-            Err(LineError::Io(e)) => {
-                if let Some(s) = sig::caught() {
-                    return Ok(Pumped::Stopped(Stop::Signal(s), lines.count() + 1));
-                }
-                return Ok(Pumped::Failed(format!(
-                    "reading stdin: {e}; line {} and later were not sent",
-                    lines.count() + 1
-                )));
-            }
+            Err(LineError::Io(e)) => return Ok(read_failed(&e, "line", lines.count() + 1)),
         }
         let flags = if lines.terminated() { 0 } else { UNTERMINATED };
-        match send(&line, flags)? {
-            Sent::Yes => {}
-            Sent::PeerGone => return Ok(Pumped::PeerGone(lines.count())),
-            Sent::Stopped(stop) => return Ok(Pumped::Stopped(stop, lines.count())),
-            Sent::Refused(why) => return Ok(Pumped::Failed(why)),
+        if let Some(end) = after_send(send(&line, flags)?, lines.count()) {
+            return Ok(end);
         }
     }
 }
