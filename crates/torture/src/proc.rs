@@ -130,15 +130,23 @@ pub(crate) fn add(ctl: &Ctl, i: usize, v: u64) {
 /// Waits up to `secs` for a child to exit; kills it if it has not. Whether it exited by itself
 /// and successfully.
 pub(crate) fn wait_or_kill(c: &mut Child, secs: u64) -> Result<bool, ()> {
+    wait_status_or_kill(c, secs)
+        .map(|st| st.success())
+        .ok_or(())
+}
+
+/// Waits up to `secs` for a child to exit; kills it if it has not. Its exit status if it
+/// exited (or was killed by someone else) within the bound.
+pub(crate) fn wait_status_or_kill(c: &mut Child, secs: u64) -> Option<std::process::ExitStatus> {
     let t0 = std::time::Instant::now();
     while t0.elapsed() < std::time::Duration::from_secs(secs) {
         if let Ok(Some(st)) = c.try_wait() {
-            return Ok(st.success());
+            return Some(st);
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     sigkill(c);
-    Err(())
+    None
 }
 
 /// This process kills itself (a fixed point of the protocol), noting the time for the

@@ -86,21 +86,12 @@ pub(crate) fn consumers(tag: &str, n: u64, rng: &mut Rng, sum: &mut Summary) {
             // Counted only if it got there (late generations may find every value taken:
             // then it ends cleanly without a kill).
             // Bounded: a generation that neither reaches its kill nor ends is a failure.
-            let t0 = Instant::now();
-            let st = loop {
-                match c.try_wait() {
-                    Ok(Some(st)) => break Some(st),
-                    _ if t0.elapsed() > Duration::from_secs(60) => break None,
-                    _ => std::thread::sleep(Duration::from_millis(2)),
-                }
-            };
-            match st {
+            match crate::proc::wait_status_or_kill(&mut c, 60) {
                 Some(st) if std::os::unix::process::ExitStatusExt::signal(&st) == Some(9) => {
                     fixed += 1;
                 }
                 Some(_) => idle += 1,
                 None => {
-                    sigkill(&mut c);
                     sum.fail(format!(
                         "consumers: generation {g} neither killed itself nor ended in 60 s"
                     ));
