@@ -300,7 +300,10 @@ fn errors_are_one_line_with_contract_exit_codes() {
         &["--msg-size", "8"],
         "short\nthis line is too long\n".into(),
     );
-    let r = spawn_recv(&name, &["--timeout", "5s"]);
+    // The same shape: whichever of the two starts first creates the channel (a receiver
+    // creating it with the default 256-byte messages made the sender's --msg-size 8 a
+    // conflicting flag, refused, when the receiver won that race).
+    let r = spawn_recv(&name, &["--msg-size", "8", "--timeout", "5s"]);
     let so = s.join().unwrap();
     assert_eq!(so.status.code(), Some(1));
     let err = String::from_utf8_lossy(&so.stderr);
