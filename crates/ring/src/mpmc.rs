@@ -603,9 +603,13 @@ fn reload(shared: &AtomicU64, pos: u64, stuck: &mut u32) -> Option<u64> {
 /// to `E` found its slot freed for lap `E - 1`, so `deq` had passed `E - 1 - cap` before, and
 /// `deq` (loaded after, Acquire) is at least `E - cap`. And the consumer that moved `deq` past
 /// `q - cap` found `q - cap`'s message published there first, so the stamp at `q` is at least
-/// `q - cap + 1` (or the skip mark of `q - cap`, or later). Anything else was written by no
-/// endpoint: an overwritten position or stamp (review rev2, R8: a blocked receiver waited out
-/// its deadline at an overwritten `deq`).
+/// `q - cap + 1`, or the skip mark of a position of that slot from `q - cap` on (`q - cap`'s
+/// while its consumer is between its CAS and its stamp store; `q`'s own between a recovery and
+/// the pop that passes it; a later lap's when `deq` moved on before the stamp was loaded).
+/// Anything else was written by no endpoint: an overwritten position or stamp (review rev2, R8:
+/// a blocked receiver waited out its deadline at an overwritten `deq`). Accepting only
+/// `q - cap`'s skip mark made a sender blocked on a full ring report `Corrupt` while a receiver
+/// had just marked a dead producer's hole at `q` skipped (seen once under ThreadSanitizer).
 fn positions_consistent<T>(raw: &Raw<T>) -> bool {
     let h = raw.hdr();
     // ORDERING: Acquire; pairs with the producers' MPMC_ENQ_CAS (Release), see above.
@@ -617,8 +621,13 @@ fn positions_consistent<T>(raw: &Raw<T>) -> bool {
     }
     // ORDERING: Acquire (MPMC_SEQ_LOAD); pairs with the stamp stores, see above.
     let seq = raw.slot(deq).seq.load(MPMC_SEQ_LOAD);
-    let oldest = deq.wrapping_sub(raw.cap).wrapping_add(1);
-    (seq.wrapping_sub(oldest) as i64) >= 0 || seq == skip_stamp(deq.wrapping_sub(raw.cap))
+    let first = deq.wrapping_sub(raw.cap);
+    if (seq.wrapping_sub(first.wrapping_add(1)) as i64) >= 0 {
+        return true;
+    }
+    // The position whose skip mark `seq` would be (the inverse of `skip_stamp`).
+    let skipped = seq.wrapping_sub(1).wrapping_add(1 << 62);
+    skipped & raw.mask == deq & raw.mask && (skipped.wrapping_sub(first) as i64) >= 0
 }
 
 fn classify(seq: u64, want: u64) -> Step {
@@ -1144,6 +1153,78 @@ mod tests {
                 assert_eq!(rx.pop(), Ok(20 + i));
             }
             drop((tx, rxs));
+            drop(region);
+        }
+    }
+
+    /// A skip mark is a state a sound ring shows: at the dequeue position itself (between a
+    /// recovery and the pop that passes it), with the ring full behind it, and a lap behind
+    /// (a consumer between taking a skipped position and storing its stamp). Before the fix
+    /// only the second was accepted, and a channel sender blocked on the full ring reported
+    /// `Corrupt` in the first (crates/shmlane/tests/channels.rs
+    /// mpmc_sender_killed_mid_send_is_skipped_and_counted under ThreadSanitizer).
+    #[test]
+    fn skip_marks_are_consistent_positions() {
+        for start in [0, u64::MAX - 2, (1 << 62) - 1] {
+            let dead = std::cell::Cell::new(false);
+            let alive = |o: u64| !(o == 7 || o == 8) || !dead.get();
+            let (mut txs, mut rxs, region) = owned(4, start, &[7, 1], &[8, 2], &alive);
+            let (tx, rx) = (txs.pop().unwrap(), rxs.pop().unwrap());
+            let victim_rx = rxs.pop().unwrap();
+            assert_eq!(txs.pop().unwrap().abandon_push_for_tests(true), start);
+            for i in 1..4 {
+                tx.push(i).unwrap();
+            }
+            assert!(matches!(tx.push(4), Err(PushError::Full(4))));
+            assert!(tx.positions_consistent() && rx.positions_consistent());
+            dead.set(true);
+            assert_eq!(rx.recover(&alive), Hole::Recovered);
+            // The hole at the dequeue position is marked skipped, the ring is full behind it.
+            assert!(
+                tx.positions_consistent(),
+                "start {start}: own-lap skip mark"
+            );
+            assert!(
+                rx.positions_consistent(),
+                "start {start}: own-lap skip mark"
+            );
+            // A consumer takes the skipped position and dies before its stamp store; the next
+            // consumer moves on: the stamp at `deq - cap`'s slot is still the skip mark.
+            assert_eq!(victim_rx.abandon_pop_for_tests(true), start);
+            for i in 1..4 {
+                assert_eq!(rx.pop(), Ok(i));
+            }
+            assert!(
+                tx.positions_consistent(),
+                "start {start}: previous-lap skip mark"
+            );
+            assert_eq!(tx.recover(&alive), Hole::Released);
+            assert!(tx.positions_consistent() && rx.positions_consistent());
+            tx.push(5).unwrap();
+            assert_eq!(rx.pop(), Ok(5));
+            // Skip marks no endpoint could have left at the dequeue position's slot: another
+            // slot's position, or a lap before `deq - cap`.
+            let deq = start.wrapping_add(5);
+            // SAFETY: the region outlives the handles; the stamp is an atomic.
+            let slot = unsafe {
+                &*region
+                    .as_ptr()
+                    .add(slots_offset::<u64>())
+                    .cast::<Slot<u64>>()
+                    .add((deq & 3) as usize)
+            };
+            // ORDERING: Relaxed for all three; single-threaded test.
+            let was = slot.seq.load(Ordering::Relaxed);
+            for bad in [deq.wrapping_add(1), deq.wrapping_sub(8)] {
+                slot.seq.store(skip_stamp(bad), Ordering::Relaxed);
+                assert!(
+                    !rx.positions_consistent(),
+                    "start {start}: skip mark of {bad}"
+                );
+            }
+            slot.seq.store(was, Ordering::Relaxed);
+            assert!(rx.positions_consistent());
+            drop((tx, rx, rxs, txs));
             drop(region);
         }
     }
