@@ -76,6 +76,8 @@ pub fn send_raw(
                         unsafe { std::ptr::copy_nonoverlapping(word.as_ptr(), slot, 4) };
                         w.commit_all();
                         tx.notify(1);
+                        // The chunk's bytes, not the 64 KiB element (`stat`'s payload bytes).
+                        tx.count_payload(n);
                         sent += n as u64;
                         continue;
                     }
@@ -153,7 +155,9 @@ fn interrupted(
     chunk[4..4 + reason.len()].copy_from_slice(&reason);
     // Not a wait for the user (no signal stops it): it returns by its deadline whatever the
     // receiver does; a dead or absent receiver only means nobody is told.
-    let _ = tx.send(*chunk, Some(Deadline::after(MARK_WAIT)));
+    if tx.send(*chunk, Some(Deadline::after(MARK_WAIT))).is_ok() {
+        tx.count_payload(reason.len());
+    }
     send_stopped(name, unlink, Stop::Signal(signal), timeout, 0)
 }
 
@@ -176,10 +180,13 @@ fn put(
     chunk: &Chunk,
     timeout: Option<Duration>,
 ) -> Result<Sent, CliError> {
+    // The chunk's bytes, as its length word says (`stat`'s payload bytes).
+    let payload = (u32::from_le_bytes(chunk[..4].try_into().unwrap()) & LEN_MASK) as usize;
     if let Ok(mut w) = tx.write_chunk(1) {
         w.copy_from_slice(std::slice::from_ref(chunk));
         w.commit_all();
         tx.notify(1);
+        tx.count_payload(payload);
         return Ok(Sent::Yes);
     }
     let deadline = timeout.map(Deadline::after);
@@ -187,7 +194,10 @@ fn put(
         Err(SendError::Timeout(_)) => None,
         r => Some(r),
     }) {
-        Ok(Ok(())) => Ok(Sent::Yes),
+        Ok(Ok(())) => {
+            tx.count_payload(payload);
+            Ok(Sent::Yes)
+        }
         Ok(Err(SendError::PeerDied(_))) => Ok(Sent::Ended(Ended::PeerGone(format!(
             "peer gone: the receiver of {name} died; the rest of the stream was not delivered"
         )))),
@@ -205,7 +215,8 @@ fn put(
 }
 
 /// Writes the chunk at `elem` (its length word, checked, then its bytes) to `out`; the mark of
-/// a failed sender ends `recv` (`Some`). The chunk may be in the ring, which another process
+/// a failed sender ends `recv` (`Some`). Also returns the chunk's payload length (checked), for
+/// `stat`'s payload bytes. The chunk may be in the ring, which another process
 /// maps: it is read through the pointer only (the length word copied out once, then used).
 ///
 /// # Safety
@@ -215,7 +226,7 @@ unsafe fn emit(
     name: &str,
     elem: *const u8,
     got: u64,
-) -> Result<Option<Ended>, CliError> {
+) -> Result<(usize, Option<Ended>), CliError> {
     let mut w = [0u8; 4];
     // SAFETY: the first 4 bytes of the chunk (caller's promise); `w` is ours.
     unsafe { std::ptr::copy_nonoverlapping(elem, w.as_mut_ptr(), 4) };
@@ -233,11 +244,11 @@ unsafe fn emit(
         let mut reason = vec![0u8; len];
         // SAFETY: as above; `reason` is ours, `len` bytes.
         unsafe { std::ptr::copy_nonoverlapping(data, reason.as_mut_ptr(), len) };
-        return Ok(Some(sender_failed(name, &reason, got)));
+        return Ok((len, Some(sender_failed(name, &reason, got))));
     }
     // SAFETY: as above.
     unsafe { out.write_all_from(data, len) }.map_err(|e| out_err(&e))?;
-    Ok(None)
+    Ok((len, None))
 }
 
 /// `recv --raw`: the stream, to stdout.
@@ -267,13 +278,19 @@ pub fn recv_raw(
                 .read_chunk(ready)
                 .map_err(|e| CliError(format!("channel {name}: ring is corrupt: {e}")))?;
             let mut failed = None;
+            // Each chunk's payload, counted once the batch is given back.
+            let mut lens = [0usize; BATCH];
+            let mut n = 0;
             'runs: for (first, k) in c.as_ptrs() {
                 for i in 0..k {
                     // SAFETY: element `i` of a run of `k` borrowed elements: in the ring,
                     // published, not given back before `c` is committed below.
                     let elem = unsafe { first.add(i) }.cast::<u8>();
                     // SAFETY: as above; the whole element is readable for the call.
-                    failed = unsafe { emit(&mut out, name, elem, got) }?;
+                    let (len, f) = unsafe { emit(&mut out, name, elem, got) }?;
+                    lens[n] = len;
+                    n += 1;
+                    failed = f;
                     if failed.is_some() {
                         break 'runs;
                     }
@@ -282,6 +299,9 @@ pub fn recv_raw(
             }
             c.commit_all();
             rx.notify(ready);
+            for &len in &lens[..n] {
+                rx.count_payload(len);
+            }
             if let Some(f) = failed {
                 break f;
             }
@@ -311,7 +331,9 @@ pub fn recv_raw(
             }
         };
         // SAFETY: `m` is our own copy of the element.
-        if let Some(f) = unsafe { emit(&mut out, name, m.as_ptr(), got) }? {
+        let (len, failed) = unsafe { emit(&mut out, name, m.as_ptr(), got) }?;
+        rx.count_payload(len);
+        if let Some(f) = failed {
             break f;
         }
         got += 1;
