@@ -531,6 +531,61 @@ mod tests {
         assert_eq!((c.received.messages, c.received.bytes), (104, want));
     }
 
+    /// `Producer::send_keeping`: it never takes the last `keep` slots (a full-but-`keep` ring
+    /// makes it wait, and time out by its deadline), so a `try_send` always finds them; a
+    /// consumer that frees one more slot wakes a blocked one.
+    #[test]
+    fn send_keeping_leaves_room_for_a_last_message() {
+        use crate::{Deadline, SendError};
+        use std::time::Duration;
+        let name = format!("left17-keep-{}", std::process::id());
+        let ch = crate::spsc::<u64>(&name)
+            .capacity(4)
+            .unlink(shmlane_segment::UnlinkPolicy::CreatorDrop)
+            .create()
+            .unwrap();
+        let (mut tx, mut rx) = (ch.producer().unwrap(), ch.consumer().unwrap());
+        let soon = || Some(Deadline::after(Duration::from_millis(30)));
+        for i in 0..3 {
+            tx.send_keeping(i, 1, soon()).unwrap();
+        }
+        assert!(matches!(
+            tx.send_keeping(3, 1, soon()),
+            Err(SendError::Timeout(3))
+        ));
+        assert_eq!(tx.free(), 1);
+        // The slot kept: the mark fits at once.
+        tx.try_send(99).unwrap();
+        assert_eq!(tx.free(), 0);
+        // Two freed: one for the data, one kept.
+        assert_eq!(rx.recv(None).unwrap(), 0);
+        assert!(matches!(
+            tx.send_keeping(3, 1, soon()),
+            Err(SendError::Timeout(3))
+        ));
+        assert_eq!(rx.recv(None).unwrap(), 1);
+        tx.send_keeping(3, 1, soon()).unwrap();
+        assert_eq!(tx.free(), 1);
+        // A blocked one wakes when the consumer frees a slot.
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            for want in [2, 99, 3] {
+                assert_eq!(rx.recv(None).unwrap(), want);
+            }
+            rx
+        });
+        tx.send_keeping(4, 1, Some(Deadline::after(Duration::from_secs(10))))
+            .unwrap();
+        let mut rx = t.join().unwrap();
+        assert_eq!(rx.recv(None).unwrap(), 4);
+        // `keep` past the capacity: capacity - 1.
+        tx.send_keeping(5, 100, soon()).unwrap();
+        assert!(matches!(
+            tx.send_keeping(6, 100, soon()),
+            Err(SendError::Timeout(6))
+        ));
+    }
+
     fn dead(slot: u32, pid: u32) -> Attachment {
         Attachment {
             slot,
