@@ -4,7 +4,9 @@
 //! interactive input is not held back to fill one); the receiver takes every chunk the ring
 //! holds at once (up to `BATCH`) and writes each with one write. A sender that fails (its input
 //! cannot be read) sends a last chunk flagged `FAILED` with the reason, so its receiver exits
-//! non-zero instead of ending as if the stream were complete.
+//! non-zero instead of ending as if the stream were complete. So does a sender stopped by a
+//! signal; data never takes the ring's last free slot (`KEPT`), so that mark always finds room
+//! at once, whatever the receiver is doing (stopped, blocked on its own output).
 
 use std::time::Duration;
 
@@ -32,6 +34,10 @@ pub const CHUNKS: u64 = 64;
 /// Chunks the receiver takes from the ring at once.
 const BATCH: usize = 16;
 
+/// Free slots the sender's data never takes: room for the mark of a failure or an interruption,
+/// which then never waits (the sender is the channel's only producer: nobody else takes it).
+const KEPT: usize = 1;
+
 /// `send --raw`: stdin, as it comes, into the channel.
 pub fn send_raw(
     name: &str,
@@ -52,9 +58,9 @@ pub fn send_raw(
     let _ = unsafe { libc::fcntl(0, libc::F_SETPIPE_SZ, 1 << 20) };
     let mut sent = 0u64;
     let failure = loop {
-        // Straight into a free slot when there is one (read(2) into the ring: no copy of
-        // ours); into `chunk`, then a send that waits for room, when the ring is full.
-        let read = if tx.free() == 0 {
+        // Straight into a free slot when there is one past the kept one (read(2) into the
+        // ring: no copy of ours); into `chunk`, then a send that waits for room, when not.
+        let read = if tx.free() <= KEPT {
             std::io::Read::read(&mut stdin, &mut chunk[4..])
                 .inspect(|&n| chunk[..4].copy_from_slice(&(n as u32).to_le_bytes()))
         } else {
@@ -101,7 +107,7 @@ pub fn send_raw(
                 ));
             }
         };
-        match put(name, unlink, &mut tx, &chunk, timeout)? {
+        match put(name, unlink, &mut tx, &chunk, KEPT, timeout)? {
             Sent::Yes => sent += n as u64,
             Sent::Ended(Ended::Signal(s)) => {
                 return Ok(interrupted(
@@ -115,7 +121,8 @@ pub fn send_raw(
         let reason = crate::chan::failure_reason(why, DATA);
         chunk[..4].copy_from_slice(&(reason.len() as u32 | FAILED).to_le_bytes());
         chunk[4..4 + reason.len()].copy_from_slice(&reason);
-        if let Sent::Ended(e) = put(name, unlink, &mut tx, &chunk, timeout)? {
+        // Into the kept slot (no wait), unless another sender left the ring full.
+        if let Sent::Ended(e) = put(name, unlink, &mut tx, &chunk, 0, timeout)? {
             return Ok(e);
         }
     }
@@ -134,9 +141,10 @@ pub fn send_raw(
 
 /// A sender stopped by a signal before the end of its input: its receiver is told that the
 /// stream is incomplete (a `FAILED` chunk, so it does not end with exit 0 as if the stream were
-/// whole), if the mark finds room within a short wait (at once when the ring has room, or
-/// as soon as a receiver that is reading frees a chunk); then the command ends as any
-/// interrupted `send` (exit 128 + the signal).
+/// whole). The mark goes into the slot the data never takes (`KEPT`), at once, whatever the
+/// receiver is doing; only a ring another sender left full (its own failure mark, which ends
+/// the receiver anyway, or an older `shmlane`) makes it wait, briefly. Then the command ends as
+/// any interrupted `send` (exit 128 + the signal).
 fn interrupted(
     name: &str,
     unlink: UnlinkPolicy,
@@ -155,13 +163,18 @@ fn interrupted(
     chunk[4..4 + reason.len()].copy_from_slice(&reason);
     // Not a wait for the user (no signal stops it): it returns by its deadline whatever the
     // receiver does; a dead or absent receiver only means nobody is told.
-    if tx.send(*chunk, Some(Deadline::after(MARK_WAIT))).is_ok() {
+    let sent = match tx.try_send(*chunk) {
+        Ok(()) => true,
+        Err(_) => tx.send(*chunk, Some(Deadline::after(MARK_WAIT))).is_ok(),
+    };
+    if sent {
         tx.count_payload(reason.len());
     }
     send_stopped(name, unlink, Stop::Signal(signal), timeout, 0)
 }
 
-/// How long an interrupted sender waits for room for its mark.
+/// How long an interrupted sender waits for room for its mark when the kept slot is taken (a
+/// ring another sender left full).
 const MARK_WAIT: Duration = Duration::from_millis(500);
 
 /// What became of one chunk.
@@ -171,18 +184,22 @@ enum Sent {
     Ended(Ended),
 }
 
-/// Puts `chunk` in the ring: straight into a free slot (one copy), or when the ring is full by
-/// a send that waits for room (in slices, stopping for a signal or the timeout).
+/// Puts `chunk` in the ring, leaving `keep` slots free: straight into a free slot (one copy), or
+/// when there is none past `keep` by a send that waits for room (in slices, stopping for a
+/// signal or the timeout).
 fn put(
     name: &str,
     unlink: UnlinkPolicy,
     tx: &mut shmlane::Producer<Chunk>,
     chunk: &Chunk,
+    keep: usize,
     timeout: Option<Duration>,
 ) -> Result<Sent, CliError> {
     // The chunk's bytes, as its length word says (`stat`'s payload bytes).
     let payload = (u32::from_le_bytes(chunk[..4].try_into().unwrap()) & LEN_MASK) as usize;
-    if let Ok(mut w) = tx.write_chunk(1) {
+    if tx.free() > keep
+        && let Ok(mut w) = tx.write_chunk(1)
+    {
         w.copy_from_slice(std::slice::from_ref(chunk));
         w.commit_all();
         tx.notify(1);
@@ -190,9 +207,11 @@ fn put(
         return Ok(Sent::Yes);
     }
     let deadline = timeout.map(Deadline::after);
-    match sig::wait(deadline, false, |d| match tx.send(*chunk, Some(d)) {
-        Err(SendError::Timeout(_)) => None,
-        r => Some(r),
+    match sig::wait(deadline, false, |d| {
+        match tx.send_keeping(*chunk, keep, Some(d)) {
+            Err(SendError::Timeout(_)) => None,
+            r => Some(r),
+        }
     }) {
         Ok(Ok(())) => {
             tx.count_payload(payload);
