@@ -108,7 +108,11 @@ pub fn send_raw(
             }
         };
         match put(name, unlink, &mut tx, &chunk, KEPT, timeout)? {
-            Sent::Yes => sent += n as u64,
+            Sent::Yes => {
+                // The chunk's bytes, not the 64 KiB element (`stat`'s payload bytes).
+                tx.count_payload(n);
+                sent += n as u64;
+            }
             Sent::Ended(Ended::Signal(s)) => {
                 return Ok(interrupted(
                     name, unlink, &mut tx, &mut chunk, s, sent, timeout,
@@ -122,8 +126,9 @@ pub fn send_raw(
         chunk[..4].copy_from_slice(&(reason.len() as u32 | FAILED).to_le_bytes());
         chunk[4..4 + reason.len()].copy_from_slice(&reason);
         // Into the kept slot (no wait), unless another sender left the ring full.
-        if let Sent::Ended(e) = put(name, unlink, &mut tx, &chunk, 0, timeout)? {
-            return Ok(e);
+        match put(name, unlink, &mut tx, &chunk, 0, timeout)? {
+            Sent::Yes => tx.count_payload(reason.len()),
+            Sent::Ended(e) => return Ok(e),
         }
     }
     // Everything is in the ring: stay until a receiver has taken it (see `linger`).
@@ -186,7 +191,7 @@ enum Sent {
 
 /// Puts `chunk` in the ring, leaving `keep` slots free: straight into a free slot (one copy), or
 /// when there is none past `keep` by a send that waits for room (in slices, stopping for a
-/// signal or the timeout).
+/// signal or the timeout). The caller counts its payload (`count_payload`) when it is sent.
 fn put(
     name: &str,
     unlink: UnlinkPolicy,
@@ -195,15 +200,12 @@ fn put(
     keep: usize,
     timeout: Option<Duration>,
 ) -> Result<Sent, CliError> {
-    // The chunk's bytes, as its length word says (`stat`'s payload bytes).
-    let payload = (u32::from_le_bytes(chunk[..4].try_into().unwrap()) & LEN_MASK) as usize;
     if tx.free() > keep
         && let Ok(mut w) = tx.write_chunk(1)
     {
         w.copy_from_slice(std::slice::from_ref(chunk));
         w.commit_all();
         tx.notify(1);
-        tx.count_payload(payload);
         return Ok(Sent::Yes);
     }
     let deadline = timeout.map(Deadline::after);
@@ -213,10 +215,7 @@ fn put(
             r => Some(r),
         }
     }) {
-        Ok(Ok(())) => {
-            tx.count_payload(payload);
-            Ok(Sent::Yes)
-        }
+        Ok(Ok(())) => Ok(Sent::Yes),
         Ok(Err(SendError::PeerDied(_))) => Ok(Sent::Ended(Ended::PeerGone(format!(
             "peer gone: the receiver of {name} died; the rest of the stream was not delivered"
         )))),

@@ -664,3 +664,58 @@ fn interrupted_raw_sender_reaches_a_stopped_receiver_with_a_full_ring() {
         same(&r.out, &input[..n], &format!("{sig}"));
     }
 }
+
+/// left17: `stat`'s payload bytes of a raw stream are the stream's bytes on both sides, also
+/// when the chunks go through a full ring (the sender's waiting put, the receiver taking a
+/// batch of chunks at once), not 64 KiB a chunk.
+#[test]
+fn raw_stream_through_a_full_ring_counts_its_bytes() {
+    use nix::{sys::signal::kill, unistd::Pid};
+    let name = unique("left17-raw-count");
+    let _c = Cleanup(name.clone());
+    ok(
+        &spawn(&["create", &name, "--raw"], None).finish(Duration::from_secs(10)),
+        "create",
+    );
+    let r = spawn(&["recv", &name, "--raw", "--timeout", "60s"], None);
+    wait_attached(&name, shmlane::ROLE_RECEIVER);
+    let rpid = Pid::from_raw(r.child.id() as i32);
+    kill(rpid, Signal::SIGSTOP).unwrap();
+    let input = Rng(71).bytes((6 << 20) + 4321);
+    let s = spawn(
+        &["send", &name, "--raw", "--timeout", "60s"],
+        Some(input.clone()),
+    );
+    let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
+    let chan = || {
+        shmlane_segment::inspect(&path)
+            .ok()
+            .flatten()
+            .and_then(|i| shmlane::inspect(&i))
+    };
+    let t0 = Instant::now();
+    while chan().map_or(0, |c| c.len) < 63 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the ring never filled"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    kill(rpid, Signal::SIGCONT).unwrap();
+    let s = s.finish(Duration::from_secs(60));
+    let r = r.finish(Duration::from_secs(60));
+    ok(&s, "send");
+    ok(&r, "recv");
+    same(&r.out, &input, "raw through a full ring");
+    let c = chan().expect("the created channel stays");
+    assert_eq!(c.sent.bytes, input.len() as u64, "sent: {:?}", c.sent);
+    assert_eq!(
+        c.received.bytes,
+        input.len() as u64,
+        "received: {:?}",
+        c.received
+    );
+    assert_eq!(c.sent.messages, c.received.messages);
+    assert!(c.sent.messages > 64, "{:?}", c.sent);
+}
