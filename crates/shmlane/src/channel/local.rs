@@ -554,6 +554,15 @@ mod tests {
             Err(SendError::Timeout(3))
         ));
         assert_eq!(tx.free(), 1);
+        // It waited parked, not turning: a wait that woke whenever one slot was free (the
+        // kept one, free all along) would turn about every millisecond.
+        let before = tx.stats().sleeps;
+        assert!(matches!(
+            tx.send_keeping(3, 1, Some(Deadline::after(Duration::from_millis(200)))),
+            Err(SendError::Timeout(3))
+        ));
+        let turns = tx.stats().sleeps - before;
+        assert!(turns < 20, "{turns} waits in 200 ms");
         // The slot kept: the mark fits at once.
         tx.try_send(99).unwrap();
         assert_eq!(tx.free(), 0);
