@@ -107,7 +107,7 @@ fn stat_counts_the_same_payload_bytes_for_every_kind() {
         b"hello world".to_vec(),
         vec![b'y'; 37],
     ];
-    let lined: Vec<u8> = lines
+    let input_text: Vec<u8> = lines
         .iter()
         .flat_map(|l| [&l[..], b"\n"].concat())
         .collect();
@@ -119,14 +119,14 @@ fn stat_counts_the_same_payload_bytes_for_every_kind() {
     let n = lines.len();
     let count = n.to_string();
     for (kind, mode, input, want, msgs) in [
-        ("spsc", None, &lined, payload, n),
-        ("mpmc", None, &lined, payload, n),
-        ("bytes", None, &lined, payload, n),
-        ("broadcast", None, &lined, payload, n),
+        ("spsc", None, &input_text, payload, n),
+        ("mpmc", None, &input_text, payload, n),
+        ("bytes", None, &input_text, payload, n),
+        ("broadcast", None, &input_text, payload, n),
         ("spsc", Some("--framed"), &frames, payload, n),
         ("mpmc", Some("--framed"), &frames, payload, n),
         // One chunk: a small input is read at once.
-        ("spsc", Some("--raw"), &lined, lined.len(), 1),
+        ("spsc", Some("--raw"), &input_text, input_text.len(), 1),
     ] {
         let what = format!("{kind} {mode:?}");
         let name = unique(&format!("left17-payload-{kind}"));

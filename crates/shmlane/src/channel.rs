@@ -667,7 +667,6 @@ impl<T: Pod + Send> Channel<T> {
             side,
             stats: SideStats::default(),
             pending: 0,
-            unused: 0,
             last_flush: Instant::now(),
             misses: 0,
             next_hole_check: None,

@@ -158,7 +158,7 @@ macro_rules! send_impl {
         /// with the endpoint's other statistics (every 64 messages, before a wait, on drop).
         pub fn count_payload(&mut self, bytes: usize) {
             let elem = size_of::<T>();
-            self.local.unused += (elem - bytes.min(elem)) as u64;
+            self.local.life.unused += (elem - bytes.min(elem)) as u64;
         }
 
         /// The channel's statistics as stored now (plus this endpoint's unpublished ones).
@@ -295,7 +295,7 @@ macro_rules! recv_impl {
         /// receiving side (messages nobody calls it for count `size_of::<T>()` each).
         pub fn count_payload(&mut self, bytes: usize) {
             let elem = size_of::<T>();
-            self.local.unused += (elem - bytes.min(elem)) as u64;
+            self.local.life.unused += (elem - bytes.min(elem)) as u64;
         }
 
         /// The channel's receiver-side statistics as stored now.

@@ -28,6 +28,13 @@ pub(crate) struct Life {
     seen: bool,
     /// `Disconnect` only: the end already reported (`Left` or `Died`), final.
     ended: Option<Peers>,
+    /// Bytes of elements that their messages did not use, as the caller said
+    /// ([`count_payload`](crate::Producer::count_payload)), not yet published to the side's
+    /// stats word 6 (its payload bytes are word 1 less word 6). Typed channels only; a caller
+    /// who never says keeps it 0, and `flush` then never writes the word. Here, behind the
+    /// box, not among the endpoint's hot fields: a `Local` stays within 128 bytes (a
+    /// `Producer` 384), and only callers of the hook touch it per message.
+    pub(crate) unused: u64,
 }
 
 impl Life {
@@ -58,6 +65,7 @@ impl Life {
             joins0,
             seen,
             ended: None,
+            unused: 0,
         }
     }
 
@@ -181,11 +189,6 @@ pub(crate) struct Local {
     pub(super) side: Side,
     pub(crate) stats: SideStats,
     pub(super) pending: u64,
-    /// Bytes of elements that their messages did not use, as the caller said
-    /// ([`count_payload`](crate::Producer::count_payload)), not yet published to the side's
-    /// stats word 6 (its payload bytes are word 1 less word 6). Typed channels only; a caller
-    /// who never says keeps it 0, and `flush` then never writes the word.
-    pub(crate) unused: u64,
     pub(super) last_flush: Instant,
     /// Waits in a row that ended ready without the operation then succeeding (reset by
     /// [`done`](Self::done)): from the fourth on, `block` sleeps a little first, so a condition
@@ -246,7 +249,7 @@ impl Local {
             st.sleeps,
             st.wakeups,
             st.lost,
-            core::mem::take(&mut self.unused),
+            core::mem::take(&mut self.life.unused),
         ]
         .into_iter()
         .enumerate()
@@ -489,6 +492,19 @@ impl<R> Drop for Owned<R> {
 mod tests {
     use super::{Attachment, Life, Peers, PeersLeave, Side};
 
+    /// The endpoint's own state stays within two cache lines' worth: the payload hook's count
+    /// went into `Local` at first and grew every `Producer` from 384 to 512 bytes.
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    #[test]
+    fn endpoint_state_stays_small() {
+        assert!(
+            size_of::<super::Local>() <= 128,
+            "{}",
+            size_of::<super::Local>()
+        );
+        assert_eq!(size_of::<crate::Producer<u64>>(), 384);
+    }
+
     /// `count_payload` (the statistics hook of typed endpoints): messages it is called for count
     /// their payload, the others their whole element, on both sides, as read by the endpoint
     /// (`stats`) and from the file (`inspect`, what `shmlane stat` shows); the count survives
@@ -617,6 +633,7 @@ mod tests {
             joins0: 0,
             seen: false,
             ended: None,
+            unused: 0,
         };
         let slots = 8u32;
         let mut table: Vec<Attachment> = Vec::new();
