@@ -112,10 +112,12 @@ pub enum Cmd {
     },
     /// Show one segment: header, regions, ring positions and channel statistics.
     ///
-    /// Each side's bytes are counted by kind: a bytes or broadcast channel counts its
-    /// messages' lengths ("payload bytes", JSON `payload_bytes`); an spsc or mpmc channel
-    /// counts whole elements, messages × element size ("slot bytes", JSON `slot_bytes`),
-    /// since it does not know what part of an element a message used.
+    /// Each side's "payload bytes" (JSON `payload_bytes`) are the bytes its messages carried,
+    /// counted the same way for every kind: a line's bytes (without its delimiter), a frame's,
+    /// a raw chunk's. On an spsc or mpmc channel a message counts its payload when its
+    /// endpoint says it (shmlane's send and recv do, for every message; a Rust program calls
+    /// `count_payload` after each send or receive), and otherwise its whole element
+    /// (messages × element size).
     Stat {
         /// Segment name (under /dev/shm, or --dir).
         #[arg(value_parser = crate::names::NameParser)]
@@ -123,7 +125,9 @@ pub enum Cmd {
         /// Directory that holds the segment instead of /dev/shm (as for `ls --dir`).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Print JSON.
+        /// Print JSON: the fields of `ls --json`, and regions, write_position, read_position,
+        /// senders, receivers, dead_attachments, and for a channel `sent` and `received`, each
+        /// {messages, payload_bytes, stalls, sleeps, wakeups, lost}.
         #[arg(long)]
         json: bool,
         /// Accepted as on send and recv, for scripts that pass it to every command; changes

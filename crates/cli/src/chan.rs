@@ -488,6 +488,14 @@ impl<T: bytemuck::Pod + Send> Tx<T> {
             Self::Mpmc(s) => s.send(v, Some(d)),
         }
     }
+
+    /// The message just sent carried `bytes` of payload (`stat`'s `payload_bytes`).
+    fn count_payload(&mut self, bytes: usize) {
+        match self {
+            Self::Spsc(p) => p.count_payload(bytes),
+            Self::Mpmc(s) => s.count_payload(bytes),
+        }
+    }
 }
 
 enum Rx<T> {
@@ -506,6 +514,14 @@ impl<T: bytemuck::Pod + Send> Rx<T> {
         match self {
             Self::Spsc(c) => c.recv(Some(d)),
             Self::Mpmc(r) => r.recv(Some(d)),
+        }
+    }
+
+    /// The message just received carried `bytes` of payload (`stat`'s `payload_bytes`).
+    fn count_payload(&mut self, bytes: usize) {
+        match self {
+            Self::Spsc(c) => c.count_payload(bytes),
+            Self::Mpmc(r) => r.count_payload(bytes),
         }
     }
 }
@@ -557,7 +573,12 @@ fn send_once(
                 Err(SendError::Timeout(_)) => None,
                 r => Some(r),
             }) {
-                Ok(Ok(())) => Ok(Sent::Yes),
+                Ok(Ok(())) => {
+                    // Its own length, not the element's: `stat` counts the same payload bytes
+                    // for every kind.
+                    tx.count_payload(line.len());
+                    Ok(Sent::Yes)
+                }
                 Ok(Err(SendError::PeerDied(_))) => Ok(Sent::PeerGone),
                 Ok(Err(SendError::Timeout(_))) | Err(Stop::Timeout) => {
                     Ok(Sent::Stopped(Stop::Timeout))
@@ -951,7 +972,11 @@ fn recv_typed(
                     return Err(CliError(format!("channel {name}: ring is corrupt")));
                 }
             };
-            if let Some(failed) = write(&mut out, &m, got)? {
+            let failed = write(&mut out, &m, got)?;
+            // The payload as the sender counted it (a length word already checked by `write`;
+            // from our own copy of the element).
+            rx.count_payload((u32::from_le_bytes(m[..4].try_into().unwrap()) & LEN_MASK) as usize);
+            if let Some(failed) = failed {
                 break failed;
             }
             got += 1;

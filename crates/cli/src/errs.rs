@@ -72,22 +72,6 @@ pub fn denied(name: &str, path: &Path, e: &std::io::Error) -> String {
     )
 }
 
-/// What `stat` counts as a side's bytes, which differs by kind: (JSON key, text). A byte or
-/// broadcast channel counts each message's length (its payload); a typed channel (SPSC, MPMC)
-/// does not know what part of an element a message uses, so it counts whole elements
-/// (messages × element size: for the command's lines, 512 bytes a line whatever its length).
-pub fn bytes_counted(kind: shmlane::Kind) -> (&'static str, &'static str) {
-    match kind {
-        shmlane::Kind::Bytes | shmlane::Kind::Broadcast => {
-            ("payload_bytes", "payload bytes (the messages' lengths)")
-        }
-        shmlane::Kind::Spsc | shmlane::Kind::Mpmc => (
-            "slot_bytes",
-            "slot bytes (whole elements: a typed channel does not know its messages' lengths)",
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

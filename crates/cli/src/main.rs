@@ -222,9 +222,8 @@ fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
                 .collect(),
         );
         if let Some(c) = ch {
-            // Named for what it counts, which differs by kind (see `errs::bytes_counted`).
-            let key = shmlane_cli::errs::bytes_counted(c.kind).0;
-            let side = |s: shmlane::SideStats| serde_json::json!({"messages": s.messages, key: s.bytes, "stalls": s.stalls, "sleeps": s.sleeps, "wakeups": s.wakeups, "lost": s.lost});
+            // The messages' own payload for every kind (see `stat --help`).
+            let side = |s: shmlane::SideStats| serde_json::json!({"messages": s.messages, "payload_bytes": s.bytes, "stalls": s.stalls, "sleeps": s.sleeps, "wakeups": s.wakeups, "lost": s.lost});
             obj.insert("write_position".into(), c.positions.0.into());
             obj.insert("read_position".into(), c.positions.1.into());
             obj.insert("senders".into(), senders.into());
@@ -294,10 +293,9 @@ fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
                 String::new()
             }
         );
-        let counted = shmlane_cli::errs::bytes_counted(c.kind).1;
         for (what, s) in [("sent", c.sent), ("received", c.received)] {
             println!(
-                "{what:<9} {} messages, {} {counted}, {} stalls, {} sleeps, {} wake-ups issued, {} lost",
+                "{what:<9} {} messages, {} payload bytes, {} stalls, {} sleeps, {} wake-ups issued, {} lost",
                 s.messages, s.bytes, s.stalls, s.sleeps, s.wakeups, s.lost
             );
         }

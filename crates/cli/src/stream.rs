@@ -4,7 +4,9 @@
 //! interactive input is not held back to fill one); the receiver takes every chunk the ring
 //! holds at once (up to `BATCH`) and writes each with one write. A sender that fails (its input
 //! cannot be read) sends a last chunk flagged `FAILED` with the reason, so its receiver exits
-//! non-zero instead of ending as if the stream were complete.
+//! non-zero instead of ending as if the stream were complete. So does a sender stopped by a
+//! signal; data never takes the ring's last free slot (`KEPT`), so that mark always finds room
+//! at once, whatever the receiver is doing (stopped, blocked on its own output).
 
 use std::time::Duration;
 
@@ -32,6 +34,10 @@ pub const CHUNKS: u64 = 64;
 /// Chunks the receiver takes from the ring at once.
 const BATCH: usize = 16;
 
+/// Free slots the sender's data never takes: room for the mark of a failure or an interruption,
+/// which then never waits (the sender is the channel's only producer: nobody else takes it).
+const KEPT: usize = 1;
+
 /// `send --raw`: stdin, as it comes, into the channel.
 pub fn send_raw(
     name: &str,
@@ -52,9 +58,9 @@ pub fn send_raw(
     let _ = unsafe { libc::fcntl(0, libc::F_SETPIPE_SZ, 1 << 20) };
     let mut sent = 0u64;
     let failure = loop {
-        // Straight into a free slot when there is one (read(2) into the ring: no copy of
-        // ours); into `chunk`, then a send that waits for room, when the ring is full.
-        let read = if tx.free() == 0 {
+        // Straight into a free slot when there is one past the kept one (read(2) into the
+        // ring: no copy of ours); into `chunk`, then a send that waits for room, when not.
+        let read = if tx.free() <= KEPT {
             std::io::Read::read(&mut stdin, &mut chunk[4..])
                 .inspect(|&n| chunk[..4].copy_from_slice(&(n as u32).to_le_bytes()))
         } else {
@@ -76,6 +82,8 @@ pub fn send_raw(
                         unsafe { std::ptr::copy_nonoverlapping(word.as_ptr(), slot, 4) };
                         w.commit_all();
                         tx.notify(1);
+                        // The chunk's bytes, not the 64 KiB element (`stat`'s payload bytes).
+                        tx.count_payload(n);
                         sent += n as u64;
                         continue;
                     }
@@ -99,8 +107,12 @@ pub fn send_raw(
                 ));
             }
         };
-        match put(name, unlink, &mut tx, &chunk, timeout)? {
-            Sent::Yes => sent += n as u64,
+        match put(name, unlink, &mut tx, &chunk, KEPT, timeout)? {
+            Sent::Yes => {
+                // The chunk's bytes, not the 64 KiB element (`stat`'s payload bytes).
+                tx.count_payload(n);
+                sent += n as u64;
+            }
             Sent::Ended(Ended::Signal(s)) => {
                 return Ok(interrupted(
                     name, unlink, &mut tx, &mut chunk, s, sent, timeout,
@@ -113,8 +125,10 @@ pub fn send_raw(
         let reason = crate::chan::failure_reason(why, DATA);
         chunk[..4].copy_from_slice(&(reason.len() as u32 | FAILED).to_le_bytes());
         chunk[4..4 + reason.len()].copy_from_slice(&reason);
-        if let Sent::Ended(e) = put(name, unlink, &mut tx, &chunk, timeout)? {
-            return Ok(e);
+        // Into the kept slot (no wait), unless another sender left the ring full.
+        match put(name, unlink, &mut tx, &chunk, 0, timeout)? {
+            Sent::Yes => tx.count_payload(reason.len()),
+            Sent::Ended(e) => return Ok(e),
         }
     }
     // Everything is in the ring: stay until a receiver has taken it (see `linger`).
@@ -132,9 +146,10 @@ pub fn send_raw(
 
 /// A sender stopped by a signal before the end of its input: its receiver is told that the
 /// stream is incomplete (a `FAILED` chunk, so it does not end with exit 0 as if the stream were
-/// whole), if the mark finds room within a short wait (at once when the ring has room, or
-/// as soon as a receiver that is reading frees a chunk); then the command ends as any
-/// interrupted `send` (exit 128 + the signal).
+/// whole). The mark goes into the slot the data never takes (`KEPT`), at once, whatever the
+/// receiver is doing; only a ring another sender left full (its own failure mark, which ends
+/// the receiver anyway, or an older `shmlane`) makes it wait, briefly. Then the command ends as
+/// any interrupted `send` (exit 128 + the signal).
 fn interrupted(
     name: &str,
     unlink: UnlinkPolicy,
@@ -153,11 +168,18 @@ fn interrupted(
     chunk[4..4 + reason.len()].copy_from_slice(&reason);
     // Not a wait for the user (no signal stops it): it returns by its deadline whatever the
     // receiver does; a dead or absent receiver only means nobody is told.
-    let _ = tx.send(*chunk, Some(Deadline::after(MARK_WAIT)));
+    let sent = match tx.try_send(*chunk) {
+        Ok(()) => true,
+        Err(_) => tx.send(*chunk, Some(Deadline::after(MARK_WAIT))).is_ok(),
+    };
+    if sent {
+        tx.count_payload(reason.len());
+    }
     send_stopped(name, unlink, Stop::Signal(signal), timeout, 0)
 }
 
-/// How long an interrupted sender waits for room for its mark.
+/// How long an interrupted sender waits for room for its mark when the kept slot is taken (a
+/// ring another sender left full).
 const MARK_WAIT: Duration = Duration::from_millis(500);
 
 /// What became of one chunk.
@@ -167,25 +189,31 @@ enum Sent {
     Ended(Ended),
 }
 
-/// Puts `chunk` in the ring: straight into a free slot (one copy), or when the ring is full by
-/// a send that waits for room (in slices, stopping for a signal or the timeout).
+/// Puts `chunk` in the ring, leaving `keep` slots free: straight into a free slot (one copy), or
+/// when there is none past `keep` by a send that waits for room (in slices, stopping for a
+/// signal or the timeout). The caller counts its payload (`count_payload`) when it is sent.
 fn put(
     name: &str,
     unlink: UnlinkPolicy,
     tx: &mut shmlane::Producer<Chunk>,
     chunk: &Chunk,
+    keep: usize,
     timeout: Option<Duration>,
 ) -> Result<Sent, CliError> {
-    if let Ok(mut w) = tx.write_chunk(1) {
+    if tx.free() > keep
+        && let Ok(mut w) = tx.write_chunk(1)
+    {
         w.copy_from_slice(std::slice::from_ref(chunk));
         w.commit_all();
         tx.notify(1);
         return Ok(Sent::Yes);
     }
     let deadline = timeout.map(Deadline::after);
-    match sig::wait(deadline, false, |d| match tx.send(*chunk, Some(d)) {
-        Err(SendError::Timeout(_)) => None,
-        r => Some(r),
+    match sig::wait(deadline, false, |d| {
+        match tx.send_keeping(*chunk, keep, Some(d)) {
+            Err(SendError::Timeout(_)) => None,
+            r => Some(r),
+        }
     }) {
         Ok(Ok(())) => Ok(Sent::Yes),
         Ok(Err(SendError::PeerDied(_))) => Ok(Sent::Ended(Ended::PeerGone(format!(
@@ -205,7 +233,8 @@ fn put(
 }
 
 /// Writes the chunk at `elem` (its length word, checked, then its bytes) to `out`; the mark of
-/// a failed sender ends `recv` (`Some`). The chunk may be in the ring, which another process
+/// a failed sender ends `recv` (`Some`). Also returns the chunk's payload length (checked), for
+/// `stat`'s payload bytes. The chunk may be in the ring, which another process
 /// maps: it is read through the pointer only (the length word copied out once, then used).
 ///
 /// # Safety
@@ -215,7 +244,7 @@ unsafe fn emit(
     name: &str,
     elem: *const u8,
     got: u64,
-) -> Result<Option<Ended>, CliError> {
+) -> Result<(usize, Option<Ended>), CliError> {
     let mut w = [0u8; 4];
     // SAFETY: the first 4 bytes of the chunk (caller's promise); `w` is ours.
     unsafe { std::ptr::copy_nonoverlapping(elem, w.as_mut_ptr(), 4) };
@@ -233,11 +262,11 @@ unsafe fn emit(
         let mut reason = vec![0u8; len];
         // SAFETY: as above; `reason` is ours, `len` bytes.
         unsafe { std::ptr::copy_nonoverlapping(data, reason.as_mut_ptr(), len) };
-        return Ok(Some(sender_failed(name, &reason, got)));
+        return Ok((len, Some(sender_failed(name, &reason, got))));
     }
     // SAFETY: as above.
     unsafe { out.write_all_from(data, len) }.map_err(|e| out_err(&e))?;
-    Ok(None)
+    Ok((len, None))
 }
 
 /// `recv --raw`: the stream, to stdout.
@@ -267,13 +296,19 @@ pub fn recv_raw(
                 .read_chunk(ready)
                 .map_err(|e| CliError(format!("channel {name}: ring is corrupt: {e}")))?;
             let mut failed = None;
+            // Each chunk's payload, counted once the batch is given back.
+            let mut lens = [0usize; BATCH];
+            let mut n = 0;
             'runs: for (first, k) in c.as_ptrs() {
                 for i in 0..k {
                     // SAFETY: element `i` of a run of `k` borrowed elements: in the ring,
                     // published, not given back before `c` is committed below.
                     let elem = unsafe { first.add(i) }.cast::<u8>();
                     // SAFETY: as above; the whole element is readable for the call.
-                    failed = unsafe { emit(&mut out, name, elem, got) }?;
+                    let (len, f) = unsafe { emit(&mut out, name, elem, got) }?;
+                    lens[n] = len;
+                    n += 1;
+                    failed = f;
                     if failed.is_some() {
                         break 'runs;
                     }
@@ -282,6 +317,9 @@ pub fn recv_raw(
             }
             c.commit_all();
             rx.notify(ready);
+            for &len in &lens[..n] {
+                rx.count_payload(len);
+            }
             if let Some(f) = failed {
                 break f;
             }
@@ -311,7 +349,9 @@ pub fn recv_raw(
             }
         };
         // SAFETY: `m` is our own copy of the element.
-        if let Some(f) = unsafe { emit(&mut out, name, m.as_ptr(), got) }? {
+        let (len, failed) = unsafe { emit(&mut out, name, m.as_ptr(), got) }?;
+        rx.count_payload(len);
+        if let Some(f) = failed {
             break f;
         }
         got += 1;

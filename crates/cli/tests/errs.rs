@@ -1,4 +1,4 @@
-//! Issue 17, the messages left open: what `stat` counts as bytes per kind, a channel another
+//! Issue 17, the messages left open: `stat`'s payload bytes, the same for every kind, a channel another
 //! user may not read, refusals that name the channel once, `stat --trust-owner`. Real binary,
 //! real segments in /dev/shm (uid 65534 through `setpriv`, as in share.rs).
 
@@ -51,7 +51,9 @@ fn spawn(args: &[&str], input: Option<&[u8]>) -> Child {
         .spawn()
         .unwrap();
     if let Some(data) = input {
-        c.stdin.take().unwrap().write_all(data).unwrap();
+        // A command that fails at once (a refused channel) may have closed its stdin already:
+        // EPIPE then, which its exit status and stderr, checked by the caller, explain.
+        let _ = c.stdin.take().unwrap().write_all(data);
     }
     c
 }
@@ -87,51 +89,98 @@ fn named(msg: &str, name: &str) -> usize {
     bounded("channel ") + bounded("segment ")
 }
 
+/// `stat --json` of `name`.
+fn stat_json(name: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(&["stat", name, "--json"])).unwrap()
+}
+
+/// left17: `stat` counts payload bytes the same way for every kind. The same lines (of
+/// different lengths, an empty one too) through spsc, mpmc, bytes and broadcast channels, and as
+/// frames through spsc and mpmc: each side counts the lines' own bytes, in `stat` and
+/// `stat --json` alike, under one key (spsc/mpmc counted 512 bytes a line, as `slot_bytes`);
+/// a raw stream counts its bytes.
 #[test]
-fn stat_says_what_it_counts_as_bytes_for_each_kind() {
-    // Two lines, 1 and 2 bytes: a bytes channel counts 3 payload bytes; an spsc line channel
-    // counts two whole 512-byte elements, and says so (both were printed as "bytes").
-    for (kind, key, want, words) in [
-        ("spsc", "slot_bytes", 1024, "slot bytes"),
-        ("mpmc", "slot_bytes", 1024, "slot bytes"),
-        ("bytes", "payload_bytes", 3, "payload bytes"),
-        ("broadcast", "payload_bytes", 3, "payload bytes"),
+fn stat_counts_the_same_payload_bytes_for_every_kind() {
+    let lines: Vec<Vec<u8>> = vec![
+        b"a".to_vec(),
+        b"bb".to_vec(),
+        Vec::new(),
+        vec![b'x'; 200],
+        b"hello world".to_vec(),
+        vec![b'y'; 37],
+    ];
+    let input_text: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| [&l[..], b"\n"].concat())
+        .collect();
+    let frames: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| [&(l.len() as u32).to_le_bytes()[..], l].concat())
+        .collect();
+    let payload: usize = lines.iter().map(Vec::len).sum();
+    let n = lines.len();
+    let count = n.to_string();
+    for (kind, mode, input, want, msgs) in [
+        ("spsc", None, &input_text, payload, n),
+        ("mpmc", None, &input_text, payload, n),
+        ("bytes", None, &input_text, payload, n),
+        ("broadcast", None, &input_text, payload, n),
+        ("spsc", Some("--framed"), &frames, payload, n),
+        ("mpmc", Some("--framed"), &frames, payload, n),
+        // One chunk: a small input is read at once.
+        ("spsc", Some("--raw"), &input_text, input_text.len(), 1),
     ] {
-        let name = unique(&format!("errs-count-{kind}"));
+        let what = format!("{kind} {mode:?}");
+        let name = unique(&format!("left17-payload-{kind}"));
         let _c = Cleanup(name.clone());
-        ok(&["create", &name, "--kind", kind]);
-        let rx = spawn(&["recv", &name, "--count", "2", "--timeout", "20"], None);
-        if kind == "broadcast" {
-            // A subscriber gets only what is published after it attached.
-            let t0 = Instant::now();
-            while serde_json::from_str::<serde_json::Value>(&ok(&["stat", &name, "--json"]))
-                .unwrap()["receivers"]
-                != 1
-            {
-                assert!(t0.elapsed() < LIMIT, "the subscriber never attached");
-                std::thread::sleep(Duration::from_millis(10));
-            }
+        let mut create = vec!["create", &name];
+        // A raw channel has its own kind (spsc), and refuses `--kind`.
+        if mode != Some("--raw") {
+            create.extend(["--kind", kind]);
         }
-        let tx = finish(spawn(&["send", &name, "--timeout", "20"], Some(b"a\nbb\n")));
-        assert!(tx.status.success(), "{kind}: {}", text(&tx.stderr));
+        create.extend(mode);
+        ok(&create);
+        let mut recv = vec!["recv", &name, "--timeout", "20"];
+        let mut send = vec!["send", &name, "--timeout", "20"];
+        if let Some(m) = mode {
+            recv.push(m);
+            send.push(m);
+        }
+        if mode != Some("--raw") {
+            recv.extend(["--count", &count]);
+        }
+        let rx = spawn(&recv, None);
+        // A subscriber gets only what is published after it attached, a raw receiver ends
+        // when its sender leaves after it attached.
+        let t0 = Instant::now();
+        while stat_json(&name)["receivers"] != 1 {
+            assert!(t0.elapsed() < LIMIT, "{what}: the receiver never attached");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let tx = finish(spawn(&send, Some(input)));
+        assert!(tx.status.success(), "{what}: {}", text(&tx.stderr));
         let rx = finish(rx);
-        assert_eq!(text(&rx.stdout), "a\nbb\n", "{kind}: {}", text(&rx.stderr));
-        let v: serde_json::Value = serde_json::from_str(&ok(&["stat", &name, "--json"])).unwrap();
+        assert!(rx.status.success(), "{what}: {}", text(&rx.stderr));
+        assert_eq!(&rx.stdout, input, "{what}: {}", text(&rx.stderr));
+        let v = stat_json(&name);
         for side in ["sent", "received"] {
-            assert_eq!(v[side]["messages"], 2, "{kind} {side}: {v}");
-            assert_eq!(v[side][key], want, "{kind} {side}: {v}");
-            // One name per meaning: no "bytes" that means one thing here, another there.
-            assert!(v[side].get("bytes").is_none(), "{kind} {side}: {v}");
+            assert_eq!(v[side]["messages"], msgs, "{what} {side}: {v}");
+            assert_eq!(v[side]["payload_bytes"], want, "{what} {side}: {v}");
+            // One name, one meaning, for every kind.
+            assert!(v[side].get("slot_bytes").is_none(), "{what} {side}: {v}");
+            assert!(v[side].get("bytes").is_none(), "{what} {side}: {v}");
         }
         let shown = ok(&["stat", &name]);
-        let sent = shown.lines().find(|l| l.starts_with("sent")).unwrap();
-        assert!(
-            sent.contains(&format!("2 messages, {want} {words}")),
-            "{kind}: {shown}"
-        );
+        for side in ["sent", "received"] {
+            let l = shown.lines().find(|l| l.starts_with(side)).unwrap();
+            assert!(
+                l.contains(&format!("{msgs} messages, {want} payload bytes,")),
+                "{what}: {shown}"
+            );
+        }
     }
     let help = ok(&["stat", "--help"]);
-    for words in ["payload_bytes", "slot_bytes", "whole elements"] {
+    for words in ["payload_bytes", "count_payload", "whole element"] {
         assert!(help.contains(words), "stat --help: {help}");
     }
 }

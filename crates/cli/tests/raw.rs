@@ -602,3 +602,120 @@ fn unterminated_line_is_not_glued_to_the_next_senders() {
         }
     }
 }
+
+/// left17: a raw sender interrupted while its ring is full and its receiver stopped (SIGSTOP:
+/// not reading, as one blocked on its own output) still tells that receiver: once continued, it
+/// writes every byte the sender put in the ring, then exits 6 saying the sender was interrupted
+/// (the mark waited 0.5 s for room, found none, was dropped, and the receiver ended with exit 0
+/// and a cut stream). The data never takes the last free slot, which the mark then finds.
+#[test]
+fn interrupted_raw_sender_reaches_a_stopped_receiver_with_a_full_ring() {
+    use nix::{sys::signal::kill, unistd::Pid};
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        let name = unique("left17-raw-full");
+        let _c = Cleanup(name.clone());
+        let r = spawn(&["recv", &name, "--raw", "--timeout", "60s"], None);
+        wait_attached(&name, shmlane::ROLE_RECEIVER);
+        let rpid = Pid::from_raw(r.child.id() as i32);
+        kill(rpid, Signal::SIGSTOP).unwrap();
+        // More than the ring (4 MiB) and the stdin pipe (1 MiB) hold: the sender blocks.
+        let input = Rng(u64::from(sig as i32 as u32)).bytes(12 << 20);
+        let s = spawn(&["send", &name, "--raw"], Some(input.clone()));
+        wait_attached(&name, shmlane::ROLE_SENDER);
+        let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
+        let queued = || {
+            shmlane_segment::inspect(&path)
+                .ok()
+                .flatten()
+                .and_then(|i| shmlane::inspect(&i))
+                .map_or(0, |c| c.len)
+        };
+        let t0 = Instant::now();
+        // As full as the sender fills it (all 64 chunks before, 63 now).
+        while queued() < 63 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "the ring never filled"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The sender is waiting for room now.
+        std::thread::sleep(Duration::from_millis(300));
+        kill(Pid::from_raw(s.child.id() as i32), sig).unwrap();
+        let s = s.finish(Duration::from_secs(10));
+        assert_eq!(s.code, Some(128 + sig as i32), "{sig}: {}", s.err);
+        kill(rpid, Signal::SIGCONT).unwrap();
+        let r = r.finish(Duration::from_secs(30));
+        assert_eq!(r.code, Some(6), "{sig}: receiver: {}", r.err);
+        assert!(
+            r.err.contains("failed: interrupted by") && r.err.contains("incomplete"),
+            "{sig}: {}",
+            r.err
+        );
+        // Every byte the sender sent, as it says, and nothing else.
+        let n: usize = r
+            .err
+            .split("after ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("{sig}: no byte count: {}", r.err));
+        assert!(n >= 63 * 4096, "{sig}: only {n} bytes sent");
+        same(&r.out, &input[..n], &format!("{sig}"));
+    }
+}
+
+/// left17: `stat`'s payload bytes of a raw stream are the stream's bytes on both sides, also
+/// when the chunks go through a full ring (the sender's waiting put, the receiver taking a
+/// batch of chunks at once), not 64 KiB a chunk.
+#[test]
+fn raw_stream_through_a_full_ring_counts_its_bytes() {
+    use nix::{sys::signal::kill, unistd::Pid};
+    let name = unique("left17-raw-count");
+    let _c = Cleanup(name.clone());
+    ok(
+        &spawn(&["create", &name, "--raw"], None).finish(Duration::from_secs(10)),
+        "create",
+    );
+    let r = spawn(&["recv", &name, "--raw", "--timeout", "60s"], None);
+    wait_attached(&name, shmlane::ROLE_RECEIVER);
+    let rpid = Pid::from_raw(r.child.id() as i32);
+    kill(rpid, Signal::SIGSTOP).unwrap();
+    let input = Rng(71).bytes((6 << 20) + 4321);
+    let s = spawn(
+        &["send", &name, "--raw", "--timeout", "60s"],
+        Some(input.clone()),
+    );
+    let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
+    let chan = || {
+        shmlane_segment::inspect(&path)
+            .ok()
+            .flatten()
+            .and_then(|i| shmlane::inspect(&i))
+    };
+    let t0 = Instant::now();
+    while chan().map_or(0, |c| c.len) < 63 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the ring never filled"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    kill(rpid, Signal::SIGCONT).unwrap();
+    let s = s.finish(Duration::from_secs(60));
+    let r = r.finish(Duration::from_secs(60));
+    ok(&s, "send");
+    ok(&r, "recv");
+    same(&r.out, &input, "raw through a full ring");
+    let c = chan().expect("the created channel stays");
+    assert_eq!(c.sent.bytes, input.len() as u64, "sent: {:?}", c.sent);
+    assert_eq!(
+        c.received.bytes,
+        input.len() as u64,
+        "received: {:?}",
+        c.received
+    );
+    assert_eq!(c.sent.messages, c.received.messages);
+    assert!(c.sent.messages > 64, "{:?}", c.sent);
+}

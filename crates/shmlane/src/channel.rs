@@ -182,10 +182,13 @@ impl Side {
 pub struct SideStats {
     /// Messages sent (or received).
     pub messages: u64,
-    /// Bytes sent (or received). Byte and broadcast channels: the messages' lengths (their
-    /// payload, without record headers or padding; a typed broadcast's messages are one element
-    /// each). Typed channels (SPSC, MPMC): messages × element size, whole elements, whatever
-    /// part of one a message uses (`shmlane stat` names them `payload_bytes` and `slot_bytes`).
+    /// Payload bytes sent (or received). Byte and broadcast channels: the messages' lengths
+    /// (without record headers or padding; a typed broadcast's messages are one element each).
+    /// Typed channels (SPSC, MPMC): each message counts the payload its endpoint said it carried
+    /// ([`Producer::count_payload`] and the same on `Consumer`, `Sender`, `Receiver`; the
+    /// `shmlane` command says it for every line, frame and chunk), and `size_of::<T>()`, its
+    /// whole element, when nobody said (so messages × element size for a user who never calls
+    /// it). `shmlane stat` shows it as `payload_bytes` for every kind.
     pub bytes: u64,
     /// Times an operation found the ring full (senders) or empty (receivers).
     pub stalls: u64,
@@ -251,7 +254,8 @@ pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
     let kind = Kind::from_word(word(1))?;
     let side = |base: usize| SideStats {
         messages: word(base),
-        bytes: word(base + 1),
+        // As `Local::shared_stats`: word 6 holds the element bytes typed messages left unused.
+        bytes: word(base + 1).saturating_sub(word(base + 6)),
         stalls: word(base + 2),
         sleeps: word(base + 3),
         wakeups: word(base + 4),

@@ -85,10 +85,28 @@ macro_rules! send_impl {
         /// [`PeersLeave::Disconnect`](crate::PeersLeave) mode only (in `Wait` mode it waits
         /// for a receiver until the deadline). See the lifecycle in docs/design.md.
         pub fn send(&mut self, value: T, deadline: Option<Deadline>) -> Result<(), SendError<T>> {
+            self.send_inner(value, 0, deadline)
+        }
+
+        /// `send`, sending only while more than `keep` slots are free (`keep` 0: `send`).
+        #[inline]
+        fn send_inner(
+            &mut self,
+            value: T,
+            keep: usize,
+            deadline: Option<Deadline>,
+        ) -> Result<(), SendError<T>> {
             let mut v = value;
             let mut woke = false;
             loop {
-                match self.try_send(v) {
+                let tried = if keep == 0 || ring_has_room(&mut *self.ring, keep + 1) {
+                    self.try_send(v)
+                } else if self.local.life.gone(&self.local.inner) {
+                    Err(TrySendError::Disconnected(v))
+                } else {
+                    Err(TrySendError::Full(v))
+                };
+                match tried {
                     Ok(()) => return Ok(()),
                     Err(TrySendError::Full(back)) => v = back,
                     Err(TrySendError::Disconnected(back)) => {
@@ -123,12 +141,24 @@ macro_rules! send_impl {
                     }
                 }
                 let (ring, next) = (&mut *self.ring, self.local.next_hole_check);
-                let ready = || ring_has_room(ring) || hole_check_due(ring, next);
+                let ready = || ring_has_room(ring, keep + 1) || hole_check_due(ring, next);
                 if !self.local.block(deadline, ready) {
                     return Err(SendError::Timeout(v));
                 }
                 woke = true;
             }
+        }
+
+        /// Statistics hook: the message just sent carried `bytes` bytes of payload in its
+        /// element (its own length, for messages of varying length inside a fixed element).
+        /// The side's byte count (`SideStats::bytes`, `shmlane stat`'s `payload_bytes`) then
+        /// counts those bytes for it instead of the whole element; messages nobody calls this
+        /// for count `size_of::<T>()` each. Call it once per message, after the send; `bytes`
+        /// past the element counts as the whole element. Costs no atomic operation: published
+        /// with the endpoint's other statistics (every 64 messages, before a wait, on drop).
+        pub fn count_payload(&mut self, bytes: usize) {
+            let elem = size_of::<T>();
+            self.local.life.unused += (elem - bytes.min(elem)) as u64;
         }
 
         /// The channel's statistics as stored now (plus this endpoint's unpublished ones).
@@ -260,6 +290,14 @@ macro_rules! recv_impl {
             }
         }
 
+        /// Statistics hook: the message just received carried `bytes` bytes of payload in its
+        /// element; as [`Producer::count_payload`](crate::Producer::count_payload) on the
+        /// receiving side (messages nobody calls it for count `size_of::<T>()` each).
+        pub fn count_payload(&mut self, bytes: usize) {
+            let elem = size_of::<T>();
+            self.local.life.unused += (elem - bytes.min(elem)) as u64;
+        }
+
         /// The channel's receiver-side statistics as stored now.
         pub fn stats(&mut self) -> SideStats {
             self.local.shared_stats()
@@ -276,7 +314,8 @@ trait HasData {
     fn has_data(&mut self) -> bool;
 }
 trait HasRoom {
-    fn has_room(&mut self) -> bool;
+    /// Room for `n` messages (MPMC: for one, whatever `n`; only SPSC asks for more).
+    fn has_room(&mut self, n: usize) -> bool;
 }
 impl<T: Pod> HasData for shmlane_ring::Consumer<T> {
     fn has_data(&mut self) -> bool {
@@ -297,16 +336,16 @@ impl<T: Pod> HasData for shmlane_ring::Receiver<T> {
     }
 }
 impl<T: Pod> HasRoom for shmlane_ring::Producer<T> {
-    fn has_room(&mut self) -> bool {
+    fn has_room(&mut self, n: usize) -> bool {
         // Room, or corrupt positions (the next try reports it); see `HasData` above.
         !matches!(
-            self.write_chunk(1),
+            self.write_chunk(n),
             Err(shmlane_ring::ChunkError::TooFewSlots(_))
         )
     }
 }
 impl<T: Pod> HasRoom for shmlane_ring::Sender<T> {
-    fn has_room(&mut self) -> bool {
+    fn has_room(&mut self, _: usize) -> bool {
         // The stamp at the position: a slot a receiver still holds is not room.
         self.can_push()
     }
@@ -373,8 +412,8 @@ fn hole_check_due<R: Holes>(_: &R, next: Option<Instant>) -> bool {
 fn ring_has_data(r: &mut impl HasData) -> bool {
     r.has_data()
 }
-fn ring_has_room(r: &mut impl HasRoom) -> bool {
-    r.has_room()
+fn ring_has_room(r: &mut impl HasRoom, n: usize) -> bool {
+    r.has_room(n)
 }
 
 impl<T: Pod + Send> Producer<T> {
@@ -411,6 +450,22 @@ impl<T: Pod + Send> Producer<T> {
     /// Free slots now.
     pub fn free(&mut self) -> usize {
         self.ring.free()
+    }
+
+    /// [`send`](Self::send), but leaving `keep` slots free: it sends only while more than
+    /// `keep` slots are free, and otherwise waits (as `send` does, until `deadline`) for the
+    /// consumer to free them. As the only producer, the caller then always finds `keep` slots
+    /// for a last message that must not wait (a stream's end or failure mark, sent with
+    /// [`try_send`](Self::try_send) or `write_chunk`) whatever the consumer does. `keep` is at
+    /// most `capacity - 1` (larger is taken as that).
+    pub fn send_keeping(
+        &mut self,
+        value: T,
+        keep: usize,
+        deadline: Option<Deadline>,
+    ) -> Result<(), SendError<T>> {
+        let keep = keep.min(self.ring.capacity().saturating_sub(1));
+        self.send_inner(value, keep, deadline)
     }
 }
 

@@ -28,6 +28,13 @@ pub(crate) struct Life {
     seen: bool,
     /// `Disconnect` only: the end already reported (`Left` or `Died`), final.
     ended: Option<Peers>,
+    /// Bytes of elements that their messages did not use, as the caller said
+    /// ([`count_payload`](crate::Producer::count_payload)), not yet published to the side's
+    /// stats word 6 (its payload bytes are word 1 less word 6). Typed channels only; a caller
+    /// who never says keeps it 0, and `flush` then never writes the word. Here, behind the
+    /// box, not among the endpoint's hot fields: a `Local` stays within 128 bytes (a
+    /// `Producer` 384), and only callers of the hook touch it per message.
+    pub(crate) unused: u64,
 }
 
 impl Life {
@@ -58,6 +65,7 @@ impl Life {
             joins0,
             seen,
             ended: None,
+            unused: 0,
         }
     }
 
@@ -241,6 +249,7 @@ impl Local {
             st.sleeps,
             st.wakeups,
             st.lost,
+            core::mem::take(&mut self.life.unused),
         ]
         .into_iter()
         .enumerate()
@@ -311,7 +320,8 @@ impl Local {
         let w = |i: usize| s[i].load(Ordering::Relaxed);
         SideStats {
             messages: w(0),
-            bytes: w(1),
+            // Payload: the elements' bytes less those their callers said went unused.
+            bytes: w(1).saturating_sub(w(6)),
             stalls: w(2),
             sleeps: w(3),
             wakeups: w(4),
@@ -482,6 +492,125 @@ impl<R> Drop for Owned<R> {
 mod tests {
     use super::{Attachment, Life, Peers, PeersLeave, Side};
 
+    /// The endpoint's own state stays within two cache lines' worth: the payload hook's count
+    /// went into `Local` at first and grew every `Producer` from 384 to 512 bytes.
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    #[test]
+    fn endpoint_state_stays_small() {
+        assert!(
+            size_of::<super::Local>() <= 128,
+            "{}",
+            size_of::<super::Local>()
+        );
+        assert_eq!(size_of::<crate::Producer<u64>>(), 384);
+    }
+
+    /// `count_payload` (the statistics hook of typed endpoints): messages it is called for count
+    /// their payload, the others their whole element, on both sides, as read by the endpoint
+    /// (`stats`) and from the file (`inspect`, what `shmlane stat` shows); the count survives
+    /// more than one flush (over 64 messages) and the endpoint's drop.
+    #[test]
+    fn count_payload_counts_what_the_caller_says() {
+        let name = format!("left17-payload-{}", std::process::id());
+        let ch = crate::spsc::<[u8; 16]>(&name)
+            .capacity(256)
+            .unlink(shmlane_segment::UnlinkPolicy::CreatorDrop)
+            .create()
+            .unwrap();
+        let (mut tx, mut rx) = (ch.producer().unwrap(), ch.consumer().unwrap());
+        // 100 messages of 0..=9 payload bytes said, then 3 said nothing about (16 each).
+        let said: u64 = (0..100u64).map(|i| i % 10).sum();
+        for i in 0..100usize {
+            tx.send([0; 16], None).unwrap();
+            tx.count_payload(i % 10);
+            rx.recv(None).unwrap();
+            rx.count_payload(i % 10);
+        }
+        for _ in 0..3 {
+            tx.send([0; 16], None).unwrap();
+            rx.recv(None).unwrap();
+        }
+        // Past the element: the whole element.
+        tx.send([0; 16], None).unwrap();
+        tx.count_payload(1000);
+        rx.recv(None).unwrap();
+        rx.count_payload(1000);
+        let want = said + 4 * 16;
+        assert_eq!((tx.stats().messages, tx.stats().bytes), (104, want));
+        assert_eq!((rx.stats().messages, rx.stats().bytes), (104, want));
+        drop((tx, rx));
+        let info = shmlane_segment::inspect(&std::path::PathBuf::from(format!("/dev/shm/{name}")))
+            .unwrap()
+            .unwrap();
+        let c = crate::inspect(&info).unwrap();
+        assert_eq!((c.sent.messages, c.sent.bytes), (104, want));
+        assert_eq!((c.received.messages, c.received.bytes), (104, want));
+    }
+
+    /// `Producer::send_keeping`: it never takes the last `keep` slots (a full-but-`keep` ring
+    /// makes it wait, and time out by its deadline), so a `try_send` always finds them; a
+    /// consumer that frees one more slot wakes a blocked one.
+    #[test]
+    fn send_keeping_leaves_room_for_a_last_message() {
+        use crate::{Deadline, SendError};
+        use std::time::Duration;
+        let name = format!("left17-keep-{}", std::process::id());
+        let ch = crate::spsc::<u64>(&name)
+            .capacity(4)
+            .unlink(shmlane_segment::UnlinkPolicy::CreatorDrop)
+            .create()
+            .unwrap();
+        let (mut tx, mut rx) = (ch.producer().unwrap(), ch.consumer().unwrap());
+        let soon = || Some(Deadline::after(Duration::from_millis(30)));
+        for i in 0..3 {
+            tx.send_keeping(i, 1, soon()).unwrap();
+        }
+        assert!(matches!(
+            tx.send_keeping(3, 1, soon()),
+            Err(SendError::Timeout(3))
+        ));
+        assert_eq!(tx.free(), 1);
+        // It waited parked, not turning: a wait that woke whenever one slot was free (the
+        // kept one, free all along) would turn about every millisecond.
+        let before = tx.stats().sleeps;
+        assert!(matches!(
+            tx.send_keeping(3, 1, Some(Deadline::after(Duration::from_millis(200)))),
+            Err(SendError::Timeout(3))
+        ));
+        let turns = tx.stats().sleeps - before;
+        assert!(turns < 20, "{turns} waits in 200 ms");
+        // The slot kept: the mark fits at once.
+        tx.try_send(99).unwrap();
+        assert_eq!(tx.free(), 0);
+        // Two freed: one for the data, one kept.
+        assert_eq!(rx.recv(None).unwrap(), 0);
+        assert!(matches!(
+            tx.send_keeping(3, 1, soon()),
+            Err(SendError::Timeout(3))
+        ));
+        assert_eq!(rx.recv(None).unwrap(), 1);
+        tx.send_keeping(3, 1, soon()).unwrap();
+        assert_eq!(tx.free(), 1);
+        // A blocked one wakes when the consumer frees a slot.
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            for want in [2, 99, 3] {
+                assert_eq!(rx.recv(None).unwrap(), want);
+            }
+            rx
+        });
+        tx.send_keeping(4, 1, Some(Deadline::after(Duration::from_secs(10))))
+            .unwrap();
+        let mut rx = t.join().unwrap();
+        assert_eq!(rx.recv(None).unwrap(), 4);
+        // `keep` past the capacity: capacity - 1.
+        tx.send_keeping(5, 100, soon()).unwrap();
+        assert!(matches!(
+            tx.send_keeping(6, 100, soon()),
+            Err(SendError::Timeout(6))
+        ));
+    }
+
     fn dead(slot: u32, pid: u32) -> Attachment {
         Attachment {
             slot,
@@ -504,6 +633,7 @@ mod tests {
             joins0: 0,
             seen: false,
             ended: None,
+            unused: 0,
         };
         let slots = 8u32;
         let mut table: Vec<Attachment> = Vec::new();
