@@ -257,19 +257,21 @@ where
     }
 }
 
-/// shmlane MPMC ring of fixed elements of `N` bytes (`N` ≥ the message size).
+/// shmlane MPMC ring of `[u8; N]` elements, one message per element (`N` = the message size),
+/// copied in and out in place (`push_ref` / `pop_into`, one copy each, as the SPSC rows). The
+/// by-value `push(T)` / `pop()` with a message built on the stack copied a 64 KiB message
+/// seven times per side (3x the SPSC round trip here, 10x on a slow AMD EPYC VM state:
+/// docs/benchmarks.md, "Large messages").
 struct MpmcTx<const N: usize>(shmlane_ring::Sender<[u8; N]>);
 struct MpmcRx<const N: usize>(shmlane_ring::Receiver<[u8; N]>);
 impl<const N: usize> Tx for MpmcTx<N>
 where
     [u8; N]: bytemuck::Pod,
 {
+    #[inline]
     fn send(&mut self, msg: &[u8]) {
-        let mut e = [0u8; N];
-        e[..msg.len()].copy_from_slice(msg);
-        let mut v = e;
-        while let Err(back) = self.0.push(v) {
-            v = back.into_inner();
+        let v: &[u8; N] = msg.try_into().expect("message size");
+        while self.0.push_ref(v).is_err() {
             core::hint::spin_loop();
         }
     }
@@ -278,12 +280,10 @@ impl<const N: usize> Rx for MpmcRx<N>
 where
     [u8; N]: bytemuck::Pod,
 {
+    #[inline]
     fn recv(&mut self, msg: &mut [u8]) {
-        loop {
-            if let Ok(e) = self.0.pop() {
-                msg.copy_from_slice(&e[..msg.len()]);
-                return;
-            }
+        let dst: &mut [u8; N] = msg.try_into().expect("message size");
+        while self.0.pop_into(dst).is_err() {
             core::hint::spin_loop();
         }
     }
