@@ -73,8 +73,8 @@ pub fn check_filters(only: &[String], sizes: &[usize]) -> Result<(), String> {
 }
 
 /// Printed above the tables (and in the JSON's `note`) of a `--quick` run.
-pub const QUICK_LABEL: &str = "--quick is a smoke test only: one round with a sixth of the \
-    samples, figures not for comparison (run without --quick for figures)";
+pub const QUICK_LABEL: &str = "--quick is a smoke test only: one round with fewer samples, \
+    figures not for comparison (run without --quick for figures)";
 
 impl Level {
     /// The name in the JSON (`level`).
