@@ -8,13 +8,14 @@ use std::{fmt::Write as _, io::Write as _, path::Path, time::Instant};
 
 use crate::{
     wakeup::{Summary, summarise},
-    xproc::{Record, SIZES, TRANSPORTS, has_rtt, has_throughput, rtt, throughput},
+    xproc::{Record, RoundFigure, SIZES, TRANSPORTS, has_rtt, has_throughput, rtt, throughput},
 };
 
 /// How much to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
-    /// Under 20 s: every transport, metric and size, fewer samples.
+    /// Under 20 s: every transport, metric and size, fewer samples, one round: a smoke test
+    /// (one round cannot show which state the VM was in; see [`QUICK_LABEL`]).
     Quick,
     /// About a minute.
     Default,
@@ -69,6 +70,132 @@ pub fn check_filters(only: &[String], sizes: &[usize]) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Printed above the tables (and in the JSON's `note`) of a `--quick` run.
+pub const QUICK_LABEL: &str = "--quick is a smoke test only: one round with fewer samples, \
+    figures not for comparison (run without --quick for figures)";
+
+impl Level {
+    /// The name in the JSON (`level`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Quick => "quick",
+            Level::Default => "default",
+            Level::Full => "full",
+        }
+    }
+}
+
+/// Round trips of the per-round hardware ping-pong probe.
+const PROBE_RTTS: u64 = 1000;
+
+/// The `hw-cacheline` ping-pong p50 now, on cores 0 and 1 (whatever `--same-core` says: it
+/// reads the machine's state, not a transport's); None on a one-core machine.
+fn hw_probe() -> Option<u64> {
+    if crate::cores() < 2 {
+        return None;
+    }
+    let mut t = rtt("hw-cacheline", 8, PROBE_RTTS, false);
+    t.drain(..(t.len() / 100).max(1));
+    Some(summarise(&t).p50)
+}
+
+/// A ratio of two rows taken within each round, its median over the rounds, and the target
+/// it must meet (a regression row: the issue-18 MPMC anomaly made the first one 3–10x).
+#[derive(Clone, Copy, Debug)]
+pub struct Check {
+    /// Name in the table and the JSON.
+    pub name: &'static str,
+    /// Numerator transport.
+    pub num: &'static str,
+    /// Denominator transport.
+    pub den: &'static str,
+    /// `rtt` (ratio of p50s: lower is better) or `throughput` (ratio of rates).
+    pub metric: &'static str,
+    /// Message size.
+    pub size: usize,
+    /// The ratio must be at most this (rtt) or at least this (throughput).
+    pub target: f64,
+}
+
+/// The same-round ratio rows. Each appears when both of its transports were measured.
+pub const CHECKS: &[Check] = &[Check {
+    name: "mpmc/spsc rtt 64 KiB",
+    num: "shmlane-mpmc-spin",
+    den: "shmlane-spsc-spin",
+    metric: "rtt",
+    size: 65536,
+    target: 1.5,
+}];
+
+/// One [`Check`] evaluated on a run.
+#[derive(Clone, Debug)]
+pub struct Ratio {
+    /// The check.
+    pub check: Check,
+    /// The ratio in each round.
+    pub per_round: Vec<f64>,
+    /// Their median.
+    pub median: f64,
+    /// Whether the median meets the target.
+    pub met: bool,
+}
+
+/// The value a round's figure is compared by: p50 ns (rtt) or messages per second.
+fn figure(r: &RoundFigure) -> f64 {
+    r.rtt
+        .map_or_else(|| r.msgs_per_s.unwrap_or(0.0), |s| s.p50 as f64)
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        f64::midpoint(v[n / 2 - 1], v[n / 2])
+    })
+}
+
+/// `f(a_round, b_round)` in every round both records have, and the median of those.
+fn same_round(a: &Record, b: &Record, f: impl Fn(f64, f64) -> f64) -> (Vec<f64>, Option<f64>) {
+    let per: Vec<f64> = a
+        .rounds
+        .iter()
+        .zip(&b.rounds)
+        .map(|(x, y)| f(figure(x), figure(y)))
+        .filter(|v| v.is_finite())
+        .collect();
+    let m = median(per.clone());
+    (per, m)
+}
+
+/// Evaluates [`CHECKS`] on `recs`.
+pub fn ratios(recs: &[Record]) -> Vec<Ratio> {
+    CHECKS
+        .iter()
+        .filter_map(|c| {
+            let a = find(recs, c.num, c.metric, c.size)?;
+            let b = find(recs, c.den, c.metric, c.size)?;
+            let (per_round, median) = same_round(a, b, |x, y| x / y);
+            let median = median?;
+            let met = if c.metric == "rtt" {
+                median <= c.target
+            } else {
+                median >= c.target
+            };
+            Some(Ratio {
+                check: *c,
+                per_round,
+                median,
+                met,
+            })
+        })
+        .collect()
 }
 
 fn rounds(level: Level) -> usize {
@@ -146,7 +273,8 @@ pub fn run(opts: &Options) -> Vec<Record> {
     let r = rounds(opts.level);
     let total = work.len() * r;
     let mut rtts: Vec<Vec<u64>> = vec![Vec::new(); work.len()];
-    let mut tps: Vec<(u64, f64)> = vec![(0, 0.0); work.len()];
+    let mut tps: Vec<u64> = vec![0; work.len()];
+    let mut per_round: Vec<Vec<RoundFigure>> = vec![Vec::new(); work.len()];
     let t0 = Instant::now();
     let mut done = 0;
     for round in 0..r {
@@ -159,17 +287,28 @@ pub fn run(opts: &Options) -> Vec<Record> {
             let w = &work[i];
             done += 1;
             progress(done, total, w, t0);
+            // The VM's state right before this figure (it switches within seconds).
+            let hw_p50_ns = hw_probe();
             if w.rtt {
                 let n = rtt_samples(opts.level, w.transport, w.size);
                 let mut t = rtt(w.transport, w.size, n, opts.same_core);
                 // The first round trips of a fresh pair pay for faults and cold caches.
                 t.drain(..(t.len() / 100).max(1));
+                per_round[i].push(RoundFigure {
+                    rtt: Some(summarise(&t)),
+                    msgs_per_s: None,
+                    hw_p50_ns,
+                });
                 rtts[i].extend(t);
             } else {
                 let n = tp_samples(opts.level, w.transport, w.size);
                 let d = throughput(w.transport, w.size, n, opts.same_core);
-                tps[i].0 += n;
-                tps[i].1 += d.as_secs_f64();
+                tps[i] += n;
+                per_round[i].push(RoundFigure {
+                    rtt: None,
+                    msgs_per_s: Some(n as f64 / d.as_secs_f64().max(1e-9)),
+                    hw_p50_ns,
+                });
             }
         }
     }
@@ -178,8 +317,9 @@ pub fn run(opts: &Options) -> Vec<Record> {
         format!("done in {:.1} s", t0.elapsed().as_secs_f64())
     );
     work.iter()
+        .zip(per_round)
         .enumerate()
-        .map(|(i, w)| {
+        .map(|(i, (w, rounds))| {
             if w.rtt {
                 Record {
                     transport: w.transport,
@@ -188,15 +328,17 @@ pub fn run(opts: &Options) -> Vec<Record> {
                     samples: rtts[i].len() as u64,
                     rtt: Some(summarise(&rtts[i])),
                     msgs_per_s: None,
+                    rounds,
                 }
             } else {
                 Record {
                     transport: w.transport,
                     metric: "throughput",
                     msg_size: w.size,
-                    samples: tps[i].0,
+                    samples: tps[i],
                     rtt: None,
-                    msgs_per_s: Some(tps[i].0 as f64 / tps[i].1),
+                    msgs_per_s: median(rounds.iter().filter_map(|r| r.msgs_per_s).collect()),
+                    rounds,
                 }
             }
         })
@@ -231,57 +373,116 @@ fn size_name(s: usize) -> String {
     }
 }
 
+/// `f` of the two records' figures within each round, as the median over the rounds
+/// formatted with `fmt`; empty when either record is missing.
+fn ratio_cell(
+    a: Option<&Record>,
+    b: Option<&Record>,
+    f: impl Fn(f64, f64) -> f64,
+    fmt: impl Fn(f64) -> String,
+) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => same_round(a, b, f).1.map_or(String::new(), fmt),
+        _ => String::new(),
+    }
+}
+
+/// Each round's figure with the hardware ping-pong p50 (ns) beside it: `120[110] 450[430]`.
+fn per_round_cell(r: &Record) -> String {
+    r.rounds
+        .iter()
+        .map(|x| {
+            let hw = x.hw_p50_ns.map_or("-".to_owned(), |h| h.to_string());
+            match (x.rtt, x.msgs_per_s) {
+                (Some(s), _) => format!("{}[{hw}]", s.p50),
+                (None, Some(m)) => format!("{:.3}[{hw}]", m / 1e6),
+                (None, None) => format!("-[{hw}]"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The tables: round trips (percentiles, ratio to pipe and to the hardware limit) and
-/// streaming (messages and bytes per second, ratio to pipe and to memcpy).
+/// streaming (messages and bytes per second, ratio to pipe and to memcpy). Every ratio is the
+/// median of ratios taken within a round; every row ends with each round's figure and the
+/// hardware ping-pong p50 measured just before it (`figure[hw ns]`), so a switch of the VM
+/// between its fast and slow state shows. Then the same-round ratio rows ([`CHECKS`]).
 pub fn table(recs: &[Record]) -> String {
     let mut out = String::new();
-    let hw = find(recs, "hw-cacheline", "rtt", 8).and_then(|r| r.rtt);
+    rtt_tables(recs, &mut out);
+    tp_tables(recs, &mut out);
+    checks_table(recs, &mut out);
+    out
+}
+
+fn rtt_tables(recs: &[Record], out: &mut String) {
+    let hw = find(recs, "hw-cacheline", "rtt", 8);
     for &size in SIZES {
-        let pipe = find(recs, "pipe", "rtt", size).and_then(|r| r.rtt);
+        let pipe = find(recs, "pipe", "rtt", size);
         if !recs.iter().any(|r| r.metric == "rtt" && r.msg_size == size) {
             continue;
         }
-        let _ = writeln!(out, "\nround trip, {} messages (ns)", size_name(size));
+        let _ = writeln!(*out, "\nround trip, {} messages (ns)", size_name(size));
         let _ = writeln!(
-            out,
-            "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>10}",
-            "transport", "p50", "p99", "p99.9", "max", "pipe/this", "this/hw", "p99.9/hw"
+            *out,
+            "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>10}  per round: p50[hw p50]",
+            "transport", "p50", "p99", "p99.9", "max", "pipe/this", "this/hw", "p99.9/hw",
         );
         for r in recs
             .iter()
             .filter(|r| r.metric == "rtt" && r.msg_size == size)
         {
             let s: Summary = r.rtt.expect("rtt");
-            let vs_pipe = pipe.map_or(String::new(), |p| {
-                format!("{:.1}x", p.p50 as f64 / s.p50 as f64)
-            });
-            let vs_hw = hw.map_or(String::new(), |h| {
-                format!("{:.2}x", s.p50 as f64 / h.p50 as f64)
-            });
+            let vs_pipe = ratio_cell(pipe, Some(r), |p, t| p / t, |v| format!("{v:.1}x"));
+            // This figure against the ping-pong measured just before it.
+            let per: Vec<f64> = r
+                .rounds
+                .iter()
+                .filter_map(|x| Some(x.rtt?.p50 as f64 / x.hw_p50_ns? as f64))
+                .collect();
+            let vs_hw = median(per).map_or(String::new(), |v| format!("{v:.2}x"));
             let tail_vs_hw = hw.map_or(String::new(), |h| {
-                format!("{:.2}x", s.p999 as f64 / h.p999 as f64)
+                let per: Vec<f64> = r
+                    .rounds
+                    .iter()
+                    .zip(&h.rounds)
+                    .filter_map(|(x, y)| Some(x.rtt?.p999 as f64 / y.rtt?.p999 as f64))
+                    .collect();
+                median(per).map_or(String::new(), |v| format!("{v:.2}x"))
             });
             let _ = writeln!(
-                out,
-                "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>10}",
-                r.transport, s.p50, s.p99, s.p999, s.max, vs_pipe, vs_hw, tail_vs_hw
+                *out,
+                "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>10}  {}",
+                r.transport,
+                s.p50,
+                s.p99,
+                s.p999,
+                s.max,
+                vs_pipe,
+                vs_hw,
+                tail_vs_hw,
+                per_round_cell(r)
             );
         }
     }
+}
+
+fn tp_tables(recs: &[Record], out: &mut String) {
     for &size in SIZES {
-        let pipe = find(recs, "pipe", "throughput", size).and_then(|r| r.msgs_per_s);
-        let mem = find(recs, "memcpy", "throughput", size).and_then(|r| r.msgs_per_s);
+        let pipe = find(recs, "pipe", "throughput", size);
+        let mem = find(recs, "memcpy", "throughput", size);
         if !recs
             .iter()
             .any(|r| r.metric == "throughput" && r.msg_size == size)
         {
             continue;
         }
-        let _ = writeln!(out, "\nstreaming, {} messages", size_name(size));
+        let _ = writeln!(*out, "\nstreaming, {} messages", size_name(size));
         let _ = writeln!(
-            out,
-            "{:<24} {:>12} {:>12} {:>10} {:>12}",
-            "transport", "M msg/s", "GB/s", "this/pipe", "this/memcpy"
+            *out,
+            "{:<24} {:>12} {:>12} {:>10} {:>12}  per round: M msg/s[hw p50]",
+            "transport", "M msg/s", "GB/s", "this/pipe", "this/memcpy",
         );
         for r in recs
             .iter()
@@ -289,17 +490,45 @@ pub fn table(recs: &[Record]) -> String {
         {
             let m = r.msgs_per_s.expect("throughput");
             let _ = writeln!(
-                out,
-                "{:<24} {:>12.2} {:>12.3} {:>10} {:>12}",
+                *out,
+                "{:<24} {:>12.2} {:>12.3} {:>10} {:>12}  {}",
                 r.transport,
                 m / 1e6,
                 m * size as f64 / 1e9,
-                pipe.map_or(String::new(), |p| format!("{:.1}x", m / p)),
-                mem.map_or(String::new(), |p| format!("{:.2}x", m / p)),
+                ratio_cell(Some(r), pipe, |t, p| t / p, |v| format!("{v:.1}x")),
+                ratio_cell(Some(r), mem, |t, p| t / p, |v| format!("{v:.2}x")),
+                per_round_cell(r)
             );
         }
     }
-    out
+}
+
+fn checks_table(recs: &[Record], out: &mut String) {
+    let checks = ratios(recs);
+    if !checks.is_empty() {
+        let _ = writeln!(
+            *out,
+            "\nsame-round ratios (regression rows: the median of the ratios taken in each round)"
+        );
+        let _ = writeln!(
+            *out,
+            "{:<24} {:>8} {:>9} {:>8}  per round",
+            "check", "median", "target", "status"
+        );
+        for c in checks {
+            let per: Vec<String> = c.per_round.iter().map(|v| format!("{v:.2}")).collect();
+            let _ = writeln!(
+                *out,
+                "{:<24} {:>7.2}x {:>2}{:>6.2}x {:>8}  {}",
+                c.check.name,
+                c.median,
+                if c.check.metric == "rtt" { "<=" } else { ">=" },
+                c.check.target,
+                if c.met { "met" } else { "NOT MET" },
+                per.join(" ")
+            );
+        }
+    }
 }
 
 fn machine() -> serde_json::Value {
@@ -316,6 +545,17 @@ fn machine() -> serde_json::Value {
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
     serde_json::json!({ "cpu": cpu, "cores": crate::cores(), "kernel": kernel })
+}
+
+/// [`json`] with the run's level (`level`, and for `--quick` the smoke-test `note`).
+pub fn document(recs: &[Record], level: Level) -> serde_json::Value {
+    let mut v = json(recs);
+    let o = v.as_object_mut().expect("object");
+    o.insert("level".into(), level.name().into());
+    if level == Level::Quick {
+        o.insert("note".into(), QUICK_LABEL.into());
+    }
+    v
 }
 
 /// The JSON document of the contract (`docs/benchmarks.md`).
@@ -340,10 +580,43 @@ pub fn json(recs: &[Record]) -> serde_json::Value {
                 o.insert("msgs_per_s".into(), m.into());
                 o.insert("bytes_per_s".into(), (m * r.msg_size as f64).into());
             }
+            let rounds: Vec<serde_json::Value> = r
+                .rounds
+                .iter()
+                .map(|x| {
+                    let mut v = serde_json::json!({ "hw_p50_ns": x.hw_p50_ns });
+                    let o = v.as_object_mut().expect("object");
+                    if let Some(s) = x.rtt {
+                        o.insert("p50_ns".into(), s.p50.into());
+                        o.insert("p999_ns".into(), s.p999.into());
+                    }
+                    if let Some(m) = x.msgs_per_s {
+                        o.insert("msgs_per_s".into(), m.into());
+                    }
+                    v
+                })
+                .collect();
+            o.insert("rounds".into(), rounds.into());
             v
         })
         .collect();
-    serde_json::json!({ "machine": machine(), "records": records })
+    let checks: Vec<serde_json::Value> = ratios(recs)
+        .into_iter()
+        .map(|c| {
+            serde_json::json!({
+                "name": c.check.name,
+                "numerator": c.check.num,
+                "denominator": c.check.den,
+                "metric": c.check.metric,
+                "msg_size": c.check.size,
+                "per_round": c.per_round,
+                "median": c.median,
+                if c.check.metric == "rtt" { "max" } else { "min" }: c.check.target,
+                "met": c.met,
+            })
+        })
+        .collect();
+    serde_json::json!({ "machine": machine(), "records": records, "ratios": checks })
 }
 
 /// Writes `rtt.svg` (8-byte round-trip percentiles per transport, log scale) and

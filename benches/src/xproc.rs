@@ -98,7 +98,7 @@ impl Shm {
                     unsafe { Event::init(e.as_ptr(), e.len()) }.expect("event");
                     s.region(&format!("buf-{dir}"), BUF as u64, 3)?;
                 }
-                s.region("words", 256, 4)?;
+                s.region("words", 384, 4)?;
                 Ok::<_, shmlane_segment::RegionError>(())
             })
             .expect("anonymous segment");
@@ -118,7 +118,7 @@ impl Shm {
 
     fn word(&self, i: usize) -> &AtomicU64 {
         let (p, _) = self.region("words");
-        // SAFETY: offset i*128 < 256 inside the region, aligned, atomics only.
+        // SAFETY: offset i*128 < 384 inside the region (i <= 2), aligned, atomics only.
         unsafe { AtomicU64::from_ptr(p.add(i * 128).cast()) }
     }
 }
@@ -257,19 +257,21 @@ where
     }
 }
 
-/// shmlane MPMC ring of fixed elements of `N` bytes (`N` ≥ the message size).
+/// shmlane MPMC ring of `[u8; N]` elements, one message per element (`N` = the message size),
+/// copied in and out in place (`push_ref` / `pop_into`, one copy each, as the SPSC rows). The
+/// by-value `push(T)` / `pop()` with a message built on the stack copied a 64 KiB message
+/// seven times per side (3x the SPSC round trip here, 10x on a slow AMD EPYC VM state:
+/// docs/benchmarks.md, "Large messages").
 struct MpmcTx<const N: usize>(shmlane_ring::Sender<[u8; N]>);
 struct MpmcRx<const N: usize>(shmlane_ring::Receiver<[u8; N]>);
 impl<const N: usize> Tx for MpmcTx<N>
 where
     [u8; N]: bytemuck::Pod,
 {
+    #[inline]
     fn send(&mut self, msg: &[u8]) {
-        let mut e = [0u8; N];
-        e[..msg.len()].copy_from_slice(msg);
-        let mut v = e;
-        while let Err(back) = self.0.push(v) {
-            v = back.into_inner();
+        let v: &[u8; N] = msg.try_into().expect("message size");
+        while self.0.push_ref(v).is_err() {
             core::hint::spin_loop();
         }
     }
@@ -278,12 +280,10 @@ impl<const N: usize> Rx for MpmcRx<N>
 where
     [u8; N]: bytemuck::Pod,
 {
+    #[inline]
     fn recv(&mut self, msg: &mut [u8]) {
-        loop {
-            if let Ok(e) = self.0.pop() {
-                msg.copy_from_slice(&e[..msg.len()]);
-                return;
-            }
+        let dst: &mut [u8; N] = msg.try_into().expect("message size");
+        while self.0.pop_into(dst).is_err() {
             core::hint::spin_loop();
         }
     }
@@ -684,6 +684,9 @@ impl Job for Drain {
 
 /// Streams `n` messages of `size` bytes from the parent to the child; returns the elapsed
 /// time until the child had the last one (measured in the child, sent back through a word).
+/// The clock starts once the child is ready (forked, pinned, its pages mapped): before that
+/// handshake the child's start-up, 4–7 ms here, was timed too, a large part of a short
+/// (`--quick`) measurement.
 pub fn throughput(transport: &str, size: usize, n: u64, same_core: bool) -> Duration {
     if transport == "memcpy" {
         return memcpy(size, n);
@@ -692,11 +695,14 @@ pub fn throughput(transport: &str, size: usize, n: u64, same_core: bool) -> Dura
     ring_init(&s, transport, size);
     let start = s.shm.word(0);
     let took = s.shm.word(1);
+    let ready = s.shm.word(2);
     let chunk = transport == "shmlane-spsc-chunk";
     forked(
         &s.shm,
         usize::from(!same_core),
         || {
+            // ORDERING: Release; pairs with the parent's Acquire load before it starts the clock.
+            ready.store(1, Ordering::Release);
             // ORDERING: Acquire; pairs with the parent's Release store of the start time.
             while start.load(Ordering::Acquire) == 0 {
                 core::hint::spin_loop();
@@ -711,6 +717,11 @@ pub fn throughput(transport: &str, size: usize, n: u64, same_core: bool) -> Dura
             took.store(end - start.load(Ordering::Relaxed), Ordering::Release);
         },
         || {
+            // ORDERING: Acquire; pairs with the child's Release store of `ready`. Sleeps, not
+            // spins: with `--same-core` the child needs this core to get ready.
+            while ready.load(Ordering::Acquire) == 0 {
+                std::thread::sleep(Duration::from_micros(20));
+            }
             // ORDERING: Release; pairs with the child's Acquire load.
             start.store(monotonic_ns(), Ordering::Release);
             if chunk {
@@ -861,6 +872,18 @@ fn memcpy(size: usize, n: u64) -> Duration {
     }
 }
 
+/// One round's figure of a record, with the hardware cache-line ping-pong measured just
+/// before it (the VM's state at that moment: 110 ns fast, 430–490 ns slow on the AMD EPYC host).
+#[derive(Clone, Copy, Debug)]
+pub struct RoundFigure {
+    /// This round's percentiles (rtt).
+    pub rtt: Option<Summary>,
+    /// This round's messages per second (throughput).
+    pub msgs_per_s: Option<f64>,
+    /// p50 of the `hw-cacheline` ping-pong measured just before (None on a one-core machine).
+    pub hw_p50_ns: Option<u64>,
+}
+
 /// One measurement, as in the JSON contract.
 #[derive(Clone, Debug)]
 pub struct Record {
@@ -874,6 +897,8 @@ pub struct Record {
     pub samples: u64,
     /// Percentiles (rtt).
     pub rtt: Option<Summary>,
-    /// Messages per second (throughput).
+    /// Messages per second (throughput): the median of the rounds' rates.
     pub msgs_per_s: Option<f64>,
+    /// Each round's figure and the hardware ping-pong beside it, in round order.
+    pub rounds: Vec<RoundFigure>,
 }

@@ -234,7 +234,8 @@ pub enum Cmd {
     /// Compare shmlane with pipes, Unix sockets, eventfd and the hardware limit between two
     /// processes: round trips and streaming, 8 B to 64 KiB, in one run (about a minute).
     Bench {
-        /// Under 20 s: every transport, metric and size, fewer samples.
+        /// Under 20 s: every transport, metric and size, one round with fewer samples (a
+        /// smoke test: figures not for comparison).
         #[arg(long, conflicts_with = "full")]
         quick: bool,
         /// More rounds and samples (several minutes).

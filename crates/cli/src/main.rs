@@ -479,7 +479,7 @@ fn bench(
     json: Option<&std::path::Path>,
     plot: Option<&std::path::Path>,
 ) -> Result<(), CliError> {
-    use shmlane_benches::suite::{json as to_json, plots, run, table};
+    use shmlane_benches::suite::{Level, QUICK_LABEL, document, plots, run, table};
     let same_core = opts.same_core;
     let recs = run(opts);
     println!(
@@ -490,9 +490,12 @@ fn bench(
             "cores 0 and 1"
         }
     );
+    if opts.level == Level::Quick {
+        println!("{QUICK_LABEL}");
+    }
     print!("{}", table(&recs));
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&to_json(&recs)).expect("json");
+        let text = serde_json::to_string_pretty(&document(&recs, opts.level)).expect("json");
         std::fs::write(path, text)
             .map_err(|e| CliError(format!("writing {}: {e}", path.display())))?;
     }

@@ -377,6 +377,17 @@ fn bench_quick_prints_table_json_and_plots() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
+    // One round with fewer samples: labelled a smoke test (issue 18).
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("--quick is a smoke test only")),
+        "{text}"
+    );
+    // The MPMC large-message regression row, a ratio taken within the round.
+    assert!(
+        text.lines().any(|l| l.starts_with("mpmc/spsc rtt 64 KiB")),
+        "{text}"
+    );
     for t in [
         "hw-cacheline",
         "shmlane-spsc-spin",
@@ -399,8 +410,20 @@ fn bench_quick_prints_table_json_and_plots() {
     // The machine's cores, not the pinned harness's affinity mask.
     let online = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     assert_eq!(v["machine"]["cores"].as_u64().unwrap(), online as u64);
+    assert_eq!(v["level"], "quick");
+    assert!(v["note"].as_str().unwrap().contains("smoke test"));
+    let check = &v["ratios"].as_array().unwrap()[0];
+    assert_eq!(check["msg_size"], 65536);
+    assert!(check["median"].as_f64().unwrap() > 0.0);
     let recs = v["records"].as_array().unwrap();
     for r in recs {
+        // Each round's figure with the hardware ping-pong measured just before it.
+        let rounds = r["rounds"].as_array().unwrap();
+        assert_eq!(rounds.len(), 1, "{r}");
+        assert!(
+            online < 2 || rounds[0]["hw_p50_ns"].as_u64().unwrap() > 0,
+            "{r}"
+        );
         match r["metric"].as_str().unwrap() {
             "rtt" => assert!(
                 r["p50_ns"].as_u64().unwrap() > 0 && r["p999_ns"].as_u64() >= r["p50_ns"].as_u64()

@@ -659,14 +659,39 @@ impl<T: Pod> Sender<T> {
     /// ```
     pub fn push(&self, value: T) -> Result<(), PushError<T>> {
         self.ep.begin();
+        let r = self.push_inner(&value, false);
+        self.ep.end();
+        match r {
+            Ok(_) => Ok(()),
+            Err(PushError::Full(())) => Err(PushError::Full(value)),
+            Err(PushError::Corrupt(())) => Err(PushError::Corrupt(value)),
+        }
+    }
+
+    /// Pushes a copy of `*value`, or refuses if the ring is full. Never blocks. One copy,
+    /// straight into the slot: for large `T` (a 64 KiB message), where moving the value into
+    /// [`push`](Self::push) costs a copy more in the caller (and building it on the stack
+    /// another).
+    ///
+    /// ```
+    /// use shmlane_ring::HeapRegion;
+    /// let (tx, rx) = HeapRegion::mpmc::<[u8; 4096]>(2);
+    /// let msg = Box::new([7u8; 4096]);
+    /// tx.push_ref(&msg).unwrap();
+    /// let mut out = Box::new([0u8; 4096]);
+    /// rx.pop_into(&mut out).unwrap();
+    /// assert_eq!(out, msg);
+    /// ```
+    pub fn push_ref(&self, value: &T) -> Result<(), PushError<()>> {
+        self.ep.begin();
         let r = self.push_inner(value, false);
         self.ep.end();
         r.map(|_| ())
     }
 
-    /// The push; with `abandon`, stops right after winning the position (test hook) and
-    /// returns it.
-    fn push_inner(&self, value: T, abandon: bool) -> Result<u64, PushError<T>> {
+    /// The push, copying `*value` into the slot once; with `abandon`, stops right after
+    /// winning the position (test hook) and returns it.
+    fn push_inner(&self, value: &T, abandon: bool) -> Result<u64, PushError<()>> {
         let raw = &self.ep.raw;
         let h = raw.hdr();
         let backoff = Backoff::new();
@@ -697,8 +722,11 @@ impl<T: Pod> Sender<T> {
                             }
                             // SAFETY: we won position `pos`; until we store the stamp nobody
                             // else reads or writes this slot (a recoverer takes it only from a
-                            // dead claimer).
-                            slot.value.with_mut(|p| unsafe { p.write(value) });
+                            // dead claimer). `value` is a valid T we only read, not in the slot
+                            // (we hold a reference to it and nobody else may write the slot).
+                            slot.value.with_mut(|p| unsafe {
+                                core::ptr::copy_nonoverlapping(value, p, 1);
+                            });
                             // ORDERING: MPMC_SEQ_STORE (Release); pairs with the consumer's
                             // MPMC_SEQ_LOAD: our value write happens-before its read.
                             slot.seq.store(pos.wrapping_add(1), MPMC_SEQ_STORE);
@@ -713,12 +741,12 @@ impl<T: Pod> Sender<T> {
                 }
                 Step::Done => {
                     self.ep.clear();
-                    return Err(PushError::Full(value));
+                    return Err(PushError::Full(()));
                 }
                 Step::Retry => {
                     let Some(now) = reload(&h.enq, pos, &mut stuck) else {
                         self.ep.clear();
-                        return Err(PushError::Corrupt(value));
+                        return Err(PushError::Corrupt(()));
                     };
                     pos = now;
                 }
@@ -805,7 +833,7 @@ impl<T: Pod> Sender<T> {
     pub fn abandon_push_for_tests(self, take: bool) -> u64 {
         self.ep.begin();
         let pos = if take {
-            self.push_inner(T::zeroed(), true)
+            self.push_inner(&T::zeroed(), true)
                 .unwrap_or_else(|_| panic!("abandon_push_for_tests on a full ring"))
         } else {
             // ORDERING: Relaxed; the position to name, nothing is taken.
@@ -852,14 +880,34 @@ impl<T: Pod> Receiver<T> {
     /// Pops one value. Never blocks. Passes over slots marked skipped (see
     /// [`recover`](Self::recover)).
     pub fn pop(&self) -> Result<T, PopError> {
+        let mut v = core::mem::MaybeUninit::<T>::uninit();
         self.ep.begin();
-        let r = self.pop_inner(false);
+        // SAFETY: `v` is ours, room for one T.
+        let r = unsafe { self.pop_inner(v.as_mut_ptr(), false) };
         self.ep.end();
-        r.map(|(v, _)| v)
+        // SAFETY: `pop_inner` returns `Ok` only after copying a whole T into `v` (not in
+        // abandon mode).
+        r.map(|_| unsafe { v.assume_init() })
     }
 
-    /// The pop; with `abandon`, stops right after winning the position (test hook).
-    fn pop_inner(&self, abandon: bool) -> Result<(T, u64), PopError> {
+    /// Pops one value into `*dst`, or leaves it alone if the ring is empty. Never blocks. One
+    /// copy, straight from the slot: for large `T`, where [`pop`](Self::pop) returns the
+    /// value through the caller's stack.
+    pub fn pop_into(&self, dst: &mut T) -> Result<(), PopError> {
+        self.ep.begin();
+        // SAFETY: `dst` is a T we borrow exclusively.
+        let r = unsafe { self.pop_inner(dst, false) };
+        self.ep.end();
+        r.map(|_| ())
+    }
+
+    /// The pop, copying the value once to `dst`; `Ok` only once it was written. With
+    /// `abandon`, stops right after winning the position (test hook, `dst` untouched) and
+    /// returns it.
+    ///
+    /// # Safety
+    /// `dst` must be valid for a write of one `T`, and nobody else may use it meanwhile.
+    unsafe fn pop_inner(&self, dst: *mut T, abandon: bool) -> Result<u64, PopError> {
         let raw = &self.ep.raw;
         let h = raw.hdr();
         let backoff = Backoff::new();
@@ -894,18 +942,24 @@ impl<T: Pod> Receiver<T> {
                     ) {
                         Ok(_) => {
                             if abandon {
-                                return Ok((T::zeroed(), pos));
+                                return Ok(pos);
                             }
-                            // SAFETY: we won position `pos`, whose value is published; no
-                            // producer writes the slot before we store the stamp. A skipped
-                            // slot is not read (its producer never wrote it).
-                            let v = (!skipped).then(|| slot.value.with(|p| unsafe { p.read() }));
+                            if !skipped {
+                                // SAFETY: we won position `pos`, whose value is published; no
+                                // producer writes the slot before we store the stamp, and
+                                // `dst` is valid for a write of a T nobody else uses (caller;
+                                // not in the ring). A skipped
+                                // slot is not read (its producer never wrote it).
+                                slot.value.with(|p| unsafe {
+                                    core::ptr::copy_nonoverlapping(p, dst, 1);
+                                });
+                            }
                             // ORDERING: MPMC_SEQ_STORE (Release); pairs with the next
                             // producer's MPMC_SEQ_LOAD: our read happens-before its write.
                             slot.seq.store(pos.wrapping_add(raw.cap), MPMC_SEQ_STORE);
                             self.ep.clear();
-                            if let Some(v) = v {
-                                return Ok((v, pos));
+                            if !skipped {
+                                return Ok(pos);
                             }
                             passed += 1;
                             if passed > raw.cap {
@@ -1004,9 +1058,9 @@ impl<T: Pod> Receiver<T> {
     pub fn abandon_pop_for_tests(self, take: bool) -> u64 {
         self.ep.begin();
         let pos = if take {
-            self.pop_inner(true)
+            // SAFETY: a T of our own (untouched in abandon mode anyway).
+            unsafe { self.pop_inner(&mut T::zeroed(), true) }
                 .unwrap_or_else(|e| panic!("abandon_pop_for_tests: {e}"))
-                .1
         } else {
             // ORDERING: Relaxed; the position to name, nothing is taken.
             let pos = self.ep.raw.hdr().deq.load(Ordering::Relaxed);
@@ -1020,8 +1074,8 @@ impl<T: Pod> Receiver<T> {
     /// Pops up to `dst.len()` values; returns how many.
     pub fn pop_slice(&self, dst: &mut [T]) -> Result<usize, PopError> {
         for (i, d) in dst.iter_mut().enumerate() {
-            match self.pop() {
-                Ok(v) => *d = v,
+            match self.pop_into(d) {
+                Ok(()) => {}
                 Err(PopError::Empty) => return Ok(i),
                 Err(e) => return Err(e),
             }
@@ -1064,6 +1118,39 @@ mod tests {
                 assert_eq!(rx.pop(), Err(PopError::Empty));
             }
         }
+    }
+
+    #[test]
+    fn push_ref_and_pop_into_copy_in_place_fifo_full_empty_and_skips() {
+        for start in [0, u64::MAX - 1] {
+            let (tx, rx) = HeapRegion::mpmc_at::<[u64; 512]>(2, start);
+            let mut dst = [9u64; 512];
+            for round in 0..4u64 {
+                tx.push_ref(&[round; 512]).unwrap();
+                tx.push([round + 100; 512]).unwrap();
+                assert_eq!(tx.push_ref(&[7; 512]), Err(PushError::Full(())));
+                rx.pop_into(&mut dst).unwrap();
+                assert_eq!(dst, [round; 512]);
+                assert_eq!(rx.pop().map(|v| v[511]), Ok(round + 100));
+                // Empty: the destination is left alone.
+                assert_eq!(rx.pop_into(&mut dst), Err(PopError::Empty));
+                assert_eq!(dst, [round; 512]);
+            }
+        }
+        // A skipped slot (a dead producer's hole) is passed over: `pop_into` copies the next
+        // value, never the unwritten slot.
+        let dead = std::cell::Cell::new(false);
+        let alive = |o: u64| o != 7 || !dead.get();
+        let (mut txs, rxs, _region) = owned(4, 0, &[7, 1], &[2], &alive);
+        let (tx, rx) = (txs.pop().unwrap(), &rxs[0]);
+        txs.pop().unwrap().abandon_push_for_tests(true);
+        tx.push_ref(&42).unwrap();
+        dead.set(true);
+        assert_eq!(rx.recover(&alive), Hole::Recovered);
+        let mut v = 0;
+        rx.pop_into(&mut v).unwrap();
+        assert_eq!(v, 42);
+        assert_eq!(rx.pop_into(&mut v), Err(PopError::Empty));
     }
 
     #[test]
