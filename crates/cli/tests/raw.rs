@@ -719,3 +719,43 @@ fn raw_stream_through_a_full_ring_counts_its_bytes() {
     assert_eq!(c.sent.messages, c.received.messages);
     assert!(c.sent.messages > 64, "{:?}", c.sent);
 }
+
+/// rev17: a `send --raw` whose `--timeout` ends its wait for room (its receiver stopped, the
+/// ring full) exits 4 and stops mid-stream; its receiver, once continued, must not take the
+/// cut stream for a whole one: it writes every byte sent, then exits 6 naming the timeout.
+/// (The sender left without a mark: the receiver drained the ring and exited 0, 4 MiB of 12.)
+#[test]
+fn timed_out_raw_sender_marks_its_stream_incomplete() {
+    use nix::{sys::signal::kill, unistd::Pid};
+    let name = unique("rev17-raw-timeout");
+    let _c = Cleanup(name.clone());
+    let r = spawn(&["recv", &name, "--raw", "--timeout", "60s"], None);
+    wait_attached(&name, shmlane::ROLE_RECEIVER);
+    let rpid = Pid::from_raw(r.child.id() as i32);
+    kill(rpid, Signal::SIGSTOP).unwrap();
+    let input = Rng(1717).bytes(12 << 20);
+    let s = spawn(
+        &["send", &name, "--raw", "--timeout", "1s"],
+        Some(input.clone()),
+    );
+    let s = s.finish(Duration::from_secs(20));
+    assert_eq!(s.code, Some(4), "sender: {}", s.err);
+    assert!(s.err.contains("timed out"), "{}", s.err);
+    kill(rpid, Signal::SIGCONT).unwrap();
+    let r = r.finish(Duration::from_secs(30));
+    assert_eq!(r.code, Some(6), "receiver: {}", r.err);
+    assert!(
+        r.err.contains("failed: timed out") && r.err.contains("incomplete"),
+        "{}",
+        r.err
+    );
+    let n: usize = r
+        .err
+        .split("after ")
+        .nth(2)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count: {}", r.err));
+    assert!(n >= 63 * 4096 && n < input.len(), "{n} bytes sent");
+    same(&r.out, &input[..n], "timed out raw sender");
+}
