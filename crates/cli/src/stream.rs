@@ -38,6 +38,20 @@ const BATCH: usize = 16;
 /// which then never waits (the sender is the channel's only producer: nobody else takes it).
 const KEPT: usize = 1;
 
+/// A raw channel's ring must hold more than the slot the sender keeps (`KEPT`) for its mark:
+/// one of a single chunk (made by a program: `--raw` takes no `--capacity`) could not promise
+/// that an incomplete stream is marked (review rev17: the mark was dropped and the receiver
+/// exited 0 with a cut stream), so `send --raw` refuses it.
+pub fn check_ring(name: &str, capacity: u64) -> Result<(), CliError> {
+    if capacity > KEPT as u64 {
+        return Ok(());
+    }
+    Err(CliError(format!(
+        "channel {name} holds {capacity} chunk, but a raw stream needs at least {} (one stays free for the mark of a stream cut short): remove it (shmlane rm {name}) and let `send --raw` make it",
+        KEPT + 1
+    )))
+}
+
 /// `send --raw`: stdin, as it comes, into the channel.
 pub fn send_raw(
     name: &str,
