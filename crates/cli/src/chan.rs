@@ -553,6 +553,7 @@ fn send_once(
         return send_bytes(name, &shape, unlink, join, timeout, input);
     }
     if shape.mode == Mode::Raw {
+        crate::stream::check_ring(name, shape.capacity)?;
         let ch = open_channel::<crate::stream::Chunk>(name, &shape, unlink, join)?;
         return crate::stream::send_raw(name, &ch, unlink, timeout);
     }

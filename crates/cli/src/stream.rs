@@ -38,6 +38,20 @@ const BATCH: usize = 16;
 /// which then never waits (the sender is the channel's only producer: nobody else takes it).
 const KEPT: usize = 1;
 
+/// A raw channel's ring must hold more than the slot the sender keeps (`KEPT`) for its mark:
+/// one of a single chunk (made by a program: `--raw` takes no `--capacity`) could not promise
+/// that an incomplete stream is marked (review rev17: the mark was dropped and the receiver
+/// exited 0 with a cut stream), so `send --raw` refuses it.
+pub fn check_ring(name: &str, capacity: u64) -> Result<(), CliError> {
+    if capacity > KEPT as u64 {
+        return Ok(());
+    }
+    Err(CliError(format!(
+        "channel {name} holds {capacity} chunk, but a raw stream needs at least {} (one stays free for the mark of a stream cut short): remove it (shmlane rm {name}) and let `send --raw` make it",
+        KEPT + 1
+    )))
+}
+
 /// `send --raw`: stdin, as it comes, into the channel.
 pub fn send_raw(
     name: &str,
@@ -118,6 +132,17 @@ pub fn send_raw(
                     name, unlink, &mut tx, &mut chunk, s, sent, timeout,
                 ));
             }
+            Sent::Ended(e @ Ended::Timeout(_)) => {
+                // Stopped mid-stream: the receiver is told, as for a signal (review rev17: it
+                // drained the ring and exited 0 with a cut stream). Into the kept slot, no wait
+                // (the timeout is over).
+                let why = format!(
+                    "timed out after {:?} waiting for room after {sent} bytes; the rest of its input was not sent (the stream is incomplete)",
+                    timeout.unwrap_or_default()
+                );
+                mark(&mut tx, &mut chunk, &why, None);
+                return Ok(e);
+            }
             Sent::Ended(e) => return Ok(e),
         }
     };
@@ -163,19 +188,25 @@ fn interrupted(
     let reason = format!(
         "interrupted by {what} after {sent} bytes; the rest of its input was not sent (the stream is incomplete)"
     );
-    let reason = crate::chan::failure_reason(&reason, DATA);
-    chunk[..4].copy_from_slice(&(reason.len() as u32 | FAILED).to_le_bytes());
-    chunk[4..4 + reason.len()].copy_from_slice(&reason);
     // Not a wait for the user (no signal stops it): it returns by its deadline whatever the
     // receiver does; a dead or absent receiver only means nobody is told.
+    mark(tx, chunk, &reason, Some(MARK_WAIT));
+    send_stopped(name, unlink, Stop::Signal(signal), timeout, 0)
+}
+
+/// Sends the mark of a stream that stopped short (`why`): into the kept slot at once, or, when
+/// it is taken (a ring another sender left full), waiting up to `wait` for room.
+fn mark(tx: &mut shmlane::Producer<Chunk>, chunk: &mut Chunk, why: &str, wait: Option<Duration>) {
+    let reason = crate::chan::failure_reason(why, DATA);
+    chunk[..4].copy_from_slice(&(reason.len() as u32 | FAILED).to_le_bytes());
+    chunk[4..4 + reason.len()].copy_from_slice(&reason);
     let sent = match tx.try_send(*chunk) {
         Ok(()) => true,
-        Err(_) => tx.send(*chunk, Some(Deadline::after(MARK_WAIT))).is_ok(),
+        Err(_) => wait.is_some_and(|w| tx.send(*chunk, Some(Deadline::after(w))).is_ok()),
     };
     if sent {
         tx.count_payload(reason.len());
     }
-    send_stopped(name, unlink, Stop::Signal(signal), timeout, 0)
 }
 
 /// How long an interrupted sender waits for room for its mark when the kept slot is taken (a

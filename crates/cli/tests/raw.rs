@@ -719,3 +719,146 @@ fn raw_stream_through_a_full_ring_counts_its_bytes() {
     assert_eq!(c.sent.messages, c.received.messages);
     assert!(c.sent.messages > 64, "{:?}", c.sent);
 }
+
+/// rev17: a `send --raw` whose `--timeout` ends its wait for room (its receiver stopped, the
+/// ring full) exits 4 and stops mid-stream; its receiver, once continued, must not take the
+/// cut stream for a whole one: it writes every byte sent, then exits 6 naming the timeout.
+/// (The sender left without a mark: the receiver drained the ring and exited 0, 4 MiB of 12.)
+#[test]
+fn timed_out_raw_sender_marks_its_stream_incomplete() {
+    use nix::{sys::signal::kill, unistd::Pid};
+    let name = unique("rev17-raw-timeout");
+    let _c = Cleanup(name.clone());
+    let r = spawn(&["recv", &name, "--raw", "--timeout", "60s"], None);
+    wait_attached(&name, shmlane::ROLE_RECEIVER);
+    let rpid = Pid::from_raw(r.child.id() as i32);
+    kill(rpid, Signal::SIGSTOP).unwrap();
+    let input = Rng(1717).bytes(12 << 20);
+    let s = spawn(
+        &["send", &name, "--raw", "--timeout", "1s"],
+        Some(input.clone()),
+    );
+    let s = s.finish(Duration::from_secs(20));
+    assert_eq!(s.code, Some(4), "sender: {}", s.err);
+    assert!(s.err.contains("timed out"), "{}", s.err);
+    kill(rpid, Signal::SIGCONT).unwrap();
+    let r = r.finish(Duration::from_secs(30));
+    assert_eq!(r.code, Some(6), "receiver: {}", r.err);
+    assert!(
+        r.err.contains("failed: timed out") && r.err.contains("incomplete"),
+        "{}",
+        r.err
+    );
+    let n: usize = r
+        .err
+        .split("after ")
+        .nth(2)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count: {}", r.err));
+    assert!(n >= 63 * 4096 && n < input.len(), "{n} bytes sent");
+    same(&r.out, &input[..n], "timed out raw sender");
+}
+
+/// rev17: a raw channel with a tiny ring (made by a program, capacity 2 or 4: `--raw` takes no
+/// `--capacity`): the sender, keeping one slot free, still makes progress (capacity 2: one
+/// chunk at a time) and the stream comes through byte for byte.
+#[test]
+fn raw_stream_through_a_tiny_ring() {
+    for cap in [2u64, 4] {
+        let name = unique(&format!("rev17-raw-tiny{cap}"));
+        let _c = Cleanup(name.clone());
+        let _ch = shmlane::spsc::<[u8; 65536]>(&name)
+            .capacity(cap)
+            .type_name(&shmlane_cli::line::mode_type(
+                shmlane_cli::line::Mode::Raw,
+                65532,
+            ))
+            .mode(0o600)
+            .create()
+            .unwrap();
+        let input = Rng(cap).bytes((3 << 20) + 77);
+        let (s, r) = through(&name, &["--raw"], &["--raw"], input.clone());
+        ok(&s, "send");
+        ok(&r, "recv");
+        same(&r.out, &input, &format!("capacity {cap}"));
+        let c = shmlane_segment::inspect(&std::path::PathBuf::from(format!("/dev/shm/{name}")))
+            .unwrap()
+            .and_then(|i| shmlane::inspect(&i))
+            .expect("the channel stays");
+        assert_eq!(c.capacity, cap);
+        assert_eq!(c.sent.bytes, input.len() as u64, "{:?}", c.sent);
+        assert!(c.sent.messages >= 48, "{:?}", c.sent);
+    }
+}
+
+/// rev17: the kept slot on a tiny raw ring (made by a program). Capacity 2: an interrupted
+/// sender's mark still reaches a stopped receiver (exit 6). Capacity 1 has no slot to keep, so
+/// the mark could not be promised (it waited 0.5 s, was dropped, and the receiver exited 0
+/// with a cut stream): `send --raw` refuses such a channel, saying why.
+#[test]
+fn interrupted_raw_sender_on_a_tiny_ring() {
+    use nix::{sys::signal::kill, unistd::Pid};
+    for cap in [2u64, 1] {
+        let name = unique(&format!("rev17-raw-tiny-int{cap}"));
+        let _c = Cleanup(name.clone());
+        let _ch = shmlane::spsc::<[u8; 65536]>(&name)
+            .capacity(cap)
+            .type_name(&shmlane_cli::line::mode_type(
+                shmlane_cli::line::Mode::Raw,
+                65532,
+            ))
+            .mode(0o600)
+            .create()
+            .unwrap();
+        let r = spawn(&["recv", &name, "--raw", "--timeout", "60s"], None);
+        wait_attached(&name, shmlane::ROLE_RECEIVER);
+        let rpid = Pid::from_raw(r.child.id() as i32);
+        kill(rpid, Signal::SIGSTOP).unwrap();
+        let input = Rng(cap + 40).bytes(4 << 20);
+        let mut s = spawn(&["send", &name, "--raw"], Some(input.clone()));
+        // Refused at once (capacity 1), or sending: then held to the mark below.
+        let t0 = Instant::now();
+        while cap == 1 && t0.elapsed() < Duration::from_secs(2) {
+            if s.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if s.child.try_wait().unwrap().is_some() {
+            assert_eq!(cap, 1, "the sender ended early");
+            let s = s.finish(Duration::from_secs(10));
+            assert_eq!(s.code, Some(1), "{}", s.err);
+            assert!(
+                s.err.contains("1 chunk") && s.err.contains(&format!("shmlane rm {name}")),
+                "{}",
+                s.err
+            );
+            kill(rpid, Signal::SIGCONT).unwrap();
+            kill(rpid, Signal::SIGTERM).unwrap();
+            let _ = r.finish(Duration::from_secs(10));
+            continue;
+        }
+        let path = std::path::PathBuf::from(format!("/dev/shm/{name}"));
+        let queued = || {
+            shmlane_segment::inspect(&path)
+                .ok()
+                .flatten()
+                .and_then(|i| shmlane::inspect(&i))
+                .map_or(0, |c| c.len)
+        };
+        let t0 = Instant::now();
+        while queued() < 1 {
+            assert!(t0.elapsed() < Duration::from_secs(20), "nothing sent");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        kill(Pid::from_raw(s.child.id() as i32), Signal::SIGTERM).unwrap();
+        let s = s.finish(Duration::from_secs(10));
+        assert_eq!(s.code, Some(128 + 15), "{}", s.err);
+        kill(rpid, Signal::SIGCONT).unwrap();
+        let r = r.finish(Duration::from_secs(30));
+        assert_eq!(r.code, Some(6), "capacity {cap}: receiver: {}", r.err);
+        assert!(r.err.contains("interrupted by"), "{}", r.err);
+    }
+}

@@ -154,11 +154,11 @@ macro_rules! send_impl {
         /// The side's byte count (`SideStats::bytes`, `shmlane stat`'s `payload_bytes`) then
         /// counts those bytes for it instead of the whole element; messages nobody calls this
         /// for count `size_of::<T>()` each. Call it once per message, after the send; `bytes`
-        /// past the element counts as the whole element. Costs no atomic operation: published
+        /// past the element counts as the whole element; a call beyond the messages this
+        /// endpoint sent is ignored (it cannot lower the side's count). Costs no atomic operation: published
         /// with the endpoint's other statistics (every 64 messages, before a wait, on drop).
         pub fn count_payload(&mut self, bytes: usize) {
-            let elem = size_of::<T>();
-            self.local.life.unused += (elem - bytes.min(elem)) as u64;
+            self.local.count_payload(size_of::<T>(), bytes);
         }
 
         /// The channel's statistics as stored now (plus this endpoint's unpublished ones).
@@ -294,8 +294,7 @@ macro_rules! recv_impl {
         /// element; as [`Producer::count_payload`](crate::Producer::count_payload) on the
         /// receiving side (messages nobody calls it for count `size_of::<T>()` each).
         pub fn count_payload(&mut self, bytes: usize) {
-            let elem = size_of::<T>();
-            self.local.life.unused += (elem - bytes.min(elem)) as u64;
+            self.local.count_payload(size_of::<T>(), bytes);
         }
 
         /// The channel's receiver-side statistics as stored now.

@@ -34,7 +34,14 @@ pub(crate) struct Life {
     /// who never says keeps it 0, and `flush` then never writes the word. Here, behind the
     /// box, not among the endpoint's hot fields: a `Local` stays within 128 bytes (a
     /// `Producer` 384), and only callers of the hook touch it per message.
-    pub(crate) unused: u64,
+    unused: u64,
+    /// Messages this endpoint completed and published (`flush`): with the unpublished ones
+    /// (`Local::stats.messages`), the most `count_payload` calls that count (review rev17: a
+    /// call for no message, before any, twice for one, after a failed send, lowered the side's
+    /// count, other endpoints' messages included, down to 0).
+    published: u64,
+    /// `count_payload` calls counted so far (at most the messages completed).
+    said: u64,
 }
 
 impl Life {
@@ -66,6 +73,8 @@ impl Life {
             seen,
             ended: None,
             unused: 0,
+            published: 0,
+            said: 0,
         }
     }
 
@@ -239,9 +248,20 @@ impl Local {
         }
     }
 
+    /// `count_payload` of a typed endpoint (elements of `elem` bytes): the last message not
+    /// said yet carried `bytes` of payload. A call with no such message is ignored.
+    pub(crate) fn count_payload(&mut self, elem: usize, bytes: usize) {
+        let life = &mut self.life;
+        if life.said < life.published + self.stats.messages {
+            life.said += 1;
+            life.unused += (elem - bytes.min(elem)) as u64;
+        }
+    }
+
     pub(crate) fn flush(&mut self) {
         let s = &self.inner.hdr().stats[self.side as usize];
         let st = core::mem::take(&mut self.stats);
+        self.life.published += st.messages;
         for (i, v) in [
             st.messages,
             st.bytes,
@@ -634,6 +654,8 @@ mod tests {
             seen: false,
             ended: None,
             unused: 0,
+            published: 0,
+            said: 0,
         };
         let slots = 8u32;
         let mut table: Vec<Attachment> = Vec::new();
