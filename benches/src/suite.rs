@@ -7,6 +7,7 @@
 use std::{fmt::Write as _, io::Write as _, path::Path, time::Instant};
 
 use crate::{
+    peers,
     wakeup::{Summary, summarise},
     xproc::{Record, SIZES, TRANSPORTS, has_rtt, has_throughput, rtt, throughput},
 };
@@ -33,6 +34,8 @@ pub struct Options {
     pub only: Vec<String>,
     /// Only these message sizes (all of [`SIZES`] when empty).
     pub sizes: Vec<usize>,
+    /// Also the peer rows ([`crate::peers`]; only in a build with the `peers` feature).
+    pub peers: bool,
 }
 
 impl Options {
@@ -43,6 +46,7 @@ impl Options {
             same_core: false,
             only: Vec::new(),
             sizes: Vec::new(),
+            peers: false,
         }
     }
 
@@ -57,10 +61,14 @@ impl Options {
 /// # Errors
 /// A message naming the unknown transport or size and listing the valid ones.
 pub fn check_filters(only: &[String], sizes: &[usize]) -> Result<(), String> {
-    if let Some(t) = only.iter().find(|t| !TRANSPORTS.contains(&t.as_str())) {
+    if let Some(t) = only
+        .iter()
+        .find(|t| !TRANSPORTS.contains(&t.as_str()) && !peers::is_peer(t))
+    {
         return Err(format!(
-            "unknown transport {t:?}; choose from {}",
-            TRANSPORTS.join(", ")
+            "unknown transport {t:?}; choose from {} (with --peers: {})",
+            TRANSPORTS.join(", "),
+            peers::TRANSPORTS.join(", ")
         ));
     }
     if let Some(s) = sizes.iter().find(|s| !SIZES.contains(s)) {
@@ -123,18 +131,19 @@ struct Work {
 pub fn run(opts: &Options) -> Vec<Record> {
     let mut work = Vec::new();
     for &size in SIZES {
-        for &t in TRANSPORTS {
+        for &t in TRANSPORTS.iter().chain(peers::rows(opts.peers)) {
             if !opts.wants(t, size) {
                 continue;
             }
-            if has_rtt(t, size) {
+            let peer = peers::is_peer(t);
+            if peer && peers::has_rtt(t, size) || !peer && has_rtt(t, size) {
                 work.push(Work {
                     transport: t,
                     size,
                     rtt: true,
                 });
             }
-            if has_throughput(t) {
+            if peer && peers::has_throughput(t, size) || !peer && has_throughput(t) {
                 work.push(Work {
                     transport: t,
                     size,
@@ -161,13 +170,21 @@ pub fn run(opts: &Options) -> Vec<Record> {
             progress(done, total, w, t0);
             if w.rtt {
                 let n = rtt_samples(opts.level, w.transport, w.size);
-                let mut t = rtt(w.transport, w.size, n, opts.same_core);
+                let mut t = if peers::is_peer(w.transport) {
+                    peers::rtt(w.transport, w.size, n, opts.same_core)
+                } else {
+                    rtt(w.transport, w.size, n, opts.same_core)
+                };
                 // The first round trips of a fresh pair pay for faults and cold caches.
                 t.drain(..(t.len() / 100).max(1));
                 rtts[i].extend(t);
             } else {
                 let n = tp_samples(opts.level, w.transport, w.size);
-                let d = throughput(w.transport, w.size, n, opts.same_core);
+                let d = if peers::is_peer(w.transport) {
+                    peers::throughput(w.transport, w.size, n, opts.same_core)
+                } else {
+                    throughput(w.transport, w.size, n, opts.same_core)
+                };
                 tps[i].0 += n;
                 tps[i].1 += d.as_secs_f64();
             }
@@ -299,7 +316,21 @@ pub fn table(recs: &[Record]) -> String {
             );
         }
     }
+    peers_footer(recs, &mut out);
     out
+}
+
+/// The versions of the peer rows in `recs`, one line.
+fn peers_footer(recs: &[Record], out: &mut String) {
+    let mut seen: Vec<&str> = Vec::new();
+    for v in recs.iter().filter_map(|r| peers::version(r.transport)) {
+        if !seen.contains(&v) {
+            seen.push(v);
+        }
+    }
+    if !seen.is_empty() {
+        let _ = writeln!(out, "\npeers: {}", seen.join(", "));
+    }
 }
 
 fn machine() -> serde_json::Value {
@@ -330,6 +361,9 @@ pub fn json(recs: &[Record]) -> serde_json::Value {
                 "samples": r.samples,
             });
             let o = v.as_object_mut().expect("object");
+            if let Some(version) = peers::version(r.transport) {
+                o.insert("version".into(), version.into());
+            }
             if let Some(s) = r.rtt {
                 o.insert("p50_ns".into(), s.p50.into());
                 o.insert("p99_ns".into(), s.p99.into());
@@ -448,7 +482,7 @@ fn tp_svg(recs: &[Record]) -> String {
         );
     }
     let mut k = 0;
-    for &t in TRANSPORTS {
+    for &t in TRANSPORTS.iter().chain(peers::TRANSPORTS) {
         let pts: Vec<(f64, f64)> = SIZES
             .iter()
             .filter_map(|&z| {
