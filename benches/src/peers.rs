@@ -4,7 +4,7 @@
 //! - `iceoryx2-pubsub`: iceoryx2 publish-subscribe between two forked processes (cores 0 and 1),
 //!   the payload written into a loaned sample by the sender and copied out by the receiver.
 //! - `iceoryx2-event`: iceoryx2 events, a blocking round trip (beside `shmlane-spsc-park`).
-//! - `rtrb-inproc`, `crossbeam-arrayqueue-inproc`: the in-process anchors, two threads of one
+//! - `rtrb-inproc`, `arrayqueue-inproc`: the in-process anchors, two threads of one
 //!   process on cores 0 and 1, 8-byte items (the cases of [`crate::inproc`]).
 //!
 //! The iceoryx2 rows need the `peers` feature (which builds iceoryx2); without it [`ENABLED`] is
@@ -30,7 +30,7 @@ pub const ICEORYX2_EVENT: &str = "iceoryx2-event";
 /// rtrb, two threads of one process.
 pub const RTRB: &str = "rtrb-inproc";
 /// crossbeam's `ArrayQueue`, two threads of one process.
-pub const ARRAYQUEUE: &str = "crossbeam-arrayqueue-inproc";
+pub const ARRAYQUEUE: &str = "arrayqueue-inproc";
 
 /// The peer rows, with the names of the JSON contract.
 pub const TRANSPORTS: &[&str] = &[ICEORYX2_PUBSUB, ICEORYX2_EVENT, RTRB, ARRAYQUEUE];
@@ -48,6 +48,12 @@ pub fn rows(peers: bool) -> &'static [&'static str] {
 /// Whether `transport` is a peer row.
 pub fn is_peer(transport: &str) -> bool {
     TRANSPORTS.contains(&transport)
+}
+
+/// Whether `transport` is an in-process anchor (counted as the fast shared-memory rows are:
+/// a few hundred thousand 8-byte items take well under a millisecond in one process).
+pub fn in_process(transport: &str) -> bool {
+    transport == RTRB || transport == ARRAYQUEUE
 }
 
 /// The crate and version a peer row measures, e.g. `iceoryx2 0.10.0`; `None` for shmlane's

@@ -91,6 +91,7 @@ fn fast(transport: &str) -> bool {
     transport.starts_with("shmlane") && !transport.ends_with("park")
         || transport == "hw-cacheline"
         || transport == "memcpy"
+        || crate::peers::in_process(transport)
 }
 
 /// Round trips per round.

@@ -6,9 +6,10 @@
 //! service) except where a row cannot work without a setting, each said where it is set:
 //! the publisher's `initial_max_slice_len` (the message size: a `[u8]` payload needs its
 //! length), and for streaming `enable_safe_overflow(false)` (the default overwrites the oldest
-//! unread sample, which would drop messages instead of measuring them) with a subscriber
-//! buffer of 256 samples (the default of 2 makes the publisher wait for the subscriber every
-//! other message; the shmlane rings stream through thousands of slots).
+//! unread sample, which would drop messages instead of measuring them; with it off, a publisher
+//! that finds the subscriber's buffer full waits, iceoryx2's default `RetryUntilDelivered`).
+//! The subscriber buffer stays at its default of 2: 16, 256 and 4096 gave the same streaming
+//! rate within noise here (2026-11-28, 8 B and 1 KiB).
 //!
 //! Each process makes its own node and ports after the fork (nothing of iceoryx2 crosses the
 //! fork), under service names unique to this measurement; the parent creates the services, the
@@ -28,9 +29,6 @@ use iceoryx2::prelude::*;
 use shmlane_wake::sys::monotonic_ns;
 
 use crate::xproc::{Shm, forked};
-
-/// Subscriber buffer of the streaming row (see the module documentation).
-const STREAM_BUFFER: usize = 256;
 
 /// Service names unique to one measurement of this process.
 fn names(kind: &str) -> (String, String) {
@@ -122,10 +120,9 @@ fn pubsub_service(node: &Node<ipc::Service>, name: &str, create: bool, stream: b
     let b = node
         .service_builder(&service_name(name))
         .publish_subscribe::<[u8]>();
-    // Streaming: no overwriting of unread samples, a buffer to stream through (module docs).
+    // Streaming: no overwriting of unread samples (module docs).
     let b = if stream {
         b.enable_safe_overflow(false)
-            .subscriber_max_buffer_size(STREAM_BUFFER)
     } else {
         b
     };

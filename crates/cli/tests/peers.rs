@@ -52,7 +52,7 @@ fn peers_rows_with_versions() {
         "--quick",
         "--peers",
         "--only",
-        "rtrb-inproc,crossbeam-arrayqueue-inproc,iceoryx2-pubsub,iceoryx2-event,shmlane-spsc-spin",
+        "rtrb-inproc,arrayqueue-inproc,iceoryx2-pubsub,iceoryx2-event,shmlane-spsc-spin",
         "--size",
         "8",
         "--json",
@@ -62,7 +62,7 @@ fn peers_rows_with_versions() {
     let text = String::from_utf8_lossy(&o.stdout);
     for t in [
         "rtrb-inproc",
-        "crossbeam-arrayqueue-inproc",
+        "arrayqueue-inproc",
         "iceoryx2-pubsub",
         "iceoryx2-event",
         "shmlane-spsc-spin",
@@ -85,7 +85,7 @@ fn peers_rows_with_versions() {
                 assert!(v.unwrap().starts_with("iceoryx2 0."), "{r}");
             }
             "rtrb-inproc" => assert!(v.unwrap().starts_with("rtrb "), "{r}"),
-            "crossbeam-arrayqueue-inproc" => {
+            "arrayqueue-inproc" => {
                 assert!(v.unwrap().starts_with("crossbeam-queue "), "{r}");
             }
             _ => assert_eq!(v, None, "{r}"),
