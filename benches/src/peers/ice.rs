@@ -91,8 +91,12 @@ impl Gates {
 }
 
 /// Runs `f` in the child; a panic (an iceoryx2 error) ends the child with status 101 after its
-/// message, closing its gate so the parent stops too.
+/// message, closing its gate so the parent stops too. The child is killed if the thread that
+/// forked it ends (a parent that panicked mid-measurement would otherwise leave it blocked in
+/// `blocking_wait` or polling `receive` forever).
 fn child_side(f: impl FnOnce()) {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
         // SAFETY: always safe; no destructors run in the forked child.
         unsafe { libc::_exit(101) };
@@ -106,6 +110,14 @@ fn node() -> Node<ipc::Service> {
     NodeBuilder::new()
         .create::<ipc::Service>()
         .expect("iceoryx2 node")
+}
+
+/// The parent's node; it first removes what dead nodes left behind (a run killed
+/// mid-measurement leaves its node's files and shared memory), outside any timing.
+fn parent_node() -> Node<ipc::Service> {
+    let node = node();
+    let _ = node.try_cleanup_dead_nodes();
+    node
 }
 
 fn service_name(s: &str) -> ServiceName {
@@ -198,7 +210,7 @@ pub(super) fn pubsub_rtt(size: usize, n: u64, other: usize) -> Vec<u64> {
         },
         || {
             let (wait, go) = gates.parent();
-            let node = node();
+            let node = parent_node();
             let (sab, sba) = (
                 pubsub_service(&node, &ab, true, false),
                 pubsub_service(&node, &ba, true, false),
@@ -254,7 +266,7 @@ pub(super) fn pubsub_throughput(size: usize, n: u64, other: usize) -> Duration {
         },
         || {
             let (wait, go) = gates.parent();
-            let node = node();
+            let node = parent_node();
             let service = pubsub_service(&node, &ab, true, true);
             let publ = publisher(&service, size);
             Gates::open(go);
@@ -340,7 +352,7 @@ pub(super) fn event_rtt(n: u64, other: usize) -> Vec<u64> {
         },
         || {
             let (wait, go) = gates.parent();
-            let node = node();
+            let node = parent_node();
             let (sab, sba) = (
                 event_service(&node, &ab, true),
                 event_service(&node, &ba, true),
