@@ -2,6 +2,7 @@
 //! cross-process harness behind `shmlane bench`.
 
 pub mod inproc;
+pub mod peers;
 pub mod suite;
 pub mod wakeup;
 pub mod xproc;

@@ -7,6 +7,7 @@
 use std::{fmt::Write as _, io::Write as _, path::Path, time::Instant};
 
 use crate::{
+    peers,
     wakeup::{Summary, summarise},
     xproc::{Record, RoundFigure, SIZES, TRANSPORTS, has_rtt, has_throughput, rtt, throughput},
 };
@@ -34,6 +35,8 @@ pub struct Options {
     pub only: Vec<String>,
     /// Only these message sizes (all of [`SIZES`] when empty).
     pub sizes: Vec<usize>,
+    /// Also the peer rows ([`crate::peers`]; only in a build with the `peers` feature).
+    pub peers: bool,
 }
 
 impl Options {
@@ -44,6 +47,7 @@ impl Options {
             same_core: false,
             only: Vec::new(),
             sizes: Vec::new(),
+            peers: false,
         }
     }
 
@@ -58,10 +62,14 @@ impl Options {
 /// # Errors
 /// A message naming the unknown transport or size and listing the valid ones.
 pub fn check_filters(only: &[String], sizes: &[usize]) -> Result<(), String> {
-    if let Some(t) = only.iter().find(|t| !TRANSPORTS.contains(&t.as_str())) {
+    if let Some(t) = only
+        .iter()
+        .find(|t| !TRANSPORTS.contains(&t.as_str()) && !peers::is_peer(t))
+    {
         return Err(format!(
-            "unknown transport {t:?}; choose from {}",
-            TRANSPORTS.join(", ")
+            "unknown transport {t:?}; choose from {} (with --peers: {})",
+            TRANSPORTS.join(", "),
+            peers::TRANSPORTS.join(", ")
         ));
     }
     if let Some(s) = sizes.iter().find(|s| !SIZES.contains(s)) {
@@ -210,6 +218,7 @@ fn fast(transport: &str) -> bool {
     transport.starts_with("shmlane") && !transport.ends_with("park")
         || transport == "hw-cacheline"
         || transport == "memcpy"
+        || crate::peers::in_process(transport)
 }
 
 /// Round trips per round.
@@ -250,18 +259,19 @@ struct Work {
 pub fn run(opts: &Options) -> Vec<Record> {
     let mut work = Vec::new();
     for &size in SIZES {
-        for &t in TRANSPORTS {
+        for &t in TRANSPORTS.iter().chain(peers::rows(opts.peers)) {
             if !opts.wants(t, size) {
                 continue;
             }
-            if has_rtt(t, size) {
+            let peer = peers::is_peer(t);
+            if peer && peers::has_rtt(t, size) || !peer && has_rtt(t, size) {
                 work.push(Work {
                     transport: t,
                     size,
                     rtt: true,
                 });
             }
-            if has_throughput(t) {
+            if peer && peers::has_throughput(t, size) || !peer && has_throughput(t) {
                 work.push(Work {
                     transport: t,
                     size,
@@ -291,7 +301,11 @@ pub fn run(opts: &Options) -> Vec<Record> {
             let hw_p50_ns = hw_probe();
             if w.rtt {
                 let n = rtt_samples(opts.level, w.transport, w.size);
-                let mut t = rtt(w.transport, w.size, n, opts.same_core);
+                let mut t = if peers::is_peer(w.transport) {
+                    peers::rtt(w.transport, w.size, n, opts.same_core)
+                } else {
+                    rtt(w.transport, w.size, n, opts.same_core)
+                };
                 // The first round trips of a fresh pair pay for faults and cold caches.
                 t.drain(..(t.len() / 100).max(1));
                 per_round[i].push(RoundFigure {
@@ -302,7 +316,11 @@ pub fn run(opts: &Options) -> Vec<Record> {
                 rtts[i].extend(t);
             } else {
                 let n = tp_samples(opts.level, w.transport, w.size);
-                let d = throughput(w.transport, w.size, n, opts.same_core);
+                let d = if peers::is_peer(w.transport) {
+                    peers::throughput(w.transport, w.size, n, opts.same_core)
+                } else {
+                    throughput(w.transport, w.size, n, opts.same_core)
+                };
                 tps[i] += n;
                 per_round[i].push(RoundFigure {
                     rtt: None,
@@ -413,6 +431,7 @@ pub fn table(recs: &[Record]) -> String {
     rtt_tables(recs, &mut out);
     tp_tables(recs, &mut out);
     checks_table(recs, &mut out);
+    peers_footer(recs, &mut out);
     out
 }
 
@@ -531,6 +550,19 @@ fn checks_table(recs: &[Record], out: &mut String) {
     }
 }
 
+/// The versions of the peer rows in `recs`, one line.
+fn peers_footer(recs: &[Record], out: &mut String) {
+    let mut seen: Vec<&str> = Vec::new();
+    for v in recs.iter().filter_map(|r| peers::version(r.transport)) {
+        if !seen.contains(&v) {
+            seen.push(v);
+        }
+    }
+    if !seen.is_empty() {
+        let _ = writeln!(out, "\npeers: {}", seen.join(", "));
+    }
+}
+
 fn machine() -> serde_json::Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -570,6 +602,9 @@ pub fn json(recs: &[Record]) -> serde_json::Value {
                 "samples": r.samples,
             });
             let o = v.as_object_mut().expect("object");
+            if let Some(version) = peers::version(r.transport) {
+                o.insert("version".into(), version.into());
+            }
             if let Some(s) = r.rtt {
                 o.insert("p50_ns".into(), s.p50.into());
                 o.insert("p99_ns".into(), s.p99.into());
@@ -721,7 +756,7 @@ fn tp_svg(recs: &[Record]) -> String {
         );
     }
     let mut k = 0;
-    for &t in TRANSPORTS {
+    for &t in TRANSPORTS.iter().chain(peers::TRANSPORTS) {
         let pts: Vec<(f64, f64)> = SIZES
             .iter()
             .filter_map(|&z| {

@@ -75,12 +75,12 @@ const CHUNK_MAX: u64 = 256;
 const CHUNK_BYTES: u64 = 4096;
 
 /// Shared memory for one measurement: two byte rings, two events, two buffers, two words.
-struct Shm {
+pub(crate) struct Shm {
     seg: Segment,
 }
 
 impl Shm {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let seg = Segment::anonymous()
             .size(12 << 20)
             .populate(true)
@@ -116,7 +116,7 @@ impl Shm {
         unsafe { Event::attach(p, l) }.expect("event")
     }
 
-    fn word(&self, i: usize) -> &AtomicU64 {
+    pub(crate) fn word(&self, i: usize) -> &AtomicU64 {
         let (p, _) = self.region("words");
         // SAFETY: offset i*128 < 384 inside the region (i <= 2), aligned, atomics only.
         unsafe { AtomicU64::from_ptr(p.add(i * 128).cast()) }
@@ -581,7 +581,12 @@ fn mpmc_init(s: &Setup, size: usize) {
 /// Forks; the child maps every page of the segment (a child starts with none of a shared
 /// mapping's pages mapped), runs `child` pinned to `child_core` and `_exit`s; the parent runs
 /// `parent` pinned to core 0, then reaps the child.
-fn forked<R>(shm: &Shm, child_core: usize, child: impl FnOnce(), parent: impl FnOnce() -> R) -> R {
+pub(crate) fn forked<R>(
+    shm: &Shm,
+    child_core: usize,
+    child: impl FnOnce(),
+    parent: impl FnOnce() -> R,
+) -> R {
     // SAFETY: the harness is single-threaded when it forks; the child only runs `child` on
     // inherited memory and descriptors, then `_exit`s without running destructors.
     match unsafe { nix::unistd::fork() }.expect("fork") {

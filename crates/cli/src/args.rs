@@ -256,6 +256,11 @@ pub enum Cmd {
         /// Only these message sizes in bytes (comma-separated, from 8, 64, 1024, 65536).
         #[arg(long = "size", value_delimiter = ',')]
         sizes: Vec<usize>,
+        /// Also iceoryx2 (publish-subscribe, events) and the in-process anchors rtrb and
+        /// crossbeam's ArrayQueue, each row with its version (needs a build with the `peers`
+        /// feature: `cargo run --release -p shmlane-cli --features peers -- bench --peers`).
+        #[arg(long)]
+        peers: bool,
     },
 }
 

@@ -455,6 +455,7 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
             plot,
             only,
             sizes,
+            peers,
         } => {
             shmlane_benches::suite::check_filters(&only, &sizes).map_err(CliError)?;
             let mut opts = shmlane_benches::suite::Options::new(if quick {
@@ -467,7 +468,7 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
             opts.same_core = same_core;
             opts.only = only;
             opts.sizes = sizes;
-            bench(&opts, json.as_deref(), plot.as_deref())?;
+            bench(&opts, peers, json.as_deref(), plot.as_deref())?;
         }
     }
     Ok(chan::Ended::Ok)
@@ -476,10 +477,26 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
 /// The side-by-side comparison (see `docs/benchmarks.md`).
 fn bench(
     opts: &shmlane_benches::suite::Options,
+    peers: bool,
     json: Option<&std::path::Path>,
     plot: Option<&std::path::Path>,
 ) -> Result<(), CliError> {
     use shmlane_benches::suite::{Level, QUICK_LABEL, document, plots, run, table};
+    let opts = &shmlane_benches::suite::Options {
+        peers,
+        ..opts.clone()
+    };
+    if peers && !shmlane_benches::peers::ENABLED {
+        // A usage error (exit 2, as clap's), before anything is measured.
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                shmlane_benches::peers::NOT_BUILT,
+            )
+            .exit();
+    }
+    shmlane_benches::peers::check_only(&opts.only, peers).map_err(CliError)?;
     let same_core = opts.same_core;
     let recs = run(opts);
     println!(
