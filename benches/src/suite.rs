@@ -83,11 +83,15 @@ fn fast(transport: &str) -> bool {
     transport.starts_with("shmlane") && !transport.ends_with("park")
         || transport == "hw-cacheline"
         || transport == "memcpy"
+        || transport == "naive-shm-ring"
 }
 
 /// Round trips per round.
 fn rtt_samples(level: Level, transport: &str, size: usize) -> u64 {
-    let base: u64 = if fast(transport) || transport == "shmlane-spsc-spinpark" {
+    let base: u64 = if fast(transport)
+        || transport == "shmlane-spsc-spinpark"
+        || transport == "shmlane-chan-spsc-spinpark"
+    {
         if size >= 65536 { 5_000 } else { 50_000 }
     } else if size >= 65536 {
         300
