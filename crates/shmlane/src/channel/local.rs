@@ -179,8 +179,9 @@ pub(crate) struct Local {
     pub(crate) life: Box<Life>,
     pub(crate) inner: Arc<Inner>,
     pub(super) side: Side,
+    /// Counts not yet added to the shared statistics (`stats.messages` doubles as the count
+    /// of messages since the last flush: only `done` adds to it, and `flush` takes it).
     pub(crate) stats: SideStats,
-    pub(super) pending: u64,
     pub(super) last_flush: Instant,
     /// Waits in a row that ended ready without the operation then succeeding (reset by
     /// [`done`](Self::done)): from the fourth on, `block` sleeps a little first, so a condition
@@ -218,8 +219,7 @@ impl Local {
         }
         self.stats.messages += n;
         self.stats.bytes += bytes;
-        self.pending += n;
-        if self.pending >= STATS_EVERY {
+        if self.stats.messages >= STATS_EVERY {
             self.flush();
         }
         let ev = match self.side {
@@ -250,7 +250,6 @@ impl Local {
                 s[i].fetch_add(v, Ordering::Relaxed);
             }
         }
-        self.pending = 0;
         self.last_flush = Instant::now();
     }
 
