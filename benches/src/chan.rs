@@ -43,8 +43,22 @@ pub const TRANSPORTS: &[&str] = &[
 
 /// Whether this module measures `transport`.
 pub fn handles(transport: &str) -> bool {
-    TRANSPORTS.contains(&transport)
+    TRANSPORTS.contains(&transport) || PARTS.contains(&transport)
 }
+
+/// Not rows of the table: the steps from the raw ring to the SPSC channel, measured by the
+/// `chan_parts` example (`benches/examples/chan_parts.rs`) to say what the channel's extra
+/// nanoseconds are. `part-stamped` is the `shmlane-spsc-spin` row's ring; `-notify` adds the
+/// producer's `Event::notify` after each message (a SeqCst fence and a load, what lets the
+/// consumer park at any moment); `part-tail` is `SpscRing`, the shared-tail ring under the
+/// SPSC channel (contiguous slots: the chunk and slice APIs); `shmlane-chan-spsc-spin` adds
+/// the rest of the channel (statistics, liveness on an empty or full ring, both notifies).
+pub const PARTS: &[&str] = &[
+    "part-stamped",
+    "part-stamped-notify",
+    "part-tail",
+    "part-tail-notify",
+];
 
 /// Whether `transport` (one of [`TRANSPORTS`]) has a streaming figure: not the parking rows
 /// (as for the raw ring) and not broadcast (see the module docs).
@@ -87,6 +101,14 @@ enum Kind {
     Bytes,
     Broadcast,
     Naive,
+    /// The decomposition of the SPSC channel's cost ([`PARTS`]): the raw stamped ring, or the
+    /// shared-tail ring the channel is made of, with or without the producer's notify.
+    Stamped {
+        notify: bool,
+    },
+    Tail {
+        notify: bool,
+    },
 }
 
 fn kind(transport: &str) -> Kind {
@@ -98,6 +120,10 @@ fn kind(transport: &str) -> Kind {
         "shmlane-chan-bytes" => Kind::Bytes,
         "shmlane-chan-broadcast" => Kind::Broadcast,
         "naive-shm-ring" => Kind::Naive,
+        "part-stamped" => Kind::Stamped { notify: false },
+        "part-stamped-notify" => Kind::Stamped { notify: true },
+        "part-tail" => Kind::Tail { notify: false },
+        "part-tail-notify" => Kind::Tail { notify: true },
         other => panic!("no channel transport {other}"),
     }
 }
@@ -196,7 +222,7 @@ where
             fresh_raw(raw(k, &names.ab, N)),
             fresh_raw(raw(k, &names.ba, N)),
         ),
-        Kind::Naive => Made::None,
+        Kind::Naive | Kind::Stamped { .. } | Kind::Tail { .. } => Made::None,
     }
 }
 
@@ -320,6 +346,129 @@ impl Rx for CastRx {
     }
 }
 
+/// The raw stamped ring (as the `shmlane-spsc-spin` row), `notify`: after each message.
+struct StampedTx<const N: usize> {
+    p: shmlane_ring::StampedProducer<[u8; N]>,
+    ev: Option<shmlane_wake::Event>,
+}
+struct StampedRx<const N: usize>(shmlane_ring::StampedConsumer<[u8; N]>);
+
+impl<const N: usize> Tx for StampedTx<N>
+where
+    [u8; N]: bytemuck::Pod,
+{
+    #[inline]
+    fn send(&mut self, msg: &[u8]) {
+        let v: &[u8; N] = msg.try_into().expect("message size");
+        spin("stamped send", || self.p.push_ref(v).ok());
+        if let Some(ev) = &self.ev {
+            ev.notify();
+        }
+    }
+}
+impl<const N: usize> Rx for StampedRx<N>
+where
+    [u8; N]: bytemuck::Pod,
+{
+    #[inline]
+    fn recv(&mut self, msg: &mut [u8]) {
+        let dst: &mut [u8; N] = msg.try_into().expect("message size");
+        spin("stamped recv", || self.0.pop_into(dst).ok());
+    }
+}
+
+/// The shared-tail ring under the SPSC channel, `push` / `pop` by value as the channel does.
+struct TailTx<const N: usize> {
+    p: shmlane_ring::Producer<[u8; N]>,
+    ev: Option<shmlane_wake::Event>,
+}
+struct TailRx<const N: usize>(shmlane_ring::Consumer<[u8; N]>);
+
+impl<const N: usize> Tx for TailTx<N>
+where
+    [u8; N]: bytemuck::Pod,
+{
+    #[inline]
+    fn send(&mut self, msg: &[u8]) {
+        let v: [u8; N] = msg.try_into().expect("message size");
+        spin("tail send", || self.p.push(v).ok());
+        if let Some(ev) = &self.ev {
+            ev.notify();
+        }
+    }
+}
+impl<const N: usize> Rx for TailRx<N>
+where
+    [u8; N]: bytemuck::Pod,
+{
+    #[inline]
+    fn recv(&mut self, msg: &mut [u8]) {
+        let v = spin("tail recv", || self.0.pop().ok());
+        msg.copy_from_slice(&v);
+    }
+}
+
+/// Lays out both directions' rings of a [`PARTS`] measurement (before the fork).
+fn parts_init<const N: usize>(k: Kind, shm: &Shm)
+where
+    [u8; N]: bytemuck::Pod,
+{
+    for dir in ["ab", "ba"] {
+        let (p, l) = shm.region(&format!("ring-{dir}"));
+        if matches!(k, Kind::Stamped { .. }) {
+            // SAFETY: not yet shared (before the fork).
+            unsafe { shmlane_ring::StampedRing::<[u8; N]>::init(p, l, capacity(N), 0) }
+                .expect("stamped init");
+        } else {
+            // SAFETY: as above.
+            unsafe { shmlane_ring::SpscRing::<[u8; N]>::init(p, l, capacity(N), 0) }
+                .expect("spsc init");
+        }
+    }
+}
+
+/// Runs `job` on a [`PARTS`] ring pair (`parent`: produces on "ab", consumes on "ba").
+fn with_part_endpoints<const N: usize, J: Job>(k: Kind, shm: &Shm, parent: bool, job: J) -> J::Out
+where
+    [u8; N]: bytemuck::Pod,
+{
+    let (out, inn) = if parent { ("ab", "ba") } else { ("ba", "ab") };
+    let (po, lo) = shm.region(&format!("ring-{out}"));
+    let (pi, li) = shm.region(&format!("ring-{inn}"));
+    let owner = if parent { 1 } else { 2 };
+    let alive = |_: u64| true;
+    match k {
+        Kind::Stamped { notify } => {
+            // SAFETY: the rings live as long as the segment, which outlives the endpoints;
+            // each direction has one producer and one consumer.
+            let (p, c) = unsafe {
+                (
+                    shmlane_ring::StampedRing::<[u8; N]>::producer(po, lo, owner, &alive)
+                        .expect("producer"),
+                    shmlane_ring::StampedRing::<[u8; N]>::consumer(pi, li, owner, &alive)
+                        .expect("consumer"),
+                )
+            };
+            let ev = notify.then(|| shm.event(&format!("ev-{out}")));
+            job.run(StampedTx::<N> { p, ev }, StampedRx::<N>(c))
+        }
+        Kind::Tail { notify } => {
+            // SAFETY: as above.
+            let (p, c) = unsafe {
+                (
+                    shmlane_ring::SpscRing::<[u8; N]>::producer(po, lo, owner, &alive)
+                        .expect("producer"),
+                    shmlane_ring::SpscRing::<[u8; N]>::consumer(pi, li, owner, &alive)
+                        .expect("consumer"),
+                )
+            };
+            let ev = notify.then(|| shm.event(&format!("ev-{out}")));
+            job.run(TailTx::<N> { p, ev }, TailRx::<N>(c))
+        }
+        _ => unreachable!("not a part"),
+    }
+}
+
 /// The naive ring's layout in a region: the consumer's head at 0, the producer's tail at 128
 /// (each on its own pair of cache lines), the slots from 256.
 const NAIVE_SLOTS_AT: usize = 256;
@@ -423,6 +572,9 @@ fn with_endpoints<const N: usize, J: Job>(
 where
     [u8; N]: bytemuck::Pod,
 {
+    if matches!(k, Kind::Stamped { .. } | Kind::Tail { .. }) {
+        return with_part_endpoints::<N, J>(k, shm, parent, job);
+    }
     let (out, inn) = names.dirs(parent);
     let open = |name: &str| typed::<N>(k, name).open().expect("open channel");
     let open_raw = |name: &str| raw(k, name, N).open().expect("open channel");
@@ -437,19 +589,15 @@ where
             return with_raw_endpoints(k, (out, inn), made, shm, parent, N, &open_raw, job);
         }
     };
-    match k {
-        Kind::Spsc(s) => {
-            let d = (s != WaitStrategy::BusySpin).then(|| Deadline::after(LIMIT));
-            let tx = SpscTx::<N>(to.producer().expect("producer"), d);
-            let rx = SpscRx::<N>(ti.consumer().expect("consumer"), d);
-            job.run(tx, rx)
-        }
-        _ => {
-            let tx = MpmcTx::<N>(to.sender().expect("sender"));
-            let rx = MpmcRx::<N>(ti.receiver().expect("receiver"));
-            job.run(tx, rx)
-        }
+    if let Kind::Spsc(s) = k {
+        let d = (s != WaitStrategy::BusySpin).then(|| Deadline::after(LIMIT));
+        let tx = SpscTx::<N>(to.producer().expect("producer"), d);
+        let rx = SpscRx::<N>(ti.consumer().expect("consumer"), d);
+        return job.run(tx, rx);
     }
+    let tx = MpmcTx::<N>(to.sender().expect("sender"));
+    let rx = MpmcRx::<N>(ti.receiver().expect("receiver"));
+    job.run(tx, rx)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -470,12 +618,11 @@ fn with_raw_endpoints<const N: usize, J: Job>(
         return job.run(tx, rx);
     }
     let (o, i);
-    let (to, ti) = match (parent, made) {
-        (true, Made::Raw(ab, ba)) => (ab, ba),
-        _ => {
-            (o, i) = (open(out), open(inn));
-            (&o, &i)
-        }
+    let (to, ti) = if let (true, Made::Raw(ab, ba)) = (parent, made) {
+        (ab, ba)
+    } else {
+        (o, i) = (open(out), open(inn));
+        (&o, &i)
     };
     if k == Kind::Bytes {
         let tx = BytesTx(to.byte_sender().expect("byte sender"));
@@ -554,6 +701,9 @@ where
             // SAFETY: not yet shared (before the fork); the region has `l` bytes.
             unsafe { core::ptr::write_bytes(p, 0, l.min(NAIVE_SLOTS_AT)) };
         }
+    }
+    if matches!(k, Kind::Stamped { .. } | Kind::Tail { .. }) {
+        parts_init::<N>(k, &shm);
     }
     let size = N;
     let child_core = usize::from(!same_core);

@@ -248,7 +248,7 @@ pub fn table(recs: &[Record]) -> String {
         let _ = writeln!(out, "\nround trip, {} messages (ns)", size_name(size));
         let _ = writeln!(
             out,
-            "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>10}",
+            "{:<26} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>10}",
             "transport", "p50", "p99", "p99.9", "max", "pipe/this", "this/hw", "p99.9/hw"
         );
         for r in recs
@@ -267,7 +267,7 @@ pub fn table(recs: &[Record]) -> String {
             });
             let _ = writeln!(
                 out,
-                "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>10}",
+                "{:<26} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>10}",
                 r.transport, s.p50, s.p99, s.p999, s.max, vs_pipe, vs_hw, tail_vs_hw
             );
         }
@@ -284,7 +284,7 @@ pub fn table(recs: &[Record]) -> String {
         let _ = writeln!(out, "\nstreaming, {} messages", size_name(size));
         let _ = writeln!(
             out,
-            "{:<24} {:>12} {:>12} {:>10} {:>12}",
+            "{:<26} {:>12} {:>12} {:>10} {:>12}",
             "transport", "M msg/s", "GB/s", "this/pipe", "this/memcpy"
         );
         for r in recs
@@ -294,7 +294,7 @@ pub fn table(recs: &[Record]) -> String {
             let m = r.msgs_per_s.expect("throughput");
             let _ = writeln!(
                 out,
-                "{:<24} {:>12.2} {:>12.3} {:>10} {:>12}",
+                "{:<26} {:>12.2} {:>12.3} {:>10} {:>12}",
                 r.transport,
                 m / 1e6,
                 m * size as f64 / 1e9,

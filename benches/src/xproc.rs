@@ -121,7 +121,7 @@ impl Shm {
         (r.as_ptr(), r.len())
     }
 
-    fn event(&self, name: &str) -> Event {
+    pub(crate) fn event(&self, name: &str) -> Event {
         let (p, l) = self.region(name);
         // SAFETY: the region lives as long as `self.seg`, which outlives the handle.
         unsafe { Event::attach(p, l) }.expect("event")

@@ -48,6 +48,22 @@ fn rows() {
         }
     }
 
+    // The steps from the raw ring to the channel (the `chan_parts` example): not rows of the
+    // table, so `--only` refuses them, but each runs.
+    for t in chan::PARTS {
+        assert!(
+            check_filters(&[(*t).to_owned()], &[]).is_err(),
+            "{t} is not a row"
+        );
+        for size in [8, 64] {
+            assert_eq!(chan::rtt(t, size, 20, false).len(), 20, "{t} {size} B");
+            assert!(
+                chan::throughput(t, size, 300, false).as_nanos() > 0,
+                "{t} {size} B"
+            );
+        }
+    }
+
     // The suite at 8 bytes, quick: a record with samples for each row and metric, and the
     // JSON document carries them.
     let mut opts = Options::new(Level::Quick);
