@@ -55,13 +55,8 @@ fn rows() {
             check_filters(&[(*t).to_owned()], &[]).is_err(),
             "{t} is not a row"
         );
-        for size in [8] {
-            assert_eq!(chan::rtt(t, size, 20, false).len(), 20, "{t} {size} B");
-            assert!(
-                chan::throughput(t, size, 300, false).as_nanos() > 0,
-                "{t} {size} B"
-            );
-        }
+        assert_eq!(chan::rtt(t, 8, 20, false).len(), 20, "{t}");
+        assert!(chan::throughput(t, 8, 300, false).as_nanos() > 0, "{t}");
     }
 
     // The suite at 64 B, quick: a record with samples for each row and metric, and the JSON
