@@ -15,8 +15,10 @@ use shmlane_benches::chan;
 const STEPS: &[&str] = &[
     "part-stamped",
     "part-stamped-notify",
+    "part-stamped-nofence",
     "part-tail",
     "part-tail-notify",
+    "part-tail-nofence",
     "shmlane-chan-spsc-spin",
     "naive-shm-ring",
 ];

@@ -53,11 +53,16 @@ pub fn handles(transport: &str) -> bool {
 /// consumer park at any moment); `part-tail` is `SpscRing`, the shared-tail ring under the
 /// SPSC channel (contiguous slots: the chunk and slice APIs); `shmlane-chan-spsc-spin` adds
 /// the rest of the channel (statistics, liveness on an empty or full ring, both notifies).
+///
+/// `-nofence`: the notify's load without its fence (not sound alone: what an asymmetric
+/// barrier, the waiter's `membarrier` before it parks, would leave on the producer's side).
 pub const PARTS: &[&str] = &[
     "part-stamped",
     "part-stamped-notify",
+    "part-stamped-nofence",
     "part-tail",
     "part-tail-notify",
+    "part-tail-nofence",
 ];
 
 /// Whether `transport` (one of [`TRANSPORTS`]) has a streaming figure: not the parking rows
@@ -104,11 +109,40 @@ enum Kind {
     /// The decomposition of the SPSC channel's cost ([`PARTS`]): the raw stamped ring, or the
     /// shared-tail ring the channel is made of, with or without the producer's notify.
     Stamped {
-        notify: bool,
+        notify: Notify,
     },
     Tail {
-        notify: bool,
+        notify: Notify,
     },
+}
+
+/// What the producer of a [`PARTS`] ring does after each message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Notify {
+    /// Nothing (the raw rows).
+    No,
+    /// `Event::notify`: a SeqCst fence and a load of the sleeper count.
+    Fence,
+    /// The load of the sleeper count alone, no fence: not a sound protocol by itself, the
+    /// producer's side of an asymmetric barrier (the waiter would issue the heavy one before
+    /// it parks); measured as the most such a design could win.
+    LoadOnly,
+}
+
+/// After a message of a [`PARTS`] ring.
+#[inline]
+fn after_send(ev: Option<&(shmlane_wake::Event, Notify)>) {
+    match ev {
+        Some((ev, Notify::Fence)) => {
+            ev.notify();
+        }
+        Some((ev, Notify::LoadOnly)) => {
+            if ev.sleepers() != 0 {
+                ev.notify();
+            }
+        }
+        _ => {}
+    }
 }
 
 fn kind(transport: &str) -> Kind {
@@ -120,10 +154,20 @@ fn kind(transport: &str) -> Kind {
         "shmlane-chan-bytes" => Kind::Bytes,
         "shmlane-chan-broadcast" => Kind::Broadcast,
         "naive-shm-ring" => Kind::Naive,
-        "part-stamped" => Kind::Stamped { notify: false },
-        "part-stamped-notify" => Kind::Stamped { notify: true },
-        "part-tail" => Kind::Tail { notify: false },
-        "part-tail-notify" => Kind::Tail { notify: true },
+        "part-stamped" => Kind::Stamped { notify: Notify::No },
+        "part-stamped-notify" => Kind::Stamped {
+            notify: Notify::Fence,
+        },
+        "part-stamped-nofence" => Kind::Stamped {
+            notify: Notify::LoadOnly,
+        },
+        "part-tail" => Kind::Tail { notify: Notify::No },
+        "part-tail-notify" => Kind::Tail {
+            notify: Notify::Fence,
+        },
+        "part-tail-nofence" => Kind::Tail {
+            notify: Notify::LoadOnly,
+        },
         other => panic!("no channel transport {other}"),
     }
 }
@@ -349,7 +393,7 @@ impl Rx for CastRx {
 /// The raw stamped ring (as the `shmlane-spsc-spin` row), `notify`: after each message.
 struct StampedTx<const N: usize> {
     p: shmlane_ring::StampedProducer<[u8; N]>,
-    ev: Option<shmlane_wake::Event>,
+    ev: Option<(shmlane_wake::Event, Notify)>,
 }
 struct StampedRx<const N: usize>(shmlane_ring::StampedConsumer<[u8; N]>);
 
@@ -361,9 +405,7 @@ where
     fn send(&mut self, msg: &[u8]) {
         let v: &[u8; N] = msg.try_into().expect("message size");
         spin("stamped send", || self.p.push_ref(v).ok());
-        if let Some(ev) = &self.ev {
-            ev.notify();
-        }
+        after_send(self.ev.as_ref());
     }
 }
 impl<const N: usize> Rx for StampedRx<N>
@@ -380,7 +422,7 @@ where
 /// The shared-tail ring under the SPSC channel, `push` / `pop` by value as the channel does.
 struct TailTx<const N: usize> {
     p: shmlane_ring::Producer<[u8; N]>,
-    ev: Option<shmlane_wake::Event>,
+    ev: Option<(shmlane_wake::Event, Notify)>,
 }
 struct TailRx<const N: usize>(shmlane_ring::Consumer<[u8; N]>);
 
@@ -392,9 +434,7 @@ where
     fn send(&mut self, msg: &[u8]) {
         let v: [u8; N] = msg.try_into().expect("message size");
         spin("tail send", || self.p.push(v).ok());
-        if let Some(ev) = &self.ev {
-            ev.notify();
-        }
+        after_send(self.ev.as_ref());
     }
 }
 impl<const N: usize> Rx for TailRx<N>
@@ -449,7 +489,7 @@ where
                         .expect("consumer"),
                 )
             };
-            let ev = notify.then(|| shm.event(&format!("ev-{out}")));
+            let ev = (notify != Notify::No).then(|| (shm.event(&format!("ev-{out}")), notify));
             job.run(StampedTx::<N> { p, ev }, StampedRx::<N>(c))
         }
         Kind::Tail { notify } => {
@@ -462,7 +502,7 @@ where
                         .expect("consumer"),
                 )
             };
-            let ev = notify.then(|| shm.event(&format!("ev-{out}")));
+            let ev = (notify != Notify::No).then(|| (shm.event(&format!("ev-{out}")), notify));
             job.run(TailTx::<N> { p, ev }, TailRx::<N>(c))
         }
         _ => unreachable!("not a part"),
