@@ -136,10 +136,8 @@ fn after_send(ev: Option<&(shmlane_wake::Event, Notify)>) {
         Some((ev, Notify::Fence)) => {
             ev.notify();
         }
-        Some((ev, Notify::LoadOnly)) => {
-            if ev.sleepers() != 0 {
-                ev.notify();
-            }
+        Some((ev, Notify::LoadOnly)) if ev.sleepers() != 0 => {
+            ev.notify();
         }
         _ => {}
     }
