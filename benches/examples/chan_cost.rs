@@ -8,7 +8,8 @@
 //! difference of the counts is the cost per message (send and receive), start-up excluded.
 //! PATH: `stamped` (the raw `shmlane-spsc-spin` row's ring), `spsc` (the shared-tail ring
 //! the SPSC channel uses), `chan` (the SPSC channel's `try_send` / `try_recv`), `naive` (the
-//! `naive-shm-ring` row's protocol). BURST: 1 (a ping-pong's pattern) or 32 (streaming's).
+//! `naive-shm-ring` row's protocol), `chan-empty` / `spsc-empty` (polls of an empty ring).
+//! BURST: 1 (a ping-pong's pattern) or 32 (streaming's).
 
 use std::{
     hint::black_box,
@@ -99,6 +100,36 @@ where
                     out = rx.try_recv().expect("message");
                     black_box(&out);
                 }
+            }
+        }
+        // Looks at an empty ring (a spinning receiver's poll): the channel's `try_recv` (ring
+        // pop, then the disconnection test) against the ring's `pop`.
+        "chan-empty" => {
+            let name = format!("chan-cost-{}", std::process::id());
+            let ch = shmlane::spsc::<[u8; N]>(&name)
+                .capacity(4096)
+                .unlink(shmlane::UnlinkPolicy::LastDetach)
+                .create()
+                .expect("channel");
+            let (_tx, mut rx) = (
+                ch.producer().expect("producer"),
+                ch.consumer().expect("consumer"),
+            );
+            for _ in 0..n {
+                black_box(rx.try_recv().is_err());
+            }
+        }
+        "spsc-empty" => {
+            // SAFETY: as above.
+            let (_tx, mut rx) = unsafe {
+                SpscRing::<[u8; N]>::init(p, l, 4096, 0).expect("init");
+                (
+                    SpscRing::<[u8; N]>::producer(p, l, 1, &|_| true).expect("producer"),
+                    SpscRing::<[u8; N]>::consumer(p, l, 2, &|_| true).expect("consumer"),
+                )
+            };
+            for _ in 0..n {
+                black_box(rx.pop().is_err());
             }
         }
         "naive" => {
