@@ -102,36 +102,6 @@ where
                 }
             }
         }
-        // Looks at an empty ring (a spinning receiver's poll): the channel's `try_recv` (ring
-        // pop, then the disconnection test) against the ring's `pop`.
-        "chan-empty" => {
-            let name = format!("chan-cost-{}", std::process::id());
-            let ch = shmlane::spsc::<[u8; N]>(&name)
-                .capacity(4096)
-                .unlink(shmlane::UnlinkPolicy::LastDetach)
-                .create()
-                .expect("channel");
-            let (_tx, mut rx) = (
-                ch.producer().expect("producer"),
-                ch.consumer().expect("consumer"),
-            );
-            for _ in 0..n {
-                black_box(rx.try_recv().is_err());
-            }
-        }
-        "spsc-empty" => {
-            // SAFETY: as above.
-            let (_tx, mut rx) = unsafe {
-                SpscRing::<[u8; N]>::init(p, l, 4096, 0).expect("init");
-                (
-                    SpscRing::<[u8; N]>::producer(p, l, 1, &|_| true).expect("producer"),
-                    SpscRing::<[u8; N]>::consumer(p, l, 2, &|_| true).expect("consumer"),
-                )
-            };
-            for _ in 0..n {
-                black_box(rx.pop().is_err());
-            }
-        }
         "naive" => {
             let head = AtomicU64::new(0);
             let tail = AtomicU64::new(0);
@@ -171,12 +141,59 @@ where
     }
 }
 
+/// Looks at an empty ring (a spinning receiver's poll): the channel's `try_recv` (ring pop,
+/// then the disconnection test) against the ring's `pop`.
+fn run_empty<const N: usize>(path: &str, n: u64)
+where
+    [u8; N]: bytemuck::Pod,
+{
+    let (_seg, p, l) = region();
+    match path {
+        "chan-empty" => {
+            let name = format!("chan-cost-{}", std::process::id());
+            let ch = shmlane::spsc::<[u8; N]>(&name)
+                .capacity(4096)
+                .unlink(shmlane::UnlinkPolicy::LastDetach)
+                .create()
+                .expect("channel");
+            let (_tx, mut rx) = (
+                ch.producer().expect("producer"),
+                ch.consumer().expect("consumer"),
+            );
+            for _ in 0..n {
+                black_box(rx.try_recv().is_err());
+            }
+        }
+        "spsc-empty" => {
+            // SAFETY: a fresh private region; one producer and one consumer, this thread.
+            let (_tx, mut rx) = unsafe {
+                SpscRing::<[u8; N]>::init(p, l, 4096, 0).expect("init");
+                (
+                    SpscRing::<[u8; N]>::producer(p, l, 1, &|_| true).expect("producer"),
+                    SpscRing::<[u8; N]>::consumer(p, l, 2, &|_| true).expect("consumer"),
+                )
+            };
+            for _ in 0..n {
+                black_box(rx.pop().is_err());
+            }
+        }
+        other => panic!("unknown path {other}"),
+    }
+}
+
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     let path = a.get(1).map_or("chan", String::as_str);
     let size: usize = a.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
     let n: u64 = a.get(3).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
     let burst: u64 = a.get(4).and_then(|s| s.parse().ok()).unwrap_or(1);
+    if path.ends_with("-empty") {
+        match size {
+            8 => run_empty::<8>(path, n),
+            _ => run_empty::<64>(path, n),
+        }
+        return;
+    }
     match size {
         8 => run::<8>(path, n, burst),
         64 => run::<64>(path, n, burst),
