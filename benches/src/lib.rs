@@ -1,6 +1,7 @@
 //! Shared helpers for shmlane's benchmarks: the criterion benches in `benches/` and the
 //! cross-process harness behind `shmlane bench`.
 
+pub mod chan;
 pub mod inproc;
 pub mod peers;
 pub mod suite;

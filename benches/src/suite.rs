@@ -128,14 +128,67 @@ pub struct Check {
 }
 
 /// The same-round ratio rows. Each appears when both of its transports were measured.
-pub const CHECKS: &[Check] = &[Check {
-    name: "mpmc/spsc rtt 64 KiB",
-    num: "shmlane-mpmc-spin",
-    den: "shmlane-spsc-spin",
-    metric: "rtt",
-    size: 65536,
-    target: 1.5,
-}];
+pub const CHECKS: &[Check] = &[
+    Check {
+        name: "mpmc/spsc rtt 64 KiB",
+        num: "shmlane-mpmc-spin",
+        den: "shmlane-spsc-spin",
+        metric: "rtt",
+        size: 65536,
+        target: 1.5,
+    },
+    // The channel path against the raw ring it runs on (issue 18).
+    Check {
+        name: "chan/ring rtt 8 B",
+        num: "shmlane-chan-spsc-spin",
+        den: "shmlane-spsc-spin",
+        metric: "rtt",
+        size: 8,
+        target: 1.1,
+    },
+    Check {
+        name: "chan/ring stream 8 B",
+        num: "shmlane-chan-spsc-spin",
+        den: "shmlane-spsc-spin",
+        metric: "throughput",
+        size: 8,
+        target: 0.9,
+    },
+    Check {
+        name: "chan/ring stream 64 B",
+        num: "shmlane-chan-spsc-spin",
+        den: "shmlane-spsc-spin",
+        metric: "throughput",
+        size: 64,
+        target: 0.9,
+    },
+    // One message per step against the hand-written ring a user would write.
+    Check {
+        name: "ring/naive stream 64 B",
+        num: "shmlane-spsc-spin",
+        den: "naive-shm-ring",
+        metric: "throughput",
+        size: 64,
+        target: 0.8,
+    },
+    // Against the peers (`--peers` runs only).
+    Check {
+        name: "chan/iceoryx2 rtt 8 B",
+        num: "shmlane-chan-spsc-spin",
+        den: "iceoryx2-pubsub",
+        metric: "rtt",
+        size: 8,
+        target: 0.3,
+    },
+    Check {
+        name: "chan park/ice event 8 B",
+        num: "shmlane-chan-spsc-park",
+        den: "iceoryx2-event",
+        metric: "rtt",
+        size: 8,
+        target: 1.0,
+    },
+];
 
 /// One [`Check`] evaluated on a run.
 #[derive(Clone, Debug)]
@@ -219,11 +272,15 @@ fn fast(transport: &str) -> bool {
         || transport == "hw-cacheline"
         || transport == "memcpy"
         || crate::peers::in_process(transport)
+        || transport == "naive-shm-ring"
 }
 
 /// Round trips per round.
 fn rtt_samples(level: Level, transport: &str, size: usize) -> u64 {
-    let base: u64 = if fast(transport) || transport == "shmlane-spsc-spinpark" {
+    let base: u64 = if fast(transport)
+        || transport == "shmlane-spsc-spinpark"
+        || transport == "shmlane-chan-spsc-spinpark"
+    {
         if size >= 65536 { 5_000 } else { 50_000 }
     } else if size >= 65536 {
         300
@@ -445,7 +502,7 @@ fn rtt_tables(recs: &[Record], out: &mut String) {
         let _ = writeln!(*out, "\nround trip, {} messages (ns)", size_name(size));
         let _ = writeln!(
             *out,
-            "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>10}  per round: p50[hw p50]",
+            "{:<26} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>10}  per round: p50[hw p50]",
             "transport", "p50", "p99", "p99.9", "max", "pipe/this", "this/hw", "p99.9/hw",
         );
         for r in recs
@@ -472,7 +529,7 @@ fn rtt_tables(recs: &[Record], out: &mut String) {
             });
             let _ = writeln!(
                 *out,
-                "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>10}  {}",
+                "{:<26} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>10}  {}",
                 r.transport,
                 s.p50,
                 s.p99,
@@ -500,7 +557,7 @@ fn tp_tables(recs: &[Record], out: &mut String) {
         let _ = writeln!(*out, "\nstreaming, {} messages", size_name(size));
         let _ = writeln!(
             *out,
-            "{:<24} {:>12} {:>12} {:>10} {:>12}  per round: M msg/s[hw p50]",
+            "{:<26} {:>12} {:>12} {:>10} {:>12}  per round: M msg/s[hw p50]",
             "transport", "M msg/s", "GB/s", "this/pipe", "this/memcpy",
         );
         for r in recs
@@ -510,7 +567,7 @@ fn tp_tables(recs: &[Record], out: &mut String) {
             let m = r.msgs_per_s.expect("throughput");
             let _ = writeln!(
                 *out,
-                "{:<24} {:>12.2} {:>12.3} {:>10} {:>12}  {}",
+                "{:<26} {:>12.2} {:>12.3} {:>10} {:>12}  {}",
                 r.transport,
                 m / 1e6,
                 m * size as f64 / 1e9,

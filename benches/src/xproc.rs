@@ -36,6 +36,14 @@ pub const TRANSPORTS: &[&str] = &[
     "shmlane-spsc-park",
     "shmlane-spsc-chunk",
     "shmlane-mpmc-spin",
+    // The channel API and the hand-written reference ring (`crate::chan`).
+    "shmlane-chan-spsc-spin",
+    "shmlane-chan-spsc-spinpark",
+    "shmlane-chan-spsc-park",
+    "shmlane-chan-mpmc",
+    "shmlane-chan-bytes",
+    "shmlane-chan-broadcast",
+    "naive-shm-ring",
     "pipe",
     "uds-stream",
     "uds-seqpacket",
@@ -58,6 +66,9 @@ pub fn has_rtt(transport: &str, size: usize) -> bool {
 
 /// Whether `transport` has a streaming figure.
 pub fn has_throughput(transport: &str) -> bool {
+    if crate::chan::handles(transport) {
+        return crate::chan::has_throughput(transport);
+    }
     !matches!(
         transport,
         "hw-cacheline" | "shmlane-spsc-park" | "shmlane-spsc-spinpark" | "eventfd"
@@ -105,12 +116,12 @@ impl Shm {
         Self { seg }
     }
 
-    fn region(&self, name: &str) -> (*mut u8, usize) {
+    pub(crate) fn region(&self, name: &str) -> (*mut u8, usize) {
         let r = self.seg.find_region(name).expect("region");
         (r.as_ptr(), r.len())
     }
 
-    fn event(&self, name: &str) -> Event {
+    pub(crate) fn event(&self, name: &str) -> Event {
         let (p, l) = self.region(name);
         // SAFETY: the region lives as long as `self.seg`, which outlives the handle.
         unsafe { Event::attach(p, l) }.expect("event")
@@ -124,10 +135,10 @@ impl Shm {
 }
 
 /// A one-direction sender and receiver of `size`-byte messages.
-trait Tx {
+pub(crate) trait Tx {
     fn send(&mut self, msg: &[u8]);
 }
-trait Rx {
+pub(crate) trait Rx {
     fn recv(&mut self, msg: &mut [u8]);
 }
 
@@ -369,7 +380,7 @@ fn strategy_of(transport: &str) -> WaitStrategy {
 
 /// Work done with one side's sender and receiver, monomorphised for each transport's types
 /// (a virtual call per message would cost more than a shared-memory message).
-trait Job {
+pub(crate) trait Job {
     type Out;
     fn run<T: Tx, R: Rx>(self, tx: T, rx: R) -> Self::Out;
 }
@@ -511,7 +522,7 @@ fn kernel_endpoints<'a>(
 /// Elements of `n` bytes per SPSC ring: 4096, or what fits the 4 MiB of slots (64 at 64 KiB:
 /// a ring larger than L2 lets large messages reach the reader through the shared L3 instead of
 /// one probe of the writer's L2 per cache line, 3–4x the bandwidth on this machine).
-const fn spsc_capacity(n: usize) -> u64 {
+pub(crate) const fn spsc_capacity(n: usize) -> u64 {
     let fit = (RING as usize / n) as u64;
     if fit < 4096 { fit } else { 4096 }
 }
@@ -607,9 +618,9 @@ pub(crate) fn forked<R>(
 }
 
 /// The child's side of a round trip: receive, send back, `n` times.
-struct Echo {
-    size: usize,
-    n: u64,
+pub(crate) struct Echo {
+    pub(crate) size: usize,
+    pub(crate) n: u64,
 }
 impl Job for Echo {
     type Out = ();
@@ -623,9 +634,9 @@ impl Job for Echo {
 }
 
 /// The parent's side of a round trip: send, wait for the echo, time it.
-struct Ping {
-    size: usize,
-    n: u64,
+pub(crate) struct Ping {
+    pub(crate) size: usize,
+    pub(crate) n: u64,
 }
 impl Job for Ping {
     type Out = Vec<u64>;
@@ -646,6 +657,9 @@ impl Job for Ping {
 
 /// Round trips of `size`-byte messages; returns per-round-trip nanoseconds.
 pub fn rtt(transport: &str, size: usize, n: u64, same_core: bool) -> Vec<u64> {
+    if crate::chan::handles(transport) {
+        return crate::chan::rtt(transport, size, n, same_core);
+    }
     let s = setup(transport);
     ring_init(&s, transport, size);
     forked(
@@ -657,9 +671,9 @@ pub fn rtt(transport: &str, size: usize, n: u64, same_core: bool) -> Vec<u64> {
 }
 
 /// The streaming sender: `n` messages as fast as the transport takes them.
-struct Stream {
-    size: usize,
-    n: u64,
+pub(crate) struct Stream {
+    pub(crate) size: usize,
+    pub(crate) n: u64,
 }
 impl Job for Stream {
     type Out = ();
@@ -672,9 +686,9 @@ impl Job for Stream {
 }
 
 /// The streaming receiver.
-struct Drain {
-    size: usize,
-    n: u64,
+pub(crate) struct Drain {
+    pub(crate) size: usize,
+    pub(crate) n: u64,
 }
 impl Job for Drain {
     type Out = ();
@@ -695,6 +709,9 @@ impl Job for Drain {
 pub fn throughput(transport: &str, size: usize, n: u64, same_core: bool) -> Duration {
     if transport == "memcpy" {
         return memcpy(size, n);
+    }
+    if crate::chan::handles(transport) {
+        return crate::chan::throughput(transport, size, n, same_core);
     }
     let s = setup(transport);
     ring_init(&s, transport, size);

@@ -666,7 +666,6 @@ impl<T: Pod + Send> Channel<T> {
             inner: self.inner.clone(),
             side,
             stats: SideStats::default(),
-            pending: 0,
             last_flush: Instant::now(),
             misses: 0,
             next_hole_check: None,

@@ -289,6 +289,45 @@ fn killed_producer_is_reported_to_a_parked_consumer() {
     killer.join().unwrap();
 }
 
+/// A consumer parked after its spin phase (the default `SpinThenPark`) notices its producer's
+/// death within the peer-check period (50 ms), not after many parks: the peer timer is read
+/// only every 64th look while spinning (`Local::block`), on every look once parked.
+#[test]
+fn parked_consumer_sees_a_death_within_the_peer_check() {
+    let name = unique("chan-kill-soon");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::spsc::<u64>(&name)
+        .when_peers_leave(shmlane::PeersLeave::Disconnect)
+        .capacity(4096)
+        .create()
+        .unwrap();
+    let mut rx = ch.consumer().unwrap();
+    let mut prod = child("send-then-hang", &[&name]).spawn().unwrap();
+    for i in 0..1000 {
+        assert_eq!(
+            rx.recv(Some(Deadline::after(Duration::from_secs(30)))),
+            Ok(i)
+        );
+    }
+    // Parked for a second (20 peer checks) before the kill.
+    let reaper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        prod.kill().unwrap();
+        prod.wait().unwrap();
+        std::time::Instant::now()
+    });
+    let r = rx.recv(Some(Deadline::after(Duration::from_secs(30))));
+    let seen = std::time::Instant::now();
+    let death = reaper.join().unwrap();
+    assert_eq!(r, Err(RecvError::PeerDied));
+    let late = seen.saturating_duration_since(death);
+    // 50 ms nominal; generous for a loaded machine, far below 64 parks (3.2 s).
+    assert!(
+        late < Duration::from_millis(800),
+        "death seen {late:?} after it"
+    );
+}
+
 /// A producer process dies; a restarted producer process takes its role over (the dead
 /// holder's claim) and the consumer, which saw `PeerDied` meanwhile, receives from it.
 #[test]

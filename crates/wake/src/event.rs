@@ -237,12 +237,14 @@ impl Event {
     /// Wakes every parked waiter, after the caller made its condition true (e.g. published
     /// a message with a Release store). With nobody parked this is one fence and one load: no
     /// syscall. Returns whether it issued a wake.
+    #[inline]
     pub fn notify(&self) -> bool {
         self.notify_then(|| {})
     }
 
     /// `notify`, running `also` after the futex wake when there was a sleeper (the pollable
     /// bridge writes its eventfd there).
+    #[inline]
     pub(crate) fn notify_then(&self, also: impl FnOnce()) -> bool {
         let e = self.raw();
         if NOTIFY_FENCE {

@@ -65,6 +65,7 @@ macro_rules! send_impl {
         /// receiver asleep this is a fence and a load: no syscall). `Disconnected` only in
         /// [`PeersLeave::Disconnect`](crate::PeersLeave) mode, on a full ring whose receivers
         /// all left.
+        #[inline]
         pub fn try_send(&mut self, value: T) -> Result<(), TrySendError<T>> {
             match self.ring.push(value) {
                 Ok(()) => {
@@ -180,6 +181,7 @@ macro_rules! recv_impl {
         /// wakes a blocked sender. `Disconnected` ([`PeersLeave::Disconnect`](crate::PeersLeave)
         /// mode only) once every sender this endpoint has seen left cleanly and the ring is
         /// drained; a sender's death is reported by [`recv`](Self::recv).
+        #[inline]
         pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
             match self.ring.pop() {
                 Ok(v) => {

@@ -7,6 +7,7 @@ use super::{
 };
 use crate::error::WaitPeerError;
 use shmlane_segment::Attachment;
+use shmlane_wake::WaitStrategy;
 
 /// An attachment in the segment's table: its slot and process. A dead one in an endpoint's
 /// baseline is never reported to it (a later holder of the slot has another pid).
@@ -196,8 +197,9 @@ pub(crate) struct Local {
     pub(crate) life: Box<Life>,
     pub(crate) inner: Arc<Inner>,
     pub(super) side: Side,
+    /// Counts not yet added to the shared statistics (`stats.messages` doubles as the count
+    /// of messages since the last flush: only `done` adds to it, and `flush` takes it).
     pub(crate) stats: SideStats,
-    pub(super) pending: u64,
     pub(super) last_flush: Instant,
     /// Waits in a row that ended ready without the operation then succeeding (reset by
     /// [`done`](Self::done)): from the fourth on, `block` sleeps a little first, so a condition
@@ -222,6 +224,9 @@ pub(crate) struct Local {
 /// count is ignored until the next timed check (see there).
 const MAX_FRUITLESS_JOINS: u32 = 4;
 
+/// In a wait's spin phase, `block` reads the peer-check timer on every this many looks.
+const PEER_CLOCK_EVERY: u32 = 64;
+
 /// Longest pause `block` takes after repeated ready-but-failed waits.
 const MISS_SLEEP_MAX: Duration = Duration::from_millis(1);
 
@@ -235,8 +240,7 @@ impl Local {
         }
         self.stats.messages += n;
         self.stats.bytes += bytes;
-        self.pending += n;
-        if self.pending >= STATS_EVERY {
+        if self.stats.messages >= STATS_EVERY {
             self.flush();
         }
         let ev = match self.side {
@@ -279,7 +283,6 @@ impl Local {
                 s[i].fetch_add(v, Ordering::Relaxed);
             }
         }
-        self.pending = 0;
         self.last_flush = Instant::now();
     }
 
@@ -361,10 +364,13 @@ impl Local {
         deadline: Option<Deadline>,
         mut ready: impl FnMut() -> bool,
     ) -> bool {
-        if deadline.as_ref().is_some_and(Deadline::is_past) {
-            return false;
-        }
+        // The deadline is read by the wait below before it looks at `ready` (its first turn)
+        // and again when `ready` holds; only the pause before it needs it here. One clock
+        // read fewer per wait: a ping-pong waits once per message.
         if self.misses >= 4 {
+            if deadline.as_ref().is_some_and(Deadline::is_past) {
+                return false;
+            }
             let mut pause =
                 Duration::from_micros(50 << (self.misses - 4).min(5)).min(MISS_SLEEP_MAX);
             if let Some(d) = &deadline {
@@ -380,8 +386,10 @@ impl Local {
         self.stats.stalls += 1;
         self.stats.sleeps += 1;
         // Publish statistics before a wait that may be long, but not on every short one
-        // (a ping-pong waits once per message): at most every 10 ms.
-        if self.last_flush.elapsed() >= Duration::from_millis(10) {
+        // (a ping-pong waits once per message): at most every 10 ms. The same clock read
+        // starts the peer-check timer below.
+        let now = Instant::now();
+        if now.saturating_duration_since(self.last_flush) >= Duration::from_millis(10) {
             self.flush();
         }
         let (inner, life) = (&self.inner, &mut self.life);
@@ -389,16 +397,33 @@ impl Local {
             Side::Send => &inner.ev_space,
             Side::Recv => &inner.ev_data,
         };
-        let mut last = Instant::now();
+        let mut last = now;
+        // The looks the wait takes back to back, a spin hint apart: the spin phase of the
+        // strategy's schedule (`shmlane_wake`'s `Pauses`: `SpinThenPark` looks `spins` times
+        // before it yields or parks, `BusySpin` never stops, `SpinYield` yields after 7 looks
+        // and `Park` parks at once). Among those the peer timer is read on every
+        // `PEER_CLOCK_EVERY`th look only (a clock read on each made a spinning endpoint notice
+        // a message tens of nanoseconds later); on every look after them (each after a yield
+        // or a park) as before, so a death is still seen within `PEER_CHECK` while parked.
+        let quick = match inner.strategy {
+            WaitStrategy::BusySpin => u32::MAX,
+            WaitStrategy::SpinThenPark { spins, .. } => spins,
+            WaitStrategy::SpinYield | WaitStrategy::Park => 0,
+        };
+        let mut looks = 0u32;
         // Wakes for what the endpoint reports (a death not reported yet, `Disconnect`'s end,
         // corruption), never for peers that left in `Wait` mode: that waits, without a turn.
         let outcome = ev.wait_checking(&inner.strategy, deadline, PEER_CHECK, || {
+            let look = looks;
+            looks = looks.saturating_add(1);
             ready()
                 || life.gone(inner)
-                || (last.elapsed() >= PEER_CHECK && {
-                    last = Instant::now();
-                    Life::reportable(life.peers(inner))
-                })
+                || ((look >= quick || look % PEER_CLOCK_EVERY == 0)
+                    && last.elapsed() >= PEER_CHECK
+                    && {
+                        last = Instant::now();
+                        Life::reportable(life.peers(inner))
+                    })
         });
         let ready = outcome == shmlane_wake::WaitOutcome::Ready;
         // Counted as a miss until the operation succeeds (`done` resets it).
