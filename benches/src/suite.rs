@@ -826,17 +826,23 @@ fn tp_svg(recs: &[Record]) -> String {
             continue;
         }
         let c = COLORS[k % COLORS.len()];
+        // More lines than colours: the later ones dashed, so no two lines look alike.
+        let dash = ["none", "7 3", "2 3"][(k / COLORS.len()) % 3];
         let path: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
         let _ = writeln!(
             s,
-            "<polyline points='{}' fill='none' stroke='{c}' stroke-width='2'/>",
+            "<polyline points='{}' fill='none' stroke='{c}' stroke-width='2' stroke-dasharray='{dash}'/>",
             path.join(" ")
         );
+        let ly = top + 14.0 * k as f64;
         let _ = writeln!(
             s,
-            "<text x='{}' y='{}' fill='{c}'>{t}</text>",
+            "<line x1='{}' x2='{}' y1='{:.1}' y2='{:.1}' stroke='{c}' stroke-width='2' stroke-dasharray='{dash}'/><text x='{}' y='{ly}' fill='{c}'>{t}</text>",
             w - 210.0,
-            top + 14.0 * k as f64
+            w - 184.0,
+            ly - 4.0,
+            ly - 4.0,
+            w - 180.0
         );
         k += 1;
     }
