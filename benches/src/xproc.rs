@@ -592,26 +592,60 @@ fn mpmc_init(s: &Setup, size: usize) {
 /// Forks; the child maps every page of the segment (a child starts with none of a shared
 /// mapping's pages mapped), runs `child` pinned to `child_core` and `_exit`s; the parent runs
 /// `parent` pinned to core 0, then reaps the child.
+///
+/// A failed row leaves nothing behind (review rev18): a child that panics ends there with
+/// status 101 (its panic never unwinds through the caller's frames, whose destructors belong
+/// to the parent), and the parent then panics too, naming it; a parent that panics kills and
+/// reaps its child before the panic goes on, and a parent process that dies takes its child
+/// with it (`PR_SET_PDEATHSIG`). Before, either side's failure left the other waiting, a raw
+/// ring's child spinning for ever.
 pub(crate) fn forked<R>(
     shm: &Shm,
     child_core: usize,
     child: impl FnOnce(),
     parent: impl FnOnce() -> R,
 ) -> R {
+    /// Kills and reaps the child unless disarmed (the parent's side unwinding).
+    struct Reap(Option<nix::unistd::Pid>);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if let Some(pid) = self.0 {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+            }
+        }
+    }
+    let parent_pid = std::process::id();
     // SAFETY: the harness is single-threaded when it forks; the child only runs `child` on
     // inherited memory and descriptors, then `_exit`s without running destructors.
     match unsafe { nix::unistd::fork() }.expect("fork") {
         nix::unistd::ForkResult::Child => {
-            pin(child_core);
-            shm.seg.prefault();
-            child();
-            // SAFETY: always safe.
-            unsafe { libc::_exit(0) };
+            // SAFETY: prctl with integer arguments only.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            // A parent that died before the line above sent no signal.
+            if std::os::unix::process::parent_id() != parent_pid {
+                // SAFETY: always safe.
+                unsafe { libc::_exit(101) };
+            }
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pin(child_core);
+                shm.seg.prefault();
+                child();
+            }))
+            .is_ok();
+            // SAFETY: always safe; no destructors run in the forked child.
+            unsafe { libc::_exit(if ok { 0 } else { 101 }) };
         }
         nix::unistd::ForkResult::Parent { child } => {
+            let mut reap = Reap(Some(child));
             pin(0);
             let r = parent();
-            nix::sys::wait::waitpid(child, None).expect("waitpid");
+            reap.0 = None;
+            let status = nix::sys::wait::waitpid(child, None).expect("waitpid");
+            assert!(
+                matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
+                "the measurement's child process failed ({status:?}; its message is above)"
+            );
             r
         }
     }
@@ -923,4 +957,89 @@ pub struct Record {
     pub msgs_per_s: Option<f64>,
     /// Each round's figure and the hardware ping-pong beside it, in round order.
     pub rounds: Vec<RoundFigure>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Shm, forked};
+    use std::{
+        panic::{AssertUnwindSafe, catch_unwind},
+        sync::atomic::Ordering,
+        time::{Duration, Instant},
+    };
+
+    /// Whether process `pid` still exists (a zombie counts: not reaped).
+    fn exists(pid: i32) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(pid, 0) == 0 }
+    }
+
+    /// Review rev18: a row whose parent side panics (a failed send, a spin limit) must not
+    /// leave its child behind: on b50a81c the child, waiting for a message that never comes,
+    /// kept running (a raw ring's child spins for ever at 100 % of a core).
+    #[test]
+    fn a_panicking_parent_leaves_no_child_behind() {
+        let shm = Shm::new();
+        let pid = shm.word(2);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            forked(
+                &shm,
+                0,
+                || {
+                    // ORDERING: Relaxed; the parent only reads the number.
+                    pid.store(u64::from(std::process::id()), Ordering::Relaxed);
+                    // A child waiting for its peer's next message.
+                    loop {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                },
+                || {
+                    // ORDERING: Relaxed; as above.
+                    while pid.load(Ordering::Relaxed) == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    panic!("the row failed in the parent");
+                },
+            )
+        }));
+        assert!(r.is_err());
+        let child = i32::try_from(pid.load(Ordering::Relaxed)).unwrap();
+        let left = exists(child);
+        if left {
+            // Clean up what the harness left.
+            // SAFETY: our own child.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
+        }
+        assert!(!left, "child {child} still there after the parent's panic");
+    }
+
+    /// Review rev18: a child that panics must end there, with its failure reported to the
+    /// parent; on b50a81c its panic unwound through the caller's frames in the child (running
+    /// the parent's destructors there: a channel's, the segment's) and the parent's `forked`
+    /// returned as if the row had run.
+    #[test]
+    fn a_panicking_child_runs_no_parent_code_and_fails_the_row() {
+        struct Guard<'a>(&'a std::sync::atomic::AtomicU64, u32);
+        impl Drop for Guard<'_> {
+            fn drop(&mut self) {
+                if std::process::id() != self.1 {
+                    // ORDERING: Relaxed; read after the child was reaped.
+                    self.0.store(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let shm = Shm::new();
+        let ran = shm.word(2);
+        let t0 = Instant::now();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let _g = Guard(ran, std::process::id());
+            forked(&shm, 0, || panic!("the row failed in the child"), || 5)
+        }));
+        // ORDERING: Relaxed; the child was reaped.
+        let ran = ran.load(Ordering::Relaxed);
+        assert_eq!(ran, 0, "the child ran the caller's destructors");
+        assert!(r.is_err(), "the parent did not notice its child failed");
+        assert!(t0.elapsed() < Duration::from_secs(10));
+    }
 }
