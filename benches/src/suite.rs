@@ -312,8 +312,8 @@ struct Work {
     rtt: bool,
 }
 
-/// Runs the suite; progress goes to stderr.
-pub fn run(opts: &Options) -> Vec<Record> {
+/// The measurements `opts` asks for, in table order.
+fn plan(opts: &Options) -> Vec<Work> {
     let mut work = Vec::new();
     for &size in SIZES {
         for &t in TRANSPORTS.iter().chain(peers::rows(opts.peers)) {
@@ -337,6 +337,12 @@ pub fn run(opts: &Options) -> Vec<Record> {
             }
         }
     }
+    work
+}
+
+/// Runs the suite; progress goes to stderr.
+pub fn run(opts: &Options) -> Vec<Record> {
+    let work = plan(opts);
     let r = rounds(opts.level);
     let total = work.len() * r;
     let mut rtts: Vec<Vec<u64>> = vec![Vec::new(); work.len()];
