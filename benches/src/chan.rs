@@ -771,11 +771,9 @@ where
                         job: Stream { size, n },
                     };
                     with_endpoints(k, &names, &made, &shm, true, job);
-                    // ORDERING: Acquire; pairs with the child's Release store.
-                    while took.load(Ordering::Acquire) == 0 {
-                        std::thread::sleep(Duration::from_micros(50));
-                    }
-                    Out::Took(Duration::from_nanos(took.load(Ordering::Relaxed)))
+                    // Pairs with the child's Release store.
+                    let ns = crate::xproc::await_child_word(took, Duration::from_micros(50));
+                    Out::Took(Duration::from_nanos(ns))
                 },
             )
         }

@@ -639,7 +639,10 @@ pub(crate) fn forked<R>(
         nix::unistd::ForkResult::Parent { child } => {
             let mut reap = Reap(Some(child));
             pin(0);
-            let r = parent();
+            let outer = CHILD.with(|c| c.replace(Some(child)));
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(parent));
+            CHILD.with(|c| c.set(outer));
+            let r = r.unwrap_or_else(|e| std::panic::resume_unwind(e));
             reap.0 = None;
             let status = nix::sys::wait::waitpid(child, None).expect("waitpid");
             assert!(
@@ -648,6 +651,55 @@ pub(crate) fn forked<R>(
             );
             r
         }
+    }
+}
+
+thread_local! {
+    /// The child of the [`forked`] call running on this thread (parent side), if any.
+    static CHILD: core::cell::Cell<Option<nix::unistd::Pid>> = const { core::cell::Cell::new(None) };
+}
+
+/// Whether the child of the running [`forked`] call has ended (it is left to be reaped).
+fn child_ended() -> bool {
+    let Some(pid) = CHILD.with(core::cell::Cell::get) else {
+        return false;
+    };
+    // SAFETY: all-zero is a valid `siginfo_t`; waitid only writes it.
+    let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
+    // SAFETY: a valid pointer to `info`; WNOWAIT leaves the child to `forked`'s waitpid.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid.as_raw() as libc::id_t,
+            &raw mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: filled in by waitid for a child that ended, zero otherwise.
+    r == 0 && unsafe { info.si_pid() } != 0
+}
+
+/// The parent's wait for a word its child sets (ready, the streaming time), sleeping `pause`
+/// between looks; panics if the child ended without setting it (review rev18: a child that
+/// failed left the parent sleeping here for ever).
+pub(crate) fn await_child_word(word: &AtomicU64, pause: Duration) -> u64 {
+    let mut since_check = Duration::ZERO;
+    loop {
+        // ORDERING: Acquire; pairs with the child's Release store of the word.
+        let v = word.load(Ordering::Acquire);
+        if v != 0 {
+            return v;
+        }
+        if since_check >= Duration::from_millis(10) {
+            since_check = Duration::ZERO;
+            // One more look: the child may have set it just before it ended.
+            assert!(
+                !child_ended() || word.load(Ordering::Acquire) != 0,
+                "the measurement's child process ended without its figure (its message is above)"
+            );
+        }
+        std::thread::sleep(pause);
+        since_check += pause;
     }
 }
 
@@ -773,11 +825,9 @@ pub fn throughput(transport: &str, size: usize, n: u64, same_core: bool) -> Dura
             took.store(end - start.load(Ordering::Relaxed), Ordering::Release);
         },
         || {
-            // ORDERING: Acquire; pairs with the child's Release store of `ready`. Sleeps, not
-            // spins: with `--same-core` the child needs this core to get ready.
-            while ready.load(Ordering::Acquire) == 0 {
-                std::thread::sleep(Duration::from_micros(20));
-            }
+            // Pairs with the child's Release store of `ready`. Sleeps, not spins: with
+            // `--same-core` the child needs this core to get ready.
+            await_child_word(ready, Duration::from_micros(20));
             // ORDERING: Release; pairs with the child's Acquire load.
             start.store(monotonic_ns(), Ordering::Release);
             if chunk {
@@ -785,11 +835,8 @@ pub fn throughput(transport: &str, size: usize, n: u64, same_core: bool) -> Dura
             } else {
                 with_endpoints(&s, transport, size, true, Stream { size, n });
             }
-            // ORDERING: Acquire; pairs with the child's Release store.
-            while took.load(Ordering::Acquire) == 0 {
-                std::thread::sleep(Duration::from_micros(50));
-            }
-            Duration::from_nanos(took.load(Ordering::Relaxed))
+            // Pairs with the child's Release store.
+            Duration::from_nanos(await_child_word(took, Duration::from_micros(50)))
         },
     )
 }
@@ -1041,5 +1088,31 @@ mod tests {
         assert_eq!(ran, 0, "the child ran the caller's destructors");
         assert!(r.is_err(), "the parent did not notice its child failed");
         assert!(t0.elapsed() < Duration::from_secs(10));
+    }
+
+    /// Review rev18: a parent waiting for its child's figure (the streaming time) stops when
+    /// the child failed instead of sleeping for ever (b50a81c: the loop never ended).
+    #[test]
+    fn a_parent_waiting_for_a_failed_childs_figure_stops() {
+        let (done, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let shm = Shm::new();
+            let took = shm.word(1);
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                forked(
+                    &shm,
+                    0,
+                    || panic!("the child's receive failed"),
+                    || super::await_child_word(took, Duration::from_micros(50)),
+                )
+            }));
+            done.send(r.is_err()).unwrap();
+        });
+        let failed = wait.recv_timeout(Duration::from_secs(10));
+        assert_eq!(
+            failed,
+            Ok(true),
+            "the parent still waits (or returned a figure)"
+        );
     }
 }
