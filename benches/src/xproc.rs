@@ -643,8 +643,24 @@ pub(crate) fn forked<R>(
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(parent));
             CHILD.with(|c| c.set(outer));
             let r = r.unwrap_or_else(|e| std::panic::resume_unwind(e));
+            // The child ends with its last message; one that does not within the harness's
+            // limit is stuck (the guard kills and reaps it as the panic goes on).
+            let t0 = Instant::now();
+            let status = loop {
+                match nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+                    .expect("waitpid")
+                {
+                    nix::sys::wait::WaitStatus::StillAlive => {
+                        assert!(
+                            t0.elapsed() < CHILD_LIMIT,
+                            "the measurement's child process did not end within {CHILD_LIMIT:?}"
+                        );
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    status => break status,
+                }
+            };
             reap.0 = None;
-            let status = nix::sys::wait::waitpid(child, None).expect("waitpid");
             assert!(
                 matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
                 "the measurement's child process failed ({status:?}; its message is above)"
@@ -653,6 +669,9 @@ pub(crate) fn forked<R>(
         }
     }
 }
+
+/// How long a measurement's child may take to end once the parent's side is done.
+const CHILD_LIMIT: Duration = Duration::from_secs(60);
 
 thread_local! {
     /// The child of the [`forked`] call running on this thread (parent side), if any.
@@ -1007,13 +1026,24 @@ pub struct Record {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::{Shm, forked};
     use std::{
         panic::{AssertUnwindSafe, catch_unwind},
         sync::atomic::Ordering,
         time::{Duration, Instant},
     };
+
+    /// Forking tests one at a time: a fork while another test thread holds a lock the
+    /// child's panic needs (the backtrace printer's, with RUST_BACKTRACE set) left the child
+    /// hung in its panic hook.
+    pub(crate) static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    pub(crate) fn one_fork_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+        FORKS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 
     /// Whether process `pid` still exists (a zombie counts: not reaped).
     fn exists(pid: i32) -> bool {
@@ -1026,6 +1056,7 @@ mod tests {
     /// kept running (a raw ring's child spins for ever at 100 % of a core).
     #[test]
     fn a_panicking_parent_leaves_no_child_behind() {
+        let _one = one_fork_at_a_time();
         let shm = Shm::new();
         let pid = shm.word(2);
         let r = catch_unwind(AssertUnwindSafe(|| {
@@ -1076,6 +1107,7 @@ mod tests {
                 }
             }
         }
+        let _one = one_fork_at_a_time();
         let shm = Shm::new();
         let ran = shm.word(2);
         let t0 = Instant::now();
@@ -1094,6 +1126,7 @@ mod tests {
     /// the child failed instead of sleeping for ever (b50a81c: the loop never ended).
     #[test]
     fn a_parent_waiting_for_a_failed_childs_figure_stops() {
+        let _one = one_fork_at_a_time();
         let (done, wait) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let shm = Shm::new();
