@@ -197,6 +197,19 @@ impl Names {
     }
 }
 
+/// The row's channel names go with the row (review rev18): a child that failed (or was killed
+/// when the parent's side failed) dies attached, and a channel with a dead attachment or unread
+/// messages keeps its name (`UnlinkPolicy::LastDetach`), so a failed row left two segments in
+/// /dev/shm. Dropped after the channels (`measure` makes the names first) and after the child
+/// was reaped; the names are this process's own.
+impl Drop for Names {
+    fn drop(&mut self) {
+        for n in [&self.ab, &self.ba] {
+            let _ = std::fs::remove_file(format!("/dev/shm/{n}"));
+        }
+    }
+}
+
 /// Messages (or, for byte channels, bytes) each channel holds: as the raw rings, 4096
 /// messages or 4 MiB of them, whichever is less.
 fn capacity(size: usize) -> u64 {
@@ -771,11 +784,9 @@ where
                         job: Stream { size, n },
                     };
                     with_endpoints(k, &names, &made, &shm, true, job);
-                    // ORDERING: Acquire; pairs with the child's Release store.
-                    while took.load(Ordering::Acquire) == 0 {
-                        std::thread::sleep(Duration::from_micros(50));
-                    }
-                    Out::Took(Duration::from_nanos(took.load(Ordering::Relaxed)))
+                    // Pairs with the child's Release store.
+                    let ns = crate::xproc::await_child_word(took, Duration::from_micros(50));
+                    Out::Took(Duration::from_nanos(ns))
                 },
             )
         }
@@ -806,5 +817,64 @@ pub fn throughput(transport: &str, size: usize, n: u64, same_core: bool) -> Dura
     match by_size(transport, size, n, same_core, &Metric::Stream) {
         Out::Took(d) => d,
         Out::Rtt(_) => unreachable!("streaming gives a time"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Kind, Names, create, with_endpoints};
+    use crate::xproc::{Job, Rx, Shm, Tx, forked};
+    use shmlane::WaitStrategy;
+
+    /// A child waiting, its endpoints open, for a message that never comes.
+    struct Hang;
+    impl Job for Hang {
+        type Out = ();
+        fn run<T: Tx, R: Rx>(self, _: T, _: R) {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+
+    /// Review rev18: a channel row that failed in the parent leaves no segment in /dev/shm:
+    /// its child, killed, dies attached, and `LastDetach` then keeps both channels' names.
+    #[test]
+    fn a_failed_channel_row_leaves_no_segment() {
+        let _one = crate::xproc::tests::one_fork_at_a_time();
+        let shm = Shm::new();
+        let k = Kind::Spsc(WaitStrategy::BusySpin);
+        let names = Names::new();
+        let paths = [&names.ab, &names.ba].map(|n| format!("/dev/shm/{n}"));
+        let made = create::<8>(k, &names);
+        assert!(std::path::Path::new(&paths[0]).exists());
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            forked(
+                &shm,
+                0,
+                || with_endpoints(k, &names, &made, &shm, false, Hang),
+                || {
+                    // Until the child has attached to both.
+                    let attached = |p: &str| {
+                        shmlane_segment::inspect(std::path::Path::new(p))
+                            .ok()
+                            .flatten()
+                            .map_or(0, |i| i.attached.len())
+                    };
+                    while attached(&paths[0]) < 2 || attached(&paths[1]) < 2 {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    panic!("the row failed in the parent");
+                },
+            );
+        }));
+        assert!(r.is_err());
+        drop(made);
+        drop(names);
+        let left: Vec<&String> = paths
+            .iter()
+            .filter(|p| std::fs::remove_file(p).is_ok())
+            .collect();
+        assert!(left.is_empty(), "{left:?} left behind");
     }
 }

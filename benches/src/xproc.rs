@@ -592,28 +592,133 @@ fn mpmc_init(s: &Setup, size: usize) {
 /// Forks; the child maps every page of the segment (a child starts with none of a shared
 /// mapping's pages mapped), runs `child` pinned to `child_core` and `_exit`s; the parent runs
 /// `parent` pinned to core 0, then reaps the child.
+///
+/// A failed row leaves nothing behind (review rev18): a child that panics ends there with
+/// status 101 (its panic never unwinds through the caller's frames, whose destructors belong
+/// to the parent), and the parent then panics too, naming it; a parent that panics kills and
+/// reaps its child before the panic goes on, and a parent process that dies takes its child
+/// with it (`PR_SET_PDEATHSIG`). Before, either side's failure left the other waiting, a raw
+/// ring's child spinning for ever.
 pub(crate) fn forked<R>(
     shm: &Shm,
     child_core: usize,
     child: impl FnOnce(),
     parent: impl FnOnce() -> R,
 ) -> R {
+    /// Kills and reaps the child unless disarmed (the parent's side unwinding).
+    struct Reap(Option<nix::unistd::Pid>);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if let Some(pid) = self.0 {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+            }
+        }
+    }
+    let parent_pid = std::process::id();
     // SAFETY: the harness is single-threaded when it forks; the child only runs `child` on
     // inherited memory and descriptors, then `_exit`s without running destructors.
     match unsafe { nix::unistd::fork() }.expect("fork") {
         nix::unistd::ForkResult::Child => {
-            pin(child_core);
-            shm.seg.prefault();
-            child();
-            // SAFETY: always safe.
-            unsafe { libc::_exit(0) };
+            // SAFETY: prctl with integer arguments only.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            // A parent that died before the line above sent no signal.
+            if std::os::unix::process::parent_id() != parent_pid {
+                // SAFETY: always safe.
+                unsafe { libc::_exit(101) };
+            }
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pin(child_core);
+                shm.seg.prefault();
+                child();
+            }))
+            .is_ok();
+            // SAFETY: always safe; no destructors run in the forked child.
+            unsafe { libc::_exit(if ok { 0 } else { 101 }) };
         }
         nix::unistd::ForkResult::Parent { child } => {
+            let mut reap = Reap(Some(child));
             pin(0);
-            let r = parent();
-            nix::sys::wait::waitpid(child, None).expect("waitpid");
+            let outer = CHILD.with(|c| c.replace(Some(child)));
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(parent));
+            CHILD.with(|c| c.set(outer));
+            let r = r.unwrap_or_else(|e| std::panic::resume_unwind(e));
+            // The child ends with its last message; one that does not within the harness's
+            // limit is stuck (the guard kills and reaps it as the panic goes on).
+            let t0 = Instant::now();
+            let status = loop {
+                match nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+                    .expect("waitpid")
+                {
+                    nix::sys::wait::WaitStatus::StillAlive => {
+                        assert!(
+                            t0.elapsed() < CHILD_LIMIT,
+                            "the measurement's child process did not end within {CHILD_LIMIT:?}"
+                        );
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    status => break status,
+                }
+            };
+            reap.0 = None;
+            assert!(
+                matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
+                "the measurement's child process failed ({status:?}; its message is above)"
+            );
             r
         }
+    }
+}
+
+/// How long a measurement's child may take to end once the parent's side is done.
+const CHILD_LIMIT: Duration = Duration::from_secs(60);
+
+thread_local! {
+    /// The child of the [`forked`] call running on this thread (parent side), if any.
+    static CHILD: core::cell::Cell<Option<nix::unistd::Pid>> = const { core::cell::Cell::new(None) };
+}
+
+/// Whether the child of the running [`forked`] call has ended (it is left to be reaped).
+fn child_ended() -> bool {
+    let Some(pid) = CHILD.with(core::cell::Cell::get) else {
+        return false;
+    };
+    // SAFETY: all-zero is a valid `siginfo_t`; waitid only writes it.
+    let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
+    // SAFETY: a valid pointer to `info`; WNOWAIT leaves the child to `forked`'s waitpid.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid.as_raw() as libc::id_t,
+            &raw mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: filled in by waitid for a child that ended, zero otherwise.
+    r == 0 && unsafe { info.si_pid() } != 0
+}
+
+/// The parent's wait for a word its child sets (ready, the streaming time), sleeping `pause`
+/// between looks; panics if the child ended without setting it (review rev18: a child that
+/// failed left the parent sleeping here for ever).
+pub(crate) fn await_child_word(word: &AtomicU64, pause: Duration) -> u64 {
+    let mut since_check = Duration::ZERO;
+    loop {
+        // ORDERING: Acquire; pairs with the child's Release store of the word.
+        let v = word.load(Ordering::Acquire);
+        if v != 0 {
+            return v;
+        }
+        if since_check >= Duration::from_millis(10) {
+            since_check = Duration::ZERO;
+            // One more look: the child may have set it just before it ended.
+            assert!(
+                !child_ended() || word.load(Ordering::Acquire) != 0,
+                "the measurement's child process ended without its figure (its message is above)"
+            );
+        }
+        std::thread::sleep(pause);
+        since_check += pause;
     }
 }
 
@@ -739,11 +844,9 @@ pub fn throughput(transport: &str, size: usize, n: u64, same_core: bool) -> Dura
             took.store(end - start.load(Ordering::Relaxed), Ordering::Release);
         },
         || {
-            // ORDERING: Acquire; pairs with the child's Release store of `ready`. Sleeps, not
-            // spins: with `--same-core` the child needs this core to get ready.
-            while ready.load(Ordering::Acquire) == 0 {
-                std::thread::sleep(Duration::from_micros(20));
-            }
+            // Pairs with the child's Release store of `ready`. Sleeps, not spins: with
+            // `--same-core` the child needs this core to get ready.
+            await_child_word(ready, Duration::from_micros(20));
             // ORDERING: Release; pairs with the child's Acquire load.
             start.store(monotonic_ns(), Ordering::Release);
             if chunk {
@@ -751,11 +854,8 @@ pub fn throughput(transport: &str, size: usize, n: u64, same_core: bool) -> Dura
             } else {
                 with_endpoints(&s, transport, size, true, Stream { size, n });
             }
-            // ORDERING: Acquire; pairs with the child's Release store.
-            while took.load(Ordering::Acquire) == 0 {
-                std::thread::sleep(Duration::from_micros(50));
-            }
-            Duration::from_nanos(took.load(Ordering::Relaxed))
+            // Pairs with the child's Release store.
+            Duration::from_nanos(await_child_word(took, Duration::from_micros(50)))
         },
     )
 }
@@ -923,4 +1023,129 @@ pub struct Record {
     pub msgs_per_s: Option<f64>,
     /// Each round's figure and the hardware ping-pong beside it, in round order.
     pub rounds: Vec<RoundFigure>,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::{Shm, forked};
+    use std::{
+        panic::{AssertUnwindSafe, catch_unwind},
+        sync::atomic::Ordering,
+        time::{Duration, Instant},
+    };
+
+    /// Forking tests one at a time: a fork while another test thread holds a lock the
+    /// child's panic needs (the backtrace printer's, with RUST_BACKTRACE set) left the child
+    /// hung in its panic hook.
+    pub(crate) static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    pub(crate) fn one_fork_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+        FORKS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether process `pid` still exists (a zombie counts: not reaped).
+    fn exists(pid: i32) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(pid, 0) == 0 }
+    }
+
+    /// Review rev18: a row whose parent side panics (a failed send, a spin limit) must not
+    /// leave its child behind: on b50a81c the child, waiting for a message that never comes,
+    /// kept running (a raw ring's child spins for ever at 100 % of a core).
+    #[test]
+    fn a_panicking_parent_leaves_no_child_behind() {
+        let _one = one_fork_at_a_time();
+        let shm = Shm::new();
+        let pid = shm.word(2);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            forked(
+                &shm,
+                0,
+                || {
+                    // ORDERING: Relaxed; the parent only reads the number.
+                    pid.store(u64::from(std::process::id()), Ordering::Relaxed);
+                    // A child waiting for its peer's next message.
+                    loop {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                },
+                || {
+                    // ORDERING: Relaxed; as above.
+                    while pid.load(Ordering::Relaxed) == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    panic!("the row failed in the parent");
+                },
+            )
+        }));
+        assert!(r.is_err());
+        let child = i32::try_from(pid.load(Ordering::Relaxed)).unwrap();
+        let left = exists(child);
+        if left {
+            // Clean up what the harness left.
+            // SAFETY: our own child.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
+        }
+        assert!(!left, "child {child} still there after the parent's panic");
+    }
+
+    /// Review rev18: a child that panics must end there, with its failure reported to the
+    /// parent; on b50a81c its panic unwound through the caller's frames in the child (running
+    /// the parent's destructors there: a channel's, the segment's) and the parent's `forked`
+    /// returned as if the row had run.
+    #[test]
+    fn a_panicking_child_runs_no_parent_code_and_fails_the_row() {
+        struct Guard<'a>(&'a std::sync::atomic::AtomicU64, u32);
+        impl Drop for Guard<'_> {
+            fn drop(&mut self) {
+                if std::process::id() != self.1 {
+                    // ORDERING: Relaxed; read after the child was reaped.
+                    self.0.store(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let _one = one_fork_at_a_time();
+        let shm = Shm::new();
+        let ran = shm.word(2);
+        let t0 = Instant::now();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let _g = Guard(ran, std::process::id());
+            forked(&shm, 0, || panic!("the row failed in the child"), || 5)
+        }));
+        // ORDERING: Relaxed; the child was reaped.
+        let ran = ran.load(Ordering::Relaxed);
+        assert_eq!(ran, 0, "the child ran the caller's destructors");
+        assert!(r.is_err(), "the parent did not notice its child failed");
+        assert!(t0.elapsed() < Duration::from_secs(10));
+    }
+
+    /// Review rev18: a parent waiting for its child's figure (the streaming time) stops when
+    /// the child failed instead of sleeping for ever (b50a81c: the loop never ended).
+    #[test]
+    fn a_parent_waiting_for_a_failed_childs_figure_stops() {
+        let _one = one_fork_at_a_time();
+        let (done, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let shm = Shm::new();
+            let took = shm.word(1);
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                forked(
+                    &shm,
+                    0,
+                    || panic!("the child's receive failed"),
+                    || super::await_child_word(took, Duration::from_micros(50)),
+                )
+            }));
+            done.send(r.is_err()).unwrap();
+        });
+        let failed = wait.recv_timeout(Duration::from_secs(10));
+        assert_eq!(
+            failed,
+            Ok(true),
+            "the parent still waits (or returned a figure)"
+        );
+    }
 }

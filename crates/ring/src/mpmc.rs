@@ -892,7 +892,8 @@ impl<T: Pod> Receiver<T> {
 
     /// Pops one value into `*dst`, or leaves it alone if the ring is empty. Never blocks. One
     /// copy, straight from the slot: for large `T`, where [`pop`](Self::pop) returns the
-    /// value through the caller's stack.
+    /// value through the caller's stack. `*dst` is written only with `Ok`; on any error, and
+    /// for the skipped slots it passes over, it is left as it was.
     pub fn pop_into(&self, dst: &mut T) -> Result<(), PopError> {
         self.ep.begin();
         // SAFETY: `dst` is a T we borrow exclusively.
@@ -1178,6 +1179,44 @@ mod tests {
             slot0.seq.store(1 << 40, Ordering::Release);
             assert!(matches!(tx.push(1), Err(PushError::Corrupt(1))));
             assert_eq!(rx.pop(), Err(PopError::Corrupt));
+            // pop_into leaves its destination as it was (review rev18).
+            let mut dst = 77u64;
+            assert_eq!(rx.pop_into(&mut dst), Err(PopError::Corrupt));
+            assert_eq!(dst, 77);
+            assert_eq!(tx.push_ref(&1), Err(PushError::Corrupt(())));
+        }
+    }
+
+    /// Review rev18: a hostile peer that marks every slot skipped (its stamps, at any moment)
+    /// gets `pop_into` to pass them over and end, its destination never written.
+    #[test]
+    fn forged_skip_stamps_leave_pop_into_destination_alone() {
+        let region = HeapRegion::new(MpmcRing::<u64>::required_size(4));
+        // SAFETY: the region outlives the handles.
+        unsafe {
+            MpmcRing::<u64>::init(region.as_ptr(), region.len(), 4, 0).unwrap();
+            let tx = MpmcRing::<u64>::sender(region.as_ptr(), region.len()).unwrap();
+            let rx = MpmcRing::<u64>::receiver(region.as_ptr(), region.len()).unwrap();
+            tx.push(5).unwrap();
+            let slots = region
+                .as_ptr()
+                .add(slots_offset::<u64>())
+                .cast::<Slot<u64>>();
+            for lap in 0..3u64 {
+                for i in 0..4u64 {
+                    let pos = lap * 4 + i;
+                    (*slots.add(i as usize))
+                        .seq
+                        .store(skip_stamp(pos), Ordering::Release);
+                }
+                let mut dst = 77u64;
+                let r = rx.pop_into(&mut dst);
+                assert!(
+                    matches!(r, Err(PopError::Empty | PopError::Corrupt)),
+                    "{r:?}"
+                );
+                assert_eq!(dst, 77, "lap {lap}");
+            }
         }
     }
 
