@@ -277,11 +277,11 @@ pub(super) fn pubsub_throughput(size: usize, n: u64, other: usize) -> Duration {
             for _ in 0..n {
                 send(&publ, &msg);
             }
-            // ORDERING: Acquire; pairs with the child's Release store.
-            while took.load(Ordering::Acquire) == 0 {
-                std::thread::sleep(Duration::from_micros(50));
-            }
-            Duration::from_nanos(took.load(Ordering::Relaxed))
+            // Stops if the child ended without its figure (review rev18, F4).
+            Duration::from_nanos(crate::xproc::await_child_word(
+                took,
+                Duration::from_micros(50),
+            ))
         },
     )
 }
