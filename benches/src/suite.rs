@@ -312,6 +312,12 @@ struct Work {
     rtt: bool,
 }
 
+/// Whether `opts`'s filters leave anything to measure (`--only` rows with no figure at the
+/// `--size` given select nothing: `hw-cacheline` and `iceoryx2-event` carry 8 bytes only).
+pub fn selects_anything(opts: &Options) -> bool {
+    !work_list(opts).is_empty()
+}
+
 /// The measurements `opts` asks for, in the order the first round takes them.
 fn work_list(opts: &Options) -> Vec<Work> {
     let mut work = Vec::new();

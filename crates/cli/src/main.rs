@@ -497,6 +497,18 @@ fn bench(
             .exit();
     }
     shmlane_benches::peers::check_only(&opts.only, peers).map_err(CliError)?;
+    if !shmlane_benches::suite::selects_anything(opts) {
+        return Err(CliError(format!(
+            "nothing to measure: no row of --only {} has a figure at --size {} \
+             (hw-cacheline and iceoryx2-event carry 8 bytes only); widen --only or --size",
+            opts.only.join(","),
+            opts.sizes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )));
+    }
     let same_core = opts.same_core;
     let recs = run(opts);
     println!(

@@ -484,6 +484,19 @@ fn bench_filters_select_and_reject() {
     let o = run(&["bench", "--size", "100"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("65536"));
+    // Filters that select nothing are an error, not an empty table (review rev18).
+    let o = run(&["bench", "--only", "hw-cacheline", "--size", "64"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("nothing to measure") && err.contains("hw-cacheline"),
+        "{err}"
+    );
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }
 
 /// `--kind bytes`: lines of any length up to the largest record (empty ones too), from two
