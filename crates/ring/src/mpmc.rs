@@ -1142,7 +1142,7 @@ mod tests {
         // value, never the unwritten slot.
         let dead = std::cell::Cell::new(false);
         let alive = |o: u64| o != 7 || !dead.get();
-        let (mut txs, rxs, _region) = owned(4, 0, &[7, 1], &[2], &alive);
+        let (mut txs, rxs, region) = owned(4, 0, &[7, 1], &[2], &alive);
         let (tx, rx) = (txs.pop().unwrap(), &rxs[0]);
         txs.pop().unwrap().abandon_push_for_tests(true);
         tx.push_ref(&42).unwrap();
@@ -1152,6 +1152,10 @@ mod tests {
         rx.pop_into(&mut v).unwrap();
         assert_eq!(v, 42);
         assert_eq!(rx.pop_into(&mut v), Err(PopError::Empty));
+        // The handles before the memory they point into (Miri: a use after free otherwise,
+        // locals being dropped in reverse order).
+        drop((tx, txs, rxs));
+        drop(region);
     }
 
     #[test]
