@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The directory holding this run's `libshmlane.so` and `libshmlane.a`, built now.
@@ -88,8 +88,22 @@ pub enum Link {
 }
 
 /// Compiles `tests/c/<src>.c` with `cc -std=c99 -Wall -Wextra -Werror -pedantic` into a binary
-/// named `<out>` in cargo's per-test temporary directory, linked against this run's library.
+/// named `<out>` in cargo's per-test temporary directory, linked against this run's library;
+/// once per test binary and `out` (tests running in parallel share it, never race on it).
 pub fn compile(src: &str, out: &str, link: Link) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, p)) = built.iter().find(|(o, _)| o == out) {
+        return p.clone();
+    }
+    let p = cc(src, out, link);
+    built.push((out.to_owned(), p.clone()));
+    p
+}
+
+fn cc(src: &str, out: &str, link: Link) -> PathBuf {
     let lib = lib_dir();
     let c = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/c")
