@@ -150,7 +150,10 @@ fn rust_sends_a_million_c_receives_them_in_order() {
     let mut m = [0u8; 80];
     for i in 0..MESSAGES {
         let n = make(i, &mut m);
-        tx.send(&m[..n], Some(Deadline::after(WAIT))).unwrap();
+        if let Err(e) = tx.send(&m[..n], Some(Deadline::after(WAIT))) {
+            let said: Vec<String> = out.try_iter().collect();
+            panic!("send {i}: {e}; the C receiver said: {said:?}");
+        }
     }
     expect_line(&out, &format!("received {MESSAGES} ok"));
     wait_ok(c, "peer.c recv");
