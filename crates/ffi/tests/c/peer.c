@@ -2,7 +2,8 @@
  * message i has 16 + i % 49 bytes: i (8 bytes, little endian), then byte j = (i * 7 + j) & 0xff,
  * then the FNV-1a 32-bit hash of the bytes before it (4 bytes, little endian).
  *
- *   peer send NAME N          send messages 0..N (blocking), print "sent N"
+ *   peer send NAME N          send messages 0..N (odd ones by claim/commit when there is
+ *                             room, else by a blocking send), print "sent N"
  *   peer send-forever NAME    send until killed; print "started" after 1000
  *   peer recv NAME N          receive N messages, check each; print "received N ok"
  *   peer recv-until-end NAME  print "ready", receive and check until an error; print
@@ -114,6 +115,17 @@ int main(int argc, char **argv) {
         if ((s = shmlane_byte_sender_open(ch, &tx)) != SHMLANE_OK) die("sender", s);
         for (i = 0; forever || i < n; i++) {
             len = make(i, m);
+            if (i % 2 == 1) {
+                /* odd messages zero copy when there is room: claim, write in place, commit */
+                void *data = NULL;
+                s = shmlane_bytes_claim(tx, len, &data);
+                if (s == SHMLANE_OK) {
+                    memcpy(data, m, len);
+                    if ((s = shmlane_bytes_commit(tx)) != SHMLANE_OK) die("commit", s);
+                    continue;
+                }
+                if (s != SHMLANE_E_FULL) die("claim", s);
+            }
             if ((s = shmlane_bytes_send(tx, m, len, TIMEOUT_NS)) != SHMLANE_OK) die("send", s);
             if (forever && i == 1000) {
                 printf("started\n");
