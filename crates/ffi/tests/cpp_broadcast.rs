@@ -133,7 +133,10 @@ fn cpp_and_rust_subscribers_see_the_same_sequence() {
         let mut l = String::new();
         while !l.contains("OUT:subscribed") {
             l.clear();
-            assert!(out.read_line(&mut l).expect("read") > 0, "a subscriber ended early");
+            assert!(
+                out.read_line(&mut l).expect("read") > 0,
+                "a subscriber ended early"
+            );
         }
     }
     assert_eq!(publisher.subscribers(), 2);
@@ -166,7 +169,10 @@ fn cpp_and_rust_subscribers_see_the_same_sequence() {
     let cpp_status = cpp.wait().expect("wait");
     let rust_status = rust.wait().expect("wait");
     assert!(cpp_status.success(), "bcast_sub failed: {cpp_status}");
-    assert!(rust_status.success(), "the Rust subscriber failed: {rust_status}");
+    assert!(
+        rust_status.success(),
+        "the Rust subscriber failed: {rust_status}"
+    );
     let want = vec![want.line()];
     assert_eq!(cpp_lines, want, "the C++ subscriber saw another sequence");
     assert_eq!(rust_lines, want, "the Rust subscriber saw another sequence");

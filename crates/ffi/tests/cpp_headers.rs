@@ -105,12 +105,31 @@ fn examples_build_with_the_makefile_and_run() {
         ("c_pingpong_shared", &["2000"], "2000 round trips"),
         ("cpp_pingpong", &["2000"], "2000 round trips"),
         ("cpp_pingpong_shared", &["2000"], "2000 round trips"),
-        ("c_md_fanout", &["20000", "2"], "feed: 20000 quotes to 2 strategies"),
-        ("c_md_fanout_shared", &["20000", "2"], "feed: 20000 quotes to 2 strategies"),
-        ("cpp_md_fanout", &["20000", "2"], "feed: 20000 quotes to 2 strategies"),
-        ("cpp_md_fanout_shared", &["20000", "2"], "feed: 20000 quotes to 2 strategies"),
+        (
+            "c_md_fanout",
+            &["20000", "2"],
+            "feed: 20000 quotes to 2 strategies",
+        ),
+        (
+            "c_md_fanout_shared",
+            &["20000", "2"],
+            "feed: 20000 quotes to 2 strategies",
+        ),
+        (
+            "cpp_md_fanout",
+            &["20000", "2"],
+            "feed: 20000 quotes to 2 strategies",
+        ),
+        (
+            "cpp_md_fanout_shared",
+            &["20000", "2"],
+            "feed: 20000 quotes to 2 strategies",
+        ),
     ] {
-        let o = Command::new(out.join(bin)).args(args).output().expect("run example");
+        let o = Command::new(out.join(bin))
+            .args(args)
+            .output()
+            .expect("run example");
         let stdout = String::from_utf8_lossy(&o.stdout);
         assert!(
             o.status.success() && stdout.contains(want),
@@ -120,7 +139,11 @@ fn examples_build_with_the_makefile_and_run() {
         );
         // Every strategy reports what it received and lost.
         if bin.contains("md_fanout") {
-            assert_eq!(stdout.matches("quotes received").count(), 2, "{bin}:\n{stdout}");
+            assert_eq!(
+                stdout.matches("quotes received").count(),
+                2,
+                "{bin}:\n{stdout}"
+            );
         }
     }
 }
