@@ -1,5 +1,6 @@
 //! Compiling the C++ test programs and the examples against this run's library (found and
 //! built by `common::lib_dir`, shared with the C tests).
+#![allow(dead_code, reason = "each test file uses a part")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
