@@ -330,7 +330,7 @@ typedef struct shmlane_subscriber shmlane_subscriber;
  * One side's statistics of a channel (as stored in the channel header, shared by every
  * endpoint of that side): plain data, filled by the `*_stats` calls.
  */
-typedef struct {
+typedef struct shmlane_stats {
   /**
    * Messages sent (or received).
    */
@@ -368,7 +368,7 @@ extern "C" {
  *
  * Thread-safe (on `ch`); never blocks; allocates; system calls.
  */
-int32_t shmlane_publisher_open(const shmlane_channel *ch, shmlane_publisher **out);
+int32_t shmlane_publisher_open(const struct shmlane_channel *ch, struct shmlane_publisher **out);
 
 /**
  * Opens a subscriber of the broadcast channel `ch`, starting at `start`:
@@ -380,24 +380,24 @@ int32_t shmlane_publisher_open(const shmlane_channel *ch, shmlane_publisher **ou
  *
  * Thread-safe (on `ch`); never blocks; allocates; system calls.
  */
-int32_t shmlane_subscriber_open(const shmlane_channel *ch,
+int32_t shmlane_subscriber_open(const struct shmlane_channel *ch,
                                 int32_t start,
                                 uint64_t seq,
-                                shmlane_subscriber **out);
+                                struct shmlane_subscriber **out);
 
 /**
  * Closes a publisher (NULL: `SHMLANE_OK`), giving up the publisher role.
  *
  * Not concurrent with other calls on this handle; never blocks; frees; system calls.
  */
-int32_t shmlane_publisher_close(shmlane_publisher *p);
+int32_t shmlane_publisher_close(struct shmlane_publisher *p);
 
 /**
  * Closes a subscriber (NULL: `SHMLANE_OK`).
  *
  * Not concurrent with other calls on this handle; never blocks; frees; system calls.
  */
-int32_t shmlane_subscriber_close(shmlane_subscriber *s);
+int32_t shmlane_subscriber_close(struct shmlane_subscriber *s);
 
 /**
  * Publishes the `len` bytes at `msg` (never blocks: a slow subscriber is lapped, not waited
@@ -407,7 +407,7 @@ int32_t shmlane_subscriber_close(shmlane_subscriber *s);
  * One thread at a time per handle; never blocks; no allocation (checksummed channels: a
  * scratch buffer grows once); a system call only to wake sleeping subscribers.
  */
-int32_t shmlane_publish(shmlane_publisher *p, const void *msg, size_t len, uint64_t *seq);
+int32_t shmlane_publish(struct shmlane_publisher *p, const void *msg, size_t len, uint64_t *seq);
 
 /**
  * Receives the next message if there is one: copied to `buf` (room for `cap`), `*len` its
@@ -420,7 +420,7 @@ int32_t shmlane_publish(shmlane_publisher *p, const void *msg, size_t len, uint6
  * One thread at a time per handle; never blocks; no allocation on unchecksummed channels;
  * system calls only to check the publisher's liveness.
  */
-int32_t shmlane_subscriber_try_recv(shmlane_subscriber *s,
+int32_t shmlane_subscriber_try_recv(struct shmlane_subscriber *s,
                                     void *buf,
                                     size_t cap,
                                     size_t *len,
@@ -433,7 +433,7 @@ int32_t shmlane_subscriber_try_recv(shmlane_subscriber *s,
  * One thread at a time per handle; blocks up to the timeout; no allocation on unchecksummed
  * channels; system calls when it sleeps, wakes or checks liveness.
  */
-int32_t shmlane_subscriber_recv(shmlane_subscriber *s,
+int32_t shmlane_subscriber_recv(struct shmlane_subscriber *s,
                                 void *buf,
                                 size_t cap,
                                 size_t *len,
@@ -445,21 +445,21 @@ int32_t shmlane_subscriber_recv(shmlane_subscriber *s,
  *
  * One thread at a time per handle; never blocks; no allocation; no system call.
  */
-int32_t shmlane_subscriber_lost(const shmlane_subscriber *s, uint64_t *lost);
+int32_t shmlane_subscriber_lost(const struct shmlane_subscriber *s, uint64_t *lost);
 
 /**
  * The sequence number of the next message this subscriber will receive: `*seq`.
  *
  * One thread at a time per handle; never blocks; no allocation; no system call.
  */
-int32_t shmlane_subscriber_next_seq(const shmlane_subscriber *s, uint64_t *seq);
+int32_t shmlane_subscriber_next_seq(const struct shmlane_subscriber *s, uint64_t *seq);
 
 /**
  * The largest message a subscriber receives: `*max`.
  *
  * One thread at a time per handle; never blocks; no allocation; no system call.
  */
-int32_t shmlane_subscriber_max_message(const shmlane_subscriber *s, size_t *max);
+int32_t shmlane_subscriber_max_message(const struct shmlane_subscriber *s, size_t *max);
 
 /**
  * Live subscribers counted in the channel's cursor table: `*n` (at most 64 are counted).
@@ -467,28 +467,28 @@ int32_t shmlane_subscriber_max_message(const shmlane_subscriber *s, size_t *max)
  * One thread at a time per handle; never blocks; no allocation; system calls (one liveness
  * check per table entry).
  */
-int32_t shmlane_publisher_subscribers(const shmlane_publisher *p, uint64_t *n);
+int32_t shmlane_publisher_subscribers(const struct shmlane_publisher *p, uint64_t *n);
 
 /**
  * The sequence number the next published message will get: `*seq`.
  *
  * One thread at a time per handle; never blocks; no allocation; no system call.
  */
-int32_t shmlane_publisher_next_seq(const shmlane_publisher *p, uint64_t *seq);
+int32_t shmlane_publisher_next_seq(const struct shmlane_publisher *p, uint64_t *seq);
 
 /**
  * The largest message the publisher takes: `*max`.
  *
  * One thread at a time per handle; never blocks; no allocation; no system call.
  */
-int32_t shmlane_publisher_max_message(const shmlane_publisher *p, size_t *max);
+int32_t shmlane_publisher_max_message(const struct shmlane_publisher *p, size_t *max);
 
 /**
  * The channel's publisher-side statistics: `*out`.
  *
  * One thread at a time per handle; never blocks; no allocation; no system call.
  */
-int32_t shmlane_publisher_stats(shmlane_publisher *p, shmlane_stats *out);
+int32_t shmlane_publisher_stats(struct shmlane_publisher *p, struct shmlane_stats *out);
 
 /**
  * The channel's subscriber-side statistics: `*out` (`lost`: messages lost to laps by all
@@ -496,7 +496,7 @@ int32_t shmlane_publisher_stats(shmlane_publisher *p, shmlane_stats *out);
  *
  * One thread at a time per handle; never blocks; no allocation; no system call.
  */
-int32_t shmlane_subscriber_stats(shmlane_subscriber *s, shmlane_stats *out);
+int32_t shmlane_subscriber_stats(struct shmlane_subscriber *s, struct shmlane_stats *out);
 
 /**
  * Opens a sender on the byte channel `ch` (any number of senders, in any processes).
@@ -504,7 +504,8 @@ int32_t shmlane_subscriber_stats(shmlane_subscriber *s, shmlane_stats *out);
  *
  * Thread-safe (on `ch`); never blocks; allocates; system calls (an attachment slot lock).
  */
-int32_t shmlane_byte_sender_open(const shmlane_channel *ch, shmlane_byte_sender **out);
+int32_t shmlane_byte_sender_open(const struct shmlane_channel *ch,
+                                 struct shmlane_byte_sender **out);
 
 /**
  * Opens the receiver of the byte channel `ch` (one per channel: `SHMLANE_E_ROLE_TAKEN` while
@@ -512,7 +513,8 @@ int32_t shmlane_byte_sender_open(const shmlane_channel *ch, shmlane_byte_sender 
  *
  * Thread-safe (on `ch`); never blocks; allocates; system calls.
  */
-int32_t shmlane_byte_receiver_open(const shmlane_channel *ch, shmlane_byte_receiver **out);
+int32_t shmlane_byte_receiver_open(const struct shmlane_channel *ch,
+                                   struct shmlane_byte_receiver **out);
 
 /**
  * Closes a byte sender (NULL: `SHMLANE_OK`); an open claim is aborted. Use after close:
@@ -520,14 +522,14 @@ int32_t shmlane_byte_receiver_open(const shmlane_channel *ch, shmlane_byte_recei
  *
  * Not concurrent with other calls on this handle; never blocks; frees; system calls.
  */
-int32_t shmlane_byte_sender_close(shmlane_byte_sender *tx);
+int32_t shmlane_byte_sender_close(struct shmlane_byte_sender *tx);
 
 /**
  * Closes a byte receiver (NULL: `SHMLANE_OK`), giving up the receiver role.
  *
  * Not concurrent with other calls on this handle; never blocks; frees; system calls.
  */
-int32_t shmlane_byte_receiver_close(shmlane_byte_receiver *rx);
+int32_t shmlane_byte_receiver_close(struct shmlane_byte_receiver *rx);
 
 /**
  * Sends the `len` bytes at `msg` if there is room now. `SHMLANE_E_FULL` (no room),
@@ -537,7 +539,7 @@ int32_t shmlane_byte_receiver_close(shmlane_byte_receiver *rx);
  * One thread at a time per handle; never blocks; no allocation; a system call only to wake
  * a sleeping receiver (futex).
  */
-int32_t shmlane_bytes_try_send(shmlane_byte_sender *tx, const void *msg, size_t len);
+int32_t shmlane_bytes_try_send(struct shmlane_byte_sender *tx, const void *msg, size_t len);
 
 /**
  * Sends the `len` bytes at `msg`, waiting for room up to `timeout_ns` (`< 0` no limit, `0`
@@ -547,7 +549,7 @@ int32_t shmlane_bytes_try_send(shmlane_byte_sender *tx, const void *msg, size_t 
  * One thread at a time per handle; blocks up to the timeout (by the wait strategy); no
  * allocation; system calls when it sleeps or wakes (futex, clock).
  */
-int32_t shmlane_bytes_send(shmlane_byte_sender *tx,
+int32_t shmlane_bytes_send(struct shmlane_byte_sender *tx,
                            const void *msg,
                            size_t len,
                            int64_t timeout_ns);
@@ -562,7 +564,7 @@ int32_t shmlane_bytes_send(shmlane_byte_sender *tx,
  *
  * One thread at a time per handle; never blocks; no allocation; no system call.
  */
-int32_t shmlane_bytes_claim(shmlane_byte_sender *tx, size_t len, void **data);
+int32_t shmlane_bytes_claim(struct shmlane_byte_sender *tx, size_t len, void **data);
 
 /**
  * Publishes the open claim and wakes a sleeping receiver. `SHMLANE_E_CLAIM` if none is open;
@@ -572,14 +574,14 @@ int32_t shmlane_bytes_claim(shmlane_byte_sender *tx, size_t len, void **data);
  * One thread at a time per handle; never blocks; no allocation; a system call only to wake a
  * sleeping receiver.
  */
-int32_t shmlane_bytes_commit(shmlane_byte_sender *tx);
+int32_t shmlane_bytes_commit(struct shmlane_byte_sender *tx);
 
 /**
  * Aborts the open claim (the receiver skips it). `SHMLANE_E_CLAIM` if none is open.
  *
  * One thread at a time per handle; never blocks; no allocation; no system call.
  */
-int32_t shmlane_bytes_abort(shmlane_byte_sender *tx);
+int32_t shmlane_bytes_abort(struct shmlane_byte_sender *tx);
 
 /**
  * Receives one message if there is one: its bytes are copied to `buf` (room for `cap`) and
@@ -591,7 +593,10 @@ int32_t shmlane_bytes_abort(shmlane_byte_sender *tx);
  * One thread at a time per handle; never blocks; no allocation on unchecksummed channels;
  * system calls only to wake a sleeping sender and to check a stalled sender's liveness.
  */
-int32_t shmlane_bytes_try_recv(shmlane_byte_receiver *rx, void *buf, size_t cap, size_t *len);
+int32_t shmlane_bytes_try_recv(struct shmlane_byte_receiver *rx,
+                               void *buf,
+                               size_t cap,
+                               size_t *len);
 
 /**
  * Receives one message, waiting up to `timeout_ns` (`< 0` no limit, `0` one attempt).
@@ -601,7 +606,7 @@ int32_t shmlane_bytes_try_recv(shmlane_byte_receiver *rx, void *buf, size_t cap,
  * One thread at a time per handle; blocks up to the timeout; no allocation on unchecksummed
  * channels; system calls when it sleeps, wakes or checks liveness.
  */
-int32_t shmlane_bytes_recv(shmlane_byte_receiver *rx,
+int32_t shmlane_bytes_recv(struct shmlane_byte_receiver *rx,
                            void *buf,
                            size_t cap,
                            size_t *len,
@@ -612,7 +617,7 @@ int32_t shmlane_bytes_recv(shmlane_byte_receiver *rx,
  *
  * One thread at a time per handle; never blocks; no allocation; no system call.
  */
-int32_t shmlane_byte_sender_max_message(const shmlane_byte_sender *tx, size_t *max);
+int32_t shmlane_byte_sender_max_message(const struct shmlane_byte_sender *tx, size_t *max);
 
 /**
  * The largest message this receiver can receive: `*max` (a buffer of this size is always
@@ -620,21 +625,21 @@ int32_t shmlane_byte_sender_max_message(const shmlane_byte_sender *tx, size_t *m
  *
  * One thread at a time per handle; never blocks; no allocation; no system call.
  */
-int32_t shmlane_byte_receiver_max_message(const shmlane_byte_receiver *rx, size_t *max);
+int32_t shmlane_byte_receiver_max_message(const struct shmlane_byte_receiver *rx, size_t *max);
 
 /**
  * The channel's sender-side statistics: `*out`. `SHMLANE_E_CLAIM` while a claim is open.
  *
  * One thread at a time per handle; never blocks; no allocation; no system call.
  */
-int32_t shmlane_byte_sender_stats(shmlane_byte_sender *tx, shmlane_stats *out);
+int32_t shmlane_byte_sender_stats(struct shmlane_byte_sender *tx, struct shmlane_stats *out);
 
 /**
  * The channel's receiver-side statistics: `*out` (`lost`: records skipped).
  *
  * One thread at a time per handle; never blocks; no allocation; no system call.
  */
-int32_t shmlane_byte_receiver_stats(shmlane_byte_receiver *rx, shmlane_stats *out);
+int32_t shmlane_byte_receiver_stats(struct shmlane_byte_receiver *rx, struct shmlane_stats *out);
 
 /**
  * Opens a byte channel: variable-length messages, any number of senders, one receiver.
@@ -648,8 +653,8 @@ int32_t shmlane_byte_receiver_stats(shmlane_byte_receiver *rx, shmlane_stats *ou
  */
 int32_t shmlane_bytes_open(const char *name,
                            int32_t how,
-                           const shmlane_options *opts,
-                           shmlane_channel **out);
+                           const struct shmlane_options *opts,
+                           struct shmlane_channel **out);
 
 /**
  * Opens a broadcast channel of byte messages: one publisher, any number of subscribers,
@@ -658,8 +663,8 @@ int32_t shmlane_bytes_open(const char *name,
  */
 int32_t shmlane_broadcast_open(const char *name,
                                int32_t how,
-                               const shmlane_options *opts,
-                               shmlane_channel **out);
+                               const struct shmlane_options *opts,
+                               struct shmlane_channel **out);
 
 /**
  * Closes a channel handle (NULL: `SHMLANE_OK`). Endpoints opened from it stay usable: they
@@ -670,21 +675,21 @@ int32_t shmlane_broadcast_open(const char *name,
  * Not concurrent with other calls on this handle; never blocks; frees; system calls (munmap,
  * and unlink with `SHMLANE_UNLINK_*` policies that remove the name).
  */
-int32_t shmlane_channel_close(shmlane_channel *ch);
+int32_t shmlane_channel_close(struct shmlane_channel *ch);
 
 /**
  * The channel's kind: `*kind` receives `SHMLANE_KIND_BYTES`, `_BROADCAST`, ...
  *
  * Thread-safe; never blocks; no allocation; no system call.
  */
-int32_t shmlane_channel_kind(const shmlane_channel *ch, int32_t *kind);
+int32_t shmlane_channel_kind(const struct shmlane_channel *ch, int32_t *kind);
 
 /**
  * Whether this handle created the channel: `*created` receives 1 or 0.
  *
  * Thread-safe; never blocks; no allocation; no system call.
  */
-int32_t shmlane_channel_created(const shmlane_channel *ch, int32_t *created);
+int32_t shmlane_channel_created(const struct shmlane_channel *ch, int32_t *created);
 
 /**
  * Removes the POSIX channel `name` (as `shmlane rm`): the name goes, processes attached keep
@@ -701,14 +706,14 @@ int32_t shmlane_remove(const char *name);
  *
  * Thread-safe; never blocks; allocates; no system call.
  */
-int32_t shmlane_options_new(shmlane_options **out);
+int32_t shmlane_options_new(struct shmlane_options **out);
 
 /**
  * Frees the options. NULL is accepted (`SHMLANE_OK`); a closed one gives `SHMLANE_E_CLOSED`.
  *
  * One thread at a time; never blocks; frees; no system call.
  */
-int32_t shmlane_options_close(shmlane_options *o);
+int32_t shmlane_options_close(struct shmlane_options *o);
 
 /**
  * Capacity: bytes of ring for byte channels (a power of two), slots for broadcast channels
@@ -717,7 +722,7 @@ int32_t shmlane_options_close(shmlane_options *o);
  *
  * One thread at a time; never blocks; no allocation; no system call.
  */
-int32_t shmlane_options_capacity(shmlane_options *o, uint64_t n);
+int32_t shmlane_options_capacity(struct shmlane_options *o, uint64_t n);
 
 /**
  * Largest message in bytes (broadcast channels; byte channels derive theirs from the
@@ -725,7 +730,7 @@ int32_t shmlane_options_capacity(shmlane_options *o, uint64_t n);
  *
  * One thread at a time; never blocks; no allocation; no system call.
  */
-int32_t shmlane_options_msg_size(shmlane_options *o, uint64_t bytes);
+int32_t shmlane_options_msg_size(struct shmlane_options *o, uint64_t bytes);
 
 /**
  * The backend: `SHMLANE_BACKEND_POSIX` (default; `path` ignored, may be NULL),
@@ -735,7 +740,7 @@ int32_t shmlane_options_msg_size(shmlane_options *o, uint64_t bytes);
  *
  * One thread at a time; never blocks; allocates (the path); no system call.
  */
-int32_t shmlane_options_backend(shmlane_options *o, int32_t backend, const char *path);
+int32_t shmlane_options_backend(struct shmlane_options *o, int32_t backend, const char *path);
 
 /**
  * The wait strategy of blocking calls: `SHMLANE_WAIT_BUSY_SPIN`, `_SPIN_YIELD`,
@@ -743,28 +748,31 @@ int32_t shmlane_options_backend(shmlane_options *o, int32_t backend, const char 
  *
  * One thread at a time; never blocks; no allocation; no system call.
  */
-int32_t shmlane_options_wait(shmlane_options *o, int32_t strategy, uint32_t spins, uint32_t yields);
+int32_t shmlane_options_wait(struct shmlane_options *o,
+                             int32_t strategy,
+                             uint32_t spins,
+                             uint32_t yields);
 
 /**
  * Permission bits of a created channel (e.g. `0660`; default `0600`). Checked at creation.
  *
  * One thread at a time; never blocks; no allocation; no system call.
  */
-int32_t shmlane_options_mode(shmlane_options *o, uint32_t mode);
+int32_t shmlane_options_mode(struct shmlane_options *o, uint32_t mode);
 
 /**
  * The group a created channel is given.
  *
  * One thread at a time; never blocks; no allocation; no system call.
  */
-int32_t shmlane_options_group(shmlane_options *o, uint32_t gid);
+int32_t shmlane_options_group(struct shmlane_options *o, uint32_t gid);
 
 /**
  * What endpoints do when their peers leave: `SHMLANE_PEERS_WAIT` or `SHMLANE_PEERS_DISCONNECT`.
  *
  * One thread at a time; never blocks; no allocation; no system call.
  */
-int32_t shmlane_options_peers_leave(shmlane_options *o, int32_t what);
+int32_t shmlane_options_peers_leave(struct shmlane_options *o, int32_t what);
 
 /**
  * When the channel's name is removed: `SHMLANE_UNLINK_NEVER` (default),
@@ -772,7 +780,7 @@ int32_t shmlane_options_peers_leave(shmlane_options *o, int32_t what);
  *
  * One thread at a time; never blocks; no allocation; no system call.
  */
-int32_t shmlane_options_unlink(shmlane_options *o, int32_t policy);
+int32_t shmlane_options_unlink(struct shmlane_options *o, int32_t policy);
 
 /**
  * Whether every message carries a CRC32C (nonzero: yes). A checksummed byte channel refuses
@@ -780,7 +788,7 @@ int32_t shmlane_options_unlink(shmlane_options *o, int32_t policy);
  *
  * One thread at a time; never blocks; no allocation; no system call.
  */
-int32_t shmlane_options_checksum(shmlane_options *o, int32_t yes);
+int32_t shmlane_options_checksum(struct shmlane_options *o, int32_t yes);
 
 /**
  * Whether opening a stale channel resumes it (delivers its unread messages) instead of
@@ -788,21 +796,21 @@ int32_t shmlane_options_checksum(shmlane_options *o, int32_t yes);
  *
  * One thread at a time; never blocks; no allocation; no system call.
  */
-int32_t shmlane_options_resume(shmlane_options *o, int32_t yes);
+int32_t shmlane_options_resume(struct shmlane_options *o, int32_t yes);
 
 /**
  * Whether the pages are touched at open (default yes: no page faults on the hot path).
  *
  * One thread at a time; never blocks; no allocation; no system call.
  */
-int32_t shmlane_options_populate(shmlane_options *o, int32_t yes);
+int32_t shmlane_options_populate(struct shmlane_options *o, int32_t yes);
 
 /**
  * Whether the pages are locked in memory (`mlock`, default no).
  *
  * One thread at a time; never blocks; no allocation; no system call.
  */
-int32_t shmlane_options_mlock(shmlane_options *o, int32_t yes);
+int32_t shmlane_options_mlock(struct shmlane_options *o, int32_t yes);
 
 /**
  * The static description of a status code.

@@ -46,6 +46,12 @@ pub(crate) enum Chan {
     Broadcast(Channel<u8>),
 }
 
+// A channel handle is documented as usable from any thread at once: its body must be `Sync`.
+const _: () = {
+    const fn is_sync<T: Sync>() {}
+    is_sync::<Chan>();
+};
+
 impl Body for Chan {
     const MAGIC: u64 = 0x5348_4c4e_4348_4e31; // "SHLNCHN1"
     const WHAT: &'static str = "channel";

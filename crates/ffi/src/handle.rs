@@ -99,8 +99,21 @@ unsafe fn check<B: Body>(p: *const Handle<B>) -> Res {
         .map_or("not a shmlane handle (or one freed long ago)", |(_, w)| w);
     Err(Fail::new(
         SHMLANE_E_WRONG_HANDLE,
-        format!("expected a {} handle, got: {found}", B::WHAT),
+        format!(
+            "expected {} {} handle, got: {found}",
+            article(B::WHAT),
+            B::WHAT
+        ),
     ))
+}
+
+/// "a" or "an" before `word`.
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }
 
 /// The body of the live handle `p`, shared.

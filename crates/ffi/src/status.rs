@@ -207,6 +207,22 @@ mod tests {
     }
 
     #[test]
+    fn the_last_error_is_per_thread() {
+        let _ = guard("main_thread_call", || {
+            Err(Fail::new(SHMLANE_E_EMPTY, "here"))
+        });
+        std::thread::spawn(|| {
+            let _ = guard("other_thread_call", || {
+                Err(Fail::new(SHMLANE_E_FULL, "there"))
+            });
+            assert_eq!(last(), "other_thread_call: there");
+        })
+        .join()
+        .unwrap();
+        assert_eq!(last(), "main_thread_call: here");
+    }
+
+    #[test]
     fn every_status_has_its_own_description() {
         let mut seen = std::collections::HashSet::new();
         for s in -27..=0 {

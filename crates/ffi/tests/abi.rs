@@ -24,7 +24,7 @@ fn c_abi_bad_input_under_valgrind() {
     let prefix = Name::new("ffi-abi");
     let out = run_checked(&bin, &[&prefix.0]);
     assert_ok(&out, "abi.c (shared library, valgrind)");
-    for i in 0..4 {
+    for i in 0..5 {
         let _ = std::fs::remove_file(format!("/dev/shm/{}-{i}", prefix.0));
     }
 }
@@ -35,7 +35,7 @@ fn c_abi_bad_input_static_library() {
     let prefix = Name::new("ffi-abi-static");
     let out = Command::new(&bin).arg(&prefix.0).output().expect("run");
     assert_ok(&out, "abi.c (static library)");
-    for i in 0..4 {
+    for i in 0..5 {
         let _ = std::fs::remove_file(format!("/dev/shm/{}-{i}", prefix.0));
     }
 }

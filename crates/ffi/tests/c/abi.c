@@ -218,6 +218,17 @@ static void byte_channel(const char *prefix) {
     EXPECT(shmlane_bytes_claim(tx, 4, &data), SHMLANE_E_CLAIM, "checksums");
     OK(shmlane_byte_sender_close(tx));
     OK(shmlane_channel_close(ch));
+    /* endpoints outlive their channel handle */
+    OK(shmlane_options_checksum(o, 0));
+    OK(shmlane_bytes_open(name(4, prefix), SHMLANE_CREATE, o, &ch));
+    OK(shmlane_byte_sender_open(ch, &tx));
+    OK(shmlane_byte_receiver_open(ch, &rx));
+    OK(shmlane_channel_close(ch));
+    OK(shmlane_bytes_send(tx, "still here", 10, 0));
+    OK(shmlane_bytes_recv(rx, buf, sizeof buf, &len, 0));
+    TRUE(len == 10 && memcmp(buf, "still here", 10) == 0);
+    OK(shmlane_byte_receiver_close(rx));
+    OK(shmlane_byte_sender_close(tx));
     OK(shmlane_options_close(o));
     EXPECT(shmlane_remove(name(1, prefix)), SHMLANE_E_NOT_FOUND, "no segment named");
     EXPECT(shmlane_remove("x/y"), SHMLANE_E_NAME, "invalid channel name");
