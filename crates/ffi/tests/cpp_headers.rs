@@ -8,8 +8,10 @@ mod common;
 mod support;
 
 use common::{Name, include_dir, lib_dir};
+use shmlane_testkit::finish;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 use support::{C_FLAGS, CXX_FLAGS, cxx, run_compiler, source};
 
 fn syntax_only(compiler: &str, flags: &[&str], src: &Path, extra: &[&str]) {
@@ -34,16 +36,22 @@ fn c_header_compiles_with_werror_as_c99_and_as_cpp() {
 fn cpp_header_compiles_with_werror_and_works() {
     let bin = cxx("header_use.cpp", "cpp-header-use", &[]);
     let prefix = Name::new("cpp-hdr");
-    let out = Command::new(&bin).arg(&prefix.0).output().expect("run");
+    // Bounded: a wrapper that waits where it should not (e.g. a negative timeout taken as
+    // "no limit") fails here instead of hanging the test run.
+    let child = Command::new(&bin)
+        .arg(&prefix.0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run header_use");
+    let (code, lines) = finish(child, Duration::from_secs(60));
     for s in ["-b", "-c"] {
         let _ = std::fs::remove_file(format!("/dev/shm/{}{s}", prefix.0));
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("ok cpp header"),
-        "header_use.cpp failed ({}):\n{stdout}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        code == 0 && lines.iter().any(|l| l == "ok cpp header"),
+        "header_use.cpp failed (exit {code}, printed {lines:?}; its stderr is above)"
     );
 }
 

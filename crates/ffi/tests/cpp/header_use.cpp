@@ -151,6 +151,6 @@ int main(int argc, char **argv) {
   if (failures != 0) {
     return 1;
   }
-  std::printf("ok cpp header\n");
+  std::printf("OUT:ok cpp header\n");
   return 0;
 }
