@@ -170,51 +170,48 @@ unsafe fn attach_with<T>(
     slots_off: usize,
     required: &dyn Fn(u64) -> usize,
 ) -> Result<(Raw<T>, u64, u64), AttachError> {
-    {
-        // SAFETY: forwarded contract; Header is repr(C) with the meta first.
-        let (hdr, found, cap) =
-            unsafe { open_ring_raw::<Header>(ptr, len, Kind::Spsc, slots_off)? };
-        if found != elem {
-            return Err(AttachError::WrongElement {
-                size: found as u32,
-                align: (found >> 32) as u32,
-            });
-        }
-        check_region(ptr, len, required(cap))?;
-        // SAFETY: a checked header in bounds; it holds only atomics.
-        let h = unsafe { hdr.as_ref() };
-        // The claim first: the positions are read once we hold the role, so they include
-        // everything a previous holder of it published before letting go (read before the
-        // claim, a holder leaving in between was overwritten or read again: review rev2).
-        h.meta.claim(role, owner, is_alive)?;
-        // These two loads are the endpoint's starting positions (never read again to start
-        // with). ORDERING: Acquire; pairs with the producer's SPSC_TAIL_STORE (Release): a
-        // consumer that starts from this tail sees the slot writes before it (the cached tail
-        // it reads from); also with the hand-over after init, and (after the claim's AcqRel
-        // CAS, which pairs with `release`) our own role's previous holder's last store.
-        let tail = h.tail.load(Ordering::Acquire);
-        // ORDERING: Acquire; pairs with the consumer's SPSC_HEAD_STORE (Release): a producer
-        // that starts from this head reuses only slots whose reads happened before it.
-        let head = h.head.load(Ordering::Acquire);
-        if tail.wrapping_sub(head) > cap {
-            h.meta.release(role, owner);
-            return Err(AttachError::Corrupt(
-                "tail and head more than a capacity apart",
-            ));
-        }
-        #[cfg(all(test, not(loom)))]
-        tests::after_attach_check(ptr);
-        let raw = Raw {
-            hdr,
-            // SAFETY: the slots lie inside the region (checked against required_size).
-            slots: unsafe { NonNull::new_unchecked(ptr.add(slots_off).cast()) },
-            cap,
-            mask: cap - 1,
-            owner,
-            keep: None,
-        };
-        Ok((raw, tail, head))
+    // SAFETY: forwarded contract; Header is repr(C) with the meta first.
+    let (hdr, found, cap) = unsafe { open_ring_raw::<Header>(ptr, len, Kind::Spsc, slots_off)? };
+    if found != elem {
+        return Err(AttachError::WrongElement {
+            size: found as u32,
+            align: (found >> 32) as u32,
+        });
     }
+    check_region(ptr, len, required(cap))?;
+    // SAFETY: a checked header in bounds; it holds only atomics.
+    let h = unsafe { hdr.as_ref() };
+    // The claim first: the positions are read once we hold the role, so they include
+    // everything a previous holder of it published before letting go (read before the
+    // claim, a holder leaving in between was overwritten or read again: review rev2).
+    h.meta.claim(role, owner, is_alive)?;
+    // These two loads are the endpoint's starting positions (never read again to start
+    // with). ORDERING: Acquire; pairs with the producer's SPSC_TAIL_STORE (Release): a
+    // consumer that starts from this tail sees the slot writes before it (the cached tail
+    // it reads from); also with the hand-over after init, and (after the claim's AcqRel
+    // CAS, which pairs with `release`) our own role's previous holder's last store.
+    let tail = h.tail.load(Ordering::Acquire);
+    // ORDERING: Acquire; pairs with the consumer's SPSC_HEAD_STORE (Release): a producer
+    // that starts from this head reuses only slots whose reads happened before it.
+    let head = h.head.load(Ordering::Acquire);
+    if tail.wrapping_sub(head) > cap {
+        h.meta.release(role, owner);
+        return Err(AttachError::Corrupt(
+            "tail and head more than a capacity apart",
+        ));
+    }
+    #[cfg(all(test, not(loom)))]
+    tests::after_attach_check(ptr);
+    let raw = Raw {
+        hdr,
+        // SAFETY: the slots lie inside the region (checked against required_size).
+        slots: unsafe { NonNull::new_unchecked(ptr.add(slots_off).cast()) },
+        cap,
+        mask: cap - 1,
+        owner,
+        keep: None,
+    };
+    Ok((raw, tail, head))
 }
 
 impl<T: Pod> SpscRing<T> {
