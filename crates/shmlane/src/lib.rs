@@ -80,4 +80,4 @@ pub use channel::{
     ElemError, RawBuilder, RawChannel, RawConsumer, RawProducer, RawReceiver, RawSender,
     default_type_name, raw_mpmc, raw_spsc,
 };
-pub use shmlane_ring::{DynReadChunk, DynWriteChunk, ElemLayout};
+pub use shmlane_ring::{ChunkError, DynReadChunk, DynWriteChunk, ElemLayout};

@@ -523,3 +523,48 @@ fn count_payload_counts_bytes_per_message() {
     assert_eq!(p.stats().bytes, 3 * 10 + 64);
     assert_eq!(p.stats().messages, 4);
 }
+
+/// The borrow-free zero-copy calls a C wrapper uses: reserve, write through the pointers,
+/// commit in a later call; read through the pointers, release later. Wraps a 4-slot ring.
+#[test]
+fn borrow_free_chunks_wrap() {
+    let name = unique("raw-ptrs");
+    let _c = Cleanup(name.clone());
+    let (size, cap) = (12, 4);
+    let ch = raw_spsc(&name, ElemLayout::new(size, 4).unwrap())
+        .capacity(cap)
+        .create()
+        .unwrap();
+    let (mut p, mut c) = (ch.producer().unwrap(), ch.consumer().unwrap());
+    let mut next = 0;
+    for _ in 0..6 {
+        let runs = p.write_ptrs(3).unwrap();
+        assert_eq!(runs[0].1 + runs[1].1, 3);
+        let src: Vec<u8> = (0..3).flat_map(|k| pattern(next + k, size)).collect();
+        let mut off = 0;
+        for (ptr, n) in runs {
+            // SAFETY: `n` reserved slots of `size` bytes at `ptr`.
+            unsafe { core::ptr::copy_nonoverlapping(src[off..].as_ptr(), ptr, n * size) };
+            off += n * size;
+        }
+        assert!(matches!(
+            c.read_ptrs(1),
+            Err(shmlane_ring::ChunkError::TooFewSlots(0))
+        ));
+        p.commit(3).unwrap();
+        assert!(matches!(
+            p.commit(2),
+            Err(shmlane_ring::ChunkError::TooFewSlots(1))
+        ));
+        let runs = c.read_ptrs(3).unwrap();
+        let mut got = Vec::new();
+        for (ptr, n) in runs {
+            // SAFETY: `n` published slots of `size` bytes at `ptr`, held until the release.
+            got.extend_from_slice(unsafe { core::slice::from_raw_parts(ptr, n * size) });
+        }
+        assert_eq!(got, src);
+        c.release(3).unwrap();
+        next += 3;
+    }
+    assert_eq!(p.stats().messages, 18);
+}

@@ -565,6 +565,22 @@ impl RawProducer {
         self.local.done(n as u64, (n * self.size) as u64);
     }
 
+    /// Zero copy without a borrow (for a C caller that writes between two calls): reserves
+    /// `n` slots and returns their two runs as raw pointers with their element counts, to
+    /// fill before [`commit`](Self::commit). Reserving changes nothing shared (only this
+    /// producer moves the tail), so the pointers stay valid until a commit or another send.
+    pub fn write_ptrs(&mut self, n: usize) -> Result<[(*mut u8, usize); 2], ChunkError> {
+        Ok(self.ring.write_chunk(n)?.as_mut_ptrs())
+    }
+
+    /// Publishes the first `n` slots reserved by [`write_ptrs`](Self::write_ptrs) and wakes a
+    /// sleeping consumer (`TooFewSlots` if `n` is more than are free: nothing is published).
+    pub fn commit(&mut self, n: usize) -> Result<(), ChunkError> {
+        self.ring.write_chunk(n)?.commit_all();
+        self.notify(n);
+        Ok(())
+    }
+
     /// Free slots now.
     pub fn free(&mut self) -> usize {
         self.ring.free()
@@ -600,6 +616,21 @@ impl RawConsumer {
     /// Records `n` messages released through a chunk and wakes a sleeping producer.
     pub fn notify(&mut self, n: usize) {
         self.local.done(n as u64, (n * self.size) as u64);
+    }
+
+    /// Zero copy without a borrow (for a C caller): the next `n` messages as two runs of raw
+    /// pointers with their element counts, valid until [`release`](Self::release) or another
+    /// receive (only this consumer moves the head).
+    pub fn read_ptrs(&mut self, n: usize) -> Result<[(*const u8, usize); 2], ChunkError> {
+        Ok(self.ring.read_chunk(n)?.as_ptrs())
+    }
+
+    /// Releases the first `n` messages read through [`read_ptrs`](Self::read_ptrs) to the
+    /// producer and wakes it (`TooFewSlots` if fewer are there: nothing is released).
+    pub fn release(&mut self, n: usize) -> Result<(), ChunkError> {
+        self.ring.read_chunk(n)?.commit_all();
+        self.notify(n);
+        Ok(())
     }
 
     /// Messages in the ring now.
