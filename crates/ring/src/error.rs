@@ -29,6 +29,14 @@ pub enum AttachError {
         /// Alignment recorded in the ring.
         align: u32,
     },
+    /// A run-time element layout is invalid: size 0 or not a multiple of the alignment, or
+    /// the alignment not a power of two in 1..=128 (`ElemLayout::new`).
+    BadElement {
+        /// Size asked for.
+        size: usize,
+        /// Alignment asked for.
+        align: usize,
+    },
     /// Positions or other fields are out of range: a corrupt or hostile ring.
     Corrupt(&'static str),
     /// A live endpoint (of another process, or of this one) holds this single role (SPSC
@@ -57,6 +65,10 @@ impl fmt::Display for AttachError {
             Self::WrongElement { size, align } => write!(
                 f,
                 "ring holds elements of size {size} and alignment {align}; both sides must use the same type"
+            ),
+            Self::BadElement { size, align } => write!(
+                f,
+                "element layout of size {size} and alignment {align} is invalid: the alignment must be a power of two up to 128 and the size a non-zero multiple of it (below 2^32)"
             ),
             Self::Corrupt(why) => write!(f, "ring is corrupt ({why})"),
             Self::RoleTaken { holder } => write!(

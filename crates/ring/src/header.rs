@@ -55,7 +55,7 @@ pub(crate) enum Role {
 
 pub(crate) type PaddedMeta = CachePadded<Meta>;
 
-fn elem_word<T>() -> u64 {
+pub(crate) fn elem_word<T>() -> u64 {
     size_of::<T>() as u64 | ((align_of::<T>() as u64) << 32)
 }
 

@@ -37,11 +37,14 @@
 #![allow(clippy::cast_ptr_alignment)]
 
 pub mod broadcast;
+#[cfg(all(test, not(loom)))]
+mod dyn_tests;
 mod error;
 #[cfg(not(loom))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod header;
+mod layout;
 pub mod mpmc;
 pub mod record;
 #[cfg(not(loom))]
@@ -57,7 +60,10 @@ pub use broadcast::{
 };
 pub use error::{AttachError, ChunkError, PopError, PushError};
 pub use header::{MAX_CAPACITY, REGION_ALIGN, RING_MAGIC};
-pub use mpmc::{Hole, MPMC_INTENTS, MpmcRing, Receiver, Sender};
+pub use layout::{ElemLayout, MAX_ELEM_SIZE};
+pub use mpmc::{
+    DynMpmcRing, DynReceiver, DynSender, Hole, MPMC_INTENTS, MpmcRing, Receiver, Sender,
+};
 pub use record::{
     Claim, ClaimError, CommitError, MAX_RECORD, ReadError, Record, RecordConsumer, RecordProducer,
     RecordRing, Unblock,
@@ -65,6 +71,8 @@ pub use record::{
 #[cfg(not(loom))]
 pub use region::HeapRegion;
 pub use spsc::{Consumer, Producer, ReadChunk, SpscRing, WriteChunk};
+#[cfg(not(loom))]
+pub use spsc::{DynConsumer, DynProducer, DynReadChunk, DynSpscRing, DynWriteChunk};
 pub use stamped::{StampedConsumer, StampedProducer, StampedRing};
 
 /// Whatever owns a ring's memory (an `Arc<Segment>`, an `Arc<HeapRegion>`), held by the

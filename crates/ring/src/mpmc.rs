@@ -45,6 +45,9 @@
 //!
 //! [`recover`]: Receiver::recover
 
+mod dynamic;
+pub use dynamic::{DynMpmcRing, DynReceiver, DynSender};
+
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
@@ -55,7 +58,7 @@ use crate::{
     KeepAlive,
     error::{AttachError, PopError, PushError},
     header::{Kind, Meta, PaddedMeta, align_up, check_capacity, check_region, open_ring},
-    slot::{Slot, init_slots},
+    slot::{Slot, StampedSlots, Typed, init_slots},
     sync::{
         AtomicU64, MPMC_DEQ_CAS, MPMC_ENQ_CAS, MPMC_SEQ_LOAD, MPMC_SEQ_STORE, Ordering, spin_hint,
     },
@@ -153,23 +156,76 @@ fn slots_offset<T>() -> usize {
     align_up(size_of::<Header>(), align_of::<Slot<T>>().max(128))
 }
 
-struct Raw<T> {
+/// A handle's view of the ring: geometry computed once at attach from checked values.
+struct Raw<L> {
     hdr: NonNull<Header>,
-    slots: NonNull<Slot<T>>,
+    slots: NonNull<u8>,
+    layout: L,
     cap: u64,
     mask: u64,
     keep: Option<KeepAlive>,
 }
 
-impl<T> Clone for Raw<T> {
+impl<L: Clone> Clone for Raw<L> {
     fn clone(&self) -> Self {
         Self {
             hdr: self.hdr,
             slots: self.slots,
+            layout: self.layout.clone(),
             cap: self.cap,
             mask: self.mask,
             keep: self.keep.clone(),
         }
+    }
+}
+
+/// The attach steps after the header checks, for any slot layout: the positions' sanity check
+/// and the handle's geometry.
+///
+/// # Safety
+/// `hdr` a checked header of a region holding `slots_off` plus `cap` slots of `layout`.
+unsafe fn attach_checked<L>(
+    hdr: NonNull<Header>,
+    ptr: *mut u8,
+    slots_off: usize,
+    layout: L,
+    cap: u64,
+) -> Result<Raw<L>, AttachError> {
+    // SAFETY: a checked header in bounds; atomics only.
+    let h = unsafe { hdr.as_ref() };
+    // ORDERING: Relaxed; a sanity check only, the protocol re-reads both.
+    let enq = h.enq.load(Ordering::Relaxed);
+    // ORDERING: as above.
+    let deq = h.deq.load(Ordering::Relaxed);
+    if enq.wrapping_sub(deq) > cap && deq.wrapping_sub(enq) > cap {
+        return Err(AttachError::Corrupt("positions more than a capacity apart"));
+    }
+    Ok(Raw {
+        hdr,
+        // SAFETY: the slot array lies inside the region (required size checked by the caller).
+        slots: unsafe { NonNull::new_unchecked(ptr.add(slots_off)) },
+        layout,
+        cap,
+        mask: cap - 1,
+        keep: None,
+    })
+}
+
+/// A fresh header (positions at `start`, no intents) for a ring of `elem` words.
+fn new_header(elem: u64, capacity: u64, start: u64) -> Header {
+    Header {
+        meta: CachePadded::new(Meta::with_elem(Kind::Mpmc, elem, capacity)),
+        enq: CachePadded::new(AtomicU64::new(start)),
+        deq: CachePadded::new(AtomicU64::new(start)),
+        anon: core::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
+        intents: core::array::from_fn(|_| {
+            core::array::from_fn(|_| {
+                CachePadded::new(Intent {
+                    owner: AtomicU64::new(0),
+                    pos: AtomicU64::new(IDLE),
+                })
+            })
+        }),
     }
 }
 
@@ -194,20 +250,7 @@ impl<T: Pod> MpmcRing<T> {
     ) -> Result<(), AttachError> {
         check_capacity(capacity, Kind::Mpmc)?;
         check_region(ptr, len, Self::required_size(capacity))?;
-        let hdr = Header {
-            meta: CachePadded::new(Meta::new::<T>(Kind::Mpmc, capacity)),
-            enq: CachePadded::new(AtomicU64::new(start)),
-            deq: CachePadded::new(AtomicU64::new(start)),
-            anon: core::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
-            intents: core::array::from_fn(|_| {
-                core::array::from_fn(|_| {
-                    CachePadded::new(Intent {
-                        owner: AtomicU64::new(0),
-                        pos: AtomicU64::new(IDLE),
-                    })
-                })
-            }),
-        };
+        let hdr = new_header(crate::header::elem_word::<T>(), capacity, start);
         // SAFETY: in bounds and aligned (checked); exclusive during init (caller).
         unsafe { ptr.cast::<Header>().write(hdr) };
         let slots = ptr.wrapping_add(slots_offset::<T>()).cast::<Slot<T>>();
@@ -219,7 +262,7 @@ impl<T: Pod> MpmcRing<T> {
 
     /// # Safety
     /// As for [`sender`](Self::sender).
-    unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Raw<T>, AttachError> {
+    unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Raw<Typed<T>>, AttachError> {
         // SAFETY: forwarded contract; Header is repr(C) with the meta first.
         let (hdr, cap) = unsafe {
             open_ring::<Header, T>(
@@ -230,23 +273,8 @@ impl<T: Pod> MpmcRing<T> {
                 Self::required_size,
             )?
         };
-        // SAFETY: a checked header in bounds; atomics only.
-        let h = unsafe { hdr.as_ref() };
-        // ORDERING: Relaxed; a sanity check only, the protocol re-reads both.
-        let enq = h.enq.load(Ordering::Relaxed);
-        // ORDERING: as above.
-        let deq = h.deq.load(Ordering::Relaxed);
-        if enq.wrapping_sub(deq) > cap && deq.wrapping_sub(enq) > cap {
-            return Err(AttachError::Corrupt("positions more than a capacity apart"));
-        }
-        Ok(Raw {
-            hdr,
-            // SAFETY: the slot array lies inside the region (required_size checked).
-            slots: unsafe { NonNull::new_unchecked(ptr.add(slots_offset::<T>()).cast()) },
-            cap,
-            mask: cap - 1,
-            keep: None,
-        })
+        // SAFETY: the region holds the header and `cap` slots of T (checked above).
+        unsafe { attach_checked(hdr, ptr, slots_offset::<T>(), Typed::new(), cap) }
     }
 
     /// Attaches a sending endpoint without an owner token. Any number may be attached, in any
@@ -324,16 +352,53 @@ impl<T: Pod> MpmcRing<T> {
     }
 }
 
-impl<T> Raw<T> {
+/// Slot `idx` of a ring: its stamp, and the copies in and out of its value.
+struct SlotRef<'a, L> {
+    seq: &'a AtomicU64,
+    raw: &'a Raw<L>,
+    idx: usize,
+}
+
+impl<L: StampedSlots> SlotRef<'_, L> {
+    /// # Safety
+    /// As for [`StampedSlots::write`] (the slot is the caller's, `src` one element).
+    #[inline]
+    unsafe fn write(&self, src: *const u8) {
+        // SAFETY: `idx < cap` (masked private position); the rest is the caller's.
+        unsafe { self.raw.layout.write(self.raw.slots, self.idx, src) }
+    }
+    /// # Safety
+    /// As for [`StampedSlots::read`].
+    #[inline]
+    unsafe fn read(&self, dst: *mut u8) {
+        // SAFETY: as in `write`.
+        unsafe { self.raw.layout.read(self.raw.slots, self.idx, dst) }
+    }
+}
+
+impl<L> Raw<L> {
     fn hdr(&self) -> &Header {
         // SAFETY: valid for the handle's lifetime (constructor contract); atomics only.
         unsafe { self.hdr.as_ref() }
     }
-    fn slot(&self, pos: u64) -> &Slot<T> {
-        // SAFETY: `pos & mask < cap`; the slot array holds `cap` slots (checked at attach).
-        unsafe { self.slots.add((pos & self.mask) as usize).as_ref() }
-    }
+}
 
+impl<L: StampedSlots> Raw<L> {
+    /// Slot `pos & mask`: indexed only by a masked position, so never out of bounds.
+    #[inline]
+    fn slot(&self, pos: u64) -> SlotRef<'_, L> {
+        let idx = (pos & self.mask) as usize;
+        SlotRef {
+            // SAFETY: `idx < cap`; the slot array holds `cap` slots of this layout (checked
+            // at attach) and lives as long as the handle.
+            seq: unsafe { self.layout.seq(self.slots, idx) },
+            raw: self,
+            idx,
+        }
+    }
+}
+
+impl<L> Raw<L> {
     /// Takes an intent entry of `side` for `owner`: a free one, or (given `is_alive`) one whose
     /// holder is dead and whose last intent is behind the other side's position.
     fn take_intent(
@@ -402,8 +467,8 @@ impl<T> Raw<T> {
 }
 
 /// What every handle holds: the ring, its side, its owner token and intent entry.
-struct Endpoint<T> {
-    raw: Raw<T>,
+pub(crate) struct Endpoint<L> {
+    raw: Raw<L>,
     side: usize,
     owner: u64,
     /// This handle's intent entry, if it got one.
@@ -411,8 +476,8 @@ struct Endpoint<T> {
     _not_sync: PhantomData<core::cell::Cell<()>>,
 }
 
-impl<T> Endpoint<T> {
-    fn new(raw: Raw<T>, side: usize, owner: u64, is_alive: Option<&dyn Fn(u64) -> bool>) -> Self {
+impl<L: Clone> Endpoint<L> {
+    fn new(raw: Raw<L>, side: usize, owner: u64, is_alive: Option<&dyn Fn(u64) -> bool>) -> Self {
         let intent = raw.take_intent(side, owner, is_alive);
         Self {
             raw,
@@ -506,7 +571,7 @@ impl<T> Endpoint<T> {
     }
 }
 
-impl<T> Drop for Endpoint<T> {
+impl<L> Drop for Endpoint<L> {
     fn drop(&mut self) {
         if let Some(i) = self.intent {
             let e = &self.raw.hdr().intents[self.side][i];
@@ -521,12 +586,12 @@ impl<T> Drop for Endpoint<T> {
 /// A sending end of an MPMC ring. `Send`, not `Sync`; `Clone` (a clone takes an intent entry
 /// of its own if one is free).
 pub struct Sender<T> {
-    ep: Endpoint<T>,
+    ep: Endpoint<Typed<T>>,
 }
 
 /// A receiving end of an MPMC ring. `Send`, not `Sync`; `Clone` as [`Sender`].
 pub struct Receiver<T> {
-    ep: Endpoint<T>,
+    ep: Endpoint<Typed<T>>,
 }
 
 // SAFETY: the pointers refer to memory that outlives the handle (constructor contract) and is
@@ -610,7 +675,7 @@ fn reload(shared: &AtomicU64, pos: u64, stuck: &mut u32) -> Option<u64> {
 /// a blocked receiver waited out its deadline at an overwritten `deq`). Accepting only
 /// `q - cap`'s skip mark made a sender blocked on a full ring report `Corrupt` while a receiver
 /// had just marked a dead producer's hole at `q` skipped (seen once under ThreadSanitizer).
-fn positions_consistent<T>(raw: &Raw<T>) -> bool {
+fn positions_consistent<L: StampedSlots>(raw: &Raw<L>) -> bool {
     let h = raw.hdr();
     // ORDERING: Acquire; pairs with the producers' MPMC_ENQ_CAS (Release), see above.
     let enq = h.enq.load(Ordering::Acquire);
@@ -638,6 +703,271 @@ fn classify(seq: u64, want: u64) -> Step {
     }
 }
 
+impl<L: StampedSlots> Endpoint<L> {
+    /// The push, copying one element from `src` into the slot once; with `abandon`, stops
+    /// right after winning the position (test hook) and returns it. Shared by the typed
+    /// [`Sender`] and the run-time [`DynSender`](crate::DynSender): only the slot's copy
+    /// differs ([`StampedSlots`]).
+    ///
+    /// # Safety
+    /// `src` must be valid for reads of one element (the layout's size) and not in the ring.
+    pub(crate) unsafe fn push_inner(
+        &self,
+        src: *const u8,
+        abandon: bool,
+    ) -> Result<u64, PushError<()>> {
+        let raw = &self.raw;
+        let h = raw.hdr();
+        let backoff = Backoff::new();
+        // ORDERING: Relaxed; only a starting guess, validated against the slot's stamp.
+        let mut pos = h.enq.load(Ordering::Relaxed);
+        let mut stuck = 0;
+        loop {
+            let slot = raw.slot(pos);
+            // ORDERING: MPMC_SEQ_LOAD (Acquire); pairs with the consumer's MPMC_SEQ_STORE that
+            // freed the slot (or the recoverer's CAS that gave it back), so its read of the
+            // old value happened before our write.
+            let seq = slot.seq.load(MPMC_SEQ_LOAD);
+            match classify(seq, pos) {
+                Step::Take => {
+                    self.announce(pos);
+                    // ORDERING: MPMC_ENQ_CAS (Release); pairs with the Acquire load of `enq`
+                    // in `Receiver::recover`: our intent is visible to whoever sees `enq` past
+                    // `pos`. The stamp carries the data ordering. Failure: Relaxed, a new guess.
+                    match h.enq.compare_exchange_weak(
+                        pos,
+                        pos.wrapping_add(1),
+                        MPMC_ENQ_CAS,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => {
+                            if abandon {
+                                return Ok(pos);
+                            }
+                            // SAFETY: we won position `pos`; until we store the stamp nobody
+                            // else reads or writes this slot (a recoverer takes it only from a
+                            // dead claimer). `src` holds one element we only read, not in the
+                            // ring (caller).
+                            unsafe { slot.write(src) };
+                            // ORDERING: MPMC_SEQ_STORE (Release); pairs with the consumer's
+                            // MPMC_SEQ_LOAD: our value write happens-before its read.
+                            slot.seq.store(pos.wrapping_add(1), MPMC_SEQ_STORE);
+                            self.clear();
+                            return Ok(pos);
+                        }
+                        Err(now) => {
+                            pos = now;
+                            backoff.spin();
+                        }
+                    }
+                }
+                Step::Done => {
+                    self.clear();
+                    return Err(PushError::Full(()));
+                }
+                Step::Retry => {
+                    let Some(now) = reload(&h.enq, pos, &mut stuck) else {
+                        self.clear();
+                        return Err(PushError::Corrupt(()));
+                    };
+                    pos = now;
+                }
+            }
+        }
+    }
+
+    /// Whether a push would find its slot free now (the stamp at the enqueue position; also
+    /// true while another producer moves the position on). False when the ring is full there,
+    /// including at a slot a dead consumer holds (see [`recover`](Self::recover)).
+    pub(crate) fn can_push(&self) -> bool {
+        let raw = &self.raw;
+        // ORDERING: Relaxed for both; a hint for a blocked sender, `push` decides.
+        let pos = raw.hdr().enq.load(Ordering::Relaxed);
+        // ORDERING: as above.
+        let seq = raw.slot(pos).seq.load(Ordering::Relaxed);
+        !matches!(classify(seq, pos), Step::Done)
+    }
+
+    /// Recovers the slot at the enqueue position if a consumer that died between its CAS on
+    /// `deq` and its stamp store holds it (the ring looks full there forever otherwise): gives
+    /// it back ([`Hole::Recovered`]; the message that consumer had taken is lost;
+    /// [`Hole::Released`] if it had taken a skipped position, no message) if an intent
+    /// of a dead consumer names it and none of a live one does (`is_alive` on owner tokens).
+    /// Slow path: a few loads, and `is_alive` for each intent naming the position.
+    pub(crate) fn recover_push(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole {
+        let raw = &self.raw;
+        let h = raw.hdr();
+        // ORDERING: Relaxed; which slot to look at, validated against `deq` and the stamp.
+        let p = h.enq.load(Ordering::Relaxed);
+        let q = p.wrapping_sub(raw.cap);
+        // ORDERING: Acquire; pairs with the consumers' MPMC_DEQ_CAS (Release): the intent of
+        // the consumer that took `q` is visible (module docs).
+        let deq = h.deq.load(Ordering::Acquire);
+        let taken = deq.wrapping_sub(q);
+        if taken == 0 || taken > raw.cap {
+            return Hole::None;
+        }
+        let slot = raw.slot(q);
+        // ORDERING: Relaxed; compared only, the CAS below decides.
+        let seq = slot.seq.load(Ordering::Relaxed);
+        if seq != q.wrapping_add(1) && seq != skip_stamp(q) {
+            return Hole::None;
+        }
+        if !self.claimer_dead(CONSUMERS, q, is_alive) {
+            return Hole::Waiting;
+        }
+        // ORDERING: AcqRel; success publishes the free slot to the next producer's Acquire
+        // stamp load (nobody read or writes the slot: its consumer is dead). A live consumer's
+        // own stamp store wins over this CAS or makes it fail.
+        match slot.seq.compare_exchange(
+            seq,
+            q.wrapping_add(raw.cap),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            // A skipped position held no message: counting it again would count one loss
+            // twice (it was counted when it was skipped).
+            Ok(_) if seq == skip_stamp(q) => Hole::Released,
+            Ok(_) => Hole::Recovered,
+            Err(_) => Hole::None,
+        }
+    }
+
+    /// The pop, copying the value once to `dst`; `Ok` only once it was written. With
+    /// `abandon`, stops right after winning the position (test hook, `dst` untouched) and
+    /// returns it.
+    ///
+    /// # Safety
+    /// `dst` must be valid for a write of one `T`, and nobody else may use it meanwhile.
+    pub(crate) unsafe fn pop_inner(&self, dst: *mut u8, abandon: bool) -> Result<u64, PopError> {
+        let raw = &self.raw;
+        let h = raw.hdr();
+        let backoff = Backoff::new();
+        // ORDERING: Relaxed; a starting guess, validated against the stamp.
+        let mut pos = h.deq.load(Ordering::Relaxed);
+        let mut stuck = 0;
+        // Skipped slots passed in this call: bounded, so a ring whose stamps a hostile peer
+        // keeps marking skipped still returns.
+        let mut passed = 0;
+        loop {
+            let slot = raw.slot(pos);
+            // ORDERING: MPMC_SEQ_LOAD (Acquire); pairs with the producer's MPMC_SEQ_STORE, so
+            // its value write is visible.
+            let seq = slot.seq.load(MPMC_SEQ_LOAD);
+            let skipped = seq == skip_stamp(pos);
+            let step = if skipped {
+                Step::Take
+            } else {
+                classify(seq, pos.wrapping_add(1))
+            };
+            match step {
+                Step::Take => {
+                    self.announce(pos);
+                    // ORDERING: MPMC_DEQ_CAS (Release); pairs with the Acquire load of `deq`
+                    // in `Sender::recover`: our intent is visible to whoever sees `deq` past
+                    // `pos`. The stamps order the data. Failure: Relaxed, a new guess.
+                    match h.deq.compare_exchange_weak(
+                        pos,
+                        pos.wrapping_add(1),
+                        MPMC_DEQ_CAS,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => {
+                            if abandon {
+                                return Ok(pos);
+                            }
+                            if !skipped {
+                                // SAFETY: we won position `pos`, whose value is published; no
+                                // producer writes the slot before we store the stamp, and
+                                // `dst` is valid for a write of one element nobody else uses
+                                // (caller; not in the ring). A skipped slot is not read (its
+                                // producer never wrote it).
+                                unsafe { slot.read(dst) };
+                            }
+                            // ORDERING: MPMC_SEQ_STORE (Release); pairs with the next
+                            // producer's MPMC_SEQ_LOAD: our read happens-before its write.
+                            slot.seq.store(pos.wrapping_add(raw.cap), MPMC_SEQ_STORE);
+                            self.clear();
+                            if !skipped {
+                                return Ok(pos);
+                            }
+                            passed += 1;
+                            if passed > raw.cap {
+                                return Err(PopError::Empty);
+                            }
+                            pos = pos.wrapping_add(1);
+                        }
+                        Err(now) => {
+                            pos = now;
+                            backoff.spin();
+                        }
+                    }
+                }
+                Step::Done => {
+                    self.clear();
+                    return Err(PopError::Empty);
+                }
+                Step::Retry => {
+                    let Some(now) = reload(&h.deq, pos, &mut stuck) else {
+                        self.clear();
+                        return Err(PopError::Corrupt);
+                    };
+                    pos = now;
+                }
+            }
+        }
+    }
+
+    /// Whether a pop would find a value (or a skipped slot) at the dequeue position now; also
+    /// true while another consumer moves the position on. False on an empty ring, and at a
+    /// hole (a position taken by a producer that has not stored its stamp, see
+    /// [`recover`](Self::recover)).
+    pub(crate) fn can_pop(&self) -> bool {
+        let raw = &self.raw;
+        // ORDERING: Relaxed for both; a hint for a blocked receiver, `pop` decides.
+        let pos = raw.hdr().deq.load(Ordering::Relaxed);
+        // ORDERING: as above.
+        let seq = raw.slot(pos).seq.load(Ordering::Relaxed);
+        seq == skip_stamp(pos) || !matches!(classify(seq, pos.wrapping_add(1)), Step::Done)
+    }
+
+    /// Recovers a hole at the dequeue position: a position a producer took (`enq` is past it)
+    /// and never published. If an intent of a dead producer names it and none of a live one
+    /// does (`is_alive` on owner tokens), marks it skipped ([`Hole::Recovered`]; consumers
+    /// pass over it, count it lost). Slow path: a few loads, and `is_alive` for each intent
+    /// naming the position.
+    pub(crate) fn recover_pop(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole {
+        let raw = &self.raw;
+        let h = raw.hdr();
+        // ORDERING: Relaxed; which slot to look at, validated against `enq` and the stamp.
+        let q = h.deq.load(Ordering::Relaxed);
+        // ORDERING: Acquire; pairs with the producers' MPMC_ENQ_CAS (Release): the intent of
+        // the producer that took `q` is visible (module docs).
+        let enq = h.enq.load(Ordering::Acquire);
+        let taken = enq.wrapping_sub(q);
+        if taken == 0 || taken > raw.cap {
+            return Hole::None;
+        }
+        let slot = raw.slot(q);
+        // ORDERING: Relaxed; compared only, the CAS below decides.
+        if slot.seq.load(Ordering::Relaxed) != q {
+            return Hole::None;
+        }
+        if !self.claimer_dead(PRODUCERS, q, is_alive) {
+            return Hole::Waiting;
+        }
+        // ORDERING: AcqRel; success publishes the mark to the consumers' Acquire stamp load.
+        // A live producer's own stamp store wins over this CAS or makes it fail.
+        match slot
+            .seq
+            .compare_exchange(q, skip_stamp(q), Ordering::AcqRel, Ordering::Relaxed)
+        {
+            Ok(_) => Hole::Recovered,
+            Err(_) => Hole::None,
+        }
+    }
+}
+
 impl<T: Pod> Sender<T> {
     /// Keeps `owner` alive as long as this handle (and its clones made afterwards).
     #[must_use]
@@ -659,7 +989,8 @@ impl<T: Pod> Sender<T> {
     /// ```
     pub fn push(&self, value: T) -> Result<(), PushError<T>> {
         self.ep.begin();
-        let r = self.push_inner(&value, false);
+        // SAFETY: `value` is one T of ours, not in the ring.
+        let r = unsafe { self.ep.push_inner((&raw const value).cast(), false) };
         self.ep.end();
         match r {
             Ok(_) => Ok(()),
@@ -684,86 +1015,18 @@ impl<T: Pod> Sender<T> {
     /// ```
     pub fn push_ref(&self, value: &T) -> Result<(), PushError<()>> {
         self.ep.begin();
-        let r = self.push_inner(value, false);
+        // SAFETY: `*value` is one T we borrow, not in the ring (a `&T` into the ring cannot
+        // be made: no API hands one out).
+        let r = unsafe { self.ep.push_inner(core::ptr::from_ref(value).cast(), false) };
         self.ep.end();
         r.map(|_| ())
-    }
-
-    /// The push, copying `*value` into the slot once; with `abandon`, stops right after
-    /// winning the position (test hook) and returns it.
-    fn push_inner(&self, value: &T, abandon: bool) -> Result<u64, PushError<()>> {
-        let raw = &self.ep.raw;
-        let h = raw.hdr();
-        let backoff = Backoff::new();
-        // ORDERING: Relaxed; only a starting guess, validated against the slot's stamp.
-        let mut pos = h.enq.load(Ordering::Relaxed);
-        let mut stuck = 0;
-        loop {
-            let slot = raw.slot(pos);
-            // ORDERING: MPMC_SEQ_LOAD (Acquire); pairs with the consumer's MPMC_SEQ_STORE that
-            // freed the slot (or the recoverer's CAS that gave it back), so its read of the
-            // old value happened before our write.
-            let seq = slot.seq.load(MPMC_SEQ_LOAD);
-            match classify(seq, pos) {
-                Step::Take => {
-                    self.ep.announce(pos);
-                    // ORDERING: MPMC_ENQ_CAS (Release); pairs with the Acquire load of `enq`
-                    // in `Receiver::recover`: our intent is visible to whoever sees `enq` past
-                    // `pos`. The stamp carries the data ordering. Failure: Relaxed, a new guess.
-                    match h.enq.compare_exchange_weak(
-                        pos,
-                        pos.wrapping_add(1),
-                        MPMC_ENQ_CAS,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => {
-                            if abandon {
-                                return Ok(pos);
-                            }
-                            // SAFETY: we won position `pos`; until we store the stamp nobody
-                            // else reads or writes this slot (a recoverer takes it only from a
-                            // dead claimer). `value` is a valid T we only read, not in the slot
-                            // (we hold a reference to it and nobody else may write the slot).
-                            slot.value.with_mut(|p| unsafe {
-                                core::ptr::copy_nonoverlapping(value, p, 1);
-                            });
-                            // ORDERING: MPMC_SEQ_STORE (Release); pairs with the consumer's
-                            // MPMC_SEQ_LOAD: our value write happens-before its read.
-                            slot.seq.store(pos.wrapping_add(1), MPMC_SEQ_STORE);
-                            self.ep.clear();
-                            return Ok(pos);
-                        }
-                        Err(now) => {
-                            pos = now;
-                            backoff.spin();
-                        }
-                    }
-                }
-                Step::Done => {
-                    self.ep.clear();
-                    return Err(PushError::Full(()));
-                }
-                Step::Retry => {
-                    let Some(now) = reload(&h.enq, pos, &mut stuck) else {
-                        self.ep.clear();
-                        return Err(PushError::Corrupt(()));
-                    };
-                    pos = now;
-                }
-            }
-        }
     }
 
     /// Whether a push would find its slot free now (the stamp at the enqueue position; also
     /// true while another producer moves the position on). False when the ring is full there,
     /// including at a slot a dead consumer holds (see [`recover`](Self::recover)).
     pub fn can_push(&self) -> bool {
-        let raw = &self.ep.raw;
-        // ORDERING: Relaxed for both; a hint for a blocked sender, `push` decides.
-        let pos = raw.hdr().enq.load(Ordering::Relaxed);
-        // ORDERING: as above.
-        let seq = raw.slot(pos).seq.load(Ordering::Relaxed);
-        !matches!(classify(seq, pos), Step::Done)
+        self.ep.can_push()
     }
 
     /// Recovers the slot at the enqueue position if a consumer that died between its CAS on
@@ -773,42 +1036,7 @@ impl<T: Pod> Sender<T> {
     /// of a dead consumer names it and none of a live one does (`is_alive` on owner tokens).
     /// Slow path: a few loads, and `is_alive` for each intent naming the position.
     pub fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole {
-        let raw = &self.ep.raw;
-        let h = raw.hdr();
-        // ORDERING: Relaxed; which slot to look at, validated against `deq` and the stamp.
-        let p = h.enq.load(Ordering::Relaxed);
-        let q = p.wrapping_sub(raw.cap);
-        // ORDERING: Acquire; pairs with the consumers' MPMC_DEQ_CAS (Release): the intent of
-        // the consumer that took `q` is visible (module docs).
-        let deq = h.deq.load(Ordering::Acquire);
-        let taken = deq.wrapping_sub(q);
-        if taken == 0 || taken > raw.cap {
-            return Hole::None;
-        }
-        let slot = raw.slot(q);
-        // ORDERING: Relaxed; compared only, the CAS below decides.
-        let seq = slot.seq.load(Ordering::Relaxed);
-        if seq != q.wrapping_add(1) && seq != skip_stamp(q) {
-            return Hole::None;
-        }
-        if !self.ep.claimer_dead(CONSUMERS, q, is_alive) {
-            return Hole::Waiting;
-        }
-        // ORDERING: AcqRel; success publishes the free slot to the next producer's Acquire
-        // stamp load (nobody read or writes the slot: its consumer is dead). A live consumer's
-        // own stamp store wins over this CAS or makes it fail.
-        match slot.seq.compare_exchange(
-            seq,
-            q.wrapping_add(raw.cap),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        ) {
-            // A skipped position held no message: counting it again would count one loss
-            // twice (it was counted when it was skipped).
-            Ok(_) if seq == skip_stamp(q) => Hole::Released,
-            Ok(_) => Hole::Recovered,
-            Err(_) => Hole::None,
-        }
+        self.ep.recover_push(is_alive)
     }
 
     /// Whether the shared positions, and the stamp where receivers read next, are ones a sound
@@ -833,8 +1061,12 @@ impl<T: Pod> Sender<T> {
     pub fn abandon_push_for_tests(self, take: bool) -> u64 {
         self.ep.begin();
         let pos = if take {
-            self.push_inner(&T::zeroed(), true)
-                .unwrap_or_else(|_| panic!("abandon_push_for_tests on a full ring"))
+            // SAFETY: a T of our own (not even read in abandon mode).
+            unsafe {
+                self.ep
+                    .push_inner(core::ptr::from_ref(&T::zeroed()).cast(), true)
+            }
+            .unwrap_or_else(|_| panic!("abandon_push_for_tests on a full ring"))
         } else {
             // ORDERING: Relaxed; the position to name, nothing is taken.
             let pos = self.ep.raw.hdr().enq.load(Ordering::Relaxed);
@@ -861,7 +1093,7 @@ impl<T: Pod> Sender<T> {
     }
 }
 
-fn approx_len<T>(raw: &Raw<T>) -> usize {
+fn approx_len<L>(raw: &Raw<L>) -> usize {
     // ORDERING: Relaxed; an estimate for statistics.
     let deq = raw.hdr().deq.load(Ordering::Relaxed);
     // ORDERING: Relaxed; as above.
@@ -883,7 +1115,7 @@ impl<T: Pod> Receiver<T> {
         let mut v = core::mem::MaybeUninit::<T>::uninit();
         self.ep.begin();
         // SAFETY: `v` is ours, room for one T.
-        let r = unsafe { self.pop_inner(v.as_mut_ptr(), false) };
+        let r = unsafe { self.ep.pop_inner(v.as_mut_ptr().cast(), false) };
         self.ep.end();
         // SAFETY: `pop_inner` returns `Ok` only after copying a whole T into `v` (not in
         // abandon mode).
@@ -897,96 +1129,9 @@ impl<T: Pod> Receiver<T> {
     pub fn pop_into(&self, dst: &mut T) -> Result<(), PopError> {
         self.ep.begin();
         // SAFETY: `dst` is a T we borrow exclusively.
-        let r = unsafe { self.pop_inner(dst, false) };
+        let r = unsafe { self.ep.pop_inner(core::ptr::from_mut(dst).cast(), false) };
         self.ep.end();
         r.map(|_| ())
-    }
-
-    /// The pop, copying the value once to `dst`; `Ok` only once it was written. With
-    /// `abandon`, stops right after winning the position (test hook, `dst` untouched) and
-    /// returns it.
-    ///
-    /// # Safety
-    /// `dst` must be valid for a write of one `T`, and nobody else may use it meanwhile.
-    unsafe fn pop_inner(&self, dst: *mut T, abandon: bool) -> Result<u64, PopError> {
-        let raw = &self.ep.raw;
-        let h = raw.hdr();
-        let backoff = Backoff::new();
-        // ORDERING: Relaxed; a starting guess, validated against the stamp.
-        let mut pos = h.deq.load(Ordering::Relaxed);
-        let mut stuck = 0;
-        // Skipped slots passed in this call: bounded, so a ring whose stamps a hostile peer
-        // keeps marking skipped still returns.
-        let mut passed = 0;
-        loop {
-            let slot = raw.slot(pos);
-            // ORDERING: MPMC_SEQ_LOAD (Acquire); pairs with the producer's MPMC_SEQ_STORE, so
-            // its value write is visible.
-            let seq = slot.seq.load(MPMC_SEQ_LOAD);
-            let skipped = seq == skip_stamp(pos);
-            let step = if skipped {
-                Step::Take
-            } else {
-                classify(seq, pos.wrapping_add(1))
-            };
-            match step {
-                Step::Take => {
-                    self.ep.announce(pos);
-                    // ORDERING: MPMC_DEQ_CAS (Release); pairs with the Acquire load of `deq`
-                    // in `Sender::recover`: our intent is visible to whoever sees `deq` past
-                    // `pos`. The stamps order the data. Failure: Relaxed, a new guess.
-                    match h.deq.compare_exchange_weak(
-                        pos,
-                        pos.wrapping_add(1),
-                        MPMC_DEQ_CAS,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => {
-                            if abandon {
-                                return Ok(pos);
-                            }
-                            if !skipped {
-                                // SAFETY: we won position `pos`, whose value is published; no
-                                // producer writes the slot before we store the stamp, and
-                                // `dst` is valid for a write of a T nobody else uses (caller;
-                                // not in the ring). A skipped
-                                // slot is not read (its producer never wrote it).
-                                slot.value.with(|p| unsafe {
-                                    core::ptr::copy_nonoverlapping(p, dst, 1);
-                                });
-                            }
-                            // ORDERING: MPMC_SEQ_STORE (Release); pairs with the next
-                            // producer's MPMC_SEQ_LOAD: our read happens-before its write.
-                            slot.seq.store(pos.wrapping_add(raw.cap), MPMC_SEQ_STORE);
-                            self.ep.clear();
-                            if !skipped {
-                                return Ok(pos);
-                            }
-                            passed += 1;
-                            if passed > raw.cap {
-                                return Err(PopError::Empty);
-                            }
-                            pos = pos.wrapping_add(1);
-                        }
-                        Err(now) => {
-                            pos = now;
-                            backoff.spin();
-                        }
-                    }
-                }
-                Step::Done => {
-                    self.ep.clear();
-                    return Err(PopError::Empty);
-                }
-                Step::Retry => {
-                    let Some(now) = reload(&h.deq, pos, &mut stuck) else {
-                        self.ep.clear();
-                        return Err(PopError::Corrupt);
-                    };
-                    pos = now;
-                }
-            }
-        }
     }
 
     /// Whether a pop would find a value (or a skipped slot) at the dequeue position now; also
@@ -994,12 +1139,7 @@ impl<T: Pod> Receiver<T> {
     /// hole (a position taken by a producer that has not stored its stamp, see
     /// [`recover`](Self::recover)).
     pub fn can_pop(&self) -> bool {
-        let raw = &self.ep.raw;
-        // ORDERING: Relaxed for both; a hint for a blocked receiver, `pop` decides.
-        let pos = raw.hdr().deq.load(Ordering::Relaxed);
-        // ORDERING: as above.
-        let seq = raw.slot(pos).seq.load(Ordering::Relaxed);
-        seq == skip_stamp(pos) || !matches!(classify(seq, pos.wrapping_add(1)), Step::Done)
+        self.ep.can_pop()
     }
 
     /// Recovers a hole at the dequeue position: a position a producer took (`enq` is past it)
@@ -1008,34 +1148,7 @@ impl<T: Pod> Receiver<T> {
     /// pass over it, count it lost). Slow path: a few loads, and `is_alive` for each intent
     /// naming the position.
     pub fn recover(&self, is_alive: &dyn Fn(u64) -> bool) -> Hole {
-        let raw = &self.ep.raw;
-        let h = raw.hdr();
-        // ORDERING: Relaxed; which slot to look at, validated against `enq` and the stamp.
-        let q = h.deq.load(Ordering::Relaxed);
-        // ORDERING: Acquire; pairs with the producers' MPMC_ENQ_CAS (Release): the intent of
-        // the producer that took `q` is visible (module docs).
-        let enq = h.enq.load(Ordering::Acquire);
-        let taken = enq.wrapping_sub(q);
-        if taken == 0 || taken > raw.cap {
-            return Hole::None;
-        }
-        let slot = raw.slot(q);
-        // ORDERING: Relaxed; compared only, the CAS below decides.
-        if slot.seq.load(Ordering::Relaxed) != q {
-            return Hole::None;
-        }
-        if !self.ep.claimer_dead(PRODUCERS, q, is_alive) {
-            return Hole::Waiting;
-        }
-        // ORDERING: AcqRel; success publishes the mark to the consumers' Acquire stamp load.
-        // A live producer's own stamp store wins over this CAS or makes it fail.
-        match slot
-            .seq
-            .compare_exchange(q, skip_stamp(q), Ordering::AcqRel, Ordering::Relaxed)
-        {
-            Ok(_) => Hole::Recovered,
-            Err(_) => Hole::None,
-        }
+        self.ep.recover_pop(is_alive)
     }
 
     /// Whether the shared positions, and the stamp where receivers read next, are ones a sound
@@ -1060,8 +1173,11 @@ impl<T: Pod> Receiver<T> {
         self.ep.begin();
         let pos = if take {
             // SAFETY: a T of our own (untouched in abandon mode anyway).
-            unsafe { self.pop_inner(&mut T::zeroed(), true) }
-                .unwrap_or_else(|e| panic!("abandon_pop_for_tests: {e}"))
+            unsafe {
+                self.ep
+                    .pop_inner(core::ptr::from_mut(&mut T::zeroed()).cast(), true)
+            }
+            .unwrap_or_else(|e| panic!("abandon_pop_for_tests: {e}"))
         } else {
             // ORDERING: Relaxed; the position to name, nothing is taken.
             let pos = self.ep.raw.hdr().deq.load(Ordering::Relaxed);

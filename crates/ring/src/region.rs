@@ -157,6 +157,49 @@ impl HeapRegion {
         }
     }
 
+    /// A run-time-layout SPSC ring of `layout` elements on the heap, positions from `start`.
+    ///
+    /// # Panics
+    /// If the capacity is invalid.
+    pub fn dyn_spsc_at(
+        layout: crate::ElemLayout,
+        capacity: u64,
+        start: u64,
+    ) -> (crate::DynProducer, crate::DynConsumer) {
+        use crate::DynSpscRing as R;
+        let r = Arc::new(Self::new(R::required_size(layout, capacity)));
+        let alive = |_| true;
+        // SAFETY: as in `spsc_at`.
+        unsafe {
+            R::init(r.as_ptr(), r.len(), layout, capacity, start).expect("valid capacity");
+            let p = R::producer(r.as_ptr(), r.len(), layout, 1, &alive).expect("fresh ring");
+            let c = R::consumer(r.as_ptr(), r.len(), layout, 2, &alive).expect("fresh ring");
+            let keep: KeepAlive = r;
+            (p.keep_alive(keep.clone()), c.keep_alive(keep))
+        }
+    }
+
+    /// A run-time-layout MPMC ring of `layout` elements on the heap, positions from `start`.
+    ///
+    /// # Panics
+    /// If the capacity is invalid.
+    pub fn dyn_mpmc_at(
+        layout: crate::ElemLayout,
+        capacity: u64,
+        start: u64,
+    ) -> (crate::DynSender, crate::DynReceiver) {
+        use crate::DynMpmcRing as R;
+        let r = Arc::new(Self::new(R::required_size(layout, capacity)));
+        // SAFETY: as in `spsc_at`.
+        unsafe {
+            R::init(r.as_ptr(), r.len(), layout, capacity, start).expect("valid capacity");
+            let tx = R::sender(r.as_ptr(), r.len(), layout).expect("fresh ring");
+            let rx = R::receiver(r.as_ptr(), r.len(), layout).expect("fresh ring");
+            let keep: KeepAlive = r;
+            (tx.keep_alive(keep.clone()), rx.keep_alive(keep))
+        }
+    }
+
     /// An MPMC ring on the heap; clone the ends for more producers and consumers.
     pub fn mpmc<T: Pod + Send>(capacity: u64) -> (Sender<T>, Receiver<T>) {
         Self::mpmc_at(capacity, 0)

@@ -29,6 +29,11 @@
 //! [`WriteChunk::as_mut_slices`]) are `unsafe`, for callers who vouch that no other process
 //! writes the ring (`docs/reliability.md`, "Hostile or corrupt memory").
 
+#[cfg(not(loom))]
+mod dynamic;
+#[cfg(not(loom))]
+pub use dynamic::{DynConsumer, DynProducer, DynReadChunk, DynSpscRing, DynWriteChunk};
+
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
@@ -38,7 +43,7 @@ use crossbeam_utils::CachePadded;
 use crate::{
     KeepAlive,
     error::{AttachError, ChunkError, PopError, PushError},
-    header::{Kind, Meta, PaddedMeta, Role, align_up, check_capacity, check_region, open_ring},
+    header::{Kind, Meta, PaddedMeta, Role, align_up, check_capacity, check_region, open_ring_raw},
     sync::{
         AtomicU64, Ordering, SPSC_HEAD_LOAD, SPSC_HEAD_STORE, SPSC_TAIL_LOAD, SPSC_TAIL_STORE,
         UnsafeCell,
@@ -130,51 +135,86 @@ impl<T: Pod> SpscRing<T> {
         owner: u64,
         is_alive: &dyn Fn(u64) -> bool,
     ) -> Result<(Raw<T>, u64, u64), AttachError> {
-        // SAFETY: forwarded contract; Header is repr(C) with the meta first.
-        let (hdr, cap) = unsafe {
-            open_ring::<Header, T>(
+        // SAFETY: forwarded contract.
+        unsafe {
+            attach_with(
                 ptr,
                 len,
-                Kind::Spsc,
+                role,
+                owner,
+                is_alive,
+                crate::header::elem_word::<T>(),
                 slots_offset::<T>(),
-                Self::required_size,
-            )?
-        };
-        // SAFETY: a checked header in bounds; it holds only atomics.
-        let h = unsafe { hdr.as_ref() };
-        // The claim first: the positions are read once we hold the role, so they include
-        // everything a previous holder of it published before letting go (read before the
-        // claim, a holder leaving in between was overwritten or read again: review rev2).
-        h.meta.claim(role, owner, is_alive)?;
-        // These two loads are the endpoint's starting positions (never read again to start
-        // with). ORDERING: Acquire; pairs with the producer's SPSC_TAIL_STORE (Release): a
-        // consumer that starts from this tail sees the slot writes before it (the cached tail
-        // it reads from); also with the hand-over after init, and (after the claim's AcqRel
-        // CAS, which pairs with `release`) our own role's previous holder's last store.
-        let tail = h.tail.load(Ordering::Acquire);
-        // ORDERING: Acquire; pairs with the consumer's SPSC_HEAD_STORE (Release): a producer
-        // that starts from this head reuses only slots whose reads happened before it.
-        let head = h.head.load(Ordering::Acquire);
-        if tail.wrapping_sub(head) > cap {
-            h.meta.release(role, owner);
-            return Err(AttachError::Corrupt(
-                "tail and head more than a capacity apart",
-            ));
+                &Self::required_size,
+            )
         }
-        #[cfg(all(test, not(loom)))]
-        tests::after_attach_check(ptr);
-        let raw = Raw {
-            hdr,
-            // SAFETY: the slots lie inside the region (checked against required_size).
-            slots: unsafe { NonNull::new_unchecked(ptr.add(slots_offset::<T>()).cast()) },
-            cap,
-            mask: cap - 1,
-            owner,
-            keep: None,
-        };
-        Ok((raw, tail, head))
     }
+}
 
+/// Attach for any element layout: the ring's element word must be `elem`, its slots start at
+/// `slots_off`, and `required(capacity)` bytes must be there. Returns the handle's geometry
+/// and the positions `(tail, head)`, each read once and checked. Shared by the typed handles
+/// and the run-time ones ([`DynSpscRing`](crate::DynSpscRing)).
+///
+/// # Safety
+/// As for [`SpscRing::producer`]; `T` is the slot type the handle addresses (a marker for the
+/// run-time handles, which address bytes).
+#[allow(clippy::too_many_arguments)]
+unsafe fn attach_with<T>(
+    ptr: *mut u8,
+    len: usize,
+    role: Role,
+    owner: u64,
+    is_alive: &dyn Fn(u64) -> bool,
+    elem: u64,
+    slots_off: usize,
+    required: &dyn Fn(u64) -> usize,
+) -> Result<(Raw<T>, u64, u64), AttachError> {
+    // SAFETY: forwarded contract; Header is repr(C) with the meta first.
+    let (hdr, found, cap) = unsafe { open_ring_raw::<Header>(ptr, len, Kind::Spsc, slots_off)? };
+    if found != elem {
+        return Err(AttachError::WrongElement {
+            size: found as u32,
+            align: (found >> 32) as u32,
+        });
+    }
+    check_region(ptr, len, required(cap))?;
+    // SAFETY: a checked header in bounds; it holds only atomics.
+    let h = unsafe { hdr.as_ref() };
+    // The claim first: the positions are read once we hold the role, so they include
+    // everything a previous holder of it published before letting go (read before the
+    // claim, a holder leaving in between was overwritten or read again: review rev2).
+    h.meta.claim(role, owner, is_alive)?;
+    // These two loads are the endpoint's starting positions (never read again to start
+    // with). ORDERING: Acquire; pairs with the producer's SPSC_TAIL_STORE (Release): a
+    // consumer that starts from this tail sees the slot writes before it (the cached tail
+    // it reads from); also with the hand-over after init, and (after the claim's AcqRel
+    // CAS, which pairs with `release`) our own role's previous holder's last store.
+    let tail = h.tail.load(Ordering::Acquire);
+    // ORDERING: Acquire; pairs with the consumer's SPSC_HEAD_STORE (Release): a producer
+    // that starts from this head reuses only slots whose reads happened before it.
+    let head = h.head.load(Ordering::Acquire);
+    if tail.wrapping_sub(head) > cap {
+        h.meta.release(role, owner);
+        return Err(AttachError::Corrupt(
+            "tail and head more than a capacity apart",
+        ));
+    }
+    #[cfg(all(test, not(loom)))]
+    tests::after_attach_check(ptr);
+    let raw = Raw {
+        hdr,
+        // SAFETY: the slots lie inside the region (checked against required_size).
+        slots: unsafe { NonNull::new_unchecked(ptr.add(slots_off).cast()) },
+        cap,
+        mask: cap - 1,
+        owner,
+        keep: None,
+    };
+    Ok((raw, tail, head))
+}
+
+impl<T: Pod> SpscRing<T> {
     /// Attaches the producer. `owner` is a non-zero token naming this endpoint (the channel
     /// layer uses the segment slot); a producer claim held by an owner for which `is_alive`
     /// says false is taken over.
@@ -332,7 +372,7 @@ impl<T> Drop for Consumer<T> {
     }
 }
 
-impl<T: Pod> Producer<T> {
+impl<T> Producer<T> {
     /// Free slots, refreshing the cached head only if the cache says fewer than `want`.
     #[inline]
     fn free_for(&mut self, want: u64) -> Result<u64, ()> {
@@ -367,7 +407,9 @@ impl<T: Pod> Producer<T> {
         // (Acquire): the slot writes above happen-before the consumer reads them.
         self.raw.hdr().tail.store(self.tail, SPSC_TAIL_STORE);
     }
+}
 
+impl<T: Pod> Producer<T> {
     /// Pushes one value, or gives it back if the ring is full. Never blocks.
     ///
     /// ```
@@ -444,7 +486,9 @@ impl<T: Pod> Producer<T> {
         }
         Ok(WriteChunk { p: self, n })
     }
+}
 
+impl<T> Producer<T> {
     /// Free slots now (reads the consumer's position).
     pub fn free(&mut self) -> usize {
         self.free_for(u64::MAX).unwrap_or(0) as usize
@@ -623,7 +667,7 @@ impl<T: Pod> WriteChunk<'_, T> {
     }
 }
 
-impl<T: Pod> Consumer<T> {
+impl<T> Consumer<T> {
     /// Elements available, refreshing the cached tail only if the cache says fewer than
     /// `want`.
     #[inline]
@@ -655,7 +699,9 @@ impl<T: Pod> Consumer<T> {
         // in `free_for`: our reads of the slots happen-before it overwrites them.
         self.raw.hdr().head.store(self.head, SPSC_HEAD_STORE);
     }
+}
 
+impl<T: Pod> Consumer<T> {
     #[inline]
     fn read_at(&self, pos: u64) -> T {
         // SAFETY: the slot at `pos` was published (Acquire in avail_for) and the producer
@@ -710,7 +756,9 @@ impl<T: Pod> Consumer<T> {
         }
         Ok(ReadChunk { c: self, n })
     }
+}
 
+impl<T> Consumer<T> {
     /// Elements available now (reads the producer's position).
     pub fn len(&mut self) -> usize {
         self.avail_for(u64::MAX).unwrap_or(0) as usize

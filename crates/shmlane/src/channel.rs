@@ -393,6 +393,7 @@ mod builder;
 mod elem;
 mod endpoints;
 mod local;
+mod raw;
 
 use elem::TYPE_WORDS;
 pub use elem::{ElemType, TYPE_NAME_STORED, fnv1a64};
@@ -400,6 +401,10 @@ pub use elem::{ElemType, TYPE_NAME_STORED, fnv1a64};
 pub use builder::{Builder, broadcast, broadcast_of, bytes, mpmc, spsc};
 pub use endpoints::{Consumer, Producer, Receiver, Sender};
 pub(crate) use local::{Life, Local, Owned};
+pub use raw::{
+    ElemError, RawBuilder, RawChannel, RawConsumer, RawProducer, RawReceiver, RawSender,
+    default_type_name, raw_mpmc, raw_spsc,
+};
 
 /// Words at the start of every ring that never change once it is created: magic, kind,
 /// element word, capacity (`shmlane_ring`'s `Meta`, see docs/design.md).

@@ -76,3 +76,8 @@ pub mod spsc_endpoints {
     pub use crate::channel::{Consumer, Producer};
 }
 pub use channel::{Consumer, Producer, Receiver, Sender};
+pub use channel::{
+    ElemError, RawBuilder, RawChannel, RawConsumer, RawProducer, RawReceiver, RawSender,
+    default_type_name, raw_mpmc, raw_spsc,
+};
+pub use shmlane_ring::{ChunkError, DynReadChunk, DynWriteChunk, ElemLayout};

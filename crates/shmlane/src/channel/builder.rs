@@ -144,10 +144,32 @@ pub struct Builder<T> {
     peers_leave: Option<PeersLeave>,
     resume: bool,
     keep_unread: bool,
+    /// A run-time element layout replacing `T`'s (run-time channels only).
+    elem: Option<shmlane_ring::ElemLayout>,
     _t: PhantomData<T>,
 }
 
 impl<T: Pod + Send> Builder<T> {
+    /// A builder whose element layout is `elem` (run-time channels, `channel/raw.rs`), not
+    /// `T`'s.
+    pub(crate) fn with_elem(name: &str, kind: Kind, elem: shmlane_ring::ElemLayout) -> Self {
+        let mut b = Self::new(name, kind);
+        b.elem = Some(elem);
+        b
+    }
+
+    /// The element's size: the run-time layout's if there is one, else `T`'s.
+    fn elem_size(&self) -> u64 {
+        self.elem
+            .map_or(size_of::<T>(), shmlane_ring::ElemLayout::size) as u64
+    }
+
+    /// The element's alignment, as [`elem_size`](Self::elem_size).
+    fn elem_align(&self) -> u64 {
+        self.elem
+            .map_or(align_of::<T>(), shmlane_ring::ElemLayout::align) as u64
+    }
+
     fn new(name: &str, kind: Kind) -> Self {
         Self {
             name: name.to_owned(),
@@ -168,6 +190,7 @@ impl<T: Pod + Send> Builder<T> {
             peers_leave: None,
             resume: false,
             keep_unread: true,
+            elem: None,
             _t: PhantomData,
         }
     }
@@ -442,8 +465,8 @@ impl<T: Pod + Send> Builder<T> {
                 "",
             ),
             Kind::Spsc | Kind::Mpmc => (
-                size_of::<T>() as u64,
-                size_of::<T>() as u64,
+                self.elem_size(),
+                self.elem_size(),
                 " (the element size); use a larger element type",
             ),
         };
@@ -474,7 +497,7 @@ impl<T: Pod + Send> Builder<T> {
         self.check_checksum()?;
         let msg = self.checked_msg(cap)?;
         self.elem_type()?;
-        let elem = size_of::<T>() as u64;
+        let elem = self.elem_size();
         let too_large = |slot: u64| {
             self.config_err(ConfigError::TooLarge {
                 kind: self.kind.name(),
@@ -495,8 +518,14 @@ impl<T: Pod + Send> Builder<T> {
         };
         let sized = |n: u64| -> u64 {
             (match self.kind {
-                Kind::Spsc => SpscRing::<T>::required_size(n),
-                Kind::Mpmc => MpmcRing::<T>::required_size(n),
+                Kind::Spsc => match self.elem {
+                    Some(l) => shmlane_ring::DynSpscRing::required_size(l, n),
+                    None => SpscRing::<T>::required_size(n),
+                },
+                Kind::Mpmc => match self.elem {
+                    Some(l) => shmlane_ring::DynMpmcRing::required_size(l, n),
+                    None => MpmcRing::<T>::required_size(n),
+                },
                 // Record rings are sized in bytes, a multiple of 8: 256 and 512 bytes.
                 Kind::Bytes => RecordRing::required_size(n * 256),
                 Kind::Broadcast => BroadcastRing::required_size(n, slot),
@@ -535,12 +564,12 @@ impl<T: Pod + Send> Builder<T> {
     /// element's size.
     fn check_fixed_msg(&self) -> Result<(), OpenError> {
         if let (Kind::Spsc | Kind::Mpmc, Some(m)) = (self.kind, self.msg_size)
-            && m != size_of::<T>() as u64
+            && m != self.elem_size()
         {
             return Err(self.config_err(ConfigError::FixedMsgSize {
                 kind: self.kind.name(),
                 msg_size: m,
-                elem: size_of::<T>() as u64,
+                elem: self.elem_size(),
             }));
         }
         Ok(())
@@ -557,18 +586,19 @@ impl<T: Pod + Send> Builder<T> {
             }
             return Ok(ElemType::new(BYTES_TYPE, 1, 1));
         }
-        let name = self
-            .type_name
-            .as_deref()
-            .unwrap_or(core::any::type_name::<T>());
+        let default;
+        let name = match (&self.type_name, self.elem) {
+            (Some(n), _) => n.as_str(),
+            (None, Some(l)) => {
+                default = super::raw::default_type_name(l);
+                default.as_str()
+            }
+            (None, None) => core::any::type_name::<T>(),
+        };
         if name.is_empty() {
             return Err(self.config_err(ConfigError::EmptyTypeName));
         }
-        Ok(ElemType::new(
-            name,
-            size_of::<T>() as u64,
-            align_of::<T>() as u64,
-        ))
+        Ok(ElemType::new(name, self.elem_size(), self.elem_align()))
     }
 
     /// Checksums are for byte and broadcast channels.
@@ -625,8 +655,18 @@ impl<T: Pod + Send> Builder<T> {
         // published.
         unsafe {
             match self.kind {
-                Kind::Spsc => SpscRing::<T>::init(ring.as_ptr(), ring.len(), cap, 0)?,
-                Kind::Mpmc => MpmcRing::<T>::init(ring.as_ptr(), ring.len(), cap, 0)?,
+                Kind::Spsc => match self.elem {
+                    Some(l) => {
+                        shmlane_ring::DynSpscRing::init(ring.as_ptr(), ring.len(), l, cap, 0)?;
+                    }
+                    None => SpscRing::<T>::init(ring.as_ptr(), ring.len(), cap, 0)?,
+                },
+                Kind::Mpmc => match self.elem {
+                    Some(l) => {
+                        shmlane_ring::DynMpmcRing::init(ring.as_ptr(), ring.len(), l, cap, 0)?;
+                    }
+                    None => MpmcRing::<T>::init(ring.as_ptr(), ring.len(), cap, 0)?,
+                },
                 Kind::Bytes => RecordRing::init(ring.as_ptr(), ring.len(), cap, 0)?,
                 Kind::Broadcast => {
                     BroadcastRing::init(ring.as_ptr(), ring.len(), cap, g.slot, 0)?;
@@ -648,7 +688,7 @@ impl<T: Pod + Send> Builder<T> {
             // ORDERING: Relaxed for all: published by the segment's init_state Release.
             h.kind.store(self.kind as u64, Ordering::Relaxed);
             // ORDERING: as above.
-            h.elem.store(size_of::<T>() as u64, Ordering::Relaxed);
+            h.elem.store(self.elem_size(), Ordering::Relaxed);
             // ORDERING: as above.
             h.capacity.store(cap, Ordering::Relaxed);
             // ORDERING: as above.

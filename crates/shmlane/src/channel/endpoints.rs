@@ -58,6 +58,225 @@ fn push_err<T>(e: PushError<T>) -> Result<(), TrySendError<T>> {
     }
 }
 
+/// `try_send` of every sending endpoint, typed or run-time: one push, the statistics and the
+/// wake-up, or `Disconnected` on a full ring whose receivers all left.
+#[inline]
+pub(super) fn try_send_with<R: Push<V>, V>(
+    ring: &mut R,
+    local: &mut Local,
+    value: V,
+    bytes: u64,
+) -> Result<(), TrySendError<V>> {
+    match ring.push_v(value) {
+        Ok(()) => {
+            local.done(1, bytes);
+            Ok(())
+        }
+        Err(PushError::Full(v)) if local.life.gone(&local.inner) => {
+            Err(TrySendError::Disconnected(v))
+        }
+        Err(e) => push_err(e),
+    }
+}
+
+/// The blocking send loop of every sending endpoint, typed or run-time (`send`, sending only
+/// while more than `keep` slots are free; `keep` 0: `send`).
+pub(super) fn send_blocking<R: HasRoom + Holes, V>(
+    ring: &mut R,
+    local: &mut Local,
+    value: V,
+    keep: usize,
+    deadline: Option<Deadline>,
+    mut try_send: impl FnMut(&mut R, &mut Local, V) -> Result<(), TrySendError<V>>,
+) -> Result<(), SendError<V>> {
+    let mut v = value;
+    let mut woke = false;
+    loop {
+        let tried = if keep == 0 || ring_has_room(ring, keep + 1) {
+            try_send(ring, local, v)
+        } else if local.life.gone(&local.inner) {
+            Err(TrySendError::Disconnected(v))
+        } else {
+            Err(TrySendError::Full(v))
+        };
+        match tried {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(back)) => v = back,
+            Err(TrySendError::Disconnected(back)) => {
+                return Err(SendError::Disconnected(back));
+            }
+            Err(TrySendError::Corrupt(back)) => return Err(SendError::Corrupt(back)),
+        }
+        // A slot a dead receiver held (MPMC): given back, try again (by the deadline).
+        if local.check_hole(&*ring, false) {
+            if deadline.as_ref().is_some_and(Deadline::is_past) {
+                return Err(SendError::Timeout(v));
+            }
+            continue;
+        }
+        if local.positions_corrupt {
+            return Err(SendError::Corrupt(v));
+        }
+        // Peers are checked (syscalls) only after a wait that ended without room,
+        // never on the way into the first wait: the fast path stays syscall-free.
+        if woke {
+            match local.life.peers(&local.inner) {
+                p @ Peers::Died => {
+                    local.life.reported(p);
+                    return Err(SendError::PeerDied(v));
+                }
+                p @ Peers::Left => {
+                    local.life.reported(p);
+                    return Err(SendError::Disconnected(v));
+                }
+                Peers::Corrupt(_) => return Err(SendError::Corrupt(v)),
+                Peers::Live | Peers::NotYet => {}
+            }
+        }
+        let next = local.next_hole_check;
+        let ring = &mut *ring;
+        let ready = || ring_has_room(ring, keep + 1) || hole_check_due(ring, next);
+        if !local.block(deadline, ready) {
+            return Err(SendError::Timeout(v));
+        }
+        woke = true;
+    }
+}
+
+/// `try_recv` of every receiving endpoint, typed or run-time: `pop` takes one message.
+#[inline]
+pub(super) fn try_recv_with<R, V>(
+    ring: &mut R,
+    local: &mut Local,
+    bytes: u64,
+    mut pop: impl FnMut(&mut R) -> Result<V, PopError>,
+) -> Result<V, TryRecvError> {
+    match pop(ring) {
+        Ok(v) => {
+            local.done(1, bytes);
+            Ok(v)
+        }
+        Err(PopError::Empty) => {
+            if local.life.gone(&local.inner) {
+                // Re-check: the last sender may have pushed before leaving.
+                match pop(ring) {
+                    Ok(v) => {
+                        local.done(1, bytes);
+                        Ok(v)
+                    }
+                    Err(PopError::Empty) => Err(TryRecvError::Disconnected),
+                    Err(PopError::Corrupt) => Err(TryRecvError::Corrupt),
+                }
+            } else {
+                Err(TryRecvError::Empty)
+            }
+        }
+        Err(PopError::Corrupt) => Err(TryRecvError::Corrupt),
+    }
+}
+
+/// The blocking receive loop of every receiving endpoint, typed or run-time.
+pub(super) fn recv_blocking<R: HasData + Holes, V>(
+    ring: &mut R,
+    local: &mut Local,
+    deadline: Option<Deadline>,
+    bytes: u64,
+    mut pop: impl FnMut(&mut R) -> Result<V, PopError>,
+) -> Result<V, RecvError> {
+    let mut woke = false;
+    loop {
+        match try_recv_with(ring, local, bytes, &mut pop) {
+            Ok(v) => return Ok(v),
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => {
+                return Err(if local.life.ended() == Some(Peers::Died) {
+                    RecvError::PeerDied
+                } else {
+                    RecvError::Disconnected
+                });
+            }
+            Err(TryRecvError::Corrupt) => return Err(RecvError::Corrupt),
+        }
+        // A position a dead sender took and never filled (MPMC): skipped, try again (by
+        // the deadline).
+        if local.check_hole(&*ring, false) {
+            if deadline.as_ref().is_some_and(Deadline::is_past) {
+                return Err(RecvError::Timeout);
+            }
+            continue;
+        }
+        if local.positions_corrupt {
+            return Err(RecvError::Corrupt);
+        }
+        // Peers are checked (syscalls) only after a wait that ended without data.
+        let peers = if woke {
+            local.life.peers(&local.inner)
+        } else {
+            Peers::NotYet
+        };
+        match peers {
+            Peers::Corrupt(_) => return Err(RecvError::Corrupt),
+            Peers::Died | Peers::Left => {
+                // Drain what the dead (or departed) senders completed first, past any
+                // hole a dead one left.
+                loop {
+                    match pop(ring) {
+                        Ok(v) => {
+                            local.done(1, bytes);
+                            return Ok(v);
+                        }
+                        Err(PopError::Empty) => {
+                            // At most a ring's worth of holes in a row (then checked
+                            // every `HOLE_CHECK` only, see `holes_in_a_row`).
+                            if local.check_hole(&*ring, true) {
+                                if deadline.as_ref().is_some_and(Deadline::is_past) {
+                                    return Err(RecvError::Timeout);
+                                }
+                                continue;
+                            }
+                            if local.positions_corrupt {
+                                return Err(RecvError::Corrupt);
+                            }
+                            local.life.reported(peers);
+                            return if peers == Peers::Left {
+                                Err(RecvError::Disconnected)
+                            } else {
+                                Err(RecvError::PeerDied)
+                            };
+                        }
+                        Err(PopError::Corrupt) => return Err(RecvError::Corrupt),
+                    }
+                }
+            }
+            Peers::Live | Peers::NotYet => {}
+        }
+        let next = local.next_hole_check;
+        let ring = &mut *ring;
+        let ready = || ring_has_data(ring) || hole_check_due(ring, next);
+        if !local.block(deadline, ready) {
+            return Err(RecvError::Timeout);
+        }
+        woke = true;
+    }
+}
+
+/// One push into a ring, giving the value back on failure.
+pub(super) trait Push<V> {
+    fn push_v(&mut self, v: V) -> Result<(), PushError<V>>;
+}
+impl<T: Pod> Push<T> for shmlane_ring::Producer<T> {
+    #[inline]
+    fn push_v(&mut self, v: T) -> Result<(), PushError<T>> {
+        self.push(v)
+    }
+}
+impl<T: Pod> Push<T> for shmlane_ring::Sender<T> {
+    #[inline]
+    fn push_v(&mut self, v: T) -> Result<(), PushError<T>> {
+        self.push(v)
+    }
+}
+
 /// The blocking send loop shared by `Producer` and `Sender`.
 macro_rules! send_impl {
     () => {
@@ -67,16 +286,12 @@ macro_rules! send_impl {
         /// all left.
         #[inline]
         pub fn try_send(&mut self, value: T) -> Result<(), TrySendError<T>> {
-            match self.ring.push(value) {
-                Ok(()) => {
-                    self.local.done(1, size_of::<T>() as u64);
-                    Ok(())
-                }
-                Err(PushError::Full(v)) if self.local.life.gone(&self.local.inner) => {
-                    Err(TrySendError::Disconnected(v))
-                }
-                Err(e) => push_err(e),
-            }
+            try_send_with(
+                &mut *self.ring,
+                &mut self.local,
+                value,
+                size_of::<T>() as u64,
+            )
         }
 
         /// Sends `value`, waiting for room until `deadline` (`None`: no limit) with the
@@ -97,57 +312,10 @@ macro_rules! send_impl {
             keep: usize,
             deadline: Option<Deadline>,
         ) -> Result<(), SendError<T>> {
-            let mut v = value;
-            let mut woke = false;
-            loop {
-                let tried = if keep == 0 || ring_has_room(&mut *self.ring, keep + 1) {
-                    self.try_send(v)
-                } else if self.local.life.gone(&self.local.inner) {
-                    Err(TrySendError::Disconnected(v))
-                } else {
-                    Err(TrySendError::Full(v))
-                };
-                match tried {
-                    Ok(()) => return Ok(()),
-                    Err(TrySendError::Full(back)) => v = back,
-                    Err(TrySendError::Disconnected(back)) => {
-                        return Err(SendError::Disconnected(back));
-                    }
-                    Err(TrySendError::Corrupt(back)) => return Err(SendError::Corrupt(back)),
-                }
-                // A slot a dead receiver held (MPMC): given back, try again (by the deadline).
-                if self.local.check_hole(&*self.ring, false) {
-                    if deadline.as_ref().is_some_and(Deadline::is_past) {
-                        return Err(SendError::Timeout(v));
-                    }
-                    continue;
-                }
-                if self.local.positions_corrupt {
-                    return Err(SendError::Corrupt(v));
-                }
-                // Peers are checked (syscalls) only after a wait that ended without room,
-                // never on the way into the first wait: the fast path stays syscall-free.
-                if woke {
-                    match self.local.life.peers(&self.local.inner) {
-                        p @ Peers::Died => {
-                            self.local.life.reported(p);
-                            return Err(SendError::PeerDied(v));
-                        }
-                        p @ Peers::Left => {
-                            self.local.life.reported(p);
-                            return Err(SendError::Disconnected(v));
-                        }
-                        Peers::Corrupt(_) => return Err(SendError::Corrupt(v)),
-                        Peers::Live | Peers::NotYet => {}
-                    }
-                }
-                let (ring, next) = (&mut *self.ring, self.local.next_hole_check);
-                let ready = || ring_has_room(ring, keep + 1) || hole_check_due(ring, next);
-                if !self.local.block(deadline, ready) {
-                    return Err(SendError::Timeout(v));
-                }
-                woke = true;
-            }
+            let ring = &mut *self.ring;
+            send_blocking(ring, &mut self.local, value, keep, deadline, |r, l, v| {
+                try_send_with(r, l, v, size_of::<T>() as u64)
+            })
         }
 
         /// Statistics hook: the message just sent carried `bytes` bytes of payload in its
@@ -183,28 +351,12 @@ macro_rules! recv_impl {
         /// drained; a sender's death is reported by [`recv`](Self::recv).
         #[inline]
         pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-            match self.ring.pop() {
-                Ok(v) => {
-                    self.local.done(1, size_of::<T>() as u64);
-                    Ok(v)
-                }
-                Err(PopError::Empty) => {
-                    if self.local.life.gone(&self.local.inner) {
-                        // Re-check: the last sender may have pushed before leaving.
-                        match self.ring.pop() {
-                            Ok(v) => {
-                                self.local.done(1, size_of::<T>() as u64);
-                                Ok(v)
-                            }
-                            Err(PopError::Empty) => Err(TryRecvError::Disconnected),
-                            Err(PopError::Corrupt) => Err(TryRecvError::Corrupt),
-                        }
-                    } else {
-                        Err(TryRecvError::Empty)
-                    }
-                }
-                Err(PopError::Corrupt) => Err(TryRecvError::Corrupt),
-            }
+            try_recv_with(
+                &mut *self.ring,
+                &mut self.local,
+                size_of::<T>() as u64,
+                |r| r.pop(),
+            )
         }
 
         /// Receives a message, waiting until `deadline` (`None`: no limit) with the channel's
@@ -216,80 +368,14 @@ macro_rules! recv_impl {
         /// `Wait` mode the next call waits for a sender (until its deadline, without a busy
         /// loop). See the lifecycle in docs/design.md.
         pub fn recv(&mut self, deadline: Option<Deadline>) -> Result<T, RecvError> {
-            let mut woke = false;
-            loop {
-                match self.try_recv() {
-                    Ok(v) => return Ok(v),
-                    Err(TryRecvError::Empty) => {}
-                    Err(TryRecvError::Disconnected) => {
-                        return Err(if self.local.life.ended() == Some(Peers::Died) {
-                            RecvError::PeerDied
-                        } else {
-                            RecvError::Disconnected
-                        });
-                    }
-                    Err(TryRecvError::Corrupt) => return Err(RecvError::Corrupt),
-                }
-                // A position a dead sender took and never filled (MPMC): skipped, try again (by
-                // the deadline).
-                if self.local.check_hole(&*self.ring, false) {
-                    if deadline.as_ref().is_some_and(Deadline::is_past) {
-                        return Err(RecvError::Timeout);
-                    }
-                    continue;
-                }
-                if self.local.positions_corrupt {
-                    return Err(RecvError::Corrupt);
-                }
-                // Peers are checked (syscalls) only after a wait that ended without data.
-                let peers = if woke {
-                    self.local.life.peers(&self.local.inner)
-                } else {
-                    Peers::NotYet
-                };
-                match peers {
-                    Peers::Corrupt(_) => return Err(RecvError::Corrupt),
-                    Peers::Died | Peers::Left => {
-                        // Drain what the dead (or departed) senders completed first, past any
-                        // hole a dead one left.
-                        loop {
-                            match self.ring.pop() {
-                                Ok(v) => {
-                                    self.local.done(1, size_of::<T>() as u64);
-                                    return Ok(v);
-                                }
-                                Err(PopError::Empty) => {
-                                    // At most a ring's worth of holes in a row (then checked
-                                    // every `HOLE_CHECK` only, see `holes_in_a_row`).
-                                    if self.local.check_hole(&*self.ring, true) {
-                                        if deadline.as_ref().is_some_and(Deadline::is_past) {
-                                            return Err(RecvError::Timeout);
-                                        }
-                                        continue;
-                                    }
-                                    if self.local.positions_corrupt {
-                                        return Err(RecvError::Corrupt);
-                                    }
-                                    self.local.life.reported(peers);
-                                    return if peers == Peers::Left {
-                                        Err(RecvError::Disconnected)
-                                    } else {
-                                        Err(RecvError::PeerDied)
-                                    };
-                                }
-                                Err(PopError::Corrupt) => return Err(RecvError::Corrupt),
-                            }
-                        }
-                    }
-                    Peers::Live | Peers::NotYet => {}
-                }
-                let (ring, next) = (&mut *self.ring, self.local.next_hole_check);
-                let ready = || ring_has_data(ring) || hole_check_due(ring, next);
-                if !self.local.block(deadline, ready) {
-                    return Err(RecvError::Timeout);
-                }
-                woke = true;
-            }
+            let ring = &mut *self.ring;
+            recv_blocking(
+                ring,
+                &mut self.local,
+                deadline,
+                size_of::<T>() as u64,
+                |r| r.pop(),
+            )
         }
 
         /// Statistics hook: the message just received carried `bytes` bytes of payload in its
@@ -311,10 +397,10 @@ macro_rules! recv_impl {
     };
 }
 
-trait HasData {
+pub(super) trait HasData {
     fn has_data(&mut self) -> bool;
 }
-trait HasRoom {
+pub(super) trait HasRoom {
     /// Room for `n` messages (MPMC: for one, whatever `n`; only SPSC asks for more).
     fn has_room(&mut self, n: usize) -> bool;
 }
