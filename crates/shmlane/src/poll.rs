@@ -420,6 +420,8 @@ impl RecvPoll {
                         return Ok(Armed::Ready);
                     }
                     rx.local().life.reported(peers);
+                    // The death is reported: the watcher compares with the table as it is now.
+                    st.sig = sig;
                     self.check_peers = false;
                     return Err(if peers == Peers::Died {
                         RearmError::PeerDied

@@ -293,7 +293,9 @@ fn the_publisher_sees_its_subscribers_and_the_slowest_lag() {
     // The fast one may still be catching up on the 50 (it was only known to be within 50 of
     // the head when the slow one reached 50): wait for it. Were the killed one still counted,
     // the lag would stay at 50 and this would time out.
-    wait_until("the lag of the live one alone", || p.slowest_lag() == Some(0));
+    wait_until("the lag of the live one alone", || {
+        p.slowest_lag() == Some(0)
+    });
     p.send(b"end").unwrap();
     let (code, out) = finish(fast, Duration::from_secs(30));
     assert_eq!(code, 0);
