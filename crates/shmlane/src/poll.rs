@@ -438,6 +438,8 @@ impl RecvPoll {
         // moves `seq` past it.
         let ev = &inner.ev_data;
         let seen = ev.seq();
+        #[cfg(test)]
+        tests::between_check_and_register();
         if ev.register(&sh.registered, || rx.ready()) {
             sh.signal();
             return Ok(Armed::Ready);
@@ -544,5 +546,77 @@ impl<R: PollSource> AsFd for Pollable<R> {
 impl<R: PollSource> AsRawFd for Pollable<R> {
     fn as_raw_fd(&self) -> RawFd {
         self.poll.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::RefCell, os::fd::AsRawFd};
+
+    use super::{Armed, Pollable};
+    use crate::UnlinkPolicy;
+
+    thread_local! {
+        /// Run by `rearm` between its first look at the ring and its registration.
+        static BETWEEN: RefCell<Option<Box<dyn FnMut()>>> = RefCell::new(None);
+    }
+
+    pub(super) fn between_check_and_register() {
+        BETWEEN.with(|b| {
+            if let Some(f) = b.borrow_mut().as_mut() {
+                f();
+            }
+        });
+    }
+
+    fn poll_in(fd: i32, ms: i32) -> i32 {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&raw mut p, 1, ms) }
+    }
+
+    /// The lost wake-up window, made deterministic: a message sent after `rearm` found the ring
+    /// empty and before it registered. Its notify finds no sleeper (no `seq` bump, no wake), so
+    /// only the re-check after the registration sees it: `rearm` must say `Ready` and leave the
+    /// descriptor readable.
+    #[test]
+    fn a_message_sent_just_before_the_registration_is_not_lost() {
+        let name = format!("poll-unit-gap-{}", std::process::id());
+        let ch = crate::spsc::<u64>(&name)
+            .capacity(8)
+            .unlink(UnlinkPolicy::CreatorDrop)
+            .create()
+            .unwrap();
+        let mut tx = ch.producer().unwrap();
+        let mut rx = Pollable::new(ch.consumer().unwrap()).unwrap();
+        let fd = rx.as_raw_fd();
+        for round in 0..3u64 {
+            let v = round;
+            let mut once = Some(());
+            let tx_ptr: *mut crate::Producer<u64> = &raw mut tx;
+            BETWEEN.with(|b| {
+                *b.borrow_mut() = Some(Box::new(move || {
+                    if once.take().is_some() {
+                        // SAFETY: `tx` outlives the hook (cleared below before `tx` is used
+                        // again or dropped), and nothing else uses it meanwhile.
+                        let tx = unsafe { &mut *tx_ptr };
+                        tx.try_send(v).unwrap();
+                    }
+                }));
+            });
+            let armed = rx.rearm().unwrap();
+            BETWEEN.with(|b| *b.borrow_mut() = None);
+            assert_eq!(
+                armed,
+                Armed::Ready,
+                "round {round}: the message in the gap was missed"
+            );
+            assert_eq!(poll_in(fd, 500), 1, "round {round}: not readable");
+            assert_eq!(rx.try_recv().unwrap(), v);
+        }
     }
 }

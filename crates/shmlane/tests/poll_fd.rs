@@ -132,6 +132,11 @@ fn child_entry() {
                         std::thread::yield_now();
                     }
                 }
+                // Then a varying pause (0 to some microseconds): the next burst lands at every
+                // point of the receiver's drain-and-rearm, the gap before the arm included.
+                for _ in 0..(r * 7919) % 3000 {
+                    std::hint::spin_loop();
+                }
             }
             println!("OUT:{}", next - 1);
         }
@@ -450,7 +455,7 @@ fn no_lost_wakeup_across_many_arm_drain_cycles() {
     let _c = Cleanup(name.clone());
     let (mut rx, _ch) = Rx::create("spsc", &name);
     let fd = FdWrap(rx.fd());
-    let rounds = 3000u64;
+    let rounds = 20_000u64;
     let sender = child("rounds", &["spsc", &name, &rounds.to_string()])
         .spawn()
         .unwrap();
