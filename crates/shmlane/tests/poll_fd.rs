@@ -418,11 +418,9 @@ fn epoll_sees_each_message() {
         events: libc::EPOLLIN as u32,
         u64: 7,
     };
-    // SAFETY: as above.
-    assert_eq!(
-        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, rx.fd(), &raw mut ev) },
-        0
-    );
+    // SAFETY: as above; `ev` is a valid event.
+    let rc = unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, rx.fd(), &raw mut ev) };
+    assert_eq!(rc, 0);
     assert_eq!(rx.rearm(), Ok(Armed::Waiting));
     let sender = child("send-then-hold", &["spsc", &name, "20", "5"])
         .spawn()
