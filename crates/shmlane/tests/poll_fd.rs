@@ -527,3 +527,79 @@ fn dropping_the_poll_handle_joins_the_watcher_and_closes_the_fd() {
     assert_eq!(code, 0, "{out:?}");
     assert_eq!(out.last().map(String::as_str), Some("ok"), "{out:?}");
 }
+
+/// A hostile peer writing random words over the `ev-data` event (sequence word, sleeper count,
+/// magic) while messages flow: at worst spurious readables or a wake-up late by the watcher's
+/// periodic check (its positions look), never a hang; every message arrives in order.
+#[test]
+fn a_hostile_event_gives_spurious_or_late_readables_at_worst() {
+    use std::{
+        os::unix::fs::FileExt,
+        sync::atomic::{AtomicBool, Ordering},
+    };
+    let name = unique("poll-hostile");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::spsc::<u64>(&name)
+        .capacity(64)
+        .unlink(UnlinkPolicy::Never)
+        .create()
+        .unwrap();
+    let path = format!("/dev/shm/{name}");
+    let info = shmlane_segment::inspect(std::path::Path::new(&path))
+        .unwrap()
+        .unwrap();
+    let region = info.regions.iter().find(|r| r.name == "ev-data").unwrap();
+    let offset = region.offset;
+    let mut tx = ch.producer().unwrap();
+    let mut rx = Pollable::new(ch.consumer().unwrap()).unwrap();
+    let fd = FdWrap(rx.as_raw_fd());
+    let stop = AtomicBool::new(false);
+    let n = 300u64;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            while !stop.load(Ordering::Relaxed) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // One of the first four words: magic, seq, sleepers, reserved.
+                let at = offset + (x % 4) * 4;
+                file.write_all_at(&(x as u32).to_ne_bytes(), at).unwrap();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        s.spawn(|| {
+            for i in 1..=n {
+                tx.send(i, Some(Deadline::after(Duration::from_secs(10))))
+                    .unwrap();
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        });
+        let t0 = Instant::now();
+        let (mut next, mut cycles) = (1u64, 0u64);
+        rx.rearm().unwrap();
+        while next <= n {
+            assert!(t0.elapsed() < Duration::from_secs(20), "stuck at {next}");
+            // Late by at most the watcher's periodic check (50 ms): 2 s is ample.
+            assert_eq!(poll_in(&fd, 2_000), 1, "not readable for 2 s, at {next}");
+            loop {
+                match rx.try_recv() {
+                    Ok(v) => {
+                        assert_eq!(v, next);
+                        next += 1;
+                    }
+                    Err(shmlane::TryRecvError::Empty) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            match rx.rearm() {
+                Ok(Armed::Waiting | Armed::Ready) => {}
+                Err(e) => panic!("rearm: {e}"),
+            }
+            cycles += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        eprintln!("{cycles} poll cycles for {n} messages");
+    });
+}
