@@ -444,6 +444,8 @@ impl RecvPoll {
             sh.signal();
             return Ok(Armed::Ready);
         }
+        #[cfg(test)]
+        tests::after_register();
         st.armed = Some(seen);
         drop(st);
         sh.cv.notify_one();
@@ -561,12 +563,65 @@ mod tests {
         static BETWEEN: RefCell<Option<Box<dyn FnMut()>>> = RefCell::new(None);
     }
 
+    thread_local! {
+        /// Run by `rearm` after its registration and re-check, before it hands `seen` over.
+        static AFTER: RefCell<Option<Box<dyn FnMut()>>> = RefCell::new(None);
+    }
+
     pub(super) fn between_check_and_register() {
         BETWEEN.with(|b| {
             if let Some(f) = b.borrow_mut().as_mut() {
                 f();
             }
         });
+    }
+
+    pub(super) fn after_register() {
+        AFTER.with(|b| {
+            if let Some(f) = b.borrow_mut().as_mut() {
+                f();
+            }
+        });
+    }
+
+    /// A message sent after `rearm`'s registration and re-check (before the watcher even got
+    /// `seen`): its notify finds the registration and moves `seq`; the watcher must fire at
+    /// once from the `seen` read *before* the registration (read after it, `seen` would already
+    /// include the bump and only the 50 ms periodic check would fire).
+    #[test]
+    fn a_message_sent_just_after_the_registration_fires_at_once() {
+        let name = format!("poll-unit-after-{}", std::process::id());
+        let ch = crate::spsc::<u64>(&name)
+            .capacity(8)
+            .unlink(UnlinkPolicy::CreatorDrop)
+            .create()
+            .unwrap();
+        let mut tx = ch.producer().unwrap();
+        let mut rx = Pollable::new(ch.consumer().unwrap()).unwrap();
+        let fd = rx.as_raw_fd();
+        for round in 0..3u64 {
+            let mut once = Some(());
+            let tx_ptr: *mut crate::Producer<u64> = &raw mut tx;
+            AFTER.with(|b| {
+                *b.borrow_mut() = Some(Box::new(move || {
+                    if once.take().is_some() {
+                        // SAFETY: as in the test above.
+                        let tx = unsafe { &mut *tx_ptr };
+                        tx.try_send(round).unwrap();
+                    }
+                }));
+            });
+            let armed = rx.rearm().unwrap();
+            AFTER.with(|b| *b.borrow_mut() = None);
+            assert_eq!(armed, Armed::Waiting, "round {round}");
+            // Well under the watcher's 50 ms periodic check.
+            assert_eq!(
+                poll_in(fd, 25),
+                1,
+                "round {round}: the notify after arming was missed"
+            );
+            assert_eq!(rx.try_recv().unwrap(), round);
+        }
     }
 
     fn poll_in(fd: i32, ms: i32) -> i32 {
