@@ -325,6 +325,26 @@ fn watch(sh: &Shared) {
 /// it clears the descriptor, then arms it, or says `Ready` and leaves it readable if something
 /// arrived meanwhile). A new handle starts disarmed: call `rearm` once before the first poll.
 /// Holds one watcher thread and one eventfd, both released by drop.
+///
+/// ```
+/// use std::os::fd::AsRawFd;
+/// use shmlane::{Armed, Pollable, UnlinkPolicy};
+///
+/// let name = format!("doc-poll-{}", std::process::id());
+/// let ch = shmlane::spsc::<u64>(&name).unlink(UnlinkPolicy::CreatorDrop).create()?;
+/// let mut tx = ch.producer()?;
+/// let mut rx = Pollable::new(ch.consumer()?)?;
+/// assert_eq!(rx.rearm()?, Armed::Waiting); // nothing there: armed
+/// tx.try_send(7)?; // any process
+/// let mut pfd = libc::pollfd { fd: rx.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+/// // SAFETY: one valid pollfd.
+/// assert_eq!(unsafe { libc::poll(&raw mut pfd, 1, 5_000) }, 1);
+/// while let Ok(v) = rx.try_recv() {
+///     assert_eq!(v, 7);
+/// }
+/// rx.rearm()?; // drained: clear and arm again
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct RecvPoll {
     shared: Arc<Shared>,
     watcher: Option<JoinHandle<()>>,
