@@ -65,13 +65,13 @@ pub struct Publisher {
 
 /// A subscribing end of a broadcast channel. `Send`, not `Sync`.
 pub struct Subscriber {
-    ring: BroadcastReader,
+    pub(crate) ring: BroadcastReader,
     /// This subscriber's entry in the cursor table (`None`: the table was full or missing).
     /// Declared before `local`: fields drop in order, and its drop writes the table, in the
     /// segment `local` may hold the last reference to (declared after it, the entry was freed
     /// in an unmapped segment when the subscriber outlived its `Channel`: a segfault).
     cursor: Option<CursorEntry>,
-    local: Local,
+    pub(crate) local: Local,
     /// When the cursor was last known good (attach, or the last lap accepted): a lap cannot
     /// have lost more than the ring held then plus what a publisher can send since.
     since: Instant,

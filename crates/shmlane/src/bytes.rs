@@ -76,8 +76,8 @@ pub struct ByteSender {
 
 /// The receiving end of a byte channel. `Send`, not `Sync`.
 pub struct ByteReceiver {
-    ring: Owned<RecordConsumer>,
-    local: Local,
+    pub(crate) ring: Owned<RecordConsumer>,
+    pub(crate) local: Local,
     unblock_after: Duration,
     /// Since when the record at the receiver's position has been pending, and when to ask
     /// again whether its sender lives.

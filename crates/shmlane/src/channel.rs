@@ -452,7 +452,7 @@ unsafe fn ring_identity(ring: *mut u8) -> [u64; RING_IDENTITY_WORDS] {
 
 pub(crate) struct Inner {
     hdr: NonNull<Header>,
-    ev_data: Event,
+    pub(crate) ev_data: Event,
     ev_space: Event,
     /// The headers as opened, re-checked by the peer checks.
     ident: Identity,
@@ -469,7 +469,7 @@ pub(crate) struct Inner {
     /// Endpoints of each side this process holds through this channel handle.
     roles: [AtomicU32; 2],
     pub(crate) name: String,
-    kind: Kind,
+    pub(crate) kind: Kind,
     strategy: WaitStrategy,
     /// What this handle's endpoints do once their peers left.
     pub(crate) mode: PeersLeave,

@@ -57,6 +57,7 @@ mod broadcast;
 mod bytes;
 mod channel;
 mod error;
+mod poll;
 
 pub use broadcast::{Publisher, Start, Subscriber, TypedLoan, TypedPublisher, TypedSubscriber};
 pub use bytes::{ByteClaim, ByteReceiver, ByteSender, DEFAULT_UNBLOCK_AFTER};
@@ -68,6 +69,7 @@ pub use error::{
     ByteRecvError, ByteSendError, ConfigError, OpenError, RecvError, SendError, TryRecvError,
     TrySendError, WaitPeerError,
 };
+pub use poll::{Armed, POLL_PEER_CHECK, PollSource, Pollable, RearmError, RecvPoll};
 pub use shmlane_segment::{Location, UnlinkPolicy};
 pub use shmlane_wake::{Deadline, WaitStrategy};
 

@@ -274,8 +274,11 @@ impl Event {
     /// when it was decremented, so the shared count can never be taken below the number of
     /// registrations really held (finding 11 of issue 15: an unmatched decrement wrapped it to
     /// `u32::MAX`, and every notify everywhere then made a syscall).
-    #[cfg_attr(not(feature = "pollable"), allow(dead_code))]
-    pub(crate) fn register(&self, registered: &AtomicBool, mut cond: impl FnMut() -> bool) -> bool {
+    ///
+    /// Public for waiters that wait on the event's sequence word elsewhere (shmlane's receiver
+    /// watcher thread: read [`seq`](Self::seq) first, then `register`, then
+    /// [`wait_seq`](Self::wait_seq) on the value read, as [`wait`](Self::wait) parks).
+    pub fn register(&self, registered: &AtomicBool, mut cond: impl FnMut() -> bool) -> bool {
         let e = self.raw();
         // ORDERING: Relaxed; the flag is local to one handle and only says whether this
         // handle holds a count; the count's own ordering is F_WAIT's.
@@ -296,8 +299,7 @@ impl Event {
 
     /// Withdraws the registration `registered` records, if there is one; returns whether there
     /// was.
-    #[cfg_attr(not(feature = "pollable"), allow(dead_code))]
-    pub(crate) fn unregister(&self, registered: &AtomicBool) -> bool {
+    pub fn unregister(&self, registered: &AtomicBool) -> bool {
         // ORDERING: Relaxed; as in `register`: each true -> false swap matches exactly one
         // false -> true swap, hence one increment.
         if !registered.swap(false, Ordering::Relaxed) {
@@ -459,6 +461,23 @@ impl Event {
                 return ready_unless_past(deadline.as_ref());
             }
         }
+    }
+
+    /// The sequence word, which every notify that finds a registered sleeper bumps. A waiter
+    /// reads it *before* it registers ([`register`](Self::register)): a notify after the
+    /// registration then moves it past the value read, so [`wait_seq`](Self::wait_seq) on that
+    /// value returns at once.
+    pub fn seq(&self) -> u32 {
+        // ORDERING: Acquire; pairs with notify's Release bump, as in `park`.
+        self.raw().seq.load(Ordering::Acquire)
+    }
+
+    /// Sleeps while the sequence word still holds `seen`, at most until `deadline` (a bounded
+    /// futex wait; also returns when woken spuriously or by a signal: the caller re-checks).
+    pub fn wait_seq(&self, seen: u32, deadline: &Deadline) {
+        // SYNC POINT: the kernel compares `seq` with `seen` and queues atomically with respect
+        // to notify's FUTEX_WAKE, as in `park`.
+        futex_wait(&self.raw().seq, seen, Some(deadline));
     }
 
     /// Waiters currently registered (parked or about to park). A waiter that died while

@@ -43,9 +43,17 @@ mod pollable;
 mod sync;
 pub mod sys;
 
+/// The atomic flag type [`Event::register`] takes (std's, or loom's in loom builds).
+#[cfg(not(loom))]
+pub use core::sync::atomic::AtomicBool as RegisterFlag;
 pub use event::{EVENT_MAGIC, EVENT_SIZE, Event, EventError, WaitOutcome, WaitStrategy};
+/// The atomic flag type [`Event::register`] takes (loom's in loom builds).
+#[cfg(loom)]
+pub use loom::sync::atomic::AtomicBool as RegisterFlag;
 #[cfg(feature = "pollable")]
 pub use pollable::PollableEvent;
+#[cfg(all(feature = "pollable", not(loom)))]
+pub use pollable::{eventfd_clear, eventfd_signal};
 /// The loom model of an eventfd (what [`PollableEvent::eventfd`] returns under loom).
 #[cfg(all(feature = "pollable", loom))]
 pub use sync::EventFd;

@@ -94,6 +94,19 @@ impl PollableEvent {
     }
 }
 
+/// Makes an eventfd from [`PollableEvent::eventfd`] readable (adds one to its counter; a
+/// saturated counter is readable already and is not an error).
+#[cfg(not(loom))]
+pub fn eventfd_signal(fd: &Fd) -> io::Result<()> {
+    eventfd_write(fd)
+}
+
+/// Empties an eventfd from [`PollableEvent::eventfd`] (non-blocking): no longer readable.
+#[cfg(not(loom))]
+pub fn eventfd_clear(fd: &Fd) {
+    eventfd_drain(fd);
+}
+
 impl Drop for PollableEvent {
     /// A handle dropped while armed gives its registration back (a registration nobody holds
     /// would cost every later notify a syscall).

@@ -50,7 +50,7 @@ pub struct TypedPublisher<T> {
 /// `T` (never a reference into shared memory), under the same stamp check as the byte form.
 /// `Send`, not `Sync`.
 pub struct TypedSubscriber<T> {
-    inner: Subscriber,
+    pub(crate) inner: Subscriber,
     /// A message of another size than `T` is taken through this (sized for the largest), so
     /// that it is consumed rather than left in place.
     scratch: Vec<u8>,

@@ -18,8 +18,8 @@ pub struct Producer<T> {
 /// death before it attached is never reported to it; once its peers leave it waits for new
 /// ones ([`PeersLeave::Wait`](crate::PeersLeave)) or ends ([`PeersLeave::Disconnect`](crate::PeersLeave)).
 pub struct Consumer<T> {
-    pub(super) ring: Owned<shmlane_ring::Consumer<T>>,
-    pub(super) local: Local,
+    pub(crate) ring: Owned<shmlane_ring::Consumer<T>>,
+    pub(crate) local: Local,
 }
 
 /// A sending end of an MPMC channel. `PeerDied` and `Disconnected` follow the channel lifecycle: a
@@ -34,8 +34,8 @@ pub struct Sender<T> {
 /// death before it attached is never reported to it; once its peers leave it waits for new
 /// ones ([`PeersLeave::Wait`](crate::PeersLeave)) or ends ([`PeersLeave::Disconnect`](crate::PeersLeave)).
 pub struct Receiver<T> {
-    pub(super) ring: Owned<shmlane_ring::Receiver<T>>,
-    pub(super) local: Local,
+    pub(crate) ring: Owned<shmlane_ring::Receiver<T>>,
+    pub(crate) local: Local,
 }
 
 macro_rules! debug_endpoint {
