@@ -796,3 +796,200 @@ fn a_capacity_whose_size_overflows_is_refused_by_every_ring() {
         too_small(MpmcRing::<Big>::receiver(ptr, len).map(drop));
     }
 }
+
+/// The run-time element rings (issue 19: what the C ABI uses), with an odd layout (24 bytes,
+/// align 8: a slot stride that is not a power of two): the same producer/consumer churn under
+/// hostile writes. The MPMC stride is 32 (stamp, then the 24-byte value).
+#[test]
+fn dyn_spsc_under_hostile_writes() {
+    use shmlane_ring::{DynSpscRing, ElemLayout};
+    const CAP: u64 = 8;
+    let layout = ElemLayout::new(24, 8).unwrap();
+    let size = DynSpscRing::required_size(layout, CAP);
+    let hdr = size - CAP as usize * 24;
+    let region = Arc::new(HeapRegion::new(size));
+    // SAFETY: as in `spsc_under_hostile_writes`.
+    unsafe { DynSpscRing::init(region.as_ptr(), size, layout, CAP, u64::MAX - 100).unwrap() };
+    let targets = Targets {
+        identity: IDENTITY.to_vec(),
+        live: words(32, hdr, 8),
+    };
+    let (rp, rc) = (Arc::clone(&region), Arc::clone(&region));
+    run(
+        "dyn-spsc",
+        &region,
+        targets,
+        CAP,
+        move |seed, budget| {
+            let mut rng = Rng(seed);
+            let mut v = Violations::default();
+            let mut attached = 0;
+            let mut src = [0u8; 2 * CAP as usize * 24];
+            for _ in budget.rounds() {
+                // SAFETY: the region outlives the handle (dropped in this iteration).
+                let Ok(mut p) =
+                    (unsafe { DynSpscRing::producer(rp.as_ptr(), size, layout, 1, &dead) })
+                else {
+                    continue;
+                };
+                attached += 1;
+                for _ in 0..OPS {
+                    check!(v, p.free() <= p.capacity());
+                    let n = rng.below(2 * CAP as usize + 1);
+                    src.fill(rng.next() as u8);
+                    match rng.below(3) {
+                        0 => {
+                            let _ = p.push(&src[..24]);
+                        }
+                        1 => {
+                            if let Ok(k) = p.push_slice(&src[..n * 24]) {
+                                check!(v, k <= n.min(p.capacity()));
+                            }
+                        }
+                        _ => match p.write_chunk(n) {
+                            Ok(mut w) => {
+                                // Copy first, check after: a chunk past the ring shows under
+                                // AddressSanitizer.
+                                w.copy_from_slice(&src[..n * 24]);
+                                check!(v, n <= CAP as usize);
+                                let k = rng.below(n + 1);
+                                w.commit(k);
+                            }
+                            Err(ChunkError::TooFewSlots(k)) => {
+                                check!(v, k < n && k <= CAP as usize);
+                            }
+                            Err(ChunkError::Corrupt) => {}
+                        },
+                    }
+                }
+            }
+            v.finish();
+            attached
+        },
+        move |seed, budget| {
+            let mut rng = Rng(seed);
+            let mut v = Violations::default();
+            let mut attached = 0;
+            let mut dst = [0u8; 2 * CAP as usize * 24];
+            for _ in budget.rounds() {
+                // SAFETY: the region outlives the handle (dropped in this iteration).
+                let Ok(mut c) =
+                    (unsafe { DynSpscRing::consumer(rc.as_ptr(), size, layout, 2, &dead) })
+                else {
+                    continue;
+                };
+                attached += 1;
+                for _ in 0..OPS {
+                    check!(v, c.len() <= c.capacity());
+                    let n = rng.below(2 * CAP as usize + 1);
+                    match rng.below(4) {
+                        0 => {
+                            let _ = c.pop(&mut dst[..24]);
+                        }
+                        1 => {
+                            let _ = c.peek(&mut dst[..24]);
+                        }
+                        2 => {
+                            if let Ok(k) = c.pop_slice(&mut dst[..n * 24]) {
+                                check!(v, k <= n.min(c.capacity()));
+                            }
+                        }
+                        _ => match c.read_chunk(n) {
+                            Ok(r) => {
+                                r.copy_to_slice(&mut dst[..n * 24]);
+                                check!(v, n <= CAP as usize);
+                                let k = rng.below(n + 1);
+                                r.commit(k);
+                            }
+                            Err(ChunkError::TooFewSlots(k)) => {
+                                check!(v, k < n && k <= CAP as usize);
+                            }
+                            Err(ChunkError::Corrupt) => {}
+                        },
+                    }
+                }
+            }
+            v.finish();
+            attached
+        },
+    );
+}
+
+#[test]
+fn dyn_mpmc_under_hostile_writes() {
+    use shmlane_ring::{DynMpmcRing, ElemLayout};
+    const CAP: u64 = 8;
+    let layout = ElemLayout::new(24, 8).unwrap();
+    let size = DynMpmcRing::required_size(layout, CAP);
+    let hdr = size - CAP as usize * 32;
+    let region = Arc::new(HeapRegion::new(size));
+    // SAFETY: as in `spsc_under_hostile_writes`.
+    unsafe { DynMpmcRing::init(region.as_ptr(), size, layout, CAP, u64::MAX - 100).unwrap() };
+    // The header after the identity, and every slot's stamp word (stride 32).
+    let mut live = words(32, hdr, 8);
+    live.extend(words(hdr, size, 32));
+    let targets = Targets {
+        identity: IDENTITY.to_vec(),
+        live,
+    };
+    let (rp, rc) = (Arc::clone(&region), Arc::clone(&region));
+    run(
+        "dyn-mpmc",
+        &region,
+        targets,
+        CAP,
+        move |seed, budget| {
+            let mut rng = Rng(seed);
+            let mut v = Violations::default();
+            let mut attached = 0;
+            let mut src = [0u8; 2 * CAP as usize * 24];
+            for _ in budget.rounds() {
+                // SAFETY: the region outlives the handle (dropped in this iteration).
+                let Ok(tx) = (unsafe { DynMpmcRing::sender(rp.as_ptr(), size, layout) }) else {
+                    continue;
+                };
+                attached += 1;
+                for _ in 0..OPS {
+                    check!(v, tx.len() <= tx.capacity());
+                    src.fill(rng.next() as u8);
+                    if rng.below(2) == 0 {
+                        let _ = tx.push(&src[..24]);
+                    } else {
+                        let n = rng.below(2 * CAP as usize + 1);
+                        if let Ok(k) = tx.push_slice(&src[..n * 24]) {
+                            check!(v, k <= n);
+                        }
+                    }
+                }
+            }
+            v.finish();
+            attached
+        },
+        move |seed, budget| {
+            let mut rng = Rng(seed);
+            let mut v = Violations::default();
+            let mut attached = 0;
+            let mut dst = [0u8; 2 * CAP as usize * 24];
+            for _ in budget.rounds() {
+                // SAFETY: the region outlives the handle (dropped in this iteration).
+                let Ok(rx) = (unsafe { DynMpmcRing::receiver(rc.as_ptr(), size, layout) }) else {
+                    continue;
+                };
+                attached += 1;
+                for _ in 0..OPS {
+                    check!(v, rx.len() <= rx.capacity());
+                    if rng.below(2) == 0 {
+                        let _ = rx.pop(&mut dst[..24]);
+                    } else {
+                        let n = rng.below(2 * CAP as usize + 1);
+                        if let Ok(k) = rx.pop_slice(&mut dst[..n * 24]) {
+                            check!(v, k <= n);
+                        }
+                    }
+                }
+            }
+            v.finish();
+            attached
+        },
+    );
+}
