@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "shmlane.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -232,6 +233,7 @@ int main(int argc, char **argv) {
         TRUE(!readable(fd));
         EXPECT(shmlane_byte_sender_close(bt), SHMLANE_OK);
         EXPECT(shmlane_byte_receiver_close(br), SHMLANE_OK);
+        TRUE(fcntl(fd, F_GETFD) == -1); /* the descriptor was closed with its handle */
         EXPECT(shmlane_byte_receiver_fd(br, &fd), SHMLANE_E_CLOSED);
 
         EXPECT(shmlane_broadcast_open(n4, SHMLANE_CREATE, NULL, &bc), SHMLANE_OK);
@@ -247,19 +249,24 @@ int main(int argc, char **argv) {
         EXPECT(shmlane_subscriber_rearm(sb), SHMLANE_OK);
         EXPECT(shmlane_receiver_fd((shmlane_receiver *)sb, &fd), SHMLANE_E_WRONG_HANDLE);
         EXPECT(shmlane_subscriber_close(sb), SHMLANE_OK);
+        TRUE(fcntl(fd, F_GETFD) == -1);
         EXPECT(shmlane_publisher_close(pb), SHMLANE_OK);
     }
 
     /* Close; use after close. */
     EXPECT(shmlane_sender_close(tx), SHMLANE_OK);
+    EXPECT(shmlane_receiver_fd(rx, &fd), SHMLANE_OK);
     EXPECT(shmlane_receiver_close(rx), SHMLANE_OK);
+    TRUE(fcntl(fd, F_GETFD) == -1);
     EXPECT(shmlane_try_send(tx, &q, sizeof q), SHMLANE_E_CLOSED);
     EXPECT(shmlane_receiver_rearm(rx), SHMLANE_E_CLOSED);
     EXPECT(shmlane_receiver_close(rx), SHMLANE_E_CLOSED);
     EXPECT(shmlane_sender_close(NULL), SHMLANE_OK);
     EXPECT(shmlane_receiver_close(NULL), SHMLANE_OK);
     EXPECT(shmlane_sender_close(mtx), SHMLANE_OK);
+    EXPECT(shmlane_receiver_fd(mrx, &fd), SHMLANE_OK);
     EXPECT(shmlane_receiver_close(mrx), SHMLANE_OK);
+    TRUE(fcntl(fd, F_GETFD) == -1);
     EXPECT(shmlane_channel_close(ch), SHMLANE_OK);
     EXPECT(shmlane_channel_close(mp), SHMLANE_OK);
     EXPECT(shmlane_channel_close(bch), SHMLANE_OK);
