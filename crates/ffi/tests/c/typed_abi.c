@@ -108,6 +108,9 @@ int main(int argc, char **argv) {
     EXPECT(shmlane_try_send(tx, &q, 16), SHMLANE_E_INVALID);
     EXPECT(shmlane_try_send(tx, &q, 32), SHMLANE_E_INVALID);
     EXPECT(shmlane_try_send(tx, NULL, sizeof q), SHMLANE_E_NULL);
+    /* 2 x 12 bytes is one Quote's length: still the wrong element size. */
+    EXPECT(shmlane_try_send_many(tx, many, 2, 12, &cnt), SHMLANE_E_INVALID);
+    EXPECT(shmlane_try_recv_many(rx, many, 2, 12, &cnt), SHMLANE_E_INVALID);
     EXPECT(shmlane_try_recv(rx, &out, sizeof out), SHMLANE_E_EMPTY);
     EXPECT(shmlane_try_recv(rx, &out, 23), SHMLANE_E_INVALID);
     EXPECT(shmlane_recv(rx, &out, sizeof out, 1000000), SHMLANE_E_TIMEOUT);
