@@ -35,6 +35,10 @@ pub struct shmlane_receiver {
     _opaque: [u8; 0],
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the handle body is one heap block; boxing the SPSC end would add a pointer chase per call"
+)]
 enum TxEnd {
     Spsc(RawProducer),
     Mpmc(RawSender),
@@ -51,6 +55,10 @@ impl Body for Tx {
     const WHAT: &'static str = "sender";
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the handle body is one heap block; boxing the SPSC end would add a pointer chase per call"
+)]
 pub(crate) enum RxEnd {
     Spsc(RawConsumer),
     Mpmc(RawReceiver),
@@ -343,16 +351,16 @@ fn span(p: *const c_void, what: &str, count: usize, size: usize) -> Res<usize> {
         })
 }
 
-fn elem_fail<E: std::error::Error>(e: &ElemError<E>, status: impl Fn(&E) -> i32) -> Fail {
+fn elem_fail<E: std::error::Error + Copy>(e: &ElemError<E>, status: impl Fn(E) -> i32) -> Fail {
     let s = match e {
-        ElemError::Channel(c) => status(c),
+        ElemError::Channel(c) => status(*c),
         // Checked before the call; kept for completeness.
         ElemError::Length { .. } => SHMLANE_E_INVALID,
     };
     Fail::new(s, full_text(e))
 }
 
-fn try_send_status(e: &TrySendError<()>) -> i32 {
+fn try_send_status(e: TrySendError<()>) -> i32 {
     match e {
         TrySendError::Full(()) => SHMLANE_E_FULL,
         TrySendError::Disconnected(()) => SHMLANE_E_DISCONNECTED,
@@ -360,7 +368,7 @@ fn try_send_status(e: &TrySendError<()>) -> i32 {
     }
 }
 
-fn send_status(e: &SendError<()>) -> i32 {
+fn send_status(e: SendError<()>) -> i32 {
     match e {
         SendError::Timeout(()) => SHMLANE_E_TIMEOUT,
         SendError::Disconnected(()) => SHMLANE_E_DISCONNECTED,
@@ -369,7 +377,7 @@ fn send_status(e: &SendError<()>) -> i32 {
     }
 }
 
-fn try_recv_status(e: &TryRecvError) -> i32 {
+fn try_recv_status(e: TryRecvError) -> i32 {
     match e {
         TryRecvError::Empty => SHMLANE_E_EMPTY,
         TryRecvError::Disconnected => SHMLANE_E_DISCONNECTED,
@@ -377,7 +385,7 @@ fn try_recv_status(e: &TryRecvError) -> i32 {
     }
 }
 
-fn recv_status(e: &RecvError) -> i32 {
+fn recv_status(e: RecvError) -> i32 {
     match e {
         RecvError::Timeout => SHMLANE_E_TIMEOUT,
         RecvError::Disconnected => SHMLANE_E_DISCONNECTED,
