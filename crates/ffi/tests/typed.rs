@@ -104,13 +104,18 @@ fn child_entry() {
     match role.as_str() {
         // Sends 10 Quotes when told (a line on stdin), then stays alive until killed.
         "send-then-hang" => {
-            let ch = spsc(&args[0]);
-            let mut tx = ch.producer().unwrap();
+            let mut send: Box<dyn FnMut(Quote)> = if args[1] == "spsc" {
+                let mut tx = spsc(&args[0]).producer().unwrap();
+                Box::new(move |q| tx.send(q, Some(Deadline::after(WAIT))).unwrap())
+            } else {
+                let mut tx = mpmc(&args[0]).sender().unwrap();
+                Box::new(move |q| tx.send(q, Some(Deadline::after(WAIT))).unwrap())
+            };
             println!("OUT:attached");
             let mut l = String::new();
             std::io::stdin().read_line(&mut l).unwrap();
             for i in 0..10 {
-                tx.send(quote(i, 0), Some(Deadline::after(WAIT))).unwrap();
+                send(quote(i, 0));
             }
             println!("OUT:sent");
             std::thread::sleep(Duration::from_secs(60));
@@ -173,15 +178,28 @@ fn two_c_senders_on_mpmc_to_a_rust_receiver() {
 
 #[test]
 fn pollable_c_receiver_sees_a_rust_sender_and_its_death() {
-    let name = Name::new("ffi-typed-poll");
-    let _ch = spsc(&name.0);
-    let mut sender = child("send-then-hang", &[&name.0])
+    pollable("spsc");
+}
+
+#[test]
+fn pollable_c_mpmc_receiver_sees_a_rust_sender_and_its_death() {
+    pollable("mpmc");
+}
+
+fn pollable(kind: &str) {
+    let name = Name::new(&format!("ffi-typed-poll-{kind}"));
+    let _ch = if kind == "spsc" {
+        spsc(&name.0)
+    } else {
+        mpmc(&name.0)
+    };
+    let mut sender = child("send-then-hang", &[&name.0, kind])
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
     let sender_out = lines(sender.stdout.take().unwrap());
     expect_line(&sender_out, "attached");
-    let mut c = peer(&["poll", "spsc", &name.0]);
+    let mut c = peer(&["poll", kind, &name.0]);
     let out = lines(c.stdout.take().unwrap());
     // The C side checked: empty and armed -> poll(fd, 0) returns 0.
     expect_line(&out, "armed");
@@ -198,9 +216,9 @@ fn pollable_c_receiver_sees_a_rust_sender_and_its_death() {
     let end = expect_line(&out, "status");
     assert_eq!(
         end, "status -20 after 10",
-        "the C receiver's rearm should say SHMLANE_E_PEER_DIED (-20) after the sender was killed"
+        "{kind}: the C receiver's rearm should say SHMLANE_E_PEER_DIED (-20) after the sender was killed"
     );
-    wait_ok(c, "typed_peer poll");
+    wait_ok(c, &format!("typed_peer poll {kind}"));
 }
 
 #[test]

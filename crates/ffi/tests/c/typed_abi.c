@@ -205,10 +205,21 @@ int main(int argc, char **argv) {
     TRUE(cnt == 3);
     EXPECT(shmlane_try_recv_many(mrx, many, 8, sizeof(Quote), &cnt), SHMLANE_OK);
     TRUE(cnt == 3);
+    /* Fired, then not drained before the rearm: READY, and the fd readable at once. */
+    EXPECT(shmlane_try_recv(mrx, &out, sizeof out), SHMLANE_E_EMPTY);
+    EXPECT(shmlane_receiver_rearm(mrx), SHMLANE_OK);
+    TRUE(!readable(fd));
+    q.seq = 8;
+    EXPECT(shmlane_try_send(mtx, &q, sizeof q), SHMLANE_OK);
+    TRUE(readable_within(fd, 5000));
+    EXPECT(shmlane_receiver_rearm(mrx), SHMLANE_READY);
+    TRUE(readable(fd));
+    EXPECT(shmlane_try_recv(mrx, &out, sizeof out), SHMLANE_OK);
+    TRUE(out.seq == 8);
     EXPECT(shmlane_receiver_stats(mrx, &st), SHMLANE_OK);
-    TRUE(st.messages == 4);
+    TRUE(st.messages == 5);
     EXPECT(shmlane_sender_stats(mtx, &st), SHMLANE_OK);
-    TRUE(st.messages == 4);
+    TRUE(st.messages == 5);
 
     /* Byte receiver and subscriber descriptors. */
     {
