@@ -79,6 +79,12 @@
 #define SHMLANE_KIND_BROADCAST 3
 
 /**
+ * `shmlane_*_rearm`: something is already receivable (the descriptor is readable again):
+ * drain with `try_recv` until `SHMLANE_E_EMPTY`, then re-arm. A positive value, not an error.
+ */
+#define SHMLANE_READY 1
+
+/**
  * Closed handles kept before their memory is freed (the use-after-close detection bound).
  */
 #define SHMLANE_QUARANTINE 1024
@@ -320,6 +326,16 @@ typedef struct shmlane_options shmlane_options;
  * Opaque broadcast publisher (one per channel).
  */
 typedef struct shmlane_publisher shmlane_publisher;
+
+/**
+ * Opaque receiver of a typed (SPSC or MPMC) channel.
+ */
+typedef struct shmlane_receiver shmlane_receiver;
+
+/**
+ * Opaque sender of a typed (SPSC or MPMC) channel.
+ */
+typedef struct shmlane_sender shmlane_sender;
 
 /**
  * Opaque broadcast subscriber (any number per channel).
@@ -701,6 +717,62 @@ int32_t shmlane_channel_created(const struct shmlane_channel *ch, int32_t *creat
 int32_t shmlane_remove(const char *name);
 
 /**
+ * The typed receiver's pollable descriptor: `*fd`. Made on the first call (an eventfd and a
+ * watcher thread in this process), owned by `rx` and closed by `shmlane_receiver_close`;
+ * the same descriptor on later calls. It starts NOT armed: call `shmlane_receiver_rearm`
+ * before the first poll. It becomes readable (`POLLIN`) when something can be received, or a
+ * sender died or left (within 50 ms). The loop: poll for `POLLIN` -> `shmlane_try_recv`
+ * until `SHMLANE_E_EMPTY` -> `shmlane_receiver_rearm` -> poll again. Never read, write or
+ * close the descriptor yourself. `SHMLANE_E_IO` if it cannot be made.
+ *
+ * One thread at a time per handle; never blocks; allocates and makes system calls (eventfd,
+ * thread creation) on the first call only.
+ */
+int32_t shmlane_receiver_fd(struct shmlane_receiver *rx, int *fd);
+
+/**
+ * Re-arms the typed receiver's descriptor after a drain: clears its readiness, then
+ * - returns 0 (`SHMLANE_OK`): armed; the descriptor becomes readable when something arrives;
+ * - returns `SHMLANE_READY` (1): something arrived meanwhile; the descriptor was made
+ *   readable again: drain again (or poll, which returns at once);
+ * - returns `SHMLANE_E_PEER_DIED` (a sender died, none is left and everything it sent was
+ *   received: reported once per death; the next rearm arms again unless the channel is in
+ *   `SHMLANE_PEERS_DISCONNECT` mode), `SHMLANE_E_DISCONNECTED` (every sender left in
+ *   `SHMLANE_PEERS_DISCONNECT` mode: final), `SHMLANE_E_CORRUPT`: not armed.
+ *
+ * `SHMLANE_E_INVALID` before the first `shmlane_receiver_fd`.
+ *
+ * One thread at a time per handle; never blocks; system calls (eventfd read, a wake of the
+ * watcher); allocates only when it checks the senders after a change.
+ */
+int32_t shmlane_receiver_rearm(struct shmlane_receiver *rx);
+
+/**
+ * The byte receiver's pollable descriptor: as `shmlane_receiver_fd` (drain with
+ * `shmlane_bytes_try_recv`, re-arm with `shmlane_byte_receiver_rearm`; closed by
+ * `shmlane_byte_receiver_close`).
+ */
+int32_t shmlane_byte_receiver_fd(struct shmlane_byte_receiver *rx, int *fd);
+
+/**
+ * Re-arms the byte receiver's descriptor: results and costs as `shmlane_receiver_rearm`.
+ */
+int32_t shmlane_byte_receiver_rearm(struct shmlane_byte_receiver *rx);
+
+/**
+ * The broadcast subscriber's pollable descriptor: as `shmlane_receiver_fd` (drain with
+ * `shmlane_subscriber_try_recv`, laps included; re-arm with `shmlane_subscriber_rearm`;
+ * closed by `shmlane_subscriber_close`). Readable when a message is published or the
+ * publisher died or left.
+ */
+int32_t shmlane_subscriber_fd(struct shmlane_subscriber *s, int *fd);
+
+/**
+ * Re-arms the subscriber's descriptor: results and costs as `shmlane_receiver_rearm`.
+ */
+int32_t shmlane_subscriber_rearm(struct shmlane_subscriber *s);
+
+/**
  * Creates an options object with every option at its default; `*out` receives it. Close it
  * with `shmlane_options_close` (opening a channel does not consume it).
  *
@@ -829,6 +901,213 @@ const char *shmlane_strerror(int32_t status);
  * system call; allocates only on the first call of a thread.
  */
 const char *shmlane_last_error(void);
+
+/**
+ * Opens an SPSC channel of fixed-size elements: `elem_size` bytes (>= 1, a multiple of
+ * `elem_align`), aligned to `elem_align` (a power of two, at most 128), recorded with
+ * `type_name` (NULL: `"[u8; SIZE] align ALIGN"`). A Rust `shmlane::spsc::<T>` opens the same
+ * channel when `T` has this size, alignment and type name (`Builder::type_name`). `how`:
+ * `SHMLANE_CREATE`, `SHMLANE_OPEN` or `SHMLANE_OPEN_OR_CREATE`; `opts` NULL: defaults
+ * (capacity in elements). Errors: `SHMLANE_E_INVALID` (zero size, alignment not a power of
+ * two or over 128, size not a multiple of it, unknown `how`, a non-UTF-8 type name),
+ * `SHMLANE_E_WRONG_TYPE` (the channel exists with another size, alignment or type name: the
+ * last error names both), `_WRONG_KIND`, `_NAME`, `_EXISTS`, `_NOT_FOUND`, `_MISMATCH`,
+ * `_STALE`, `_PERMISSION`, ... as `shmlane_bytes_open`.
+ *
+ * Thread-safe; may block briefly (a racing creator); allocates; system calls.
+ */
+int32_t shmlane_spsc_open(const char *name,
+                          int32_t how,
+                          size_t elem_size,
+                          size_t elem_align,
+                          const char *type_name,
+                          const struct shmlane_options *opts,
+                          struct shmlane_channel **out);
+
+/**
+ * Opens an MPMC channel of fixed-size elements (any number of senders and receivers).
+ * Arguments, errors and costs as `shmlane_spsc_open` (a Rust `shmlane::mpmc::<T>` opens it).
+ */
+int32_t shmlane_mpmc_open(const char *name,
+                          int32_t how,
+                          size_t elem_size,
+                          size_t elem_align,
+                          const char *type_name,
+                          const struct shmlane_options *opts,
+                          struct shmlane_channel **out);
+
+/**
+ * Opens a sender on the typed channel `ch`: SPSC, the producer role
+ * (`SHMLANE_E_ROLE_TAKEN` while another live one exists); MPMC, one of many.
+ * `SHMLANE_E_WRONG_KIND` on a byte or broadcast channel.
+ *
+ * Thread-safe (on `ch`); never blocks; allocates; system calls (an attachment slot lock).
+ */
+int32_t shmlane_sender_open(const struct shmlane_channel *ch, struct shmlane_sender **out);
+
+/**
+ * Opens a receiver on the typed channel `ch`: SPSC, the consumer role
+ * (`SHMLANE_E_ROLE_TAKEN` while another live one exists); MPMC, one of many.
+ * `SHMLANE_E_WRONG_KIND` on a byte or broadcast channel.
+ *
+ * Thread-safe (on `ch`); never blocks; allocates; system calls.
+ */
+int32_t shmlane_receiver_open(const struct shmlane_channel *ch, struct shmlane_receiver **out);
+
+/**
+ * Closes a typed sender (NULL: `SHMLANE_OK`). Use after close: `SHMLANE_E_CLOSED` (see
+ * `shmlane_channel_close` for the bound).
+ *
+ * Not concurrent with other calls on this handle; never blocks; frees; system calls.
+ */
+int32_t shmlane_sender_close(struct shmlane_sender *tx);
+
+/**
+ * Closes a typed receiver (NULL: `SHMLANE_OK`), giving up the SPSC consumer role. Its
+ * descriptor (`shmlane_receiver_fd`), if one was made, is closed first (joins its watcher
+ * thread: at most ~50 ms).
+ *
+ * Not concurrent with other calls on this handle; blocks < 50 ms with a descriptor; frees;
+ * system calls.
+ */
+int32_t shmlane_receiver_close(struct shmlane_receiver *rx);
+
+/**
+ * Sends the element at `elem` (`elem_size` bytes, which must equal the channel's element
+ * size: else `SHMLANE_E_INVALID`; any alignment) if there is room now. `SHMLANE_E_FULL`,
+ * `_DISCONNECTED` (every receiver left, `SHMLANE_PEERS_DISCONNECT`), `_CORRUPT`, `_NULL`.
+ *
+ * One thread at a time per handle; never blocks; no allocation; a system call only to wake
+ * a sleeping receiver (futex).
+ */
+int32_t shmlane_try_send(struct shmlane_sender *tx, const void *elem, size_t elem_size);
+
+/**
+ * Sends the element at `elem`, waiting for room up to `timeout_ns` (`< 0` no limit, `0` one
+ * attempt). Errors as `shmlane_try_send` (no `_FULL`), plus `SHMLANE_E_TIMEOUT` and
+ * `_PEER_DIED` (a receiver died and none is left: once per death).
+ *
+ * One thread at a time per handle; blocks up to the timeout; no allocation; system calls
+ * when it sleeps or wakes.
+ */
+int32_t shmlane_send(struct shmlane_sender *tx,
+                     const void *elem,
+                     size_t elem_size,
+                     int64_t timeout_ns);
+
+/**
+ * Receives one element into `elem` (`elem_size` bytes, the channel's element size; any
+ * alignment) if there is one. `SHMLANE_E_EMPTY`, `_DISCONNECTED` (every sender left and the
+ * ring is drained), `_CORRUPT`, `_INVALID` (size), `_NULL`. A sender's death is reported by
+ * `shmlane_recv` (and `shmlane_receiver_rearm`), not here.
+ *
+ * One thread at a time per handle; never blocks; no allocation; a system call only to wake a
+ * sleeping sender.
+ */
+int32_t shmlane_try_recv(struct shmlane_receiver *rx, void *elem, size_t elem_size);
+
+/**
+ * Receives one element, waiting up to `timeout_ns` (`< 0` no limit, `0` one attempt).
+ * Results as `shmlane_try_recv`, plus `SHMLANE_E_TIMEOUT` and `_PEER_DIED` (a sender died,
+ * none is left, and what it sent was delivered).
+ *
+ * One thread at a time per handle; blocks up to the timeout; no allocation; system calls
+ * when it sleeps, wakes or checks liveness.
+ */
+int32_t shmlane_recv(struct shmlane_receiver *rx, void *elem, size_t elem_size, int64_t timeout_ns);
+
+/**
+ * Sends as many of the `count` elements at `elems` (packed, `elem_size` bytes each) as there
+ * is room for now, in order: `*sent` receives how many (0 with `SHMLANE_E_FULL` if none).
+ * `count` 0 is `SHMLANE_OK` with `*sent` 0. Other errors as `shmlane_try_send`.
+ *
+ * One thread at a time per handle; never blocks; no allocation; a system call only to wake.
+ */
+int32_t shmlane_try_send_many(struct shmlane_sender *tx,
+                              const void *elems,
+                              size_t count,
+                              size_t elem_size,
+                              size_t *sent);
+
+/**
+ * Receives up to `count` elements into `elems` (room for `count * elem_size` bytes), in
+ * order: `*received` receives how many (0 with `SHMLANE_E_EMPTY` if none). `count` 0 is
+ * `SHMLANE_OK` with `*received` 0. Other errors as `shmlane_try_recv`.
+ *
+ * One thread at a time per handle; never blocks; no allocation; a system call only to wake.
+ */
+int32_t shmlane_try_recv_many(struct shmlane_receiver *rx,
+                              void *elems,
+                              size_t count,
+                              size_t elem_size,
+                              size_t *received);
+
+/**
+ * SPSC zero copy, sending: reserves up to `want` element slots (at least 1 available, else
+ * `SHMLANE_E_FULL`) as two runs (the second for the wrap, `*n2` 0 if none): `*ptr1` with
+ * `*n1` elements then `*ptr2` with `*n2`, `*n1 + *n2 <= want`, counts in ELEMENTS. Write the
+ * elements (aligned as the channel's element), then `shmlane_sender_commit(tx, n)` publishes
+ * the first `n` (`n <= *n1 + *n2`). Reserving changes nothing shared: a reservation never
+ * committed is harmless; the pointers are valid until the next call on `tx`. Never read
+ * through them. MPMC: `SHMLANE_E_UNSUPPORTED`. `want` 0: `SHMLANE_E_INVALID`.
+ *
+ * One thread at a time per handle; never blocks; no allocation; no system call.
+ */
+int32_t shmlane_sender_write_chunk(struct shmlane_sender *tx,
+                                   size_t want,
+                                   void **ptr1,
+                                   size_t *n1,
+                                   void **ptr2,
+                                   size_t *n2);
+
+/**
+ * Publishes the first `n` elements written through `shmlane_sender_write_chunk`'s pointers
+ * and wakes a sleeping receiver. `n` more than the slots free: `SHMLANE_E_CLAIM`; MPMC:
+ * `SHMLANE_E_UNSUPPORTED`. `n` 0 is a no-op.
+ *
+ * One thread at a time per handle; never blocks; no allocation; a system call only to wake.
+ */
+int32_t shmlane_sender_commit(struct shmlane_sender *tx, size_t n);
+
+/**
+ * SPSC zero copy, receiving: up to `want` received elements in place as two runs (`*p1`,
+ * `*n1` then `*p2`, `*n2` for the wrap; counts in ELEMENTS; `SHMLANE_E_EMPTY` if none). Read
+ * them, then `shmlane_receiver_release(rx, n)` frees the first `n`. The pointers are valid
+ * until the next call on `rx`; never write through them. MPMC: `SHMLANE_E_UNSUPPORTED`.
+ * `want` 0: `SHMLANE_E_INVALID`.
+ *
+ * One thread at a time per handle; never blocks; no allocation; no system call.
+ */
+int32_t shmlane_receiver_read_chunk(struct shmlane_receiver *rx,
+                                    size_t want,
+                                    const void **p1,
+                                    size_t *n1,
+                                    const void **p2,
+                                    size_t *n2);
+
+/**
+ * Frees the first `n` elements read through `shmlane_receiver_read_chunk` (wakes a sleeping
+ * sender). `n` more than are available: `SHMLANE_E_CLAIM`; MPMC: `SHMLANE_E_UNSUPPORTED`.
+ * `n` 0 is a no-op.
+ *
+ * One thread at a time per handle; never blocks; no allocation; a system call only to wake.
+ */
+int32_t shmlane_receiver_release(struct shmlane_receiver *rx, size_t n);
+
+/**
+ * The channel's sender-side statistics: `*out`.
+ *
+ * One thread at a time per handle; never blocks; no allocation; no system call.
+ */
+int32_t shmlane_sender_stats(struct shmlane_sender *tx, struct shmlane_stats *out);
+
+/**
+ * The channel's receiver-side statistics: `*out` (`lost`: MPMC positions a dead sender
+ * left unfilled).
+ *
+ * One thread at a time per handle; never blocks; no allocation; no system call.
+ */
+int32_t shmlane_receiver_stats(struct shmlane_receiver *rx, struct shmlane_stats *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -487,6 +487,25 @@ public:
     detail::check(shmlane_byte_receiver_stats(get(), &st), "shmlane_byte_receiver_stats");
     return st;
   }
+  /** The pollable descriptor (made on the first call, owned and closed by this receiver; never
+   *  read or close it). Loop: rearm(); poll(fd, POLLIN); try_recv until SHMLANE_E_EMPTY;
+   *  rearm() again. Throws on failure. */
+  int fd() {
+    int f = -1;
+    detail::check(shmlane_byte_receiver_fd(get(), &f), "shmlane_byte_receiver_fd");
+    return f;
+  }
+  /** Re-arms the descriptor after a drain: SHMLANE_OK (0, armed), SHMLANE_READY (1, something
+   *  arrived meanwhile: drain again), or a negative status (SHMLANE_E_PEER_DIED,
+   *  SHMLANE_E_DISCONNECTED, SHMLANE_E_CORRUPT: not armed). Never throws. */
+  Status try_rearm() noexcept { return shmlane_byte_receiver_rearm(get()); }
+  /** As try_rearm: true when armed, false when SHMLANE_READY (drain again); throws on a
+   *  negative status. */
+  bool rearm() {
+    const Status s = shmlane_byte_receiver_rearm(get());
+    detail::check(s < 0 ? s : SHMLANE_OK, "shmlane_byte_receiver_rearm");
+    return s == SHMLANE_OK;
+  }
   void close() noexcept { h_.reset(); }
   shmlane_byte_receiver *get() const noexcept { return h_.get(); }
 
@@ -607,6 +626,25 @@ public:
     Stats st{};
     detail::check(shmlane_subscriber_stats(get(), &st), "shmlane_subscriber_stats");
     return st;
+  }
+  /** The pollable descriptor (made on the first call, owned and closed by this subscriber; never
+   *  read or close it). Loop: rearm(); poll(fd, POLLIN); try_recv until SHMLANE_E_EMPTY;
+   *  rearm() again. Throws on failure. */
+  int fd() {
+    int f = -1;
+    detail::check(shmlane_subscriber_fd(get(), &f), "shmlane_subscriber_fd");
+    return f;
+  }
+  /** Re-arms the descriptor after a drain: SHMLANE_OK (0, armed), SHMLANE_READY (1, something
+   *  arrived meanwhile: drain again), or a negative status (SHMLANE_E_PEER_DIED,
+   *  SHMLANE_E_DISCONNECTED, SHMLANE_E_CORRUPT: not armed). Never throws. */
+  Status try_rearm() noexcept { return shmlane_subscriber_rearm(get()); }
+  /** As try_rearm: true when armed, false when SHMLANE_READY (drain again); throws on a
+   *  negative status. */
+  bool rearm() {
+    const Status s = shmlane_subscriber_rearm(get());
+    detail::check(s < 0 ? s : SHMLANE_OK, "shmlane_subscriber_rearm");
+    return s == SHMLANE_OK;
   }
   void close() noexcept { h_.reset(); }
   shmlane_subscriber *get() const noexcept { return h_.get(); }
@@ -741,6 +779,25 @@ public:
     }
     detail::check(s, "shmlane_recv");
     return v;
+  }
+  /** The pollable descriptor (made on the first call, owned and closed by this receiver; never
+   *  read or close it). Loop: rearm(); poll(fd, POLLIN); try_recv until SHMLANE_E_EMPTY;
+   *  rearm() again. Throws on failure. */
+  int fd() {
+    int f = -1;
+    detail::check(shmlane_receiver_fd(h_, &f), "shmlane_receiver_fd");
+    return f;
+  }
+  /** Re-arms the descriptor after a drain: SHMLANE_OK (0, armed), SHMLANE_READY (1, something
+   *  arrived meanwhile: drain again), or a negative status (SHMLANE_E_PEER_DIED,
+   *  SHMLANE_E_DISCONNECTED, SHMLANE_E_CORRUPT: not armed). Never throws. */
+  Status try_rearm() noexcept { return shmlane_receiver_rearm(h_); }
+  /** As try_rearm: true when armed, false when SHMLANE_READY (drain again); throws on a
+   *  negative status. */
+  bool rearm() {
+    const Status s = shmlane_receiver_rearm(h_);
+    detail::check(s < 0 ? s : SHMLANE_OK, "shmlane_receiver_rearm");
+    return s == SHMLANE_OK;
   }
   void close() noexcept {
     if (h_ != nullptr) {

@@ -40,7 +40,9 @@ impl Body for Pub {
 
 /// A subscriber handle's body.
 pub(crate) struct Sub {
-    s: Subscriber,
+    /// The descriptor, if made (first: dropped before the subscriber).
+    pub(crate) poll: Option<shmlane::RecvPoll>,
+    pub(crate) s: Subscriber,
 }
 
 impl Body for Sub {
@@ -54,7 +56,7 @@ fn publisher<'a>(p: *mut shmlane_publisher) -> Res<&'a mut Pub> {
     unsafe { handle::get_mut::<Pub, _>(p) }
 }
 
-fn subscriber<'a>(s: *mut shmlane_subscriber) -> Res<&'a mut Sub> {
+pub(crate) fn subscriber<'a>(s: *mut shmlane_subscriber) -> Res<&'a mut Sub> {
     // SAFETY: as `publisher`.
     unsafe { handle::get_mut::<Sub, _>(s) }
 }
@@ -116,7 +118,7 @@ pub unsafe extern "C" fn shmlane_subscriber_open(
             .subscriber_from(start)
             .map_err(|e| open_fail(&e))?;
         // SAFETY: `out` checked non-NULL, valid for a write by the contract.
-        unsafe { handle::publish(out, Sub { s }) }
+        unsafe { handle::publish(out, Sub { poll: None, s }) }
     })
 }
 

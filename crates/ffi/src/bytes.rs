@@ -83,9 +83,11 @@ impl Body for Tx {
     const WHAT: &'static str = "byte sender";
 }
 
-/// A byte receiver handle's body.
+/// A byte receiver handle's body. `poll` first: fields drop in declaration order, so the
+/// descriptor (its watcher thread and eventfd) goes before the receiver.
 pub(crate) struct Rx {
-    rx: ByteReceiver,
+    pub(crate) poll: Option<shmlane::RecvPoll>,
+    pub(crate) rx: ByteReceiver,
 }
 
 impl Body for Rx {
@@ -137,7 +139,7 @@ pub unsafe extern "C" fn shmlane_byte_receiver_open(
             .byte_receiver()
             .map_err(|e| open_fail(&e))?;
         // SAFETY: `out` checked non-NULL, valid for a write by the contract.
-        unsafe { handle::publish(out, Rx { rx }) }
+        unsafe { handle::publish(out, Rx { poll: None, rx }) }
     })
 }
 
@@ -170,7 +172,7 @@ fn sender<'a>(tx: *mut shmlane_byte_sender) -> Res<&'a mut Tx> {
     unsafe { handle::get_mut::<Tx, _>(tx) }
 }
 
-fn receiver<'a>(rx: *mut shmlane_byte_receiver) -> Res<&'a mut Rx> {
+pub(crate) fn receiver<'a>(rx: *mut shmlane_byte_receiver) -> Res<&'a mut Rx> {
     // SAFETY: as `sender`.
     unsafe { handle::get_mut::<Rx, _>(rx) }
 }

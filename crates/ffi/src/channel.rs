@@ -44,6 +44,10 @@ pub(crate) enum Chan {
     Bytes(Channel<u8>),
     /// A broadcast channel of byte messages.
     Broadcast(Channel<u8>),
+    /// An SPSC channel of fixed-size elements (`typed.rs`).
+    Spsc(shmlane::RawChannel),
+    /// An MPMC channel of fixed-size elements (`typed.rs`).
+    Mpmc(shmlane::RawChannel),
 }
 
 // A channel handle is documented as usable from any thread at once: its body must be `Sync`.
@@ -62,13 +66,37 @@ impl Chan {
         match self {
             Self::Bytes(_) => SHMLANE_KIND_BYTES,
             Self::Broadcast(_) => SHMLANE_KIND_BROADCAST,
+            Self::Spsc(_) => SHMLANE_KIND_SPSC,
+            Self::Mpmc(_) => SHMLANE_KIND_MPMC,
         }
     }
 
     fn created(&self) -> bool {
         match self {
             Self::Bytes(c) | Self::Broadcast(c) => c.created(),
+            Self::Spsc(c) | Self::Mpmc(c) => c.created(),
         }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Self::Bytes(c) | Self::Broadcast(c) => c.name(),
+            Self::Spsc(c) | Self::Mpmc(c) => c.name(),
+        }
+    }
+
+    fn what(&self) -> &'static str {
+        match self {
+            Self::Bytes(_) => "byte",
+            Self::Broadcast(_) => "broadcast",
+            Self::Spsc(_) => "SPSC",
+            Self::Mpmc(_) => "MPMC",
+        }
+    }
+
+    /// `SHMLANE_E_WRONG_KIND`: this channel has no `wanted` endpoint.
+    pub(crate) fn not_typed(&self, wanted: &str) -> Fail {
+        wrong_kind(self.name(), self.what(), wanted)
     }
 }
 
@@ -271,7 +299,7 @@ pub unsafe extern "C" fn shmlane_remove(name: *const c_char) -> i32 {
 pub(crate) fn as_bytes<'a>(c: &'a Chan, wanted: &str) -> Res<&'a Channel<u8>> {
     match c {
         Chan::Bytes(ch) => Ok(ch),
-        Chan::Broadcast(ch) => Err(wrong_kind(ch.name(), "broadcast", wanted)),
+        other => Err(other.not_typed(wanted)),
     }
 }
 
@@ -279,13 +307,20 @@ pub(crate) fn as_bytes<'a>(c: &'a Chan, wanted: &str) -> Res<&'a Channel<u8>> {
 pub(crate) fn as_broadcast<'a>(c: &'a Chan, wanted: &str) -> Res<&'a Channel<u8>> {
     match c {
         Chan::Broadcast(ch) => Ok(ch),
-        Chan::Bytes(ch) => Err(wrong_kind(ch.name(), "byte", wanted)),
+        other => Err(other.not_typed(wanted)),
     }
 }
 
 fn wrong_kind(name: &str, is: &str, wanted: &str) -> Fail {
     Fail::new(
         crate::status::SHMLANE_E_WRONG_KIND,
-        format!("channel {name} is a {is} channel, which has no {wanted}"),
+        format!(
+            "channel {name} is {} {is} channel, which has no {wanted}",
+            if is.starts_with(['M', 'S']) {
+                "an"
+            } else {
+                "a"
+            }
+        ),
     )
 }

@@ -49,6 +49,8 @@ const KINDS: &[(u64, &str)] = &[
     (crate::bytes::Rx::MAGIC, crate::bytes::Rx::WHAT),
     (crate::broadcast::Pub::MAGIC, crate::broadcast::Pub::WHAT),
     (crate::broadcast::Sub::MAGIC, crate::broadcast::Sub::WHAT),
+    (crate::typed::Tx::MAGIC, crate::typed::Tx::WHAT),
+    (crate::typed::Rx::MAGIC, crate::typed::Rx::WHAT),
 ];
 
 /// Boxes `body` as a new handle and writes it to `*out`.

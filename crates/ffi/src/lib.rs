@@ -14,7 +14,8 @@
 //!   `SHMLANE_E_BUFFER_TOO_SMALL` with the needed length, never a truncation.
 //!
 //! Files: [`status`] (codes, last error, the guard), `errors` (Rust errors to statuses),
-//! [`handle`] (magic words, quarantine), `options`, `channel`, `bytes`, `broadcast`, `stats`.
+//! [`handle`] (magic words, quarantine), `options`, `channel`, `bytes`, `broadcast`, `stats`,
+//! `typed` (SPSC/MPMC channels of fixed-size elements), `fd` (pollable receivers).
 #![allow(
     non_camel_case_types,
     reason = "the C names of the opaque handle types (shmlane_channel, ...)"
@@ -29,7 +30,9 @@ pub mod broadcast;
 pub mod bytes;
 pub mod channel;
 mod errors;
+pub mod fd;
 pub mod handle;
 pub mod options;
 pub mod stats;
 pub mod status;
+pub mod typed;

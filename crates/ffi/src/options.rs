@@ -7,7 +7,7 @@
 use crate::handle::{self, Body, null};
 use crate::status::{Fail, Res, SHMLANE_E_INVALID, guard};
 use core::ffi::c_char;
-use shmlane::{Builder, Location, PeersLeave, UnlinkPolicy, WaitStrategy};
+use shmlane::{Builder, Location, PeersLeave, RawBuilder, UnlinkPolicy, WaitStrategy};
 use std::ffi::CStr;
 use std::path::PathBuf;
 
@@ -48,6 +48,48 @@ pub const SHMLANE_UNLINK_NEVER: i32 = 0;
 pub const SHMLANE_UNLINK_LAST_DETACH: i32 = 1;
 /// Unlink policy: the creating handle removes the name when closed.
 pub const SHMLANE_UNLINK_CREATOR_DROP: i32 = 2;
+
+/// The body of [`Options::apply`] for any builder with the same setters (`Builder<T>`,
+/// `RawBuilder`).
+macro_rules! apply_to {
+    ($self:ident, $name:ident, $b:ident) => {{
+        let mut b = $b;
+        let (name, o) = ($name, $self);
+        if let Some(n) = o.capacity {
+            b = b.capacity(n);
+        }
+        if let Some(n) = o.msg_size {
+            b = b.msg_size(n);
+        }
+        b = match &o.backend {
+            Backend::Posix => b,
+            Backend::Memfd => b.location(Location::Memfd(name.to_owned())),
+            Backend::File(p) => b.location(Location::File(p.clone())),
+        };
+        if let Some(w) = o.wait {
+            b = b.wait(w);
+        }
+        if let Some(m) = o.mode {
+            b = b.mode(m);
+        }
+        if let Some(g) = o.group {
+            b = b.group(g);
+        }
+        if let Some(p) = o.peers_leave {
+            b = b.when_peers_leave(p);
+        }
+        if let Some(u) = o.unlink {
+            b = b.unlink(u);
+        }
+        if let Some(c) = o.checksum {
+            b = b.checksum(c);
+        }
+        if let Some(p) = o.populate {
+            b = b.populate(p);
+        }
+        b.resume(o.resume).mlock(o.mlock)
+    }};
+}
 
 #[derive(Debug, Clone)]
 enum Backend {
@@ -103,44 +145,13 @@ impl Default for Options {
 
 impl Options {
     /// Applies the options to a builder for the channel `name`.
-    pub(crate) fn apply<T: bytemuck::Pod + Send>(
-        &self,
-        name: &str,
-        mut b: Builder<T>,
-    ) -> Builder<T> {
-        if let Some(n) = self.capacity {
-            b = b.capacity(n);
-        }
-        if let Some(n) = self.msg_size {
-            b = b.msg_size(n);
-        }
-        b = match &self.backend {
-            Backend::Posix => b,
-            Backend::Memfd => b.location(Location::Memfd(name.to_owned())),
-            Backend::File(p) => b.location(Location::File(p.clone())),
-        };
-        if let Some(w) = self.wait {
-            b = b.wait(w);
-        }
-        if let Some(m) = self.mode {
-            b = b.mode(m);
-        }
-        if let Some(g) = self.group {
-            b = b.group(g);
-        }
-        if let Some(p) = self.peers_leave {
-            b = b.when_peers_leave(p);
-        }
-        if let Some(u) = self.unlink {
-            b = b.unlink(u);
-        }
-        if let Some(c) = self.checksum {
-            b = b.checksum(c);
-        }
-        if let Some(p) = self.populate {
-            b = b.populate(p);
-        }
-        b.resume(self.resume).mlock(self.mlock)
+    pub(crate) fn apply<T: bytemuck::Pod + Send>(&self, name: &str, b: Builder<T>) -> Builder<T> {
+        apply_to!(self, name, b)
+    }
+
+    /// Applies the options to a run-time (typed C) channel's builder, as [`Options::apply`].
+    pub(crate) fn apply_raw(&self, name: &str, b: RawBuilder) -> RawBuilder {
+        apply_to!(self, name, b)
     }
 }
 

@@ -124,7 +124,8 @@ mod sealed {
 }
 
 /// A receiver a [`RecvPoll`] can watch: [`Consumer`], [`Receiver`], [`ByteReceiver`],
-/// [`Subscriber`], [`TypedSubscriber`].
+/// [`Subscriber`], [`TypedSubscriber`], and the run-time [`RawConsumer`](crate::RawConsumer),
+/// [`RawReceiver`](crate::RawReceiver).
 pub trait PollSource: sealed::Source {}
 
 impl<T: Pod + Send> sealed::Source for Consumer<T> {
@@ -202,6 +203,40 @@ impl<T: Pod + Send> sealed::Source for TypedSubscriber<T> {
     }
 }
 impl<T: Pod + Send> PollSource for TypedSubscriber<T> {}
+
+impl sealed::Source for crate::RawConsumer {
+    fn inner(&self) -> &Arc<Inner> {
+        &self.local.inner
+    }
+    fn local(&mut self) -> &mut Local {
+        &mut self.local
+    }
+    fn ready(&mut self) -> bool {
+        // As `Consumer`'s: data, or corrupt positions (try_recv reports them).
+        !matches!(
+            self.ring.read_chunk(1),
+            Err(shmlane_ring::ChunkError::TooFewSlots(_))
+        )
+    }
+}
+impl PollSource for crate::RawConsumer {}
+
+impl sealed::Source for crate::RawReceiver {
+    fn inner(&self) -> &Arc<Inner> {
+        &self.local.inner
+    }
+    fn local(&mut self) -> &mut Local {
+        &mut self.local
+    }
+    fn ready(&mut self) -> bool {
+        // As `Receiver`'s: the stamp at the head.
+        self.ring.can_pop()
+    }
+    fn recover(&mut self) -> bool {
+        crate::RawReceiver::recover(self)
+    }
+}
+impl PollSource for crate::RawReceiver {}
 
 /// The senders' attachments (slot, pid, alive) and whether the headers are intact: the
 /// watcher fires when this differs from what it was when the receiver last checked its peers.

@@ -33,6 +33,9 @@ int main() {
   (void)rx.recv();
   (void)rx.recv(1s);
   (void)rx.try_recv_many(&q, 1, n);
+  (void)rx.fd();
+  (void)rx.try_rearm();
+  (void)rx.rearm();
   shmlane::Sender<Quote> tx2 = std::move(tx);
   tx = std::move(tx2);
   shmlane::Receiver<Quote> rx2 = std::move(rx);

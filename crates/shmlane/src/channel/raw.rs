@@ -277,8 +277,8 @@ pub struct RawProducer {
 
 /// The receiving end of a run-time SPSC channel (as [`Consumer`](crate::Consumer)).
 pub struct RawConsumer {
-    ring: Owned<DynConsumer>,
-    local: Local,
+    pub(crate) ring: Owned<DynConsumer>,
+    pub(crate) local: Local,
     size: usize,
 }
 
@@ -291,8 +291,8 @@ pub struct RawSender {
 
 /// A receiving end of a run-time MPMC channel (as [`Receiver`](crate::Receiver)).
 pub struct RawReceiver {
-    ring: Owned<DynReceiver>,
-    local: Local,
+    pub(crate) ring: Owned<DynReceiver>,
+    pub(crate) local: Local,
     size: usize,
 }
 
