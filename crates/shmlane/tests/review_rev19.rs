@@ -1,0 +1,59 @@
+//! Review rev19 (issue 19, the C ABI's guarantees as the Rust channels give them): a receive
+//! into a buffer too small for the next message reports its length and consumes nothing, on
+//! every channel kind, checksummed or not (the C ABI's `SHMLANE_E_BUFFER_TOO_SMALL` promises
+//! "it was not consumed").
+
+use shmlane::{ByteRecvError, PeersLeave};
+use shmlane_testkit::{Cleanup, unique};
+
+/// A checksummed broadcast subscriber whose buffer is too small for the next message: the
+/// message was taken from the ring into the scratch buffer and dropped (82ca542), so the
+/// retry with a large enough buffer got the message after it.
+#[test]
+fn a_too_small_buffer_on_a_checksummed_broadcast_loses_nothing() {
+    let name = unique("rev19-bcast-small");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::broadcast(&name)
+        .when_peers_leave(PeersLeave::Disconnect)
+        .capacity(8)
+        .msg_size(60)
+        .checksum(true)
+        .create()
+        .unwrap();
+    let mut tx = ch.publisher().unwrap();
+    let mut rx = ch.subscriber().unwrap();
+    tx.send(b"sixteen bytes!!!").unwrap();
+    let mut small = [0u8; 4];
+    for _ in 0..2 {
+        assert_eq!(
+            rx.try_recv(&mut small),
+            Err(ByteRecvError::BufferTooSmall { needed: 16 })
+        );
+        assert_eq!(rx.next_seq(), 0, "the message was not consumed");
+    }
+    // The held message makes a pollable descriptor ready at once (not only the next publish).
+    let mut poll = shmlane::RecvPoll::new(&rx).unwrap();
+    assert_eq!(poll.rearm(&mut rx), Ok(shmlane::Armed::Ready));
+    drop(poll);
+    tx.send(b"after").unwrap();
+    // A buffer that fits the message but not its checksum (the scratch path), then one that
+    // fits both.
+    let mut buf = [0u8; 20];
+    assert_eq!(
+        rx.try_recv_seq(&mut buf[..16]),
+        Ok((16, 0)),
+        "the message a too-small buffer was refused for comes next"
+    );
+    assert_eq!(&buf[..16], b"sixteen bytes!!!");
+    assert_eq!(
+        rx.recv(
+            &mut small,
+            Some(shmlane::Deadline::after(std::time::Duration::ZERO))
+        ),
+        Err(ByteRecvError::BufferTooSmall { needed: 5 })
+    );
+    assert_eq!(rx.recv_seq(&mut buf, None), Ok((5, 1)));
+    assert_eq!(&buf[..5], b"after");
+    assert_eq!(rx.try_recv(&mut buf), Err(ByteRecvError::Empty));
+    assert_eq!(rx.stats().lost, 0);
+}
