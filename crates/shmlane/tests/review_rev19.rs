@@ -57,3 +57,47 @@ fn a_too_small_buffer_on_a_checksummed_broadcast_loses_nothing() {
     assert_eq!(rx.try_recv(&mut buf), Err(ByteRecvError::Empty));
     assert_eq!(rx.stats().lost, 0);
 }
+
+/// Run-time (C ABI) element channels: a slice receive reports `Disconnected` once the sender
+/// left and everything it sent was received (a hand mutation dropping that check in
+/// `RawConsumer::try_recv_slice` survived every existing test on 82ca542).
+#[test]
+fn a_run_time_slice_receive_reports_the_sender_gone() {
+    use shmlane::{ElemError, ElemLayout, TryRecvError};
+    let layout = ElemLayout::new(12, 4).unwrap();
+    for kind in ["spsc", "mpmc"] {
+        let name = unique(&format!("rev19-raw-slice-{kind}"));
+        let _c = Cleanup(name.clone());
+        let b = if kind == "spsc" {
+            shmlane::raw_spsc(&name, layout)
+        } else {
+            shmlane::raw_mpmc(&name, layout)
+        };
+        let ch = b
+            .capacity(8)
+            .when_peers_leave(PeersLeave::Disconnect)
+            .create()
+            .unwrap();
+        let elems: Vec<u8> = (0..24).collect();
+        let mut out = [0u8; 48];
+        let got: Vec<Result<usize, ElemError<TryRecvError>>> = if kind == "spsc" {
+            let mut rx = ch.consumer().unwrap();
+            let mut tx = ch.producer().unwrap();
+            assert_eq!(tx.try_send_slice(&elems), Ok(2));
+            drop(tx);
+            vec![rx.try_recv_slice(&mut out), rx.try_recv_slice(&mut out)]
+        } else {
+            let mut rx = ch.receiver().unwrap();
+            let mut tx = ch.sender().unwrap();
+            assert_eq!(tx.try_send_slice(&elems), Ok(2));
+            drop(tx);
+            vec![rx.try_recv_slice(&mut out), rx.try_recv_slice(&mut out)]
+        };
+        assert_eq!(&out[..24], &elems[..], "{kind}");
+        assert_eq!(
+            got,
+            vec![Ok(2), Err(ElemError::Channel(TryRecvError::Disconnected))],
+            "{kind}"
+        );
+    }
+}
