@@ -101,3 +101,23 @@ fn a_run_time_slice_receive_reports_the_sender_gone() {
         );
     }
 }
+
+/// A poll handle rearmed with a receiver of another channel is refused (it would register on
+/// one channel's event and check the other's ring: a wake-up never delivered). A hand mutation
+/// removing the check survived every existing test on 82ca542.
+#[test]
+fn a_poll_handle_refuses_a_receiver_of_another_channel() {
+    let (a, b) = (unique("rev19-poll-a"), unique("rev19-poll-b"));
+    let (_ca, _cb) = (Cleanup(a.clone()), Cleanup(b.clone()));
+    let cha = shmlane::spsc::<u64>(&a).capacity(4).create().unwrap();
+    let chb = shmlane::spsc::<u64>(&b).capacity(4).create().unwrap();
+    let mut rxa = cha.consumer().unwrap();
+    let mut rxb = chb.consumer().unwrap();
+    let mut poll = shmlane::RecvPoll::new(&rxa).unwrap();
+    assert_eq!(
+        poll.rearm(&mut rxb),
+        Err(shmlane::RearmError::WrongReceiver)
+    );
+    assert!(!poll.is_armed());
+    assert_eq!(poll.rearm(&mut rxa), Ok(shmlane::Armed::Waiting));
+}
