@@ -121,3 +121,30 @@ fn a_poll_handle_refuses_a_receiver_of_another_channel() {
     assert!(!poll.is_armed());
     assert_eq!(poll.rearm(&mut rxa), Ok(shmlane::Armed::Waiting));
 }
+
+#[repr(C, align(4096))]
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Page([u64; 512]);
+// SAFETY: plain data, no padding.
+unsafe impl bytemuck::Zeroable for Page {}
+// SAFETY: as above.
+unsafe impl bytemuck::Pod for Page {}
+
+/// A typed channel of an element aligned above 128 (the ring region's alignment, and the
+/// ring region in a segment is not page-aligned): refused. On 82ca542 it was created, its
+/// slots at addresses misaligned for the type (undefined behaviour from safe code, silent).
+#[test]
+fn a_channel_of_a_page_aligned_type_is_refused() {
+    let name = unique("rev19-page");
+    let _c = Cleanup(name.clone());
+    let r = shmlane::spsc::<Page>(&name).capacity(2).create();
+    assert!(
+        matches!(
+            &r,
+            Err(shmlane::OpenError::Create(shmlane_segment::CreateError::Init { source, .. }))
+                if format!("{source:?}").contains("Misaligned")
+        ),
+        "{:?}",
+        r.as_ref().err()
+    );
+}
