@@ -148,3 +148,48 @@ fn a_channel_of_a_page_aligned_type_is_refused() {
         r.as_ref().err()
     );
 }
+
+/// An armed poll handle becomes readable for a message whose send made no futex wake (a
+/// hostile peer zeroed the event's sleeper count after the registration, so the sender saw
+/// no sleeper): the watcher's periodic look at the ring's positions finds it. A hand mutation
+/// removing that look survived every existing test on 82ca542 (the hostile-event test's
+/// random words also bump the sequence word, which hides it).
+#[test]
+fn an_armed_poll_handle_sees_a_message_sent_without_a_wake() {
+    use std::os::{fd::AsRawFd, unix::fs::FileExt};
+    let name = unique("rev19-poll-nowake");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::spsc::<u64>(&name)
+        .capacity(8)
+        .unlink(shmlane::UnlinkPolicy::Never)
+        .create()
+        .unwrap();
+    let path = format!("/dev/shm/{name}");
+    let info = shmlane_segment::inspect(std::path::Path::new(&path))
+        .unwrap()
+        .unwrap();
+    let ev = info
+        .regions
+        .iter()
+        .find(|r| r.name == "ev-data")
+        .unwrap()
+        .offset;
+    let mut tx = ch.producer().unwrap();
+    let mut rx = ch.consumer().unwrap();
+    let mut poll = shmlane::RecvPoll::new(&rx).unwrap();
+    assert_eq!(poll.rearm(&mut rx), Ok(shmlane::Armed::Waiting));
+    // The event's words: magic, seq, sleepers, reserved (u32 each).
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&0u32.to_ne_bytes(), ev + 8).unwrap();
+    tx.try_send(7).unwrap();
+    assert_eq!(tx.stats().wakeups, 0, "the send made no futex wake");
+    let mut p = libc::pollfd {
+        fd: poll.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&raw mut p, 1, 2_000) };
+    assert_eq!(n, 1, "not readable 2 s after a send");
+    assert_eq!(rx.try_recv(), Ok(7));
+}
