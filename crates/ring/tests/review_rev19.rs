@@ -31,23 +31,28 @@ fn an_element_aligned_above_the_region_is_refused_not_misplaced() {
     let alive = |_| true;
     let need = SpscRing::<Big>::required_size(4);
     let (_r, p) = odd_region(need);
-    // SAFETY (all calls below): `p` is valid for `need` bytes and used by nobody else.
+    // SAFETY: `p` is valid for `need` bytes, aligned to 128, used by nobody else.
     let init = unsafe { SpscRing::<Big>::init(p, need, 4, 0) };
     assert_eq!(init, Err(AttachError::Misaligned), "spsc init");
+    // SAFETY: `p` is valid for `need` bytes, aligned to 128, used by nobody else.
     let attach = unsafe { SpscRing::<Big>::producer(p, need, 1, &alive) };
     assert_eq!(attach.err(), Some(AttachError::Misaligned), "spsc attach");
 
     let need = MpmcRing::<Big>::required_size(4);
     let (_r, p) = odd_region(need);
+    // SAFETY: `p` is valid for `need` bytes, aligned to 128, used by nobody else.
     let init = unsafe { MpmcRing::<Big>::init(p, need, 4, 0) };
     assert_eq!(init, Err(AttachError::Misaligned), "mpmc init");
+    // SAFETY: `p` is valid for `need` bytes, aligned to 128, used by nobody else.
     let attach = unsafe { MpmcRing::<Big>::sender(p, need) };
     assert_eq!(attach.err(), Some(AttachError::Misaligned), "mpmc attach");
 
     let need = StampedRing::<Big>::required_size(4);
     let (_r, p) = odd_region(need);
+    // SAFETY: `p` is valid for `need` bytes, aligned to 128, used by nobody else.
     let init = unsafe { StampedRing::<Big>::init(p, need, 4, 0) };
     assert_eq!(init, Err(AttachError::Misaligned), "stamped init");
+    // SAFETY: `p` is valid for `need` bytes, aligned to 128, used by nobody else.
     let attach = unsafe { StampedRing::<Big>::producer(p, need, 1, &alive) };
     assert_eq!(
         attach.err(),
@@ -59,8 +64,11 @@ fn an_element_aligned_above_the_region_is_refused_not_misplaced() {
     let need = SpscRing::<Big>::required_size(4);
     let r = HeapRegion::new(need + 256);
     let p = r.as_ptr().wrapping_add(r.as_ptr().align_offset(256));
+    // SAFETY: `p` is valid for `need` bytes, aligned to 128, used by nobody else.
     unsafe { SpscRing::<Big>::init(p, need, 4, 0) }.unwrap();
+    // SAFETY: `p` is valid for `need` bytes, aligned to 128, used by nobody else.
     let mut tx = unsafe { SpscRing::<Big>::producer(p, need, 1, &alive) }.unwrap();
+    // SAFETY: `p` is valid for `need` bytes, aligned to 128, used by nobody else.
     let mut rx = unsafe { SpscRing::<Big>::consumer(p, need, 2, &alive) }.unwrap();
     tx.push(Big([7; 32])).unwrap();
     assert_eq!(rx.pop(), Ok(Big([7; 32])));

@@ -193,14 +193,12 @@ impl Subscriber {
             let total = self.ring.recv(buf)?;
             return verify(&buf[..total]).map_err(|_| RingRecvError::Corrupt(CHECKSUM_MISMATCH));
         }
-        let n = match self.held {
-            Some(n) => n,
-            None => {
-                self.scratch.resize(self.ring.max_message(), 0);
-                let total = self.ring.recv(&mut self.scratch)?;
-                verify(&self.scratch[..total])
-                    .map_err(|_| RingRecvError::Corrupt(CHECKSUM_MISMATCH))?
-            }
+        let n = if let Some(n) = self.held {
+            n
+        } else {
+            self.scratch.resize(self.ring.max_message(), 0);
+            let total = self.ring.recv(&mut self.scratch)?;
+            verify(&self.scratch[..total]).map_err(|_| RingRecvError::Corrupt(CHECKSUM_MISMATCH))?
         };
         if n > buf.len() {
             // Taken from the ring already (it moved on): held in the scratch buffer and
