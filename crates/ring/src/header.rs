@@ -235,6 +235,17 @@ pub(crate) unsafe fn open_ring_raw<H>(
     Ok((hdr, elem, cap))
 }
 
+/// Checks that `ptr` is aligned for elements of `T` too: the slots start at a multiple of
+/// `align_of::<T>().max(128)` from `ptr`, so a `T` aligned above [`REGION_ALIGN`] is placed
+/// correctly only in a region aligned to it (review rev19: a 128-aligned region, which
+/// [`check_region`] accepts, put 256-aligned elements at misaligned addresses).
+pub(crate) fn check_elem_align<T>(ptr: *mut u8) -> Result<(), AttachError> {
+    if (ptr as usize) % align_of::<T>() != 0 {
+        return Err(AttachError::Misaligned);
+    }
+    Ok(())
+}
+
 /// Checks that `[ptr, ptr + len)` can hold `needed` bytes at `align`.
 pub(crate) fn check_region(ptr: *mut u8, len: usize, needed: usize) -> Result<(), AttachError> {
     if (ptr as usize) % REGION_ALIGN != 0 {

@@ -250,6 +250,7 @@ impl<T: Pod> MpmcRing<T> {
     ) -> Result<(), AttachError> {
         check_capacity(capacity, Kind::Mpmc)?;
         check_region(ptr, len, Self::required_size(capacity))?;
+        crate::header::check_elem_align::<T>(ptr)?;
         let hdr = new_header(crate::header::elem_word::<T>(), capacity, start);
         // SAFETY: in bounds and aligned (checked); exclusive during init (caller).
         unsafe { ptr.cast::<Header>().write(hdr) };
@@ -263,6 +264,7 @@ impl<T: Pod> MpmcRing<T> {
     /// # Safety
     /// As for [`sender`](Self::sender).
     unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Raw<Typed<T>>, AttachError> {
+        crate::header::check_elem_align::<T>(ptr)?;
         // SAFETY: forwarded contract; Header is repr(C) with the meta first.
         let (hdr, cap) = unsafe {
             open_ring::<Header, T>(

@@ -99,6 +99,7 @@ impl<T: Pod> SpscRing<T> {
     ) -> Result<(), AttachError> {
         check_capacity(capacity, Kind::Spsc)?;
         check_region(ptr, len, Self::required_size(capacity))?;
+        crate::header::check_elem_align::<T>(ptr)?;
         let hdr = Header {
             meta: CachePadded::new(Meta::new::<T>(Kind::Spsc, capacity)),
             tail: CachePadded::new(AtomicU64::new(start)),
@@ -135,6 +136,7 @@ impl<T: Pod> SpscRing<T> {
         owner: u64,
         is_alive: &dyn Fn(u64) -> bool,
     ) -> Result<(Raw<T>, u64, u64), AttachError> {
+        crate::header::check_elem_align::<T>(ptr)?;
         // SAFETY: forwarded contract.
         unsafe {
             attach_with(

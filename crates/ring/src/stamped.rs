@@ -111,6 +111,7 @@ impl<T: Pod> StampedRing<T> {
     ) -> Result<(), AttachError> {
         check_capacity(capacity, Kind::SpscStamped)?;
         check_region(ptr, len, Self::required_size(capacity))?;
+        crate::header::check_elem_align::<T>(ptr)?;
         let hdr = Header {
             meta: CachePadded::new(Meta::new::<T>(Kind::SpscStamped, capacity)),
             tail: CachePadded::new(AtomicU64::new(start)),
@@ -138,6 +139,7 @@ impl<T: Pod> StampedRing<T> {
         owner: u64,
         is_alive: &dyn Fn(u64) -> bool,
     ) -> Result<(Raw<T>, u64, u64), AttachError> {
+        crate::header::check_elem_align::<T>(ptr)?;
         // SAFETY: forwarded contract; Header is repr(C) with the meta first.
         let (hdr, cap) = unsafe {
             open_ring::<Header, T>(

@@ -83,6 +83,10 @@ pub struct Subscriber {
     /// Checksummed channels: a message and its checksum, when the caller's buffer has no
     /// room for the checksum too.
     scratch: Vec<u8>,
+    /// Checksummed channels: the length of a verified message taken from the ring into
+    /// `scratch` for a buffer too small for it. It is delivered next (a `BufferTooSmall`
+    /// consumes nothing, as the error says), before anything else is read from the ring.
+    held: Option<usize>,
     /// Messages asked for at subscribe (`Start::Seq`) but overwritten already: the first
     /// receive reports them as a lap.
     start_gap: u64,
@@ -185,18 +189,24 @@ impl Subscriber {
         }
         // The message and its checksum: into the caller's buffer if they fit, else through
         // the scratch buffer (sized for the largest).
-        if buf.len() >= self.ring.max_message() {
+        if self.held.is_none() && buf.len() >= self.ring.max_message() {
             let total = self.ring.recv(buf)?;
             return verify(&buf[..total]).map_err(|_| RingRecvError::Corrupt(CHECKSUM_MISMATCH));
         }
-        self.scratch.resize(self.ring.max_message(), 0);
-        let total = self.ring.recv(&mut self.scratch)?;
-        let n = verify(&self.scratch[..total])
-            .map_err(|_| RingRecvError::Corrupt(CHECKSUM_MISMATCH))?;
+        let n = if let Some(n) = self.held {
+            n
+        } else {
+            self.scratch.resize(self.ring.max_message(), 0);
+            let total = self.ring.recv(&mut self.scratch)?;
+            verify(&self.scratch[..total]).map_err(|_| RingRecvError::Corrupt(CHECKSUM_MISMATCH))?
+        };
         if n > buf.len() {
-            // Consumed already (the ring moved on): the caller learns its size, not its bytes.
+            // Taken from the ring already (it moved on): held in the scratch buffer and
+            // delivered by the next receive with room for it, so nothing is consumed.
+            self.held = Some(n);
             return Err(RingRecvError::BufferTooSmall { needed: n });
         }
+        self.held = None;
         buf[..n].copy_from_slice(&self.scratch[..n]);
         Ok(n)
     }

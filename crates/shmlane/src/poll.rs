@@ -186,7 +186,8 @@ impl sealed::Source for Subscriber {
         &mut self.local
     }
     fn ready(&mut self) -> bool {
-        self.ring.is_ready()
+        // A message held for a larger buffer (checksummed channel) is ready too.
+        self.holds_message() || self.ring.is_ready()
     }
 }
 impl PollSource for Subscriber {}

@@ -64,6 +64,7 @@ pub(super) fn open_subscriber<T: Pod + Send>(
         lost: 0,
         corrupt: None,
         scratch: Vec::new(),
+        held: None,
         cursor,
         start_gap,
         last_seq: None,
@@ -149,7 +150,17 @@ impl Subscriber {
 
     /// The sequence number of the next message this subscriber will receive.
     pub fn next_seq(&self) -> u64 {
-        self.ring.position()
+        // A message held for a larger buffer (checksummed channels) was taken from the ring
+        // but not received: it is the next one.
+        self.ring
+            .position()
+            .wrapping_sub(u64::from(self.held.is_some()))
+    }
+
+    /// Whether a message is waiting to be received without reading the ring (one a buffer
+    /// was too small for, on a checksummed channel).
+    pub(crate) fn holds_message(&self) -> bool {
+        self.held.is_some()
     }
 
     /// Whether this subscriber holds an entry of the channel's cursor table, i.e. whether the
