@@ -54,7 +54,9 @@ impl fmt::Display for AttachError {
                 f,
                 "region of {given} bytes is too small for this ring ({needed} needed); make the region larger or the capacity smaller"
             ),
-            Self::Misaligned => f.write_str("region is not 128-byte aligned"),
+            Self::Misaligned => f.write_str(
+                "region is not aligned for this ring (128 bytes, or the element type's alignment if larger); shared-memory regions are 128-byte aligned, so use an element type aligned to at most 128 bytes",
+            ),
             // Each kind's rule: this error does not know which ring refused.
             Self::BadCapacity(c) => write!(
                 f,
