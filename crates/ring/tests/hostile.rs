@@ -800,6 +800,7 @@ fn a_capacity_whose_size_overflows_is_refused_by_every_ring() {
 /// The run-time element rings (issue 19: what the C ABI uses), with an odd layout (24 bytes,
 /// align 8: a slot stride that is not a power of two): the same producer/consumer churn under
 /// hostile writes. The MPMC stride is 32 (stamp, then the 24-byte value).
+#[allow(clippy::too_many_lines)]
 #[test]
 fn dyn_spsc_under_hostile_writes() {
     use shmlane_ring::{DynSpscRing, ElemLayout};
