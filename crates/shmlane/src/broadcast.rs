@@ -2,6 +2,7 @@
 //! subscribers), on the same segment layout, events and liveness as the other channels.
 
 mod position;
+mod raw;
 mod typed;
 
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use shmlane_ring::{
     RecvError as RingRecvError,
 };
 use shmlane_wake::Deadline;
+pub use raw::{LoanError, RawPublisher, RawSubscriber};
 pub use typed::{TypedLoan, TypedPublisher, TypedSubscriber};
 
 use crate::{

@@ -82,4 +82,6 @@ pub use channel::{
     ElemError, RawBuilder, RawChannel, RawConsumer, RawProducer, RawReceiver, RawSender,
     default_type_name, raw_mpmc, raw_spsc,
 };
+pub use broadcast::{LoanError, RawPublisher, RawSubscriber};
+pub use channel::raw_broadcast;
 pub use shmlane_ring::{ChunkError, DynReadChunk, DynWriteChunk, ElemLayout};
