@@ -3,10 +3,13 @@
 //! share a channel. A Rust `TypedPublisher` (copies and in-place loans) feeds a C subscriber
 //! that checks every Quote whole with its sequence number; a C publisher (in-place loans,
 //! copies, abandoned loans) feeds a Rust `typed_subscriber`; another layout or type name is
-//! SHMLANE_E_WRONG_TYPE. tests/c/tbcast_abi.c (bad input, loans, laps, checksums, the fd) runs
+//! SHMLANE_E_WRONG_TYPE; a C++ `TypedSubscriber<Quote>` reads a Rust feed and its
+//! `TypedPublisher<Quote>` (loans and copies) feeds a Rust subscriber. tests/c/tbcast_abi.c (bad input, loans, laps, checksums, the fd) runs
 //! under valgrind and linked statically.
 
 mod common;
+#[path = "cpp/support.rs"]
+mod support;
 
 use common::{Link, Name, compile, run_checked};
 use shmlane::{ByteRecvError, Deadline, Start};
@@ -175,4 +178,36 @@ fn tbcast_abi_c_checks_under_valgrind_and_static() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+#[test]
+fn a_cpp_typed_subscriber_and_publisher_talk_to_rust() {
+    const N: u64 = 20_000;
+    let (a, b) = (Name::new("ffi-tbcast-cpp-in"), Name::new("ffi-tbcast-cpp-out"));
+    let (inbound, outbound) = (channel(&a.0), channel(&b.0));
+    let mut feed = inbound.typed_publisher().unwrap();
+    let mut sub = outbound.typed_subscriber_from(Start::Seq(0)).unwrap();
+    let bin = support::cxx("tbcast_sub.cpp", "cpp_tbcast_sub", &[]);
+    let c = Command::new(bin)
+        .args([&a.0, &b.0, &N.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start tbcast_sub.cpp");
+    for i in 0..N {
+        if i % 2 == 0 {
+            feed.publish(&quote(i));
+        } else {
+            let mut loan = feed.loan();
+            loan.write(&quote(i));
+            loan.publish();
+        }
+    }
+    for i in 0..N {
+        let got = sub.recv_seq(Some(Deadline::after(WAIT)));
+        assert_eq!(got, Ok((quote(i), i)), "quote {i} from the C++ publisher");
+    }
+    assert_eq!(sub.try_recv(), Err(ByteRecvError::Empty));
+    let out = finish(c, "tbcast_sub.cpp");
+    assert!(out.contains("ok"), "the C++ side said: {out}");
 }
