@@ -6,8 +6,8 @@ use crate::errors::{recv_fail, send_fail};
 use crate::handle::{self, Body};
 use crate::stats::{buffer, deadline, message, need, put, shmlane_stats};
 use crate::status::{Fail, Res, SHMLANE_E_INVALID, guard};
+use crate::tbcast::{PubEnd, SubEnd, Wait};
 use core::ffi::c_void;
-use crate::tbcast::{PubEnd, SubEnd};
 use shmlane::{ByteRecvError, ByteSendError, Start};
 
 /// Opaque broadcast publisher (one per channel).
@@ -193,7 +193,7 @@ pub unsafe extern "C" fn shmlane_subscriber_try_recv(
     seq: *mut u64,
 ) -> i32 {
     guard("shmlane_subscriber_try_recv", || {
-        sub_recv(s, buf, cap, len, seq, |s, b| s.recv(b, None))
+        sub_recv(s, buf, cap, len, seq, |s, b| s.recv(b, Wait::Try))
     })
 }
 
@@ -213,7 +213,7 @@ pub unsafe extern "C" fn shmlane_subscriber_recv(
 ) -> i32 {
     guard("shmlane_subscriber_recv", || {
         sub_recv(s, buf, cap, len, seq, |s, b| {
-            s.recv(b, Some(deadline(timeout_ns)))
+            s.recv(b, Wait::Until(deadline(timeout_ns)))
         })
     })
 }

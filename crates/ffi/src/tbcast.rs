@@ -12,9 +12,7 @@
 use crate::channel::{Chan, shmlane_channel};
 use crate::errors::full_text;
 use crate::stats::{need, put};
-use crate::status::{
-    Fail, Res, SHMLANE_E_CLAIM, SHMLANE_E_INVALID, SHMLANE_E_UNSUPPORTED, guard,
-};
+use crate::status::{Fail, Res, SHMLANE_E_CLAIM, SHMLANE_E_INVALID, SHMLANE_E_UNSUPPORTED, guard};
 use core::ffi::{c_char, c_void};
 use shmlane::{
     ByteRecvError, ElemError, LoanError, Publisher, RawPublisher, RawSubscriber, SideStats,
@@ -113,6 +111,15 @@ impl PubEnd {
     }
 }
 
+/// How a subscriber receive waits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    /// One attempt (`try_recv`).
+    Try,
+    /// Until the deadline (`None`: no limit).
+    Until(Option<shmlane::Deadline>),
+}
+
 impl SubEnd {
     pub(crate) fn lost(&self) -> u64 {
         match self {
@@ -143,28 +150,24 @@ impl SubEnd {
         }
     }
 
-    /// Receives into `b` (`min(cap, max_message)` bytes of the caller's buffer) with `try`
-    /// or `recv(deadline)`: the length and the sequence number. Typed: a buffer shorter than
+    /// Receives into `b` (`min(cap, max_message)` bytes of the caller's buffer), once or
+    /// waiting: the length and the sequence number. Typed: a buffer shorter than
     /// the element is `BufferTooSmall` (nothing consumed); the element goes to its first
     /// `elem_size` bytes.
-    pub(crate) fn recv(
-        &mut self,
-        b: &mut [u8],
-        deadline: Option<Option<shmlane::Deadline>>,
-    ) -> Result<(usize, u64), ByteRecvError> {
+    pub(crate) fn recv(&mut self, b: &mut [u8], wait: Wait) -> Result<(usize, u64), ByteRecvError> {
         match self {
-            Self::Bytes(s) => match deadline {
-                None => s.try_recv_seq(b),
-                Some(d) => s.recv_seq(b, d),
+            Self::Bytes(s) => match wait {
+                Wait::Try => s.try_recv_seq(b),
+                Wait::Until(d) => s.recv_seq(b, d),
             },
             Self::Typed(s) => {
                 let size = s.elem_size();
                 let Some(out) = b.get_mut(..size) else {
                     return Err(ByteRecvError::BufferTooSmall { needed: size });
                 };
-                let r = match deadline {
-                    None => s.try_recv(out),
-                    Some(d) => s.recv(out, d),
+                let r = match wait {
+                    Wait::Try => s.try_recv(out),
+                    Wait::Until(d) => s.recv(out, d),
                 };
                 match r {
                     Ok(q) => Ok((size, q)),

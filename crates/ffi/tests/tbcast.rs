@@ -25,9 +25,10 @@ const WAIT: Duration = Duration::from_secs(20);
 type Quote = [u64; 4];
 
 fn quote(seq: u64) -> Quote {
-    let bid = 1.0 + seq as f64 * 0.25;
+    let bid = 1.0 + f64::from(u32::try_from(seq).expect("small seq")) * 0.25;
     let instrument = seq % 97;
-    let check = u64::from((seq as u32).wrapping_mul(2_654_435_761) ^ instrument as u32);
+    // C: (uint32_t)(seq * 2654435761u) ^ instrument.
+    let check = (seq.wrapping_mul(2_654_435_761) & 0xffff_ffff) ^ instrument;
     [
         seq,
         bid.to_bits(),
@@ -127,7 +128,10 @@ fn another_layout_or_type_name_is_wrong_type() {
     let name = Name::new("ffi-tbcast-type");
     let _ch = channel(&name.0);
     let open = |size: &str, align: &str, ty: &str| -> String {
-        finish(peer(&["open", &name.0, size, align, ty]), "tbcast_peer open")
+        finish(
+            peer(&["open", &name.0, size, align, ty]),
+            "tbcast_peer open",
+        )
     };
     assert!(open("32", "8", "Quote").starts_with("status 0:"));
     for (size, align, ty) in [
@@ -183,7 +187,10 @@ fn tbcast_abi_c_checks_under_valgrind_and_static() {
 #[test]
 fn a_cpp_typed_subscriber_and_publisher_talk_to_rust() {
     const N: u64 = 20_000;
-    let (a, b) = (Name::new("ffi-tbcast-cpp-in"), Name::new("ffi-tbcast-cpp-out"));
+    let (a, b) = (
+        Name::new("ffi-tbcast-cpp-in"),
+        Name::new("ffi-tbcast-cpp-out"),
+    );
     let (inbound, outbound) = (channel(&a.0), channel(&b.0));
     let mut feed = inbound.typed_publisher().unwrap();
     let mut sub = outbound.typed_subscriber_from(Start::Seq(0)).unwrap();

@@ -8,12 +8,12 @@ mod typed;
 use std::time::{Duration, Instant};
 
 pub use position::Start;
+pub use raw::{LoanError, RawPublisher, RawSubscriber};
 use shmlane_ring::{
     BroadcastProducer, BroadcastReader, BroadcastRing, CursorEntry, CursorTable,
     RecvError as RingRecvError,
 };
 use shmlane_wake::Deadline;
-pub use raw::{LoanError, RawPublisher, RawSubscriber};
 pub use typed::{TypedLoan, TypedPublisher, TypedSubscriber};
 
 use crate::{

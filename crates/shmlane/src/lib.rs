@@ -77,11 +77,11 @@ pub use shmlane_wake::{Deadline, WaitStrategy};
 pub mod spsc_endpoints {
     pub use crate::channel::{Consumer, Producer};
 }
+pub use broadcast::{LoanError, RawPublisher, RawSubscriber};
+pub use channel::raw_broadcast;
 pub use channel::{Consumer, Producer, Receiver, Sender};
 pub use channel::{
     ElemError, RawBuilder, RawChannel, RawConsumer, RawProducer, RawReceiver, RawSender,
     default_type_name, raw_mpmc, raw_spsc,
 };
-pub use broadcast::{LoanError, RawPublisher, RawSubscriber};
-pub use channel::raw_broadcast;
 pub use shmlane_ring::{ChunkError, DynReadChunk, DynWriteChunk, ElemLayout};

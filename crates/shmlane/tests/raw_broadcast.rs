@@ -5,8 +5,7 @@
 //! receives a torn element; lengths and loan misuse are errors, not panics; checksums.
 
 use shmlane::{
-    ByteRecvError, ElemError, ElemLayout, LoanError, OpenError, Start, UnlinkPolicy,
-    raw_broadcast,
+    ByteRecvError, ElemError, ElemLayout, LoanError, OpenError, Start, UnlinkPolicy, raw_broadcast,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -68,7 +67,10 @@ fn typed_and_run_time_endpoints_share_a_channel_both_ways() {
     let mut out = [0u8; 32];
     assert_eq!(rsub.try_recv(&mut out), Ok(0));
     assert_eq!(out[..], bytes_of(&[9, 10, 11, 12])[..]);
-    assert_eq!(rsub.try_recv(&mut out), Err(ElemError::Channel(ByteRecvError::Empty)));
+    assert_eq!(
+        rsub.try_recv(&mut out),
+        Err(ElemError::Channel(ByteRecvError::Empty))
+    );
 
     // Another layout or name: WrongType either way.
     for (size, align, ty) in [(24, 8, "Quote"), (32, 16, "Quote"), (32, 8, "Trade")] {
@@ -76,10 +78,16 @@ fn typed_and_run_time_endpoints_share_a_channel_both_ways() {
             .type_name(ty)
             .open()
             .unwrap_err();
-        assert!(matches!(e, OpenError::WrongType { .. }), "{size}/{align}/{ty}: {e}");
+        assert!(
+            matches!(e, OpenError::WrongType { .. }),
+            "{size}/{align}/{ty}: {e}"
+        );
     }
     let e = raw_broadcast(&n2, layout()).open().unwrap_err();
-    assert!(matches!(e, OpenError::WrongType { .. }), "default name: {e}");
+    assert!(
+        matches!(e, OpenError::WrongType { .. }),
+        "default name: {e}"
+    );
     let e = shmlane::broadcast(&n2).open().unwrap_err();
     assert!(matches!(e, OpenError::WrongType { .. }), "byte form: {e}");
     // Not an SPSC channel.
@@ -104,11 +112,17 @@ fn lengths_and_loan_misuse_are_errors() {
     assert!(!p.abandon_loan());
     let a = p.loan_ptr().unwrap();
     assert_eq!(p.loan_ptr(), Err(LoanError::Open));
-    assert_eq!(p.publish(&[0; 32]), Err(ElemError::Channel(LoanError::Open)));
+    assert_eq!(
+        p.publish(&[0; 32]),
+        Err(ElemError::Channel(LoanError::Open))
+    );
     // Abandoned: nothing delivered; the next loan is the same slot.
     assert!(p.abandon_loan());
     let mut out = [0u8; 32];
-    assert_eq!(s.try_recv(&mut out), Err(ElemError::Channel(ByteRecvError::Empty)));
+    assert_eq!(
+        s.try_recv(&mut out),
+        Err(ElemError::Channel(ByteRecvError::Empty))
+    );
     assert_eq!(p.loan_ptr(), Ok(a));
     // SAFETY: the loan's 32 bytes, open.
     unsafe { core::ptr::write_bytes(a, 7, 32) };
@@ -183,7 +197,9 @@ fn a_subscriber_never_receives_a_half_written_loan() {
                         last = Some(seq);
                         got += 1;
                     }
-                    Err(ElemError::Channel(ByteRecvError::Empty | ByteRecvError::Lapped { .. })) => {}
+                    Err(ElemError::Channel(
+                        ByteRecvError::Empty | ByteRecvError::Lapped { .. },
+                    )) => {}
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -193,9 +209,14 @@ fn a_subscriber_never_receives_a_half_written_loan() {
             let ptr = p.loan_ptr().unwrap();
             let k = (seq % 251) as u8;
             for w in 0..8 {
+                #[allow(
+                    clippy::cast_ptr_alignment,
+                    reason = "the loan's pointer is 8-byte aligned (RawPublisher::loan_ptr)"
+                )]
+                let at = ptr.wrapping_add(w * 8).cast::<u64>();
                 // SAFETY: the loan's 64 bytes are 8 words, 8-byte aligned, open; subscribers
                 // load them atomically (same-size atomic stores here: no data race).
-                let word = unsafe { AtomicU64::from_ptr(ptr.add(w * 8).cast::<u64>()) };
+                let word = unsafe { AtomicU64::from_ptr(at) };
                 word.store(u64::from_le_bytes([k; 8]), Ordering::Relaxed);
                 for _ in 0..20 {
                     std::hint::spin_loop();

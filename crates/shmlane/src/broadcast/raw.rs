@@ -121,7 +121,12 @@ impl RawPublisher {
         let mut loan = self.inner.ring.loan();
         let fits = loan.write(0, elem);
         debug_assert!(fits.is_ok());
-        Ok(publish_loan(loan, &mut self.inner.local, checksum, self.size))
+        Ok(publish_loan(
+            loan,
+            &mut self.inner.local,
+            checksum,
+            self.size,
+        ))
     }
 
     /// Lends the next message's slot, to write the element in place: a pointer to
@@ -141,11 +146,9 @@ impl RawPublisher {
         if self.loaned {
             return Err(LoanError::Open);
         }
-        let mut loan = self.inner.ring.loan();
-        let p = loan.as_mut_ptr();
-        // The ring's loan ends here, unpublished: the slot stays busy and the position where
-        // it was, so `publish_loan` takes the same slot again.
-        drop(loan);
+        // The ring's loan ends with this block, unpublished: the slot stays busy and the
+        // position where it was, so `publish_loan` takes the same slot again.
+        let p = self.inner.ring.loan().as_mut_ptr();
         self.loaned = true;
         Ok(p)
     }
