@@ -193,7 +193,8 @@ impl SubEnd {
 /// `shmlane_options_checksum`). The endpoints are the broadcast ones: `shmlane_publisher_open`,
 /// `shmlane_subscriber_open`, `shmlane_publish` (exactly `elem_size` bytes),
 /// `shmlane_subscriber_try_recv` / `_recv` (a buffer of at least `elem_size` bytes; `*len` is
-/// `elem_size`), and the zero-copy `shmlane_publisher_loan`. Errors: `SHMLANE_E_INVALID`
+/// `elem_size`), and the zero-copy `shmlane_publisher_loan`; `shmlane_channel_kind` says
+/// `SHMLANE_KIND_BROADCAST`. Errors: `SHMLANE_E_INVALID`
 /// (zero size, bad alignment, size not a multiple of it, unknown `how`, non-UTF-8 type name),
 /// `SHMLANE_E_WRONG_TYPE` (the channel exists with another size, alignment or type name, or
 /// is a byte broadcast channel: the last error names both), `_WRONG_KIND`, `_NAME`,
