@@ -218,3 +218,33 @@ fn a_cpp_typed_subscriber_and_publisher_talk_to_rust() {
     let out = finish(c, "tbcast_sub.cpp");
     assert!(out.contains("ok"), "the C++ side said: {out}");
 }
+
+#[test]
+fn a_c_publisher_killed_mid_loan_is_a_dead_peer_and_its_half_element_is_never_delivered() {
+    const K: u64 = 10;
+    let name = Name::new("ffi-tbcast-kill");
+    let ch = shmlane::broadcast_of::<Quote>(&name.0)
+        .type_name("Quote")
+        .capacity(64)
+        .unlink(shmlane::UnlinkPolicy::LastDetach)
+        .create()
+        .unwrap();
+    let mut sub = ch.typed_subscriber_from(Start::Seq(0)).unwrap();
+    let mut c = peer(&["loan-hang", &name.0, &K.to_string()]);
+    let mut out = std::io::BufReader::new(c.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "loaned", "the C publisher said: {line}");
+    for i in 0..K {
+        assert_eq!(sub.recv_seq(Some(Deadline::after(WAIT))), Ok((quote(i), i)));
+    }
+    // The half-written loan is not a message.
+    assert_eq!(sub.try_recv(), Err(ByteRecvError::Empty));
+    c.kill().unwrap();
+    c.wait().unwrap();
+    assert_eq!(
+        sub.recv(Some(Deadline::after(WAIT))),
+        Err(ByteRecvError::PeerDied),
+        "a C publisher killed holding a loan is a dead peer"
+    );
+}

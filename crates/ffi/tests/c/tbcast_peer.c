@@ -8,6 +8,8 @@
  *   tbcast_peer pub NAME N     publish N Quotes: through loans (written in place), every fifth by
  *                              shmlane_publish, and every 1000th loan abandoned once and taken
  *                              again (the same slot); each seq checked; print "published N"
+ *   tbcast_peer loan-hang NAME K  publish K Quotes through loans, then take a loan, write half of
+ *                              a Quote (seq UINT64_MAX), print "loaned" and hang until killed
  *   tbcast_peer open NAME SIZE ALIGN TYPE   open the channel with that layout (TYPE "-": NULL);
  *                              print "status S" and the last error
  * Exit 0 on success; 1 with a "FAIL ..." line otherwise. */
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TIMEOUT_NS 20000000000LL
 
@@ -132,6 +135,30 @@ static int pub(const char *name, uint64_t n) {
     return 0;
 }
 
+static int loan_hang(const char *name, uint64_t k) {
+    shmlane_channel *ch = open_quotes(name);
+    shmlane_publisher *p = NULL;
+    void *data = NULL;
+    int32_t s = shmlane_publisher_open(ch, &p);
+    if (s != SHMLANE_OK) die("publisher_open", s);
+    for (uint64_t i = 0; i < k; i++) {
+        s = shmlane_publisher_loan(p, &data);
+        if (s != SHMLANE_OK) die("loan", s);
+        make((Quote *)data, i);
+        s = shmlane_publisher_loan_publish(p, NULL);
+        if (s != SHMLANE_OK) die("loan_publish", s);
+    }
+    s = shmlane_publisher_loan(p, &data);
+    if (s != SHMLANE_OK) die("loan", s);
+    ((Quote *)data)->seq = UINT64_MAX;
+    ((Quote *)data)->bid = -1.0;
+    printf("loaned\n");
+    fflush(stdout);
+    sleep(60); /* killed long before */
+    printf("FAIL not killed\n");
+    return 1;
+}
+
 static int open_with(const char *name, const char *size, const char *align, const char *type) {
     shmlane_channel *ch = NULL;
     int32_t s = shmlane_broadcast_typed_open(name, SHMLANE_OPEN, (size_t)strtoull(size, NULL, 10),
@@ -145,6 +172,8 @@ static int open_with(const char *name, const char *size, const char *align, cons
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "sub") == 0) return sub(argv[2], strtoull(argv[3], NULL, 10));
     if (argc == 4 && strcmp(argv[1], "pub") == 0) return pub(argv[2], strtoull(argv[3], NULL, 10));
+    if (argc == 4 && strcmp(argv[1], "loan-hang") == 0)
+        return loan_hang(argv[2], strtoull(argv[3], NULL, 10));
     if (argc == 6 && strcmp(argv[1], "open") == 0) return open_with(argv[2], argv[3], argv[4], argv[5]);
     printf("FAIL usage\n");
     return 1;
