@@ -380,7 +380,9 @@ extern "C" {
 
 /**
  * Opens the publisher of the broadcast channel `ch` (`SHMLANE_E_ROLE_TAKEN` while another
- * live one exists; `SHMLANE_E_WRONG_KIND` if `ch` is not a broadcast channel).
+ * live one exists; `SHMLANE_E_WRONG_KIND` if `ch` is not a broadcast channel). Byte or typed
+ * (`shmlane_broadcast_typed_open`: then also `SHMLANE_E_MISMATCH` if the channel's messages
+ * cannot hold an element, e.g. checksummed without `msg_size` = element size + 4).
  *
  * Thread-safe (on `ch`); never blocks; allocates; system calls.
  */
@@ -434,7 +436,10 @@ int32_t shmlane_publish(struct shmlane_publisher *p, const void *msg, size_t len
  * a ring behind; the count lost is in the last error and added to
  * `shmlane_subscriber_lost`; the next receive goes on with the newest.
  * `SHMLANE_E_BUFFER_TOO_SMALL`: `*len` receives the message's length, nothing consumed.
- * Also `_EMPTY`, `_DISCONNECTED`, `_PEER_DIED`, `_CORRUPT`.
+ * Also `_EMPTY`, `_DISCONNECTED`, `_PEER_DIED`, `_CORRUPT`. Typed broadcast channels
+ * (`shmlane_broadcast_typed_open`): every message is one element; `cap` below the element
+ * size is `SHMLANE_E_BUFFER_TOO_SMALL` (`*len` = the element size), and a message of another
+ * size (a corrupt peer) is `SHMLANE_E_CORRUPT`, consumed.
  *
  * One thread at a time per handle; never blocks; no allocation on unchecksummed channels;
  * system calls only to check the publisher's liveness.
