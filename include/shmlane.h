@@ -380,7 +380,9 @@ extern "C" {
 
 /**
  * Opens the publisher of the broadcast channel `ch` (`SHMLANE_E_ROLE_TAKEN` while another
- * live one exists; `SHMLANE_E_WRONG_KIND` if `ch` is not a broadcast channel).
+ * live one exists; `SHMLANE_E_WRONG_KIND` if `ch` is not a broadcast channel). Byte or typed
+ * (`shmlane_broadcast_typed_open`: then also `SHMLANE_E_MISMATCH` if the channel's messages
+ * cannot hold an element, e.g. checksummed without `msg_size` = element size + 4).
  *
  * Thread-safe (on `ch`); never blocks; allocates; system calls.
  */
@@ -419,6 +421,9 @@ int32_t shmlane_subscriber_close(struct shmlane_subscriber *s);
  * Publishes the `len` bytes at `msg` (never blocks: a slow subscriber is lapped, not waited
  * for); `*seq` (if `seq` is not NULL) receives the message's sequence number.
  * `SHMLANE_E_TOO_LONG` over `shmlane_publisher_max_message`; `_NULL` for a NULL `msg`.
+ * Typed broadcast channels (`shmlane_broadcast_typed_open`): `len` must be the element size
+ * (`SHMLANE_E_INVALID` otherwise, nothing published), and while a loan is open
+ * (`shmlane_publisher_loan`) this is `SHMLANE_E_CLAIM`.
  *
  * One thread at a time per handle; never blocks; no allocation (checksummed channels: a
  * scratch buffer grows once); a system call only to wake sleeping subscribers.
@@ -431,7 +436,10 @@ int32_t shmlane_publish(struct shmlane_publisher *p, const void *msg, size_t len
  * a ring behind; the count lost is in the last error and added to
  * `shmlane_subscriber_lost`; the next receive goes on with the newest.
  * `SHMLANE_E_BUFFER_TOO_SMALL`: `*len` receives the message's length, nothing consumed.
- * Also `_EMPTY`, `_DISCONNECTED`, `_PEER_DIED`, `_CORRUPT`.
+ * Also `_EMPTY`, `_DISCONNECTED`, `_PEER_DIED`, `_CORRUPT`. Typed broadcast channels
+ * (`shmlane_broadcast_typed_open`): every message is one element; `cap` below the element
+ * size is `SHMLANE_E_BUFFER_TOO_SMALL` (`*len` = the element size), and a message of another
+ * size (a corrupt peer) is `SHMLANE_E_CORRUPT`, consumed.
  *
  * One thread at a time per handle; never blocks; no allocation on unchecksummed channels;
  * system calls only to check the publisher's liveness.
@@ -901,6 +909,74 @@ const char *shmlane_strerror(int32_t status);
  * system call; allocates only on the first call of a thread.
  */
 const char *shmlane_last_error(void);
+
+/**
+ * Opens a typed broadcast channel: one publisher, any number of subscribers, every message
+ * exactly one element of `elem_size` bytes (>= 1, a multiple of `elem_align`), aligned to
+ * `elem_align` (a power of two, at most 128), recorded with `type_name` (NULL:
+ * `"[u8; SIZE] align ALIGN"`). A Rust `shmlane::broadcast_of::<T>` opens the same channel
+ * (and the other way round) when `T` has this size, alignment and type name
+ * (`Builder::type_name`). `how`: `SHMLANE_CREATE`, `SHMLANE_OPEN` or
+ * `SHMLANE_OPEN_OR_CREATE`; `opts` NULL: defaults (capacity in messages, default 1024;
+ * `shmlane_options_msg_size`, if set, must be `elem_size`, or `elem_size + 4` with
+ * `shmlane_options_checksum`). The endpoints are the broadcast ones: `shmlane_publisher_open`,
+ * `shmlane_subscriber_open`, `shmlane_publish` (exactly `elem_size` bytes),
+ * `shmlane_subscriber_try_recv` / `_recv` (a buffer of at least `elem_size` bytes; `*len` is
+ * `elem_size`), and the zero-copy `shmlane_publisher_loan`; `shmlane_channel_kind` says
+ * `SHMLANE_KIND_BROADCAST`. Errors: `SHMLANE_E_INVALID`
+ * (zero size, bad alignment, size not a multiple of it, unknown `how`, non-UTF-8 type name),
+ * `SHMLANE_E_WRONG_TYPE` (the channel exists with another size, alignment or type name, or
+ * is a byte broadcast channel: the last error names both), `_WRONG_KIND`, `_NAME`,
+ * `_EXISTS`, `_NOT_FOUND`, `_MISMATCH`, `_PERMISSION`, ... as `shmlane_bytes_open`.
+ *
+ * Thread-safe; may block briefly (a racing creator); allocates; system calls.
+ */
+int32_t shmlane_broadcast_typed_open(const char *name,
+                                     int32_t how,
+                                     size_t elem_size,
+                                     size_t elem_align,
+                                     const char *type_name,
+                                     const struct shmlane_options *opts,
+                                     struct shmlane_channel **out);
+
+/**
+ * Lends the slot of the next message of a typed broadcast channel: `*data` receives a
+ * pointer to its `elem_size` bytes (8-byte aligned: cast it to the element type when that is
+ * aligned to 8 or less, else copy into it with `memcpy`). Write the whole element there (bytes
+ * not written keep an older message's), then `shmlane_publisher_loan_publish`. The pointer is
+ * valid until `_loan_publish`, `_loan_abandon` or `shmlane_publisher_close`; writing past
+ * `elem_size` bytes or after that is undefined behaviour. The slot is marked busy before the
+ * pointer is handed out: subscribers wait for this message and never receive a half-written
+ * one (a subscriber may read the bytes while they are written, and drops that copy). While
+ * the loan is open, `shmlane_publish` and a second loan are `SHMLANE_E_CLAIM`.
+ * Errors: `SHMLANE_E_CLAIM` (a loan is open), `SHMLANE_E_UNSUPPORTED` (a byte broadcast
+ * publisher), `_NULL`, `_WRONG_HANDLE`, `_CLOSED`.
+ *
+ * One thread at a time per handle; never blocks; no allocation; no system call.
+ */
+int32_t shmlane_publisher_loan(struct shmlane_publisher *p, void **data);
+
+/**
+ * Publishes the open loan's element to every subscriber (never blocks: a slow subscriber is
+ * lapped, not waited for); `*seq` (if `seq` is not NULL) receives its sequence number. On a
+ * checksummed channel the checksum of the bytes as written is added. The loan's pointer is
+ * invalid from here. `SHMLANE_E_CLAIM` if no loan is open.
+ *
+ * One thread at a time per handle; never blocks; no allocation; a system call only to wake
+ * sleeping subscribers.
+ */
+int32_t shmlane_publisher_loan_publish(struct shmlane_publisher *p, uint64_t *seq);
+
+/**
+ * Gives up the open loan unpublished (as a Rust `TypedLoan` dropped unpublished): the slot
+ * stays marked busy and becomes the next message's, so subscribers wait until the next
+ * publish (a later loan hands out the same slot, still holding what was written: write the
+ * whole element again). The loan's pointer is invalid from here. `SHMLANE_E_CLAIM` if no
+ * loan is open. Closing the publisher with a loan open abandons it the same way.
+ *
+ * One thread at a time per handle; never blocks; no allocation; no system call.
+ */
+int32_t shmlane_publisher_loan_abandon(struct shmlane_publisher *p);
 
 /**
  * Opens an SPSC channel of fixed-size elements: `elem_size` bytes (>= 1, a multiple of

@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -277,6 +278,20 @@ public:
     detail::check(shmlane_mpmc_open(name.c_str(), static_cast<std::int32_t>(how), sizeof(T),
                                     alignof(T), type_name, o != nullptr ? o->get() : nullptr, &out),
                   "shmlane_mpmc_open");
+    return Channel(out);
+  }
+
+  /** A typed broadcast channel of T: every message is one T (shmlane_broadcast_typed_open; a
+   *  Rust broadcast_of::<T> with the same size, alignment and type name shares it). */
+  template <class T>
+  static Channel broadcast_of(const std::string &name, How how = How::open_or_create,
+                              const Options *o = nullptr, const char *type_name = nullptr) {
+    static_assert(std::is_trivially_copyable_v<T>, "shmlane channels carry trivially copyable T");
+    shmlane_channel *out = nullptr;
+    detail::check(shmlane_broadcast_typed_open(name.c_str(), static_cast<std::int32_t>(how),
+                                               sizeof(T), alignof(T), type_name,
+                                               o != nullptr ? o->get() : nullptr, &out),
+                  "shmlane_broadcast_typed_open");
     return Channel(out);
   }
 
@@ -668,6 +683,156 @@ private:
   }
   using Raw = detail::Handle<shmlane_subscriber, shmlane_subscriber_close>;
   Raw h_;
+};
+
+template <class T> class TypedPublisher;
+
+/** The slot of the next message, lent by TypedPublisher<T>::loan() (zero copy): write the
+ *  value in place (write(), or through get() when alignof(T) <= 8), then publish(). Destroyed
+ *  unpublished: abandoned (the slot stays the next message's; subscribers wait for it). Valid
+ *  while its publisher lives; move-only; one open loan per publisher. */
+template <class T> class TypedLoan {
+  static_assert(std::is_trivially_copyable_v<T>, "TypedLoan<T> needs a trivially copyable T");
+
+public:
+  TypedLoan(TypedLoan &&o) noexcept
+      : p_(std::exchange(o.p_, nullptr)), data_(std::exchange(o.data_, nullptr)) {}
+  TypedLoan &operator=(TypedLoan &&o) noexcept {
+    if (this != &o) {
+      abandon();
+      p_ = std::exchange(o.p_, nullptr);
+      data_ = std::exchange(o.data_, nullptr);
+    }
+    return *this;
+  }
+  TypedLoan(const TypedLoan &) = delete;
+  TypedLoan &operator=(const TypedLoan &) = delete;
+  ~TypedLoan() { abandon(); }
+
+  /** The slot's sizeof(T) bytes (8-byte aligned; subscribers may read them while they are
+   *  written, and drop that copy: nothing is delivered before publish()). */
+  void *data() const noexcept { return data_; }
+  /** The slot as a T (the slot is 8-byte aligned: only for alignof(T) <= 8; else write()). */
+  T *get() const noexcept {
+    static_assert(alignof(T) <= 8, "the slot is 8-byte aligned: use write() for this T");
+    return static_cast<T *>(data_);
+  }
+  T *operator->() const noexcept { return get(); }
+  /** Copies the whole value into the slot. */
+  void write(const T &v) noexcept { std::memcpy(data_, &v, sizeof(T)); }
+  /** Publishes; returns the sequence number; throws on failure. The loan is over after it. */
+  std::uint64_t publish() {
+    std::uint64_t seq = 0;
+    detail::check(try_publish(&seq), "shmlane_publisher_loan_publish");
+    return seq;
+  }
+  /** As publish, returning the status (SHMLANE_E_CLAIM once over). Never throws. */
+  Status try_publish(std::uint64_t *seq = nullptr) noexcept {
+    shmlane_publisher *p = std::exchange(p_, nullptr);
+    data_ = nullptr;
+    return shmlane_publisher_loan_publish(p, seq);
+  }
+  /** Gives the loan up unpublished (also done by the destructor). */
+  void abandon() noexcept {
+    if (p_ != nullptr) {
+      (void)shmlane_publisher_loan_abandon(std::exchange(p_, nullptr));
+      data_ = nullptr;
+    }
+  }
+  /** Whether the loan is still open. */
+  explicit operator bool() const noexcept { return p_ != nullptr; }
+
+private:
+  friend class TypedPublisher<T>;
+  TypedLoan(shmlane_publisher *p, void *d) noexcept : p_(p), data_(d) {}
+  shmlane_publisher *p_ = nullptr;
+  void *data_ = nullptr;
+};
+
+/** The publisher of a typed broadcast channel of T (Channel::broadcast_of<T>): one per
+ *  channel, never waits. One thread at a time. */
+template <class T> class TypedPublisher {
+  static_assert(std::is_trivially_copyable_v<T>, "TypedPublisher<T> needs a trivially copyable T");
+
+public:
+  TypedPublisher() noexcept = default;
+  explicit TypedPublisher(const Channel &ch) : p_(ch) {}
+  /** Lends the next message's slot (zero copy); throws on failure (SHMLANE_E_CLAIM while
+   *  another loan of this publisher is open). */
+  TypedLoan<T> loan() {
+    void *d = nullptr;
+    detail::check(shmlane_publisher_loan(p_.get(), &d), "shmlane_publisher_loan");
+    return TypedLoan<T>(p_.get(), d);
+  }
+  /** Publishes a copy of `v`; returns its sequence number; throws on failure. */
+  std::uint64_t publish(const T &v) { return p_.publish(&v, sizeof(T)); }
+  /** As publish, returning the status. Never throws. */
+  Status try_publish(const T &v, std::uint64_t *seq = nullptr) noexcept {
+    return p_.try_publish(&v, sizeof(T), seq);
+  }
+  std::uint64_t subscribers() const { return p_.subscribers(); }
+  std::uint64_t next_seq() const { return p_.next_seq(); }
+  Stats stats() { return p_.stats(); }
+  void close() noexcept { p_.close(); }
+  shmlane_publisher *get() const noexcept { return p_.get(); }
+
+private:
+  Publisher p_;
+};
+
+/** What TypedSubscriber<T>'s throwing receive returns. */
+template <class T> struct TypedReceived {
+  T value;
+  /** Its sequence number. */
+  std::uint64_t seq;
+  /** Messages lost to a lap just before it (0 normally). */
+  std::uint64_t lost;
+};
+
+/** A subscriber of a typed broadcast channel of T (any number per channel). One thread at a
+ *  time. */
+template <class T> class TypedSubscriber {
+  static_assert(std::is_trivially_copyable_v<T>, "TypedSubscriber<T> needs a trivially copyable T");
+
+public:
+  TypedSubscriber() noexcept = default;
+  explicit TypedSubscriber(const Channel &ch, Start start = Start::newest, std::uint64_t seq = 0)
+      : s_(ch, start, seq) {}
+  /** Non-blocking: SHMLANE_OK (`out` written, `*seq` its sequence number), SHMLANE_E_EMPTY,
+   *  SHMLANE_E_LAPPED (see lost(); the next call goes on with the newest), or an error. Never
+   *  throws. */
+  Status try_recv(T &out, std::uint64_t *seq = nullptr) noexcept {
+    std::size_t len = 0;
+    return s_.try_recv(&out, sizeof(T), len, seq);
+  }
+  /** Waits without limit; a lap is counted in the result's `lost`, not thrown. */
+  TypedReceived<T> recv() {
+    T v;
+    const Received r = s_.recv(&v, sizeof(T));
+    return TypedReceived<T>{v, r.seq, r.lost};
+  }
+  /** As recv, waiting up to `timeout`: nullopt if it passed. */
+  template <class Rep, class Period>
+  std::optional<TypedReceived<T>> recv(std::chrono::duration<Rep, Period> timeout) {
+    T v;
+    const std::optional<Received> r = s_.recv(&v, sizeof(T), timeout);
+    if (!r) {
+      return std::nullopt;
+    }
+    return TypedReceived<T>{v, r->seq, r->lost};
+  }
+  std::uint64_t lost() const { return s_.lost(); }
+  std::uint64_t next_seq() const { return s_.next_seq(); }
+  Stats stats() { return s_.stats(); }
+  /** The pollable descriptor: as Subscriber::fd. */
+  int fd() { return s_.fd(); }
+  Status try_rearm() noexcept { return s_.try_rearm(); }
+  bool rearm() { return s_.rearm(); }
+  void close() noexcept { s_.close(); }
+  shmlane_subscriber *get() const noexcept { return s_.get(); }
+
+private:
+  Subscriber s_;
 };
 
 /** A sender of T on an SPSC (the producer role) or MPMC channel. One thread at a time.

@@ -1,13 +1,14 @@
 //! Broadcast endpoints: the publisher (one per channel) and subscribers (any number), with
 //! sequence numbers, the start position and the count lost to laps.
 
-use crate::channel::{Chan, as_broadcast, shmlane_channel};
-use crate::errors::{open_fail, recv_fail, send_fail};
+use crate::channel::{Chan, broadcast_publisher, broadcast_subscriber, shmlane_channel};
+use crate::errors::{recv_fail, send_fail};
 use crate::handle::{self, Body};
 use crate::stats::{buffer, deadline, message, need, put, shmlane_stats};
 use crate::status::{Fail, Res, SHMLANE_E_INVALID, guard};
+use crate::tbcast::{PubEnd, SubEnd, Wait};
 use core::ffi::c_void;
-use shmlane::{ByteRecvError, ByteSendError, Publisher, Start, Subscriber};
+use shmlane::{ByteRecvError, ByteSendError, Start};
 
 /// Opaque broadcast publisher (one per channel).
 #[derive(Debug)]
@@ -30,7 +31,7 @@ pub const SHMLANE_START_SEQ: i32 = 2;
 
 /// A publisher handle's body.
 pub(crate) struct Pub {
-    p: Publisher,
+    pub(crate) p: PubEnd,
 }
 
 impl Body for Pub {
@@ -42,7 +43,7 @@ impl Body for Pub {
 pub(crate) struct Sub {
     /// The descriptor, if made (first: dropped before the subscriber).
     pub(crate) poll: Option<shmlane::RecvPoll>,
-    pub(crate) s: Subscriber,
+    pub(crate) s: SubEnd,
 }
 
 impl Body for Sub {
@@ -50,7 +51,7 @@ impl Body for Sub {
     const WHAT: &'static str = "subscriber";
 }
 
-fn publisher<'a>(p: *mut shmlane_publisher) -> Res<&'a mut Pub> {
+pub(crate) fn publisher<'a>(p: *mut shmlane_publisher) -> Res<&'a mut Pub> {
     // SAFETY: `p` is NULL or a publisher handle used by one thread at a time (the documented
     // contract of every call taking one).
     unsafe { handle::get_mut::<Pub, _>(p) }
@@ -62,7 +63,9 @@ pub(crate) fn subscriber<'a>(s: *mut shmlane_subscriber) -> Res<&'a mut Sub> {
 }
 
 /// Opens the publisher of the broadcast channel `ch` (`SHMLANE_E_ROLE_TAKEN` while another
-/// live one exists; `SHMLANE_E_WRONG_KIND` if `ch` is not a broadcast channel).
+/// live one exists; `SHMLANE_E_WRONG_KIND` if `ch` is not a broadcast channel). Byte or typed
+/// (`shmlane_broadcast_typed_open`: then also `SHMLANE_E_MISMATCH` if the channel's messages
+/// cannot hold an element, e.g. checksummed without `msg_size` = element size + 4).
 ///
 /// Thread-safe (on `ch`); never blocks; allocates; system calls.
 #[unsafe(no_mangle)]
@@ -74,9 +77,7 @@ pub unsafe extern "C" fn shmlane_publisher_open(
         need(out, "out")?;
         // SAFETY: the caller's contract (NULL or a channel handle).
         let c = unsafe { handle::get::<Chan, _>(ch)? };
-        let p = as_broadcast(c, "publisher")?
-            .publisher()
-            .map_err(|e| open_fail(&e))?;
+        let p = broadcast_publisher(c)?;
         // SAFETY: `out` checked non-NULL, valid for a write by the contract.
         unsafe { handle::publish(out, Pub { p }) }
     })
@@ -114,9 +115,7 @@ pub unsafe extern "C" fn shmlane_subscriber_open(
                 ));
             }
         };
-        let s = as_broadcast(c, "subscriber")?
-            .subscriber_from(start)
-            .map_err(|e| open_fail(&e))?;
+        let s = broadcast_subscriber(c, start)?;
         // SAFETY: `out` checked non-NULL, valid for a write by the contract.
         unsafe { handle::publish(out, Sub { poll: None, s }) }
     })
@@ -147,6 +146,9 @@ pub unsafe extern "C" fn shmlane_subscriber_close(s: *mut shmlane_subscriber) ->
 /// Publishes the `len` bytes at `msg` (never blocks: a slow subscriber is lapped, not waited
 /// for); `*seq` (if `seq` is not NULL) receives the message's sequence number.
 /// `SHMLANE_E_TOO_LONG` over `shmlane_publisher_max_message`; `_NULL` for a NULL `msg`.
+/// Typed broadcast channels (`shmlane_broadcast_typed_open`): `len` must be the element size
+/// (`SHMLANE_E_INVALID` otherwise, nothing published), and while a loan is open
+/// (`shmlane_publisher_loan`) this is `SHMLANE_E_CLAIM`.
 ///
 /// One thread at a time per handle; never blocks; no allocation (checksummed channels: a
 /// scratch buffer grows once); a system call only to wake sleeping subscribers.
@@ -159,14 +161,14 @@ pub unsafe extern "C" fn shmlane_publish(
 ) -> i32 {
     guard("shmlane_publish", || {
         let pb = publisher(p)?;
+        pb.p.check_len(len)?;
         let max = pb.p.max_message();
         if len > max {
             return Err(send_fail(&ByteSendError::TooLong { len, max }));
         }
         // SAFETY: the caller's contract: `msg` valid for `len` bytes.
         let m = unsafe { message(msg, len)? };
-        let n = pb.p.next_seq();
-        pb.p.send(m).map_err(|e| send_fail(&e))?;
+        let n = pb.p.publish(m)?;
         if !seq.is_null() {
             // SAFETY: non-NULL, valid for a write by the contract.
             unsafe { seq.write(n) };
@@ -180,7 +182,10 @@ pub unsafe extern "C" fn shmlane_publish(
 /// a ring behind; the count lost is in the last error and added to
 /// `shmlane_subscriber_lost`; the next receive goes on with the newest.
 /// `SHMLANE_E_BUFFER_TOO_SMALL`: `*len` receives the message's length, nothing consumed.
-/// Also `_EMPTY`, `_DISCONNECTED`, `_PEER_DIED`, `_CORRUPT`.
+/// Also `_EMPTY`, `_DISCONNECTED`, `_PEER_DIED`, `_CORRUPT`. Typed broadcast channels
+/// (`shmlane_broadcast_typed_open`): every message is one element; `cap` below the element
+/// size is `SHMLANE_E_BUFFER_TOO_SMALL` (`*len` = the element size), and a message of another
+/// size (a corrupt peer) is `SHMLANE_E_CORRUPT`, consumed.
 ///
 /// One thread at a time per handle; never blocks; no allocation on unchecksummed channels;
 /// system calls only to check the publisher's liveness.
@@ -193,7 +198,7 @@ pub unsafe extern "C" fn shmlane_subscriber_try_recv(
     seq: *mut u64,
 ) -> i32 {
     guard("shmlane_subscriber_try_recv", || {
-        sub_recv(s, buf, cap, len, seq, Subscriber::try_recv_seq)
+        sub_recv(s, buf, cap, len, seq, |s, b| s.recv(b, Wait::Try))
     })
 }
 
@@ -213,7 +218,7 @@ pub unsafe extern "C" fn shmlane_subscriber_recv(
 ) -> i32 {
     guard("shmlane_subscriber_recv", || {
         sub_recv(s, buf, cap, len, seq, |s, b| {
-            s.recv_seq(b, deadline(timeout_ns))
+            s.recv(b, Wait::Until(deadline(timeout_ns)))
         })
     })
 }
@@ -224,7 +229,7 @@ fn sub_recv(
     cap: usize,
     len: *mut usize,
     seq: *mut u64,
-    f: impl FnOnce(&mut Subscriber, &mut [u8]) -> Result<(usize, u64), ByteRecvError>,
+    f: impl FnOnce(&mut SubEnd, &mut [u8]) -> Result<(usize, u64), ByteRecvError>,
 ) -> Res {
     let sb = subscriber(s)?;
     need(len, "len")?;

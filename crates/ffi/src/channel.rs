@@ -1,4 +1,5 @@
-//! Channels: `shmlane_bytes_open`, `shmlane_broadcast_open`, kind, created, close, remove.
+//! Channels: `shmlane_bytes_open`, `shmlane_broadcast_open`, kind, created, close, remove
+//! (`shmlane_broadcast_typed_open` is in `tbcast.rs`).
 //!
 //! A channel handle (`shmlane_channel`) holds a Rust `Channel`; endpoints opened from it keep
 //! the segment mapped on their own, so the channel may be closed before them. The handle's
@@ -48,6 +49,8 @@ pub(crate) enum Chan {
     Spsc(shmlane::RawChannel),
     /// An MPMC channel of fixed-size elements (`typed.rs`).
     Mpmc(shmlane::RawChannel),
+    /// A broadcast channel of fixed-size elements (`tbcast.rs`).
+    TypedBroadcast(shmlane::RawChannel),
 }
 
 // A channel handle is documented as usable from any thread at once: its body must be `Sync`.
@@ -65,7 +68,7 @@ impl Chan {
     fn kind(&self) -> i32 {
         match self {
             Self::Bytes(_) => SHMLANE_KIND_BYTES,
-            Self::Broadcast(_) => SHMLANE_KIND_BROADCAST,
+            Self::Broadcast(_) | Self::TypedBroadcast(_) => SHMLANE_KIND_BROADCAST,
             Self::Spsc(_) => SHMLANE_KIND_SPSC,
             Self::Mpmc(_) => SHMLANE_KIND_MPMC,
         }
@@ -74,14 +77,14 @@ impl Chan {
     fn created(&self) -> bool {
         match self {
             Self::Bytes(c) | Self::Broadcast(c) => c.created(),
-            Self::Spsc(c) | Self::Mpmc(c) => c.created(),
+            Self::Spsc(c) | Self::Mpmc(c) | Self::TypedBroadcast(c) => c.created(),
         }
     }
 
     fn name(&self) -> &str {
         match self {
             Self::Bytes(c) | Self::Broadcast(c) => c.name(),
-            Self::Spsc(c) | Self::Mpmc(c) => c.name(),
+            Self::Spsc(c) | Self::Mpmc(c) | Self::TypedBroadcast(c) => c.name(),
         }
     }
 
@@ -91,6 +94,7 @@ impl Chan {
             Self::Broadcast(_) => "broadcast",
             Self::Spsc(_) => "SPSC",
             Self::Mpmc(_) => "MPMC",
+            Self::TypedBroadcast(_) => "typed broadcast",
         }
     }
 
@@ -303,12 +307,26 @@ pub(crate) fn as_bytes<'a>(c: &'a Chan, wanted: &str) -> Res<&'a Channel<u8>> {
     }
 }
 
-/// The channel of `ch` if it is a broadcast channel.
-pub(crate) fn as_broadcast<'a>(c: &'a Chan, wanted: &str) -> Res<&'a Channel<u8>> {
+/// The publisher of `c` if it is a broadcast channel (byte or typed).
+pub(crate) fn broadcast_publisher(c: &Chan) -> Res<crate::tbcast::PubEnd> {
+    use crate::tbcast::PubEnd;
     match c {
-        Chan::Broadcast(ch) => Ok(ch),
-        other => Err(other.not_typed(wanted)),
+        Chan::Broadcast(ch) => ch.publisher().map(PubEnd::Bytes),
+        Chan::TypedBroadcast(ch) => ch.publisher().map(PubEnd::Typed),
+        other => return Err(other.not_typed("publisher")),
     }
+    .map_err(|e| open_fail(&e))
+}
+
+/// A subscriber of `c` from `start` if it is a broadcast channel (byte or typed).
+pub(crate) fn broadcast_subscriber(c: &Chan, start: shmlane::Start) -> Res<crate::tbcast::SubEnd> {
+    use crate::tbcast::SubEnd;
+    match c {
+        Chan::Broadcast(ch) => ch.subscriber_from(start).map(SubEnd::Bytes),
+        Chan::TypedBroadcast(ch) => ch.subscriber_from(start).map(SubEnd::Typed),
+        other => return Err(other.not_typed("subscriber")),
+    }
+    .map_err(|e| open_fail(&e))
 }
 
 fn wrong_kind(name: &str, is: &str, wanted: &str) -> Fail {

@@ -21,6 +21,7 @@ use crate::status::{
     Fail, Res, SHMLANE_E_CORRUPT, SHMLANE_E_DISCONNECTED, SHMLANE_E_INVALID, SHMLANE_E_IO,
     SHMLANE_E_PEER_DIED, SHMLANE_OK, guard,
 };
+use crate::tbcast::SubEnd;
 use crate::typed::{RxEnd, shmlane_receiver};
 use crate::{broadcast::shmlane_subscriber, bytes::shmlane_byte_receiver};
 use core::ffi::c_int;
@@ -157,7 +158,10 @@ pub unsafe extern "C" fn shmlane_byte_receiver_rearm(rx: *mut shmlane_byte_recei
 pub unsafe extern "C" fn shmlane_subscriber_fd(s: *mut shmlane_subscriber, fd: *mut c_int) -> i32 {
     guard("shmlane_subscriber_fd", || {
         let r = crate::broadcast::subscriber(s)?;
-        fd_of(&mut r.poll, &r.s, fd)
+        match &r.s {
+            SubEnd::Bytes(b) => fd_of(&mut r.poll, b, fd),
+            SubEnd::Typed(t) => fd_of(&mut r.poll, t, fd),
+        }
     })
 }
 
@@ -166,6 +170,9 @@ pub unsafe extern "C" fn shmlane_subscriber_fd(s: *mut shmlane_subscriber, fd: *
 pub unsafe extern "C" fn shmlane_subscriber_rearm(s: *mut shmlane_subscriber) -> i32 {
     guard_value("shmlane_subscriber_rearm", || {
         let r = crate::broadcast::subscriber(s)?;
-        rearm_of(&mut r.poll, &mut r.s, "shmlane_subscriber_fd")
+        match &mut r.s {
+            SubEnd::Bytes(b) => rearm_of(&mut r.poll, b, "shmlane_subscriber_fd"),
+            SubEnd::Typed(t) => rearm_of(&mut r.poll, t, "shmlane_subscriber_fd"),
+        }
     })
 }

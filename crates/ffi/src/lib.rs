@@ -15,7 +15,8 @@
 //!
 //! Files: [`status`] (codes, last error, the guard), `errors` (Rust errors to statuses),
 //! [`handle`] (magic words, quarantine), `options`, `channel`, `bytes`, `broadcast`, `stats`,
-//! `typed` (SPSC/MPMC channels of fixed-size elements), `fd` (pollable receivers).
+//! `typed` (SPSC/MPMC channels of fixed-size elements), `tbcast` (typed broadcast channels and
+//! loans), `fd` (pollable receivers).
 #![allow(
     non_camel_case_types,
     reason = "the C names of the opaque handle types (shmlane_channel, ...)"
@@ -35,4 +36,5 @@ pub mod handle;
 pub mod options;
 pub mod stats;
 pub mod status;
+pub mod tbcast;
 pub mod typed;

@@ -101,7 +101,7 @@ fn layout(size: usize, align: usize) -> Res<ElemLayout> {
 /// `name` and `type_name` NULL or NUL-terminated; `opts` NULL or an options handle; `out`
 /// NULL or valid for a write.
 #[allow(clippy::too_many_arguments, reason = "mirrors the C signature")]
-unsafe fn open_typed(
+pub(crate) unsafe fn open_typed(
     name: *const c_char,
     how: i32,
     elem_size: usize,

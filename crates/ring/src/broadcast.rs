@@ -728,6 +728,24 @@ impl Loan<'_> {
         Ok(())
     }
 
+    /// The slot's message area as a raw pointer, for a writer that is not Rust (the C ABI's
+    /// loans): [`max_message`](Self::max_message) bytes, 8-byte aligned, in the slot this loan
+    /// marked busy. Valid while the producer lives and the message is unpublished (this loan,
+    /// or a later `loan()` of the same position: an unpublished loan leaves the position
+    /// where it was). Readers may load these words at any moment (a reader one lap behind
+    /// copies the older message, then finds the busy stamp and drops the copy): a writer must
+    /// expect its bytes to be read while it writes, and nothing it wrote is delivered before
+    /// [`publish`](Self::publish). Rust code writes with [`write`](Self::write) instead.
+    #[cfg(not(loom))]
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        let raw = &self.prod.raw;
+        let idx = (self.pos & raw.mask) as usize * raw.words + SLOT_HEADER_WORDS;
+        // SAFETY: `pos & mask < cap` and `SLOT_HEADER_WORDS < words`, so `idx` is inside the
+        // slot area (checked at attach); the pointer keeps the area's provenance (from
+        // `slots`, not from a reference to one word).
+        unsafe { raw.slots.as_ptr().add(idx).cast::<u8>() }
+    }
+
     /// Reads back bytes written at `offset` into `buf` (e.g. to checksum the message); bytes
     /// past the slot read as zero.
     pub fn read(&self, offset: usize, buf: &mut [u8]) {

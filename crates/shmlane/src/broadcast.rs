@@ -2,11 +2,13 @@
 //! subscribers), on the same segment layout, events and liveness as the other channels.
 
 mod position;
+mod raw;
 mod typed;
 
 use std::time::{Duration, Instant};
 
 pub use position::Start;
+pub use raw::{LoanError, RawPublisher, RawSubscriber};
 use shmlane_ring::{
     BroadcastProducer, BroadcastReader, BroadcastRing, CursorEntry, CursorTable,
     RecvError as RingRecvError,

@@ -403,7 +403,7 @@ pub use endpoints::{Consumer, Producer, Receiver, Sender};
 pub(crate) use local::{Life, Local, Owned};
 pub use raw::{
     ElemError, RawBuilder, RawChannel, RawConsumer, RawProducer, RawReceiver, RawSender,
-    default_type_name, raw_mpmc, raw_spsc,
+    default_type_name, raw_broadcast, raw_mpmc, raw_spsc,
 };
 
 /// Words at the start of every ring that never change once it is created: magic, kind,

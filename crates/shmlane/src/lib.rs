@@ -77,6 +77,8 @@ pub use shmlane_wake::{Deadline, WaitStrategy};
 pub mod spsc_endpoints {
     pub use crate::channel::{Consumer, Producer};
 }
+pub use broadcast::{LoanError, RawPublisher, RawSubscriber};
+pub use channel::raw_broadcast;
 pub use channel::{Consumer, Producer, Receiver, Sender};
 pub use channel::{
     ElemError, RawBuilder, RawChannel, RawConsumer, RawProducer, RawReceiver, RawSender,

@@ -205,6 +205,19 @@ impl<T: Pod + Send> sealed::Source for TypedSubscriber<T> {
 }
 impl<T: Pod + Send> PollSource for TypedSubscriber<T> {}
 
+impl sealed::Source for crate::RawSubscriber {
+    fn inner(&self) -> &Arc<Inner> {
+        sealed::Source::inner(&self.inner)
+    }
+    fn local(&mut self) -> &mut Local {
+        sealed::Source::local(&mut self.inner)
+    }
+    fn ready(&mut self) -> bool {
+        sealed::Source::ready(&mut self.inner)
+    }
+}
+impl PollSource for crate::RawSubscriber {}
+
 impl sealed::Source for crate::RawConsumer {
     fn inner(&self) -> &Arc<Inner> {
         &self.local.inner

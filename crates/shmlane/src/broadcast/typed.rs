@@ -94,17 +94,26 @@ impl<T> core::fmt::Debug for TypedLoan<'_, T> {
 
 /// `Mismatch` unless a slot of the channel holds one `T` (and its checksum, if any).
 fn check_fits<T>(ch_name: &str, max: usize) -> Result<(), OpenError> {
-    if max >= size_of::<T>() {
+    check_fits_size(ch_name, max, size_of::<T>(), core::any::type_name::<T>())
+}
+
+/// `Mismatch` unless a slot of the channel holds one element of `size` bytes (and its
+/// checksum, if any); `what` names the element type.
+pub(super) fn check_fits_size(
+    ch_name: &str,
+    max: usize,
+    size: usize,
+    what: &str,
+) -> Result<(), OpenError> {
+    if max >= size {
         return Ok(());
     }
     Err(OpenError::Mismatch {
         name: ch_name.to_owned(),
         found: format!("broadcast with messages of up to {max} bytes"),
         wanted: format!(
-            "broadcast of {} ({} bytes; on a checksummed channel create it with msg_size({}))",
-            core::any::type_name::<T>(),
-            size_of::<T>(),
-            size_of::<T>() + CHECKSUM_BYTES
+            "broadcast of {what} ({size} bytes; on a checksummed channel create it with msg_size({}))",
+            size + CHECKSUM_BYTES
         ),
     })
 }
@@ -218,9 +227,22 @@ impl<T: Pod> TypedLoan<'_, T> {
     }
 
     /// Publishes the value; returns its sequence number. Never waits.
-    pub fn publish(mut self) -> u64 {
-        let n = size_of::<T>();
-        let len = if self.checksum {
+    pub fn publish(self) -> u64 {
+        publish_loan(self.loan, self.local, self.checksum, size_of::<T>())
+    }
+}
+
+/// Publishes the first `n` bytes of `loan`'s slot (the whole element, written), with their
+/// checksum on a checksummed channel, and counts it; returns its sequence number. The one
+/// publishing step of every typed loan ([`TypedLoan`], the run-time publisher's).
+pub(super) fn publish_loan(
+    mut loan: shmlane_ring::Loan<'_>,
+    local: &mut crate::channel::Local,
+    checksum: bool,
+    n: usize,
+) -> u64 {
+    {
+        let len = if checksum {
             // The checksum of the bytes as written, read back from the slot a chunk at a time
             // (the same CRC32C of the length and the bytes as `channel::checksum`).
             let len = u32::try_from(n).unwrap_or(u32::MAX);
@@ -228,26 +250,59 @@ impl<T: Pod> TypedLoan<'_, T> {
             let mut chunk = [0u8; 64];
             for at in (0..n).step_by(chunk.len()) {
                 let part = &mut chunk[..(n - at).min(64)];
-                self.loan.read(at, part);
+                loan.read(at, part);
                 crc = crc32c::crc32c_append(crc, part);
             }
-            let fits = self.loan.write(n, &crc.to_le_bytes());
+            let fits = loan.write(n, &crc.to_le_bytes());
             debug_assert!(fits.is_ok());
             n + CHECKSUM_BYTES
         } else {
             n
         };
-        let seq = self.loan.position();
+        let seq = loan.position();
         // The slot holds `len` (checked when the publisher was made): never `TooLong`.
-        let published = self.loan.publish(len);
+        let published = loan.publish(len);
         debug_assert_eq!(published, Ok(seq));
-        self.local.done(1, n as u64);
+        local.done(1, n as u64);
         seq
     }
 }
 
 /// What a typed subscriber says of a message that is not exactly one `T`.
 const WRONG_SIZE: &str = "a message of another size than the channel's type";
+
+/// The outcome `r` of a receive into `out` (one element's bytes) as a whole element: anything
+/// but exactly `out.len()` bytes is corrupt, and consumed (see [`TypedSubscriber::value`]'s
+/// notes). The one check of every typed subscriber ([`TypedSubscriber`], the run-time one).
+pub(super) fn exact(
+    inner: &mut Subscriber,
+    scratch: &mut Vec<u8>,
+    r: Result<usize, ByteRecvError>,
+    out: &mut [u8],
+    before: u64,
+) -> Result<(), ByteRecvError> {
+    match r {
+        Ok(n) if n == out.len() => Ok(()),
+        Ok(_) => Err(ByteRecvError::Corrupt(WRONG_SIZE)),
+        Err(ByteRecvError::BufferTooSmall { .. }) if inner.next_seq() != before => {
+            Err(ByteRecvError::Corrupt(WRONG_SIZE))
+        }
+        Err(ByteRecvError::BufferTooSmall { .. }) => {
+            scratch.resize(inner.max_message(), 0);
+            match inner.try_recv(scratch) {
+                Ok(n) if n == out.len() => {
+                    out.copy_from_slice(&scratch[..n]);
+                    Ok(())
+                }
+                Ok(_) | Err(ByteRecvError::BufferTooSmall { .. }) => {
+                    Err(ByteRecvError::Corrupt(WRONG_SIZE))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
 
 impl<T: Pod> TypedSubscriber<T> {
     /// A received message as a `T`: anything but exactly one `T` is corrupt, and consumed.
@@ -265,27 +320,14 @@ impl<T: Pod> TypedSubscriber<T> {
         mut v: T,
         before: u64,
     ) -> Result<T, ByteRecvError> {
-        match r {
-            Ok(n) if n == size_of::<T>() => Ok(v),
-            Ok(_) => Err(ByteRecvError::Corrupt(WRONG_SIZE)),
-            Err(ByteRecvError::BufferTooSmall { .. }) if self.inner.next_seq() != before => {
-                Err(ByteRecvError::Corrupt(WRONG_SIZE))
-            }
-            Err(ByteRecvError::BufferTooSmall { .. }) => {
-                self.scratch.resize(self.inner.max_message(), 0);
-                match self.inner.try_recv(&mut self.scratch) {
-                    Ok(n) if n == size_of::<T>() => {
-                        bytemuck::bytes_of_mut(&mut v).copy_from_slice(&self.scratch[..n]);
-                        Ok(v)
-                    }
-                    Ok(_) | Err(ByteRecvError::BufferTooSmall { .. }) => {
-                        Err(ByteRecvError::Corrupt(WRONG_SIZE))
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        }
+        exact(
+            &mut self.inner,
+            &mut self.scratch,
+            r,
+            bytemuck::bytes_of_mut(&mut v),
+            before,
+        )?;
+        Ok(v)
     }
 
     /// The next message, copied out; never blocks (`Empty`, `Lapped` once with the exact

@@ -50,6 +50,18 @@ pub fn raw_mpmc(name: &str, elem: ElemLayout) -> RawBuilder {
     }
 }
 
+/// A builder for a typed broadcast channel of `elem` elements: the channel
+/// [`broadcast_of`](crate::broadcast_of)`::<T>` makes for a `T` of this size and alignment
+/// (the same largest message, `elem.size()`, and type record: give the type name both sides
+/// use). Its endpoints are [`RawChannel::publisher`] and [`RawChannel::subscriber_from`]
+/// (`broadcast/raw.rs`).
+pub fn raw_broadcast(name: &str, elem: ElemLayout) -> RawBuilder {
+    RawBuilder {
+        b: Builder::with_elem(name, Kind::Broadcast, elem).msg_size(elem.size() as u64),
+        elem,
+    }
+}
+
 /// Why a run-time endpoint refused or failed a call: the slice was not a whole element (or a
 /// whole number of them for the batch calls), or the channel's own error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -161,8 +173,8 @@ impl RawBuilder {
 /// An open run-time channel; take endpoints from it. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct RawChannel {
-    ch: Channel<u8>,
-    elem: ElemLayout,
+    pub(crate) ch: Channel<u8>,
+    pub(crate) elem: ElemLayout,
 }
 
 fn alive_fn(seg: &shmlane_segment::Segment) -> impl Fn(u64) -> bool + '_ {
