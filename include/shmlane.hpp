@@ -730,6 +730,10 @@ public:
   Status try_publish(std::uint64_t *seq = nullptr) noexcept {
     shmlane_publisher *p = std::exchange(p_, nullptr);
     data_ = nullptr;
+    if (p == nullptr) {
+      // Published, abandoned or moved from: no loan (not SHMLANE_E_NULL from a NULL handle).
+      return SHMLANE_E_CLAIM;
+    }
     return shmlane_publisher_loan_publish(p, seq);
   }
   /** Gives the loan up unpublished (also done by the destructor). */

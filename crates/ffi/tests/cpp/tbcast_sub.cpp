@@ -82,6 +82,13 @@ int main(int argc, char **argv) {
         auto loan = pub.loan();
         *loan.get() = make(i);
         seq = loan.publish();
+        // Once over, try_publish says SHMLANE_E_CLAIM as documented (review revtb).
+        const shmlane::Status again = loan.try_publish();
+        if (again != SHMLANE_E_CLAIM || static_cast<bool>(loan)) {
+          std::printf("FAIL try_publish of a published loan: status %d, want %d\n",
+                      static_cast<int>(again), static_cast<int>(SHMLANE_E_CLAIM));
+          return 1;
+        }
       } else {
         {
           auto dropped = pub.loan();  // abandoned by its destructor
