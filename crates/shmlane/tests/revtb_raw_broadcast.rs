@@ -37,9 +37,16 @@ fn a_publisher_closed_mid_loan_is_taken_over_and_the_half_element_never_delivere
     drop(a); // closed with the loan open: abandoned
     assert_eq!(sub.try_recv(&mut out), Ok(0));
     assert_eq!(out.to_vec(), elem(1, 32));
-    assert!(sub.try_recv(&mut out).is_err(), "the half element is no message");
+    assert!(
+        sub.try_recv(&mut out).is_err(),
+        "the half element is no message"
+    );
     let mut b = ch.publisher().unwrap();
-    assert_eq!(b.next_seq(), 1, "the new publisher resumes at the abandoned position");
+    assert_eq!(
+        b.next_seq(),
+        1,
+        "the new publisher resumes at the abandoned position"
+    );
     let p2 = b.loan_ptr().unwrap();
     assert_eq!(p2, ptr, "the same slot is lent again");
     write_loan(p2, &elem(2, 32));
