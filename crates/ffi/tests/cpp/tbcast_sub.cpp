@@ -89,6 +89,17 @@ int main(int argc, char **argv) {
                       static_cast<int>(again), static_cast<int>(SHMLANE_E_CLAIM));
           return 1;
         }
+        try {
+          (void)loan.publish();
+          std::printf("FAIL publish of a published loan did not throw\n");
+          return 1;
+        } catch (const shmlane::Error &e) {
+          if (e.status() != SHMLANE_E_CLAIM ||
+              std::string(e.what()).find("loan was published") == std::string::npos) {
+            std::printf("FAIL publish of a published loan: %s\n", e.what());
+            return 1;
+          }
+        }
       } else {
         {
           auto dropped = pub.loan();  // abandoned by its destructor
