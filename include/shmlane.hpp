@@ -722,6 +722,14 @@ public:
   void write(const T &v) noexcept { std::memcpy(data_, &v, sizeof(T)); }
   /** Publishes; returns the sequence number; throws on failure. The loan is over after it. */
   std::uint64_t publish() {
+    if (p_ == nullptr) {
+      // Not through the C call: shmlane_last_error() would be another call's message.
+      const std::string d = "this loan was published, abandoned or moved from: take a new one";
+      throw Error(SHMLANE_E_CLAIM,
+                  std::string("shmlane_publisher_loan_publish: ") +
+                      shmlane_strerror(SHMLANE_E_CLAIM) + ": " + d,
+                  d);
+    }
     std::uint64_t seq = 0;
     detail::check(try_publish(&seq), "shmlane_publisher_loan_publish");
     return seq;
@@ -730,6 +738,10 @@ public:
   Status try_publish(std::uint64_t *seq = nullptr) noexcept {
     shmlane_publisher *p = std::exchange(p_, nullptr);
     data_ = nullptr;
+    if (p == nullptr) {
+      // Published, abandoned or moved from: no loan (not SHMLANE_E_NULL from a NULL handle).
+      return SHMLANE_E_CLAIM;
+    }
     return shmlane_publisher_loan_publish(p, seq);
   }
   /** Gives the loan up unpublished (also done by the destructor). */

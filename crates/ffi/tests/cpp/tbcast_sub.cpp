@@ -82,6 +82,24 @@ int main(int argc, char **argv) {
         auto loan = pub.loan();
         *loan.get() = make(i);
         seq = loan.publish();
+        // Once over, try_publish says SHMLANE_E_CLAIM as documented (review revtb).
+        const shmlane::Status again = loan.try_publish();
+        if (again != SHMLANE_E_CLAIM || static_cast<bool>(loan)) {
+          std::printf("FAIL try_publish of a published loan: status %d, want %d\n",
+                      static_cast<int>(again), static_cast<int>(SHMLANE_E_CLAIM));
+          return 1;
+        }
+        try {
+          (void)loan.publish();
+          std::printf("FAIL publish of a published loan did not throw\n");
+          return 1;
+        } catch (const shmlane::Error &e) {
+          if (e.status() != SHMLANE_E_CLAIM ||
+              std::string(e.what()).find("loan was published") == std::string::npos) {
+            std::printf("FAIL publish of a published loan: %s\n", e.what());
+            return 1;
+          }
+        }
       } else {
         {
           auto dropped = pub.loan();  // abandoned by its destructor
