@@ -948,7 +948,11 @@ int32_t shmlane_broadcast_typed_open(const char *name,
  * `elem_size` bytes or after that is undefined behaviour. The slot is marked busy before the
  * pointer is handed out: subscribers wait for this message and never receive a half-written
  * one (a subscriber may read the bytes while they are written, and drops that copy). While
- * the loan is open, `shmlane_publish` and a second loan are `SHMLANE_E_CLAIM`.
+ * the loan is open, `shmlane_publish` and a second loan are `SHMLANE_E_CLAIM`; never pass
+ * the pointer itself to `shmlane_publish`. Subscribers in other processes read the slot while
+ * it is written (the sequence-lock pattern of shared memory); a subscriber in the *same*
+ * process as a loan writer races those plain writes in the C and Rust memory models: there,
+ * publish by copy (`shmlane_publish`).
  * Errors: `SHMLANE_E_CLAIM` (a loan is open), `SHMLANE_E_UNSUPPORTED` (a byte broadcast
  * publisher), `_NULL`, `_WRONG_HANDLE`, `_CLOSED`.
  *

@@ -402,9 +402,10 @@ impl<T: Pod + Send> Builder<T> {
     /// smaller, zero-copy claims ([`ByteSender::claim`](crate::ByteSender::claim)) are refused
     /// (the checksum needs the bytes), and each message costs a CRC pass on both sides
     /// (hardware CRC32C where the CPU has it). A broadcast subscriber should pass buffers of
-    /// `max_message()` bytes: a message longer than a smaller buffer is consumed to check it
-    /// (`BufferTooSmall` still tells its size). Typed (SPSC, MPMC) channels carry fixed `Pod`
-    /// elements: put a checksum in `T` there.
+    /// `max_message()` bytes: a message longer than a smaller buffer is read whole to check
+    /// it, then kept for the next receive with room (`BufferTooSmall` tells its size; nothing
+    /// is lost). Typed SPSC and MPMC channels carry fixed `Pod` elements and refuse it: put a
+    /// checksum in `T` there (typed broadcast channels accept it).
     #[must_use]
     pub fn checksum(mut self, yes: bool) -> Self {
         self.checksum = Some(yes);
