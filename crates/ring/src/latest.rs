@@ -12,16 +12,22 @@
 //!                            word 0  seq: 2t + 1 while ticket t writes, 2t + 2 when done,
 //!                                    0 never written
 //!                            word 1  len: the value's length in bytes (<= value_size)
-//!                            word 2… the value, little-endian words, ceil(value_size / 8)
+//!                            word 2  holder: the owner token of the writer writing the slot
+//!                                    (0: none)
+//!                            word 3… the value, little-endian words, ceil(value_size / 8)
 //! ```
 //!
-//! A writer takes a ticket `t` (`ticket.fetch_add(1)`) and the slot `t % slots`. It claims the
-//! slot with a CAS of its seq from an even value `s` to `2t + 1`, but only if the slot holds
-//! nothing a reader may be sent to: `s == 0`, or a value (ticket `s / 2 - 1`) older than `t`
-//! and older than the newest published one (`s / 2 < latest`). Otherwise (a slot stuck odd: a
-//! writer is slow or died there; or the slot holds the newest value) it takes a new ticket, at
-//! most `slots` times, then [`LatestError::Busy`]. Claimed: a Release fence, the length and
-//! the words (Relaxed atomic stores), `seq = 2t + 2` (Release), `latest.fetch_max(t + 1)`
+//! A writer takes a ticket `t` (`ticket.fetch_add(1)`) and the slot `t % slots`. It takes the
+//! slot's holder word with a CAS from 0, or from the token of a writer that died holding it
+//! (`is_alive` says so: the slot is reclaimed), to its own token; a live holder (writing now,
+//! or slow) makes it take a new ticket. Holding the slot, it claims it with a CAS of its seq
+//! from `s` to `2t + 1`, but only if the slot holds nothing a reader may be sent to: `s == 0`;
+//! or odd (a dead holder's half-written value, never published) of an older ticket; or a value
+//! (ticket `s / 2 - 1`) older than `t` and older than the newest published one
+//! (`s / 2 < latest`). Otherwise (the slot holds the newest value, or a newer ticket's) it
+//! gives the holder word back and takes a new ticket, at most `slots` times in all, then
+//! [`LatestError::Busy`]. Claimed: a Release fence, the length and the words (Relaxed atomic
+//! stores), `seq = 2t + 2` (Release), `latest.fetch_max(t + 1)` (Release), holder = 0
 //! (Release). Abandoned tickets leave no trace: nothing waits for a ticket.
 //!
 //! A reader loads `latest` = `l` (Acquire); 0 is "never written". Else the value is ticket
@@ -35,9 +41,13 @@
 //! is never claimed. A claimer saw `latest > s / 2`, and `latest` only grows, so the value it
 //! overwrites can never become the newest again; the writer of that value published it
 //! (`fetch_max`) before or never. So a writer dying anywhere leaves `latest` on a complete
-//! value in a slot nobody may claim. The price: each dead writer leaves its slot stuck odd for
-//! good, and a writer needs a free slot besides the newest one: with `k` dead writers and `w`
-//! writers racing, `slots >= k + w + 1` keeps writes from reporting `Busy` (default 4).
+//! value in a slot nobody may claim. A dead writer's slot is reclaimed by the next writer whose
+//! ticket lands on it: the holder word is taken before anything else is written, so every slot
+//! a writer stopped in names it, and `is_alive` (the segment's liveness locks) says the process
+//! is gone. A writer needs a slot besides the newest value's that no live writer
+//! holds: with `w` writers racing, `slots >= w + 1` keeps writes from reporting `Busy`
+//! (default 4). Writers of one process share a token (they are alive together), so a slot
+//! held by this process's own writer is never reclaimed by it.
 //!
 //! Hostile or corrupt memory: the ticket and `latest` are masked to index slots, never used
 //! as offsets; seqs are compared only; a length beyond `value_size` in a copy whose seq held
@@ -59,8 +69,8 @@ use crate::{
     },
 };
 
-/// Words of a slot before the value: the seq and the length.
-const SLOT_HEADER_WORDS: usize = 2;
+/// Words of a slot before the value: the seq, the length and the holder.
+const SLOT_HEADER_WORDS: usize = 3;
 /// Largest value (1 MiB).
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
 /// Most slots a latest-value region holds.
@@ -260,15 +270,26 @@ impl LatestRing {
         })
     }
 
-    /// Attaches a writer (any number).
+    /// Attaches a writer (any number). `owner` is a non-zero token naming this writer's
+    /// process: a slot a writer died in is reclaimed when `is_alive` (given to
+    /// [`write_with`](LatestWriter::write_with)) says its token's process is gone.
     ///
     /// # Safety
     /// `ptr` must be valid for reads and writes of `len` bytes for as long as the returned
     /// handle lives, and accessed by others only through latest-value handles (or atomically).
-    pub unsafe fn writer(ptr: *mut u8, len: usize) -> Result<LatestWriter, AttachError> {
+    pub unsafe fn writer(
+        ptr: *mut u8,
+        len: usize,
+        owner: u64,
+    ) -> Result<LatestWriter, AttachError> {
+        if owner == 0 {
+            return Err(AttachError::Corrupt(
+                "a writer's owner token must be non-zero",
+            ));
+        }
         // SAFETY: forwarded contract.
         let raw = unsafe { Self::attach(ptr, len)? };
-        Ok(LatestWriter { raw })
+        Ok(LatestWriter { raw, owner })
     }
 
     /// Attaches a reader (any number). It has seen no version yet.
@@ -285,6 +306,7 @@ impl LatestRing {
 /// A writer of a latest-value region. `Send`; clone it for more writers.
 pub struct LatestWriter {
     raw: Raw,
+    owner: u64,
 }
 
 /// A reader of a latest-value region. `Send`; clone it for more readers.
@@ -304,6 +326,7 @@ impl Clone for LatestWriter {
     fn clone(&self) -> Self {
         Self {
             raw: self.raw.clone_raw(),
+            owner: self.owner,
         }
     }
 }
@@ -367,41 +390,80 @@ impl LatestWriter {
         load_latest(&self.raw)
     }
 
-    /// Claims a slot: returns the ticket whose slot this writer now holds (seq odd).
-    fn claim(&self) -> Result<u64, LatestError> {
+    /// The same writer under another owner token (tests: a writer of another process).
+    #[must_use]
+    pub fn with_owner(mut self, owner: u64) -> Self {
+        if owner != 0 {
+            self.owner = owner;
+        }
+        self
+    }
+
+    /// Claims a slot: returns the ticket whose slot this writer now holds (holder word ours,
+    /// seq odd).
+    fn claim(&self, is_alive: &dyn Fn(u64) -> bool) -> Result<u64, LatestError> {
         let h = self.raw.hdr();
         for _ in 0..self.raw.nslots {
-            // ORDERING: Relaxed; the ticket only hands out distinct numbers, the slot's seq
-            // orders the data.
+            // ORDERING: Relaxed; the ticket only hands out distinct numbers, the slot's holder
+            // word and seq order the data.
             let t = h.ticket.fetch_add(1, Ordering::Relaxed);
+            let holder = self.raw.word(t, 2);
+            // ORDERING: Relaxed; the expected value of the CAS below.
+            let o = holder.load(Ordering::Relaxed);
+            if o != 0 && (o == self.owner || is_alive(o)) {
+                continue; // a live writer holds it
+            }
+            // ORDERING: Acquire on success; pairs with the previous holder's Release give-back
+            // (`release`), so its stores to the slot happen-before ours.
+            if holder
+                .compare_exchange(o, self.owner, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
             let seq = self.raw.word(t, 0);
             // ORDERING: Relaxed; the expected value of the CAS below, which checks it again.
             let s = seq.load(Ordering::Relaxed);
             // ORDERING: Relaxed; only the value matters: `latest` only grows, so a value it
             // had is a lower bound of every later one (see the module docs).
             let l = h.latest.load(Ordering::Relaxed);
-            let held = s / 2; // the slot's ticket + 1 (0: never written)
-            let claimable = s & 1 == 0 && held <= t && (s == 0 || held < l);
-            if !claimable {
-                continue;
-            }
+            let held = s / 2; // the slot's ticket + 1 if even; its ticket if odd
+            let claimable = if s & 1 == 1 {
+                // A dead holder's half-written value (never published), of an older ticket.
+                held < t
+            } else {
+                held <= t && (s == 0 || held < l)
+            };
             // ORDERING: Acquire on success; pairs with the Release done store of the slot's
-            // previous writer, so its data stores happen-before (are overwritten by) ours.
-            // The Release fence after (`latest_writer_fence`) orders this odd seq before our
-            // data stores for readers.
-            if seq
-                .compare_exchange(
-                    s,
-                    t.wrapping_mul(2).wrapping_add(1),
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
+            // previous writer (as the holder CAS). The Release fence after
+            // (`latest_writer_fence`) orders this odd seq before our data stores for readers.
+            if claimable
+                && seq
+                    .compare_exchange(
+                        s,
+                        t.wrapping_mul(2).wrapping_add(1),
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
             {
                 return Ok(t);
             }
+            self.release(t);
         }
         Err(LatestError::Busy)
+    }
+
+    /// Gives the slot of ticket `t` back (holder word 0).
+    fn release(&self, t: u64) {
+        // ORDERING: Release; pairs with the next holder's Acquire CAS: our stores to the slot
+        // happen-before its stores.
+        let _ = self.raw.word(t, 2).compare_exchange(
+            self.owner,
+            0,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
     }
 
     /// Stores `bytes` into the slot of ticket `t`: length and the first `words` value words.
@@ -431,13 +493,24 @@ impl LatestWriter {
     /// assert_eq!(&buf[..8], b"limit=42");
     /// ```
     pub fn write(&mut self, bytes: &[u8]) -> Result<u64, LatestError> {
+        self.write_with(bytes, &|_| true)
+    }
+
+    /// As [`write`](Self::write), reclaiming a slot whose holder (a writer that stopped
+    /// mid-write) `is_alive` says is dead. `is_alive` is called only for a slot another
+    /// process's writer holds (it is writing there, or died there).
+    pub fn write_with(
+        &mut self,
+        bytes: &[u8],
+        is_alive: &dyn Fn(u64) -> bool,
+    ) -> Result<u64, LatestError> {
         if bytes.len() > self.raw.value_size {
             return Err(LatestError::TooLong {
                 len: bytes.len(),
                 max: self.raw.value_size,
             });
         }
-        let t = self.claim()?;
+        let t = self.claim(is_alive)?;
         self.fill(t, bytes, usize::MAX);
         let done = t.wrapping_mul(2).wrapping_add(2);
         // SYNC POINT: the value is complete. ORDERING: Release (`LATEST_DONE_STORE`); pairs
@@ -447,6 +520,7 @@ impl LatestWriter {
         // SYNC POINT: ORDERING: Release (`LATEST_PUBLISH`); pairs with the readers' Acquire
         // load of `latest` (`LATEST_LOAD`).
         self.raw.hdr().latest.fetch_max(v, LATEST_PUBLISH);
+        self.release(t);
         Ok(v)
     }
 
@@ -461,7 +535,7 @@ impl LatestWriter {
                 max: self.raw.value_size,
             });
         }
-        let t = self.claim()?;
+        let t = self.claim(&|_| true)?;
         self.fill(t, bytes, words);
         Ok(())
     }

@@ -234,7 +234,7 @@ impl HeapRegion {
         // SAFETY: as in `spsc_at`.
         unsafe {
             R::init(r.as_ptr(), r.len(), slots, value_size).expect("valid slots and value size");
-            let w = R::writer(r.as_ptr(), r.len()).expect("fresh region");
+            let w = R::writer(r.as_ptr(), r.len(), 1).expect("fresh region");
             let rd = R::reader(r.as_ptr(), r.len()).expect("fresh region");
             let keep: KeepAlive = r;
             (w.keep_alive(keep.clone()), rd.keep_alive(keep))

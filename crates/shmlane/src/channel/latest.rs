@@ -180,7 +180,7 @@ fn writer<T: Pod + Send>(ch: &Channel<T>) -> Result<RawLatestWriter, OpenError> 
     let (ptr, len) = ch.inner.ring;
     // SAFETY: the ring region lives as long as the segment, which the endpoint keeps alive
     // through `Local::inner`.
-    let ring = unsafe { shmlane_ring::LatestRing::writer(ptr, len)? };
+    let ring = unsafe { shmlane_ring::LatestRing::writer(ptr, len, ch.token())? };
     Ok(RawLatestWriter {
         ring,
         local: ch.local(Side::Send),
@@ -239,12 +239,19 @@ impl RawLatestWriter {
     /// returns its version (larger than every version before it). Never waits for readers or
     /// other writers; [`LatestError::Busy`] if no slot could be claimed (see there).
     ///
+    /// A writer that died mid-write leaves its slot to the next writer whose ticket lands on
+    /// it (reclaimed once the segment's liveness lock says the process is gone).
+    ///
     /// Real-time: no allocation, no lock; one futex wake (a system call) only when a reader
-    /// sleeps in `wait_changed`, none otherwise.
+    /// sleeps in `wait_changed`; a liveness check (a system call) only when the slot its
+    /// ticket lands on is held by another process's writer (racing it, or dead in it).
     pub fn write(&mut self, bytes: &[u8]) -> Result<u64, LatestError> {
+        let seg = &self.local.inner.seg;
+        // Asked only for a slot another process's writer holds (see `write_with`).
+        let alive = |t: u64| u32::try_from(t).is_ok_and(|t| seg.tag_alive(t));
         let v = self
             .ring
-            .write(bytes)
+            .write_with(bytes, &alive)
             .map_err(|e| LatestError::from_ring(e, 0))?;
         // Statistics, and a notify of `ev-data` (a fence and a load when nobody sleeps).
         self.local.done(1, bytes.len() as u64);
