@@ -1461,12 +1461,21 @@ fn latest_a_dead_writers_slot_is_reclaimed() {
         let mut w = w.with_owner(1);
         w.write(&lv(1)).unwrap();
         let mut dying = w.clone().with_owner(2);
-        let td = thread::spawn(move || {
-            let _ = dying.write_and_die(&lv(9), 1);
+        // The process of owner 2 is dead once its thread stopped: the kernel drops its
+        // liveness lock after the last of its stores, and the check that finds the lock free
+        // synchronises with that (Release here, Acquire in `is_alive`).
+        let dead = std::sync::Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let td = thread::spawn({
+            let dead = dead.clone();
+            move || {
+                let _ = dying.write_and_die(&lv(9), 1);
+                dead.store(true, loom::sync::atomic::Ordering::Release);
+            }
         });
         let tw = thread::spawn(move || {
+            let is_alive = |o: u64| o != 2 || !dead.load(loom::sync::atomic::Ordering::Acquire);
             for _ in 0..2 {
-                let _ = w.write_with(&lv(5), &|o| o != 2);
+                let _ = w.write_with(&lv(5), &is_alive);
             }
         });
         match lread(&mut r) {
