@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! region "chan" (CHAN_SIZE = 384 bytes, three cache-line pairs, all u64 atomics)
-//!   0   magic b"SHMLCHAN"     8  kind (1 spsc, 2 mpmc, 3 bytes, 4 broadcast)
+//!   0   magic b"SHMLCHAN"     8  kind (1 spsc, 2 mpmc, 3 bytes, 4 broadcast, 5 latest)
 //!   16  element size (1 for bytes and broadcast)          24 capacity (bytes: ring bytes)
 //!   32  msg_size (the largest message in bytes, for byte channels; element size otherwise)
 //!   40  senders attached      48 receivers attached
