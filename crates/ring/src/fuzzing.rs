@@ -153,21 +153,7 @@ unsafe fn exercise(kind: u8, ptr: *mut u8, len: usize) {
                     }
                 }
             }
-            5 => {
-                if let Ok(mut r) = crate::LatestRing::reader(ptr, len) {
-                    let mut buf = [0u8; 24];
-                    for i in 0..STEPS {
-                        let _ = r.read(&mut buf[..i % 25]);
-                        let _ = r.read_if_changed(&mut buf);
-                        let _ = r.version();
-                    }
-                }
-                if let Ok(mut w) = crate::LatestRing::writer(ptr, len, 8) {
-                    for i in 0..STEPS {
-                        let _ = w.write_with(&[i as u8; 24][..i % 25], &dead);
-                    }
-                }
-            }
+            5 => exercise_latest(ptr, len),
             _ => {
                 if let Ok(mut r) = BroadcastRing::reader(ptr, len) {
                     let mut buf = [0u8; 16];
@@ -182,6 +168,27 @@ unsafe fn exercise(kind: u8, ptr: *mut u8, len: usize) {
                         let _ = p.send(&[i as u8; 9]);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// # Safety
+/// As [`exercise`].
+unsafe fn exercise_latest(ptr: *mut u8, len: usize) {
+    // SAFETY: forwarded contract; the handles are dropped inside this function.
+    unsafe {
+        if let Ok(mut r) = crate::LatestRing::reader(ptr, len) {
+            let mut buf = [0u8; 24];
+            for i in 0..STEPS {
+                let _ = r.read(&mut buf[..i % 25]);
+                let _ = r.read_if_changed(&mut buf);
+                let _ = r.version();
+            }
+        }
+        if let Ok(mut w) = crate::LatestRing::writer(ptr, len, 8) {
+            for i in 0..STEPS {
+                let _ = w.write_with(&[i as u8; 24][..i % 25], &|_| false);
             }
         }
     }

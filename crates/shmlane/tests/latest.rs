@@ -211,9 +211,10 @@ fn wait_line(c: &mut std::process::Child, prefix: &str, limit: Duration) -> Stri
     loop {
         assert!(Instant::now() < deadline, "no {prefix} line from the child");
         line.clear();
-        if r.read_line(&mut line).unwrap() == 0 {
-            panic!("child ended before {prefix}");
-        }
+        assert!(
+            r.read_line(&mut line).unwrap() != 0,
+            "child ended before {prefix}"
+        );
         if let Some(rest) = line.trim_end().strip_prefix("OUT:") {
             if rest.starts_with(prefix) {
                 return rest.to_owned();
