@@ -35,7 +35,7 @@ impl Bytes<'_> {
 /// attaches every endpoint to it and uses them: an attach error or `Corrupt`, never a crash.
 pub fn attach_arbitrary(data: &[u8]) {
     let mut b = Bytes(data);
-    let kind = b.u8() % 5;
+    let kind = kind_of(b.u8());
     let cap = 1u64 << (1 + b.u8() % 6);
     let keep = if b.u8() % 2 == 0 { 16 } else { 32 };
     let start = b.u64();
@@ -44,7 +44,8 @@ pub fn attach_arbitrary(data: &[u8]) {
         1 => StampedRing::<u64>::required_size(cap),
         2 => MpmcRing::<u64>::required_size(cap),
         3 => RecordRing::required_size(cap * 128),
-        _ => BroadcastRing::required_size(cap, 32),
+        4 => BroadcastRing::required_size(cap, 32),
+        _ => crate::LatestRing::required_size(cap, 20),
     };
     // Sometimes a region shorter than the ring needs.
     let short = usize::from(b.u8() % 4 == 0) * (b.u8() as usize % 64 + 1) * 8;
@@ -58,7 +59,8 @@ pub fn attach_arbitrary(data: &[u8]) {
             1 => StampedRing::<u64>::init(ptr, len, cap, start),
             2 => MpmcRing::<u64>::init(ptr, len, cap, start),
             3 => RecordRing::init(ptr, len, cap * 128, start & !7),
-            _ => BroadcastRing::init(ptr, len, cap, 32, start),
+            4 => BroadcastRing::init(ptr, len, cap, 32, start),
+            _ => crate::LatestRing::init(ptr, len, cap, 20),
         };
         let rest = b.0;
         let n = rest.len().min(len.saturating_sub(keep));
@@ -151,6 +153,7 @@ unsafe fn exercise(kind: u8, ptr: *mut u8, len: usize) {
                     }
                 }
             }
+            5 => exercise_latest(ptr, len),
             _ => {
                 if let Ok(mut r) = BroadcastRing::reader(ptr, len) {
                     let mut buf = [0u8; 16];
@@ -170,12 +173,39 @@ unsafe fn exercise(kind: u8, ptr: *mut u8, len: usize) {
     }
 }
 
+/// # Safety
+/// As [`exercise`].
+unsafe fn exercise_latest(ptr: *mut u8, len: usize) {
+    // SAFETY: forwarded contract; the handles are dropped inside this function.
+    unsafe {
+        if let Ok(mut r) = crate::LatestRing::reader(ptr, len) {
+            let mut buf = [0u8; 24];
+            for i in 0..STEPS {
+                let _ = r.read(&mut buf[..i % 25]);
+                let _ = r.read_if_changed(&mut buf);
+                let _ = r.version();
+            }
+        }
+        if let Ok(mut w) = crate::LatestRing::writer(ptr, len, 8) {
+            for i in 0..STEPS {
+                let _ = w.write_with(&[i as u8; 24][..i % 25], &|_| false);
+            }
+        }
+    }
+}
+
+/// The kind a first byte chooses: `% 5` below 250 (as before the latest-value kind, so stored
+/// inputs keep their meaning), 5 (latest value) from 250.
+fn kind_of(first: u8) -> u8 {
+    if first >= 250 { 5 } else { first % 5 }
+}
+
 /// Interprets the input as a sequence of operations on a ring of the kind the first byte
 /// chooses (first position from the next eight bytes), checked against a model; panics on any
 /// difference.
 pub fn ops_against_model(data: &[u8]) {
     let mut b = Bytes(data);
-    let kind = b.u8() % 5;
+    let kind = kind_of(b.u8());
     let cap = 1u64 << (1 + b.u8() % 5);
     let start = b.u64();
     match kind {
@@ -183,7 +213,50 @@ pub fn ops_against_model(data: &[u8]) {
         // Bit 2 of the start (positions are 8-aligned) picks the model with stalled claims.
         3 if start & 4 != 0 => records_stalled(start & !7, &mut b),
         3 => records(start & !7, &mut b),
-        _ => broadcast(cap, start, &mut b),
+        4 => broadcast(cap, start, &mut b),
+        _ => latest(cap, &mut b),
+    }
+}
+
+/// Latest value against a model: writes of any length up to the value size (or past it:
+/// `TooLong`), reads with any buffer; a read returns the last value written and its version.
+fn latest(slots: u64, b: &mut Bytes<'_>) {
+    let (mut w, mut r) = HeapRegion::latest(slots, 20);
+    let (mut last, mut version): (Vec<u8>, u64) = (Vec::new(), 0);
+    let mut buf = [0u8; 24];
+    while !b.0.is_empty() {
+        let op = b.u8();
+        let n = usize::from(op >> 3) % 25;
+        if op & 1 == 0 {
+            let val: Vec<u8> = (0..n).map(|i| op.wrapping_add(i as u8)).collect();
+            match w.write(&val) {
+                Ok(v) => {
+                    assert!(n <= 20 && v == version + 1);
+                    (last, version) = (val, v);
+                }
+                Err(crate::LatestError::TooLong { len, max }) => {
+                    assert!(n > 20 && len == n && max == 20);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        } else {
+            let changed = op & 2 != 0;
+            let got = if changed {
+                r.read_if_changed(&mut buf[..n])
+            } else {
+                r.read(&mut buf[..n])
+            };
+            match got {
+                Ok(None) => assert!(version == 0 || (changed && r.last_version() == version)),
+                Ok(Some((len, v))) => {
+                    assert_eq!((&buf[..len], v), (&last[..], version));
+                }
+                Err(crate::LatestError::BufferTooSmall { needed }) => {
+                    assert!(needed == last.len() && needed > n);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
     }
 }
 

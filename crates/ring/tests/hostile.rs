@@ -994,3 +994,93 @@ fn dyn_mpmc_under_hostile_writes() {
         },
     );
 }
+
+#[test]
+fn latest_under_hostile_writes() {
+    use shmlane_ring::{LatestError, LatestRing};
+    const SLOTS: u64 = 4;
+    const SIZE: usize = 40;
+    let size = LatestRing::required_size(SLOTS, SIZE);
+    let region = Arc::new(HeapRegion::new(size));
+    // SAFETY: as in `spsc_under_hostile_writes`.
+    unsafe { LatestRing::init(region.as_ptr(), size, SLOTS, SIZE).unwrap() };
+    // The claims (unused by this kind), the ticket, `latest`, and every slot word (seq,
+    // length, holder and value words: all atomics).
+    let mut live = words(32, 48, 8);
+    live.extend([128, 256]);
+    live.extend(words(384, size, 8));
+    let targets = Targets {
+        identity: IDENTITY.to_vec(),
+        live,
+    };
+    let (rp, rc) = (Arc::clone(&region), Arc::clone(&region));
+    run(
+        "latest",
+        &region,
+        targets,
+        SLOTS,
+        move |seed, budget| {
+            let mut rng = Rng(seed);
+            let mut v = Violations::default();
+            let mut attached = 0;
+            let val = [0x5au8; 128];
+            for _ in budget.rounds() {
+                // SAFETY: the region outlives the handle (dropped in this iteration).
+                let Ok(mut w) = (unsafe { LatestRing::writer(rp.as_ptr(), size, 1) }) else {
+                    continue;
+                };
+                attached += 1;
+                // A hostile geometry may be believed, but only one the region holds.
+                let vs = w.value_size();
+                check!(v, LatestRing::required_size(w.slots(), vs) <= size);
+                for _ in 0..OPS {
+                    let n = rng.below(vs.min(119) + 9);
+                    // Every holder a hostile value names is "dead": reclaims run too.
+                    match w.write_with(&val[..n], &dead) {
+                        Ok(_) | Err(LatestError::Busy) => check!(v, n <= vs),
+                        Err(LatestError::TooLong { len, max }) => {
+                            check!(v, n > vs && len == n && max == vs);
+                        }
+                        Err(_) => check!(v, false),
+                    }
+                }
+            }
+            v.finish();
+            attached
+        },
+        move |seed, budget| {
+            let mut rng = Rng(seed);
+            let mut v = Violations::default();
+            let mut attached = 0;
+            let mut buf = [0u8; 128];
+            for _ in budget.rounds() {
+                // SAFETY: the region outlives the handle (dropped in this iteration).
+                let Ok(mut r) = (unsafe { LatestRing::reader(rc.as_ptr(), size) }) else {
+                    continue;
+                };
+                attached += 1;
+                let vs = r.value_size();
+                check!(v, LatestRing::required_size(r.slots(), vs) <= size);
+                for _ in 0..OPS {
+                    let _ = r.version();
+                    let n = rng.below(vs.min(119) + 9);
+                    let got = if rng.below(2) == 0 {
+                        r.read(&mut buf[..n])
+                    } else {
+                        r.read_if_changed(&mut buf[..n])
+                    };
+                    match got {
+                        Ok(Some((len, _))) => check!(v, len <= n && len <= vs),
+                        Err(LatestError::BufferTooSmall { needed }) => {
+                            check!(v, needed > n && needed <= vs);
+                        }
+                        Ok(None) | Err(LatestError::Busy | LatestError::Corrupt(_)) => {}
+                        Err(_) => check!(v, false),
+                    }
+                }
+            }
+            v.finish();
+            attached
+        },
+    );
+}

@@ -9,9 +9,9 @@ use std::alloc::{Layout, alloc_zeroed, dealloc};
 
 use loom::thread;
 use shmlane_ring::{
-    BroadcastRing, CursorTable, Hole, MpmcRing, PopError, PushError, ReadError, Receiver,
-    RecordConsumer, RecordProducer, RecordRing, RecvError, Sender, SpscRing, StampedRing, Start,
-    Unblock,
+    BroadcastRing, CursorTable, Hole, LatestError, LatestReader, LatestRing, LatestWriter,
+    MpmcRing, PopError, PushError, ReadError, Receiver, RecordConsumer, RecordProducer, RecordRing,
+    RecvError, Sender, SpscRing, StampedRing, Start, Unblock,
 };
 
 /// Zeroed, 128-byte aligned memory for one model iteration.
@@ -1273,6 +1273,223 @@ fn dyn_mpmc_lap_reuse() {
         }
         t.join().unwrap();
         drop(rx);
+        drop(mem);
+    });
+}
+
+/// A latest-value region of `slots` slots for 16-byte values in fresh memory: a writer and a
+/// reader (clone them for more). Drop the handles before the memory.
+fn latest(slots: u64) -> (LatestWriter, LatestReader, std::sync::Arc<Mem>) {
+    let len = LatestRing::required_size(slots, 16);
+    let mem = std::sync::Arc::new(Mem::new(len));
+    // SAFETY: the memory is returned with the handles; the callers drop it last.
+    unsafe {
+        LatestRing::init(mem.0, len, slots, 16).unwrap();
+        (
+            LatestRing::writer(mem.0, len, 1).unwrap(),
+            LatestRing::reader(mem.0, len).unwrap(),
+            mem,
+        )
+    }
+}
+
+/// Value `k`: two words, `k` and `!k`, so a copy mixing two writes is seen.
+fn lv(k: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&k.to_le_bytes());
+    b[8..].copy_from_slice(&(!k).to_le_bytes());
+    b
+}
+
+/// The `k` of a whole value; panics on a torn one.
+fn lk(b: &[u8; 16]) -> u64 {
+    let k = u64::from_le_bytes(b[..8].try_into().unwrap());
+    let nk = u64::from_le_bytes(b[8..].try_into().unwrap());
+    assert_eq!(
+        nk, !k,
+        "torn latest value: words of two writes ({k}, {nk:#x})"
+    );
+    k
+}
+
+/// One read: `None`, `Busy`, or a whole value `(k, version)`. It yields first: loom's
+/// exploration misses the schedules where a writer runs between a reader's loads of `latest`
+/// and its own `fetch_max` (the writer's Relaxed load of `latest` in its claim hides the
+/// dependency: a model without this yield runs one schedule only), so each read is a point
+/// where every other thread may run.
+fn lread(r: &mut LatestReader) -> Result<Option<(u64, u64)>, LatestError> {
+    thread::yield_now();
+    let mut buf = [0u8; 16];
+    match r.read(&mut buf)? {
+        None => Ok(None),
+        Some((n, v)) => {
+            assert_eq!(n, 16);
+            Ok(Some((lk(&buf), v)))
+        }
+    }
+}
+
+/// Latest value, liveness: one write, a reader racing it: it reads nothing yet or the value,
+/// never `Busy` (nothing overwrote the slot its `latest` load sent it to).
+/// Caught mutants: `latest_load`, `latest_publish` (the reader finds a stale seq: busy).
+#[test]
+fn latest_single_write_never_busy() {
+    loom::model(|| {
+        let (mut w, mut r, mem) = latest(2);
+        let t = thread::spawn(move || assert_eq!(w.write(&lv(1)), Ok(1)));
+        match lread(&mut r) {
+            Ok(None) | Ok(Some((1, 1))) => {}
+            other => panic!("busy though nothing raced the read: {other:?}"),
+        }
+        t.join().unwrap();
+        assert_eq!(lread(&mut r), Ok(Some((1, 1))));
+        drop(r);
+        drop(mem);
+    });
+}
+
+/// Latest value, slot reuse: one writer makes 3 writes into 2 slots (the third reuses the
+/// first's slot) while a reader reads twice: every value read is whole and is the one of its
+/// version, versions never decrease, and after the writer the newest is read.
+/// Caught mutants: `latest_writer_fence`, `latest_reader_fence` (torn or misplaced).
+#[test]
+fn latest_wrap_never_torn() {
+    loom::model(|| {
+        let (mut w, mut r, mem) = latest(2);
+        let t = thread::spawn(move || {
+            for k in 1..=3 {
+                assert_eq!(w.write(&lv(k)), Ok(k));
+            }
+        });
+        let mut last = 0;
+        for _ in 0..2 {
+            match lread(&mut r) {
+                Ok(Some((k, v))) => {
+                    assert_eq!(k, v, "torn or misplaced: value {k} read as version {v}");
+                    assert!(v >= last, "version went back from {last} to {v}");
+                    last = v;
+                }
+                Ok(None) | Err(LatestError::Busy) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        t.join().unwrap();
+        assert_eq!(lread(&mut r), Ok(Some((3, 3))));
+        drop(r);
+        drop(mem);
+    });
+}
+
+/// Latest value, two writers and a reader: distinct versions 1 and 2, whole values, and after
+/// both the newest is the one that got version 2.
+#[test]
+fn latest_two_writers() {
+    loom::model(|| {
+        let (w, mut r, mem) = latest(2);
+        let mut w2 = w.clone();
+        let mut w1 = w;
+        let a = thread::spawn(move || w1.write(&lv(10)).unwrap());
+        let b = thread::spawn(move || w2.write(&lv(20)).unwrap());
+        match lread(&mut r) {
+            Ok(Some((k, _))) => assert!(k == 10 || k == 20, "foreign value {k}"),
+            Ok(None) | Err(LatestError::Busy) => {}
+            Err(e) => panic!("{e}"),
+        }
+        let (va, vb) = (a.join().unwrap(), b.join().unwrap());
+        let mut vs = [va, vb];
+        vs.sort_unstable();
+        assert_eq!(vs, [1, 2]);
+        let newest = if va == 2 { 10 } else { 20 };
+        assert_eq!(lread(&mut r), Ok(Some((newest, 2))));
+        drop(r);
+        drop(mem);
+    });
+}
+
+/// Latest value, crash path: a writer stops mid-write (its slot stays odd, as at a SIGKILL)
+/// while a reader reads: the reader gets the previous value, whole, never `Busy` or `None`.
+#[test]
+fn latest_writer_dying_mid_write_leaves_the_previous_value() {
+    loom::model(|| {
+        let (mut w, mut r, mem) = latest(2);
+        w.write(&lv(1)).unwrap();
+        let mut dying = w.clone();
+        let t = thread::spawn(move || dying.write_and_die(&lv(2), 1).unwrap());
+        assert_eq!(lread(&mut r), Ok(Some((1, 1))));
+        t.join().unwrap();
+        assert_eq!(lread(&mut r), Ok(Some((1, 1))));
+        drop((w, r));
+        drop(mem);
+    });
+}
+
+/// Latest value, crash racing a publish: writer A writes twice (tickets 0 and 1), writer B
+/// writes once and dies mid-write on the ticket after: whatever the interleaving, once both
+/// stop the newest published version is readable (B never claimed the newest value's slot).
+/// Caught hand mutation: a claim that ignores `latest` (see docs/design.md).
+#[test]
+fn latest_a_death_never_takes_the_newest_slot() {
+    loom::model(|| {
+        let (w, mut r, mem) = latest(2);
+        let (mut a, mut b) = (w.clone(), w);
+        let ta = thread::spawn(move || {
+            for k in 1..=2 {
+                let _ = a.write(&lv(k));
+            }
+        });
+        let tb = thread::spawn(move || {
+            let _ = b.write_and_die(&lv(9), 1);
+        });
+        ta.join().unwrap();
+        tb.join().unwrap();
+        match lread(&mut r) {
+            Ok(Some((k, v))) => assert!(k == 1 || k == 2, "value {k} of version {v}"),
+            other => panic!("the newest value is unreadable after a death: {other:?}"),
+        }
+        drop(r);
+        drop(mem);
+    });
+}
+
+/// Latest value, reclaim: a writer of another process dies mid-write while this process's
+/// writer writes (reclaiming the dead one's slot when its ticket lands there) and a reader
+/// reads: values whole, and once both stop the newest is readable.
+#[test]
+fn latest_a_dead_writers_slot_is_reclaimed() {
+    loom::model(|| {
+        let (w, mut r, mem) = latest(2);
+        let mut w = w.with_owner(1);
+        w.write(&lv(1)).unwrap();
+        let mut dying = w.clone().with_owner(2);
+        // The process of owner 2 is dead once its thread stopped: the kernel drops its
+        // liveness lock after the last of its stores, and the check that finds the lock free
+        // synchronises with that (Release here, Acquire in `is_alive`).
+        let dead = std::sync::Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let td = thread::spawn({
+            let dead = dead.clone();
+            move || {
+                let _ = dying.write_and_die(&lv(9), 1);
+                dead.store(true, loom::sync::atomic::Ordering::Release);
+            }
+        });
+        let tw = thread::spawn(move || {
+            let is_alive = |o: u64| o != 2 || !dead.load(loom::sync::atomic::Ordering::Acquire);
+            for _ in 0..2 {
+                let _ = w.write_with(&lv(5), &is_alive);
+            }
+        });
+        match lread(&mut r) {
+            Ok(Some((k, _))) => assert!(k == 1 || k == 5, "value {k}"),
+            Ok(None) => panic!("the first value vanished"),
+            Err(_) => {}
+        }
+        td.join().unwrap();
+        tw.join().unwrap();
+        match lread(&mut r) {
+            Ok(Some((k, _))) => assert!(k == 1 || k == 5, "value {k}"),
+            other => panic!("the newest value is unreadable: {other:?}"),
+        }
+        drop(r);
         drop(mem);
     });
 }

@@ -63,7 +63,12 @@ pub use broadcast::{Publisher, Start, Subscriber, TypedLoan, TypedPublisher, Typ
 pub use bytes::{ByteClaim, ByteReceiver, ByteSender, DEFAULT_UNBLOCK_AFTER};
 pub use channel::{
     Builder, Channel, ChannelStats, ElemType, Kind, PeersLeave, ROLE_RECEIVER, ROLE_SENDER,
-    SideStats, TYPE_NAME_STORED, broadcast, broadcast_of, bytes, fnv1a64, inspect, mpmc, spsc,
+    SideStats, TYPE_NAME_STORED, broadcast, broadcast_of, bytes, fnv1a64, inspect, latest, mpmc,
+    spsc,
+};
+pub use channel::{
+    LatestError, LatestReader, LatestWriter, RawLatestBuilder, RawLatestChannel, RawLatestReader,
+    RawLatestWriter, raw_latest,
 };
 pub use error::{
     ByteRecvError, ByteSendError, ConfigError, OpenError, RecvError, SendError, TryRecvError,

@@ -309,7 +309,7 @@ fn byte_sender_of_an_spsc_channel_is_a_wrong_kind() {
 #[test]
 fn every_endpoint_constructor_checks_the_kind() {
     type Make = fn(&Channel<u8>) -> Result<(), OpenError>;
-    let endpoints: [(&str, Kind, Make); 8] = [
+    let endpoints: [(&str, Kind, Make); 10] = [
         ("producer", Kind::Spsc, |c| c.producer().map(drop)),
         ("consumer", Kind::Spsc, |c| c.consumer().map(drop)),
         ("sender", Kind::Mpmc, |c| c.sender().map(drop)),
@@ -320,8 +320,16 @@ fn every_endpoint_constructor_checks_the_kind() {
         }),
         ("publisher", Kind::Broadcast, |c| c.publisher().map(drop)),
         ("subscriber", Kind::Broadcast, |c| c.subscriber().map(drop)),
+        ("writer", Kind::Latest, |c| c.writer().map(drop)),
+        ("reader", Kind::Latest, |c| c.reader().map(drop)),
     ];
-    for kind in [Kind::Spsc, Kind::Mpmc, Kind::Bytes, Kind::Broadcast] {
+    for kind in [
+        Kind::Spsc,
+        Kind::Mpmc,
+        Kind::Bytes,
+        Kind::Broadcast,
+        Kind::Latest,
+    ] {
         let name = unique("types-every");
         let _c = Cleanup(name.clone());
         let b = match kind {
@@ -329,6 +337,7 @@ fn every_endpoint_constructor_checks_the_kind() {
             Kind::Mpmc => shmlane::mpmc::<u8>(&name).capacity(64),
             Kind::Bytes => shmlane::bytes(&name).capacity(4096),
             Kind::Broadcast => shmlane::broadcast(&name).capacity(64),
+            Kind::Latest => shmlane::latest::<u8>(&name),
         };
         let ch = b.create().unwrap();
         for (wanted, has, make) in endpoints {
