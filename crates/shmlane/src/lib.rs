@@ -62,8 +62,9 @@ mod poll;
 pub use broadcast::{Publisher, Start, Subscriber, TypedLoan, TypedPublisher, TypedSubscriber};
 pub use bytes::{ByteClaim, ByteReceiver, ByteSender, DEFAULT_UNBLOCK_AFTER};
 pub use channel::{
-    Builder, Channel, ChannelStats, ElemType, Kind, PeersLeave, ROLE_RECEIVER, ROLE_SENDER,
-    SideStats, TYPE_NAME_STORED, broadcast, broadcast_of, bytes, fnv1a64, inspect, mpmc, spsc,
+    Builder, Channel, ChannelStats, ElemType, Kind, NEVER_WAKE_POLL, PeersLeave, ROLE_RECEIVER,
+    ROLE_SENDER, SideStats, TYPE_NAME_STORED, Wakes, broadcast, broadcast_of, bytes, fnv1a64,
+    inspect, mpmc, spsc,
 };
 pub use error::{
     ByteRecvError, ByteSendError, ConfigError, OpenError, RecvError, SendError, TryRecvError,
