@@ -24,6 +24,11 @@ const ROUNDS: usize = 9;
 const GAP: Duration = Duration::from_millis(110);
 const MEDIAN_BOUND: Duration = Duration::from_millis(15);
 
+/// A deadline for calls that must succeed: far past any bound, so a hang fails the test.
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "passed where the calls take an Option"
+)]
 fn long() -> Option<Deadline> {
     Some(Deadline::after(Duration::from_secs(5)))
 }
@@ -239,7 +244,7 @@ fn a_subscriber_sees_a_never_waking_publisher() {
         sub
     });
     let d = delays(&done, |r| {
-        publisher.send(format!("b{r}").as_bytes()).unwrap()
+        publisher.send(format!("b{r}").as_bytes()).unwrap();
     });
     let mut sub = t.join().unwrap();
     check_median("subscriber recv", &d);
