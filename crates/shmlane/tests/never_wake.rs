@@ -390,3 +390,81 @@ fn switching_back_and_dropping_update_the_count() {
     assert_eq!(never_word(&name, 0), 0);
     assert_eq!(NEVER_WAKE_POLL, Duration::from_millis(1));
 }
+
+/// poll(2) on `fd` for POLLIN, `ms` milliseconds: the number of ready descriptors (0 or 1).
+fn poll_in(fd: &impl std::os::fd::AsRawFd, ms: i32) -> i32 {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&raw mut p, 1, ms) };
+    assert!(n >= 0, "poll: {}", std::io::Error::last_os_error());
+    n
+}
+
+/// The pollable receiver (`RecvPoll`): its watcher looks at the ring every `NEVER_WAKE_POLL`
+/// while a never-waking sender is attached, so an armed descriptor turns readable within a few
+/// milliseconds of a send that woke nobody (else at its 50 ms peer check).
+#[test]
+fn an_armed_poll_descriptor_sees_a_never_waking_sender() {
+    let name = unique("never-poll");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::spsc::<u64>(&name)
+        .capacity(8)
+        .unlink(UnlinkPolicy::CreatorDrop)
+        .create()
+        .unwrap();
+    let mut rx = ch.consumer().unwrap();
+    let mut tx = ch.producer().unwrap();
+    tx.set_wakes(Wakes::Never);
+    let mut p = shmlane::RecvPoll::new(&rx).unwrap();
+    let mut d = Vec::new();
+    for i in 0..ROUNDS as u64 {
+        assert_eq!(p.rearm(&mut rx).unwrap(), shmlane::Armed::Waiting);
+        assert_eq!(poll_in(&p, 0), 0, "readable while empty");
+        // 10 ms into the watcher's 50 ms peer-check slice: without the never-waking count
+        // it would see the message about 40 ms late.
+        thread::sleep(Duration::from_millis(10));
+        let at = Instant::now();
+        tx.try_send(i).unwrap();
+        assert_eq!(poll_in(&p, 5000), 1, "never readable");
+        d.push(at.elapsed());
+        assert_eq!(rx.try_recv().unwrap(), i);
+    }
+    d.sort();
+    check_median("armed poll descriptor", &d);
+    assert_eq!(tx.stats().wakeups, 0);
+}
+
+/// A peer already parked for its long slice (50 ms, no never-waking peer when it parked) when
+/// the consumer switches to `Never`: the switch's one notify ends that park, so the freed slot
+/// is still seen within `NEVER_WAKE_POLL`, not at the end of the 50 ms slice.
+#[test]
+fn switching_to_never_under_a_parked_peer_loses_no_wake_up() {
+    let name = unique("never-switch-parked");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::spsc::<u64>(&name)
+        .capacity(1)
+        .unlink(UnlinkPolicy::CreatorDrop)
+        .create()
+        .unwrap();
+    let mut rx = ch.consumer().unwrap();
+    let mut tx = ch.producer().unwrap();
+    tx.try_send(0).unwrap();
+    let (report, done) = mpsc::channel();
+    let t = thread::spawn(move || {
+        for i in 1..=ROUNDS as u64 {
+            tx.send(i, long()).unwrap();
+            report.send(Instant::now()).unwrap();
+        }
+    });
+    let d = delays(&done, |r| {
+        rx.set_wakes(Wakes::Never);
+        assert_eq!(rx.try_recv().unwrap(), r as u64);
+        rx.set_wakes(Wakes::Peers);
+    });
+    t.join().unwrap();
+    check_median("send parked before the switch", &d);
+}
