@@ -85,16 +85,20 @@ pub enum Kind {
     /// Byte messages fanned out to any number of subscribers, one publisher that never waits
     /// (a broadcast ring).
     Broadcast = 4,
+    /// The newest value only ("blackboard"): any number of writers that never wait, any number
+    /// of readers that read the newest complete value (a latest-value region).
+    Latest = 5,
 }
 
 impl Kind {
-    /// The kind's name: `spsc`, `mpmc`, `bytes` or `broadcast`.
+    /// The kind's name: `spsc`, `mpmc`, `bytes`, `broadcast` or `latest`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Spsc => "spsc",
             Self::Mpmc => "mpmc",
             Self::Bytes => "bytes",
             Self::Broadcast => "broadcast",
+            Self::Latest => "latest",
         }
     }
     /// The endpoints a channel of this kind has (for [`OpenError::WrongKind`]).
@@ -106,6 +110,7 @@ impl Kind {
             Self::Broadcast => {
                 "publisher() and subscriber() (typed: typed_publisher() and typed_subscriber())"
             }
+            Self::Latest => "writer() and reader()",
         }
     }
     fn from_word(w: u64) -> Option<Self> {
@@ -114,6 +119,7 @@ impl Kind {
             2 => Some(Self::Mpmc),
             3 => Some(Self::Bytes),
             4 => Some(Self::Broadcast),
+            5 => Some(Self::Latest),
             _ => None,
         }
     }
@@ -301,11 +307,17 @@ pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
     file.read_exact_at(&mut pos, ring.offset + 256).ok()?;
     let second = u64::from_ne_bytes(pos);
     // SPSC and record: tail at 128, head at 256; MPMC: enqueue at 128, dequeue at 256;
-    // broadcast: the publisher's position at 128 (subscribers' cursors are private).
+    // broadcast: the publisher's position at 128 (subscribers' cursors are private); latest:
+    // the writers' ticket at 128, the newest version at 256 (one value, or none yet).
     let second = if kind == Kind::Broadcast {
         first
     } else {
         second
+    };
+    let len = if kind == Kind::Latest {
+        u64::from(second != 0)
+    } else {
+        first.wrapping_sub(second)
     };
     let capacity = word(3);
     let elem_type = info
@@ -326,7 +338,7 @@ pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
         capacity,
         elem_size: word(2),
         msg_size: word(4),
-        len: first.wrapping_sub(second).min(capacity),
+        len: len.min(capacity),
         positions: (first, second),
         endpoints: (word(5), word(6)),
         remove_on_last_leave: word(9) & FLAG_UNLINK != 0,
@@ -346,7 +358,7 @@ pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
 /// `ring` must be 8-byte aligned and valid for reads of `len` bytes, whose words others access
 /// only atomically.
 pub(crate) unsafe fn ring_unread(kind: Kind, ring: *const u8, len: usize, cap: u64) -> u64 {
-    if kind == Kind::Broadcast || len < 384 {
+    if matches!(kind, Kind::Broadcast | Kind::Latest) || len < 384 {
         return 0;
     }
     let word = |off: usize| {
@@ -426,14 +438,19 @@ pub(crate) unsafe fn record_messages(ring: *const u8, len: usize, cap: u64) -> u
 mod builder;
 mod elem;
 mod endpoints;
+mod latest;
 mod local;
 mod raw;
 
 use elem::TYPE_WORDS;
 pub use elem::{ElemType, TYPE_NAME_STORED, fnv1a64};
 
-pub use builder::{Builder, broadcast, broadcast_of, bytes, mpmc, spsc};
+pub use builder::{Builder, broadcast, broadcast_of, bytes, latest, mpmc, spsc};
 pub use endpoints::{Consumer, Producer, Receiver, Sender};
+pub use latest::{
+    LatestError, LatestReader, LatestWriter, RawLatestBuilder, RawLatestChannel, RawLatestReader,
+    RawLatestWriter, raw_latest,
+};
 pub(crate) use local::{Life, Local, Owned};
 pub use raw::{
     ElemError, RawBuilder, RawChannel, RawConsumer, RawProducer, RawReceiver, RawSender,

@@ -64,7 +64,11 @@ pub use bytes::{ByteClaim, ByteReceiver, ByteSender, DEFAULT_UNBLOCK_AFTER};
 pub use channel::{
     Builder, Channel, ChannelStats, ElemType, Kind, NEVER_WAKE_POLL, PeersLeave, ROLE_RECEIVER,
     ROLE_SENDER, SideStats, TYPE_NAME_STORED, Wakes, broadcast, broadcast_of, bytes, fnv1a64,
-    inspect, mpmc, spsc,
+    inspect, latest, mpmc, spsc,
+};
+pub use channel::{
+    LatestError, LatestReader, LatestWriter, RawLatestBuilder, RawLatestChannel, RawLatestReader,
+    RawLatestWriter, raw_latest,
 };
 pub use error::{
     ByteRecvError, ByteSendError, ConfigError, OpenError, RecvError, SendError, TryRecvError,
