@@ -468,3 +468,54 @@ fn switching_to_never_under_a_parked_peer_loses_no_wake_up() {
     t.join().unwrap();
     check_median("send parked before the switch", &d);
 }
+
+/// A latest-value reader in `wait_changed` sees a never-waking writer's new value within the
+/// short slice; the writer issued no wake-up (the senders' `wakeups` in the header, as
+/// `shmlane stat` reads it, after the writer's drop published its statistics).
+#[test]
+fn a_latest_reader_sees_a_never_waking_writer() {
+    #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Params {
+        gain: f32,
+        pan: f32,
+    }
+    let name = unique("never-latest");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::latest::<Params>(&name)
+        .unlink(UnlinkPolicy::CreatorDrop)
+        .create()
+        .unwrap();
+    let mut w = ch.writer().unwrap();
+    w.set_wakes(Wakes::Never);
+    assert_eq!(never_word(&name, 0), 1);
+    let mut r = ch.reader().unwrap();
+    let (report, done) = mpsc::channel();
+    let t = thread::spawn(move || {
+        for i in 0..ROUNDS {
+            let (v, _) = r.wait_changed(long()).unwrap();
+            assert_eq!(v.gain, i as f32);
+            report.send(Instant::now()).unwrap();
+        }
+    });
+    let d = delays(&done, |i| {
+        w.write(&Params {
+            gain: i as f32,
+            pan: 0.0,
+        })
+        .unwrap();
+    });
+    t.join().unwrap();
+    check_median("latest wait_changed", &d);
+    drop(w);
+    assert_eq!(never_word(&name, 0), 0);
+    let info = shmlane_segment::inspect(std::path::Path::new(&format!("/dev/shm/{name}")))
+        .unwrap()
+        .unwrap();
+    let st = shmlane::inspect(&info).unwrap();
+    assert_eq!(st.sent.messages, ROUNDS as u64);
+    assert_eq!(
+        st.sent.wakeups, 0,
+        "the never-waking writer woke its reader"
+    );
+}
