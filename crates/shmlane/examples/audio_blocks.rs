@@ -9,6 +9,11 @@
 //! forbid flag set for the callback's duration; an allocation inside it is counted and fails
 //! the run (exit status 2).
 //!
+//! Parameters come from a latest-value channel (`shmlane::latest::<Params>`): the host writes a
+//! new `Params` (gain, pan) every `PARAM_EVERY` blocks; each callback takes the newest with
+//! `read_if_changed` (a few loads when unchanged; never waits, never a system call) and
+//! applies it to the block.
+//!
 //! Reported: xruns (callbacks that started more than one period late, and underruns: no block
 //! ready), the callback's own duration (p50, p99, p99.9, max), and the futex wakes the consumer
 //! issued (its side's `wakeups` statistic: 0 with `Wakes::Never`).
@@ -36,13 +41,28 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shmlane::{Deadline, SendError, UnlinkPolicy, WaitStrategy, Wakes};
+use shmlane::{Deadline, LatestReader, SendError, UnlinkPolicy, WaitStrategy, Wakes};
 
 const FRAMES: usize = 256;
 const CHANNELS: usize = 2;
 const BLOCK: usize = FRAMES * CHANNELS;
 /// 256 frames at 48 kHz.
 const PERIOD: Duration = Duration::from_nanos(5_333_333);
+
+/// The host writes new parameters every this many blocks.
+const PARAM_EVERY: u64 = 16;
+
+/// The engine's parameters, as the host publishes them on the latest-value channel.
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct Params {
+    /// Linear gain applied to both channels.
+    gain: f32,
+    /// -1 (left) ..= 1 (right).
+    pan: f32,
+    /// The block the host had rendered when it wrote these.
+    block: u64,
+}
 
 /// The no-allocation guard: the system allocator, counting allocations made by a thread while
 /// its forbid flag is set.
@@ -125,6 +145,13 @@ struct Report {
     worst_lateness: Duration,
     /// Sum of the squared samples played (0 if every callback underran).
     energy: f64,
+    /// Parameter changes the callbacks took (`read_if_changed` returned a value).
+    param_changes: u64,
+    /// `read_if_changed` calls that raced writes past their retry limit (`Busy`): the
+    /// callback kept its previous parameters.
+    param_busy: u64,
+    /// The last parameters applied.
+    params: Params,
     rt: bool,
 }
 
@@ -142,7 +169,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .populate(true)
         .wakes(wakes)
         .create()?;
+    let params = shmlane::latest::<Params>(&format!("{name}-params"))
+        .unlink(UnlinkPolicy::LastDetach)
+        .populate(true)
+        .create()?;
     let mut rx = ch.consumer()?;
+    let mut pr = params.reader()?;
     let mut host_args = vec!["host".to_owned(), name.clone(), o.seconds.to_string()];
     if o.busy {
         host_args.push("--busy".into());
@@ -157,54 +189,81 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let want_rt = o.rt;
     let cb = std::thread::spawn(move || {
         let rt = want_rt && make_realtime();
-        // Everything the callback touches is allocated here, before the first callback.
-        let mut out = vec![0.0f32; BLOCK]; // the device buffer
-        let mut r = Report {
-            callbacks: 0,
-            late: 0,
-            underruns: 0,
-            durations: Vec::with_capacity(periods),
-            worst_lateness: Duration::ZERO,
-            energy: 0.0,
-            rt,
-        };
-        let mut next = Instant::now();
-        for _ in 0..periods {
-            let started = Instant::now();
-            let lateness = started.saturating_duration_since(next);
-            r.worst_lateness = r.worst_lateness.max(lateness);
-            if lateness > PERIOD {
-                r.late += 1;
-            }
-            FORBID.with(|f| f.set(true));
-            // --- the real-time callback: no blocking, no allocation, no syscall ---
-            let underrun = callback(&mut rx, &mut out);
-            // --- end of callback ---
-            FORBID.with(|f| f.set(false));
-            r.durations.push(started.elapsed().as_nanos() as u64);
-            r.underruns += usize::from(underrun);
-            r.energy += out.iter().map(|&x| f64::from(x * x)).sum::<f64>();
-            r.callbacks += 1;
-            next += PERIOD;
-            if lateness > PERIOD {
-                // A late callback does not make the next ones late too: the device's clock moves
-                // on (the lost periods are the xrun).
-                next = Instant::now() + PERIOD;
-            }
-            std::thread::sleep(next.saturating_duration_since(Instant::now()));
-        }
-        let wakeups = rx.stats().wakeups;
-        (r, wakeups)
+        let r = run_callbacks(&mut rx, &mut pr, periods, rt);
+        (r, rx.stats().wakeups)
     });
     let (mut r, wakeups) = cb.join().map_err(|_| "the callback thread panicked")?;
-    drop(ch);
+    drop((ch, params));
     let status = host.wait()?;
+    let allocs = FORBIDDEN_ALLOCS.load(Ordering::Relaxed);
+    print_report(&o, wakes, &mut r, wakeups, allocs);
+    println!("host: {status}");
+    if allocs != 0 {
+        eprintln!("the callback allocated: the no-allocation guard failed");
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+/// The callback thread's loop: one callback per period, timed, under the allocation guard.
+fn run_callbacks(
+    rx: &mut shmlane::Consumer<f32>,
+    pr: &mut LatestReader<Params>,
+    periods: usize,
+    rt: bool,
+) -> Report {
+    // Everything the callback touches is allocated here, before the first callback.
+    let mut out = vec![0.0f32; BLOCK]; // the device buffer (interleaved stereo)
+    let mut r = Report {
+        callbacks: 0,
+        late: 0,
+        underruns: 0,
+        durations: Vec::with_capacity(periods),
+        worst_lateness: Duration::ZERO,
+        energy: 0.0,
+        param_changes: 0,
+        param_busy: 0,
+        params: Params {
+            gain: 1.0,
+            pan: 0.0,
+            block: 0,
+        },
+        rt,
+    };
+    let mut next = Instant::now();
+    for _ in 0..periods {
+        let started = Instant::now();
+        let lateness = started.saturating_duration_since(next);
+        r.worst_lateness = r.worst_lateness.max(lateness);
+        if lateness > PERIOD {
+            r.late += 1;
+        }
+        FORBID.with(|f| f.set(true));
+        // --- the real-time callback: no blocking, no allocation, no syscall ---
+        let underrun = callback(rx, pr, &mut out, &mut r);
+        // --- end of callback ---
+        FORBID.with(|f| f.set(false));
+        r.durations.push(started.elapsed().as_nanos() as u64);
+        r.underruns += usize::from(underrun);
+        r.energy += out.iter().map(|&x| f64::from(x * x)).sum::<f64>();
+        r.callbacks += 1;
+        next += PERIOD;
+        if lateness > PERIOD {
+            // A late callback does not make the next ones late too: the device's clock moves
+            // on (the lost periods are the xrun).
+            next = Instant::now() + PERIOD;
+        }
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    r
+}
+
+fn print_report(o: &Opts, wakes: Wakes, r: &mut Report, wakeups: u64, allocs: u64) {
     r.durations.sort_unstable();
     let pct = |p: f64| {
         let i = ((r.durations.len() as f64 * p).ceil() as usize).clamp(1, r.durations.len());
         Duration::from_nanos(r.durations[i - 1])
     };
-    let allocs = FORBIDDEN_ALLOCS.load(Ordering::Relaxed);
     println!(
         "engine: {} callbacks of {FRAMES} frames every {PERIOD:?} ({:.1} s), consumer {wakes:?}, \
          host {}, SCHED_FIFO {}",
@@ -229,36 +288,51 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(1.0)
     );
     println!(
-        "consumer futex wakes: {wakeups}; allocations inside callbacks: {allocs}; host {status} \
-         (signal energy {:.1})",
+        "parameters: {} changes taken, {} reads busy, last {:?}",
+        r.param_changes, r.param_busy, r.params
+    );
+    println!(
+        "consumer futex wakes: {wakeups}; allocations inside callbacks: {allocs} (signal energy \
+         {:.1})",
         r.energy
     );
-    if allocs != 0 {
-        eprintln!("the callback allocated: the no-allocation guard failed");
-        std::process::exit(2);
-    }
-    Ok(())
 }
 
-/// One callback: copy the next block out of the ring (or silence on an underrun). Returns
-/// whether it underran.
+/// One callback: the newest parameters if they changed, then the next block out of the ring
+/// (or silence on an underrun), with the gain and pan applied. Returns whether it underran.
 #[inline(never)]
-fn callback(rx: &mut shmlane::Consumer<f32>, out: &mut [f32]) -> bool {
-    match rx.read_chunk(BLOCK) {
-        Ok(chunk) => {
-            // A copy (safe whatever the host does to the segment; `as_slices` reads in place
-            // but is `unsafe`: it is sound only if the host cooperates).
-            chunk.copy_to_slice(out);
-            chunk.commit_all();
-            // `Wakes::Never`: statistics only, no fence, no futex call.
-            rx.notify(BLOCK);
-            false
+fn callback(
+    rx: &mut shmlane::Consumer<f32>,
+    pr: &mut LatestReader<Params>,
+    out: &mut [f32],
+    r: &mut Report,
+) -> bool {
+    match pr.read_if_changed() {
+        Ok(Some((p, _version))) => {
+            r.params = p;
+            r.param_changes += 1;
         }
-        Err(_) => {
-            out.fill(0.0);
-            true
-        }
+        Ok(None) => {}
+        // A write raced every retry (or a damaged value): keep the previous parameters.
+        Err(_) => r.param_busy += 1,
     }
+    let Ok(chunk) = rx.read_chunk(BLOCK) else {
+        out.fill(0.0);
+        return true;
+    };
+    // A copy (safe whatever the host does to the segment; `as_slices` reads in place but is
+    // `unsafe`: it is sound only if the host cooperates).
+    chunk.copy_to_slice(out);
+    chunk.commit_all();
+    // `Wakes::Never`: statistics only, no fence, no futex call.
+    rx.notify(BLOCK);
+    let p = r.params;
+    let (left, right) = (p.gain * (1.0 - p.pan) * 0.5, p.gain * (1.0 + p.pan) * 0.5);
+    for frame in out.chunks_exact_mut(CHANNELS) {
+        frame[0] *= left;
+        frame[1] *= right;
+    }
+    false
 }
 
 /// `SCHED_FIFO` at priority 80 for the calling thread and `mlockall`; whether both were granted.
@@ -277,12 +351,25 @@ fn host(name: &str, o: &Opts) -> Result<(), Box<dyn std::error::Error>> {
         .unlink(UnlinkPolicy::LastDetach)
         .open()?;
     let mut tx = ch.producer()?;
+    let params = shmlane::latest::<Params>(&format!("{name}-params"))
+        .unlink(UnlinkPolicy::LastDetach)
+        .open()?;
+    let mut pw = params.writer()?;
     let mut phase = 0.0f32;
     let mut block = vec![0.0f32; BLOCK];
     let mut blocks = 0u64;
     let started = Instant::now();
     // The engine stops after `seconds`; the host renders until it has left.
     'render: loop {
+        if blocks % PARAM_EVERY == 0 {
+            // A slow sweep of gain and pan, as a user turning knobs.
+            let t = blocks as f32 / 200.0;
+            pw.write(&Params {
+                gain: 0.5 + 0.5 * t.sin().abs(),
+                pan: (t * 0.7).sin(),
+                block: blocks,
+            })?;
+        }
         for s in &mut block {
             *s = phase.sin() * 0.25;
             phase += 0.0287;
@@ -296,7 +383,7 @@ fn host(name: &str, o: &Opts) -> Result<(), Box<dyn std::error::Error>> {
                 if off < BLOCK {
                     match tx.send(block[off], Some(Deadline::after(Duration::from_secs(2)))) {
                         Ok(()) => off += 1,
-                        Err(SendError::Timeout(_)) => continue,
+                        Err(SendError::Timeout(_)) => {}
                         Err(_) => break 'render,
                     }
                 }

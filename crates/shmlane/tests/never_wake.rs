@@ -477,6 +477,7 @@ fn a_latest_reader_sees_a_never_waking_writer() {
     #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
     #[repr(C)]
     struct Params {
+        step: u64,
         gain: f32,
         pan: f32,
     }
@@ -494,13 +495,14 @@ fn a_latest_reader_sees_a_never_waking_writer() {
     let t = thread::spawn(move || {
         for i in 0..ROUNDS {
             let (v, _) = r.wait_changed(long()).unwrap();
-            assert_eq!(v.gain, i as f32);
+            assert_eq!(v.step, i as u64);
             report.send(Instant::now()).unwrap();
         }
     });
     let d = delays(&done, |i| {
         w.write(&Params {
-            gain: i as f32,
+            step: i as u64,
+            gain: 0.5,
             pan: 0.0,
         })
         .unwrap();

@@ -974,9 +974,10 @@ impl<T: Pod + Send> Builder<T> {
                 unsafe { ring_unread(kind, addr as *const u8, ring_len, cap) > 0 }
             });
         }
-        let mode = self.peers_leave();
         Ok(Channel {
             inner: Arc::new(Inner {
+                // Before `name` moves out of `self`.
+                mode: self.peers_leave(),
                 hdr,
                 ev_data,
                 ev_space,
@@ -990,7 +991,6 @@ impl<T: Pod + Send> Builder<T> {
                 name: self.name,
                 kind: self.kind,
                 strategy: self.strategy,
-                mode,
                 wakes: self.wakes,
                 seg,
             }),
