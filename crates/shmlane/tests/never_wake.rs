@@ -521,3 +521,212 @@ fn a_latest_reader_sees_a_never_waking_writer() {
         "the never-waking writer woke its reader"
     );
 }
+
+/// The syscall-level proof: the consumer's thread runs under a seccomp filter that traps every
+/// system call but the sleeps it paces itself with (and `rt_sigreturn`, for the trap handler to
+/// return). With `Wakes::Never` its `try_recv`s, each freeing a slot for a producer asleep in
+/// `send` on the full ring, make no system call at all; the control run with `Wakes::Peers`
+/// traps `futex` (the wake-up), so the filter does see what it must.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "BPF instruction fields: small constants and x86_64 syscall numbers"
+)]
+mod seccomp {
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+    /// System calls trapped, and the number of the last one.
+    pub static TRAPPED: AtomicU64 = AtomicU64::new(0);
+    pub static LAST_NR: AtomicI64 = AtomicI64::new(-1);
+
+    #[repr(C)]
+    struct SockFilter {
+        code: u16,
+        jt: u8,
+        jf: u8,
+        k: u32,
+    }
+
+    #[repr(C)]
+    struct SockFprog {
+        len: u16,
+        filter: *const SockFilter,
+    }
+
+    /// SIGSYS handler: counts (atomics only: async-signal-safe). The trapped call is skipped.
+    extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+        // SAFETY: the kernel passes a valid siginfo; for SIGSYS its `_sigsys._syscall` (an int)
+        // is at byte 24 on x86_64 (si_signo, si_errno, si_code, padding, `_call_addr`).
+        let nr = unsafe { info.cast::<u8>().add(24).cast::<i32>().read_unaligned() };
+        // ORDERING: Relaxed; counters read after the thread said it is done (Release/Acquire
+        // on `DONE` below orders them).
+        LAST_NR.store(i64::from(nr), Ordering::Relaxed);
+        // ORDERING: as above.
+        TRAPPED.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Installs the SIGSYS handler (process-wide) and, on the calling thread only, a filter
+    /// trapping every syscall but the sleeps, `rt_sigreturn` and the exits.
+    pub fn trap_all_syscalls_on_this_thread() {
+        // SAFETY: a zeroed sigaction is valid; the handler only touches atomics.
+        unsafe {
+            let mut sa: libc::sigaction = core::mem::zeroed();
+            sa.sa_sigaction = on_sigsys as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO;
+            assert_eq!(
+                libc::sigaction(libc::SIGSYS, &raw const sa, core::ptr::null_mut()),
+                0
+            );
+        }
+        let allowed = [
+            libc::SYS_rt_sigreturn,
+            libc::SYS_nanosleep,
+            libc::SYS_clock_nanosleep,
+            libc::SYS_exit,
+            libc::SYS_exit_group,
+        ];
+        let stmt = |code: u32, k: u32| SockFilter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        // Load the syscall number (offset 0 of `seccomp_data`).
+        let mut prog = vec![stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0)];
+        for nr in allowed {
+            prog.push(SockFilter {
+                code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 1,
+                k: nr as u32,
+            });
+            prog.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW));
+        }
+        prog.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_TRAP));
+        let fprog = SockFprog {
+            len: prog.len() as u16,
+            filter: prog.as_ptr(),
+        };
+        // SAFETY: prctl with valid arguments; `fprog` and `prog` outlive the call (the kernel
+        // copies the program).
+        unsafe {
+            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+            assert_eq!(
+                libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &raw const fprog
+                ),
+                0,
+                "seccomp: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        // The filter holds from here on: no allocation (malloc may `mmap`), no std locks.
+        std::mem::forget(prog);
+    }
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn a_never_waking_consumer_makes_no_syscall_while_its_producer_sleeps() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    const MSGS: u64 = 40; // under the 64 after which statistics are flushed (a clock read)
+    for wakes in [Wakes::Never, Wakes::Peers] {
+        let name = unique("never-seccomp");
+        let _c = Cleanup(name.clone());
+        let ch = shmlane::spsc::<u64>(&name)
+            .capacity(2)
+            .unlink(UnlinkPolicy::CreatorDrop)
+            .create()
+            .unwrap();
+        let mut rx = ch.consumer().unwrap();
+        rx.set_wakes(wakes);
+        let mut tx = ch.producer().unwrap();
+        tx.try_send(0).unwrap();
+        tx.try_send(1).unwrap();
+        let producer = thread::spawn(move || {
+            for i in 2..MSGS {
+                tx.send(i, long()).unwrap();
+            }
+            tx
+        });
+        seccomp::TRAPPED.store(0, Ordering::Relaxed);
+        let done = Arc::new(AtomicBool::new(false));
+        let (done2, bad) = (
+            done.clone(),
+            Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
+        );
+        let bad2 = bad.clone();
+        // Never joined: a thread under the filter cannot exit cleanly (thread exit makes
+        // trapped calls); it sleeps until the test process ends.
+        thread::spawn(move || {
+            seccomp::trap_all_syscalls_on_this_thread();
+            let (mut wrong, mut got) = (0u64, 0u64);
+            // Until every message arrived (bounded: 20 s of turns). The producer parks on the
+            // full ring between turns; in the control run its wake-ups are trapped (skipped),
+            // so it moves at its 50 ms liveness slices.
+            for _ in 0..20_000 {
+                if got == MSGS {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(1));
+                if let Ok(v) = rx.try_recv() {
+                    wrong += u64::from(v != got);
+                    got += 1;
+                }
+            }
+            wrong += MSGS - got;
+            // ORDERING: Release; pairs with the Acquire load below: the counters and `wrong`.
+            bad2.store(wrong, Ordering::Relaxed);
+            done2.store(true, Ordering::Release);
+            let _keep = rx;
+            loop {
+                thread::sleep(Duration::from_secs(3600));
+            }
+        });
+        let t = Instant::now();
+        // ORDERING: Acquire; pairs with the Release store above.
+        while !done.load(Ordering::Acquire) {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{wakes:?}: the consumer hung"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        let mut tx = producer.join().unwrap();
+        assert_eq!(
+            bad.load(Ordering::Relaxed),
+            0,
+            "{wakes:?}: messages out of order"
+        );
+        let trapped = seccomp::TRAPPED.load(Ordering::Relaxed);
+        let nr = seccomp::LAST_NR.load(Ordering::Relaxed);
+        eprintln!("{wakes:?}: {trapped} system calls trapped (last nr {nr})");
+        assert!(
+            tx.stats().sleeps > 0,
+            "the producer never slept: nothing proven"
+        );
+        match wakes {
+            Wakes::Never => assert_eq!(
+                trapped, 0,
+                "the never-waking consumer made {trapped} system calls (last nr {nr})"
+            ),
+            Wakes::Peers => {
+                assert!(
+                    tx.stats().sleeps > 0,
+                    "the producer never slept: no control"
+                );
+                assert!(
+                    trapped > 0,
+                    "the filter saw no wake-up from a waking consumer"
+                );
+                assert_eq!(nr, libc::SYS_futex);
+            }
+        }
+    }
+}
