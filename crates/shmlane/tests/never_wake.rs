@@ -730,3 +730,34 @@ fn a_never_waking_consumer_makes_no_syscall_while_its_producer_sleeps() {
         }
     }
 }
+
+/// The audio example (examples/audio_blocks.rs) as a smoke test: 1 s with a busy host (asleep
+/// in `send` on the full ring every period): its never-waking consumer made no futex wake and
+/// its callbacks no allocation (the example's own guard, exit status 2 otherwise). `cargo test`
+/// builds examples beside the tests; a run that built only this test skips it (said on stderr).
+#[test]
+fn the_audio_example_makes_no_wake_and_no_allocation() {
+    let exe = std::env::current_exe().unwrap();
+    let Some(example) = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("examples").join("audio_blocks"))
+        .filter(|p| p.exists())
+    else {
+        eprintln!("examples/audio_blocks not built (cargo test without --test filters builds it)");
+        return;
+    };
+    let out = std::process::Command::new(&example)
+        .args(["1", "--busy"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the example failed: {}", out.status);
+    assert!(
+        text.contains("consumer futex wakes: 0;"),
+        "the never-waking consumer woke its host"
+    );
+    assert!(text.contains("allocations inside callbacks: 0 "));
+    assert!(text.contains("consumer Never"));
+}
