@@ -6,9 +6,12 @@
 //! (`PEER_CHECK`, 50 ms) and see the progress up to 50 ms late.
 //!
 //! The bound checked: over `ROUNDS` rounds in which the never-waking side frees a slot (or
-//! sends a message) 110 ms after the peer blocked, the median time from that operation to the
-//! peer's blocked call returning is below `MEDIAN_BOUND` (15 ms; about 1 ms when idle). With
-//! 50 ms slices it would be about 40 ms (110 ms is 10 ms past a slice boundary).
+//! sends a message) 110 ms after the peer blocked, the time from that operation to the peer's
+//! blocked call returning is `NEVER_WAKE_POLL` plus the scheduler's delay: on a quiet machine
+//! every round takes about 1 ms or less; with 50 ms slices every round would take about 40 ms
+//! (110 ms is 10 ms past a slice boundary). Asserted: at least `FAST_ROUNDS` of the rounds within
+//! `BOUND` (20 ms), which a machine loaded to the point of 10-50 ms scheduling delays still
+//! passes (some rounds get the CPU at once) and 50 ms slices never do.
 
 use std::{
     os::unix::fs::FileExt,
@@ -17,12 +20,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shmlane::{Deadline, NEVER_WAKE_POLL, RecvError, SendError, UnlinkPolicy, Wakes};
+use shmlane::{Deadline, NEVER_WAKE_POLL, RecvError, SendError, UnlinkPolicy, WaitStrategy, Wakes};
 use shmlane_testkit::{Cleanup, unique};
 
 const ROUNDS: usize = 9;
 const GAP: Duration = Duration::from_millis(110);
-const MEDIAN_BOUND: Duration = Duration::from_millis(15);
+const BOUND: Duration = Duration::from_millis(20);
+const FAST_ROUNDS: usize = 2;
 
 /// A deadline for calls that must succeed: far past any bound, so a hang fails the test.
 #[allow(
@@ -82,13 +86,14 @@ fn delays(done: &mpsc::Receiver<Instant>, mut op: impl FnMut(usize)) -> Vec<Dura
     out
 }
 
-fn check_median(what: &str, d: &[Duration]) {
-    let median = d[d.len() / 2];
-    eprintln!("{what}: delays {d:?}");
+/// `d` sorted: at least `FAST_ROUNDS` delays within `BOUND`.
+fn check_delays(what: &str, d: &[Duration]) {
+    eprintln!("{what}: delays {d:?} (median {:?})", d[d.len() / 2]);
     assert!(
-        median < MEDIAN_BOUND,
-        "{what}: the blocked peer saw the never-waking side's progress {median:?} late \
-         (median; bound {MEDIAN_BOUND:?}): {d:?}"
+        d[FAST_ROUNDS - 1] < BOUND,
+        "{what}: the blocked peer saw the never-waking side's progress late: fewer than \
+         {FAST_ROUNDS} of {} rounds within {BOUND:?}: {d:?}",
+        d.len()
     );
 }
 
@@ -118,7 +123,7 @@ fn a_full_ring_sender_sees_a_never_waking_consumer_free_slots() {
     });
     let d = delays(&done, |r| assert_eq!(rx.try_recv().unwrap(), r as u64));
     let mut tx = t.join().unwrap();
-    check_median("send on a full ring", &d);
+    check_delays("send on a full ring", &d);
     assert!(
         tx.stats().sleeps >= ROUNDS as u64,
         "the sender never blocked"
@@ -153,7 +158,7 @@ fn an_empty_ring_receiver_sees_a_never_waking_producer_send() {
     });
     let d = delays(&done, |r| tx.try_send(r as u64).unwrap());
     let mut rx = t.join().unwrap();
-    check_median("recv on an empty ring", &d);
+    check_delays("recv on an empty ring", &d);
     assert!(
         rx.stats().sleeps >= ROUNDS as u64,
         "the receiver never blocked"
@@ -190,7 +195,7 @@ fn byte_channels_both_ways() {
     });
     let d = delays(&done, |r| tx.try_send(format!("m{r}").as_bytes()).unwrap());
     let mut rx = t.join().unwrap();
-    check_median("byte recv", &d);
+    check_delays("byte recv", &d);
     assert_eq!(tx.stats().wakeups, 0);
     tx.set_wakes(Wakes::Peers);
     assert_eq!(never_word(&name, 0), 0);
@@ -212,7 +217,7 @@ fn byte_channels_both_ways() {
     let mut buf = [0u8; 256];
     let d = delays(&done, |_| assert!(rx.try_recv(&mut buf).unwrap() > 0));
     let mut tx = t.join().unwrap();
-    check_median("byte send on a full ring", &d);
+    check_delays("byte send on a full ring", &d);
     assert!(tx.stats().sleeps >= ROUNDS as u64);
     assert_eq!(rx.stats().wakeups, 0);
 }
@@ -247,7 +252,7 @@ fn a_subscriber_sees_a_never_waking_publisher() {
         publisher.send(format!("b{r}").as_bytes()).unwrap();
     });
     let mut sub = t.join().unwrap();
-    check_median("subscriber recv", &d);
+    check_delays("subscriber recv", &d);
     assert!(sub.stats().sleeps >= ROUNDS as u64);
     assert_eq!(publisher.stats().wakeups, 0);
     drop(publisher);
@@ -339,7 +344,10 @@ fn deadlines_hold_and_a_hostile_count_only_changes_the_slice() {
 fn switching_back_and_dropping_update_the_count() {
     let name = unique("never-switch");
     let _c = Cleanup(name.clone());
+    // `Park`: the blocked sender is a registered sleeper when the slot frees (see the seccomp
+    // test).
     let ch = shmlane::spsc::<u64>(&name)
+        .wait(WaitStrategy::Park)
         .capacity(1)
         .unlink(UnlinkPolicy::CreatorDrop)
         .create()
@@ -434,7 +442,7 @@ fn an_armed_poll_descriptor_sees_a_never_waking_sender() {
         assert_eq!(rx.try_recv().unwrap(), i);
     }
     d.sort();
-    check_median("armed poll descriptor", &d);
+    check_delays("armed poll descriptor", &d);
     assert_eq!(tx.stats().wakeups, 0);
 }
 
@@ -466,7 +474,7 @@ fn switching_to_never_under_a_parked_peer_loses_no_wake_up() {
         rx.set_wakes(Wakes::Peers);
     });
     t.join().unwrap();
-    check_median("send parked before the switch", &d);
+    check_delays("send parked before the switch", &d);
 }
 
 /// A latest-value reader in `wait_changed` sees a never-waking writer's new value within the
@@ -508,7 +516,7 @@ fn a_latest_reader_sees_a_never_waking_writer() {
         .unwrap();
     });
     t.join().unwrap();
-    check_median("latest wait_changed", &d);
+    check_delays("latest wait_changed", &d);
     drop(w);
     assert_eq!(never_word(&name, 0), 0);
     let info = shmlane_segment::inspect(std::path::Path::new(&format!("/dev/shm/{name}")))
@@ -639,7 +647,10 @@ fn a_never_waking_consumer_makes_no_syscall_while_its_producer_sleeps() {
     for wakes in [Wakes::Never, Wakes::Peers] {
         let name = unique("never-seccomp");
         let _c = Cleanup(name.clone());
+        // `Park`: the producer registers as a sleeper at once when the ring is full (a spinning
+        // or yielding one needs no wake, and the control would see none on a loaded machine).
         let ch = shmlane::spsc::<u64>(&name)
+            .wait(WaitStrategy::Park)
             .capacity(2)
             .unlink(UnlinkPolicy::CreatorDrop)
             .create()
