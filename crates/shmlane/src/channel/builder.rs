@@ -5,7 +5,7 @@ use super::{
     FLAG_CHECKSUM, FLAG_UNLINK, Header, Identity, Inner, Kind, Location, MpmcRing, NonNull,
     OpenError, Ordering, PeersLeave, PhantomData, Pod, REGION_CHAN, REGION_EVENT, REGION_RING,
     RING_IDENTITY_WORDS, ROLE_RECEIVER, ROLE_SENDER, RecordRing, Segment, SpscRing, UnlinkPolicy,
-    WaitStrategy, chan_identity,
+    WaitStrategy, Wakes, chan_identity,
     elem::{self, BYTES_TYPE, ElemType, REGION_TYPE, TYPE_SIZE, TYPE_WORDS},
     record_messages, ring_identity, ring_unread,
 };
@@ -130,6 +130,7 @@ struct Geometry {
 /// | [`populate`](Self::populate), [`mlock`](Self::mlock) | applied | applied | this handle's mapping |
 /// | [`location`](Self::location) | applied | applied | where to look |
 /// | [`wait`](Self::wait) | applied | applied | this handle's endpoints |
+/// | [`wakes`](Self::wakes) | applied | applied | this handle's endpoints |
 ///
 /// Lifecycle (docs/design.md, "Channel lifecycle"): a channel is *created*, *live* (a live
 /// process holds an endpoint), *idle* (nobody does; its unread messages wait for the next
@@ -151,6 +152,7 @@ pub struct Builder<T> {
     msg_size: Option<u64>,
     location: Location,
     strategy: WaitStrategy,
+    wakes: Wakes,
     mode: u32,
     group: Option<u32>,
     trust_owner: Option<u32>,
@@ -199,6 +201,7 @@ impl<T: Pod + Send> Builder<T> {
             msg_size: None,
             location: Location::Posix(name.to_owned()),
             strategy: WaitStrategy::default(),
+            wakes: Wakes::Peers,
             mode: 0o600,
             group: None,
             trust_owner: None,
@@ -263,6 +266,16 @@ impl<T: Pod + Send> Builder<T> {
     #[must_use]
     pub fn wait(mut self, strategy: WaitStrategy) -> Self {
         self.strategy = strategy;
+        self
+    }
+
+    /// Whether this handle's endpoints wake peers that sleep for them (default
+    /// [`Wakes::Peers`]); each endpoint can change its own with `set_wakes`. [`Wakes::Never`]
+    /// for a real-time side: its operations never make a system call, and its peers' blocking
+    /// calls park at most [`NEVER_WAKE_POLL`](crate::NEVER_WAKE_POLL) at a time instead.
+    #[must_use]
+    pub fn wakes(mut self, wakes: Wakes) -> Self {
+        self.wakes = wakes;
         self
     }
 
@@ -961,9 +974,10 @@ impl<T: Pod + Send> Builder<T> {
                 unsafe { ring_unread(kind, addr as *const u8, ring_len, cap) > 0 }
             });
         }
-        let mode = self.peers_leave();
         Ok(Channel {
             inner: Arc::new(Inner {
+                // Before `name` moves out of `self`.
+                mode: self.peers_leave(),
                 hdr,
                 ev_data,
                 ev_space,
@@ -977,7 +991,7 @@ impl<T: Pod + Send> Builder<T> {
                 name: self.name,
                 kind: self.kind,
                 strategy: self.strategy,
-                mode,
+                wakes: self.wakes,
                 seg,
             }),
             _t: PhantomData,

@@ -13,7 +13,7 @@ use shmlane_ring::LatestError as RingError;
 use shmlane_segment::{Location, UnlinkPolicy};
 use shmlane_wake::{Deadline, WaitStrategy};
 
-use super::{Builder, Channel, Kind, Local, PEER_CHECK, PeersLeave, STATS_EVERY, Side};
+use super::{Builder, Channel, Kind, Local, PeersLeave, STATS_EVERY, Side};
 use crate::error::OpenError;
 
 /// Why a latest-value call failed. Hot-path errors: `Copy`, never allocate.
@@ -99,6 +99,8 @@ impl RawLatestBuilder {
         location(loc: Location);
         /// As [`Builder::wait`] (how `wait_changed` waits).
         wait(strategy: WaitStrategy);
+        /// As [`Builder::wakes`] (whether writers wake readers sleeping in `wait_changed`).
+        wakes(wakes: crate::Wakes);
         /// As [`Builder::mode`].
         mode(mode: u32);
         /// As [`Builder::group`].
@@ -263,6 +265,15 @@ impl RawLatestWriter {
         self.ring.version()
     }
 
+    /// Whether `write` wakes readers sleeping in `wait_changed` (default: the channel handle's
+    /// [`Builder::wakes`]). [`Wakes::Never`](crate::Wakes::Never): `write` never makes a system
+    /// call; the writer is counted in the channel header until it switches back or is dropped,
+    /// and readers' `wait_changed` parks at most [`NEVER_WAKE_POLL`](crate::NEVER_WAKE_POLL)
+    /// at a time meanwhile. Set it up front: switching to `Never` may wake a reader once.
+    pub fn set_wakes(&mut self, wakes: crate::Wakes) {
+        self.local.set_wakes(wakes);
+    }
+
     /// A writer that dies mid-write, for crash tests: claims a slot, stores part of `bytes`,
     /// and leaves the slot stuck as a dead writer would.
     #[doc(hidden)]
@@ -344,12 +355,16 @@ impl RawLatestReader {
             let inner = &self.local.inner;
             let (ring, last) = (&self.ring, self.ring.last_version());
             self.local.stats.sleeps += 1;
-            let outcome =
-                inner
-                    .ev_data
-                    .wait_checking(&inner.strategy, deadline, PEER_CHECK, || {
-                        ring.version() != last
-                    });
+            // As `Local::block`: parks of at most `NEVER_WAKE_POLL` while a never-waking
+            // writer is attached (read on every wait; a wait parked for longer ends when
+            // one appears).
+            let slice = inner.park_slice(Side::Recv);
+            let long = slice > super::NEVER_WAKE_POLL;
+            let outcome = inner
+                .ev_data
+                .wait_checking(&inner.strategy, deadline, slice, || {
+                    ring.version() != last || (long && inner.never_wakers(Side::Send) != 0)
+                });
             if outcome == shmlane_wake::WaitOutcome::TimedOut {
                 // One last look: a write may have landed as the deadline passed.
                 return match self.read_if_changed(buf)? {
@@ -415,6 +430,11 @@ impl<T: Pod> LatestWriter<T> {
     /// The newest published version (0: never written).
     pub fn version(&self) -> u64 {
         self.raw.version()
+    }
+
+    /// As [`RawLatestWriter::set_wakes`].
+    pub fn set_wakes(&mut self, wakes: crate::Wakes) {
+        self.raw.set_wakes(wakes);
     }
 
     /// A writer that dies mid-write, for crash tests (see [`RawLatestWriter`]).
