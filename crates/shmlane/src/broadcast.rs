@@ -36,10 +36,17 @@ impl Channel<u8> {
         // SAFETY: as in `byte_sender`.
         let ring = unsafe { BroadcastRing::producer(ptr, len, self.token(), &alive) }
             .map_err(|e| OpenError::for_role(e, &self.inner.name, "publisher", seg))?;
+        // Reserved at open (a message and its checksum fill at most a slot): `send` never
+        // allocates (docs/realtime.md).
+        let scratch = Vec::with_capacity(if self.inner.checksum {
+            ring.max_message()
+        } else {
+            0
+        });
         Ok(Publisher {
             ring: Owned::new(ring),
             local: self.local(Side::Send),
-            scratch: Vec::new(),
+            scratch,
             cursors: position::cursor_table(&self.inner),
         })
     }

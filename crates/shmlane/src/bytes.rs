@@ -56,6 +56,13 @@ impl Channel<u8> {
         // SAFETY: as in `byte_sender`.
         let ring = unsafe { RecordRing::consumer(ptr, len, self.token(), &alive) }
             .map_err(|e| OpenError::for_role(e, &self.inner.name, "byte receiver", seg))?;
+        // Reserved here, at open: `try_recv` resizes it within this capacity only (a record
+        // is at most `max_record` bytes), so receiving never allocates (docs/realtime.md).
+        let scratch = Vec::with_capacity(if self.inner.checksum {
+            ring.max_record()
+        } else {
+            0
+        });
         Ok(ByteReceiver {
             ring: Owned::new(ring),
             local: self.local(Side::Recv),
@@ -63,7 +70,7 @@ impl Channel<u8> {
             pending_since: None,
             next_check: None,
             next_lift: None,
-            scratch: Vec::new(),
+            scratch,
         })
     }
 }

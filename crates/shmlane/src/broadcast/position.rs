@@ -57,13 +57,20 @@ pub(super) fn open_subscriber<T: Pod + Send>(
     let cursor = cursor_table(&ch.inner)
         .filter(|_| owner != 0)
         .and_then(|t| t.claim(owner, ring.position(), &alive(&ch.inner)));
+    // Reserved at open: `recv_checked` resizes it to `max_message` only, so receiving never
+    // allocates (docs/realtime.md).
+    let scratch = Vec::with_capacity(if ch.inner.checksum {
+        ring.max_message()
+    } else {
+        0
+    });
     Ok(Subscriber {
         ring,
         local: ch.local(Side::Recv),
         since: std::time::Instant::now(),
         lost: 0,
         corrupt: None,
-        scratch: Vec::new(),
+        scratch,
         held: None,
         cursor,
         start_gap,
@@ -79,10 +86,16 @@ pub(super) fn open_publisher<T: Pod + Send>(ch: &Channel<T>) -> Result<Publisher
     // SAFETY: as in `open_subscriber`.
     let ring = unsafe { BroadcastRing::producer(ptr, len, ch.token(), &alive(&ch.inner)) }
         .map_err(|e| OpenError::for_role(e, &ch.inner.name, "publisher", &ch.inner.seg))?;
+    // Reserved at open: `send` never allocates (docs/realtime.md).
+    let scratch = Vec::with_capacity(if ch.inner.checksum {
+        ring.max_message()
+    } else {
+        0
+    });
     Ok(Publisher {
         ring: Owned::new(ring),
         local: ch.local(Side::Send),
-        scratch: Vec::new(),
+        scratch,
         cursors: cursor_table(&ch.inner),
     })
 }

@@ -81,9 +81,11 @@ impl RawChannel {
         let inner = open_subscriber(&self.ch, start)?;
         let size = self.elem.size();
         check_fits_size(self.ch.name(), inner.max_message(), size, &self.what())?;
+        // Reserved at open, as the typed subscriber's.
+        let scratch = Vec::with_capacity(inner.max_message());
         Ok(RawSubscriber {
             inner,
-            scratch: Vec::new(),
+            scratch,
             size,
         })
     }

@@ -142,9 +142,12 @@ impl<T: Pod + Send> Channel<T> {
     pub fn typed_subscriber_from(&self, start: Start) -> Result<TypedSubscriber<T>, OpenError> {
         let inner = open_subscriber(self, start)?;
         check_fits::<T>(&self.inner.name, inner.max_message())?;
+        // Reserved at open: a message of another size is taken through it without
+        // allocating (docs/realtime.md).
+        let scratch = Vec::with_capacity(inner.max_message());
         Ok(TypedSubscriber {
             inner,
-            scratch: Vec::new(),
+            scratch,
             _t: PhantomData,
         })
     }
