@@ -88,7 +88,9 @@ fn no_alloc(f: impl FnOnce()) -> usize {
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Rounds per scenario in the allocation and system-call proofs (each round is 20-40 calls
@@ -132,7 +134,10 @@ fn hot_paths_make_no_system_call() {
             failed.push(format!("{name}: exit {code}, system call number {nr}"));
         }
     }
-    assert!(failed.is_empty(), "hot-path calls made system calls: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "hot-path calls made system calls: {failed:?}"
+    );
 }
 
 /// Runs scenario `name` in a filtered child: its exit code and the trapped call's number.
@@ -178,7 +183,10 @@ fn faults() -> (i64, i64) {
     // SAFETY: getrusage fills the struct.
     let mut u: libc::rusage = unsafe { core::mem::zeroed() };
     // SAFETY: a valid pointer to a rusage.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) }, 0);
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &raw mut u) },
+        0
+    );
     (u.ru_minflt, u.ru_majflt)
 }
 
@@ -262,7 +270,10 @@ fn a_dead_senders_record_is_skipped_without_allocating() {
         }
     });
     assert_eq!((got, rx.skipped()), (200, 1));
-    assert_eq!(n, 0, "{n} allocations receiving past a dead sender's record");
+    assert_eq!(
+        n, 0,
+        "{n} allocations receiving past a dead sender's record"
+    );
 }
 
 /// The child processes' entry (re-executed test binary).

@@ -28,7 +28,10 @@ pub struct Setup {
 }
 
 /// Every scenario: its name (also the child's argument) and its builder.
-pub const ALL: &[(&str, fn(&str, Setup) -> Round)] = &[
+/// Builds a scenario's channel under a name.
+pub type Build = fn(&str, Setup) -> Round;
+
+pub const ALL: &[(&str, Build)] = &[
     ("spsc", spsc),
     ("mpmc", mpmc),
     ("raw_spsc", raw_spsc),
@@ -42,7 +45,7 @@ pub const ALL: &[(&str, fn(&str, Setup) -> Round)] = &[
 ];
 
 /// The scenario named `name`.
-pub fn by_name(name: &str) -> fn(&str, Setup) -> Round {
+pub fn by_name(name: &str) -> Build {
     ALL.iter()
         .find(|(n, _)| *n == name)
         .unwrap_or_else(|| panic!("no scenario {name}"))
@@ -167,7 +170,10 @@ fn raw_spsc(name: &str, s: Setup) -> Round {
         r.commit_all();
         rx.notify(1);
         assert!(rx.read_chunk(1).is_err());
-        assert_eq!((tx.free(), rx.len(), rx.is_empty()), (CAP as usize, 0, true));
+        assert_eq!(
+            (tx.free(), rx.len(), rx.is_empty()),
+            (CAP as usize, 0, true)
+        );
     })
 }
 
@@ -278,7 +284,10 @@ fn broadcast(name: &str, s: Setup, checksum: bool) -> Round {
 fn typed_broadcast(name: &str, s: Setup) -> Round {
     let ch = build!(shmlane::broadcast_of::<[u64; 4]>(name), s);
     let mut tx = ch.typed_publisher().unwrap();
-    let (mut fast, mut slow) = (ch.typed_subscriber().unwrap(), ch.typed_subscriber().unwrap());
+    let (mut fast, mut slow) = (
+        ch.typed_subscriber().unwrap(),
+        ch.typed_subscriber().unwrap(),
+    );
     let mut n = 0u64;
     Box::new(move || {
         let _keep = &ch;

@@ -52,6 +52,24 @@ extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     unsafe { libc::_exit(TRAPPED) };
 }
 
+const fn stmt(code: u32, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+const fn jeq(k: u32, jt: u8) -> libc::sock_filter {
+    libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf: 0,
+        k,
+    }
+}
+const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+
 /// Installs the SIGSYS handler, then the filter on the calling thread (no TSYNC: the other
 /// threads of the process are not filtered). From its return on, any system call this thread
 /// makes ends the process with [`TRAPPED`].
@@ -61,28 +79,14 @@ pub fn forbid_syscalls() {
         let mut sa: libc::sigaction = core::mem::zeroed();
         sa.sa_sigaction = on_sigsys as *const () as usize;
         sa.sa_flags = libc::SA_SIGINFO;
-        libc::sigemptyset(&mut sa.sa_mask);
-        assert_eq!(libc::sigaction(libc::SIGSYS, &sa, core::ptr::null_mut()), 0);
+        libc::sigemptyset(&raw mut sa.sa_mask);
+        assert_eq!(
+            libc::sigaction(libc::SIGSYS, &raw const sa, core::ptr::null_mut()),
+            0
+        );
     }
-    const fn stmt(code: u32, k: u32) -> libc::sock_filter {
-        libc::sock_filter {
-            code: code as u16,
-            jt: 0,
-            jf: 0,
-            k,
-        }
-    }
-    const fn jeq(k: u32, jt: u8) -> libc::sock_filter {
-        libc::sock_filter {
-            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-            jt,
-            jf: 0,
-            k,
-        }
-    }
-    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
-    let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u32;
-    let ret = (libc::BPF_RET | libc::BPF_K) as u32;
+    let ld = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let ret = libc::BPF_RET | libc::BPF_K;
     // seccomp_data: nr at offset 0, arch at 4.
     let prog = [
         stmt(ld, 4),
