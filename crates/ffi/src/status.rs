@@ -297,8 +297,10 @@ pub extern "C" fn shmlane_strerror(status: i32) -> *const c_char {
 /// channel's name, the expected and found kind, type or size, what to do).
 ///
 /// Meaningful only right after a call that returned an error; valid until this thread's next
-/// shmlane call; never NULL; never free it. Thread-safe (per thread); never blocks or makes a
-/// system call; allocates only on the first call of a thread.
+/// shmlane call; never NULL; never free it; at most 1024 bytes (a longer message is cut and
+/// ends in "..."). Thread-safe (per thread); never blocks, allocates or makes a system call
+/// (a library loaded with `dlopen`: glibc allocates its thread-local storage on a thread's
+/// first call).
 #[unsafe(no_mangle)]
 pub extern "C" fn shmlane_last_error() -> *const c_char {
     // The text ends in a NUL (`set_last_error_fmt`), or is empty (all zeros).

@@ -180,13 +180,11 @@ fn filtered_child(name: &str, report: &str) -> ! {
 const FAULT_CALLS: usize = 1_000_000;
 
 fn faults() -> (i64, i64) {
-    // SAFETY: getrusage fills the struct.
+    // SAFETY: all-zero is a valid rusage (plain integers).
     let mut u: libc::rusage = unsafe { core::mem::zeroed() };
-    // SAFETY: a valid pointer to a rusage.
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &raw mut u) },
-        0
-    );
+    // SAFETY: a valid pointer to a rusage, filled by the call.
+    let r = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &raw mut u) };
+    assert_eq!(r, 0);
     (u.ru_minflt, u.ru_majflt)
 }
 
@@ -276,6 +274,45 @@ fn a_dead_senders_record_is_skipped_without_allocating() {
     );
 }
 
+/// (a) for a dead MPMC sender's hole: a child takes a ring position and is killed before it
+/// publishes; `try_recv` finds `Empty` there (it never checks liveness), `recover` skips the
+/// hole (a liveness check: system calls) and what follows is received, without allocating.
+#[test]
+fn a_dead_senders_mpmc_hole_is_recovered_without_allocating() {
+    let _s = serial();
+    let seg = unique("rt-dead-hole");
+    let _c = Cleanup(seg.clone());
+    let ch = shmlane::mpmc::<u64>(&seg)
+        .capacity(64)
+        .unlink(UnlinkPolicy::CreatorDrop)
+        .when_peers_leave(PeersLeave::Wait)
+        .create()
+        .unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let c = child("hole_and_die", &[&seg]).spawn().unwrap();
+    let (code, _) = finish(c, Duration::from_secs(30));
+    assert_eq!(code, -1, "the child dies by SIGKILL");
+    let mut tx = ch.sender().unwrap();
+    let mut got = Vec::with_capacity(50);
+    let n = no_alloc(|| {
+        for i in 0..50u64 {
+            tx.try_send(i).unwrap();
+        }
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut recovered = 0;
+        while got.len() < 50 && Instant::now() < end {
+            match rx.try_recv() {
+                Ok(v) => got.push(v),
+                Err(shmlane::TryRecvError::Empty) => recovered += u32::from(rx.recover()),
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(recovered, 1);
+    });
+    assert_eq!(got, (0..50).collect::<Vec<_>>());
+    assert_eq!(n, 0, "{n} allocations receiving past a dead sender's hole");
+}
+
 /// The child processes' entry (re-executed test binary).
 #[test]
 fn child_entry() {
@@ -289,6 +326,13 @@ fn child_entry() {
             let mut tx = ch.byte_sender().unwrap();
             let mut c = tx.claim(32).unwrap();
             c.write(0, &[0xee; 8]);
+            // SAFETY: raising SIGKILL on this process.
+            unsafe { libc::raise(libc::SIGKILL) };
+            unreachable!();
+        }
+        "hole_and_die" => {
+            let ch = shmlane::mpmc::<u64>(&args[0]).open().unwrap();
+            ch.sender().unwrap().abandon_send_for_tests();
             // SAFETY: raising SIGKILL on this process.
             unsafe { libc::raise(libc::SIGKILL) };
             unreachable!();

@@ -157,11 +157,17 @@ impl Subscriber {
     }
 
     /// The sequence number of the last message received (`None` before the first).
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn last_seq(&self) -> Option<u64> {
         self.last_seq
     }
 
     /// The sequence number of the next message this subscriber will receive.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn next_seq(&self) -> u64 {
         // A message held for a larger buffer (checksummed channels) was taken from the ring
         // but not received: it is the next one.
@@ -183,6 +189,9 @@ impl Subscriber {
     }
 
     /// As [`try_recv`](Self::try_recv), with the message's sequence number.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call (a lap reads the clock through the
+    /// vDSO); no page fault after set-up (docs/realtime.md).
     pub fn try_recv_seq(&mut self, buf: &mut [u8]) -> Result<(usize, u64), ByteRecvError> {
         let n = self.try_recv(buf)?;
         Ok((n, self.last_seq.unwrap_or_default()))
@@ -204,6 +213,9 @@ impl Subscriber {
 impl Publisher {
     /// The sequence number the next message will have (messages published on this channel so
     /// far, by every publisher it had).
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn next_seq(&self) -> u64 {
         self.ring.position()
     }
@@ -212,6 +224,9 @@ impl Publisher {
     /// it is dropped; one whose process died is not counted (its entry is taken over by the
     /// next subscriber). A subscriber that found the table full (64 live ones already) is not
     /// counted. Slow path: reads the liveness of each entry's process (a syscall each).
+    ///
+    /// Real-time: never allocates, but checks counted subscribers' liveness (system calls): a
+    /// monitoring call, not for the hot path (docs/realtime.md).
     pub fn subscribers(&self) -> u64 {
         self.scan().readers
     }
@@ -221,6 +236,9 @@ impl Publisher {
     /// `None` without counted subscribers. A subscriber waiting for a future sequence number
     /// lags by 0. Slow path, as [`subscribers`](Self::subscribers). The table is memory every
     /// subscriber writes: a forged entry gives a wrong number, nothing worse.
+    ///
+    /// Real-time: never allocates, but checks counted subscribers' liveness (system calls): a
+    /// monitoring call, not for the hot path (docs/realtime.md).
     pub fn slowest_lag(&self) -> Option<u64> {
         self.scan().slowest_lag
     }
