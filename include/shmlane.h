@@ -142,6 +142,17 @@
 #define SHMLANE_PEERS_DISCONNECT 1
 
 /**
+ * Wake-ups: an endpoint's operations wake a peer that sleeps for them (the default).
+ */
+#define SHMLANE_WAKES_PEERS 0
+
+/**
+ * Wake-ups: never; no operation of the channel's endpoints makes a system call (for a
+ * real-time side). Their peers' blocking calls park at most 1 ms at a time instead.
+ */
+#define SHMLANE_WAKES_NEVER 1
+
+/**
  * Unlink policy: the channel persists until removed (`shmlane_remove`; the default).
  */
 #define SHMLANE_UNLINK_NEVER 0
@@ -834,6 +845,18 @@ int32_t shmlane_options_wait(struct shmlane_options *o,
                              int32_t strategy,
                              uint32_t spins,
                              uint32_t yields);
+
+/**
+ * Whether the endpoints opened from the channel wake peers that sleep for them:
+ * `SHMLANE_WAKES_PEERS` (default) or `SHMLANE_WAKES_NEVER` (the real-time side: its sends,
+ * receives, claims and publishes never make a system call; while such an endpoint is
+ * attached, its peers' blocking calls park at most 1 ms at a time and look again, so they
+ * still see its progress within about 1 ms and keep their deadlines). Applies to every
+ * endpoint opened from the channel handle.
+ *
+ * One thread at a time; never blocks; no allocation; no system call.
+ */
+int32_t shmlane_options_wakes(struct shmlane_options *o, int32_t wakes);
 
 /**
  * Permission bits of a created channel (e.g. `0660`; default `0600`). Checked at creation.

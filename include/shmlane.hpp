@@ -224,6 +224,12 @@ public:
     return set(shmlane_options_populate(get(), yes ? 1 : 0), "populate");
   }
   Options &mlock(bool yes = true) { return set(shmlane_options_mlock(get(), yes ? 1 : 0), "mlock"); }
+  /// Never-waking endpoints (`SHMLANE_WAKES_NEVER`): no system call on their hot path; their
+  /// peers' blocking calls park at most 1 ms at a time instead of being woken.
+  Options &wakes_never(bool yes = true) {
+    return set(shmlane_options_wakes(get(), yes ? SHMLANE_WAKES_NEVER : SHMLANE_WAKES_PEERS),
+               "wakes");
+  }
 
   shmlane_options *get() const noexcept { return h_.get(); }
 

@@ -150,7 +150,9 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
     let limit = match st.kind {
         // Typed channels: the element size (the line limit is checked in `line_size`).
         shmlane::Kind::Spsc | shmlane::Kind::Mpmc => MAX_MSG + 4,
-        shmlane::Kind::Bytes | shmlane::Kind::Broadcast => u64::from(u32::MAX),
+        shmlane::Kind::Bytes | shmlane::Kind::Broadcast | shmlane::Kind::Latest => {
+            u64::from(u32::MAX)
+        }
     };
     if st.msg_size == 0 && !matches!(st.kind, shmlane::Kind::Bytes | shmlane::Kind::Broadcast)
         || st.msg_size > limit
@@ -158,6 +160,12 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
         return Err(CliError(format!(
             "channel {name} says its messages have {} bytes, which shmlane's commands do not handle (at most {limit}); if no program made it so, its header was overwritten: remove it (shmlane rm {name})",
             st.msg_size
+        )));
+    }
+    if st.kind == shmlane::Kind::Latest {
+        // Placeholder until the command line handles latest-value channels (issue 20).
+        return Err(CliError(format!(
+            "channel {name} is a latest-value channel, which this command does not handle yet; use the library (shmlane::latest)"
         )));
     }
     let mode = shmlane_cli::line::channel_mode(&st).map_or(Mode::Lines, |(m, _)| m);
@@ -169,7 +177,7 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
                 shmlane::Kind::Spsc => KindArg::Spsc,
                 shmlane::Kind::Mpmc => KindArg::Mpmc,
                 shmlane::Kind::Bytes => KindArg::Bytes,
-                shmlane::Kind::Broadcast => KindArg::Broadcast,
+                shmlane::Kind::Broadcast | shmlane::Kind::Latest => KindArg::Broadcast,
             },
             capacity: st.capacity,
             msg_size: match st.kind {
@@ -185,7 +193,9 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
                             ),
                         })
                     })?,
-                shmlane::Kind::Bytes | shmlane::Kind::Broadcast => st.msg_size,
+                shmlane::Kind::Bytes | shmlane::Kind::Broadcast | shmlane::Kind::Latest => {
+                    st.msg_size
+                }
             },
             given: crate::shape::Given::default(),
         },

@@ -102,6 +102,6 @@ pub fn channel_mode(st: &ChannelStats) -> Option<(Mode, u64)> {
 pub fn shown_msg_size(st: &ChannelStats) -> u64 {
     match st.kind {
         Kind::Spsc | Kind::Mpmc => line_size(st).unwrap_or(st.msg_size),
-        Kind::Bytes | Kind::Broadcast => st.msg_size,
+        Kind::Bytes | Kind::Broadcast | Kind::Latest => st.msg_size,
     }
 }

@@ -7,7 +7,7 @@
 use crate::handle::{self, Body, null};
 use crate::status::{Fail, Res, SHMLANE_E_INVALID, guard};
 use core::ffi::c_char;
-use shmlane::{Builder, Location, PeersLeave, RawBuilder, UnlinkPolicy, WaitStrategy};
+use shmlane::{Builder, Location, PeersLeave, RawBuilder, UnlinkPolicy, WaitStrategy, Wakes};
 use std::ffi::CStr;
 use std::path::PathBuf;
 
@@ -42,6 +42,12 @@ pub const SHMLANE_PEERS_WAIT: i32 = 0;
 /// When peers leave: `SHMLANE_E_DISCONNECTED` like a pipe (default with `LAST_DETACH`).
 pub const SHMLANE_PEERS_DISCONNECT: i32 = 1;
 
+/// Wake-ups: an endpoint's operations wake a peer that sleeps for them (the default).
+pub const SHMLANE_WAKES_PEERS: i32 = 0;
+/// Wake-ups: never; no operation of the channel's endpoints makes a system call (for a
+/// real-time side). Their peers' blocking calls park at most 1 ms at a time instead.
+pub const SHMLANE_WAKES_NEVER: i32 = 1;
+
 /// Unlink policy: the channel persists until removed (`shmlane_remove`; the default).
 pub const SHMLANE_UNLINK_NEVER: i32 = 0;
 /// Unlink policy: the last handle to leave cleanly removes the name.
@@ -68,6 +74,9 @@ macro_rules! apply_to {
         };
         if let Some(w) = o.wait {
             b = b.wait(w);
+        }
+        if let Some(w) = o.wakes {
+            b = b.wakes(w);
         }
         if let Some(m) = o.mode {
             b = b.mode(m);
@@ -109,6 +118,7 @@ pub(crate) struct Options {
     msg_size: Option<u64>,
     backend: Backend,
     wait: Option<WaitStrategy>,
+    wakes: Option<Wakes>,
     mode: Option<u32>,
     group: Option<u32>,
     peers_leave: Option<PeersLeave>,
@@ -131,6 +141,7 @@ impl Default for Options {
             msg_size: None,
             backend: Backend::Posix,
             wait: None,
+            wakes: None,
             mode: None,
             group: None,
             peers_leave: None,
@@ -271,6 +282,26 @@ pub unsafe extern "C" fn shmlane_options_wait(
             SHMLANE_WAIT_SPIN_THEN_PARK => WaitStrategy::SpinThenPark { spins, yields },
             SHMLANE_WAIT_PARK => WaitStrategy::Park,
             n => return Err(invalid(format!("unknown wait strategy {n}: use 0 to 3"))),
+        });
+        Ok(())
+    })
+}
+
+/// Whether the endpoints opened from the channel wake peers that sleep for them:
+/// `SHMLANE_WAKES_PEERS` (default) or `SHMLANE_WAKES_NEVER` (the real-time side: its sends,
+/// receives, claims and publishes never make a system call; while such an endpoint is
+/// attached, its peers' blocking calls park at most 1 ms at a time and look again, so they
+/// still see its progress within about 1 ms and keep their deadlines). Applies to every
+/// endpoint opened from the channel handle.
+///
+/// One thread at a time; never blocks; no allocation; no system call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmlane_options_wakes(o: *mut shmlane_options, wakes: i32) -> i32 {
+    with("shmlane_options_wakes", o, |opts| {
+        opts.wakes = Some(match wakes {
+            SHMLANE_WAKES_PEERS => Wakes::Peers,
+            SHMLANE_WAKES_NEVER => Wakes::Never,
+            n => return Err(invalid(format!("unknown wakes value {n}: use 0 or 1"))),
         });
         Ok(())
     })

@@ -31,6 +31,8 @@ pub enum Kind {
     Record = 4,
     /// Fixed-size slots of byte messages, one producer, any number of readers (fan-out).
     Broadcast = 5,
+    /// A latest-value region (multi-slot seqlock): any number of writers and readers.
+    Latest = 6,
 }
 
 /// Identity and geometry, on its own cache lines.

@@ -18,6 +18,9 @@
 //! - [`BroadcastRing`]: one [`BroadcastProducer`], any number of [`BroadcastReader`]s that
 //!   attach at any time; the producer never waits, a reader a whole ring behind is told
 //!   exactly how many messages it lost (seqlock slots: never a torn message).
+//! - [`LatestRing`]: the newest value only ("blackboard"): any number of [`LatestWriter`]s
+//!   that never wait, any number of [`LatestReader`]s that read the newest complete value
+//!   (multi-slot seqlock, bounded retries, a version to tell whether it changed).
 //!
 //! Elements are `T: bytemuck::Pod`: every bit pattern is a valid value, so a corrupt or hostile
 //! peer can change message contents but never create an invalid value. Every position read from
@@ -44,6 +47,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod header;
+pub mod latest;
 mod layout;
 pub mod mpmc;
 pub mod record;
@@ -60,6 +64,7 @@ pub use broadcast::{
 };
 pub use error::{AttachError, ChunkError, PopError, PushError};
 pub use header::{MAX_CAPACITY, REGION_ALIGN, RING_MAGIC};
+pub use latest::{LatestError, LatestReader, LatestRing, LatestWriter};
 pub use layout::{ElemLayout, MAX_ELEM_SIZE};
 pub use mpmc::{
     DynMpmcRing, DynReceiver, DynSender, Hole, MPMC_INTENTS, MpmcRing, Receiver, Sender,

@@ -222,6 +222,26 @@ impl HeapRegion {
     }
 }
 
+impl HeapRegion {
+    /// A latest-value region of `slots` slots for values of up to `value_size` bytes on the
+    /// heap: a writer and a reader (clone either for more).
+    ///
+    /// # Panics
+    /// If the slot count or value size is invalid.
+    pub fn latest(slots: u64, value_size: usize) -> (crate::LatestWriter, crate::LatestReader) {
+        use crate::LatestRing as R;
+        let r = Arc::new(Self::new(R::required_size(slots, value_size)));
+        // SAFETY: as in `spsc_at`.
+        unsafe {
+            R::init(r.as_ptr(), r.len(), slots, value_size).expect("valid slots and value size");
+            let w = R::writer(r.as_ptr(), r.len()).expect("fresh region");
+            let rd = R::reader(r.as_ptr(), r.len()).expect("fresh region");
+            let keep: KeepAlive = r;
+            (w.keep_alive(keep.clone()), rd.keep_alive(keep))
+        }
+    }
+}
+
 impl Drop for HeapRegion {
     fn drop(&mut self) {
         // SAFETY: allocated in `new` with this layout, freed once.

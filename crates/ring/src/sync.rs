@@ -214,3 +214,49 @@ pub(crate) fn bcast_reader_fence() {
         fence(O::Acquire);
     }
 }
+
+/// Latest value: a writer marks its slot done (`seq = 2t + 2`) after the value. Release: pairs
+/// with `LATEST_SEQ_LOAD` and with the next claimer's Acquire CAS.
+pub(crate) const LATEST_DONE_STORE: O = if cfg!(shmlane_weaken = "latest_done_store") {
+    O::Relaxed
+} else {
+    O::Release
+};
+/// Latest value: a reader loads a slot's seq before copying the value. Acquire: pairs with
+/// `LATEST_DONE_STORE`.
+pub(crate) const LATEST_SEQ_LOAD: O = if cfg!(shmlane_weaken = "latest_seq_load") {
+    O::Relaxed
+} else {
+    O::Acquire
+};
+/// Latest value: a writer publishes its version with `latest.fetch_max` after the done store.
+/// Release: pairs with `LATEST_LOAD`, so a reader sent to the slot finds it done.
+pub(crate) const LATEST_PUBLISH: O = if cfg!(shmlane_weaken = "latest_publish") {
+    O::Relaxed
+} else {
+    O::Release
+};
+/// Latest value: a reader loads `latest` before the slot it names. Acquire: pairs with
+/// `LATEST_PUBLISH`.
+pub(crate) const LATEST_LOAD: O = if cfg!(shmlane_weaken = "latest_load") {
+    O::Relaxed
+} else {
+    O::Acquire
+};
+
+/// Latest value: the writer's Release fence between claiming a slot (odd seq) and storing the
+/// value. Pairs with `latest_reader_fence`: a reader whose copy saw any stored word then sees
+/// the odd seq (or a later one) and discards the copy.
+pub(crate) fn latest_writer_fence() {
+    if !cfg!(shmlane_weaken = "latest_writer_fence") {
+        fence(O::Release);
+    }
+}
+
+/// Latest value: the reader's Acquire fence between copying a value and loading the seq
+/// again. Pairs with `latest_writer_fence`.
+pub(crate) fn latest_reader_fence() {
+    if !cfg!(shmlane_weaken = "latest_reader_fence") {
+        fence(O::Acquire);
+    }
+}

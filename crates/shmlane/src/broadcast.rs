@@ -177,6 +177,16 @@ impl Publisher {
         }
     }
 
+    /// Whether this endpoint's operations wake a peer that sleeps for them (default: the
+    /// channel handle's [`Builder::wakes`](crate::Builder::wakes)). [`Wakes::Never`](crate::Wakes::Never):
+    /// no operation makes a system call; the endpoint is counted in the channel header until it
+    /// switches back or is dropped, and its peers' blocking calls park at most
+    /// [`NEVER_WAKE_POLL`](crate::NEVER_WAKE_POLL) at a time meanwhile. Set it up front, not on
+    /// the hot path: switching to `Never` may wake a sleeping peer once.
+    pub fn set_wakes(&mut self, wakes: crate::Wakes) {
+        self.local.set_wakes(wakes);
+    }
+
     /// The channel's publisher-side statistics as stored now.
     pub fn stats(&mut self) -> SideStats {
         self.local.shared_stats()
@@ -344,6 +354,16 @@ impl Subscriber {
             }
             woke = true;
         }
+    }
+
+    /// Whether this endpoint's operations wake a peer that sleeps for them (default: the
+    /// channel handle's [`Builder::wakes`](crate::Builder::wakes)). [`Wakes::Never`](crate::Wakes::Never):
+    /// no operation makes a system call; the endpoint is counted in the channel header until it
+    /// switches back or is dropped, and its peers' blocking calls park at most
+    /// [`NEVER_WAKE_POLL`](crate::NEVER_WAKE_POLL) at a time meanwhile. Set it up front, not on
+    /// the hot path: switching to `Never` may wake a sleeping peer once.
+    pub fn set_wakes(&mut self, wakes: crate::Wakes) {
+        self.local.set_wakes(wakes);
     }
 
     /// The channel's subscriber-side statistics as stored now (all subscribers together).

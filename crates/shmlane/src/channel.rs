@@ -9,6 +9,8 @@
 //!   56  senders joined        64 receivers joined (endpoints ever made, counting up)
 //!   72  flags: bit 0 = remove the name when the last endpoint leaves cleanly,
 //!             bit 1 = every message carries a CRC32C (byte and broadcast channels)
+//!   80  senders that never wake   88 receivers that never wake (`Wakes::Never` endpoints
+//!       attached now: their peers' blocking waits park at most `NEVER_WAKE_POLL` per slice)
 //!   128 sender statistics:    messages, bytes, full events, sleeps, wake-ups issued
 //!   256 receiver statistics:  messages, bytes, empty events, sleeps, wake-ups issued,
 //!                             lost (bytes: dead or stalled senders' records skipped;
@@ -83,16 +85,20 @@ pub enum Kind {
     /// Byte messages fanned out to any number of subscribers, one publisher that never waits
     /// (a broadcast ring).
     Broadcast = 4,
+    /// The newest value only ("blackboard"): any number of writers that never wait, any number
+    /// of readers that read the newest complete value (a latest-value region).
+    Latest = 5,
 }
 
 impl Kind {
-    /// The kind's name: `spsc`, `mpmc`, `bytes` or `broadcast`.
+    /// The kind's name: `spsc`, `mpmc`, `bytes`, `broadcast` or `latest`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Spsc => "spsc",
             Self::Mpmc => "mpmc",
             Self::Bytes => "bytes",
             Self::Broadcast => "broadcast",
+            Self::Latest => "latest",
         }
     }
     /// The endpoints a channel of this kind has (for [`OpenError::WrongKind`]).
@@ -104,6 +110,7 @@ impl Kind {
             Self::Broadcast => {
                 "publisher() and subscriber() (typed: typed_publisher() and typed_subscriber())"
             }
+            Self::Latest => "writer() and reader()",
         }
     }
     fn from_word(w: u64) -> Option<Self> {
@@ -112,6 +119,7 @@ impl Kind {
             2 => Some(Self::Mpmc),
             3 => Some(Self::Bytes),
             4 => Some(Self::Broadcast),
+            5 => Some(Self::Latest),
             _ => None,
         }
     }
@@ -131,7 +139,12 @@ pub(crate) struct Header {
     /// Bit 0: created to be removed when its last endpoint leaves cleanly (so openers should
     /// open it with `UnlinkPolicy::LastDetach` too).
     flags: AtomicU64,
-    _pad0: [u64; 6],
+    /// `Wakes::Never` endpoints of each side attached now (0 in channels made before them):
+    /// a blocked peer parks at most `NEVER_WAKE_POLL` per slice while its peer side's count is
+    /// not 0. Only a hint for the slice: any value (a dead process's count left behind, a
+    /// hostile one) changes how often a blocked call looks, nothing else.
+    pub(crate) never: [AtomicU64; 2],
+    _pad0: [u64; 4],
     pub(crate) stats: [[AtomicU64; 16]; 2],
 }
 
@@ -154,6 +167,33 @@ pub enum PeersLeave {
     /// final: later calls return them at once (after delivering anything still in the ring).
     Disconnect,
 }
+
+/// Whether an endpoint's operations wake a peer that sleeps waiting for them
+/// ([`Builder::wakes`] for every endpoint of a handle, `set_wakes` on one endpoint).
+///
+/// Real-time: a `Never` endpoint's operations make no system call, even while its peer sleeps
+/// (a `Peers` endpoint's notify is a fence and a load, plus a futex wake when a peer sleeps).
+/// Its peers pay instead: while a `Never` endpoint is attached, their blocking calls (`send`
+/// on a full ring, `recv` on an empty one, a byte claim, a subscriber's `recv`) park at most
+/// [`NEVER_WAKE_POLL`] at a time and look again, so they see the never-waking side's progress
+/// within that slice (plus scheduling), and still leave by their deadlines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Wakes {
+    /// Default: an operation that makes room or data wakes a peer that sleeps for it (a futex
+    /// wake, only when one sleeps).
+    #[default]
+    Peers,
+    /// Never a system call: the endpoint skips the wake-up and records itself in the channel
+    /// header (a count per side), so its peers poll every [`NEVER_WAKE_POLL`] while they wait.
+    /// For the real-time side (an audio callback, a trading loop) whose peer may block.
+    /// Creating and dropping the endpoint, and `set_wakes` itself, may still wake a peer once.
+    Never,
+}
+
+/// The longest a blocked endpoint parks at a time while a never-waking endpoint
+/// ([`Wakes::Never`]) of its peer side is attached: 1 ms. A peer's progress is seen within
+/// it (plus the scheduler's delay), without a wake-up.
+pub const NEVER_WAKE_POLL: Duration = Duration::from_millis(1);
 
 /// Which side an endpoint is on; indexes `counts`, `joins` and `stats`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,11 +307,17 @@ pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
     file.read_exact_at(&mut pos, ring.offset + 256).ok()?;
     let second = u64::from_ne_bytes(pos);
     // SPSC and record: tail at 128, head at 256; MPMC: enqueue at 128, dequeue at 256;
-    // broadcast: the publisher's position at 128 (subscribers' cursors are private).
+    // broadcast: the publisher's position at 128 (subscribers' cursors are private); latest:
+    // the writers' ticket at 128, the newest version at 256 (one value, or none yet).
     let second = if kind == Kind::Broadcast {
         first
     } else {
         second
+    };
+    let len = if kind == Kind::Latest {
+        u64::from(second != 0)
+    } else {
+        first.wrapping_sub(second)
     };
     let capacity = word(3);
     let elem_type = info
@@ -292,7 +338,7 @@ pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
         capacity,
         elem_size: word(2),
         msg_size: word(4),
-        len: first.wrapping_sub(second).min(capacity),
+        len: len.min(capacity),
         positions: (first, second),
         endpoints: (word(5), word(6)),
         remove_on_last_leave: word(9) & FLAG_UNLINK != 0,
@@ -312,7 +358,7 @@ pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
 /// `ring` must be 8-byte aligned and valid for reads of `len` bytes, whose words others access
 /// only atomically.
 pub(crate) unsafe fn ring_unread(kind: Kind, ring: *const u8, len: usize, cap: u64) -> u64 {
-    if kind == Kind::Broadcast || len < 384 {
+    if matches!(kind, Kind::Broadcast | Kind::Latest) || len < 384 {
         return 0;
     }
     let word = |off: usize| {
@@ -392,14 +438,19 @@ pub(crate) unsafe fn record_messages(ring: *const u8, len: usize, cap: u64) -> u
 mod builder;
 mod elem;
 mod endpoints;
+mod latest;
 mod local;
 mod raw;
 
 use elem::TYPE_WORDS;
 pub use elem::{ElemType, TYPE_NAME_STORED, fnv1a64};
 
-pub use builder::{Builder, broadcast, broadcast_of, bytes, mpmc, spsc};
+pub use builder::{Builder, broadcast, broadcast_of, bytes, latest, mpmc, spsc};
 pub use endpoints::{Consumer, Producer, Receiver, Sender};
+pub use latest::{
+    LatestError, LatestReader, LatestWriter, RawLatestBuilder, RawLatestChannel, RawLatestReader,
+    RawLatestWriter, raw_latest,
+};
 pub(crate) use local::{Life, Local, Owned};
 pub use raw::{
     ElemError, RawBuilder, RawChannel, RawConsumer, RawProducer, RawReceiver, RawSender,
@@ -473,6 +524,8 @@ pub(crate) struct Inner {
     strategy: WaitStrategy,
     /// What this handle's endpoints do once their peers left.
     pub(crate) mode: PeersLeave,
+    /// Whether this handle's endpoints wake their peers (each may change its own).
+    pub(crate) wakes: Wakes,
     /// Declared last: dropped after the events and pointers into it.
     pub(crate) seg: Segment,
 }
@@ -545,6 +598,37 @@ impl Inner {
         // Wake the other side so a blocked peer notices at once.
         self.ev_data.notify();
         self.ev_space.notify();
+    }
+
+    /// Never-waking endpoints of `side` attached now, by the header's count (any value a
+    /// process left there: only ever used to choose a wait's park slice).
+    pub(crate) fn never_wakers(&self, side: Side) -> u64 {
+        // ORDERING: Relaxed; a hint for the park slice. The switch to `Never` is ordered against
+        // a waiter's sleep by the event's fences (`Local::set_wakes` notifies after the
+        // increment; the waiter's condition reads the count after registering as a sleeper).
+        self.hdr().never[side as usize].load(Ordering::Relaxed)
+    }
+
+    /// The longest a blocked endpoint of `side` parks at a time: `NEVER_WAKE_POLL` while a
+    /// never-waking peer is attached, `PEER_CHECK` (its liveness checks) otherwise.
+    pub(crate) fn park_slice(&self, side: Side) -> Duration {
+        if self.never_wakers(side.peer()) == 0 {
+            PEER_CHECK
+        } else {
+            NEVER_WAKE_POLL
+        }
+    }
+
+    /// Counts one never-waking endpoint of `side` in (`true`) or out.
+    pub(crate) fn count_never(&self, side: Side, add: bool) {
+        let w = &self.hdr().never[side as usize];
+        // ORDERING: Relaxed; a hint (see `never_wakers`); the notify after an increment
+        // carries the SeqCst fence that orders it before the peer's sleeper check.
+        if add {
+            w.fetch_add(1, Ordering::Relaxed);
+        } else {
+            w.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Whether the segment, channel and ring headers still say what they said at open (they
@@ -665,8 +749,15 @@ impl<T: Pod + Send> Channel<T> {
     pub(crate) fn local(&self, side: Side) -> Local {
         // The baseline before joining: deaths already in the table are never this endpoint's.
         let life = Box::new(Life::new(&self.inner, side.peer()));
+        let wakes = self.inner.wakes;
+        if wakes == Wakes::Never {
+            // Before the join: its notify then wakes a peer parked on the long slice, which
+            // looks again and finds the count.
+            self.inner.count_never(side, true);
+        }
         self.inner.join(side);
         Local {
+            wakes,
             life,
             inner: self.inner.clone(),
             side,

@@ -40,7 +40,9 @@
 //! producers notify it) and `ev-space` (the reverse), and `type` (the element type's size,
 //! alignment and name, see [`ElemType`]: opening with another type is
 //! [`OpenError::WrongType`]). A producer's notify costs a fence and a load when no consumer
-//! sleeps: no syscall.
+//! sleeps: no syscall. A real-time side that must make no syscall even while its peer sleeps
+//! takes [`Wakes::Never`] ([`Builder::wakes`], or `set_wakes` on one endpoint): it never wakes
+//! its peer, whose blocking calls then poll every [`NEVER_WAKE_POLL`] (1 ms) instead.
 //!
 //! Dead peers: every endpoint's process holds an attachment slot in the segment, tagged with
 //! its role, whose liveness lock the kernel drops when the process dies. A blocking receive on
@@ -62,8 +64,13 @@ mod poll;
 pub use broadcast::{Publisher, Start, Subscriber, TypedLoan, TypedPublisher, TypedSubscriber};
 pub use bytes::{ByteClaim, ByteReceiver, ByteSender, DEFAULT_UNBLOCK_AFTER};
 pub use channel::{
-    Builder, Channel, ChannelStats, ElemType, Kind, PeersLeave, ROLE_RECEIVER, ROLE_SENDER,
-    SideStats, TYPE_NAME_STORED, broadcast, broadcast_of, bytes, fnv1a64, inspect, mpmc, spsc,
+    Builder, Channel, ChannelStats, ElemType, Kind, NEVER_WAKE_POLL, PeersLeave, ROLE_RECEIVER,
+    ROLE_SENDER, SideStats, TYPE_NAME_STORED, Wakes, broadcast, broadcast_of, bytes, fnv1a64,
+    inspect, latest, mpmc, spsc,
+};
+pub use channel::{
+    LatestError, LatestReader, LatestWriter, RawLatestBuilder, RawLatestChannel, RawLatestReader,
+    RawLatestWriter, raw_latest,
 };
 pub use error::{
     ByteRecvError, ByteSendError, ConfigError, OpenError, RecvError, SendError, TryRecvError,

@@ -353,7 +353,16 @@ fn watch(sh: &Shared) {
                 }
                 next = now + POLL_PEER_CHECK;
             }
-            ev.wait_seq(seen, &Deadline::after(next.saturating_duration_since(now)));
+            // A never-waking sender (`Wakes::Never`) sends without a notify: look at the ring
+            // every `NEVER_WAKE_POLL` while one is attached.
+            let mut until = next.saturating_duration_since(now);
+            if sh.inner.never_wakers(crate::channel::Side::Send) != 0 {
+                if positions_unread(&sh.inner) {
+                    break true;
+                }
+                until = until.min(crate::NEVER_WAKE_POLL);
+            }
+            ev.wait_seq(seen, &Deadline::after(until));
         };
         // Withdraw the registration first: while the loop drains, sends make no syscall.
         ev.unregister(&sh.registered);

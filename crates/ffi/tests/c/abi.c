@@ -75,6 +75,10 @@ static void options_and_names(const char *prefix) {
     EXPECT(shmlane_options_wait(o, -1, 0, 0), SHMLANE_E_INVALID, "unknown wait strategy");
     EXPECT(shmlane_options_unlink(o, 9), SHMLANE_E_INVALID, "unlink policy");
     EXPECT(shmlane_options_peers_leave(o, 2), SHMLANE_E_INVALID, "peers-leave");
+    EXPECT(shmlane_options_wakes(o, 2), SHMLANE_E_INVALID, "unknown wakes value 2");
+    EXPECT(shmlane_options_wakes(NULL, SHMLANE_WAKES_NEVER), SHMLANE_E_NULL, "options is NULL");
+    OK(shmlane_options_wakes(o, SHMLANE_WAKES_NEVER));
+    OK(shmlane_options_wakes(o, SHMLANE_WAKES_PEERS));
 
     EXPECT(shmlane_bytes_open(NULL, SHMLANE_CREATE, NULL, &ch), SHMLANE_E_NULL, "name is NULL");
     EXPECT(shmlane_bytes_open(name(0, prefix), SHMLANE_CREATE, NULL, NULL), SHMLANE_E_NULL,

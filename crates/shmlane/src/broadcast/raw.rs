@@ -218,6 +218,16 @@ impl RawPublisher {
         self.inner.slowest_lag()
     }
 
+    /// Whether this endpoint's operations wake a peer that sleeps for them (default: the
+    /// channel handle's [`Builder::wakes`](crate::Builder::wakes)). [`Wakes::Never`](crate::Wakes::Never):
+    /// no operation makes a system call; the endpoint is counted in the channel header until it
+    /// switches back or is dropped, and its peers' blocking calls park at most
+    /// [`NEVER_WAKE_POLL`](crate::NEVER_WAKE_POLL) at a time meanwhile. Set it up front, not on
+    /// the hot path: switching to `Never` may wake a sleeping peer once.
+    pub fn set_wakes(&mut self, wakes: crate::Wakes) {
+        self.inner.set_wakes(wakes);
+    }
+
     /// The channel's publisher-side statistics as stored now.
     pub fn stats(&mut self) -> SideStats {
         self.inner.stats()
@@ -286,6 +296,16 @@ impl RawSubscriber {
     /// The sequence number of the next message this subscriber will receive.
     pub fn next_seq(&self) -> u64 {
         self.inner.next_seq()
+    }
+
+    /// Whether this endpoint's operations wake a peer that sleeps for them (default: the
+    /// channel handle's [`Builder::wakes`](crate::Builder::wakes)). [`Wakes::Never`](crate::Wakes::Never):
+    /// no operation makes a system call; the endpoint is counted in the channel header until it
+    /// switches back or is dropped, and its peers' blocking calls park at most
+    /// [`NEVER_WAKE_POLL`](crate::NEVER_WAKE_POLL) at a time meanwhile. Set it up front, not on
+    /// the hot path: switching to `Never` may wake a sleeping peer once.
+    pub fn set_wakes(&mut self, wakes: crate::Wakes) {
+        self.inner.set_wakes(wakes);
     }
 
     /// The channel's subscriber-side statistics as stored now.

@@ -203,6 +203,16 @@ impl<T: Pod> TypedPublisher<T> {
         self.inner.slowest_lag()
     }
 
+    /// Whether this endpoint's operations wake a peer that sleeps for them (default: the
+    /// channel handle's [`Builder::wakes`](crate::Builder::wakes)). [`Wakes::Never`](crate::Wakes::Never):
+    /// no operation makes a system call; the endpoint is counted in the channel header until it
+    /// switches back or is dropped, and its peers' blocking calls park at most
+    /// [`NEVER_WAKE_POLL`](crate::NEVER_WAKE_POLL) at a time meanwhile. Set it up front, not on
+    /// the hot path: switching to `Never` may wake a sleeping peer once.
+    pub fn set_wakes(&mut self, wakes: crate::Wakes) {
+        self.inner.set_wakes(wakes);
+    }
+
     /// The channel's publisher-side statistics as stored now.
     pub fn stats(&mut self) -> SideStats {
         self.inner.stats()
@@ -415,6 +425,16 @@ impl<T: Pod> TypedSubscriber<T> {
     /// Whether the publisher counts this subscriber (see [`Subscriber::is_counted`]).
     pub fn is_counted(&self) -> bool {
         self.inner.is_counted()
+    }
+
+    /// Whether this endpoint's operations wake a peer that sleeps for them (default: the
+    /// channel handle's [`Builder::wakes`](crate::Builder::wakes)). [`Wakes::Never`](crate::Wakes::Never):
+    /// no operation makes a system call; the endpoint is counted in the channel header until it
+    /// switches back or is dropped, and its peers' blocking calls park at most
+    /// [`NEVER_WAKE_POLL`](crate::NEVER_WAKE_POLL) at a time meanwhile. Set it up front, not on
+    /// the hot path: switching to `Never` may wake a sleeping peer once.
+    pub fn set_wakes(&mut self, wakes: crate::Wakes) {
+        self.inner.set_wakes(wakes);
     }
 
     /// The channel's subscriber-side statistics as stored now.

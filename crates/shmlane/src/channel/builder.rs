@@ -5,7 +5,7 @@ use super::{
     FLAG_CHECKSUM, FLAG_UNLINK, Header, Identity, Inner, Kind, Location, MpmcRing, NonNull,
     OpenError, Ordering, PeersLeave, PhantomData, Pod, REGION_CHAN, REGION_EVENT, REGION_RING,
     RING_IDENTITY_WORDS, ROLE_RECEIVER, ROLE_SENDER, RecordRing, Segment, SpscRing, UnlinkPolicy,
-    WaitStrategy, chan_identity,
+    WaitStrategy, Wakes, chan_identity,
     elem::{self, BYTES_TYPE, ElemType, REGION_TYPE, TYPE_SIZE, TYPE_WORDS},
     record_messages, ring_identity, ring_unread,
 };
@@ -47,8 +47,29 @@ pub fn broadcast_of<T: Pod + Send>(name: &str) -> Builder<T> {
     Builder::new(name, Kind::Broadcast).msg_size(size_of::<T>() as u64)
 }
 
+/// Starts building a latest-value channel of `T` named `name` (a "blackboard"): any number
+/// of [`LatestWriter`](crate::LatestWriter)s publish a `T`, any number of
+/// [`LatestReader`](crate::LatestReader)s read the newest complete one, never a torn one.
+/// Endpoints: [`Channel::writer`] and [`Channel::reader`]. Capacity in slots (a power of two
+/// in 2..=65536, default 4): each writer racing others and each writer that died mid-write
+/// needs one besides the newest value's (see `shmlane_ring::latest`).
+pub fn latest<T: Pod + Send>(name: &str) -> Builder<T> {
+    Builder::new(name, Kind::Latest)
+}
+
+/// A byte latest-value channel of values up to `value_size` bytes (`raw_latest`).
+pub(crate) fn latest_bytes(name: &str, value_size: u64) -> Builder<u8> {
+    let mut b = Builder::new(name, Kind::Latest).msg_size(value_size);
+    b.byte_form = true;
+    b
+}
+
 /// Segment region of a broadcast channel's cursor table (`shmlane_ring::CursorTable`).
 pub(crate) const REGION_CURSORS: u32 = 0x4355;
+
+/// Default value size of a byte latest-value channel (`raw_latest` takes it explicitly; the
+/// command line's default).
+const LATEST_VALUE: u64 = 64;
 
 /// Default largest broadcast message: slots of 256 bytes.
 const BROADCAST_MSG: u64 = 240;
@@ -109,6 +130,7 @@ struct Geometry {
 /// | [`populate`](Self::populate), [`mlock`](Self::mlock) | applied | applied | this handle's mapping |
 /// | [`location`](Self::location) | applied | applied | where to look |
 /// | [`wait`](Self::wait) | applied | applied | this handle's endpoints |
+/// | [`wakes`](Self::wakes) | applied | applied | this handle's endpoints |
 ///
 /// Lifecycle (docs/design.md, "Channel lifecycle"): a channel is *created*, *live* (a live
 /// process holds an endpoint), *idle* (nobody does; its unread messages wait for the next
@@ -130,6 +152,7 @@ pub struct Builder<T> {
     msg_size: Option<u64>,
     location: Location,
     strategy: WaitStrategy,
+    wakes: Wakes,
     mode: u32,
     group: Option<u32>,
     trust_owner: Option<u32>,
@@ -178,6 +201,7 @@ impl<T: Pod + Send> Builder<T> {
             msg_size: None,
             location: Location::Posix(name.to_owned()),
             strategy: WaitStrategy::default(),
+            wakes: Wakes::Peers,
             mode: 0o600,
             group: None,
             trust_owner: None,
@@ -242,6 +266,16 @@ impl<T: Pod + Send> Builder<T> {
     #[must_use]
     pub fn wait(mut self, strategy: WaitStrategy) -> Self {
         self.strategy = strategy;
+        self
+    }
+
+    /// Whether this handle's endpoints wake peers that sleep for them (default
+    /// [`Wakes::Peers`]); each endpoint can change its own with `set_wakes`. [`Wakes::Never`]
+    /// for a real-time side: its operations never make a system call, and its peers' blocking
+    /// calls park at most [`NEVER_WAKE_POLL`](crate::NEVER_WAKE_POLL) at a time instead.
+    #[must_use]
+    pub fn wakes(mut self, wakes: Wakes) -> Self {
+        self.wakes = wakes;
         self
     }
 
@@ -356,7 +390,7 @@ impl<T: Pod + Send> Builder<T> {
         ring: (*mut u8, usize),
         cap: u64,
     ) -> Result<(), OpenError> {
-        if self.resume || self.kind == Kind::Broadcast {
+        if self.resume || matches!(self.kind, Kind::Broadcast | Kind::Latest) {
             return Ok(());
         }
         let roles = ROLE_SENDER | ROLE_RECEIVER;
@@ -423,9 +457,12 @@ impl<T: Pod + Send> Builder<T> {
     fn capacity_range(&self) -> (u64, u64) {
         let min = match self.kind {
             Kind::Spsc => 1,
-            Kind::Mpmc | Kind::Broadcast => 2,
+            Kind::Mpmc | Kind::Broadcast | Kind::Latest => 2,
             Kind::Bytes => 256,
         };
+        if self.kind == Kind::Latest {
+            return (min, shmlane_ring::latest::MAX_SLOTS);
+        }
         (min, shmlane_ring::MAX_CAPACITY)
     }
 
@@ -433,6 +470,7 @@ impl<T: Pod + Send> Builder<T> {
     fn checked_capacity(&self) -> Result<u64, OpenError> {
         let cap = self.capacity.unwrap_or(match self.kind {
             Kind::Bytes => 1 << 20,
+            Kind::Latest => shmlane_ring::latest::DEFAULT_SLOTS,
             _ => 1024,
         });
         let (min, max) = self.capacity_range();
@@ -465,6 +503,17 @@ impl<T: Pod + Send> Builder<T> {
                 BROADCAST_MSG,
                 "",
             ),
+            // Byte values (`raw_latest`): any size the region takes; typed: the element's.
+            Kind::Latest if self.byte_form => (
+                shmlane_ring::latest::MAX_VALUE_BYTES as u64,
+                LATEST_VALUE,
+                "",
+            ),
+            Kind::Latest => (
+                (shmlane_ring::latest::MAX_VALUE_BYTES as u64).min(self.elem_size()),
+                self.elem_size(),
+                " (a latest value holds at most 1 MiB); use a smaller value type",
+            ),
             Kind::Spsc | Kind::Mpmc => (
                 self.elem_size(),
                 self.elem_size(),
@@ -480,7 +529,7 @@ impl<T: Pod + Send> Builder<T> {
             (max, default)
         };
         let msg = self.msg_size.unwrap_or(default);
-        if msg > max {
+        if msg > max || (self.kind == Kind::Latest && msg == 0) {
             return Err(self.config_err(ConfigError::MsgSize {
                 kind: self.kind.name(),
                 msg_size: msg,
@@ -530,6 +579,8 @@ impl<T: Pod + Send> Builder<T> {
                 // Record rings are sized in bytes, a multiple of 8: 256 and 512 bytes.
                 Kind::Bytes => RecordRing::required_size(n * 256),
                 Kind::Broadcast => BroadcastRing::required_size(n, slot),
+                // msg <= 1 MiB (checked above).
+                Kind::Latest => shmlane_ring::LatestRing::required_size(n, msg as usize),
             }) as u64
         };
         let (one, two) = (sized(1), sized(2));
@@ -564,7 +615,9 @@ impl<T: Pod + Send> Builder<T> {
     /// SPSC and MPMC: a message is an element, so `msg_size` is refused unless it is the
     /// element's size.
     fn check_fixed_msg(&self) -> Result<(), OpenError> {
-        if let (Kind::Spsc | Kind::Mpmc, Some(m)) = (self.kind, self.msg_size)
+        let typed = matches!(self.kind, Kind::Spsc | Kind::Mpmc)
+            || (self.kind == Kind::Latest && !self.byte_form);
+        if let (true, Some(m)) = (typed, self.msg_size)
             && m != self.elem_size()
         {
             return Err(self.config_err(ConfigError::FixedMsgSize {
@@ -604,7 +657,9 @@ impl<T: Pod + Send> Builder<T> {
 
     /// Checksums are for byte and broadcast channels.
     fn check_checksum(&self) -> Result<(), OpenError> {
-        if self.checksum == Some(true) && matches!(self.kind, Kind::Spsc | Kind::Mpmc) {
+        if self.checksum == Some(true)
+            && matches!(self.kind, Kind::Spsc | Kind::Mpmc | Kind::Latest)
+        {
             return Err(self.config_err(ConfigError::Unsupported {
                 kind: self.kind.name(),
                 what: "per-message checksums (byte and broadcast channels only; put a checksum field in the element type instead)",
@@ -669,6 +724,10 @@ impl<T: Pod + Send> Builder<T> {
                     None => MpmcRing::<T>::init(ring.as_ptr(), ring.len(), cap, 0)?,
                 },
                 Kind::Bytes => RecordRing::init(ring.as_ptr(), ring.len(), cap, 0)?,
+                // msg <= 1 MiB (checked by `geometry`).
+                Kind::Latest => {
+                    shmlane_ring::LatestRing::init(ring.as_ptr(), ring.len(), cap, g.msg as usize)?;
+                }
                 Kind::Broadcast => {
                     BroadcastRing::init(ring.as_ptr(), ring.len(), cap, g.slot, 0)?;
                     let c = s.region("cursors", cursors_size(self.kind), REGION_CURSORS)?;
@@ -860,7 +919,9 @@ impl<T: Pod + Send> Builder<T> {
         let wanted_msg = self.msg_size.unwrap_or(msg);
         // The header's element size and largest message agree with the type record (typed
         // channels: a message is an element); a difference is an overwritten header.
-        let typed_msg_ok = matches!(self.kind, Kind::Bytes | Kind::Broadcast) || msg == elem;
+        let typed_msg_ok = matches!(self.kind, Kind::Bytes | Kind::Broadcast)
+            || (self.kind == Kind::Latest && self.byte_form)
+            || msg == elem;
         if elem != found_ty.size() || !typed_msg_ok || cap != wanted_cap || msg != wanted_msg {
             return Err(OpenError::Mismatch {
                 name: self.name,
@@ -913,9 +974,10 @@ impl<T: Pod + Send> Builder<T> {
                 unsafe { ring_unread(kind, addr as *const u8, ring_len, cap) > 0 }
             });
         }
-        let mode = self.peers_leave();
         Ok(Channel {
             inner: Arc::new(Inner {
+                // Before `name` moves out of `self`.
+                mode: self.peers_leave(),
                 hdr,
                 ev_data,
                 ev_space,
@@ -929,7 +991,7 @@ impl<T: Pod + Send> Builder<T> {
                 name: self.name,
                 kind: self.kind,
                 strategy: self.strategy,
-                mode,
+                wakes: self.wakes,
                 seg,
             }),
             _t: PhantomData,

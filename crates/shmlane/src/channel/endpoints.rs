@@ -338,6 +338,16 @@ macro_rules! send_impl {
             self.local.count_payload(size_of::<T>(), bytes);
         }
 
+        /// Whether this endpoint's operations wake a peer that sleeps for them (default: the
+        /// channel handle's [`Builder::wakes`](crate::Builder::wakes)). [`Wakes::Never`](crate::Wakes::Never):
+        /// no operation makes a system call; the endpoint is counted in the channel header until it
+        /// switches back or is dropped, and its peers' blocking calls park at most
+        /// [`NEVER_WAKE_POLL`](crate::NEVER_WAKE_POLL) at a time meanwhile. Set it up front, not on
+        /// the hot path: switching to `Never` may wake a sleeping peer once.
+        pub fn set_wakes(&mut self, wakes: crate::Wakes) {
+            self.local.set_wakes(wakes);
+        }
+
         /// The channel's statistics as stored now (plus this endpoint's unpublished ones).
         pub fn stats(&mut self) -> SideStats {
             self.local.shared_stats()
@@ -399,6 +409,16 @@ macro_rules! recv_impl {
         /// receiving side (messages nobody calls it for count `size_of::<T>()` each).
         pub fn count_payload(&mut self, bytes: usize) {
             self.local.count_payload(size_of::<T>(), bytes);
+        }
+
+        /// Whether this endpoint's operations wake a peer that sleeps for them (default: the
+        /// channel handle's [`Builder::wakes`](crate::Builder::wakes)). [`Wakes::Never`](crate::Wakes::Never):
+        /// no operation makes a system call; the endpoint is counted in the channel header until it
+        /// switches back or is dropped, and its peers' blocking calls park at most
+        /// [`NEVER_WAKE_POLL`](crate::NEVER_WAKE_POLL) at a time meanwhile. Set it up front, not on
+        /// the hot path: switching to `Never` may wake a sleeping peer once.
+        pub fn set_wakes(&mut self, wakes: crate::Wakes) {
+            self.local.set_wakes(wakes);
         }
 
         /// The channel's receiver-side statistics as stored now.

@@ -3,7 +3,7 @@
 use super::endpoints::Holes;
 use super::{
     Arc, Deadline, Duration, HOLE_CHECK, Hole, Inner, Instant, Ordering, PEER_CHECK, Peers,
-    PeersLeave, STATS_EVERY, Side, SideStats,
+    PeersLeave, STATS_EVERY, Side, SideStats, Wakes,
 };
 use crate::error::WaitPeerError;
 use shmlane_segment::Attachment;
@@ -218,6 +218,9 @@ pub(crate) struct Local {
     /// The process that made the endpoint: a copy in a child after `fork` leaves the shared
     /// counters alone when dropped (it would tell peers the parent's endpoint left).
     pub(super) pid: u32,
+    /// `Never`: `done` skips the wake-up, and the endpoint is counted in the header's `never`
+    /// word of its side (so its peers poll) until it switches back or is dropped.
+    pub(super) wakes: Wakes,
 }
 
 /// Wakes of `wait_for_peer` by a moved join count that found no live peer, after which the
@@ -243,12 +246,41 @@ impl Local {
         if self.stats.messages >= STATS_EVERY {
             self.flush();
         }
+        if self.wakes == Wakes::Never {
+            // No syscall: the peers poll (`park_slice`) while this endpoint is counted.
+            return;
+        }
         let ev = match self.side {
             Side::Send => &self.inner.ev_data,
             Side::Recv => &self.inner.ev_space,
         };
         if ev.notify() {
             self.stats.wakeups += 1;
+        }
+    }
+
+    /// `set_wakes` of every endpoint: counts this endpoint in or out of its side's never-waking
+    /// endpoints. Switching to `Never` then notifies once (the peer may have parked for the
+    /// long slice before the count moved: the wake, or its condition's re-read of the count
+    /// after registering, ends that park), so even the switch loses no wake-up.
+    pub(crate) fn set_wakes(&mut self, w: Wakes) {
+        if w == self.wakes {
+            return;
+        }
+        self.wakes = w;
+        match w {
+            Wakes::Never => {
+                self.inner.count_never(self.side, true);
+                let ev = match self.side {
+                    Side::Send => &self.inner.ev_data,
+                    Side::Recv => &self.inner.ev_space,
+                };
+                if ev.notify() {
+                    self.stats.wakeups += 1;
+                }
+            }
+            // From now on `done` notifies; peers parked on the short slice look again within it.
+            Wakes::Peers => self.inner.count_never(self.side, false),
         }
     }
 
@@ -421,12 +453,20 @@ impl Local {
             WaitStrategy::SpinYield | WaitStrategy::Park => 0,
         };
         let mut looks = 0u32;
+        // Read on every wait: a never-waking peer (`Wakes::Never`) makes each park at most
+        // `NEVER_WAKE_POLL`. Parked for longer, the condition below ends the wait as soon as
+        // such a peer appears (a peer switching to `Never` counts itself, then notifies: either
+        // its notify sees this wait registered and wakes it, or this re-read sees the count).
+        let peer = self.side.peer();
+        let slice = inner.park_slice(self.side);
+        let long = slice > super::NEVER_WAKE_POLL;
         // Wakes for what the endpoint reports (a death not reported yet, `Disconnect`'s end,
         // corruption), never for peers that left in `Wait` mode: that waits, without a turn.
-        let outcome = ev.wait_checking(&inner.strategy, deadline, PEER_CHECK, || {
+        let outcome = ev.wait_checking(&inner.strategy, deadline, slice, || {
             let look = looks;
             looks = looks.saturating_add(1);
             ready()
+                || (long && inner.never_wakers(peer) != 0)
                 || life.gone(inner)
                 || ((look >= quick || look % PEER_CLOCK_EVERY == 0)
                     && last.elapsed() >= PEER_CHECK
@@ -492,6 +532,9 @@ impl Drop for Local {
             return;
         }
         self.flush();
+        if self.wakes == Wakes::Never {
+            self.inner.count_never(self.side, false);
+        }
         self.inner.leave(self.side);
     }
 }

@@ -118,6 +118,8 @@ impl RawBuilder {
         location(loc: Location);
         /// As [`Builder::wait`].
         wait(strategy: WaitStrategy);
+        /// As [`Builder::wakes`].
+        wakes(wakes: crate::Wakes);
         /// As [`Builder::mode`].
         mode(mode: u32);
         /// As [`Builder::group`].
@@ -479,6 +481,16 @@ macro_rules! raw_send_impl {
             self.local.count_payload(self.size, bytes);
         }
 
+        /// Whether this endpoint's operations wake a peer that sleeps for them (default: the
+        /// channel handle's [`Builder::wakes`](crate::Builder::wakes)). [`Wakes::Never`](crate::Wakes::Never):
+        /// no operation makes a system call; the endpoint is counted in the channel header until it
+        /// switches back or is dropped, and its peers' blocking calls park at most
+        /// [`NEVER_WAKE_POLL`](crate::NEVER_WAKE_POLL) at a time meanwhile. Set it up front, not on
+        /// the hot path: switching to `Never` may wake a sleeping peer once.
+        pub fn set_wakes(&mut self, wakes: crate::Wakes) {
+            self.local.set_wakes(wakes);
+        }
+
         /// The channel's sender-side statistics as stored now (plus this endpoint's).
         pub fn stats(&mut self) -> SideStats {
             self.local.shared_stats()
@@ -536,6 +548,16 @@ macro_rules! raw_recv_impl {
         /// As the typed `count_payload`, on the receiving side.
         pub fn count_payload(&mut self, bytes: usize) {
             self.local.count_payload(self.size, bytes);
+        }
+
+        /// Whether this endpoint's operations wake a peer that sleeps for them (default: the
+        /// channel handle's [`Builder::wakes`](crate::Builder::wakes)). [`Wakes::Never`](crate::Wakes::Never):
+        /// no operation makes a system call; the endpoint is counted in the channel header until it
+        /// switches back or is dropped, and its peers' blocking calls park at most
+        /// [`NEVER_WAKE_POLL`](crate::NEVER_WAKE_POLL) at a time meanwhile. Set it up front, not on
+        /// the hot path: switching to `Never` may wake a sleeping peer once.
+        pub fn set_wakes(&mut self, wakes: crate::Wakes) {
+            self.local.set_wakes(wakes);
         }
 
         /// The channel's receiver-side statistics as stored now.

@@ -1,0 +1,577 @@
+//! Latest value ("blackboard", multi-slot seqlock): any number of writers publish a value of
+//! up to `value_size` bytes, any number of readers read the newest complete one. Writers never
+//! wait for readers (nor for each other); a reader that races writes retries a bounded number
+//! of times ([`READ_TRIES`]) and then reports [`LatestError::Busy`]; a writer that dies while
+//! writing leaves the previous value readable.
+//!
+//! ```text
+//! CachePadded<Meta>        magic, kind = 6, elem = value_size | 8 << 32, capacity = slots
+//! CachePadded<AtomicU64>   ticket: the next write's ticket (fetch_add by writers)
+//! CachePadded<AtomicU64>   latest: newest published ticket + 1 (0: never written), fetch_max
+//! [Slot; slots]            Slot = stride words (a multiple of 8: whole cache lines):
+//!                            word 0  seq: 2t + 1 while ticket t writes, 2t + 2 when done,
+//!                                    0 never written
+//!                            word 1  len: the value's length in bytes (<= value_size)
+//!                            word 2… the value, little-endian words, ceil(value_size / 8)
+//! ```
+//!
+//! A writer takes a ticket `t` (`ticket.fetch_add(1)`) and the slot `t % slots`. It claims the
+//! slot with a CAS of its seq from an even value `s` to `2t + 1`, but only if the slot holds
+//! nothing a reader may be sent to: `s == 0`, or a value (ticket `s / 2 - 1`) older than `t`
+//! and older than the newest published one (`s / 2 < latest`). Otherwise (a slot stuck odd: a
+//! writer is slow or died there; or the slot holds the newest value) it takes a new ticket, at
+//! most `slots` times, then [`LatestError::Busy`]. Claimed: a Release fence, the length and
+//! the words (Relaxed atomic stores), `seq = 2t + 2` (Release), `latest.fetch_max(t + 1)`
+//! (Release). Abandoned tickets leave no trace: nothing waits for a ticket.
+//!
+//! A reader loads `latest` = `l` (Acquire); 0 is "never written". Else the value is ticket
+//! `t = l - 1` in slot `t % slots`: it loads the seq (Acquire), which must be `2t + 2`, copies
+//! the length and the words (Relaxed atomic loads), an Acquire fence, and loads the seq again:
+//! unchanged, the copy is the value of version `l` (the fences make a copy that saw any word of
+//! a later write also see that write's odd seq). A changed or unexpected seq: try again from
+//! `latest`, at most [`READ_TRIES`] times.
+//!
+//! Why the previous value survives a writer's death: the slot of the newest published value
+//! is never claimed. A claimer saw `latest > s / 2`, and `latest` only grows, so the value it
+//! overwrites can never become the newest again; the writer of that value published it
+//! (`fetch_max`) before or never. So a writer dying anywhere leaves `latest` on a complete
+//! value in a slot nobody may claim. The price: each dead writer leaves its slot stuck odd for
+//! good, and a writer needs a free slot besides the newest one: with `k` dead writers and `w`
+//! writers racing, `slots >= k + w + 1` keeps writes from reporting `Busy` (default 4).
+//!
+//! Hostile or corrupt memory: the ticket and `latest` are masked to index slots, never used
+//! as offsets; seqs are compared only; a length beyond `value_size` in a copy whose seq held
+//! still is [`LatestError::Corrupt`]; every loop is bounded. A hostile process can make
+//! readers see `Busy`, `Corrupt` or a value it wrote, and writers see `Busy`; never an access
+//! out of bounds, a data race or an endless loop.
+
+use core::ptr::NonNull;
+
+use crossbeam_utils::CachePadded;
+
+use crate::{
+    KeepAlive,
+    error::AttachError,
+    header::{Kind, Meta, PaddedMeta, check_capacity, check_region, open_ring_raw},
+    sync::{
+        AtomicU64, LATEST_DONE_STORE, LATEST_LOAD, LATEST_PUBLISH, LATEST_SEQ_LOAD, Ordering,
+        latest_reader_fence, latest_writer_fence, spin_hint,
+    },
+};
+
+/// Words of a slot before the value: the seq and the length.
+const SLOT_HEADER_WORDS: usize = 2;
+/// Largest value (1 MiB).
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// Most slots a latest-value region holds.
+pub const MAX_SLOTS: u64 = 1 << 16;
+/// Slots a channel has unless asked otherwise.
+pub const DEFAULT_SLOTS: u64 = 4;
+/// Tries a read makes before [`LatestError::Busy`]: each try is one `latest` load and one
+/// slot copy, so a read costs at most 64 copies whatever the writers do. (3 under loom, to keep
+/// the models small.)
+pub const READ_TRIES: u32 = if cfg!(loom) { 3 } else { 64 };
+
+/// What went wrong on a latest-value call. Copy, never allocates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LatestError {
+    /// Writes kept racing this read ([`READ_TRIES`] tries), or (writers) no slot could be
+    /// claimed: dead or stalled writers hold all but the newest value's slot. Try again;
+    /// writers: create the channel with more slots.
+    Busy,
+    /// The value is longer than the channel's value size.
+    TooLong {
+        /// Bytes given.
+        len: usize,
+        /// The value size.
+        max: usize,
+    },
+    /// The buffer is smaller than the value (nothing was consumed; read again with a larger one).
+    BufferTooSmall {
+        /// Bytes the value has.
+        needed: usize,
+    },
+    /// The shared words make no sense: a corrupt or hostile region.
+    Corrupt(&'static str),
+}
+
+impl core::fmt::Display for LatestError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Busy => f.write_str(
+                "latest value busy: writes kept racing this call (or every free slot is held by a dead or stalled writer); try again, or create the channel with more slots",
+            ),
+            Self::TooLong { len, max } => write!(
+                f,
+                "value of {len} bytes is longer than the channel's value size ({max}); create the channel with a larger value size"
+            ),
+            Self::BufferTooSmall { needed } => write!(
+                f,
+                "buffer too small for the value ({needed} bytes); read again with a larger buffer"
+            ),
+            Self::Corrupt(why) => write!(f, "latest-value region is corrupt ({why})"),
+        }
+    }
+}
+
+impl std::error::Error for LatestError {}
+
+#[repr(C)]
+struct Header {
+    meta: PaddedMeta,
+    ticket: CachePadded<AtomicU64>,
+    latest: CachePadded<AtomicU64>,
+}
+
+fn slots_offset() -> usize {
+    size_of::<Header>().next_multiple_of(128)
+}
+
+/// Words per slot for values of `value_size` bytes: header, value, rounded to a cache line.
+fn stride(value_size: usize) -> usize {
+    (SLOT_HEADER_WORDS + value_size.div_ceil(8)).next_multiple_of(8)
+}
+
+/// Namespace for laying out, initialising and attaching to latest-value regions.
+#[derive(Debug)]
+pub struct LatestRing(());
+
+struct Raw {
+    hdr: NonNull<Header>,
+    slots: NonNull<AtomicU64>,
+    mask: u64,
+    nslots: u64,
+    stride: usize,
+    value_size: usize,
+    keep: Option<KeepAlive>,
+}
+
+impl Raw {
+    fn hdr(&self) -> &Header {
+        // SAFETY: valid for the handle's lifetime (constructor contract); atomics only.
+        unsafe { self.hdr.as_ref() }
+    }
+
+    /// Word `i` (< stride) of the slot of ticket `t`.
+    fn word(&self, t: u64, i: usize) -> &AtomicU64 {
+        debug_assert!(i < self.stride);
+        let idx = (t & self.mask) as usize * self.stride + i;
+        // SAFETY: `t & mask < nslots` and `i < stride`, so `idx < nslots * stride`, the words
+        // of the slot area (checked at attach).
+        unsafe { self.slots.add(idx).as_ref() }
+    }
+
+    fn clone_raw(&self) -> Self {
+        Self {
+            hdr: self.hdr,
+            slots: self.slots,
+            mask: self.mask,
+            nslots: self.nslots,
+            stride: self.stride,
+            value_size: self.value_size,
+            keep: self.keep.clone(),
+        }
+    }
+}
+
+impl LatestRing {
+    /// Bytes a region needs for `slots` slots of values up to `value_size` bytes;
+    /// `usize::MAX` (which no region holds) if out of range.
+    pub fn required_size(slots: u64, value_size: usize) -> usize {
+        usize::try_from(slots)
+            .ok()
+            .and_then(|n| n.checked_mul(stride(value_size.min(MAX_VALUE_BYTES)) * 8))
+            .and_then(|b| b.checked_add(slots_offset()))
+            .unwrap_or(usize::MAX)
+    }
+
+    fn check_geometry(slots: u64, value_size: u64) -> Result<(), AttachError> {
+        check_capacity(slots, Kind::Latest)?;
+        if slots > MAX_SLOTS {
+            return Err(AttachError::BadCapacity(slots));
+        }
+        if value_size == 0 || value_size > MAX_VALUE_BYTES as u64 {
+            return Err(AttachError::Corrupt("latest value size not in 1..=1 MiB"));
+        }
+        Ok(())
+    }
+
+    /// Initialises a never-written region of `slots` slots (a power of two in 2..=2^16) for
+    /// values of up to `value_size` bytes (1..=[`MAX_VALUE_BYTES`]).
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads and writes of `len` bytes, and nobody may use the region
+    /// while it is initialised.
+    pub unsafe fn init(
+        ptr: *mut u8,
+        len: usize,
+        slots: u64,
+        value_size: usize,
+    ) -> Result<(), AttachError> {
+        Self::check_geometry(slots, value_size as u64)?;
+        check_region(ptr, len, Self::required_size(slots, value_size))?;
+        let hdr = Header {
+            meta: CachePadded::new(Meta::with_elem(
+                Kind::Latest,
+                value_size as u64 | (8 << 32),
+                slots,
+            )),
+            ticket: CachePadded::new(AtomicU64::new(0)),
+            latest: CachePadded::new(AtomicU64::new(0)),
+        };
+        // SAFETY: in bounds and aligned (checked); exclusive during init (caller).
+        unsafe { ptr.cast::<Header>().write(hdr) };
+        let words = slots as usize * stride(value_size);
+        let base = ptr.wrapping_add(slots_offset()).cast::<AtomicU64>();
+        for i in 0..words {
+            // SAFETY: `i < slots * stride`, inside the region (required_size), 8-aligned;
+            // exclusive during init (caller).
+            unsafe { base.add(i).write(AtomicU64::new(0)) };
+        }
+        Ok(())
+    }
+
+    /// # Safety
+    /// As for [`writer`](Self::writer).
+    unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Raw, AttachError> {
+        // SAFETY: forwarded contract; Header is repr(C) with the meta first.
+        let (hdr, elem, slots) =
+            unsafe { open_ring_raw::<Header>(ptr, len, Kind::Latest, slots_offset())? };
+        let (value_size, align) = (elem & 0xffff_ffff, elem >> 32);
+        if align != 8 {
+            return Err(AttachError::WrongElement {
+                size: value_size as u32,
+                align: align as u32,
+            });
+        }
+        Self::check_geometry(slots, value_size)?;
+        let value_size = value_size as usize;
+        check_region(ptr, len, Self::required_size(slots, value_size))?;
+        Ok(Raw {
+            hdr,
+            // SAFETY: the slot area lies inside the region (checked just now).
+            slots: unsafe { NonNull::new_unchecked(ptr.add(slots_offset()).cast()) },
+            mask: slots - 1,
+            nslots: slots,
+            stride: stride(value_size),
+            value_size,
+            keep: None,
+        })
+    }
+
+    /// Attaches a writer (any number).
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads and writes of `len` bytes for as long as the returned
+    /// handle lives, and accessed by others only through latest-value handles (or atomically).
+    pub unsafe fn writer(ptr: *mut u8, len: usize) -> Result<LatestWriter, AttachError> {
+        // SAFETY: forwarded contract.
+        let raw = unsafe { Self::attach(ptr, len)? };
+        Ok(LatestWriter { raw })
+    }
+
+    /// Attaches a reader (any number). It has seen no version yet.
+    ///
+    /// # Safety
+    /// As for [`writer`](Self::writer).
+    pub unsafe fn reader(ptr: *mut u8, len: usize) -> Result<LatestReader, AttachError> {
+        // SAFETY: forwarded contract.
+        let raw = unsafe { Self::attach(ptr, len)? };
+        Ok(LatestReader { raw, last: 0 })
+    }
+}
+
+/// A writer of a latest-value region. `Send`; clone it for more writers.
+pub struct LatestWriter {
+    raw: Raw,
+}
+
+/// A reader of a latest-value region. `Send`; clone it for more readers.
+pub struct LatestReader {
+    raw: Raw,
+    /// The version this reader last returned (0: none).
+    last: u64,
+}
+
+// SAFETY: the pointers refer to memory that outlives the handle (constructor contract),
+// shared only through atomics.
+unsafe impl Send for LatestWriter {}
+// SAFETY: as for LatestWriter.
+unsafe impl Send for LatestReader {}
+
+impl Clone for LatestWriter {
+    fn clone(&self) -> Self {
+        Self {
+            raw: self.raw.clone_raw(),
+        }
+    }
+}
+
+impl Clone for LatestReader {
+    fn clone(&self) -> Self {
+        Self {
+            raw: self.raw.clone_raw(),
+            last: self.last,
+        }
+    }
+}
+
+impl core::fmt::Debug for LatestWriter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LatestWriter")
+            .field("slots", &self.raw.nslots)
+            .field("value_size", &self.raw.value_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl core::fmt::Debug for LatestReader {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LatestReader")
+            .field("slots", &self.raw.nslots)
+            .field("value_size", &self.raw.value_size)
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The newest published version (`latest`): 0 if never written.
+fn load_latest(raw: &Raw) -> u64 {
+    // SYNC POINT: ORDERING: Acquire (`LATEST_LOAD`); pairs with the writers' Release
+    // `fetch_max` (`LATEST_PUBLISH`), so the seq load that follows sees the publishing
+    // writer's done store (or a later one) and the read does not fail on a stale seq.
+    raw.hdr().latest.load(LATEST_LOAD)
+}
+
+impl LatestWriter {
+    /// Keeps `owner` alive as long as this handle (and its clones made after).
+    #[must_use]
+    pub fn keep_alive(mut self, owner: KeepAlive) -> Self {
+        self.raw.keep = Some(owner);
+        self
+    }
+
+    /// The largest value in bytes.
+    pub fn value_size(&self) -> usize {
+        self.raw.value_size
+    }
+
+    /// Slots in the region.
+    pub fn slots(&self) -> u64 {
+        self.raw.nslots
+    }
+
+    /// The newest published version (0: never written).
+    pub fn version(&self) -> u64 {
+        load_latest(&self.raw)
+    }
+
+    /// Claims a slot: returns the ticket whose slot this writer now holds (seq odd).
+    fn claim(&self) -> Result<u64, LatestError> {
+        let h = self.raw.hdr();
+        for _ in 0..self.raw.nslots {
+            // ORDERING: Relaxed; the ticket only hands out distinct numbers, the slot's seq
+            // orders the data.
+            let t = h.ticket.fetch_add(1, Ordering::Relaxed);
+            let seq = self.raw.word(t, 0);
+            // ORDERING: Relaxed; the expected value of the CAS below, which checks it again.
+            let s = seq.load(Ordering::Relaxed);
+            // ORDERING: Relaxed; only the value matters: `latest` only grows, so a value it
+            // had is a lower bound of every later one (see the module docs).
+            let l = h.latest.load(Ordering::Relaxed);
+            let held = s / 2; // the slot's ticket + 1 (0: never written)
+            let claimable = s & 1 == 0 && held <= t && (s == 0 || held < l);
+            if !claimable {
+                continue;
+            }
+            // ORDERING: Acquire on success; pairs with the Release done store of the slot's
+            // previous writer, so its data stores happen-before (are overwritten by) ours.
+            // The Release fence after (`latest_writer_fence`) orders this odd seq before our
+            // data stores for readers.
+            if seq
+                .compare_exchange(
+                    s,
+                    t.wrapping_mul(2).wrapping_add(1),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return Ok(t);
+            }
+        }
+        Err(LatestError::Busy)
+    }
+
+    /// Stores `bytes` into the slot of ticket `t`: length and the first `words` value words.
+    fn fill(&self, t: u64, bytes: &[u8], words: usize) {
+        let raw = &self.raw;
+        latest_writer_fence();
+        // ORDERING: Relaxed; published by the done store (Release).
+        raw.word(t, 1).store(bytes.len() as u64, Ordering::Relaxed);
+        for (k, c) in bytes.chunks(8).take(words).enumerate() {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            // ORDERING: Relaxed; as above.
+            raw.word(t, SLOT_HEADER_WORDS + k)
+                .store(u64::from_le_bytes(b), Ordering::Relaxed);
+        }
+    }
+
+    /// Publishes `bytes` as the newest value and returns its version (its ticket + 1, larger
+    /// than every version published before it). Never waits: a claim that fails takes another
+    /// ticket, at most `slots` times, then [`LatestError::Busy`].
+    ///
+    /// ```
+    /// let (mut w, mut r) = shmlane_ring::HeapRegion::latest(4, 16);
+    /// let v = w.write(b"limit=42").unwrap();
+    /// let mut buf = [0u8; 16];
+    /// assert_eq!(r.read(&mut buf), Ok(Some((8, v))));
+    /// assert_eq!(&buf[..8], b"limit=42");
+    /// ```
+    pub fn write(&mut self, bytes: &[u8]) -> Result<u64, LatestError> {
+        if bytes.len() > self.raw.value_size {
+            return Err(LatestError::TooLong {
+                len: bytes.len(),
+                max: self.raw.value_size,
+            });
+        }
+        let t = self.claim()?;
+        self.fill(t, bytes, usize::MAX);
+        let done = t.wrapping_mul(2).wrapping_add(2);
+        // SYNC POINT: the value is complete. ORDERING: Release (`LATEST_DONE_STORE`); pairs
+        // with a reader's Acquire seq load (`LATEST_SEQ_LOAD`) and the next claimer's CAS.
+        self.raw.word(t, 0).store(done, LATEST_DONE_STORE);
+        let v = t.wrapping_add(1);
+        // SYNC POINT: ORDERING: Release (`LATEST_PUBLISH`); pairs with the readers' Acquire
+        // load of `latest` (`LATEST_LOAD`).
+        self.raw.hdr().latest.fetch_max(v, LATEST_PUBLISH);
+        Ok(v)
+    }
+
+    /// What a writer that dies mid-write leaves: claims a slot, stores the length and the
+    /// first `words` words of `bytes`, and stops (the slot stays odd for good). For crash
+    /// tests and models only.
+    #[doc(hidden)]
+    pub fn write_and_die(&mut self, bytes: &[u8], words: usize) -> Result<(), LatestError> {
+        if bytes.len() > self.raw.value_size {
+            return Err(LatestError::TooLong {
+                len: bytes.len(),
+                max: self.raw.value_size,
+            });
+        }
+        let t = self.claim()?;
+        self.fill(t, bytes, words);
+        Ok(())
+    }
+}
+
+impl LatestReader {
+    /// Keeps `owner` alive as long as this handle (and its clones made after).
+    #[must_use]
+    pub fn keep_alive(mut self, owner: KeepAlive) -> Self {
+        self.raw.keep = Some(owner);
+        self
+    }
+
+    /// The largest value in bytes.
+    pub fn value_size(&self) -> usize {
+        self.raw.value_size
+    }
+
+    /// Slots in the region.
+    pub fn slots(&self) -> u64 {
+        self.raw.nslots
+    }
+
+    /// The newest published version, one load (0: never written).
+    pub fn version(&self) -> u64 {
+        load_latest(&self.raw)
+    }
+
+    /// The version this reader last returned (0: none yet).
+    pub fn last_version(&self) -> u64 {
+        self.last
+    }
+
+    /// Copies the newest value into `buf` and returns `(length, version)`; `None` if never
+    /// written. Never waits: [`LatestError::Busy`] after [`READ_TRIES`] tries that raced
+    /// writes. Versions this reader returns never decrease (a `latest` that went backwards is
+    /// `Corrupt`).
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<(usize, u64)>, LatestError> {
+        self.read_inner(buf, false)
+    }
+
+    /// As [`read`](Self::read), but `None` also when the version is the one this reader last
+    /// returned (nothing is copied then).
+    pub fn read_if_changed(&mut self, buf: &mut [u8]) -> Result<Option<(usize, u64)>, LatestError> {
+        self.read_inner(buf, true)
+    }
+
+    fn read_inner(
+        &mut self,
+        buf: &mut [u8],
+        if_changed: bool,
+    ) -> Result<Option<(usize, u64)>, LatestError> {
+        for _ in 0..READ_TRIES {
+            let l = load_latest(&self.raw);
+            if l < self.last {
+                return Err(LatestError::Corrupt("the latest version went backwards"));
+            }
+            if l == 0 || (if_changed && l == self.last) {
+                return Ok(None);
+            }
+            if let Some(len) = self.copy(l - 1, buf)? {
+                self.last = l;
+                return Ok(Some((len, l)));
+            }
+            spin_hint();
+        }
+        Err(LatestError::Busy)
+    }
+
+    /// One try at copying the value of ticket `t`: `None` if the slot does not hold it, or it
+    /// changed during the copy.
+    fn copy(&self, t: u64, buf: &mut [u8]) -> Result<Option<usize>, LatestError> {
+        let raw = &self.raw;
+        let want = t.wrapping_mul(2).wrapping_add(2);
+        // SYNC POINT: does the slot hold ticket t, complete? ORDERING: Acquire
+        // (`LATEST_SEQ_LOAD`); pairs with the writer's Release done store.
+        let s1 = raw.word(t, 0).load(LATEST_SEQ_LOAD);
+        if s1 != want {
+            return Ok(None);
+        }
+        // ORDERING: Relaxed; validated by the seq check after the Acquire fence below.
+        let len = raw.word(t, 1).load(Ordering::Relaxed);
+        let n = usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .min(raw.value_size)
+            .min(buf.len());
+        for (k, ch) in buf[..n].chunks_mut(8).enumerate() {
+            // ORDERING: Relaxed; as above.
+            let w = raw.word(t, SLOT_HEADER_WORDS + k).load(Ordering::Relaxed);
+            ch.copy_from_slice(&w.to_le_bytes()[..ch.len()]);
+        }
+        latest_reader_fence();
+        // SYNC POINT: did the copy hold still? ORDERING: Relaxed, after the Acquire fence that
+        // pairs with the writer's Release fence (`latest_writer_fence`): a copy that saw any
+        // word of a later write sees that write's odd seq (or a later one) here.
+        let s2 = raw.word(t, 0).load(Ordering::Relaxed);
+        if s2 != s1 {
+            return Ok(None);
+        }
+        // The length as copied, checked where used (never re-read).
+        if len > raw.value_size as u64 {
+            return Err(LatestError::Corrupt("value length beyond the value size"));
+        }
+        let len = len as usize;
+        if len > buf.len() {
+            return Err(LatestError::BufferTooSmall { needed: len });
+        }
+        Ok(Some(len))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;
