@@ -25,7 +25,7 @@ use std::{
 };
 
 use scenarios::{ALL, Setup};
-use shmlane::{ByteRecvError, PeersLeave, UnlinkPolicy};
+use shmlane::{ByteRecvError, PeersLeave, UnlinkPolicy, Wakes};
 use shmlane_testkit::{Cleanup, child, child_role, finish, unique};
 
 /// Wraps `System`, counting the allocations of threads whose `FORBID` flag is set.
@@ -156,24 +156,97 @@ fn run_filtered(name: &str) -> (i32, i32) {
 fn filtered_child(name: &str, report: &str) -> ! {
     seccomp::map_report(report);
     let seg = unique(&format!("rt-b-{name}"));
-    let mut round: Box<dyn FnMut()> = if name == "getpid" {
-        Box::new(|| {
-            // SAFETY: getpid has no preconditions.
-            std::hint::black_box(unsafe { libc::getpid() });
-        })
-    } else {
-        scenarios::by_name(name)(&seg, Setup { mlock: false })
+    let (mut round, warm, rounds): (Box<dyn FnMut()>, usize, usize) = match name {
+        "getpid" => (
+            Box::new(|| {
+                // SAFETY: getpid has no preconditions.
+                std::hint::black_box(unsafe { libc::getpid() });
+            }),
+            100,
+            ROUNDS,
+        ),
+        "sleeper_never" => (sleeper(&seg, Wakes::Never), 3, 100),
+        "sleeper_peers" => (sleeper(&seg, Wakes::Peers), 3, 100),
+        _ => (
+            scenarios::by_name(name)(&seg, Setup { mlock: false }),
+            100,
+            ROUNDS,
+        ),
     };
-    for _ in 0..100 {
+    for _ in 0..warm {
         round();
     }
     let _ = std::fs::remove_file(format!("/dev/shm/{seg}"));
     seccomp::forbid_syscalls();
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         round();
     }
     // SAFETY: `_exit` (exit_group, allowed) ends the process at once.
     unsafe { libc::_exit(0) }
+}
+
+/// The peer-sleeping case (issue 20): a producer thread (not filtered) blocks in `send` on a
+/// full ring of 8 slots while the consumer, with `wakes`, receives with `try_recv` on the
+/// measuring thread. A round takes 16 messages, then pauses 2 ms (reading the clock only) so
+/// that the producer parks on the futex. With `Wakes::Peers` the consumer's `try_recv` then
+/// wakes it (a `futex` system call: the proof sees a peer really sleeps); with `Wakes::Never`
+/// it never does (the producer parks at most `NEVER_WAKE_POLL` and looks again).
+fn sleeper(seg: &str, wakes: Wakes) -> Box<dyn FnMut()> {
+    let ch = shmlane::spsc::<u64>(seg)
+        .capacity(8)
+        .unlink(UnlinkPolicy::CreatorDrop)
+        .create()
+        .unwrap();
+    let mut tx = ch.producer().unwrap();
+    let mut rx = ch.consumer().unwrap();
+    rx.set_wakes(wakes);
+    std::thread::spawn(move || {
+        for i in 0u64.. {
+            if tx
+                .send(i, Some(shmlane::Deadline::after(Duration::from_secs(20))))
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut next = 0u64;
+    Box::new(move || {
+        let _keep = &ch;
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut got = 0;
+        while got < 16 && Instant::now() < end {
+            match rx.try_recv() {
+                Ok(v) => {
+                    assert_eq!(v, next);
+                    next += 1;
+                    got += 1;
+                }
+                Err(shmlane::TryRecvError::Empty) => std::hint::spin_loop(),
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(got, 16, "the producer stalled");
+        let pause = Instant::now() + Duration::from_millis(2);
+        while Instant::now() < pause {
+            std::hint::spin_loop();
+        }
+    })
+}
+
+/// (b) with a sleeping peer: a `Wakes::Never` consumer makes no system call while its
+/// producer sleeps in `send`; the same with `Wakes::Peers` makes the futex wake, so the
+/// producer does sleep in this scenario.
+#[test]
+fn a_never_waking_consumer_makes_no_system_call_while_its_producer_sleeps() {
+    let (code, nr) = run_filtered("sleeper_peers");
+    assert_eq!(
+        (code, nr),
+        (seccomp::TRAPPED, libc::SYS_futex as i32),
+        "Wakes::Peers: the consumer wakes the sleeping producer"
+    );
+    let (code, nr) = run_filtered("sleeper_never");
+    assert_eq!(code, 0, "Wakes::Never: system call number {nr}");
 }
 
 /// Hot-path calls per scenario in the page-fault window.

@@ -4,8 +4,8 @@
 //! *round* of hot-path calls: a round fills a small ring until `Full`, drains it until `Empty`
 //! (so every round wraps the ring and takes both error paths), and goes through the chunk,
 //! claim, loan and slice forms; the broadcast rounds lap a subscriber. Both sides live in
-//! this thread, so every notify finds no sleeper (the no-sleeper path; the sleeper case with
-//! `Wakes::Never` is the lead's TODO, see /work/notes/rtproof.md). The round asserts what it
+//! this thread, so every notify finds no sleeper (the no-sleeper path; the sleeping peer with
+//! `Wakes::Never` is `tests/realtime.rs`'s `sleeper` scenario). The round asserts what it
 //! gets (a broken ring fails the proof instead of passing it vacuously); the assertions
 //! format only when they fail.
 
@@ -42,6 +42,8 @@ pub const ALL: &[(&str, Build)] = &[
     ("broadcast_checksum", |n, s| broadcast(n, s, true)),
     ("typed_broadcast", typed_broadcast),
     ("raw_broadcast", raw_broadcast),
+    ("latest", latest),
+    ("raw_latest", raw_latest),
 ];
 
 /// The scenario named `name`.
@@ -336,5 +338,59 @@ fn raw_broadcast(name: &str, s: Setup) -> Round {
             Err(ElemError::Channel(ByteRecvError::Lapped { .. }))
         ));
         while slow.try_recv(&mut out).is_ok() {}
+    })
+}
+
+/// Latest value (typed): write, read, read_if_changed (changed, then unchanged), version.
+fn latest(name: &str, s: Setup) -> Round {
+    let ch = shmlane::latest::<[u64; 4]>(name)
+        .capacity(4)
+        .unlink(UnlinkPolicy::LastDetach)
+        .populate(true)
+        .mlock(s.mlock)
+        .create()
+        .unwrap_or_else(|e| panic!("create (mlock {}): {e}", s.mlock));
+    let mut w = ch.writer().unwrap();
+    let (mut r, mut idle) = (ch.reader().unwrap(), ch.reader().unwrap());
+    let mut n = 0u64;
+    Box::new(move || {
+        let _keep = &ch;
+        // More writes than slots: every slot is reused every round.
+        for _ in 0..6 {
+            n += 1;
+            let ver = w.write(&[n; 4]).unwrap();
+            assert_eq!(w.version(), ver);
+            assert_eq!(r.read(), Ok(Some(([n; 4], ver))));
+            assert_eq!(r.read_if_changed(), Ok(None));
+            assert_eq!(r.version(), ver);
+        }
+        assert!(matches!(idle.read_if_changed(), Ok(Some(([x, ..], _))) if x == n));
+        assert_eq!(idle.read_if_changed(), Ok(None));
+    })
+}
+
+/// Latest value (run-time size): write, read, read_if_changed, version.
+fn raw_latest(name: &str, s: Setup) -> Round {
+    let ch = shmlane::raw_latest(name, 64)
+        .capacity(4)
+        .unlink(UnlinkPolicy::LastDetach)
+        .populate(true)
+        .mlock(s.mlock)
+        .create()
+        .unwrap_or_else(|e| panic!("create (mlock {}): {e}", s.mlock));
+    let mut w = ch.writer().unwrap();
+    let mut r = ch.reader().unwrap();
+    let mut buf = [0u8; 64];
+    let mut n = 0u8;
+    Box::new(move || {
+        let _keep = &ch;
+        for len in [1usize, 17, 64, 8, 33, 64] {
+            n = n.wrapping_add(1);
+            let ver = w.write(&[n; 64][..len]).unwrap();
+            assert_eq!(r.read(&mut buf), Ok(Some((len, ver))));
+            assert_eq!(buf[len - 1], n);
+            assert_eq!(r.read_if_changed(&mut buf), Ok(None));
+            assert_eq!((w.version(), r.version()), (ver, ver));
+        }
     })
 }
