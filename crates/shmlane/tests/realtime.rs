@@ -192,9 +192,12 @@ fn filtered_child(name: &str, report: &str) -> ! {
 /// wakes it (a `futex` system call: the proof sees a peer really sleeps); with `Wakes::Never`
 /// it never does (the producer parks at most `NEVER_WAKE_POLL` and looks again).
 fn sleeper(seg: &str, wakes: Wakes) -> Box<dyn FnMut()> {
+    // `Park`: the producer parks as soon as the ring is full (the default strategy's yields
+    // can outlast the 2 ms pause on a loaded machine, and then no round finds it asleep).
     let ch = shmlane::spsc::<u64>(seg)
         .capacity(8)
         .unlink(UnlinkPolicy::CreatorDrop)
+        .wait(shmlane::WaitStrategy::Park)
         .create()
         .unwrap();
     let mut tx = ch.producer().unwrap();
