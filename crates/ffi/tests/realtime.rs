@@ -1,8 +1,9 @@
 //! The real-time proofs (docs/realtime.md) for the C ABI's non-blocking calls: a C program
 //! (tests/c/rt_abi.c) runs every try / chunk / claim / loan / publish call of every channel
-//! kind, first with allocation forbidden (it interposes malloc and counts), then under a
-//! seccomp filter that traps any system call (the number is reported), linked both shared
-//! and static. Each proof is also shown to fail on a deliberate allocation and system call.
+//! kind, first with allocation forbidden (it interposes malloc and counts), then between two
+//! `getrusage(RUSAGE_THREAD)` calls on populated and mlocked channels (no page fault), then
+//! under a seccomp filter that traps any system call (the number is reported), linked both
+//! shared and static. Each proof is also shown to fail on a deliberate allocation and system call.
 
 mod common;
 
@@ -25,12 +26,13 @@ fn run(bin: &std::path::Path, label: &str, mode: &str) -> (bool, String) {
 }
 
 #[test]
-fn c_abi_non_blocking_calls_neither_allocate_nor_make_system_calls() {
+fn c_abi_non_blocking_calls_neither_allocate_nor_fault_nor_make_system_calls() {
     for (link, out) in [(Link::Shared, "rt_abi"), (Link::Static, "rt_abi_static")] {
         let bin = compile("rt_abi", out, link);
         let (ok, text) = run(&bin, out, "");
         assert!(ok, "{link:?}: {text}");
         assert!(text.contains("ALLOCATIONS 0"), "{link:?}: {text}");
+        assert!(text.contains("FAULTS 0"), "{link:?}: {text}");
     }
 }
 
