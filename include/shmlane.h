@@ -436,8 +436,9 @@ int32_t shmlane_subscriber_close(struct shmlane_subscriber *s);
  * (`SHMLANE_E_INVALID` otherwise, nothing published), and while a loan is open
  * (`shmlane_publisher_loan`) this is `SHMLANE_E_CLAIM`.
  *
- * One thread at a time per handle; never blocks; no allocation (checksummed channels: a
- * scratch buffer grows once); a system call only to wake sleeping subscribers.
+ * One thread at a time per handle; never blocks; no allocation (errors included: their
+ * message is formatted in place); a system call only to wake sleeping subscribers
+ * (docs/realtime.md).
  */
 int32_t shmlane_publish(struct shmlane_publisher *p, const void *msg, size_t len, uint64_t *seq);
 
@@ -452,8 +453,8 @@ int32_t shmlane_publish(struct shmlane_publisher *p, const void *msg, size_t len
  * size is `SHMLANE_E_BUFFER_TOO_SMALL` (`*len` = the element size), and a message of another
  * size (a corrupt peer) is `SHMLANE_E_CORRUPT`, consumed.
  *
- * One thread at a time per handle; never blocks; no allocation on unchecksummed channels;
- * system calls only to check the publisher's liveness.
+ * One thread at a time per handle; never blocks; no allocation (`SHMLANE_E_EMPTY` and
+ * `_LAPPED` included); no system call (docs/realtime.md).
  */
 int32_t shmlane_subscriber_try_recv(struct shmlane_subscriber *s,
                                     void *buf,
@@ -625,8 +626,9 @@ int32_t shmlane_bytes_abort(struct shmlane_byte_sender *tx);
  * consumed): call again with a buffer of at least `*len` bytes. `_EMPTY`, `_DISCONNECTED`,
  * `_PEER_DIED`, `_CORRUPT`; `_NULL` for a NULL `buf` or `len`.
  *
- * One thread at a time per handle; never blocks; no allocation on unchecksummed channels;
- * system calls only to wake a sleeping sender and to check a stalled sender's liveness.
+ * One thread at a time per handle; never blocks; no allocation (`SHMLANE_E_EMPTY` included);
+ * system calls only to wake a sleeping sender and to check the liveness of a sender whose
+ * record is claimed but not committed (at most every 20 ms) (docs/realtime.md).
  */
 int32_t shmlane_bytes_try_recv(struct shmlane_byte_receiver *rx,
                                void *buf,
@@ -928,8 +930,10 @@ const char *shmlane_strerror(int32_t status);
  * channel's name, the expected and found kind, type or size, what to do).
  *
  * Meaningful only right after a call that returned an error; valid until this thread's next
- * shmlane call; never NULL; never free it. Thread-safe (per thread); never blocks or makes a
- * system call; allocates only on the first call of a thread.
+ * shmlane call; never NULL; never free it; at most 1024 bytes (a longer message is cut and
+ * ends in "..."). Thread-safe (per thread); never blocks, allocates or makes a system call
+ * (a library loaded with `dlopen`: glibc allocates its thread-local storage on a thread's
+ * first call).
  */
 const char *shmlane_last_error(void);
 

@@ -150,8 +150,9 @@ pub unsafe extern "C" fn shmlane_subscriber_close(s: *mut shmlane_subscriber) ->
 /// (`SHMLANE_E_INVALID` otherwise, nothing published), and while a loan is open
 /// (`shmlane_publisher_loan`) this is `SHMLANE_E_CLAIM`.
 ///
-/// One thread at a time per handle; never blocks; no allocation (checksummed channels: a
-/// scratch buffer grows once); a system call only to wake sleeping subscribers.
+/// One thread at a time per handle; never blocks; no allocation (errors included: their
+/// message is formatted in place); a system call only to wake sleeping subscribers
+/// (docs/realtime.md).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmlane_publish(
     p: *mut shmlane_publisher,
@@ -187,8 +188,8 @@ pub unsafe extern "C" fn shmlane_publish(
 /// size is `SHMLANE_E_BUFFER_TOO_SMALL` (`*len` = the element size), and a message of another
 /// size (a corrupt peer) is `SHMLANE_E_CORRUPT`, consumed.
 ///
-/// One thread at a time per handle; never blocks; no allocation on unchecksummed channels;
-/// system calls only to check the publisher's liveness.
+/// One thread at a time per handle; never blocks; no allocation (`SHMLANE_E_EMPTY` and
+/// `_LAPPED` included); no system call (docs/realtime.md).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmlane_subscriber_try_recv(
     s: *mut shmlane_subscriber,

@@ -296,8 +296,9 @@ fn no_claim() -> Fail {
 /// consumed): call again with a buffer of at least `*len` bytes. `_EMPTY`, `_DISCONNECTED`,
 /// `_PEER_DIED`, `_CORRUPT`; `_NULL` for a NULL `buf` or `len`.
 ///
-/// One thread at a time per handle; never blocks; no allocation on unchecksummed channels;
-/// system calls only to wake a sleeping sender and to check a stalled sender's liveness.
+/// One thread at a time per handle; never blocks; no allocation (`SHMLANE_E_EMPTY` included);
+/// system calls only to wake a sleeping sender and to check the liveness of a sender whose
+/// record is claimed but not committed (at most every 20 ms) (docs/realtime.md).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmlane_bytes_try_recv(
     rx: *mut shmlane_byte_receiver,

@@ -121,8 +121,9 @@ pub(crate) fn send_status(e: &ByteSendError) -> i32 {
     }
 }
 
+/// Formatted in place: never allocates (the non-blocking calls' errors, docs/realtime.md).
 pub(crate) fn send_fail(e: &ByteSendError) -> Fail {
-    Fail::new(send_status(e), e.to_string())
+    Fail::fmt(send_status(e), format_args!("{e}"))
 }
 
 pub(crate) fn recv_status(e: &ByteRecvError) -> i32 {
@@ -137,6 +138,7 @@ pub(crate) fn recv_status(e: &ByteRecvError) -> i32 {
     }
 }
 
+/// Formatted in place: never allocates (the non-blocking calls' errors, docs/realtime.md).
 pub(crate) fn recv_fail(e: &ByteRecvError) -> Fail {
-    Fail::new(recv_status(e), e.to_string())
+    Fail::fmt(recv_status(e), format_args!("{e}"))
 }

@@ -3,7 +3,6 @@
 
 use core::ffi::c_char;
 use std::cell::RefCell;
-use std::ffi::CString;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Success.
@@ -72,14 +71,115 @@ pub const SHMLANE_E_UNSUPPORTED: i32 = -27;
 #[derive(Debug)]
 pub(crate) struct Fail {
     pub(crate) status: i32,
-    pub(crate) msg: String,
+    pub(crate) msg: Msg,
+}
+
+/// Longest message a [`Fail`] holds without allocating, and longest last error recorded
+/// (longer ones end in "..."): the non-blocking calls' errors (`FULL`, `EMPTY`, `LAPPED`, a
+/// chunk's count) are under 200 bytes.
+pub(crate) const TEXT_MAX: usize = 1024;
+
+/// An error's text: on the heap (set-up calls), or formatted in place (the non-blocking calls:
+/// they never allocate, docs/realtime.md).
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "inline on purpose: boxing it would allocate (see `Fail`)"
+)]
+pub(crate) enum Msg {
+    Heap(String),
+    Inline(Text<256>),
+}
+
+impl core::fmt::Display for Msg {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Heap(s) => f.write_str(s),
+            Self::Inline(t) => f.write_str(t.as_str()),
+        }
+    }
+}
+
+/// Text of at most `N` bytes (fewer if `limit` says so) formatted in place, cut at a
+/// character boundary with "..." when longer; never allocates.
+#[derive(Clone, Copy)]
+pub(crate) struct Text<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+    limit: usize,
+    cut: bool,
+}
+
+impl<const N: usize> core::fmt::Debug for Text<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl<const N: usize> Text<N> {
+    /// Empty, holding at most `limit` bytes (at most `N`).
+    pub(crate) const fn new(limit: usize) -> Self {
+        Self {
+            buf: [0; N],
+            len: 0,
+            limit: if limit < N { limit } else { N },
+            cut: false,
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+        self.cut = false;
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only whole characters are ever copied in (`write_str`), so this never fails.
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl<const N: usize> core::fmt::Write for Text<N> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        if self.cut {
+            return Ok(());
+        }
+        let room = self.limit - self.len;
+        if s.len() <= room {
+            self.buf[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
+            self.len += s.len();
+            return Ok(());
+        }
+        // Cut, with room kept for "...".
+        self.cut = true;
+        let mut k = room.saturating_sub(3);
+        while k > 0 && !s.is_char_boundary(k) {
+            k -= 1;
+        }
+        self.buf[self.len..self.len + k].copy_from_slice(&s.as_bytes()[..k]);
+        self.len += k;
+        let dots = (self.limit - self.len).min(3);
+        self.buf[self.len..self.len + dots].copy_from_slice(&b"..."[..dots]);
+        self.len += dots;
+        Ok(())
+    }
 }
 
 impl Fail {
+    /// A set-up call's error (the message may be long: paths, errno texts).
     pub(crate) fn new(status: i32, msg: impl Into<String>) -> Self {
         Self {
             status,
-            msg: msg.into(),
+            msg: Msg::Heap(msg.into()),
+        }
+    }
+
+    /// A non-blocking call's error: the message formatted in place, never allocated.
+    pub(crate) fn fmt(status: i32, args: core::fmt::Arguments<'_>) -> Self {
+        let mut t = Text::new(256);
+        let _ = core::fmt::Write::write_fmt(&mut t, args);
+        Self {
+            status,
+            msg: Msg::Inline(t),
         }
     }
 }
@@ -88,15 +188,42 @@ impl Fail {
 pub(crate) type Res<T = ()> = Result<T, Fail>;
 
 thread_local! {
-    /// This thread's last error message (NUL-terminated).
-    static LAST: RefCell<CString> = RefCell::new(CString::default());
+    /// This thread's last error message, NUL-terminated (at most `TEXT_MAX` bytes and the
+    /// NUL). A plain array, without a destructor: recording an error never allocates
+    /// (docs/realtime.md).
+    static LAST: RefCell<Text<{ TEXT_MAX + 1 }>> = const { RefCell::new(Text::new(TEXT_MAX)) };
 }
 
-/// Records `msg` as this thread's last error (interior NULs become spaces).
-pub(crate) fn set_last_error(msg: &str) {
-    let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+/// Writes text with interior NULs as spaces.
+struct NoNul<'a, const N: usize>(&'a mut Text<N>);
+
+impl<const N: usize> core::fmt::Write for NoNul<'_, N> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for part in s.split_inclusive('\0') {
+            match part.strip_suffix('\0') {
+                Some(p) => {
+                    self.0.write_str(p)?;
+                    self.0.write_str(" ")?;
+                }
+                None => self.0.write_str(part)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Records `args` as this thread's last error (interior NULs become spaces; longer than
+/// `TEXT_MAX` bytes: cut, ending in "..."). Never allocates.
+pub(crate) fn set_last_error_fmt(args: core::fmt::Arguments<'_>) {
     // A thread being torn down has no last error any more: nothing to record then.
-    let _ = LAST.try_with(|l| *l.borrow_mut() = c);
+    let _ = LAST.try_with(|l| {
+        let mut t = l.borrow_mut();
+        t.clear();
+        let _ = core::fmt::Write::write_fmt(&mut NoNul(&mut *t), args);
+        // `limit` is `TEXT_MAX`, one less than the buffer: the NUL always fits.
+        let end = t.len;
+        t.buf[end] = 0;
+    });
 }
 
 /// Runs an export's body: `Ok` is `SHMLANE_OK`; an error records its message; a panic is
@@ -105,7 +232,7 @@ pub(crate) fn guard(what: &str, f: impl FnOnce() -> Res) -> i32 {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => SHMLANE_OK,
         Ok(Err(e)) => {
-            set_last_error(&format!("{what}: {}", e.msg));
+            set_last_error_fmt(format_args!("{what}: {}", e.msg));
             e.status
         }
         Err(payload) => {
@@ -116,7 +243,7 @@ pub(crate) fn guard(what: &str, f: impl FnOnce() -> Res) -> i32 {
                 .unwrap_or_else(|| "a panic without a message".to_owned());
             // Dropping the payload could panic in its own drop: forget it instead.
             core::mem::forget(payload);
-            set_last_error(&format!(
+            set_last_error_fmt(format_args!(
                 "{what}: internal error (a Rust panic, please report it): {text}"
             ));
             SHMLANE_E_PANIC
@@ -170,11 +297,14 @@ pub extern "C" fn shmlane_strerror(status: i32) -> *const c_char {
 /// channel's name, the expected and found kind, type or size, what to do).
 ///
 /// Meaningful only right after a call that returned an error; valid until this thread's next
-/// shmlane call; never NULL; never free it. Thread-safe (per thread); never blocks or makes a
-/// system call; allocates only on the first call of a thread.
+/// shmlane call; never NULL; never free it; at most 1024 bytes (a longer message is cut and
+/// ends in "..."). Thread-safe (per thread); never blocks, allocates or makes a system call
+/// (a library loaded with `dlopen`: glibc allocates its thread-local storage on a thread's
+/// first call).
 #[unsafe(no_mangle)]
 pub extern "C" fn shmlane_last_error() -> *const c_char {
-    LAST.try_with(|l| l.borrow().as_ptr())
+    // The text ends in a NUL (`set_last_error_fmt`), or is empty (all zeros).
+    LAST.try_with(|l| l.borrow().buf.as_ptr().cast::<c_char>())
         .unwrap_or(c"".as_ptr())
 }
 
@@ -220,6 +350,32 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(last(), "main_thread_call: here");
+    }
+
+    /// The in-place texts: a last error longer than `TEXT_MAX` is cut at a character boundary
+    /// and ends in "..."; an inline `Fail` longer than its 256 bytes likewise.
+    #[test]
+    fn long_messages_are_cut_not_allocated() {
+        let long = "é".repeat(TEXT_MAX);
+        let _ = guard("long", || Err(Fail::new(SHMLANE_E_INVALID, long.clone())));
+        let got = last();
+        assert!(
+            got.len() <= TEXT_MAX && got.ends_with("..."),
+            "{}",
+            got.len()
+        );
+        assert!(got.starts_with("long: éé"));
+        let f = Fail::fmt(SHMLANE_E_FULL, format_args!("{long}"));
+        let shown = f.msg.to_string();
+        assert!(
+            shown.len() <= 256 && shown.ends_with("..."),
+            "{}",
+            shown.len()
+        );
+        let _ = guard("short", || {
+            Err(Fail::fmt(SHMLANE_E_EMPTY, format_args!("a{}b", '\0')))
+        });
+        assert_eq!(last(), "short: a b");
     }
 
     #[test]

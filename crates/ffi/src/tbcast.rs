@@ -10,7 +10,6 @@
 //! `shmlane_publisher_loan_publish` (or `_loan_abandon`).
 
 use crate::channel::{Chan, shmlane_channel};
-use crate::errors::full_text;
 use crate::stats::{need, put};
 use crate::status::{Fail, Res, SHMLANE_E_CLAIM, SHMLANE_E_INVALID, SHMLANE_E_UNSUPPORTED, guard};
 use core::ffi::{c_char, c_void};
@@ -34,7 +33,8 @@ pub(crate) enum SubEnd {
 }
 
 fn loan_fail(e: LoanError) -> Fail {
-    Fail::new(SHMLANE_E_CLAIM, full_text(&e))
+    // Formatted in place: never allocates (`LoanError` has no source).
+    Fail::fmt(SHMLANE_E_CLAIM, format_args!("{e}"))
 }
 
 fn no_loans() -> Fail {

@@ -357,7 +357,9 @@ fn elem_fail<E: std::error::Error + Copy>(e: &ElemError<E>, status: impl Fn(E) -
         // Checked before the call; kept for completeness.
         ElemError::Length { .. } => SHMLANE_E_INVALID,
     };
-    Fail::new(s, full_text(e))
+    // Formatted in place: never allocates (`FULL` and `EMPTY` are the hot paths'). The
+    // channel errors have no source: their text is the whole chain.
+    Fail::fmt(s, format_args!("{e}"))
 }
 
 fn try_send_status(e: TrySendError<()>) -> i32 {
@@ -590,18 +592,19 @@ pub unsafe extern "C" fn shmlane_try_recv_many(
 
 fn chunk_fail(e: ChunkError, free: bool) -> Fail {
     match e {
-        ChunkError::TooFewSlots(n) => Fail::new(
+        // Formatted in place: never allocates (docs/realtime.md).
+        ChunkError::TooFewSlots(n) => Fail::fmt(
             if free {
                 SHMLANE_E_FULL
             } else {
                 SHMLANE_E_EMPTY
             },
-            format!(
+            format_args!(
                 "only {n} {} available",
                 if free { "free slots" } else { "elements" }
             ),
         ),
-        ChunkError::Corrupt => Fail::new(SHMLANE_E_CORRUPT, e.to_string()),
+        ChunkError::Corrupt => Fail::fmt(SHMLANE_E_CORRUPT, format_args!("{e}")),
     }
 }
 
@@ -676,11 +679,11 @@ pub unsafe extern "C" fn shmlane_sender_commit(tx: *mut shmlane_sender, n: usize
             return Ok(());
         }
         p.commit(n).map_err(|e| match e {
-            ChunkError::TooFewSlots(k) => Fail::new(
+            ChunkError::TooFewSlots(k) => Fail::fmt(
                 SHMLANE_E_CLAIM,
-                format!("commit of {n} elements, only {k} slots are free (write_chunk reserves what may be committed)"),
+                format_args!("commit of {n} elements, only {k} slots are free (write_chunk reserves what may be committed)"),
             ),
-            ChunkError::Corrupt => Fail::new(SHMLANE_E_CORRUPT, e.to_string()),
+            ChunkError::Corrupt => Fail::fmt(SHMLANE_E_CORRUPT, format_args!("{e}")),
         })
     })
 }
@@ -747,11 +750,11 @@ pub unsafe extern "C" fn shmlane_receiver_release(rx: *mut shmlane_receiver, n: 
             return Ok(());
         }
         c.release(n).map_err(|e| match e {
-            ChunkError::TooFewSlots(k) => Fail::new(
+            ChunkError::TooFewSlots(k) => Fail::fmt(
                 SHMLANE_E_CLAIM,
-                format!("release of {n} elements, only {k} are available"),
+                format_args!("release of {n} elements, only {k} are available"),
             ),
-            ChunkError::Corrupt => Fail::new(SHMLANE_E_CORRUPT, e.to_string()),
+            ChunkError::Corrupt => Fail::fmt(SHMLANE_E_CORRUPT, format_args!("{e}")),
         })
     })
 }

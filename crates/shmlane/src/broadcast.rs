@@ -36,10 +36,17 @@ impl Channel<u8> {
         // SAFETY: as in `byte_sender`.
         let ring = unsafe { BroadcastRing::producer(ptr, len, self.token(), &alive) }
             .map_err(|e| OpenError::for_role(e, &self.inner.name, "publisher", seg))?;
+        // Reserved at open (a message and its checksum fill at most a slot): `send` never
+        // allocates (docs/realtime.md).
+        let scratch = Vec::with_capacity(if self.inner.checksum {
+            ring.max_message()
+        } else {
+            0
+        });
         Ok(Publisher {
             ring: Owned::new(ring),
             local: self.local(Side::Send),
-            scratch: Vec::new(),
+            scratch,
             cursors: position::cursor_table(&self.inner),
         })
     }
@@ -139,6 +146,10 @@ impl Publisher {
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// Real-time: never allocates and never waits for subscribers; no system call but a futex wake
+    /// when a subscriber sleeps (none with `Wakes::Never`); no page fault after set-up
+    /// (docs/realtime.md).
     pub fn send(&mut self, msg: &[u8]) -> Result<(), ByteSendError> {
         let max = self.max_message();
         if msg.len() > max {
@@ -224,6 +235,9 @@ impl Subscriber {
     }
 
     /// Messages this subscriber lost to laps, in total.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn lost(&self) -> u64 {
         self.lost
     }
@@ -234,6 +248,9 @@ impl Subscriber {
     /// can have sent since this subscriber's cursor was last known good (a stamp or position
     /// overwritten: it would report billions of billions), or a slot whose words cannot be
     /// right, is `Corrupt` instead, counted nowhere, and so is every call after it.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call (a lap reads the clock through the
+    /// vDSO); no page fault after set-up (docs/realtime.md).
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, ByteRecvError> {
         match self.poll(buf) {
             Err(ByteRecvError::Empty) if self.local.life.gone(&self.local.inner) => {
@@ -298,6 +315,10 @@ impl Subscriber {
     /// persistent channel) the next call waits for a publisher to (re)start, and goes on with
     /// its messages: a restarted publisher continues after the last message, so a subscriber
     /// that waits through restarts receives every message of each.
+    ///
+    /// Real-time: blocks (spin, yield, futex wait) until the deadline and reads the clock; after
+    /// a fruitless wait checks peers' liveness (system calls; the attachment table is read into a
+    /// `Vec`: allocates); for non-real-time threads (docs/realtime.md).
     pub fn recv(
         &mut self,
         buf: &mut [u8],

@@ -56,6 +56,13 @@ impl Channel<u8> {
         // SAFETY: as in `byte_sender`.
         let ring = unsafe { RecordRing::consumer(ptr, len, self.token(), &alive) }
             .map_err(|e| OpenError::for_role(e, &self.inner.name, "byte receiver", seg))?;
+        // Reserved here, at open: `try_recv` resizes it within this capacity only (a record
+        // is at most `max_record` bytes), so receiving never allocates (docs/realtime.md).
+        let scratch = Vec::with_capacity(if self.inner.checksum {
+            ring.max_record()
+        } else {
+            0
+        });
         Ok(ByteReceiver {
             ring: Owned::new(ring),
             local: self.local(Side::Recv),
@@ -63,7 +70,7 @@ impl Channel<u8> {
             pending_since: None,
             next_check: None,
             next_lift: None,
-            scratch: Vec::new(),
+            scratch,
         })
     }
 }
@@ -193,6 +200,10 @@ impl ByteSender {
     /// assert_eq!(&buf[..n], b"order 42: buy 100 @ 17.5");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// Real-time: never allocates; lock-free (a CAS retry only when another sender progressed); no
+    /// system call but a futex wake when the receiver sleeps (none with `Wakes::Never`); no page
+    /// fault after set-up (docs/realtime.md).
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), ByteSendError> {
         self.check_len(msg.len())?;
         let sent = if self.local.inner.checksum {
@@ -231,6 +242,9 @@ impl ByteSender {
     /// assert_eq!(rx.try_recv(&mut buf)?, 11);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// Real-time: never allocates; lock-free (a CAS retry only when another sender progressed); no
+    /// system call; no page fault after set-up (docs/realtime.md).
     pub fn claim(&mut self, len: usize) -> Result<ByteClaim<'_>, ByteSendError> {
         if self.local.inner.checksum {
             return Err(ByteSendError::ChecksumClaim);
@@ -253,6 +267,10 @@ impl ByteSender {
     /// `PeerDied` once when the receiver died since this endpoint attached; `Disconnected`
     /// when it left, in [`PeersLeave::Disconnect`](crate::PeersLeave) mode only (`Wait`: waits
     /// for a receiver until the deadline). See the lifecycle in docs/design.md.
+    ///
+    /// Real-time: blocks (spin, yield, futex wait) until the deadline and reads the clock; after
+    /// a fruitless wait checks peers' liveness (system calls; the attachment table is read into a
+    /// `Vec`: allocates); for non-real-time threads (docs/realtime.md).
     pub fn send(&mut self, msg: &[u8], deadline: Option<Deadline>) -> Result<(), ByteSendError> {
         let mut woke = false;
         loop {
@@ -338,6 +356,9 @@ impl ByteClaim<'_> {
     ///
     /// # Panics
     /// If `offset + src.len()` exceeds the claimed length.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn write(&mut self, offset: usize, src: &[u8]) {
         self.claim.write(offset, src);
     }
@@ -350,6 +371,9 @@ impl ByteClaim<'_> {
     /// never read through it. If this process stalls past the receiver's unblock timeout
     /// meanwhile, the message is skipped, but its room stays this claim's until the commit
     /// (which then reports `Timeout`) or the abort: late writes land nowhere else.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub unsafe fn as_mut_ptr(&mut self) -> *mut u8 {
         // SAFETY: forwarded contract.
         unsafe { self.claim.as_mut_ptr() }
@@ -358,6 +382,9 @@ impl ByteClaim<'_> {
     /// Publishes the message and wakes a sleeping receiver. `Err(Timeout)` if the receiver
     /// gave up on it first (this process stalled past its unblock timeout): not delivered; the
     /// receiver is woken to give its room back.
+    ///
+    /// Real-time: never allocates or blocks; no system call but a futex wake when the receiver
+    /// sleeps (none with `Wakes::Never`); no page fault after set-up (docs/realtime.md).
     pub fn commit(self) -> Result<(), ByteSendError> {
         let len = self.claim.len() as u64;
         match self.claim.commit() {
@@ -373,6 +400,9 @@ impl ByteClaim<'_> {
     }
 
     /// Gives the room back: the receiver skips it.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn abort(self) {
         self.claim.abort();
     }
@@ -386,6 +416,9 @@ impl ByteReceiver {
 
     /// Messages skipped in this ring so far (dead or stalled senders' claims, and aborted
     /// claims), read from the ring: one load, for monitoring a skip as it happens.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn skipped(&self) -> u64 {
         self.ring.skipped()
     }
@@ -400,6 +433,11 @@ impl ByteReceiver {
     /// Copies the next message into `buf` and returns its length; never blocks. A message
     /// whose sender died (or stalled past the unblock timeout) before committing it is skipped
     /// and counted in the statistics (`lost`).
+    ///
+    /// Real-time: never allocates or blocks; no system call but a futex wake when a sender sleeps
+    /// (none with `Wakes::Never`) and a liveness check (fcntl) while the next record is claimed but
+    /// not committed (20 µs after first seeing it, then every 20 ms); no page fault after set-up
+    /// (docs/realtime.md).
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, ByteRecvError> {
         let r = self.poll(buf);
         if r == Err(ByteRecvError::Empty) && self.local.life.gone(&self.local.inner) {
@@ -523,6 +561,10 @@ impl ByteReceiver {
     /// [`PeersLeave::Disconnect`](crate::PeersLeave) mode `Disconnected` once every sender it
     /// has seen left, both final; in `Wait` mode the next call waits for a sender (until its
     /// deadline). See the lifecycle in docs/design.md.
+    ///
+    /// Real-time: blocks (spin, yield, futex wait) until the deadline and reads the clock; after
+    /// a fruitless wait checks peers' liveness (system calls; the attachment table is read into a
+    /// `Vec`: allocates); for non-real-time threads (docs/realtime.md).
     pub fn recv(
         &mut self,
         buf: &mut [u8],

@@ -57,13 +57,20 @@ pub(super) fn open_subscriber<T: Pod + Send>(
     let cursor = cursor_table(&ch.inner)
         .filter(|_| owner != 0)
         .and_then(|t| t.claim(owner, ring.position(), &alive(&ch.inner)));
+    // Reserved at open: `recv_checked` resizes it to `max_message` only, so receiving never
+    // allocates (docs/realtime.md).
+    let scratch = Vec::with_capacity(if ch.inner.checksum {
+        ring.max_message()
+    } else {
+        0
+    });
     Ok(Subscriber {
         ring,
         local: ch.local(Side::Recv),
         since: std::time::Instant::now(),
         lost: 0,
         corrupt: None,
-        scratch: Vec::new(),
+        scratch,
         held: None,
         cursor,
         start_gap,
@@ -79,10 +86,16 @@ pub(super) fn open_publisher<T: Pod + Send>(ch: &Channel<T>) -> Result<Publisher
     // SAFETY: as in `open_subscriber`.
     let ring = unsafe { BroadcastRing::producer(ptr, len, ch.token(), &alive(&ch.inner)) }
         .map_err(|e| OpenError::for_role(e, &ch.inner.name, "publisher", &ch.inner.seg))?;
+    // Reserved at open: `send` never allocates (docs/realtime.md).
+    let scratch = Vec::with_capacity(if ch.inner.checksum {
+        ring.max_message()
+    } else {
+        0
+    });
     Ok(Publisher {
         ring: Owned::new(ring),
         local: ch.local(Side::Send),
-        scratch: Vec::new(),
+        scratch,
         cursors: cursor_table(&ch.inner),
     })
 }
@@ -144,11 +157,17 @@ impl Subscriber {
     }
 
     /// The sequence number of the last message received (`None` before the first).
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn last_seq(&self) -> Option<u64> {
         self.last_seq
     }
 
     /// The sequence number of the next message this subscriber will receive.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn next_seq(&self) -> u64 {
         // A message held for a larger buffer (checksummed channels) was taken from the ring
         // but not received: it is the next one.
@@ -170,6 +189,9 @@ impl Subscriber {
     }
 
     /// As [`try_recv`](Self::try_recv), with the message's sequence number.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call (a lap reads the clock through the
+    /// vDSO); no page fault after set-up (docs/realtime.md).
     pub fn try_recv_seq(&mut self, buf: &mut [u8]) -> Result<(usize, u64), ByteRecvError> {
         let n = self.try_recv(buf)?;
         Ok((n, self.last_seq.unwrap_or_default()))
@@ -191,6 +213,9 @@ impl Subscriber {
 impl Publisher {
     /// The sequence number the next message will have (messages published on this channel so
     /// far, by every publisher it had).
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn next_seq(&self) -> u64 {
         self.ring.position()
     }
@@ -199,6 +224,9 @@ impl Publisher {
     /// it is dropped; one whose process died is not counted (its entry is taken over by the
     /// next subscriber). A subscriber that found the table full (64 live ones already) is not
     /// counted. Slow path: reads the liveness of each entry's process (a syscall each).
+    ///
+    /// Real-time: never allocates, but checks counted subscribers' liveness (system calls): a
+    /// monitoring call, not for the hot path (docs/realtime.md).
     pub fn subscribers(&self) -> u64 {
         self.scan().readers
     }
@@ -208,6 +236,9 @@ impl Publisher {
     /// `None` without counted subscribers. A subscriber waiting for a future sequence number
     /// lags by 0. Slow path, as [`subscribers`](Self::subscribers). The table is memory every
     /// subscriber writes: a forged entry gives a wrong number, nothing worse.
+    ///
+    /// Real-time: never allocates, but checks counted subscribers' liveness (system calls): a
+    /// monitoring call, not for the hot path (docs/realtime.md).
     pub fn slowest_lag(&self) -> Option<u64> {
         self.scan().slowest_lag
     }

@@ -81,9 +81,11 @@ impl RawChannel {
         let inner = open_subscriber(&self.ch, start)?;
         let size = self.elem.size();
         check_fits_size(self.ch.name(), inner.max_message(), size, &self.what())?;
+        // Reserved at open, as the typed subscriber's.
+        let scratch = Vec::with_capacity(inner.max_message());
         Ok(RawSubscriber {
             inner,
-            scratch: Vec::new(),
+            scratch,
             size,
         })
     }
@@ -107,6 +109,10 @@ impl RawPublisher {
     /// Publishes a copy of `elem` (exactly one element) to every subscriber; never waits.
     /// Returns its sequence number. `Length` for another length, `LoanError::Open` while a
     /// loan is open; nothing is published then.
+    ///
+    /// Real-time: never allocates and never waits for subscribers; no system call but a futex wake
+    /// when a subscriber sleeps (none with `Wakes::Never`); no page fault after set-up
+    /// (docs/realtime.md).
     pub fn publish(&mut self, elem: &[u8]) -> Result<u64, ElemError<LoanError>> {
         if elem.len() != self.size {
             return Err(ElemError::Length {
@@ -142,6 +148,9 @@ impl RawPublisher {
     ///
     /// Writing through the pointer is `unsafe` for the caller: only `elem_size` bytes, only
     /// while the loan is open.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn loan_ptr(&mut self) -> Result<*mut u8, LoanError> {
         if self.loaned {
             return Err(LoanError::Open);
@@ -156,6 +165,10 @@ impl RawPublisher {
     /// Publishes the open loan's element (as [`TypedLoan::publish`](crate::TypedLoan::publish):
     /// with its checksum on a checksummed channel); returns its sequence number. Never waits.
     /// `LoanError::NotOpen` without a loan.
+    ///
+    /// Real-time: never allocates and never waits for subscribers; no system call but a futex wake
+    /// when a subscriber sleeps (none with `Wakes::Never`); no page fault after set-up
+    /// (docs/realtime.md).
     pub fn publish_loan(&mut self) -> Result<u64, LoanError> {
         if !self.loaned {
             return Err(LoanError::NotOpen);
@@ -177,6 +190,9 @@ impl RawPublisher {
     /// slot stays busy and becomes the next message's (the next loan hands out the same
     /// slot, with what was written; the next `publish` overwrites it); subscribers wait for
     /// that message meanwhile. Returns whether a loan was open.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn abandon_loan(&mut self) -> bool {
         core::mem::replace(&mut self.loaned, false)
     }
@@ -187,11 +203,17 @@ impl RawPublisher {
     }
 
     /// Live subscribers counted in the cursor table (see [`Publisher::subscribers`]).
+    ///
+    /// Real-time: never allocates, but checks counted subscribers' liveness (system calls): a
+    /// monitoring call, not for the hot path (docs/realtime.md).
     pub fn subscribers(&self) -> u64 {
         self.inner.subscribers()
     }
 
     /// The slowest counted subscriber's lag (see [`Publisher::slowest_lag`]).
+    ///
+    /// Real-time: never allocates, but checks counted subscribers' liveness (system calls): a
+    /// monitoring call, not for the hot path (docs/realtime.md).
     pub fn slowest_lag(&self) -> Option<u64> {
         self.inner.slowest_lag()
     }
@@ -233,6 +255,9 @@ impl RawSubscriber {
     /// blocks; errors as [`TypedSubscriber::try_recv`](crate::TypedSubscriber::try_recv)
     /// (`Lapped` once with the exact loss, ...; a message of another size is `Corrupt` and
     /// consumed). After an error `out` may hold anything: use it only on success.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call (a lap reads the clock through the
+    /// vDSO); no page fault after set-up (docs/realtime.md).
     pub fn try_recv(&mut self, out: &mut [u8]) -> Result<u64, ElemError<ByteRecvError>> {
         self.check(out)?;
         let before = self.inner.next_seq();
@@ -242,6 +267,10 @@ impl RawSubscriber {
     }
 
     /// As [`try_recv`](Self::try_recv), waiting until `deadline` (`None`: no limit).
+    ///
+    /// Real-time: blocks (spin, yield, futex wait) until the deadline and reads the clock; after
+    /// a fruitless wait checks peers' liveness (system calls; the attachment table is read into a
+    /// `Vec`: allocates); for non-real-time threads (docs/realtime.md).
     pub fn recv(
         &mut self,
         out: &mut [u8],

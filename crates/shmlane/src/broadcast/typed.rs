@@ -142,9 +142,12 @@ impl<T: Pod + Send> Channel<T> {
     pub fn typed_subscriber_from(&self, start: Start) -> Result<TypedSubscriber<T>, OpenError> {
         let inner = open_subscriber(self, start)?;
         check_fits::<T>(&self.inner.name, inner.max_message())?;
+        // Reserved at open: a message of another size is taken through it without
+        // allocating (docs/realtime.md).
+        let scratch = Vec::with_capacity(inner.max_message());
         Ok(TypedSubscriber {
             inner,
-            scratch: Vec::new(),
+            scratch,
             _t: PhantomData,
         })
     }
@@ -154,6 +157,9 @@ impl<T: Pod> TypedPublisher<T> {
     /// Lends the next message's slot, to write the value in place: no staging copy (the
     /// value's bytes go straight into the shared slot, with atomic stores). The slot's older
     /// message is gone from the moment of the loan.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn loan(&mut self) -> TypedLoan<'_, T> {
         let checksum = self.inner.local.inner.checksum;
         TypedLoan {
@@ -166,6 +172,10 @@ impl<T: Pod> TypedPublisher<T> {
 
     /// Publishes `value` to every subscriber (a loan, written and published); never waits.
     /// Returns its sequence number.
+    ///
+    /// Real-time: never allocates and never waits for subscribers; no system call but a futex wake
+    /// when a subscriber sleeps (none with `Wakes::Never`); no page fault after set-up
+    /// (docs/realtime.md).
     pub fn publish(&mut self, value: &T) -> u64 {
         let mut loan = self.loan();
         loan.write(value);
@@ -178,11 +188,17 @@ impl<T: Pod> TypedPublisher<T> {
     }
 
     /// Live subscribers counted in the cursor table (see [`Publisher::subscribers`]).
+    ///
+    /// Real-time: never allocates, but checks counted subscribers' liveness (system calls): a
+    /// monitoring call, not for the hot path (docs/realtime.md).
     pub fn subscribers(&self) -> u64 {
         self.inner.subscribers()
     }
 
     /// The slowest counted subscriber's lag (see [`Publisher::slowest_lag`]).
+    ///
+    /// Real-time: never allocates, but checks counted subscribers' liveness (system calls): a
+    /// monitoring call, not for the hot path (docs/realtime.md).
     pub fn slowest_lag(&self) -> Option<u64> {
         self.inner.slowest_lag()
     }
@@ -210,6 +226,9 @@ impl<T: Pod> TypedLoan<'_, T> {
     }
 
     /// Writes the whole value into the slot.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn write(&mut self, value: &T) {
         // The slot holds a `T` (checked when the publisher was made): in bounds.
         let fits = self.loan.write(0, bytemuck::bytes_of(value));
@@ -222,6 +241,9 @@ impl<T: Pod> TypedLoan<'_, T> {
     ///
     /// # Panics
     /// If the field does not lie inside `T`.
+    ///
+    /// Real-time: never allocates (a panic message aside), blocks or makes a system call; no page
+    /// fault after set-up (docs/realtime.md).
     pub fn write_field<F: Pod>(&mut self, offset: usize, field: &F) {
         assert!(
             offset
@@ -237,6 +259,10 @@ impl<T: Pod> TypedLoan<'_, T> {
     }
 
     /// Publishes the value; returns its sequence number. Never waits.
+    ///
+    /// Real-time: never allocates and never waits for subscribers; no system call but a futex wake
+    /// when a subscriber sleeps (none with `Wakes::Never`); no page fault after set-up
+    /// (docs/realtime.md).
     pub fn publish(self) -> u64 {
         publish_loan(self.loan, self.local, self.checksum, size_of::<T>())
     }
@@ -343,6 +369,9 @@ impl<T: Pod> TypedSubscriber<T> {
     /// The next message, copied out; never blocks (`Empty`, `Lapped` once with the exact
     /// loss, `Disconnected`, `PeerDied`, `Corrupt` as for [`Subscriber::try_recv`]; a message
     /// of another size than `T` is `Corrupt` and consumed).
+    ///
+    /// Real-time: never allocates, blocks or makes a system call (a lap reads the clock through the
+    /// vDSO); no page fault after set-up (docs/realtime.md).
     pub fn try_recv(&mut self) -> Result<T, ByteRecvError> {
         let mut v = T::zeroed();
         let before = self.inner.next_seq();
@@ -351,6 +380,10 @@ impl<T: Pod> TypedSubscriber<T> {
     }
 
     /// The next message, waiting until `deadline` (`None`: no limit).
+    ///
+    /// Real-time: blocks (spin, yield, futex wait) until the deadline and reads the clock; after
+    /// a fruitless wait checks peers' liveness (system calls; the attachment table is read into a
+    /// `Vec`: allocates); for non-real-time threads (docs/realtime.md).
     pub fn recv(&mut self, deadline: Option<Deadline>) -> Result<T, ByteRecvError> {
         let mut v = T::zeroed();
         let before = self.inner.next_seq();
@@ -359,6 +392,9 @@ impl<T: Pod> TypedSubscriber<T> {
     }
 
     /// As [`try_recv`](Self::try_recv), with the message's sequence number.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call (a lap reads the clock through the
+    /// vDSO); no page fault after set-up (docs/realtime.md).
     pub fn try_recv_seq(&mut self) -> Result<(T, u64), ByteRecvError> {
         let v = self.try_recv()?;
         Ok((v, self.inner.last_seq().unwrap_or_default()))

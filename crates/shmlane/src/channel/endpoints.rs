@@ -284,6 +284,10 @@ macro_rules! send_impl {
         /// receiver asleep this is a fence and a load: no syscall). `Disconnected` only in
         /// [`PeersLeave::Disconnect`](crate::PeersLeave) mode, on a full ring whose receivers
         /// all left.
+        ///
+        /// Real-time: never allocates or blocks; no system call but a futex wake when a receiver
+        /// sleeps (MPMC: lock-free, a CAS retry only when another sender progressed) (none with
+        /// `Wakes::Never`); no page fault after set-up (docs/realtime.md).
         #[inline]
         pub fn try_send(&mut self, value: T) -> Result<(), TrySendError<T>> {
             try_send_with(
@@ -300,6 +304,10 @@ macro_rules! send_impl {
         /// attached and none is left; `Disconnected` when every receiver left, in
         /// [`PeersLeave::Disconnect`](crate::PeersLeave) mode only (in `Wait` mode it waits
         /// for a receiver until the deadline). See the lifecycle in docs/design.md.
+        ///
+        /// Real-time: blocks (spin, yield, futex wait) until the deadline and reads the clock;
+        /// after a fruitless wait checks peers' liveness (system calls; the attachment table is
+        /// read into a `Vec`: allocates); for non-real-time threads (docs/realtime.md).
         pub fn send(&mut self, value: T, deadline: Option<Deadline>) -> Result<(), SendError<T>> {
             self.send_inner(value, 0, deadline)
         }
@@ -359,6 +367,10 @@ macro_rules! recv_impl {
         /// wakes a blocked sender. `Disconnected` ([`PeersLeave::Disconnect`](crate::PeersLeave)
         /// mode only) once every sender this endpoint has seen left cleanly and the ring is
         /// drained; a sender's death is reported by [`recv`](Self::recv).
+        ///
+        /// Real-time: never allocates or blocks; no system call but a futex wake when a sender
+        /// sleeps (MPMC: lock-free, a CAS retry only when another receiver progressed) (none with
+        /// `Wakes::Never`); no page fault after set-up (docs/realtime.md).
         #[inline]
         pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
             try_recv_with(
@@ -377,6 +389,10 @@ macro_rules! recv_impl {
         /// `Disconnected` once every sender it has seen left cleanly, and both are final; in
         /// `Wait` mode the next call waits for a sender (until its deadline, without a busy
         /// loop). See the lifecycle in docs/design.md.
+        ///
+        /// Real-time: blocks (spin, yield, futex wait) until the deadline and reads the clock;
+        /// after a fruitless wait checks peers' liveness (system calls; the attachment table is
+        /// read into a `Vec`: allocates); for non-real-time threads (docs/realtime.md).
         pub fn recv(&mut self, deadline: Option<Deadline>) -> Result<T, RecvError> {
             let ring = &mut *self.ring;
             recv_blocking(
@@ -528,6 +544,9 @@ impl<T: Pod + Send> Producer<T> {
 
     /// Zero-copy: reserves `n` slots to fill in place; see [`shmlane_ring::WriteChunk`].
     /// Call [`notify`](Self::notify) after committing so a sleeping consumer wakes.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn write_chunk(
         &mut self,
         n: usize,
@@ -536,6 +555,9 @@ impl<T: Pod + Send> Producer<T> {
     }
 
     /// Sends as many of `values` as fit; returns how many. Never blocks.
+    ///
+    /// Real-time: never allocates or blocks; no system call but a futex wake when a receiver sleeps
+    /// (none with `Wakes::Never`); no page fault after set-up (docs/realtime.md).
     pub fn try_send_slice(&mut self, values: &[T]) -> Result<usize, TrySendError<()>> {
         let n = self
             .ring
@@ -550,11 +572,17 @@ impl<T: Pod + Send> Producer<T> {
     }
 
     /// Records `n` messages committed through a chunk and wakes a sleeping consumer.
+    ///
+    /// Real-time: never allocates or blocks; no system call but a futex wake when the consumer
+    /// sleeps (none with `Wakes::Never`) (docs/realtime.md).
     pub fn notify(&mut self, n: usize) {
         self.local.done(n as u64, (n * size_of::<T>()) as u64);
     }
 
     /// Free slots now.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn free(&mut self) -> usize {
         self.ring.free()
     }
@@ -581,6 +609,9 @@ impl<T: Pod + Send> Consumer<T> {
 
     /// Zero-copy: borrows `n` messages in place; call [`notify`](Self::notify) after
     /// committing so a sleeping producer wakes.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn read_chunk(
         &mut self,
         n: usize,
@@ -589,6 +620,9 @@ impl<T: Pod + Send> Consumer<T> {
     }
 
     /// Receives up to `out.len()` messages; returns how many. Never blocks.
+    ///
+    /// Real-time: never allocates or blocks; no system call but a futex wake when a sender sleeps
+    /// (none with `Wakes::Never`); no page fault after set-up (docs/realtime.md).
     pub fn try_recv_slice(&mut self, out: &mut [T]) -> Result<usize, TryRecvError> {
         let n = self
             .ring
@@ -603,16 +637,25 @@ impl<T: Pod + Send> Consumer<T> {
     }
 
     /// Records `n` messages released through a chunk and wakes a sleeping producer.
+    ///
+    /// Real-time: never allocates or blocks; no system call but a futex wake when the producer
+    /// sleeps (none with `Wakes::Never`) (docs/realtime.md).
     pub fn notify(&mut self, n: usize) {
         self.local.done(n as u64, (n * size_of::<T>()) as u64);
     }
 
     /// Messages in the ring now.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn len(&mut self) -> usize {
         self.ring.len()
     }
 
     /// Whether the ring is empty now.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn is_empty(&mut self) -> bool {
         self.ring.is_empty()
     }
@@ -627,6 +670,10 @@ impl<T: Pod + Send> Sender<T> {
     /// 10 ms; callers of [`try_send`](Self::try_send) that keep finding the ring full call it.
     /// Returns whether a slot was given back (counted in `lost`: the dead receiver's message;
     /// not counted when that receiver had taken a skipped position, which held none).
+    ///
+    /// Real-time: never allocates or blocks, but makes system calls (a liveness check, at most
+    /// every 10 ms unless a hole was recovered): call it off the real-time thread's every turn
+    /// (docs/realtime.md).
     pub fn recover(&mut self) -> bool {
         self.local.check_hole(&*self.ring, true)
     }
@@ -650,6 +697,10 @@ impl<T: Pod + Send> Receiver<T> {
     /// [`recv`](Self::recv) does this by itself while it waits, at most every 10 ms; callers of
     /// [`try_recv`](Self::try_recv) that keep finding the ring empty call it. Returns whether a
     /// position was skipped (counted in `lost`).
+    ///
+    /// Real-time: never allocates or blocks, but makes system calls (a liveness check, at most
+    /// every 10 ms unless a hole was recovered): call it off the real-time thread's every turn
+    /// (docs/realtime.md).
     pub fn recover(&mut self) -> bool {
         self.local.check_hole(&*self.ring, true)
     }
@@ -665,11 +716,17 @@ impl<T: Pod + Send> Receiver<T> {
     }
 
     /// Messages in the ring now, approximately.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn len(&self) -> usize {
         self.ring.len()
     }
 
     /// Whether the ring looks empty.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn is_empty(&self) -> bool {
         self.ring.is_empty()
     }

@@ -441,6 +441,10 @@ macro_rules! raw_send_impl {
     () => {
         /// Sends a copy of `elem` (exactly one element) if there is room; never blocks. As the
         /// typed `try_send`.
+        ///
+        /// Real-time: never allocates or blocks; no system call but a futex wake when a receiver
+        /// sleeps (MPMC: lock-free, a CAS retry only when another sender progressed) (none with
+        /// `Wakes::Never`); no page fault after set-up (docs/realtime.md).
         #[inline]
         pub fn try_send(&mut self, elem: &[u8]) -> Result<(), ElemError<TrySendError<()>>> {
             one(self.size, elem.len()).map_err(len_err)?;
@@ -450,6 +454,10 @@ macro_rules! raw_send_impl {
 
         /// Sends a copy of `elem`, waiting for room until `deadline` (`None`: no limit). As the
         /// typed `send` (the same loop: wake-ups, peer checks, hole recovery, deadline).
+        ///
+        /// Real-time: blocks (spin, yield, futex wait) until the deadline and reads the clock;
+        /// after a fruitless wait checks peers' liveness (system calls; the attachment table is
+        /// read into a `Vec`: allocates); for non-real-time threads (docs/realtime.md).
         pub fn send(
             &mut self,
             elem: &[u8],
@@ -505,6 +513,10 @@ macro_rules! raw_recv_impl {
     () => {
         /// Receives one element into `out` (exactly one element's bytes, any alignment) if one
         /// is there; never blocks. `out` is written only with `Ok`. As the typed `try_recv`.
+        ///
+        /// Real-time: never allocates or blocks; no system call but a futex wake when a sender
+        /// sleeps (MPMC: lock-free, a CAS retry only when another receiver progressed) (none with
+        /// `Wakes::Never`); no page fault after set-up (docs/realtime.md).
         #[inline]
         pub fn try_recv(&mut self, out: &mut [u8]) -> Result<(), ElemError<TryRecvError>> {
             one(self.size, out.len()).map_err(len_err)?;
@@ -516,6 +528,10 @@ macro_rules! raw_recv_impl {
 
         /// Receives one element into `out`, waiting until `deadline` (`None`: no limit). As the
         /// typed `recv` (the same loop).
+        ///
+        /// Real-time: blocks (spin, yield, futex wait) until the deadline and reads the clock;
+        /// after a fruitless wait checks peers' liveness (system calls; the attachment table is
+        /// read into a `Vec`: allocates); for non-real-time threads (docs/realtime.md).
         pub fn recv(
             &mut self,
             out: &mut [u8],
@@ -574,6 +590,9 @@ impl RawProducer {
 
     /// Sends as many whole elements of `elems` as fit (its length a multiple of the element
     /// size); returns how many. Never blocks.
+    ///
+    /// Real-time: never allocates or blocks; no system call but a futex wake when a receiver sleeps
+    /// (none with `Wakes::Never`); no page fault after set-up (docs/realtime.md).
     pub fn try_send_slice(&mut self, elems: &[u8]) -> Result<usize, ElemError<TrySendError<()>>> {
         whole(self.size, elems.len()).map_err(len_err)?;
         let n = self
@@ -590,11 +609,17 @@ impl RawProducer {
 
     /// Zero copy: reserves `n` slots to fill in place ([`DynWriteChunk::as_mut_ptrs`] gives
     /// the two runs as raw pointers). Commit the chunk, then call [`notify`](Self::notify).
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn write_chunk(&mut self, n: usize) -> Result<DynWriteChunk<'_>, ChunkError> {
         self.ring.write_chunk(n)
     }
 
     /// Records `n` messages committed through a chunk and wakes a sleeping consumer.
+    ///
+    /// Real-time: never allocates or blocks; no system call but a futex wake when the consumer
+    /// sleeps (none with `Wakes::Never`) (docs/realtime.md).
     pub fn notify(&mut self, n: usize) {
         self.local.done(n as u64, (n * self.size) as u64);
     }
@@ -603,12 +628,18 @@ impl RawProducer {
     /// `n` slots and returns their two runs as raw pointers with their element counts, to
     /// fill before [`commit`](Self::commit). Reserving changes nothing shared (only this
     /// producer moves the tail), so the pointers stay valid until a commit or another send.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn write_ptrs(&mut self, n: usize) -> Result<[(*mut u8, usize); 2], ChunkError> {
         Ok(self.ring.write_chunk(n)?.as_mut_ptrs())
     }
 
     /// Publishes the first `n` slots reserved by [`write_ptrs`](Self::write_ptrs) and wakes a
     /// sleeping consumer (`TooFewSlots` if `n` is more than are free: nothing is published).
+    ///
+    /// Real-time: never allocates or blocks; no system call but a futex wake when the consumer
+    /// sleeps (none with `Wakes::Never`) (docs/realtime.md).
     pub fn commit(&mut self, n: usize) -> Result<(), ChunkError> {
         self.ring.write_chunk(n)?.commit_all();
         self.notify(n);
@@ -616,6 +647,9 @@ impl RawProducer {
     }
 
     /// Free slots now.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn free(&mut self) -> usize {
         self.ring.free()
     }
@@ -626,6 +660,9 @@ impl RawConsumer {
 
     /// Receives up to `out.len() / size` elements (its length a multiple of the element size);
     /// returns how many. Never blocks.
+    ///
+    /// Real-time: never allocates or blocks; no system call but a futex wake when a sender sleeps
+    /// (none with `Wakes::Never`); no page fault after set-up (docs/realtime.md).
     pub fn try_recv_slice(&mut self, out: &mut [u8]) -> Result<usize, ElemError<TryRecvError>> {
         whole(self.size, out.len()).map_err(len_err)?;
         let n = self
@@ -643,11 +680,17 @@ impl RawConsumer {
 
     /// Zero copy: borrows `n` messages in place ([`DynReadChunk::as_ptrs`]). Commit the chunk,
     /// then call [`notify`](Self::notify).
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn read_chunk(&mut self, n: usize) -> Result<DynReadChunk<'_>, ChunkError> {
         self.ring.read_chunk(n)
     }
 
     /// Records `n` messages released through a chunk and wakes a sleeping producer.
+    ///
+    /// Real-time: never allocates or blocks; no system call but a futex wake when the producer
+    /// sleeps (none with `Wakes::Never`) (docs/realtime.md).
     pub fn notify(&mut self, n: usize) {
         self.local.done(n as u64, (n * self.size) as u64);
     }
@@ -655,12 +698,18 @@ impl RawConsumer {
     /// Zero copy without a borrow (for a C caller): the next `n` messages as two runs of raw
     /// pointers with their element counts, valid until [`release`](Self::release) or another
     /// receive (only this consumer moves the head).
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn read_ptrs(&mut self, n: usize) -> Result<[(*const u8, usize); 2], ChunkError> {
         Ok(self.ring.read_chunk(n)?.as_ptrs())
     }
 
     /// Releases the first `n` messages read through [`read_ptrs`](Self::read_ptrs) to the
     /// producer and wakes it (`TooFewSlots` if fewer are there: nothing is released).
+    ///
+    /// Real-time: never allocates or blocks; no system call but a futex wake when the producer
+    /// sleeps (none with `Wakes::Never`) (docs/realtime.md).
     pub fn release(&mut self, n: usize) -> Result<(), ChunkError> {
         self.ring.read_chunk(n)?.commit_all();
         self.notify(n);
@@ -668,11 +717,17 @@ impl RawConsumer {
     }
 
     /// Messages in the ring now.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn len(&mut self) -> usize {
         self.ring.len()
     }
 
     /// Whether the ring is empty now.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn is_empty(&mut self) -> bool {
         self.ring.is_empty()
     }
@@ -683,6 +738,10 @@ impl RawSender {
 
     /// Sends whole elements of `elems` one by one while there is room; returns how many.
     /// Never blocks.
+    ///
+    /// Real-time: never allocates; lock-free (a CAS retry only when another sender progressed); no
+    /// system call but a futex wake when a receiver sleeps (none with `Wakes::Never`); no page
+    /// fault after set-up (docs/realtime.md).
     pub fn try_send_slice(&mut self, elems: &[u8]) -> Result<usize, ElemError<TrySendError<()>>> {
         whole(self.size, elems.len()).map_err(len_err)?;
         let mut n = 0;
@@ -698,6 +757,10 @@ impl RawSender {
     }
 
     /// As [`Sender::recover`](crate::Sender::recover).
+    ///
+    /// Real-time: never allocates or blocks, but makes system calls (a liveness check, at most
+    /// every 10 ms unless a hole was recovered): call it off the real-time thread's every turn
+    /// (docs/realtime.md).
     pub fn recover(&mut self) -> bool {
         self.local.check_hole(&*self.ring, true)
     }
@@ -717,6 +780,10 @@ impl RawReceiver {
 
     /// Receives whole elements into `out` one by one while there are any; returns how many.
     /// Never blocks.
+    ///
+    /// Real-time: never allocates; lock-free (a CAS retry only when another receiver progressed);
+    /// no system call but a futex wake when a sender sleeps (none with `Wakes::Never`); no page
+    /// fault after set-up (docs/realtime.md).
     pub fn try_recv_slice(&mut self, out: &mut [u8]) -> Result<usize, ElemError<TryRecvError>> {
         whole(self.size, out.len()).map_err(len_err)?;
         let mut n = 0;
@@ -733,16 +800,26 @@ impl RawReceiver {
     }
 
     /// As [`Receiver::recover`](crate::Receiver::recover).
+    ///
+    /// Real-time: never allocates or blocks, but makes system calls (a liveness check, at most
+    /// every 10 ms unless a hole was recovered): call it off the real-time thread's every turn
+    /// (docs/realtime.md).
     pub fn recover(&mut self) -> bool {
         self.local.check_hole(&*self.ring, true)
     }
 
     /// Messages in the ring now, approximately.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn len(&self) -> usize {
         self.ring.len()
     }
 
     /// Whether the ring looks empty.
+    ///
+    /// Real-time: never allocates, blocks or makes a system call; no page fault after set-up
+    /// (docs/realtime.md).
     pub fn is_empty(&self) -> bool {
         self.ring.is_empty()
     }
