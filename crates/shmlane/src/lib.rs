@@ -44,6 +44,27 @@
 //! takes [`Wakes::Never`] ([`Builder::wakes`], or `set_wakes` on one endpoint): it never wakes
 //! its peer, whose blocking calls then poll every [`NEVER_WAKE_POLL`] (1 ms) instead.
 //!
+//! A latest-value channel ([`latest`]) holds one value, not a queue: writers publish, readers
+//! read the newest complete one (never torn, never waiting for a writer) and can tell whether
+//! it changed (the README's quick start):
+//!
+//! ```no_run
+//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[repr(C)]
+//! struct Params { gain: f32, pan: f32 }
+//!
+//! // Process A (the host): publish a new value whenever it changes.
+//! let ch = shmlane::latest::<Params>("params").open_or_create()?;
+//! let mut w = ch.writer()?;
+//! let version = w.write(&Params { gain: 0.5, pan: 0.0 })?;
+//!
+//! // Process B (the engine's callback): a few loads when unchanged, never a system call.
+//! let ch = shmlane::latest::<Params>("params").open_or_create()?;
+//! let mut r = ch.reader()?;
+//! if let Some((p, v)) = r.read_if_changed()? { /* apply p (version v) */ }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Dead peers: every endpoint's process holds an attachment slot in the segment, tagged with
 //! its role, whose liveness lock the kernel drops when the process dies. A blocking receive on
 //! an empty ring re-checks the senders at least every 50 ms, so it ends with

@@ -627,3 +627,59 @@ fn the_readme_quick_start_is_the_one_tested() {
         2
     );
 }
+
+/// The latest-value quick start of README.md and the crate docs, run in one process: the
+/// reader's first `read_if_changed` returns the written value and its version, the second
+/// says unchanged.
+#[test]
+fn the_readme_latest_quick_start_works() {
+    #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Params {
+        gain: f32,
+        pan: f32,
+    }
+    let readme = include_str!("../../../README.md");
+    let lib = include_str!("../src/lib.rs");
+    for line in [
+        "struct Params { gain: f32, pan: f32 }",
+        r#"let ch = shmlane::latest::<Params>("params").open_or_create()?;"#,
+        "let mut w = ch.writer()?;",
+        "let version = w.write(&Params { gain: 0.5, pan: 0.0 })?;",
+        "let mut r = ch.reader()?;",
+        "if let Some((p, v)) = r.read_if_changed()? { /* apply p (version v) */ }",
+    ] {
+        assert!(readme.contains(line), "README.md lacks {line}");
+        assert!(lib.contains(line), "lib.rs lacks {line}");
+    }
+    let name = format!("readme-latest-{}", std::process::id());
+    let ch = shmlane::latest::<Params>(&name)
+        .unlink(shmlane::UnlinkPolicy::LastDetach)
+        .open_or_create()
+        .unwrap();
+    let mut w = ch.writer().unwrap();
+    let version = w
+        .write(&Params {
+            gain: 0.5,
+            pan: 0.0,
+        })
+        .unwrap();
+    let other = shmlane::latest::<Params>(&name).open_or_create().unwrap();
+    let mut r = other.reader().unwrap();
+    let (p, v) = r.read_if_changed().unwrap().expect("a value was written");
+    assert_eq!(
+        (p, v),
+        (
+            Params {
+                gain: 0.5,
+                pan: 0.0
+            },
+            version
+        )
+    );
+    assert_eq!(
+        r.read_if_changed().unwrap(),
+        None,
+        "unchanged since the last read"
+    );
+}
