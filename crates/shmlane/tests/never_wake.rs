@@ -97,6 +97,22 @@ fn check_delays(what: &str, d: &[Duration]) {
     );
 }
 
+/// Runs the peer's blocking calls on a thread (`peer` reports each return on the sender it is
+/// given), times `op` against them (`delays`), checks the bound and returns what `peer`
+/// returned (its endpoint, for the statistics).
+fn against_blocked_peer<P: Send + 'static>(
+    what: &str,
+    peer: impl FnOnce(mpsc::Sender<Instant>) -> P + Send + 'static,
+    op: impl FnMut(usize),
+) -> P {
+    let (report, done) = mpsc::channel();
+    let t = thread::spawn(move || peer(report));
+    let d = delays(&done, op);
+    let p = t.join().unwrap();
+    check_delays(what, &d);
+    p
+}
+
 #[test]
 fn a_full_ring_sender_sees_a_never_waking_consumer_free_slots() {
     let name = unique("never-full");
@@ -113,17 +129,15 @@ fn a_full_ring_sender_sees_a_never_waking_consumer_free_slots() {
     for i in 0..4 {
         tx.try_send(i).unwrap();
     }
-    let (report, done) = mpsc::channel();
-    let t = thread::spawn(move || {
+    let peer = move |report: mpsc::Sender<Instant>| {
         for i in 4..4 + ROUNDS as u64 {
             tx.send(i, long()).unwrap();
             report.send(Instant::now()).unwrap();
         }
         tx
-    });
-    let d = delays(&done, |r| assert_eq!(rx.try_recv().unwrap(), r as u64));
-    let mut tx = t.join().unwrap();
-    check_delays("send on a full ring", &d);
+    };
+    let op = |r| assert_eq!(rx.try_recv().unwrap(), r as u64);
+    let mut tx = against_blocked_peer("send on a full ring", peer, op);
     assert!(
         tx.stats().sleeps >= ROUNDS as u64,
         "the sender never blocked"
@@ -148,17 +162,15 @@ fn an_empty_ring_receiver_sees_a_never_waking_producer_send() {
     let mut tx = ch.producer().unwrap();
     tx.set_wakes(Wakes::Never);
     assert_eq!((never_word(&name, 0), never_word(&name, 1)), (1, 0));
-    let (report, done) = mpsc::channel();
-    let t = thread::spawn(move || {
+    let peer = move |report: mpsc::Sender<Instant>| {
         for i in 0..ROUNDS as u64 {
             assert_eq!(rx.recv(long()).unwrap(), i);
             report.send(Instant::now()).unwrap();
         }
         rx
-    });
-    let d = delays(&done, |r| tx.try_send(r as u64).unwrap());
-    let mut rx = t.join().unwrap();
-    check_delays("recv on an empty ring", &d);
+    };
+    let op = |r| tx.try_send(r as u64).unwrap();
+    let mut rx = against_blocked_peer("recv on an empty ring", peer, op);
     assert!(
         rx.stats().sleeps >= ROUNDS as u64,
         "the receiver never blocked"
@@ -183,8 +195,7 @@ fn byte_channels_both_ways() {
     let mut rx = ch.byte_receiver().unwrap();
     let mut tx = ch.byte_sender().unwrap();
     tx.set_wakes(Wakes::Never);
-    let (report, done) = mpsc::channel();
-    let t = thread::spawn(move || {
+    let peer = move |report: mpsc::Sender<Instant>| {
         let mut buf = [0u8; 64];
         for i in 0..ROUNDS {
             let n = rx.recv(&mut buf, long()).unwrap();
@@ -192,10 +203,9 @@ fn byte_channels_both_ways() {
             report.send(Instant::now()).unwrap();
         }
         rx
-    });
-    let d = delays(&done, |r| tx.try_send(format!("m{r}").as_bytes()).unwrap());
-    let mut rx = t.join().unwrap();
-    check_delays("byte recv", &d);
+    };
+    let op = |r| tx.try_send(format!("m{r}").as_bytes()).unwrap();
+    let mut rx = against_blocked_peer("byte recv", peer, op);
     assert_eq!(tx.stats().wakeups, 0);
     tx.set_wakes(Wakes::Peers);
     assert_eq!(never_word(&name, 0), 0);
@@ -203,8 +213,7 @@ fn byte_channels_both_ways() {
     // A never-waking receiver, a sender blocked in send (its claim) on a full ring.
     rx.set_wakes(Wakes::Never);
     let msg = vec![7u8; tx.max_message()];
-    let (report, done) = mpsc::channel();
-    let t = thread::spawn(move || {
+    let peer = move |report: mpsc::Sender<Instant>| {
         for _ in 0..ROUNDS {
             // Full (a record ring may free space in larger steps than one record), then
             // the measured send, which blocks.
@@ -213,11 +222,10 @@ fn byte_channels_both_ways() {
             report.send(Instant::now()).unwrap();
         }
         tx
-    });
+    };
     let mut buf = [0u8; 256];
-    let d = delays(&done, |_| assert!(rx.try_recv(&mut buf).unwrap() > 0));
-    let mut tx = t.join().unwrap();
-    check_delays("byte send on a full ring", &d);
+    let op = |_| assert!(rx.try_recv(&mut buf).unwrap() > 0);
+    let mut tx = against_blocked_peer("byte send on a full ring", peer, op);
     assert!(tx.stats().sleeps >= ROUNDS as u64);
     assert_eq!(rx.stats().wakeups, 0);
 }
@@ -238,8 +246,7 @@ fn a_subscriber_sees_a_never_waking_publisher() {
     assert_eq!(never_word(&name, 0), 1);
     let sub_ch = shmlane::broadcast(&name).open().unwrap();
     let mut sub = sub_ch.subscriber().unwrap();
-    let (report, done) = mpsc::channel();
-    let t = thread::spawn(move || {
+    let peer = move |report: mpsc::Sender<Instant>| {
         let mut buf = [0u8; 32];
         for i in 0..ROUNDS {
             let n = sub.recv(&mut buf, long()).unwrap();
@@ -247,12 +254,11 @@ fn a_subscriber_sees_a_never_waking_publisher() {
             report.send(Instant::now()).unwrap();
         }
         sub
-    });
-    let d = delays(&done, |r| {
+    };
+    let op = |r| {
         publisher.send(format!("b{r}").as_bytes()).unwrap();
-    });
-    let mut sub = t.join().unwrap();
-    check_delays("subscriber recv", &d);
+    };
+    let mut sub = against_blocked_peer("subscriber recv", peer, op);
     assert!(sub.stats().sleeps >= ROUNDS as u64);
     assert_eq!(publisher.stats().wakeups, 0);
     drop(publisher);
@@ -344,8 +350,8 @@ fn deadlines_hold_and_a_hostile_count_only_changes_the_slice() {
 fn switching_back_and_dropping_update_the_count() {
     let name = unique("never-switch");
     let _c = Cleanup(name.clone());
-    // `Park`: the blocked sender is a registered sleeper when the slot frees (see the seccomp
-    // test).
+    // `Park`: the blocked sender is a registered sleeper when the slot frees (a spinning or
+    // yielding one needs no wake).
     let ch = shmlane::spsc::<u64>(&name)
         .wait(WaitStrategy::Park)
         .capacity(1)
@@ -461,20 +467,18 @@ fn switching_to_never_under_a_parked_peer_loses_no_wake_up() {
     let mut rx = ch.consumer().unwrap();
     let mut tx = ch.producer().unwrap();
     tx.try_send(0).unwrap();
-    let (report, done) = mpsc::channel();
-    let t = thread::spawn(move || {
+    let peer = move |report: mpsc::Sender<Instant>| {
         for i in 1..=ROUNDS as u64 {
             tx.send(i, long()).unwrap();
             report.send(Instant::now()).unwrap();
         }
-    });
-    let d = delays(&done, |r| {
+    };
+    let op = |r| {
         rx.set_wakes(Wakes::Never);
         assert_eq!(rx.try_recv().unwrap(), r as u64);
         rx.set_wakes(Wakes::Peers);
-    });
-    t.join().unwrap();
-    check_delays("send parked before the switch", &d);
+    };
+    against_blocked_peer("send parked before the switch", peer, op);
 }
 
 /// A latest-value reader in `wait_changed` sees a never-waking writer's new value within the
@@ -499,24 +503,22 @@ fn a_latest_reader_sees_a_never_waking_writer() {
     w.set_wakes(Wakes::Never);
     assert_eq!(never_word(&name, 0), 1);
     let mut r = ch.reader().unwrap();
-    let (report, done) = mpsc::channel();
-    let t = thread::spawn(move || {
+    let peer = move |report: mpsc::Sender<Instant>| {
         for i in 0..ROUNDS {
             let (v, _) = r.wait_changed(long()).unwrap();
             assert_eq!(v.step, i as u64);
             report.send(Instant::now()).unwrap();
         }
-    });
-    let d = delays(&done, |i| {
+    };
+    let op = |i| {
         w.write(&Params {
             step: i as u64,
             gain: 0.5,
             pan: 0.0,
         })
         .unwrap();
-    });
-    t.join().unwrap();
-    check_delays("latest wait_changed", &d);
+    };
+    against_blocked_peer("latest wait_changed", peer, op);
     drop(w);
     assert_eq!(never_word(&name, 0), 0);
     let info = shmlane_segment::inspect(std::path::Path::new(&format!("/dev/shm/{name}")))
@@ -528,218 +530,6 @@ fn a_latest_reader_sees_a_never_waking_writer() {
         st.sent.wakeups, 0,
         "the never-waking writer woke its reader"
     );
-}
-
-/// The syscall-level proof: the consumer's thread runs under a seccomp filter that traps every
-/// system call but the sleeps it paces itself with (and `rt_sigreturn`, for the trap handler to
-/// return). With `Wakes::Never` its `try_recv`s, each freeing a slot for a producer asleep in
-/// `send` on the full ring, make no system call at all; the control run with `Wakes::Peers`
-/// traps `futex` (the wake-up), so the filter does see what it must.
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-#[allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    reason = "BPF instruction fields: small constants and x86_64 syscall numbers"
-)]
-mod seccomp {
-    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-
-    /// System calls trapped, and the number of the last one.
-    pub static TRAPPED: AtomicU64 = AtomicU64::new(0);
-    pub static LAST_NR: AtomicI64 = AtomicI64::new(-1);
-
-    #[repr(C)]
-    struct SockFilter {
-        code: u16,
-        jt: u8,
-        jf: u8,
-        k: u32,
-    }
-
-    #[repr(C)]
-    struct SockFprog {
-        len: u16,
-        filter: *const SockFilter,
-    }
-
-    /// SIGSYS handler: counts (atomics only: async-signal-safe). The trapped call is skipped.
-    extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-        // SAFETY: the kernel passes a valid siginfo; for SIGSYS its `_sigsys._syscall` (an int)
-        // is at byte 24 on x86_64 (si_signo, si_errno, si_code, padding, `_call_addr`).
-        let nr = unsafe { info.cast::<u8>().add(24).cast::<i32>().read_unaligned() };
-        // ORDERING: Relaxed; counters read after the thread said it is done (Release/Acquire
-        // on `DONE` below orders them).
-        LAST_NR.store(i64::from(nr), Ordering::Relaxed);
-        // ORDERING: as above.
-        TRAPPED.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Installs the SIGSYS handler (process-wide) and, on the calling thread only, a filter
-    /// trapping every syscall but the sleeps, `rt_sigreturn` and the exits.
-    pub fn trap_all_syscalls_on_this_thread() {
-        // SAFETY: a zeroed sigaction is valid; the handler only touches atomics.
-        unsafe {
-            let mut sa: libc::sigaction = core::mem::zeroed();
-            sa.sa_sigaction = on_sigsys as *const () as usize;
-            sa.sa_flags = libc::SA_SIGINFO;
-            assert_eq!(
-                libc::sigaction(libc::SIGSYS, &raw const sa, core::ptr::null_mut()),
-                0
-            );
-        }
-        let allowed = [
-            libc::SYS_rt_sigreturn,
-            libc::SYS_nanosleep,
-            libc::SYS_clock_nanosleep,
-            libc::SYS_exit,
-            libc::SYS_exit_group,
-        ];
-        let stmt = |code: u32, k: u32| SockFilter {
-            code: code as u16,
-            jt: 0,
-            jf: 0,
-            k,
-        };
-        // Load the syscall number (offset 0 of `seccomp_data`).
-        let mut prog = vec![stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0)];
-        for nr in allowed {
-            prog.push(SockFilter {
-                code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-                jt: 0,
-                jf: 1,
-                k: nr as u32,
-            });
-            prog.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW));
-        }
-        prog.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_TRAP));
-        let fprog = SockFprog {
-            len: prog.len() as u16,
-            filter: prog.as_ptr(),
-        };
-        // SAFETY: prctl with valid arguments; `fprog` and `prog` outlive the call (the kernel
-        // copies the program).
-        unsafe {
-            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-            assert_eq!(
-                libc::prctl(
-                    libc::PR_SET_SECCOMP,
-                    libc::SECCOMP_MODE_FILTER,
-                    &raw const fprog
-                ),
-                0,
-                "seccomp: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        // The filter holds from here on: no allocation (malloc may `mmap`), no std locks.
-        std::mem::forget(prog);
-    }
-}
-
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-#[test]
-fn a_never_waking_consumer_makes_no_syscall_while_its_producer_sleeps() {
-    use std::sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    };
-    const MSGS: u64 = 40; // under the 64 after which statistics are flushed (a clock read)
-    for wakes in [Wakes::Never, Wakes::Peers] {
-        let name = unique("never-seccomp");
-        let _c = Cleanup(name.clone());
-        // `Park`: the producer registers as a sleeper at once when the ring is full (a spinning
-        // or yielding one needs no wake, and the control would see none on a loaded machine).
-        let ch = shmlane::spsc::<u64>(&name)
-            .wait(WaitStrategy::Park)
-            .capacity(2)
-            .unlink(UnlinkPolicy::CreatorDrop)
-            .create()
-            .unwrap();
-        let mut rx = ch.consumer().unwrap();
-        rx.set_wakes(wakes);
-        let mut tx = ch.producer().unwrap();
-        tx.try_send(0).unwrap();
-        tx.try_send(1).unwrap();
-        let producer = thread::spawn(move || {
-            for i in 2..MSGS {
-                tx.send(i, long()).unwrap();
-            }
-            tx
-        });
-        seccomp::TRAPPED.store(0, Ordering::Relaxed);
-        let done = Arc::new(AtomicBool::new(false));
-        let (done2, bad) = (
-            done.clone(),
-            Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
-        );
-        let bad2 = bad.clone();
-        // Never joined: a thread under the filter cannot exit cleanly (thread exit makes
-        // trapped calls); it sleeps until the test process ends.
-        thread::spawn(move || {
-            seccomp::trap_all_syscalls_on_this_thread();
-            let (mut wrong, mut got) = (0u64, 0u64);
-            // Until every message arrived (bounded: 20 s of turns). The producer parks on the
-            // full ring between turns; in the control run its wake-ups are trapped (skipped),
-            // so it moves at its 50 ms liveness slices.
-            for _ in 0..20_000 {
-                if got == MSGS {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(1));
-                if let Ok(v) = rx.try_recv() {
-                    wrong += u64::from(v != got);
-                    got += 1;
-                }
-            }
-            wrong += MSGS - got;
-            // ORDERING: Release; pairs with the Acquire load below: the counters and `wrong`.
-            bad2.store(wrong, Ordering::Relaxed);
-            done2.store(true, Ordering::Release);
-            let _keep = rx;
-            loop {
-                thread::sleep(Duration::from_secs(3600));
-            }
-        });
-        let t = Instant::now();
-        // ORDERING: Acquire; pairs with the Release store above.
-        while !done.load(Ordering::Acquire) {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "{wakes:?}: the consumer hung"
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
-        let mut tx = producer.join().unwrap();
-        assert_eq!(
-            bad.load(Ordering::Relaxed),
-            0,
-            "{wakes:?}: messages out of order"
-        );
-        let trapped = seccomp::TRAPPED.load(Ordering::Relaxed);
-        let nr = seccomp::LAST_NR.load(Ordering::Relaxed);
-        eprintln!("{wakes:?}: {trapped} system calls trapped (last nr {nr})");
-        assert!(
-            tx.stats().sleeps > 0,
-            "the producer never slept: nothing proven"
-        );
-        match wakes {
-            Wakes::Never => assert_eq!(
-                trapped, 0,
-                "the never-waking consumer made {trapped} system calls (last nr {nr})"
-            ),
-            Wakes::Peers => {
-                assert!(
-                    tx.stats().sleeps > 0,
-                    "the producer never slept: no control"
-                );
-                assert!(
-                    trapped > 0,
-                    "the filter saw no wake-up from a waking consumer"
-                );
-                assert_eq!(nr, libc::SYS_futex);
-            }
-        }
-    }
 }
 
 /// The audio example (examples/audio_blocks.rs) as a smoke test: 1 s with a busy host (asleep

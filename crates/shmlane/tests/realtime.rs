@@ -20,7 +20,7 @@ mod seccomp;
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     cell::Cell,
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::atomic::{AtomicU64, AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
@@ -125,11 +125,11 @@ fn hot_paths_never_allocate() {
 #[test]
 fn hot_paths_make_no_system_call() {
     // The filter works: a `getpid` under it is trapped and reported by number.
-    let (code, nr) = run_filtered("getpid");
+    let (code, nr, _) = run_filtered("getpid");
     assert_eq!((code, nr), (seccomp::TRAPPED, libc::SYS_getpid as i32));
     let mut failed = Vec::new();
     for (name, _) in ALL {
-        let (code, nr) = run_filtered(name);
+        let (code, nr, _) = run_filtered(name);
         if code != 0 {
             failed.push(format!("{name}: exit {code}, system call number {nr}"));
         }
@@ -140,15 +140,20 @@ fn hot_paths_make_no_system_call() {
     );
 }
 
-/// Runs scenario `name` in a filtered child: its exit code and the trapped call's number.
-fn run_filtered(name: &str) -> (i32, i32) {
+/// Runs scenario `name` in a filtered child: its exit code, the trapped call's number and the
+/// word it reported (`u64::MAX`: none).
+fn run_filtered(name: &str) -> (i32, i32, u64) {
     let report = format!("/dev/shm/{}", unique(&format!("rt-b-{name}")));
     std::fs::write(&report, vec![0xffu8; 4096]).unwrap();
     let c = child("filtered", &[name, &report]).spawn().unwrap();
     let (code, _) = finish(c, Duration::from_secs(60));
     let bytes = std::fs::read(&report).unwrap();
     let _ = std::fs::remove_file(&report);
-    (code, i32::from_le_bytes(bytes[..4].try_into().unwrap()))
+    (
+        code,
+        i32::from_le_bytes(bytes[..4].try_into().unwrap()),
+        u64::from_ne_bytes(bytes[8..16].try_into().unwrap()),
+    )
 }
 
 /// The child: set up, warm up (the first statistics flush, the first notify), then filter
@@ -181,6 +186,11 @@ fn filtered_child(name: &str, report: &str) -> ! {
     for _ in 0..rounds {
         round();
     }
+    if name.starts_with("sleeper") {
+        // ORDERING: Relaxed; the producer's last store of its count, any recent one will do
+        // (it only grows, and the rounds above made it sleep or not).
+        seccomp::report_extra(PRODUCER_SLEEPS.load(Ordering::Relaxed));
+    }
     // SAFETY: `_exit` (exit_group, allowed) ends the process at once.
     unsafe { libc::_exit(0) }
 }
@@ -211,6 +221,10 @@ fn sleeper(seg: &str, wakes: Wakes) -> Box<dyn FnMut()> {
             {
                 return;
             }
+            // Unfiltered thread: `stats()` may make system calls here. The parent checks the
+            // producer did sleep, in the `Never` run too (else that run proves nothing).
+            // ORDERING: Relaxed; read by the measuring thread after its rounds.
+            PRODUCER_SLEEPS.store(tx.stats().sleeps, Ordering::Relaxed);
         }
     });
     let mut next = 0u64;
@@ -237,19 +251,27 @@ fn sleeper(seg: &str, wakes: Wakes) -> Box<dyn FnMut()> {
     })
 }
 
+/// The sleeper's producer's `sleeps` statistic, as it last saw it.
+static PRODUCER_SLEEPS: AtomicU64 = AtomicU64::new(0);
+
 /// (b) with a sleeping peer: a `Wakes::Never` consumer makes no system call while its
-/// producer sleeps in `send`; the same with `Wakes::Peers` makes the futex wake, so the
-/// producer does sleep in this scenario.
+/// producer sleeps in `send` (the producer's own count says it slept, and every message
+/// arrived in order); the same with `Wakes::Peers` makes the futex wake, so the filter does
+/// see what it must.
 #[test]
 fn a_never_waking_consumer_makes_no_system_call_while_its_producer_sleeps() {
-    let (code, nr) = run_filtered("sleeper_peers");
+    let (code, nr, _) = run_filtered("sleeper_peers");
     assert_eq!(
         (code, nr),
         (seccomp::TRAPPED, libc::SYS_futex as i32),
         "Wakes::Peers: the consumer wakes the sleeping producer"
     );
-    let (code, nr) = run_filtered("sleeper_never");
+    let (code, nr, sleeps) = run_filtered("sleeper_never");
     assert_eq!(code, 0, "Wakes::Never: system call number {nr}");
+    assert!(
+        sleeps > 0 && sleeps != u64::MAX,
+        "Wakes::Never: the producer never slept ({sleeps}): nothing proven"
+    );
 }
 
 /// Hot-path calls per scenario in the page-fault window.

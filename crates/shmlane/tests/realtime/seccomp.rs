@@ -1,8 +1,9 @@
 //! A seccomp filter for the calling thread only: every system call but `exit`, `exit_group`
 //! and `rt_sigreturn` raises SIGSYS, whose handler stores the call's number in a shared file
-//! mapping the parent reads, and ends the process with [`TRAPPED`].
+//! mapping the parent reads, and ends the process with [`TRAPPED`]. The same page carries one
+//! word a filtered thread may report (`report_extra`, a plain store: no system call).
 
-use core::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering};
 
 /// The exit code of a process whose filtered thread made a system call.
 pub const TRAPPED: i32 = 86;
@@ -36,6 +37,17 @@ pub fn map_report(path: &str) {
     // SAFETY: page-aligned, mapped for the life of the process.
     unsafe { (*slot).store(-1, Ordering::SeqCst) };
     SLOT.store(slot, Ordering::SeqCst);
+}
+
+/// Stores `v` at byte 8 of the report page (read by the parent as `u64`, native endian).
+pub fn report_extra(v: u64) {
+    let slot = SLOT.load(Ordering::SeqCst);
+    assert!(!slot.is_null(), "map_report first");
+    // SAFETY: byte 8 of the page mapped by `map_report` (never unmapped): page-aligned + 8,
+    // so 8-aligned.
+    #[allow(clippy::cast_ptr_alignment, reason = "page-aligned base, offset 8")]
+    let word = unsafe { &*slot.cast::<u8>().add(8).cast::<AtomicU64>() };
+    word.store(v, Ordering::SeqCst);
 }
 
 extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
