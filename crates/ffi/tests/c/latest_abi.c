@@ -4,7 +4,8 @@
  * first write, SHMLANE_E_UNCHANGED for a version already returned; a value over the value
  * size is SHMLANE_E_TOO_LONG; a buffer too small reports the length needed and loses nothing;
  * wait_changed returns by its deadline; the slots reused many times. Exit 0, or 1 after
- * "FAIL line N: ..." lines. */
+ * "FAIL line N: ..." lines; a call that blocks past its deadline is killed by SIGALRM after
+ * 60 s (a failure, never a hang). */
 #define _POSIX_C_SOURCE 200809L
 #include "shmlane.h"
 
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static int failures;
 
@@ -97,6 +99,7 @@ int main(int argc, char **argv) {
     int32_t kind = -1, created = -1;
     double t0, dt;
     if (argc < 2) return 2;
+    alarm(60);
     snprintf(name, sizeof name, "%s-latest", argv[1]);
     snprintf(bytes_name, sizeof bytes_name, "%s-bytes", argv[1]);
     memset(v, 0, sizeof v);
