@@ -3,7 +3,8 @@
 //! valgrind and linked statically; and across processes with tests/c/latest_peer.c: a C
 //! writer and a Rust `raw_latest` reader, a Rust writer and a C reader, a C writer and a C
 //! reader: every value read is whole, values and versions strictly increase, and the reader
-//! ends on the last value written.
+//! ends on the last value written. A typed Rust `latest::<T>` channel is `SHMLANE_E_WRONG_TYPE`
+//! to the (byte) C calls.
 
 mod common;
 
@@ -182,4 +183,25 @@ fn c_writer_c_reader_across_processes() {
     assert!(l.ends_with(&format!("last {} ok", VALUES - 1)), "{l}");
     wait_ok(wr, "latest_peer write");
     wait_ok(rd, "latest_peer read");
+}
+
+#[test]
+fn a_typed_rust_latest_channel_is_wrong_type_for_the_byte_c_api() {
+    let name = Name::new("ffi-latest-typed");
+    let typed = shmlane::latest::<[u64; 8]>(&name.0)
+        .create()
+        .expect("create a typed latest-value channel");
+    let o = peer(&["open", &name.0, "0"]).wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.starts_with("status -10: "),
+        "a typed latest::<[u64; 8]> opened as bytes from C should be SHMLANE_E_WRONG_TYPE (-10): {out}"
+    );
+    // The byte channel of the same name, for contrast, opens.
+    drop(typed);
+    let _ = std::fs::remove_file(format!("/dev/shm/{}", name.0));
+    let _bytes = channel(&name.0);
+    let o = peer(&["open", &name.0, "0"]).wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("status 0: "), "{out}");
 }

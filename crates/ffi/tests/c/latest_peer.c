@@ -6,6 +6,8 @@
  *   latest_peer read NAME N    prints "ready", then waits for changes until it has value N-1:
  *                              every value whole (length and bytes of its number), numbers and
  *                              versions strictly increasing; prints "read K last N-1 ok".
+ *   latest_peer open NAME 0    only opens the channel (SHMLANE_OPEN) and prints "status S" with
+ *                              its status and last error.
  * Value i: 16 + i % 49 bytes: i, check(i) (two native uint64_t), then (i * 31 + j) & 0xff.
  * The channel: open_or_create, value size 64, 4 slots. Exit 0, or 1 after a "FAIL ..." line. */
 #define _POSIX_C_SOURCE 200809L
@@ -108,6 +110,12 @@ int main(int argc, char **argv) {
     if (argc < 4) return 2;
     setvbuf(stdout, NULL, _IOLBF, 0);
     n = strtoull(argv[3], NULL, 10);
+    if (strcmp(argv[1], "open") == 0) {
+        s = shmlane_latest_open(argv[2], SHMLANE_OPEN, VALUE, NULL, &ch);
+        printf("status %d: %s\n", (int)s, s == SHMLANE_OK ? "" : shmlane_last_error());
+        shmlane_channel_close(ch);
+        return 0;
+    }
     if (shmlane_options_new(&o) != SHMLANE_OK || shmlane_options_capacity(o, 4) != SHMLANE_OK)
         return fail("options", -1);
     s = shmlane_latest_open(argv[2], SHMLANE_OPEN_OR_CREATE, VALUE, o, &ch);
