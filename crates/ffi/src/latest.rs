@@ -427,3 +427,31 @@ pub unsafe extern "C" fn shmlane_latest_reader_value_size(
         unsafe { put(size, "size", rd.size) }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::errors::latest_status;
+    use crate::status::{
+        SHMLANE_E_BUFFER_TOO_SMALL, SHMLANE_E_BUSY, SHMLANE_E_CORRUPT, SHMLANE_E_TIMEOUT,
+        SHMLANE_E_TOO_LONG,
+    };
+    use shmlane::LatestError;
+
+    /// Every Rust latest-value error has its status (`Busy` its own: no C status said "try
+    /// again" before).
+    #[test]
+    fn every_latest_error_maps_to_its_status() {
+        for (e, s) in [
+            (LatestError::Busy, SHMLANE_E_BUSY),
+            (LatestError::Timeout, SHMLANE_E_TIMEOUT),
+            (LatestError::TooLong { len: 9, max: 8 }, SHMLANE_E_TOO_LONG),
+            (
+                LatestError::BufferTooSmall { needed: 8, got: 1 },
+                SHMLANE_E_BUFFER_TOO_SMALL,
+            ),
+            (LatestError::Corrupt("test"), SHMLANE_E_CORRUPT),
+        ] {
+            assert_eq!(latest_status(&e), s, "{e:?}");
+        }
+    }
+}
