@@ -79,6 +79,12 @@
 #define SHMLANE_KIND_BROADCAST 3
 
 /**
+ * Channel kind: latest value (any number of writers and readers; readers see the newest
+ * value, never a queue).
+ */
+#define SHMLANE_KIND_LATEST 4
+
+/**
  * `shmlane_*_rearm`: something is already receivable (the descriptor is readable again):
  * drain with `try_recv` until `SHMLANE_E_EMPTY`, then re-arm. A positive value, not an error.
  */
@@ -313,6 +319,20 @@
 #define SHMLANE_E_UNSUPPORTED -27
 
 /**
+ * A latest-value call could not complete now: a read raced writes 64 times in a row, or a
+ * write found every slot but the newest value's held by writers mid-write (or dead in it).
+ * Try again; if writes keep getting it, create the channel with more slots
+ * (`shmlane_options_capacity`).
+ */
+#define SHMLANE_E_BUSY -28
+
+/**
+ * `shmlane_latest_read_if_changed`: the value's version is the one this reader last
+ * returned; nothing was copied and `*len`, `*version` were not written.
+ */
+#define SHMLANE_E_UNCHANGED -29
+
+/**
  * Opaque byte-channel receiver (one per channel).
  */
 typedef struct shmlane_byte_receiver shmlane_byte_receiver;
@@ -327,6 +347,16 @@ typedef struct shmlane_byte_sender shmlane_byte_sender;
  * `shmlane_channel_close`.
  */
 typedef struct shmlane_channel shmlane_channel;
+
+/**
+ * Opaque reader of a latest-value channel (any number per channel).
+ */
+typedef struct shmlane_latest_reader shmlane_latest_reader;
+
+/**
+ * Opaque writer of a latest-value channel (any number per channel).
+ */
+typedef struct shmlane_latest_writer shmlane_latest_writer;
 
 /**
  * Opaque options for opening a channel; see `shmlane_options_new`.
@@ -792,6 +822,166 @@ int32_t shmlane_subscriber_fd(struct shmlane_subscriber *s, int *fd);
  * Re-arms the subscriber's descriptor: results and costs as `shmlane_receiver_rearm`.
  */
 int32_t shmlane_subscriber_rearm(struct shmlane_subscriber *s);
+
+/**
+ * Opens a latest-value channel: values of 0 to `value_size` bytes (1 to 1 MiB), any number
+ * of writers and readers. `how`: `SHMLANE_CREATE`, `SHMLANE_OPEN` or
+ * `SHMLANE_OPEN_OR_CREATE`; `opts` NULL: defaults. `shmlane_options_capacity` is the number
+ * of slots (a power of two, 2 to 65536, default 4: more slots let more writers write at once
+ * and survive more writers dying mid-write); `shmlane_options_wakes(SHMLANE_WAKES_NEVER)`
+ * makes the writers' `shmlane_latest_write` never make a system call (readers waiting in
+ * `shmlane_latest_wait_changed` then look again every 1 ms); backend, wait strategy, mode,
+ * group, unlink, populate and mlock apply as for the other kinds. A Rust
+ * `shmlane::raw_latest(name, value_size)` opens the same channel. `shmlane_channel_kind`
+ * says `SHMLANE_KIND_LATEST`.
+ *
+ * Errors: `SHMLANE_E_INVALID` (value size 0 or over 1 MiB, slots out of range, unknown `how`,
+ * `shmlane_options_msg_size` other than `value_size`), `SHMLANE_E_UNSUPPORTED`
+ * (`shmlane_options_checksum` or `_resume` on), `SHMLANE_E_MISMATCH` (the channel exists with
+ * another value size or slot count), `_WRONG_KIND` (the name is another kind of channel),
+ * `_WRONG_TYPE` (a typed Rust `latest::<T>` channel), `_NAME`, `_EXISTS`, `_NOT_FOUND`,
+ * `_PERMISSION`, ... as `shmlane_bytes_open`.
+ *
+ * Thread-safe; may block briefly (a racing creator); allocates; system calls.
+ */
+int32_t shmlane_latest_open(const char *name,
+                            int32_t how,
+                            size_t value_size,
+                            const struct shmlane_options *opts,
+                            struct shmlane_channel **out);
+
+/**
+ * Opens a writer on the latest-value channel `ch` (any number, in any processes).
+ * `SHMLANE_E_WRONG_KIND` if `ch` is not a latest-value channel.
+ *
+ * Thread-safe (on `ch`); never blocks; allocates; system calls (an attachment slot lock).
+ */
+int32_t shmlane_latest_writer_open(const struct shmlane_channel *ch,
+                                   struct shmlane_latest_writer **out);
+
+/**
+ * Opens a reader on the latest-value channel `ch` (any number, in any processes); it has
+ * returned no version yet, so its first `shmlane_latest_read_if_changed` returns the current
+ * value if the channel was written. `SHMLANE_E_WRONG_KIND` if `ch` is not a latest-value
+ * channel.
+ *
+ * Thread-safe (on `ch`); never blocks; allocates; system calls (an attachment slot lock).
+ */
+int32_t shmlane_latest_reader_open(const struct shmlane_channel *ch,
+                                   struct shmlane_latest_reader **out);
+
+/**
+ * Closes a latest writer (NULL: `SHMLANE_OK`). Use after close: `SHMLANE_E_CLOSED` (see
+ * `shmlane_channel_close` for the bound).
+ *
+ * Not concurrent with other calls on this handle; never blocks; frees; system calls.
+ */
+int32_t shmlane_latest_writer_close(struct shmlane_latest_writer *w);
+
+/**
+ * Closes a latest reader (NULL: `SHMLANE_OK`). Use after close: `SHMLANE_E_CLOSED`.
+ *
+ * Not concurrent with other calls on this handle; never blocks; frees; system calls.
+ */
+int32_t shmlane_latest_reader_close(struct shmlane_latest_reader *r);
+
+/**
+ * Publishes the `len` bytes at `value` (0 to the channel's value size; `value` not NULL,
+ * even with `len` 0) as the newest value; `*version` (if `version` is not NULL) receives its
+ * version, larger than every version before it. Never waits for readers or other writers.
+ * Errors: `SHMLANE_E_TOO_LONG` (over the value size; both lengths in the last error),
+ * `SHMLANE_E_BUSY` (every slot but the newest value's held by writers mid-write or dead in
+ * it: try again, or create the channel with more slots), `_CORRUPT`, `_NULL`.
+ *
+ * One thread at a time per handle; never blocks; no allocation (errors included); a system
+ * call only to wake a reader sleeping in `shmlane_latest_wait_changed` (none with
+ * `SHMLANE_WAKES_NEVER`) and to check the liveness of another process's writer holding the
+ * slot this write lands on.
+ */
+int32_t shmlane_latest_write(struct shmlane_latest_writer *w,
+                             const void *value,
+                             size_t len,
+                             uint64_t *version);
+
+/**
+ * Copies the newest value into `buf` (room for `cap` bytes): `*len` receives its length and
+ * `*version` (if `version` is not NULL) its version. The versions a reader returns never
+ * decrease. `SHMLANE_E_EMPTY`: never written (nothing copied). `SHMLANE_E_BUFFER_TOO_SMALL`:
+ * the value is longer than `cap`; `*len` receives its length, `buf`'s bytes are unspecified,
+ * and the reader is unchanged (a `shmlane_latest_read_if_changed` with a larger buffer still
+ * returns that version): read again with `*len` bytes (or the value size,
+ * `shmlane_latest_reader_value_size`, always enough). `SHMLANE_E_BUSY`: 64 tries each raced
+ * a write (try again). `_CORRUPT`, `_NULL` (`buf` or `len` NULL).
+ *
+ * One thread at a time per handle; never blocks; no allocation (errors included); no system
+ * call.
+ */
+int32_t shmlane_latest_read(struct shmlane_latest_reader *r,
+                            void *buf,
+                            size_t cap,
+                            size_t *len,
+                            uint64_t *version);
+
+/**
+ * As `shmlane_latest_read`, but `SHMLANE_E_UNCHANGED` when the version is the one this
+ * reader last returned (one load, nothing copied, `*len` and `*version` not written);
+ * `SHMLANE_E_EMPTY` when never written.
+ *
+ * One thread at a time per handle; never blocks; no allocation (errors included); no system
+ * call.
+ */
+int32_t shmlane_latest_read_if_changed(struct shmlane_latest_reader *r,
+                                       void *buf,
+                                       size_t cap,
+                                       size_t *len,
+                                       uint64_t *version);
+
+/**
+ * Waits until the version differs from the one this reader last returned (any version at
+ * first, once the channel is written), then reads it as `shmlane_latest_read`. `timeout_ns`:
+ * `< 0` no limit, `0` one attempt, `> 0` a relative deadline, tested on every turn:
+ * `SHMLANE_E_TIMEOUT` when it passes with no new version. Other results as
+ * `shmlane_latest_read` (never `SHMLANE_E_EMPTY`: it waits for the first write).
+ *
+ * One thread at a time per handle; blocks up to the timeout (spins, yields, then sleeps on a
+ * futex that writers wake, by the wait strategy); no allocation; system calls (futex, clock).
+ */
+int32_t shmlane_latest_wait_changed(struct shmlane_latest_reader *r,
+                                    void *buf,
+                                    size_t cap,
+                                    size_t *len,
+                                    uint64_t *version,
+                                    int64_t timeout_ns);
+
+/**
+ * The newest published version: `*version` (0: never written). One atomic load; reads no
+ * value and leaves the reader unchanged.
+ *
+ * One thread at a time per handle; never blocks; no allocation; no system call.
+ */
+int32_t shmlane_latest_version(const struct shmlane_latest_reader *r, uint64_t *version);
+
+/**
+ * The newest published version seen from a writer: `*version` (0: never written).
+ *
+ * One thread at a time per handle; never blocks; no allocation; no system call.
+ */
+int32_t shmlane_latest_writer_version(const struct shmlane_latest_writer *w, uint64_t *version);
+
+/**
+ * The channel's value size (the longest value) seen from a writer: `*size`.
+ *
+ * One thread at a time per handle; never blocks; no allocation; no system call.
+ */
+int32_t shmlane_latest_writer_value_size(const struct shmlane_latest_writer *w, size_t *size);
+
+/**
+ * The channel's value size seen from a reader: `*size` (a buffer of this size is always
+ * enough).
+ *
+ * One thread at a time per handle; never blocks; no allocation; no system call.
+ */
+int32_t shmlane_latest_reader_value_size(const struct shmlane_latest_reader *r, size_t *size);
 
 /**
  * Creates an options object with every option at its default; `*out` receives it. Close it

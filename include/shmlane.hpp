@@ -2,7 +2,8 @@
  * shmlane.hpp: a header-only C++17 wrapper over the shmlane C ABI (include/shmlane.h).
  *
  * - Move-only RAII handles: Channel, ByteSender / ByteReceiver (+ ByteClaim), Publisher /
- *   Subscriber, typed Sender<T> / Receiver<T> (T trivially copyable), Options.
+ *   Subscriber, typed Sender<T> / Receiver<T> (T trivially copyable), LatestWriter /
+ *   LatestReader (latest-value channels), Options.
  * - Errors are exceptions: shmlane::Error (a std::runtime_error) carrying status() (the C
  *   status, SHMLANE_E_...) and detail() (the thread's shmlane_last_error() at the failure).
  * - For real-time code every endpoint has try_ calls that never throw and never allocate:
@@ -156,6 +157,7 @@ enum class Kind : std::int32_t {
   mpmc = SHMLANE_KIND_MPMC,
   bytes = SHMLANE_KIND_BYTES,
   broadcast = SHMLANE_KIND_BROADCAST,
+  latest = SHMLANE_KIND_LATEST,
 };
 
 enum class Backend : std::int32_t {
@@ -301,6 +303,18 @@ public:
     return Channel(out);
   }
 
+  /** A latest-value channel: values of 0 to `value_size` bytes (1 to 1 MiB), any number of
+   *  writers and readers; Options::capacity is its slot count (a Rust raw_latest(name,
+   *  value_size) shares it). */
+  static Channel latest(const std::string &name, std::size_t value_size,
+                        How how = How::open_or_create) {
+    return latest_with(name, value_size, how, nullptr);
+  }
+  static Channel latest(const std::string &name, std::size_t value_size, How how,
+                        const Options &o) {
+    return latest_with(name, value_size, how, o.get());
+  }
+
   Kind kind() const {
     std::int32_t k = 0;
     detail::check(shmlane_channel_kind(get(), &k), "shmlane_channel_kind");
@@ -322,6 +336,14 @@ private:
                            const char *call) {
     shmlane_channel *out = nullptr;
     detail::check(f(name.c_str(), static_cast<std::int32_t>(how), o, &out), call);
+    return Channel(out);
+  }
+  static Channel latest_with(const std::string &name, std::size_t value_size, How how,
+                             const shmlane_options *o) {
+    shmlane_channel *out = nullptr;
+    detail::check(shmlane_latest_open(name.c_str(), static_cast<std::int32_t>(how), value_size, o,
+                                      &out),
+                  "shmlane_latest_open");
     return Channel(out);
   }
   detail::Handle<shmlane_channel, shmlane_channel_close> h_;
@@ -991,6 +1013,146 @@ public:
 
 private:
   Raw *h_ = nullptr;
+};
+
+/** A writer of a latest-value channel (Channel::latest; any number per channel). One thread
+ *  at a time. */
+class LatestWriter {
+public:
+  LatestWriter() noexcept = default;
+  explicit LatestWriter(const Channel &ch) {
+    shmlane_latest_writer *out = nullptr;
+    detail::check(shmlane_latest_writer_open(ch.get(), &out), "shmlane_latest_writer_open");
+    h_ = Raw(out);
+  }
+  /** Non-blocking: SHMLANE_OK (`*version`, if not null, its version), SHMLANE_E_TOO_LONG,
+   *  SHMLANE_E_BUSY (try again) or an error. Never throws, never allocates. */
+  Status try_write(const void *value, std::size_t len, std::uint64_t *version = nullptr) noexcept {
+    return shmlane_latest_write(get(), value, len, version);
+  }
+  /** Publishes the value; returns its version; throws on failure (SHMLANE_E_BUSY too). */
+  std::uint64_t write(const void *value, std::size_t len) {
+    std::uint64_t v = 0;
+    detail::check(try_write(value, len, &v), "shmlane_latest_write");
+    return v;
+  }
+  std::uint64_t write(std::string_view value) { return write(value.data(), value.size()); }
+  /** Publishes the bytes of a trivially copyable value. */
+  template <class T> std::uint64_t write_value(const T &v) {
+    static_assert(std::is_trivially_copyable_v<T>, "write_value needs a trivially copyable T");
+    return write(&v, sizeof(T));
+  }
+  /** The newest published version (0: never written). */
+  std::uint64_t version() const {
+    std::uint64_t v = 0;
+    detail::check(shmlane_latest_writer_version(get(), &v), "shmlane_latest_writer_version");
+    return v;
+  }
+  /** The longest value. */
+  std::size_t value_size() const {
+    std::size_t n = 0;
+    detail::check(shmlane_latest_writer_value_size(get(), &n), "shmlane_latest_writer_value_size");
+    return n;
+  }
+  void close() noexcept { h_.reset(); }
+  shmlane_latest_writer *get() const noexcept { return h_.get(); }
+
+private:
+  using Raw = detail::Handle<shmlane_latest_writer, shmlane_latest_writer_close>;
+  Raw h_;
+};
+
+/** What LatestReader's throwing reads return. */
+struct LatestRead {
+  /** The value's length. */
+  std::size_t len;
+  /** Its version. */
+  std::uint64_t version;
+};
+
+/** A reader of a latest-value channel (Channel::latest; any number per channel): the newest
+ *  value, never a queue. One thread at a time. */
+class LatestReader {
+public:
+  LatestReader() noexcept = default;
+  explicit LatestReader(const Channel &ch) {
+    shmlane_latest_reader *out = nullptr;
+    detail::check(shmlane_latest_reader_open(ch.get(), &out), "shmlane_latest_reader_open");
+    h_ = Raw(out);
+  }
+  /** Non-blocking: SHMLANE_OK (`len` = the value's length, `*version` its version),
+   *  SHMLANE_E_EMPTY (never written), SHMLANE_E_BUFFER_TOO_SMALL (`len` = the length needed,
+   *  nothing lost), SHMLANE_E_BUSY (try again) or an error. Never throws or allocates. */
+  Status try_read(void *buf, std::size_t cap, std::size_t &len,
+                  std::uint64_t *version = nullptr) noexcept {
+    return shmlane_latest_read(get(), buf, cap, &len, version);
+  }
+  /** As try_read, but SHMLANE_E_UNCHANGED when the version is the one last returned (nothing
+   *  copied). Never throws or allocates. */
+  Status try_read_if_changed(void *buf, std::size_t cap, std::size_t &len,
+                             std::uint64_t *version = nullptr) noexcept {
+    return shmlane_latest_read_if_changed(get(), buf, cap, &len, version);
+  }
+  /** The newest value: nullopt if never written; throws on failure (SHMLANE_E_BUSY,
+   *  SHMLANE_E_BUFFER_TOO_SMALL, ...). */
+  std::optional<LatestRead> read(void *buf, std::size_t cap) {
+    return outcome(shmlane_latest_read, buf, cap, "shmlane_latest_read");
+  }
+  /** As read, nullopt also when unchanged since the last value returned. */
+  std::optional<LatestRead> read_if_changed(void *buf, std::size_t cap) {
+    return outcome(shmlane_latest_read_if_changed, buf, cap, "shmlane_latest_read_if_changed");
+  }
+  /** Waits without limit for a version other than the last returned; throws on failure. */
+  LatestRead wait_changed(void *buf, std::size_t cap) {
+    return *wait_ns(buf, cap, detail::no_limit);
+  }
+  /** As wait_changed, waiting up to `timeout`: nullopt if it passed. */
+  template <class Rep, class Period>
+  std::optional<LatestRead> wait_changed(void *buf, std::size_t cap,
+                                         std::chrono::duration<Rep, Period> timeout) {
+    return wait_ns(buf, cap, detail::timeout_ns(timeout));
+  }
+  /** The newest published version, one load (0: never written). Never throws. */
+  Status try_version(std::uint64_t &version) const noexcept {
+    return shmlane_latest_version(get(), &version);
+  }
+  std::uint64_t version() const {
+    std::uint64_t v = 0;
+    detail::check(try_version(v), "shmlane_latest_version");
+    return v;
+  }
+  /** The longest value (a buffer of this size is always enough). */
+  std::size_t value_size() const {
+    std::size_t n = 0;
+    detail::check(shmlane_latest_reader_value_size(get(), &n), "shmlane_latest_reader_value_size");
+    return n;
+  }
+  void close() noexcept { h_.reset(); }
+  shmlane_latest_reader *get() const noexcept { return h_.get(); }
+
+private:
+  using ReadFn = Status (*)(shmlane_latest_reader *, void *, std::size_t, std::size_t *,
+                            std::uint64_t *);
+  std::optional<LatestRead> outcome(ReadFn f, void *buf, std::size_t cap, const char *call) {
+    LatestRead r{0, 0};
+    const Status s = f(get(), buf, cap, &r.len, &r.version);
+    if (s == SHMLANE_E_EMPTY || s == SHMLANE_E_UNCHANGED) {
+      return std::nullopt;
+    }
+    detail::check(s, call);
+    return r;
+  }
+  std::optional<LatestRead> wait_ns(void *buf, std::size_t cap, std::int64_t timeout) {
+    LatestRead r{0, 0};
+    const Status s = shmlane_latest_wait_changed(get(), buf, cap, &r.len, &r.version, timeout);
+    if (s == SHMLANE_E_TIMEOUT) {
+      return std::nullopt;
+    }
+    detail::check(s, "shmlane_latest_wait_changed");
+    return r;
+  }
+  using Raw = detail::Handle<shmlane_latest_reader, shmlane_latest_reader_close>;
+  Raw h_;
 };
 
 } // namespace shmlane

@@ -1,5 +1,5 @@
 //! Channels: `shmlane_bytes_open`, `shmlane_broadcast_open`, kind, created, close, remove
-//! (`shmlane_broadcast_typed_open` is in `tbcast.rs`).
+//! (`shmlane_broadcast_typed_open` is in `tbcast.rs`, `shmlane_latest_open` in `latest.rs`).
 //!
 //! A channel handle (`shmlane_channel`) holds a Rust `Channel`; endpoints opened from it keep
 //! the segment mapped on their own, so the channel may be closed before them. The handle's
@@ -37,6 +37,9 @@ pub const SHMLANE_KIND_MPMC: i32 = 1;
 pub const SHMLANE_KIND_BYTES: i32 = 2;
 /// Channel kind: broadcast (one publisher, any number of subscribers).
 pub const SHMLANE_KIND_BROADCAST: i32 = 3;
+/// Channel kind: latest value (any number of writers and readers; readers see the newest
+/// value, never a queue).
+pub const SHMLANE_KIND_LATEST: i32 = 4;
 
 /// What a channel handle holds.
 #[derive(Debug)]
@@ -51,6 +54,8 @@ pub(crate) enum Chan {
     Mpmc(shmlane::RawChannel),
     /// A broadcast channel of fixed-size elements (`tbcast.rs`).
     TypedBroadcast(shmlane::RawChannel),
+    /// A latest-value channel of byte values (`latest.rs`).
+    Latest(shmlane::RawLatestChannel),
 }
 
 // A channel handle is documented as usable from any thread at once: its body must be `Sync`.
@@ -71,6 +76,7 @@ impl Chan {
             Self::Broadcast(_) | Self::TypedBroadcast(_) => SHMLANE_KIND_BROADCAST,
             Self::Spsc(_) => SHMLANE_KIND_SPSC,
             Self::Mpmc(_) => SHMLANE_KIND_MPMC,
+            Self::Latest(_) => SHMLANE_KIND_LATEST,
         }
     }
 
@@ -78,6 +84,7 @@ impl Chan {
         match self {
             Self::Bytes(c) | Self::Broadcast(c) => c.created(),
             Self::Spsc(c) | Self::Mpmc(c) | Self::TypedBroadcast(c) => c.created(),
+            Self::Latest(c) => c.created(),
         }
     }
 
@@ -85,6 +92,7 @@ impl Chan {
         match self {
             Self::Bytes(c) | Self::Broadcast(c) => c.name(),
             Self::Spsc(c) | Self::Mpmc(c) | Self::TypedBroadcast(c) => c.name(),
+            Self::Latest(c) => c.name(),
         }
     }
 
@@ -95,6 +103,7 @@ impl Chan {
             Self::Spsc(_) => "SPSC",
             Self::Mpmc(_) => "MPMC",
             Self::TypedBroadcast(_) => "typed broadcast",
+            Self::Latest(_) => "latest-value",
         }
     }
 
@@ -154,6 +163,16 @@ pub(crate) unsafe fn options<'a>(opts: *const shmlane_options) -> Res<Option<&'a
     }
     // SAFETY: forwarded contract.
     unsafe { handle::get::<Options, _>(opts).map(Some) }
+}
+
+/// `SHMLANE_E_INVALID` for an unknown `how`.
+pub(crate) fn bad_how(n: i32) -> Fail {
+    Fail::new(
+        SHMLANE_E_INVALID,
+        format!(
+            "unknown how {n}: use SHMLANE_CREATE (0), SHMLANE_OPEN (1) or SHMLANE_OPEN_OR_CREATE (2)"
+        ),
+    )
 }
 
 /// Opens a byte channel (`bytes`) or broadcast channel according to `how`.

@@ -2,12 +2,12 @@
 //! text (its `Display` and its sources), which names the channel and what to do.
 
 use crate::status::{
-    Fail, SHMLANE_E_BUFFER_TOO_SMALL, SHMLANE_E_CLAIM, SHMLANE_E_CORRUPT, SHMLANE_E_DISCONNECTED,
-    SHMLANE_E_EMPTY, SHMLANE_E_EXISTS, SHMLANE_E_FULL, SHMLANE_E_INVALID, SHMLANE_E_IO,
-    SHMLANE_E_LAPPED, SHMLANE_E_MISMATCH, SHMLANE_E_NAME, SHMLANE_E_NOT_FOUND, SHMLANE_E_OPEN,
-    SHMLANE_E_PEER_DIED, SHMLANE_E_PERMISSION, SHMLANE_E_ROLE_TAKEN, SHMLANE_E_STALE,
-    SHMLANE_E_TIMEOUT, SHMLANE_E_TOO_LONG, SHMLANE_E_UNSUPPORTED, SHMLANE_E_WRONG_KIND,
-    SHMLANE_E_WRONG_TYPE,
+    Fail, SHMLANE_E_BUFFER_TOO_SMALL, SHMLANE_E_BUSY, SHMLANE_E_CLAIM, SHMLANE_E_CORRUPT,
+    SHMLANE_E_DISCONNECTED, SHMLANE_E_EMPTY, SHMLANE_E_EXISTS, SHMLANE_E_FULL, SHMLANE_E_INVALID,
+    SHMLANE_E_IO, SHMLANE_E_LAPPED, SHMLANE_E_MISMATCH, SHMLANE_E_NAME, SHMLANE_E_NOT_FOUND,
+    SHMLANE_E_OPEN, SHMLANE_E_PEER_DIED, SHMLANE_E_PERMISSION, SHMLANE_E_ROLE_TAKEN,
+    SHMLANE_E_STALE, SHMLANE_E_TIMEOUT, SHMLANE_E_TOO_LONG, SHMLANE_E_UNSUPPORTED,
+    SHMLANE_E_WRONG_KIND, SHMLANE_E_WRONG_TYPE,
 };
 use shmlane::{ByteRecvError, ByteSendError, ConfigError, OpenError};
 use shmlane_segment as seg;
@@ -141,4 +141,21 @@ pub(crate) fn recv_status(e: &ByteRecvError) -> i32 {
 /// Formatted in place: never allocates (the non-blocking calls' errors, docs/realtime.md).
 pub(crate) fn recv_fail(e: &ByteRecvError) -> Fail {
     Fail::fmt(recv_status(e), format_args!("{e}"))
+}
+
+pub(crate) fn latest_status(e: &shmlane::LatestError) -> i32 {
+    use shmlane::LatestError as L;
+    match e {
+        L::Busy => SHMLANE_E_BUSY,
+        L::Timeout => SHMLANE_E_TIMEOUT,
+        L::TooLong { .. } => SHMLANE_E_TOO_LONG,
+        L::BufferTooSmall { .. } => SHMLANE_E_BUFFER_TOO_SMALL,
+        // `Corrupt` and any variant a later shmlane adds.
+        _ => SHMLANE_E_CORRUPT,
+    }
+}
+
+/// Formatted in place: never allocates (the latest-value calls' errors, docs/realtime.md).
+pub(crate) fn latest_fail(e: &shmlane::LatestError) -> Fail {
+    Fail::fmt(latest_status(e), format_args!("{e}"))
 }

@@ -51,6 +51,8 @@ const KINDS: &[(u64, &str)] = &[
     (crate::broadcast::Sub::MAGIC, crate::broadcast::Sub::WHAT),
     (crate::typed::Tx::MAGIC, crate::typed::Tx::WHAT),
     (crate::typed::Rx::MAGIC, crate::typed::Rx::WHAT),
+    (crate::latest::Writer::MAGIC, crate::latest::Writer::WHAT),
+    (crate::latest::Reader::MAGIC, crate::latest::Reader::WHAT),
 ];
 
 /// Boxes `body` as a new handle and writes it to `*out`.

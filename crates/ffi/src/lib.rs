@@ -16,7 +16,7 @@
 //! Files: [`status`] (codes, last error, the guard), `errors` (Rust errors to statuses),
 //! [`handle`] (magic words, quarantine), `options`, `channel`, `bytes`, `broadcast`, `stats`,
 //! `typed` (SPSC/MPMC channels of fixed-size elements), `tbcast` (typed broadcast channels and
-//! loans), `fd` (pollable receivers).
+//! loans), `latest` (latest-value channels), `fd` (pollable receivers).
 #![allow(
     non_camel_case_types,
     reason = "the C names of the opaque handle types (shmlane_channel, ...)"
@@ -38,6 +38,7 @@ pub mod channel;
 mod errors;
 pub mod fd;
 pub mod handle;
+pub mod latest;
 pub mod options;
 pub mod stats;
 pub mod status;

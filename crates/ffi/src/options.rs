@@ -5,9 +5,11 @@
 //! call; `shmlane_options_new` and `shmlane_options_backend` allocate.
 
 use crate::handle::{self, Body, null};
-use crate::status::{Fail, Res, SHMLANE_E_INVALID, guard};
+use crate::status::{Fail, Res, SHMLANE_E_INVALID, SHMLANE_E_UNSUPPORTED, guard};
 use core::ffi::c_char;
-use shmlane::{Builder, Location, PeersLeave, RawBuilder, UnlinkPolicy, WaitStrategy, Wakes};
+use shmlane::{
+    Builder, Location, PeersLeave, RawBuilder, RawLatestBuilder, UnlinkPolicy, WaitStrategy, Wakes,
+};
 use std::ffi::CStr;
 use std::path::PathBuf;
 
@@ -163,6 +165,58 @@ impl Options {
     /// Applies the options to a run-time (typed C) channel's builder, as [`Options::apply`].
     pub(crate) fn apply_raw(&self, name: &str, b: RawBuilder) -> RawBuilder {
         apply_to!(self, name, b)
+    }
+
+    /// Applies the options to a latest-value channel's builder (`capacity`: slots). The
+    /// options a latest-value channel has not are refused, not ignored: `msg_size` other than
+    /// `value_size` (`SHMLANE_E_INVALID`), `checksum` or `resume` on (`SHMLANE_E_UNSUPPORTED`).
+    pub(crate) fn apply_latest(
+        &self,
+        name: &str,
+        value_size: usize,
+        mut b: RawLatestBuilder,
+    ) -> Res<RawLatestBuilder> {
+        if let Some(m) = self.msg_size.filter(|m| *m != value_size as u64) {
+            return Err(invalid(format!(
+                "shmlane_options_msg_size {m} differs from value_size {value_size}: a latest-value channel's largest value is its value_size (leave msg_size unset)"
+            )));
+        }
+        if self.checksum == Some(true) || self.resume {
+            return Err(Fail::new(
+                SHMLANE_E_UNSUPPORTED,
+                "latest-value channels have no checksum or resume option: leave shmlane_options_checksum and shmlane_options_resume off",
+            ));
+        }
+        if let Some(n) = self.capacity {
+            b = b.capacity(n);
+        }
+        b = match &self.backend {
+            Backend::Posix => b,
+            Backend::Memfd => b.location(Location::Memfd(name.to_owned())),
+            Backend::File(p) => b.location(Location::File(p.clone())),
+        };
+        if let Some(w) = self.wait {
+            b = b.wait(w);
+        }
+        if let Some(w) = self.wakes {
+            b = b.wakes(w);
+        }
+        if let Some(m) = self.mode {
+            b = b.mode(m);
+        }
+        if let Some(g) = self.group {
+            b = b.group(g);
+        }
+        if let Some(p) = self.peers_leave {
+            b = b.when_peers_leave(p);
+        }
+        if let Some(u) = self.unlink {
+            b = b.unlink(u);
+        }
+        if let Some(p) = self.populate {
+            b = b.populate(p);
+        }
+        Ok(b.mlock(self.mlock))
     }
 }
 

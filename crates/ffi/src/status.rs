@@ -66,6 +66,14 @@ pub const SHMLANE_E_CLAIM: i32 = -25;
 pub const SHMLANE_E_IO: i32 = -26;
 /// An option not available here (backend, kernel, channel kind).
 pub const SHMLANE_E_UNSUPPORTED: i32 = -27;
+/// A latest-value call could not complete now: a read raced writes 64 times in a row, or a
+/// write found every slot but the newest value's held by writers mid-write (or dead in it).
+/// Try again; if writes keep getting it, create the channel with more slots
+/// (`shmlane_options_capacity`).
+pub const SHMLANE_E_BUSY: i32 = -28;
+/// `shmlane_latest_read_if_changed`: the value's version is the one this reader last
+/// returned; nothing was copied and `*len`, `*version` were not written.
+pub const SHMLANE_E_UNCHANGED: i32 = -29;
 
 /// An error on its way out: a status and the message for `shmlane_last_error`.
 #[derive(Debug)]
@@ -288,6 +296,8 @@ pub extern "C" fn shmlane_strerror(status: i32) -> *const c_char {
         SHMLANE_E_CLAIM => c"claim misuse",
         SHMLANE_E_IO => c"a system call failed",
         SHMLANE_E_UNSUPPORTED => c"not supported here",
+        SHMLANE_E_BUSY => c"latest value busy: racing writes or no free slot now (try again)",
+        SHMLANE_E_UNCHANGED => c"the latest value has not changed since this reader last read it",
         _ => c"unknown shmlane status",
     };
     s.as_ptr()
@@ -381,7 +391,7 @@ mod tests {
     #[test]
     fn every_status_has_its_own_description() {
         let mut seen = std::collections::HashSet::new();
-        for s in -27..=0 {
+        for s in -29..=0 {
             // SAFETY: static NUL-terminated strings.
             let d = unsafe { std::ffi::CStr::from_ptr(shmlane_strerror(s)) };
             assert!(seen.insert(d.to_owned()), "status {s} repeats {d:?}");

@@ -1,6 +1,7 @@
 //! The real-time proofs (docs/realtime.md) for the C ABI's non-blocking calls: a C program
 //! (tests/c/rt_abi.c) runs every try / chunk / claim / loan / publish call of every channel
-//! kind, first with allocation forbidden (it interposes malloc and counts), then between two
+//! kind, and the latest-value calls (write, read, read_if_changed, version), first with
+//! allocation forbidden (it interposes malloc and counts), then between two
 //! `getrusage(RUSAGE_THREAD)` calls on populated and mlocked channels (no page fault), then
 //! under a seccomp filter that traps any system call (the number is reported), linked both
 //! shared and static. Each proof is also shown to fail on a deliberate allocation and system call.
@@ -17,7 +18,9 @@ fn run(bin: &std::path::Path, label: &str, mode: &str) -> (bool, String) {
         .output()
         .expect("run rt_abi");
     // The child ends with `_exit`: its segments stay behind.
-    for kind in ["spsc", "mpmc", "bytes", "bcast", "tbcast"] {
+    for kind in [
+        "spsc", "mpmc", "bytes", "bcast", "tbcast", "latest", "latest0",
+    ] {
         let _ = std::fs::remove_file(format!("/dev/shm/{}-{kind}", name.0));
     }
     let text =

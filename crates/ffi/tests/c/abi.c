@@ -53,11 +53,11 @@ static const char *name(int i, const char *prefix) {
 
 static void statuses(void) {
     int32_t s;
-    for (s = 0; s >= -27; s--) {
+    for (s = 0; s >= -29; s--) {
         TRUE(strlen(shmlane_strerror(s)) > 0);
         TRUE(strstr(shmlane_strerror(s), "unknown") == NULL);
     }
-    TRUE(strstr(shmlane_strerror(-28), "unknown") != NULL);
+    TRUE(strstr(shmlane_strerror(-30), "unknown") != NULL);
     TRUE(strstr(shmlane_strerror(1), "unknown") != NULL);
     TRUE(strstr(shmlane_strerror(SHMLANE_E_BUFFER_TOO_SMALL), "not consumed") != NULL);
 }

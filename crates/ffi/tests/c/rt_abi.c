@@ -79,6 +79,7 @@ static int failures;
     } while (0)
 
 #define CAP 8
+#define LATEST_SLOTS 4
 #define ROUNDS 2000
 
 static shmlane_sender *tx, *mtx;
@@ -87,6 +88,8 @@ static shmlane_byte_sender *btx;
 static shmlane_byte_receiver *brx;
 static shmlane_publisher *pub, *tpub;
 static shmlane_subscriber *fast, *slow, *tfast, *tslow;
+static shmlane_latest_writer *lw;
+static shmlane_latest_reader *lr, *lr0;
 
 static void setup(const char *prefix) {
     char n[200];
@@ -129,6 +132,18 @@ static void setup(const char *prefix) {
     EXPECT(shmlane_publisher_open(ch, &tpub), SHMLANE_OK);
     EXPECT(shmlane_subscriber_open(ch, SHMLANE_START_NEWEST, 0, &tfast), SHMLANE_OK);
     EXPECT(shmlane_subscriber_open(ch, SHMLANE_START_NEWEST, 0, &tslow), SHMLANE_OK);
+    EXPECT(shmlane_channel_close(ch), SHMLANE_OK);
+    /* Latest value: 4 slots of 64 bytes, and a channel never written (its reads: EMPTY). */
+    EXPECT(shmlane_options_capacity(o, LATEST_SLOTS), SHMLANE_OK);
+    EXPECT(shmlane_options_msg_size(o, 64), SHMLANE_OK);
+    snprintf(n, sizeof n, "%s-latest", prefix);
+    EXPECT(shmlane_latest_open(n, SHMLANE_CREATE, 64, o, &ch), SHMLANE_OK);
+    EXPECT(shmlane_latest_writer_open(ch, &lw), SHMLANE_OK);
+    EXPECT(shmlane_latest_reader_open(ch, &lr), SHMLANE_OK);
+    EXPECT(shmlane_channel_close(ch), SHMLANE_OK);
+    snprintf(n, sizeof n, "%s-latest0", prefix);
+    EXPECT(shmlane_latest_open(n, SHMLANE_CREATE, 64, o, &ch), SHMLANE_OK);
+    EXPECT(shmlane_latest_reader_open(ch, &lr0), SHMLANE_OK);
     EXPECT(shmlane_channel_close(ch), SHMLANE_OK);
     EXPECT(shmlane_options_close(o), SHMLANE_OK);
 }
@@ -204,6 +219,23 @@ static void round_(void) {
     EXPECT(shmlane_subscriber_try_recv(tslow, buf, sizeof buf, &len, &seq), SHMLANE_E_LAPPED);
     while (shmlane_subscriber_try_recv(tslow, buf, sizeof buf, &len, &seq) == SHMLANE_OK) {
     }
+
+    /* Latest value: more writes than slots (each slot reused every round), each read, then
+     * read again unchanged; the error results TOO_LONG, BUFFER_TOO_SMALL and EMPTY. */
+    for (i = 0; i <= 2 * LATEST_SLOTS; i++) {
+        EXPECT(shmlane_latest_write(lw, buf, (size_t)(1 + i * 7), &seq), SHMLANE_OK);
+        EXPECT(shmlane_latest_read_if_changed(lr, buf, sizeof buf, &len, &seq), SHMLANE_OK);
+        EXPECT(shmlane_latest_read_if_changed(lr, buf, sizeof buf, &len, &seq), SHMLANE_E_UNCHANGED);
+    }
+    EXPECT(shmlane_latest_read(lr, buf, sizeof buf, &len, &seq), SHMLANE_OK);
+    EXPECT(shmlane_latest_version(lr, &seq), SHMLANE_OK);
+    EXPECT(shmlane_latest_writer_version(lw, &seq), SHMLANE_OK);
+    EXPECT(shmlane_latest_write(lw, buf, 65, &seq), SHMLANE_E_TOO_LONG);
+    EXPECT(shmlane_latest_write(lw, buf, 64, &seq), SHMLANE_OK);
+    EXPECT(shmlane_latest_read(lr, buf, 10, &len, &seq), SHMLANE_E_BUFFER_TOO_SMALL);
+    EXPECT(shmlane_latest_read_if_changed(lr, buf, sizeof buf, &len, &seq), SHMLANE_OK);
+    EXPECT(shmlane_latest_read(lr0, buf, sizeof buf, &len, &seq), SHMLANE_E_EMPTY);
+    EXPECT(shmlane_latest_read_if_changed(lr0, buf, sizeof buf, &len, &seq), SHMLANE_E_EMPTY);
 }
 
 static volatile int *report;
