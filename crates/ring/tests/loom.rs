@@ -1507,3 +1507,50 @@ fn latest_a_dead_writers_slot_is_reclaimed() {
         drop(mem);
     });
 }
+
+/// Latest value, crash between the done store and the `fetch_max`: a writer of another
+/// process completes its value (9) and dies before publishing it, while this process's writer
+/// writes (5) and a reader reads. With two slots the dead one's slot (a value newer than
+/// `latest`) and the newest value's were both unclaimable: every later write `Busy` for good.
+/// Now the writer that finds the dead holder publishes its value for it, then claims the
+/// other slot. The reader gets the previous value (1), the dead writer's (9) or the new one
+/// (5), each whole; once the death is seen a write succeeds and is read back.
+/// Caught hand mutation: the claim without the help (see docs/design.md).
+#[test]
+fn latest_a_writer_dead_before_publishing_is_helped() {
+    loom::model(|| {
+        let (w, mut r, mem) = latest(2);
+        let mut w = w.with_owner(1);
+        w.write(&lv(1)).unwrap();
+        let mut dying = w.clone().with_owner(2);
+        // As in `latest_a_dead_writers_slot_is_reclaimed`: the stand-in for the liveness lock.
+        let dead = std::sync::Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let td = thread::spawn({
+            let dead = dead.clone();
+            move || {
+                let _ = dying.write_and_die_unpublished(&lv(9));
+                dead.store(true, loom::sync::atomic::Ordering::Release);
+            }
+        });
+        let is_alive = move |o: u64| o != 2 || !dead.load(loom::sync::atomic::Ordering::Acquire);
+        let mut w2 = w.clone();
+        let tw = thread::spawn({
+            let is_alive = is_alive.clone();
+            move || {
+                let _ = w2.write_with(&lv(5), &is_alive);
+            }
+        });
+        match lread(&mut r) {
+            Ok(Some((1, 1) | (9 | 5, 2..))) | Err(LatestError::Busy) => {}
+            other => panic!("torn or misplaced: {other:?}"),
+        }
+        td.join().unwrap();
+        tw.join().unwrap();
+        let v = w
+            .write_with(&lv(5), &is_alive)
+            .unwrap_or_else(|e| panic!("a write after the death: {e}"));
+        assert_eq!(lread(&mut r), Ok(Some((5, v))));
+        drop((w, r));
+        drop(mem);
+    });
+}
