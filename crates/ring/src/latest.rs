@@ -25,34 +25,54 @@
 //! or odd (a dead holder's half-written value, never published) of an older ticket; or a value
 //! (ticket `s / 2 - 1`) older than `t` and older than the newest published one
 //! (`s / 2 < latest`). Otherwise (the slot holds the newest value, or a newer ticket's) it
-//! gives the holder word back and takes a new ticket, at most `slots` times in all, then
-//! [`LatestError::Busy`]. Claimed: a Release fence, the length and the words (Relaxed atomic
-//! stores), `seq = 2t + 2` (Release), `latest.fetch_max(t + 1)` (Release), holder = 0
+//! gives the holder word back and takes a new ticket, at most `slots` times in all (plus
+//! one per help, below), then [`LatestError::Busy`]. Claimed: a Release fence, the length and the words (Relaxed atomic
+//! stores), `seq = 2t + 2` (Relaxed), `latest.fetch_max(t + 1)` (Release), holder = 0
 //! (Release). Abandoned tickets leave no trace: nothing waits for a ticket.
 //!
+//! Helping: a writer that died between its done store and its `fetch_max` leaves a complete
+//! value newer than `latest` in a slot it still holds; the claim rule refuses that slot (not
+//! older than `latest`), and with two slots the other one holds the newest published value,
+//! so every write would report `Busy` for good. So a claimer that takes a dead holder's slot
+//! (`is_alive` said so) and finds it complete (`s` even, not 0) with `s / 2 > latest`
+//! publishes it first (`latest.fetch_max(s / 2)`, Release): the dead writer's value becomes
+//! the newest, as if it had lived to publish it; the rule then refuses its slot (the newest)
+//! and the newest value's former slot becomes claimable. Each such help earns the claim one
+//! more ticket (at most `slots` more), so the write that helps goes on to write.
+//!
 //! A reader loads `latest` = `l` (Acquire); 0 is "never written". Else the value is ticket
-//! `t = l - 1` in slot `t % slots`: it loads the seq (Acquire), which must be `2t + 2`, copies
+//! `t = l - 1` in slot `t % slots`: it loads the seq (Relaxed), which must be `2t + 2`, copies
 //! the length and the words (Relaxed atomic loads), an Acquire fence, and loads the seq again:
 //! unchanged, the copy is the value of version `l` (the fences make a copy that saw any word of
 //! a later write also see that write's odd seq). A changed or unexpected seq: try again from
 //! `latest`, at most [`READ_TRIES`] times.
 //!
-//! Why the previous value survives a writer's death: the slot of the newest published value
-//! is never claimed. A claimer saw `latest > s / 2`, and `latest` only grows, so the value it
-//! overwrites can never become the newest again; the writer of that value published it
-//! (`fetch_max`) before or never. So a writer dying anywhere leaves `latest` on a complete
-//! value in a slot nobody may claim. A dead writer's slot is reclaimed by the next writer whose
-//! ticket lands on it: the holder word is taken before anything else is written, so every slot
-//! a writer stopped in names it, and `is_alive` (the segment's liveness locks) says the process
-//! is gone. A writer needs a slot besides the newest value's that no live writer
-//! holds: with `w` writers racing, `slots >= w + 1` keeps writes from reporting `Busy`
-//! (default 4). Writers of one process share a token (they are alive together), so a slot
+//! Orderings: `latest`'s Release `fetch_max` / Acquire load is what orders a value's words
+//! and done store before a reader's copy (the reader reaches a slot only through `latest`, and
+//! a later `fetch_max` is a read-modify-write that continues the release sequence), so the
+//! done store and the reader's first seq load need no pair of their own and are Relaxed. The
+//! next claimer of a slot is ordered after its previous writer by the holder word (Release
+//! give-back, Acquire CAS) or, for a dead holder, by `is_alive` (the kernel frees the liveness
+//! lock after the process's last store); a helper's `fetch_max` comes after that, so the
+//! dead writer's value is ordered before the readers it sends there.
+//!
+//! Why the previous value survives a writer's death: the slot of the newest published value is
+//! never claimed. A claimer saw `latest > s / 2`, and `latest` only grows, so the value it
+//! overwrites can never become the newest again; the writer of that value (or a helper, which holds
+//! the slot while it helps) published it (`fetch_max`) before or never. So a writer dying anywhere
+//! leaves `latest` on a complete value in a slot nobody may claim. A dead writer's slot is
+//! reclaimed by the next writer whose ticket lands on it: the holder word is taken before anything
+//! else is written, so every slot a writer stopped in names it, and `is_alive` (the segment's
+//! liveness locks) says the process is gone. A writer needs a slot besides the newest value's that
+//! no live writer holds: with `w` writers racing, `slots >= w + 1` keeps writes from reporting
+//! `Busy` (default 4). Writers of one process share a token (they are alive together), so a slot
 //! held by this process's own writer is never reclaimed by it.
 //!
-//! Hostile or corrupt memory: the ticket and `latest` are masked to index slots, never used
-//! as offsets; seqs are compared only; a length beyond `value_size` in a copy whose seq held
-//! still is [`LatestError::Corrupt`]; every loop is bounded. A hostile process can make
-//! readers see `Busy`, `Corrupt` or a value it wrote, and writers see `Busy`; never an access
+//! Hostile or corrupt memory: the ticket and `latest` are masked to index slots, never used as
+//! offsets; seqs are compared only (a forged seq under a forged dead holder token can make a writer
+//! raise `latest`, as writing `latest` directly could); a length beyond `value_size` in a copy
+//! whose seq held still is [`LatestError::Corrupt`]; every loop is bounded. A hostile process can
+//! make readers see `Busy`, `Corrupt` or a value it wrote, and writers see `Busy`; never an access
 //! out of bounds, a data race or an endless loop.
 
 use core::ptr::NonNull;
@@ -554,9 +574,9 @@ impl LatestWriter {
         // The value is complete. ORDERING: Relaxed; it needs no pair of its own. A reader
         // reaches this slot only through a `latest` it loaded with Acquire that synchronises
         // with the Release `fetch_max` after this (or a helper's, which synchronised with us
-        // through `is_alive`), so this store and the words happen-before its loads. The next claimer
-        // of the slot synchronises with us through the holder word (our Release give-back, its
-        // Acquire CAS) or, if we die holding it, through `is_alive`.
+        // through `is_alive`), so this store and the words happen-before its loads. The next
+        // claimer of the slot synchronises with us through the holder word (our Release
+        // give-back, its Acquire CAS) or, if we die holding it, through `is_alive`.
         self.raw.word(t, 0).store(done, Ordering::Relaxed);
     }
 

@@ -389,6 +389,9 @@ pub struct LatestReader<T> {
     _t: core::marker::PhantomData<fn() -> T>,
 }
 
+/// What a byte read returns: `(length, version)`, `None` if there is nothing (new) to read.
+type ReadResult = Result<Option<(usize, u64)>, LatestError>;
+
 /// The typed endpoints' methods that are the byte endpoint's as they are: each defined once
 /// (on the byte endpoint, `self.raw`), forwarded here with its doc line. Inlined: no cost.
 macro_rules! forward {
@@ -485,7 +488,7 @@ impl<T: Pod> LatestReader<T> {
     /// Runs a read of the byte reader into a zeroed `T`'s bytes: the value if it is whole.
     fn typed(
         &mut self,
-        read: impl FnOnce(&mut RawLatestReader, &mut [u8]) -> Result<Option<(usize, u64)>, LatestError>,
+        read: impl FnOnce(&mut RawLatestReader, &mut [u8]) -> ReadResult,
     ) -> Result<Option<(T, u64)>, LatestError> {
         let mut v = T::zeroed();
         match read(&mut self.raw, bytemuck::bytes_of_mut(&mut v))? {
