@@ -25,34 +25,54 @@
 //! or odd (a dead holder's half-written value, never published) of an older ticket; or a value
 //! (ticket `s / 2 - 1`) older than `t` and older than the newest published one
 //! (`s / 2 < latest`). Otherwise (the slot holds the newest value, or a newer ticket's) it
-//! gives the holder word back and takes a new ticket, at most `slots` times in all, then
-//! [`LatestError::Busy`]. Claimed: a Release fence, the length and the words (Relaxed atomic
-//! stores), `seq = 2t + 2` (Release), `latest.fetch_max(t + 1)` (Release), holder = 0
+//! gives the holder word back and takes a new ticket, at most `slots` times in all (plus
+//! one per help, below), then [`LatestError::Busy`]. Claimed: a Release fence, the length and the words (Relaxed atomic
+//! stores), `seq = 2t + 2` (Relaxed), `latest.fetch_max(t + 1)` (Release), holder = 0
 //! (Release). Abandoned tickets leave no trace: nothing waits for a ticket.
 //!
+//! Helping: a writer that died between its done store and its `fetch_max` leaves a complete
+//! value newer than `latest` in a slot it still holds; the claim rule refuses that slot (not
+//! older than `latest`), and with two slots the other one holds the newest published value,
+//! so every write would report `Busy` for good. So a claimer that takes a dead holder's slot
+//! (`is_alive` said so) and finds it complete (`s` even, not 0) with `s / 2 > latest`
+//! publishes it first (`latest.fetch_max(s / 2)`, Release): the dead writer's value becomes
+//! the newest, as if it had lived to publish it; the rule then refuses its slot (the newest)
+//! and the newest value's former slot becomes claimable. Each such help earns the claim one
+//! more ticket (at most `slots` more), so the write that helps goes on to write.
+//!
 //! A reader loads `latest` = `l` (Acquire); 0 is "never written". Else the value is ticket
-//! `t = l - 1` in slot `t % slots`: it loads the seq (Acquire), which must be `2t + 2`, copies
+//! `t = l - 1` in slot `t % slots`: it loads the seq (Relaxed), which must be `2t + 2`, copies
 //! the length and the words (Relaxed atomic loads), an Acquire fence, and loads the seq again:
 //! unchanged, the copy is the value of version `l` (the fences make a copy that saw any word of
 //! a later write also see that write's odd seq). A changed or unexpected seq: try again from
 //! `latest`, at most [`READ_TRIES`] times.
 //!
-//! Why the previous value survives a writer's death: the slot of the newest published value
-//! is never claimed. A claimer saw `latest > s / 2`, and `latest` only grows, so the value it
-//! overwrites can never become the newest again; the writer of that value published it
-//! (`fetch_max`) before or never. So a writer dying anywhere leaves `latest` on a complete
-//! value in a slot nobody may claim. A dead writer's slot is reclaimed by the next writer whose
-//! ticket lands on it: the holder word is taken before anything else is written, so every slot
-//! a writer stopped in names it, and `is_alive` (the segment's liveness locks) says the process
-//! is gone. A writer needs a slot besides the newest value's that no live writer
-//! holds: with `w` writers racing, `slots >= w + 1` keeps writes from reporting `Busy`
-//! (default 4). Writers of one process share a token (they are alive together), so a slot
+//! Orderings: `latest`'s Release `fetch_max` / Acquire load is what orders a value's words
+//! and done store before a reader's copy (the reader reaches a slot only through `latest`, and
+//! a later `fetch_max` is a read-modify-write that continues the release sequence), so the
+//! done store and the reader's first seq load need no pair of their own and are Relaxed. The
+//! next claimer of a slot is ordered after its previous writer by the holder word (Release
+//! give-back, Acquire CAS) or, for a dead holder, by `is_alive` (the kernel frees the liveness
+//! lock after the process's last store); a helper's `fetch_max` comes after that, so the
+//! dead writer's value is ordered before the readers it sends there.
+//!
+//! Why the previous value survives a writer's death: the slot of the newest published value is
+//! never claimed. A claimer saw `latest > s / 2`, and `latest` only grows, so the value it
+//! overwrites can never become the newest again; the writer of that value (or a helper, which holds
+//! the slot while it helps) published it (`fetch_max`) before or never. So a writer dying anywhere
+//! leaves `latest` on a complete value in a slot nobody may claim. A dead writer's slot is
+//! reclaimed by the next writer whose ticket lands on it: the holder word is taken before anything
+//! else is written, so every slot a writer stopped in names it, and `is_alive` (the segment's
+//! liveness locks) says the process is gone. A writer needs a slot besides the newest value's that
+//! no live writer holds: with `w` writers racing, `slots >= w + 1` keeps writes from reporting
+//! `Busy` (default 4). Writers of one process share a token (they are alive together), so a slot
 //! held by this process's own writer is never reclaimed by it.
 //!
-//! Hostile or corrupt memory: the ticket and `latest` are masked to index slots, never used
-//! as offsets; seqs are compared only; a length beyond `value_size` in a copy whose seq held
-//! still is [`LatestError::Corrupt`]; every loop is bounded. A hostile process can make
-//! readers see `Busy`, `Corrupt` or a value it wrote, and writers see `Busy`; never an access
+//! Hostile or corrupt memory: the ticket and `latest` are masked to index slots, never used as
+//! offsets; seqs are compared only (a forged seq under a forged dead holder token can make a writer
+//! raise `latest`, as writing `latest` directly could); a length beyond `value_size` in a copy
+//! whose seq held still is [`LatestError::Corrupt`]; every loop is bounded. A hostile process can
+//! make readers see `Busy`, `Corrupt` or a value it wrote, and writers see `Busy`; never an access
 //! out of bounds, a data race or an endless loop.
 
 use core::ptr::NonNull;
@@ -64,8 +84,8 @@ use crate::{
     error::AttachError,
     header::{Kind, Meta, PaddedMeta, check_capacity, check_region, open_ring_raw},
     sync::{
-        AtomicU64, LATEST_DONE_STORE, LATEST_LOAD, LATEST_PUBLISH, LATEST_SEQ_LOAD, Ordering,
-        latest_reader_fence, latest_writer_fence, spin_hint,
+        AtomicU64, LATEST_LOAD, LATEST_PUBLISH, Ordering, latest_reader_fence, latest_writer_fence,
+        spin_hint,
     },
 };
 
@@ -362,8 +382,10 @@ impl core::fmt::Debug for LatestReader {
 /// The newest published version (`latest`): 0 if never written.
 fn load_latest(raw: &Raw) -> u64 {
     // SYNC POINT: ORDERING: Acquire (`LATEST_LOAD`); pairs with the writers' Release
-    // `fetch_max` (`LATEST_PUBLISH`), so the seq load that follows sees the publishing
-    // writer's done store (or a later one) and the read does not fail on a stale seq.
+    // `fetch_max` (`LATEST_PUBLISH`, a read-modify-write, so a later one that leaves the value
+    // continues the release sequence): the publishing writer's words and done store
+    // happen-before the copy that follows, so it sees them (or a later claim's, which the
+    // seq check discards) and does not fail on a stale seq.
     raw.hdr().latest.load(LATEST_LOAD)
 }
 
@@ -403,7 +425,11 @@ impl LatestWriter {
     /// seq odd).
     fn claim(&self, is_alive: &dyn Fn(u64) -> bool) -> Result<u64, LatestError> {
         let h = self.raw.hdr();
-        for _ in 0..self.raw.nslots {
+        // Tickets this claim may still take: `slots`, plus one for each dead writer's complete
+        // value it publishes for it (at most `slots` more, so hostile seqs cannot loop it).
+        let (mut left, mut helps) = (self.raw.nslots, self.raw.nslots);
+        while left > 0 {
+            left -= 1;
             // ORDERING: Relaxed; the ticket only hands out distinct numbers, the slot's holder
             // word and seq order the data.
             let t = h.ticket.fetch_add(1, Ordering::Relaxed);
@@ -414,7 +440,9 @@ impl LatestWriter {
                 continue; // a live writer holds it
             }
             // ORDERING: Acquire on success; pairs with the previous holder's Release give-back
-            // (`release`), so its stores to the slot happen-before ours.
+            // (`release`), so its stores to the slot happen-before ours. A dead holder (`o`
+            // not 0) gave nothing back: `is_alive` (its liveness lock, freed by the kernel
+            // after its last store) ordered its stores before ours.
             if holder
                 .compare_exchange(o, self.owner, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
@@ -426,23 +454,40 @@ impl LatestWriter {
             let s = seq.load(Ordering::Relaxed);
             // ORDERING: Relaxed; only the value matters: `latest` only grows, so a value it
             // had is a lower bound of every later one (see the module docs).
-            let l = h.latest.load(Ordering::Relaxed);
+            let mut l = h.latest.load(Ordering::Relaxed);
             let held = s / 2; // the slot's ticket + 1 if even; its ticket if odd
+            if o != 0 && s != 0 && s & 1 == 0 && held > l {
+                // A dead writer's complete value it did not live to publish (it died between
+                // its done store and its `fetch_max`): publish it for it, or (two slots) its
+                // slot and the newest value's would both stay unclaimable for good. Its value
+                // is now the newest (or older than it): the rule below refuses the slot, and
+                // the newest value's former slot becomes claimable.
+                // SYNC POINT: ORDERING: Release (`LATEST_PUBLISH`); pairs with the readers'
+                // Acquire load of `latest`: the dead writer's words and done store
+                // happen-before this (through `is_alive` above), so a reader sent to the slot
+                // finds them.
+                l = h.latest.fetch_max(held, LATEST_PUBLISH).max(held);
+                if helps > 0 {
+                    helps -= 1;
+                    left += 1;
+                }
+            }
             let claimable = if s & 1 == 1 {
                 // A dead holder's half-written value (never published), of an older ticket.
                 held < t
             } else {
                 held <= t && (s == 0 || held < l)
             };
-            // ORDERING: Acquire on success; pairs with the Release done store of the slot's
-            // previous writer (as the holder CAS). The Release fence after
-            // (`latest_writer_fence`) orders this odd seq before our data stores for readers.
+            // ORDERING: Relaxed; the slot's previous writers' stores already happen-before
+            // ours through the holder CAS above (Acquire, paired with their Release give-back,
+            // or `is_alive` for a dead one's). The Release fence after (`latest_writer_fence`)
+            // orders this odd seq before our data stores for readers.
             if claimable
                 && seq
                     .compare_exchange(
                         s,
                         t.wrapping_mul(2).wrapping_add(1),
-                        Ordering::Acquire,
+                        Ordering::Relaxed,
                         Ordering::Relaxed,
                     )
                     .is_ok()
@@ -470,7 +515,7 @@ impl LatestWriter {
     fn fill(&self, t: u64, bytes: &[u8], words: usize) {
         let raw = &self.raw;
         latest_writer_fence();
-        // ORDERING: Relaxed; published by the done store (Release).
+        // ORDERING: Relaxed; published by the `fetch_max` (Release) after the done store.
         raw.word(t, 1).store(bytes.len() as u64, Ordering::Relaxed);
         for (k, c) in bytes.chunks(8).take(words).enumerate() {
             let mut b = [0u8; 8];
@@ -497,8 +542,10 @@ impl LatestWriter {
     }
 
     /// As [`write`](Self::write), reclaiming a slot whose holder (a writer that stopped
-    /// mid-write) `is_alive` says is dead. `is_alive` is called only for a slot another
-    /// process's writer holds (it is writing there, or died there).
+    /// mid-write) `is_alive` says is dead; a dead holder's complete value that it did not live
+    /// to publish is published first (it becomes the newest if nothing newer was). `is_alive`
+    /// is called only for a slot another process's writer holds (it is writing there, or
+    /// died there).
     pub fn write_with(
         &mut self,
         bytes: &[u8],
@@ -512,16 +559,25 @@ impl LatestWriter {
         }
         let t = self.claim(is_alive)?;
         self.fill(t, bytes, usize::MAX);
-        let done = t.wrapping_mul(2).wrapping_add(2);
-        // SYNC POINT: the value is complete. ORDERING: Release (`LATEST_DONE_STORE`); pairs
-        // with a reader's Acquire seq load (`LATEST_SEQ_LOAD`) and the next claimer's CAS.
-        self.raw.word(t, 0).store(done, LATEST_DONE_STORE);
+        self.done(t);
         let v = t.wrapping_add(1);
         // SYNC POINT: ORDERING: Release (`LATEST_PUBLISH`); pairs with the readers' Acquire
         // load of `latest` (`LATEST_LOAD`).
         self.raw.hdr().latest.fetch_max(v, LATEST_PUBLISH);
         self.release(t);
         Ok(v)
+    }
+
+    /// Marks the slot of ticket `t` done (`seq = 2t + 2`): its value is complete.
+    fn done(&self, t: u64) {
+        let done = t.wrapping_mul(2).wrapping_add(2);
+        // The value is complete. ORDERING: Relaxed; it needs no pair of its own. A reader
+        // reaches this slot only through a `latest` it loaded with Acquire that synchronises
+        // with the Release `fetch_max` after this (or a helper's, which synchronised with us
+        // through `is_alive`), so this store and the words happen-before its loads. The next
+        // claimer of the slot synchronises with us through the holder word (our Release
+        // give-back, its Acquire CAS) or, if we die holding it, through `is_alive`.
+        self.raw.word(t, 0).store(done, Ordering::Relaxed);
     }
 
     /// What a writer that dies mid-write leaves: claims a slot, stores the length and the
@@ -538,6 +594,23 @@ impl LatestWriter {
         let t = self.claim(&|_| true)?;
         self.fill(t, bytes, words);
         Ok(())
+    }
+
+    /// What a writer that dies between its done store and its `fetch_max` leaves: a complete
+    /// value of its version (returned), never published, in a slot it still holds. For crash
+    /// tests and models only.
+    #[doc(hidden)]
+    pub fn write_and_die_unpublished(&mut self, bytes: &[u8]) -> Result<u64, LatestError> {
+        if bytes.len() > self.raw.value_size {
+            return Err(LatestError::TooLong {
+                len: bytes.len(),
+                max: self.raw.value_size,
+            });
+        }
+        let t = self.claim(&|_| true)?;
+        self.fill(t, bytes, usize::MAX);
+        self.done(t);
+        Ok(t.wrapping_add(1))
     }
 }
 
@@ -610,9 +683,11 @@ impl LatestReader {
     fn copy(&self, t: u64, buf: &mut [u8]) -> Result<Option<usize>, LatestError> {
         let raw = &self.raw;
         let want = t.wrapping_mul(2).wrapping_add(2);
-        // SYNC POINT: does the slot hold ticket t, complete? ORDERING: Acquire
-        // (`LATEST_SEQ_LOAD`); pairs with the writer's Release done store.
-        let s1 = raw.word(t, 0).load(LATEST_SEQ_LOAD);
+        // Does the slot hold ticket t, complete? ORDERING: Relaxed; the Acquire load of
+        // `latest` that named ticket t (`load_latest`) synchronises with the Release
+        // `fetch_max` that published it, which follows the writer's done store and words: this
+        // load sees that done store or a later claim's odd seq, never an older seq.
+        let s1 = raw.word(t, 0).load(Ordering::Relaxed);
         if s1 != want {
             return Ok(None);
         }

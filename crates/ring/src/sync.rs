@@ -215,22 +215,11 @@ pub(crate) fn bcast_reader_fence() {
     }
 }
 
-/// Latest value: a writer marks its slot done (`seq = 2t + 2`) after the value. Release: pairs
-/// with `LATEST_SEQ_LOAD` and with the next claimer's Acquire CAS.
-pub(crate) const LATEST_DONE_STORE: O = if cfg!(shmlane_weaken = "latest_done_store") {
-    O::Relaxed
-} else {
-    O::Release
-};
-/// Latest value: a reader loads a slot's seq before copying the value. Acquire: pairs with
-/// `LATEST_DONE_STORE`.
-pub(crate) const LATEST_SEQ_LOAD: O = if cfg!(shmlane_weaken = "latest_seq_load") {
-    O::Relaxed
-} else {
-    O::Acquire
-};
-/// Latest value: a writer publishes its version with `latest.fetch_max` after the done store.
-/// Release: pairs with `LATEST_LOAD`, so a reader sent to the slot finds it done.
+/// Latest value: a writer publishes its version with `latest.fetch_max` after the done store
+/// (and a writer helping a dead one publishes that one's complete value). Release: pairs with
+/// `LATEST_LOAD`, so a reader sent to the slot finds it done and its words written: this pair
+/// alone orders them for the reader (the done store and the reader's first seq load are
+/// Relaxed, see `latest.rs`).
 pub(crate) const LATEST_PUBLISH: O = if cfg!(shmlane_weaken = "latest_publish") {
     O::Relaxed
 } else {

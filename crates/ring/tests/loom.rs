@@ -1329,20 +1329,34 @@ fn lread(r: &mut LatestReader) -> Result<Option<(u64, u64)>, LatestError> {
     }
 }
 
-/// Latest value, liveness: one write, a reader racing it: it reads nothing yet or the value,
-/// never `Busy` (nothing overwrote the slot its `latest` load sent it to).
-/// Caught mutants: `latest_load`, `latest_publish` (the reader finds a stale seq: busy).
+/// Latest value, liveness: one writer makes 3 writes into 4 slots (no slot is written twice,
+/// so no write ever races a read of the slot `latest` names) while a reader reads: it reads
+/// nothing yet or a whole value of its version, never `Busy`. `Busy` is for reads that raced
+/// writes to their slot; here every try's `latest` load (Acquire) synchronises with the
+/// `fetch_max` (Release) that published it, so the slot's seq is done and stays done.
+/// Three writes because loom lets a thread read a given stale store only until it yields
+/// (every try ends with one): a weakened pair shows as one stale seq per try, and the read
+/// reports `Busy` only if each of its 3 tries ([`READ_TRIES`] under loom) lands on a
+/// different slot's stale seq.
+/// Caught mutants: `latest_load`, `latest_publish` ("busy though nothing raced the read").
+///
+/// [`READ_TRIES`]: shmlane_ring::latest::READ_TRIES
 #[test]
-fn latest_single_write_never_busy() {
+fn latest_unraced_read_never_busy() {
     loom::model(|| {
-        let (mut w, mut r, mem) = latest(2);
-        let t = thread::spawn(move || assert_eq!(w.write(&lv(1)), Ok(1)));
+        let (mut w, mut r, mem) = latest(4);
+        let t = thread::spawn(move || {
+            for k in 1..=3 {
+                assert_eq!(w.write(&lv(k)), Ok(k));
+            }
+        });
         match lread(&mut r) {
-            Ok(None) | Ok(Some((1, 1))) => {}
+            Ok(None) => {}
+            Ok(Some((k, v))) => assert_eq!(k, v, "torn or misplaced: value {k} as version {v}"),
             other => panic!("busy though nothing raced the read: {other:?}"),
         }
         t.join().unwrap();
-        assert_eq!(lread(&mut r), Ok(Some((1, 1))));
+        assert_eq!(lread(&mut r), Ok(Some((3, 3))));
         drop(r);
         drop(mem);
     });
@@ -1490,6 +1504,53 @@ fn latest_a_dead_writers_slot_is_reclaimed() {
             other => panic!("the newest value is unreadable: {other:?}"),
         }
         drop(r);
+        drop(mem);
+    });
+}
+
+/// Latest value, crash between the done store and the `fetch_max`: a writer of another
+/// process completes its value (9) and dies before publishing it, while this process's writer
+/// writes (5) and a reader reads. With two slots the dead one's slot (a value newer than
+/// `latest`) and the newest value's were both unclaimable: every later write `Busy` for good.
+/// Now the writer that finds the dead holder publishes its value for it, then claims the
+/// other slot. The reader gets the previous value (1), the dead writer's (9) or the new one
+/// (5), each whole; once the death is seen a write succeeds and is read back.
+/// Caught hand mutation: the claim without the help (see docs/design.md).
+#[test]
+fn latest_a_writer_dead_before_publishing_is_helped() {
+    loom::model(|| {
+        let (w, mut r, mem) = latest(2);
+        let mut w = w.with_owner(1);
+        w.write(&lv(1)).unwrap();
+        let mut dying = w.clone().with_owner(2);
+        // As in `latest_a_dead_writers_slot_is_reclaimed`: the stand-in for the liveness lock.
+        let dead = std::sync::Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let td = thread::spawn({
+            let dead = dead.clone();
+            move || {
+                let _ = dying.write_and_die_unpublished(&lv(9));
+                dead.store(true, loom::sync::atomic::Ordering::Release);
+            }
+        });
+        let is_alive = move |o: u64| o != 2 || !dead.load(loom::sync::atomic::Ordering::Acquire);
+        let mut w2 = w.clone();
+        let tw = thread::spawn({
+            let is_alive = is_alive.clone();
+            move || {
+                let _ = w2.write_with(&lv(5), &is_alive);
+            }
+        });
+        match lread(&mut r) {
+            Ok(Some((1, 1) | (9 | 5, 2..))) | Err(LatestError::Busy) => {}
+            other => panic!("torn or misplaced: {other:?}"),
+        }
+        td.join().unwrap();
+        tw.join().unwrap();
+        let v = w
+            .write_with(&lv(5), &is_alive)
+            .unwrap_or_else(|e| panic!("a write after the death: {e}"));
+        assert_eq!(lread(&mut r), Ok(Some((5, v))));
+        drop((w, r));
         drop(mem);
     });
 }

@@ -119,6 +119,19 @@ fn child_entry() {
                 t.elapsed().as_millis()
             );
         }
+        // Completes Snap::of(k) in a two-slot channel but stops before publishing it (as a
+        // SIGKILL between the done store and the `fetch_max` would), announces the version it
+        // would have had, and hangs until killed.
+        "dies-unpublished" => {
+            let k: u64 = args[1].parse().unwrap();
+            let ch = shmlane::latest::<Snap>(name).capacity(2).open().unwrap();
+            let mut w = ch.writer().unwrap();
+            let v = w.write_and_die_unpublished(&Snap::of(k)).unwrap();
+            println!("OUT:died {v}");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -314,6 +327,34 @@ fn a_writer_killed_mid_stream_leaves_its_last_complete_value() {
     let mut w = ch.writer().unwrap();
     for k in 0..20 {
         let v = w.write(&Snap::of(k)).unwrap();
+        assert_eq!(r.read(), Ok(Some((Snap::of(k), v))));
+    }
+}
+
+/// Two slots, a writer process killed after completing a value but before publishing it:
+/// its slot holds a value newer than the published one, the other slot the published one, so
+/// neither could be claimed and every later write reported `Busy` for good. Now the next
+/// writer finds the dead process's slot, publishes its value for it and writes into the other
+/// slot: writes go on, every value read whole.
+#[test]
+fn a_writer_killed_before_publishing_does_not_stop_later_writes() {
+    let name = unique("latest-unpub");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::latest::<Snap>(&name).capacity(2).create().unwrap();
+    let (mut w, mut r) = (ch.writer().unwrap(), ch.reader().unwrap());
+    assert_eq!(w.write(&Snap::of(1)), Ok(1));
+    let mut c = spawn("dies-unpublished", &[&name, "2"]);
+    assert_eq!(wait_line(&mut c, "died", Duration::from_secs(30)), "died 2");
+    // Alive (stalled) it keeps its slot, and the other holds the newest value: Busy.
+    assert_eq!(w.write(&Snap::of(3)), Err(LatestError::Busy));
+    assert_eq!(r.read(), Ok(Some((Snap::of(1), 1))));
+    c.kill().unwrap();
+    c.wait().unwrap();
+    for k in 4..24 {
+        let v = w
+            .write(&Snap::of(k))
+            .unwrap_or_else(|e| panic!("write {k} after the death: {e}"));
+        assert!(v > 2, "version {v}");
         assert_eq!(r.read(), Ok(Some((Snap::of(k), v))));
     }
 }

@@ -209,6 +209,66 @@ fn threads_never_see_a_torn_value() {
     });
 }
 
+/// Two slots, a writer of another process dies between its done store and its `fetch_max`:
+/// its slot holds a complete value newer than `latest`, the other the newest published one,
+/// so neither may be claimed. While it is alive (slow, not dead) writes report `Busy`; once
+/// it is dead the next writer publishes its value for it and claims the other slot, and
+/// writes go on (before the fix: `Busy` for good).
+#[test]
+fn a_writer_dead_before_publishing_is_helped_and_writes_go_on() {
+    let (w, mut r) = HeapRegion::latest(2, 8);
+    let mut w = w.with_owner(1);
+    let mut buf = [0u8; 8];
+    w.write(&value(1, 8)).unwrap(); // ticket 0, slot 0
+    let mut other = w.clone().with_owner(7);
+    assert_eq!(other.write_and_die_unpublished(&value(2, 8)), Ok(2)); // ticket 1, slot 1
+    assert_eq!(r.read(&mut buf), Ok(Some((8, 1))));
+    check(&buf, 1);
+    assert_eq!(
+        w.write_with(&value(3, 8), &|_| true),
+        Err(LatestError::Busy)
+    );
+    assert_eq!(
+        r.version(),
+        1,
+        "a live holder's value is not published for it"
+    );
+    let dead7 = |o: u64| o != 7;
+    let v = w.write_with(&value(4, 8), &dead7).unwrap();
+    assert!(v > 2, "version {v}");
+    assert_eq!(r.read(&mut buf), Ok(Some((8, v))));
+    check(&buf, 4);
+    for _ in 0..10 {
+        let v = w.write_with(&value(5, 8), &dead7).unwrap();
+        assert_eq!(r.read(&mut buf), Ok(Some((8, v))));
+        check(&buf, 5);
+    }
+}
+
+/// Four slots, two held by a live (stalled) writer of another process: the dead writer's
+/// complete value is published by the first writer whose ticket lands on its slot, which
+/// then claims the newest value's former slot with the extra ticket the help earns it
+/// (before the fix: `Busy` while the stalled writer lives).
+#[test]
+fn a_dead_writers_complete_value_is_published_for_it() {
+    let (w, mut r) = HeapRegion::latest(4, 8);
+    let mut w = w.with_owner(1);
+    let mut buf = [0u8; 8];
+    w.write(&value(1, 8)).unwrap(); // ticket 0, slot 0
+    let mut other = w.clone().with_owner(7);
+    assert_eq!(other.write_and_die_unpublished(&value(2, 8)), Ok(2)); // ticket 1, slot 1
+    // Slots 2 and 3 held by live writers of another process (stopped mid-write).
+    let mut slow = w.clone().with_owner(8);
+    slow.write_and_die(&value(3, 8), 1).unwrap(); // ticket 2
+    slow.write_and_die(&value(3, 8), 1).unwrap(); // ticket 3
+    // Tickets 4 (slot 0: the newest), 5 (slot 1: 7 is dead, its value published, then
+    // refused as the newest), 6 and 7 (held by 8, alive), 8 (slot 0: now claimable).
+    let dead7 = |o: u64| o != 7;
+    assert_eq!(w.write_with(&value(4, 8), &dead7), Ok(9));
+    assert_eq!(r.read(&mut buf), Ok(Some((8, 9))));
+    check(&buf, 4);
+}
+
 /// A slot a writer of another (dead) process stopped in is reclaimed by the next writer whose
 /// ticket lands on it; one held by a live writer is not.
 #[test]

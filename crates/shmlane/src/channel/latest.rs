@@ -213,30 +213,36 @@ pub struct RawLatestReader {
     local: Local,
 }
 
-impl core::fmt::Debug for RawLatestWriter {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("RawLatestWriter")
-            .field("channel", &self.local.inner.name)
-            .field("ring", &self.ring)
-            .finish_non_exhaustive()
-    }
-}
+/// What the byte endpoints have alike: `Debug`, and the accessors read from the ring handle.
+macro_rules! raw_endpoint {
+    ($($t:ident),*) => {$(
+        impl core::fmt::Debug for $t {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_struct(stringify!($t))
+                    .field("channel", &self.local.inner.name)
+                    .field("ring", &self.ring)
+                    .finish_non_exhaustive()
+            }
+        }
 
-impl core::fmt::Debug for RawLatestReader {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("RawLatestReader")
-            .field("channel", &self.local.inner.name)
-            .field("ring", &self.ring)
-            .finish_non_exhaustive()
-    }
+        impl $t {
+            /// The largest value in bytes.
+            pub fn value_size(&self) -> usize {
+                self.ring.value_size()
+            }
+
+            /// The newest published version, one atomic load (0: never written).
+            ///
+            /// Real-time: no allocation, no system call.
+            pub fn version(&self) -> u64 {
+                self.ring.version()
+            }
+        }
+    )*};
 }
+raw_endpoint!(RawLatestWriter, RawLatestReader);
 
 impl RawLatestWriter {
-    /// The largest value in bytes.
-    pub fn value_size(&self) -> usize {
-        self.ring.value_size()
-    }
-
     /// Publishes `bytes` (at most [`value_size`](Self::value_size)) as the newest value and
     /// returns its version (larger than every version before it). Never waits for readers or
     /// other writers; [`LatestError::Busy`] if no slot could be claimed (see there).
@@ -260,11 +266,6 @@ impl RawLatestWriter {
         Ok(v)
     }
 
-    /// The newest published version (0: never written).
-    pub fn version(&self) -> u64 {
-        self.ring.version()
-    }
-
     /// Whether `write` wakes readers sleeping in `wait_changed` (default: the channel handle's
     /// [`Builder::wakes`]). [`Wakes::Never`](crate::Wakes::Never): `write` never makes a system
     /// call; the writer is counted in the channel header until it switches back or is dropped,
@@ -282,21 +283,19 @@ impl RawLatestWriter {
             .write_and_die(bytes, words)
             .map_err(|e| LatestError::from_ring(e, 0))
     }
+
+    /// A writer that dies between completing its value and publishing it, for crash tests:
+    /// returns the version the value would have had; the slot stays held, complete and
+    /// unpublished, until a writer finds this process dead and publishes it.
+    #[doc(hidden)]
+    pub fn write_and_die_unpublished(&mut self, bytes: &[u8]) -> Result<u64, LatestError> {
+        self.ring
+            .write_and_die_unpublished(bytes)
+            .map_err(|e| LatestError::from_ring(e, 0))
+    }
 }
 
 impl RawLatestReader {
-    /// The largest value in bytes.
-    pub fn value_size(&self) -> usize {
-        self.ring.value_size()
-    }
-
-    /// The newest published version, one atomic load (0: never written).
-    ///
-    /// Real-time: no allocation, no system call.
-    pub fn version(&self) -> u64 {
-        self.ring.version()
-    }
-
     fn counted(&mut self, r: Option<(usize, u64)>) -> Option<(usize, u64)> {
         if let Some((n, _)) = r {
             let st = &mut self.local.stats;
@@ -376,29 +375,55 @@ impl RawLatestReader {
     }
 }
 
-/// A writer of a typed latest-value channel (`latest::<T>`). `Send`, not `Sync`.
+/// A writer of a typed latest-value channel (`latest::<T>`). `Send`, not `Sync`. A
+/// [`RawLatestWriter`] that writes whole `T`s: every method forwards to it.
 pub struct LatestWriter<T> {
     raw: RawLatestWriter,
     _t: core::marker::PhantomData<fn(T)>,
 }
 
-/// A reader of a typed latest-value channel (`latest::<T>`). `Send`, not `Sync`.
+/// A reader of a typed latest-value channel (`latest::<T>`). `Send`, not `Sync`. A
+/// [`RawLatestReader`] that reads whole `T`s: every method forwards to it.
 pub struct LatestReader<T> {
     raw: RawLatestReader,
     _t: core::marker::PhantomData<fn() -> T>,
 }
 
-impl<T> core::fmt::Debug for LatestWriter<T> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        self.raw.fmt(f)
-    }
+/// What a byte read returns: `(length, version)`, `None` if there is nothing (new) to read.
+type ReadResult = Result<Option<(usize, u64)>, LatestError>;
+
+/// The typed endpoints' methods that are the byte endpoint's as they are: each defined once
+/// (on the byte endpoint, `self.raw`), forwarded here with its doc line. Inlined: no cost.
+macro_rules! forward {
+    () => {};
+    ($(#[$m:meta])* fn $f:ident(&self $(, $a:ident: $t:ty)*) $(-> $r:ty)?; $($rest:tt)*) => {
+        $(#[$m])*
+        #[inline]
+        pub fn $f(&self $(, $a: $t)*) $(-> $r)? {
+            self.raw.$f($($a),*)
+        }
+        forward! { $($rest)* }
+    };
+    ($(#[$m:meta])* fn $f:ident(&mut self $(, $a:ident: $t:ty)*) $(-> $r:ty)?; $($rest:tt)*) => {
+        $(#[$m])*
+        #[inline]
+        pub fn $f(&mut self $(, $a: $t)*) $(-> $r)? {
+            self.raw.$f($($a),*)
+        }
+        forward! { $($rest)* }
+    };
 }
 
-impl<T> core::fmt::Debug for LatestReader<T> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        self.raw.fmt(f)
-    }
+macro_rules! debug_as_raw {
+    ($($t:ident),*) => {$(
+        impl<T> core::fmt::Debug for $t<T> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                self.raw.fmt(f)
+            }
+        }
+    )*};
 }
+debug_as_raw!(LatestWriter, LatestReader);
 
 impl<T: Pod + Send> Channel<T> {
     /// A writer of a latest-value channel (any number, in any process).
@@ -427,14 +452,11 @@ impl<T: Pod> LatestWriter<T> {
         self.raw.write(bytemuck::bytes_of(v))
     }
 
-    /// The newest published version (0: never written).
-    pub fn version(&self) -> u64 {
-        self.raw.version()
-    }
-
-    /// As [`RawLatestWriter::set_wakes`].
-    pub fn set_wakes(&mut self, wakes: crate::Wakes) {
-        self.raw.set_wakes(wakes);
+    forward! {
+        /// As [`RawLatestWriter::version`].
+        fn version(&self) -> u64;
+        /// As [`RawLatestWriter::set_wakes`].
+        fn set_wakes(&mut self, wakes: crate::Wakes);
     }
 
     /// A writer that dies mid-write, for crash tests (see [`RawLatestWriter`]).
@@ -442,16 +464,35 @@ impl<T: Pod> LatestWriter<T> {
     pub fn write_and_die(&mut self, v: &T, words: usize) -> Result<(), LatestError> {
         self.raw.write_and_die(bytemuck::bytes_of(v), words)
     }
+
+    /// A writer that dies between completing `v` and publishing it, for crash tests (see
+    /// [`RawLatestWriter`]).
+    #[doc(hidden)]
+    pub fn write_and_die_unpublished(&mut self, v: &T) -> Result<u64, LatestError> {
+        self.raw.write_and_die_unpublished(bytemuck::bytes_of(v))
+    }
 }
 
 impl<T: Pod> LatestReader<T> {
-    /// A value of the channel's size, or `Corrupt` (a typed channel's values are whole `T`s).
-    fn whole(r: Option<(usize, u64)>, v: T) -> Result<Option<(T, u64)>, LatestError> {
-        match r {
-            Some((n, _)) if n != size_of::<T>() => Err(LatestError::Corrupt(
+    /// `Corrupt` unless a value of `n` bytes is a whole `T` (a typed channel's values are).
+    fn whole(n: usize) -> Result<(), LatestError> {
+        if n == size_of::<T>() {
+            Ok(())
+        } else {
+            Err(LatestError::Corrupt(
                 "a value of another size than the channel's type",
-            )),
-            Some((_, ver)) => Ok(Some((v, ver))),
+            ))
+        }
+    }
+
+    /// Runs a read of the byte reader into a zeroed `T`'s bytes: the value if it is whole.
+    fn typed(
+        &mut self,
+        read: impl FnOnce(&mut RawLatestReader, &mut [u8]) -> ReadResult,
+    ) -> Result<Option<(T, u64)>, LatestError> {
+        let mut v = T::zeroed();
+        match read(&mut self.raw, bytemuck::bytes_of_mut(&mut v))? {
+            Some((n, ver)) => Self::whole(n).map(|()| Some((v, ver))),
             None => Ok(None),
         }
     }
@@ -461,25 +502,19 @@ impl<T: Pod> LatestReader<T> {
     ///
     /// Real-time: no allocation, no system call.
     pub fn read(&mut self) -> Result<Option<(T, u64)>, LatestError> {
-        let mut v = T::zeroed();
-        let r = self.raw.read(bytemuck::bytes_of_mut(&mut v))?;
-        Self::whole(r, v)
+        self.typed(RawLatestReader::read)
     }
 
     /// As [`read`](Self::read), `None` also when the version is the one last returned.
     ///
     /// Real-time: as `read`.
     pub fn read_if_changed(&mut self) -> Result<Option<(T, u64)>, LatestError> {
-        let mut v = T::zeroed();
-        let r = self.raw.read_if_changed(bytemuck::bytes_of_mut(&mut v))?;
-        Self::whole(r, v)
+        self.typed(RawLatestReader::read_if_changed)
     }
 
-    /// The newest published version, one load (0: never written).
-    ///
-    /// Real-time: no allocation, no system call.
-    pub fn version(&self) -> u64 {
-        self.raw.version()
+    forward! {
+        /// As [`RawLatestReader::version`] (one load, no system call).
+        fn version(&self) -> u64;
     }
 
     /// Waits for a version other than the last returned, then reads it (see
@@ -491,7 +526,6 @@ impl<T: Pod> LatestReader<T> {
         let (n, ver) = self
             .raw
             .wait_changed(bytemuck::bytes_of_mut(&mut v), deadline)?;
-        Self::whole(Some((n, ver)), v)?;
-        Ok((v, ver))
+        Self::whole(n).map(|()| (v, ver))
     }
 }
