@@ -10,6 +10,7 @@
 //! was closed.
 
 mod chan;
+mod latest;
 mod shape;
 mod sig;
 mod stream;
@@ -111,6 +112,8 @@ fn ls_json(list: &[SegmentInfo]) -> serde_json::Value {
                     "capacity": ch.map(|c| c.capacity),
                     "msg_size": ch.as_ref().map(shmlane_cli::line::shown_msg_size),
                     "len": ch.map(|c| c.len),
+                    // A latest-value channel's current version (0: never written).
+                    "version": ch.filter(|c| c.kind == shmlane::Kind::Latest).map(|c| latest::version(&c)),
                     "uid": s.uid,
                     "mode": format!("{:o}", s.mode),
                     "state": state_str(s.state),
@@ -160,7 +163,7 @@ fn print_table(list: &[SegmentInfo]) {
             ch.map_or("-", |c| c.kind.name()),
             ch.map_or_else(dash, |c| c.capacity.to_string()),
             ch.map_or_else(dash, |c| shmlane_cli::line::shown_msg_size(&c).to_string()),
-            ch.map_or_else(dash, |c| c.len.to_string()),
+            ch.map_or_else(dash, |c| latest::shown_len(&c)),
             s.uid,
             s.mode,
             s.state,
@@ -268,7 +271,9 @@ fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
             r.name, r.offset, r.size
         );
     }
-    if let Some(c) = ch {
+    if let Some(c) = ch.filter(|c| c.kind == shmlane::Kind::Latest) {
+        latest::print_stat(&c, senders, receivers, dead);
+    } else if let Some(c) = ch {
         println!(
             "channel   {:?}, capacity {}, {}-byte elements, messages up to {} bytes",
             c.kind,
