@@ -402,9 +402,6 @@ pub fn create(
         }
     }
     check_shape(name, &shape)?;
-    if shape.kind == KindArg::Latest {
-        return crate::latest::create(name, &shape, perms);
-    }
     if is_bytes(&shape) {
         with_perms(
             byte_builder(name, &shape, UnlinkPolicy::Never, Join::default()),
@@ -429,24 +426,23 @@ pub fn create(
 /// removed when its last endpoint leaves cleanly).
 fn resolve(name: &str, wanted: Shape) -> Result<(Shape, UnlinkPolicy), CliError> {
     match existing(name)? {
-        // A latest value is bytes: each command reads or writes it in its own mode.
-        Some((shape, _)) if shape.mode != wanted.mode && shape.kind != KindArg::Latest => {
-            Err(CliError(format!(
-                "channel {name} carries {}, but this command was asked for {}: use the same mode on both sides ({}), or another name",
-                shape.mode.describe(),
-                wanted.mode.describe(),
-                match shape.mode {
-                    Mode::Lines => "no --raw or --framed",
-                    Mode::Framed => "--framed",
-                    Mode::Raw => "--raw",
-                }
-            )))
-        }
+        Some((shape, _)) if crate::latest::mode_clash(&shape, &wanted) => Err(CliError(format!(
+            "channel {name} carries {}, but this command was asked for {}: use the same mode on both sides ({}), or another name",
+            shape.mode.describe(),
+            wanted.mode.describe(),
+            match shape.mode {
+                Mode::Lines => "no --raw or --framed",
+                Mode::Framed => "--framed",
+                Mode::Raw => "--raw",
+            }
+        ))),
         Some((shape, keep)) => {
             crate::shape::check_matches(name, &shape, &wanted, bytes_capacity)?;
             Ok((
                 Shape {
                     delim: wanted.delim,
+                    // The same, but on a latest-value channel (see `mode_clash`).
+                    mode: wanted.mode,
                     ..shape
                 },
                 if keep {
@@ -567,10 +563,6 @@ fn send_once(
 ) -> Result<Ended, CliError> {
     let (shape, unlink) = resolve(name, wanted)?;
     if shape.kind == KindArg::Latest {
-        let shape = Shape {
-            mode: wanted.mode,
-            ..shape
-        };
         return crate::latest::send(name, &shape, unlink, join, timeout, input);
     }
     if is_bytes(&shape) {
@@ -893,10 +885,6 @@ fn recv_once(
 ) -> Result<Ended, CliError> {
     let (shape, unlink) = resolve(name, wanted)?;
     if shape.kind == KindArg::Latest {
-        let shape = Shape {
-            mode: wanted.mode,
-            ..shape
-        };
         return crate::latest::recv(name, &shape, unlink, join, count, timeout);
     }
     if is_bytes(&shape) {

@@ -100,12 +100,20 @@ fn builder(
     }
 }
 
+/// Whether an existing channel's mode (`have`) refuses a command that asks for `wanted`'s:
+/// any difference does, but on a latest-value channel, whose value is bytes that each
+/// command reads or writes in its own mode (lines, `-0`, `--framed`).
+pub fn mode_clash(have: &Shape, wanted: &Shape) -> bool {
+    have.mode != wanted.mode && have.kind != shmlane_cli::args::KindArg::Latest
+}
+
 /// `shmlane create --kind latest`: a persistent channel.
 pub fn create(
     name: &str,
     shape: &Shape,
     perms: shmlane_cli::share::PermArgs,
 ) -> Result<(), CliError> {
+    check_shape(name, shape)?;
     let b = builder(name, shape, UnlinkPolicy::Never, Join::default()).mode(perms.mode);
     let b = match perms.group {
         Some(gid) => b.group(gid),

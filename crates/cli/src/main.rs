@@ -82,7 +82,11 @@ fn create(
         framed,
         null: false,
     };
-    chan::create(name, stream_shape(shape, stream), perms)
+    let shape = stream_shape(shape, stream);
+    if shape.kind == shmlane_cli::args::KindArg::Latest {
+        return latest::create(name, &shape, perms);
+    }
+    chan::create(name, shape, perms)
 }
 
 fn state_str(s: SegmentState) -> String {
