@@ -268,10 +268,13 @@ fn ls_stat_rm_rows() {
         let o = run(&["ls"]);
         ok(&o);
         let t = text(&o.stdout);
-        t.lines()
+        let line = t
+            .lines()
             .find(|l| l.split_whitespace().next() == Some(name))
-            .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-            .unwrap_or_else(|| panic!("no row for {name} in {t}"))
+            .unwrap_or_else(|| panic!("no row for {name} in {t}"));
+        line.split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
     };
     // NAME BACKEND SIZE KIND CAPACITY MSG LEN ...
     let r = row(&name);
