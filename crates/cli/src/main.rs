@@ -520,6 +520,14 @@ fn bench(
     }
     let same_core = opts.same_core;
     let recs = run(opts);
+    // The latest-value call costs (8-byte values), with the latest row or the whole suite.
+    let latest_row = opts.only.is_empty()
+        || opts
+            .only
+            .iter()
+            .any(|t| t == shmlane_benches::latest::TRANSPORT);
+    let ops = (latest_row && (opts.sizes.is_empty() || opts.sizes.contains(&8)))
+        .then(|| shmlane_benches::latest::ops(opts.level));
     println!(
         "shmlane against pipes, Unix sockets, eventfd and the hardware limit: two processes, {}",
         if same_core {
@@ -532,8 +540,15 @@ fn bench(
         println!("{QUICK_LABEL}");
     }
     print!("{}", table(&recs));
+    if let Some(ops) = &ops {
+        print!("{}", shmlane_benches::latest::ops_table(ops));
+    }
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&document(&recs, opts.level)).expect("json");
+        let mut doc = document(&recs, opts.level);
+        if let Some(ops) = &ops {
+            doc["latest_calls"] = shmlane_benches::latest::ops_json(ops);
+        }
+        let text = serde_json::to_string_pretty(&doc).expect("json");
         std::fs::write(path, text)
             .map_err(|e| CliError(format!("writing {}: {e}", path.display())))?;
     }
