@@ -252,7 +252,7 @@ pub fn ops(level: Level) -> Vec<Op> {
         .collect();
     // Warm-up: the first calls pay for page faults and cold caches (a quick run's single
     // round measured a write at 190 ns instead of 36).
-    for _ in 0..batches / 10 + 1 {
+    for _ in 0..=batches / 10 {
         for i in 0..OPS.len() {
             time_op(i, &mut p, &mut c, &mut w, &mut r);
         }
@@ -389,7 +389,7 @@ pub fn ops_table(ops: &[Op]) -> String {
         );
     }
     for (name, r) in op_ratios(ops) {
-        let _ = writeln!(s, "{:<36} {:>8.2}  (within each round, median)", name, r);
+        let _ = writeln!(s, "{name:<36} {r:>8.2}  (within each round, median)");
     }
     s
 }

@@ -526,7 +526,7 @@ fn bench(
             .only
             .iter()
             .any(|t| t == shmlane_benches::latest::TRANSPORT);
-    let ops = (latest_row && (opts.sizes.is_empty() || opts.sizes.contains(&8)))
+    let calls = (latest_row && (opts.sizes.is_empty() || opts.sizes.contains(&8)))
         .then(|| shmlane_benches::latest::ops(opts.level));
     println!(
         "shmlane against pipes, Unix sockets, eventfd and the hardware limit: two processes, {}",
@@ -540,13 +540,13 @@ fn bench(
         println!("{QUICK_LABEL}");
     }
     print!("{}", table(&recs));
-    if let Some(ops) = &ops {
-        print!("{}", shmlane_benches::latest::ops_table(ops));
+    if let Some(calls) = &calls {
+        print!("{}", shmlane_benches::latest::ops_table(calls));
     }
     if let Some(path) = json {
         let mut doc = document(&recs, opts.level);
-        if let Some(ops) = &ops {
-            doc["latest_calls"] = shmlane_benches::latest::ops_json(ops);
+        if let Some(calls) = &calls {
+            doc["latest_calls"] = shmlane_benches::latest::ops_json(calls);
         }
         let text = serde_json::to_string_pretty(&doc).expect("json");
         std::fs::write(path, text)
