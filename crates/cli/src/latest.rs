@@ -30,7 +30,7 @@ pub const MAX_VALUE: u64 = 1 << 20;
 /// The most slots (`shmlane_ring::latest::MAX_SLOTS`).
 pub const MAX_SLOTS: u64 = 1 << 16;
 /// How long `send` retries a write that finds every slot held (writers mid-write, or dead in
-/// one) when no `--timeout` says otherwise.
+/// one) when no `--timeout` says otherwise, and `recv` a read that keeps racing writes.
 const BUSY_PATIENCE: Duration = Duration::from_secs(1);
 
 /// A latest-value channel found under `name` (from `shmlane::inspect`): one of byte values,
@@ -319,6 +319,8 @@ pub fn recv(
     let deadline = timeout.map(Deadline::after);
     let mut out = std::io::BufWriter::with_capacity(1 << 16, sig::Stdout::until(deadline));
     let mut got = 0u64;
+    // Since when every read has found writes racing it (see `LatestError::Busy`).
+    let mut busy_since: Option<std::time::Instant> = None;
     let timed_out = |got: u64| {
         Ended::Timeout(format!(
             "timed out after {:?} with {got} values received",
@@ -354,10 +356,22 @@ pub fn recv(
             Err(e) => Err(e),
         };
         let len = match read {
-            Ok((len, _version)) => len,
-            // Writes kept racing the copy: look again (the loop tests the deadline).
+            Ok((len, _version)) => {
+                busy_since = None;
+                len
+            }
+            // Writes kept racing the copy: look again after a pause (the loop tests the
+            // deadline and signals), and give up if it lasts: a segment whose newest slot
+            // stays mid-write (overwritten, or a hostile writer) must not keep recv spinning.
             Err(LatestError::Busy) => {
-                std::thread::yield_now();
+                let since = *busy_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > BUSY_PATIENCE {
+                    return Err(CliError(format!(
+                        "channel {name}: {} (for {BUSY_PATIENCE:?})",
+                        LatestError::Busy
+                    )));
+                }
+                sig::nap(Duration::from_millis(1));
                 continue;
             }
             Err(e) => return Err(CliError(format!("channel {name}: {e}"))),

@@ -299,3 +299,42 @@ fn ls_stat_rm_rows() {
     ok(&run(&["rm", &name]));
     assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
 }
+
+/// A segment whose newest value stays mid-write (its slot's seq overwritten odd, as a hostile
+/// or broken writer would leave it): every read races "a write", and `recv` gives up with one
+/// line after about a second instead of spinning until its timeout.
+#[test]
+fn recv_gives_up_on_a_value_that_stays_mid_write() {
+    use std::os::unix::fs::FileExt;
+    let name = unique("lat-busy");
+    let _c = Cleanup(name.clone());
+    create(&name, &["--msg-size", "8"]);
+    ok(&send(&name, &[], "x\n"));
+    let j: serde_json::Value =
+        serde_json::from_slice(&run(&["stat", &name, "--json"]).stdout).unwrap();
+    let ring = j["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "ring")
+        .unwrap()["offset"]
+        .as_u64()
+        .unwrap();
+    // Slot 0 (ticket 0, the only write): its seq word at ring + 384, 2 when done; 1 is
+    // "ticket 0 writing".
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    let mut w = [0u8; 8];
+    f.read_exact_at(&mut w, ring + 384).unwrap();
+    assert_eq!(u64::from_ne_bytes(w), 2, "the layout of docs/design.md");
+    f.write_all_at(&1u64.to_ne_bytes(), ring + 384).unwrap();
+    let t = Instant::now();
+    let o = run(&["recv", &name, "--count", "1", "--timeout", "20s"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("busy"), "{}", text(&o.stderr));
+    assert!(o.stdout.is_empty());
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}
