@@ -3,6 +3,7 @@
 
 pub mod chan;
 pub mod inproc;
+pub mod latest;
 pub mod peers;
 pub mod suite;
 pub mod wakeup;

@@ -162,6 +162,19 @@ pub const CHECKS: &[Check] = &[
         size: 64,
         target: 0.9,
     },
+    // A latest value written and read back against the SPSC channel's round trip (issue 20):
+    // per direction a write of four atomic read-modify-writes and a fence, and more cache
+    // lines crossing (ticket and version, the slot's seq, the value) than a ring slot. A
+    // regression ceiling, not a goal: 2.2-3.2x in the rounds of a noisy 2-core EPYC VM
+    // (docs/benchmarks.md, "Latest-value channel").
+    Check {
+        name: "latest/chan rtt 8 B",
+        num: "shmlane-chan-latest",
+        den: "shmlane-chan-spsc-spin",
+        metric: "rtt",
+        size: 8,
+        target: 4.0,
+    },
     // One message per step against the hand-written ring a user would write.
     Check {
         name: "ring/naive stream 64 B",

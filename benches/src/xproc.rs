@@ -43,6 +43,8 @@ pub const TRANSPORTS: &[&str] = &[
     "shmlane-chan-mpmc",
     "shmlane-chan-bytes",
     "shmlane-chan-broadcast",
+    // The latest-value round trip (`crate::latest`).
+    "shmlane-chan-latest",
     "naive-shm-ring",
     "pipe",
     "uds-stream",
@@ -68,6 +70,9 @@ pub fn has_rtt(transport: &str, size: usize) -> bool {
 pub fn has_throughput(transport: &str) -> bool {
     if crate::chan::handles(transport) {
         return crate::chan::has_throughput(transport);
+    }
+    if crate::latest::handles(transport) {
+        return false;
     }
     !matches!(
         transport,
@@ -764,6 +769,9 @@ impl Job for Ping {
 pub fn rtt(transport: &str, size: usize, n: u64, same_core: bool) -> Vec<u64> {
     if crate::chan::handles(transport) {
         return crate::chan::rtt(transport, size, n, same_core);
+    }
+    if crate::latest::handles(transport) {
+        return crate::latest::rtt(transport, size, n, same_core);
     }
     let s = setup(transport);
     ring_init(&s, transport, size);

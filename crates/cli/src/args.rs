@@ -19,6 +19,10 @@ pub enum KindArg {
     /// Fan-out: one sender, any number of receivers, each sees every line unless it falls a
     /// whole ring behind (then it reports the loss on stderr and goes on).
     Broadcast,
+    /// One value (up to --msg-size bytes), replaced by each line sent: any number of senders
+    /// and receivers; a receiver prints the current value, then each change it sees (it sees
+    /// the newest: values replaced in between are skipped). --capacity is its slots.
+    Latest,
 }
 
 #[derive(Parser, Debug)]
@@ -33,6 +37,8 @@ pub enum KindArg {
   shmlane recv ticks --follow         keep receiving across publisher restarts
   shmlane create feed --kind mpmc --capacity 4096 --msg-size 128
   shmlane create ticks --kind broadcast --capacity 65536 --msg-size 64
+  shmlane create price --kind latest --msg-size 64   one value: send replaces it, recv
+                                      prints it and each change (--count 1: the current one)
   shmlane create jobs --mode 0660 --group staff   for group staff (they pass --trust-owner YOU)
   shmlane create orders --kind bytes --capacity 1048576   lines up to 131064 bytes
   shmlane ls --json                   every channel, with state and attached processes
@@ -65,10 +71,11 @@ pub struct ShapeArgs {
     pub kind: Option<KindArg>,
     /// Ring capacity in messages, a power of two [default: 2048, a 1 MiB ring with 256-byte
     /// lines]; bytes: the ring's size in bytes, grown to hold eight records of --msg-size
-    /// [default: 1048576].
+    /// [default: 1048576]; latest: the value's slots, a power of two from 2 to 65536 (writers
+    /// mid-write each hold one) [default: 4].
     #[arg(long)]
     pub capacity: Option<u64>,
-    /// Largest message in bytes [default: 256].
+    /// Largest message in bytes [default: 256]; latest: the largest value (1 to 1048576).
     #[arg(long = "msg-size")]
     pub msg_size: Option<u64>,
     /// Create a channel that reserves more than 1 GiB of shared memory (refused without it,
@@ -100,13 +107,15 @@ pub struct StreamArgs {
 pub enum Cmd {
     /// List shmlane segments: backend, size, kind, capacity, occupancy, owner, state (live,
     /// idle, stale, corrupt: its header is damaged, unreadable: another user's) and attached
-    /// processes.
+    /// processes. A latest-value channel shows its slots as CAPACITY, its value size as MSG
+    /// and its current version as LEN (`v0`: never written).
     Ls {
         /// Directory to scan instead of /dev/shm (a custom tmpfs or hugetlbfs mount).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Print a JSON array of objects (name, backend, path, size, kind, capacity, msg_size,
-        /// len, uid, mode, state, problem, attached).
+        /// len, version: a latest-value channel's, else null, uid, mode, state, problem,
+        /// attached).
         #[arg(long)]
         json: bool,
     },
@@ -158,6 +167,12 @@ pub enum Cmd {
     /// has taken every line. If its input fails (unreadable, a frame cut short, a line too
     /// long) it tells the receiver (which exits 6) and exits 1. SIGINT, SIGTERM and SIGHUP end
     /// it cleanly (exit 128 + the signal).
+    ///
+    /// On a latest-value channel (--kind latest) each line (or frame) replaces the value, at
+    /// once: send never waits for a receiver and ends with its input. A line longer than the
+    /// value size (--msg-size) ends it with an error naming that size (exit 1): the lines
+    /// before it were published and the value stays the last of them. No failure is marked
+    /// for the receiver (a value has no order to cut). --raw does not apply.
     Send {
         /// Channel name.
         #[arg(value_parser = crate::names::NameParser)]
@@ -183,6 +198,13 @@ pub enum Cmd {
     /// if a sender died, 4 on timeout, 5 if the channel is stale (see --resume), 6 if the
     /// sender failed (what came before is written), 128 + the signal on SIGINT, SIGTERM or
     /// SIGHUP, 141 when its output pipe is closed (`recv | head -1`), quietly.
+    ///
+    /// On a latest-value channel (--kind latest) it prints the current value if one was ever
+    /// written, then each new value it sees, each as a line (--framed: a frame); a never-written
+    /// channel is waited on for its first value. It sees the newest value: values replaced
+    /// while it was printing or waking up are skipped, never queued. --count N stops after N
+    /// values (--count 1: the current value); otherwise only --timeout (exit 4) or a signal
+    /// ends it: writers leaving or dying leave the value in place. --raw does not apply.
     Recv {
         /// Channel name.
         #[arg(value_parser = crate::names::NameParser)]

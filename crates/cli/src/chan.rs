@@ -26,7 +26,7 @@ use shmlane_cli::{
 };
 
 /// Marks an open that lost a creation race: resolve the shape again.
-const RETRY: &str = "\u{0}retry";
+pub(crate) const RETRY: &str = "\u{0}retry";
 
 /// Runs `attempt` until it does not lose a creation race (a few times at most).
 fn retrying(mut attempt: impl FnMut() -> Result<Ended, CliError>) -> Result<Ended, CliError> {
@@ -163,10 +163,7 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
         )));
     }
     if st.kind == shmlane::Kind::Latest {
-        // Placeholder until the command line handles latest-value channels (issue 20).
-        return Err(CliError(format!(
-            "channel {name} is a latest-value channel, which this command does not handle yet; use the library (shmlane::latest)"
-        )));
+        crate::latest::check_existing(name, &st)?;
     }
     let mode = shmlane_cli::line::channel_mode(&st).map_or(Mode::Lines, |(m, _)| m);
     Ok(Some((
@@ -177,7 +174,8 @@ fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
                 shmlane::Kind::Spsc => KindArg::Spsc,
                 shmlane::Kind::Mpmc => KindArg::Mpmc,
                 shmlane::Kind::Bytes => KindArg::Bytes,
-                shmlane::Kind::Broadcast | shmlane::Kind::Latest => KindArg::Broadcast,
+                shmlane::Kind::Broadcast => KindArg::Broadcast,
+                shmlane::Kind::Latest => KindArg::Latest,
             },
             capacity: st.capacity,
             msg_size: match st.kind {
@@ -213,6 +211,9 @@ pub fn bytes_capacity(shape: &Shape) -> u64 {
 }
 
 fn check_shape(name: &str, shape: &Shape) -> Result<(), CliError> {
+    if shape.kind == KindArg::Latest {
+        return crate::latest::check_shape(name, shape);
+    }
     if shape.mode != Mode::Lines && matches!(shape.kind, KindArg::Bytes | KindArg::Broadcast) {
         return Err(CliError(format!(
             "{} need an spsc or mpmc channel (--kind spsc or mpmc), not {:?}",
@@ -317,7 +318,7 @@ fn builder<T: bytemuck::Pod + Send>(
     let b = match shape.kind {
         KindArg::Spsc => shmlane::spsc::<T>(name),
         KindArg::Mpmc => shmlane::mpmc::<T>(name),
-        KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use byte_builder"),
+        _ => unreachable!("byte and latest kinds use their own builders"),
     };
     join.apply(b.capacity(shape.capacity))
         .type_name(&shmlane_cli::line::mode_type(shape.mode, shape.msg_size))
@@ -425,7 +426,7 @@ pub fn create(
 /// removed when its last endpoint leaves cleanly).
 fn resolve(name: &str, wanted: Shape) -> Result<(Shape, UnlinkPolicy), CliError> {
     match existing(name)? {
-        Some((shape, _)) if shape.mode != wanted.mode => Err(CliError(format!(
+        Some((shape, _)) if crate::latest::mode_clash(&shape, &wanted) => Err(CliError(format!(
             "channel {name} carries {}, but this command was asked for {}: use the same mode on both sides ({}), or another name",
             shape.mode.describe(),
             wanted.mode.describe(),
@@ -440,6 +441,8 @@ fn resolve(name: &str, wanted: Shape) -> Result<(Shape, UnlinkPolicy), CliError>
             Ok((
                 Shape {
                     delim: wanted.delim,
+                    // The same, but on a latest-value channel (see `mode_clash`).
+                    mode: wanted.mode,
                     ..shape
                 },
                 if keep {
@@ -559,6 +562,9 @@ fn send_once(
     input: &mut impl BufRead,
 ) -> Result<Ended, CliError> {
     let (shape, unlink) = resolve(name, wanted)?;
+    if shape.kind == KindArg::Latest {
+        return crate::latest::send(name, &shape, unlink, join, timeout, input);
+    }
     if is_bytes(&shape) {
         return send_bytes(name, &shape, unlink, join, timeout, input);
     }
@@ -572,7 +578,7 @@ fn send_once(
         let mut tx = match shape.kind {
             KindArg::Spsc => Tx::Spsc(ch.producer().map_err(|e| open_err(name, &e))?),
             KindArg::Mpmc => Tx::Mpmc(ch.sender().map_err(|e| open_err(name, &e))?),
-            KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use send_bytes"),
+            _ => unreachable!("byte and latest kinds use their own send"),
         };
         let before = dead_receivers(name);
         let mut send_one = |line: &[u8], flags: u32| {
@@ -878,6 +884,9 @@ fn recv_once(
     timeout: Option<Duration>,
 ) -> Result<Ended, CliError> {
     let (shape, unlink) = resolve(name, wanted)?;
+    if shape.kind == KindArg::Latest {
+        return crate::latest::recv(name, &shape, unlink, join, count, timeout);
+    }
     if is_bytes(&shape) {
         return recv_bytes(name, &shape, unlink, join, count, timeout);
     }
@@ -902,7 +911,7 @@ fn recv_typed(
         let mut rx = match shape.kind {
             KindArg::Spsc => Rx::Spsc(ch.consumer().map_err(|e| open_err(name, &e))?),
             KindArg::Mpmc => Rx::Mpmc(ch.receiver().map_err(|e| open_err(name, &e))?),
-            KindArg::Bytes | KindArg::Broadcast => unreachable!("byte kinds use recv_bytes"),
+            _ => unreachable!("byte and latest kinds use their own recv"),
         };
         let deadline = timeout.map(Deadline::after);
         let mut out = std::io::BufWriter::with_capacity(1 << 16, sig::Stdout::until(deadline));

@@ -10,6 +10,7 @@
 //! was closed.
 
 mod chan;
+mod latest;
 mod shape;
 mod sig;
 mod stream;
@@ -81,7 +82,11 @@ fn create(
         framed,
         null: false,
     };
-    chan::create(name, stream_shape(shape, stream), perms)
+    let shape = stream_shape(shape, stream);
+    if shape.kind == shmlane_cli::args::KindArg::Latest {
+        return latest::create(name, &shape, perms);
+    }
+    chan::create(name, shape, perms)
 }
 
 fn state_str(s: SegmentState) -> String {
@@ -111,6 +116,8 @@ fn ls_json(list: &[SegmentInfo]) -> serde_json::Value {
                     "capacity": ch.map(|c| c.capacity),
                     "msg_size": ch.as_ref().map(shmlane_cli::line::shown_msg_size),
                     "len": ch.map(|c| c.len),
+                    // A latest-value channel's current version (0: never written).
+                    "version": ch.filter(|c| c.kind == shmlane::Kind::Latest).map(|c| latest::version(&c)),
                     "uid": s.uid,
                     "mode": format!("{:o}", s.mode),
                     "state": state_str(s.state),
@@ -160,7 +167,7 @@ fn print_table(list: &[SegmentInfo]) {
             ch.map_or("-", |c| c.kind.name()),
             ch.map_or_else(dash, |c| c.capacity.to_string()),
             ch.map_or_else(dash, |c| shmlane_cli::line::shown_msg_size(&c).to_string()),
-            ch.map_or_else(dash, |c| c.len.to_string()),
+            ch.map_or_else(dash, |c| latest::shown_len(&c)),
             s.uid,
             s.mode,
             s.state,
@@ -268,7 +275,9 @@ fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
             r.name, r.offset, r.size
         );
     }
-    if let Some(c) = ch {
+    if let Some(c) = ch.filter(|c| c.kind == shmlane::Kind::Latest) {
+        latest::print_stat(&c, senders, receivers, dead);
+    } else if let Some(c) = ch {
         println!(
             "channel   {:?}, capacity {}, {}-byte elements, messages up to {} bytes",
             c.kind,
@@ -511,6 +520,14 @@ fn bench(
     }
     let same_core = opts.same_core;
     let recs = run(opts);
+    // The latest-value call costs (8-byte values), with the latest row or the whole suite.
+    let latest_row = opts.only.is_empty()
+        || opts
+            .only
+            .iter()
+            .any(|t| t == shmlane_benches::latest::TRANSPORT);
+    let calls = (latest_row && (opts.sizes.is_empty() || opts.sizes.contains(&8)))
+        .then(|| shmlane_benches::latest::ops(opts.level));
     println!(
         "shmlane against pipes, Unix sockets, eventfd and the hardware limit: two processes, {}",
         if same_core {
@@ -523,8 +540,15 @@ fn bench(
         println!("{QUICK_LABEL}");
     }
     print!("{}", table(&recs));
+    if let Some(calls) = &calls {
+        print!("{}", shmlane_benches::latest::ops_table(calls));
+    }
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&document(&recs, opts.level)).expect("json");
+        let mut doc = document(&recs, opts.level);
+        if let Some(calls) = &calls {
+            doc["latest_calls"] = shmlane_benches::latest::ops_json(calls);
+        }
+        let text = serde_json::to_string_pretty(&doc).expect("json");
         std::fs::write(path, text)
             .map_err(|e| CliError(format!("writing {}: {e}", path.display())))?;
     }

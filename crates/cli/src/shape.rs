@@ -14,6 +14,9 @@ use crate::{CliError, chan::Shape};
 pub const DEFAULT_CAPACITY: u64 = 2048;
 /// The default ring of a bytes channel: 1 MiB (lines up to 128 KiB).
 pub const DEFAULT_BYTES_CAPACITY: u64 = 1 << 20;
+/// The default slots of a latest-value channel (as the library's): a writer finds a free one
+/// at once unless three others are mid-write.
+pub const DEFAULT_LATEST_SLOTS: u64 = 4;
 /// The default largest message.
 pub const DEFAULT_MSG_SIZE: u64 = 256;
 /// A channel that reserves more than this asks for `--yes`.
@@ -35,10 +38,10 @@ impl From<ShapeArgs> for Shape {
         let kind = a.kind.unwrap_or(KindArg::Spsc);
         Self {
             kind,
-            capacity: a.capacity.unwrap_or(if kind == KindArg::Bytes {
-                DEFAULT_BYTES_CAPACITY
-            } else {
-                DEFAULT_CAPACITY
+            capacity: a.capacity.unwrap_or(match kind {
+                KindArg::Bytes => DEFAULT_BYTES_CAPACITY,
+                KindArg::Latest => DEFAULT_LATEST_SLOTS,
+                _ => DEFAULT_CAPACITY,
             }),
             msg_size: a.msg_size.unwrap_or(DEFAULT_MSG_SIZE),
             given: Given {
@@ -59,6 +62,7 @@ fn kind_name(k: KindArg) -> &'static str {
         KindArg::Mpmc => "mpmc",
         KindArg::Bytes => "bytes",
         KindArg::Broadcast => "broadcast",
+        KindArg::Latest => "latest",
     }
 }
 
@@ -90,9 +94,9 @@ pub fn check_matches(
             wrong.push(format!("--capacity {}", wanted.capacity));
         }
     }
-    // Bytes and broadcast channels take any message up to their largest; typed ones have one
-    // line limit (their element type).
-    let any_up_to = bytes || have.kind == KindArg::Broadcast;
+    // Bytes, broadcast and latest channels take any message up to their largest; typed ones
+    // have one line limit (their element type).
+    let any_up_to = bytes || matches!(have.kind, KindArg::Broadcast | KindArg::Latest);
     if g.msg_size
         && (wanted.msg_size > have.msg_size || !any_up_to && wanted.msg_size != have.msg_size)
     {
@@ -104,6 +108,11 @@ pub fn check_matches(
     let msg = if bytes {
         format!(
             "a ring of {} bytes, messages up to {} bytes",
+            have.capacity, have.msg_size
+        )
+    } else if have.kind == KindArg::Latest {
+        format!(
+            "{} slots, values up to {} bytes",
             have.capacity, have.msg_size
         )
     } else {

@@ -262,7 +262,7 @@ fn ls_json_keys_stat_and_rm_refusal() {
         keys,
         [
             "attached", "backend", "capacity", "kind", "len", "mode", "msg_size", "name", "path",
-            "problem", "size", "state", "uid"
+            "problem", "size", "state", "uid", "version"
         ]
     );
     assert_eq!(me["kind"], "spsc");
