@@ -166,11 +166,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ch = shmlane::spsc::<f32>(&name)
         .capacity((BLOCK * 8) as u64)
         .unlink(UnlinkPolicy::LastDetach)
+        .keep_unread(false)
         .populate(true)
         .wakes(wakes)
         .create()?;
     let params = shmlane::latest::<Params>(&format!("{name}-params"))
         .unlink(UnlinkPolicy::LastDetach)
+        .keep_unread(false)
         .populate(true)
         .create()?;
     let mut rx = ch.consumer()?;
@@ -349,10 +351,12 @@ fn host(name: &str, o: &Opts) -> Result<(), Box<dyn std::error::Error>> {
     let ch = shmlane::spsc::<f32>(name)
         .wait(WaitStrategy::Park)
         .unlink(UnlinkPolicy::LastDetach)
+        .keep_unread(false)
         .open()?;
     let mut tx = ch.producer()?;
     let params = shmlane::latest::<Params>(&format!("{name}-params"))
         .unlink(UnlinkPolicy::LastDetach)
+        .keep_unread(false)
         .open()?;
     let mut pw = params.writer()?;
     let mut phase = 0.0f32;

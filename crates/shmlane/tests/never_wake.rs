@@ -548,10 +548,14 @@ fn the_audio_example_makes_no_wake_and_no_allocation() {
         eprintln!("examples/audio_blocks not built (cargo test without --test filters builds it)");
         return;
     };
-    let out = std::process::Command::new(&example)
+    let child = std::process::Command::new(&example)
         .args(["1", "--busy"])
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let name = format!("audio-{}", child.id());
+    let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the example failed: {}", out.status);
@@ -561,4 +565,11 @@ fn the_audio_example_makes_no_wake_and_no_allocation() {
     );
     assert!(text.contains("allocations inside callbacks: 0 "));
     assert!(text.contains("consumer Never"));
+    // It cleans up after itself: both channels are gone (their rings held unread blocks).
+    for seg in [name.clone(), format!("{name}-params")] {
+        assert!(
+            !std::path::Path::new(&format!("/dev/shm/{seg}")).exists(),
+            "the example left /dev/shm/{seg} behind"
+        );
+    }
 }
