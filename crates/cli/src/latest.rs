@@ -444,4 +444,8 @@ pub fn print_stat(st: &ChannelStats, senders: usize, receivers: usize, dead: usi
             s.messages, s.bytes, s.sleeps, s.wakeups
         );
     }
+    println!(
+        "never     {} writers never wake their readers (Wakes::Never)",
+        st.never_waking.0
+    );
 }

@@ -238,6 +238,10 @@ fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
             obj.insert("dead_attachments".into(), dead.into());
             obj.insert("sent".into(), side(c.sent));
             obj.insert("received".into(), side(c.received));
+            obj.insert(
+                "never_waking".into(),
+                serde_json::json!({"senders": c.never_waking.0, "receivers": c.never_waking.1}),
+            );
         }
         println!("{}", serde_json::to_string_pretty(&v[0]).expect("json"));
         return Ok(());
@@ -308,8 +312,26 @@ fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
                 s.messages, s.bytes, s.stalls, s.sleeps, s.wakeups, s.lost
             );
         }
+        print_never_waking(&c);
     }
     Ok(())
+}
+
+/// The `never` line of `stat`: endpoints attached with `Wakes::Never`, which make their
+/// peers' blocking calls poll.
+pub(crate) fn print_never_waking(c: &shmlane::ChannelStats) {
+    let (s, r) = c.never_waking;
+    println!(
+        "never     {s} senders, {r} receivers never wake their peers (Wakes::Never){}",
+        if s > 0 || r > 0 {
+            format!(
+                "; blocked peers look again every {} ms",
+                shmlane::NEVER_WAKE_POLL.as_millis()
+            )
+        } else {
+            String::new()
+        }
+    );
 }
 
 fn rm(

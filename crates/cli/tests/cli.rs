@@ -653,3 +653,34 @@ fn broadcast_channel_fans_out_and_reports_loss() {
     assert!(stat.contains("sent      1000 messages"), "{stat}");
     assert!(run(&["rm", &name]).status.success());
 }
+
+/// `stat` shows the endpoints attached with `Wakes::Never` (text and JSON), which make their
+/// peers' blocking calls poll every millisecond.
+#[test]
+fn stat_shows_never_waking_endpoints() {
+    let name = shmlane_testkit::unique("cli-never");
+    let _c = shmlane_testkit::Cleanup(name.clone());
+    let ch = shmlane::spsc::<u64>(&name)
+        .unlink(shmlane::UnlinkPolicy::CreatorDrop)
+        .create()
+        .unwrap();
+    let mut rx = ch.consumer().unwrap();
+    let text = String::from_utf8(run(&["stat", &name]).stdout).unwrap();
+    assert!(
+        text.contains("never     0 senders, 0 receivers never wake their peers (Wakes::Never)\n"),
+        "{text}"
+    );
+    rx.set_wakes(shmlane::Wakes::Never);
+    let text = String::from_utf8(run(&["stat", &name]).stdout).unwrap();
+    assert!(
+        text.contains(
+            "never     0 senders, 1 receivers never wake their peers (Wakes::Never); blocked peers look again every 1 ms"
+        ),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&run(&["stat", &name, "--json"]).stdout).unwrap();
+    assert_eq!(json["never_waking"]["senders"], 0);
+    assert_eq!(json["never_waking"]["receivers"], 1);
+    drop(rx);
+}

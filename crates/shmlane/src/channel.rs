@@ -274,6 +274,10 @@ pub struct ChannelStats {
     pub sent: SideStats,
     /// Receiver-side statistics.
     pub received: SideStats,
+    /// Senders and receivers attached with [`Wakes::Never`] (they never wake their peers,
+    /// whose blocking calls park at most [`NEVER_WAKE_POLL`] at a time while the count is not
+    /// 0). As the header says: a hostile process can write any value here.
+    pub never_waking: (u64, u64),
 }
 
 /// Reads a channel's header and ring positions from a segment file without attaching to it
@@ -346,6 +350,8 @@ pub fn inspect(info: &SegmentInfo) -> Option<ChannelStats> {
         elem_type,
         sent: side(16),
         received: side(32),
+        // Bytes 80 and 88 (module docs).
+        never_waking: (word(10), word(11)),
     })
 }
 
