@@ -517,9 +517,22 @@ impl LatestWriter {
         latest_writer_fence();
         // ORDERING: Relaxed; published by the `fetch_max` (Release) after the done store.
         raw.word(t, 1).store(bytes.len() as u64, Ordering::Relaxed);
-        for (k, c) in bytes.chunks(8).take(words).enumerate() {
+        // Whole words first (fixed-size conversions: one 8-byte move each, no call per word),
+        // then the tail, zero-padded.
+        let whole = bytes.chunks_exact(8);
+        let tail = whole.remainder();
+        let mut k = 0;
+        for c in whole.take(words) {
             let mut b = [0u8; 8];
-            b[..c.len()].copy_from_slice(c);
+            b.copy_from_slice(c);
+            // ORDERING: Relaxed; as above.
+            raw.word(t, SLOT_HEADER_WORDS + k)
+                .store(u64::from_le_bytes(b), Ordering::Relaxed);
+            k += 1;
+        }
+        if !tail.is_empty() && k < words {
+            let mut b = [0u8; 8];
+            b[..tail.len()].copy_from_slice(tail);
             // ORDERING: Relaxed; as above.
             raw.word(t, SLOT_HEADER_WORDS + k)
                 .store(u64::from_le_bytes(b), Ordering::Relaxed);
@@ -697,10 +710,20 @@ impl LatestReader {
             .unwrap_or(usize::MAX)
             .min(raw.value_size)
             .min(buf.len());
-        for (k, ch) in buf[..n].chunks_mut(8).enumerate() {
+        // Whole words (fixed-size: one 8-byte move each), then the tail.
+        let mut whole = buf[..n].chunks_exact_mut(8);
+        let mut k = 0;
+        for ch in &mut whole {
             // ORDERING: Relaxed; as above.
             let w = raw.word(t, SLOT_HEADER_WORDS + k).load(Ordering::Relaxed);
-            ch.copy_from_slice(&w.to_le_bytes()[..ch.len()]);
+            ch.copy_from_slice(&w.to_le_bytes());
+            k += 1;
+        }
+        let tail = whole.into_remainder();
+        if !tail.is_empty() {
+            // ORDERING: Relaxed; as above.
+            let w = raw.word(t, SLOT_HEADER_WORDS + k).load(Ordering::Relaxed);
+            tail.copy_from_slice(&w.to_le_bytes()[..tail.len()]);
         }
         latest_reader_fence();
         // SYNC POINT: did the copy hold still? ORDERING: Relaxed, after the Acquire fence that
