@@ -358,26 +358,40 @@ impl Segment {
         }
     }
 
+    /// Slots in the attachment table (the most attachments [`attachments`](Self::attachments)
+    /// can list).
+    pub fn attachment_slots(&self) -> u32 {
+        self.max_attach
+    }
+
     /// The attachment table: every slot that is attached, or was left attached by a process
     /// that died.
     pub fn attachments(&self) -> Vec<Attachment> {
-        (0..self.max_attach)
-            .filter_map(|i| {
-                let s = self.slot_ref(i)?;
-                // ORDERING: Acquire; pairs with the Release store in `claim_slot`.
-                if s.state.load(Ordering::Acquire) != SLOT_ATTACHED {
-                    return None;
-                }
-                Some(Attachment {
-                    slot: i,
-                    // ORDERING: Relaxed; ordered after the Acquire load above.
-                    pid: s.pid.load(Ordering::Relaxed),
-                    // ORDERING: as above.
-                    role: s.role.load(Ordering::Relaxed),
-                    alive: self.slot_alive(i),
-                })
+        let mut out = Vec::new();
+        self.attachments_into(&mut out);
+        out
+    }
+
+    /// As [`attachments`](Self::attachments), into `out` (cleared first): no allocation once
+    /// `out` has capacity for [`attachment_slots`](Self::attachment_slots) entries, for callers
+    /// that check liveness repeatedly (a blocked receive every 50 ms).
+    pub fn attachments_into(&self, out: &mut Vec<Attachment>) {
+        out.clear();
+        out.extend((0..self.max_attach).filter_map(|i| {
+            let s = self.slot_ref(i)?;
+            // ORDERING: Acquire; pairs with the Release store in `claim_slot`.
+            if s.state.load(Ordering::Acquire) != SLOT_ATTACHED {
+                return None;
+            }
+            Some(Attachment {
+                slot: i,
+                // ORDERING: Relaxed; ordered after the Acquire load above.
+                pid: s.pid.load(Ordering::Relaxed),
+                // ORDERING: as above.
+                role: s.role.load(Ordering::Relaxed),
+                alive: self.slot_alive(i),
             })
-            .collect()
+        }));
     }
 }
 

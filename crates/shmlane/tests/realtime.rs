@@ -411,6 +411,59 @@ fn a_dead_senders_mpmc_hole_is_recovered_without_allocating() {
     assert_eq!(n, 0, "{n} allocations receiving past a dead sender's hole");
 }
 
+/// Blocking calls are not real-time, but they make no allocation either: a `recv` that waits
+/// 160 ms on an empty ring checks its peers' liveness three times (every 50 ms: the attachment
+/// table read into a list the endpoint keeps), then times out; the same against a sender that
+/// died ends with `PeerDied` (its death noted in lists with room for every slot).
+#[test]
+fn blocked_calls_check_their_peers_without_allocating() {
+    let _s = serial();
+    let name = unique("rt-blocked");
+    let _c = Cleanup(name.clone());
+    let ch = shmlane::spsc::<u64>(&name)
+        .capacity(8)
+        .unlink(UnlinkPolicy::CreatorDrop)
+        .create()
+        .unwrap();
+    let _tx = ch.producer().unwrap();
+    let mut rx = ch.consumer().unwrap();
+    let mut got = None;
+    let n = no_alloc(|| {
+        got = Some(rx.recv(Some(shmlane::Deadline::after(Duration::from_millis(160)))));
+    });
+    assert!(
+        matches!(got, Some(Err(shmlane::RecvError::Timeout))),
+        "{got:?}"
+    );
+    assert_eq!(n, 0, "{n} allocations in a blocked recv's liveness checks");
+
+    // A sender in a child process that dies while the receiver waits.
+    let name = unique("rt-blocked-dead");
+    let _c2 = Cleanup(name.clone());
+    let ch = shmlane::spsc::<u64>(&name)
+        .capacity(8)
+        .unlink(UnlinkPolicy::CreatorDrop)
+        .create()
+        .unwrap();
+    let mut rx = ch.consumer().unwrap();
+    let c = child("sender_then_die", &[&name]).spawn().unwrap();
+    assert_eq!(
+        rx.recv(Some(shmlane::Deadline::after(Duration::from_secs(20))))
+            .unwrap(),
+        7
+    );
+    let mut got = None;
+    let n = no_alloc(|| {
+        got = Some(rx.recv(Some(shmlane::Deadline::after(Duration::from_secs(20)))));
+    });
+    let _ = finish(c, Duration::from_secs(20));
+    assert!(
+        matches!(got, Some(Err(shmlane::RecvError::PeerDied))),
+        "{got:?}"
+    );
+    assert_eq!(n, 0, "{n} allocations finding a dead sender");
+}
+
 /// The child processes' entry (re-executed test binary).
 #[test]
 fn child_entry() {
@@ -424,6 +477,16 @@ fn child_entry() {
             let mut tx = ch.byte_sender().unwrap();
             let mut c = tx.claim(32).unwrap();
             c.write(0, &[0xee; 8]);
+            // SAFETY: raising SIGKILL on this process.
+            unsafe { libc::raise(libc::SIGKILL) };
+            unreachable!();
+        }
+        "sender_then_die" => {
+            let ch = shmlane::spsc::<u64>(&args[0]).open().unwrap();
+            let mut tx = ch.producer().unwrap();
+            tx.try_send(7).unwrap();
+            // Long enough for the receiver to take the message and block again.
+            std::thread::sleep(Duration::from_millis(200));
             // SAFETY: raising SIGKILL on this process.
             unsafe { libc::raise(libc::SIGKILL) };
             unreachable!();

@@ -23,6 +23,9 @@ pub(crate) struct Life {
     baseline: Vec<Attached>,
     /// Dead attachments of the peer side found by the last check and not in the baseline.
     unreported: Vec<Attached>,
+    /// The attachment table as the last check read it: kept, with room for every slot, so a
+    /// check (a blocked call's every 50 ms) allocates nothing.
+    table: Vec<Attachment>,
     /// The peer side's join count when this endpoint attached.
     joins0: u64,
     /// A peer was seen: attached when this endpoint attached or later, or a message received.
@@ -54,9 +57,13 @@ impl Life {
         // the count would already include it and a peer that then left without sending would
         // never be seen (a `Disconnect` endpoint would wait for one instead of ending).
         let joins0 = inner.joins(peer);
-        let mut baseline = Vec::new();
+        // Room for every slot in each list a check fills: no allocation after this.
+        let slots = inner.seg.attachment_slots() as usize;
+        let mut table = Vec::with_capacity(slots);
+        inner.seg.attachments_into(&mut table);
+        let mut baseline = Vec::with_capacity(slots);
         let mut seen = false;
-        for a in inner.seg.attachments() {
+        for a in &table {
             if a.role & peer.role() != 0 {
                 if a.alive {
                     seen = true;
@@ -69,7 +76,8 @@ impl Life {
             mode: inner.mode,
             peer,
             baseline,
-            unreported: Vec::new(),
+            unreported: Vec::with_capacity(slots),
+            table,
             joins0,
             seen,
             ended: None,
@@ -124,7 +132,10 @@ impl Life {
         if let Some(end) = self.ended {
             return end;
         }
-        let live = self.scan(&inner.seg.attachments());
+        let mut table = core::mem::take(&mut self.table);
+        inner.seg.attachments_into(&mut table);
+        let live = self.scan(&table);
+        self.table = table;
         self.update_seen(inner);
         if live {
             self.seen = true;
@@ -180,9 +191,9 @@ impl Life {
 
     /// Whether a live peer is attached now (slow path).
     fn live_peer(&mut self, inner: &Inner) -> bool {
-        let live = inner
-            .seg
-            .attachments()
+        inner.seg.attachments_into(&mut self.table);
+        let live = self
+            .table
             .iter()
             .any(|a| a.alive && a.role & self.peer.role() != 0);
         self.seen |= live;
@@ -728,6 +739,7 @@ mod tests {
             peer: Side::Send,
             baseline: Vec::new(),
             unreported: Vec::new(),
+            table: Vec::new(),
             joins0: 0,
             seen: false,
             ended: None,
