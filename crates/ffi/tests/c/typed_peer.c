@@ -194,6 +194,10 @@ static void pollrx(const char *kind, const char *name) {
                     got++;
                 }
                 if (s != SHMLANE_E_EMPTY) die("try_recv", s);
+                /* What arrived while rearming counts too: the sender may still have been
+                   sending when poll first returned (a loaded machine). */
+                printf("got %llu\n", (unsigned long long)got);
+                fflush(stdout);
                 s = SHMLANE_READY;
             }
         } while (s == SHMLANE_READY);
