@@ -4,12 +4,10 @@
 
 mod common;
 
-use common::{Link, Name, compile, have_valgrind};
+use common::{Link, Name, compile, expect_line, have_valgrind, lines, spawn_c, wait_ok};
 use shmlane::{ByteRecvError, Deadline};
 use shmlane_testkit::{child, child_role};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const MESSAGES: u64 = 1_000_000;
@@ -48,61 +46,14 @@ fn channel(name: &str) -> shmlane::Channel<u8> {
 }
 
 fn peer(mode: &str, name: &str, n: Option<u64>) -> Child {
-    let bin = compile("peer", "peer", Link::Shared);
-    let mut c = Command::new(bin);
-    c.arg(mode).arg(name);
-    if let Some(n) = n {
-        c.arg(n.to_string());
-    }
-    c.stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start peer.c")
+    let n = n.map(|n| n.to_string());
+    let mut args = vec![mode, name];
+    args.extend(n.as_deref());
+    spawn_c("peer", &args)
 }
 
 /// The child's stdout lines, as they come.
-fn lines(out: ChildStdout) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines() {
-            let Ok(l) = l else { break };
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 /// Waits for a line containing `what` (panics after `WAIT`, or on a "FAIL" line).
-fn expect_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
-    loop {
-        let l = rx
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("no line with {what:?}"));
-        assert!(!l.contains("FAIL"), "peer failed: {l}");
-        if l.contains(what) {
-            return l;
-        }
-    }
-}
-
-fn wait_ok(mut c: Child, what: &str) {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        if let Some(s) = c.try_wait().expect("wait") {
-            assert!(s.success(), "{what} exited with {s}");
-            return;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = c.kill();
-            let _ = c.wait();
-            panic!("{what} did not finish in {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn child_entry() {
     let Some((role, args)) = child_role() else {

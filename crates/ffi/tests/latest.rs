@@ -8,11 +8,9 @@
 
 mod common;
 
-use common::{Link, Name, compile, run_checked};
+use common::{Link, Name, compile, expect_line, lines, run_checked, spawn_c, wait_ok};
 use shmlane::{Deadline, RawLatestChannel};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 const VALUES: u64 = 200_000;
@@ -40,54 +38,7 @@ fn channel(name: &str) -> RawLatestChannel {
 }
 
 fn peer(args: &[&str]) -> Child {
-    let bin = compile("latest_peer", "latest_peer", Link::Shared);
-    Command::new(bin)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start latest_peer.c")
-}
-
-fn lines(out: ChildStdout) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines() {
-            let Ok(l) = l else { break };
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn expect_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
-    loop {
-        let l = rx
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("no line with {what:?}"));
-        assert!(!l.contains("FAIL"), "C peer failed: {l}");
-        if l.contains(what) {
-            return l;
-        }
-    }
-}
-
-fn wait_ok(mut c: Child, what: &str) {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        if let Some(s) = c.try_wait().expect("wait") {
-            assert!(s.success(), "{what} exited with {s}");
-            return;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = c.kill();
-            let _ = c.wait();
-            panic!("{what} did not finish in {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    spawn_c("latest_peer", args)
 }
 
 #[test]

@@ -12,8 +12,10 @@
 //! rpath), never an installed copy.
 #![allow(dead_code, reason = "each test file uses a part")]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -189,5 +191,65 @@ impl Name {
 impl Drop for Name {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(format!("/dev/shm/{}", self.0));
+    }
+}
+
+/// How long a test waits for a C peer's next line, or for it to exit.
+pub const PEER_WAIT: Duration = Duration::from_secs(30);
+
+/// Starts the C program `prog` (tests/c/`prog`.c, linked with the shared library) with
+/// `args`; its stdout is piped (read it with [`lines`]), its stderr inherited.
+pub fn spawn_c(prog: &str, args: &[&str]) -> Child {
+    let bin = compile(prog, prog, Link::Shared);
+    Command::new(bin)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {prog}.c: {e}"))
+}
+
+/// The lines a child writes to `out`, as they come (a thread reads them).
+pub fn lines(out: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next line containing `what`, skipping others; fails on a line with `FAIL` or after
+/// [`PEER_WAIT`] without a line.
+pub fn expect_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
+    loop {
+        let l = rx
+            .recv_timeout(PEER_WAIT)
+            .unwrap_or_else(|_| panic!("no line with {what:?}"));
+        assert!(!l.contains("FAIL"), "peer failed: {l}");
+        if l.contains(what) {
+            return l;
+        }
+    }
+}
+
+/// Waits for `c` to exit successfully, at most [`PEER_WAIT`] (then kills it and fails).
+pub fn wait_ok(mut c: Child, what: &str) {
+    let deadline = Instant::now() + PEER_WAIT;
+    loop {
+        if let Some(s) = c.try_wait().expect("wait") {
+            assert!(s.success(), "{what} exited with {s}");
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("{what} did not finish in {PEER_WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
