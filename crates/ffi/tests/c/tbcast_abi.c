@@ -6,31 +6,13 @@
  * close. Exit 0, or 1 after "FAIL line N: ..." lines. */
 #define _POSIX_C_SOURCE 200809L
 #include "shmlane.h"
+#include "check.h"
 
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-static int failures;
-
-#define EXPECT(call, want)                                                                    \
-    do {                                                                                      \
-        int32_t got_ = (call);                                                                \
-        if (got_ != (want)) {                                                                 \
-            printf("FAIL line %d: %s: got %d (%s), want %d: %s\n", __LINE__, #call, (int)got_, \
-                   shmlane_strerror(got_), (int)(want), shmlane_last_error());                 \
-            failures++;                                                                       \
-        }                                                                                     \
-    } while (0)
-
-#define TRUE(cond)                                                                            \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            printf("FAIL line %d: %s\n", __LINE__, #cond);                                    \
-            failures++;                                                                       \
-        }                                                                                     \
-    } while (0)
 
 typedef struct Quote {
     uint64_t seq;
