@@ -296,3 +296,48 @@ fn a_dead_writers_slot_is_reclaimed_a_live_ones_is_not() {
         check(&buf, 5);
     }
 }
+
+/// review2: values whose length is not a multiple of 8 (the tail word), buffers just too
+/// small, just right and larger: `BufferTooSmall` names the value's length, loses nothing,
+/// and a read never writes past the value's length into the caller's buffer.
+#[test]
+fn tails_and_buffer_sizes_review2() {
+    let (mut w, mut r) = HeapRegion::latest(2, 13);
+    let v: Vec<u8> = (1..=13).collect();
+    assert_eq!(w.write(&v), Ok(1));
+    let mut small = [0xaau8; 12];
+    assert_eq!(
+        r.read_if_changed(&mut small),
+        Err(LatestError::BufferTooSmall { needed: 13 })
+    );
+    assert_eq!(r.last_version(), 0);
+    let mut exact = [0u8; 13];
+    assert_eq!(r.read_if_changed(&mut exact), Ok(Some((13, 1))));
+    assert_eq!(&exact[..], &v[..]);
+    // A shorter value later: bytes past it in a larger buffer are left as they were.
+    assert_eq!(w.write(&v[..5]), Ok(2));
+    let mut big = [0xeeu8; 32];
+    assert_eq!(r.read_if_changed(&mut big), Ok(Some((5, 2))));
+    assert_eq!(&big[..5], &v[..5]);
+    assert!(big[5..].iter().all(|&b| b == 0xee));
+    // Every length 0..=13 into every buffer size 0..=16.
+    for n in 0..=13usize {
+        let ver = w.write(&v[..n]).unwrap();
+        for cap in 0..=16usize {
+            let mut b = vec![0x55u8; cap];
+            match r.read(&mut b) {
+                Ok(Some((got, gv))) => {
+                    assert!(cap >= n);
+                    assert_eq!((got, gv), (n, ver));
+                    assert_eq!(&b[..n], &v[..n]);
+                    assert!(b[n..].iter().all(|&x| x == 0x55));
+                }
+                Err(LatestError::BufferTooSmall { needed }) => {
+                    assert!(cap < n);
+                    assert_eq!(needed, n);
+                }
+                other => panic!("len {n} cap {cap}: {other:?}"),
+            }
+        }
+    }
+}
