@@ -480,6 +480,25 @@ impl Event {
         futex_wait(&self.raw().seq, seen, Some(deadline));
     }
 
+    /// The sequence word itself, for a wait on several events at once (`WaitSet`).
+    pub(crate) fn seq_word(&self) -> &AtomicU32 {
+        &self.raw().seq
+    }
+
+    /// One more sleeper, without the fence: `WaitSet` registers on every event of a set, then
+    /// makes one F_WAIT fence for all of them.
+    pub(crate) fn add_sleeper(&self) {
+        // ORDERING: Relaxed; ordered before the set's re-check by its F_WAITV fence, which pairs
+        // with each notifier's F_NOTIFY as F_WAIT does.
+        self.raw().sleepers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Withdraws a sleeper `add_sleeper` counted.
+    pub(crate) fn remove_sleeper(&self) {
+        // ORDERING: Relaxed; as the decrement in `park`.
+        self.raw().sleepers.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// Waiters currently registered (parked or about to park). A waiter that died while
     /// parked stays counted, which costs notifiers a needless FUTEX_WAKE, nothing else.
     pub fn sleepers(&self) -> u32 {

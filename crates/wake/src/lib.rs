@@ -42,6 +42,7 @@ mod event;
 mod pollable;
 mod sync;
 pub mod sys;
+mod waitset;
 
 /// The atomic flag type [`Event::register`] takes (std's, or loom's in loom builds).
 #[cfg(not(loom))]
@@ -57,4 +58,5 @@ pub use pollable::{eventfd_clear, eventfd_signal};
 /// The loom model of an eventfd (what [`PollableEvent::eventfd`] returns under loom).
 #[cfg(all(feature = "pollable", loom))]
 pub use sync::EventFd;
-pub use sys::Deadline;
+pub use sys::{Deadline, FUTEX_WAITV_MAX};
+pub use waitset::{FALLBACK_SLICE, SetWait, WaitSet};

@@ -101,6 +101,17 @@ mod imp {
         drop(FUTEX.1.wait(guard).unwrap());
     }
 
+    /// `futex_waitv` modelled as `futex_wait` is: under the one mutex, sleep unless some word
+    /// no longer holds its value.
+    pub(crate) fn futex_waitv(words: &[(&AtomicU32, u32)]) {
+        let guard = FUTEX.0.lock().unwrap();
+        fence(Ordering::SeqCst);
+        if words.iter().any(|(w, v)| w.load(Ordering::Relaxed) != *v) {
+            return;
+        }
+        drop(FUTEX.1.wait(guard).unwrap());
+    }
+
     pub(crate) fn futex_wake_all(_word: &AtomicU32) {
         let _guard = FUTEX.0.lock().unwrap();
         FUTEX.1.notify_all();
@@ -176,3 +187,7 @@ pub(crate) const NOTIFY_FENCE: bool = !cfg!(shmlane_weaken = "wake_notify_fence"
 /// re-checking the condition) is compiled in. Removed only by
 /// `--cfg shmlane_weaken="wake_register_fence"`.
 pub(crate) const REGISTER_FENCE: bool = !cfg!(shmlane_weaken = "wake_register_fence");
+/// Whether the wait set's one Dekker fence (between registering on every event of the set and
+/// re-checking the condition) is compiled in. Removed only by
+/// `--cfg shmlane_weaken="wake_waitv_fence"`.
+pub(crate) const WAITV_FENCE: bool = !cfg!(shmlane_weaken = "wake_waitv_fence");

@@ -59,7 +59,7 @@ impl Deadline {
     }
 
     #[cfg_attr(loom, allow(dead_code))]
-    fn timespec(self) -> libc::timespec {
+    pub(crate) fn timespec(self) -> libc::timespec {
         libc::timespec {
             tv_sec: self.at.0 as libc::time_t,
             tv_nsec: self.at.1 as libc::c_long,
@@ -125,4 +125,68 @@ pub fn futex_wake(word: &core::sync::atomic::AtomicU32, n: i32) -> usize {
     // No FUTEX_PRIVATE_FLAG: the waiters may be in other processes.
     let rc = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
     usize::try_from(rc).unwrap_or(0)
+}
+
+/// One entry of a `futex_waitv` call (the kernel's `struct futex_waitv`, 24 bytes).
+#[cfg(not(loom))]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FutexWaitv {
+    /// The value the word must still hold for the call to sleep.
+    pub(crate) val: u64,
+    /// The word's address.
+    pub(crate) uaddr: u64,
+    /// `FUTEX2_SIZE_U32`, never `FUTEX2_PRIVATE` (the word is in shared memory).
+    pub(crate) flags: u32,
+    pub(crate) reserved: u32,
+}
+
+/// `FUTEX2_SIZE_U32`: the words are 32-bit.
+#[cfg(not(loom))]
+pub(crate) const FUTEX2_SIZE_U32: u32 = 0x02;
+/// The most entries one `futex_waitv` call takes (the kernel's `FUTEX_WAITV_MAX`).
+pub const FUTEX_WAITV_MAX: usize = 128;
+
+/// What one `futex_waitv` call returned.
+#[cfg(not(loom))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Waitv {
+    /// Woken (the index of a word that was woken), a word no longer held its value, the
+    /// deadline passed, or a signal: the caller re-checks in every case.
+    Returned,
+    /// The kernel has no `futex_waitv` (before 5.16: ENOSYS), or refuses it (a seccomp filter:
+    /// EPERM; EINVAL): the caller falls back and does not try again.
+    Unsupported,
+}
+
+/// Sleeps until one of `waiters` is woken or no longer holds its value, at most until
+/// `deadline` (absolute, CLOCK_MONOTONIC). Shared futexes: works across processes.
+#[cfg(not(loom))]
+pub(crate) fn futex_waitv(waiters: &[FutexWaitv], deadline: Option<&Deadline>) -> Waitv {
+    debug_assert!(!waiters.is_empty() && waiters.len() <= FUTEX_WAITV_MAX);
+    let ts_value = deadline.map(|d| d.timespec());
+    let ts = ts_value
+        .as_ref()
+        .map_or(core::ptr::null(), core::ptr::from_ref);
+    // SAFETY: `waiters` is a valid array of `len` kernel `futex_waitv` entries, each naming a
+    // valid, aligned 32-bit word the caller keeps alive for the call; `ts` is null or a valid
+    // timespec; flags 0; the clock is CLOCK_MONOTONIC, so the deadline is absolute on it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waiters.as_ptr(),
+            waiters.len() as libc::c_uint,
+            0 as libc::c_uint,
+            ts,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if rc >= 0 {
+        return Waitv::Returned;
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::ENOSYS | libc::EPERM | libc::EINVAL | libc::EFAULT) => Waitv::Unsupported,
+        // EAGAIN (a value changed), ETIMEDOUT, EINTR: the caller re-checks.
+        _ => Waitv::Returned,
+    }
 }

@@ -15,7 +15,7 @@ use loom::{
     },
     thread,
 };
-use shmlane_wake::{Event, PollableEvent, WaitOutcome, WaitStrategy};
+use shmlane_wake::{Event, PollableEvent, WaitOutcome, WaitSet, WaitStrategy};
 
 /// Room for the event as loom lays it out (its atomics are larger than std's).
 const LEN: usize = 4096;
@@ -139,5 +139,63 @@ fn an_armed_pollable_waiter_is_never_lost() {
         // Every registration was given back: later notifies stay syscall-free.
         assert_eq!(waiter.event().sleepers(), 0);
         drop(waiter);
+    });
+}
+
+/// A wait-set waiter (`WaitSet::wait_any`, as `shmlane::Select` waits) registered on two
+/// events, and a notifier of the second: the waiter registers on both, makes its one F_WAITV
+/// fence, re-checks, and sleeps on both words. A notify that skips the wake while the waiter is
+/// registered and has not seen the data leaves it asleep: a deadlock. Fails without F_WAITV
+/// (`wake_waitv_fence`) and without F_NOTIFY (`wake_notify_fence`).
+#[test]
+fn a_wait_set_waiter_is_never_lost() {
+    loom::model(|| {
+        let (ma, mb) = (Arc::new(Mem::new()), Arc::new(Mem::new()));
+        let evs = [event(&ma), event(&mb)];
+        let data = Arc::new(AtomicU32::new(0));
+        let (m2, d2) = (mb.clone(), data.clone());
+        let notifier = thread::spawn(move || {
+            let ev = attach(&m2);
+            // ORDERING: Relaxed, as in `one_waiter_is_never_lost`: the fences are under test.
+            d2.store(1, Ordering::Relaxed);
+            ev.notify();
+        });
+        let mut ws = WaitSet::new();
+        while data.load(Ordering::Relaxed) == 0 {
+            ws.wait_any(&evs, |e| e, None, || data.load(Ordering::Relaxed) == 1);
+        }
+        notifier.join().unwrap();
+        // Every registration was withdrawn: later notifies stay syscall-free.
+        assert!(evs.iter().all(|e| e.sleepers() == 0));
+    });
+}
+
+/// Two notifiers, one per event of the set: the waiter must see both messages, waiting
+/// between them (the second wait registers again on both events).
+#[test]
+fn a_wait_set_waiter_sees_both_notifiers() {
+    loom::model(|| {
+        let (ma, mb) = (Arc::new(Mem::new()), Arc::new(Mem::new()));
+        let evs = [event(&ma), event(&mb)];
+        let (da, db) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+        let spawn = |m: &Arc<Mem>, d: &Arc<AtomicU32>| {
+            let (m, d) = (m.clone(), d.clone());
+            thread::spawn(move || {
+                let ev = attach(&m);
+                d.store(1, Ordering::Relaxed);
+                ev.notify();
+            })
+        };
+        let (ta, tb) = (spawn(&ma, &da), spawn(&mb, &db));
+        let both = || da.load(Ordering::Relaxed) + db.load(Ordering::Relaxed);
+        let mut ws = WaitSet::new();
+        let mut seen = 0;
+        while seen < 2 {
+            ws.wait_any(&evs, |e| e, None, || both() > seen);
+            seen = both();
+        }
+        ta.join().unwrap();
+        tb.join().unwrap();
+        assert!(evs.iter().all(|e| e.sleepers() == 0));
     });
 }
