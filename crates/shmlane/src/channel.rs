@@ -60,7 +60,7 @@ pub(crate) fn checksum(msg: &[u8]) -> [u8; CHECKSUM_BYTES] {
 }
 
 /// A blocked endpoint re-checks its peers' liveness at least this often.
-const PEER_CHECK: Duration = Duration::from_millis(50);
+pub(crate) const PEER_CHECK: Duration = Duration::from_millis(50);
 /// A blocked MPMC endpoint looks for a hole a dead peer left at its position (and recovers
 /// it) at most this often (module docs of `shmlane_ring::mpmc`).
 const HOLE_CHECK: Duration = Duration::from_millis(10);

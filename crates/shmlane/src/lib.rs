@@ -81,6 +81,7 @@ mod bytes;
 mod channel;
 mod error;
 mod poll;
+mod select;
 
 pub use broadcast::{Publisher, Start, Subscriber, TypedLoan, TypedPublisher, TypedSubscriber};
 pub use bytes::{ByteClaim, ByteReceiver, ByteSender, DEFAULT_UNBLOCK_AFTER};
@@ -98,6 +99,7 @@ pub use error::{
     TrySendError, WaitPeerError,
 };
 pub use poll::{Armed, POLL_PEER_CHECK, PollSource, Pollable, RearmError, RecvPoll};
+pub use select::{Select, SelectError};
 pub use shmlane_segment::{Location, UnlinkPolicy};
 pub use shmlane_wake::{Deadline, WaitStrategy};
 

@@ -101,7 +101,7 @@ pub enum RearmError {
     WrongReceiver,
 }
 
-mod sealed {
+pub(crate) mod sealed {
     use super::{Inner, Local};
     use std::sync::Arc;
 
