@@ -205,7 +205,9 @@ fn more_than_128_receivers_and_the_fallback_lose_nothing() {
         let txs: Vec<_> = chans.iter().map(|c| c.producer().unwrap()).collect();
         let per = 20u64;
         std::thread::scope(|s| {
-            s.spawn(move || {
+            // The senders stay attached until the end (they return them): a channel whose
+            // senders left would end (`Disconnected`).
+            let sender = s.spawn(move || {
                 // Round-robin over the channels, a little apart, so the select parks often.
                 let mut txs = txs;
                 for k in 0..per {
@@ -216,6 +218,7 @@ fn more_than_128_receivers_and_the_fallback_lose_nothing() {
                         }
                     }
                 }
+                txs
             });
             let mut next = vec![0u64; n];
             let mut left = per * n as u64;
@@ -230,6 +233,7 @@ fn more_than_128_receivers_and_the_fallback_lose_nothing() {
                     left -= 1;
                 }
             }
+            drop(sender.join().unwrap());
         });
     }
 }
