@@ -44,6 +44,7 @@ pub const ALL: &[(&str, Build)] = &[
     ("raw_broadcast", raw_broadcast),
     ("latest", latest),
     ("raw_latest", raw_latest),
+    ("select", select),
 ];
 
 /// The scenario named `name`.
@@ -102,6 +103,45 @@ fn spsc(name: &str, s: Setup) -> Round {
         r.commit_all();
         rx.notify(3);
         assert!(rx.read_chunk(1).is_err());
+    })
+}
+
+/// `Select` over a channel whose receiver a select has parked on (set-up: a select that timed
+/// out, and one woken by a send from another thread, so every registration was taken and
+/// given back): the sender's notify still finds no sleeper, and a `Select::wait` that finds a
+/// receiver ready makes no system call and allocates nothing.
+fn select(name: &str, s: Setup) -> Round {
+    use shmlane::{Deadline, Select, SelectError};
+    use std::time::Duration;
+    let ch = build!(shmlane::spsc::<u64>(name), s);
+    let (mut tx, mut rx) = (ch.producer().unwrap(), ch.consumer().unwrap());
+    let mut sel = Select::new().spins(0);
+    let soon = Deadline::after(Duration::from_millis(20));
+    assert_eq!(
+        sel.wait(&mut [&mut rx], Some(soon)),
+        Err(SelectError::Timeout)
+    );
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            std::thread::sleep(Duration::from_millis(5));
+            tx.try_send(u64::MAX).unwrap();
+        });
+        assert_eq!(sel.wait(&mut [&mut rx], None), Ok(0));
+    });
+    assert_eq!(rx.try_recv(), Ok(u64::MAX));
+    let far = Deadline::after(Duration::from_secs(3600));
+    let mut n = 0u64;
+    Box::new(move || {
+        let _keep = &ch;
+        for i in 0..CAP {
+            assert!(tx.try_send(n + i).is_ok());
+        }
+        for i in 0..CAP {
+            assert_eq!(sel.wait(&mut [&mut rx], Some(far)), Ok(0));
+            assert_eq!(rx.try_recv(), Ok(n + i));
+        }
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        n += CAP;
     })
 }
 
