@@ -205,10 +205,18 @@ pub enum Cmd {
     /// while it was printing or waking up are skipped, never queued. --count N stops after N
     /// values (--count 1: the current value); otherwise only --timeout (exit 4) or a signal
     /// ends it: writers leaving or dying leave the value in place. --raw does not apply.
+    ///
+    /// Several channels (`recv A B C`) are received by one thread as their messages come,
+    /// interleaved fairly, each line prefixed with its channel's name with --prefix; it exits 0
+    /// when every channel has ended, 3 when a sender of any died (--follow: reported, goes on).
+    /// Line and framed channels of the queue kinds only (not --raw, not latest-value).
     Recv {
-        /// Channel name.
-        #[arg(value_parser = crate::names::NameParser)]
-        name: String,
+        /// Channel name, or several.
+        #[arg(value_parser = crate::names::NameParser, required = true, num_args = 1..)]
+        names: Vec<String>,
+        /// Start each line with the name of its channel and ": " (for several channels).
+        #[arg(long)]
+        prefix: bool,
         /// Stop after this many messages.
         #[arg(long)]
         count: Option<u64>,

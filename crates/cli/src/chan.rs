@@ -1480,3 +1480,6 @@ fn recv_bytes(
     out.flush().map_err(write_err)?;
     Ok(ended)
 }
+
+mod multi;
+pub(crate) use multi::recv as recv_many;

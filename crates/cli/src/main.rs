@@ -402,6 +402,46 @@ fn die_on_sigpipe() {
     }
 }
 
+/// `shmlane recv`: one channel, or several through one select.
+fn recv(cmd: Cmd) -> Result<chan::Ended, CliError> {
+    let Cmd::Recv {
+        names,
+        prefix,
+        count,
+        timeout,
+        follow,
+        resume,
+        shape,
+        trust,
+        stream,
+    } = cmd
+    else {
+        unreachable!("called for recv only")
+    };
+    if stream.raw && count.is_some() {
+        return Err(CliError(
+            "--count counts messages, which a --raw stream does not keep; use head -c on its output".to_owned(),
+        ));
+    }
+    sig::install()?;
+    let join = chan::Join {
+        follow,
+        resume,
+        trust_owner: trust.trust_owner,
+    };
+    if names.len() > 1 || prefix {
+        return chan::recv_many(
+            &names,
+            stream_shape(shape, stream),
+            join,
+            count,
+            timeout,
+            prefix,
+        );
+    }
+    chan::recv(&names[0], stream_shape(shape, stream), join, count, timeout)
+}
+
 fn run(cli: Cli) -> Result<chan::Ended, CliError> {
     if matches!(cli.cmd, Cmd::Ls { .. } | Cmd::Stat { .. }) {
         die_on_sigpipe();
@@ -448,29 +488,7 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
             };
             return chan::send(&name, stream_shape(shape, stream), join, timeout);
         }
-        Cmd::Recv {
-            name,
-            count,
-            timeout,
-            follow,
-            resume,
-            shape,
-            trust,
-            stream,
-        } => {
-            if stream.raw && count.is_some() {
-                return Err(CliError(
-                    "--count counts messages, which a --raw stream does not keep; use head -c on its output".to_owned(),
-                ));
-            }
-            sig::install()?;
-            let join = chan::Join {
-                follow,
-                resume,
-                trust_owner: trust.trust_owner,
-            };
-            return chan::recv(&name, stream_shape(shape, stream), join, count, timeout);
-        }
+        cmd @ Cmd::Recv { .. } => return recv(cmd),
         Cmd::Rm {
             name,
             dir,
