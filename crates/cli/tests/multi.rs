@@ -3,6 +3,7 @@
 //! processes on every kind; a killed sender; the refusals.
 
 use std::{
+    fmt::Write as _,
     io::Write,
     process::{Command, Output, Stdio},
     time::Duration,
@@ -65,7 +66,10 @@ fn one_recv_takes_every_line_of_three_channels_from_four_senders() {
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap();
-            let lines: String = (0..3000).map(|k| format!("{tag}{k}\n")).collect();
+            let mut lines = String::new();
+            for k in 0..3000 {
+                writeln!(lines, "{tag}{k}").unwrap();
+            }
             c.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
             c
         })
@@ -86,10 +90,12 @@ fn one_recv_takes_every_line_of_three_channels_from_four_senders() {
         let (chan, msg) = line.split_once(": ").expect("prefixed line");
         let tag = &msg[..1];
         let k: u32 = msg[1..].parse().unwrap();
-        let i = names.iter().position(|n| n == chan).expect("a known channel");
-        assert_eq!(
+        let i = names
+            .iter()
+            .position(|n| n == chan)
+            .expect("a known channel");
+        assert!(
             ["s", "b", "m"][i] == tag || (i == 2 && tag == "n"),
-            true,
             "{line} under the wrong channel"
         );
         let want = next.entry(tag.to_owned()).or_insert(0);
@@ -141,7 +147,11 @@ fn a_killed_sender_of_one_channel_ends_recv_with_exit_3() {
 fn several_channels_refuse_what_does_not_interleave() {
     let names = [unique("multi-no-a"), unique("multi-no-l")];
     let _rm = Rm(names.to_vec());
-    assert!(run(&["create", &names[0], "--kind", "spsc"]).status.success());
+    assert!(
+        run(&["create", &names[0], "--kind", "spsc"])
+            .status
+            .success()
+    );
     assert!(
         run(&["create", &names[1], "--kind", "latest", "--msg-size", "64"])
             .status
