@@ -77,8 +77,8 @@ impl Channel<u8> {
 
 /// A sending end of a byte channel. `Send`, not `Sync`.
 pub struct ByteSender {
-    ring: Owned<RecordProducer>,
-    local: Local,
+    pub(crate) ring: Owned<RecordProducer>,
+    pub(crate) local: Local,
 }
 
 /// The receiving end of a byte channel. `Send`, not `Sync`.

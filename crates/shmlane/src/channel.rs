@@ -209,7 +209,7 @@ impl Side {
             Self::Recv => ROLE_RECEIVER,
         }
     }
-    fn peer(self) -> Self {
+    pub(crate) fn peer(self) -> Self {
         match self {
             Self::Send => Self::Recv,
             Self::Recv => Self::Send,
@@ -452,6 +452,7 @@ use elem::TYPE_WORDS;
 pub use elem::{ElemType, TYPE_NAME_STORED, fnv1a64};
 
 pub use builder::{Builder, broadcast, broadcast_of, bytes, latest, mpmc, spsc};
+pub(crate) use endpoints::HasRoom;
 pub use endpoints::{Consumer, Producer, Receiver, Sender};
 pub use latest::{
     LatestError, LatestReader, LatestWriter, RawLatestBuilder, RawLatestChannel, RawLatestReader,
@@ -510,7 +511,7 @@ unsafe fn ring_identity(ring: *mut u8) -> [u64; RING_IDENTITY_WORDS] {
 pub(crate) struct Inner {
     hdr: NonNull<Header>,
     pub(crate) ev_data: Event,
-    ev_space: Event,
+    pub(crate) ev_space: Event,
     /// The headers as opened, re-checked by the peer checks.
     ident: Identity,
     /// Every message carries a checksum (header flag, read once at open).

@@ -76,6 +76,8 @@
 // Header casts are from 128-byte aligned regions (the segment's region allocator).
 #![allow(clippy::cast_ptr_alignment)]
 
+#[cfg(feature = "tokio")]
+pub mod asynch;
 mod broadcast;
 mod bytes;
 mod channel;

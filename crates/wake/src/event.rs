@@ -485,6 +485,15 @@ impl Event {
         &self.raw().seq
     }
 
+    /// The sequence word's address, for a futex wait queued elsewhere (an io_uring
+    /// `FUTEX_WAIT` of an async task): read [`seq`](Self::seq) first, then
+    /// [`register`](Self::register), then queue the wait for the value read, as
+    /// [`wait_seq`](Self::wait_seq) does. Valid as long as the event's memory.
+    #[cfg(not(loom))]
+    pub fn seq_word_ptr(&self) -> *const u32 {
+        self.raw().seq.as_ptr().cast_const()
+    }
+
     /// One more sleeper, without the fence: `WaitSet` registers on every event of a set, then
     /// makes one F_WAIT fence for all of them.
     pub(crate) fn add_sleeper(&self) {

@@ -10,8 +10,8 @@ use crate::error::WaitPeerError;
 /// death before it attached is never reported to it; once its peers leave it waits for new
 /// ones ([`PeersLeave::Wait`](crate::PeersLeave)) or ends ([`PeersLeave::Disconnect`](crate::PeersLeave)).
 pub struct Producer<T> {
-    pub(super) ring: Owned<shmlane_ring::Producer<T>>,
-    pub(super) local: Local,
+    pub(crate) ring: Owned<shmlane_ring::Producer<T>>,
+    pub(crate) local: Local,
 }
 
 /// The receiving end of an SPSC channel. `PeerDied` and `Disconnected` follow the channel lifecycle: a
@@ -26,8 +26,8 @@ pub struct Consumer<T> {
 /// death before it attached is never reported to it; once its peers leave it waits for new
 /// ones ([`PeersLeave::Wait`](crate::PeersLeave)) or ends ([`PeersLeave::Disconnect`](crate::PeersLeave)).
 pub struct Sender<T> {
-    pub(super) ring: Owned<shmlane_ring::Sender<T>>,
-    pub(super) local: Local,
+    pub(crate) ring: Owned<shmlane_ring::Sender<T>>,
+    pub(crate) local: Local,
 }
 
 /// A receiving end of an MPMC channel. `PeerDied` and `Disconnected` follow the channel lifecycle: a
@@ -436,7 +436,7 @@ macro_rules! recv_impl {
 pub(super) trait HasData {
     fn has_data(&mut self) -> bool;
 }
-pub(super) trait HasRoom {
+pub(crate) trait HasRoom {
     /// Room for `n` messages (MPMC: for one, whatever `n`; only SPSC asks for more).
     fn has_room(&mut self, n: usize) -> bool;
 }
