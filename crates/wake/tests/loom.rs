@@ -199,3 +199,38 @@ fn a_wait_set_waiter_sees_both_notifiers() {
         assert!(evs.iter().all(|e| e.sleepers() == 0));
     });
 }
+
+/// The async waiter (`shmlane::asynch`): reads `seq`, registers (`Event::register`: increment,
+/// F_WAIT, re-check), and unless the data is there queues a futex wait for the value read (an
+/// io_uring `FUTEX_WAIT`, modelled by `wait_seq`: the kernel compares and queues atomically
+/// with respect to the wake), then withdraws the registration and looks again. A notify that
+/// skips the wake while the waiter is registered and has not seen the data leaves the wait
+/// queued forever: a deadlock. Fails without F_WAIT in `register` (`wake_register_fence`) and
+/// without F_NOTIFY (`wake_notify_fence`).
+#[test]
+fn an_async_waiter_is_never_lost() {
+    loom::model(|| {
+        let mem = Arc::new(Mem::new());
+        let ev = event(&mem);
+        let data = Arc::new(AtomicU32::new(0));
+        let (m2, d2) = (mem.clone(), data.clone());
+        let notifier = thread::spawn(move || {
+            let ev = attach(&m2);
+            // ORDERING: Relaxed, as in `one_waiter_is_never_lost`: the fences are under test.
+            d2.store(1, Ordering::Relaxed);
+            ev.notify();
+        });
+        let registered = shmlane_wake::RegisterFlag::new(false);
+        let far = shmlane_wake::Deadline::after(std::time::Duration::from_secs(3600));
+        while data.load(Ordering::Relaxed) == 0 {
+            let seen = ev.seq();
+            if ev.register(&registered, || data.load(Ordering::Relaxed) == 1) {
+                break;
+            }
+            ev.wait_seq(seen, &far);
+            ev.unregister(&registered);
+        }
+        notifier.join().unwrap();
+        assert_eq!(ev.sleepers(), 0);
+    });
+}

@@ -45,6 +45,7 @@ pub const ALL: &[(&str, Build)] = &[
     ("latest", latest),
     ("raw_latest", raw_latest),
     ("select", select),
+    ("after_async", after_async),
 ];
 
 /// The scenario named `name`.
@@ -141,6 +142,50 @@ fn select(name: &str, s: Setup) -> Round {
             assert_eq!(rx.try_recv(), Ok(n + i));
         }
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        n += CAP;
+    })
+}
+
+/// A channel whose receiver an async task has parked on (set-up: a task on a current-thread
+/// runtime awaits `recv`, queued its io_uring futex wait, and was woken by a send from another
+/// thread; the endpoint is kept, registration withdrawn): the sender's notify finds no sleeper,
+/// and the receiver's `try_recv` (through the async wrapper) is as before.
+fn after_async(name: &str, s: Setup) -> Round {
+    use shmlane::asynch::AsyncReceiver;
+    use std::time::Duration;
+    let ch = build!(shmlane::spsc::<u64>(name), s);
+    let (mut tx, rx) = (ch.producer().unwrap(), ch.consumer().unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        tx.try_send(u64::MAX).unwrap();
+        tx
+    });
+    let mut rx = rt.block_on(async {
+        let mut rx = AsyncReceiver::new(rx).unwrap();
+        assert_eq!(rx.recv().await, Ok(u64::MAX));
+        rx
+    });
+    let mut tx = sender.join().unwrap();
+    // The send found the task registered (it had parked): one wake.
+    assert_eq!(
+        tx.stats().wakeups,
+        1,
+        "the task never parked: nothing proven"
+    );
+    let mut n = 0u64;
+    Box::new(move || {
+        let _keep = (&ch, &rt);
+        for i in 0..CAP {
+            assert!(tx.try_send(n + i).is_ok());
+        }
+        for i in 0..CAP {
+            assert_eq!(rx.get_mut().try_recv(), Ok(n + i));
+        }
+        assert_eq!(rx.get_mut().try_recv(), Err(TryRecvError::Empty));
         n += CAP;
     })
 }
