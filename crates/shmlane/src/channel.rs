@@ -452,6 +452,7 @@ use elem::TYPE_WORDS;
 pub use elem::{ElemType, TYPE_NAME_STORED, fnv1a64};
 
 pub use builder::{Builder, broadcast, broadcast_of, bytes, latest, mpmc, spsc};
+#[cfg(feature = "tokio")]
 pub(crate) use endpoints::HasRoom;
 pub use endpoints::{Consumer, Producer, Receiver, Sender};
 pub use latest::{
