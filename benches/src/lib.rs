@@ -6,6 +6,7 @@ pub mod inproc;
 pub mod latest;
 pub mod peers;
 pub mod suite;
+pub mod wait;
 pub mod wakeup;
 pub mod xproc;
 

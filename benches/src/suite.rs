@@ -175,6 +175,24 @@ pub const CHECKS: &[Check] = &[
         size: 8,
         target: 4.0,
     },
+    // Waiting from a tokio task, and on 16 channels at once, against a parked receiver (issue
+    // 21): "no more than a parked receiver plus a few microseconds". Ceilings, not goals.
+    Check {
+        name: "async/park rtt 8 B",
+        num: "shmlane-chan-async",
+        den: "shmlane-chan-spsc-park",
+        metric: "rtt",
+        size: 8,
+        target: 1.5,
+    },
+    Check {
+        name: "select16/park rtt 8 B",
+        num: "shmlane-chan-select16",
+        den: "shmlane-chan-spsc-park",
+        metric: "rtt",
+        size: 8,
+        target: 1.5,
+    },
     // One message per step against the hand-written ring a user would write.
     Check {
         name: "ring/naive stream 64 B",
@@ -326,7 +344,8 @@ struct Work {
 }
 
 /// Whether `opts`'s filters leave anything to measure (`--only` rows with no figure at the
-/// `--size` given select nothing: `hw-cacheline` and `iceoryx2-event` carry 8 bytes only).
+/// `--size` given select nothing: `hw-cacheline`, `iceoryx2-event` and the waiting rows carry 8
+/// bytes only).
 pub fn selects_anything(opts: &Options) -> bool {
     !work_list(opts).is_empty()
 }

@@ -45,6 +45,9 @@ pub const TRANSPORTS: &[&str] = &[
     "shmlane-chan-broadcast",
     // The latest-value round trip (`crate::latest`).
     "shmlane-chan-latest",
+    // Waiting on a channel from a tokio task and on 16 channels with `Select` (`crate::wait`).
+    "shmlane-chan-async",
+    "shmlane-chan-select16",
     "naive-shm-ring",
     "pipe",
     "uds-stream",
@@ -61,7 +64,7 @@ pub const SIZES: &[usize] = &[8, 64, 1024, 65536];
 pub fn has_rtt(transport: &str, size: usize) -> bool {
     match transport {
         "memcpy" | "shmlane-spsc-chunk" => false,
-        "hw-cacheline" => size == 8,
+        "hw-cacheline" | "shmlane-chan-async" | "shmlane-chan-select16" => size == 8,
         _ => true,
     }
 }
@@ -71,7 +74,7 @@ pub fn has_throughput(transport: &str) -> bool {
     if crate::chan::handles(transport) {
         return crate::chan::has_throughput(transport);
     }
-    if crate::latest::handles(transport) {
+    if crate::latest::handles(transport) || crate::wait::handles(transport) {
         return false;
     }
     !matches!(
@@ -772,6 +775,9 @@ pub fn rtt(transport: &str, size: usize, n: u64, same_core: bool) -> Vec<u64> {
     }
     if crate::latest::handles(transport) {
         return crate::latest::rtt(transport, size, n, same_core);
+    }
+    if crate::wait::handles(transport) {
+        return crate::wait::rtt(transport, size, n, same_core);
     }
     let s = setup(transport);
     ring_init(&s, transport, size);

@@ -549,7 +549,7 @@ fn bench(
     if !shmlane_benches::suite::selects_anything(opts) {
         return Err(CliError(format!(
             "nothing to measure: no row of --only {} has a figure at --size {} \
-             (hw-cacheline and iceoryx2-event carry 8 bytes only); widen --only or --size",
+             (hw-cacheline, iceoryx2-event, shmlane-chan-async and shmlane-chan-select16 carry 8 bytes only); widen --only or --size",
             opts.only.join(","),
             opts.sizes
                 .iter()

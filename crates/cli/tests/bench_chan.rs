@@ -88,3 +88,60 @@ fn bench_latest_rows_through_the_command() {
     assert_eq!(v["latest_calls"]["ratios"].as_array().unwrap().len(), 3);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `shmlane bench --only shmlane-chan-spsc-park,shmlane-chan-async,shmlane-chan-select16 --size
+/// 8`: the async and select round trips beside the parked receiver, their ratio rows, and their
+/// records in the JSON (round trips only, 8-byte messages only).
+#[test]
+fn bench_waiting_rows_through_the_command() {
+    let dir = std::env::temp_dir().join(format!("shmlane-bench-wait-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("bench.json");
+    let rows = [
+        "shmlane-chan-spsc-park",
+        "shmlane-chan-async",
+        "shmlane-chan-select16",
+    ];
+    let o = Command::new(env!("CARGO_BIN_EXE_shmlane"))
+        .args(["bench", "--quick", "--size", "8", "--json"])
+        .arg(&json)
+        .args(["--only", &rows.join(",")])
+        .output()
+        .expect("run shmlane");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for needle in rows
+        .iter()
+        .copied()
+        .chain(["async/park rtt 8 B", "select16/park rtt 8 B"])
+    {
+        assert!(text.contains(needle), "{needle}:\n{text}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let recs = v["records"].as_array().unwrap();
+    for t in &rows[1..] {
+        let mine: Vec<_> = recs.iter().filter(|r| r["transport"] == *t).collect();
+        assert_eq!(mine.len(), 1, "{t}: a round trip, no streaming figure");
+        assert_eq!(mine[0]["metric"], "rtt");
+        assert!(mine[0]["samples"].as_u64().unwrap() > 0, "{}", mine[0]);
+    }
+    // At another size alone: nothing to measure, said before anything runs.
+    let o = Command::new(env!("CARGO_BIN_EXE_shmlane"))
+        .args([
+            "bench",
+            "--quick",
+            "--size",
+            "64",
+            "--only",
+            "shmlane-chan-async",
+        ])
+        .output()
+        .expect("run shmlane");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("nothing to measure") && err.contains("8 bytes only"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
