@@ -209,8 +209,8 @@ pub struct RawLatestWriter {
 
 /// A reader of a byte latest-value channel. `Send`, not `Sync`.
 pub struct RawLatestReader {
-    ring: shmlane_ring::LatestReader,
-    local: Local,
+    pub(crate) ring: shmlane_ring::LatestReader,
+    pub(crate) local: Local,
 }
 
 /// What the byte endpoints have alike: `Debug`, and the accessors read from the ring handle.
@@ -273,6 +273,14 @@ impl RawLatestWriter {
     /// at a time meanwhile. Set it up front: switching to `Never` may wake a reader once.
     pub fn set_wakes(&mut self, wakes: crate::Wakes) {
         self.local.set_wakes(wakes);
+    }
+
+    /// The writers' side statistics (values written, wake-ups issued), this writer's
+    /// published first.
+    ///
+    /// Real-time: reads a few words and publishes this writer's counts; no system call.
+    pub fn stats(&mut self) -> crate::SideStats {
+        self.local.shared_stats()
     }
 
     /// A writer that dies mid-write, for crash tests: claims a slot, stores part of `bytes`,
@@ -385,7 +393,7 @@ pub struct LatestWriter<T> {
 /// A reader of a typed latest-value channel (`latest::<T>`). `Send`, not `Sync`. A
 /// [`RawLatestReader`] that reads whole `T`s: every method forwards to it.
 pub struct LatestReader<T> {
-    raw: RawLatestReader,
+    pub(crate) raw: RawLatestReader,
     _t: core::marker::PhantomData<fn() -> T>,
 }
 
@@ -457,6 +465,8 @@ impl<T: Pod> LatestWriter<T> {
         fn version(&self) -> u64;
         /// As [`RawLatestWriter::set_wakes`].
         fn set_wakes(&mut self, wakes: crate::Wakes);
+        /// As [`RawLatestWriter::stats`].
+        fn stats(&mut self) -> crate::SideStats;
     }
 
     /// A writer that dies mid-write, for crash tests (see [`RawLatestWriter`]).
