@@ -508,3 +508,23 @@ fn a_parked_task_is_woken_at_once() {
         slow.len()
     );
 }
+
+/// A runtime without the time driver (or the I/O one): a clear error, not a panic.
+#[test]
+fn a_runtime_without_its_drivers_is_a_clear_error() {
+    let name = unique("async-nodrv");
+    let ch = spsc(&name, 64);
+    for rt in [
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap(),
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap(),
+    ] {
+        let e = rt.block_on(async { AsyncReceiver::new(ch.consumer().unwrap()).unwrap_err() });
+        assert!(e.to_string().contains("enable_all"), "{e}");
+    }
+}

@@ -79,16 +79,27 @@ impl UringWait {
         }
         let fd = PollableEvent::eventfd()?;
         let ring = if io_uring { make_ring(&fd) } else { None };
-        // SAFETY: the eventfd is owned by the `AsyncFd` from here on and stays open, the same
-        // descriptor, until the `AsyncFd` drops it.
-        let efd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)?;
+        // tokio panics (rather than failing) when the runtime lacks its I/O or time driver:
+        // turned into an error here, so a misbuilt runtime is a clear error, not a crash.
+        let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            // SAFETY: the eventfd is owned by the `AsyncFd` from here on and stays open, the
+            // same descriptor, until the `AsyncFd` drops it.
+            let efd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+                .map_err(|e| e.into_parts().1)?;
+            let timer = Box::pin(tokio::time::sleep(Duration::ZERO));
+            Ok::<_, io::Error>((efd, timer))
+        }));
+        let (efd, timer) = made.map_err(|_| {
+            io::Error::other(
+                "the tokio runtime has no I/O or no time driver: build it with enable_all() (or #[tokio::main])",
+            )
+        })??;
         Ok(Self {
             ring,
             efd,
             registered: AtomicBool::new(false),
             in_flight: false,
-            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            timer,
             timed: false,
         })
     }
