@@ -599,3 +599,34 @@ fn child_entry() {
     unsafe { libc::raise(libc::SIGKILL) };
     unreachable!();
 }
+
+/// A `Stream` polled to `Pending` and then not polled again (its `next()` future dropped by a
+/// timeout, say) keeps its registration until it is polled or dropped: every send meanwhile
+/// is a futex call. Dropping the stream withdraws it. (Documents the behaviour; design.md,
+/// "Async waiters".)
+#[test]
+fn a_pending_stream_keeps_its_registration_until_polled_or_dropped() {
+    use futures_core::Stream;
+    let n = unique("r21-stream");
+    let ch = spsc(&n);
+    let mut tx = ch.producer().unwrap();
+    let rt = mt_rt();
+    rt.block_on(async {
+        let mut rx = AsyncReceiver::new(ch.consumer().unwrap()).unwrap();
+        let polled = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::pin::Pin::new(&mut rx).poll_next(cx))
+        })
+        .await;
+        assert!(polled.is_pending());
+        tx.try_send(1).unwrap();
+        tx.try_send(2).unwrap();
+        assert_eq!(tx.stats().wakeups, 2, "still registered while Pending");
+        drop(rx);
+        tx.try_send(3).unwrap();
+        assert_eq!(
+            tx.stats().wakeups,
+            2,
+            "a dropped stream left its registration"
+        );
+    });
+}
