@@ -92,8 +92,12 @@ impl From<End> for RecvError {
 
 /// The waiting state shared by both sides: the kernel wait, the channel, the liveness timer.
 struct Waiting {
-    /// Declared first: fields drop in order, and the ring's queued futex wait names a word in
-    /// the channel's mapping (closing the ring cancels it before the channel can unmap).
+    /// Declared first: fields drop in order, so the ring is closed before the channel handle.
+    /// Not what memory safety rests on: closing an io_uring cancels its queued requests
+    /// asynchronously (the kernel's ring-exit work), so the queued futex wait may outlive the
+    /// mapping briefly; the kernel compared the word once when it queued the wait and from
+    /// then on holds only the futex key (inode and page offset for a shared mapping), never
+    /// the address (see `uring.rs`, `queue`).
     wait: UringWait,
     chan: Arc<Inner>,
     side: Side,

@@ -184,9 +184,12 @@ impl UringWait {
         )
         .build()
         .user_data(1);
-        // SAFETY: the futex word is the event's, in the channel's mapping, which outlives the
-        // ring (the endpoint drops its `UringWait` before its channel handle, and closing the
-        // ring cancels the wait); the kernel only compares and queues on it.
+        // SAFETY: the futex word is the event's, in the channel's mapping, valid and aligned
+        // now (the caller holds the channel's `Arc`). The kernel only reads it, with a fault-safe
+        // user access, to compare it when it takes the entry (compare and queue, or EAGAIN),
+        // and never writes it; a queued wait holds only the futex key (inode and offset of the
+        // shared page), so it stays harmless if it outlives the mapping (closing the ring
+        // cancels it only asynchronously, in the kernel's ring-exit work).
         let pushed = unsafe { ring.submission().push(&sqe) }.is_ok();
         if pushed && ring.submit().is_ok() {
             self.in_flight = true;
