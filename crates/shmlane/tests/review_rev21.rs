@@ -496,11 +496,10 @@ fn a_forged_ring_word_does_not_make_select_spin_on_an_empty_receiver() {
 }
 
 /// Inside a runtime without the I/O or time driver (`Builder::enable_all` not called), making
-/// an async endpoint is an error, not a panic in safe code. Review finding (not fixed): tokio
-/// panics in `AsyncFd::register_with_interest` ("IO is disabled") and in `time::sleep`;
-/// `UringWait::new` only checks that a runtime exists.
+/// an async endpoint is an error, not a panic in safe code. Review finding, fixed: tokio panics
+/// in `AsyncFd::register_with_interest` ("IO is disabled") and in `time::sleep`; `UringWait::new`
+/// now turns that into an error.
 #[test]
-#[ignore = "review 21 finding: AsyncReceiver::new panics on a runtime without the I/O or time driver"]
 fn a_runtime_without_io_or_time_is_an_error_not_a_panic() {
     let n = unique("r21-noio");
     let ch = spsc(&n);
