@@ -160,6 +160,7 @@ impl Select {
         }
         let past = || deadline.as_ref().is_some_and(Deadline::is_past);
         let mut looks = 0u32;
+        let mut spin_start: Option<Instant> = None;
         loop {
             if past() {
                 return Err(SelectError::Timeout);
@@ -167,8 +168,15 @@ impl Select {
             if let Some(r) = self.scan(receivers) {
                 return r;
             }
+            // The spin phase, cut short after `PEER_CHECK` (looked at every 64 looks), so a
+            // large `spins` still sees a dead sender within the liveness bound.
             if looks < self.spins {
                 looks += 1;
+                if looks % 64 == 0
+                    && spin_start.get_or_insert_with(Instant::now).elapsed() >= PEER_CHECK
+                {
+                    looks = self.spins;
+                }
                 core::hint::spin_loop();
                 continue;
             }

@@ -382,6 +382,41 @@ fn hundred_channels_from_ten_processes_and_a_killed_sender() {
     );
 }
 
+/// A select that spins for ever before parking (`spins(u32::MAX)`) still looks at its
+/// senders within the liveness bound: a killed sender is reported within 50 ms plus scheduling
+/// (review 21: the spin phase made no liveness look at all).
+#[test]
+fn a_large_spin_count_still_reports_a_dead_sender_within_the_bound() {
+    let name = unique("sel-spin-dead");
+    let dead = shmlane::spsc::<u64>(&name)
+        .unlink(UnlinkPolicy::CreatorDrop)
+        .create()
+        .unwrap();
+    let mut rd = dead.consumer().unwrap();
+    let kid = child("sender", &["die", &name]).spawn().unwrap();
+    let mut sel = Select::new().spins(u32::MAX);
+    let mut got = Vec::new();
+    let died = loop {
+        match sel.wait(&mut [&mut rd], long()) {
+            Ok(_) => got.extend(std::iter::from_fn(|| rd.try_recv().ok())),
+            Err(SelectError::Ended { reason, .. }) => {
+                assert_eq!(reason, RecvError::PeerDied);
+                break Instant::now();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let (_, out) = finish(kid, Duration::from_secs(10));
+    assert_eq!(got, [1, 2, 3]);
+    let killed_at: u128 = out[0].parse().unwrap();
+    let after =
+        Duration::from_nanos(u64::try_from(monotonic_ns(died).saturating_sub(killed_at)).unwrap());
+    assert!(
+        after < Duration::from_millis(50 + 450),
+        "death reported {after:?} after the kill"
+    );
+}
+
 /// CLOCK_MONOTONIC in ns at `t` (an Instant is CLOCK_MONOTONIC on Linux): comparable with a
 /// child's clock reading.
 fn monotonic_ns(t: Instant) -> u128 {
