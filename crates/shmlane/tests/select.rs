@@ -417,6 +417,45 @@ fn a_large_spin_count_still_reports_a_dead_sender_within_the_bound() {
     );
 }
 
+/// A sender process that dies holding an MPMC position (taken, never filled) while a live
+/// sender's message waits behind it, and the live sender then leaves: the select skips the
+/// dead sender's hole and offers the message behind it *before* it reports the death (in
+/// `Disconnect` mode the report is final: reported first, the message would be lost).
+#[test]
+fn a_dead_senders_hole_is_skipped_before_its_death_is_reported() {
+    let name = unique("sel-hole");
+    let ch = shmlane::mpmc::<u64>(&name)
+        .capacity(8)
+        .unlink(UnlinkPolicy::CreatorDrop)
+        .when_peers_leave(PeersLeave::Disconnect)
+        .create()
+        .unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let mut live = ch.sender().unwrap();
+    live.try_send(1).unwrap();
+    let kid = child("sender", &["hole", &name]).spawn().unwrap();
+    assert_eq!(
+        finish(kid, Duration::from_secs(10)).0,
+        -1,
+        "the hole's sender is killed"
+    );
+    live.try_send(2).unwrap();
+    drop(live);
+    let mut sel = Select::new();
+    let mut got = Vec::new();
+    loop {
+        match sel.wait(&mut [&mut rx], long()) {
+            Ok(_) => got.extend(std::iter::from_fn(|| rx.try_recv().ok())),
+            Err(SelectError::Ended { reason, .. }) => {
+                assert_eq!(reason, RecvError::PeerDied);
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got, [1, 2], "the message behind the dead sender's hole");
+}
+
 /// CLOCK_MONOTONIC in ns at `t` (an Instant is CLOCK_MONOTONIC on Linux): comparable with a
 /// child's clock reading.
 fn monotonic_ns(t: Instant) -> u128 {
@@ -446,6 +485,13 @@ fn child_entry() {
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
+        }
+        "hole" => {
+            let ch = shmlane::mpmc::<u64>(&args[1]).open().unwrap();
+            ch.sender().unwrap().abandon_send_for_tests();
+            // SAFETY: raising SIGKILL on this process.
+            unsafe { libc::raise(libc::SIGKILL) };
+            unreachable!();
         }
         "die" => {
             let ch = shmlane::spsc::<u64>(&args[1]).open().unwrap();
