@@ -132,11 +132,16 @@ impl Life {
         if let Some(end) = self.ended {
             return end;
         }
+        // The join count before the table (as in `new`): a join counted here set its role
+        // before it counted (`Inner::join`, Release; `joins`, Acquire), so the table read next
+        // shows that peer, live or dead. Read after the table, a peer joining between the two
+        // reads was "seen" but absent, and a `Disconnect` endpoint reported `Left` before its
+        // first message (review of CI, `a_sender_joining_during_a_peer_check_...`).
+        self.update_seen(inner);
         let mut table = core::mem::take(&mut self.table);
         inner.seg.attachments_into(&mut table);
         let live = self.scan(&table);
         self.table = table;
-        self.update_seen(inner);
         if live {
             self.seen = true;
             Peers::Live
@@ -718,6 +723,40 @@ mod tests {
             tx.send_keeping(6, 100, soon()),
             Err(SendError::Timeout(6))
         ));
+    }
+
+    /// A sender that joins while a receiver looks at its peers is seen as live or not yet
+    /// come, never as gone: the slow check read the attachment table (no sender's role in it
+    /// yet) and then the join count (moved), and reported `Left`, so a `Select` or blocked
+    /// `recv` ended a channel with `Disconnected` before its sender's first message (seen in
+    /// CI: one channel in 100 of `hundred_channels_from_ten_processes_and_a_killed_sender`).
+    #[test]
+    fn a_sender_joining_during_a_peer_check_is_never_taken_for_gone() {
+        let name = format!("left22-join-{}", std::process::id());
+        for round in 0..300u32 {
+            let ch = crate::spsc::<u64>(&format!("{name}-{round}"))
+                .capacity(4)
+                .unlink(shmlane_segment::UnlinkPolicy::CreatorDrop)
+                .create()
+                .unwrap();
+            let mut rx = ch.consumer().unwrap();
+            let local = &mut rx.local;
+            std::thread::scope(|s| {
+                let joiner = s.spawn(|| {
+                    // A few microseconds in, so the join lands among the checks.
+                    std::thread::sleep(std::time::Duration::from_micros(u64::from(round % 50)));
+                    ch.producer().unwrap()
+                });
+                loop {
+                    match local.life.peers(&local.inner) {
+                        Peers::Live => break,
+                        Peers::NotYet => {}
+                        other => panic!("round {round}: {other:?} while the sender joins"),
+                    }
+                }
+                drop(joiner.join().unwrap());
+            });
+        }
     }
 
     fn dead(slot: u32, pid: u32) -> Attachment {
