@@ -78,6 +78,7 @@
 
 #[cfg(feature = "tokio")]
 pub mod asynch;
+pub mod bridge_stats;
 mod broadcast;
 mod bytes;
 mod channel;

@@ -1,0 +1,181 @@
+//! Export: a local channel read by the bridge (as a broadcast subscriber, or as the receiver of
+//! a byte channel) and published on a Zenoh key expression, each message behind its header.
+//!
+//! Numbering (docs/bridge.md, "Loss, order and restarts"):
+//! - broadcast: a message's number is its sequence number in the channel (the subscriber's
+//!   `try_recv_seq`), so messages the subscriber lost to laps, and messages published while no
+//!   bridge ran (a restarted bridge subscribes from the newest), are gaps importers count;
+//! - bytes: the bridge numbers the messages it takes, and keeps the next number in the
+//!   companion before it takes one (`taking`) and after it published it: a bridge killed
+//!   between taking and publishing restarts one number further, so the message it took is
+//!   counted lost (and one that did get out before the kill is counted lost too: over by at
+//!   most one per restart, never under).
+
+use std::time::{Duration, Instant};
+
+use shmlane::{ByteReceiver, ByteRecvError, Subscriber};
+use zenoh::Wait;
+use zenoh::pubsub::Publisher;
+
+use crate::header::{self, Header};
+use crate::stats::Companion;
+use crate::{BridgeError, Policy};
+
+/// Where an export reads.
+pub(crate) enum Source {
+    Bytes(ByteReceiver),
+    Broadcast(Subscriber),
+}
+
+/// One export route.
+pub(crate) struct Export {
+    pub(crate) channel: String,
+    pub(crate) source: Source,
+    pub(crate) publisher: Publisher<'static>,
+    pub(crate) policy: Policy,
+    pub(crate) origin: u64,
+    pub(crate) epoch: u64,
+    /// Bytes: the number the next message gets.
+    pub(crate) next: u64,
+    /// Header then message: room for the channel's largest.
+    pub(crate) buf: Vec<u8>,
+    pub(crate) stats: Companion,
+    pub(crate) last_beat: Instant,
+    /// Whether a subscriber matched at the last look (`block`: nothing is taken before one).
+    pub(crate) matched: bool,
+    pub(crate) last_match_check: Instant,
+}
+
+/// Most messages an export forwards in one turn before the others get theirs.
+const BATCH: usize = 256;
+
+/// How often an unmatched `block` export looks for a subscriber again.
+const MATCH_CHECK: Duration = Duration::from_millis(20);
+
+impl Export {
+    /// Whether this export may take messages now: `drop` always; `block` once a subscriber
+    /// matches its key (before that, a taken message would go nowhere; the local senders wait
+    /// instead, which is what `block` promises).
+    pub(crate) fn may_take(&mut self) -> Result<bool, BridgeError> {
+        if self.policy == Policy::Drop || self.matched {
+            return Ok(true);
+        }
+        if self.last_match_check.elapsed() >= MATCH_CHECK {
+            self.last_match_check = Instant::now();
+            self.matched = self
+                .publisher
+                .matching_status()
+                .wait()
+                .map_err(|e| BridgeError::Zenoh(e.to_string()))?
+                .matching();
+        }
+        Ok(self.matched)
+    }
+
+    /// Forwards what the channel holds (up to a batch). Returns how many were forwarded.
+    pub(crate) fn pump(&mut self) -> Result<usize, BridgeError> {
+        let mut sent = 0;
+        while sent < BATCH {
+            let got = match &mut self.source {
+                Source::Broadcast(s) => match s.try_recv_seq(&mut self.buf[header::LEN..]) {
+                    Ok((n, seq)) => Some((n, seq)),
+                    Err(ByteRecvError::Lapped { lost }) => {
+                        // Their numbers are skipped: importers count them as lost too.
+                        self.stats.now.lapped += lost;
+                        continue;
+                    }
+                    Err(e) => return self.ended(e).map(|()| sent),
+                },
+                Source::Bytes(r) => {
+                    // The number is kept before the take (see the module docs).
+                    self.stats.now.export_next = self.next + 1;
+                    self.stats.save();
+                    match r.try_recv(&mut self.buf[header::LEN..]) {
+                        Ok(n) => {
+                            let seq = self.next;
+                            self.next += 1;
+                            Some((n, seq))
+                        }
+                        Err(e) => {
+                            self.stats.now.export_next = self.next;
+                            self.stats.save();
+                            return self.ended(e).map(|()| sent);
+                        }
+                    }
+                }
+            };
+            let Some((n, seq)) = got else { break };
+            Header {
+                origin: self.origin,
+                epoch: self.epoch,
+                seq,
+                heartbeat: false,
+            }
+            .write(&mut self.buf);
+            self.publisher
+                .put(&self.buf[..header::LEN + n])
+                .wait()
+                .map_err(|e| BridgeError::Zenoh(e.to_string()))?;
+            self.stats.now.exported += 1;
+            if let Source::Bytes(_) = self.source {
+                self.stats.now.export_next = self.next;
+            }
+            self.stats.save();
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    /// A receive that found nothing, or an end: `Empty` is nothing to do; a publisher or
+    /// sender that died or left is waited for (the channel is persistent: it may come back);
+    /// a corrupt channel ends the bridge.
+    fn ended(&mut self, e: ByteRecvError) -> Result<(), BridgeError> {
+        match e {
+            ByteRecvError::Empty
+            | ByteRecvError::Disconnected
+            | ByteRecvError::PeerDied
+            | ByteRecvError::Timeout => Ok(()),
+            other => Err(BridgeError::Local {
+                channel: self.channel.clone(),
+                what: other.to_string(),
+            }),
+        }
+    }
+
+    /// The number the next message will get.
+    fn next_seq(&self) -> u64 {
+        match &self.source {
+            Source::Broadcast(s) => s.next_seq(),
+            Source::Bytes(_) => self.next,
+        }
+    }
+
+    /// Publishes a heartbeat if one is due: the number the next message will get, so an
+    /// importer counts the messages lost at the end of a stream (after the last one it saw).
+    pub(crate) fn beat(&mut self, every: Duration) -> Result<(), BridgeError> {
+        if self.last_beat.elapsed() < every {
+            return Ok(());
+        }
+        self.last_beat = Instant::now();
+        let mut hb = [0u8; header::LEN];
+        Header {
+            origin: self.origin,
+            epoch: self.epoch,
+            seq: self.next_seq(),
+            heartbeat: true,
+        }
+        .write(&mut hb);
+        self.publisher
+            .put(&hb[..])
+            .wait()
+            .map_err(|e| BridgeError::Zenoh(e.to_string()))
+    }
+
+    /// The source as a `Select` sees it.
+    pub(crate) fn poll_source(&mut self) -> &mut dyn shmlane::PollSource {
+        match &mut self.source {
+            Source::Broadcast(s) => s,
+            Source::Bytes(r) => r,
+        }
+    }
+}

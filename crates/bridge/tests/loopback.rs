@@ -1,0 +1,401 @@
+//! Two hosts simulated on this machine: two bridge processes, each with its own Zenoh session,
+//! on 127.0.0.1 ports; local senders and receivers in this test process.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{BridgeProc, Chan, check, free_port, message, mixed_len};
+use shmlane::{ByteRecvError, Deadline};
+
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "passed where the calls take an Option"
+)]
+fn soon(s: u64) -> Option<Deadline> {
+    Some(Deadline::after(Duration::from_secs(s)))
+}
+
+/// `block`: 1,000,000 checksummed messages of mixed sizes from a local sender on host A
+/// arrive at a local receiver on host B complete, intact and in order; nothing counted lost,
+/// duplicated or dropped.
+#[test]
+fn block_carries_a_million_messages_complete_and_in_order() {
+    const N: u64 = 1_000_000;
+    let (a, cha) = Chan::bytes("br-1m-a", 1 << 20);
+    let (b, chb) = Chan::bytes("br-1m-b", 1 << 20);
+    let port = free_port();
+    let ep = format!("tcp/127.0.0.1:{port}");
+    let key = format!("shmlane-test/{}/1m", std::process::id());
+    let ba = BridgeProc::start(
+        "A",
+        &[
+            "--id",
+            "A",
+            "--listen",
+            &ep,
+            "--export",
+            &format!("{}={key}", a.0),
+        ],
+    );
+    let bb = BridgeProc::start(
+        "B",
+        &[
+            "--id",
+            "B",
+            "--connect",
+            &ep,
+            "--import",
+            &format!("{key}={}", b.0),
+        ],
+    );
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut tx = cha.byte_sender().unwrap();
+            let mut m = Vec::new();
+            for i in 0..N {
+                message(i, mixed_len(i), &mut m);
+                tx.send(&m, soon(60)).unwrap();
+            }
+        });
+        let mut rx = chb.byte_receiver().unwrap();
+        let mut buf = vec![0u8; rx.max_message()];
+        for want in 0..N {
+            let n = rx
+                .recv(&mut buf, soon(60))
+                .unwrap_or_else(|e| panic!("message {want}: {e}"));
+            assert_eq!(n, mixed_len(want), "message {want}: length");
+            assert_eq!(
+                check(&buf[..n]),
+                Some(want),
+                "message {want}: lost, reordered or torn"
+            );
+        }
+    });
+    let took = t0.elapsed();
+    let sb = b.wait_stats(Duration::from_secs(2), |s| s.imported == N);
+    assert_eq!(
+        (
+            sb.imported,
+            sb.lost,
+            sb.duplicates,
+            sb.dropped_full,
+            sb.looped,
+            sb.malformed
+        ),
+        (N, 0, 0, 0, 0, 0),
+        "{sb:?}"
+    );
+    let (ca, ea) = ba.stop();
+    let (cb, eb) = bb.stop();
+    assert_eq!((ca, cb), (0, 0), "A: {ea}\nB: {eb}");
+    assert!(ea.contains(&format!("exported {N}")), "{ea}");
+    eprintln!("1M messages over the bridge in {took:?}");
+}
+
+/// `drop` with a slow receiver: the import drops what does not fit and counts it; delivered +
+/// counted drops + counted losses = sent, exactly (the heartbeat counts a loss at the end).
+#[test]
+fn drop_counts_every_message_it_does_not_deliver() {
+    const N: u64 = 200_000;
+    let (a, cha) = Chan::bytes("br-drop-a", 1 << 20);
+    // A small ring on B, read slowly: most of the stream cannot fit.
+    let (b, chb) = Chan::bytes("br-drop-b", 8192);
+    let port = free_port();
+    let ep = format!("tcp/127.0.0.1:{port}");
+    let key = format!("shmlane-test/{}/drop", std::process::id());
+    let ba = BridgeProc::start(
+        "A",
+        &[
+            "--id",
+            "A",
+            "--policy",
+            "drop",
+            "--listen",
+            &ep,
+            "--export",
+            &format!("{}={key}", a.0),
+        ],
+    );
+    let bb = BridgeProc::start(
+        "B",
+        &[
+            "--id",
+            "B",
+            "--policy",
+            "drop",
+            "--connect",
+            &ep,
+            "--import",
+            &format!("{key}={}", b.0),
+        ],
+    );
+    // Sent only once B follows A's stream (a heartbeat arrived): what A sends before B
+    // subscribes was never B's to count (a late joiner gets the stream from when it joined).
+    let s0 = b.wait_stats(Duration::from_secs(20), |s| s.origin != 0);
+    assert_ne!(s0.origin, 0, "B never heard A");
+    let mut rx = chb.byte_receiver().unwrap();
+    let mut got = 0u64;
+    let mut last: Option<u64> = None;
+    let mut buf = vec![0u8; rx.max_message()];
+    let mut drain = |rx: &mut shmlane::ByteReceiver, slow: bool| {
+        while let Ok(n) = rx.try_recv(&mut buf) {
+            let i = check(&buf[..n]).expect("a torn message");
+            assert!(last.is_none_or(|l| i > l), "reordered: {i} after {last:?}");
+            last = Some(i);
+            got += 1;
+            if slow && got % 64 == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            let mut tx = cha.byte_sender().unwrap();
+            let mut m = Vec::new();
+            for i in 0..N {
+                message(i, 32, &mut m);
+                tx.send(&m, soon(60)).unwrap();
+            }
+        });
+        while !sender.is_finished() {
+            drain(&mut rx, true);
+        }
+    });
+    // Every message out of A's ring, and accounted for at B (its heartbeats carry A's next
+    // number, so a loss at the very end is counted too).
+    let sa = a.wait_stats(Duration::from_secs(20), |s| s.exported == N);
+    assert_eq!(sa.exported, N, "{sa:?}");
+    let t0 = Instant::now();
+    let sb = loop {
+        drain(&mut rx, false);
+        let sb = b.stats().unwrap();
+        if sb.imported + sb.dropped_full + sb.lost == N || t0.elapsed() > Duration::from_secs(20) {
+            break sb;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drain(&mut rx, false);
+    assert_eq!(sb.imported + sb.dropped_full + sb.lost, N, "{sb:?}");
+    assert_eq!(got, sb.imported, "delivered = received");
+    assert!(
+        sb.dropped_full > 0,
+        "the slow receiver should have made drops: {sb:?}"
+    );
+    assert_eq!((sb.duplicates, sb.malformed), (0, 0));
+    eprintln!(
+        "drop: sent {N}, delivered {}, dropped {}, lost on the way {}",
+        sb.imported, sb.dropped_full, sb.lost
+    );
+    let _ = (ba.stop(), bb.stop());
+}
+
+/// Two bridges exporting and importing the same key both ways: each side receives exactly the
+/// other's 100,000 messages, once each; nothing echoes back or loops.
+#[test]
+fn both_ways_on_one_key_nothing_echoes_or_loops() {
+    const N: u64 = 100_000;
+    let (ao, cao) = Chan::bytes("br-echo-ao", 1 << 20);
+    let (ai, cai) = Chan::bytes("br-echo-ai", 1 << 20);
+    let (bo, cbo) = Chan::bytes("br-echo-bo", 1 << 20);
+    let (bi, cbi) = Chan::bytes("br-echo-bi", 1 << 20);
+    let port = free_port();
+    let ep = format!("tcp/127.0.0.1:{port}");
+    let key = format!("shmlane-test/{}/both", std::process::id());
+    let ba = BridgeProc::start(
+        "A",
+        &[
+            "--id",
+            "A",
+            "--listen",
+            &ep,
+            "--export",
+            &format!("{}={key}", ao.0),
+            "--import",
+            &format!("{key}={}", ai.0),
+        ],
+    );
+    let bb = BridgeProc::start(
+        "B",
+        &[
+            "--id",
+            "B",
+            "--connect",
+            &ep,
+            "--export",
+            &format!("{}={key}", bo.0),
+            "--import",
+            &format!("{key}={}", bi.0),
+        ],
+    );
+    // Each side's messages carry a side tag in their first byte after the number.
+    let send = |ch: &shmlane::Channel<u8>, tag: u8| {
+        let mut tx = ch.byte_sender().unwrap();
+        let mut m = Vec::new();
+        for i in 0..N {
+            message(i * 2 + u64::from(tag), 24, &mut m);
+            tx.send(&m, soon(60)).unwrap();
+        }
+    };
+    let recv = |ch: &shmlane::Channel<u8>, tag: u8| {
+        let mut rx = ch.byte_receiver().unwrap();
+        let mut buf = vec![0u8; 256];
+        for k in 0..N {
+            let n = rx
+                .recv(&mut buf, soon(60))
+                .unwrap_or_else(|e| panic!("{k}: {e}"));
+            let i = check(&buf[..n]).expect("torn");
+            assert_eq!(i, k * 2 + u64::from(tag), "side {tag}: message {k}");
+        }
+        // Then nothing more: no echo of this side's own, no second copy.
+        assert_eq!(
+            rx.recv(&mut buf, Some(Deadline::after(Duration::from_millis(500)))),
+            Err(ByteRecvError::Timeout)
+        );
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| send(&cao, 0));
+        s.spawn(|| send(&cbo, 1));
+        s.spawn(|| recv(&cai, 1));
+        recv(&cbi, 0);
+    });
+    for c in [&ai, &bi] {
+        let st = c.stats().unwrap();
+        assert_eq!(
+            (st.imported, st.duplicates, st.lost),
+            (N, 0, 0),
+            "{}: {st:?}",
+            c.0
+        );
+    }
+    let _ = (ba.stop(), bb.stop());
+}
+
+/// Bad input: each a clear error (exit 1, or 2 for a route that cannot be read) or a counted
+/// drop, never a panic.
+#[test]
+fn bad_input_is_a_clear_error_or_a_counted_drop() {
+    let run = |args: &[&str]| {
+        let mut p = BridgeProc::start("bad", args);
+        p.wait_out(Duration::from_secs(20))
+    };
+    // An unknown channel.
+    let (code, err) = run(&["--id", "x", "--export", "shmlane-test-no-such-channel=k/x"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("no channel shmlane-test-no-such-channel: create it first"),
+        "{err}"
+    );
+    // A key Zenoh rejects, and a wildcard on an export.
+    let (c, _ch) = Chan::bytes("br-bad", 65536);
+    for key in ["k//x", "k/x/"] {
+        let (code, err) = run(&["--id", "x", "--export", &format!("{}={key}", c.0)]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("key expression"), "{key}: {err}");
+    }
+    let (code, err) = run(&["--id", "x", "--export", &format!("{}=k/*", c.0)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("without wildcards"), "{err}");
+    // A route without '='.
+    let (code, err) = run(&["--id", "x", "--export", &c.0]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("CHANNEL=KEY"), "{err}");
+    // One channel in two routes (a loop).
+    let (code, err) = run(&[
+        "--id",
+        "x",
+        "--export",
+        &format!("{}=k/a", c.0),
+        "--import",
+        &format!("k/b={}", c.0),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("two routes"), "{err}");
+    // A kind the bridge does not carry.
+    let s = Chan::new("br-bad-spsc");
+    let _spsc = shmlane::spsc::<u64>(&s.0)
+        .unlink(shmlane::UnlinkPolicy::Never)
+        .create()
+        .unwrap();
+    let (code, err) = run(&["--id", "x", "--export", &format!("{}=k/s", s.0)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("bytes or broadcast channel"), "{err}");
+    // A peer that cannot be reached, with a connect timeout: an error within it.
+    let port = free_port();
+    let t0 = Instant::now();
+    let (code, err) = run(&[
+        "--id",
+        "x",
+        "--connect",
+        &format!("tcp/127.0.0.1:{port}"),
+        "--connect-timeout",
+        "1",
+        "--export",
+        &format!("{}=k/x", c.0),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("could not open the zenoh session"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
+    // An address that cannot be listened on.
+    let (code, err) = run(&[
+        "--id",
+        "x",
+        "--listen",
+        "tcp/203.0.113.1:1",
+        "--export",
+        &format!("{}=k/x", c.0),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("could not open the zenoh session"), "{err}");
+}
+
+/// A message larger than the importing channel takes is dropped and counted; the stream goes
+/// on.
+#[test]
+fn a_message_too_large_for_the_importing_channel_is_a_counted_drop() {
+    let (a, cha) = Chan::bytes("br-big-a", 1 << 20);
+    let (b, chb) = Chan::broadcast("br-big-b", 64, 64);
+    let port = free_port();
+    let ep = format!("tcp/127.0.0.1:{port}");
+    let key = format!("shmlane-test/{}/big", std::process::id());
+    let ba = BridgeProc::start(
+        "A",
+        &[
+            "--id",
+            "A",
+            "--listen",
+            &ep,
+            "--export",
+            &format!("{}={key}", a.0),
+        ],
+    );
+    let bb = BridgeProc::start(
+        "B",
+        &[
+            "--id",
+            "B",
+            "--connect",
+            &ep,
+            "--import",
+            &format!("{key}={}", b.0),
+        ],
+    );
+    let mut sub = chb.subscriber().unwrap();
+    let mut tx = cha.byte_sender().unwrap();
+    tx.send(&[1u8; 64], soon(10)).unwrap();
+    tx.send(&[2u8; 65], soon(10)).unwrap();
+    tx.send(&[3u8; 10], soon(10)).unwrap();
+    let mut buf = [0u8; 64];
+    let n = sub.recv(&mut buf, soon(20)).unwrap();
+    assert_eq!(&buf[..n], &[1u8; 64]);
+    let n = sub.recv(&mut buf, soon(20)).unwrap();
+    assert_eq!(&buf[..n], &[3u8; 10]);
+    let st = b.stats().unwrap();
+    assert_eq!(
+        (st.imported, st.dropped_too_large, st.lost),
+        (2, 1, 0),
+        "{st:?}"
+    );
+    let _ = (ba.stop(), bb.stop());
+}
