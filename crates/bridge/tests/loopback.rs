@@ -399,3 +399,88 @@ fn a_message_too_large_for_the_importing_channel_is_a_counted_drop() {
     );
     let _ = (ba.stop(), bb.stop());
 }
+
+/// The command: `shmlane bridge` runs the bridge, `shmlane ls` shows which channels a running
+/// bridge serves, `shmlane stat` its counters (also once it stopped).
+#[test]
+fn the_shmlane_command_runs_shows_and_counts_the_bridge() {
+    let shmlane = common::shmlane_cmd();
+    let (a, cha) = Chan::bytes("br-cli-a", 1 << 16);
+    let (b, chb) = Chan::bytes("br-cli-b", 1 << 16);
+    let ep = format!("tcp/127.0.0.1:{}", free_port());
+    let key = format!("shmlane-test/{}/cli", std::process::id());
+    let spawn = |args: &[&str]| {
+        std::process::Command::new(&shmlane)
+            .arg("bridge")
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let pa = spawn(&[
+        "--id",
+        "A",
+        "--listen",
+        &ep,
+        "--export",
+        &format!("{}={key}", a.0),
+    ]);
+    let pb = spawn(&[
+        "--id",
+        "B",
+        "--connect",
+        &ep,
+        "--import",
+        &format!("{key}={}", b.0),
+    ]);
+    let mut tx = cha.byte_sender().unwrap();
+    let mut rx = chb.byte_receiver().unwrap();
+    let mut buf = [0u8; 64];
+    for i in 0..100u8 {
+        tx.send(&[i; 8], soon(20)).unwrap();
+    }
+    for i in 0..100u8 {
+        let n = rx.recv(&mut buf, soon(20)).unwrap();
+        assert_eq!(&buf[..n], &[i; 8]);
+    }
+    b.wait_stats(Duration::from_secs(5), |s| s.imported == 100);
+    let out = |args: &[&str]| {
+        let o = std::process::Command::new(&shmlane)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let ls = out(&["ls"]);
+    for (c, p) in [(&a.0, &pa), (&b.0, &pb)] {
+        let line = ls
+            .lines()
+            .find(|l| l.starts_with(&format!("{c} ")))
+            .unwrap();
+        assert!(line.contains(&format!("bridge:{}", p.id())), "{line}");
+    }
+    let js: serde_json::Value = serde_json::from_str(&out(&["ls", "--json"])).unwrap();
+    let row = js
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == b.0.as_str())
+        .unwrap();
+    assert_eq!(row["bridged_by"], u64::from(pb.id()));
+    let st = out(&["stat", &b.0]);
+    assert!(st.contains("bridge    running"), "{st}");
+    assert!(st.contains("imported 100, lost 0, duplicates 0"), "{st}");
+    for mut p in [pa, pb] {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(p.id() as i32, libc::SIGINT) };
+        assert!(p.wait().unwrap().success());
+    }
+    let st = out(&["stat", &a.0]);
+    assert!(st.contains("bridge    not running"), "{st}");
+    assert!(st.contains("exported 100, lapped 0"), "{st}");
+}

@@ -261,6 +261,15 @@ pub enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Carry channels between hosts over Zenoh: runs `shmlane-bridge` (installed next to
+    /// `shmlane`) with these arguments; `shmlane bridge --help` lists them (docs/bridge.md).
+    #[command(disable_help_flag = true)]
+    Bridge {
+        /// The arguments of `shmlane-bridge` (--export CHANNEL=KEY, --import KEY=CHANNEL,
+        /// --listen, --connect, --policy block|drop, --config FILE, ...).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Compare shmlane with pipes, Unix sockets, eventfd and the hardware limit between two
     /// processes: round trips and streaming, 8 B to 64 KiB, in one run (about a minute).
     Bench {

@@ -9,6 +9,7 @@
 //! SIGHUP stopped `send` or `recv` (after a clean leave), 141 (SIGPIPE) when `recv`'s output
 //! was closed.
 
+mod bridged;
 mod chan;
 mod latest;
 mod shape;
@@ -127,6 +128,8 @@ fn ls_json(list: &[SegmentInfo]) -> serde_json::Value {
                         "role": role_str(a.role),
                         "alive": a.alive,
                     })).collect::<Vec<_>>(),
+                    // The process of a running bridge serving this channel (docs/bridge.md).
+                    "bridged_by": bridged::served_by(list, &s.name),
                 })
             })
             .collect(),
@@ -157,6 +160,10 @@ fn print_table(list: &[SegmentInfo]) {
                 )
             })
             .collect();
+        let mut attached = attached;
+        if let Some(pid) = bridged::served_by(list, &s.name) {
+            attached.push(format!("bridge:{pid}"));
+        }
         let ch = shmlane::inspect(s);
         let dash = || "-".to_owned();
         println!(
@@ -243,6 +250,7 @@ fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
                 serde_json::json!({"senders": c.never_waking.0, "receivers": c.never_waking.1}),
             );
         }
+        obj.insert("bridge".into(), bridged::stat_json(name, dir));
         println!("{}", serde_json::to_string_pretty(&v[0]).expect("json"));
         return Ok(());
     }
@@ -314,6 +322,7 @@ fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
         }
         print_never_waking(&c);
     }
+    bridged::print_stat(name, dir);
     Ok(())
 }
 
@@ -496,6 +505,7 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
             corrupt,
             force,
         } => rm(name, dir.as_deref(), stale, corrupt, force)?,
+        Cmd::Bridge { args } => bridged::exec(&args)?,
         Cmd::Bench {
             quick,
             full,

@@ -195,3 +195,18 @@ pub fn check(msg: &[u8]) -> Option<u64> {
 pub fn mixed_len(i: u64) -> usize {
     12 + (i.wrapping_mul(0x9e37_79b9) % 65) as usize
 }
+
+/// The `shmlane` command beside `shmlane-bridge` (built here if `cargo test` of this package
+/// alone did not build it).
+pub fn shmlane_cmd() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_BIN_EXE_shmlane-bridge"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "shmlane-cli", "--bin", "shmlane"])
+        .status()
+        .expect("cargo build -p shmlane-cli");
+    assert!(st.success(), "building the shmlane command failed");
+    dir.join("shmlane")
+}
