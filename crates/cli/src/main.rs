@@ -221,37 +221,48 @@ fn find(name: &str, dir: Option<&Path>) -> Result<SegmentInfo, CliError> {
     }
 }
 
+/// `stat --json`: the fields of `ls --json`, the regions, positions, statistics and bridge.
+fn stat_json(
+    name: &str,
+    dir: Option<&Path>,
+    info: &SegmentInfo,
+    ch: Option<&shmlane::ChannelStats>,
+    (senders, receivers, dead): (usize, usize, usize),
+) {
+    let mut v = ls_json(std::slice::from_ref(info));
+    let obj = v[0].as_object_mut().expect("object");
+    obj.insert(
+        "regions".into(),
+        info.regions
+            .iter()
+            .map(|r| serde_json::json!({"name": r.name, "offset": r.offset, "size": r.size, "kind": r.kind}))
+            .collect(),
+    );
+    if let Some(c) = ch {
+        // The messages' own payload for every kind (see `stat --help`).
+        let side = |s: shmlane::SideStats| serde_json::json!({"messages": s.messages, "payload_bytes": s.bytes, "stalls": s.stalls, "sleeps": s.sleeps, "wakeups": s.wakeups, "lost": s.lost});
+        obj.insert("write_position".into(), c.positions.0.into());
+        obj.insert("read_position".into(), c.positions.1.into());
+        obj.insert("senders".into(), senders.into());
+        obj.insert("receivers".into(), receivers.into());
+        obj.insert("dead_attachments".into(), dead.into());
+        obj.insert("sent".into(), side(c.sent));
+        obj.insert("received".into(), side(c.received));
+        obj.insert(
+            "never_waking".into(),
+            serde_json::json!({"senders": c.never_waking.0, "receivers": c.never_waking.1}),
+        );
+    }
+    obj.insert("bridge".into(), bridged::stat_json(name, dir));
+    println!("{}", serde_json::to_string_pretty(&v[0]).expect("json"));
+}
+
 fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
     let info = find(name, dir)?;
     let ch = shmlane::inspect(&info);
     let (senders, receivers, dead) = attached_now(&info);
     if json {
-        let mut v = ls_json(std::slice::from_ref(&info));
-        let obj = v[0].as_object_mut().expect("object");
-        obj.insert(
-            "regions".into(),
-            info.regions
-                .iter()
-                .map(|r| serde_json::json!({"name": r.name, "offset": r.offset, "size": r.size, "kind": r.kind}))
-                .collect(),
-        );
-        if let Some(c) = ch {
-            // The messages' own payload for every kind (see `stat --help`).
-            let side = |s: shmlane::SideStats| serde_json::json!({"messages": s.messages, "payload_bytes": s.bytes, "stalls": s.stalls, "sleeps": s.sleeps, "wakeups": s.wakeups, "lost": s.lost});
-            obj.insert("write_position".into(), c.positions.0.into());
-            obj.insert("read_position".into(), c.positions.1.into());
-            obj.insert("senders".into(), senders.into());
-            obj.insert("receivers".into(), receivers.into());
-            obj.insert("dead_attachments".into(), dead.into());
-            obj.insert("sent".into(), side(c.sent));
-            obj.insert("received".into(), side(c.received));
-            obj.insert(
-                "never_waking".into(),
-                serde_json::json!({"senders": c.never_waking.0, "receivers": c.never_waking.1}),
-            );
-        }
-        obj.insert("bridge".into(), bridged::stat_json(name, dir));
-        println!("{}", serde_json::to_string_pretty(&v[0]).expect("json"));
+        stat_json(name, dir, &info, ch.as_ref(), (senders, receivers, dead));
         return Ok(());
     }
     println!(
