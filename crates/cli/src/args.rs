@@ -115,7 +115,7 @@ pub enum Cmd {
         dir: Option<PathBuf>,
         /// Print a JSON array of objects (name, backend, path, size, kind, capacity, msg_size,
         /// len, version: a latest-value channel's, else null, uid, mode, state, problem,
-        /// attached).
+        /// attached, bridged_by: the pid of a running bridge serving it, else null).
         #[arg(long)]
         json: bool,
     },
@@ -136,11 +136,15 @@ pub enum Cmd {
         dir: Option<PathBuf>,
         /// Print JSON: the fields of `ls --json`, and regions, write_position, read_position,
         /// senders, receivers, dead_attachments, and for a channel `sent` and `received`, each
-        /// {messages, payload_bytes, stalls, sleeps, wakeups, lost}.
+        /// {messages, payload_bytes, stalls, sleeps, wakeups, lost}, and `bridge`: the counters
+        /// of a bridge that served the channel ({pid, running, exported, lapped, imported,
+        /// lost, duplicates, dropped_full, dropped_too_large, looped, malformed}), else null.
         #[arg(long)]
         json: bool,
         /// Accepted as on send and recv, for scripts that pass it to every command; changes
-        /// nothing here: stat only reads (every value checked) and attaches nothing.
+        /// nothing here: stat only reads (every value checked) and attaches nothing to the
+        /// segment (a bridge's counters are read from its companion channel, NAME.bridge, by a
+        /// latest-value reader attached for the read).
         #[arg(long = "trust-owner", value_name = "USER", value_parser = crate::share::parse_user)]
         trust_owner: Option<u32>,
     },

@@ -261,8 +261,21 @@ fn ls_json_keys_stat_and_rm_refusal() {
     assert_eq!(
         keys,
         [
-            "attached", "backend", "capacity", "kind", "len", "mode", "msg_size", "name", "path",
-            "problem", "size", "state", "uid", "version"
+            "attached",
+            "backend",
+            "bridged_by",
+            "capacity",
+            "kind",
+            "len",
+            "mode",
+            "msg_size",
+            "name",
+            "path",
+            "problem",
+            "size",
+            "state",
+            "uid",
+            "version"
         ]
     );
     assert_eq!(me["kind"], "spsc");
