@@ -1,0 +1,378 @@
+//! The bridge against Zenoh itself, between the same two processes, in one run (docs/benchmarks.md,
+//! "Bridge"): round trips of 8- and 64-byte messages (shm → bridge → Zenoh → bridge → shm and
+//! back, beside a Zenoh publisher/subscriber ping-pong over another session of the same two
+//! processes), then streaming 64-byte messages each way. Rounds interleave the two paths;
+//! ratios are taken within a round.
+//!
+//! `cargo run --release -p shmlane-bridge --example bridge_bench [-- ROUNDS]`
+//!
+//! Process A (this one) runs a bridge exporting `ping` and importing `pong`, and a Zenoh
+//! session publishing `zping` and subscribing `zpong`; process B (a child) the mirror image,
+//! with a thread that answers pings (and counts streams) on its local channels and a
+//! subscriber callback that does the same on Zenoh directly. Both bridges and both direct
+//! sessions use blocking congestion control and Zenoh's default batching.
+
+#![allow(
+    clippy::similar_names,
+    clippy::unnecessary_wraps,
+    clippy::cast_precision_loss,
+    clippy::too_many_lines,
+    clippy::collapsible_match,
+    reason = "a benchmark: ping/pong names, deadlines passed as the calls take them"
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use shmlane::{ByteReceiver, ByteSender, Deadline, UnlinkPolicy};
+use shmlane_bridge::{Bridge, Config, Policy, Route};
+use zenoh::Wait;
+use zenoh::qos::CongestionControl;
+
+const RTT_N: u64 = 2000;
+const STREAM_N: u64 = 200_000;
+
+/// Message tags (first byte).
+const PING: u8 = b'P';
+const STREAM: u8 = b'S';
+const REVERSE: u8 = b'R';
+const DONE: u8 = b'D';
+
+fn soon() -> Option<Deadline> {
+    Some(Deadline::after(Duration::from_secs(30)))
+}
+
+fn bytes_chan(name: &str) -> shmlane::Channel<u8> {
+    shmlane::bytes(name)
+        .capacity(1 << 20)
+        .unlink(UnlinkPolicy::Never)
+        .open_or_create()
+        .expect("channel")
+}
+
+/// A stream message: tag, index, total, padded to 64 bytes.
+fn stream_msg(tag: u8, i: u64, total: u64) -> [u8; 64] {
+    let mut m = [0u8; 64];
+    m[0] = tag;
+    m[8..16].copy_from_slice(&i.to_le_bytes());
+    m[16..24].copy_from_slice(&total.to_le_bytes());
+    m
+}
+
+fn total_of(m: &[u8]) -> u64 {
+    u64::from_le_bytes(m[16..24].try_into().unwrap())
+}
+
+fn session(listen: Option<&str>, connect: Option<&str>) -> zenoh::Session {
+    let mut c = zenoh::Config::default();
+    c.insert_json5("scouting/multicast/enabled", "false")
+        .unwrap();
+    if let Some(l) = listen {
+        c.insert_json5("listen/endpoints", &format!("[\"{l}\"]"))
+            .unwrap();
+    }
+    if let Some(e) = connect {
+        c.insert_json5("connect/endpoints", &format!("[\"{e}\"]"))
+            .unwrap();
+    }
+    zenoh::open(c).wait().expect("zenoh session")
+}
+
+fn bridge(id: &str, listen: Option<&str>, connect: Option<&str>, routes: Vec<Route>) -> Bridge {
+    let mut cfg = Config::new(id);
+    cfg.listen.extend(listen.map(str::to_owned));
+    cfg.connect.extend(connect.map(str::to_owned));
+    cfg.routes = routes;
+    Bridge::open(cfg).expect("bridge")
+}
+
+/// Process B: answers pings, counts streams, streams back on request; on both paths.
+fn peer(names: &[String], zport: u16, bport: u16) {
+    let (bping, bpong) = (&names[2], &names[3]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let z = session(None, Some(&format!("tcp/127.0.0.1:{zport}")));
+    let zpong = z
+        .declare_publisher("shmlane-bench/zpong")
+        .congestion_control(CongestionControl::Block)
+        .wait()
+        .unwrap();
+    let zpong = Arc::new(zpong);
+    let zp = zpong.clone();
+    let count = std::sync::atomic::AtomicU64::new(0);
+    let _zsub = z
+        .declare_subscriber("shmlane-bench/zping")
+        .callback(move |s| {
+            let m = s.payload().to_bytes();
+            match m[0] {
+                PING => zp.put(m.into_owned()).wait().unwrap(),
+                STREAM => {
+                    // ORDERING: Relaxed; one callback at a time on one link, a count only.
+                    if count.fetch_add(1, Ordering::Relaxed) + 1 == total_of(&m) {
+                        count.store(0, Ordering::Relaxed);
+                        zp.put(vec![DONE]).wait().unwrap();
+                    }
+                }
+                // Stream back: from another thread (a callback must not block the session).
+                REVERSE => {
+                    let zp = zp.clone();
+                    let total = total_of(&m);
+                    std::thread::spawn(move || {
+                        for i in 0..total {
+                            zp.put(stream_msg(STREAM, i, total).to_vec())
+                                .wait()
+                                .unwrap();
+                        }
+                    });
+                }
+                _ => {}
+            }
+        })
+        .wait()
+        .unwrap();
+    let mut b = bridge(
+        "bench-b",
+        None,
+        Some(&format!("tcp/127.0.0.1:{bport}")),
+        vec![
+            Route::import("shmlane-bench/bping", bping, Policy::Block),
+            Route::export(bpong, "shmlane-bench/bpong", Policy::Block),
+        ],
+    );
+    let (cping, cpong) = (bytes_chan(bping), bytes_chan(bpong));
+    let s2 = stop.clone();
+    let app = std::thread::spawn(move || {
+        let mut rx: ByteReceiver = cping.byte_receiver().unwrap();
+        let mut tx: ByteSender = cpong.byte_sender().unwrap();
+        let mut buf = [0u8; 256];
+        let mut count = 0u64;
+        // ORDERING: Relaxed; a flag only.
+        while !s2.load(Ordering::Relaxed) {
+            let Ok(n) = rx.recv(&mut buf, Some(Deadline::after(Duration::from_millis(100)))) else {
+                continue;
+            };
+            match buf[0] {
+                PING => tx.send(&buf[..n], soon()).unwrap(),
+                STREAM => {
+                    count += 1;
+                    if count == total_of(&buf[..n]) {
+                        count = 0;
+                        tx.send(&[DONE], soon()).unwrap();
+                    }
+                }
+                REVERSE => {
+                    let total = total_of(&buf[..n]);
+                    for i in 0..total {
+                        tx.send(&stream_msg(STREAM, i, total), soon()).unwrap();
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    // Until the parent closes our stdin.
+    let s3 = stop.clone();
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 1];
+        let _ = std::io::Read::read(&mut std::io::stdin(), &mut sink);
+        s3.store(true, Ordering::Relaxed);
+    });
+    b.run(&stop).unwrap();
+    app.join().unwrap();
+    b.close().unwrap();
+}
+
+struct Sides {
+    zpub: zenoh::pubsub::Publisher<'static>,
+    zsub: zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>>,
+    tx: ByteSender,
+    rx: ByteReceiver,
+}
+
+fn rtt(s: &mut Sides, bridged: bool, size: usize) -> Histogram<u64> {
+    let mut h = Histogram::<u64>::new(3).unwrap();
+    let mut msg = vec![0u8; size];
+    msg[0] = PING;
+    let mut buf = [0u8; 256];
+    for i in 0..RTT_N + 200 {
+        msg[1..].iter_mut().for_each(|b| *b = i as u8);
+        let t = Instant::now();
+        if bridged {
+            s.tx.send(&msg, soon()).unwrap();
+            let n = s.rx.recv(&mut buf, soon()).unwrap();
+            assert_eq!(&buf[..n], &msg[..]);
+        } else {
+            s.zpub.put(msg.clone()).wait().unwrap();
+            let r = s.zsub.recv().unwrap();
+            assert_eq!(&*r.payload().to_bytes(), &msg[..]);
+        }
+        // The first 200: warm-up.
+        if i >= 200 {
+            h.record(t.elapsed().as_nanos() as u64).unwrap();
+        }
+    }
+    h
+}
+
+/// Messages per second of a 64-byte stream, A to B (`reverse`: B to A).
+fn stream(s: &mut Sides, bridged: bool, reverse: bool) -> f64 {
+    let mut buf = [0u8; 256];
+    let t = Instant::now();
+    if reverse {
+        let req = stream_msg(REVERSE, 0, STREAM_N);
+        let mut got = 0;
+        if bridged {
+            s.tx.send(&req, soon()).unwrap();
+            while got < STREAM_N {
+                s.rx.recv(&mut buf, soon()).unwrap();
+                got += 1;
+            }
+        } else {
+            s.zpub.put(req.to_vec()).wait().unwrap();
+            while got < STREAM_N {
+                s.zsub.recv().unwrap();
+                got += 1;
+            }
+        }
+    } else {
+        for i in 0..STREAM_N {
+            let m = stream_msg(STREAM, i, STREAM_N);
+            if bridged {
+                s.tx.send(&m, soon()).unwrap();
+            } else {
+                s.zpub.put(m.to_vec()).wait().unwrap();
+            }
+        }
+        if bridged {
+            let n = s.rx.recv(&mut buf, soon()).unwrap();
+            assert_eq!(&buf[..n], &[DONE]);
+        } else {
+            assert_eq!(&*s.zsub.recv().unwrap().payload().to_bytes(), &[DONE]);
+        }
+    }
+    STREAM_N as f64 / t.elapsed().as_secs_f64()
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("peer") {
+        let names: Vec<String> = args[4..8].to_vec();
+        peer(&names, args[2].parse().unwrap(), args[3].parse().unwrap());
+        return;
+    }
+    let rounds: usize = args.get(1).and_then(|r| r.parse().ok()).unwrap_or(5);
+    let pid = std::process::id();
+    let names: Vec<String> = ["aping", "apong", "bping", "bpong"]
+        .iter()
+        .map(|n| format!("shmlane-bench-{pid}-{n}"))
+        .collect();
+    let chans: Vec<_> = names.iter().map(|n| bytes_chan(n)).collect();
+    let port = |()| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (zport, bport) = (port(()), port(()));
+    let z = session(Some(&format!("tcp/127.0.0.1:{zport}")), None);
+    let zpub = z
+        .declare_publisher("shmlane-bench/zping")
+        .congestion_control(CongestionControl::Block)
+        .wait()
+        .unwrap();
+    let zsub = z.declare_subscriber("shmlane-bench/zpong").wait().unwrap();
+    let mut b = bridge(
+        "bench-a",
+        Some(&format!("tcp/127.0.0.1:{bport}")),
+        None,
+        vec![
+            Route::export(&names[0], "shmlane-bench/bping", Policy::Block),
+            Route::import("shmlane-bench/bpong", &names[1], Policy::Block),
+        ],
+    );
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["peer", &zport.to_string(), &bport.to_string()])
+        .args(&names)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stop = AtomicBool::new(false);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    std::thread::scope(|sc| {
+        sc.spawn(|| b.run(&stop).unwrap());
+        let mut s = Sides {
+            zpub,
+            zsub,
+            tx: chans[0].byte_sender().unwrap(),
+            rx: chans[1].byte_receiver().unwrap(),
+        };
+        // Both paths answer before anything is measured.
+        std::thread::sleep(Duration::from_secs(1));
+        let _ = rtt(&mut s, false, 8);
+        let _ = rtt(&mut s, true, 8);
+        println!("CPU: {cpu}; {rounds} rounds of {RTT_N} round trips per path and size");
+        println!(
+            "| round | size | zenoh p50 | bridge p50 | ratio p50 | zenoh p99 | bridge p99 | zenoh p99.9 | bridge p99.9 |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
+        let mut ratios = Vec::new();
+        for r in 0..rounds {
+            for size in [8usize, 64] {
+                let hz = rtt(&mut s, false, size);
+                let hb = rtt(&mut s, true, size);
+                let ratio = hb.value_at_quantile(0.5) as f64 / hz.value_at_quantile(0.5) as f64;
+                ratios.push(ratio);
+                println!(
+                    "| {r} | {size} B | {:.1} µs | {:.1} µs | {ratio:.2} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                    us(hz.value_at_quantile(0.5)),
+                    us(hb.value_at_quantile(0.5)),
+                    us(hz.value_at_quantile(0.99)),
+                    us(hb.value_at_quantile(0.99)),
+                    us(hz.value_at_quantile(0.999)),
+                    us(hb.value_at_quantile(0.999)),
+                );
+            }
+        }
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "round-trip ratio bridge/zenoh (p50), median over rounds: {:.2}",
+            ratios[ratios.len() / 2]
+        );
+        println!("| round | direction | zenoh msg/s | bridge msg/s | ratio |");
+        println!("|---|---|---|---|---|");
+        for r in 0..rounds.min(3) {
+            for (reverse, dir) in [(false, "A→B"), (true, "B→A")] {
+                let z = stream(&mut s, false, reverse);
+                let br = stream(&mut s, true, reverse);
+                println!(
+                    "| {r} | {dir} 64 B | {:.0} | {:.0} | {:.2} |",
+                    z,
+                    br,
+                    br / z
+                );
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    drop(child.stdin.take());
+    let _ = child.wait();
+    b.close().unwrap();
+    for n in &names {
+        for n in [n.clone(), shmlane::bridge_stats::companion_name(n)] {
+            let _ = std::fs::remove_file(format!("/dev/shm/{n}"));
+        }
+    }
+}
