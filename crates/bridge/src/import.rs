@@ -173,3 +173,132 @@ impl Import {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::header::LEN;
+
+    fn payload(origin: u64, epoch: u64, seq: u64, msg: Option<&[u8]>) -> Vec<u8> {
+        let mut p = vec![0u8; LEN];
+        Header {
+            origin,
+            epoch,
+            seq,
+            heartbeat: msg.is_none(),
+        }
+        .write(&mut p);
+        p.extend_from_slice(msg.unwrap_or_default());
+        p
+    }
+
+    /// The numbering rules, one case each: in order, a gap, a duplicate, a heartbeat's gap, an
+    /// exporter restarted (new epoch, numbers go on: the gap counted; numbers start over: a
+    /// new stream), this bridge's own origin (a loop), a malformed header, a second origin
+    /// followed on its own, a message too large, a full channel under `drop`.
+    #[test]
+    fn gaps_duplicates_loops_and_restarts_are_counted() {
+        let name = format!("shmlane-test-{}-imp-unit", std::process::id());
+        let ch = shmlane::bytes(&name)
+            .capacity(4096)
+            .unlink(shmlane::UnlinkPolicy::Never)
+            .create()
+            .unwrap();
+        let mut rx = ch.byte_receiver().unwrap();
+        let tx = ch.byte_sender().unwrap();
+        let max = 100;
+        let stats = Companion::open(&name).unwrap();
+        let own = 77;
+        let mut imp = Import::new(
+            Sink::Bytes(tx),
+            Policy::Drop,
+            max,
+            vec![own],
+            stats,
+            Arc::new(AtomicBool::new(false)),
+        );
+        let mut got = Vec::new();
+        let mut buf = [0u8; 128];
+        let mut step = |imp: &mut Import, p: Vec<u8>| {
+            imp.on_payload(&p);
+            while let Ok(n) = rx.try_recv(&mut buf) {
+                got.push(buf[..n].to_vec());
+            }
+            let s = imp.stats.now;
+            (s.imported, s.lost, s.duplicates, s.looped, s.malformed)
+        };
+        // A stream joined at 10: nothing before it is lost.
+        assert_eq!(
+            step(&mut imp, payload(1, 5, 10, Some(b"a"))),
+            (1, 0, 0, 0, 0)
+        );
+        assert_eq!(
+            step(&mut imp, payload(1, 5, 11, Some(b"b"))),
+            (2, 0, 0, 0, 0)
+        );
+        // 12 and 13 missing.
+        assert_eq!(
+            step(&mut imp, payload(1, 5, 14, Some(b"c"))),
+            (3, 2, 0, 0, 0)
+        );
+        // 11 again: a duplicate, not delivered.
+        assert_eq!(
+            step(&mut imp, payload(1, 5, 11, Some(b"b"))),
+            (3, 2, 1, 0, 0)
+        );
+        // A heartbeat saying 17 comes next: 15 and 16 lost.
+        assert_eq!(step(&mut imp, payload(1, 5, 17, None)), (3, 4, 1, 0, 0));
+        // The exporter restarted (epoch 6) and went on at 20: 17..19 lost.
+        assert_eq!(
+            step(&mut imp, payload(1, 6, 20, Some(b"d"))),
+            (4, 7, 1, 0, 0)
+        );
+        // Restarted again with its numbers from 0 (its channel made anew): a new stream.
+        assert_eq!(
+            step(&mut imp, payload(1, 7, 0, Some(b"e"))),
+            (5, 7, 1, 0, 0)
+        );
+        // This bridge's own message come back: dropped as a loop.
+        assert_eq!(
+            step(&mut imp, payload(own, 1, 0, Some(b"x"))),
+            (5, 7, 1, 1, 0)
+        );
+        // Not a bridge's payload.
+        assert_eq!(
+            step(&mut imp, b"garbage, no header".to_vec()),
+            (5, 7, 1, 1, 1)
+        );
+        // Another origin, followed on its own from where it joined.
+        assert_eq!(
+            step(&mut imp, payload(2, 1, 1000, Some(b"f"))),
+            (6, 7, 1, 1, 1)
+        );
+        assert_eq!(
+            step(&mut imp, payload(1, 7, 1, Some(b"g"))),
+            (7, 7, 1, 1, 1)
+        );
+        // Larger than the channel takes: a counted drop; the stream goes on.
+        let big = vec![9u8; max + 1];
+        step(&mut imp, payload(1, 7, 2, Some(&big)));
+        assert_eq!(imp.stats.now.dropped_too_large, 1);
+        assert_eq!(
+            step(&mut imp, payload(1, 7, 3, Some(b"h"))),
+            (8, 7, 1, 1, 1)
+        );
+        let want: Vec<&[u8]> = vec![b"a", b"b", b"c", b"d", b"e", b"f", b"g", b"h"];
+        assert_eq!(got, want);
+        // `drop` into a full channel: counted, never waiting.
+        let mut seq = 4;
+        while imp.stats.now.dropped_full == 0 {
+            imp.on_payload(&payload(1, 7, seq, Some(&[1u8; 64])));
+            seq += 1;
+            assert!(seq < 1000, "never full");
+        }
+        let s = imp.stats.now;
+        assert_eq!(s.imported + s.dropped_full, 8 + seq - 4);
+        drop(imp);
+        for n in [name.clone(), shmlane::bridge_stats::companion_name(&name)] {
+            let _ = std::fs::remove_file(format!("/dev/shm/{n}"));
+        }
+    }
+}
