@@ -40,6 +40,9 @@ pub(crate) struct Import {
     pub(crate) own: Vec<u64>,
     follows: Vec<Follow>,
     pub(crate) stats: Companion,
+    /// A copy of the counters for [`Bridge::stats`](crate::Bridge::stats), which must not wait
+    /// for a callback blocked on a full channel (the route's own lock).
+    pub(crate) shown: Arc<std::sync::Mutex<shmlane::bridge_stats::BridgeStats>>,
     pub(crate) stop: Arc<AtomicBool>,
 }
 
@@ -71,6 +74,7 @@ impl Import {
         } else {
             Vec::new()
         };
+        let shown = Arc::new(std::sync::Mutex::new(stats.now));
         Self {
             sink,
             policy,
@@ -78,6 +82,7 @@ impl Import {
             own,
             follows,
             stats,
+            shown,
             stop,
         }
     }
@@ -86,18 +91,27 @@ impl Import {
     pub(crate) fn on_payload(&mut self, payload: &[u8]) {
         let Ok((h, msg)) = Header::read(payload) else {
             self.stats.now.malformed += 1;
-            self.stats.save();
+            self.save();
             return;
         };
         if self.own.contains(&h.origin) {
             self.stats.now.looped += 1;
-            self.stats.save();
+            self.save();
             return;
         }
         if self.admit(&h) {
             self.deliver(msg);
         }
+        self.save();
+    }
+
+    /// Publishes the counters: to the companion, and to the copy `Bridge::stats` reads.
+    fn save(&mut self) {
         self.stats.save();
+        *self
+            .shown
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = self.stats.now;
     }
 
     /// Applies the header's number to its origin's stream: whether the message is delivered
@@ -156,11 +170,14 @@ impl Import {
             Sink::Bytes(s) => match self.policy {
                 Policy::Drop => s.try_send(msg).is_ok(),
                 Policy::Block => loop {
+                    // ORDERING: Relaxed; a flag only, nothing published with it (the bridge
+                    // is stopping: one more try, no wait).
+                    if self.stop.load(Ordering::Relaxed) {
+                        break s.try_send(msg).is_ok();
+                    }
                     match s.send(msg, Some(Deadline::after(BLOCK_SLICE))) {
                         Ok(()) => break true,
-                        Err(ByteSendError::Timeout) if !self.stop.load(Ordering::Relaxed) => {
-                            // ORDERING: Relaxed; a flag only, nothing published with it.
-                        }
+                        Err(ByteSendError::Timeout) => {}
                         Err(_) => break false,
                     }
                 },

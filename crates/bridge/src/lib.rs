@@ -283,10 +283,16 @@ pub fn origin_of(id: &str, channel: &str) -> u64 {
     shmlane::fnv1a64(format!("{id}/{channel}").as_bytes()).max(1)
 }
 
+/// An import as the bridge holds it: the channel, the state its callback locks, and the copy of
+/// the counters that [`Bridge::stats`] reads (never the callback's lock, which a `block`
+/// import holds while it waits for room).
+type ImportRoute = (String, Arc<Mutex<Import>>, Arc<Mutex<BridgeStats>>);
+
 /// A running bridge: the Zenoh session, its routes.
 pub struct Bridge {
     exports: Vec<Export>,
-    imports: Vec<(String, Arc<Mutex<Import>>)>,
+    /// Each import: its channel, its state (its callback's), its counters' copy.
+    imports: Vec<ImportRoute>,
     /// The imports' subscribers: undeclared when dropped.
     subscribers: Vec<zenoh::pubsub::Subscriber<()>>,
     heartbeat: Duration,
@@ -521,7 +527,12 @@ impl Bridge {
             .wait()
             .map_err(|e| BridgeError::Zenoh(e.to_string()))?;
         self.subscribers.push(sub);
-        self.imports.push((r.channel.clone(), imp));
+        let shown = imp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .shown
+            .clone();
+        self.imports.push((r.channel.clone(), imp, shown));
         Ok(())
     }
 
@@ -588,13 +599,30 @@ impl Bridge {
             .iter()
             .map(|e| (e.channel.clone(), e.stats.now))
             .collect();
-        for (name, imp) in &self.imports {
-            let imp = imp
+        // Never the route's own lock: its callback may be waiting for room in a full channel.
+        for (name, _, shown) in &self.imports {
+            let s = *shown
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            v.push((name.clone(), imp.stats.now));
+            v.push((name.clone(), s));
         }
         v
+    }
+
+    /// Makes the imports give up waiting for room (`block`: the message is dropped and
+    /// counted): called when the bridge is asked to stop, before its counters are read.
+    /// Returns once no import waits any more (within 100 ms: a waiting import looks at the
+    /// flag that often), so the counters read next include the message it gave up.
+    pub fn stop(&self) {
+        // ORDERING: Relaxed; a flag, read by the imports' waits every 100 ms.
+        self.stop.store(true, Ordering::Relaxed);
+        for (_, imp, _) in &self.imports {
+            // Taken once the callback holding it (if any) returned.
+            drop(
+                imp.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+        }
     }
 
     /// Stops the imports' blocking writes and closes the Zenoh session.

@@ -223,6 +223,7 @@ fn run(args: &Args) -> Result<(), BridgeError> {
             print_stats(&bridge);
         }
     }
+    bridge.stop();
     print_stats(&bridge);
     bridge.close()
 }

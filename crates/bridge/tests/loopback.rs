@@ -484,3 +484,66 @@ fn the_shmlane_command_runs_shows_and_counts_the_bridge() {
     assert!(st.contains("bridge    not running"), "{st}");
     assert!(st.contains("exported 100, lapped 0"), "{st}");
 }
+
+/// Ctrl-C stops a bridge whose import waits for room in a full channel (`block`, nobody
+/// reading): within a bounded time, exit 0, the message it held (and any Zenoh delivers while
+/// it stops) counted as dropped, in the counters it prints.
+#[test]
+fn ctrl_c_stops_a_bridge_blocked_on_a_full_channel() {
+    let (a, cha) = Chan::bytes("br-stop-a", 1 << 20);
+    let (b, _chb) = Chan::bytes("br-stop-b", 4096);
+    let ep = format!("tcp/127.0.0.1:{}", free_port());
+    let key = format!("shmlane-test/{}/stop", std::process::id());
+    let ba = BridgeProc::start(
+        "A",
+        &[
+            "--id",
+            "A",
+            "--listen",
+            &ep,
+            "--export",
+            &format!("{}={key}", a.0),
+        ],
+    );
+    let bb = BridgeProc::start(
+        "B",
+        &[
+            "--id",
+            "B",
+            "--connect",
+            &ep,
+            "--import",
+            &format!("{key}={}", b.0),
+        ],
+    );
+    let mut tx = cha.byte_sender().unwrap();
+    for i in 0..1000u32 {
+        tx.send(&[i as u8; 64], soon(20)).unwrap();
+    }
+    // B's channel is full and stays so: its import waits.
+    let s = b.wait_stats(Duration::from_secs(20), |s| s.imported > 0);
+    assert!(s.imported > 0 && s.imported < 1000, "{s:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let (code, err) = bb.stop();
+    let took = t0.elapsed();
+    assert_eq!(code, 0, "{err}");
+    assert!(took < Duration::from_secs(3), "B took {took:?} to stop");
+    // The message it held, and whatever Zenoh still delivered while it stopped: dropped and
+    // counted, never silently.
+    let st = b.stats().unwrap();
+    assert!(st.dropped_full >= 1, "{st:?}");
+    assert!(st.imported + st.dropped_full <= 1000, "{st:?}");
+    assert!(
+        err.contains(&format!("dropped-full {} ", st.dropped_full)),
+        "{err}"
+    );
+    let t0 = Instant::now();
+    let (code, err) = ba.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "A took {:?}",
+        t0.elapsed()
+    );
+}
