@@ -85,6 +85,13 @@ fn bridge(id: &str, listen: Option<&str>, connect: Option<&str>, routes: Vec<Rou
     cfg.listen.extend(listen.map(str::to_owned));
     cfg.connect.extend(connect.map(str::to_owned));
     cfg.routes = routes;
+    // SHMLANE_BRIDGE_SPINS: the export loop's spins before it parks (default 64).
+    if let Some(n) = std::env::var("SHMLANE_BRIDGE_SPINS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.spins = n;
+    }
     Bridge::open(cfg).expect("bridge")
 }
 

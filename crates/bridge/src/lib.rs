@@ -169,6 +169,10 @@ pub struct Config {
     /// How often an export publishes a heartbeat (its next number), so importers count a loss
     /// at the end of a stream.
     pub heartbeat: Duration,
+    /// How many times the export loop looks at every exported channel before it parks
+    /// (`shmlane::Select::spins`): more costs CPU while idle, saves a wake-up per message
+    /// that arrives soon after the last.
+    pub spins: u32,
     /// The routes.
     pub routes: Vec<Route>,
 }
@@ -185,6 +189,7 @@ impl Config {
             scout: false,
             express: false,
             heartbeat: Duration::from_millis(100),
+            spins: 64,
             routes: Vec::new(),
         }
     }
@@ -296,6 +301,7 @@ pub struct Bridge {
     /// The imports' subscribers: undeclared when dropped.
     subscribers: Vec<zenoh::pubsub::Subscriber<()>>,
     heartbeat: Duration,
+    spins: u32,
     stop: Arc<AtomicBool>,
     session: zenoh::Session,
 }
@@ -391,6 +397,7 @@ impl Bridge {
             imports: Vec::new(),
             subscribers: Vec::new(),
             heartbeat: config.heartbeat,
+            spins: config.spins,
             stop: Arc::new(AtomicBool::new(false)),
             session,
         };
@@ -549,7 +556,7 @@ impl Bridge {
         stop: &AtomicBool,
         until: Option<Instant>,
     ) -> Result<(), BridgeError> {
-        let mut select = Select::new();
+        let mut select = Select::new().spins(self.spins);
         let mut ready: Vec<usize> = Vec::with_capacity(self.exports.len());
         // ORDERING: Relaxed; a flag, nothing published with it.
         while !stop.load(Ordering::Relaxed) && until.is_none_or(|u| Instant::now() < u) {
