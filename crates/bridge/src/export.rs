@@ -5,11 +5,11 @@
 //! - broadcast: a message's number is its sequence number in the channel (the subscriber's
 //!   `try_recv_seq`), so messages the subscriber lost to laps, and messages published while no
 //!   bridge ran (a restarted bridge subscribes from the newest), are gaps importers count;
-//! - bytes: the bridge numbers the messages it takes, and keeps the next number in the
-//!   companion before it takes one (`taking`) and after it published it: a bridge killed
-//!   between taking and publishing restarts one number further, so the message it took is
-//!   counted lost (and one that did get out before the kill is counted lost too: over by at
-//!   most one per restart, never under).
+//! - bytes: the bridge numbers the messages it takes, and before each take records in the
+//!   companion the number the message after it will get: a bridge killed between taking and
+//!   publishing restarts one number further, so the message it took is counted lost (killed
+//!   after the record but before the take, one message too many is counted: over by at most
+//!   one per restart, never under).
 
 use std::time::{Duration, Instant};
 
@@ -75,36 +75,44 @@ impl Export {
     /// Forwards what the channel holds (up to a batch). Returns how many were forwarded.
     pub(crate) fn pump(&mut self) -> Result<usize, BridgeError> {
         let mut sent = 0;
-        while sent < BATCH {
-            let got = match &mut self.source {
+        let r = self.pump_batch(&mut sent);
+        // The counters once per batch (a byte channel's resume state was kept before each
+        // take already): the next number, no message in hand.
+        if let Source::Bytes(_) = self.source {
+            self.stats.now.export_next = self.next;
+        }
+        self.stats.save();
+        r.map(|()| sent)
+    }
+
+    fn pump_batch(&mut self, sent: &mut usize) -> Result<(), BridgeError> {
+        while *sent < BATCH {
+            let (n, seq) = match &mut self.source {
                 Source::Broadcast(s) => match s.try_recv_seq(&mut self.buf[header::LEN..]) {
-                    Ok((n, seq)) => Some((n, seq)),
+                    Ok(got) => got,
                     Err(ByteRecvError::Lapped { lost }) => {
                         // Their numbers are skipped: importers count them as lost too.
                         self.stats.now.lapped += lost;
                         continue;
                     }
-                    Err(e) => return self.ended(e).map(|()| sent),
+                    Err(e) => return self.ended(e),
                 },
                 Source::Bytes(r) => {
-                    // The number is kept before the take (see the module docs).
+                    // Kept before the take (see the module docs): one write per message, which
+                    // also carries the counters so far.
                     self.stats.now.export_next = self.next + 1;
                     self.stats.save();
                     match r.try_recv(&mut self.buf[header::LEN..]) {
                         Ok(n) => {
                             let seq = self.next;
+                            // Now equal to the number kept: nothing to write after the publish.
                             self.next += 1;
-                            Some((n, seq))
+                            (n, seq)
                         }
-                        Err(e) => {
-                            self.stats.now.export_next = self.next;
-                            self.stats.save();
-                            return self.ended(e).map(|()| sent);
-                        }
+                        Err(e) => return self.ended(e),
                     }
                 }
             };
-            let Some((n, seq)) = got else { break };
             Header {
                 origin: self.origin,
                 epoch: self.epoch,
@@ -117,13 +125,9 @@ impl Export {
                 .wait()
                 .map_err(|e| BridgeError::Zenoh(e.to_string()))?;
             self.stats.now.exported += 1;
-            if let Source::Bytes(_) = self.source {
-                self.stats.now.export_next = self.next;
-            }
-            self.stats.save();
-            sent += 1;
+            *sent += 1;
         }
-        Ok(sent)
+        Ok(())
     }
 
     /// A receive that found nothing, or an end: `Empty` is nothing to do; a publisher or
