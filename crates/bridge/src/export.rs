@@ -13,7 +13,9 @@
 
 use std::time::{Duration, Instant};
 
-use shmlane::{ByteReceiver, ByteRecvError, Subscriber};
+use shmlane::{
+    ByteReceiver, ByteRecvError, ElemError, RawConsumer, RawReceiver, Subscriber, TryRecvError,
+};
 use zenoh::Wait;
 use zenoh::pubsub::Publisher;
 
@@ -25,6 +27,10 @@ use crate::{BridgeError, Policy};
 pub(crate) enum Source {
     Bytes(ByteReceiver),
     Broadcast(Subscriber),
+    /// An SPSC channel's consumer: each message one element.
+    Spsc(RawConsumer),
+    /// An MPMC channel's receiver.
+    Mpmc(RawReceiver),
 }
 
 /// One export route.
@@ -78,7 +84,7 @@ impl Export {
         let r = self.pump_batch(&mut sent);
         // The counters once per batch (a byte channel's resume state was kept before each
         // take already): the next number, no message in hand.
-        if let Source::Bytes(_) = self.source {
+        if !matches!(self.source, Source::Broadcast(_)) {
             self.stats.now.export_next = self.next;
         }
         self.stats.save();
@@ -97,12 +103,19 @@ impl Export {
                     }
                     Err(e) => return self.ended(e),
                 },
-                Source::Bytes(r) => {
+                src => {
                     // Kept before the take (see the module docs): one write per message, which
                     // also carries the counters so far.
                     self.stats.now.export_next = self.next + 1;
                     self.stats.save();
-                    match r.try_recv(&mut self.buf[header::LEN..]) {
+                    let out = &mut self.buf[header::LEN..];
+                    let took = match src {
+                        Source::Bytes(r) => r.try_recv(out),
+                        Source::Spsc(r) => raw(r.try_recv(out), out.len()),
+                        Source::Mpmc(r) => raw(r.try_recv(out), out.len()),
+                        Source::Broadcast(_) => unreachable!("matched above"),
+                    };
+                    match took {
                         Ok(n) => {
                             let seq = self.next;
                             // Now equal to the number kept: nothing to write after the publish.
@@ -150,7 +163,7 @@ impl Export {
     fn next_seq(&self) -> u64 {
         match &self.source {
             Source::Broadcast(s) => s.next_seq(),
-            Source::Bytes(_) => self.next,
+            _ => self.next,
         }
     }
 
@@ -180,6 +193,21 @@ impl Export {
         match &mut self.source {
             Source::Broadcast(s) => s,
             Source::Bytes(r) => r,
+            Source::Spsc(r) => r,
+            Source::Mpmc(r) => r,
         }
+    }
+}
+
+/// A fixed-size channel's receive as a byte channel's: the element's length, or the same error
+/// (the buffer is the element's size: `Length` cannot happen).
+fn raw(r: Result<(), ElemError<TryRecvError>>, size: usize) -> Result<usize, ByteRecvError> {
+    match r {
+        Ok(()) => Ok(size),
+        Err(ElemError::Channel(TryRecvError::Empty)) => Err(ByteRecvError::Empty),
+        Err(ElemError::Channel(TryRecvError::Disconnected)) => Err(ByteRecvError::Disconnected),
+        Err(ElemError::Channel(TryRecvError::Corrupt) | ElemError::Length { .. }) => Err(
+            ByteRecvError::Corrupt("the ring's positions are impossible"),
+        ),
     }
 }

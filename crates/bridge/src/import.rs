@@ -10,16 +10,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use shmlane::{ByteSendError, ByteSender, Deadline, Publisher};
+use shmlane::{
+    ByteSendError, ByteSender, Deadline, ElemError, Publisher, RawProducer, RawSender, SendError,
+};
 
 use crate::Policy;
 use crate::header::Header;
 use crate::stats::Companion;
 
-/// Where an import writes.
+/// Where an import writes (one per route, built once: its size does not matter).
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per route, never moved on the hot path"
+)]
 pub(crate) enum Sink {
     Bytes(ByteSender),
     Broadcast(Publisher),
+    /// An SPSC channel's producer: each message must be exactly one element.
+    Spsc(RawProducer),
+    /// An MPMC channel's sender.
+    Mpmc(RawSender),
 }
 
 /// A stream being followed: the next number expected from an origin in an epoch.
@@ -160,19 +170,24 @@ impl Import {
 
     /// Writes one message into the channel, by the route's policy.
     fn deliver(&mut self, msg: &[u8]) {
-        if msg.len() > self.max {
+        // A fixed-size channel takes exactly its element's size.
+        let fixed = matches!(self.sink, Sink::Spsc(_) | Sink::Mpmc(_));
+        if msg.len() > self.max || (fixed && msg.len() != self.max) {
             self.stats.now.dropped_too_large += 1;
             return;
         }
+        let stop = &self.stop;
         let ok = match &mut self.sink {
             // A broadcast publisher never waits (slow subscribers are lapped, and count it).
             Sink::Broadcast(p) => p.send(msg).is_ok(),
+            Sink::Spsc(p) => write_fixed(self.policy, stop, p, msg),
+            Sink::Mpmc(p) => write_fixed(self.policy, stop, p, msg),
             Sink::Bytes(s) => match self.policy {
                 Policy::Drop => s.try_send(msg).is_ok(),
                 Policy::Block => loop {
                     // ORDERING: Relaxed; a flag only, nothing published with it (the bridge
                     // is stopping: one more try, no wait).
-                    if self.stop.load(Ordering::Relaxed) {
+                    if stop.load(Ordering::Relaxed) {
                         break s.try_send(msg).is_ok();
                     }
                     match s.send(msg, Some(Deadline::after(BLOCK_SLICE))) {
@@ -188,6 +203,49 @@ impl Import {
         } else {
             self.stats.now.dropped_full += 1;
         }
+    }
+}
+
+/// The writing end of a fixed-size channel (SPSC producer, MPMC sender).
+trait Fixed {
+    fn try_put(&mut self, msg: &[u8]) -> bool;
+    fn put(&mut self, msg: &[u8], d: Option<Deadline>) -> Result<(), ElemError<SendError<()>>>;
+}
+
+impl Fixed for RawProducer {
+    fn try_put(&mut self, msg: &[u8]) -> bool {
+        self.try_send(msg).is_ok()
+    }
+    fn put(&mut self, msg: &[u8], d: Option<Deadline>) -> Result<(), ElemError<SendError<()>>> {
+        self.send(msg, d)
+    }
+}
+
+impl Fixed for RawSender {
+    fn try_put(&mut self, msg: &[u8]) -> bool {
+        self.try_send(msg).is_ok()
+    }
+    fn put(&mut self, msg: &[u8], d: Option<Deadline>) -> Result<(), ElemError<SendError<()>>> {
+        self.send(msg, d)
+    }
+}
+
+/// A fixed-size channel's write by the policy: `drop` tries once, `block` waits for room in
+/// slices (giving up, as the byte channels' do, once the bridge stops).
+fn write_fixed(policy: Policy, stop: &AtomicBool, s: &mut impl Fixed, msg: &[u8]) -> bool {
+    match policy {
+        Policy::Drop => s.try_put(msg),
+        Policy::Block => loop {
+            // ORDERING: Relaxed; a flag only.
+            if stop.load(Ordering::Relaxed) {
+                break s.try_put(msg);
+            }
+            match s.put(msg, Some(Deadline::after(BLOCK_SLICE))) {
+                Ok(()) => break true,
+                Err(ElemError::Channel(SendError::Timeout(()))) => {}
+                Err(_) => break false,
+            }
+        },
     }
 }
 

@@ -26,8 +26,9 @@
 //! # Ok::<(), shmlane_bridge::BridgeError>(())
 //! ```
 //!
-//! Kinds: byte channels (`shmlane::bytes`) and broadcast channels (`shmlane::broadcast`), both
-//! ways. Details, topologies and the guarantees of each policy: docs/bridge.md.
+//! Kinds: byte channels (`shmlane::bytes`), broadcast channels (`shmlane::broadcast`), and SPSC
+//! and MPMC channels of any element type (opened with the layout and type name their segment
+//! records), both ways. Details, topologies and the guarantees of each policy: docs/bridge.md.
 
 pub mod header;
 
@@ -232,12 +233,12 @@ pub enum BridgeError {
     },
     /// No such local channel.
     #[error(
-        "no channel {0}: create it first (shmlane create {0} --kind bytes, or --kind broadcast), then start the bridge"
+        "no channel {0}: create it first (shmlane create {0} --kind bytes, or another kind), then start the bridge"
     )]
     NoChannel(String),
     /// A kind the bridge does not carry.
     #[error(
-        "channel {name} is a {kind} channel: the bridge carries byte and broadcast channels (messages of any length); put the messages on a bytes or broadcast channel"
+        "channel {name} is a {kind} channel, which holds one value, not a stream: the bridge carries spsc, mpmc, bytes and broadcast channels"
     )]
     Kind {
         /// The channel.
@@ -315,35 +316,80 @@ impl std::fmt::Debug for Bridge {
     }
 }
 
-/// The kind of the channel `name`, if it exists.
-fn kind_of(name: &str) -> Result<Kind, BridgeError> {
-    // The byte opener names the kind of a channel of another kind.
-    match shmlane::bytes(name).open() {
-        Ok(_) => Ok(Kind::Bytes),
-        Err(OpenError::Mismatch { .. } | OpenError::WrongKind { .. }) => {
-            match shmlane::broadcast(name).open() {
-                Ok(_) => Ok(Kind::Broadcast),
-                Err(OpenError::Mismatch { .. } | OpenError::WrongKind { .. }) => {
-                    Err(BridgeError::Kind {
-                        name: name.into(),
-                        kind: "fixed-size (spsc, mpmc or latest)",
-                    })
-                }
-                Err(source) => Err(open_error(name, source)),
-            }
-        }
-        Err(source) => Err(open_error(name, source)),
-    }
+/// What a route needs to know of its local channel before opening it.
+#[derive(Clone, Debug)]
+struct Local {
+    kind: Kind,
+    /// SPSC and MPMC: the element's layout and type name, as the channel records them (a
+    /// run-time endpoint opens the channel with exactly these).
+    elem: Option<(shmlane::ElemLayout, String)>,
 }
 
-fn open_error(name: &str, source: OpenError) -> BridgeError {
-    if let OpenError::Open(shmlane_segment::OpenError::NotFound { .. }) = &source {
-        return BridgeError::NoChannel(name.into());
-    }
-    BridgeError::Channel {
-        name: name.into(),
-        source,
-    }
+/// Reads the channel `name`'s kind (and element type) from its segment, without attaching.
+fn local_of(name: &str) -> Result<Local, BridgeError> {
+    let loc = shmlane::Location::Posix(name.into());
+    let info = match shmlane_segment::inspect_at(&loc) {
+        Ok(Some(info)) => info,
+        Ok(None) => {
+            return Err(BridgeError::Local {
+                channel: name.into(),
+                what: "not a shmlane segment".into(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(BridgeError::NoChannel(name.into()));
+        }
+        Err(e) => {
+            return Err(BridgeError::Local {
+                channel: name.into(),
+                what: format!("reading its segment: {e}"),
+            });
+        }
+    };
+    let Some(ch) = shmlane::inspect(&info) else {
+        return Err(BridgeError::Local {
+            channel: name.into(),
+            what: "not a shmlane channel (no channel header)".into(),
+        });
+    };
+    let elem = match ch.kind {
+        Kind::Bytes | Kind::Broadcast => None,
+        Kind::Spsc | Kind::Mpmc => {
+            let t = ch.elem_type.ok_or_else(|| BridgeError::Local {
+                channel: name.into(),
+                what: "no element type record (made by an older shmlane): create it again".into(),
+            })?;
+            // The record keeps a name's first 112 bytes: a longer one cannot be given back.
+            if t.name_len() > shmlane::TYPE_NAME_STORED as u64 {
+                return Err(BridgeError::Local {
+                    channel: name.into(),
+                    what: format!(
+                        "its element type's name is longer than {} bytes: the bridge cannot name it; give the type a shorter name (Builder::type_name)",
+                        shmlane::TYPE_NAME_STORED
+                    ),
+                });
+            }
+            let layout = usize::try_from(t.size())
+                .ok()
+                .zip(usize::try_from(t.align()).ok())
+                .and_then(|(s, a)| shmlane::ElemLayout::new(s, a).ok())
+                .ok_or_else(|| BridgeError::Local {
+                    channel: name.into(),
+                    what: format!("an element layout it cannot have ({t})"),
+                })?;
+            Some((layout, t.name().into_owned()))
+        }
+        other @ Kind::Latest => {
+            return Err(BridgeError::Kind {
+                name: name.into(),
+                kind: other.name(),
+            });
+        }
+    };
+    Ok(Local {
+        kind: ch.kind,
+        elem,
+    })
 }
 
 fn checked_key(key: &str) -> Result<KeyExpr<'static>, BridgeError> {
@@ -387,7 +433,7 @@ impl Bridge {
         let kinds = config
             .routes
             .iter()
-            .map(|r| kind_of(&r.channel))
+            .map(|r| local_of(&r.channel))
             .collect::<Result<Vec<_>, _>>()?;
         let session = zenoh::open(config.zenoh()?)
             .wait()
@@ -402,10 +448,10 @@ impl Bridge {
             session,
         };
         let epoch = fresh_epoch();
-        for ((r, kind), key) in config.routes.iter().zip(kinds).zip(keys) {
+        for ((r, local), key) in config.routes.iter().zip(kinds).zip(keys) {
             match r.direction {
-                Direction::Export => bridge.add_export(&config, r, kind, key, epoch)?,
-                Direction::Import => bridge.add_import(&config, r, kind, key)?,
+                Direction::Export => bridge.add_export(&config, r, &local, key, epoch)?,
+                Direction::Import => bridge.add_import(&config, r, &local, key)?,
             }
         }
         Ok(bridge)
@@ -415,7 +461,7 @@ impl Bridge {
         &mut self,
         config: &Config,
         r: &Route,
-        kind: Kind,
+        local: &Local,
         key: KeyExpr<'static>,
         epoch: u64,
     ) -> Result<(), BridgeError> {
@@ -424,22 +470,43 @@ impl Bridge {
             source,
         };
         let stats = Companion::open(&r.channel)?;
-        let (source, max) = if kind == Kind::Bytes {
-            let ch = shmlane::bytes(&r.channel)
-                .when_peers_leave(PeersLeave::Wait)
-                .open()
-                .map_err(chan_err)?;
-            let rx = ch.byte_receiver().map_err(chan_err)?;
-            let max = rx.max_message();
-            (Source::Bytes(rx), max)
-        } else {
-            let ch = shmlane::broadcast(&r.channel)
-                .when_peers_leave(PeersLeave::Wait)
-                .open()
-                .map_err(chan_err)?;
-            let sub = ch.subscriber_from(Start::Newest).map_err(chan_err)?;
-            let max = sub.max_message();
-            (Source::Broadcast(sub), max)
+        let (source, max) = match (local.kind, &local.elem) {
+            (Kind::Bytes, _) => {
+                let ch = shmlane::bytes(&r.channel)
+                    .when_peers_leave(PeersLeave::Wait)
+                    .open()
+                    .map_err(chan_err)?;
+                let rx = ch.byte_receiver().map_err(chan_err)?;
+                let max = rx.max_message();
+                (Source::Bytes(rx), max)
+            }
+            (Kind::Spsc | Kind::Mpmc, Some((layout, type_name))) => {
+                let b = if local.kind == Kind::Spsc {
+                    shmlane::raw_spsc(&r.channel, *layout)
+                } else {
+                    shmlane::raw_mpmc(&r.channel, *layout)
+                };
+                let ch = b
+                    .type_name(type_name)
+                    .when_peers_leave(PeersLeave::Wait)
+                    .open()
+                    .map_err(chan_err)?;
+                let src = if local.kind == Kind::Spsc {
+                    Source::Spsc(ch.consumer().map_err(chan_err)?)
+                } else {
+                    Source::Mpmc(ch.receiver().map_err(chan_err)?)
+                };
+                (src, layout.size())
+            }
+            _ => {
+                let ch = shmlane::broadcast(&r.channel)
+                    .when_peers_leave(PeersLeave::Wait)
+                    .open()
+                    .map_err(chan_err)?;
+                let sub = ch.subscriber_from(Start::Newest).map_err(chan_err)?;
+                let max = sub.max_message();
+                (Source::Broadcast(sub), max)
+            }
         };
         let publisher = self
             .session
@@ -478,7 +545,7 @@ impl Bridge {
         &mut self,
         config: &Config,
         r: &Route,
-        kind: Kind,
+        local: &Local,
         key: KeyExpr<'static>,
     ) -> Result<(), BridgeError> {
         let chan_err = |source| BridgeError::Channel {
@@ -486,22 +553,43 @@ impl Bridge {
             source,
         };
         let stats = Companion::open(&r.channel)?;
-        let (sink, max) = if kind == Kind::Bytes {
-            let ch = shmlane::bytes(&r.channel)
-                .when_peers_leave(PeersLeave::Wait)
-                .open()
-                .map_err(chan_err)?;
-            let tx = ch.byte_sender().map_err(chan_err)?;
-            let max = tx.max_message();
-            (Sink::Bytes(tx), max)
-        } else {
-            let ch = shmlane::broadcast(&r.channel)
-                .when_peers_leave(PeersLeave::Wait)
-                .open()
-                .map_err(chan_err)?;
-            let p = ch.publisher().map_err(chan_err)?;
-            let max = p.max_message();
-            (Sink::Broadcast(p), max)
+        let (sink, max) = match (local.kind, &local.elem) {
+            (Kind::Bytes, _) => {
+                let ch = shmlane::bytes(&r.channel)
+                    .when_peers_leave(PeersLeave::Wait)
+                    .open()
+                    .map_err(chan_err)?;
+                let tx = ch.byte_sender().map_err(chan_err)?;
+                let max = tx.max_message();
+                (Sink::Bytes(tx), max)
+            }
+            (Kind::Spsc | Kind::Mpmc, Some((layout, type_name))) => {
+                let b = if local.kind == Kind::Spsc {
+                    shmlane::raw_spsc(&r.channel, *layout)
+                } else {
+                    shmlane::raw_mpmc(&r.channel, *layout)
+                };
+                let ch = b
+                    .type_name(type_name)
+                    .when_peers_leave(PeersLeave::Wait)
+                    .open()
+                    .map_err(chan_err)?;
+                let sink = if local.kind == Kind::Spsc {
+                    Sink::Spsc(ch.producer().map_err(chan_err)?)
+                } else {
+                    Sink::Mpmc(ch.sender().map_err(chan_err)?)
+                };
+                (sink, layout.size())
+            }
+            _ => {
+                let ch = shmlane::broadcast(&r.channel)
+                    .when_peers_leave(PeersLeave::Wait)
+                    .open()
+                    .map_err(chan_err)?;
+                let p = ch.publisher().map_err(chan_err)?;
+                let max = p.max_message();
+                (Sink::Broadcast(p), max)
+            }
         };
         // This bridge's export origins: one of its own messages coming back is a loop.
         let own: Vec<u64> = config

@@ -9,9 +9,9 @@ use std::time::Duration;
 use clap::Parser;
 use shmlane_bridge::{Bridge, BridgeError, Config, Direction, Policy, Route};
 
-/// Carry shmlane channels between hosts over Zenoh. Each exported channel is read (bytes: as its
-/// receiver; broadcast: as a subscriber from the newest message) and published on a key; each
-/// imported key is written into a local channel (bytes: as a sender; broadcast: as its
+/// Carry shmlane channels between hosts over Zenoh. Each exported channel is read (spsc, mpmc,
+/// bytes: as its receiver; broadcast: as a subscriber from the newest message) and published on
+/// a key; each imported key is written into a local channel (as a sender; broadcast: as its
 /// publisher). Messages carry an origin and a number: the importing side counts gaps as lost,
 /// drops duplicates and its own messages coming back. Counters: `shmlane stat CHANNEL`. Ctrl-C
 /// (SIGINT, SIGTERM, SIGHUP) stops it cleanly and prints them.

@@ -312,15 +312,15 @@ fn bad_input_is_a_clear_error_or_a_counted_drop() {
     ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("two routes"), "{err}");
-    // A kind the bridge does not carry.
-    let s = Chan::new("br-bad-spsc");
-    let _spsc = shmlane::spsc::<u64>(&s.0)
+    // A kind the bridge does not carry: a latest-value channel holds one value, not a stream.
+    let l = Chan::new("br-bad-latest");
+    let _latest = shmlane::latest::<u64>(&l.0)
         .unlink(shmlane::UnlinkPolicy::Never)
         .create()
         .unwrap();
-    let (code, err) = run(&["--id", "x", "--export", &format!("{}=k/s", s.0)]);
+    let (code, err) = run(&["--id", "x", "--export", &format!("{}=k/s", l.0)]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("bytes or broadcast channel"), "{err}");
+    assert!(err.contains("holds one value, not a stream"), "{err}");
     // A peer that cannot be reached, with a connect timeout: an error within it.
     let port = free_port();
     let t0 = Instant::now();
@@ -546,4 +546,92 @@ fn ctrl_c_stops_a_bridge_blocked_on_a_full_channel() {
         "A took {:?}",
         t0.elapsed()
     );
+}
+
+/// Fixed-size channels: an SPSC channel of a `#[repr(C)]` struct exported, an MPMC channel of
+/// the same type imported (opened by the bridge with the element layout and type name its
+/// segment records); every element intact and in order; a message of another size (from a
+/// byte channel on the same key) is a counted drop, never a torn element.
+#[test]
+fn fixed_size_channels_carry_whole_elements() {
+    #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Quote {
+        seq: u64,
+        px: f64,
+        qty: u32,
+        side: u32,
+    }
+    const N: u64 = 100_000;
+    let a = Chan::new("br-fix-a");
+    let b = Chan::new("br-fix-b");
+    let cha = shmlane::spsc::<Quote>(&a.0)
+        .capacity(4096)
+        .type_name("Quote")
+        .unlink(shmlane::UnlinkPolicy::Never)
+        .create()
+        .unwrap();
+    let chb = shmlane::mpmc::<Quote>(&b.0)
+        .capacity(4096)
+        .type_name("Quote")
+        .unlink(shmlane::UnlinkPolicy::Never)
+        .create()
+        .unwrap();
+    let (odd, cho) = Chan::bytes("br-fix-odd", 1 << 16);
+    let ep = format!("tcp/127.0.0.1:{}", free_port());
+    let key = format!("shmlane-test/{}/fixed", std::process::id());
+    let ba = BridgeProc::start(
+        "A",
+        &[
+            "--id",
+            "A",
+            "--listen",
+            &ep,
+            "--export",
+            &format!("{}={key}", a.0),
+            "--export",
+            &format!("{}={key}", odd.0),
+        ],
+    );
+    let bb = BridgeProc::start(
+        "B",
+        &[
+            "--id",
+            "B",
+            "--connect",
+            &ep,
+            "--import",
+            &format!("{key}={}", b.0),
+        ],
+    );
+    let q = |i: u64| Quote {
+        seq: i,
+        px: f64::from(i as u32) * 0.25,
+        qty: (i % 1000) as u32,
+        side: (i % 2) as u32,
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut tx = cha.producer().unwrap();
+            for i in 0..N {
+                tx.send(q(i), soon(60)).unwrap();
+            }
+            // A 10-byte message on the same key: not a Quote.
+            cho.byte_sender()
+                .unwrap()
+                .send(&[7u8; 10], soon(10))
+                .unwrap();
+        });
+        let mut rx = chb.receiver().unwrap();
+        for i in 0..N {
+            assert_eq!(rx.recv(soon(60)).unwrap(), q(i), "element {i}");
+        }
+    });
+    let st = b.wait_stats(Duration::from_secs(10), |s| s.dropped_too_large == 1);
+    assert_eq!(
+        (st.imported, st.dropped_too_large, st.lost),
+        (N, 1, 0),
+        "{st:?}"
+    );
+    let _ = (ba.stop(), bb.stop());
 }
