@@ -392,6 +392,46 @@ fn local_of(name: &str) -> Result<Local, BridgeError> {
     })
 }
 
+fn open_bytes(r: &Route) -> Result<shmlane::Channel<u8>, BridgeError> {
+    shmlane::bytes(&r.channel)
+        .when_peers_leave(PeersLeave::Wait)
+        .open()
+        .map_err(|source| BridgeError::Channel {
+            name: r.channel.clone(),
+            source,
+        })
+}
+
+fn open_broadcast(r: &Route) -> Result<shmlane::Channel<u8>, BridgeError> {
+    shmlane::broadcast(&r.channel)
+        .when_peers_leave(PeersLeave::Wait)
+        .open()
+        .map_err(|source| BridgeError::Channel {
+            name: r.channel.clone(),
+            source,
+        })
+}
+
+/// An SPSC or MPMC channel opened with the element layout and type name it records.
+fn open_fixed(
+    r: &Route,
+    kind: Kind,
+    (layout, type_name): &(shmlane::ElemLayout, String),
+) -> Result<shmlane::RawChannel, BridgeError> {
+    let b = if kind == Kind::Spsc {
+        shmlane::raw_spsc(&r.channel, *layout)
+    } else {
+        shmlane::raw_mpmc(&r.channel, *layout)
+    };
+    b.type_name(type_name)
+        .when_peers_leave(PeersLeave::Wait)
+        .open()
+        .map_err(|source| BridgeError::Channel {
+            name: r.channel.clone(),
+            source,
+        })
+}
+
 fn checked_key(key: &str) -> Result<KeyExpr<'static>, BridgeError> {
     KeyExpr::try_from(key.to_owned()).map_err(|e| BridgeError::Key {
         key: key.into(),
@@ -472,38 +512,23 @@ impl Bridge {
         let stats = Companion::open(&r.channel)?;
         let (source, max) = match (local.kind, &local.elem) {
             (Kind::Bytes, _) => {
-                let ch = shmlane::bytes(&r.channel)
-                    .when_peers_leave(PeersLeave::Wait)
-                    .open()
-                    .map_err(chan_err)?;
-                let rx = ch.byte_receiver().map_err(chan_err)?;
+                let rx = open_bytes(r)?.byte_receiver().map_err(chan_err)?;
                 let max = rx.max_message();
                 (Source::Bytes(rx), max)
             }
-            (Kind::Spsc | Kind::Mpmc, Some((layout, type_name))) => {
-                let b = if local.kind == Kind::Spsc {
-                    shmlane::raw_spsc(&r.channel, *layout)
-                } else {
-                    shmlane::raw_mpmc(&r.channel, *layout)
-                };
-                let ch = b
-                    .type_name(type_name)
-                    .when_peers_leave(PeersLeave::Wait)
-                    .open()
-                    .map_err(chan_err)?;
+            (Kind::Spsc | Kind::Mpmc, Some(elem)) => {
+                let ch = open_fixed(r, local.kind, elem)?;
                 let src = if local.kind == Kind::Spsc {
                     Source::Spsc(ch.consumer().map_err(chan_err)?)
                 } else {
                     Source::Mpmc(ch.receiver().map_err(chan_err)?)
                 };
-                (src, layout.size())
+                (src, elem.0.size())
             }
             _ => {
-                let ch = shmlane::broadcast(&r.channel)
-                    .when_peers_leave(PeersLeave::Wait)
-                    .open()
+                let sub = open_broadcast(r)?
+                    .subscriber_from(Start::Newest)
                     .map_err(chan_err)?;
-                let sub = ch.subscriber_from(Start::Newest).map_err(chan_err)?;
                 let max = sub.max_message();
                 (Source::Broadcast(sub), max)
             }
@@ -555,38 +580,21 @@ impl Bridge {
         let stats = Companion::open(&r.channel)?;
         let (sink, max) = match (local.kind, &local.elem) {
             (Kind::Bytes, _) => {
-                let ch = shmlane::bytes(&r.channel)
-                    .when_peers_leave(PeersLeave::Wait)
-                    .open()
-                    .map_err(chan_err)?;
-                let tx = ch.byte_sender().map_err(chan_err)?;
+                let tx = open_bytes(r)?.byte_sender().map_err(chan_err)?;
                 let max = tx.max_message();
                 (Sink::Bytes(tx), max)
             }
-            (Kind::Spsc | Kind::Mpmc, Some((layout, type_name))) => {
-                let b = if local.kind == Kind::Spsc {
-                    shmlane::raw_spsc(&r.channel, *layout)
-                } else {
-                    shmlane::raw_mpmc(&r.channel, *layout)
-                };
-                let ch = b
-                    .type_name(type_name)
-                    .when_peers_leave(PeersLeave::Wait)
-                    .open()
-                    .map_err(chan_err)?;
+            (Kind::Spsc | Kind::Mpmc, Some(elem)) => {
+                let ch = open_fixed(r, local.kind, elem)?;
                 let sink = if local.kind == Kind::Spsc {
                     Sink::Spsc(ch.producer().map_err(chan_err)?)
                 } else {
                     Sink::Mpmc(ch.sender().map_err(chan_err)?)
                 };
-                (sink, layout.size())
+                (sink, elem.0.size())
             }
             _ => {
-                let ch = shmlane::broadcast(&r.channel)
-                    .when_peers_leave(PeersLeave::Wait)
-                    .open()
-                    .map_err(chan_err)?;
-                let p = ch.publisher().map_err(chan_err)?;
+                let p = open_broadcast(r)?.publisher().map_err(chan_err)?;
                 let max = p.max_message();
                 (Sink::Broadcast(p), max)
             }

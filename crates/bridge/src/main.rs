@@ -190,18 +190,7 @@ fn config(args: &Args) -> Result<Config, String> {
 
 fn print_stats(bridge: &Bridge) {
     for (ch, s) in bridge.stats() {
-        eprintln!(
-            "{ch}: exported {} lapped {} imported {} lost {} duplicates {} dropped-full {} dropped-too-large {} looped {} malformed {}",
-            s.exported,
-            s.lapped,
-            s.imported,
-            s.lost,
-            s.duplicates,
-            s.dropped_full,
-            s.dropped_too_large,
-            s.looped,
-            s.malformed
-        );
+        eprintln!("{ch}: {s}");
     }
 }
 

@@ -535,7 +535,7 @@ fn ctrl_c_stops_a_bridge_blocked_on_a_full_channel() {
     assert!(st.dropped_full >= 1, "{st:?}");
     assert!(st.imported + st.dropped_full <= 1000, "{st:?}");
     assert!(
-        err.contains(&format!("dropped-full {} ", st.dropped_full)),
+        err.contains(&format!("dropped (full) {},", st.dropped_full)),
         "{err}"
     );
     let t0 = Instant::now();

@@ -86,18 +86,7 @@ pub(crate) fn print_stat(name: &str, dir: Option<&Path>) {
         s.pid,
         companion_name(name)
     );
-    println!(
-        "bridge    exported {}, lapped {}; imported {}, lost {}, duplicates {}, dropped (full) {}, dropped (too large) {}, looped {}, malformed {}",
-        s.exported,
-        s.lapped,
-        s.imported,
-        s.lost,
-        s.duplicates,
-        s.dropped_full,
-        s.dropped_too_large,
-        s.looped,
-        s.malformed
-    );
+    println!("bridge    {s}");
 }
 
 /// `stat --json`'s `bridge` object (`null` if no bridge served the channel).

@@ -70,6 +70,25 @@ impl BridgeStats {
     }
 }
 
+/// The counters on one line, as `shmlane-bridge` and `shmlane stat` print them.
+impl core::fmt::Display for BridgeStats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "exported {}, lapped {}; imported {}, lost {}, duplicates {}, dropped (full) {}, dropped (too large) {}, looped {}, malformed {}",
+            self.exported,
+            self.lapped,
+            self.imported,
+            self.lost,
+            self.duplicates,
+            self.dropped_full,
+            self.dropped_too_large,
+            self.looped,
+            self.malformed
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,17 +32,9 @@ fn spsc(name: &str, cap: u64) -> shmlane::Channel<u64> {
         .unwrap()
 }
 
-/// Threads of this process now that have not exited (from /proc: a thread just joined can be
-/// listed for a moment longer, in state `Z` or `X`; see poll_fd.rs, `live_tasks`).
+/// Threads of this process now that have not exited (see `shmlane_testkit::live_threads`).
 fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|e| {
-            let stat = std::fs::read_to_string(e.ok()?.path().join("stat")).ok()?;
-            let state = stat[stat.rfind(')')? + 2..].chars().next()?;
-            (!matches!(state, 'Z' | 'X')).then_some(())
-        })
-        .count()
+    shmlane_testkit::live_threads()
 }
 
 /// 1,000,000 messages from a sender process to a task on a current-thread runtime in a

@@ -157,7 +157,7 @@ fn child_entry() {
             // fds and threads before and after 16 poll handles, armed and not, dropped.
             let count = |p: &str| {
                 if p == "/proc/self/task" {
-                    live_tasks()
+                    shmlane_testkit::live_threads()
                 } else {
                     std::fs::read_dir(p).unwrap().count()
                 }
@@ -198,22 +198,6 @@ fn child_entry() {
         }
         other => panic!("unknown role {other}"),
     }
-}
-
-/// This process's threads that have not exited. A thread just joined can still be listed for a
-/// moment: `pthread_join` returns when the exiting thread's tid word is cleared (`mm_release`,
-/// early in `do_exit`), and the task leaves `/proc/self/task` only when it is released, later
-/// (seen in CI: 4 tasks listed where 3 live). Such a task is in state `Z` or `X` by then (or
-/// already gone: skipped); a watcher still running (detached, or never told to stop) is not.
-fn live_tasks() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|e| {
-            let stat = std::fs::read_to_string(e.ok()?.path().join("stat")).ok()?;
-            let state = stat[stat.rfind(')')? + 2..].chars().next()?;
-            (!matches!(state, 'Z' | 'X')).then_some(())
-        })
-        .count()
 }
 
 /// A receiver of any kind behind one interface for the tests.

@@ -87,6 +87,22 @@ impl Drop for Cleanup {
     }
 }
 
+/// This process's threads that have not exited (from /proc). A thread just joined can still
+/// be listed for a moment: `pthread_join` returns when the exiting thread's tid word is cleared
+/// (`mm_release`, early in `do_exit`), and the task leaves `/proc/self/task` only when it is
+/// released, later (seen in CI: 4 tasks listed where 3 lived). Such a task is in state `Z` or
+/// `X` by then (or already gone: skipped); a thread still running is not.
+pub fn live_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|e| {
+            let stat = std::fs::read_to_string(e.ok()?.path().join("stat")).ok()?;
+            let state = stat[stat.rfind(')')? + 2..].chars().next()?;
+            (!matches!(state, 'Z' | 'X')).then_some(())
+        })
+        .count()
+}
+
 /// Whether we run as root (some tests need to mount a tmpfs or chown).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
