@@ -40,6 +40,11 @@ const STREAM: u8 = b'S';
 const REVERSE: u8 = b'R';
 const DONE: u8 = b'D';
 
+/// SHMLANE_BRIDGE_EXPRESS=1: both paths publish in Zenoh's express mode (no batching).
+fn express() -> bool {
+    std::env::var_os("SHMLANE_BRIDGE_EXPRESS").is_some()
+}
+
 fn soon() -> Option<Deadline> {
     Some(Deadline::after(Duration::from_secs(30)))
 }
@@ -85,6 +90,8 @@ fn bridge(id: &str, listen: Option<&str>, connect: Option<&str>, routes: Vec<Rou
     cfg.listen.extend(listen.map(str::to_owned));
     cfg.connect.extend(connect.map(str::to_owned));
     cfg.routes = routes;
+    // SHMLANE_BRIDGE_EXPRESS=1: the bridges publish in Zenoh's express mode (no batching).
+    cfg.express = express();
     // SHMLANE_BRIDGE_SPINS: the export loop's spins before it parks (default 64).
     if let Some(n) = std::env::var("SHMLANE_BRIDGE_SPINS")
         .ok()
@@ -103,6 +110,7 @@ fn peer(names: &[String], zport: u16, bport: u16) {
     let zpong = z
         .declare_publisher("shmlane-bench/zpong")
         .congestion_control(CongestionControl::Block)
+        .express(express())
         .wait()
         .unwrap();
     let zpong = Arc::new(zpong);
@@ -291,6 +299,7 @@ fn main() {
     let zpub = z
         .declare_publisher("shmlane-bench/zping")
         .congestion_control(CongestionControl::Block)
+        .express(express())
         .wait()
         .unwrap();
     let zsub = z.declare_subscriber("shmlane-bench/zpong").wait().unwrap();
