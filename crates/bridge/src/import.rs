@@ -54,6 +54,8 @@ pub(crate) struct Import {
     /// for a callback blocked on a full channel (the route's own lock).
     pub(crate) shown: Arc<std::sync::Mutex<shmlane::bridge_stats::BridgeStats>>,
     pub(crate) stop: Arc<AtomicBool>,
+    /// Set by `Bridge::stop`: payloads after it are not this run's to count.
+    pub(crate) closed: bool,
 }
 
 /// Most origins followed at once; past it the longest-unheard is forgotten (a message from it
@@ -94,11 +96,15 @@ impl Import {
             stats,
             shown,
             stop,
+            closed: false,
         }
     }
 
     /// One payload from the key expression.
     pub(crate) fn on_payload(&mut self, payload: &[u8]) {
+        if self.closed {
+            return;
+        }
         let Ok((h, msg)) = Header::read(payload) else {
             self.stats.now.malformed += 1;
             self.save();

@@ -693,3 +693,82 @@ fn a_block_export_waits_again_when_its_importer_dies() {
     let (cb, eb) = bb.stop();
     assert_eq!((ca, cb), (0, 0), "A: {ea}\nB: {eb}");
 }
+
+/// The counters read after `Bridge::stop` (what the command prints on Ctrl-C) are the final
+/// ones: a peer still publishing while the bridge stops changes nothing after them.
+#[test]
+fn the_counters_read_after_stop_are_the_final_ones() {
+    use shmlane_bridge::header::{self, Header};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use zenoh::Wait;
+    let (b, _chb) = Chan::bytes("br-final-b", 4096);
+    let ep = format!("tcp/127.0.0.1:{}", free_port());
+    let key = format!("shmlane-test/{}/final", std::process::id());
+    let mut cfg = shmlane_bridge::Config::new("B");
+    cfg.listen.push(ep.clone());
+    cfg.routes.push(shmlane_bridge::Route::import(
+        &key,
+        &b.0,
+        shmlane_bridge::Policy::Block,
+    ));
+    let bridge = shmlane_bridge::Bridge::open(cfg).unwrap();
+    // Another host's exporter, as a bare Zenoh peer publishing numbered messages.
+    let mut zc = zenoh::Config::default();
+    for (k, v) in [
+        ("mode", "\"peer\"".to_owned()),
+        ("connect/endpoints", format!("[{ep:?}]")),
+        ("listen/endpoints", "[]".to_owned()),
+        ("scouting/multicast/enabled", "false".to_owned()),
+    ] {
+        zc.insert_json5(k, &v).unwrap();
+    }
+    let peer = zenoh::open(zc).wait().unwrap();
+    let publisher = peer.declare_publisher(key.clone()).wait().unwrap();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut p = vec![7u8; header::LEN + 64];
+            let mut seq = 0;
+            while !done.load(Ordering::Relaxed) {
+                Header {
+                    origin: 42,
+                    epoch: 1,
+                    seq,
+                    heartbeat: false,
+                }
+                .write(&mut p);
+                publisher.put(p.clone()).wait().unwrap();
+                seq += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        // B's channel fills (nobody reads it): its import waits.
+        let s0 = b.wait_stats(Duration::from_secs(20), |s| s.imported > 0);
+        assert!(s0.imported > 0, "{s0:?}");
+        std::thread::sleep(Duration::from_millis(300));
+        bridge.stop();
+        let shown = bridge.stats()[0].1;
+        // The peer goes on publishing a while.
+        std::thread::sleep(Duration::from_millis(500));
+        let last = b.stats().unwrap();
+        done.store(true, Ordering::Relaxed);
+        assert!(shown.dropped_full >= 1, "{shown:?}");
+        assert_eq!(
+            (
+                last.imported,
+                last.dropped_full,
+                last.lost,
+                last.import_next
+            ),
+            (
+                shown.imported,
+                shown.dropped_full,
+                shown.lost,
+                shown.import_next
+            ),
+            "counted after the stop: read {shown:?}, final {last:?}"
+        );
+    });
+    bridge.close().unwrap();
+    peer.close().wait().unwrap();
+}
