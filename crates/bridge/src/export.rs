@@ -55,15 +55,16 @@ pub(crate) struct Export {
 /// Most messages an export forwards in one turn before the others get theirs.
 const BATCH: usize = 256;
 
-/// How often an unmatched `block` export looks for a subscriber again.
+/// How often a `block` export looks whether a subscriber matches its key.
 const MATCH_CHECK: Duration = Duration::from_millis(20);
 
 impl Export {
     /// Whether this export may take messages now: `drop` always; `block` once a subscriber
     /// matches its key (before that, a taken message would go nowhere; the local senders wait
-    /// instead, which is what `block` promises).
+    /// instead, which is what `block` promises). Looked at again while matched too: when the
+    /// importer goes (its host or bridge died), a `block` export waits again.
     pub(crate) fn may_take(&mut self) -> Result<bool, BridgeError> {
-        if self.policy == Policy::Drop || self.matched {
+        if self.policy == Policy::Drop {
             return Ok(true);
         }
         if self.last_match_check.elapsed() >= MATCH_CHECK {

@@ -54,6 +54,8 @@ pub(crate) struct Import {
     /// for a callback blocked on a full channel (the route's own lock).
     pub(crate) shown: Arc<std::sync::Mutex<shmlane::bridge_stats::BridgeStats>>,
     pub(crate) stop: Arc<AtomicBool>,
+    /// Set by `Bridge::stop`: payloads after it are not this run's to count.
+    pub(crate) closed: bool,
 }
 
 /// Most origins followed at once; past it the longest-unheard is forgotten (a message from it
@@ -94,16 +96,27 @@ impl Import {
             stats,
             shown,
             stop,
+            closed: false,
         }
     }
 
     /// One payload from the key expression.
     pub(crate) fn on_payload(&mut self, payload: &[u8]) {
+        if self.closed {
+            return;
+        }
         let Ok((h, msg)) = Header::read(payload) else {
             self.stats.now.malformed += 1;
             self.save();
             return;
         };
+        // A message numbered u64::MAX has no number after it: no exporter gets there (2^64
+        // messages), so a broken or hostile peer sent it. Malformed, as a bad header is.
+        if !h.heartbeat && h.seq == u64::MAX {
+            self.stats.now.malformed += 1;
+            self.save();
+            return;
+        }
         if self.own.contains(&h.origin) {
             self.stats.now.looped += 1;
             self.save();
@@ -157,7 +170,9 @@ impl Import {
             }
             false
         } else {
-            self.stats.now.lost += h.seq - f.next;
+            // Any numbers may arrive (a hostile or broken peer): the count saturates, never
+            // panics or wraps; a message's number is below u64::MAX (`on_payload`).
+            self.stats.now.lost = self.stats.now.lost.saturating_add(h.seq - f.next);
             f.next = h.seq + u64::from(!h.heartbeat);
             !h.heartbeat
         };
@@ -371,6 +386,51 @@ mod tests {
         }
         let s = imp.stats.now;
         assert_eq!(s.imported + s.dropped_full, 8 + seq - 4);
+        drop(imp);
+        for n in [name.clone(), shmlane::bridge_stats::companion_name(&name)] {
+            let _ = std::fs::remove_file(format!("/dev/shm/{n}"));
+        }
+    }
+
+    /// Numbers from the network at the end of the range (a hostile or broken peer): counted,
+    /// never a panic (the subscriber callback runs in Zenoh's receive task) or a wrap.
+    #[test]
+    fn numbers_at_the_end_of_the_range_never_panic_or_wrap() {
+        let name = format!("shmlane-test-{}-imp-max", std::process::id());
+        let ch = shmlane::bytes(&name)
+            .capacity(4096)
+            .unlink(shmlane::UnlinkPolicy::Never)
+            .create()
+            .unwrap();
+        let mut rx = ch.byte_receiver().unwrap();
+        let stats = Companion::open(&name).unwrap();
+        let mut imp = Import::new(
+            Sink::Bytes(ch.byte_sender().unwrap()),
+            Policy::Drop,
+            100,
+            vec![],
+            stats,
+            Arc::new(AtomicBool::new(false)),
+        );
+        let mut buf = [0u8; 128];
+        imp.on_payload(&payload(1, 1, 0, Some(b"a")));
+        // A message numbered u64::MAX (no number after it): malformed.
+        imp.on_payload(&payload(1, 1, u64::MAX, Some(b"b")));
+        assert_eq!(imp.stats.now.malformed, 1);
+        // A heartbeat saying u64::MAX comes next: the gap counted; anything lower is old.
+        imp.on_payload(&payload(1, 1, u64::MAX, None));
+        imp.on_payload(&payload(1, 1, u64::MAX - 1, Some(b"b")));
+        let s = imp.stats.now;
+        assert_eq!((s.imported, s.lost, s.duplicates), (1, u64::MAX - 1, 1));
+        // A second origin's gap on top: the count stays at its largest, never wraps.
+        imp.on_payload(&payload(2, 1, 0, Some(b"c")));
+        imp.on_payload(&payload(2, 1, 10, Some(b"d")));
+        assert_eq!((imp.stats.now.imported, imp.stats.now.lost), (3, u64::MAX));
+        let mut got = Vec::new();
+        while let Ok(n) = rx.try_recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        assert_eq!(got, [b"a", b"c", b"d"]);
         drop(imp);
         for n in [name.clone(), shmlane::bridge_stats::companion_name(&name)] {
             let _ = std::fs::remove_file(format!("/dev/shm/{n}"));

@@ -715,16 +715,18 @@ impl Bridge {
     /// Makes the imports give up waiting for room (`block`: the message is dropped and
     /// counted): called when the bridge is asked to stop, before its counters are read.
     /// Returns once no import waits any more (within 100 ms: a waiting import looks at the
-    /// flag that often), so the counters read next include the message it gave up.
+    /// flag that often), so the counters read next include the message it gave up. From then
+    /// on the imports take nothing more (a message Zenoh still delivers is not admitted: the
+    /// stream's next number stays, so the counters read next are the final ones and a
+    /// restarted bridge counts that message as lost).
     pub fn stop(&self) {
         // ORDERING: Relaxed; a flag, read by the imports' waits every 100 ms.
         self.stop.store(true, Ordering::Relaxed);
         for (_, imp, _) in &self.imports {
             // Taken once the callback holding it (if any) returned.
-            drop(
-                imp.lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            );
+            imp.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .closed = true;
         }
     }
 

@@ -635,3 +635,141 @@ fn fixed_size_channels_carry_whole_elements() {
     );
     let _ = (ba.stop(), bb.stop());
 }
+
+/// `block`: the importing bridge dies; the exporting one takes nothing more from its byte
+/// channel until a subscriber matches again (docs/bridge.md, "When a host or the network
+/// fails"), so the messages sent meanwhile wait in the ring and arrive once the importer is
+/// back: nothing lost.
+#[test]
+fn a_block_export_waits_again_when_its_importer_dies() {
+    let (a, cha) = Chan::bytes("br-rematch-a", 1 << 16);
+    let (b, chb) = Chan::bytes("br-rematch-b", 1 << 16);
+    let ep = format!("tcp/127.0.0.1:{}", free_port());
+    let key = format!("shmlane-test/{}/rematch", std::process::id());
+    let export = format!("{}={key}", a.0);
+    let import = format!("{key}={}", b.0);
+    let b_args = ["--id", "B", "--connect", &ep, "--import", &import];
+    let ba = BridgeProc::start("A", &["--id", "A", "--listen", &ep, "--export", &export]);
+    let bb = BridgeProc::start("B", &b_args);
+    let mut tx = cha.byte_sender().unwrap();
+    let mut rx = chb.byte_receiver().unwrap();
+    let mut m = Vec::new();
+    let mut buf = [0u8; 64];
+    let mut recv = |rx: &mut shmlane::ByteReceiver, want: u64| loop {
+        match rx.recv(&mut buf, soon(20)) {
+            Ok(n) => break assert_eq!(check(&buf[..n]), Some(want)),
+            // The importing bridge (this channel's sender) was killed: it comes back.
+            Err(ByteRecvError::PeerDied) => {}
+            Err(e) => panic!("message {want}: {e}"),
+        }
+    };
+    for i in 0..10 {
+        message(i, 20, &mut m);
+        tx.send(&m, soon(10)).unwrap();
+    }
+    for i in 0..10 {
+        recv(&mut rx, i);
+    }
+    bb.kill();
+    // A's session hears B's go (its TCP connection closed).
+    std::thread::sleep(Duration::from_secs(1));
+    for i in 10..20 {
+        message(i, 20, &mut m);
+        tx.send(&m, soon(10)).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let sa = a.stats().unwrap();
+    assert_eq!(
+        sa.exported, 10,
+        "A took messages while no one subscribed: {sa:?}"
+    );
+    let bb = BridgeProc::start("B", &b_args);
+    for i in 10..20 {
+        recv(&mut rx, i);
+    }
+    let sb = b.wait_stats(Duration::from_secs(5), |s| s.imported == 20);
+    assert_eq!((sb.imported, sb.lost, sb.duplicates), (20, 0, 0), "{sb:?}");
+    let (ca, ea) = ba.stop();
+    let (cb, eb) = bb.stop();
+    assert_eq!((ca, cb), (0, 0), "A: {ea}\nB: {eb}");
+}
+
+/// The counters read after `Bridge::stop` (what the command prints on Ctrl-C) are the final
+/// ones: a peer still publishing while the bridge stops changes nothing after them.
+#[test]
+fn the_counters_read_after_stop_are_the_final_ones() {
+    use shmlane_bridge::header::{self, Header};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use zenoh::Wait;
+    let (b, _chb) = Chan::bytes("br-final-b", 4096);
+    let ep = format!("tcp/127.0.0.1:{}", free_port());
+    let key = format!("shmlane-test/{}/final", std::process::id());
+    let mut cfg = shmlane_bridge::Config::new("B");
+    cfg.listen.push(ep.clone());
+    cfg.routes.push(shmlane_bridge::Route::import(
+        &key,
+        &b.0,
+        shmlane_bridge::Policy::Block,
+    ));
+    let bridge = shmlane_bridge::Bridge::open(cfg).unwrap();
+    // Another host's exporter, as a bare Zenoh peer publishing numbered messages.
+    let mut zc = zenoh::Config::default();
+    for (k, v) in [
+        ("mode", "\"peer\"".to_owned()),
+        ("connect/endpoints", format!("[{ep:?}]")),
+        ("listen/endpoints", "[]".to_owned()),
+        ("scouting/multicast/enabled", "false".to_owned()),
+    ] {
+        zc.insert_json5(k, &v).unwrap();
+    }
+    let peer = zenoh::open(zc).wait().unwrap();
+    let publisher = peer.declare_publisher(key.clone()).wait().unwrap();
+    let done = AtomicBool::new(false);
+    let (s0, shown, last) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut p = vec![7u8; header::LEN + 64];
+            let mut seq = 0;
+            while !done.load(Ordering::Relaxed) {
+                Header {
+                    origin: 42,
+                    epoch: 1,
+                    seq,
+                    heartbeat: false,
+                }
+                .write(&mut p);
+                publisher.put(p.clone()).wait().unwrap();
+                seq += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        // B's channel fills (nobody reads it): its import waits.
+        let s0 = b.wait_stats(Duration::from_secs(20), |s| s.imported > 0);
+        std::thread::sleep(Duration::from_millis(300));
+        bridge.stop();
+        let shown = bridge.stats()[0].1;
+        // The peer goes on publishing a while.
+        std::thread::sleep(Duration::from_millis(500));
+        let last = b.stats().unwrap_or_default();
+        done.store(true, Ordering::Relaxed);
+        (s0, shown, last)
+    });
+    assert!(s0.imported > 0, "{s0:?}");
+    assert!(shown.dropped_full >= 1, "{shown:?}");
+    assert_eq!(
+        (
+            last.imported,
+            last.dropped_full,
+            last.lost,
+            last.import_next
+        ),
+        (
+            shown.imported,
+            shown.dropped_full,
+            shown.lost,
+            shown.import_next
+        ),
+        "counted after the stop: read {shown:?}, final {last:?}"
+    );
+    bridge.close().unwrap();
+    peer.close().wait().unwrap();
+}
