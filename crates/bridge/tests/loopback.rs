@@ -409,13 +409,15 @@ fn the_shmlane_command_runs_shows_and_counts_the_bridge() {
     let (b, chb) = Chan::bytes("br-cli-b", 1 << 16);
     let ep = format!("tcp/127.0.0.1:{}", free_port());
     let key = format!("shmlane-test/{}/cli", std::process::id());
-    let spawn = |args: &[&str]| {
-        std::process::Command::new(&shmlane)
+    // Killed on drop (a failed assertion leaves no bridge running).
+    let spawn = |args: &[&str]| BridgeProc {
+        child: std::process::Command::new(&shmlane)
             .arg("bridge")
             .args(args)
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .unwrap()
+            .unwrap(),
+        name: "shmlane bridge",
     };
     let pa = spawn(&[
         "--id",
@@ -462,7 +464,7 @@ fn the_shmlane_command_runs_shows_and_counts_the_bridge() {
             .lines()
             .find(|l| l.starts_with(&format!("{c} ")))
             .unwrap();
-        assert!(line.contains(&format!("bridge:{}", p.id())), "{line}");
+        assert!(line.contains(&format!("bridge:{}", p.child.id())), "{line}");
     }
     let js: serde_json::Value = serde_json::from_str(&out(&["ls", "--json"])).unwrap();
     let row = js
@@ -471,14 +473,14 @@ fn the_shmlane_command_runs_shows_and_counts_the_bridge() {
         .iter()
         .find(|r| r["name"] == b.0.as_str())
         .unwrap();
-    assert_eq!(row["bridged_by"], u64::from(pb.id()));
+    assert_eq!(row["bridged_by"], u64::from(pb.child.id()));
     let st = out(&["stat", &b.0]);
     assert!(st.contains("bridge    running"), "{st}");
     assert!(st.contains("imported 100, lost 0, duplicates 0"), "{st}");
     for mut p in [pa, pb] {
         // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(p.id() as i32, libc::SIGINT) };
-        assert!(p.wait().unwrap().success());
+        unsafe { libc::kill(p.child.id() as i32, libc::SIGINT) };
+        assert!(p.child.wait().unwrap().success());
     }
     let st = out(&["stat", &a.0]);
     assert!(st.contains("bridge    not running"), "{st}");
