@@ -250,7 +250,7 @@ fn an_exporter_killed_while_its_publish_waits_has_its_message_counted_lost() {
         let rx = s.spawn(|| collect(&chd, &done));
         // Until the restarted A sent the rest.
         src.wait_stats(Duration::from_secs(20), |s| s.export_next >= n);
-        std::thread::sleep(Duration::from_millis(1000));
+        std::thread::sleep(Duration::from_secs(1));
         done.store(true, Ordering::Relaxed);
         rx.join().unwrap()
     });
