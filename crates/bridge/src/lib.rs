@@ -296,6 +296,9 @@ type ImportRoute = (String, Arc<Mutex<Import>>, Arc<Mutex<BridgeStats>>);
 
 /// A running bridge: the Zenoh session, its routes.
 pub struct Bridge {
+    /// Set when the bridge is dropped (first: before the session's close, which would wait
+    /// for an import's callback blocked on a full channel, 10 s in Zenoh, then abandon it).
+    stop: StopOnDrop,
     exports: Vec<Export>,
     /// Each import: its channel, its state (its callback's), its counters' copy.
     imports: Vec<ImportRoute>,
@@ -303,8 +306,24 @@ pub struct Bridge {
     subscribers: Vec<zenoh::pubsub::Subscriber<()>>,
     heartbeat: Duration,
     spins: u32,
-    stop: Arc<AtomicBool>,
     session: zenoh::Session,
+}
+
+/// The imports' stop flag, set when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl std::ops::Deref for StopOnDrop {
+    type Target = Arc<AtomicBool>;
+    fn deref(&self) -> &Arc<AtomicBool> {
+        &self.0
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        // ORDERING: Relaxed; a flag, read by the imports' waits every 100 ms.
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Bridge {
@@ -484,7 +503,7 @@ impl Bridge {
             subscribers: Vec::new(),
             heartbeat: config.heartbeat,
             spins: config.spins,
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: StopOnDrop(Arc::new(AtomicBool::new(false))),
             session,
         };
         let epoch = fresh_epoch();
@@ -612,7 +631,7 @@ impl Bridge {
             max,
             own,
             stats,
-            self.stop.clone(),
+            Arc::clone(&self.stop),
         )));
         let cb = imp.clone();
         let sub = self

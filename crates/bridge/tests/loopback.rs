@@ -409,13 +409,15 @@ fn the_shmlane_command_runs_shows_and_counts_the_bridge() {
     let (b, chb) = Chan::bytes("br-cli-b", 1 << 16);
     let ep = format!("tcp/127.0.0.1:{}", free_port());
     let key = format!("shmlane-test/{}/cli", std::process::id());
-    let spawn = |args: &[&str]| {
-        std::process::Command::new(&shmlane)
+    // Killed on drop (a failed assertion leaves no bridge running).
+    let spawn = |args: &[&str]| BridgeProc {
+        child: std::process::Command::new(&shmlane)
             .arg("bridge")
             .args(args)
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .unwrap()
+            .unwrap(),
+        name: "shmlane bridge",
     };
     let pa = spawn(&[
         "--id",
@@ -462,7 +464,7 @@ fn the_shmlane_command_runs_shows_and_counts_the_bridge() {
             .lines()
             .find(|l| l.starts_with(&format!("{c} ")))
             .unwrap();
-        assert!(line.contains(&format!("bridge:{}", p.id())), "{line}");
+        assert!(line.contains(&format!("bridge:{}", p.child.id())), "{line}");
     }
     let js: serde_json::Value = serde_json::from_str(&out(&["ls", "--json"])).unwrap();
     let row = js
@@ -471,14 +473,14 @@ fn the_shmlane_command_runs_shows_and_counts_the_bridge() {
         .iter()
         .find(|r| r["name"] == b.0.as_str())
         .unwrap();
-    assert_eq!(row["bridged_by"], u64::from(pb.id()));
+    assert_eq!(row["bridged_by"], u64::from(pb.child.id()));
     let st = out(&["stat", &b.0]);
     assert!(st.contains("bridge    running"), "{st}");
     assert!(st.contains("imported 100, lost 0, duplicates 0"), "{st}");
     for mut p in [pa, pb] {
         // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(p.id() as i32, libc::SIGINT) };
-        assert!(p.wait().unwrap().success());
+        unsafe { libc::kill(p.child.id() as i32, libc::SIGINT) };
+        assert!(p.child.wait().unwrap().success());
     }
     let st = out(&["stat", &a.0]);
     assert!(st.contains("bridge    not running"), "{st}");
@@ -771,5 +773,76 @@ fn the_counters_read_after_stop_are_the_final_ones() {
         "counted after the stop: read {shown:?}, final {last:?}"
     );
     bridge.close().unwrap();
+    peer.close().wait().unwrap();
+}
+
+/// A bridge dropped without `close` (the command returning on an error) while an import waits
+/// for room in a full channel: the drop makes the import give up, and returns soon.
+#[test]
+fn a_bridge_dropped_while_an_import_waits_returns_soon() {
+    use shmlane_bridge::header::{self, Header};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use zenoh::Wait;
+    let (b, _chb) = Chan::bytes("br-scratch-b", 4096);
+    let ep = format!("tcp/127.0.0.1:{}", free_port());
+    let key = format!("shmlane-test/{}/scratch", std::process::id());
+    let mut cfg = shmlane_bridge::Config::new("B");
+    cfg.listen.push(ep.clone());
+    cfg.routes.push(shmlane_bridge::Route::import(
+        &key,
+        &b.0,
+        shmlane_bridge::Policy::Block,
+    ));
+    let bridge = shmlane_bridge::Bridge::open(cfg).unwrap();
+    // Another host's exporter, as a bare Zenoh peer publishing numbered messages.
+    let mut zc = zenoh::Config::default();
+    for (k, v) in [
+        ("mode", "\"peer\"".to_owned()),
+        ("connect/endpoints", format!("[{ep:?}]")),
+        ("listen/endpoints", "[]".to_owned()),
+        ("scouting/multicast/enabled", "false".to_owned()),
+    ] {
+        zc.insert_json5(k, &v).unwrap();
+    }
+    let peer = zenoh::open(zc).wait().unwrap();
+    let publisher = peer.declare_publisher(key.clone()).wait().unwrap();
+    let done = AtomicBool::new(false);
+    let (s0, dropped, took) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut p = vec![7u8; header::LEN + 64];
+            let mut seq = 0;
+            while !done.load(Ordering::Relaxed) {
+                Header {
+                    origin: 42,
+                    epoch: 1,
+                    seq,
+                    heartbeat: false,
+                }
+                .write(&mut p);
+                publisher.put(p.clone()).wait().unwrap();
+                seq += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        // B's channel fills (nobody reads it): its import waits.
+        let s0 = b.wait_stats(Duration::from_secs(20), |s| s.imported > 0);
+        std::thread::sleep(Duration::from_millis(300));
+        let t0 = Instant::now();
+        let (dtx, drx) = std::sync::mpsc::channel();
+        let bridge = bridge;
+        s.spawn(move || {
+            drop(bridge);
+            let _ = dtx.send(());
+        });
+        let r = drx.recv_timeout(Duration::from_secs(10));
+        let took = t0.elapsed();
+        done.store(true, Ordering::Relaxed);
+        (s0, r, took)
+    });
+    assert!(s0.imported > 0, "{s0:?}");
+    assert!(
+        dropped.is_ok() && took < Duration::from_secs(3),
+        "the drop took {took:?}"
+    );
     peer.close().wait().unwrap();
 }

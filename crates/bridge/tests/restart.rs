@@ -207,3 +207,68 @@ fn a_killed_byte_exporter_never_hides_the_message_it_held() {
     assert_eq!(st.duplicates, 0);
     let _ = (a.map(BridgeProc::stop), b.stop());
 }
+
+/// A byte channel's exporting bridge stuck publishing (`block`: the importer's channel is full,
+/// so Zenoh's link is full and the put waits) holds a message it took: killed there, the
+/// message is gone, and the restart's numbers go on past it, so the importer counts it (and
+/// whatever Zenoh's queue held) as lost: never hidden.
+#[test]
+fn an_exporter_killed_while_its_publish_waits_has_its_message_counted_lost() {
+    let (src, chs) = Chan::bytes("br-rh-src", 1 << 20);
+    let (dst, chd) = Chan::bytes("br-rh-dst", 4096);
+    let ep = format!("tcp/127.0.0.1:{}", free_port());
+    let key = format!("shmlane-test/{}/restart-held", std::process::id());
+    let export = format!("{}={key}", src.0);
+    let import = format!("{key}={}", dst.0);
+    let a_args = ["--id", "A", "--listen", &ep, "--export", &export];
+    let a = BridgeProc::start("A", &a_args);
+    let b = BridgeProc::start("B", &["--id", "B", "--connect", &ep, "--import", &import]);
+    assert_ne!(
+        dst.wait_stats(Duration::from_secs(20), |s| s.origin != 0)
+            .origin,
+        0
+    );
+    // Sent until everything is full: nobody reads B's channel, so it fills, B's import waits,
+    // the link fills, A's put waits with a message in hand, A's ring fills.
+    let mut tx = chs.byte_sender().unwrap();
+    let mut m = Vec::new();
+    let mut n = 0u64;
+    loop {
+        message(n, 200, &mut m);
+        match tx.send(&m, Some(Deadline::after(Duration::from_secs(2)))) {
+            Ok(()) => n += 1,
+            Err(shmlane::ByteSendError::Timeout) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let before = src.stats().unwrap();
+    assert!(before.exported < n, "A published everything: {before:?}");
+    a.kill();
+    let a = BridgeProc::start("A", &a_args);
+    let done = AtomicBool::new(false);
+    let got = std::thread::scope(|s| {
+        let rx = s.spawn(|| collect(&chd, &done));
+        // Until the restarted A sent the rest.
+        src.wait_stats(Duration::from_secs(20), |s| s.export_next >= n);
+        std::thread::sleep(Duration::from_secs(1));
+        done.store(true, Ordering::Relaxed);
+        rx.join().unwrap()
+    });
+    let st = dst.wait_stats(Duration::from_secs(5), |s| s.import_next > 0);
+    let miss = missing(&got, n - 1);
+    eprintln!(
+        "sent {n}, received {}, missing {miss}, counted lost {}; {st:?}",
+        got.len(),
+        st.lost
+    );
+    assert_eq!(got[0], 0);
+    assert_eq!(*got.last().unwrap(), n - 1, "the end arrived");
+    assert!(miss >= 1, "the message A held arrived?");
+    assert!(
+        st.lost >= miss && st.lost <= miss + 1,
+        "counted {} lost, {miss} missing",
+        st.lost
+    );
+    assert_eq!((st.duplicates, st.dropped_full), (0, 0));
+    let _ = (a.stop(), b.stop());
+}
