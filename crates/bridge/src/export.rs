@@ -107,7 +107,9 @@ impl Export {
                 src => {
                     // Kept before the take (see the module docs): one write per message, which
                     // also carries the counters so far.
-                    self.stats.now.export_next = self.next + 1;
+                    // Saturating: the number comes from the companion, which any local
+                    // process may have written (u64::MAX is never sent: importers refuse it).
+                    self.stats.now.export_next = self.next.saturating_add(1);
                     self.stats.save();
                     let out = &mut self.buf[header::LEN..];
                     let took = match src {
@@ -120,7 +122,7 @@ impl Export {
                         Ok(n) => {
                             let seq = self.next;
                             // Now equal to the number kept: nothing to write after the publish.
-                            self.next += 1;
+                            self.next = self.next.saturating_add(1);
                             (n, seq)
                         }
                         Err(e) => return self.ended(e),

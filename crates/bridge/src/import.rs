@@ -58,7 +58,7 @@ pub(crate) struct Import {
     pub(crate) closed: bool,
 }
 
-/// Most origins followed at once; past it the longest-unheard is forgotten (a message from it
+/// Most origins followed at once; past it the first followed is forgotten (a message from it
 /// later starts a new follow, as a late joiner's would).
 const MAX_FOLLOWS: usize = 64;
 
