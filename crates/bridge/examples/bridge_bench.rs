@@ -7,10 +7,13 @@
 //! `cargo run --release -p shmlane-bridge --example bridge_bench [-- ROUNDS]`
 //!
 //! Process A (this one) runs a bridge exporting `ping` and importing `pong`, and a Zenoh
-//! session publishing `zping` and subscribing `zpong`; process B (a child) the mirror image,
-//! with a thread that answers pings (and counts streams) on its local channels and a
-//! subscriber callback that does the same on Zenoh directly. Both bridges and both direct
-//! sessions use blocking congestion control and Zenoh's default batching.
+//! session publishing `zping` and subscribing `zpong`; process B (a child) the mirror image.
+//! Like for like, each path's peer is an application thread: in B one thread answers pings (and
+//! counts streams) on its local channels, another does the same on a Zenoh subscriber's queue
+//! (`recv`, as a Zenoh application reads). A third path, Zenoh answering inside B's subscriber
+//! callback (one thread hand-off fewer than any application thread can have), is measured as
+//! well, as the fastest Zenoh round trip. Both bridges and the direct sessions use blocking
+//! congestion control and Zenoh's default batching.
 
 #![allow(
     clippy::similar_names,
@@ -115,37 +118,40 @@ fn peer(names: &[String], zport: u16, bport: u16) {
         .unwrap();
     let zpong = Arc::new(zpong);
     let zp = zpong.clone();
-    let count = std::sync::atomic::AtomicU64::new(0);
-    let _zsub = z
-        .declare_subscriber("shmlane-bench/zping")
-        .callback(move |s| {
+    // The fastest Zenoh round trip: answered inside the subscriber callback.
+    let zcb = z
+        .declare_subscriber("shmlane-bench/zpingcb")
+        .callback(move |s| zp.put(s.payload().to_bytes().into_owned()).wait().unwrap())
+        .wait()
+        .unwrap();
+    // Like for like with the bridged path: an application thread reads the subscriber's queue.
+    let zsub = z.declare_subscriber("shmlane-bench/zping").wait().unwrap();
+    let zp = zpong.clone();
+    let zapp = std::thread::spawn(move || {
+        let mut count = 0u64;
+        while let Ok(s) = zsub.recv() {
             let m = s.payload().to_bytes();
             match m[0] {
                 PING => zp.put(m.into_owned()).wait().unwrap(),
                 STREAM => {
-                    // ORDERING: Relaxed; one callback at a time on one link, a count only.
-                    if count.fetch_add(1, Ordering::Relaxed) + 1 == total_of(&m) {
-                        count.store(0, Ordering::Relaxed);
+                    count += 1;
+                    if count == total_of(&m) {
+                        count = 0;
                         zp.put(vec![DONE]).wait().unwrap();
                     }
                 }
-                // Stream back: from another thread (a callback must not block the session).
                 REVERSE => {
-                    let zp = zp.clone();
                     let total = total_of(&m);
-                    std::thread::spawn(move || {
-                        for i in 0..total {
-                            zp.put(stream_msg(STREAM, i, total).to_vec())
-                                .wait()
-                                .unwrap();
-                        }
-                    });
+                    for i in 0..total {
+                        zp.put(stream_msg(STREAM, i, total).to_vec())
+                            .wait()
+                            .unwrap();
+                    }
                 }
                 _ => {}
             }
-        })
-        .wait()
-        .unwrap();
+        }
+    });
     let mut b = bridge(
         "bench-b",
         None,
@@ -196,16 +202,32 @@ fn peer(names: &[String], zport: u16, bport: u16) {
     b.run(&stop).unwrap();
     app.join().unwrap();
     b.close().unwrap();
+    // The subscriber's queue ends when the session closes.
+    drop(zcb);
+    z.close().wait().unwrap();
+    zapp.join().unwrap();
+}
+
+/// The three round-trip paths.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// shm → bridge → Zenoh → bridge → shm, to an application thread and back.
+    Bridge,
+    /// Zenoh publisher → subscriber queue read by an application thread, and back.
+    Zenoh,
+    /// Zenoh publisher → B's subscriber callback, which answers.
+    ZenohCallback,
 }
 
 struct Sides {
     zpub: zenoh::pubsub::Publisher<'static>,
+    zpubcb: zenoh::pubsub::Publisher<'static>,
     zsub: zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>>,
     tx: ByteSender,
     rx: ByteReceiver,
 }
 
-fn rtt(s: &mut Sides, bridged: bool, size: usize) -> Histogram<u64> {
+fn rtt(s: &mut Sides, path: Path, size: usize) -> Histogram<u64> {
     let mut h = Histogram::<u64>::new(3).unwrap();
     let mut msg = vec![0u8; size];
     msg[0] = PING;
@@ -213,12 +235,17 @@ fn rtt(s: &mut Sides, bridged: bool, size: usize) -> Histogram<u64> {
     for i in 0..RTT_N + 200 {
         msg[1..].iter_mut().for_each(|b| *b = i as u8);
         let t = Instant::now();
-        if bridged {
+        if path == Path::Bridge {
             s.tx.send(&msg, soon()).unwrap();
             let n = s.rx.recv(&mut buf, soon()).unwrap();
             assert_eq!(&buf[..n], &msg[..]);
         } else {
-            s.zpub.put(msg.clone()).wait().unwrap();
+            let p = if path == Path::Zenoh {
+                &s.zpub
+            } else {
+                &s.zpubcb
+            };
+            p.put(msg.clone()).wait().unwrap();
             let r = s.zsub.recv().unwrap();
             assert_eq!(&*r.payload().to_bytes(), &msg[..]);
         }
@@ -302,6 +329,12 @@ fn main() {
         .express(express())
         .wait()
         .unwrap();
+    let zpubcb = z
+        .declare_publisher("shmlane-bench/zpingcb")
+        .congestion_control(CongestionControl::Block)
+        .express(express())
+        .wait()
+        .unwrap();
     let zsub = z.declare_subscriber("shmlane-bench/zpong").wait().unwrap();
     let mut b = bridge(
         "bench-a",
@@ -331,30 +364,43 @@ fn main() {
         sc.spawn(|| b.run(&stop).unwrap());
         let mut s = Sides {
             zpub,
+            zpubcb,
             zsub,
             tx: chans[0].byte_sender().unwrap(),
             rx: chans[1].byte_receiver().unwrap(),
         };
         // Both paths answer before anything is measured.
         std::thread::sleep(Duration::from_secs(1));
-        let _ = rtt(&mut s, false, 8);
-        let _ = rtt(&mut s, true, 8);
+        for p in [Path::Zenoh, Path::ZenohCallback, Path::Bridge] {
+            let _ = rtt(&mut s, p, 8);
+        }
         println!("CPU: {cpu}; {rounds} rounds of {RTT_N} round trips per path and size");
         println!(
-            "| round | size | zenoh p50 | bridge p50 | ratio p50 | zenoh p99 | bridge p99 | zenoh p99.9 | bridge p99.9 |"
+            "| round | size | zenoh p50 | bridge p50 | bridge/zenoh p50 | zenoh-callback p50 | bridge/callback p50 | zenoh p99 | bridge p99 | zenoh p99.9 | bridge p99.9 |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|");
-        let mut ratios = Vec::new();
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        let (mut ratios, mut cb_ratios) = (Vec::new(), Vec::new());
         for r in 0..rounds {
             for size in [8usize, 64] {
-                let hz = rtt(&mut s, false, size);
-                let hb = rtt(&mut s, true, size);
-                let ratio = hb.value_at_quantile(0.5) as f64 / hz.value_at_quantile(0.5) as f64;
+                // The order rotates with the round: none always runs first.
+                let mut order = [Path::Zenoh, Path::ZenohCallback, Path::Bridge];
+                order.rotate_left(r % 3);
+                let mut hs: Vec<(Path, Histogram<u64>)> =
+                    order.iter().map(|&p| (p, rtt(&mut s, p, size))).collect();
+                hs.sort_by_key(|(p, _)| *p as u8);
+                let [(_, hb), (_, hz), (_, hc)] = &hs[..] else {
+                    unreachable!("three paths")
+                };
+                let p50 = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64;
+                let ratio = p50(hb) / p50(hz);
+                let cb_ratio = p50(hb) / p50(hc);
                 ratios.push(ratio);
+                cb_ratios.push(cb_ratio);
                 println!(
-                    "| {r} | {size} B | {:.1} µs | {:.1} µs | {ratio:.2} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                    "| {r} | {size} B | {:.1} µs | {:.1} µs | {ratio:.2} | {:.1} µs | {cb_ratio:.2} | {:.1} | {:.1} | {:.1} | {:.1} |",
                     us(hz.value_at_quantile(0.5)),
                     us(hb.value_at_quantile(0.5)),
+                    us(hc.value_at_quantile(0.5)),
                     us(hz.value_at_quantile(0.99)),
                     us(hb.value_at_quantile(0.99)),
                     us(hz.value_at_quantile(0.999)),
@@ -363,9 +409,11 @@ fn main() {
             }
         }
         ratios.sort_by(f64::total_cmp);
+        cb_ratios.sort_by(f64::total_cmp);
         println!(
-            "round-trip ratio bridge/zenoh (p50), median over rounds: {:.2}",
-            ratios[ratios.len() / 2]
+            "round trip (p50), median over rounds: bridge/zenoh {:.2}, bridge/zenoh-callback {:.2}",
+            ratios[ratios.len() / 2],
+            cb_ratios[cb_ratios.len() / 2]
         );
         println!("| round | direction | zenoh msg/s | bridge msg/s | ratio |");
         println!("|---|---|---|---|---|");
