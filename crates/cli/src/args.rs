@@ -43,6 +43,8 @@ pub enum KindArg {
   shmlane create orders --kind bytes --capacity 1048576   lines up to 131064 bytes
   shmlane ls --json                   every channel, with state and attached processes
   shmlane stat feed                   header, regions, positions, statistics
+  shmlane stat --json                 every segment's statistics (docs/operations.md)
+  shmlane metrics --listen 127.0.0.1:9464   Prometheus scrapes http://.../metrics
   shmlane rm --stale                  remove segments whose users died
   cargo run --release -- bench        shmlane against pipes and Unix sockets
   shmlane send img --raw < a.iso      any bytes, byte for byte (recv img --raw > b.iso)
@@ -128,13 +130,15 @@ pub enum Cmd {
     /// `count_payload` after each send or receive), and otherwise its whole element
     /// (messages × element size).
     Stat {
-        /// Segment name (under /dev/shm, or --dir).
-        #[arg(value_parser = crate::names::NameParser)]
-        name: String,
+        /// Segment name (under /dev/shm, or --dir). Without it, `--json` prints every segment
+        /// `ls` lists, as an array.
+        #[arg(value_parser = crate::names::NameParser, required_unless_present = "json")]
+        name: Option<String>,
         /// Directory that holds the segment instead of /dev/shm (as for `ls --dir`).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Print JSON: the fields of `ls --json`, and regions, write_position, read_position,
+        /// Print JSON (schema 1, docs/operations.md): `schema`, the fields of `ls --json`, and
+        /// regions, write_position, read_position,
         /// senders, receivers, dead_attachments, and for a channel `sent` and `received`, each
         /// {messages, payload_bytes, stalls, sleeps, wakeups, lost}, and `bridge`: the counters
         /// of a bridge that served the channel ({pid, running, exported, lapped, imported,
@@ -147,6 +151,18 @@ pub enum Cmd {
         /// latest-value reader attached for the read).
         #[arg(long = "trust-owner", value_name = "USER", value_parser = crate::share::parse_user)]
         trust_owner: Option<u32>,
+    },
+    /// Every segment's statistics in the Prometheus text format (docs/operations.md):
+    /// printed once, or served over HTTP at `--listen` (each scrape reads the segments anew;
+    /// Ctrl-C stops). Reads only, like `stat`.
+    Metrics {
+        /// Directory to scan instead of /dev/shm (as for `ls --dir`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Serve `GET /metrics` on this address (e.g. 127.0.0.1:9464; port 0: any free port,
+        /// printed) instead of printing once.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Create a channel that persists until removed.
     Create {

@@ -12,6 +12,7 @@
 mod bridged;
 mod chan;
 mod latest;
+mod metrics;
 mod shape;
 mod sig;
 mod stream;
@@ -221,16 +222,20 @@ fn find(name: &str, dir: Option<&Path>) -> Result<SegmentInfo, CliError> {
     }
 }
 
-/// `stat --json`: the fields of `ls --json`, the regions, positions, statistics and bridge.
-fn stat_json(
-    name: &str,
-    dir: Option<&Path>,
-    info: &SegmentInfo,
-    ch: Option<&shmlane::ChannelStats>,
-    (senders, receivers, dead): (usize, usize, usize),
-) {
+/// The version of `stat --json`'s schema (docs/operations.md): raised when a field changes
+/// meaning or goes; new fields may appear within one version.
+const STAT_SCHEMA: u64 = 1;
+
+/// `stat --json` of one segment: the fields of `ls --json`, the regions, positions, statistics
+/// and bridge.
+fn stat_json(info: &SegmentInfo, dir: Option<&Path>) -> serde_json::Value {
+    let name = info.name.as_str();
+    let ch = shmlane::inspect(info);
+    let ch = ch.as_ref();
+    let (senders, receivers, dead) = attached_now(info);
     let mut v = ls_json(std::slice::from_ref(info));
     let obj = v[0].as_object_mut().expect("object");
+    obj.insert("schema".into(), STAT_SCHEMA.into());
     obj.insert(
         "regions".into(),
         info.regions
@@ -254,17 +259,40 @@ fn stat_json(
         );
     }
     obj.insert("bridge".into(), bridged::stat_json(name, dir));
-    println!("{}", serde_json::to_string_pretty(&v[0]).expect("json"));
+    v[0].take()
 }
 
-fn stat(name: &str, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
+/// Every segment in /dev/shm (or `dir`).
+fn list(dir: Option<&Path>) -> Result<Vec<SegmentInfo>, CliError> {
+    match dir {
+        Some(d) => list_dir(d),
+        None => list_posix(),
+    }
+    .map_err(|e| CliError(e.to_string()))
+}
+
+/// `stat --json` of every segment `ls` lists, as an array.
+fn stat_all_json(dir: Option<&Path>) -> Result<serde_json::Value, CliError> {
+    Ok(serde_json::Value::Array(
+        list(dir)?.iter().map(|s| stat_json(s, dir)).collect(),
+    ))
+}
+
+fn stat(name: Option<&str>, dir: Option<&Path>, json: bool) -> Result<(), CliError> {
+    let Some(name) = name else {
+        // clap requires a name without --json.
+        let all = stat_all_json(dir)?;
+        println!("{}", serde_json::to_string_pretty(&all).expect("json"));
+        return Ok(());
+    };
     let info = find(name, dir)?;
-    let ch = shmlane::inspect(&info);
-    let (senders, receivers, dead) = attached_now(&info);
     if json {
-        stat_json(name, dir, &info, ch.as_ref(), (senders, receivers, dead));
+        let v = stat_json(&info, dir);
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
     }
+    let ch = shmlane::inspect(&info);
+    let (senders, receivers, dead) = attached_now(&info);
     println!(
         "segment   {} ({}, {} bytes, uid {}, mode {:o})",
         info.name,
@@ -463,16 +491,15 @@ fn recv(cmd: Cmd) -> Result<chan::Ended, CliError> {
 }
 
 fn run(cli: Cli) -> Result<chan::Ended, CliError> {
-    if matches!(cli.cmd, Cmd::Ls { .. } | Cmd::Stat { .. }) {
+    if matches!(
+        cli.cmd,
+        Cmd::Ls { .. } | Cmd::Stat { .. } | Cmd::Metrics { listen: None, .. }
+    ) {
         die_on_sigpipe();
     }
     match cli.cmd {
         Cmd::Ls { dir, json } => {
-            let list = match &dir {
-                Some(d) => list_dir(d),
-                None => list_posix(),
-            }
-            .map_err(|e| CliError(e.to_string()))?;
+            let list = list(dir.as_deref())?;
             if json {
                 println!(
                     "{}",
@@ -484,7 +511,11 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
         }
         Cmd::Stat {
             name, dir, json, ..
-        } => stat(&name, dir.as_deref(), json)?,
+        } => stat(name.as_deref(), dir.as_deref(), json)?,
+        Cmd::Metrics { dir, listen } => match listen {
+            None => print!("{}", metrics::render(&stat_all_json(dir.as_deref())?)),
+            Some(addr) => metrics::serve(addr, || stat_all_json(dir.as_deref()))?,
+        },
         Cmd::Create {
             name,
             shape,

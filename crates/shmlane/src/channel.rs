@@ -255,7 +255,9 @@ pub struct ChannelStats {
     pub elem_size: u64,
     /// Largest message in bytes.
     pub msg_size: u64,
-    /// Messages in the ring now.
+    /// Messages in the ring now (SPSC, MPMC); byte channels: the bytes their unread records
+    /// take (headers and padding included); broadcast: 0 (each subscriber has its own
+    /// position); latest: 1 once written, else 0.
     pub len: u64,
     /// Ring positions: next write, next read.
     pub positions: (u64, u64),
