@@ -36,6 +36,11 @@ use zenoh::qos::CongestionControl;
 
 const RTT_N: u64 = 2000;
 const STREAM_N: u64 = 200_000;
+/// Bytes in each shm channel, and samples in each Zenoh subscriber queue: about as many
+/// 64-byte messages as a channel of this size holds (each behind an 8-byte record header,
+/// rounded to 8), so neither path's receiver has the deeper buffer.
+const CHANNEL_BYTES: u64 = 1 << 20;
+const QUEUE: usize = (CHANNEL_BYTES / 72) as usize;
 
 /// Message tags (first byte).
 const PING: u8 = b'P';
@@ -54,7 +59,7 @@ fn soon() -> Option<Deadline> {
 
 fn bytes_chan(name: &str) -> shmlane::Channel<u8> {
     shmlane::bytes(name)
-        .capacity(1 << 20)
+        .capacity(CHANNEL_BYTES)
         .unlink(UnlinkPolicy::Never)
         .open_or_create()
         .expect("channel")
@@ -125,7 +130,11 @@ fn peer(names: &[String], zport: u16, bport: u16) {
         .wait()
         .unwrap();
     // Like for like with the bridged path: an application thread reads the subscriber's queue.
-    let zsub = z.declare_subscriber("shmlane-bench/zping").wait().unwrap();
+    let zsub = z
+        .declare_subscriber("shmlane-bench/zping")
+        .with(zenoh::handlers::FifoChannel::new(QUEUE))
+        .wait()
+        .unwrap();
     let zp = zpong.clone();
     let zapp = std::thread::spawn(move || {
         let mut count = 0u64;
@@ -296,6 +305,17 @@ fn stream(s: &mut Sides, bridged: bool, reverse: bool) -> f64 {
     STREAM_N as f64 / t.elapsed().as_secs_f64()
 }
 
+/// The median (the mean of the two middle values of an even count).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        f64::midpoint(v[n / 2 - 1], v[n / 2])
+    }
+}
+
 fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
@@ -335,7 +355,11 @@ fn main() {
         .express(express())
         .wait()
         .unwrap();
-    let zsub = z.declare_subscriber("shmlane-bench/zpong").wait().unwrap();
+    let zsub = z
+        .declare_subscriber("shmlane-bench/zpong")
+        .with(zenoh::handlers::FifoChannel::new(QUEUE))
+        .wait()
+        .unwrap();
     let mut b = bridge(
         "bench-a",
         Some(&format!("tcp/127.0.0.1:{bport}")),
@@ -408,19 +432,23 @@ fn main() {
                 );
             }
         }
-        ratios.sort_by(f64::total_cmp);
-        cb_ratios.sort_by(f64::total_cmp);
         println!(
-            "round trip (p50), median over rounds: bridge/zenoh {:.2}, bridge/zenoh-callback {:.2}",
-            ratios[ratios.len() / 2],
-            cb_ratios[cb_ratios.len() / 2]
+            "round trip (p50), median over rounds: bridge/zenoh {:.3}, bridge/zenoh-callback {:.3}",
+            median(&mut ratios),
+            median(&mut cb_ratios)
         );
         println!("| round | direction | zenoh msg/s | bridge msg/s | ratio |");
         println!("|---|---|---|---|---|");
-        for r in 0..rounds.min(3) {
+        for r in 0..rounds.min(4) {
             for (reverse, dir) in [(false, "A→B"), (true, "B→A")] {
-                let z = stream(&mut s, false, reverse);
-                let br = stream(&mut s, true, reverse);
+                // Which path goes first alternates with the round.
+                let (z, br) = if r % 2 == 0 {
+                    let z = stream(&mut s, false, reverse);
+                    (z, stream(&mut s, true, reverse))
+                } else {
+                    let br = stream(&mut s, true, reverse);
+                    (stream(&mut s, false, reverse), br)
+                };
                 println!(
                     "| {r} | {dir} 64 B | {:.0} | {:.0} | {:.2} |",
                     z,
