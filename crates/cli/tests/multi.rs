@@ -15,6 +15,15 @@ fn shmlane() -> Command {
     Command::new(env!("CARGO_BIN_EXE_shmlane"))
 }
 
+/// Live processes attached to `name` as senders (`stat --json`).
+fn senders_of(name: &str) -> u64 {
+    let o = run(&["stat", name, "--json"]);
+    serde_json::from_slice::<serde_json::Value>(&o.stdout)
+        .ok()
+        .and_then(|v| v["senders"].as_u64())
+        .unwrap_or(0)
+}
+
 fn run(args: &[&str]) -> Output {
     shmlane().args(args).output().expect("run shmlane")
 }
@@ -57,23 +66,40 @@ fn one_recv_takes_every_line_of_three_channels_from_four_senders() {
     let recv = std::thread::spawn(move || recv.wait_with_output().unwrap());
     // Let the receiver attach first (a sender that finds no receiver waits for one anyway).
     std::thread::sleep(Duration::from_millis(200));
-    let senders: Vec<_> = [(0, "s"), (1, "b"), (2, "m"), (2, "n")]
+    let plan = [(0, "s"), (1, "b"), (2, "m"), (2, "n")];
+    let mut senders: Vec<_> = plan
         .iter()
-        .map(|&(i, tag)| {
-            let mut c = shmlane()
+        .map(|&(i, _)| {
+            shmlane()
                 .args(["send", &names[i], "--timeout", "60s"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .spawn()
-                .unwrap();
-            let mut lines = String::new();
-            for k in 0..3000 {
-                writeln!(lines, "{tag}{k}").unwrap();
-            }
-            c.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
-            c
+                .unwrap()
         })
         .collect();
+    // Every sender attached before any sends: the receiver ends a channel once the senders
+    // it saw have left, so an MPMC sender that finished before the other joined would end
+    // the channel for it (CI saw that once: "every receiver ... has left").
+    let t = std::time::Instant::now();
+    while [1, 1, 2]
+        .iter()
+        .zip(&names)
+        .any(|(&want, n)| senders_of(n) < want)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the senders never attached"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (c, &(_, tag)) in senders.iter_mut().zip(&plan) {
+        let mut lines = String::new();
+        for k in 0..3000 {
+            writeln!(lines, "{tag}{k}").unwrap();
+        }
+        c.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
+    }
     for mut s in senders {
         assert!(s.wait().unwrap().success());
     }
