@@ -44,6 +44,8 @@ pub enum KindArg {
   shmlane ls --json                   every channel, with state and attached processes
   shmlane stat feed                   header, regions, positions, statistics
   shmlane stat --json                 every segment's statistics (docs/operations.md)
+  shmlane record ticks --out t.rec    every message with its time (Ctrl-C stops)
+  shmlane replay t.rec --into ticks2 --speed max
   shmlane metrics --listen 127.0.0.1:9464   Prometheus scrapes http://.../metrics
   shmlane rm --stale                  remove segments whose users died
   cargo run --release -- bench        shmlane against pipes and Unix sockets
@@ -163,6 +165,43 @@ pub enum Cmd {
         /// printed) instead of printing once.
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
+    },
+    /// Record a channel's messages with their times into a file (docs/operations.md, "Record
+    /// and replay"): a broadcast channel through a subscriber of its own (no other is
+    /// disturbed; messages it is lapped on are counted lost), a bytes channel with --take as
+    /// its receiver. Until --count, --duration or Ctrl-C (the file is complete either way).
+    Record {
+        /// The channel (it must exist).
+        #[arg(value_parser = crate::names::NameParser)]
+        name: String,
+        /// The recording file (created or replaced).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Record a bytes channel as its receiver: the messages are taken (run the recorder
+        /// instead of the receiver).
+        #[arg(long)]
+        take: bool,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this long (e.g. 30s, 5m).
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+    },
+    /// Send a recording's messages into a broadcast or bytes channel (created with the
+    /// recording's kind and message size if missing), with the recorded pacing (--speed 1x,
+    /// the default; 2x twice as fast) or as fast as the channel takes them (--speed max). A
+    /// damaged or cut-short file: everything before the bad record is sent, then an error
+    /// naming its byte offset (exit 1).
+    Replay {
+        /// The recording.
+        file: PathBuf,
+        /// The channel to send into.
+        #[arg(long, value_parser = crate::names::NameParser)]
+        into: String,
+        /// max, or a factor of the recorded pace (1x, 2x, 0.5x).
+        #[arg(long, default_value = "1x", value_parser = crate::recfile::parse_speed)]
+        speed: crate::recfile::Speed,
     },
     /// Create a channel that persists until removed.
     Create {

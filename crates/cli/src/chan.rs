@@ -118,7 +118,7 @@ fn elem_size(msg_size: u64) -> u64 {
 }
 
 /// The shape of an existing channel, if `name` exists and is one.
-fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
+pub(crate) fn existing(name: &str) -> Result<Option<(Shape, bool)>, CliError> {
     let info = match inspect_segment(&shmlane_segment::Location::Posix(name.to_owned())) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -1205,7 +1205,7 @@ fn pump(
     }
 }
 
-fn open_byte_channel(
+pub(crate) fn open_byte_channel(
     name: &str,
     shape: &Shape,
     unlink: UnlinkPolicy,

@@ -6,6 +6,7 @@ pub mod errs;
 pub mod input;
 pub mod line;
 pub mod names;
+pub mod recfile;
 pub mod share;
 
 /// Fuzz entry point: parses arbitrary bytes as a command line (arguments separated by NUL

@@ -10,6 +10,7 @@
 //! was closed.
 
 mod bridged;
+mod capture;
 mod chan;
 mod latest;
 mod metrics;
@@ -512,6 +513,14 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
         Cmd::Stat {
             name, dir, json, ..
         } => stat(name.as_deref(), dir.as_deref(), json)?,
+        Cmd::Record {
+            name,
+            out,
+            take,
+            count,
+            duration,
+        } => return capture::record(&name, &out, take, count, duration),
+        Cmd::Replay { file, into, speed } => return capture::replay(&file, &into, speed),
         Cmd::Metrics { dir, listen } => match listen {
             None => print!("{}", metrics::render(&stat_all_json(dir.as_deref())?)),
             Some(addr) => metrics::serve(addr, || stat_all_json(dir.as_deref()))?,
