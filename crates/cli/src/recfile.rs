@@ -312,6 +312,24 @@ pub fn parse_speed(s: &str) -> Result<Speed, String> {
         .ok_or_else(|| format!("{s:?} is not a speed: give max, or a factor such as 1x, 2x, 0.5x"))
 }
 
+/// Fuzz entry point: reads `data` as a recording to its end or its first error; every record
+/// read lies within the file and the offsets only grow.
+#[doc(hidden)]
+pub fn fuzz_read(data: &[u8]) {
+    let Ok(mut r) = Reader::new(data) else { return };
+    let mut rec = Record {
+        t_ns: 0,
+        seq: 0,
+        msg: Vec::new(),
+    };
+    let mut last = r.offset();
+    while let Ok(Some(())) = r.next_into(&mut rec) {
+        assert!(r.offset() > last && r.offset() <= data.len() as u64);
+        assert!(rec.msg.len() as u64 <= r.header.msg_size);
+        last = r.offset();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
