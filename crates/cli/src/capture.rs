@@ -229,17 +229,24 @@ fn open_sink(into: &str, h: &Header) -> Result<(Sink, usize, shmlane::Channel<u8
             } else {
                 KindArg::Bytes
             };
+            let msg_size = h.msg_size.max(1);
             let mut shape = Shape {
                 kind,
-                capacity: 4096,
-                msg_size: h.msg_size.max(1),
+                // Broadcast: 4096 slots, fewer for large messages (64 MiB of slots at most).
+                capacity: ((64 << 20) / msg_size)
+                    .clamp(16, 4096)
+                    .next_power_of_two()
+                    .min(4096),
+                msg_size,
                 given: crate::shape::Given::default(),
-                mode: shmlane_cli::line::Mode::Framed,
+                mode: shmlane_cli::line::Mode::Lines,
                 delim: b'\n',
             };
             if kind == KindArg::Bytes {
                 shape.capacity = chan::bytes_capacity(&shape).max(1 << 20);
             }
+            // The limits and the size guard `create` applies (over 1 GiB: refused).
+            chan::check_shape(into, &shape)?;
             // Kept when replay ends: its messages are for a receiver that comes later.
             (shape, UnlinkPolicy::Never)
         }
@@ -271,6 +278,8 @@ pub(crate) fn replay(file: &Path, into: &str, speed: Speed) -> Result<Ended, Cli
         msg: Vec::new(),
     };
     let mut sent = 0u64;
+    // The first record's time: the replay starts with it (not after the recorder's idle start).
+    let mut first_t: Option<u64> = None;
     loop {
         if let Some(s) = sig::caught() {
             eprintln!("replayed {sent} messages into {into} before the signal");
@@ -294,9 +303,27 @@ pub(crate) fn replay(file: &Path, into: &str, speed: Speed) -> Result<Ended, Cli
             )));
         }
         if let Speed::Times(f) = speed {
-            // The schedule is absolute (from the start): one late message delays no other.
-            let due = t0 + Duration::from_nanos(rec.t_ns).div_f64(f);
+            // The schedule is absolute (from the first message): one late message delays no
+            // other. The times come from the file: a schedule this machine's clock cannot
+            // hold is an error, not a panic.
+            let base = *first_t.get_or_insert(rec.t_ns);
+            let due = Duration::try_from_secs_f64(
+                Duration::from_nanos(rec.t_ns.saturating_sub(base)).as_secs_f64() / f,
+            )
+                .ok()
+                .and_then(|d| t0.checked_add(d))
+                .ok_or_else(|| {
+                    CliError(format!(
+                        "replayed {sent} messages into {into}, then stopped: the record at byte offset {at} is due {} s after the first, more than this machine can wait for",
+                        rec.t_ns.saturating_sub(base) / 1_000_000_000
+                    ))
+                })?;
             pace(due);
+            // A signal ends the wait early: the message is not sent ahead of its time.
+            if let Some(s) = sig::caught() {
+                eprintln!("replayed {sent} messages into {into} before the signal");
+                return Ok(Ended::Signal(s));
+            }
         }
         match &mut sink {
             Sink::Pub(p) => p

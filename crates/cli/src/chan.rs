@@ -210,7 +210,7 @@ pub fn bytes_capacity(shape: &Shape) -> u64 {
         .max(256)
 }
 
-fn check_shape(name: &str, shape: &Shape) -> Result<(), CliError> {
+pub(crate) fn check_shape(name: &str, shape: &Shape) -> Result<(), CliError> {
     if shape.kind == KindArg::Latest {
         return crate::latest::check_shape(name, shape);
     }

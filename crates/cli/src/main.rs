@@ -519,8 +519,15 @@ fn run(cli: Cli) -> Result<chan::Ended, CliError> {
             take,
             count,
             duration,
-        } => return capture::record(&name, &out, take, count, duration),
-        Cmd::Replay { file, into, speed } => return capture::replay(&file, &into, speed),
+        } => {
+            // Stopped by a signal, the recorder ends its file and leaves the channel cleanly.
+            sig::install()?;
+            return capture::record(&name, &out, take, count, duration);
+        }
+        Cmd::Replay { file, into, speed } => {
+            sig::install()?;
+            return capture::replay(&file, &into, speed);
+        }
         Cmd::Metrics { dir, listen } => match listen {
             None => print!("{}", metrics::render(&stat_all_json(dir.as_deref())?)),
             Some(addr) => metrics::serve(addr, || stat_all_json(dir.as_deref()))?,

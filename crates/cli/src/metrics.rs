@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -86,7 +86,7 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "shmlane_channel_capacity",
         kind: "gauge",
-        help: "Slots in the channel's ring (a latest-value channel: its value slots).",
+        help: "The channel's ring: slots (spsc, mpmc, broadcast), bytes (bytes), value slots (latest).",
         samples: |v| plain(v, "/capacity"),
     },
     Family {
@@ -252,8 +252,8 @@ pub(crate) fn render(all: &Value) -> String {
     out
 }
 
-/// How long one client may take to send its request or read the answer: a slow or silent
-/// client holds the (one) serving thread at most this long.
+/// How long one client may take to send its whole request (then it gets 408), and each write
+/// of the answer: a slow or silent client holds the (one) serving thread about this long.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Serves `GET /metrics` at `addr` until SIGINT, SIGTERM or SIGHUP (then returns: exit 0).
@@ -299,17 +299,42 @@ fn answer(
     read: &impl Fn() -> Result<Value, CliError>,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    // The request line and headers, up to the blank line (or 8 KiB: enough for any scraper).
+    // The request line and headers, up to the blank line (CRLF or bare LF) or 8 KiB (enough
+    // for any scraper), within one deadline for the whole request.
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    let ended =
+        |r: &[u8]| r.windows(4).any(|w| w == b"\r\n\r\n") || r.windows(2).any(|w| w == b"\n\n");
     let mut req = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            break;
+    while !ended(&req) && req.len() < 8192 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return reply(
+                &mut stream,
+                "408 Request Timeout",
+                "send the request within 2 s\n",
+            );
         }
-        req.extend_from_slice(&buf[..n]);
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return reply(
+                    &mut stream,
+                    "408 Request Timeout",
+                    "send the request within 2 s\n",
+                );
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
     let line = String::from_utf8_lossy(&req);
     let mut words = line.lines().next().unwrap_or("").split_whitespace();
@@ -323,6 +348,11 @@ fn answer(
         ("GET", _) => ("404 Not Found", "the metrics are at /metrics\n".to_owned()),
         _ => ("405 Method Not Allowed", "only GET /metrics\n".to_owned()),
     };
+    reply(&mut stream, status, &body)
+}
+
+/// Writes one response and flushes it.
+fn reply(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()

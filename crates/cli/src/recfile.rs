@@ -300,16 +300,25 @@ pub enum Speed {
     Times(f64),
 }
 
-/// Parses `max`, `1x`, `2x`, `0.5x`.
+/// The slowest replay factor (a thousandth of the recorded pace).
+pub const MIN_SPEED: f64 = 0.001;
+/// The fastest factor short of `max`.
+pub const MAX_SPEED: f64 = 1_000_000.0;
+
+/// Parses `max`, `1x`, `2x`, `0.5x` (factors from [`MIN_SPEED`] to [`MAX_SPEED`]).
 pub fn parse_speed(s: &str) -> Result<Speed, String> {
     if s == "max" {
         return Ok(Speed::Max);
     }
     s.strip_suffix('x')
         .and_then(|f| f.parse::<f64>().ok())
-        .filter(|f| f.is_finite() && *f > 0.0)
+        .filter(|f| (MIN_SPEED..=MAX_SPEED).contains(f))
         .map(Speed::Times)
-        .ok_or_else(|| format!("{s:?} is not a speed: give max, or a factor such as 1x, 2x, 0.5x"))
+        .ok_or_else(|| {
+            format!(
+                "{s:?} is not a speed: give max, or a factor from {MIN_SPEED}x to {MAX_SPEED}x such as 1x, 2x, 0.5x"
+            )
+        })
 }
 
 /// Fuzz entry point: reads `data` as a recording to its end or its first error; every record

@@ -368,6 +368,37 @@ fn metrics_served_over_http_until_ctrl_c() {
     assert_eq!(http_get(&addr, "/metrics").0, "HTTP/1.1 200 OK");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     drop(silent);
+    // A client trickling its request a byte at a time gets 408 once 2 s have passed in all,
+    // and a scrape behind it waits no longer than that.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let trickle = std::thread::spawn(move || {
+        let t = Instant::now();
+        for b in b"GET /metrics HTTP/1.1\r\nHost: x\r\n" {
+            if slow.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let mut resp = String::new();
+        let _ = slow.read_to_string(&mut resp);
+        (t.elapsed(), resp)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    assert_eq!(http_get(&addr, "/metrics").0, "HTTP/1.1 200 OK");
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    let (took, resp) = trickle.join().unwrap();
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    // Bare LF line ends are a request too.
+    let mut lf = TcpStream::connect(&addr).unwrap();
+    lf.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    lf.write_all(b"GET /metrics HTTP/1.0\n\n").unwrap();
+    let mut resp = String::new();
+    lf.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp:?}");
     // Ctrl-C: exits 0 within a second.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
